@@ -1,0 +1,30 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench sim clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dynvm serve $(if $(DYNVM_CONFIG),--config $(DYNVM_CONFIG),)
+
+test: $(STAMP)
+	$(BIN)/pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check dynvm tests bench tools
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+sim: $(STAMP)
+	$(BIN)/dynvm sim
+
+clean:
+	rm -rf $(VENV) .dynvm build *.egg-info

@@ -1,0 +1,141 @@
+"""What the core needs from the hypervisor side, with no XenAPI in sight.
+
+`dynvm.xen` implements `XenPool` for one `[xenhostN]` section (a standalone
+host or a pool master); the core only sees these plain views and calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# other_config tags dynvm puts on every VM it creates.
+TAG_OWNER = "dynvm_owner"
+TAG_LEASE = "dynvm_lease"  # request id
+TAG_CREATED = "dynvm_created"  # epoch seconds
+TAG_EXPIRES = "dynvm_expires"  # epoch seconds
+TAG_OS = "dynvm_os"
+TAG_STATE = "dynvm_state"  # "provisioning" until complete, then "ready" / "active"
+
+
+class XenError(Exception):
+    """A XenAPI call failed; `code` and `params` are XAPI's ErrorDescription."""
+
+    def __init__(self, code: str, params: list[str] | None = None, message: str = "") -> None:
+        self.code = code
+        self.params = list(params or [])
+        super().__init__(message or f"{code} {self.params}")
+
+
+class HostUnreachable(XenError):
+    """The pool cannot be reached (connect refused, timeout, TLS failure)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("HOST_UNREACHABLE", [], message)
+
+
+class LinkLocalOnly(XenError):
+    """The guest only got a 169.254.x.y address: its subnet has no free lease."""
+
+    def __init__(self, ip: str) -> None:
+        super().__init__("LINK_LOCAL_ONLY", [ip], f"guest kept link-local address {ip}")
+
+
+class WaitTimeout(XenError):
+    def __init__(self, what: str, secs: float) -> None:
+        super().__init__("TIMEOUT", [what, str(secs)], f"timed out after {secs:.0f}s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class VmView:
+    ref: str
+    uuid: str
+    name_label: str
+    name_description: str
+    power_state: str  # Running | Halted | ...
+    vcpus_max: int
+    memory_static_max: int  # bytes
+    resident_on: str  # member host uuid, "" when not running
+    is_template: bool
+    is_control_domain: bool
+    other_config: Mapping[str, str]
+    ips: tuple[str, ...]  # guest addresses, IPv4 first ("networkinfo")
+    os_name: str = ""  # guest metrics os_version name, "" when unknown
+
+
+@dataclass(frozen=True)
+class HostView:
+    uuid: str
+    ref: str
+    name_label: str
+    address: str
+    enabled: bool
+    cpu_count: int
+    memory_free: int  # bytes (host_metrics.memory_free)
+    memory_total: int
+    # SRs attached to this host, by name_label: (physical_size, physical_utilisation)
+    srs: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """A consistent snapshot of one [xenhostN] pool, as the inventory sees it."""
+
+    host_ref: int
+    hosts: tuple[HostView, ...]
+    vms: Mapping[str, VmView]  # by uuid; excludes templates and control domains
+    templates: Mapping[str, str]  # name_label -> VM ref
+    age_secs: float  # how old the freshest data is
+
+    def running_on(self, host_uuid: str) -> list[VmView]:
+        return [v for v in self.vms.values()
+                if v.power_state == "Running" and v.resident_on == host_uuid]
+
+
+@dataclass(frozen=True)
+class VmBuild:
+    """Everything needed to build one VM on one member host."""
+
+    name: str
+    description: str
+    template: str  # template name_label
+    host_uuid: str  # member to start it on
+    storage_name: str  # SR name_label for the disks spec
+    vcpus: int | None  # None: keep the template's
+    memory_bytes: int | None
+    network_device: str | None  # PIF device whose network the VIF joins
+    tags: Mapping[str, str]  # merged into other_config
+
+
+class XenPool(Protocol):
+    """One [xenhostN]: a standalone host or a pool, seen through its master."""
+
+    host_ref: int
+
+    def view(self, max_age: float | None = None) -> PoolView:
+        """Current inventory; raises HostUnreachable if it cannot be had."""
+
+    def build(self, spec: VmBuild, cancel: threading.Event | None = None) -> VmView:
+        """Clone, describe, size, network, tag, provision and start the VM.
+
+        On failure everything it created is destroyed before raising.
+        """
+
+    def wait_ready(self, vm_uuid: str, *, windows: bool, timeout: float,
+                   cancel: threading.Event | None = None) -> str:
+        """Wait for a usable IPv4; raises LinkLocalOnly or WaitTimeout."""
+
+    def destroy(self, vm_uuid: str) -> bool:
+        """Hard shutdown and destroy the VM with its VDIs; False if it was gone."""
+
+    def update(self, vm_uuid: str, *, name: str | None = None,
+               description: str | None = None,
+               tags: Mapping[str, str] | None = None) -> None:
+        """Rename / redescribe / retag a VM (warm-pool hand-out)."""
+
+    def tagged_vms(self) -> list[VmView]:
+        """Every VM (any power state) carrying dynvm tags, for reconciliation."""
+
+    def close(self) -> None: ...
