@@ -1,0 +1,143 @@
+"""Choosing member hosts for a request and reserving their capacity in the store."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from dynvm.config import Config, HostConfig, OsSpec
+from dynvm.core.capacity import host_key, slots_on
+from dynvm.core.ports import HostUnreachable, HostView, PoolView, XenError
+from dynvm.store.base import Reservation, Store
+
+log = logging.getLogger("dynvm.placement")
+
+SETTLE_SECS = 30.0  # keep counting a finished reservation until every worker's view shows the VM
+
+
+def eligible_hosts(cfg: Config, os_key: str | None, labels: frozenset[str],
+                   ignore_labels: bool, xhostref: int | None = None) -> list[HostConfig]:
+    """Host sections a request may use: serving the OS, matching the labels.
+
+    Without `labels`, only unlabelled hosts take ordinary work (labelled hosts
+    are kept for the jobs that ask for them); `ignore_labels` uses every host;
+    `xhostref` names one host whatever its labels.
+    """
+    hosts = [h for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
+             if os_key is None or os_key in h.os]
+    if xhostref is not None:
+        return [h for h in hosts if h.ref == xhostref]
+    if ignore_labels:
+        return hosts
+    if labels:
+        return [h for h in hosts if h.labels & labels]
+    return [h for h in hosts if not h.labels]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    host: HostConfig
+    view: PoolView
+    member: HostView
+    slots: int
+
+    @property
+    def key(self) -> str:
+        return host_key(self.host.ref, self.member.uuid)
+
+
+def views_of(hosts: Iterable[HostConfig], view_of: Callable[[HostConfig], PoolView]
+             ) -> tuple[list[tuple[HostConfig, PoolView]], list[int]]:
+    """Current views of the given pools; unreachable ones are named, not fatal."""
+    out, down = [], []
+    for h in hosts:
+        try:
+            out.append((h, view_of(h)))
+        except (HostUnreachable, XenError) as exc:
+            log.warning("xenhost%d unreachable: %s", h.ref, exc)
+            down.append(h.ref)
+    return out, down
+
+
+def candidates(views: Iterable[tuple[HostConfig, PoolView]], os_key: str,
+               reservations: list[Reservation], sizes: tuple[int, int] | None = None
+               ) -> list[Candidate]:
+    """Every member host of the given pools with its free slots; `sizes` = (vcpus, GiB)."""
+    by_host: dict[str, list[Reservation]] = {}
+    for r in reservations:
+        by_host.setdefault(r.host_key, []).append(r)
+    out = []
+    for hc, view in views:
+        for member in view.hosts:
+            live = by_host.get(host_key(hc.ref, member.uuid), [])
+            out.append(Candidate(hc, view, member,
+                                 slots_on(view, member, hc, os_key, live, sizes)))
+    return out
+
+
+def spread(cands: list[Candidate], count: int) -> dict[int, int]:
+    """Spread `count` VMs over candidates, most free room first, evenly.
+
+    Returns candidate index -> number of VMs.
+    """
+    left = {i: c.slots for i, c in enumerate(cands) if c.slots > 0}
+    plan: dict[int, int] = {}
+    for _ in range(count):
+        if not left:
+            break
+        i = max(left, key=lambda k: (left[k], -k))
+        plan[i] = plan.get(i, 0) + 1
+        left[i] -= 1
+        if left[i] == 0:
+            del left[i]
+    return plan
+
+
+@dataclass
+class Slot:
+    """One VM to build: where, and the reservation that holds its room."""
+
+    host: HostConfig
+    member_uuid: str
+    member_name: str
+    reservation: Reservation
+
+
+def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
+            request_id: str, view_of: Callable[[HostConfig], PoolView],
+            vcpus: int, memory_gib: float, ttl: float) -> tuple[list[Slot], int, list[int]]:
+    """Atomically reserve room for `count` VMs, spread over the given hosts.
+
+    Returns (slots, what was available at best, unreachable hosts). Fewer
+    slots than `count` means the caller must give them back: there is no room.
+    """
+    got: list[Slot] = []
+    best_avail = 0
+    down: list[int] = []
+    for _attempt in range(3):
+        views, down = views_of(hosts, view_of)
+        cands = candidates(views, spec.key, store.reservations(), (vcpus, int(memory_gib)))
+        avail = sum(c.slots for c in cands)
+        best_avail = max(best_avail, avail + len(got))
+        plan = spread(cands, count - len(got))
+        if sum(plan.values()) < count - len(got):
+            break
+        now = time.time()
+        for i, n in plan.items():
+            c = cands[i]
+            wanted = [Reservation(id=uuid.uuid4().hex, host_key=c.key, request_id=request_id,
+                                  os=spec.key, vcpus=vcpus, memory_gib=memory_gib,
+                                  disk_gib=float(spec.disk_gib), created=now, expires=now + ttl)
+                      for _ in range(n)]
+            view, member, hc = c.view, c.member, c.host
+            taken = store.reserve(
+                c.key, wanted,
+                lambda live, view=view, member=member, hc=hc: slots_on(
+                    view, member, hc, spec.key, live, (vcpus, int(memory_gib))))
+            got.extend(Slot(hc, member.uuid, member.name_label, r) for r in taken)
+        if len(got) >= count:
+            break
+    return got, best_avail, down

@@ -1,0 +1,229 @@
+"""Building one VM safely: the seed's steps, with retries and full cleanup.
+
+A VM is recorded in the store (lease in `provisioning` state) as soon as it
+exists, so a crash at any later point can be reconciled; any failure destroys
+what was built and gives the reservation back.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from dynvm.config import OsSpec
+from dynvm.core import history
+from dynvm.core.context import Context
+from dynvm.core.placement import SETTLE_SECS, Slot
+from dynvm.core.ports import (
+    TAG_CREATED,
+    TAG_EXPIRES,
+    TAG_LEASE,
+    TAG_OS,
+    TAG_OWNER,
+    TAG_STATE,
+    LinkLocalOnly,
+    VmBuild,
+    VmView,
+    XenError,
+)
+from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease
+
+log = logging.getLogger("dynvm.provisioning")
+
+LINK_LOCAL_ATTEMPTS = 3
+SSH_CHECK_SECS = 60.0
+
+
+class BuildFailed(Exception):
+    """One VM could not be built; everything it had was cleaned up."""
+
+
+@dataclass
+class Job:
+    """One VM to build for a request (or for a warm pool)."""
+
+    name: str
+    owner: str
+    request_id: str
+    slot: Slot
+    spec: OsSpec  # sizes already include the request's overrides
+    memory_bytes: int
+    expires: float
+    labels: list[str]
+    network_id: str | None
+    check_vms: bool
+    final_state: str = LEASE_ACTIVE  # LEASE_READY for warm-pool VMs
+    size_overridden: tuple[bool, bool] = (False, False)  # (cpus, memory) asked explicitly
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Built:
+    name: str
+    ip: str
+    vm_uuid: str
+    host_ref: int
+    lease: Lease
+
+
+def description(name: str, template: str, when: float) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+    return f"{name} from {template} on {stamp}"
+
+
+def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None) -> None:
+    """checkvms: the guest must accept a TCP connection on its SSH port."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if cancel is not None and cancel.is_set():
+            raise BuildFailed("cancelled")
+        try:
+            with socket.create_connection((ip, port), timeout=min(3.0, timeout)):
+                return
+        except OSError as exc:
+            last = exc
+        time.sleep(delay)  # waiting for the guest's sshd, not hiding a race
+        delay = min(delay * 2, 2.0)
+    raise BuildFailed(f"SSH port {port} of {ip} did not answer: {last}")
+
+
+def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> Built:
+    """Build, wait for a usable address, check, record. Raises BuildFailed, cleaned up."""
+    cfg = ctx.config()
+    host = job.slot.host
+    pool = ctx.pool(host)
+    spec = job.spec
+    started = ctx.clock()
+    tags = {
+        TAG_OWNER: job.owner,
+        TAG_LEASE: job.request_id,
+        TAG_CREATED: str(int(started)),
+        TAG_EXPIRES: str(int(job.expires)),
+        TAG_OS: spec.key,
+        TAG_STATE: LEASE_PROVISIONING,
+    }
+    build = VmBuild(
+        name=job.name,
+        description=description(job.name, spec.template, started),
+        template=spec.template,
+        host_uuid=job.slot.member_uuid,
+        storage_name=host.storage_name,
+        vcpus=spec.vcpus if job.size_overridden[0] else None,
+        memory_bytes=job.memory_bytes if job.size_overridden[1] else None,
+        network_device=job.network_id or host.network_id,
+        tags=tags,
+    )
+    reason = ""
+    with ctx.host_gate(job.slot.reservation.host_key):
+        for attempt in range(1, LINK_LOCAL_ATTEMPTS + 1):
+            vm: VmView | None = None
+            try:
+                vm = pool.build(build, cancel)
+                lease = Lease(vm_uuid=vm.uuid, name=job.name, owner=job.owner, host_ref=host.ref,
+                              host_uuid=job.slot.member_uuid, vm_ref=vm.ref, os=spec.key,
+                              request_id=job.request_id, created=started, expires=job.expires,
+                              state=LEASE_PROVISIONING, labels=job.labels)
+                ctx.store.put_lease(lease)
+                ip = pool.wait_ready(vm.uuid, windows=spec.is_windows,
+                                     timeout=cfg.network_timeout_secs, cancel=cancel)
+                if job.check_vms:
+                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel)
+                return _complete(ctx, job, lease, ip, started, attempt)
+            except LinkLocalOnly as exc:
+                reason = f"guest kept a link-local address ({exc.params[0]}), attempt {attempt}"
+                log.warning("%s: %s", job.name, reason)
+                _discard(ctx, job, vm, started, reason)
+            except (XenError, BuildFailed) as exc:
+                reason = str(exc)
+                _discard(ctx, job, vm, started, reason)
+                raise BuildFailed(f"{job.name}: {reason}") from exc
+            except Exception as exc:
+                reason = f"internal error: {exc!r}"
+                log.exception("building %s", job.name)
+                _discard(ctx, job, vm, started, reason)
+                raise BuildFailed(f"{job.name}: {reason}") from exc
+    raise BuildFailed(f"{job.name}: guest kept a link-local 169.254 address after "
+                      f"{LINK_LOCAL_ATTEMPTS} attempts (no free DHCP lease)")
+
+
+def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
+              attempts: int) -> Built:
+    now = ctx.clock()
+    host = job.slot.host
+    spec = job.spec
+    view = ctx.view(host)
+    vm = view.vms.get(lease.vm_uuid)
+    doc = history.created_doc(
+        vm_uuid=lease.vm_uuid, name=job.name, owner=job.owner, host=host,
+        member=job.slot.member_name, spec=spec, vcpus=spec.vcpus,
+        memory_bytes=job.memory_bytes, ip=ip, os_version=vm.os_name if vm else "",
+        created=started, create_secs=now - started, expires=job.expires, labels=job.labels,
+        request_id=job.request_id,
+        state="available" if job.final_state == LEASE_ACTIVE else "ready")
+    doc["attempts"] = attempts
+    doc.update(job.extra)
+    ctx.store.put_history(lease.vm_uuid, doc)
+    done = ctx.store.update_lease(lease.vm_uuid, state=job.final_state, ip=ip) or lease
+    ctx.pool(host).update(lease.vm_uuid, tags={TAG_STATE: job.final_state})
+    ctx.store.settle_reservation(job.slot.reservation.id, vm_uuid=lease.vm_uuid,
+                                 settle_secs=SETTLE_SECS)
+    return Built(job.name, ip, lease.vm_uuid, host.ref, done)
+
+
+def _discard(ctx: Context, job: Job, vm: VmView | None, started: float, reason: str) -> None:
+    """Destroy a failed VM with its disks and record why; never raises."""
+    if vm is None:
+        return
+    try:
+        ctx.pool(job.slot.host).destroy(vm.uuid)
+    except Exception:  # keep the lease: reconciliation will find the VM by its tags
+        log.exception("could not destroy failed VM %s (%s)", job.name, vm.uuid)
+        return
+    try:
+        base = history.created_doc(
+            vm_uuid=vm.uuid, name=job.name, owner=job.owner, host=job.slot.host,
+            member=job.slot.member_name, spec=job.spec, vcpus=job.spec.vcpus,
+            memory_bytes=job.memory_bytes, ip="", os_version="", created=started,
+            create_secs=ctx.clock() - started, expires=job.expires, labels=job.labels,
+            request_id=job.request_id)
+        ctx.store.put_history(vm.uuid, history.failed_doc(base, reason, ctx.clock()))
+        ctx.store.delete_lease(vm.uuid)
+    except Exception:
+        log.exception("could not record the failure of %s", job.name)
+
+
+def release_slot(ctx: Context, slot: Slot) -> None:
+    """Give a reservation back at once (the VM never came up)."""
+    try:
+        ctx.store.settle_reservation(slot.reservation.id, settle_secs=0.0)
+    except Exception:
+        log.exception("could not give back reservation %s", slot.reservation.id)
+
+
+def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str, str]]]:
+    """Build every job in parallel (each host throttles itself); never raises."""
+    if not jobs:
+        return [], []
+    cancel = threading.Event()
+    built: list[Built] = []
+    failed: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=min(len(jobs), 64),
+                            thread_name_prefix="dynvm-build") as pool:
+        futures = {pool.submit(build_one, ctx, job, cancel): job for job in jobs}
+        for fut, job in futures.items():
+            try:
+                built.append(fut.result())
+            except BuildFailed as exc:
+                failed.append((job.name, str(exc)))
+                release_slot(ctx, job.slot)
+            except Exception as exc:  # build_one should not leak others; be safe
+                log.exception("building %s", job.name)
+                failed.append((job.name, repr(exc)))
+                release_slot(ctx, job.slot)
+    return built, failed

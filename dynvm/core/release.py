@@ -1,0 +1,149 @@
+"""Releasing VMs (by name, on expiry, on rollback) and moving their expiry.
+
+Exactly one process destroys a given VM: the lease is claimed with a
+compare-and-set first. When the store cannot be reached, the VM is found by
+its other_config tags in the inventory and destroyed all the same; the
+lease and history updates then wait in the local outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dynvm.core import history
+from dynvm.core.context import Context
+from dynvm.core.placement import views_of
+from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, TAG_STATE
+from dynvm.store.base import (
+    LEASE_ACTIVE,
+    LEASE_READY,
+    LEASE_RELEASING,
+    Lease,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("dynvm.release")
+
+
+def names_for(name: str, count: int | None) -> list[str]:
+    """The seed's naming: `name` for one VM, `name1 … nameN` for N."""
+    if count is None or count == 1:
+        return [name]
+    return [f"{name}{i}" for i in range(1, count + 1)]
+
+
+def release_lease(ctx: Context, lease: Lease, reason: str,
+                  release_state: str | None = None) -> bool:
+    """Destroy a leased VM and close its history. False if another process has it."""
+    claimed = ctx.store.claim_lease(lease.vm_uuid, lease.state, state=LEASE_RELEASING)
+    if claimed is None:
+        return False
+    return _destroy_and_record(ctx, claimed, reason, release_state, previous=lease.state)
+
+
+def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: str | None,
+                        previous: str) -> bool:
+    cfg = ctx.config()
+    host = cfg.hosts.get(lease.host_ref)
+    started = ctx.clock()
+    if host is not None:
+        try:
+            ctx.pool(host).destroy(lease.vm_uuid)
+        except Exception:
+            log.exception("releasing %s: destroy failed; will retry", lease.name)
+            ctx.store.update_lease(lease.vm_uuid, state=previous)
+            raise
+    else:
+        log.warning("releasing %s: xenhost%d is no longer configured; forgetting the lease",
+                    lease.name, lease.host_ref)
+    done = ctx.clock()
+    try:
+        doc = ctx.store.get_history(lease.vm_uuid)
+    except StoreUnavailable:
+        doc = {"created_time": lease.created}
+    ctx.store.update_history(lease.vm_uuid, history.deleted_patch(
+        doc, at=done, delete_secs=done - started, reason=reason, release_state=release_state))
+    ctx.store.delete_lease(lease.vm_uuid)
+    return True
+
+
+def leases_named(ctx: Context, names: list[str]) -> list[Lease]:
+    """Handed-out leases with these names (never warm-pool VMs)."""
+    out = []
+    for n in names:
+        out.extend(lease for lease in ctx.store.leases(name=n)
+                   if lease.state not in (LEASE_READY, LEASE_RELEASING))
+    return out
+
+
+def leases_from_tags(ctx: Context, names: list[str]) -> list[Lease]:
+    """Rebuild leases from VM tags when the store is unreachable."""
+    cfg = ctx.config()
+    views, _ = views_of(cfg.hosts.values(), ctx.view)
+    out = []
+    for hc, view in views:
+        for vm in view.vms.values():
+            oc = vm.other_config
+            if vm.name_label in names and TAG_LEASE in oc and oc.get(TAG_STATE) == LEASE_ACTIVE:
+                out.append(Lease(vm_uuid=vm.uuid, name=vm.name_label, owner=oc.get(TAG_OWNER, ""),
+                                 host_ref=hc.ref, host_uuid=vm.resident_on, vm_ref=vm.ref,
+                                 os=oc.get(TAG_OS, ""), request_id=oc[TAG_LEASE],
+                                 created=float(oc.get(TAG_CREATED, 0) or 0),
+                                 expires=float(oc.get(TAG_EXPIRES, 0) or 0),
+                                 state=LEASE_ACTIVE))
+    return out
+
+
+def release_names(ctx: Context, names: list[str], reason: str,
+                  release_state: str | None = None) -> list[str]:
+    """Release every VM with one of these names; returns the names released."""
+    try:
+        leases = leases_named(ctx, names)
+        offline = False
+    except StoreUnavailable:
+        leases = leases_from_tags(ctx, names)
+        offline = True
+    released = []
+    for lease in sorted(leases, key=lambda item: (len(item.name), item.name)):
+        if offline:
+            ok = _destroy_and_record(ctx, lease.with_(state=LEASE_RELEASING), reason,
+                                     release_state, previous=LEASE_ACTIVE)
+        else:
+            ok = release_lease(ctx, lease, reason, release_state)
+        if ok:
+            released.append(lease.name)
+    return released
+
+
+def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool) -> list[str]:
+    """Move the expiry of these VMs; returns the names changed."""
+    cfg = ctx.config()
+    minutes = min(minutes, cfg.expiry_minutes_max)
+    changed = []
+    for lease in leases_named(ctx, names):
+        base = lease.created if from_created else ctx.clock()
+        expires = base + minutes * 60
+        if ctx.store.update_lease(lease.vm_uuid, expires=expires) is None:
+            continue
+        ctx.store.update_history(lease.vm_uuid, {"expired_time": int(expires)})
+        host = cfg.hosts.get(lease.host_ref)
+        if host is not None:
+            try:
+                ctx.pool(host).update(lease.vm_uuid, tags={TAG_EXPIRES: str(int(expires))})
+            except Exception:  # the lease is the record; the tag is a hint for outages
+                log.warning("could not retag %s with its new expiry", lease.name)
+        changed.append(lease.name)
+    return changed
+
+
+def expire_due(ctx: Context) -> int:
+    """Release every lease whose time has come; returns how many were released."""
+    n = 0
+    for lease in ctx.store.due_leases(ctx.clock()):
+        try:
+            if release_lease(ctx, lease, reason="expired"):
+                n += 1
+                log.info("expired %s (%s)", lease.name, lease.vm_uuid)
+        except Exception:
+            log.exception("expiring %s failed; will retry", lease.name)
+    return n

@@ -1,0 +1,156 @@
+"""A whole getservers request: validate, hand out warm VMs, reserve, build in parallel.
+
+The request is recorded in the store before any XenAPI call, so a crash
+mid-way can be reconciled; all-or-none failures release everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+
+from dynvm.config import Config, OsSpec
+from dynvm.core import warmpool
+from dynvm.core.capacity import GIB
+from dynvm.core.context import Context
+from dynvm.core.model import (
+    AllOrNoneFailed,
+    BadRequest,
+    NameInUse,
+    NoCapacity,
+    ProvisionFailed,
+    ServerResult,
+    ServersRequest,
+    ServersResult,
+    StoreDown,
+)
+from dynvm.core.placement import eligible_hosts, reserve
+from dynvm.core.provisioning import Built, Job, release_slot, run_jobs
+from dynvm.core.release import names_for, release_lease
+from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
+
+log = logging.getLogger("dynvm.servers")
+
+RESERVATION_SLACK_SECS = 900.0
+
+
+def effective_spec(cfg: Config, req: ServersRequest) -> OsSpec:
+    """The OS's sizes with the request's overrides (the first host serving it sets them)."""
+    specs = [h.os[req.os] for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
+             if req.os in h.os]
+    if not specs:
+        raise BadRequest(f"Error: unknown os '{req.os}'; served: {', '.join(sorted(served_os(cfg)))}")
+    spec = specs[0]
+    if req.cpus is not None:
+        spec = OsSpec(spec.key, spec.template, req.cpus, spec.memory_gib, spec.disk_gib)
+    if req.mem_bytes is not None:
+        spec = OsSpec(spec.key, spec.template, spec.vcpus,
+                      max(math.ceil(req.mem_bytes / GIB), 1), spec.disk_gib)
+    return spec
+
+
+def served_os(cfg: Config) -> set[str]:
+    return {k for h in cfg.hosts.values() for k in h.os}
+
+
+def check_request(cfg: Config, req: ServersRequest) -> None:
+    if req.os not in served_os(cfg):
+        raise BadRequest(f"Error: unknown os '{req.os}'; served: {', '.join(sorted(served_os(cfg)))}")
+    if req.xhostref is not None and req.xhostref not in cfg.hosts:
+        raise BadRequest(f"Error: xhostref={req.xhostref} is not a configured host; "
+                         f"known: {', '.join(str(r) for r in sorted(cfg.hosts))}")
+    if req.xhostref is not None and req.os not in cfg.hosts[req.xhostref].os:
+        raise BadRequest(f"Error: xenhost{req.xhostref} has no template for os '{req.os}'")
+
+
+def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
+    cfg = ctx.config()
+    check_request(cfg, req)
+    spec = effective_spec(cfg, req)
+    names = names_for(req.name, req.count)
+    now = ctx.clock()
+    minutes = req.expires_in_minutes or cfg.default_expiry_minutes
+    expires = now + min(minutes, cfg.expiry_minutes_max) * 60
+    request_id = uuid.uuid4().hex
+    try:
+        taken = [lease.name for n in names for lease in ctx.store.leases(name=n)
+                 if lease.state not in (LEASE_READY, LEASE_RELEASING)]
+        if taken:
+            raise NameInUse(f"Error: VM {taken[0]} already exists; release it or pick another name")
+        ctx.store.put_request(RequestRecord(id=request_id, name=req.name, os=req.os,
+                                            count=req.count, instance=ctx.instance, started=now))
+    except StoreUnavailable as exc:
+        raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
+                        f"reserved safely; try again shortly ({exc})") from exc
+    try:
+        result = _serve(ctx, cfg, req, spec, names, expires, request_id)
+    except Exception as exc:
+        _finish(ctx, request_id, "failed", {"error": str(exc)})
+        raise
+    _finish(ctx, request_id, "done" if not result.failed else "partial",
+            {"failed": result.failed})
+    return result
+
+
+def _finish(ctx: Context, request_id: str, state: str, detail: dict) -> None:
+    try:
+        ctx.store.finish_request(request_id, state, detail)
+    except Exception:
+        log.exception("could not close request %s", request_id)
+
+
+def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str],
+           expires: float, request_id: str) -> ServersResult:
+    hosts = eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref)
+    labels = sorted(req.labels)
+    warm: list[Built] = []
+    if req.cpus is None and req.mem_bytes is None and not req.network_id:
+        warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.name,
+                                   request_id=request_id, expires=expires, labels=labels)
+    left = names[len(warm):]
+    slots = []
+    if left:
+        try:
+            slots, avail, down = reserve(
+                ctx.store, cfg, hosts, spec, len(left), request_id, ctx.view,
+                vcpus=spec.vcpus, memory_gib=spec.memory_gib,
+                ttl=cfg.network_timeout_secs * 3 + RESERVATION_SLACK_SECS)
+        except StoreUnavailable as exc:
+            _give_back_warm(ctx, warm)
+            raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
+                            f"reserved safely; try again shortly ({exc})") from exc
+        if len(slots) < len(left):
+            for s in slots:
+                release_slot(ctx, s)
+            _give_back_warm(ctx, warm)
+            where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
+            raise NoCapacity(
+                f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
+                f"{avail + len(warm)} available{where}")
+    jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s, spec=spec,
+                memory_bytes=spec.memory_gib * GIB, expires=expires, labels=labels,
+                network_id=req.network_id, check_vms=req.check_vms,
+                size_overridden=(req.cpus is not None, req.mem_bytes is not None))
+            for n, s in zip(left, slots, strict=True)]
+    built, failed = run_jobs(ctx, jobs)
+    built = warm + built
+    if failed and (req.all_or_none or not built):
+        for b in built:
+            try:
+                release_lease(ctx, b.lease, reason="rollback: all-or-none request failed")
+            except Exception:
+                log.exception("rollback of %s failed", b.name)
+        reasons = "; ".join(r for _, r in failed)
+        if req.all_or_none:
+            raise AllOrNoneFailed(f"all vms couldn't be created successfully: {reasons}")
+        raise ProvisionFailed(f"Error: no VM could be created: {reasons}")
+    order = {n: i for i, n in enumerate(names)}
+    servers = sorted((ServerResult(b.name, b.ip, b.host_ref, b.vm_uuid, b in warm)
+                      for b in built), key=lambda s: order[s.name])
+    return ServersResult(servers=servers, failed=failed)
+
+
+def _give_back_warm(ctx: Context, warm: list[Built]) -> None:
+    for b in warm:
+        warmpool.give_back(ctx, b)

@@ -1,0 +1,231 @@
+"""The core facade: one object serving the HTTP API, the CLI and the background loops."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from dynvm.config import Config
+from dynvm.core import servers, warmpool
+from dynvm.core.background import Background, Timings
+from dynvm.core.capacity import vm_os
+from dynvm.core.context import Context
+from dynvm.core.model import (
+    AllOrNoneFailed,
+    Available,
+    BadRequest,
+    DynvmError,
+    NameInUse,
+    NoCapacity,
+    NotFound,
+    ProvisionFailed,
+    ServerResult,
+    ServersRequest,
+    ServersResult,
+    ShowAll,
+    StoreDown,
+)
+from dynvm.core.placement import candidates, eligible_hosts, views_of
+from dynvm.core.registry import PoolFactory, PoolRegistry
+from dynvm.core.release import names_for, release_names, set_expiry
+from dynvm.store.base import Store, StoreError, StoreUnavailable
+
+__all__ = [
+    "AllOrNoneFailed", "Available", "BadRequest", "DynvmError", "NameInUse", "NoCapacity",
+    "NotFound", "ProvisionFailed", "ServerResult", "ServersRequest", "ServersResult",
+    "ShowAll", "StoreDown", "Dynvm", "build_service",
+]
+
+log = logging.getLogger("dynvm.service")
+
+
+class Dynvm:
+    """Everything the service does, independent of HTTP."""
+
+    def __init__(self, config: Callable[[], Config], store: Store, pool_factory: PoolFactory,
+                 *, config_status: Callable[[], dict[str, Any]] | None = None,
+                 timings: Timings | None = None, background: bool = True) -> None:
+        self._config = config
+        self._config_status = config_status or (lambda: {"error": None})
+        self.registry = PoolRegistry(pool_factory)
+        self.ctx = Context(store=store, registry=self.registry, config=self.config)
+        self.background = Background(self.ctx, timings)
+        self._run_background = background
+        self._synced: Config | None = None
+        self._lock = threading.Lock()
+
+    # -- plumbing -----------------------------------------------------------------
+    def config(self) -> Config:
+        cfg = self._config()
+        if cfg is not self._synced:
+            with self._lock:
+                if cfg is not self._synced:
+                    self.registry.sync(cfg)
+                    self._synced = cfg
+        return cfg
+
+    def _touch(self) -> Config:
+        if self._run_background:
+            self.background.ensure_started()
+        return self.config()
+
+    def os_keys(self) -> set[str]:
+        return servers.served_os(self.config())
+
+    def host_refs(self) -> set[int]:
+        return set(self.config().hosts)
+
+    # -- reads ------------------------------------------------------------------------
+    def show_all(self, os: str | None, labels: frozenset[str], ignore_labels: bool) -> ShowAll:
+        cfg = self._touch()
+        if os is not None and os not in servers.served_os(cfg):
+            raise BadRequest(f"Error: unknown os '{os}'")
+        hosts = eligible_hosts(cfg, None, labels, ignore_labels)
+        views, down = views_of(hosts, self.ctx.view)
+        out: dict[int, list[dict]] = {}
+        age = 0.0
+        for hc, view in views:
+            age = max(age, view.age_secs)
+            rows = []
+            for vm in view.vms.values():
+                if vm.power_state != "Running":
+                    continue
+                if os is not None and vm_os(vm, hc) != os:
+                    continue
+                rows.append({
+                    "name": vm.name_label,
+                    "power_state": vm.power_state,
+                    "vcpus": str(vm.vcpus_max),
+                    "memory_static_max": str(vm.memory_static_max),
+                    "networkinfo": ",".join(vm.ips),
+                    "name_description": vm.name_description,
+                })
+            rows.sort(key=lambda r: r["name"])
+            out[hc.ref] = rows
+        return ShowAll(out, down, age)
+
+    def available(self, os: str, labels: frozenset[str], ignore_labels: bool) -> Available:
+        cfg = self._touch()
+        if os not in servers.served_os(cfg):
+            raise BadRequest(f"Error: unknown os '{os}'")
+        hosts = eligible_hosts(cfg, os, labels, ignore_labels)
+        return self._count(hosts, os)
+
+    def _count(self, hosts: list, os: str) -> Available:
+        views, down = views_of(hosts, self.ctx.view)
+        try:
+            reservations = self.ctx.store.reservations()
+            ready = warmpool.ready_count(self.ctx, os, {h.ref for h, _ in views})
+        except StoreUnavailable:
+            reservations, ready = [], 0
+        count = sum(c.slots for c in candidates(views, os, reservations)) + ready
+        age = max((v.age_secs for _, v in views), default=0.0)
+        return Available(count, down, age)
+
+    def available_by_label(self, os: str) -> list[dict]:
+        cfg = self._touch()
+        if os not in servers.served_os(cfg):
+            raise BadRequest(f"Error: unknown os '{os}'")
+        labels = sorted({lbl for h in cfg.hosts.values() for lbl in h.labels})
+        out = []
+        for lbl in labels:
+            hosts = eligible_hosts(cfg, os, frozenset({lbl}), False)
+            out.append({"label": lbl, "count": self._count(hosts, os).count})
+        out.append({"label": "default",
+                    "count": self._count(eligible_hosts(cfg, os, frozenset(), False), os).count})
+        return out
+
+    # -- writes -----------------------------------------------------------------------
+    def get_servers(self, req: ServersRequest) -> ServersResult:
+        self._touch()
+        return servers.get_servers(self.ctx, req)
+
+    def release_servers(self, name: str, count: int | None, state: str | None) -> list[str]:
+        self._touch()
+        names = names_for(name, count)
+        if count is None:
+            names = self._names_or_numbered(name)
+        released = release_names(self.ctx, names, reason="released", release_state=state)
+        if not released:
+            raise NotFound(f"Error: VM {name} doesn't exist")
+        return released
+
+    def _names_or_numbered(self, name: str) -> list[str]:
+        """Without `count`: the VM called `name`, else every `name<N>` of one request."""
+        try:
+            leases = self.ctx.store.leases()
+        except StoreUnavailable:
+            return [name] + [f"{name}{i}" for i in range(1, 101)]
+        names = {lease.name for lease in leases}
+        if name in names:
+            return [name]
+        return sorted((n for n in names if n.startswith(name) and n[len(name):].isdigit()),
+                      key=lambda n: int(n[len(name):]))
+
+    def set_expiry(self, name: str, minutes: int, from_created: bool,
+                   count: int | None) -> list[str]:
+        self._touch()
+        names = names_for(name, count) if count is not None else self._names_or_numbered(name)
+        try:
+            changed = set_expiry(self.ctx, names, minutes, from_created)
+        except StoreUnavailable as exc:
+            raise StoreDown(f"Error: the state store is unreachable ({exc})") from exc
+        if not changed:
+            raise NotFound(f"Error: VM {name} doesn't exist")
+        return changed
+
+    # -- operations ---------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        cfg = self._touch()
+        status = "ok"
+        conf = dict(self._config_status())
+        if conf.get("error"):
+            status = "degraded"
+        try:
+            self.ctx.store.ping()
+            store = {"ok": True, "pending_outbox": getattr(self.ctx.store, "pending",
+                                                           lambda: 0)()}
+        except StoreError as exc:
+            store = {"ok": False, "error": str(exc)}
+            status = "degraded"
+        hosts = {}
+        for hc in cfg.hosts.values():
+            try:
+                view = self.ctx.view(hc)
+                hosts[str(hc.ref)] = {"ok": True, "members": len(view.hosts),
+                                      "vms": len(view.vms), "view_age_secs": round(view.age_secs, 2)}
+            except Exception as exc:
+                hosts[str(hc.ref)] = {"ok": False, "error": str(exc)}
+        return {"status": status, "config": conf, "store": store, "hosts": hosts,
+                "instance": self.ctx.instance, "leader": self.background.is_leader,
+                "background_error": self.background.last_error}
+
+    def close(self) -> None:
+        if self._run_background:
+            self.background.stop()
+        self.registry.close()
+        self.ctx.store.close()
+
+
+def build_service(config_path: str | None = None, *, timings: Timings | None = None,
+                  background: bool = True) -> Dynvm:
+    """Open the store and the Xen pools named by an INI file (or $DYNVM_CONFIG)."""
+    from dynvm.config import ConfigWatcher
+    from dynvm.store.factory import open_store
+    from dynvm.xen import open_pool
+
+    path = config_path or os.environ.get("DYNVM_CONFIG")
+    if not path:
+        raise RuntimeError("no configuration: pass a file or set DYNVM_CONFIG")
+    watcher = ConfigWatcher(path)
+    cfg = watcher.current()
+    store = open_store(cfg.store)
+
+    def status() -> dict[str, Any]:
+        return {"source": path, "generation": watcher.generation, "error": watcher.last_error}
+
+    return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
+                 background=background)

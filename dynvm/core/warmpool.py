@@ -1,0 +1,201 @@
+"""Warm pools: VMs of an OS kept booted and addressed, handed out in one step.
+
+Ready VMs are leases in state `ready` owned by nobody. A request claims one
+with a compare-and-set (so two workers never hand out the same VM), renames
+and retags it, and starts its lease; the filler (run by the elected
+background worker only) builds replacements with the normal provisioning
+steps and recycles ready VMs that are too old or whose guest went away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from dynvm.config import Config, HostConfig, PoolConfig
+from dynvm.core.capacity import GIB
+from dynvm.core.context import Context
+from dynvm.core.placement import eligible_hosts, reserve
+from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER, TAG_STATE
+from dynvm.core.provisioning import Built, Job, description, run_jobs
+from dynvm.core.release import release_lease
+from dynvm.store.base import (
+    LEASE_ACTIVE,
+    LEASE_PROVISIONING,
+    LEASE_READY,
+    Lease,
+    RequestRecord,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("dynvm.warmpool")
+
+READY_OWNER = ""  # ready VMs belong to nobody
+READY_PREFIX = "dynvm-ready-"
+
+
+def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
+               names: list[str], *, owner: str, request_id: str, expires: float,
+               labels: list[str]) -> list[Built]:
+    """Hand out up to len(names) ready VMs of `os_key` on the allowed hosts."""
+    allowed = {h.ref: h for h in hosts}
+    try:
+        ready = [lease for lease in ctx.store.leases(state=LEASE_READY, os=os_key)
+                 if lease.host_ref in allowed]
+    except StoreUnavailable:
+        return []
+    ready.sort(key=lambda lease: lease.created)
+    out: list[Built] = []
+    for lease in ready:
+        if len(out) == len(names):
+            break
+        name = names[len(out)]
+        claimed = ctx.store.claim_lease(lease.vm_uuid, LEASE_READY, state=LEASE_PROVISIONING,
+                                        name=name, owner=owner, request_id=request_id,
+                                        expires=expires, labels=labels)
+        if claimed is None:
+            continue  # another worker took it
+        host = allowed[lease.host_ref]
+        now = ctx.clock()
+        try:
+            ctx.pool(host).update(
+                lease.vm_uuid, name=name,
+                description=description(name, host.os[os_key].template, now),
+                tags={TAG_OWNER: owner, TAG_LEASE: request_id,
+                      TAG_EXPIRES: str(int(expires)), TAG_STATE: LEASE_ACTIVE})
+        except Exception:
+            log.exception("handing out ready VM %s failed; recycling it", lease.vm_uuid)
+            _recycle(ctx, claimed, "hand-out failed")
+            continue
+        done = ctx.store.update_lease(lease.vm_uuid, state=LEASE_ACTIVE) or claimed
+        ctx.store.update_history(lease.vm_uuid, {
+            "name": name, "username": owner, "state": "available", "request_id": request_id,
+            "expired_time": int(expires), "labels": labels, "from_warm_pool": True,
+            "ready_since": int(lease.created), "handed_out_time": round(now, 3),
+            "handout_duration_secs": round(ctx.clock() - now, 3)})
+        out.append(Built(name, lease.ip, lease.vm_uuid, lease.host_ref, done))
+    return out
+
+
+def give_back(ctx: Context, built: Built) -> None:
+    """A handed-out VM the request could not use: destroy it; the filler replaces it."""
+    try:
+        release_lease(ctx, built.lease, reason="request failed after hand-out")
+    except Exception:
+        log.exception("giving back %s failed", built.name)
+
+
+def ready_count(ctx: Context, os_key: str, host_refs: set[int]) -> int:
+    return sum(1 for lease in ctx.store.leases(state=LEASE_READY, os=os_key)
+               if lease.host_ref in host_refs)
+
+
+def _recycle(ctx: Context, lease: Lease, reason: str) -> None:
+    try:
+        release_lease(ctx, lease, reason=f"warm pool recycle: {reason}")
+    except Exception:
+        log.exception("recycling %s failed", lease.vm_uuid)
+
+
+class Filler:
+    """Keeps every [pool <os>] at its size. Run only by the elected background worker."""
+
+    def __init__(self, ctx: Context, max_parallel: int = 8) -> None:
+        self.ctx = ctx
+        self._exec = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="dynvm-fill")
+        self._inflight: dict[str, list[Future]] = {}
+        self._batches: dict[str, int] = {}  # warm request id -> builds still running
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        cfg = self.ctx.config()
+        for pool in cfg.pools.values():
+            try:
+                self._recycle_stale(cfg, pool)
+                self._fill(cfg, pool)
+            except StoreUnavailable:
+                return
+            except Exception:
+                log.exception("warm pool %s", pool.os)
+
+    def _hosts(self, cfg: Config, pool: PoolConfig) -> list[HostConfig]:
+        return eligible_hosts(cfg, pool.os, pool.labels, ignore_labels=False)
+
+    def _recycle_stale(self, cfg: Config, pool: PoolConfig) -> None:
+        now = self.ctx.clock()
+        for lease in self.ctx.store.leases(state=LEASE_READY, os=pool.os):
+            host = cfg.hosts.get(lease.host_ref)
+            if host is None:
+                _recycle(self.ctx, lease, "host no longer configured")
+                continue
+            if now - lease.created > pool.ttl_minutes * 60:
+                _recycle(self.ctx, lease, "older than its TTL")
+                continue
+            try:
+                vm = self.ctx.view(host).vms.get(lease.vm_uuid)
+            except Exception:
+                continue  # host unreachable: judge it later
+            if vm is None or vm.power_state != "Running" or lease.ip not in vm.ips:
+                _recycle(self.ctx, lease, "guest stopped answering")
+
+    def _fill(self, cfg: Config, pool: PoolConfig) -> None:
+        with self._lock:
+            running = [f for f in self._inflight.get(pool.os, []) if not f.done()]
+            self._inflight[pool.os] = running
+        hosts = self._hosts(cfg, pool)
+        have = ready_count(self.ctx, pool.os, {h.ref for h in hosts}) + len(running)
+        want = pool.ready - have
+        if want <= 0 or not hosts:
+            return
+        spec = hosts[0].os[pool.os]
+        request_id = f"warm-{uuid.uuid4().hex}"
+        slots, _avail, _down = reserve(
+            self.ctx.store, cfg, hosts, spec, want, request_id, self.ctx.view,
+            vcpus=spec.vcpus, memory_gib=spec.memory_gib,
+            ttl=cfg.network_timeout_secs * 3 + 900)
+        if not slots:
+            return
+        self.ctx.store.put_request(RequestRecord(
+            id=request_id, name=f"warm pool {pool.os}", os=pool.os, count=len(slots),
+            instance=self.ctx.instance, started=self.ctx.clock()))
+        expires = self.ctx.clock() + pool.ttl_minutes * 60 + 3600
+        jobs = [Job(name=f"{READY_PREFIX}{pool.os}-{uuid.uuid4().hex[:8]}", owner=READY_OWNER,
+                    request_id=request_id, slot=slot, spec=slot.host.os[pool.os],
+                    memory_bytes=spec.memory_gib * GIB, expires=expires,
+                    labels=sorted(pool.labels), network_id=None, check_vms=False,
+                    final_state=LEASE_READY)
+                for slot in slots]
+        with self._lock:
+            self._batches[request_id] = len(jobs)
+            self._inflight.setdefault(pool.os, []).extend(
+                self._exec.submit(self._build, request_id, job) for job in jobs)
+
+    def _build(self, request_id: str, job: Job) -> None:
+        built, failed = run_jobs(self.ctx, [job])
+        for name, reason in failed:
+            log.warning("warm pool %s: %s: %s", job.spec.key, name, reason)
+        for b in built:
+            log.info("warm pool %s: %s ready", job.spec.key, b.name)
+        with self._lock:
+            self._batches[request_id] -= 1
+            last = self._batches[request_id] == 0
+            if last:
+                del self._batches[request_id]
+        if last:
+            try:
+                self.ctx.store.finish_request(request_id, "done")
+            except Exception:
+                log.exception("closing warm request %s", request_id)
+
+    def inflight(self) -> int:
+        with self._lock:
+            return sum(1 for fs in self._inflight.values() for f in fs if not f.done())
+
+    def close(self) -> None:
+        self._exec.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["Filler", "take_ready", "give_back", "ready_count", "READY_PREFIX",
+           "LEASE_PROVISIONING"]
