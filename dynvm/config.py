@@ -1,20 +1,47 @@
 """dynvm configuration: the seed's INI format, validated, with hot reload.
 
-CONTRACT (implementation pending): the dataclasses below are what every other
-layer reads; `load_config` parses and validates a file into them;
-`ConfigWatcher` re-reads the file when it changes and keeps the last good one.
+The dataclasses below are what every other layer reads. `load_config` /
+`parse_config` turn an INI file into them and refuse a file with *all* its
+problems listed at once (an operator fixing a farm file at night should not
+have to play whack-a-mole). `ConfigWatcher` re-reads the file when it changes
+and keeps the last good configuration in force when a new one is broken.
 """
 
 from __future__ import annotations
 
+import configparser
+import difflib
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 WINDOWS_DEFAULTS = (12, 6, 71)  # vcpus, memory GiB, disk GiB for win* OS keys
 OTHER_DEFAULTS = (8, 4, 35)
 
+log = logging.getLogger("dynvm.config")
+
 
 class ConfigError(Exception):
-    """The file does not parse or validate; the message says where and why."""
+    """The file does not parse or validate; the message says where and why.
+
+    `problems` holds one line per problem, each naming file, line, section and
+    key, so the health endpoint and the log can show them as they are.
+    """
+
+    def __init__(self, problems: list[str], source: str = "<string>") -> None:
+        self.problems = list(problems)
+        self.source = source
+        n = len(self.problems)
+        head = f"configuration {source} refused: {n} problem{'s' if n != 1 else ''}"
+        super().__init__(head + "".join(f"\n  - {p}" for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -36,7 +63,7 @@ class HostConfig:
     name: str  # host.name as written: "10.1.2.3", "host:port" or a URL
     url: str  # normalised XAPI URL, "https://10.1.2.3" or "http://127.0.0.1:9001"
     user: str
-    password: str
+    password: str = field(repr=False)
     storage_name: str
     labels: frozenset[str] = frozenset()
     network_id: str | None = None  # PIF device (e.g. "eth1") whose network VMs join
@@ -53,7 +80,7 @@ class CouchbaseConfig:
     server: str  # "127.0.0.1" or a couchbase:// connection string
     bucket: str
     username: str
-    password: str
+    password: str = field(repr=False)
     scope: str = "_default"
     collection: str = "_default"
 
@@ -87,3 +114,666 @@ class Config:
     per_host_parallel: int = 4  # vm.parallel.per.host
     ssh_port: int = 22  # vm.ssh.port, for checkvms
     source: str | None = None  # file it came from
+    warnings: tuple[str, ...] = ()  # accepted but suspicious, logged at WARNING
+    digest: str = ""  # sha256 of the text it was parsed from
+
+    @property
+    def served_os(self) -> frozenset[str]:
+        """Every OS key at least one host has a template for."""
+        return frozenset(k for h in self.hosts.values() for k in h.os)
+
+
+# --------------------------------------------------------------------------- keys
+
+COMMON_KEYS: dict[str, str] = {
+    "vm.expiry.minutes": "expiry_minutes_max",
+    "vm.default.expiry.minutes": "default_expiry_minutes",
+    "vm.network.timeout.secs": "network_timeout_secs",
+    "vm.parallel.per.host": "per_host_parallel",
+    "vm.ssh.port": "ssh_port",
+}
+COUCHBASE_KEYS = (
+    "couchbase.server",
+    "couchbase.bucket",
+    "couchbase.username",
+    "couchbase.userpassword",
+    "couchbase.scope",
+    "couchbase.collection",
+)
+COUCHBASE_REQUIRED = COUCHBASE_KEYS[:4]
+STORE_KEYS = ("backend", "sqlite.path", "outbox.path")
+STORE_BACKENDS = ("sqlite", "couchbase")
+POOL_KEYS = ("ready", "labels", "ready.ttl.minutes")
+HOST_KEYS = (
+    "host.name",
+    "host.user",
+    "host.password",
+    "host.storage.name",
+    "host.labels",
+    "host.network.id",
+    "host.tls.verify",
+    "host.tls.ca",
+    "host.timeout.connect.secs",
+    "host.timeout.call.secs",
+)
+HOST_REQUIRED = ("host.name", "host.user", "host.password", "host.storage.name")
+HOST_VMS_MAX = "host.vms.max."
+OS_ATTRS = ("template", "vcpus", "memory", "disk")
+SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword"})
+
+_HOST_SECTION = re.compile(r"xenhost(\d+)")
+_POOL_SECTION = re.compile(r"pool\s+(\S+)")
+_OS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+# ------------------------------------------------------------------------ parsing
+
+
+class _Problems:
+    """Collects problems with their location so they can be reported together."""
+
+    def __init__(self, source: str, lines: dict[tuple[str, str | None], int]) -> None:
+        self.source = source
+        self.lines = lines
+        self._errors: list[tuple[int, int, str]] = []
+        self._warnings: list[tuple[int, int, str]] = []
+
+    @property
+    def errors(self) -> list[str]:
+        """In file order, so the report reads top to bottom like the file."""
+        return [m for _, _, m in sorted(self._errors)]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [m for _, _, m in sorted(self._warnings)]
+
+    def _where(self, section: str | None, key: str | None) -> tuple[int, str]:
+        line = self.lines.get((section, key)) if section is not None else None
+        if line is None and section is not None:
+            line = self.lines.get((section, None))
+        loc = f"{self.source}:{line}" if line else self.source
+        if section is None:
+            return line or 0, f"{loc}: "
+        return line or 0, f"{loc}: [{section}] {key + ': ' if key else ''}"
+
+    def error(self, section: str | None, key: str | None, what: str) -> None:
+        line, where = self._where(section, key)
+        self._errors.append((line, len(self._errors), where + what))
+
+    def at_line(self, line: int, what: str) -> None:
+        self._errors.append((line, len(self._errors), f"{self.source}:{line}: {what}"))
+
+    def warn(self, section: str | None, key: str | None, what: str) -> None:
+        line, where = self._where(section, key)
+        self._warnings.append((line, len(self._warnings), where + what))
+
+    def count(self) -> int:
+        return len(self._errors)
+
+
+def _line_index(text: str) -> dict[tuple[str, str | None], int]:
+    """Line numbers of section headers and keys, for messages (first wins)."""
+    index: dict[tuple[str, str | None], int] = {}
+    section: str | None = None
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and "]" in line:
+            section = line[1 : line.rindex("]")]  # as configparser reads it
+            index.setdefault((section, None), n)
+        elif section is not None and not raw[:1].isspace():
+            m = re.match(r"([^=:]+?)\s*[=:]", line)
+            if m:
+                index.setdefault((section, m.group(1)), n)
+    return index
+
+
+def _suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _split_list(value: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in value.split(",") if p.strip())
+
+
+class _Section:
+    """One section's values with `${ENV}` expanded and typed getters that record problems."""
+
+    def __init__(self, name: str, raw: Mapping[str, str], env: Mapping[str, str], p: _Problems):
+        self.name = name
+        self.p = p
+        self.raw = dict(raw)
+        self.values: dict[str, str] = {}
+        for key, value in self.raw.items():
+            expanded = self._expand(key, value, env)
+            if expanded is not None:
+                self.values[key] = expanded
+
+    def _expand(self, key: str, value: str, env: Mapping[str, str]) -> str | None:
+        missing: list[str] = []
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                missing.append(m.group(1))
+                return ""
+            return env[m.group(1)]
+
+        out = _ENV_REF.sub(sub, value)
+        for name in missing:
+            self.p.error(self.name, key, f"environment variable {name} is not set")
+        if "${" in _ENV_REF.sub("", value):
+            self.p.error(self.name, key, "malformed ${...} reference (write ${NAME})")
+            return None
+        return None if missing else out
+
+    def _shown(self, key: str) -> str:
+        # Echo what the file says, never a secret nor what came from the environment.
+        if key in SECRET_KEYS or "${" in self.raw.get(key, ""):
+            return ""
+        return f", got {self.raw[key]!r}"
+
+    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        if key not in self.values:
+            if key not in self.raw and required:
+                self.p.error(self.name, None, f"missing required key {key}")
+            return default
+        value = self.values[key].strip()
+        if not value:
+            if required:
+                self.p.error(self.name, key, "must not be empty")
+            return default
+        return value
+
+    def int(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        value = self.str(key)
+        if value is None:
+            return default
+        try:
+            n = int(value)
+        except ValueError:
+            self.p.error(self.name, key, f"must be a whole number{self._shown(key)}")
+            return default
+        if n < minimum or (maximum is not None and n > maximum):
+            bound = "a positive number" if minimum == 1 else f"at least {minimum}"
+            if maximum is not None:
+                bound = f"between {minimum} and {maximum}"
+            self.p.error(self.name, key, f"must be {bound}{self._shown(key)}")
+            return default
+        return n
+
+    def float(self, key: str, default: float) -> float:
+        value = self.str(key)
+        if value is None:
+            return default
+        try:
+            x = float(value)
+        except ValueError:
+            self.p.error(self.name, key, f"must be a number of seconds{self._shown(key)}")
+            return default
+        if not x > 0 or x == float("inf"):
+            self.p.error(self.name, key, f"must be a positive number{self._shown(key)}")
+            return default
+        return x
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.str(key)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        self.p.error(self.name, key, f"must be true or false{self._shown(key)}")
+        return default
+
+    def unknown(self, key: str, candidates: list[str] | tuple[str, ...]) -> None:
+        self.p.error(self.name, key, "unknown key" + _suggest(key, candidates))
+
+
+def normalise_host_url(name: str) -> str:
+    """Turn host.name (IP, host, host:port or URL) into the XAPI URL; ValueError if bad.
+
+    A bare host gets https:// because real XAPI listens there; an explicit
+    http:// is kept (the simulator, or a lab host behind a plain proxy).
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("is empty")
+    if "://" not in name:
+        try:  # a bare IPv6 address needs brackets to carry a port
+            if ipaddress.ip_address(name).version == 6:
+                name = f"[{name}]"
+        except ValueError:
+            pass
+        name = "https://" + name
+    parts = urlsplit(name)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"scheme must be http or https, got {parts.scheme!r}")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if any(c.isspace() for c in name):
+        raise ValueError("must not contain spaces")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a bad port") from None
+    if port == 0:
+        raise ValueError("has a bad port")
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _resolve_path(value: str, base: Path | None) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
+    p = s.p
+    n_before = p.count()
+    name = s.str("host.name", required=True)
+    user = s.str("host.user", required=True)
+    password = s.str("host.password", required=True)
+    storage = s.str("host.storage.name", required=True)
+    url = ""
+    if name is not None:
+        try:
+            url = normalise_host_url(name)
+        except ValueError as e:
+            p.error(s.name, "host.name", f"{e}, got {name!r} (write an IP, host, host:port or URL)")
+
+    ca_file = s.str("host.tls.ca")
+    if ca_file is not None:
+        path = _resolve_path(ca_file, base)
+        if not path.is_file():
+            p.error(s.name, "host.tls.ca", f"CA bundle {str(path)!r} is not a readable file")
+        ca_file = str(path)
+
+    os_attrs: dict[str, dict[str, str]] = {}
+    vms_max: dict[str, int] = {}
+    for key in s.raw:
+        if key in HOST_KEYS:
+            continue
+        if key.startswith(HOST_VMS_MAX):
+            os_key = key[len(HOST_VMS_MAX) :]
+            if not _OS_NAME.fullmatch(os_key):
+                p.error(s.name, key, "host.vms.max.<os> needs an OS key after the dot")
+                continue
+            vms_max[os_key] = s.int(key, 0, minimum=0)
+            continue
+        os_key, _, attr = key.rpartition(".")
+        if attr in OS_ATTRS and _OS_NAME.fullmatch(os_key) and not key.startswith("host."):
+            os_attrs.setdefault(os_key, {})[attr] = key
+            continue
+        candidates = list(HOST_KEYS) + [f"{o}.{a}" for o in os_attrs for a in OS_ATTRS]
+        if os_key and not key.startswith("host."):
+            candidates += [f"{os_key}.{a}" for a in OS_ATTRS]
+        s.unknown(key, candidates)
+
+    os_specs: dict[str, OsSpec] = {}
+    for os_key, attrs in sorted(os_attrs.items()):
+        if "template" not in attrs:
+            p.warn(s.name, next(iter(attrs.values())),
+                   f"sizes for {os_key} but no {os_key}.template: this host cannot serve {os_key}")
+            for key in attrs.values():  # still check them: a typo stays a typo
+                s.int(key, 1)
+            continue
+        template = s.values.get(attrs["template"], "").strip()
+        if not template and attrs["template"] in s.values:
+            p.error(s.name, attrs["template"], "template name must not be empty")
+        dv, dm, dd = WINDOWS_DEFAULTS if os_key.startswith("win") else OTHER_DEFAULTS
+        vcpus = s.int(attrs["vcpus"], dv) if "vcpus" in attrs else dv
+        memory = s.int(attrs["memory"], dm) if "memory" in attrs else dm
+        disk = s.int(attrs["disk"], dd) if "disk" in attrs else dd
+        if template:
+            os_specs[os_key] = OsSpec(os_key, template, vcpus, memory, disk)
+    for os_key in vms_max:
+        if os_key not in os_specs:
+            p.warn(s.name, HOST_VMS_MAX + os_key,
+                   f"cap for {os_key} but this host has no {os_key}.template")
+
+    host = HostConfig(
+        ref=ref,
+        name=name or "",
+        url=url,
+        user=user or "",
+        password=password or "",
+        storage_name=storage or "",
+        labels=_split_list(s.values.get("host.labels", "")),
+        network_id=s.str("host.network.id"),
+        vms_max=vms_max,
+        os=os_specs,
+        verify_tls=s.bool("host.tls.verify", True),
+        ca_file=ca_file,
+        connect_timeout=s.float("host.timeout.connect.secs", 5.0),
+        call_timeout=s.float("host.timeout.call.secs", 60.0),
+    )
+    return host if p.count() == n_before else None
+
+
+def _parse_couchbase(s: _Section) -> CouchbaseConfig:
+    for key in s.raw:
+        if key not in COUCHBASE_KEYS:
+            s.unknown(key, COUCHBASE_KEYS)
+    return CouchbaseConfig(
+        server=s.str("couchbase.server", "", required=True) or "",
+        bucket=s.str("couchbase.bucket", "", required=True) or "",
+        username=s.str("couchbase.username", "", required=True) or "",
+        password=s.str("couchbase.userpassword", "", required=True) or "",
+        scope=s.str("couchbase.scope", "_default") or "_default",
+        collection=s.str("couchbase.collection", "_default") or "_default",
+    )
+
+
+def _read_ini(text: str, p: _Problems) -> configparser.ConfigParser | None:
+    lines = text.splitlines()
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        inline_comment_prefixes=(";", "#"),
+        comment_prefixes=(";", "#"),
+        empty_lines_in_values=False,
+        strict=True,
+        default_section="\x00no-defaults",  # a literal [DEFAULT] is just an unknown section
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
+    try:
+        parser.read_string(text, source=p.source)
+    except configparser.DuplicateSectionError as e:
+        p.at_line(e.lineno, f"[{e.section}] section appears twice")
+    except configparser.DuplicateOptionError as e:
+        p.at_line(e.lineno, f"[{e.section}] {e.option}: key appears twice in the section")
+    except configparser.MissingSectionHeaderError as e:
+        p.at_line(e.lineno, f"text before the first [section]: {e.line.strip()!r}")
+    except configparser.ParsingError as e:
+        for lineno, _ in e.errors:
+            line = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else "?"
+            p.at_line(lineno, f"not a key=value line: {line!r}")
+    except configparser.Error as e:
+        p.error(None, None, f"does not parse: {e}")
+    else:
+        return parser
+    return None
+
+
+def parse_config(
+    text: str, source: str = "<string>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Parse and validate INI text; raise ConfigError listing every problem found."""
+    env = os.environ if env is None else env
+    p = _Problems(source, _line_index(text))
+    parser = _read_ini(text, p)
+    if parser is None:
+        raise ConfigError(p.errors, source)
+    base = Path(source).resolve().parent if Path(source).is_file() else None
+
+    sections = {name: _Section(name, parser[name], env, p) for name in parser.sections()}
+    hosts: dict[int, HostConfig] = {}
+    pool_sections: dict[str, _Section] = {}
+    known = ["common", "couchbase", "store", "xenhost1", "pool <os>"]
+    for name, s in sections.items():
+        m_host = _HOST_SECTION.fullmatch(name)
+        m_pool = _POOL_SECTION.fullmatch(name)
+        if m_host:
+            digits = m_host.group(1)
+            if digits.startswith("0"):
+                fix = f"write [xenhost{int(digits)}]" if int(digits) else "numbers start at 1"
+                p.error(name, None, f"bad section name: host number {digits!r} ({fix})")
+                continue
+            host = _parse_host(int(digits), s, base)
+            if host is not None:
+                hosts[host.ref] = host
+        elif m_pool:
+            pool_sections[m_pool.group(1)] = s
+        elif name not in ("common", "couchbase", "store"):
+            hint = _suggest(name, known)
+            if name.lower().startswith("xenhost"):
+                hint = " (hosts are [xenhostN] with N a number from 1, e.g. [xenhost1])"
+            elif name.lower().startswith("pool"):
+                hint = " (warm pools are [pool <os>], e.g. [pool centos])"
+            p.error(name, None, "bad section name" + hint)
+
+    if not any(_HOST_SECTION.fullmatch(n) for n in sections):
+        p.error(None, None, "no [xenhostN] section: at least one host is needed")
+
+    seen_urls: dict[str, int] = {}
+    for ref in sorted(hosts):
+        key = hosts[ref].url.lower()
+        if key in seen_urls:
+            p.error(f"xenhost{ref}", "host.name",
+                    f"same host as [xenhost{seen_urls[key]}] ({hosts[ref].name!r})")
+        else:
+            seen_urls[key] = ref
+
+    common_kwargs: dict[str, int] = {}
+    if "common" in sections:
+        s = sections["common"]
+        for key in s.raw:
+            if key not in COMMON_KEYS:
+                s.unknown(key, list(COMMON_KEYS))
+        defaults = Config(hosts={})
+        for key, attr in COMMON_KEYS.items():
+            maximum = 65535 if key == "vm.ssh.port" else None
+            common_kwargs[attr] = s.int(key, getattr(defaults, attr), maximum=maximum)
+
+    couchbase = _parse_couchbase(sections["couchbase"]) if "couchbase" in sections else None
+    store = StoreConfig(couchbase=couchbase)
+    if "store" in sections:
+        s = sections["store"]
+        for key in s.raw:
+            if key not in STORE_KEYS:
+                s.unknown(key, STORE_KEYS)
+        backend = s.str("backend", "sqlite") or "sqlite"
+        if backend not in STORE_BACKENDS:
+            p.error("store", "backend", f"must be sqlite or couchbase, got {backend!r}")
+        elif backend == "couchbase" and couchbase is None:
+            p.error("store", "backend", "backend=couchbase needs a [couchbase] section")
+        store = StoreConfig(
+            backend=backend,
+            sqlite_path=s.str("sqlite.path", StoreConfig.sqlite_path) or StoreConfig.sqlite_path,
+            outbox_path=s.str("outbox.path", StoreConfig.outbox_path) or StoreConfig.outbox_path,
+            couchbase=couchbase,
+        )
+
+    pools: dict[str, PoolConfig] = {}
+    served = {k: [h for h in hosts.values() if k in h.os] for h in hosts.values() for k in h.os}
+    # OSes named by a host section that failed validation: its own errors say why,
+    # so do not also blame the pool for it.
+    served_by_broken = {
+        key[: -len(".template")]
+        for name, s in sections.items()
+        if _HOST_SECTION.fullmatch(name)
+        for key in s.raw
+        if key.endswith(".template")
+    }
+    all_hosts_ok = len(hosts) == sum(1 for n in sections if _HOST_SECTION.fullmatch(n))
+    for os_key, s in pool_sections.items():
+        for key in s.raw:
+            if key not in POOL_KEYS:
+                s.unknown(key, POOL_KEYS)
+        if "ready" not in s.raw:
+            p.error(s.name, None, "missing required key ready")
+        pool = PoolConfig(
+            os=os_key,
+            ready=s.int("ready", 0, minimum=0),
+            labels=_split_list(s.values.get("labels", "")),
+            ttl_minutes=s.int("ready.ttl.minutes", 240),
+        )
+        if os_key not in served and os_key not in served_by_broken:
+            offered = ", ".join(sorted(served)) or "none"
+            p.error(s.name, None, f"no host serves {os_key} (no {os_key}.template in any [xenhostN]; served: {offered})"
+                    + _suggest(os_key, sorted(served)))
+        elif all_hosts_ok and pool.labels and not any(h.labels & pool.labels for h in served.get(os_key, [])):
+            p.error(s.name, "labels",
+                    f"no host serving {os_key} has any of the labels {', '.join(sorted(pool.labels))}")
+        pools[os_key] = pool
+
+    if p.errors:
+        raise ConfigError(p.errors, source)
+    return Config(
+        hosts=dict(sorted(hosts.items())),
+        store=store,
+        pools=pools,
+        source=source,
+        warnings=tuple(p.warnings),
+        digest=hashlib.sha256(text.encode()).hexdigest(),
+        **common_kwargs,
+    )
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate one INI file; ConfigError if unreadable or invalid."""
+    source = os.fspath(path)
+    try:
+        data = Path(source).read_bytes()
+    except OSError as e:
+        raise ConfigError([f"{source}: cannot read: {e.strerror or e}"], source) from None
+    return _parse_bytes(data, source, env)
+
+
+def _parse_bytes(data: bytes, source: str, env: Mapping[str, str] | None) -> Config:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {e.start})"], source) from None
+    return parse_config(text, source, env)
+
+
+# ------------------------------------------------------------------------ watcher
+
+
+class ConfigWatcher:
+    """Keeps the configuration of one file current without a restart.
+
+    `current()` is on every request's path, so it only looks at the file once
+    per `check_interval` and otherwise returns the Config in hand. A change is
+    detected by the content's hash (mtime alone misses two writes within the
+    same clock tick). A broken new file is refused and logged once; the last
+    good Config stays in force until a good file appears.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        on_change: Callable[[Config], None] | None = None,
+        check_interval: float = 1.0,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.env = env
+        self.on_change = on_change
+        self.check_interval = check_interval
+        self._lock = threading.RLock()  # re-entrant: on_change may call current()
+        self._read_error = ""
+        data = self._read()
+        if data is None:
+            raise ConfigError([f"{self.path}: cannot read: {self._read_error}"], self.path)
+        self._config = _parse_bytes(data, self.path, env)
+        self._log_warnings(self._config)
+        self._seen_digest = self._good_digest = hashlib.sha256(data).hexdigest()
+        self.last_error: str | None = None
+        self.loaded_at = time.time()
+        self.generation = 1
+        self._next_check = time.monotonic() + check_interval
+
+    def current(self) -> Config:
+        """The Config in force, re-checking the file when `check_interval` has passed."""
+        if time.monotonic() >= self._next_check:
+            self._check(force=False)
+        return self._config
+
+    def reload(self) -> bool:
+        """Check the file now; True when a new good Config was put in force."""
+        return self._check(force=True)
+
+    def _read(self) -> bytes | None:
+        try:
+            return Path(self.path).read_bytes()
+        except OSError as e:
+            self._read_error = e.strerror or str(e)
+            return None
+
+    def _check(self, force: bool) -> bool:
+        if not self._lock.acquire(blocking=force):
+            return False  # another thread is checking; keep serving the current one
+        try:
+            if not force and time.monotonic() < self._next_check:
+                return False
+            self._next_check = time.monotonic() + self.check_interval
+            data = self._read()
+            if data is None:
+                digest = "unreadable"
+                if digest != self._seen_digest:
+                    self._seen_digest = digest
+                    self._refuse(f"configuration {self.path} refused: cannot read: {self._read_error}")
+                return False
+            digest = hashlib.sha256(data).hexdigest()
+            if digest == self._seen_digest:
+                return False
+            self._seen_digest = digest
+            if digest == self._good_digest:  # back to the file in force: not a change
+                if self.last_error is not None:
+                    log.info("configuration %s is again the one in force", self.path)
+                self.last_error = None
+                return False
+            try:
+                config = _parse_bytes(data, self.path, self.env)
+            except ConfigError as e:
+                self._refuse(str(e))
+                return False
+            self._config = config
+            self._good_digest = digest
+            self.last_error = None
+            self.loaded_at = time.time()
+            self.generation += 1
+            log.info("configuration %s reloaded (generation %d, %d hosts)",
+                     self.path, self.generation, len(config.hosts))
+            self._log_warnings(config)
+            if self.on_change is not None:  # under the lock, so handlers see changes in order
+                try:
+                    self.on_change(config)
+                except Exception:
+                    log.exception("configuration change handler failed")
+            return True
+        finally:
+            self._lock.release()
+
+    def _refuse(self, message: str) -> None:
+        self.last_error = message
+        log.error("%s\nthe last good configuration (generation %d) stays in force",
+                  message, self.generation)
+
+    @staticmethod
+    def _log_warnings(config: Config) -> None:
+        for w in config.warnings:
+            log.warning("%s", w)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dynvm.config FILE`: validate a file before putting it in place."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m dynvm.config FILE", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args[0])
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    for w in config.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    served = ", ".join(sorted(config.served_os)) or "none"
+    print(f"{args[0]}: OK, {len(config.hosts)} hosts, OS served: {served}, "
+          f"store {config.store.backend}, {len(config.pools)} warm pools")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
