@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 WINDOWS_DEFAULTS = (12, 6, 71)  # vcpus, memory GiB, disk GiB for win* OS keys
@@ -113,6 +114,8 @@ class Config:
     network_timeout_secs: int = 400  # vm.network.timeout.secs
     per_host_parallel: int = 4  # vm.parallel.per.host
     ssh_port: int = 22  # vm.ssh.port, for checkvms
+    inventory_cache: bool = True  # inventory.cache: false reads XenServer on every request
+    leader_ttl_secs: float = 10.0  # background.leader.ttl.secs: takeover time if the leader dies
     source: str | None = None  # file it came from
     warnings: tuple[str, ...] = ()  # accepted but suspicious, logged at WARNING
     digest: str = ""  # sha256 of the text it was parsed from
@@ -132,6 +135,8 @@ COMMON_KEYS: dict[str, str] = {
     "vm.parallel.per.host": "per_host_parallel",
     "vm.ssh.port": "ssh_port",
 }
+COMMON_BOOL_KEYS: dict[str, str] = {"inventory.cache": "inventory_cache"}
+COMMON_FLOAT_KEYS: dict[str, str] = {"background.leader.ttl.secs": "leader_ttl_secs"}
 COUCHBASE_KEYS = (
     "couchbase.server",
     "couchbase.bucket",
@@ -550,16 +555,21 @@ def parse_config(
         else:
             seen_urls[key] = ref
 
-    common_kwargs: dict[str, int] = {}
+    common_kwargs: dict[str, Any] = {}
     if "common" in sections:
         s = sections["common"]
+        known = [*COMMON_KEYS, *COMMON_BOOL_KEYS, *COMMON_FLOAT_KEYS]
         for key in s.raw:
-            if key not in COMMON_KEYS:
-                s.unknown(key, list(COMMON_KEYS))
+            if key not in known:
+                s.unknown(key, known)
         defaults = Config(hosts={})
         for key, attr in COMMON_KEYS.items():
             maximum = 65535 if key == "vm.ssh.port" else None
             common_kwargs[attr] = s.int(key, getattr(defaults, attr), maximum=maximum)
+        for key, attr in COMMON_BOOL_KEYS.items():
+            common_kwargs[attr] = s.bool(key, getattr(defaults, attr))
+        for key, attr in COMMON_FLOAT_KEYS.items():
+            common_kwargs[attr] = s.float(key, getattr(defaults, attr))
 
     couchbase = _parse_couchbase(sections["couchbase"]) if "couchbase" in sections else None
     store = StoreConfig(couchbase=couchbase)

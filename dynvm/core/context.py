@@ -35,7 +35,8 @@ class Context:
         return self.registry.get(host)
 
     def view(self, host: HostConfig) -> PoolView:
-        return self.registry.get(host).view()
+        """The pool's inventory; with `inventory.cache=false`, read afresh every time."""
+        return self.registry.get(host).view(None if self.config().inventory_cache else 0.0)
 
     def host_gate(self, key: str) -> threading.BoundedSemaphore:
         """Per member host throttle, so a big request never floods one host."""

@@ -79,7 +79,7 @@ def candidates(views: Iterable[tuple[HostConfig, PoolView]], os_key: str,
 
 
 def spread(cands: list[Candidate], count: int) -> dict[int, int]:
-    """Spread `count` VMs over candidates, most free room first, evenly.
+    """Spread `count` VMs evenly over candidates: fewest assigned first, then most room.
 
     Returns candidate index -> number of VMs.
     """
@@ -88,7 +88,7 @@ def spread(cands: list[Candidate], count: int) -> dict[int, int]:
     for _ in range(count):
         if not left:
             break
-        i = max(left, key=lambda k: (left[k], -k))
+        i = max(left, key=lambda k: (-plan.get(k, 0), left[k], -k))
         plan[i] = plan.get(i, 0) + 1
         left[i] -= 1
         if left[i] == 0:

@@ -227,5 +227,6 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     def status() -> dict[str, Any]:
         return {"source": path, "generation": watcher.generation, "error": watcher.last_error}
 
+    timings = timings or Timings(leader_ttl=cfg.leader_ttl_secs)
     return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
                  background=background)
