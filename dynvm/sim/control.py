@@ -1,0 +1,111 @@
+"""The simulator's control endpoint: HTTP + JSON on loopback, for tests and
+benchmarks that run the farm in another process (`dynvm sim`).
+
+Its calls are not XenAPI calls and are never counted.
+
+    GET  /health          -> {"ok": true}
+    GET  /farm            -> {"pools": [{"name", "master", "hosts": [{"name", "url",
+                               "address", "uuid", "ref", "master", "online"}]}],
+                              "ca_file": str | null}
+    GET  /counts          -> {host name_label: {wire method name: calls}}
+    POST /counts/reset    -> {"ok": true}
+    POST /faults          -> {"ok": true}; the body is one JSON object:
+        {"kind": "unreachable", "host": NAME, "on": true|false}
+            the host's listener closes (connections refused) / reopens
+        {"kind": "slow", "host": NAME, "seconds": S}
+            S extra seconds (wall time, not scaled) before each answer; 0 = off
+        {"kind": "fail_next", "method": "VM.clone", "count": N, "code": "CODE",
+         "params": ["p1", ...], "host": NAME (optional)}
+            the next N calls of that method (any wire spelling, Async too)
+            fail with ErrorDescription [CODE, *params]
+        {"kind": "dhcp_exhausted", "pool": NAME (optional: every pool), "on": true|false}
+            Windows guests then get 169.254.x.y, Linux guests no address
+        {"kind": "invalidate_sessions"}
+            every pool session becomes SESSION_INVALID (like a xapi restart)
+        {"kind": "clear"}
+            removes pending fail_next rules, slowness and DHCP exhaustion
+Errors answer 400 (bad request) or 404 (unknown host / pool / path) with
+{"error": message}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .faults import UnknownName
+
+if TYPE_CHECKING:
+    from .farm import Farm
+
+JSON = "application/json"
+
+
+def _answer(code: int, obj: Any) -> tuple[int, bytes, str]:
+    return code, json.dumps(obj, sort_keys=True).encode(), JSON
+
+
+def _farm_doc(farm: Farm) -> dict[str, Any]:
+    return {
+        "pools": [
+            {
+                "name": p.name,
+                "master": p.master.name_label,
+                "hosts": [
+                    {"name": h.name_label, "url": h.url, "address": h.address, "uuid": h.uuid,
+                     "ref": h.ref, "master": h.is_master, "online": h.online}
+                    for h in p.hosts
+                ],
+            }
+            for p in farm.pools
+        ],
+        "ca_file": farm.ca_file,
+    }
+
+
+def apply_fault(farm: Farm, body: dict[str, Any]) -> None:
+    """Apply one fault document (see the module docstring); raises KeyError/ValueError."""
+    kind = body.get("kind")
+    on = bool(body.get("on", True))
+    if kind == "unreachable":
+        farm.set_unreachable(str(body["host"]), on)
+    elif kind == "slow":
+        farm.set_slow(str(body["host"]), float(body.get("seconds", 0.0)))
+    elif kind == "fail_next":
+        farm.fail_next(str(body["method"]), int(body.get("count", 1)), str(body["code"]),
+                       [str(p) for p in body.get("params") or []], body.get("host"))
+    elif kind == "dhcp_exhausted":
+        farm.exhaust_dhcp(body.get("pool"), on)
+    elif kind == "invalidate_sessions":
+        farm.invalidate_sessions()
+    elif kind == "clear":
+        farm.clear_faults()
+    else:
+        raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def handle(farm: Farm, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
+    path = path.split("?", 1)[0].rstrip("/") or "/"
+    if method == "GET" and path == "/health":
+        return _answer(200, {"ok": True})
+    if method == "GET" and path == "/farm":
+        return _answer(200, _farm_doc(farm))
+    if method == "GET" and path == "/counts":
+        return _answer(200, farm.call_counts())
+    if method == "POST" and path == "/counts/reset":
+        farm.reset_call_counts()
+        return _answer(200, {"ok": True})
+    if method == "POST" and path == "/faults":
+        try:
+            doc = json.loads(body or b"{}")
+            if not isinstance(doc, dict):
+                raise ValueError("the body must be a JSON object")
+            apply_fault(farm, doc)
+        except UnknownName as exc:
+            return _answer(404, {"error": str(exc)})
+        except KeyError as exc:
+            return _answer(400, {"error": f"missing field {exc}"})
+        except (ValueError, TypeError) as exc:
+            return _answer(400, {"error": str(exc)})
+        return _answer(200, {"ok": True})
+    return _answer(404, {"error": f"no such endpoint: {method} {path}"})

@@ -1,0 +1,310 @@
+"""From a decoded methodCall to an XAPI answer: name resolution, argument
+checks, sessions, faults, Async tasks, then a behaviour handler or the generic
+field/record handlers that the datamodel's tables make possible.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import datamodel
+from .datamodel import MessageSpec
+from .wire import DateTime, Raw, XapiError, decode_request, failure, success
+
+if TYPE_CHECKING:
+    from .db import Database
+    from .farm import Farm, SimHost, SimPool
+    from .sessions import SessionInfo
+
+Handler = Callable[..., Any]
+HANDLERS: dict[str, Handler] = {}
+
+# Parameters newer xapi versions accept that xenapi.json (2024-03) does not list.
+EXTRA_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "host.disable": (("auto_enable", "bool"),),
+}
+
+
+def handler(*names: str) -> Callable[[Handler], Handler]:
+    """Register a behaviour for `Class.message` wire names."""
+
+    def deco(fn: Handler) -> Handler:
+        for n in names:
+            HANDLERS[n] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class CallContext:
+    farm: Farm
+    pool: SimPool
+    host: SimHost
+    method: str
+    session: SessionInfo | None = None
+    task: str | None = None
+
+    @property
+    def db(self) -> Database:
+        return self.pool.db
+
+    def cancelled(self) -> bool:
+        if self.task is None:
+            return False
+        ev = self.pool.tasks.cancel_events.get(self.task)
+        return ev is not None and ev.is_set()
+
+    def check_cancel(self) -> None:
+        if self.cancelled():
+            raise XapiError("TASK_CANCELLED", self.task)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of wall time; a cancelled task stops with TASK_CANCELLED."""
+        if seconds <= 0:
+            self.check_cancel()
+            return
+        if self.task is None:
+            time.sleep(seconds)
+            return
+        ev = self.pool.tasks.cancel_events.get(self.task)
+        if ev is None:
+            time.sleep(seconds)
+        elif ev.wait(seconds):
+            raise XapiError("TASK_CANCELLED", self.task)
+
+    def progress(self, value: float) -> None:
+        if self.task is not None:
+            self.pool.tasks.progress(self.task, value)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    cls: str
+    msg: str
+    spec: MessageSpec
+    params: tuple[tuple[str, str], ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.cls}.{self.msg}"
+
+
+_CLASS_NAMES = sorted(datamodel.CLASSES, key=len, reverse=True)
+_resolve_cache: dict[str, Resolved | None] = {}
+_resolve_lock = threading.Lock()
+
+
+def resolve(name: str) -> Resolved | None:
+    """`VM.get_record` or `VM_get_record` (no Async prefix) -> its message."""
+    hit = _resolve_cache.get(name, False)
+    if hit is not False:
+        return hit  # type: ignore[return-value]
+    found: Resolved | None = None
+    candidates: list[tuple[str, str]] = []
+    if "." in name:
+        candidates.append(tuple(name.split(".", 1)))  # type: ignore[arg-type]
+    else:
+        for cls in _CLASS_NAMES:
+            if name.startswith(cls + "_"):
+                candidates.append((cls, name[len(cls) + 1:]))
+    for cls, msg in candidates:
+        spec = datamodel.CLASSES.get(cls)
+        if spec is not None and msg in spec.messages:
+            m = spec.messages[msg]
+            found = Resolved(cls, msg, m, m.params + EXTRA_PARAMS.get(f"{cls}.{msg}", ()))
+            break
+    with _resolve_lock:
+        if found is not None or len(_resolve_cache) < 10_000:  # junk names must not grow it
+            _resolve_cache[name] = found
+    return found
+
+
+def to_wire(type_: str | None, value: Any) -> Any:
+    if type_ == "datetime" and isinstance(value, str) and not isinstance(value, Raw):
+        return DateTime(value)
+    return value
+
+
+def _coerce_args(res: Resolved, method: str, args: tuple[Any, ...]) -> list[Any]:
+    out: list[Any] = []
+    for (pname, ptype), value in zip(res.params, args, strict=False):
+        try:
+            if ptype.endswith(" record") and isinstance(value, dict):
+                cls = ptype[: -len(" record")]
+                fields = datamodel.CLASSES[cls].fields
+                value = {k: datamodel.coerce(fields[k].type, v) for k, v in value.items()
+                         if k in fields}
+            else:
+                value = datamodel.coerce(ptype, value)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise XapiError("FIELD_TYPE_ERROR", pname) from exc
+        out.append(value)
+    return out
+
+
+class Dispatcher:
+    """Turns request bodies received by one farm's listeners into answers."""
+
+    def __init__(self, farm: Farm) -> None:
+        self.farm = farm
+
+    def handle(self, host: SimHost, body: bytes) -> bytes | None:
+        """The response body, or None when the request is not XML-RPC (HTTP 500)."""
+        try:
+            method, params = decode_request(body)
+        except ValueError:
+            return None
+        farm = self.farm
+        farm.faults.count(host.name_label, method)
+        delay = farm.timing.scaled(farm.timing.call_latency) + farm.faults.slow.get(
+            host.name_label, 0.0)
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            return success(self.call(host, method, params))
+        except XapiError as exc:
+            return failure(exc.description)
+        except Exception as exc:  # noqa: BLE001 - xapi turns every bug into INTERNAL_ERROR
+            traceback.print_exc()
+            return failure(["INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"])
+
+    def call(self, host: SimHost, method: str, params: tuple[Any, ...]) -> Any:
+        is_async = method.startswith("Async.")
+        res = resolve(method[6:] if is_async else method)
+        fail = self.farm.faults.take_failure(host.name_label, method,
+                                             res.key if res else method)
+        if fail and not (is_async and res is not None and res.spec.has_async):
+            raise XapiError(*fail)
+        if res is None:
+            raise XapiError("MESSAGE_METHOD_UNKNOWN", method)
+        spec = res.spec
+        if is_async and not spec.has_async:
+            raise XapiError("Fault", f"No async mode for this operation (rpc: {method})")
+        nargs = len(params) - (1 if spec.session else 0)
+        if not spec.session or params:
+            if not spec.min_params <= nargs <= len(res.params):
+                raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, len(res.params), nargs)
+        else:
+            raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, len(res.params), -1)
+        pool = host.pool
+        ctx = CallContext(self.farm, pool, host, method)
+        if spec.session:
+            ctx.session = pool.sessions.check(params[0], host)
+            params = params[1:]
+        args = _coerce_args(res, method, params)
+        fn = HANDLERS.get(res.key)
+        if fn is None:
+            fn = _generic_for(res)
+        if not is_async:
+            return to_wire(spec.result, fn(ctx, *args))
+        task = pool.tasks.create(method, host.ref, ctx.session.ref if ctx.session else "")
+        ctx.task = task
+        if fail:  # an injected fault of an Async call fails its task, as real errors do
+            pool.tasks.finish(task, "failure", error=fail)
+            return task
+
+        def run(c: CallContext, *a: Any) -> Any:
+            return to_wire(spec.result, fn(c, *a))
+
+        pool.tasks.run(ctx, run, tuple(args))
+        return task
+
+
+# --------------------------------------------------------------- generic
+def _generic_for(res: Resolved) -> Handler:
+    cls, msg = res.cls, res.msg
+    fields = datamodel.CLASSES[cls].fields
+
+    if msg == "get_record":
+        return lambda ctx, ref: ctx.db.record_xml(cls, ref)
+    if msg == "get_all":
+        return lambda ctx: list(ctx.db.tables[cls])
+    if msg == "get_all_records":
+        return lambda ctx: ctx.db.all_records_xml(cls)
+    if msg == "get_all_records_where":
+        return lambda ctx, _expr: ctx.db.all_records_xml(cls)
+    if msg == "get_by_uuid":
+        return lambda ctx, u: ctx.db.by_uuid(cls, u)
+    if msg == "get_by_name_label":
+        return lambda ctx, label: ctx.db.select(cls, name_label=label)
+    if msg == "create" and res.params and res.params[0][1].endswith(" record"):
+        return lambda ctx, rec: ctx.db.create(cls, rec)
+    if msg == "destroy":
+        return lambda ctx, ref: (ctx.db.get(cls, ref), ctx.db.destroy(cls, ref))[1]
+    if msg.startswith("get_") and msg[4:] in fields:
+        fname = msg[4:]
+        ftype = fields[fname].type
+
+        def getter(ctx: CallContext, ref: str) -> Any:
+            with ctx.db.lock:
+                value = ctx.db.get(cls, ref)[fname]
+                if isinstance(value, (list, dict)):
+                    value = value.copy()
+            return to_wire(ftype, value)
+
+        return getter
+    if msg.startswith("set_") and msg[4:] in fields:
+        fname = msg[4:]
+
+        def setter(ctx: CallContext, ref: str, value: Any) -> None:
+            with ctx.db.lock:
+                ctx.db.get(cls, ref)
+                ctx.db.modify(cls, ref, {fname: value})
+
+        return setter
+    if msg.startswith("add_to_") and msg[7:] in fields:
+        fname = msg[7:]
+
+        def add_to(ctx: CallContext, ref: str, key: str, value: Any) -> None:
+            with ctx.db.lock:
+                cur = ctx.db.get(cls, ref)[fname]
+                if key in cur:
+                    raise XapiError("MAP_DUPLICATE_KEY", cls, fname, ref, key)
+                new = dict(cur)
+                new[key] = value
+                ctx.db.modify(cls, ref, {fname: new})
+
+        return add_to
+    if msg.startswith("remove_from_") and msg[12:] in fields:
+        fname = msg[12:]
+
+        def remove_from(ctx: CallContext, ref: str, key: str) -> None:
+            with ctx.db.lock:
+                cur = ctx.db.get(cls, ref)[fname]
+                if key in cur:
+                    new = dict(cur)
+                    del new[key]
+                    ctx.db.modify(cls, ref, {fname: new})
+
+        return remove_from
+    if msg.startswith("add_") and msg[4:] in fields:
+        fname = msg[4:]
+
+        def add_set(ctx: CallContext, ref: str, value: Any) -> None:
+            with ctx.db.lock:
+                cur = ctx.db.get(cls, ref)[fname]
+                if value not in cur:
+                    ctx.db.modify(cls, ref, {fname: [*cur, value]})
+
+        return add_set
+    if msg.startswith("remove_") and msg[7:] in fields:
+        fname = msg[7:]
+
+        def remove_set(ctx: CallContext, ref: str, value: Any) -> None:
+            with ctx.db.lock:
+                cur = ctx.db.get(cls, ref)[fname]
+                if value in cur:
+                    ctx.db.modify(cls, ref, {fname: [v for v in cur if v != value]})
+
+        return remove_set
+
+    def not_implemented(ctx: CallContext, *args: Any) -> None:
+        raise XapiError("NOT_IMPLEMENTED", ctx.method)
+
+    return not_implemented

@@ -1,0 +1,91 @@
+"""Run a simulated farm in the foreground (`dynvm sim`, or `python -m dynvm.sim.runner`).
+
+`dynvm serve` starts this as a child process and waits for `--ini-out` to
+appear: the file is written atomically, and only once every listener is up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+
+from .farm import Farm
+
+
+def _write_atomically(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".sim-ini-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def build_farm(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
+               port_base: int, speed: float, https: bool, password: str = "xenroot") -> Farm:
+    common = dict(speed=speed, https=https, bind=bind, port_base=port_base, password=password)
+    if from_db:
+        return Farm.from_db(list(from_db), **common)
+    return Farm.generate(pools=pools, hosts=hosts, vms_per_host=vms_per_host, **common)
+
+
+def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
+            port_base: int, speed: float, https: bool, ini_out: str | None = None,
+            password: str = "xenroot", stop_event: threading.Event | None = None) -> None:
+    """Start a farm, announce it, and serve until Ctrl-C / SIGTERM (or `stop_event`)."""
+    farm = build_farm(hosts, pools, vms_per_host, from_db, bind, port_base, speed, https,
+                      password)
+    stop = stop_event or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    farm.start()
+    try:
+        ini = farm.ini_sections()
+        total = sum(len(p.hosts) for p in farm.pools)
+        print(f"# dynvm simulated farm: {len(farm.pools)} pool(s), {total} host(s), "
+              f"speed x{farm.timing.speed:g}")
+        print(f"# control endpoint: {farm.control_url}")
+        print(ini, flush=True)
+        if ini_out:
+            _write_atomically(ini_out, ini)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        farm.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dynvm sim", description="Run a simulated XenServer farm.")
+    ap.add_argument("--hosts", type=int, default=4, help="hosts per generated pool")
+    ap.add_argument("--pools", type=int, default=1)
+    ap.add_argument("--vms-per-host", type=int, default=0)
+    ap.add_argument("--from-db", action="append", default=[], metavar="FILE",
+                    help="load a pool from a state.db dump (repeatable)")
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--port-base", type=int, default=0, help="0: ephemeral ports")
+    ap.add_argument("--speed", type=float, default=1.0, help="divide every simulated delay")
+    ap.add_argument("--https", action="store_true")
+    ap.add_argument("--ini-out", default=None)
+    ap.add_argument("--password", default=os.environ.get("DYNVM_SIM_PASSWORD", "xenroot"))
+    args = ap.parse_args(argv)
+    run_sim(args.hosts, args.pools, args.vms_per_host, args.from_db, args.bind, args.port_base,
+            args.speed, args.https, args.ini_out, args.password)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

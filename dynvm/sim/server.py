@@ -1,0 +1,182 @@
+"""HTTP(S) listeners: one per simulated host, plus small helpers shared with
+the control endpoint.
+
+Threaded (one thread per connection) with HTTP/1.1 keep-alive, so a long
+clone or a blocked `event.from` never holds up other callers.  A listener can
+be closed and reopened on the same port, which is how "unreachable" and host
+reboots look to a client: connection refused.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RPC_PATHS = frozenset({"/", "/RPC2"})
+MAX_BODY = 64 * 1024 * 1024
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], handler_cls: type, listener: Listener) -> None:
+        self.listener = listener
+        self.closing = False
+        self.connections: set[socket.socket] = set()
+        self.conn_lock = threading.Lock()
+        super().__init__(addr, handler_cls)
+
+    def server_bind(self) -> None:
+        # A plain bind (HTTPServer.server_bind does a slow reverse DNS lookup).
+        if self.allow_reuse_address:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+        self.server_name = self.server_address[0]
+        self.server_port = self.server_address[1]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hanging up (timeouts, resets, failed TLS handshakes) are normal here.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, ValueError)):
+            return
+        super().handle_error(request, client_address)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self.conn_lock:
+            if self.closing:
+                self.shutdown_request(request)
+                return
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def close_request(self, request: socket.socket) -> None:
+        with self.conn_lock:
+            self.connections.discard(request)
+        super().close_request(request)
+
+    def drop_connections(self) -> None:
+        with self.conn_lock:
+            self.closing = True
+            conns = list(self.connections)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _RpcHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "xapi"
+    sys_version = ""
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.settimeout(10)
+            self.connection.do_handshake()
+            self.connection.settimeout(None)
+
+    def _send(self, code: int, body: bytes, ctype: str = "text/xml") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0 or length > MAX_BODY:
+            self._send(413, b"")
+            self.close_connection = True
+            return
+        body = self.rfile.read(length)
+        if self.server.closing:
+            self.close_connection = True
+            return
+        listener = self.server.listener
+        out = listener.on_request(self.command, self.path, body)
+        if out is None:
+            self._send(500, b"", "text/plain")
+            return
+        code, payload, ctype = out
+        self._send(code, payload, ctype)
+
+    def do_GET(self) -> None:  # noqa: N802
+        out = self.server.listener.on_request("GET", self.path, b"")
+        if out is None:
+            self._send(405, b"", "text/plain")
+            return
+        code, payload, ctype = out
+        self._send(code, payload, ctype)
+
+
+RequestFn = Callable[[str, str, bytes], "tuple[int, bytes, str] | None"]
+
+
+class Listener:
+    """A closable, reopenable HTTP(S) server on a fixed (bind, port)."""
+
+    def __init__(self, bind: str, port: int, on_request: RequestFn,
+                 ssl_context: ssl.SSLContext | None = None, name: str = "listener") -> None:
+        self.bind = bind
+        self.port = port
+        self.on_request = on_request
+        self.ssl_context = ssl_context
+        self.name = name
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def open(self) -> None:
+        with self._lock:
+            if self._server is not None:
+                return
+            srv = _Server((self.bind, self.port), _RpcHandler, self)
+            if self.ssl_context is not None:
+                srv.socket = self.ssl_context.wrap_socket(
+                    srv.socket, server_side=True, do_handshake_on_connect=False)
+            self.port = srv.server_address[1]
+            self._server = srv
+            self._thread = threading.Thread(
+                target=srv.serve_forever, kwargs={"poll_interval": 0.1},
+                name=f"sim {self.name}", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop accepting (connections are then refused) and drop open ones."""
+        with self._lock:
+            srv, self._server = self._server, None
+            thread, self._thread = self._thread, None
+        if srv is None:
+            return
+        srv.drop_connections()
+        srv.shutdown()
+        srv.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+
+def close_all(listeners: list[Listener]) -> None:
+    """Close many listeners in parallel (each shutdown waits for a poll tick)."""
+    threads = [threading.Thread(target=lst.close, daemon=True) for lst in listeners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
