@@ -64,7 +64,18 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
     ctx.store.update_history(lease.vm_uuid, history.deleted_patch(
         doc, at=done, delete_secs=done - started, reason=reason, release_state=release_state))
     ctx.store.delete_lease(lease.vm_uuid)
+    _drop_reservation_of(ctx, lease.vm_uuid)
     return True
+
+
+def _drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
+    """A settling reservation must not outlive its VM, or the room stays taken."""
+    try:
+        for r in ctx.store.reservations():
+            if r.vm_uuid == vm_uuid:
+                ctx.store.settle_reservation(r.id, settle_secs=0.0)
+    except StoreUnavailable:
+        pass  # it lapses on its own within the settle time
 
 
 def leases_named(ctx: Context, names: list[str]) -> list[Lease]:

@@ -1,0 +1,177 @@
+"""End-to-end fixtures: a simulated farm over real XML-RPC, and dynvm on top of it.
+
+Every test here talks to the simulator through the official XenAPI client,
+exactly as production talks to XenServer. After each test the farm must be
+back where it started: no VM the test did not expect, host memory and SR
+usage unchanged.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import XenAPI
+
+from dynvm.core.background import Timings
+from dynvm.core.service import Dynvm, build_service
+from dynvm.sim import Farm
+
+FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5)
+SPEED = 200.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    """Poll a condition with a deadline (the thing waited for is asynchronous by design)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class FarmProbe:
+    """Reads the farm's truth through XenAPI, for before/after comparisons."""
+
+    def __init__(self, farm: Farm) -> None:
+        self.farm = farm
+
+    def session(self, pool_index: int = 0) -> XenAPI.Session:
+        s = XenAPI.Session(self.farm.pools[pool_index].master.url)
+        s.xenapi.login_with_password("root", "xenroot", "1.0", "dynvm-tests")
+        return s
+
+    def state(self) -> dict:
+        out = {}
+        for i, pool in enumerate(self.farm.pools):
+            s = self.session(i)
+            try:
+                x = s.xenapi
+                vms = {r["uuid"]: r["name_label"] for r in x.VM.get_all_records().values()
+                       if not r["is_control_domain"]}
+                mem = {r["name_label"]: r["memory_free"]
+                       for r in _host_metrics(x).values()}
+                srs = {r["name_label"] + "/" + r["uuid"][:8]: r["physical_utilisation"]
+                       for r in x.SR.get_all_records().values()}
+                vdis = len(x.VDI.get_all())
+            finally:
+                s.xenapi.session.logout()
+            out[pool.name] = {"vms": vms, "memory_free": mem, "sr_used": srs, "vdis": vdis}
+        return out
+
+    def vms_named(self, prefix: str) -> list[dict]:
+        out = []
+        for i in range(len(self.farm.pools)):
+            s = self.session(i)
+            try:
+                out += [r for r in s.xenapi.VM.get_all_records().values()
+                        if r["name_label"].startswith(prefix) and not r["is_a_template"]]
+            finally:
+                s.xenapi.session.logout()
+        return out
+
+
+def _host_metrics(x) -> dict:
+    hosts = x.host.get_all_records()
+    return {ref: {"name_label": h["name_label"],
+                  "memory_free": x.host_metrics.get_memory_free(h["metrics"])}
+            for ref, h in hosts.items()}
+
+
+def write_ini(tmp: Path, farm: Farm, extra: str = "", hosts: str | None = None,
+              common: str = "") -> Path:
+    path = tmp / "dynvmservice.ini"
+    path.write_text(
+        (hosts if hosts is not None else farm.ini_sections())
+        + "\n[common]\nvm.network.timeout.secs=20\nvm.expiry.minutes=720\n" + common
+        + f"\n[store]\nbackend=sqlite\nsqlite.path={tmp}/dynvm.sqlite\n"
+        + f"outbox.path={tmp}/outbox.sqlite\n" + extra)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ssh_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def farm(ssh_port: int) -> Iterator[Farm]:
+    f = Farm.generate(pools=2, hosts=2, speed=SPEED, guest_ssh_port=ssh_port).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture(scope="module")
+def probe(farm: Farm) -> FarmProbe:
+    return FarmProbe(farm)
+
+
+@pytest.fixture
+def clean_farm(probe: FarmProbe) -> Iterator[dict]:
+    """The farm must be exactly as before once the test is over."""
+    before = probe.state()
+    yield before
+    wait_until(lambda: probe.state() == before, timeout=10,
+               what="the farm to be back to its state before the test")
+
+
+@pytest.fixture
+def service(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
+    svc = build_service(str(write_ini(tmp_path, farm)), timings=FAST)
+    try:
+        yield svc
+    finally:
+        _release_everything(svc)
+        svc.close()
+
+
+def _release_everything(svc: Dynvm) -> None:
+    from dynvm.core.release import release_lease
+
+    for lease in svc.ctx.store.leases():
+        try:
+            release_lease(svc.ctx, lease, reason="test teardown")
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def client(service: Dynvm):
+    from dynvm.api import create_app
+
+    app = create_app(service=service)
+    return app.test_client()
+
+
+@pytest.fixture
+def quick_service(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
+    """A service that gives up on a guest's address after 2 s (link-local tests)."""
+    ini = write_ini(tmp_path, farm)
+    ini.write_text(ini.read_text().replace("vm.network.timeout.secs=20", "vm.network.timeout.secs=2"))
+    svc = build_service(str(ini), timings=FAST)
+    try:
+        yield svc
+    finally:
+        _release_everything(svc)
+        svc.close()
+
+
+@pytest.fixture
+def quick_client(quick_service: Dynvm):
+    from dynvm.api import create_app
+
+    return create_app(service=quick_service).test_client()
