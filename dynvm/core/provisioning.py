@@ -125,6 +125,11 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
             vm: VmView | None = None
             try:
                 vm = pool.build(build, cancel)
+                # From now on the view may show the VM running: tie the reservation
+                # to it so capacity is not counted twice meanwhile.
+                res = job.slot.reservation
+                ctx.store.settle_reservation(res.id, vm_uuid=vm.uuid,
+                                             settle_secs=max(res.expires - ctx.clock(), 1.0))
                 lease = Lease(vm_uuid=vm.uuid, name=job.name, owner=job.owner, host_ref=host.ref,
                               host_uuid=job.slot.member_uuid, vm_ref=vm.ref, os=spec.key,
                               request_id=job.request_id, created=started, expires=job.expires,

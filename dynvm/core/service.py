@@ -227,6 +227,8 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     def status() -> dict[str, Any]:
         return {"source": path, "generation": watcher.generation, "error": watcher.last_error}
 
-    timings = timings or Timings(leader_ttl=cfg.leader_ttl_secs)
+    ttl = cfg.leader_ttl_secs
+    timings = timings or Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
+                                 reconcile_every=ttl)
     return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
                  background=background)

@@ -8,12 +8,18 @@ usage unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import XenAPI
 
 from dynvm.core.background import Timings
@@ -175,3 +181,39 @@ def quick_client(quick_service: Dynvm):
     from dynvm.api import create_app
 
     return create_app(service=quick_service).test_client()
+
+
+@contextlib.contextmanager
+def served(ini: Path, workers: int = 2, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`dynvm serve` as a real gunicorn process; yields (base URL, process)."""
+    port = free_port()
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dynvm", "serve", "--config", str(ini),
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+        stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            detail = log.read_text() if log else ""
+            raise AssertionError(f"dynvm serve exited with {proc.returncode}: {detail}")
+        try:
+            return requests.get(base + "/health", timeout=2).status_code in (200, 503)
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, timeout=30, what="gunicorn to answer")
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if log:
+            out.close()
