@@ -1,0 +1,382 @@
+"""SQLite backend: the embedded default, shared by every process on one machine.
+
+WAL mode lets readers run beside one writer; every read-modify-write runs in
+`BEGIN IMMEDIATE`, which takes the database write lock up front, so two
+processes can never interleave inside `reserve`, `claim_lease` or the leader
+lock. Connections are opened lazily per thread and per process: gunicorn
+forks workers after the app is built, and an SQLite connection must never
+cross a fork.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dynvm.store.base import (
+    LEASE_ACTIVE,
+    FreeSlots,
+    Lease,
+    RequestRecord,
+    Reservation,
+    Store,
+    StoreUnavailable,
+)
+
+BUSY_TIMEOUT_SECS = 10.0
+# Finished request records are kept this long, then pruned.
+REQUEST_KEEP_SECS = 7 * 24 * 3600.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS history (
+    uuid TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    created_time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_created ON history(created_time);
+CREATE TABLE IF NOT EXISTS leases (
+    vm_uuid TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    os TEXT NOT NULL,
+    expires REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS leases_name ON leases(name);
+CREATE INDEX IF NOT EXISTS leases_state ON leases(state);
+CREATE INDEX IF NOT EXISTS leases_expires ON leases(expires);
+CREATE TABLE IF NOT EXISTS reservations (
+    id TEXT PRIMARY KEY,
+    host_key TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_host ON reservations(host_key);
+CREATE INDEX IF NOT EXISTS reservations_request ON reservations(request_id);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_state ON requests(state);
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
+# OperationalError messages that mean "cannot use the database now", as
+# opposed to a bug in a statement.
+_UNAVAILABLE_HINTS = ("locked", "busy", "unable to open", "disk i/o", "readonly", "read-only",
+                      "disk is full", "no such table")
+
+
+def connect_sqlite(path: str, *, schema: str | None = None) -> sqlite3.Connection:
+    """Open `path` in autocommit mode with WAL and a busy timeout (shared with the outbox)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECS * 1000)}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed release or expiry must survive a power cut too.
+    conn.execute("PRAGMA synchronous=FULL")
+    if schema:
+        conn.executescript(schema)
+    return conn
+
+
+def is_unavailable(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        h in str(exc).lower() for h in _UNAVAILABLE_HINTS)
+
+
+class SqliteDb:
+    """Per-thread, per-process connections to one SQLite file."""
+
+    def __init__(self, path: str, schema: str) -> None:
+        self.path = path
+        self._schema = schema
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[tuple[int, sqlite3.Connection]] = []
+        self._schema_pid: int | None = None
+
+    def conn(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == pid:
+            return conn
+        # New thread, or first use after a fork: never reuse the parent's handle.
+        try:
+            with self._lock:
+                first = self._schema_pid != pid
+                conn = connect_sqlite(self.path, schema=self._schema if first else None)
+                self._schema_pid = pid
+                self._all = [(p, c) for p, c in self._all if p == pid]
+                self._all.append((pid, conn))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        self._local.conn = conn
+        self._local.pid = pid
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database lock from its first statement."""
+        conn = self.conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+            raise
+
+    def close(self) -> None:
+        pid = os.getpid()
+        with self._lock:
+            for p, c in self._all:
+                if p == pid:
+                    c.close()
+            self._all = []
+            self._schema_pid = None
+        self._local = threading.local()
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True)
+
+
+class SqliteStore(Store):
+    """The Store contract on one SQLite file (default `.dynvm/dynvm.sqlite`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db = SqliteDb(path, _SCHEMA)
+
+    # -- history --------------------------------------------------------------
+    def put_history(self, vm_uuid: str, doc: dict[str, Any]) -> None:
+        created = float(doc.get("created_time") or time.time())
+        with self._db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO history(uuid, doc, created_time) VALUES (?,?,?)",
+                      (vm_uuid, _dumps(doc), created))
+
+    def update_history(self, vm_uuid: str, patch: dict[str, Any]) -> None:
+        with self._db.tx() as c:
+            row = c.execute("SELECT doc, created_time FROM history WHERE uuid=?",
+                            (vm_uuid,)).fetchone()
+            doc = json.loads(row[0]) if row else {}
+            doc.update(patch)
+            created = float(doc.get("created_time") or (row[1] if row else time.time()))
+            c.execute("INSERT OR REPLACE INTO history(uuid, doc, created_time) VALUES (?,?,?)",
+                      (vm_uuid, _dumps(doc), created))
+
+    def get_history(self, vm_uuid: str) -> dict[str, Any] | None:
+        rows = self._db.query("SELECT doc FROM history WHERE uuid=?", (vm_uuid,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def history(self, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._db.query(
+            "SELECT doc FROM history ORDER BY created_time DESC, uuid LIMIT ?", (int(limit),))
+        return [json.loads(r[0]) for r in rows]
+
+    # -- leases ---------------------------------------------------------------
+    @staticmethod
+    def _write_lease(c: sqlite3.Connection, lease: Lease) -> None:
+        c.execute("INSERT OR REPLACE INTO leases(vm_uuid, name, state, os, expires, data) "
+                  "VALUES (?,?,?,?,?,?)",
+                  (lease.vm_uuid, lease.name, lease.state, lease.os, float(lease.expires),
+                   _dumps(lease.to_dict())))
+
+    def put_lease(self, lease: Lease) -> None:
+        with self._db.tx() as c:
+            self._write_lease(c, lease)
+
+    def get_lease(self, vm_uuid: str) -> Lease | None:
+        rows = self._db.query("SELECT data FROM leases WHERE vm_uuid=?", (vm_uuid,))
+        return Lease.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def _change_lease(self, vm_uuid: str, expect_state: str | None,
+                      changes: dict[str, Any]) -> Lease | None:
+        if "vm_uuid" in changes and changes["vm_uuid"] != vm_uuid:
+            raise ValueError("a lease's vm_uuid cannot change")
+        with self._db.tx() as c:
+            row = c.execute("SELECT data FROM leases WHERE vm_uuid=?", (vm_uuid,)).fetchone()
+            if row is None:
+                return None
+            lease = Lease.from_dict(json.loads(row[0]))
+            if expect_state is not None and lease.state != expect_state:
+                return None
+            lease = lease.with_(**changes)
+            self._write_lease(c, lease)
+            return lease
+
+    def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
+        return self._change_lease(vm_uuid, None, changes)
+
+    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
+        return self._change_lease(vm_uuid, expect_state, changes)
+
+    def delete_lease(self, vm_uuid: str) -> None:
+        with self._db.tx() as c:
+            c.execute("DELETE FROM leases WHERE vm_uuid=?", (vm_uuid,))
+
+    def leases(self, *, name: str | None = None, state: str | None = None,
+               os: str | None = None) -> list[Lease]:
+        where, args = [], []
+        for col, val in (("name", name), ("state", state), ("os", os)):
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        sql = "SELECT data FROM leases"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY expires, vm_uuid"
+        return [Lease.from_dict(json.loads(r[0])) for r in self._db.query(sql, tuple(args))]
+
+    def due_leases(self, now: float) -> list[Lease]:
+        rows = self._db.query(
+            "SELECT data FROM leases WHERE state=? AND expires<=? ORDER BY expires, vm_uuid",
+            (LEASE_ACTIVE, float(now)))
+        return [Lease.from_dict(json.loads(r[0])) for r in rows]
+
+    # -- reservations -----------------------------------------------------------
+    def reserve(self, host_key: str, wanted: list[Reservation],
+                free_slots: FreeSlots) -> list[Reservation]:
+        now = time.time()
+        with self._db.tx() as c:
+            rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
+                             (host_key,)).fetchall()
+            live: list[Reservation] = []
+            for rid, data in rows:
+                r = Reservation.from_dict(json.loads(data))
+                if r.live(now):
+                    live.append(r)
+                else:
+                    c.execute("DELETE FROM reservations WHERE id=?", (rid,))
+            held = {r.id for r in live}
+            # A retried call with the same ids gets what it already holds.
+            already = [w for w in wanted if w.id in held]
+            fresh = [w for w in wanted if w.id not in held]
+            room = max(0, int(free_slots(live)))
+            taken = fresh[:room]
+            for r in taken:
+                c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
+                          "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
+            return already + taken
+
+    def settle_reservation(self, res_id: str, *, vm_uuid: str | None = None,
+                           settle_secs: float = 0.0) -> None:
+        with self._db.tx() as c:
+            row = c.execute("SELECT data FROM reservations WHERE id=?", (res_id,)).fetchone()
+            if row is None:
+                return
+            if settle_secs <= 0:
+                c.execute("DELETE FROM reservations WHERE id=?", (res_id,))
+                return
+            r = Reservation.from_dict(json.loads(row[0]))
+            r.settle_until = time.time() + settle_secs
+            if vm_uuid is not None:
+                r.vm_uuid = vm_uuid
+            c.execute("UPDATE reservations SET data=? WHERE id=?", (_dumps(r.to_dict()), res_id))
+
+    def drop_reservations(self, request_id: str) -> int:
+        with self._db.tx() as c:
+            cur = c.execute("DELETE FROM reservations WHERE request_id=?", (request_id,))
+            return cur.rowcount
+
+    def reservations(self, host_key: str | None = None) -> list[Reservation]:
+        if host_key is None:
+            rows = self._db.query("SELECT data FROM reservations ORDER BY host_key, id")
+        else:
+            rows = self._db.query("SELECT data FROM reservations WHERE host_key=? ORDER BY id",
+                                  (host_key,))
+        now = time.time()
+        res = [Reservation.from_dict(json.loads(r[0])) for r in rows]
+        return [r for r in res if r.live(now)]
+
+    # -- requests ---------------------------------------------------------------
+    def put_request(self, req: RequestRecord) -> None:
+        with self._db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO requests(id, state, data) VALUES (?,?,?)",
+                      (req.id, req.state, _dumps(req.to_dict())))
+
+    def finish_request(self, request_id: str, state: str,
+                       detail: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        with self._db.tx() as c:
+            row = c.execute("SELECT data FROM requests WHERE id=?", (request_id,)).fetchone()
+            if row is not None:
+                req = RequestRecord.from_dict(json.loads(row[0]))
+                req.state = state
+                req.finished = now
+                if detail:
+                    req.detail.update(detail)
+                c.execute("UPDATE requests SET state=?, data=? WHERE id=?",
+                          (state, _dumps(req.to_dict()), request_id))
+            # Prune what nobody will ask about any more.
+            for rid, data in c.execute("SELECT id, data FROM requests WHERE state!='running'"
+                                       ).fetchall():
+                finished = json.loads(data).get("finished")
+                if finished is not None and finished < now - REQUEST_KEEP_SECS:
+                    c.execute("DELETE FROM requests WHERE id=?", (rid,))
+
+    def requests(self, state: str | None = None) -> list[RequestRecord]:
+        if state is None:
+            rows = self._db.query("SELECT data FROM requests")
+        else:
+            rows = self._db.query("SELECT data FROM requests WHERE state=?", (state,))
+        out = [RequestRecord.from_dict(json.loads(r[0])) for r in rows]
+        return sorted(out, key=lambda r: (r.started, r.id))
+
+    # -- leader lock --------------------------------------------------------------
+    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        with self._db.tx() as c:
+            row = c.execute("SELECT holder, expires FROM locks WHERE name=?", (name,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return False
+            c.execute("INSERT OR REPLACE INTO locks(name, holder, expires) VALUES (?,?,?)",
+                      (name, holder, now + ttl))
+            return True
+
+    def release_leader(self, name: str, holder: str) -> None:
+        with self._db.tx() as c:
+            c.execute("DELETE FROM locks WHERE name=? AND holder=?", (name, holder))
+
+    def leader(self, name: str) -> str | None:
+        rows = self._db.query("SELECT holder, expires FROM locks WHERE name=?", (name,))
+        if rows and rows[0][1] > time.time():
+            return rows[0][0]
+        return None
+
+    # -- lifecycle --------------------------------------------------------------------
+    def ping(self) -> None:
+        self._db.query("SELECT 1")
+
+    def close(self) -> None:
+        self._db.close()

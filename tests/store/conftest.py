@@ -1,0 +1,51 @@
+"""Backends for the store contract suite.
+
+Every contract test runs against SQLite, against the Couchbase adapter on the
+in-process stand-in collection, and against a real Couchbase cluster when
+DYNVM_TEST_COUCHBASE (a couchbase:// connection string) is set.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from dynvm.config import CouchbaseConfig
+from dynvm.store.base import Store
+from dynvm.store.cb_standin import StandInCollection
+from dynvm.store.couchbase import CouchbaseStore
+from dynvm.store.sqlite import SqliteStore
+
+
+def real_couchbase_config() -> CouchbaseConfig | None:
+    url = os.environ.get("DYNVM_TEST_COUCHBASE")
+    if not url:
+        return None
+    return CouchbaseConfig(
+        server=url,
+        bucket=os.environ.get("DYNVM_TEST_COUCHBASE_BUCKET", "dynvm_test"),
+        username=os.environ.get("DYNVM_TEST_COUCHBASE_USER", "Administrator"),
+        password=os.environ.get("DYNVM_TEST_COUCHBASE_PASSWORD", "password"),
+    )
+
+
+@pytest.fixture(params=["sqlite", "couchbase-standin",
+                        pytest.param("couchbase-real", marks=pytest.mark.couchbase)])
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
+    kind = request.param
+    if kind == "sqlite":
+        s: Store = SqliteStore(str(tmp_path / "db" / "dynvm.sqlite"))
+    elif kind == "couchbase-standin":
+        s = CouchbaseStore(StandInCollection(latency=0.0005))
+    else:
+        cfg = real_couchbase_config()
+        if cfg is None:
+            pytest.skip("DYNVM_TEST_COUCHBASE not set: real Couchbase backend not tested")
+        # A fresh key prefix per test keeps runs apart in a shared bucket.
+        s = CouchbaseStore.connect(cfg, prefix=f"test-{uuid.uuid4().hex[:12]}::")
+        s.ping()
+    yield s
+    s.close()
