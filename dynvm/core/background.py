@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from dynvm.core.context import Context
 from dynvm.core.reconcile import HEARTBEAT_PREFIX, reconcile
-from dynvm.core.release import expire_due
+from dynvm.core.release import expire_due, expire_from_tags
 from dynvm.core.warmpool import Filler
-from dynvm.store.base import StoreError
+from dynvm.store.base import StoreError, StoreUnavailable
 
 log = logging.getLogger("dynvm.background")
 
@@ -83,6 +83,14 @@ class Background:
             self._stop.wait(self.t.tick)
 
     def tick(self) -> None:
+        try:
+            self._tick()
+        except StoreUnavailable:
+            if self.is_leader:  # the last known leader keeps expiring, from the VMs' tags
+                expire_from_tags(self.ctx)
+            raise
+
+    def _tick(self) -> None:
         store = self.ctx.store
         now = time.monotonic()
         if now - self._last_heartbeat >= self.t.heartbeat_ttl / 4:

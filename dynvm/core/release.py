@@ -91,11 +91,16 @@ def leases_from_tags(ctx: Context, names: list[str]) -> list[Lease]:
     """Rebuild leases from VM tags when the store is unreachable."""
     cfg = ctx.config()
     views, _ = views_of(cfg.hosts.values(), ctx.view)
+    return [lease for lease in tagged_leases(views) if lease.name in names]
+
+
+def tagged_leases(views) -> list[Lease]:
+    """Leases as the VMs' own other_config tags tell them (handed-out VMs only)."""
     out = []
     for hc, view in views:
         for vm in view.vms.values():
             oc = vm.other_config
-            if vm.name_label in names and TAG_LEASE in oc and oc.get(TAG_STATE) == LEASE_ACTIVE:
+            if TAG_LEASE in oc and oc.get(TAG_STATE) == LEASE_ACTIVE:
                 out.append(Lease(vm_uuid=vm.uuid, name=vm.name_label, owner=oc.get(TAG_OWNER, ""),
                                  host_ref=hc.ref, host_uuid=vm.resident_on, vm_ref=vm.ref,
                                  os=oc.get(TAG_OS, ""), request_id=oc[TAG_LEASE],
@@ -145,6 +150,29 @@ def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool)
                 log.warning("could not retag %s with its new expiry", lease.name)
         changed.append(lease.name)
     return changed
+
+
+def expire_from_tags(ctx: Context) -> int:
+    """Expiry while the store is unreachable: the VMs' own dynvm_expires tags decide.
+
+    Destroying twice is harmless (the second finds nothing), so the last known
+    leader keeps doing this until the store answers again; the lease and
+    history updates wait in the outbox.
+    """
+    cfg = ctx.config()
+    now = ctx.clock()
+    views, _ = views_of(cfg.hosts.values(), ctx.view)
+    n = 0
+    for lease in tagged_leases(views):
+        if not lease.expires or lease.expires > now:
+            continue
+        try:
+            if _destroy_and_record(ctx, lease.with_(state=LEASE_RELEASING), "expired", None,
+                                   previous=LEASE_ACTIVE):
+                n += 1
+        except Exception:
+            log.exception("expiring %s from its tags failed", lease.name)
+    return n
 
 
 def expire_due(ctx: Context) -> int:

@@ -1,0 +1,82 @@
+"""The store goes away: requests get a 503, releases and expiry still happen, nothing is lost.
+
+The store here is dynvm's Couchbase adapter over the in-process stand-in for
+the SDK's collection API (it honours CAS and expiry and can be taken
+offline); Xen is the simulator over real XML-RPC as everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from dynvm.api import create_app
+from dynvm.config import ConfigWatcher
+from dynvm.core.service import Dynvm
+from dynvm.store.cb_standin import StandInCollection
+from dynvm.store.couchbase import CouchbaseStore
+from dynvm.store.outbox import ResilientStore
+from dynvm.xen import open_pool
+from tests.service.conftest import FAST, wait_until, write_ini
+
+
+@pytest.fixture
+def outage(tmp_path, farm, clean_farm):
+    coll = StandInCollection()
+    store = ResilientStore(CouchbaseStore(coll), str(tmp_path / "outbox.sqlite"))
+    watcher = ConfigWatcher(str(write_ini(tmp_path, farm)))
+    svc = Dynvm(watcher.current, store, open_pool, timings=FAST)
+    try:
+        yield svc, coll
+    finally:
+        coll.offline = False
+        from tests.service.conftest import _release_everything
+
+        _release_everything(svc)
+        svc.close()
+
+
+def test_outage_refuses_requests_but_releases_and_expires(outage, farm, probe) -> None:
+    svc, coll = outage
+    c = create_app(service=svc).test_client()
+    assert c.get("/getservers/keep?os=centos&count=2").status_code == 200
+    assert c.get("/getservers/late?os=centos").status_code == 200
+    wait_until(lambda: svc.background.is_leader, timeout=10, what="leadership")
+
+    # "late" will fall due during the outage: its lease and its tag say so
+    soon = time.time() + 2
+    lease = svc.ctx.store.leases(name="late")[0]
+    svc.ctx.store.update_lease(lease.vm_uuid, expires=soon)
+    svc.ctx.pool(svc.config().hosts[lease.host_ref]).update(
+        lease.vm_uuid, tags={"dynvm_expires": str(int(soon))})
+
+    coll.offline = True
+    c.get("/getavailablecount/centos")
+    farm.reset_call_counts()
+    r = c.get("/getservers/refused?os=centos")
+    assert r.status_code == 503
+    assert "store" in r.text
+    writes = [m for per in farm.call_counts().values() for m in per
+              if not (m.startswith("event") or ".get_" in m or "_get_" in m)]
+    assert writes == []
+    assert probe.vms_named("refused") == []
+
+    r = c.get("/releaseservers/keep?count=2")
+    assert r.status_code == 200, r.text
+    assert json.loads(r.text) == ["keep1", "keep2"]
+    assert probe.vms_named("keep") == []
+    wait_until(lambda: probe.vms_named("late") == [], timeout=15,
+               what="the VM to expire during the outage")
+    assert svc.ctx.store.pending() > 0
+
+    coll.offline = False
+    wait_until(lambda: svc.ctx.store.pending() == 0, timeout=15, what="the outbox to drain")
+    docs = {d["name"]: d for d in svc.ctx.store.history()}
+    for name, reason in (("keep1", "released"), ("keep2", "released"), ("late", "expired")):
+        d = docs[name]
+        assert d["state"] == "deleted" and d["delete_reason"] == reason, d
+        assert {"deleted_time", "live_duration_secs", "delete_duration_secs", "ipaddr",
+                "created_time"} <= set(d)
+    assert svc.ctx.store.leases() == []
