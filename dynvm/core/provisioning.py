@@ -172,6 +172,8 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
         request_id=job.request_id,
         state="available" if job.final_state == LEASE_ACTIVE else "ready")
     doc["attempts"] = attempts
+    doc["build_started"] = round(started, 3)
+    doc["build_finished"] = round(now, 3)
     doc.update(job.extra)
     ctx.store.put_history(lease.vm_uuid, doc)
     done = ctx.store.update_lease(lease.vm_uuid, state=job.final_state, ip=ip) or lease

@@ -1,0 +1,111 @@
+"""Warm pools and parallel provisioning, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dynvm.api import create_app
+from dynvm.core.service import build_service
+from dynvm.store.base import LEASE_READY
+from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
+
+POOL = "\n[pool centos]\nready=2\nready.ttl.minutes=60\n"
+
+
+@pytest.fixture
+def warm(tmp_path, farm, clean_farm):
+    svc = build_service(str(write_ini(tmp_path, farm, extra=POOL)), timings=FAST)
+    try:
+        yield svc
+    finally:
+        _stop_filling(svc)
+        _release_everything(svc)
+        svc.close()
+
+
+def _stop_filling(svc) -> None:
+    svc.background.stop()
+    wait_until(lambda: svc.background.filler.inflight() == 0, timeout=20,
+               what="warm builds to finish")
+
+
+def ready(svc) -> list:
+    return svc.ctx.store.leases(state=LEASE_READY, os="centos")
+
+
+def test_fill_hand_out_and_refill(warm, probe) -> None:
+    c = create_app(service=warm).test_client()
+    assert c.get("/getavailablecount/centos").status_code == 200
+    wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to fill")
+    pool_uuids = {lease.vm_uuid for lease in ready(warm)}
+    clones = {d["uuid"]: d for d in warm.ctx.store.history()}
+
+    r = c.get("/getservers/hot?os=centos&format=detailed")
+    assert r.status_code == 200, r.text
+    ip = json.loads(r.text)["hot"]
+    lease = warm.ctx.store.leases(name="hot")[0]
+    assert lease.vm_uuid in pool_uuids and lease.ip == ip
+    vm = probe.vms_named("hot")
+    assert len(vm) == 1 and vm[0]["uuid"] == lease.vm_uuid
+    assert vm[0]["other_config"]["dynvm_owner"] == "hot"
+    assert vm[0]["name_description"].startswith("hot from tmpl-cnt7.7 on ")
+    doc = warm.ctx.store.get_history(lease.vm_uuid)
+    assert doc["name"] == "hot" and doc["username"] == "hot" and doc["from_warm_pool"] is True
+    assert doc["created_time"] == clones[lease.vm_uuid]["created_time"]
+    assert doc["create_duration_secs"] == clones[lease.vm_uuid]["create_duration_secs"]
+    assert "handed_out_time" in doc and "handout_duration_secs" in doc
+
+    wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to refill")
+    assert lease.vm_uuid not in {x.vm_uuid for x in ready(warm)}
+    # ready VMs are nobody's: they cannot be released by name
+    name = ready(warm)[0].name
+    assert c.get(f"/releaseservers/{name}").status_code == 404
+    assert c.get("/releaseservers/hot").status_code == 200
+
+
+def test_available_count_includes_ready_vms(tmp_path, farm, clean_farm) -> None:
+    cold = build_service(str(write_ini(tmp_path, farm)), timings=FAST, background=False)
+    try:
+        before = cold.available("centos", frozenset(), False).count
+    finally:
+        cold.close()
+    (tmp_path / "w").mkdir()
+    svc = build_service(str(write_ini(tmp_path / "w", farm, extra=POOL)), timings=FAST)
+    try:
+        svc.available("centos", frozenset(), False)
+        wait_until(lambda: len(ready(svc)) == 2, timeout=20, what="the pool to fill")
+        wait_until(lambda: svc.available("centos", frozenset(), False).count == before,
+                   timeout=10, what="ready VMs to count as available")
+    finally:
+        _stop_filling(svc)
+        _release_everything(svc)
+        svc.close()
+
+
+def test_stale_and_dead_ready_vms_are_recycled(warm, probe) -> None:
+    warm.available("centos", frozenset(), False)
+    wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to fill")
+    old, dead = ready(warm)
+    warm.ctx.store.update_lease(old.vm_uuid, created=old.created - 2 * 3600)  # past its TTL
+    s = probe.session(0 if old.host_ref == 1 else 1)
+    s.xenapi.VM.hard_shutdown(s.xenapi.VM.get_by_uuid(dead.vm_uuid))  # guest went away
+    s.xenapi.session.logout()
+    wait_until(lambda: {x.vm_uuid for x in ready(warm)}.isdisjoint({old.vm_uuid, dead.vm_uuid})
+               and len(ready(warm)) == 2, timeout=30, what="both to be replaced")
+    docs = {d["uuid"]: d for d in warm.ctx.store.history()}
+    assert "older than its TTL" in docs[old.vm_uuid]["delete_reason"]
+    assert "stopped answering" in docs[dead.vm_uuid]["delete_reason"]
+
+
+def test_one_request_builds_on_every_host_at_once(client, service) -> None:
+    r = client.get("/getservers/par?os=centos&count=4&ignorelabels=true")
+    assert r.status_code == 200, r.text
+    leases = [service.ctx.store.leases(name=f"par{i}")[0] for i in range(1, 5)]
+    assert len({lease.host_uuid for lease in leases}) == 4  # one per member host
+    docs = [service.ctx.store.get_history(lease.vm_uuid) for lease in leases]
+    starts = [d["build_started"] for d in docs]
+    ends = [d["build_finished"] for d in docs]
+    assert max(starts) < min(ends)  # every build was under way before any finished
+    client.get("/releaseservers/par?count=4")
