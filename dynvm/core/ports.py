@@ -88,10 +88,20 @@ class PoolView:
     vms: Mapping[str, VmView]  # by uuid; excludes templates and control domains
     templates: Mapping[str, str]  # name_label -> VM ref
     age_secs: float  # how old the freshest data is
+    # Running VMs by member host, built on first use. Shared (not copied) by
+    # dataclasses.replace, so a view re-issued with a new age keeps it.
+    _running: dict[str, list[VmView]] = field(default_factory=dict, compare=False, repr=False)
 
     def running_on(self, host_uuid: str) -> list[VmView]:
-        return [v for v in self.vms.values()
-                if v.power_state == "Running" and v.resident_on == host_uuid]
+        """Running VMs of one member host (capacity asks this for every host, every request)."""
+        index = self._running
+        if not index:
+            built: dict[str, list[VmView]] = {"": []}  # "" marks the index as built
+            for v in self.vms.values():
+                if v.power_state == "Running":
+                    built.setdefault(v.resident_on, []).append(v)
+            index.update(built)
+        return index.get(host_uuid, [])
 
 
 @dataclass(frozen=True)

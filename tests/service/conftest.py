@@ -8,44 +8,19 @@ usage unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import XenAPI
 
+from bench.harness import free_port, served, wait_until  # noqa: F401 (re-exported)
 from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm, build_service
 from dynvm.sim import Farm
 
 FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5)
 SPEED = 200.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    """Poll a condition with a deadline (the thing waited for is asynchronous by design)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class FarmProbe:
@@ -181,39 +156,3 @@ def quick_client(quick_service: Dynvm):
     from dynvm.api import create_app
 
     return create_app(service=quick_service).test_client()
-
-
-@contextlib.contextmanager
-def served(ini: Path, workers: int = 2, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`dynvm serve` as a real gunicorn process; yields (base URL, process)."""
-    port = free_port()
-    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dynvm", "serve", "--config", str(ini),
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
-        stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            detail = log.read_text() if log else ""
-            raise AssertionError(f"dynvm serve exited with {proc.returncode}: {detail}")
-        try:
-            return requests.get(base + "/health", timeout=2).status_code in (200, 503)
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_until(up, timeout=30, what="gunicorn to answer")
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if log:
-            out.close()

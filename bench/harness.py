@@ -1,0 +1,93 @@
+"""Running dynvm for real (gunicorn processes) and loading it, for benchmarks and tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    """Poll a condition with a deadline; returns its first truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def served(ini: Path, workers: int = 2, log: Path | None = None,
+           threads: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`dynvm serve` as a real gunicorn process group; yields (base URL, process)."""
+    port = free_port()
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
+    cmd = [sys.executable, "-m", "dynvm", "serve", "--config", str(ini),
+           "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            detail = log.read_text() if log else ""
+            raise AssertionError(f"dynvm serve exited with {proc.returncode}: {detail}")
+        try:
+            return requests.get(base + "/health", timeout=2).status_code in (200, 503)
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, timeout=30, what="gunicorn to answer")
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if log:
+            out.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def load(url: str, clients: int, seconds: float) -> dict:
+    """Hammer one URL from `clients` threads in a separate process; returns rps and latencies.
+
+    A separate process keeps the load generator off the caller's interpreter
+    lock (the caller may be running the simulator).
+    """
+    out = subprocess.run([sys.executable, "-m", "bench.load", url, str(clients), str(seconds)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
