@@ -50,10 +50,12 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
         with self.conn_lock:
-            if self.closing:
-                self.shutdown_request(request)
-                return
-            self.connections.add(request)
+            closing = self.closing
+            if not closing:
+                self.connections.add(request)
+        if closing:  # outside the lock: shutdown_request ends in close_request, which takes it
+            self.shutdown_request(request)
+            return
         super().process_request(request, client_address)
 
     def close_request(self, request: socket.socket) -> None:

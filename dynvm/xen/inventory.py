@@ -1,0 +1,362 @@
+"""An in-memory copy of one pool's records, kept current by XAPI's event feed.
+
+Requests (`/getavailablecount`, `/showall`, placement) read this copy and make
+no XenAPI call. It is loaded once with `get_all_records` and then followed
+with `event.from` on a dedicated session in a daemon thread; if the feed
+breaks, the thread backs off and reloads everything. `age` is the time since
+the feed last confirmed the copy (an `event.from` that returned, even empty),
+so it stays below `EVENT_TIMEOUT` plus one round trip while the feed runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import XenAPI
+
+from dynvm.core.ports import HostUnreachable, XenError
+from dynvm.xen.session import SessionPool, abort, track_fork, translate
+
+log = logging.getLogger(__name__)
+
+# Wire class names we keep, and the lower-case names events use for them.
+CLASSES = ("host", "host_metrics", "VM", "VM_guest_metrics", "SR", "PBD", "VIF",
+           "network", "PIF")
+EVENT_CLASSES = [*CLASSES, "task"]
+_WIRE_NAMES = {c.lower(): c for c in CLASSES}
+EVENT_TIMEOUT = 5.0  # seconds one event.from may block
+RETRY_MIN, RETRY_MAX = 0.5, 15.0  # backoff after a feed failure
+MAX_TASKS = 2000
+
+Records = dict[str, dict[str, Any]]
+
+
+class Inventory:
+    """Records of one pool by class (lower-case name) and ref, plus finished tasks."""
+
+    def __init__(self, sessions: SessionPool, *, event_timeout: float = EVENT_TIMEOUT) -> None:
+        self.sessions = sessions
+        self.event_timeout = event_timeout
+        self._reset_process_state()
+        track_fork(self)
+
+    def _reset_process_state(self) -> None:
+        self._pid = os.getpid()
+        self.cond = threading.Condition()
+        self._load_lock = threading.Lock()
+        self.records: dict[str, Records] = {c.lower(): {} for c in CLASSES}
+        self.tasks: Records = {}
+        self.generation = 0  # bumped on every change that can alter a view
+        self.loaded = False
+        self.fresh_at = 0.0  # monotonic time the feed last confirmed the copy
+        self.failed_at = 0.0  # monotonic time of the last failed load
+        self.retry_at = 0.0  # until then, callers fail fast
+        self.last_error: XenError | None = None
+        self.feed_ok = False
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._feed_session: XenAPI.Session | None = None
+        # (class, ref) -> when we applied our own read of it; events from an
+        # event.from issued before that may be older than what we hold.
+        self._pins: dict[tuple[str, str], float] = {}
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # a fork that bypassed os.register_at_fork
+            self._reset_process_state()
+
+    # -- reading ---------------------------------------------------------
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.fresh_at if self.loaded else float("inf")
+
+    def ensure(self, max_age: float) -> None:
+        """Make sure a copy no older than `max_age` exists; raise HostUnreachable if not.
+
+        The first call starts the feed and waits for its initial load. Later
+        calls are free while the feed keeps the copy fresh. While the pool is
+        known to be failing, callers fail at once rather than each waiting
+        out a connect timeout; the feed thread does the retrying.
+        """
+        self._check_fork()
+        if self.loaded and self.last_error is None and self.age <= max_age:
+            self._start_feed()
+            return
+        if self._failing():
+            raise self._unreachable()
+        if not self.loaded:
+            since = time.monotonic()
+            self._start_feed()
+            host = self.sessions.host
+            self.wait_for(lambda: self.loaded or self.failed_at >= since,
+                          host.connect_timeout + 10 * host.call_timeout)
+            if self.loaded:
+                return
+            raise self._unreachable()
+        # Loaded, but the feed has not confirmed it lately: read it all again.
+        with self._load_lock:
+            if self.last_error is None and self.age <= max_age:
+                return
+            if self._failing():
+                raise self._unreachable()
+            self.reload()
+        self._start_feed()
+
+    def _failing(self) -> bool:
+        return self.last_error is not None and time.monotonic() < self.retry_at
+
+    def _unreachable(self) -> XenError:
+        err = self.last_error
+        if err is None:
+            return HostUnreachable(f"xenhost{self.sessions.host.ref}: inventory not loaded")
+        if isinstance(err, HostUnreachable):
+            return err
+        return HostUnreachable(f"xenhost{self.sessions.host.ref}: inventory unavailable: {err}")
+
+    def get(self, cls: str, ref: str) -> dict[str, Any] | None:
+        return self.records[cls.lower()].get(ref)
+
+    # -- loading and applying --------------------------------------------
+
+    def reload(self) -> None:
+        """Replace the whole copy with fresh `get_all_records` results."""
+        try:
+            fresh = {c.lower(): self.sessions.call(f"{c}.get_all_records") for c in CLASSES}
+        except XenError as exc:
+            self._failed(exc)
+            raise
+        with self.cond:
+            self.records = fresh
+            self.loaded = True
+            self.fresh_at = time.monotonic()
+            self.failed_at = 0.0
+            self.last_error = None
+            self.generation += 1
+            self.cond.notify_all()
+
+    def _failed(self, exc: XenError, retry_in: float = RETRY_MIN) -> None:
+        with self.cond:
+            self.failed_at = time.monotonic()
+            self.retry_at = self.failed_at + max(retry_in, RETRY_MIN)
+            self.last_error = exc
+            self.feed_ok = False
+            self.cond.notify_all()
+
+    def apply_record(self, cls: str, ref: str, record: dict[str, Any] | None) -> None:
+        """Put one record (None: deleted) into the copy, e.g. right after our own write."""
+        cls = cls.lower()
+        with self.cond:
+            if cls == "task":
+                if record is None:
+                    self.tasks.pop(ref, None)
+                else:
+                    self.tasks[ref] = record
+                    if len(self.tasks) > MAX_TASKS:
+                        self._trim_tasks()
+            else:
+                table = self.records.get(cls)
+                if table is None:
+                    return
+                if record is None:
+                    table.pop(ref, None)
+                else:
+                    table[ref] = record
+                self.generation += 1
+                # An event.from already in flight may carry an older snapshot.
+                self._pins[(cls, ref)] = time.monotonic()
+            self.cond.notify_all()
+
+    def _trim_tasks(self) -> None:
+        done = [r for r, t in self.tasks.items() if t.get("status") != "pending"]
+        for ref in done[: len(self.tasks) - MAX_TASKS // 2]:
+            del self.tasks[ref]
+
+    def refresh_vm(self, ref: str) -> dict[str, Any] | None:
+        """Re-read one VM (and its guest metrics) so our own change shows at once."""
+        try:
+            rec = self.sessions.call("VM.get_record", ref)
+        except XenError as exc:
+            if exc.code == "HANDLE_INVALID":
+                self.apply_record("vm", ref, None)
+                return None
+            raise
+        gm = rec.get("guest_metrics", "OpaqueRef:NULL")
+        if gm and gm != "OpaqueRef:NULL":
+            try:
+                self.apply_record("vm_guest_metrics", gm,
+                                  self.sessions.call("VM_guest_metrics.get_record", gm))
+            except XenError as exc:
+                if exc.code != "HANDLE_INVALID":
+                    raise
+        self.apply_record("vm", ref, rec)
+        return rec
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float,
+                 cancel: threading.Event | None = None, poll: float = 1.0) -> Any:
+        """Wait until predicate() is truthy (re-checked on every change); None at timeout.
+
+        `poll` bounds each sleep so cancellation and clock-driven predicates
+        are noticed even when no event arrives.
+        """
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0 or (cancel is not None and cancel.is_set()):
+                    return None
+                self.cond.wait(min(left, poll))
+
+    # -- the event feed ----------------------------------------------------
+
+    def _start_feed(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self.cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            if self._stop.is_set():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"xen-events-{self.sessions.host.ref}", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        backoff = RETRY_MIN
+        need_reload = False
+        while not self._stop.is_set():
+            try:
+                session = self._feed_session = self.sessions.login(
+                    call_timeout=self.sessions.host.call_timeout + self.event_timeout)
+            except XenError as exc:
+                self._failed(exc, backoff)
+                log.warning("xenhost%d: event feed login failed: %s", self.sessions.host.ref,
+                            exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                continue
+            try:
+                try:
+                    self._follow(session, need_reload)
+                except XenError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - keep the feed alive
+                    log.exception("xenhost%d: event feed error", self.sessions.host.ref)
+                    raise XenError("INTERNAL_ERROR", [repr(exc)]) from exc
+            except XenError as exc:
+                self._failed(exc, backoff)
+                if not self._stop.is_set():
+                    log.warning("xenhost%d: event feed failed (%s), reloading in %.1fs",
+                                self.sessions.host.ref, exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+            else:
+                backoff = RETRY_MIN
+            finally:
+                self._feed_session = None
+                if self._stop.is_set():
+                    abort(session)  # closing: do not wait on a logout
+                else:
+                    self.sessions.logout(session)
+            need_reload = True
+
+    def _follow(self, session: XenAPI.Session, reload_first: bool) -> None:
+        """Take a token, reload if needed, then apply events until stopped or failing."""
+        try:
+            token = session.xenapi.event_from(["pool"], "", 0.0)["token"]
+        except BaseException as exc:  # noqa: BLE001 - translated
+            raise translate(exc, "event.from") from exc
+        if reload_first or not self.loaded:
+            self.reload()
+        started = time.monotonic()
+        with self.cond:
+            self.feed_ok = True
+        while not self._stop.is_set():
+            issued = time.monotonic()
+            try:
+                result = session.xenapi.event_from(EVENT_CLASSES, token, self.event_timeout)
+            except BaseException as exc:  # noqa: BLE001 - translated
+                raise translate(exc, "event.from") from exc
+            token = result["token"]
+            for cls, ref in self._apply_events(result.get("events") or [], issued):
+                self._refetch(cls, ref)
+            if time.monotonic() - started > 3600:
+                return  # a periodic full reload guards against any drift
+        return
+
+    def _apply_events(self, events: list[dict[str, Any]],
+                      issued: float) -> list[tuple[str, str]]:
+        """Apply one event.from batch; returns pinned records to read again."""
+        refetch: list[tuple[str, str]] = []
+        with self.cond:
+            changed = False
+            for ev in events:
+                cls = str(ev.get("class", "")).lower()
+                ref = ev.get("ref", "")
+                op = ev.get("operation")
+                snapshot = ev.get("snapshot") if op != "del" else None
+                if cls == "task":
+                    if snapshot is None:
+                        self.tasks.pop(ref, None)
+                    else:
+                        self.tasks[ref] = snapshot
+                    continue
+                table = self.records.get(cls)
+                if table is None:
+                    continue
+                if self._pins.get((cls, ref), -1.0) >= issued:
+                    refetch.append((cls, ref))  # may predate our own write
+                    continue
+                if snapshot is None:
+                    table.pop(ref, None)
+                else:
+                    table[ref] = snapshot
+                changed = True
+            # Pins older than this call's start can no longer be overtaken.
+            self._pins = {k: t for k, t in self._pins.items() if t >= issued}
+            if len(self.tasks) > MAX_TASKS:
+                self._trim_tasks()
+            if changed:
+                self.generation += 1
+            self.fresh_at = time.monotonic()
+            self.failed_at = 0.0
+            self.last_error = None
+            self.feed_ok = True
+            self.cond.notify_all()
+        return refetch
+
+    def _refetch(self, cls: str, ref: str) -> None:
+        """Read one record afresh (after an event we could not trust)."""
+        try:
+            record = self.sessions.call(f"{_WIRE_NAMES[cls]}.get_record", ref)
+        except XenError as exc:
+            if exc.code != "HANDLE_INVALID":
+                raise
+            record = None
+        with self.cond:
+            table = self.records[cls]
+            if record is None:
+                table.pop(ref, None)
+            else:
+                table[ref] = record
+            self.generation += 1
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        self._stop.set()
+        session = self._feed_session
+        if session is not None:
+            abort(session)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() \
+                and self._pid == os.getpid():
+            thread.join(timeout=2.0)
+        if session is not None and self._pid == os.getpid():
+            self.sessions.logout_aborted(session)

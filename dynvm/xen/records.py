@@ -1,0 +1,142 @@
+"""Turning raw XAPI records into the core's plain views (no XenAPI calls here)."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+import xmlrpc.client
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from dynvm.core.ports import HostView, VmView
+
+NULL = "OpaqueRef:NULL"
+_NET_KEY = re.compile(r"^(\d+)/(ip|ipv4|ipv6)(?:/(\d+))?$")
+
+
+def as_int(value: Any, default: int = 0) -> int:
+    """XAPI sends int64 as decimal strings."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def is_null(ref: Any) -> bool:
+    return not ref or ref == NULL
+
+
+def guest_addresses(networks: Mapping[str, str] | None) -> tuple[str, ...]:
+    """Guest addresses from VM_guest_metrics.networks: IPv4 first, by device, no repeats.
+
+    Keys are "<vif>/ip" (old style, first IPv4), "<vif>/ipv4/<n>" and "<vif>/ipv6/<n>".
+    """
+    keyed: list[tuple[int, int, int, str]] = []
+    for key, value in (networks or {}).items():
+        m = _NET_KEY.match(str(key))
+        if not m or not value:
+            continue
+        device, kind, index = int(m.group(1)), m.group(2), m.group(3)
+        family = 6 if kind == "ipv6" else 4
+        keyed.append((family, device, -1 if index is None else int(index), str(value)))
+    seen: set[str] = set()
+    out: list[str] = []
+    for *_k, addr in sorted(keyed):
+        if addr not in seen:
+            seen.add(addr)
+            out.append(addr)
+    return tuple(out)
+
+
+def ipv4_addresses(ips: tuple[str, ...]) -> list[str]:
+    return [ip for ip in ips if ":" not in ip]
+
+
+def is_link_local(ip: str) -> bool:
+    return ip.startswith("169.254.")
+
+
+def os_name(gm: Mapping[str, Any] | None) -> str:
+    if not gm:
+        return ""
+    return str((gm.get("os_version") or {}).get("name", ""))
+
+
+def vm_view(ref: str, rec: Mapping[str, Any], gm: Mapping[str, Any] | None,
+            host_uuids: Mapping[str, str]) -> VmView:
+    return VmView(
+        ref=ref,
+        uuid=rec.get("uuid", ""),
+        name_label=rec.get("name_label", ""),
+        name_description=rec.get("name_description", ""),
+        power_state=rec.get("power_state", ""),
+        vcpus_max=as_int(rec.get("VCPUs_max")),
+        memory_static_max=as_int(rec.get("memory_static_max")),
+        resident_on=host_uuids.get(rec.get("resident_on", NULL), ""),
+        is_template=bool(rec.get("is_a_template")),
+        is_control_domain=bool(rec.get("is_control_domain")),
+        other_config=MappingProxyType(dict(rec.get("other_config") or {})),
+        ips=guest_addresses((gm or {}).get("networks")),
+        os_name=os_name(gm),
+    )
+
+
+def host_cpu_count(rec: Mapping[str, Any]) -> int:
+    """cpu_info.cpu_count; old databases lack cpu_info but list host_CPUs."""
+    count = as_int((rec.get("cpu_info") or {}).get("cpu_count"), -1)
+    return count if count >= 0 else len(rec.get("host_CPUs") or ())
+
+
+def host_views(records: Mapping[str, Mapping[str, dict[str, Any]]]) -> tuple[HostView, ...]:
+    """Member hosts with their metrics and the SRs attached to each (through PBDs)."""
+    srs_by_host: dict[str, dict[str, tuple[int, int]]] = {}
+    for pbd in records["pbd"].values():
+        if pbd.get("currently_attached") is False:
+            continue
+        sr = records["sr"].get(pbd.get("SR", NULL))
+        if sr is None:
+            continue
+        size, used = as_int(sr.get("physical_size")), as_int(sr.get("physical_utilisation"))
+        mine = srs_by_host.setdefault(pbd.get("host", NULL), {})
+        name = sr.get("name_label", "")
+        old = mine.get(name)
+        if old is None or size - used > old[0] - old[1]:
+            mine[name] = (size, used)
+    out = []
+    for ref, rec in records["host"].items():
+        metrics = records["host_metrics"].get(rec.get("metrics", NULL)) or {}
+        out.append(HostView(
+            uuid=rec.get("uuid", ""),
+            ref=ref,
+            name_label=rec.get("name_label", ""),
+            address=rec.get("address", ""),
+            enabled=bool(rec.get("enabled", True)),
+            cpu_count=host_cpu_count(rec),
+            memory_free=as_int(metrics.get("memory_free")),
+            memory_total=as_int(metrics.get("memory_total")),
+            srs=MappingProxyType(srs_by_host.get(ref, {})),
+        ))
+    out.sort(key=lambda h: h.name_label)
+    return tuple(out)
+
+
+def task_result(raw: str) -> str:
+    """A task's result is the XML-RPC encoding of the value: "<value>OpaqueRef:..</value>"."""
+    raw = (raw or "").strip()
+    if not raw:
+        return ""
+    try:
+        (value,), _ = xmlrpc.client.loads(
+            f"<methodResponse><params><param>{raw}</param></params></methodResponse>")
+        return str(value)
+    except Exception:  # noqa: BLE001 - fall back to stripping the tags
+        return re.sub(r"</?value>", "", raw).strip()
+
+
+def point_disks_at(disks_xml: str, sr_uuid: str) -> str:
+    """Rewrite every <disk sr=...> of a provisioning spec to `sr_uuid` (as vm-install does)."""
+    root = ET.fromstring(disks_xml)
+    for disk in root.iter("disk"):
+        disk.set("sr", sr_uuid)
+    return ET.tostring(root, encoding="unicode")

@@ -1,0 +1,92 @@
+"""Fixtures for the Xen layer: simulated farms over real HTTP XML-RPC."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import XenAPI
+
+from dynvm.config import HostConfig
+from dynvm.sim import Farm
+from dynvm.xen.pool import XenPoolClient
+
+SPEED = 300.0
+LINUX_TEMPLATE = "tmpl-cnt7.7"
+WINDOWS_TEMPLATE = "tmpl-win16dc - PATCHED (1)"
+STORAGE = "Local storage"
+
+
+def host_config(farm: Farm, *, ref: int = 1, pool: int = 0, url: str | None = None,
+                **overrides: Any) -> HostConfig:
+    """A [xenhostN] pointing at a farm's pool master (or at `url`)."""
+    master = farm.pools[pool].master
+    url = url or master.url
+    fields: dict[str, Any] = dict(
+        ref=ref, name=url, url=url, user="root", password="xenroot",
+        storage_name=STORAGE, connect_timeout=2.0, call_timeout=10.0,
+        ca_file=farm.ca_file,
+    )
+    fields.update(overrides)
+    return HostConfig(**fields)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0,
+               interval: float = 0.02) -> Any:
+    """Poll `predicate` until it is truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def xapi_calls(farm: Farm, *, ignore: tuple[str, ...] = ("event_from", "event.from")) -> int:
+    """XenAPI calls the farm served, all hosts, less the event feed's long polls."""
+    return sum(n for per_host in farm.call_counts().values()
+               for method, n in per_host.items() if method not in ignore)
+
+
+def count_of(farm: Farm, method: str) -> int:
+    return sum(per_host.get(method, 0) for per_host in farm.call_counts().values())
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[Farm]:
+    """A shared 1-pool, 2-host farm for tests that do not inject lasting faults."""
+    f = Farm.generate(pools=1, hosts=2, speed=SPEED).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def fresh_farm() -> Iterator[Farm]:
+    """A farm of one's own, for tests that break things."""
+    f = Farm.generate(pools=1, hosts=2, speed=SPEED).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def xapi(farm: Farm) -> Iterator[XenAPI.Session]:
+    """A plain XenAPI session on the shared farm's master: the test's view of the truth."""
+    s = XenAPI.Session(farm.pools[0].master.url)
+    s.login_with_password("root", "xenroot", "1.0", "dynvm-tests")
+    yield s
+    s.xenapi.session.logout()
+
+
+@pytest.fixture
+def client(farm: Farm) -> Iterator[XenPoolClient]:
+    c = XenPoolClient(host_config(farm))
+    yield c
+    c.close()

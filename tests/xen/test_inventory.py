@@ -1,0 +1,184 @@
+"""The event-fed inventory: matches XenAPI, costs no call per view, follows changes."""
+
+from __future__ import annotations
+
+import time
+
+import XenAPI
+
+from dynvm.core.ports import TAG_LEASE
+from dynvm.sim import Farm
+from dynvm.xen.pool import XenPoolClient
+from dynvm.xen.records import guest_addresses
+from tests.xen.conftest import LINUX_TEMPLATE, STORAGE, wait_until, xapi_calls
+
+
+def test_view_matches_xenapi(client: XenPoolClient, xapi: XenAPI.Session) -> None:
+    view = client.view()
+    x = xapi.xenapi
+    hosts = x.host.get_all_records()
+    metrics = x.host_metrics.get_all_records()
+    assert {h.uuid for h in view.hosts} == {r["uuid"] for r in hosts.values()}
+    for h in view.hosts:
+        rec = hosts[h.ref]
+        assert h.cpu_count == int(rec["cpu_info"]["cpu_count"])
+        assert h.memory_free == int(metrics[rec["metrics"]]["memory_free"])
+        assert h.memory_total == int(metrics[rec["metrics"]]["memory_total"])
+        assert h.enabled == rec["enabled"]
+        local = [x.SR.get_record(x.PBD.get_SR(p)) for p in rec["PBDs"]]
+        local = [s for s in local if s["name_label"] == STORAGE]
+        assert len(local) == 1
+        assert h.srs[STORAGE] == (int(local[0]["physical_size"]),
+                                  int(local[0]["physical_utilisation"]))
+    vms = x.VM.get_all_records()
+    expected = {r["uuid"] for r in vms.values()
+                if not r["is_a_template"] and not r["is_control_domain"]}
+    assert set(view.vms) == expected
+    assert LINUX_TEMPLATE in view.templates
+    assert vms[view.templates[LINUX_TEMPLATE]]["name_label"] == LINUX_TEMPLATE
+    assert view.host_ref == 1
+    assert 0 <= view.age_secs < client.inventory.event_timeout + 2
+
+
+def test_repeated_views_make_no_xenapi_call(farm: Farm, client: XenPoolClient) -> None:
+    first = client.view()
+    farm.reset_call_counts()
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        v = client.view()
+    per_view = (time.perf_counter() - t0) / 2000
+    assert xapi_calls(farm) == 0
+    assert v.hosts == first.hosts
+    assert per_view < 0.001  # memoised: far below a millisecond
+
+
+def test_follows_vm_created_and_destroyed_through_xenapi(client: XenPoolClient,
+                                                         xapi: XenAPI.Session) -> None:
+    client.view()
+    x = xapi.xenapi
+    tmpl = x.VM.get_by_name_label(LINUX_TEMPLATE)[0]
+    vm = x.VM.clone(tmpl, "inventory-probe")
+    uuid = x.VM.get_uuid(vm)
+    x.VM.remove_from_other_config(vm, "disks")  # a diskless VM is enough here
+    x.VM.provision(vm)  # no longer a template: a halted VM
+    try:
+        seen = wait_until(lambda: client.view().vms.get(uuid), timeout=5)
+        assert seen.name_label == "inventory-probe"
+        assert seen.power_state == "Halted"
+        x.VM.set_name_description(vm, "changed outside dynvm")
+        wait_until(lambda: client.view().vms[uuid].name_description == "changed outside dynvm",
+                   timeout=5)
+    finally:
+        vdis = [x.VBD.get_VDI(b) for b in x.VM.get_VBDs(vm) if x.VBD.get_type(b) == "Disk"]
+        x.VM.destroy(vm)
+        for vdi in vdis:
+            x.VDI.destroy(vdi)
+    wait_until(lambda: uuid not in client.view().vms, timeout=5)
+
+
+def test_tagged_vms_include_a_half_built_template_clone(client: XenPoolClient,
+                                                        xapi: XenAPI.Session) -> None:
+    x = xapi.xenapi
+    tmpl = x.VM.get_by_name_label(LINUX_TEMPLATE)[0]
+    vm = x.VM.clone(tmpl, "half-built")
+    try:
+        x.VM.add_to_other_config(vm, TAG_LEASE, "req-123")
+        uuid = x.VM.get_uuid(vm)
+        found = wait_until(lambda: [v for v in client.tagged_vms() if v.uuid == uuid],
+                           timeout=5)
+        assert found[0].is_template
+        assert found[0].other_config[TAG_LEASE] == "req-123"
+        view = client.view()
+        assert uuid not in view.vms  # still a template
+        assert view.templates[LINUX_TEMPLATE] == tmpl  # and never offered as one
+    finally:
+        vdis = [x.VBD.get_VDI(b) for b in x.VM.get_VBDs(vm) if x.VBD.get_type(b) == "Disk"]
+        x.VM.destroy(vm)
+        for vdi in vdis:
+            x.VDI.destroy(vdi)
+
+
+def test_age_stays_small_while_events_flow(farm: Farm) -> None:
+    """Age is bounded by the long-poll timeout even when nothing changes."""
+    from tests.xen.conftest import host_config
+
+    c = XenPoolClient(host_config(farm), event_timeout=1.0)
+    try:
+        c.view()
+        deadline = time.monotonic() + 3.0
+        worst = 0.0
+        while time.monotonic() < deadline:
+            worst = max(worst, c.view().age_secs)
+            time.sleep(0.05)
+        assert 0.5 < worst < 1.0 + 0.5
+    finally:
+        c.close()
+
+
+def test_view_fails_fast_when_the_host_goes_down(fresh_farm: Farm) -> None:
+    from dynvm.core.ports import HostUnreachable
+    from tests.xen.conftest import host_config
+
+    c = XenPoolClient(host_config(fresh_farm, connect_timeout=1.0))
+    try:
+        assert len(c.view().hosts) == 2
+        fresh_farm.set_unreachable(fresh_farm.pools[0].master.name_label)
+        # the feed's long poll notices (connection refused / reset) and views fail
+        def refused() -> bool:
+            try:
+                c.view()
+                return False
+            except HostUnreachable:
+                return True
+        wait_until(refused, timeout=c.inventory.event_timeout + 5)
+        t0 = time.monotonic()
+        for _ in range(50):
+            try:
+                c.view()
+            except HostUnreachable:
+                pass
+        assert time.monotonic() - t0 < 1.5
+        fresh_farm.set_unreachable(fresh_farm.pools[0].master.name_label, False)
+        wait_until(lambda: not refused(), timeout=30)
+    finally:
+        c.close()
+
+
+def test_guest_addresses_order() -> None:
+    nets = {"1/ip": "10.0.0.9", "0/ipv6/0": "fe80::1", "0/ip": "10.0.0.5",
+            "0/ipv4/0": "10.0.0.5", "0/ipv4/1": "10.0.0.6", "1/ipv4/0": "10.0.0.9",
+            "junk": "x"}
+    assert guest_addresses(nets) == ("10.0.0.5", "10.0.0.6", "10.0.0.9", "fe80::1")
+
+
+def test_forked_child_starts_clean(farm: Farm) -> None:
+    """A gunicorn worker forked after the master used the client gets its own sessions."""
+    import os
+
+    from tests.xen.conftest import count_of, host_config
+
+    c = XenPoolClient(host_config(farm))
+    try:
+        parent_view = c.view()
+        farm.reset_call_counts()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: report and leave without running pytest's teardown
+            code = 1
+            try:
+                v = c.view()
+                ok = {h.uuid for h in v.hosts} == {h.uuid for h in parent_view.hosts} \
+                    and c.inventory._thread is not None and c.inventory._thread.is_alive()
+                os.write(w, b"ok" if ok else b"bad")
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            answer = f.read()
+        _, status = os.waitpid(pid, 0)
+        assert answer == b"ok" and os.WEXITSTATUS(status) == 0
+        assert count_of(farm, "session.login_with_password") >= 1  # the child logged in anew
+        assert c.view().hosts == parent_view.hosts  # the parent is unaffected
+    finally:
+        c.close()
