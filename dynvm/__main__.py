@@ -1,0 +1,5 @@
+"""`python -m dynvm` is the `dynvm` command."""
+
+from dynvm.cli import main
+
+main()

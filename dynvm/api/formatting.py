@@ -1,0 +1,60 @@
+"""Byte-exact answer bodies of the legacy API.
+
+Jenkins jobs parse these with grep/cut/sed, so the layout (indentation, key
+order, one entry per line) is part of the contract, not a detail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+from dynvm.core.service import ServerResult
+
+SHOWALL_FIELDS = (
+    "name",
+    "power_state",
+    "vcpus",
+    "memory_static_max",
+    "networkinfo",
+    "name_description",
+)
+
+
+def ip_list(servers: Sequence[ServerResult]) -> str:
+    """format absent / servermanager: `["10.0.0.1", "10.0.0.2"]`."""
+    return json.dumps([s.ip for s in servers])
+
+
+def detailed(servers: Sequence[ServerResult]) -> str:
+    """format=detailed: one `"name": "ip"` per line, indent 2, names sorted."""
+    return json.dumps({s.name: s.ip for s in servers}, indent=2, sort_keys=True)
+
+
+def showall(hosts: Mapping[int, Iterable[Mapping[str, object]]]) -> str:
+    """Host number -> VM rows; integer keys so hosts sort 1, 2, ..., 10 numerically."""
+    body = {
+        int(ref): [{k: row.get(k) for k in SHOWALL_FIELDS} for row in rows]
+        for ref, rows in hosts.items()
+    }
+    return json.dumps(body, indent=2, sort_keys=True)
+
+
+def names(changed: Sequence[str]) -> str:
+    """/releaseservers and /setexpiry: the names acted on, indent 2."""
+    return json.dumps(list(changed), indent=2)
+
+
+def count(value: int) -> str:
+    """/getavailablecount: a bare integer, as text."""
+    return str(int(value))
+
+
+def label_counts(rows: Sequence[Mapping[str, object]]) -> str:
+    """/getavailablecount?alllabels=true: `[{"label": L, "count": N}, ...]`."""
+    return json.dumps([{"label": r["label"], "count": r["count"]} for r in rows])
+
+
+def host_list(refs: Iterable[int]) -> str:
+    """Value of the X-Dynvm-Unreachable header: `2,5`."""
+    return ",".join(str(r) for r in sorted(refs))

@@ -1,0 +1,162 @@
+"""The legacy routes Jenkins jobs already call (all GET, query parameters).
+
+Each route validates everything first (dynvm.api.validation), then makes one
+call into the core facade and formats the answer (dynvm.api.formatting).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, request
+
+from dynvm.api import formatting, metrics
+from dynvm.api.validation import (
+    AvailableParams,
+    GetServersParams,
+    InvalidParam,
+    ReleaseParams,
+    SetExpiryParams,
+    ShowAllParams,
+    parse_params,
+)
+from dynvm.core.service import NotFound
+
+if TYPE_CHECKING:
+    from dynvm.core.service import Dynvm
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("legacy", __name__)
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+def service() -> Dynvm:
+    return current_app.extensions["dynvm"]
+
+
+def _args(**path: Any) -> dict[str, Any]:
+    """Query parameters (first value of each) with the path parameters on top."""
+    values: dict[str, Any] = {k: request.args.get(k) for k in request.args}
+    values.update({k: v for k, v in path.items() if v is not None})
+    return values
+
+
+def _context() -> dict[str, Any]:
+    svc = service()
+    return {"os_keys": svc.os_keys(), "host_refs": svc.host_refs()}
+
+
+def _view_headers(resp: Response, unreachable: list[int], age_secs: float) -> Response:
+    if unreachable:
+        resp.headers["X-Dynvm-Unreachable"] = formatting.host_list(unreachable)
+    resp.headers["X-Dynvm-View-Age"] = f"{max(age_secs, 0.0):.1f}"
+    return resp
+
+
+def _split_name(path: str, what: str) -> str:
+    """Route segments carry names; a name can never contain '/'."""
+    if "/" in path:
+        raise InvalidParam(
+            "name", f"a VM name cannot contain '/' (got {path!r}); expected {what}"
+        )
+    return path
+
+
+@bp.get("/showall")
+@bp.get("/showall/<os>")
+def showall(os: str | None = None) -> Response:
+    p = parse_params(ShowAllParams, _args(os=os), _context())
+    view = service().show_all(p.os, p.labels, p.ignore_labels)
+    resp = Response(formatting.showall(view.hosts), mimetype=JSON)
+    return _view_headers(resp, view.unreachable, view.age_secs)
+
+
+@bp.get("/getavailablecount")
+@bp.get("/getavailablecount/<os>")
+def getavailablecount(os: str | None = None) -> Response:
+    p = parse_params(AvailableParams, _args(os=os), _context())
+    if p.all_labels:
+        rows = service().available_by_label(p.os)
+        return Response(formatting.label_counts(rows), mimetype=JSON)
+    avail = service().available(p.os, p.labels, p.ignore_labels)
+    resp = Response(formatting.count(avail.count), content_type=TEXT)
+    return _view_headers(resp, avail.unreachable, avail.age_secs)
+
+
+@bp.get("/getservers")
+@bp.get("/getservers/")
+@bp.get("/releaseservers")
+@bp.get("/releaseservers/")
+@bp.get("/setexpiry")
+@bp.get("/setexpiry/")
+def missing_name() -> Response:
+    raise InvalidParam("name", f"missing: call {request.path.rstrip('/')}/<name>")
+
+
+@bp.get("/getservers/<path:name>")
+def getservers(name: str) -> Response:
+    name = _split_name(name, "/getservers/<name>")
+    p = parse_params(GetServersParams, _args(name=name), _context())
+    result = service().get_servers(p.to_request())
+    if result.servers:
+        metrics.VMS_HANDED_OUT.labels(p.os).inc(len(result.servers))
+    if result.failed:
+        metrics.VM_FAILURES.labels(p.os).inc(len(result.failed))
+        log.warning("getservers %s: %d of %d VMs failed: %s", p.name, len(result.failed),
+                    p.count, "; ".join(f"{n}: {why}" for n, why in result.failed))
+    if not result.servers:
+        metrics.FAILURES.labels("no_vm_created").inc()
+        reasons = "; ".join(f"{n}: {why}" for n, why in result.failed) or "no reason given"
+        return Response(f"Error: none of the {p.count} VMs could be created: {reasons}",
+                        status=503, content_type=TEXT)
+    body = formatting.detailed(result.servers) if p.format == "detailed" \
+        else formatting.ip_list(result.servers)
+    resp = Response(body, mimetype=JSON)
+    if result.failed:
+        resp.headers["X-Dynvm-Failed"] = ",".join(n for n, _ in result.failed)
+    return resp
+
+
+@bp.get("/releaseservers/<path:rest>")
+def releaseservers(rest: str) -> Response:
+    parts = rest.split("/")
+    if len(parts) > 2:
+        raise InvalidParam("name", f"a VM name cannot contain '/' (got {rest!r}); "
+                                   "expected /releaseservers/<name> or /releaseservers/<name>/<state>")
+    name, state = parts[0], (parts[1] if len(parts) == 2 else None)
+    if state == "":
+        raise InvalidParam("state", "empty; expected /releaseservers/<name>/<state>")
+    p = parse_params(ReleaseParams, _args(name=name, state=state))
+    try:
+        released = service().release_servers(p.name, p.count, p.state)
+    except NotFound:
+        return _not_found(p.name)
+    if not released:
+        return _not_found(p.name)
+    metrics.VMS_RELEASED.inc(len(released))
+    return Response(formatting.names(released), mimetype=JSON)
+
+
+@bp.get("/setexpiry/<path:rest>")
+def setexpiry(rest: str) -> Response:
+    name, sep, minutes = rest.rpartition("/")
+    if not sep:
+        raise InvalidParam("minutes", "missing: call /setexpiry/<name>/<minutes>")
+    name = _split_name(name, "/setexpiry/<name>/<minutes>")
+    p = parse_params(SetExpiryParams, _args(name=name, minutes=minutes))
+    try:
+        changed = service().set_expiry(p.name, p.minutes, p.base == "created", p.count)
+    except NotFound:
+        return _not_found(p.name)
+    if not changed:
+        return _not_found(p.name)
+    return Response(formatting.names(changed), mimetype=JSON)
+
+
+def _not_found(name: str) -> Response:
+    metrics.FAILURES.labels("not_found").inc()
+    return Response(f"Error: VM {name} doesn't exist", status=404, content_type=TEXT)

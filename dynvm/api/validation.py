@@ -1,0 +1,294 @@
+"""Input validation for the legacy routes: one pydantic model per route.
+
+Every query parameter is checked here, before the core is called, so that a
+bad value is answered with a one-line 400 naming the parameter and what is
+allowed, and never reaches a Xen host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from dynvm.core.service import ServersRequest
+
+MAX_COUNT = 100
+MAX_NAME_LEN = 64
+MAX_CPUS = 256
+MIN_MEM_BYTES = 128 * 2**20
+MAX_MEM_BYTES = 4 * 2**40
+MAX_MINUTES = 525_600  # one year; the service caps leases further (vm.expiry.minutes)
+MAX_LABELS = 32
+
+NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LEN - 1}}}")
+LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+STATE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:()#-]{0,127}")
+
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+
+
+class InvalidParam(Exception):
+    """A request parameter is unacceptable: answered with 400 and this message."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"bad parameter '{param}': {message}")
+        self.param = param
+        self.message = f"bad parameter '{param}': {message}"
+
+
+def _shown(value: Any) -> str:
+    """The offending value, quoted and shortened, for the error message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:36] + "...'"
+
+
+def _int_parser(low: int, high: int, unit: str = "") -> Callable[[Any], int]:
+    what = f"an integer from {low} to {high}{unit}"
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"must be {what}")
+        if isinstance(value, int):
+            number = value
+        else:
+            text = str(value).strip()
+            if not re.fullmatch(r"[+-]?\d{1,20}", text):
+                raise ValueError(f"must be {what} (got {_shown(value)})")
+            number = int(text)
+        if not low <= number <= high:
+            raise ValueError(f"must be {what} (got {number})")
+        return number
+
+    return parse
+
+
+def parse_bool(value: Any) -> bool:
+    """The words Jenkins jobs use for flags; anything else is refused, not guessed."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"must be one of true, false, 1, 0, yes, no (got {_shown(value)})")
+
+
+def check_name(value: Any) -> str:
+    text = str(value)
+    if ".." in text or not NAME_RE.fullmatch(text):
+        raise ValueError(
+            f"a VM name must be 1 to {MAX_NAME_LEN} characters of letters, digits, '_', '.' "
+            f"or '-', start with a letter or digit and not contain '..' (got {_shown(text)})"
+        )
+    return text
+
+
+def parse_labels(value: Any) -> frozenset[str]:
+    if isinstance(value, frozenset):
+        return value
+    parts = [p.strip() for p in str(value).split(",")]
+    labels = frozenset(p for p in parts if p)
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels are allowed")
+    for label in labels:
+        if not LABEL_RE.fullmatch(label):
+            raise ValueError(
+                "must be a comma-separated list of labels made of letters, digits, '_', '.' "
+                f"or '-' (got {_shown(label)})"
+            )
+    return labels
+
+
+def check_network(value: Any) -> str:
+    text = str(value).strip()
+    if not NETWORK_RE.fullmatch(text):
+        raise ValueError(
+            "must be a network device or name of letters, digits, spaces and _.:()#- "
+            f"(got {_shown(value)})"
+        )
+    return text
+
+
+def _lower_choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        word = str(value).strip().lower()
+        if word not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)} (got {_shown(value)})")
+        return word
+
+    return parse
+
+
+Count = Annotated[int, BeforeValidator(_int_parser(1, MAX_COUNT))]
+Cpus = Annotated[int, BeforeValidator(_int_parser(1, MAX_CPUS))]
+MemBytes = Annotated[int, BeforeValidator(_int_parser(MIN_MEM_BYTES, MAX_MEM_BYTES, " bytes"))]
+Minutes = Annotated[int, BeforeValidator(_int_parser(1, MAX_MINUTES, " minutes"))]
+MinutesOrZero = Annotated[int, BeforeValidator(_int_parser(0, MAX_MINUTES, " minutes"))]
+HostRef = Annotated[int, BeforeValidator(_int_parser(0, 10**6))]
+Flag = Annotated[bool, BeforeValidator(parse_bool)]
+Name = Annotated[str, BeforeValidator(check_name)]
+Labels = Annotated[frozenset[str], BeforeValidator(parse_labels)]
+NetworkId = Annotated[str, BeforeValidator(check_network)]
+Format = Annotated[
+    Literal["servermanager", "detailed"],
+    BeforeValidator(_lower_choice(("servermanager", "detailed"))),
+]
+ExpiryBase = Annotated[Literal["created", "now"], BeforeValidator(_lower_choice(("created", "now")))]
+
+
+def _check_state(value: Any) -> str:
+    text = str(value)
+    if not STATE_RE.fullmatch(text):
+        raise ValueError(
+            f"must be 1 to 32 letters, digits, '_' or '-' (got {_shown(text)})"
+        )
+    return text
+
+
+State = Annotated[str, BeforeValidator(_check_state)]
+
+
+def _check_os(value: Any, info: ValidationInfo) -> str:
+    """An OS key some configured host serves; matched without regard to case."""
+    text = str(value).strip()
+    known: set[str] = set((info.context or {}).get("os_keys", ()))
+    if text in known:
+        return text
+    for key in known:
+        if key.lower() == text.lower():
+            return key
+    listed = ", ".join(sorted(known)) or "none configured"
+    raise ValueError(f"unknown OS {_shown(value)}; known: {listed}")
+
+
+def _check_host_ref(value: int | None, info: ValidationInfo) -> int | None:
+    if value is None:
+        return None
+    known: set[int] = set((info.context or {}).get("host_refs", ()))
+    if value not in known:
+        listed = ", ".join(str(r) for r in sorted(known)) or "none configured"
+        raise ValueError(f"no configured host xenhost{value}; configured host numbers: {listed}")
+    return value
+
+
+class _Params(BaseModel):
+    """Base: parameters by their query-string names; unknown ones are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class ShowAllParams(_Params):
+    os: str | None = None
+    labels: Labels = frozenset()
+    ignore_labels: Flag = Field(False, alias="ignorelabels")
+
+    @field_validator("os", mode="before")
+    @classmethod
+    def _os(cls, value: Any, info: ValidationInfo) -> str | None:
+        return None if value is None else _check_os(value, info)
+
+
+class AvailableParams(_Params):
+    os: str = "centos"
+    labels: Labels = frozenset()
+    ignore_labels: Flag = Field(False, alias="ignorelabels")
+    all_labels: Flag = Field(False, alias="alllabels")
+
+    @field_validator("os", mode="before")
+    @classmethod
+    def _os(cls, value: Any, info: ValidationInfo) -> str:
+        return _check_os(value, info)
+
+
+class GetServersParams(_Params):
+    name: Name
+    count: Count = 1
+    os: str = "centos"
+    cpus: Cpus | None = None
+    mem: MemBytes | None = None
+    expiresin: Minutes | None = None
+    format: Format = "servermanager"
+    labels: Labels = frozenset()
+    ignore_labels: Flag = Field(False, alias="ignorelabels")
+    xhostref: HostRef | None = None
+    all_or_none: Flag = Field(True, alias="allornone")
+    networkid: NetworkId | None = None
+    check_vms: Flag = Field(False, alias="checkvms")
+
+    @field_validator("os", mode="before")
+    @classmethod
+    def _os(cls, value: Any, info: ValidationInfo) -> str:
+        return _check_os(value, info)
+
+    @field_validator("xhostref", mode="after")
+    @classmethod
+    def _ref(cls, value: int | None, info: ValidationInfo) -> int | None:
+        return _check_host_ref(value, info)
+
+    def to_request(self) -> ServersRequest:
+        return ServersRequest(
+            name=self.name,
+            count=self.count,
+            os=self.os,
+            cpus=self.cpus,
+            mem_bytes=self.mem,
+            expires_in_minutes=self.expiresin,
+            labels=self.labels,
+            ignore_labels=self.ignore_labels,
+            xhostref=self.xhostref,
+            all_or_none=self.all_or_none,
+            network_id=self.networkid,
+            check_vms=self.check_vms,
+        )
+
+
+class ReleaseParams(_Params):
+    name: Name
+    state: State | None = None
+    count: Count | None = None
+
+
+class SetExpiryParams(_Params):
+    name: Name
+    minutes: MinutesOrZero
+    base: ExpiryBase = Field("now", alias="from")
+    count: Count | None = None
+
+
+def _param_name(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    if not loc:
+        return "?"
+    field = model.model_fields.get(str(loc[0]))
+    if field is not None and field.alias:
+        return field.alias
+    return str(loc[0])
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_params(
+    model: type[M], values: Mapping[str, Any], context: Mapping[str, Any] | None = None
+) -> M:
+    """Validate `values` into `model`; raise InvalidParam for the first bad parameter."""
+    try:
+        return model.model_validate(dict(values), context=dict(context or {}))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = str(err.get("msg", "invalid value"))
+        msg = msg.removeprefix("Value error, ")
+        raise InvalidParam(_param_name(model, tuple(err.get("loc", ()))), msg) from None

@@ -1,0 +1,252 @@
+"""The `dynvm` command: serve the API, run a simulated farm, check a config file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+STATE_DIR = Path(".dynvm")
+EMBEDDED_HOSTS = 4
+EMBEDDED_START_SECS = 60.0
+WORKER_TIMEOUT_SECS = 900  # /getservers waits for VMs to boot and get an address
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dynvm")
+def main() -> None:
+    """dynvm: disposable VMs on demand from a XenServer / XCP-ng farm."""
+
+
+# ---------------------------------------------------------------- serve
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              envvar="DYNVM_CONFIG", show_envvar=True,
+              help="INI file; none at all starts an embedded simulated farm and SQLite.")
+@click.option("--bind", default="127.0.0.1:5000", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="gunicorn worker processes.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Requests served at once per worker (a /getservers call waits for boots).")
+@click.option("--sim-speed", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Speed factor of the embedded simulated farm.")
+def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_speed: float) -> None:
+    """Serve the HTTP API under gunicorn."""
+    from dynvm.config import ConfigError, load_config
+
+    with contextlib.ExitStack() as stack:
+        embedded = not config_path
+        if embedded:
+            config_path = stack.enter_context(embedded_farm(STATE_DIR, sim_speed))
+        assert config_path is not None
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        metrics_dir = tempfile.mkdtemp(prefix="dynvm-metrics-")
+        stack.callback(shutil.rmtree, metrics_dir, True)
+        # Set before any worker imports prometheus_client, so all of them share it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        where = "an embedded simulated farm" if embedded else config_path
+        hosts = len(config.hosts)
+        options = {
+            "bind": bind,
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            "timeout": WORKER_TIMEOUT_SECS,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "preload_app": False,
+            "accesslog": "-",
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "dynvm",
+            "child_exit": _child_exit,
+            "when_ready": lambda server: _banner(server, hosts, where),
+            # gunicorn >= 25 would open a control socket under $HOME; dynvm does not use it.
+            "control_socket_disable": True,
+        }
+        _gunicorn_app(os.path.abspath(config_path), options).run()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Let /metrics forget a dead worker's live gauges (counters are kept)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _banner(server: Any, hosts: int, where: str) -> None:
+    """Printed once gunicorn listens, with the address really bound (--bind :0 works)."""
+    url = str(server.LISTENERS[0]) if server.LISTENERS else "127.0.0.1:5000"
+    url = url.removeprefix("http://")
+    if url.startswith("0.0.0.0:"):
+        url = "127.0.0.1:" + url.split(":", 1)[1]
+    click.echo(f"dynvm serving on http://{url} with {hosts} host(s) from {where}")
+    click.echo("try:")
+    for path in ("getservers/demo?os=centos&count=3", "showall", "getavailablecount/centos",
+                 "releaseservers/demo?count=3", "health"):
+        click.echo(f"  curl '{url}/{path}'")
+    sys.stdout.flush()
+
+
+def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
+    """gunicorn's BaseApplication, imported here so `dynvm --help` stays light."""
+    from gunicorn.app.base import BaseApplication
+
+    class App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if key in self.cfg.settings:  # older gunicorns lack some settings
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            # Runs in each worker after the fork (no preload): no thread or socket crosses it.
+            import logging
+
+            from dynvm.api import create_app
+
+            logging.basicConfig(
+                level=logging.INFO,
+                format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+            return create_app(config_path)
+
+    return App()
+
+
+@contextlib.contextmanager
+def embedded_farm(state_dir: Path, speed: float,
+                  deadline_secs: float = EMBEDDED_START_SECS) -> Iterator[str]:
+    """Run a simulated farm as a child process; yield a service INI pointing at it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = state_dir.resolve()
+    ini_out = state / "embedded-farm.ini"
+    ini_out.unlink(missing_ok=True)
+    log_path = state / "embedded-farm.log"
+    cmd = [sys.executable, "-m", "dynvm.sim.runner", "--hosts", str(EMBEDDED_HOSTS),
+           "--speed", str(speed), "--ini-out", str(ini_out), "--port-base", "0"]
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        sections = _wait_for_ini(child, ini_out, log_path, deadline_secs)
+        service_ini = state / "dynvmservice.ini"
+        _write_atomic(service_ini, (
+            "; written by `dynvm serve` for its embedded simulated farm\n"
+            "[store]\nbackend=sqlite\n"
+            f"sqlite.path={state / 'dynvm.sqlite'}\n"
+            f"outbox.path={state / 'outbox.sqlite'}\n\n" + sections
+        ))
+        click.echo(f"embedded simulated farm up (pid {child.pid}, log {log_path})")
+        yield str(service_ini)
+    finally:
+        _stop_child(child)
+
+
+def _wait_for_ini(child: subprocess.Popen[bytes], ini_out: Path, log_path: Path,
+                  deadline_secs: float) -> str:
+    deadline = time.monotonic() + deadline_secs
+    while time.monotonic() < deadline:
+        if ini_out.exists():
+            return ini_out.read_text()
+        if child.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise click.ClickException(
+                f"the embedded simulated farm exited with status {child.returncode}:\n{tail}")
+        time.sleep(0.05)
+    raise click.ClickException(
+        f"the embedded simulated farm did not write {ini_out} within {deadline_secs:.0f}s "
+        f"(see {log_path})")
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is not None:
+        return
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- sim
+
+
+@main.command()
+@click.option("--hosts", default=4, show_default=True, type=click.IntRange(1, 512),
+              help="Hosts per pool.")
+@click.option("--pools", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--vms-per-host", default=0, show_default=True, type=click.IntRange(0, 1000),
+              help="VMs already running on each host.")
+@click.option("--from-db", "from_db", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Load a pool from a XAPI state database (repeatable: one pool each).")
+@click.option("--bind", default="127.0.0.1", show_default=True)
+@click.option("--port-base", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="First port; 0 picks free ports.")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Divide every modelled delay (clone, boot, DHCP) by this.")
+@click.option("--https", is_flag=True, help="Serve XAPI over TLS with a self-signed certificate.")
+def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bind: str,
+        port_base: int, speed: float, https: bool) -> None:
+    """Run a simulated XenServer farm in the foreground."""
+    from dynvm.sim.runner import run_sim
+
+    run_sim(hosts=hosts, pools=pools, vms_per_host=vms_per_host, from_db=list(from_db),
+            bind=bind, port_base=port_base, speed=speed, https=https)
+
+
+# ---------------------------------------------------------------- check-config
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False))
+def check_config(path: str) -> None:
+    """Validate a configuration file and summarise it."""
+    from dynvm.config import ConfigError, load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"{path}: OK")
+    store = config.store
+    where = store.sqlite_path if store.backend == "sqlite" else (
+        store.couchbase.server if store.couchbase else "?")
+    click.echo(f"store: {store.backend} ({where})")
+    click.echo(f"leases: default {config.default_expiry_minutes} min, "
+               f"at most {config.expiry_minutes_max} min; "
+               f"network wait {config.network_timeout_secs} s")
+    for ref, host in sorted(config.hosts.items()):
+        oses = ", ".join(f"{k}={s.template!r}" for k, s in sorted(host.os.items())) or "no OS"
+        labels = f" labels={','.join(sorted(host.labels))}" if host.labels else ""
+        click.echo(f"xenhost{ref}: {host.url}{labels}: {oses}")
+    for os_key, pool in sorted(config.pools.items()):
+        click.echo(f"pool {os_key}: {pool.ready} ready")
+    for warning in getattr(config, "warnings", ()):
+        click.echo(f"warning: {warning}", err=True)
+
+
+if __name__ == "__main__":
+    main()

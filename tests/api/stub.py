@@ -1,0 +1,86 @@
+"""A stand-in for the core facade that records every call.
+
+It lets the HTTP layer's own behaviour (validation, formatting, status codes)
+be tested without a farm; everything that touches Xen is tested end to end
+against the simulator in test_e2e.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynvm.core.service import Available, ServerResult, ServersRequest, ServersResult, ShowAll
+
+
+@dataclass
+class StubCore:
+    oses: set[str] = field(default_factory=lambda: {"centos", "windows"})
+    refs: set[int] = field(default_factory=lambda: {1, 2})
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    showall: ShowAll = field(default_factory=lambda: ShowAll(hosts={}, unreachable=[], age_secs=0.0))
+    available_count: int = 7
+    label_counts: list[dict] = field(default_factory=list)
+    ip_base: str = "10.0.0."
+    raise_on_get: Exception | None = None
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    existing: set[str] = field(default_factory=set)
+    health_report: dict = field(default_factory=lambda: {"status": "ok"})
+
+    def core_calls(self) -> list[str]:
+        """Calls that would reach past the config (os_keys/host_refs are config look-ups)."""
+        return [name for name, _ in self.calls if name not in ("os_keys", "host_refs")]
+
+    def os_keys(self) -> set[str]:
+        self.calls.append(("os_keys", None))
+        return set(self.oses)
+
+    def host_refs(self) -> set[int]:
+        self.calls.append(("host_refs", None))
+        return set(self.refs)
+
+    def show_all(self, os: str | None, labels: frozenset[str], ignore_labels: bool) -> ShowAll:
+        self.calls.append(("show_all", (os, labels, ignore_labels)))
+        return self.showall
+
+    def available(self, os: str, labels: frozenset[str], ignore_labels: bool) -> Available:
+        self.calls.append(("available", (os, labels, ignore_labels)))
+        return Available(count=self.available_count, unreachable=[2], age_secs=1.25)
+
+    def available_by_label(self, os: str) -> list[dict]:
+        self.calls.append(("available_by_label", os))
+        return self.label_counts
+
+    def get_servers(self, req: ServersRequest) -> ServersResult:
+        self.calls.append(("get_servers", req))
+        if self.raise_on_get is not None:
+            raise self.raise_on_get
+        names = [req.name] if req.count == 1 else [f"{req.name}{i}" for i in range(1, req.count + 1)]
+        failed_names = {n for n, _ in self.failed}
+        servers = [
+            ServerResult(name=n, ip=f"{self.ip_base}{i}", host_ref=1, vm_uuid=f"uuid-{n}")
+            for i, n in enumerate(names, start=1) if n not in failed_names
+        ]
+        self.existing.update(s.name for s in servers)
+        return ServersResult(servers=servers, failed=list(self.failed))
+
+    def _names(self, name: str, count: int | None) -> list[str]:
+        wanted = [name] if count is None else [f"{name}{i}" for i in range(1, count + 1)]
+        return [n for n in wanted if n in self.existing]
+
+    def release_servers(self, name: str, count: int | None, state: str | None) -> list[str]:
+        self.calls.append(("release_servers", (name, count, state)))
+        gone = self._names(name, count)
+        self.existing.difference_update(gone)
+        return gone
+
+    def set_expiry(self, name: str, minutes: int, from_created: bool, count: int | None) -> list[str]:
+        self.calls.append(("set_expiry", (name, minutes, from_created, count)))
+        return self._names(name, count)
+
+    def health(self) -> dict:
+        self.calls.append(("health", None))
+        return self.health_report
+
+    def close(self) -> None:
+        self.calls.append(("close", None))

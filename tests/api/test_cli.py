@@ -1,0 +1,95 @@
+"""The `dynvm` command through click's runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dynvm.cli import main
+
+GOOD_INI = """\
+[common]
+vm.expiry.minutes=600
+
+[store]
+backend=sqlite
+sqlite.path={tmp}/dynvm.sqlite
+
+[xenhost1]
+host.name=http://127.0.0.1:9
+host.user=root
+host.password=${{DYNVM_TEST_XEN_PASSWORD}}
+host.storage.name=Local storage
+host.labels=perf
+centos.template=tmpl-cnt7.7
+windows.template=tmpl-win16dc - PATCHED (1)
+
+[xenhost3]
+host.name=http://127.0.0.1:10
+host.user=root
+host.password=secret
+host.storage.name=Local storage
+centos.template=tmpl-cnt7.7
+"""
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["sim"], ["check-config"]])
+def test_help(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+
+
+def test_help_lists_commands_and_options() -> None:
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"]).output
+    for command in ("serve", "sim", "check-config"):
+        assert command in top
+    serve = runner.invoke(main, ["serve", "--help"]).output
+    for option in ("--config", "--bind", "--workers", "--sim-speed", "127.0.0.1:5000"):
+        assert option in serve
+    sim = runner.invoke(main, ["sim", "--help"]).output
+    for option in ("--hosts", "--pools", "--vms-per-host", "--from-db", "--bind",
+                   "--port-base", "--speed", "--https"):
+        assert option in sim
+
+
+def test_check_config_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYNVM_TEST_XEN_PASSWORD", "from-env")
+    ini = tmp_path / "dynvm.ini"
+    ini.write_text(GOOD_INI.format(tmp=tmp_path))
+    result = CliRunner().invoke(main, ["check-config", str(ini)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"{ini}: OK" in out
+    assert "xenhost1: http://127.0.0.1:9 labels=perf" in out
+    assert "centos='tmpl-cnt7.7'" in out
+    assert "windows='tmpl-win16dc - PATCHED (1)'" in out
+    assert "xenhost3: http://127.0.0.1:10" in out
+    assert "at most 600 min" in out
+    assert "from-env" not in out and "secret" not in out
+
+
+def test_check_config_bad_file_exits_1_with_message(tmp_path: Path) -> None:
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[xenhost1]\nhost.name=10.0.0.1\n")
+    result = CliRunner().invoke(main, ["check-config", str(ini)])
+    assert result.exit_code == 1
+    assert "refused" in result.output
+    assert "xenhost1" in result.output
+
+
+def test_check_config_missing_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check-config", str(tmp_path / "nope.ini")])
+    assert result.exit_code == 1
+    assert "cannot read" in result.output
+
+
+def test_serve_refuses_bad_config_before_starting(tmp_path: Path) -> None:
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[nonsense]\n")
+    result = CliRunner().invoke(main, ["serve", "--config", str(ini), "--bind", "127.0.0.1:0"])
+    assert result.exit_code == 1
+    assert "refused" in result.output
