@@ -31,13 +31,26 @@ def detailed(servers: Sequence[ServerResult]) -> str:
     return json.dumps({s.name: s.ip for s in servers}, indent=2, sort_keys=True)
 
 
+_showall_last: tuple[object, str] | None = None
+
+
 def showall(hosts: Mapping[int, Iterable[Mapping[str, object]]]) -> str:
-    """Host number -> VM rows; integer keys so hosts sort 1, 2, ..., 10 numerically."""
+    """Host number -> VM rows; integer keys so hosts sort 1, 2, ..., 10 numerically.
+
+    The core hands back the very same rows while the farm has not changed, so
+    the last body is reused (indenting 2000 rows costs ~10 ms per request).
+    """
+    global _showall_last
+    last = _showall_last
+    if last is not None and last[0] is hosts:
+        return last[1]
     body = {
         int(ref): [{k: row.get(k) for k in SHOWALL_FIELDS} for row in rows]
         for ref, rows in hosts.items()
     }
-    return json.dumps(body, indent=2, sort_keys=True)
+    text = json.dumps(body, indent=2, sort_keys=True)
+    _showall_last = (hosts, text)
+    return text
 
 
 def names(changed: Sequence[str]) -> str:
