@@ -71,6 +71,7 @@ class HostConfig:
     vms_max: dict[str, int] = field(default_factory=dict)  # host.vms.max.<os>
     os: dict[str, OsSpec] = field(default_factory=dict)  # OSes this host can serve
     verify_tls: bool = True  # host.tls.verify
+    drain: bool = False  # host.drain: no new VMs here; running ones live out their leases
     ca_file: str | None = None  # host.tls.ca
     connect_timeout: float = 5.0  # host.timeout.connect.secs
     call_timeout: float = 60.0  # host.timeout.call.secs
@@ -158,6 +159,7 @@ HOST_KEYS = (
     "host.network.id",
     "host.tls.verify",
     "host.tls.ca",
+    "host.drain",
     "host.timeout.connect.secs",
     "host.timeout.call.secs",
 )
@@ -455,6 +457,7 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         vms_max=vms_max,
         os=os_specs,
         verify_tls=s.bool("host.tls.verify", True),
+        drain=s.bool("host.drain", False),
         ca_file=ca_file,
         connect_timeout=s.float("host.timeout.connect.secs", 5.0),
         call_timeout=s.float("host.timeout.call.secs", 60.0),

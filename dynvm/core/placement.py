@@ -22,12 +22,14 @@ def eligible_hosts(cfg: Config, os_key: str | None, labels: frozenset[str],
                    ignore_labels: bool, xhostref: int | None = None) -> list[HostConfig]:
     """Host sections a request may use: serving the OS, matching the labels.
 
+    Drained hosts take no new VMs (`os_key` given) but are still shown.
+
     Without `labels`, only unlabelled hosts take ordinary work (labelled hosts
     are kept for the jobs that ask for them); `ignore_labels` uses every host;
     `xhostref` names one host whatever its labels.
     """
     hosts = [h for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
-             if os_key is None or os_key in h.os]
+             if os_key is None or (os_key in h.os and not h.drain)]
     if xhostref is not None:
         return [h for h in hosts if h.ref == xhostref]
     if ignore_labels:

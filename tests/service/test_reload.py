@@ -43,3 +43,33 @@ def test_reload_adds_a_host_and_broken_file_is_refused(tmp_path, farm, clean_far
                    timeout=10, what="the fixed file to be accepted")
     finally:
         svc.close()
+
+
+def test_draining_a_host_keeps_its_vms_but_takes_no_new_ones(tmp_path, farm, clean_farm,
+                                                             probe) -> None:
+    from dynvm.api import create_app
+    from dynvm.core.service import build_service
+
+    ini = write_ini(tmp_path, farm)
+    svc = build_service(str(ini), timings=FAST)
+    try:
+        c = create_app(service=svc).test_client()
+        assert c.get("/getservers/stay?os=centos&xhostref=2").status_code == 200
+        both = int(c.get("/getavailablecount/centos").text)
+        ini.write_text(ini.read_text().replace(
+            "[xenhost2]\n", "[xenhost2]\nhost.drain=true\n"))
+        wait_until(lambda: int(c.get("/getavailablecount/centos").text) < both, timeout=10,
+                   what="the drained host to stop counting")
+        r = c.get("/getservers/new?os=centos&xhostref=2")
+        assert r.status_code == 503
+        r = c.get("/getservers/elsewhere?os=centos&count=2&format=detailed")
+        assert r.status_code == 200
+        assert {lease.host_ref for n in ("elsewhere1", "elsewhere2")
+                for lease in svc.ctx.store.leases(name=n)} == {1}
+        rows = json.loads(c.get("/showall").text)["2"]
+        assert [row["name"] for row in rows] == ["stay"]  # still running, still shown
+        assert json.loads(c.get("/releaseservers/stay").text) == ["stay"]
+        c.get("/releaseservers/elsewhere?count=2")
+        assert probe.vms_named("stay") == []
+    finally:
+        svc.close()
