@@ -23,8 +23,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    """Poll a condition with a deadline; returns its first truthy value."""
+def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+               interval: float = 0.02):
+    """Poll a condition with a deadline; returns its first truthy value.
+
+    For things that are asynchronous by design (a boot, a background loop),
+    never to paper over a race.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -32,7 +37,7 @@ def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "c
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 @contextlib.contextmanager

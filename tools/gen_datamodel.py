@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dynvm.sim.xapitypes import split_map_type
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = REPO.parent / "shared" / "docs" / "xenapi.json"
 DEFAULT_OUTPUT = REPO / "dynvm" / "sim" / "datamodel.json"
@@ -66,20 +68,6 @@ RELATION_OVERRIDES: dict[tuple[str, str], tuple[str, str] | None] = {
 
 # Message rows in the output: [name, params, result, session, implicit, has_async, errors, min_params]
 MESSAGE_KEYS = ("name", "params", "result", "session", "implicit", "has_async", "errors", "min_params")
-
-
-def split_map_type(t: str) -> tuple[str, str]:
-    """'(k -> v) map' -> (k, v), respecting nested parentheses."""
-    inner = t[1 : t.rindex(")")]
-    depth = 0
-    for i, ch in enumerate(inner):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and inner.startswith(" -> ", i):
-            return inner[:i], inner[i + 4 :]
-    raise ValueError(f"bad map type {t!r}")
 
 
 def type_default(t: str, enums: dict[str, list[str]]) -> Any:

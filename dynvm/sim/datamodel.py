@@ -19,6 +19,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from dynvm.sim.xapitypes import split_map_type
+
 NULL_REF = "OpaqueRef:NULL"
 EPOCH = "19700101T00:00:00Z"
 
@@ -125,20 +127,6 @@ def empty_tables() -> dict[str, dict[str, dict[str, Any]]]:
 
 
 # ---------------------------------------------------------------- coercion
-
-
-def split_map_type(t: str) -> tuple[str, str]:
-    """'(k -> v) map' -> ('k', 'v'), respecting nested parentheses."""
-    inner = t[1 : t.rindex(")")]
-    depth = 0
-    for i, ch in enumerate(inner):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and inner.startswith(" -> ", i):
-            return inner[:i], inner[i + 4 :]
-    raise ValueError(f"bad map type {t!r}")
 
 
 def _to_int(v: Any) -> int:

@@ -139,12 +139,7 @@ class StandInCollection:
         with self._lock:
             self._check()
             opt = options[0] if options else None
-            entry = self._live(key)
-            if entry is None:
-                raise DocumentNotFoundException(message=f"document not found: {key}")
-            cas = _cas_of(opt, kwargs)
-            if cas is not None and cas != entry[1]:
-                raise CasMismatchException(message=f"CAS mismatch on {key}")
+            self._existing(key, opt, kwargs)
             # Like the server: a replace without an expiry clears the old one.
             return StandInMutationResult(self._store(key, value, _expiry_of(opt, kwargs)))
 
@@ -152,15 +147,18 @@ class StandInCollection:
         self._round_trip()
         with self._lock:
             self._check()
-            opt = options[0] if options else None
-            entry = self._live(key)
-            if entry is None:
-                raise DocumentNotFoundException(message=f"document not found: {key}")
-            cas = _cas_of(opt, kwargs)
-            if cas is not None and cas != entry[1]:
-                raise CasMismatchException(message=f"CAS mismatch on {key}")
+            self._existing(key, options[0] if options else None, kwargs)
             del self._docs[key]
             return StandInMutationResult(next(self._cas))
+
+    def _existing(self, key: str, opt: Any, kwargs: dict[str, Any]) -> None:
+        """Raise as the server does if `key` is missing or its CAS does not match."""
+        entry = self._live(key)
+        if entry is None:
+            raise DocumentNotFoundException(message=f"document not found: {key}")
+        cas = _cas_of(opt, kwargs)
+        if cas is not None and cas != entry[1]:
+            raise CasMismatchException(message=f"CAS mismatch on {key}")
 
     # Test helpers (not part of the SDK API).
     def keys(self) -> list[str]:

@@ -3,14 +3,14 @@ always on ephemeral loopback ports, so tests are xdist-safe."""
 
 from __future__ import annotations
 
-import time
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import XenAPI
 
+from bench.harness import wait_until
 from dynvm.sim import Farm, Timing
 
 USER, PASSWORD = "root", "xenroot"
@@ -23,16 +23,7 @@ def fast_timing(**overrides: Any) -> Timing:
     return timing
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+wait_for = wait_until
 
 
 def login(url: str, **kwargs: Any) -> XenAPI.Session:

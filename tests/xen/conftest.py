@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import XenAPI
 
+from bench.harness import wait_until  # noqa: F401 (used by the tests)
 from dynvm.config import HostConfig
 from dynvm.sim import Farm
 from dynvm.xen.pool import XenPoolClient
@@ -31,19 +31,6 @@ def host_config(farm: Farm, *, ref: int = 1, pool: int = 0, url: str | None = No
     )
     fields.update(overrides)
     return HostConfig(**fields)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0,
-               interval: float = 0.02) -> Any:
-    """Poll `predicate` until it is truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def xapi_calls(farm: Farm, *, ignore: tuple[str, ...] = ("event_from", "event.from")) -> int:
