@@ -765,28 +765,3 @@ class ConfigWatcher:
     def _log_warnings(config: Config) -> None:
         for w in config.warnings:
             log.warning("%s", w)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m dynvm.config FILE`: validate a file before putting it in place."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m dynvm.config FILE", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args[0])
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 1
-    for w in config.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    served = ", ".join(sorted(config.served_os)) or "none"
-    print(f"{args[0]}: OK, {len(config.hosts)} hosts, OS served: {served}, "
-          f"store {config.store.backend}, {len(config.pools)} warm pools")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -640,13 +640,15 @@ def test_watcher_thread_safety(tmp_path: Path) -> None:
     assert len(set(seen)) > 1  # the readers saw the changes, not just one Config
 
 
-def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from dynvm.config import main
+def test_check_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dynvm.cli import main
 
     good = watcher_file(tmp_path)
-    assert main([str(good)]) == 0
-    assert "OK, 1 hosts, OS served: centos" in capsys.readouterr().out
+    result = CliRunner().invoke(main, ["check-config", str(good)])
+    assert result.exit_code == 0 and f"{good}: OK" in result.output
     good.write_text(host(extra="host.nmae=x\n"))
-    assert main([str(good)]) == 1
-    assert "did you mean host.name?" in capsys.readouterr().err
-    assert main([]) == 2
+    result = CliRunner().invoke(main, ["check-config", str(good)])
+    assert result.exit_code == 1
+    assert "did you mean host.name?" in result.output
