@@ -47,6 +47,7 @@ class Background:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._last_reconcile = 0.0
+        self.reconcile_passes = 0  # for /health and for tests that wait for a pass
         self._last_heartbeat = 0.0
 
     def ensure_started(self) -> None:
@@ -111,5 +112,6 @@ class Background:
         if now - self._last_reconcile >= self.t.reconcile_every:
             self._last_reconcile = now
             stats = reconcile(self.ctx)
+            self.reconcile_passes += 1
             if any(stats.values()):
                 log.warning("reconciled: %s", stats)

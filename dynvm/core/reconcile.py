@@ -16,12 +16,14 @@ import logging
 from dynvm.core import history
 from dynvm.core.context import Context
 from dynvm.core.ports import TAG_CREATED, TAG_LEASE
-from dynvm.store.base import LEASE_PROVISIONING, Lease
+from dynvm.core.release import finish_stuck_release
+from dynvm.store.base import LEASE_PROVISIONING, LEASE_RELEASING, Lease
 
 log = logging.getLogger("dynvm.reconcile")
 
 HEARTBEAT_PREFIX = "instance:"
-ORPHAN_GRACE_SECS = 120.0  # an untracked tagged VM younger than this may still be recorded
+ORPHAN_GRACE_SECS = 120.0
+STUCK_RELEASE_SECS = 600.0  # a release takes seconds; one this old lost its process  # an untracked tagged VM younger than this may still be recorded
 
 
 def instance_alive(ctx: Context, instance: str) -> bool:
@@ -72,6 +74,15 @@ def reconcile(ctx: Context) -> dict[str, int]:
             _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id,
                    "service stopped during provisioning")
             stats["leases"] += 1
+    # Releases whose process died half way: finish them.
+    for lease in leases:
+        since = lease.extra.get("releasing_since")
+        if lease.state == LEASE_RELEASING and since and ctx.clock() - since > STUCK_RELEASE_SECS:
+            try:
+                finish_stuck_release(ctx, lease, "released (finished after an interruption)")
+                stats["leases"] += 1
+            except Exception:
+                log.exception("reconcile: could not finish releasing %s", lease.name)
     for rid in dead:
         ctx.store.drop_reservations(rid)
         ctx.store.finish_request(rid, "interrupted",

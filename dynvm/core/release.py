@@ -35,7 +35,8 @@ def names_for(name: str, count: int | None) -> list[str]:
 def release_lease(ctx: Context, lease: Lease, reason: str,
                   release_state: str | None = None) -> bool:
     """Destroy a leased VM and close its history. False if another process has it."""
-    claimed = ctx.store.claim_lease(lease.vm_uuid, lease.state, state=LEASE_RELEASING)
+    claimed = ctx.store.claim_lease(lease.vm_uuid, lease.state, state=LEASE_RELEASING,
+                                    extra={**lease.extra, "releasing_since": ctx.clock()})
     if claimed is None:
         return False
     return _destroy_and_record(ctx, claimed, reason, release_state, previous=lease.state)
@@ -76,6 +77,11 @@ def _drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
                 ctx.store.settle_reservation(r.id, settle_secs=0.0)
     except StoreUnavailable:
         pass  # it lapses on its own within the settle time
+
+
+def finish_stuck_release(ctx: Context, lease: Lease, reason: str) -> bool:
+    """A release whose process died half way: destroy (again) and close the lease."""
+    return _destroy_and_record(ctx, lease, reason, None, previous=LEASE_RELEASING)
 
 
 def leases_named(ctx: Context, names: list[str]) -> list[Lease]:
