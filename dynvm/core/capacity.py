@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from dynvm.config import HostConfig, OsSpec
-from dynvm.core.ports import TAG_OS, HostView, PoolView, VmView
+from dynvm.core.ports import TAG_OS, TAG_RESERVATION, HostView, PoolView, VmView
 from dynvm.store.base import Reservation
 
 GIB = 1 << 30
@@ -71,19 +71,21 @@ def free_on(host: HostView, running: Iterable[VmView], storage_name: str,
     return Free(free_cpus, int(free_mem), free_disk, has_sr=True)
 
 
-def unseen(reservations: Iterable[Reservation], view: PoolView) -> list[Reservation]:
+def unseen(reservations: Iterable[Reservation], running: Iterable[VmView]) -> list[Reservation]:
     """Reservations whose VM the view does not yet show running.
 
     Once the view shows the VM running, its CPUs and memory are already in the
-    host's figures; counting the reservation too would count it twice.
+    host's figures; counting the reservation too would count it twice. A VM is
+    matched by its uuid or, before the store knows the uuid, by the
+    reservation id it was tagged with before it started.
     """
-    out = []
-    for r in reservations:
-        vm = view.vms.get(r.vm_uuid) if r.vm_uuid else None
-        if vm is not None and vm.power_state == "Running":
-            continue
-        out.append(r)
-    return out
+    shown = set()
+    for v in running:
+        shown.add(v.uuid)
+        tag = v.other_config.get(TAG_RESERVATION)
+        if tag:
+            shown.add(tag)
+    return [r for r in reservations if r.id not in shown and r.vm_uuid not in shown]
 
 
 def slots_on(view: PoolView, host: HostView, cfg: HostConfig, os_key: str,
@@ -98,7 +100,7 @@ def slots_on(view: PoolView, host: HostView, cfg: HostConfig, os_key: str,
     if sizes is not None:
         spec = replace(spec, vcpus=max(sizes[0], 1), memory_gib=max(sizes[1], 1))
     running = view.running_on(host.uuid)
-    pending = unseen(reservations, view)
+    pending = unseen(reservations, running)
     count = free_on(host, running, cfg.storage_name, pending).slots(spec)
     cap = cfg.vms_max.get(os_key)
     if cap is not None:

@@ -18,6 +18,7 @@ TAG_CREATED = "dynvm_created"  # epoch seconds
 TAG_EXPIRES = "dynvm_expires"  # epoch seconds
 TAG_OS = "dynvm_os"
 TAG_STATE = "dynvm_state"  # "provisioning" until complete, then "ready" / "active"
+TAG_RESERVATION = "dynvm_reservation"  # the capacity reservation the VM was built under
 
 
 class XenError(Exception):

@@ -24,6 +24,7 @@ from dynvm.core.ports import (
     TAG_LEASE,
     TAG_OS,
     TAG_OWNER,
+    TAG_RESERVATION,
     TAG_STATE,
     LinkLocalOnly,
     VmBuild,
@@ -107,6 +108,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         TAG_EXPIRES: str(int(job.expires)),
         TAG_OS: spec.key,
         TAG_STATE: LEASE_PROVISIONING,
+        TAG_RESERVATION: job.slot.reservation.id,
     }
     build = VmBuild(
         name=job.name,

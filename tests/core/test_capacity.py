@@ -72,7 +72,12 @@ def test_reservations_count_until_the_view_shows_the_vm_running() -> None:
     assert slots_on(view(h), h, host_cfg(), "centos", pending) == 4
     # VM "a" now runs: its CPUs are in the view, its reservation no longer counts
     v = view(h, [vm("a")])
-    assert [r.id for r in unseen(pending, v)] == ["r1"]
+    assert [r.id for r in unseen(pending, v.running_on("m1"))] == ["r1"]
+    assert slots_on(v, h, host_cfg(), "centos", pending) == 4
+    # a VM tagged with its reservation is matched before the store knows its uuid
+    tagged = VmView(**{**vm("b").__dict__, "other_config": {"dynvm_reservation": "r1"}})
+    v = view(h, [vm("a"), tagged])
+    assert unseen(pending, v.running_on("m1")) == []
     assert slots_on(v, h, host_cfg(), "centos", pending) == 4
 
 
