@@ -109,3 +109,15 @@ def test_one_request_builds_on_every_host_at_once(client, service) -> None:
     ends = [d["build_finished"] for d in docs]
     assert max(starts) < min(ends)  # every build was under way before any finished
     client.get("/releaseservers/par?count=4")
+
+
+def test_only_the_shortfall_is_built(warm) -> None:
+    c = create_app(service=warm).test_client()
+    c.get("/getavailablecount/centos")
+    wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to fill")
+    r = c.get("/getservers/mix?os=centos&count=3&format=detailed")
+    assert r.status_code == 200, r.text
+    assert sorted(json.loads(r.text)) == ["mix1", "mix2", "mix3"]
+    docs = {d["name"]: d for d in warm.ctx.store.history() if d["name"].startswith("mix")}
+    assert sorted(bool(d.get("from_warm_pool")) for d in docs.values()) == [False, True, True]
+    assert c.get("/releaseservers/mix?count=3").status_code == 200
