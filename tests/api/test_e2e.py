@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+from bench.harness import wait_until
 from dynvm.api import create_app
 from dynvm.core.service import Dynvm, build_service
 from dynvm.sim import Farm
@@ -60,14 +60,6 @@ def _get(client: FlaskClient, url: str, status: int = 200) -> str:
     return body
 
 
-def _until(check, what: str, secs: float = 20.0) -> None:
-    """Views follow the farm's event feed, so some effects show after a moment."""
-    deadline = time.monotonic() + secs
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_bad_input_never_reaches_xen(tmp_path: Path) -> None:
     farm = _start_farm()
     svc = _service(farm, tmp_path)
@@ -113,9 +105,9 @@ def test_getservers_detailed_roundtrip(client: FlaskClient, tmp_path: Path) -> N
     released = _get(client, "/releaseservers/jrt?count=3")
     assert released == '[\n  "jrt1",\n  "jrt2",\n  "jrt3"\n]'
     assert _get(client, "/releaseservers/jrt?count=3", 404) == "Error: VM jrt doesn't exist"
-    _until(lambda: not {"jrt1", "jrt2", "jrt3"} & {
+    wait_until(lambda: not {"jrt1", "jrt2", "jrt3"} & {
         row["name"] for rows in json.loads(_get(client, "/showall")).values() for row in rows
-    }, "released VMs to leave /showall")
+    }, timeout=20, what="released VMs to leave /showall")
 
 
 def test_getservers_list_on_chosen_host(client: FlaskClient) -> None:
@@ -135,8 +127,8 @@ def test_no_capacity_is_503_and_nothing_left_behind(client: FlaskClient) -> None
     body = _get(client, f"/getservers/toomany?count={wanted}", 503)
     assert body.startswith("Error: No capacity is available!")
     assert str(wanted) in body
-    _until(lambda: int(_get(client, "/getavailablecount/centos")) == free_one,
-           "reservations to be given back")
+    wait_until(lambda: int(_get(client, "/getavailablecount/centos")) == free_one,
+               timeout=20, what="reservations to be given back")
     _get(client, "/releaseservers/toomany", 404)
 
 
@@ -152,8 +144,8 @@ def test_unreachable_host_is_named_in_header(client: FlaskClient, farm: Farm) ->
     down = farm.pools[1].master.name_label
     farm.set_unreachable(down, True)
     try:
-        _until(lambda: client.get("/showall").headers.get("X-Dynvm-Unreachable") == "2",
-               "xenhost2 to be reported unreachable", secs=30)
+        wait_until(lambda: client.get("/showall").headers.get("X-Dynvm-Unreachable") == "2",
+                   timeout=30, what="xenhost2 to be reported unreachable")
         resp = client.get("/showall")
         assert resp.status_code == 200
         assert resp.headers["X-Dynvm-Unreachable"] == "2"
