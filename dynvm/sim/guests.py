@@ -141,23 +141,22 @@ class GuestPorts:
             s = self._socks.pop(ip, None)
             if s is None:
                 return
-            try:
-                self._sel.unregister(s)
-            except (KeyError, ValueError):
-                pass
-            s.close()
+            self._forget(s)
         self._wake_w.send(b"x")
+
+    def _forget(self, s: socket.socket) -> None:
+        """Stop watching and close one guest's listener (lock held)."""
+        try:
+            self._sel.unregister(s)
+        except (KeyError, ValueError):
+            pass
+        s.close()
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
             for ip in list(self._socks):
-                s = self._socks.pop(ip)
-                try:
-                    self._sel.unregister(s)
-                except (KeyError, ValueError):
-                    pass
-                s.close()
+                self._forget(self._socks.pop(ip))
         self._wake_w.send(b"x")
         self._thread.join(timeout=5)
         self._wake_r.close()
