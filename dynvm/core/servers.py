@@ -33,15 +33,16 @@ from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreU
 log = logging.getLogger("dynvm.servers")
 
 RESERVATION_SLACK_SECS = 900.0
+NAME_LOCK = "name:"
 
 
 def effective_spec(cfg: Config, req: ServersRequest) -> OsSpec:
-    """The OS's sizes with the request's overrides (the first host serving it sets them)."""
-    specs = [h.os[req.os] for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
-             if req.os in h.os]
-    if not specs:
-        raise BadRequest(f"Error: unknown os '{req.os}'; served: {', '.join(sorted(served_os(cfg)))}")
-    spec = specs[0]
+    """The OS's sizes with the request's overrides (the first host serving it sets them).
+
+    Call after `check_request`: the OS is known to be served.
+    """
+    spec = next(h.os[req.os] for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
+                if req.os in h.os)
     if req.cpus is not None:
         spec = OsSpec(spec.key, spec.template, req.cpus, spec.memory_gib, spec.disk_gib)
     if req.mem_bytes is not None:
@@ -73,7 +74,15 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     minutes = req.expires_in_minutes or cfg.default_expiry_minutes
     expires = now + min(minutes, cfg.expiry_minutes_max) * 60
     request_id = uuid.uuid4().hex
+    ttl = cfg.network_timeout_secs * 3 + RESERVATION_SLACK_SECS
+    held: list[str] = []
     try:
+        # Names are claimed in the store, so two requests racing for one name
+        # cannot both build it; a name stays taken by its lease afterwards.
+        for n in names:
+            if not ctx.store.acquire_leader(NAME_LOCK + n, request_id, ttl):
+                raise NameInUse(f"Error: VM {n} is being created by another request")
+            held.append(n)
         taken = [lease.name for n in names for lease in ctx.store.leases(name=n)
                  if lease.state not in (LEASE_READY, LEASE_RELEASING)]
         if taken:
@@ -81,16 +90,30 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
         ctx.store.put_request(RequestRecord(id=request_id, name=req.name, os=req.os,
                                             count=req.count, instance=ctx.instance, started=now))
     except StoreUnavailable as exc:
+        _free_names(ctx, held, request_id)
         raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
                         f"reserved safely; try again shortly ({exc})") from exc
+    except NameInUse:
+        _free_names(ctx, held, request_id)
+        raise
     try:
-        result = _serve(ctx, cfg, req, spec, names, expires, request_id)
+        result = _serve(ctx, cfg, req, spec, names, expires, request_id, ttl)
     except Exception as exc:
         _finish(ctx, request_id, "failed", {"error": str(exc)})
         raise
+    finally:
+        _free_names(ctx, held, request_id)
     _finish(ctx, request_id, "done" if not result.failed else "partial",
             {"failed": result.failed})
     return result
+
+
+def _free_names(ctx: Context, names: list[str], request_id: str) -> None:
+    for n in names:
+        try:
+            ctx.store.release_leader(NAME_LOCK + n, request_id)
+        except Exception:  # it lapses on its own
+            log.warning("could not free the name %s", n)
 
 
 def _finish(ctx: Context, request_id: str, state: str, detail: dict) -> None:
@@ -101,21 +124,21 @@ def _finish(ctx: Context, request_id: str, state: str, detail: dict) -> None:
 
 
 def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str],
-           expires: float, request_id: str) -> ServersResult:
+           expires: float, request_id: str, ttl: float) -> ServersResult:
     hosts = eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref)
     labels = sorted(req.labels)
     warm: list[Built] = []
     if req.cpus is None and req.mem_bytes is None and not req.network_id:
         warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.name,
-                                   request_id=request_id, expires=expires, labels=labels)
+                                   request_id=request_id, expires=expires, labels=labels,
+                                   check_ssh=req.check_vms)
     left = names[len(warm):]
     slots = []
     if left:
         try:
             slots, avail, down = reserve(
                 ctx.store, cfg, hosts, spec, len(left), request_id, ctx.view,
-                vcpus=spec.vcpus, memory_gib=spec.memory_gib,
-                ttl=cfg.network_timeout_secs * 3 + RESERVATION_SLACK_SECS)
+                vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl)
         except StoreUnavailable as exc:
             _give_back_warm(ctx, warm)
             raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "

@@ -19,7 +19,7 @@ from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER, TAG_STATE
-from dynvm.core.provisioning import Built, Job, description, run_jobs
+from dynvm.core.provisioning import BuildFailed, Built, Job, description, run_jobs, wait_ssh
 from dynvm.core.release import release_lease
 from dynvm.store.base import (
     LEASE_ACTIVE,
@@ -34,12 +34,17 @@ log = logging.getLogger("dynvm.warmpool")
 
 READY_OWNER = ""  # ready VMs belong to nobody
 READY_PREFIX = "dynvm-ready-"
+HANDOUT_SSH_SECS = 3.0  # a ready guest's sshd is long up: answer now or be replaced
 
 
 def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
                names: list[str], *, owner: str, request_id: str, expires: float,
-               labels: list[str]) -> list[Built]:
-    """Hand out up to len(names) ready VMs of `os_key` on the allowed hosts."""
+               labels: list[str], check_ssh: bool = False) -> list[Built]:
+    """Hand out up to len(names) ready VMs of `os_key` on the allowed hosts.
+
+    With `check_ssh` (checkvms=true) a ready VM whose SSH port does not answer
+    at once is recycled instead of handed out.
+    """
     allowed = {h.ref: h for h in hosts}
     try:
         ready = [lease for lease in ctx.store.leases(state=LEASE_READY, os=os_key)
@@ -59,6 +64,12 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
             continue  # another worker took it
         host = allowed[lease.host_ref]
         now = ctx.clock()
+        if check_ssh:
+            try:
+                wait_ssh(lease.ip, cfg.ssh_port, HANDOUT_SSH_SECS, None)
+            except BuildFailed as exc:
+                _recycle(ctx, claimed, f"SSH check failed: {exc}")
+                continue
         try:
             ctx.pool(host).update(
                 lease.vm_uuid, name=name,

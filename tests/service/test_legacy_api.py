@@ -262,3 +262,23 @@ def test_checkvms_keeps_vms_whose_ssh_answers(tmp_path, farm, ssh_port, clean_fa
         c.get("/releaseservers/sshok")
     finally:
         svc.close()
+
+
+def test_same_name_racing_is_built_once(service, probe) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dynvm.api import create_app
+
+    app = create_app(service=service)
+    barrier = threading.Barrier(4)
+
+    def ask(_: int) -> int:
+        c = app.test_client()
+        barrier.wait()
+        return c.get("/getservers/race?os=centos").status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(ask, range(4)))
+    assert codes == [200, 409, 409, 409]
+    assert len(probe.vms_named("race")) == 1
+    assert app.test_client().get("/releaseservers/race").status_code == 200

@@ -121,3 +121,21 @@ def test_only_the_shortfall_is_built(warm) -> None:
     docs = {d["name"]: d for d in warm.ctx.store.history() if d["name"].startswith("mix")}
     assert sorted(bool(d.get("from_warm_pool")) for d in docs.values()) == [False, True, True]
     assert c.get("/releaseservers/mix?count=3").status_code == 200
+
+
+def test_checkvms_hand_out_checks_the_ready_vm(tmp_path, farm, ssh_port, clean_farm) -> None:
+    ini = write_ini(tmp_path, farm, extra=POOL, common=f"vm.ssh.port={ssh_port}\n")
+    svc = build_service(str(ini), timings=FAST)
+    try:
+        c = create_app(service=svc).test_client()
+        c.get("/getavailablecount/centos")
+        wait_until(lambda: len(ready(svc)) == 2, timeout=20, what="the pool to fill")
+        r = c.get("/getservers/sshwarm?os=centos&checkvms=true")
+        assert r.status_code == 200, r.text
+        lease = svc.ctx.store.leases(name="sshwarm")[0]
+        assert svc.ctx.store.get_history(lease.vm_uuid)["from_warm_pool"] is True
+        assert c.get("/releaseservers/sshwarm").status_code == 200
+    finally:
+        _stop_filling(svc)
+        _release_everything(svc)
+        svc.close()
