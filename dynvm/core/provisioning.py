@@ -166,10 +166,11 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     spec = job.spec
     view = ctx.view(host)
     vm = view.vms.get(lease.vm_uuid)
-    doc = history.created_doc(
+    doc = history.created_doc(  # sizes as the VM really has them (the template's unless asked)
         vm_uuid=lease.vm_uuid, name=job.name, owner=job.owner, host=host,
-        member=job.slot.member_name, spec=spec, vcpus=spec.vcpus,
-        memory_bytes=job.memory_bytes, ip=ip, os_version=vm.os_name if vm else "",
+        member=job.slot.member_name, spec=spec, vcpus=vm.vcpus_max if vm else spec.vcpus,
+        memory_bytes=vm.memory_static_max if vm else job.memory_bytes, ip=ip,
+        os_version=vm.os_name if vm else "",
         created=started, create_secs=now - started, expires=job.expires, labels=job.labels,
         request_id=job.request_id,
         state="available" if job.final_state == LEASE_ACTIVE else "ready")

@@ -35,7 +35,7 @@ def test_getservers_one_vm_then_release(client, probe) -> None:
     assert probe.vms_named("solo") == []
 
 
-def test_detailed_format_names_and_shape(client, service) -> None:
+def test_detailed_format_names_and_shape(client, service, probe) -> None:
     r = client.get("/getservers/job?os=centos&count=3&format=detailed")
     assert r.status_code == 200, r.text
     body = json.loads(r.text)
@@ -49,6 +49,9 @@ def test_detailed_format_names_and_shape(client, service) -> None:
         for key in ("origin", "prevUser", "ver", "memory", "os_version", "created_time",
                     "create_duration_secs", "cpu", "disk", "expired_time", "labels"):
             assert key in d
+        vm = probe.vms_named(name)[0]
+        assert d["memory"] == int(vm["memory_static_max"]) and d["cpu"] == int(vm["VCPUs_max"])
+        assert d["os_version"]  # the guest reported its OS
     r = client.get("/releaseservers/job?count=3")
     assert json.loads(r.text) == ["job1", "job2", "job3"]
     docs = {d["name"]: d for d in service.ctx.store.history()}
