@@ -244,7 +244,7 @@ def check_config(path: str) -> None:
         click.echo(f"xenhost{ref}: {host.url}{labels}: {oses}")
     for os_key, pool in sorted(config.pools.items()):
         click.echo(f"pool {os_key}: {pool.ready} ready")
-    for warning in getattr(config, "warnings", ()):
+    for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
 
 

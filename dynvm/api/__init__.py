@@ -15,7 +15,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from dynvm.api import legacy, metrics, ops
 from dynvm.api.validation import InvalidParam
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"
 NO_CAPACITY = "Error: No capacity is available!"
 ALL_OR_NONE = "all vms couldn't be created successfully"
+# Any token is a valid HTTP method: label only these, so clients cannot grow /metrics.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def create_app(config_path: str | None = None, *, service: Dynvm | None = None) -> Flask:
@@ -67,7 +69,8 @@ def _install_hooks(app: Flask) -> None:
     @app.after_request
     def _finish(resp: Response) -> Response:
         route = request.endpoint or "unmatched"
-        metrics.REQUESTS.labels(route, request.method, str(resp.status_code)).inc()
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        metrics.REQUESTS.labels(route, method, str(resp.status_code)).inc()
         started = g.get("started")
         if started is not None:
             metrics.LATENCY.labels(route).observe(time.monotonic() - started)
@@ -95,13 +98,16 @@ def _install_error_handlers(app: Flask) -> None:
                 f"{NO_CAPACITY} {message.removeprefix('Error:').strip()}".strip()
         elif isinstance(exc, AllOrNoneFailed):
             reason = "all_or_none"
-            detail = message.removeprefix(ALL_OR_NONE).strip()
+            # The core says "all vms couldn't be created successfully: <reasons>".
+            detail = message.removeprefix(ALL_OR_NONE).lstrip(":").strip()
             body = ALL_OR_NONE + (f"\n{detail}" if detail else "")
         else:
             reason = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
             body = message if message.startswith("Error:") else f"Error: {message}"
         metrics.FAILURES.labels(reason).inc()
-        log.warning("%d %s: %s", exc.status, request.full_path, message)
+        # A 404 (releasing an expired VM) or a 409 is routine; failures to serve are not.
+        log.log(logging.WARNING if exc.status >= 499 else logging.INFO,
+                "%d %s: %s", exc.status, request.full_path, message)
         return _text(body, exc.status)
 
     @app.errorhandler(HTTPException)
@@ -113,7 +119,10 @@ def _install_error_handlers(app: Flask) -> None:
             body = f"Error: method {request.method} not allowed on {request.path}"
         else:
             body = f"Error: {exc.name}"
-        return _text(body, code)
+        resp = _text(body, code)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)  # required on a 405
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

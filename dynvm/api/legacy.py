@@ -21,7 +21,7 @@ from dynvm.api.validation import (
     ShowAllParams,
     parse_params,
 )
-from dynvm.core.service import NotFound
+from dynvm.core.service import ProvisionFailed
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
@@ -108,11 +108,9 @@ def getservers(name: str) -> Response:
         metrics.VM_FAILURES.labels(p.os).inc(len(result.failed))
         log.warning("getservers %s: %d of %d VMs failed: %s", p.name, len(result.failed),
                     p.count, "; ".join(f"{n}: {why}" for n, why in result.failed))
-    if not result.servers:
-        metrics.FAILURES.labels("no_vm_created").inc()
+    if not result.servers:  # the core raises ProvisionFailed first; never answer an empty list
         reasons = "; ".join(f"{n}: {why}" for n, why in result.failed) or "no reason given"
-        return Response(f"Error: none of the {p.count} VMs could be created: {reasons}",
-                        status=503, content_type=TEXT)
+        raise ProvisionFailed(f"Error: no VM could be created: {reasons}")
     body = formatting.detailed(result.servers) if p.format == "detailed" \
         else formatting.ip_list(result.servers)
     resp = Response(body, mimetype=JSON)
@@ -131,12 +129,7 @@ def releaseservers(rest: str) -> Response:
     if state == "":
         raise InvalidParam("state", "empty; expected /releaseservers/<name>/<state>")
     p = parse_params(ReleaseParams, _args(name=name, state=state))
-    try:
-        released = service().release_servers(p.name, p.count, p.state)
-    except NotFound:
-        return _not_found(p.name)
-    if not released:
-        return _not_found(p.name)
+    released = service().release_servers(p.name, p.count, p.state)  # NotFound: 404 by the app
     metrics.VMS_RELEASED.inc(len(released))
     return Response(formatting.names(released), mimetype=JSON)
 
@@ -148,15 +141,5 @@ def setexpiry(rest: str) -> Response:
         raise InvalidParam("minutes", "missing: call /setexpiry/<name>/<minutes>")
     name = _split_name(name, "/setexpiry/<name>/<minutes>")
     p = parse_params(SetExpiryParams, _args(name=name, minutes=minutes))
-    try:
-        changed = service().set_expiry(p.name, p.minutes, p.base == "created", p.count)
-    except NotFound:
-        return _not_found(p.name)
-    if not changed:
-        return _not_found(p.name)
+    changed = service().set_expiry(p.name, p.minutes, p.base == "created", p.count)
     return Response(formatting.names(changed), mimetype=JSON)
-
-
-def _not_found(name: str) -> Response:
-    metrics.FAILURES.labels("not_found").inc()
-    return Response(f"Error: VM {name} doesn't exist", status=404, content_type=TEXT)

@@ -203,7 +203,7 @@ class ShowAllParams(_Params):
 
 
 class AvailableParams(_Params):
-    os: str = "centos"
+    os: str = Field("centos", validate_default=True)  # a farm may not serve centos
     labels: Labels = frozenset()
     ignore_labels: Flag = Field(False, alias="ignorelabels")
     all_labels: Flag = Field(False, alias="alllabels")
@@ -217,7 +217,7 @@ class AvailableParams(_Params):
 class GetServersParams(_Params):
     name: Name
     count: Count = 1
-    os: str = "centos"
+    os: str = Field("centos", validate_default=True)  # a farm may not serve centos
     cpus: Cpus | None = None
     mem: MemBytes | None = None
     expiresin: Minutes | None = None

@@ -46,9 +46,9 @@ class NameInUse(DynvmError):
 
 
 class ProvisionFailed(DynvmError):
-    """Every VM of the request failed (allornone=false): 500 with the reasons."""
+    """Every VM of the request failed (allornone=false): 502, XenServer could not build them."""
 
-    status = 500
+    status = 502
 
 
 class AllOrNoneFailed(DynvmError):

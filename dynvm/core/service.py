@@ -158,29 +158,15 @@ class Dynvm:
     def release_servers(self, name: str, count: int | None, state: str | None) -> list[str]:
         self._touch()
         names = names_for(name, count)
-        if count is None:
-            names = self._names_or_numbered(name)
         released = release_names(self.ctx, names, reason="released", release_state=state)
         if not released:
             raise NotFound(f"Error: VM {name} doesn't exist")
         return released
 
-    def _names_or_numbered(self, name: str) -> list[str]:
-        """Without `count`: the VM called `name`, else every `name<N>` of one request."""
-        try:
-            leases = self.ctx.store.leases()
-        except StoreUnavailable:
-            return [name] + [f"{name}{i}" for i in range(1, 101)]
-        names = {lease.name for lease in leases}
-        if name in names:
-            return [name]
-        return sorted((n for n in names if n.startswith(name) and n[len(name):].isdigit()),
-                      key=lambda n: int(n[len(name):]))
-
     def set_expiry(self, name: str, minutes: int, from_created: bool,
                    count: int | None) -> list[str]:
         self._touch()
-        names = names_for(name, count) if count is not None else self._names_or_numbered(name)
+        names = names_for(name, count)
         try:
             changed = set_expiry(self.ctx, names, minutes, from_created)
         except StoreUnavailable as exc:

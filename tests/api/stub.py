@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynvm.core.service import Available, ServerResult, ServersRequest, ServersResult, ShowAll
+from dynvm.core.service import (
+    Available,
+    NotFound,
+    ServerResult,
+    ServersRequest,
+    ServersResult,
+    ShowAll,
+)
 
 
 @dataclass
@@ -65,8 +72,12 @@ class StubCore:
         return ServersResult(servers=servers, failed=list(self.failed))
 
     def _names(self, name: str, count: int | None) -> list[str]:
+        """The existing VMs meant; none raises NotFound, as the real core does."""
         wanted = [name] if count is None else [f"{name}{i}" for i in range(1, count + 1)]
-        return [n for n in wanted if n in self.existing]
+        found = [n for n in wanted if n in self.existing]
+        if not found:
+            raise NotFound(f"Error: VM {name} doesn't exist")
+        return found
 
     def release_servers(self, name: str, count: int | None, state: str | None) -> list[str]:
         self.calls.append(("release_servers", (name, count, state)))

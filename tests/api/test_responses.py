@@ -153,6 +153,12 @@ def test_all_or_none_is_499(client: FlaskClient, core: StubCore) -> None:
     body = client.get("/getservers/t?count=2").get_data(as_text=True)
     assert body.splitlines() == ["all vms couldn't be created successfully",
                                  "t2: timed out waiting for IP"]
+    # The core's own wording: the reasons follow the phrase after a colon.
+    core.raise_on_get = AllOrNoneFailed(
+        "all vms couldn't be created successfully: t2: timed out waiting for IP")
+    body = client.get("/getservers/t?count=2").get_data(as_text=True)
+    assert body.splitlines() == ["all vms couldn't be created successfully",
+                                 "t2: timed out waiting for IP"]
 
 
 def test_store_down_is_503(client: FlaskClient, core: StubCore) -> None:
@@ -170,7 +176,7 @@ def test_partial_failure_without_allornone(client: FlaskClient, core: StubCore) 
     assert resp.headers["X-Dynvm-Failed"] == "t2"
     core.failed = [("solo", "clone failed")]
     resp = client.get("/getservers/solo?allornone=false")
-    assert resp.status_code == 503
+    assert resp.status_code == 502
     assert "solo: clone failed" in resp.get_data(as_text=True)
 
 
@@ -236,6 +242,14 @@ def test_create_app_without_config_says_so(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("DYNVM_CONFIG", raising=False)
     with pytest.raises(RuntimeError, match="DYNVM_CONFIG"):
         create_app()
+
+
+def test_metrics_label_unknown_methods_as_other(client: FlaskClient) -> None:
+    assert client.open("/getservers/t", method="BREW").status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'method="BREW"' not in text
+    assert 'dynvm_http_requests_total{method="OTHER",route="unmatched",status="405"}' \
+        in text
 
 
 def test_every_answer_carries_a_request_id(client: FlaskClient) -> None:

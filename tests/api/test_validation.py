@@ -171,4 +171,14 @@ def test_unknown_route_is_404_text_not_500(client: FlaskClient) -> None:
 def test_wrong_method_is_405(client: FlaskClient, core: StubCore) -> None:
     resp = client.post("/getservers/t")
     assert resp.status_code == 405
+    assert set(resp.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert core.core_calls() == []
+
+
+@pytest.mark.parametrize("url", ["/getservers/t", "/getavailablecount"])
+def test_default_os_not_served_is_400(client: FlaskClient, core: StubCore, url: str) -> None:
+    core.oses = {"windows"}
+    resp = client.get(url)
+    assert resp.status_code == 400
+    assert resp.get_data(as_text=True).startswith("Error: bad parameter 'os': unknown OS 'centos'")
     assert core.core_calls() == []

@@ -194,6 +194,21 @@ def test_allornone_false_keeps_what_worked(client, farm, probe) -> None:
     client.get("/releaseservers/some?count=3")
 
 
+def test_allornone_false_with_nothing_built_is_502(client, farm, probe) -> None:
+    farm.fail_next("VM.provision", 2, "SR_BACKEND_FAILURE_44", ["", "There is insufficient space", ""])
+    r = client.get("/getservers/none?os=centos&count=2&allornone=false")
+    assert r.status_code == 502, r.text
+    assert r.text.startswith("Error: no VM could be created:") and "SR_BACKEND_FAILURE_44" in r.text
+    assert probe.vms_named("none") == []
+
+
+def test_release_without_count_touches_only_that_name(client, probe) -> None:
+    assert client.get("/getservers/build?os=centos&count=2").status_code == 200
+    assert client.get("/releaseservers/build").status_code == 404  # build1, build2 stay
+    assert len(probe.vms_named("build")) == 2
+    assert json.loads(client.get("/releaseservers/build?count=2").text) == ["build1", "build2"]
+
+
 def test_link_local_retry_then_success(quick_client, quick_service, farm, probe) -> None:
     farm.exhaust_dhcp(on=True)
     store = quick_service.ctx.store
