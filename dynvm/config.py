@@ -119,7 +119,6 @@ class Config:
     leader_ttl_secs: float = 10.0  # background.leader.ttl.secs: takeover time if the leader dies
     source: str | None = None  # file it came from
     warnings: tuple[str, ...] = ()  # accepted but suspicious, logged at WARNING
-    digest: str = ""  # sha256 of the text it was parsed from
 
     @property
     def served_os(self) -> frozenset[str]:
@@ -634,7 +633,6 @@ def parse_config(
         pools=pools,
         source=source,
         warnings=tuple(p.warnings),
-        digest=hashlib.sha256(text.encode()).hexdigest(),
         **common_kwargs,
     )
 
@@ -690,7 +688,6 @@ class ConfigWatcher:
         self._log_warnings(self._config)
         self._seen_digest = self._good_digest = hashlib.sha256(data).hexdigest()
         self.last_error: str | None = None
-        self.loaded_at = time.time()
         self.generation = 1
         self._next_check = time.monotonic() + check_interval
 
@@ -742,7 +739,6 @@ class ConfigWatcher:
             self._config = config
             self._good_digest = digest
             self.last_error = None
-            self.loaded_at = time.time()
             self.generation += 1
             log.info("configuration %s reloaded (generation %d, %d hosts)",
                      self.path, self.generation, len(config.hosts))

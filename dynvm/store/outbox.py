@@ -409,13 +409,3 @@ class ResilientStore(Store):
         self.primary.close()
         self._db.close()
 
-
-def replay_forever(store: ResilientStore, stop: threading.Event,
-                   interval: float = 5.0) -> None:
-    """Background helper: replay the outbox every `interval` seconds until `stop` is set."""
-    while not stop.wait(interval):
-        try:
-            if store.pending():
-                store.replay()
-        except Exception:  # keep the loop alive; the next round retries
-            log.exception("outbox replay failed")

@@ -15,8 +15,9 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from dynvm.store.base import (
@@ -32,6 +33,7 @@ from dynvm.store.base import (
 BUSY_TIMEOUT_SECS = 10.0
 # Finished request records are kept this long, then pruned.
 REQUEST_KEEP_SECS = 7 * 24 * 3600.0
+REQUEST_PRUNE_EVERY_SECS = 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -98,6 +100,32 @@ def is_unavailable(exc: sqlite3.Error) -> bool:
         h in str(exc).lower() for h in _UNAVAILABLE_HINTS)
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Undo an open transaction; SQLite may already have (after a full disk, say)."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):  # the error that brought us here is the one to report
+            conn.execute("ROLLBACK")
+
+
+class _ThreadConn:
+    """One thread's connection, held only by that thread's locals.
+
+    When the thread ends its locals go, and with them the connection: threads
+    come and go (a pool per provisioning request), their connections must not
+    pile up until the process runs out of file handles.
+    """
+
+    __slots__ = ("conn", "pid", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection, pid: int) -> None:
+        self.conn = conn
+        self.pid = pid
+
+    def __del__(self) -> None:
+        with suppress(sqlite3.Error):
+            self.conn.close()
+
+
 class SqliteDb:
     """Per-thread, per-process connections to one SQLite file."""
 
@@ -106,27 +134,26 @@ class SqliteDb:
         self._schema = schema
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[tuple[int, sqlite3.Connection]] = []
+        self._all: weakref.WeakSet[_ThreadConn] = weakref.WeakSet()  # for close()
         self._schema_pid: int | None = None
 
     def conn(self) -> sqlite3.Connection:
         pid = os.getpid()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == pid:
-            return conn
+        held = getattr(self._local, "held", None)
+        if held is not None and held.pid == pid:
+            return held.conn
         # New thread, or first use after a fork: never reuse the parent's handle.
         try:
             with self._lock:
                 first = self._schema_pid != pid
-                conn = connect_sqlite(self.path, schema=self._schema if first else None)
+                held = _ThreadConn(connect_sqlite(self.path, schema=self._schema if first else None),
+                                   pid)
                 self._schema_pid = pid
-                self._all = [(p, c) for p, c in self._all if p == pid]
-                self._all.append((pid, conn))
+                self._all.add(held)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
-        self._local.conn = conn
-        self._local.pid = pid
-        return conn
+        self._local.held = held
+        return held.conn
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -138,14 +165,17 @@ class SqliteDb:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(conn)
+            # A full disk or an I/O error mid-transaction is an outage like any
+            # other: the outbox queues on StoreUnavailable, not on sqlite3 errors.
+            if isinstance(exc, sqlite3.Error) and is_unavailable(exc):
+                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -159,10 +189,9 @@ class SqliteDb:
     def close(self) -> None:
         pid = os.getpid()
         with self._lock:
-            for p, c in self._all:
-                if p == pid:
-                    c.close()
-            self._all = []
+            for held in list(self._all):
+                if held.pid == pid:
+                    held.conn.close()
             self._schema_pid = None
         self._local = threading.local()
 
@@ -177,6 +206,7 @@ class SqliteStore(Store):
     def __init__(self, path: str) -> None:
         self.path = path
         self._db = SqliteDb(path, _SCHEMA)
+        self._next_prune = 0.0  # finish_request prunes old requests at most hourly
 
     # -- history --------------------------------------------------------------
     def put_history(self, vm_uuid: str, doc: dict[str, Any]) -> None:
@@ -338,12 +368,15 @@ class SqliteStore(Store):
                     req.detail.update(detail)
                 c.execute("UPDATE requests SET state=?, data=? WHERE id=?",
                           (state, _dumps(req.to_dict()), request_id))
-            # Prune what nobody will ask about any more.
-            for rid, data in c.execute("SELECT id, data FROM requests WHERE state!='running'"
-                                       ).fetchall():
-                finished = json.loads(data).get("finished")
-                if finished is not None and finished < now - REQUEST_KEEP_SECS:
-                    c.execute("DELETE FROM requests WHERE id=?", (rid,))
+            # Prune what nobody will ask about any more. Every finished record is
+            # read to do it, under the write lock, so not on every call.
+            if now >= self._next_prune:
+                self._next_prune = now + REQUEST_PRUNE_EVERY_SECS
+                for rid, data in c.execute("SELECT id, data FROM requests WHERE state!='running'"
+                                           ).fetchall():
+                    finished = json.loads(data).get("finished")
+                    if finished is not None and finished < now - REQUEST_KEEP_SECS:
+                        c.execute("DELETE FROM requests WHERE id=?", (rid,))
 
     def requests(self, state: str | None = None) -> list[RequestRecord]:
         if state is None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sqlite3
+import threading
+import time
 
-from dynvm.store.sqlite import SqliteStore
+import pytest
+
+from dynvm.store.base import RequestRecord, StoreUnavailable
+from dynvm.store.sqlite import REQUEST_KEEP_SECS, SqliteStore
 from tests.store.helpers import capped, make_lease, make_resv, reserve_in_process
 
 
@@ -78,3 +84,66 @@ def test_two_store_objects_share_state(tmp_path) -> None:
     assert a.acquire_leader("expiry", f"a:{os.getpid()}", ttl=30)
     assert not b.acquire_leader("expiry", "b", ttl=30)
     assert b.leader("expiry") == f"a:{os.getpid()}"
+
+
+def _open_handles(path: str) -> int:
+    """File descriptors of this process on the database file or its WAL."""
+    fd_dir = "/proc/self/fd"
+    count = 0
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(OSError):
+            if os.readlink(os.path.join(fd_dir, fd)).startswith(path):
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_connection_closed_when_its_thread_ends(tmp_path) -> None:
+    # Provisioning runs each request on a fresh thread pool: a connection per
+    # thread that outlived its thread would exhaust file handles over time.
+    path = str(tmp_path / "threads.sqlite")
+    store = SqliteStore(path)
+    store.put_lease(make_lease("main"))
+    baseline = _open_handles(path)
+    for i in range(40):
+        t = threading.Thread(target=store.put_lease, args=(make_lease(f"t{i}"),))
+        t.start()
+        t.join()
+    assert _open_handles(path) <= baseline + 1
+    assert len(store.leases()) == 41
+    store.close()
+    assert _open_handles(path) == 0
+
+
+def test_outage_inside_a_transaction_is_store_unavailable(tmp_path) -> None:
+    store = SqliteStore(str(tmp_path / "full.sqlite"))
+    lease = make_lease("job1")
+    store.put_lease(lease)
+    with pytest.raises(StoreUnavailable, match="disk is full"), store._db.tx() as c:
+        c.execute("DELETE FROM leases")
+        raise sqlite3.OperationalError("database or disk is full")
+    # Rolled back, and the connection is usable again.
+    assert store.get_lease(lease.vm_uuid) == lease
+    # A transaction SQLite already ended reports its own error, not the rollback's.
+    with pytest.raises(StoreUnavailable, match="disk I/O"), store._db.tx() as c:
+        c.execute("ROLLBACK")
+        raise sqlite3.OperationalError("disk I/O error")
+    # A bug in a statement stays what it is.
+    with pytest.raises(sqlite3.OperationalError, match="no such column"), store._db.tx() as c:
+        c.execute("SELECT nope FROM leases")
+    store.put_lease(lease.with_(ip="10.0.0.6"))
+    assert store.get_lease(lease.vm_uuid).ip == "10.0.0.6"
+
+
+def test_finished_requests_are_pruned(tmp_path) -> None:
+    store = SqliteStore(str(tmp_path / "req.sqlite"))
+    week_ago = time.time() - REQUEST_KEEP_SECS - 60
+    store.put_request(RequestRecord(id="old", name="job", os="centos", count=1, instance="h:1",
+                                    started=week_ago, state="done", finished=week_ago))
+    store.put_request(RequestRecord(id="stuck", name="job", os="centos", count=1,
+                                    instance="h:1", started=week_ago))
+    store.put_request(RequestRecord(id="new", name="job", os="centos", count=1, instance="h:1",
+                                    started=time.time()))
+    store.finish_request("new", "done")
+    # Old finished records go; running ones stay, however old (reconcile judges them).
+    assert [r.id for r in store.requests()] == ["stuck", "new"]
