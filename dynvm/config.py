@@ -591,6 +591,10 @@ def parse_config(
             outbox_path=s.str("outbox.path", StoreConfig.outbox_path) or StoreConfig.outbox_path,
             couchbase=couchbase,
         )
+    if couchbase is not None and store.backend != "couchbase":
+        p.warn("couchbase", None, "present but not used: state stays in SQLite at "
+               f"{store.sqlite_path}; set backend=couchbase in [store] to keep it in Couchbase "
+               "(needed for several instances on several machines)")
 
     pools: dict[str, PoolConfig] = {}
     served = {k: [h for h in hosts.values() if k in h.os] for h in hosts.values() for k in h.os}

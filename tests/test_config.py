@@ -457,6 +457,16 @@ def test_couchbase_errors() -> None:
         assert any(m.endswith(f"[couchbase] missing required key {key}") for m in found), key
 
 
+def test_seed_couchbase_section_without_store_backend_is_warned() -> None:
+    cb = ("[couchbase]\ncouchbase.server=x\ncouchbase.bucket=b\ncouchbase.username=u\n"
+          "couchbase.userpassword=p\n")
+    cfg = parse_config(host() + cb, env={})
+    assert cfg.store.backend == "sqlite" and cfg.store.couchbase is not None
+    assert any("[couchbase]" in w and "backend=couchbase" in w for w in cfg.warnings)
+    used = parse_config(host() + cb + "[store]\nbackend=couchbase\n", env={})
+    assert used.store.backend == "couchbase" and used.warnings == ()
+
+
 def test_load_config_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.ini")

@@ -130,7 +130,8 @@ class Dynvm:
         views, down = views_of(hosts, self.ctx.view)
         try:
             reservations = self.ctx.store.reservations()
-            ready = warmpool.ready_count(self.ctx, os, {h.ref for h, _ in views})
+            ready = (warmpool.ready_count(self.ctx, os, {h.ref for h, _ in views})
+                     if os in self.config().pools else 0)  # no pool: no ready VMs to read
         except StoreUnavailable:
             reservations, ready = [], 0
         count = sum(c.slots for c in candidates(views, os, reservations)) + ready

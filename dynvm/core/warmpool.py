@@ -122,6 +122,12 @@ class Filler:
 
     def tick(self) -> None:
         cfg = self.ctx.config()
+        try:
+            for lease in self.ctx.store.leases(state=LEASE_READY):
+                if lease.os not in cfg.pools:
+                    _recycle(self.ctx, lease, "its warm pool was removed from the configuration")
+        except StoreUnavailable:
+            return
         for pool in cfg.pools.values():
             try:
                 self._recycle_stale(cfg, pool)

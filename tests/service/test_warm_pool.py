@@ -139,3 +139,18 @@ def test_checkvms_hand_out_checks_the_ready_vm(tmp_path, farm, ssh_port, clean_f
         _stop_filling(svc)
         _release_everything(svc)
         svc.close()
+
+
+def test_removing_a_pool_recycles_its_ready_vms(tmp_path, farm, clean_farm, probe) -> None:
+    ini = write_ini(tmp_path, farm, extra=POOL)
+    svc = build_service(str(ini), timings=FAST)
+    try:
+        svc.available("centos", frozenset(), False)
+        wait_until(lambda: len(ready(svc)) == 2, timeout=20, what="the pool to fill")
+        write_ini(tmp_path, farm)  # same file, no [pool centos] any more
+        wait_until(lambda: ready(svc) == [] and not probe.vms_named("dynvm-ready-"),
+                   timeout=20, what="the ready VMs to be destroyed")
+    finally:
+        _stop_filling(svc)
+        _release_everything(svc)
+        svc.close()
