@@ -233,7 +233,7 @@ class Inventory:
         need_reload = False
         while not self._stop.is_set():
             try:
-                session = self._feed_session = self.sessions.login(
+                session = self.sessions.login(
                     call_timeout=self.sessions.host.call_timeout + self.event_timeout)
             except XenError as exc:
                 self._failed(exc, backoff)
@@ -242,6 +242,8 @@ class Inventory:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
                 continue
+            with self.cond:
+                self._feed_session = session
             try:
                 try:
                     self._follow(session, need_reload)
@@ -260,10 +262,12 @@ class Inventory:
             else:
                 backoff = RETRY_MIN
             finally:
-                self._feed_session = None
-                if self._stop.is_set():
-                    abort(session)  # closing: do not wait on a logout
-                else:
+                # close() takes the session it finds (aborts and logs it out);
+                # one it did not see, e.g. logged in while it ran, is ours to end.
+                with self.cond:
+                    mine = self._feed_session is session
+                    self._feed_session = None
+                if mine:
                     self.sessions.logout(session)
             need_reload = True
 
@@ -271,7 +275,7 @@ class Inventory:
         """Take a token, reload if needed, then apply events until stopped or failing."""
         try:
             token = session.xenapi.event_from(["pool"], "", 0.0)["token"]
-        except BaseException as exc:  # noqa: BLE001 - translated
+        except Exception as exc:  # noqa: BLE001 - translated
             raise translate(exc, "event.from") from exc
         if reload_first or not self.loaded:
             self.reload()
@@ -282,7 +286,7 @@ class Inventory:
             issued = time.monotonic()
             try:
                 result = session.xenapi.event_from(EVENT_CLASSES, token, self.event_timeout)
-            except BaseException as exc:  # noqa: BLE001 - translated
+            except Exception as exc:  # noqa: BLE001 - translated
                 raise translate(exc, "event.from") from exc
             token = result["token"]
             for cls, ref in self._apply_events(result.get("events") or [], issued):
@@ -351,7 +355,8 @@ class Inventory:
 
     def close(self) -> None:
         self._stop.set()
-        session = self._feed_session
+        with self.cond:
+            session, self._feed_session = self._feed_session, None
         if session is not None:
             abort(session)
         thread = self._thread

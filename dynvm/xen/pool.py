@@ -35,6 +35,7 @@ STATE_PROVISIONING = "provisioning"
 STATE_STARTED = "ready"
 CLONE_TIMEOUT = 1800.0  # seconds a clone / provision task may take
 START_TIMEOUT = 900.0
+TASK_POLL = 5.0  # seconds between task.get_record checks, a net under the event feed
 LINK_LOCAL_SETTLE = 90.0  # seconds a guest may hold only 169.254.x.y before we give up
 _RUNNING_STATES = ("Running", "Paused", "Suspended")
 
@@ -155,32 +156,32 @@ class XenPoolClient:
         """Run an `Async.*` call and wait for it; returns the decoded result.
 
         Waiting rides on the event feed (task events wake us) with a slow
-        poll of `task.get_record` as a safety net. When `cancel` is set we ask
+        poll of `task.get_record` as a safety net (the feed may be reconnecting,
+        and a reload does not bring tasks back). When `cancel` is set we ask
         XAPI to cancel but still wait for the outcome, so that whatever the
         task created can be cleaned up by the caller.
         """
         task = self.call(method_path, *args)
         inv = self.inventory
         deadline = time.monotonic() + timeout
-        interval = 0.05
         cancel_sent = False
         try:
             while True:
+                left = max(deadline - time.monotonic(), 0.0)
                 rec = inv.wait_for(lambda: _finished(inv.tasks.get(task)),
-                                   min(interval, max(deadline - time.monotonic(), 0.0)))
-                if rec is None:
-                    rec = self.call("task.get_record", task)
-                    if not _finished(rec):
-                        rec = None
+                                   min(TASK_POLL, left), None if cancel_sent else cancel)
                 if rec is not None:
                     break
                 if cancel is not None and cancel.is_set() and not cancel_sent:
                     cancel_sent = True
                     self._quietly("task.cancel", task)
+                    continue
+                rec = _finished(self.call("task.get_record", task))
+                if rec is not None:
+                    break
                 if time.monotonic() >= deadline:
                     self._quietly("task.cancel", task)
                     raise WaitTimeout(method_path, timeout)
-                interval = min(interval * 2, 1.0)
         finally:
             self._quietly("task.destroy", task)
             inv.apply_record("task", task, None)
@@ -211,9 +212,13 @@ class XenPoolClient:
             vm = self.run_task("Async.VM.clone", template, spec.name,
                                timeout=CLONE_TIMEOUT, cancel=cancel)
             rec = self.call("VM.get_record", vm)
-            step = "tag"
             other = {**(rec.get("other_config") or {}), **spec.tags,
                      TAG_STATE: STATE_PROVISIONING}
+            if "disks" in other:  # point the provisioning spec at our SR, with the tags
+                step = "disks"
+                other["disks"] = R.point_disks_at(
+                    other["disks"], self._sr_uuid(host_ref, spec.storage_name))
+            step = "tag"
             self.call("VM.set_other_config", vm, other)
             step = "describe"
             self.call("VM.set_name_description", vm, spec.description)
@@ -228,12 +233,6 @@ class XenPoolClient:
                 self.call("VM.set_memory_limits", vm, str(static_min), m, m, m)
             step = "network"
             self._set_network(vm, rec, host_ref, spec.network_device)
-            if "disks" in (rec.get("other_config") or {}):
-                step = "disks"
-                sr_uuid = self._sr_uuid(host_ref, spec.storage_name)
-                disks = R.point_disks_at(rec["other_config"]["disks"], sr_uuid)
-                self.call("VM.remove_from_other_config", vm, "disks")
-                self.call("VM.add_to_other_config", vm, "disks", disks)
             _check(cancel, "provisioning")
             step = "provision"
             self.run_task("Async.VM.provision", vm, timeout=CLONE_TIMEOUT, cancel=cancel)
@@ -262,13 +261,10 @@ class XenPoolClient:
             raise XenError("INTERNAL_ERROR", [f"{type(exc).__name__}: {exc}"]) from exc
 
     def _template_ref(self, name: str) -> str:
-        with self.inventory.cond:
-            found = sorted(ref for ref, rec in self.inventory.records["vm"].items()
-                           if rec.get("is_a_template") and not rec.get("is_a_snapshot")
-                           and rec.get("name_label") == name
-                           and TAG_LEASE not in (rec.get("other_config") or {}))
+        """The view's choice of template (one rule for counting and building), else asked."""
+        found = self.view().templates.get(name)
         if found:
-            return found[0]
+            return found
         refs = self.call("VM.get_by_name_label", name)
         for ref in sorted(refs):
             if self.call("VM.get_is_a_template", ref):
@@ -302,6 +298,9 @@ class XenPoolClient:
     def _set_network(self, vm: str, rec: dict[str, Any], host_ref: str,
                      device: str | None) -> None:
         """Move the template's first VIF to the wanted network, or create one."""
+        vifs = rec.get("VIFs") or ()
+        if vifs and device is None:
+            return  # keep the template's network
         pifs = self._host_pifs(host_ref)
         if device is not None:
             matching = sorted((p for p in pifs if p.get("device") == device),
@@ -313,11 +312,10 @@ class XenPoolClient:
         else:
             mgmt = [p for p in pifs if p.get("management")]
             network = mgmt[0]["network"] if mgmt else None
-        vifs = sorted((R.as_int(self.call("VIF.get_device", v)), v)
-                       for v in rec.get("VIFs") or ())
         if vifs:
-            if device is not None:
-                self.call("VIF.move", vifs[0][1], network)
+            first = vifs[0] if len(vifs) == 1 else \
+                min(vifs, key=lambda v: R.as_int(self.call("VIF.get_device", v)))
+            self.call("VIF.move", first, network)
             return
         if network is None:
             raise XenError("PIF_NOT_FOUND", ["management", host_ref],
@@ -419,13 +417,8 @@ class XenPoolClient:
     # -- destroying and updating -------------------------------------------------
 
     def destroy(self, vm_uuid: str) -> bool:
-        try:
-            ref = self.call("VM.get_by_uuid", vm_uuid)
-        except XenError as exc:
-            if exc.code in ("UUID_INVALID", "HANDLE_INVALID"):
-                return False
-            raise
-        return self._destroy_ref(ref)
+        ref = self._vm_ref(vm_uuid)
+        return False if ref is None else self._destroy_ref(ref)
 
     def _destroy_ref(self, ref: str) -> bool:
         try:
@@ -447,12 +440,17 @@ class XenPoolClient:
                 return False
             raise
         self.inventory.apply_record("vm", ref, None)
-        for vdi in vdis:
+        failed: list[XenError] = []
+        for vdi in vdis:  # the VM is gone: try every disk before reporting any failure
             try:
                 self.call("VDI.destroy", vdi)
             except XenError as exc:
                 if exc.code != "HANDLE_INVALID":
-                    raise
+                    log.error("xenhost%d: VDI %s of VM %s left behind: %s",
+                              self.host_ref, vdi, ref, exc)
+                    failed.append(exc)
+        if failed:
+            raise failed[0]
         return True
 
     def _own_vdis(self, ref: str, rec: dict[str, Any]) -> list[str]:

@@ -157,7 +157,7 @@ class SessionPool:
             try:
                 session.login_with_password(self.host.user, self.host.password, "1.0",
                                             ORIGINATOR)
-            except BaseException as exc:  # noqa: BLE001 - translated below
+            except Exception as exc:  # noqa: BLE001 - translated below
                 _drop(session)
                 err = translate(exc, f"login to {url}")
                 if err.code == "HOST_IS_SLAVE" and err.params:
@@ -200,10 +200,14 @@ class SessionPool:
                     and exc.code != "HOST_IS_SLAVE"
                 raise
             finally:
-                if healthy and not self._closed and self._pid == os.getpid():
-                    with self._lock:
+                ours = self._pid == os.getpid()
+                with self._lock:  # close() swaps _idle out under this lock
+                    keep = healthy and ours and not self._closed
+                    if keep:
                         self._idle.append(session)
-                else:
+                if healthy and ours and not keep:
+                    self.logout(session)  # closed meanwhile: free the XAPI session slot
+                elif not keep:
                     _drop(session)
         finally:
             slots.release()
@@ -221,7 +225,7 @@ class SessionPool:
                         return resolve(session, method_path)(*args)
                     except XenError:
                         raise
-                    except BaseException as exc:  # noqa: BLE001 - translated
+                    except Exception as exc:  # noqa: BLE001 - translated
                         raise translate(exc, f"{method_path} on {self.url}") from exc
             except SessionInvalid:
                 if attempt == 2:
@@ -263,7 +267,7 @@ class SessionPool:
         _drop(proxy)
 
     def close(self) -> None:
-        """Log out every idle session; later checkouts fail."""
+        """Log out every idle session (and those given back later); later checkouts fail."""
         self._closed = True
         if self._pid != os.getpid():
             return

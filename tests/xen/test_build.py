@@ -145,6 +145,7 @@ def test_builds_in_parallel(fresh_client: XenPoolClient, truth: XenAPI.Session) 
 
 FAILURES = [
     ("VM.clone", "SR_BACKEND_FAILURE_44", ["", "There is insufficient space", ""]),
+    ("VM.set_other_config", "INTERNAL_ERROR", ["tags and disks spec"]),
     ("VM.set_memory_limits", "MEMORY_CONSTRAINT_VIOLATION_ORDER", []),
     ("VIF.create", "INTERNAL_ERROR", ["vif create failed"]),
     ("VM.add_to_other_config", "INTERNAL_ERROR", ["disks spec"]),
@@ -309,3 +310,63 @@ def test_vif_move_failure_leaves_nothing(fresh_farm: Farm, fresh_client: XenPool
         c.build(spec(c, "move-fails", template=template_with_vif, network_device="eth1"))
     assert err.value.code == "INTERNAL_ERROR"
     assert footprint(truth) == before
+
+
+@pytest.fixture
+def slow_farm() -> Iterator[Farm]:
+    """Tasks that last long enough (a clone takes ~0.5 s) to be waited on or cancelled."""
+    f = Farm.generate(pools=1, hosts=2, speed=10).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def test_task_waits_ride_on_the_event_feed(slow_farm: Farm) -> None:
+    """A healthy feed reports every task's end: no task.get_record polling."""
+    from tests.xen.conftest import count_of
+
+    c = XenPoolClient(host_config(slow_farm))
+    try:
+        s = spec(c, "evented")
+        slow_farm.reset_call_counts()
+        vm = c.build(s)
+        assert count_of(slow_farm, "Async.VM.clone") == 1
+        assert count_of(slow_farm, "task.get_record") == 0
+        assert c.destroy(vm.uuid)
+    finally:
+        c.close()
+
+
+def test_cancel_during_a_task_leaves_nothing(slow_farm: Farm) -> None:
+    from tests.xen.conftest import count_of
+
+    c = XenPoolClient(host_config(slow_farm))
+    s = XenAPI.Session(slow_farm.pools[0].master.url)
+    s.login_with_password("root", "xenroot", "1.0", "dynvm-tests")
+    try:
+        sp = spec(c, "cancel-mid-clone")
+        before = footprint(s)
+        slow_farm.reset_call_counts()
+        cancel = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                c.build(sp, cancel)
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        wait_until(lambda: count_of(slow_farm, "Async.VM.clone") == 1, timeout=5)
+        cancel.set()
+        t.join(timeout=10)
+        assert not t.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], XenError)
+        assert errors[0].code in ("TASK_CANCELLED", "CANCELLED")
+        assert count_of(slow_farm, "task.cancel") <= 1
+        assert footprint(s) == before
+    finally:
+        s.xenapi.session.logout()
+        c.close()

@@ -204,3 +204,16 @@ def test_https_unverified_when_switched_off(https_farm: Farm,
         pool2.close()
     warnings = [r for r in caplog.records if "verification is off" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_session_in_use_at_close_is_logged_out(fresh_farm: Farm) -> None:
+    pool = SessionPool(host_config(fresh_farm), size=2)
+    fresh_farm.reset_call_counts()
+    with pool.session() as s:
+        pool.call("host.get_all")  # a second, idle session
+        pool.close()
+        assert len(s.xenapi.host.get_all()) == 2
+    assert count_of(fresh_farm, LOGIN) == 2
+    assert count_of(fresh_farm, "session.logout") == 2
+    with pytest.raises(HostUnreachable):
+        pool.call("host.get_all")
