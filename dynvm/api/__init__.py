@@ -44,7 +44,7 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
         path = config_path or os.environ.get("DYNVM_CONFIG")
         if not path:
             raise RuntimeError("no configuration: pass a config path or set DYNVM_CONFIG")
-        from dynvm.core.service import build_service
+        from dynvm.wiring import build_service
 
         service = build_service(path)
         atexit.register(service.close)

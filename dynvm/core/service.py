@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +35,7 @@ from dynvm.store.base import Store, StoreError, StoreUnavailable
 __all__ = [
     "AllOrNoneFailed", "Available", "BadRequest", "DynvmError", "NameInUse", "NoCapacity",
     "NotFound", "ProvisionFailed", "ServerResult", "ServersRequest", "ServersResult",
-    "ShowAll", "StoreDown", "Dynvm", "build_service",
+    "ShowAll", "StoreDown", "Dynvm",
 ]
 
 log = logging.getLogger("dynvm.service")
@@ -207,27 +206,3 @@ class Dynvm:
             self.background.stop()
         self.registry.close()
         self.ctx.store.close()
-
-
-def build_service(config_path: str | None = None, *, timings: Timings | None = None,
-                  background: bool = True) -> Dynvm:
-    """Open the store and the Xen pools named by an INI file (or $DYNVM_CONFIG)."""
-    from dynvm.config import ConfigWatcher
-    from dynvm.store.factory import open_store
-    from dynvm.xen import open_pool
-
-    path = config_path or os.environ.get("DYNVM_CONFIG")
-    if not path:
-        raise RuntimeError("no configuration: pass a file or set DYNVM_CONFIG")
-    watcher = ConfigWatcher(path)
-    cfg = watcher.current()
-    store = open_store(cfg.store)
-
-    def status() -> dict[str, Any]:
-        return {"source": path, "generation": watcher.generation, "error": watcher.last_error}
-
-    ttl = cfg.leader_ttl_secs
-    timings = timings or Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
-                                 reconcile_every=ttl)
-    return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
-                 background=background)

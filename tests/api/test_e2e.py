@@ -12,8 +12,9 @@ from flask.testing import FlaskClient
 
 from bench.harness import wait_until
 from dynvm.api import create_app
-from dynvm.core.service import Dynvm, build_service
+from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
+from dynvm.wiring import build_service
 from tests.api.test_jenkins import PIPELINE, PIPELINE_JSON_TOOL, assert_ips, run_pipeline
 from tests.api.test_validation import BAD_REQUESTS
 

@@ -16,8 +16,9 @@ import XenAPI
 
 from bench.harness import free_port, served, wait_until  # noqa: F401 (re-exported)
 from dynvm.core.background import Timings
-from dynvm.core.service import Dynvm, build_service
+from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
+from dynvm.wiring import build_service
 
 FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5)
 SPEED = 200.0

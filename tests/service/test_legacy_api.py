@@ -267,7 +267,7 @@ def test_host_down_is_left_out_and_named(client, farm) -> None:
 
 def test_checkvms_keeps_vms_whose_ssh_answers(tmp_path, farm, ssh_port, clean_farm) -> None:
     from dynvm.api import create_app
-    from dynvm.core.service import build_service
+    from dynvm.wiring import build_service
     from tests.service.conftest import FAST, write_ini
 
     ini = write_ini(tmp_path, farm, extra="\n", hosts=None)

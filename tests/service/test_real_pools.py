@@ -11,8 +11,8 @@ import pytest
 import XenAPI
 
 from dynvm.api import create_app
-from dynvm.core.service import build_service
 from dynvm.sim import Farm, Timing
+from dynvm.wiring import build_service
 from tests.service.conftest import FAST, write_ini
 
 DB_DIR = Path(__file__).resolve().parents[3] / "shared" / "xapi-db"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from dynvm.api import create_app
-from dynvm.core.service import build_service
 from dynvm.store.base import LEASE_READY
+from dynvm.wiring import build_service
 from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
 
 POOL = "\n[pool centos]\nready=2\nready.ttl.minutes=60\n"
