@@ -19,7 +19,7 @@ from . import datamodel
 from .wire import DateTime, Raw, XapiError, encode_value
 
 Tables = dict[str, dict[str, dict[str, Any]]]
-NULL = "OpaqueRef:NULL"
+NULL = datamodel.NULL_REF
 
 
 def now_stamp() -> str:
@@ -84,11 +84,12 @@ class Database:
 
     def select(self, cls: str, **match: Any) -> list[str]:
         """Refs of `cls` whose fields equal all of `match`."""
-        return [
-            ref
-            for ref, rec in self.tables.get(cls, {}).items()
-            if all(rec.get(k) == v for k, v in match.items())
-        ]
+        with self.lock:  # a concurrent create would end the scan with a RuntimeError
+            return [
+                ref
+                for ref, rec in self.tables.get(cls, {}).items()
+                if all(rec.get(k) == v for k, v in match.items())
+            ]
 
     def record_xml(self, cls: str, ref: str) -> Raw:
         """The `<value><struct>` encoding of a record, cached until it changes."""
@@ -133,9 +134,6 @@ class Database:
             out.append("</member>")
         out.append("</struct></value>")
         return "".join(out)
-
-    def snapshot(self, cls: str, ref: str) -> Raw:
-        return self.record_xml(cls, ref)
 
     # ---------------------------------------------------------------- writes
     def _touch(self, cls: str, ref: str) -> None:

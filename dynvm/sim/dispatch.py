@@ -239,14 +239,13 @@ def _generic_for(res: Resolved) -> Handler:
         return lambda ctx, ref: (ctx.db.get(cls, ref), ctx.db.destroy(cls, ref))[1]
     if msg.startswith("get_") and msg[4:] in fields:
         fname = msg[4:]
-        ftype = fields[fname].type
 
-        def getter(ctx: CallContext, ref: str) -> Any:
+        def getter(ctx: CallContext, ref: str) -> Any:  # Dispatcher.call applies to_wire
             with ctx.db.lock:
                 value = ctx.db.get(cls, ref)[fname]
                 if isinstance(value, (list, dict)):
                     value = value.copy()
-            return to_wire(ftype, value)
+            return value
 
         return getter
     if msg.startswith("set_") and msg[4:] in fields:

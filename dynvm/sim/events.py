@@ -122,27 +122,21 @@ def event_from(ctx: CallContext, classes: list[str], token: str, timeout: float)
                 db.changed.wait(min(remaining, 1.0))
         if session is not None and session.local_host is None:
             ctx.pool.sessions.check(session.ref, ctx.host)
-        since = since if since is not None else gen
+        since = gen  # nothing matched up to gen: the next round looks only past it
     return {"events": events, "valid_ref_counts": _ref_counts(ctx, sub), "token": _token(gen)}
 
 
 # ------------------------------------------------------------- legacy API
-class _Registrations:
+class Registrations:
+    """One pool's event.register state: session -> (classes, generation read up to)."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.subs: dict[str, tuple[list[str], int]] = {}  # session -> (classes, generation)
+        self.subs: dict[str, tuple[list[str], int]] = {}
 
 
-_REGS_LOCK = threading.Lock()
-
-
-def _regs(ctx: CallContext) -> _Registrations:
-    with _REGS_LOCK:
-        regs = getattr(ctx.pool, "event_registrations", None)
-        if regs is None:
-            regs = _Registrations()
-            ctx.pool.event_registrations = regs  # type: ignore[attr-defined]
-        return regs
+def _regs(ctx: CallContext) -> Registrations:
+    return ctx.pool.event_registrations
 
 
 @handler("event.register")
@@ -183,6 +177,7 @@ def event_next(ctx: CallContext) -> list[dict]:
             if ctx.db.generation == gen:
                 ctx.db.changed.wait(1.0)
         ctx.pool.sessions.check(ctx.session.ref, ctx.host)
+        since = gen
     with regs.lock:
         if ctx.session.ref in regs.subs:
             regs.subs[ctx.session.ref] = (regs.subs[ctx.session.ref][0], gen)

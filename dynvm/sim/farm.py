@@ -11,6 +11,8 @@ import copy
 import shutil
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,7 @@ class SimPool:
         self._by_ref: dict[str, SimHost] = {}
         self.sessions = Sessions(self)
         self.tasks = Tasks(self)
+        self.event_registrations = events.Registrations()
         self.runtime: vmops.VmRuntime | None = None
 
     def add_host(self, host: SimHost) -> None:
@@ -356,21 +359,36 @@ class Farm:
     # ------------------------------------------------------- host power
     def reboot_host(self, host: SimHost) -> None:
         """Take the host's listener down now and bring it back after the reboot time."""
-        self._take_down(host)
-        assert self.scheduler is not None
-        self.scheduler.call_later(self.timing.scaled(self.timing.host_reboot_secs),
-                                  lambda: self._bring_up(host))
+        started = time.monotonic()
+
+        def schedule_bring_up() -> None:
+            # Only once the listener is closed: a reboot shorter than the close
+            # delay must not reopen it first and then see it closed for good.
+            scheduler = self.scheduler
+            if scheduler is not None:
+                left = self.timing.scaled(self.timing.host_reboot_secs) - (
+                    time.monotonic() - started)
+                scheduler.call_later(left, lambda: self._bring_up(host))
+
+        self._take_down(host, schedule_bring_up)
 
     def power_off_host(self, host: SimHost) -> None:
         self._take_down(host)
 
-    def _take_down(self, host: SimHost) -> None:
+    def _take_down(self, host: SimHost, then: Callable[[], None] | None = None) -> None:
+        """Mark the host down and close its listener shortly, then call `then`."""
         host.down = True
         was_master = host.is_master
-        if host.listener is not None:
-            # Let the reply to host.reboot leave before the connection drops.
-            listener = host.listener
-            threading.Timer(0.1, listener.close).start()
+        listener = host.listener
+
+        def close() -> None:
+            if listener is not None:
+                listener.close()
+            if then is not None:
+                then()
+
+        # The delay lets the reply to host.reboot leave before the connection drops.
+        threading.Timer(0.1, close).start()
         host.pool.sessions.drop_local(host.ref)
         if was_master:
             host.pool.sessions.invalidate_all()

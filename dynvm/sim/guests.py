@@ -26,10 +26,6 @@ class GuestOs:
     windows: bool
     os_version: dict[str, str]
 
-    @property
-    def family(self) -> str:
-        return "windows" if self.windows else "linux"
-
 
 def guest_os(vm: dict[str, Any]) -> GuestOs:
     """The OS a VM boots: from its template's catalog key, else a guess from names."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
 from .vmops import _host_free, _needed_memory, halt, migrate, runtime
@@ -140,7 +138,7 @@ def host_evacuate(ctx: CallContext, host: str, network: str = NULL, batch: int =
         ctx.progress(i / total)
 
 
-def _power_off_host(ctx: CallContext, host: str, op: str) -> None:
+def _power_off_host(ctx: CallContext, host: str) -> None:
     db = ctx.db
     with db.lock:
         rec = db.get("host", host)
@@ -155,7 +153,7 @@ def _power_off_host(ctx: CallContext, host: str, op: str) -> None:
 
 @handler("host.reboot")
 def host_reboot(ctx: CallContext, host: str) -> None:
-    _power_off_host(ctx, host, "reboot")
+    _power_off_host(ctx, host)
     sim = ctx.pool.host_by_ref(host)
     if sim is not None:
         ctx.farm.reboot_host(sim)
@@ -163,17 +161,13 @@ def host_reboot(ctx: CallContext, host: str) -> None:
 
 @handler("host.shutdown")
 def host_shutdown(ctx: CallContext, host: str) -> None:
-    _power_off_host(ctx, host, "shutdown")
+    _power_off_host(ctx, host)
     sim = ctx.pool.host_by_ref(host)
     if sim is not None:
         ctx.farm.power_off_host(sim)
 
 
 # -------------------------------------------------------------------- pool
-
-
-def _pool_ref(ctx: CallContext, ref: str) -> dict[str, Any]:
-    return ctx.db.get("pool", ref)
 
 
 @handler("pool.enable_ha")

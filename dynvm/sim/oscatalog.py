@@ -27,11 +27,6 @@ class OsTemplate:
     disk_gib: int
 
     @property
-    def family(self) -> str:
-        """"windows" or "linux": the simulator's timing classes."""
-        return "windows" if self.windows else "linux"
-
-    @property
     def memory_bytes(self) -> int:
         return self.memory_gib * GIB
 

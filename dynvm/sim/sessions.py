@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .datamodel import new_ref
 from .db import NULL, now_stamp
 from .wire import XapiError
 
@@ -53,8 +54,6 @@ class Sessions:
         self.authenticate(uname, pwd)
         db = self.pool.db
         if local:
-            from .datamodel import new_ref
-
             ref = new_ref()
         else:
             ref = db.create("session", {

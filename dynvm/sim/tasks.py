@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .datamodel import EPOCH
 from .db import now_stamp
 from .wire import XapiError, task_result
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from .farm import SimPool
 
 MAX_FINISHED = 200
-EPOCH = "19700101T00:00:00Z"
 
 
 class Tasks:

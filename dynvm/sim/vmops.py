@@ -15,6 +15,7 @@ import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
+from . import datamodel
 from .db import NULL, Database, now_stamp
 from .dispatch import CallContext, handler
 from .guests import Dhcp, guest_os, link_local_for, parse_range
@@ -146,21 +147,36 @@ def _host_usable(ctx: CallContext, host: str) -> None:
 
 
 # ------------------------------------------------------------------ clone
-def _pick_sr_for_copy(db: Database, sr: str, vdi: dict[str, Any]) -> str:
-    return vdi["SR"] if sr == NULL or not sr else sr
-
-
 def _new_mac() -> str:
     r = random.getrandbits(40)
     return "02:" + ":".join(f"{(r >> (8 * i)) & 0xFF:02x}" for i in range(5))
 
 
+def _disk_plan(db: Database, rec: dict[str, Any], full_copy: bool, target_sr: str
+               ) -> list[tuple[dict[str, Any], dict[str, Any] | None, str]]:
+    """(VBD, VDI or None, destination SR) per disk, checked before anything is
+    created so that a refused copy leaves no half-made VM behind."""
+    plan: list[tuple[dict[str, Any], dict[str, Any] | None, str]] = []
+    for vbd in rec.get("VBDs", []):
+        brec = db.find("VBD", vbd)
+        if brec is None:
+            continue
+        vrec = db.find("VDI", brec.get("VDI", NULL))
+        if vrec is None or brec.get("empty"):
+            plan.append((brec, None, NULL))
+            continue
+        sr = target_sr if full_copy and target_sr not in ("", NULL) else vrec["SR"]
+        if full_copy and db.get("SR", sr).get("content_type") == "iso":
+            raise XapiError("OPERATION_NOT_ALLOWED", "Cannot copy a VM's disks to an ISO SR")
+        plan.append((brec, vrec, sr))
+    return plan
+
+
 def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target_sr: str) -> str:
     db = ctx.db
     rec = db.get("VM", src)
+    disks = _disk_plan(db, rec, full_copy, target_sr)
     new = copy.deepcopy(rec)
-    from . import datamodel
-
     for set_field in datamodel.CLASSES["VM"].derived:
         new[set_field] = []
     oc = dict(new.get("other_config") or {})
@@ -175,7 +191,7 @@ def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target
         "is_default_template": False,
         "is_a_snapshot": False,
         "snapshot_of": NULL,
-        "snapshot_time": "19700101T00:00:00Z",
+        "snapshot_time": datamodel.EPOCH,
         "resident_on": NULL,
         "scheduled_to_be_resident_on": NULL,
         "parent": NULL,
@@ -194,19 +210,11 @@ def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target
                                               "last_updated": now_stamp(),
                                               "install_time": now_stamp()})
     vm = db.create("VM", new)
-    for vbd in list(rec.get("VBDs", [])):
-        brec = db.find("VBD", vbd)
-        if brec is None:
-            continue
+    for brec, vrec, sr in disks:
         nb = copy.deepcopy(brec)
-        vdi = brec.get("VDI", NULL)
-        vrec = db.find("VDI", vdi)
         new_vdi = NULL
-        if vrec is not None and not brec.get("empty"):
-            sr = _pick_sr_for_copy(db, target_sr, vrec) if full_copy else vrec["SR"]
+        if vrec is not None:
             srrec = db.get("SR", sr)
-            if full_copy and srrec.get("content_type") == "iso":
-                raise XapiError("OPERATION_NOT_ALLOWED", "Cannot copy a VM's disks to an ISO SR")
             nv = copy.deepcopy(vrec)
             used = int(vrec.get("physical_utilisation", 0)) if full_copy else COW_BYTES
             for set_field in datamodel.CLASSES["VDI"].derived:
@@ -241,9 +249,9 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
         _check_common(vm, rec, op, ("halted",))
         if sr and sr != NULL:
             db.get("SR", sr)
-        family = guest_os(rec).family
+        windows = guest_os(rec).windows
     timing = ctx.farm.timing
-    total = timing.scaled(float(timing.clone_secs.get(family, 0.0)))
+    total = timing.for_os(timing.clone_secs, windows)
     ctx.sleep(total / 2)
     ctx.progress(0.5)
     ctx.sleep(total / 2)
@@ -326,7 +334,7 @@ def vm_provision(ctx: CallContext, vm: str) -> None:
                     "other_config": {"owner": ""}, "empty": False,
                 })
                 created.append(("VBD", vbd))
-        except XapiError:
+        except Exception:  # any failure, not only XAPI's: nothing it made may stay
             for cls, ref in reversed(created):
                 db.destroy(cls, ref)
             for sr, size in sr_changes:
@@ -442,8 +450,12 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
         db.modify("VM", vm, {"guest_metrics": gm})
         if db.find("VM_guest_metrics", old) is not None:
             db.destroy("VM_guest_metrics", old)
+    _schedule_address(pool, vm, boot, gos.windows)
+
+
+def _schedule_address(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
     timing = pool.farm.timing
-    pool.farm.scheduler.call_later(timing.for_os(timing.ip_secs, gos.windows),
+    pool.farm.scheduler.call_later(timing.for_os(timing.ip_secs, windows),
                                    lambda: _guest_address(pool, vm, boot))
 
 
@@ -475,10 +487,22 @@ def _guest_address(pool: SimPool, vm: str, boot: int) -> None:
             ip = link_local_for(rec["uuid"])
         nets = {f"{device}/ip": ip, f"{device}/ipv4/0": ip}
         db.modify("VM_guest_metrics", gm, {"networks": nets, "last_updated": now_stamp()})
-    if farm.guest_ports is not None and not ip.startswith("169.254."):
-        farm.guest_ports.open(ip)
-        with rt.lock:
-            rt.ips[vm] = ip
+        # Under the lock, like the lease itself: see _close_guest_port.
+        if farm.guest_ports is not None and not ip.startswith("169.254."):
+            farm.guest_ports.open(ip)
+            with rt.lock:
+                rt.ips[vm] = ip
+
+
+def _close_guest_port(pool: SimPool, vm: str) -> None:
+    """Stop answering on the guest's address. Callers hold the database lock
+    and release the DHCP lease under it too, so the next VM given the address
+    cannot open its port before this one is closed."""
+    rt = runtime(pool)
+    with rt.lock:
+        ip = rt.ips.pop(vm, None)
+    if ip and pool.farm.guest_ports is not None:
+        pool.farm.guest_ports.close(ip)
 
 
 def halt(pool: SimPool, vm: str) -> None:
@@ -490,7 +514,6 @@ def halt(pool: SimPool, vm: str) -> None:
         rt.bump_boot(vm)
         with rt.lock:
             held = rt.consumed.pop(vm, None)
-            ip = rt.ips.pop(vm, None)
         host = rec.get("resident_on", NULL)
         if held is not None:
             host, amount = held
@@ -515,8 +538,7 @@ def halt(pool: SimPool, vm: str) -> None:
             if vif in db.tables["VIF"]:
                 db.modify("VIF", vif, {"currently_attached": False})
         rt.dhcp.release(vm)
-    if ip and pool.farm.guest_ports is not None:
-        pool.farm.guest_ports.close(ip)
+        _close_guest_port(pool, vm)
 
 
 @handler("VM.start")
@@ -551,16 +573,13 @@ def _reboot(ctx: CallContext, vm: str, op: str, allowed: tuple[str, ...]) -> Non
         rec = db.get("VM", vm)
         _check_common(vm, rec, op, allowed)
         gm = rec.get("guest_metrics", NULL)
-        with rt.lock:
-            ip = rt.ips.pop(vm, None)
         rt.dhcp.release(vm)
+        _close_guest_port(ctx.pool, vm)
         db.modify("VM", vm, {"guest_metrics": NULL, "power_state": "Running"})
         if db.find("VM_guest_metrics", gm) is not None:
             db.destroy("VM_guest_metrics", gm)
         boot = rt.bump_boot(vm)
         windows = guest_os(rec).windows
-    if ip and ctx.farm.guest_ports is not None:
-        ctx.farm.guest_ports.close(ip)
     _schedule_boot(ctx.pool, vm, boot, windows)
 
 
@@ -587,11 +606,16 @@ def vm_unpause(ctx: CallContext, vm: str) -> None:
         rec = ctx.db.get("VM", vm)
         _check_common(vm, rec, "unpause", ("paused",))
         ctx.db.modify("VM", vm, {"power_state": "Running"})
+        # New boot generation: steps still pending from before the pause are
+        # dropped, and whichever one the guest had not reached is scheduled anew.
         boot = runtime(ctx.pool).bump_boot(vm)
         windows = guest_os(rec).windows
-        has_gm = ctx.db.find("VM_guest_metrics", rec.get("guest_metrics", NULL)) is not None
-    if not has_gm:
+        gm = ctx.db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
+        has_address = bool(gm and gm.get("networks"))
+    if gm is None:
         _schedule_boot(ctx.pool, vm, boot, windows)
+    elif not has_address:
+        _schedule_address(ctx.pool, vm, boot, windows)
 
 
 def destroy_vm(pool: SimPool, vm: str) -> None:
@@ -608,12 +632,10 @@ def destroy_vm(pool: SimPool, vm: str) -> None:
                 db.destroy(cls, rec[field])
         db.destroy("VM", vm)
         rt.dhcp.release(vm)
+        _close_guest_port(pool, vm)
         with rt.lock:
             rt.boots.pop(vm, None)
             rt.consumed.pop(vm, None)
-            ip = rt.ips.pop(vm, None)
-    if ip and pool.farm.guest_ports is not None:
-        pool.farm.guest_ports.close(ip)
 
 
 @handler("VM.destroy")
@@ -676,22 +698,25 @@ def vm_set_memory_limits(ctx: CallContext, vm: str, smin: int, smax: int, dmin: 
 
 @handler("VM.set_memory")
 def vm_set_memory(ctx: CallContext, vm: str, value: int) -> None:
-    rec = ctx.db.get("VM", vm)
-    _set_memory_limits(ctx, vm, int(rec["memory_static_min"]), value, value, value)
+    with ctx.db.lock:
+        rec = ctx.db.get("VM", vm)
+        _set_memory_limits(ctx, vm, int(rec["memory_static_min"]), value, value, value)
 
 
 @handler("VM.set_memory_static_range")
 def vm_set_memory_static_range(ctx: CallContext, vm: str, lo: int, hi: int) -> None:
-    rec = ctx.db.get("VM", vm)
-    _set_memory_limits(ctx, vm, lo, hi, int(rec["memory_dynamic_min"]),
-                       int(rec["memory_dynamic_max"]), "changing_static_range")
+    with ctx.db.lock:
+        rec = ctx.db.get("VM", vm)
+        _set_memory_limits(ctx, vm, lo, hi, int(rec["memory_dynamic_min"]),
+                           int(rec["memory_dynamic_max"]), "changing_static_range")
 
 
 @handler("VM.set_memory_static_max")
 def vm_set_memory_static_max(ctx: CallContext, vm: str, value: int) -> None:
-    rec = ctx.db.get("VM", vm)
-    _set_memory_limits(ctx, vm, int(rec["memory_static_min"]), value,
-                       int(rec["memory_dynamic_min"]), int(rec["memory_dynamic_max"]))
+    with ctx.db.lock:
+        rec = ctx.db.get("VM", vm)
+        _set_memory_limits(ctx, vm, int(rec["memory_static_min"]), value,
+                           int(rec["memory_dynamic_min"]), int(rec["memory_dynamic_max"]))
 
 
 @handler("VM.set_memory_dynamic_range")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -211,3 +212,56 @@ def test_evacuate_without_room_fails_with_the_plan_error() -> None:
         ref = raw_login(farm.pools[0].master.url)
         assert raw_call(farm.pools[0].master.url, "host.get_servertime", ref, host)[
             "Value"].value.endswith("Z")
+
+
+def test_refused_copy_leaves_nothing_behind(farm: Farm, x: Any) -> None:
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    src = new_vm(x, "src", sr=x.SR.get_uuid(sr))
+    iso = next(s for s, r in x.SR.get_all_records().items() if r["content_type"] == "iso")
+    counts = {cls: len(getattr(x, cls).get_all()) for cls in ("VM", "VDI", "VBD", "VIF",
+                                                               "VM_metrics")}
+    before = x.SR.get_record(sr)
+    assert details(x.VM.copy, src, "to-iso", iso) == [
+        "OPERATION_NOT_ALLOWED", "Cannot copy a VM's disks to an ISO SR"]
+    assert {cls: len(getattr(x, cls).get_all()) for cls in counts} == counts
+    after = x.SR.get_record(sr)
+    assert (after["physical_utilisation"], after["virtual_allocation"]) == (
+        before["physical_utilisation"], before["virtual_allocation"])
+
+
+def test_provision_rolls_back_on_any_error(farm: Farm, x: Any) -> None:
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    sr_uuid = x.SR.get_uuid(sr)
+    vm = x.VM.clone(x.VM.get_by_name_label("tmpl-cnt7.7")[0], "bad-size")
+    x.VM.remove_from_other_config(vm, "disks")
+    x.VM.add_to_other_config(vm, "disks", (
+        f'<provision><disk device="0" size="1073741824" sr="{sr_uuid}" bootable="true"/>'
+        f'<disk device="1" size="lots" sr="{sr_uuid}" bootable="false"/></provision>'))
+    vdis, used = len(x.VDI.get_all()), x.SR.get_physical_utilisation(sr)
+    assert details(x.VM.provision, vm)[0] == "INTERNAL_ERROR"
+    assert x.VM.get_VBDs(vm) == [] and len(x.VDI.get_all()) == vdis
+    assert x.SR.get_physical_utilisation(sr) == used
+
+
+def test_unpause_between_boot_and_address_still_gets_one() -> None:
+    # 1 s from guest metrics to address: time enough to pause and unpause first.
+    with Farm.generate(pools=1, hosts=1, timing=fast_timing(
+            ip_secs={"linux": 1000.0, "windows": 1000.0})) as farm:
+        x = login(farm.pools[0].master.url).xenapi
+        vm = new_vm(x, "pauser")
+        x.VM.start(vm, False, False)
+        gm = wait_for(lambda: (lambda g: g if g != NULL else None)(x.VM.get_guest_metrics(vm)))
+        x.VM.pause(vm)
+        x.VM.unpause(vm)
+        wait_for(lambda: x.VM_guest_metrics.get_networks(gm).get("0/ip"), timeout=5)
+
+
+def test_reboot_quicker_than_the_close_delay_comes_back() -> None:
+    with Farm.generate(pools=1, hosts=2, timing=fast_timing(host_reboot_secs=0.0)) as farm:
+        x = login(farm.pools[0].master.url).xenapi
+        member = farm.pools[0].hosts[1]
+        x.host.disable(member.ref)
+        x.host.reboot(member.ref)
+        time.sleep(0.3)  # past the 0.1 s after which the old listener closes
+        wait_for(lambda: not refused(member.url), timeout=2)
+        assert x.host.get_enabled(member.ref) is True

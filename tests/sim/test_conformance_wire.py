@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import http.client
 import ssl
+import sys
+import threading
+import time
 import xmlrpc.client
 from typing import Any
 from urllib.parse import urlparse
@@ -237,3 +240,29 @@ def test_string_escaping(farm: Farm, x: Any) -> None:
     farm.pools[0].db.modify("VM", vm, {"name_description": 'a<b>&"c"\x01\td'})
     assert x.VM.get_name_description(vm) == 'a<b>&"c"\td'
     assert x.VM.get_record(vm)["name_description"] == 'a<b>&"c"\td'
+
+
+def test_name_lookups_survive_concurrent_creates() -> None:
+    """VM.get_by_name_label scans the table while clones add rows to it."""
+    from dynvm.sim.db import Database
+    from dynvm.sim.farmgen import generate_pool
+
+    db = Database(generate_pool("p", 2, 50))
+    done = threading.Event()
+
+    def churn() -> None:
+        while not done.is_set():
+            db.create("VM", {"name_label": "churn"})
+            time.sleep(0)  # let the reader at the lock
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so a scan meets a create
+    writer = threading.Thread(target=churn)
+    writer.start()
+    try:
+        for _ in range(300):
+            assert len(db.select("VM", name_label="tmpl-cnt7.7")) == 1
+    finally:
+        done.set()
+        writer.join()
+        sys.setswitchinterval(interval)
