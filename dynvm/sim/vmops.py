@@ -424,14 +424,26 @@ def _schedule_boot(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
                                    lambda: _guest_up(pool, vm, boot))
 
 
+def _still_booting(db: Database, rt: VmRuntime, vm: str, boot: int) -> dict[str, Any] | None:
+    """The VM's record if this boot is still the current one and it runs (lock held).
+
+    A guest step scheduled for an earlier boot (the VM was halted, rebooted
+    or destroyed since) must do nothing.
+    """
+    if rt.boots.get(vm) != boot:
+        return None
+    rec = db.find("VM", vm)
+    if rec is None or rec["power_state"] != "Running":
+        return None
+    return rec
+
+
 def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
     db = pool.db
     rt = runtime(pool)
     with db.lock:
-        if rt.boots.get(vm) != boot:
-            return
-        rec = db.find("VM", vm)
-        if rec is None or rec["power_state"] != "Running":
+        rec = _still_booting(db, rt, vm, boot)
+        if rec is None:
             return
         gos = guest_os(rec)
         old = rec.get("guest_metrics", NULL)
@@ -464,10 +476,8 @@ def _guest_address(pool: SimPool, vm: str, boot: int) -> None:
     rt = runtime(pool)
     farm = pool.farm
     with db.lock:
-        if rt.boots.get(vm) != boot:
-            return
-        rec = db.find("VM", vm)
-        if rec is None or rec["power_state"] != "Running":
+        rec = _still_booting(db, rt, vm, boot)
+        if rec is None:
             return
         gm = rec.get("guest_metrics", NULL)
         if db.find("VM_guest_metrics", gm) is None:

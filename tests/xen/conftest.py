@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,37 +44,68 @@ def count_of(farm: Farm, method: str) -> int:
     return sum(per_host.get(method, 0) for per_host in farm.call_counts().values())
 
 
-@pytest.fixture(scope="module")
-def farm() -> Iterator[Farm]:
-    """A shared 1-pool, 2-host farm for tests that do not inject lasting faults."""
+@contextlib.contextmanager
+def running_farm() -> Iterator[Farm]:
     f = Farm.generate(pools=1, hosts=2, speed=SPEED).start()
     try:
         yield f
     finally:
         f.stop()
+
+
+@contextlib.contextmanager
+def truth_session(farm: Farm) -> Iterator[XenAPI.Session]:
+    """A plain XenAPI session on a farm's master: the test's view of the truth."""
+    s = XenAPI.Session(farm.pools[0].master.url)
+    s.login_with_password("root", "xenroot", "1.0", "dynvm-tests")
+    try:
+        yield s
+    finally:
+        s.xenapi.session.logout()
+
+
+@contextlib.contextmanager
+def pool_client(farm: Farm) -> Iterator[XenPoolClient]:
+    c = XenPoolClient(host_config(farm))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[Farm]:
+    """A shared 1-pool, 2-host farm for tests that do not inject lasting faults."""
+    with running_farm() as f:
+        yield f
 
 
 @pytest.fixture
 def fresh_farm() -> Iterator[Farm]:
     """A farm of one's own, for tests that break things."""
-    f = Farm.generate(pools=1, hosts=2, speed=SPEED).start()
-    try:
+    with running_farm() as f:
         yield f
-    finally:
-        f.stop()
 
 
 @pytest.fixture
 def xapi(farm: Farm) -> Iterator[XenAPI.Session]:
-    """A plain XenAPI session on the shared farm's master: the test's view of the truth."""
-    s = XenAPI.Session(farm.pools[0].master.url)
-    s.login_with_password("root", "xenroot", "1.0", "dynvm-tests")
-    yield s
-    s.xenapi.session.logout()
+    with truth_session(farm) as s:
+        yield s
+
+
+@pytest.fixture
+def truth(fresh_farm: Farm) -> Iterator[XenAPI.Session]:
+    with truth_session(fresh_farm) as s:
+        yield s
 
 
 @pytest.fixture
 def client(farm: Farm) -> Iterator[XenPoolClient]:
-    c = XenPoolClient(host_config(farm))
-    yield c
-    c.close()
+    with pool_client(farm) as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_client(fresh_farm: Farm) -> Iterator[XenPoolClient]:
+    with pool_client(fresh_farm) as c:
+        yield c

@@ -54,21 +54,6 @@ def footprint(x: XenAPI.Session) -> tuple:
     return mem, srs, vms, vdis
 
 
-@pytest.fixture
-def truth(fresh_farm: Farm) -> Iterator[XenAPI.Session]:
-    s = XenAPI.Session(fresh_farm.pools[0].master.url)
-    s.login_with_password("root", "xenroot", "1.0", "dynvm-tests")
-    yield s
-    s.xenapi.session.logout()
-
-
-@pytest.fixture
-def fresh_client(fresh_farm: Farm) -> Iterator[XenPoolClient]:
-    c = XenPoolClient(host_config(fresh_farm))
-    yield c
-    c.close()
-
-
 def test_build_wait_destroy_gives_everything_back(fresh_client: XenPoolClient,
                                                   truth: XenAPI.Session) -> None:
     c = fresh_client
