@@ -30,6 +30,15 @@ def small_farm():
         f.stop()
 
 
+@pytest.fixture
+def probe(small_farm):
+    """The small farm must be exactly as before once the test is over."""
+    p = FarmProbe(small_farm)
+    before = p.state()
+    yield p
+    wait_until(lambda: p.state() == before, timeout=10, what="the farm to be clean")
+
+
 def capped_ini(tmp_path, farm: Farm, common: str = ""):
     hosts = farm.ini_sections().replace("host.storage.name=",
                                         f"host.vms.max.centos={CAP}\nhost.storage.name=")
@@ -49,9 +58,7 @@ def tagged_vms(probe: FarmProbe) -> dict[str, list[str]]:
     return out
 
 
-def test_forty_requests_for_ten_slots_under_four_workers(tmp_path, small_farm) -> None:
-    probe = FarmProbe(small_farm)
-    before = probe.state()
+def test_forty_requests_for_ten_slots_under_four_workers(tmp_path, small_farm, probe) -> None:
     ini = capped_ini(tmp_path, small_farm)
     peak = {p.name: 0 for p in small_farm.pools}
     stop = threading.Event()
@@ -94,12 +101,9 @@ def test_forty_requests_for_ten_slots_under_four_workers(tmp_path, small_farm) -
         ok = [i for i, r in enumerate(answers) if r.status_code == 200]
         for i in ok:
             assert requests.get(f"{base}/releaseservers/cc{i}", timeout=60).status_code == 200
-    wait_until(lambda: probe.state() == before, timeout=10, what="the farm to be clean")
 
 
-def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm) -> None:
-    probe = FarmProbe(small_farm)
-    before = probe.state()
+def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> None:
     ini = capped_ini(tmp_path, small_farm, common="background.leader.ttl.secs=2\n")
     store = open_store(load_config(ini).store)
     with served(ini, workers=1, log=tmp_path / "a.log") as (a, proc_a), \
@@ -129,12 +133,9 @@ def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm) -> None:
     docs = {d["name"]: d for d in store.history()}
     assert docs["exp1"]["state"] == "deleted" and docs["exp1"]["delete_reason"] == "expired"
     store.close()
-    wait_until(lambda: probe.state() == before, timeout=10, what="the farm to be clean")
 
 
-def test_kill_dash_nine_mid_request_is_reconciled(tmp_path, small_farm) -> None:
-    probe = FarmProbe(small_farm)
-    before = probe.state()
+def test_kill_dash_nine_mid_request_is_reconciled(tmp_path, small_farm, probe) -> None:
     ini = capped_ini(tmp_path, small_farm, common="background.leader.ttl.secs=2\n")
     store = open_store(load_config(ini).store)
     with served(ini, workers=1, log=tmp_path / "a.log") as (a, proc_a):
@@ -168,7 +169,6 @@ def test_kill_dash_nine_mid_request_is_reconciled(tmp_path, small_farm) -> None:
     assert all("service stopped during provisioning" in
                (d.get("delete_reason") or d.get("failure_reason") or "") for d in docs)
     store.close()
-    wait_until(lambda: probe.state() == before, timeout=10, what="the farm to be clean")
 
 
 def _swallow(fn) -> None:
@@ -178,9 +178,7 @@ def _swallow(fn) -> None:
         pass
 
 
-def test_two_instances_one_sqlite_file_share_leases(tmp_path, small_farm) -> None:
-    probe = FarmProbe(small_farm)
-    before = probe.state()
+def test_two_instances_one_sqlite_file_share_leases(tmp_path, small_farm, probe) -> None:
     ini = capped_ini(tmp_path, small_farm)
     with served(ini, workers=1) as (a, _), served(ini, workers=1) as (b, _):
         r = requests.get(a + "/getservers/shared?os=centos&count=2", timeout=120)
@@ -188,4 +186,3 @@ def test_two_instances_one_sqlite_file_share_leases(tmp_path, small_farm) -> Non
         assert requests.get(b + "/getavailablecount/centos", timeout=10).text == "8"
         r = requests.get(b + "/releaseservers/shared?count=2", timeout=60)
         assert json.loads(r.text) == ["shared1", "shared2"]
-    wait_until(lambda: probe.state() == before, timeout=10, what="the farm to be clean")
