@@ -30,6 +30,9 @@ CLASSES = ("host", "host_metrics", "VM", "VM_guest_metrics", "SR", "PBD", "VIF",
 EVENT_CLASSES = [*CLASSES, "task"]
 _WIRE_NAMES = {c.lower(): c for c in CLASSES}
 EVENT_TIMEOUT = 5.0  # seconds one event.from may block
+REFRESH_TRIES = 5  # re-reads of one VM while the feed keeps changing it
+FED_KEEP = 10000  # feed-change times kept before old ones are dropped
+FED_WINDOW = 300.0  # seconds: far longer than any single read
 RETRY_MIN, RETRY_MAX = 0.5, 15.0  # backoff after a feed failure
 MAX_TASKS = 2000
 
@@ -64,6 +67,7 @@ class Inventory:
         # (class, ref) -> when we applied our own read of it; events from an
         # event.from issued before that may be older than what we hold.
         self._pins: dict[tuple[str, str], float] = {}
+        self._fed: dict[tuple[str, str], float] = {}  # when the feed last changed a record
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():  # a fork that bypassed os.register_at_fork
@@ -147,10 +151,19 @@ class Inventory:
             self.feed_ok = False
             self.cond.notify_all()
 
-    def apply_record(self, cls: str, ref: str, record: dict[str, Any] | None) -> None:
-        """Put one record (None: deleted) into the copy, e.g. right after our own write."""
+    def apply_record(self, cls: str, ref: str, record: dict[str, Any] | None,
+                     read_at: float | None = None) -> bool:
+        """Put one record (None: deleted) into the copy, e.g. right after our own write.
+
+        `read_at` is when the caller started reading `record`. If the feed has
+        applied a change to it since, the read may predate that change and must
+        not overwrite it: nothing is applied and False tells the caller to read
+        again.
+        """
         cls = cls.lower()
         with self.cond:
+            if read_at is not None and self._fed.get((cls, ref), -1.0) > read_at:
+                return False
             if cls == "task":
                 if record is None:
                     self.tasks.pop(ref, None)
@@ -170,6 +183,7 @@ class Inventory:
                 # An event.from already in flight may carry an older snapshot.
                 self._pins[(cls, ref)] = time.monotonic()
             self.cond.notify_all()
+        return True
 
     def _trim_tasks(self) -> None:
         done = [r for r, t in self.tasks.items() if t.get("status") != "pending"]
@@ -177,24 +191,35 @@ class Inventory:
             del self.tasks[ref]
 
     def refresh_vm(self, ref: str) -> dict[str, Any] | None:
-        """Re-read one VM (and its guest metrics) so our own change shows at once."""
-        try:
-            rec = self.sessions.call("VM.get_record", ref)
-        except XenError as exc:
-            if exc.code == "HANDLE_INVALID":
-                self.apply_record("vm", ref, None)
-                return None
-            raise
-        gm = rec.get("guest_metrics", "OpaqueRef:NULL")
-        if gm and gm != "OpaqueRef:NULL":
+        """Re-read one VM (and its guest metrics) so our own change shows at once.
+
+        Read again if the feed changed either record while we were reading, so
+        a slow read never puts an older VM (say, one without its new guest
+        metrics) over what the feed already delivered.
+        """
+        rec: dict[str, Any] | None = None
+        for _ in range(REFRESH_TRIES):
+            read_at = time.monotonic()
             try:
-                self.apply_record("vm_guest_metrics", gm,
-                                  self.sessions.call("VM_guest_metrics.get_record", gm))
+                rec = self.sessions.call("VM.get_record", ref)
             except XenError as exc:
-                if exc.code != "HANDLE_INVALID":
-                    raise
-        self.apply_record("vm", ref, rec)
-        return rec
+                if exc.code == "HANDLE_INVALID":
+                    self.apply_record("vm", ref, None)
+                    return None
+                raise
+            gm = rec.get("guest_metrics", "OpaqueRef:NULL")
+            fresh = True
+            if gm and gm != "OpaqueRef:NULL":
+                try:
+                    fresh = self.apply_record(
+                        "vm_guest_metrics", gm,
+                        self.sessions.call("VM_guest_metrics.get_record", gm), read_at)
+                except XenError as exc:
+                    if exc.code != "HANDLE_INVALID":
+                        raise
+            if fresh and self.apply_record("vm", ref, rec, read_at):
+                return rec
+        return rec  # the feed keeps changing it: what it delivers is newer anyway
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float,
                  cancel: threading.Event | None = None, poll: float = 1.0) -> Any:
@@ -299,6 +324,7 @@ class Inventory:
                       issued: float) -> list[tuple[str, str]]:
         """Apply one event.from batch; returns pinned records to read again."""
         refetch: list[tuple[str, str]] = []
+        now = time.monotonic()
         with self.cond:
             changed = False
             for ev in events:
@@ -322,9 +348,12 @@ class Inventory:
                     table.pop(ref, None)
                 else:
                     table[ref] = snapshot
+                self._fed[(cls, ref)] = now
                 changed = True
             # Pins older than this call's start can no longer be overtaken.
             self._pins = {k: t for k, t in self._pins.items() if t >= issued}
+            if len(self._fed) > FED_KEEP:  # only the last moments matter to a reader
+                self._fed = {k: t for k, t in self._fed.items() if t > now - FED_WINDOW}
             if len(self.tasks) > MAX_TASKS:
                 self._trim_tasks()
             if changed:

@@ -182,3 +182,29 @@ def test_forked_child_starts_clean(farm: Farm) -> None:
         assert c.view().hosts == parent_view.hosts  # the parent is unaffected
     finally:
         c.close()
+
+
+def test_a_slow_read_never_overwrites_what_the_feed_delivered(client: XenPoolClient,
+                                                              xapi: XenAPI.Session) -> None:
+    """refresh_vm reads, the feed meanwhile applies a newer change: the newer change wins."""
+    client.view()
+    x = xapi.xenapi
+    vm = x.VM.clone(x.VM.get_by_name_label(LINUX_TEMPLATE)[0], "read-race")
+    x.VM.remove_from_other_config(vm, "disks")
+    x.VM.provision(vm)
+    uuid = x.VM.get_uuid(vm)
+    inv = client.inventory
+    try:
+        wait_until(lambda: uuid in client.view().vms, timeout=5)
+        read_at = time.monotonic()
+        stale = x.VM.get_record(vm)  # a read that started before the change below
+        x.VM.set_name_description(vm, "newer than the read")
+        wait_until(lambda: client.view().vms[uuid].name_description == "newer than the read",
+                   timeout=5)
+        assert inv.apply_record("vm", vm, stale, read_at) is False
+        assert client.view().vms[uuid].name_description == "newer than the read"
+        assert inv.apply_record("vm", vm, x.VM.get_record(vm), time.monotonic()) is True
+        inv.refresh_vm(vm)
+        assert client.view().vms[uuid].name_description == "newer than the read"
+    finally:
+        x.VM.destroy(vm)
