@@ -155,12 +155,15 @@ class Farm:
                  timing: Timing | None = None, speed: float | None = None, https: bool = False,
                  bind: str = "127.0.0.1", port_base: int = 0, user: str = "root",
                  password: str = "xenroot", seed: int = 0, guest_ssh_port: int | None = None,
-                 storage_name: str = "Local storage") -> Farm:
+                 storage_name: str = "Local storage", guest_storage: str = "local") -> Farm:
+        """`guest_storage="shared"` puts the generated guests' disks on a shared
+        SR, so that they can live-migrate (XAPI refuses it for local disks)."""
         from .farmgen import generate_pool
 
         tables = [
             (f"pool{i + 1}", generate_pool(f"pool{i + 1}", hosts, vms_per_host, pool_index=i,
-                                           seed=seed, storage_name=storage_name))
+                                           seed=seed, storage_name=storage_name,
+                                           guest_storage=guest_storage))
             for i in range(pools)
         ]
         return cls(tables, timing=timing, speed=speed, https=https, bind=bind,

@@ -133,6 +133,7 @@ def generate_pool(
     sr_size_gib: int = 2000,
     storage_name: str = "Local storage",
     network_device: str = "eth0",
+    guest_storage: str = "local",
 ) -> Tables:
     """A complete pool database (see the module docstring).
 
@@ -152,7 +153,7 @@ def generate_pool(
 
     # SM drivers for the SR types we use.
     for sm_type, desc in (("ext", "Local EXT3 VHD"), ("iso", "ISO"),
-                          ("lvmoiscsi", "LVHD over iSCSI")):
+                          ("lvmoiscsi", "LVHD over iSCSI"), ("nfs", "NFS VHD")):
         b.add("SM", name_label=sm_type, name_description=desc, type=sm_type, vendor="Citrix Systems Inc",
               copyright="(C) 2008 Citrix Systems Inc", version="1.0", required_api_version="1.0",
               driver_filename=f"/opt/xensource/sm/{sm_type.upper()}SR",
@@ -279,11 +280,30 @@ def generate_pool(
     for os_ in oses:
         _add_template(b, os_)
 
+    # guest_storage="shared": the running guests' disks live on one shared SR
+    # every host reaches, so that they can live-migrate (local disks cannot).
+    if guest_storage not in ("local", "shared"):
+        raise ValueError("guest_storage is 'local' or 'shared'")
+    guest_srs = local_srs
+    if guest_storage == "shared":
+        shared = b.add(
+            "SR", name_label="Shared storage", name_description="NFS guest storage", type="nfs",
+            content_type="user", shared=True, physical_size=sr_size_gib * GIB * hosts,
+            physical_utilisation=0, virtual_allocation=0,
+            allowed_operations=["vdi_create", "vdi_destroy", "vdi_clone", "vdi_snapshot", "scan",
+                                "plug", "unplug", "update", "vdi_resize"],
+            sm_config={}, other_config={},
+        )
+        for href in host_refs:
+            b.add("PBD", host=href, SR=shared, currently_attached=True,
+                  device_config={"server": "127.0.0.1", "serverpath": "/guests"})
+        guest_srs = [shared] * hosts
+
     # Running guests: catalog sizes, shrunk to what fits.
     mem_budget = (host_memory_gib * GIB - dom0_mem) * 9 // 10
     disk_budget = sr_size_gib * GIB * 8 // 10
     guest_no = 0
-    for j, (href, sr) in enumerate(zip(host_refs, local_srs, strict=True)):
+    for j, (href, sr) in enumerate(zip(host_refs, guest_srs, strict=True)):
         for k in range(vms_per_host):
             os_ = oses[(j * vms_per_host + k) % len(oses)]
             mem = min(os_.memory_bytes, mem_budget // vms_per_host // (16 * MIB) * (16 * MIB))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
 from .poolops import elect_successor
-from .vmops import _host_free, _needed_memory, halt, migrate, runtime
+from .vmops import _host_free, _needed_memory, halt, migrate, runtime, unreachable_sr
 from .wire import DateTime, XapiError
 
 # ----------------------------------------------------------------- session
@@ -104,9 +104,14 @@ def _evacuation_plan(ctx: CallContext, host: str) -> tuple[dict[str, str], dict[
     errors: dict[str, list[str]] = {}
     rt = runtime(ctx.pool)
     for vm in _resident_guests(ctx, host):
+        rec = db.tables["VM"][vm]
         held = rt.consumed.get(vm)
-        need = held[1] if held else _needed_memory(db.tables["VM"][vm])
-        fits = [(f, h) for h, f in free.items() if f >= need]
+        need = held[1] if held else _needed_memory(rec)
+        seeing = [h for h in free if unreachable_sr(db, rec, h) is None]
+        if free and not seeing:
+            errors[vm] = ["VM_REQUIRES_SR", vm, str(unreachable_sr(db, rec, next(iter(free))))]
+            continue
+        fits = [(free[h], h) for h in seeing if free[h] >= need]
         if not fits:
             errors[vm] = ["HOST_NOT_ENOUGH_FREE_MEMORY", vm]
             continue

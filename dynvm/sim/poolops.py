@@ -61,7 +61,8 @@ def _statefile(ctx: CallContext, sr: str) -> str:
     return db.create("VDI", {"name_label": "Statefile for HA",
                              "name_description": "Used for storage heartbeating", "SR": sr,
                              "virtual_size": STATEFILE_BYTES, "physical_utilisation": STATEFILE_BYTES,
-                             "type": "ha_statefile", "sm_config": {"type": "raw"}})
+                             "type": "ha_statefile", "sm_config": {"type": "raw"},
+                             "managed": True})
 
 
 @handler("pool.enable_ha")

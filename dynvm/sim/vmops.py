@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import threading
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
@@ -101,35 +102,80 @@ def _state(rec: dict[str, Any]) -> str:
     return str(rec["power_state"]).lower()
 
 
-def _allowed_concurrently(op: str, current: set[str]) -> bool:
-    """xapi lets a hard shutdown or hard reboot interrupt a longer operation."""
+# Operations xapi lets run side by side: the long copies, the snapshots.
+_CONCURRENT_GROUPS = ({"clone", "copy", "export"}, {"snapshot", "checkpoint"}, {"get_boot_record"})
+_TEMPLATE_OPS = {"changing_dynamic_range", "changing_static_range", "changing_memory_limits",
+                 "changing_shadow_memory", "changing_VCPUs", "clone", "copy", "export",
+                 "metadata_export", "provision"}
+_SNAPSHOT_OPS = {"revert", "clone", "copy", "export", "destroy", "hard_shutdown", "metadata_export"}
+_CONTROL_DOMAIN_OPS = {"data_source_op", "changing_memory_live", "awaiting_memory_live",
+                       "metadata_export", "changing_dynamic_range", "changing_memory_limits",
+                       "changing_static_range", "start", "start_on", "changing_VCPUs", "destroy"}
+_MOBILITY_OPS = {"suspend", "checkpoint", "pool_migrate", "migrate_send"}
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _allowed_concurrently(op: str, current: list[str]) -> bool:
+    """xapi's rule for an operation requested while others are under way."""
+    if any(op in group and all(c in group for c in current) for group in _CONCURRENT_GROUPS):
+        return True
     if op == "hard_shutdown":
         return "hard_shutdown" not in current
     if op == "hard_reboot":
-        return not current & {"hard_shutdown", "hard_reboot"}
+        return not set(current) & {"hard_shutdown", "hard_reboot"}
     return False
 
 
-def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...]) -> None:
-    """xapi's op check: blocked, power state, template, control domain."""
+def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...],
+                  strict: bool = True) -> None:
+    """xapi's VM operation check, in its order: blocked, power state, other
+    operations under way, template, snapshot, mobility, control domain,
+    PCI/vGPU/USB devices, appliance."""
     blocked = rec.get("blocked_operations") or {}
     if op in blocked:
         raise XapiError("OPERATION_BLOCKED", vm, blocked[op])
     if _state(rec) not in allowed:
         raise XapiError("VM_BAD_POWER_STATE", vm, ", ".join(allowed), _state(rec))
-    current = set((rec.get("current_operations") or {}).values())
+    current = list((rec.get("current_operations") or {}).values())
     if current and not _allowed_concurrently(op, current):
-        raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm)
-    template_ok = {"clone", "copy", "provision", "export", "changing_memory_limits",
-                   "changing_VCPUs", "changing_static_range", "changing_dynamic_range"}
-    default_tpl = (rec.get("other_config") or {}).get("default_template") == "true" or rec.get(
-        "is_default_template")
-    if not default_tpl:
-        template_ok |= {"destroy", "migrate_send"}
-    if rec.get("is_a_template") and not rec.get("is_a_snapshot") and op not in template_ok:
-        raise XapiError("VM_IS_TEMPLATE", vm, op)
-    if rec.get("is_control_domain") and op not in ("changing_memory_limits",):
-        raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on a control domain")
+        names = current[0] if len(current) == 1 else "{" + ",".join(current) + "}"
+        raise XapiError("OTHER_OPERATION_IN_PROGRESS", f"VM.{names}", vm)
+    snapshot = bool(rec.get("is_a_snapshot"))
+    if rec.get("is_a_template") and not snapshot:
+        default_tpl = bool(rec.get("is_default_template")) or _truthy(
+            (rec.get("other_config") or {}).get("default_template", "false"))
+        if op not in _TEMPLATE_OPS and not (op in ("destroy", "migrate_send") and not default_tpl):
+            raise XapiError("VM_IS_TEMPLATE", vm, op)
+    if snapshot and op not in _SNAPSHOT_OPS:
+        raise XapiError("VM_IS_SNAPSHOT", vm, op)
+    if op in _MOBILITY_OPS and strict:
+        platform = rec.get("platform") or {}
+        if _truthy(platform.get("nomigrate", "false")) or _truthy(
+                platform.get("nested-virt", "false")):
+            raise XapiError("VM_IS_IMMOBILE", vm)
+    if rec.get("is_control_domain"):
+        if op in ("changing_VCPUs", "destroy") and int(rec.get("domid", -1)) == 0:
+            raise XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
+        if op not in _CONTROL_DOMAIN_OPS:
+            raise XapiError("OPERATION_NOT_ALLOWED",
+                            "This operation is not allowed on a control domain")
+    if op in _MOBILITY_OPS:
+        if rec.get("attached_PCIs"):
+            raise XapiError("VM_HAS_PCI_ATTACHED", vm)
+        if rec.get("VGPUs"):
+            raise XapiError("VM_HAS_VGPU", vm)
+        if rec.get("VUSBs"):
+            raise XapiError("VM_HAS_VUSBS", vm)
+    if op == "make_into_template" and rec.get("appliance", NULL) not in ("", NULL):
+        raise XapiError("VM_IS_PART_OF_AN_APPLIANCE", vm, rec["appliance"])
+
+
+def _halted_or_dom0(rec: dict[str, Any]) -> tuple[str, ...]:
+    """Power states for VCPU and static memory changes: a control domain may run."""
+    return ("halted", "running") if rec.get("is_control_domain") else ("halted",)
 
 
 def _needed_memory(rec: dict[str, Any]) -> int:
@@ -156,6 +202,32 @@ def _host_usable(ctx: CallContext, host: str) -> None:
         raise XapiError("HOST_OFFLINE", host)
     if not hrec.get("enabled", True):
         raise XapiError("HOST_DISABLED", host)
+
+
+def unreachable_sr(db: Database, rec: dict[str, Any], host: str) -> str | None:
+    """The first SR of the VM's disks that `host` has no plugged PBD to (lock held)."""
+    for vbd in rec.get("VBDs", []):
+        brec = db.find("VBD", vbd)
+        if brec is None or brec.get("empty"):
+            continue
+        vdi = db.find("VDI", brec.get("VDI", NULL))
+        if vdi is None:
+            continue
+        srrec = db.find("SR", vdi.get("SR", NULL))
+        if srrec is None:
+            continue
+        if not any(db.tables["PBD"][p].get("host") == host
+                   and db.tables["PBD"][p].get("currently_attached")
+                   for p in srrec.get("PBDs", []) if p in db.tables["PBD"]):
+            return str(vdi["SR"])
+    return None
+
+
+def _assert_can_see_srs(db: Database, vm: str, rec: dict[str, Any], host: str) -> None:
+    """xapi: a VM boots or lands only where every disk's SR is plugged (VM_REQUIRES_SR)."""
+    sr = unreachable_sr(db, rec, host)
+    if sr is not None:
+        raise XapiError("VM_REQUIRES_SR", vm, sr)
 
 
 # ------------------------------------------------------------------ clone
@@ -255,6 +327,8 @@ def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target
 
 
 def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool, sr: str) -> str:
+    """The source carries the operation in current_operations while it runs,
+    as on xapi: clones and copies of one template may overlap, a destroy may not."""
     db = ctx.db
     with db.lock:
         rec = db.get("VM", vm)
@@ -262,15 +336,22 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
         if sr and sr != NULL:
             db.get("SR", sr)
         windows = guest_os(rec).windows
-    timing = ctx.farm.timing
-    total = timing.for_os(timing.clone_secs, windows)
-    ctx.sleep(total / 2)
-    ctx.progress(0.5)
-    ctx.sleep(total / 2)
-    with db.lock:
-        rec = db.get("VM", vm)
-        _check_common(vm, rec, op, ("halted",))
-        return _clone_vm(ctx, vm, new_name, full, sr)
+        op_key = ctx.task or f"{op}-{uuidlib.uuid4()}"
+        _set_op(db, "VM", vm, op_key, op)
+    try:
+        timing = ctx.farm.timing
+        total = timing.for_os(timing.clone_secs, windows)
+        ctx.sleep(total / 2)
+        ctx.progress(0.5)
+        ctx.sleep(total / 2)
+        with db.lock:
+            rec = db.get("VM", vm)
+            _set_op(db, "VM", vm, op_key, None)
+            _check_common(vm, db.get("VM", vm), op, ("halted",))
+            return _clone_vm(ctx, vm, new_name, full, sr)
+    finally:
+        with db.lock:
+            _set_op(db, "VM", vm, op_key, None)
 
 
 @handler("VM.clone")
@@ -297,11 +378,7 @@ def vm_provision(ctx: CallContext, vm: str) -> None:
     db = ctx.db
     with db.lock:
         rec = db.get("VM", vm)
-        blocked = rec.get("blocked_operations") or {}
-        if "provision" in blocked:
-            raise XapiError("OPERATION_BLOCKED", vm, blocked["provision"])
-        if _state(rec) != "halted":
-            raise XapiError("VM_BAD_POWER_STATE", vm, "halted", _state(rec))
+        _check_common(vm, rec, "provision", ("halted",))
         if not rec.get("is_a_template"):
             raise XapiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE")
         db.modify("VM", vm, {"is_a_template": False})
@@ -375,6 +452,8 @@ def _choose_host(ctx: CallContext, rec: dict[str, Any], needed: int) -> str:
         sim = ctx.pool.host_by_ref(h)
         if not db.tables["host"][h].get("enabled", True) or (sim is not None and not sim.online):
             continue
+        if unreachable_sr(db, rec, h) is not None:
+            continue
         _, free = _host_free(db, h)
         if free >= needed:
             return h
@@ -398,6 +477,7 @@ def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -
             host = _choose_host(ctx, rec, needed)
         else:
             _host_usable(ctx, host)
+            _assert_can_see_srs(db, vm, rec, host)
             _, free = _host_free(db, host)
             if free < needed:
                 raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, free)
@@ -683,7 +763,7 @@ def _set_op(db: Database, cls: str, ref: str, key: str, op: str | None) -> None:
     db.modify(cls, ref, {"current_operations": cur})
 
 
-def migrate(ctx: CallContext, vm: str, host: str) -> None:
+def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
     """Live migration: the target's memory is reserved at once, the copy takes
     simulated time in proportion to the VM's memory, and only then does the VM
     change host. It stays Running throughout; a cancelled task or a VM halted
@@ -693,11 +773,12 @@ def migrate(ctx: CallContext, vm: str, host: str) -> None:
     with db.lock:
         rec = db.get("VM", vm)
         db.get("host", host)
-        _check_common(vm, rec, "pool_migrate", ("running",))
+        _check_common(vm, rec, "pool_migrate", ("running",), strict=not force)
         _host_usable(ctx, host)
         src = rec.get("resident_on", NULL)
         if src == host:
             return
+        _assert_can_see_srs(db, vm, rec, host)
         with rt.lock:
             held = rt.consumed.get(vm)
         amount = held[1] if held else _needed_memory(rec)
@@ -741,7 +822,7 @@ def migrate(ctx: CallContext, vm: str, host: str) -> None:
 
 @handler("VM.pool_migrate")
 def vm_pool_migrate(ctx: CallContext, vm: str, host: str, options: dict[str, str]) -> None:
-    migrate(ctx, vm, host)
+    migrate(ctx, vm, host, force=_truthy((options or {}).get("force", "false")))
 
 
 # --------------------------------------------------------- memory / CPUs
@@ -753,7 +834,8 @@ def _check_memory_order(smin: int, smax: int, dmin: int, dmax: int) -> None:
 def _set_memory_limits(ctx: CallContext, vm: str, smin: int, smax: int, dmin: int, dmax: int,
                        op: str = "changing_memory_limits") -> None:
     with ctx.db.lock:
-        _check_common(vm, ctx.db.get("VM", vm), op, ("halted",))
+        rec = ctx.db.get("VM", vm)
+        _check_common(vm, rec, op, _halted_or_dom0(rec))
         _check_memory_order(smin, smax, dmin, dmax)
         ctx.db.modify("VM", vm, {"memory_static_min": smin, "memory_static_max": smax,
                                  "memory_dynamic_min": dmin, "memory_dynamic_max": dmax})
@@ -804,7 +886,7 @@ VCPU_RULE = "VCPU values must satisfy: 0 < VCPUs_at_startup ≤ VCPUs_max"
 def vm_set_vcpus_max(ctx: CallContext, vm: str, value: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
-        _check_common(vm, rec, "changing_VCPUs", ("halted",))
+        _check_common(vm, rec, "changing_VCPUs", _halted_or_dom0(rec))
         if value < 1 or value < int(rec["VCPUs_at_startup"]):
             raise XapiError("INVALID_VALUE", VCPU_RULE, value)
         ctx.db.modify("VM", vm, {"VCPUs_max": value})
@@ -814,7 +896,7 @@ def vm_set_vcpus_max(ctx: CallContext, vm: str, value: int) -> None:
 def vm_set_vcpus_at_startup(ctx: CallContext, vm: str, value: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
-        _check_common(vm, rec, "changing_VCPUs", ("halted",))
+        _check_common(vm, rec, "changing_VCPUs", _halted_or_dom0(rec))
         if value < 1 or value > int(rec["VCPUs_max"]):
             raise XapiError("INVALID_VALUE", VCPU_RULE, value)
         ctx.db.modify("VM", vm, {"VCPUs_at_startup": value})
@@ -830,23 +912,161 @@ def vm_set_is_a_template(ctx: CallContext, vm: str, value: bool) -> None:
 
 
 # ------------------------------------------------------------- VDI / VIF
+def _sr_has_feature(db: Database, sr: dict[str, Any], feature: str) -> bool:
+    """The SR's SM driver offers `feature` (an SR type without an SM record is not judged)."""
+    sms = [m for m in db.tables.get("SM", {}).values() if m.get("type") == sr.get("type")]
+    if not sms:
+        return True
+    return any(feature in (m.get("features") or {}) or feature in (m.get("capabilities") or [])
+               for m in sms)
+
+
+def _ha_enabled(db: Database) -> bool:
+    return any(p.get("ha_enabled") for p in db.tables["pool"].values())
+
+
+def _active(rec: dict[str, Any]) -> bool:
+    return bool(rec.get("currently_attached") or rec.get("reserved"))
+
+
+def _check_vdi_destroy(db: Database, vdi: str, rec: dict[str, Any]) -> None:
+    """xapi's VDI checks for `destroy`, in its order. Only an attached (or
+    reserved) VBD makes the disk in use: a halted VM's VBDs do not."""
+    if any(op != "copy" for op in (rec.get("current_operations") or {}).values()):
+        raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
+    vbds = [db.tables["VBD"][v] for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
+    if any(_active(b) for b in vbds):
+        raise XapiError("VDI_IN_USE", vdi, "destroy")
+    if any(b.get("current_operations") for b in vbds):
+        raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
+    sr = rec.get("SR", NULL)
+    srrec = db.get("SR", sr)
+    if not _sr_has_feature(db, srrec, "VDI_DELETE"):
+        raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
+    if srrec.get("type") == "udev":
+        raise XapiError("VDI_IS_A_PHYSICAL_DEVICE", vdi)
+    if srrec.get("is_tools_sr"):
+        raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
+    if rec.get("type") == "rrd":
+        raise XapiError("VDI_HAS_RRDS", vdi)
+    if _ha_enabled(db) and rec.get("type") in ("ha_statefile", "redo_log"):
+        raise XapiError("HA_IS_ENABLED")
+    pbds = [db.tables["PBD"][p] for p in srrec.get("PBDs", []) if p in db.tables["PBD"]]
+    if not any(p.get("currently_attached") for p in pbds):
+        raise XapiError("SR_HAS_NO_PBDS", sr)
+    if not rec.get("managed", True):
+        raise XapiError("VDI_NOT_MANAGED", vdi)
+
+
 @handler("VDI.destroy")
 def vdi_destroy(ctx: CallContext, vdi: str) -> None:
+    """Destroys the disk and then its (detached) VBDs, as xapi does: that is
+    how `xe vm-uninstall` removes a halted VM's disks before the VM."""
     db = ctx.db
     with db.lock:
         rec = db.get("VDI", vdi)
-        if [v for v in rec.get("VBDs", []) if v in db.tables["VBD"]]:
-            raise XapiError("VDI_IN_USE", vdi, "destroy")
+        _check_vdi_destroy(db, vdi, rec)
         sr = rec.get("SR", NULL)
-        srrec = db.find("SR", sr)
-        if srrec is not None:
-            db.modify("SR", sr, {
-                "physical_utilisation": int(srrec.get("physical_utilisation", 0))
-                - int(rec.get("physical_utilisation", 0)),
-                "virtual_allocation": int(srrec.get("virtual_allocation", 0))
-                - int(rec.get("virtual_size", 0)),
-            })
+        srrec = db.get("SR", sr)
+        db.modify("SR", sr, {
+            "physical_utilisation": int(srrec.get("physical_utilisation", 0))
+            - int(rec.get("physical_utilisation", 0)),
+            "virtual_allocation": int(srrec.get("virtual_allocation", 0))
+            - int(rec.get("virtual_size", 0)),
+        })
+        vbds = [v for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
         db.destroy("VDI", vdi)
+        for vbd in vbds:
+            _destroy_device(db, "VBD", vbd)
+
+
+def _destroy_device(db: Database, cls: str, ref: str) -> None:
+    metrics = db.tables[cls][ref].get("metrics", NULL)
+    if db.find(f"{cls}_metrics", metrics) is not None:
+        db.destroy(f"{cls}_metrics", metrics)
+    db.destroy(cls, ref)
+
+
+def _check_unplugged(db: Database, cls: str, ref: str) -> dict[str, Any]:
+    rec = db.get(cls, ref)
+    if _active(rec):
+        vm = db.find("VM", rec.get("VM", NULL))
+        raise XapiError("OPERATION_NOT_ALLOWED", f"{cls} '{rec['uuid']}' still attached to "
+                        f"'{vm['uuid'] if vm else rec.get('VM', NULL)}'")
+    return rec
+
+
+@handler("VBD.destroy")
+def vbd_destroy(ctx: CallContext, vbd: str) -> None:
+    with ctx.db.lock:
+        _check_unplugged(ctx.db, "VBD", vbd)
+        _destroy_device(ctx.db, "VBD", vbd)
+
+
+@handler("VIF.destroy")
+def vif_destroy(ctx: CallContext, vif: str) -> None:
+    with ctx.db.lock:
+        _check_unplugged(ctx.db, "VIF", vif)
+        _destroy_device(ctx.db, "VIF", vif)
+
+
+def _valid_vbd_device(dev: str) -> bool:
+    """xapi's userdevice rule: "autodetect", a number, or hd/sd/xvd + a-p (+ a number)."""
+    if dev == "autodetect":
+        return True
+    for prefix in ("xvd", "sd", "hd"):
+        if dev.startswith(prefix) and len(dev) > len(prefix) and "a" <= dev[len(prefix)] <= "p":
+            rest = dev[len(prefix) + 1:]
+            return rest == "" or rest.isdigit()
+    return dev.isdigit()
+
+
+def _free_device(db: Database, vm: str, cls: str, field: str) -> str:
+    used = {db.tables[cls][r].get(field) for r in db.tables["VM"][vm].get(f"{cls}s", [])
+            if r in db.tables[cls]}
+    n = 0
+    while str(n) in used:
+        n += 1
+    return str(n)
+
+
+VBD_VDI_TYPES = ("system", "user", "ephemeral", "suspend", "crashdump", "metadata")
+
+
+@handler("VBD.create")
+def vbd_create(ctx: CallContext, rec: dict[str, Any]) -> str:
+    """xapi's VBD checks: CDs read-only, only CDs empty, a disk-like VDI, a
+    valid and unused device; a new VBD is never attached (plug does that)."""
+    db = ctx.db
+    with db.lock:
+        vm = rec.get("VM", NULL)
+        db.get("VM", vm)
+        fields = dict(rec)
+        vtype, empty = fields.get("type", "Disk"), bool(fields.get("empty"))
+        if vtype == "CD" and fields.get("mode", "RO") != "RO":
+            raise XapiError("VBD_CDS_MUST_BE_READONLY")
+        if vtype != "CD" and empty:
+            raise XapiError("VBD_NOT_REMOVABLE_MEDIA", NULL)
+        if not empty:
+            vdi = fields.get("VDI", NULL)
+            vtrec = db.get("VDI", vdi)
+            if vtrec.get("type", "system") not in VBD_VDI_TYPES:
+                raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, vtrec.get("type", ""))
+        dev = str(fields.get("userdevice", ""))
+        if not _valid_vbd_device(dev):
+            raise XapiError("INVALID_DEVICE", dev)
+        if dev == "autodetect":
+            dev = _free_device(db, vm, "VBD", "userdevice")
+        used = set()
+        for other in db.tables["VM"][vm].get("VBDs", []):
+            orec = db.find("VBD", other)
+            if orec is not None:
+                used |= {orec.get("userdevice"), orec.get("device")}
+        if dev in used:
+            raise XapiError("DEVICE_ALREADY_EXISTS", dev)
+        fields.update({"userdevice": dev, "currently_attached": False})
+        fields.setdefault("allowed_operations", ["attach"])
+        return db.create("VBD", fields)
 
 
 @handler("VIF.move")
@@ -857,20 +1077,34 @@ def vif_move(ctx: CallContext, vif: str, network: str) -> None:
         ctx.db.modify("VIF", vif, {"network": network})
 
 
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
 @handler("VIF.create")
 def vif_create(ctx: CallContext, rec: dict[str, Any]) -> str:
-    with ctx.db.lock:
+    """xapi's VIF checks: a numeric device not yet used by the VM, a valid MAC
+    (or none: one is made); a new VIF is never attached (plug does that)."""
+    db = ctx.db
+    with db.lock:
         vm = rec.get("VM", NULL)
-        ctx.db.get("VM", vm)
-        ctx.db.get("network", rec.get("network", NULL))
+        db.get("VM", vm)
+        db.get("network", rec.get("network", NULL))
         fields = dict(rec)
+        dev = str(fields.get("device", ""))
+        if not dev.isdigit():
+            raise XapiError("INVALID_DEVICE", dev)
+        used = {db.tables["VIF"][v].get("device") for v in db.tables["VM"][vm].get("VIFs", [])
+                if v in db.tables["VIF"]}
+        if dev in used:
+            raise XapiError("DEVICE_ALREADY_EXISTS", dev)
         if not fields.get("MAC"):
             fields["MAC"] = _new_mac()
             fields["MAC_autogenerated"] = True
+        elif not _MAC.match(str(fields["MAC"])):
+            raise XapiError("MAC_INVALID", fields["MAC"])
         fields.setdefault("allowed_operations", ["attach"])
-        running = ctx.db.tables["VM"][vm]["power_state"] == "Running"
-        fields["currently_attached"] = running
-        return ctx.db.create("VIF", fields)
+        fields["currently_attached"] = False
+        return db.create("VIF", fields)
 
 
 @handler("VDI.create")
@@ -878,7 +1112,7 @@ def vdi_create(ctx: CallContext, rec: dict[str, Any]) -> str:
     with ctx.db.lock:
         sr = rec.get("SR", NULL)
         srrec = ctx.db.get("SR", sr)
-        ref = ctx.db.create("VDI", dict(rec))
+        ref = ctx.db.create("VDI", {**rec, "managed": True, "missing": False})
         ctx.db.modify("SR", sr, {
             "physical_utilisation": int(srrec.get("physical_utilisation", 0))
             + int(rec.get("physical_utilisation", 0) or 0),

@@ -107,7 +107,9 @@ def test_vdi_in_use_and_destroy_keeps_vdis(farm: Farm, x: Any) -> None:
     used = int(x.SR.get_physical_utilisation(sr))
     vm = new_vm(x, "disks", sr=x.SR.get_uuid(sr))
     vdi = x.VBD.get_VDI(x.VM.get_VBDs(vm)[0])
+    x.VM.start_on(vm, host, False, False)  # only an attached VBD puts the disk in use
     assert details(x.VDI.destroy, vdi) == ["VDI_IN_USE", vdi, "destroy"]
+    x.VM.hard_shutdown(vm)
     metrics = x.VM.get_metrics(vm)
     vifs, vbds = x.VM.get_VIFs(vm), x.VM.get_VBDs(vm)
     x.VM.destroy(vm)
@@ -149,7 +151,13 @@ def test_vif_move_and_getters(farm: Farm, x: Any) -> None:
     assert x.VIF.get_record(vif)["VM"] == vm
 
 
-def test_pool_migrate_evacuate_and_reboot(farm: Farm, x: Any) -> None:
+def test_pool_migrate_evacuate_and_reboot() -> None:
+    with Farm.generate(pools=1, hosts=2, vms_per_host=2, timing=fast_timing(),
+                       guest_storage="shared") as farm:
+        _migrate_evacuate_and_reboot(farm, login(farm.pools[0].master.url).xenapi)
+
+
+def _migrate_evacuate_and_reboot(farm: Farm, x: Any) -> None:
     pool = farm.pools[0]
     h1, h2 = (h.ref for h in pool.hosts)
     vm = new_vm(x, "mover")
@@ -182,7 +190,8 @@ def refused(url: str) -> bool:
 
 
 def test_reboot_refuses_running_guests_and_halts_paused_ones() -> None:
-    with Farm.generate(pools=1, hosts=2, vms_per_host=2, timing=fast_timing()) as farm:
+    with Farm.generate(pools=1, hosts=2, vms_per_host=2, timing=fast_timing(),
+                       guest_storage="shared") as farm:
         x = login(farm.pools[0].master.url).xenapi
         member = farm.pools[0].hosts[1]
         running, paused = [v for v in x.host.get_resident_VMs(member.ref)

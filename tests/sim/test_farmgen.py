@@ -274,3 +274,18 @@ def test_large_pool_is_fast_and_consistent():
     assert elapsed < 2.0
     assert pool_summary(t)["running_vms"] == 2000
     assert dm.dangling_refs(t) == []
+
+
+def test_guests_on_shared_storage():
+    t = generate_pool("mobile", 3, 2, guest_storage="shared")
+    (shared,) = [r for r, sr in t["SR"].items() if sr["name_label"] == "Shared storage"]
+    assert t["SR"][shared]["shared"]
+    assert {t["PBD"][p]["host"] for p in t["SR"][shared]["PBDs"]} == set(t["host"])
+    guests = [vm for vm in t["VM"].values() if vm["power_state"] == "Running"
+              and not vm["is_control_domain"]]
+    assert len(guests) == 6
+    for vm in guests:
+        assert all(t["VDI"][t["VBD"][b]["VDI"]]["SR"] == shared for b in vm["VBDs"])
+    assert dm.dangling_refs(t) == []
+    with pytest.raises(ValueError):
+        generate_pool("bad", 1, 0, guest_storage="ceph")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,14 @@ from .test_conformance_ops import details
 
 GIB = 1 << 30
 NULL = "OpaqueRef:NULL"
+
+
+@pytest.fixture
+def farm() -> Iterator[Farm]:
+    """Guests on shared storage: XAPI live-migrates only those."""
+    with Farm.generate(pools=1, hosts=2, vms_per_host=2, timing=fast_timing(),
+                       guest_storage="shared") as f:
+        yield f
 
 
 def control(farm: Farm, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -122,8 +131,10 @@ def test_live_migration_keeps_the_vm_running_until_it_lands(farm: Farm, x: Any) 
     assert x.VM.get_resident_on(vm) == src
     assert x.VM.get_scheduled_to_be_resident_on(vm) == dst
     assert (free_mem(x, src), free_mem(x, dst)) == (f_src, f_dst - need)  # target reserved
-    assert details(x.VM.pool_migrate, vm, dst, {}) == ["OTHER_OPERATION_IN_PROGRESS", "VM", vm]
-    assert details(x.VM.clean_shutdown, vm) == ["OTHER_OPERATION_IN_PROGRESS", "VM", vm]
+    assert details(x.VM.pool_migrate, vm, dst, {}) == [
+        "OTHER_OPERATION_IN_PROGRESS", "VM.pool_migrate", vm]
+    assert details(x.VM.clean_shutdown, vm) == [
+        "OTHER_OPERATION_IN_PROGRESS", "VM.pool_migrate", vm]
     x.task.cancel(task)
     wait_for(lambda: x.task.get_status(task) != "pending")
     assert x.task.get_status(task) == "cancelled"
@@ -156,6 +167,20 @@ def test_hard_shutdown_interrupts_a_migration(farm: Farm, x: Any) -> None:
     wait_for(lambda: x.task.get_status(task) != "pending")
     assert x.VM.get_power_state(vm) == "Halted"
     assert (free_mem(x, src), free_mem(x, dst)) == (f_src + need, f_dst)
+
+
+def test_local_disks_do_not_live_migrate() -> None:
+    with Farm.generate(pools=1, hosts=2, vms_per_host=1, timing=fast_timing()) as farm:
+        x = login(farm.pools[0].master.url).xenapi
+        src, dst = (h.ref for h in farm.pools[0].hosts)
+        vm = guests(x, src)[0]
+        sr = x.VDI.get_SR(x.VBD.get_VDI(x.VM.get_VBDs(vm)[0]))
+        assert details(x.VM.pool_migrate, vm, dst, {"live": "true"}) == ["VM_REQUIRES_SR", vm, sr]
+        assert x.host.get_vms_which_prevent_evacuation(src) == {vm: ["VM_REQUIRES_SR", vm, sr]}
+        x.VM.hard_shutdown(vm)
+        assert details(x.VM.start_on, vm, dst, False, False) == ["VM_REQUIRES_SR", vm, sr]
+        x.VM.start(vm, False, False)  # placed where its disk is
+        assert x.VM.get_resident_on(vm) == src
 
 
 # ------------------------------------------------------------ host reboot
