@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid as uuidlib
+
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
 from .poolops import elect_successor
@@ -53,9 +55,18 @@ def task_destroy(ctx: CallContext, task: str) -> None:
 
 @handler("host.disable")
 def host_disable(ctx: CallContext, host: str, auto_enable: bool = True) -> None:
-    """`auto_enable` false: the host stays disabled after its next reboot."""
+    """`auto_enable` false: the host stays disabled after its next reboot.
+    With HA on, xapi refuses a disable that breaks the failover plan (the
+    simulator's plan: n enabled hosts survive n - 1 failures)."""
     with ctx.db.lock:
-        ctx.db.get("host", host)
+        rec = ctx.db.get("host", host)
+        pool = next(iter(ctx.db.tables["pool"].values()), {})
+        if pool.get("ha_enabled") and rec.get("enabled", True) and not pool.get(
+                "ha_allow_overcommit"):
+            left = sum(1 for h, r in ctx.db.tables["host"].items()
+                       if h != host and r.get("enabled", True))
+            if int(pool.get("ha_plan_exists_for") or 0) > max(0, left - 1):
+                raise XapiError("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN")
         ctx.db.modify("host", host, {"enabled": False})
         sim = ctx.pool.host_by_ref(host)
         if sim is not None:
@@ -151,33 +162,76 @@ def host_evacuate(ctx: CallContext, host: str, network: str = NULL, batch: int =
         ctx.progress(i / total)
 
 
-def _power_off_host(ctx: CallContext, host: str) -> None:
-    """xapi's "bacon mode" check, then the host goes down: disabled and no
-    running guest (HOST_NOT_DISABLED, HOST_IN_USE [host, "vm", vm]). With HA
-    on, a live member becomes master when the master goes down."""
+_EXCLUSIVE = {"reboot": "shutdown", "shutdown": "reboot"}
+
+
+def _begin_power_op(ctx: CallContext, host: str, op: str) -> str:
+    """xapi's host op check: disabled first (HOST_NOT_DISABLED), no reboot
+    during a shutdown or the reverse; then the op is in current_operations."""
     db = ctx.db
     with db.lock:
         rec = db.get("host", host)
+        ops = rec.get("current_operations") or {}
+        for task, other in ops.items():
+            if other == _EXCLUSIVE[op]:
+                raise XapiError("OTHER_OPERATION_IN_PROGRESS", "host", host, other, task)
         if rec.get("enabled", True):
             raise XapiError("HOST_NOT_DISABLED")
-        running = [vm for vm in rec.get("resident_VMs", []) if vm in db.tables["VM"]
-                   and not db.tables["VM"][vm].get("is_control_domain")
-                   and db.tables["VM"][vm]["power_state"] == "Running"]
-        if running:
-            raise XapiError("HOST_IN_USE", host, "vm", running[0])
-        for vm in _resident_guests(ctx, host):  # paused domains die with the host
+        key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
+        db.modify("host", host, {"current_operations": {**ops, key: op}})
+        return key
+
+
+def _end_power_op(ctx: CallContext, host: str, key: str) -> None:
+    with ctx.db.lock:
+        rec = ctx.db.find("host", host)
+        if rec is not None:
+            ops = dict(rec.get("current_operations") or {})
+            ops.pop(key, None)
+            ctx.db.modify("host", host, {"current_operations": ops})
+
+
+def _ensure_no_vms(ctx: CallContext, host: str) -> None:
+    """What xapi does before powering a host off (vm_evacuation.ml): guests
+    that cannot move are shut down, the rest are live-migrated away, and
+    whatever still runs is shut down. Running guests are no error."""
+    with ctx.db.lock:
+        plan, errors = _evacuation_plan(ctx, host)
+        for vm in errors:
             halt(ctx.pool, vm)
-        metrics = rec.get("metrics", NULL)
-        if db.find("host_metrics", metrics) is not None:
-            db.modify("host_metrics", metrics, {"live": False})
-        elect_successor(ctx, host)
+    for vm, target in plan.items():
+        try:
+            migrate(ctx, vm, target)
+        except XapiError as exc:
+            if exc.description[:1] == ["TASK_CANCELLED"]:
+                raise
+    with ctx.db.lock:
+        for vm in _resident_guests(ctx, host):  # paused domains die with the host too
+            halt(ctx.pool, vm)
+
+
+def _power_off_host(ctx: CallContext, host: str, op: str) -> None:
+    """Check, empty the host, then mark it down (live=false). With HA on, a
+    live member becomes master when the master goes down."""
+    key = _begin_power_op(ctx, host, op)
+    try:
+        _ensure_no_vms(ctx, host)
+        db = ctx.db
+        with db.lock:
+            rec = db.get("host", host)
+            metrics = rec.get("metrics", NULL)
+            if db.find("host_metrics", metrics) is not None:
+                db.modify("host_metrics", metrics, {"live": False})
+            elect_successor(ctx, host)
+    finally:
+        _end_power_op(ctx, host, key)
 
 
 @handler("host.reboot")
 def host_reboot(ctx: CallContext, host: str) -> None:
     sim = ctx.pool.host_by_ref(host)
     was_master = sim is not None and sim.is_master
-    _power_off_host(ctx, host)
+    _power_off_host(ctx, host, "reboot")
     if was_master:  # a successor (HA) starts its own xapi: every pool session is lost
         ctx.pool.sessions.invalidate_all()
     if sim is not None:
@@ -188,7 +242,7 @@ def host_reboot(ctx: CallContext, host: str) -> None:
 def host_shutdown(ctx: CallContext, host: str) -> None:
     sim = ctx.pool.host_by_ref(host)
     was_master = sim is not None and sim.is_master
-    _power_off_host(ctx, host)
+    _power_off_host(ctx, host, "shutdown")
     if was_master:
         ctx.pool.sessions.invalidate_all()
     if sim is not None:

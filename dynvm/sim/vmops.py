@@ -139,10 +139,10 @@ def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...
         raise XapiError("OPERATION_BLOCKED", vm, blocked[op])
     if _state(rec) not in allowed:
         raise XapiError("VM_BAD_POWER_STATE", vm, ", ".join(allowed), _state(rec))
-    current = list((rec.get("current_operations") or {}).values())
-    if current and not _allowed_concurrently(op, current):
-        names = current[0] if len(current) == 1 else "{" + ",".join(current) + "}"
-        raise XapiError("OTHER_OPERATION_IN_PROGRESS", f"VM.{names}", vm)
+    ops = rec.get("current_operations") or {}
+    if ops and not _allowed_concurrently(op, list(ops.values())):
+        task, other = next(iter(ops.items()))
+        raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm, other, task)
     snapshot = bool(rec.get("is_a_snapshot"))
     if rec.get("is_a_template") and not snapshot:
         default_tpl = bool(rec.get("is_default_template")) or _truthy(
@@ -336,7 +336,7 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
         if sr and sr != NULL:
             db.get("SR", sr)
         windows = guest_os(rec).windows
-        op_key = ctx.task or f"{op}-{uuidlib.uuid4()}"
+        op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
         _set_op(db, "VM", vm, op_key, op)
     try:
         timing = ctx.farm.timing
@@ -786,7 +786,7 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
         if free < amount:
             raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", amount, free)
         _adjust_free(db, host, -amount)
-        op_key = ctx.task or f"migrate-{uuidlib.uuid4()}"
+        op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
         _set_op(db, "VM", vm, op_key, "pool_migrate")
         db.modify("VM", vm, {"scheduled_to_be_resident_on": host})
         seconds = ctx.farm.timing.migrate_secs(amount)

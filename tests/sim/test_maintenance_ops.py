@@ -111,6 +111,17 @@ def test_ha_host_failures_to_tolerate(farm: Farm, x: Any) -> None:
     assert int(x.pool.get_ha_host_failures_to_tolerate(pool)) == 1
 
 
+def test_disable_that_breaks_the_ha_plan_is_refused(farm: Farm, x: Any) -> None:
+    pool = x.pool.get_all()[0]
+    x.pool.set_ha_host_failures_to_tolerate(pool, 1)
+    x.pool.enable_ha(x.SR.get_by_name_label("HA heartbeat"), {})
+    member = farm.pools[0].hosts[1].ref
+    assert details(x.host.disable, member) == ["HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN"]
+    x.pool.set_ha_host_failures_to_tolerate(pool, 0)
+    x.host.disable(member)
+    assert x.host.get_enabled(member) is False
+
+
 # --------------------------------------------------------------- migration
 def test_migration_time_grows_with_memory() -> None:
     t = Timing(speed=2.0, migrate_base_secs=2.0, migrate_secs_per_gib=8.0)
@@ -131,10 +142,9 @@ def test_live_migration_keeps_the_vm_running_until_it_lands(farm: Farm, x: Any) 
     assert x.VM.get_resident_on(vm) == src
     assert x.VM.get_scheduled_to_be_resident_on(vm) == dst
     assert (free_mem(x, src), free_mem(x, dst)) == (f_src, f_dst - need)  # target reserved
-    assert details(x.VM.pool_migrate, vm, dst, {}) == [
-        "OTHER_OPERATION_IN_PROGRESS", "VM.pool_migrate", vm]
-    assert details(x.VM.clean_shutdown, vm) == [
-        "OTHER_OPERATION_IN_PROGRESS", "VM.pool_migrate", vm]
+    busy = ["OTHER_OPERATION_IN_PROGRESS", "VM", vm, "pool_migrate", task]
+    assert details(x.VM.pool_migrate, vm, dst, {}) == busy
+    assert details(x.VM.clean_shutdown, vm) == busy
     x.task.cancel(task)
     wait_for(lambda: x.task.get_status(task) != "pending")
     assert x.task.get_status(task) == "cancelled"
@@ -190,7 +200,6 @@ def test_reboot_rules_and_modelled_reboot_time(farm: Farm, x: Any) -> None:
     assert details(x.host.reboot, member.ref) == ["HOST_NOT_DISABLED"]
     x.host.disable(member.ref)
     running = guests(x, member.ref)
-    assert details(x.host.reboot, member.ref) == ["HOST_IN_USE", member.ref, "vm", running[0]]
     x.host.evacuate(member.ref)
     assert guests(x, member.ref) == [] and all(
         x.VM.get_resident_on(v) == master for v in running)
@@ -205,6 +214,20 @@ def test_reboot_rules_and_modelled_reboot_time(farm: Farm, x: Any) -> None:
     wait_for(lambda: x.host.get_enabled(member.ref), timeout=10)
     assert x.host_metrics.get_live(x.host.get_metrics(member.ref)) is True
     wait_for(lambda: not refused(member.url), timeout=10)
+
+
+def test_no_reboot_while_the_host_shuts_down(farm: Farm, x: Any) -> None:
+    member = farm.pools[0].hosts[1]
+    control(farm, "/timing", {"migrate_secs_per_gib": 1e9})  # its guests take "forever" to leave
+    x.host.disable(member.ref)
+    task = x.Async.host.shutdown(member.ref)
+    wait_for(lambda: x.host.get_current_operations(member.ref) == {task: "shutdown"})
+    assert details(x.host.reboot, member.ref) == [
+        "OTHER_OPERATION_IN_PROGRESS", "host", member.ref, "shutdown", task]
+    x.task.cancel(task)
+    wait_for(lambda: x.task.get_status(task) != "pending")
+    assert x.host.get_current_operations(member.ref) == {}
+    assert x.host_metrics.get_live(x.host.get_metrics(member.ref)) is True
 
 
 def test_disable_without_auto_enable_survives_the_reboot(farm: Farm, x: Any) -> None:

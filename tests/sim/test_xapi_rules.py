@@ -184,11 +184,13 @@ def test_other_operation_in_progress_names_it() -> None:
         wait_for(lambda: list(x.VM.get_current_operations(tpl).values()) == ["clone"])
         second = x.Async.VM.clone(tpl, "b")  # long copies may overlap
         wait_for(lambda: len(x.VM.get_current_operations(tpl)) == 2)
-        assert details(x.VM.destroy, tpl) == ["OTHER_OPERATION_IN_PROGRESS", "VM.{clone,clone}", tpl]
-        x.task.cancel(second)
-        wait_for(lambda: len(x.VM.get_current_operations(tpl)) == 1)
-        assert details(x.VM.destroy, tpl) == ["OTHER_OPERATION_IN_PROGRESS", "VM.clone", tpl]
+        assert details(x.VM.destroy, tpl) == [
+            "OTHER_OPERATION_IN_PROGRESS", "VM", tpl, "clone", first]
         x.task.cancel(first)
+        wait_for(lambda: list(x.VM.get_current_operations(tpl)) == [second])
+        assert details(x.VM.destroy, tpl) == [
+            "OTHER_OPERATION_IN_PROGRESS", "VM", tpl, "clone", second]
+        x.task.cancel(second)
         wait_for(lambda: x.VM.get_current_operations(tpl) == {})
 
 
