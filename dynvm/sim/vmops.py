@@ -1109,9 +1109,15 @@ def vif_create(ctx: CallContext, rec: dict[str, Any]) -> str:
 
 @handler("VDI.create")
 def vdi_create(ctx: CallContext, rec: dict[str, Any]) -> str:
+    """xapi: the SR's driver must create VDIs and a host must have it plugged."""
     with ctx.db.lock:
         sr = rec.get("SR", NULL)
         srrec = ctx.db.get("SR", sr)
+        if not _sr_has_feature(ctx.db, srrec, "VDI_CREATE"):
+            raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
+        if not any(ctx.db.tables["PBD"][p].get("currently_attached")
+                   for p in srrec.get("PBDs", []) if p in ctx.db.tables["PBD"]):
+            raise XapiError("SR_HAS_NO_PBDS", sr)
         ref = ctx.db.create("VDI", {**rec, "managed": True, "missing": False})
         ctx.db.modify("SR", sr, {
             "physical_utilisation": int(srrec.get("physical_utilisation", 0))

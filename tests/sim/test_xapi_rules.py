@@ -100,6 +100,23 @@ def test_vdi_destroy_storage_rules(farm: Farm, x: Any) -> None:
     x.VDI.destroy(vdi)
 
 
+def test_vdi_create_needs_a_capable_plugged_sr(farm: Farm, x: Any) -> None:
+    sr = local_sr(x, farm.pools[0].master.ref)
+    rec = {"name_label": "new", "SR": sr, "virtual_size": "1048576", "type": "user",
+           "sharable": False, "read_only": False, "other_config": {}}
+    sm = next(m for m, r in x.SM.get_all_records().items() if r["type"] == "ext")
+    caps = x.SM.get_capabilities(sm)
+    setup(farm, "SM", sm, capabilities=[c for c in caps if c != "VDI_CREATE"])
+    assert details(x.VDI.create, rec) == ["SR_OPERATION_NOT_SUPPORTED", sr]
+    setup(farm, "SM", sm, capabilities=caps)
+    (pbd,) = x.SR.get_PBDs(sr)
+    setup(farm, "PBD", pbd, currently_attached=False)
+    assert details(x.VDI.create, rec) == ["SR_HAS_NO_PBDS", sr]
+    setup(farm, "PBD", pbd, currently_attached=True)
+    vdi = x.VDI.create(rec)
+    assert x.VDI.get_managed(vdi) is True
+
+
 def test_ha_statefile_kept_while_ha_is_on(farm: Farm, x: Any) -> None:
     pool = x.pool.get_all()[0]
     x.pool.enable_ha(x.SR.get_by_name_label("HA heartbeat"), {"timeout": "180"})
