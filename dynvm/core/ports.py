@@ -146,6 +146,9 @@ class XenPool(Protocol):
                tags: Mapping[str, str] | None = None) -> None:
         """Rename / redescribe / retag a VM (warm-pool hand-out)."""
 
+    def disk_sizes(self, vm_uuid: str) -> list[int]:
+        """Size in bytes of each of the VM's disks (history's `disk`)."""
+
     def tagged_vms(self) -> list[VmView]:
         """Every VM (any power state) carrying dynvm tags, for reconciliation."""
 

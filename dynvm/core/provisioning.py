@@ -118,7 +118,8 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         storage_name=host.storage_name,
         vcpus=spec.vcpus if job.size_overridden[0] else None,
         memory_bytes=job.memory_bytes if job.size_overridden[1] else None,
-        network_device=job.network_id or host.network_id,
+        network_device=(job.network_id or host.network_id  # the seed's order
+                        or host.template_networks.get(spec.key)),
         tags=tags,
     )
     reason = ""
@@ -166,13 +167,18 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     spec = job.spec
     view = ctx.view(host)
     vm = view.vms.get(lease.vm_uuid)
+    try:
+        disks = ctx.pool(host).disk_sizes(lease.vm_uuid)
+    except Exception:  # history then records the configured size
+        log.warning("could not read the disk sizes of %s", job.name)
+        disks = []
     doc = history.created_doc(  # sizes as the VM really has them (the template's unless asked)
         vm_uuid=lease.vm_uuid, name=job.name, owner=job.owner, host=host,
         member=job.slot.member_name, spec=spec, vcpus=vm.vcpus_max if vm else spec.vcpus,
         memory_bytes=vm.memory_static_max if vm else job.memory_bytes, ip=ip,
         os_version=vm.os_name if vm else "",
         created=started, create_secs=now - started, expires=job.expires, labels=job.labels,
-        request_id=job.request_id,
+        request_id=job.request_id, disk_bytes=disks,
         state="available" if job.final_state == LEASE_ACTIVE else "ready")
     doc["attempts"] = attempts
     doc["build_started"] = round(started, 3)

@@ -11,7 +11,7 @@ import math
 import uuid
 
 from dynvm.config import Config, OsSpec
-from dynvm.core import warmpool
+from dynvm.core import staticpool, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.model import (
@@ -68,6 +68,7 @@ def check_request(cfg: Config, req: ServersRequest) -> None:
 def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     cfg = ctx.config()
     check_request(cfg, req)
+    check_static_pools(ctx, req)
     spec = effective_spec(cfg, req)
     names = names_for(req.name, req.count)
     now = ctx.clock()
@@ -105,7 +106,15 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
         _free_names(ctx, held, request_id)
     _finish(ctx, request_id, "done" if not result.failed else "partial",
             {"failed": result.failed})
+    staticpool.publish(ctx, result.servers, req.static_pools)
     return result
+
+
+def check_static_pools(ctx: Context, req: ServersRequest) -> None:
+    """pools= needs somewhere to put the static-pool documents (refused before any build)."""
+    if req.static_pools and ctx.static_pools is None:
+        raise BadRequest("Error: pools= needs the static.* keys (static.server, static.bucket, "
+                         "static.username, static.userpassword) in [couchbase]")
 
 
 def _free_names(ctx: Context, names: list[str], request_id: str) -> None:

@@ -475,6 +475,19 @@ class XenPoolClient:
             out.append(vdi)
         return out
 
+    def disk_sizes(self, vm_uuid: str) -> list[int]:
+        """virtual_size (bytes) of each disk of the VM, in VBD order (the seed's `disk`)."""
+        ref = self._vm_ref(vm_uuid)
+        if ref is None:
+            raise XenError("UUID_INVALID", ["VM", vm_uuid])
+        sizes = []
+        for vbd in self.call("VM.get_VBDs", ref):
+            vbd_rec = self.call("VBD.get_record", vbd)
+            if vbd_rec.get("type") != "Disk" or R.is_null(vbd_rec.get("VDI")):
+                continue
+            sizes.append(R.as_int(self.call("VDI.get_virtual_size", vbd_rec["VDI"])))
+        return sizes
+
     def _vbd_vm(self, vbd: str) -> str | None:
         try:
             return self.call("VBD.get_VM", vbd)
