@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from dynvm.config import OsSpec
+from dynvm.config import GuestLogin, OsSpec
 from dynvm.core import history
 from dynvm.core.context import Context
 from dynvm.core.placement import SETTLE_SECS, Slot
@@ -31,6 +31,7 @@ from dynvm.core.ports import (
     VmView,
     XenError,
 )
+from dynvm.core.sshcheck import LoginRefused, ssh_login
 from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease
 
 log = logging.getLogger("dynvm.provisioning")
@@ -76,22 +77,30 @@ def description(name: str, template: str, when: float) -> str:
     return f"{name} from {template} on {stamp}"
 
 
-def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None) -> None:
-    """checkvms: the guest must accept a TCP connection on its SSH port."""
+def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None,
+             login: GuestLogin | None = None) -> None:
+    """checkvms: log in over SSH with `login` (the seed's check), else accept a TCP connection."""
     deadline = time.monotonic() + timeout
     delay = 0.2
     last: Exception | None = None
     while time.monotonic() < deadline:
         if cancel is not None and cancel.is_set():
             raise BuildFailed("cancelled")
+        attempt = max(min(5.0, deadline - time.monotonic()), 0.5)
         try:
+            if login is not None:
+                ssh_login(ip, port, login.username, login.password, attempt)
+                return
             with socket.create_connection((ip, port), timeout=min(3.0, timeout)):
                 return
-        except OSError as exc:
+        except LoginRefused as exc:
+            raise BuildFailed(str(exc)) from None
+        except OSError as exc:  # not up yet (ssh_login says so with an OSError too)
             last = exc
         time.sleep(delay)  # waiting for the guest's sshd, not hiding a race
         delay = min(delay * 2, 2.0)
-    raise BuildFailed(f"SSH port {port} of {ip} did not answer: {last}")
+    what = f"SSH login to {ip}:{port}" if login is not None else f"SSH port {port} of {ip}"
+    raise BuildFailed(f"{what} did not answer: {last}")
 
 
 def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> Built:
@@ -141,7 +150,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 ip = pool.wait_ready(vm.uuid, windows=spec.is_windows,
                                      timeout=cfg.network_timeout_secs, cancel=cancel)
                 if job.check_vms:
-                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel)
+                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel, cfg.guest_login(spec.key))
                 return _complete(ctx, job, lease, ip, started, attempt)
             except LinkLocalOnly as exc:
                 reason = f"guest kept a link-local address ({exc.params[0]}), attempt {attempt}"

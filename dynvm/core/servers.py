@@ -6,6 +6,7 @@ mid-way can be reconciled; all-or-none failures release everything.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -33,6 +34,7 @@ from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreU
 log = logging.getLogger("dynvm.servers")
 
 RESERVATION_SLACK_SECS = 900.0
+RETRY_ROUNDS = 3  # a failed VM is tried on at most this many more member hosts
 NAME_LOCK = "name:"
 
 
@@ -166,6 +168,9 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
                 size_overridden=(req.cpus is not None, req.mem_bytes is not None))
             for n, s in zip(left, slots, strict=True)]
     built, failed = run_jobs(ctx, jobs)
+    if failed:
+        more, failed = retry_elsewhere(ctx, cfg, hosts, spec, jobs, failed, request_id, ttl)
+        built += more
     built = warm + built
     if failed and (req.all_or_none or not built):
         for b in built:
@@ -181,6 +186,46 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     servers = sorted((ServerResult(b.name, b.ip, b.host_ref, b.vm_uuid, b in warm)
                       for b in built), key=lambda s: order[s.name])
     return ServersResult(servers=servers, failed=failed)
+
+
+def retry_elsewhere(ctx: Context, cfg: Config, hosts: list, spec: OsSpec, jobs: list[Job],
+                    failed: list[tuple[str, str]], request_id: str, ttl: float
+                    ) -> tuple[list[Built], list[tuple[str, str]]]:
+    """Build each failed VM again on the next member host with room, as the seed did.
+
+    A VM is never tried twice on one member host; it fails for good when no
+    other host has room. Returns (built now, failed for good).
+    """
+    by_name = {j.name: j for j in jobs}
+    tried = {j.name: {j.slot.reservation.host_key} for j in jobs}
+    built: list[Built] = []
+    for _round in range(RETRY_ROUNDS):
+        retry: list[Job] = []
+        given_up: list[tuple[str, str]] = []
+        for name, reason in failed:
+            try:
+                slots, _, _ = reserve(ctx.store, cfg, hosts, spec, 1, request_id, ctx.view,
+                                      vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl,
+                                      exclude=frozenset(tried[name]))
+            except StoreUnavailable:
+                slots = []
+            if not slots:
+                given_up.append((name, reason))
+                continue
+            slot = slots[0]
+            tried[name].add(slot.reservation.host_key)
+            log.warning("%s failed (%s); trying again on xenhost%d member %s", name, reason,
+                        slot.host.ref, slot.member_name)
+            by_name[name] = dataclasses.replace(by_name[name], slot=slot)
+            retry.append(by_name[name])
+        if not retry:
+            return built, given_up
+        more, failed = run_jobs(ctx, retry)
+        built += more
+        failed = given_up + failed
+        if not failed:
+            break
+    return built, failed
 
 
 def _give_back_warm(ctx: Context, warm: list[Built]) -> None:
