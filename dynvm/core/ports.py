@@ -37,6 +37,10 @@ class HostUnreachable(XenError):
         super().__init__("HOST_UNREACHABLE", [], message)
 
 
+class CloneFailed(XenError):
+    """The template could not be cloned on this host; another host may well do it."""
+
+
 class LinkLocalOnly(XenError):
     """The guest only got a 169.254.x.y address: its subnet has no free lease."""
 

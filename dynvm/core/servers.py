@@ -191,9 +191,10 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
 def retry_elsewhere(ctx: Context, cfg: Config, hosts: list, spec: OsSpec, jobs: list[Job],
                     failed: list[tuple[str, str]], request_id: str, ttl: float
                     ) -> tuple[list[Built], list[tuple[str, str]]]:
-    """Build each failed VM again on the next member host with room, as the seed did.
+    """Clone a VM whose clone failed again on the next member host with room, as the seed did.
 
-    A VM is never tried twice on one member host; it fails for good when no
+    Only a failed clone moves (the template or SR of that host is at fault);
+    a VM is never tried twice on one member host, and fails for good when no
     other host has room. Returns (built now, failed for good).
     """
     by_name = {j.name: j for j in jobs}
@@ -203,6 +204,9 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list, spec: OsSpec, jobs: 
         retry: list[Job] = []
         given_up: list[tuple[str, str]] = []
         for name, reason in failed:
+            if not by_name[name].clone_failed:
+                given_up.append((name, reason))
+                continue
             try:
                 slots, _, _ = reserve(ctx.store, cfg, hosts, spec, 1, request_id, ctx.view,
                                       vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl,
@@ -216,7 +220,7 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list, spec: OsSpec, jobs: 
             tried[name].add(slot.reservation.host_key)
             log.warning("%s failed (%s); trying again on xenhost%d member %s", name, reason,
                         slot.host.ref, slot.member_name)
-            by_name[name] = dataclasses.replace(by_name[name], slot=slot)
+            by_name[name] = dataclasses.replace(by_name[name], slot=slot, clone_failed=False)
             retry.append(by_name[name])
         if not retry:
             return built, given_up

@@ -17,6 +17,7 @@ from dynvm.config import HostConfig
 from dynvm.core.ports import (
     TAG_LEASE,
     TAG_STATE,
+    CloneFailed,
     LinkLocalOnly,
     PoolView,
     VmBuild,
@@ -256,6 +257,8 @@ class XenPoolClient:
                         step, exc)
             if vm is not None:
                 self._discard(vm)
+            if isinstance(exc, XenError) and step == "clone" and vm is None:
+                raise CloneFailed(exc.code, exc.params, str(exc)) from exc
             if isinstance(exc, XenError) or not isinstance(exc, Exception):
                 raise
             raise XenError("INTERNAL_ERROR", [f"{type(exc).__name__}: {exc}"]) from exc
