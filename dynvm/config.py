@@ -427,7 +427,7 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         except ValueError as e:
             p.error(s.name, "host.name", f"{e}, got {name!r} (write an IP, host, host:port or URL)")
         else:
-            _warn_plain_http(s, name, url)
+            url = _seed_scheme(s, name, url)
 
     ca_file = s.str("host.tls.ca")
     if ca_file is not None:
@@ -501,15 +501,22 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
     return host if p.count() == n_before else None
 
 
-def _warn_plain_http(s: _Section, name: str, url: str) -> None:
-    """The seed's bare `host.name=IP` is plain http: accepted, with advice."""
+def _seed_scheme(s: _Section, name: str, url: str) -> str:
+    """The seed's bare `host.name=IP` is plain http: accepted, with advice.
+
+    A section that sets host.tls.verify or host.tls.ca (keys the seed never
+    had) asks for TLS, so its bare host keeps https.
+    """
     if "://" in name:
-        return
+        return url
     secure = "https://" + url.removeprefix("http://")
+    if "host.tls.ca" in s.raw or "host.tls.verify" in s.raw:
+        return secure
     s.p.warn(s.name, "host.name",
              f"no scheme: XAPI is spoken over plain http ({url}) as the seed did, so the "
              f"host password crosses the network unencrypted; write host.name={secure} "
              "to use https with certificate verification")
+    return url
 
 
 def _template_networks(s: _Section) -> dict[str, str]:

@@ -76,3 +76,9 @@ def test_template_network_without_template_is_warned() -> None:
                        + "windows.template.network=eth1\n", env={})
     assert cfg.hosts[1].template_networks == {}
     assert any("network for windows but no windows.template" in w for w in cfg.warnings)
+
+
+def test_bare_host_with_tls_keys_keeps_https() -> None:
+    for key in ("host.tls.verify=true\n", "host.tls.verify=false\n"):
+        cfg = parse_config(HOST + key, env={})
+        assert cfg.hosts[1].url == "https://10.0.0.1" and cfg.warnings == ()

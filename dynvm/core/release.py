@@ -65,7 +65,8 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         doc = {"created_time": lease.created}
     ctx.store.update_history(lease.vm_uuid, history.deleted_patch(
         doc, at=done, delete_secs=done - started, reason=reason, release_state=release_state))
-    staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
+    if doc is None or "static_pools" in doc or "ipaddr" not in doc:  # published, or unknown
+        staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
     ctx.store.delete_lease(lease.vm_uuid)
     _drop_reservation_of(ctx, lease.vm_uuid)
     return True
