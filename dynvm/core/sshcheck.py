@@ -1,14 +1,15 @@
-"""checkvms: log in to a new guest over SSH with the configured credentials, as the seed did."""
+"""checkvms: log in to a new guest over SSH with the configured credentials, as the seed did.
+
+paramiko is imported on first use: most workers never check a guest, and
+its import would slow every worker's start.
+"""
 
 from __future__ import annotations
 
 import logging
-
-import paramiko
+from typing import Any
 
 log = logging.getLogger("dynvm.sshcheck")
-
-logging.getLogger("paramiko").setLevel(logging.WARNING)  # one line per connection otherwise
 
 
 class LoginRefused(Exception):
@@ -19,12 +20,14 @@ class NotAnswering(OSError):
     """No SSH session could be opened (yet): no sshd, a dropped connection, a bad banner."""
 
 
-class _AcceptNewGuest(paramiko.MissingHostKeyPolicy):
+def _accept_new_guest(paramiko: Any) -> Any:
     """A VM cloned a moment ago has no known host key yet; nothing is saved."""
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        return None
+    class AcceptNewGuest(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            return None
+
+    return AcceptNewGuest()
 
 
 def ssh_login(ip: str, port: int, username: str, password: str, timeout: float) -> None:
@@ -33,8 +36,11 @@ def ssh_login(ip: str, port: int, username: str, password: str, timeout: float) 
     Raises LoginRefused on bad credentials, an OSError (NotAnswering among
     them) when the guest's sshd is not (yet) there.
     """
+    import paramiko
+
+    logging.getLogger("paramiko").setLevel(logging.WARNING)  # a line per connection otherwise
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(_AcceptNewGuest())
+    client.set_missing_host_key_policy(_accept_new_guest(paramiko))
     try:
         client.connect(ip, port=port, username=username, password=password, timeout=timeout,
                        banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
