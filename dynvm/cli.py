@@ -249,8 +249,20 @@ def check_config(path: str) -> None:
         click.echo(f"xenhost{ref}: {host.url}{labels}: {oses}")
     for os_key, pool in sorted(config.pools.items()):
         click.echo(f"pool {os_key}: {pool.ready} ready")
+    _echo_seed_keys(config)
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _echo_seed_keys(config: Any) -> None:
+    """What the seed's own keys do here (never their secrets)."""
+    logins = [f"{family} as {login.username}" for family, login in
+              (("linux", config.linux_login), ("windows", config.windows_login)) if login]
+    click.echo("checkvms: " + (f"SSH login ({', '.join(logins)})" if logins
+                               else f"TCP connect to port {config.ssh_port}"))
+    static = config.store.static_pool
+    if static is not None:
+        click.echo(f"pools=: static pools in Couchbase {static.server} bucket {static.bucket}")
 
 
 if __name__ == "__main__":

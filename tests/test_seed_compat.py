@@ -21,6 +21,8 @@ def test_seed_ini_passes_check_config() -> None:
     assert "xenhost2: http://172.23.96.202 labels=perf" in result.output
     # A bare host is plain http, as in the seed: said, with the way to https.
     assert "host.name=https://172.23.96.201" in result.output
+    assert "checkvms: SSH login (linux as root, windows as Administrator)" in result.output
+    assert "pools=: static pools in Couchbase 172.23.104.180 bucket QE-server-pool" in result.output
     for secret in ("xenpass1", "Couch-Linux1", "Membase123", "password"):
         assert f"={secret}" not in result.output and f"'{secret}'" not in result.output
 
