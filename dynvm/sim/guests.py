@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import selectors
 import socket
 import threading
@@ -104,6 +105,10 @@ class Dhcp:
                 self._used.get(lease[0], set()).discard(lease[1])
 
 
+
+
+SSHD_LOG = "dynvm.sim.guestsshd"
+logging.getLogger(SSHD_LOG).setLevel(logging.CRITICAL)
 
 
 class _GuestSshd(paramiko.ServerInterface):
@@ -219,6 +224,7 @@ class GuestPorts:
         """Hand one connection to its own SSH transport thread."""
         conn.setblocking(True)
         transport = paramiko.Transport(conn)
+        transport.set_log_channel(SSHD_LOG)  # a client that only probes the port is no error
         transport.add_server_key(self._host_key)
         try:
             transport.start_server(event=threading.Event(), server=_GuestSshd(self.logins))
