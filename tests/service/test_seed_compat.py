@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.sim.farmgen import dhcp_range
 from dynvm.sim.faults import FailRule
 from dynvm.wiring import build_service
-from tests.service.conftest import FAST, FarmProbe, write_ini
+from tests.service.conftest import FAST, FarmProbe, free_port, wait_until, write_ini
 
 SEED_INI = Path(__file__).parents[1] / "fixtures" / "seed" / ".dynvmservice.ini"
 GUEST_LOGIN = "vm.linux.username=root\nvm.linux.password=dynvm\n"  # what the farm's guests accept
@@ -46,9 +51,7 @@ def serving(ini: Path) -> Iterator[tuple[Dynvm, object]]:
         svc.close()
 
 
-@pytest.fixture
-def seed_client(tmp_path: Path, farm: Farm, ssh_port: int,
-                clean_farm: dict) -> Iterator[tuple[Dynvm, object]]:
+def seed_ini_for(farm: Farm, tmp_path: Path, ssh_port: int) -> Path:
     """The seed's INI as it is, its bare host.name values pointing at the simulator."""
     text = SEED_INI.read_text()
     for n, pool in enumerate(farm.pools, start=1):
@@ -60,7 +63,13 @@ def seed_client(tmp_path: Path, farm: Farm, ssh_port: int,
                                                        f"vm.ssh.port={ssh_port}")
     ini = tmp_path / ".dynvmservice.ini"
     ini.write_text(text)
-    with serving(ini) as pair:
+    return ini
+
+
+@pytest.fixture
+def seed_client(tmp_path: Path, farm: Farm, ssh_port: int,
+                clean_farm: dict) -> Iterator[tuple[Dynvm, object]]:
+    with serving(seed_ini_for(farm, tmp_path, ssh_port)) as pair:
         yield pair
 
 
@@ -75,6 +84,39 @@ def test_seed_ini_serves(seed_client) -> None:
     assert r.text == json.dumps(body, indent=2, sort_keys=True)
     r = client.get("/releaseservers/seedjob?count=2")
     assert r.status_code == 200 and json.loads(r.text) == ["seedjob1", "seedjob2"]
+
+
+@pytest.mark.slow
+def test_seed_ini_served_by_dynvm_serve(tmp_path: Path, farm: Farm, ssh_port: int) -> None:
+    """`dynvm serve --config .dynvmservice.ini`, under gunicorn, as an operator would run it."""
+    ini = seed_ini_for(farm, tmp_path, ssh_port)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dynvm", "serve", "--config", str(ini), "--bind",
+             f"127.0.0.1:{port}", "--workers", "1"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def count() -> requests.Response | None:
+        assert proc.poll() is None, log.read_text()
+        try:
+            return requests.get(base + "/getavailablecount/centos", timeout=30)
+        except requests.ConnectionError:
+            return None
+
+    try:
+        r = wait_until(count, timeout=60, what="dynvm serve to answer")
+        assert r.status_code == 200 and int(r.text) > 0, r.text
+        assert "no scheme: XAPI is spoken over plain http" in log.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @pytest.fixture(autouse=True)
