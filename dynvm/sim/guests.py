@@ -105,8 +105,6 @@ class Dhcp:
                 self._used.get(lease[0], set()).discard(lease[1])
 
 
-
-
 SSHD_LOG = "dynvm.sim.guestsshd"
 logging.getLogger(SSHD_LOG).setLevel(logging.CRITICAL)
 
