@@ -278,11 +278,15 @@ def test_checkvms_logs_in_with_the_configured_credentials(tmp_path, farm, ssh_po
     bad = tmp_path / "bad"
     bad.mkdir()
     wrong = write_ini(bad, farm, common=f"vm.ssh.port={ssh_port}\n"
-                                        "vm.linux.username=root\nvm.linux.password=wrong\n")
+                                        "vm.linux.username=root\nvm.linux.password=wrong\n"
+                                        "vm.windows.username=root\nvm.windows.password=dynvm\n")
     with serving(wrong) as (_, c):
         r = c.get("/getservers/sshno?os=centos&checkvms=true")
         assert r.status_code == 499, r.text
         assert "refused" in r.text  # the port answered, the login did not pass
+        r = c.get("/getservers/sshwin?os=windows&checkvms=true")  # windows: its own login
+        assert r.status_code == 200, r.text
+        assert c.get("/releaseservers/sshwin").status_code == 200
 
 
 # ------------------------------------------------------------------ networks
