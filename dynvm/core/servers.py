@@ -11,7 +11,7 @@ import logging
 import math
 import uuid
 
-from dynvm.config import Config, OsSpec
+from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core import progress, staticpool, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
@@ -190,9 +190,9 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     return ServersResult(servers=servers, failed=failed)
 
 
-def retry_elsewhere(ctx: Context, cfg: Config, hosts: list, spec: OsSpec, jobs: list[Job],
-                    failed: list[tuple[str, str]], request_id: str, ttl: float
-                    ) -> tuple[list[Built], list[tuple[str, str]]]:
+def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: OsSpec,
+                    jobs: list[Job], failed: list[tuple[str, str]], request_id: str,
+                    ttl: float) -> tuple[list[Built], list[tuple[str, str]]]:
     """Clone a VM whose clone failed again on the next member host with room, as the seed did.
 
     Only a failed clone moves (the template or SR of that host is at fault);
