@@ -25,10 +25,15 @@ class Timing:
     # (about 1 Gbit/s of effective copy rate, as on a busy 10 GbE management link).
     migrate_base_secs: float = 2.0
     migrate_secs_per_gib: float = 8.0
+    # A host's link carries this many migrations at full speed; more share it.
+    migrate_link_streams: float = 4.0
 
-    def migrate_secs(self, memory_bytes: int) -> float:
-        """Scaled wall seconds one live migration of `memory_bytes` takes."""
-        return self.scaled(self.migrate_base_secs + self.migrate_secs_per_gib * memory_bytes / (1 << 30))
+    def migrate_secs(self, memory_bytes: int, streams: int = 1) -> float:
+        """Scaled wall seconds one live migration of `memory_bytes` takes while
+        `streams` migrations use the busier of its two hosts' links."""
+        share = max(1.0, streams / max(self.migrate_link_streams, 1e-9))
+        return self.scaled(self.migrate_base_secs
+                           + self.migrate_secs_per_gib * memory_bytes / (1 << 30) * share)
 
     def scaled(self, seconds: float) -> float:
         """Seconds of wall time for `seconds` of simulated time."""

@@ -43,6 +43,7 @@ class VmRuntime:
         self.boots: dict[str, int] = {}  # vm -> boot generation (stale timers are ignored)
         self.dhcp = Dhcp()
         self.ips: dict[str, str] = {}  # vm -> address with an open guest port
+        self.migrations: dict[str, int] = {}  # host -> live migrations from or to it
         self._domid = 1
         self._reserve_existing()
 
@@ -789,11 +790,20 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
         op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
         _set_op(db, "VM", vm, op_key, "pool_migrate")
         db.modify("VM", vm, {"scheduled_to_be_resident_on": host})
-        seconds = ctx.farm.timing.migrate_secs(amount)
     moved = False
+    timing = ctx.farm.timing
+    with rt.lock:
+        for h in (src, host):
+            rt.migrations[h] = rt.migrations.get(h, 0) + 1
     try:
+        # Each step is paced by the links' load at that moment: migrations
+        # that run side by side on one host share its bandwidth.
+        ctx.sleep(timing.scaled(timing.migrate_base_secs))
         for step in range(1, MIGRATE_STEPS + 1):
-            ctx.sleep(seconds / MIGRATE_STEPS)
+            with rt.lock:
+                streams = max(rt.migrations.get(src, 1), rt.migrations.get(host, 1))
+            copy = timing.migrate_secs(amount, streams) - timing.scaled(timing.migrate_base_secs)
+            ctx.sleep(copy / MIGRATE_STEPS)
             ctx.progress(step / (MIGRATE_STEPS + 1))
         with db.lock:
             rec = db.find("VM", vm)
@@ -811,6 +821,9 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
                                  "scheduled_to_be_resident_on": NULL})
             moved = True
     finally:
+        with rt.lock:
+            for h in (src, host):
+                rt.migrations[h] -= 1
         with db.lock:
             if not moved:
                 if host in db.tables["host"]:

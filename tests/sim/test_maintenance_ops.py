@@ -127,6 +127,9 @@ def test_migration_time_grows_with_memory() -> None:
     t = Timing(speed=2.0, migrate_base_secs=2.0, migrate_secs_per_gib=8.0)
     assert t.migrate_secs(GIB) == pytest.approx(5.0)
     assert t.migrate_secs(4 * GIB) == pytest.approx(17.0)
+    # Up to migrate_link_streams (4) side by side at full speed, then they share.
+    assert t.migrate_secs(GIB, streams=4) == pytest.approx(5.0)
+    assert t.migrate_secs(GIB, streams=8) == pytest.approx(9.0)
 
 
 def test_live_migration_keeps_the_vm_running_until_it_lands(farm: Farm, x: Any) -> None:
