@@ -53,6 +53,16 @@ def task_destroy(ctx: CallContext, task: str) -> None:
 # -------------------------------------------------------------------- host
 
 
+def _assert_live(ctx: CallContext, host: str) -> None:
+    """xapi checks a host is live before forwarding a call to it (HOST_OFFLINE)."""
+    rec = ctx.db.get("host", host)
+    metrics = ctx.db.find("host_metrics", rec.get("metrics", NULL))
+    sim = ctx.pool.host_by_ref(host)
+    if (metrics is not None and not metrics.get("live", True)) or (sim is not None
+                                                                   and not sim.online):
+        raise XapiError("HOST_OFFLINE", host)
+
+
 @handler("host.disable")
 def host_disable(ctx: CallContext, host: str, auto_enable: bool = True) -> None:
     """`auto_enable` false: the host stays disabled after its next reboot.
@@ -67,6 +77,7 @@ def host_disable(ctx: CallContext, host: str, auto_enable: bool = True) -> None:
                        if h != host and r.get("enabled", True))
             if int(pool.get("ha_plan_exists_for") or 0) > max(0, left - 1):
                 raise XapiError("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN")
+        _assert_live(ctx, host)
         ctx.db.modify("host", host, {"enabled": False})
         sim = ctx.pool.host_by_ref(host)
         if sim is not None:
@@ -76,7 +87,7 @@ def host_disable(ctx: CallContext, host: str, auto_enable: bool = True) -> None:
 @handler("host.enable")
 def host_enable(ctx: CallContext, host: str) -> None:
     with ctx.db.lock:
-        ctx.db.get("host", host)
+        _assert_live(ctx, host)
         ctx.db.modify("host", host, {"enabled": True})
         sim = ctx.pool.host_by_ref(host)
         if sim is not None:
@@ -177,6 +188,7 @@ def _begin_power_op(ctx: CallContext, host: str, op: str) -> str:
                 raise XapiError("OTHER_OPERATION_IN_PROGRESS", "host", host, other, task)
         if rec.get("enabled", True):
             raise XapiError("HOST_NOT_DISABLED")
+        _assert_live(ctx, host)
         key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
         db.modify("host", host, {"current_operations": {**ops, key: op}})
         return key

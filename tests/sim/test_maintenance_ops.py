@@ -212,6 +212,8 @@ def test_reboot_rules_and_modelled_reboot_time(farm: Farm, x: Any) -> None:
     assert x.host_metrics.get_live(x.host.get_metrics(member.ref)) is False
     wait_for(lambda: refused(member.url), timeout=10)
     assert x.host.get_enabled(member.ref) is False
+    for call in (x.host.enable, x.host.disable, x.host.reboot):  # xapi cannot reach it
+        assert details(call, member.ref) == ["HOST_OFFLINE", member.ref]
     # The reboot under way ends as soon as the (shortened) time is up.
     control(farm, "/timing", {"host_reboot_secs": 0})
     wait_for(lambda: x.host.get_enabled(member.ref), timeout=10)
