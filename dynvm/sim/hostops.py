@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
 
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
@@ -159,18 +161,40 @@ def host_assert_can_evacuate(ctx: CallContext, host: str) -> None:
         raise XapiError("CANNOT_EVACUATE_HOST", "|".join(",".join(e) for e in errors.values()))
 
 
+EVACUATE_BATCH = 10  # xapi's default evacuation_batch_size
+
+
 @handler("host.evacuate")
 def host_evacuate(ctx: CallContext, host: str, network: str = NULL, batch: int = 0) -> None:
-    with ctx.db.lock:
-        ctx.db.get("host", host)
+    """Live-migrates the host's guests by the plan, `batch` (default 10) at a
+    time, with `evacuate` in the host's current_operations meanwhile."""
+    db = ctx.db
+    with db.lock:
+        rec = db.get("host", host)
         plan, errors = _evacuation_plan(ctx, host)
         if errors:
             raise XapiError(*next(iter(errors.values())))
+        key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
+        db.modify("host", host, {"current_operations": {
+            **(rec.get("current_operations") or {}), key: "evacuate"}})
     total = max(1, len(plan))
-    for i, (vm, target) in enumerate(plan.items(), 1):
-        ctx.check_cancel()
-        migrate(ctx, vm, target)
-        ctx.progress(i / total)
+    done = 0
+    lock = threading.Lock()
+
+    def move(item: tuple[str, str]) -> None:
+        nonlocal done
+        migrate(ctx, *item)
+        with lock:
+            done += 1
+            ctx.progress(done / total)
+
+    try:
+        with ThreadPoolExecutor(max_workers=batch if batch > 0 else EVACUATE_BATCH) as pool:
+            results = [pool.submit(move, item) for item in plan.items()]
+        for r in results:
+            r.result()  # the first failure, once every migration has ended
+    finally:
+        _end_power_op(ctx, host, key)
 
 
 _EXCLUSIVE = {"reboot": "shutdown", "shutdown": "reboot"}

@@ -221,6 +221,25 @@ def test_reboot_rules_and_modelled_reboot_time(farm: Farm, x: Any) -> None:
     wait_for(lambda: not refused(member.url), timeout=10)
 
 
+def test_evacuate_migrates_in_parallel_batches(farm: Farm, x: Any) -> None:
+    member = farm.pools[0].hosts[1]
+    moving = guests(x, member.ref)
+    assert len(moving) == 2
+    control(farm, "/timing", {"migrate_secs_per_gib": 1e9})
+    x.host.disable(member.ref)
+    task = x.Async.host.evacuate(member.ref)
+    wait_for(lambda: x.host.get_current_operations(member.ref) == {task: "evacuate"})
+    wait_for(lambda: all(list(x.VM.get_current_operations(v).values()) == ["pool_migrate"]
+                         for v in moving))  # both at once: one batch
+    x.task.cancel(task)
+    wait_for(lambda: x.task.get_status(task) != "pending")
+    assert x.host.get_current_operations(member.ref) == {}
+    assert all(x.VM.get_resident_on(v) == member.ref for v in moving)
+    control(farm, "/timing", {"migrate_secs_per_gib": 8})
+    x.host.evacuate(member.ref, NULL, 1)  # one at a time
+    assert guests(x, member.ref) == []
+
+
 def test_no_reboot_while_the_host_shuts_down(farm: Farm, x: Any) -> None:
     member = farm.pools[0].hosts[1]
     control(farm, "/timing", {"migrate_secs_per_gib": 1e9})  # its guests take "forever" to leave
