@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import time
+import xmlrpc.client
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 import pytest
 import XenAPI
@@ -182,9 +184,11 @@ def _migrate_evacuate_and_reboot(farm: Farm, x: Any) -> None:
 
 
 def refused(url: str) -> bool:
+    """The host's XAPI does not answer: refused, or reset or cut short while
+    its listener closes."""
     try:
         raw_call(url, "session.login_with_password", "root", "xenroot")
-    except ConnectionRefusedError:
+    except (OSError, ExpatError, xmlrpc.client.ProtocolError):
         return True
     return False
 

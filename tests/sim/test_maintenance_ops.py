@@ -14,7 +14,7 @@ import pytest
 from dynvm.sim import Farm, Timing
 
 from .conftest import fast_timing, login, raw_call, wait_for
-from .test_conformance_ops import details
+from .test_conformance_ops import details, refused
 
 GIB = 1 << 30
 NULL = "OpaqueRef:NULL"
@@ -37,15 +37,6 @@ def control(farm: Farm, path: str, body: dict[str, Any] | None = None) -> tuple[
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def refused(url: str) -> bool:
-    """The host's XAPI does not answer (refused, or reset while its listener closes)."""
-    try:
-        raw_call(url, "session.login_with_password", "root", "xenroot")
-    except OSError:
-        return True
-    return False
 
 
 def guests(x: Any, host: str) -> list[str]:
