@@ -346,7 +346,6 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
         ctx.progress(0.5)
         ctx.sleep(total / 2)
         with db.lock:
-            rec = db.get("VM", vm)
             _set_op(db, "VM", vm, op_key, None)
             _check_common(vm, db.get("VM", vm), op, ("halted",))
             return _clone_vm(ctx, vm, new_name, full, sr)
