@@ -28,8 +28,23 @@ class Context:
     config: Callable[[], Config]
     instance: str = field(default_factory=new_instance_id)
     clock: Callable[[], float] = time.time
+    # Told the name of a noteworthy event ("adopted", "vanished", ...) for metrics.
+    on_event: Callable[[str], None] = field(default=lambda _kind: None)
+    _deployment: str | None = None
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _gates_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def deployment(self) -> str:
+        """This deployment's identity, kept in the store (raises StoreUnavailable)."""
+        if self._deployment is None:
+            self._deployment = self.store.deployment_id(uuid.uuid4().hex) or ""
+        return self._deployment
+
+    def event(self, kind: str) -> None:
+        try:
+            self.on_event(kind)
+        except Exception:  # metrics never break the work they count
+            pass
 
     def pool(self, host: HostConfig) -> XenPool:
         return self.registry.get(host)
