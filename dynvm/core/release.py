@@ -24,6 +24,9 @@ from dynvm.store.base import (
 
 log = logging.getLogger("dynvm.release")
 
+# In a releasing lease's extra: the destroy failed and must be retried until done.
+RETRY_MARK = "release_retry"
+
 
 def names_for(name: str, count: int | None) -> list[str]:
     """The seed's naming: `name` for one VM, `name1 … nameN` for N."""
@@ -33,26 +36,40 @@ def names_for(name: str, count: int | None) -> list[str]:
 
 
 def release_lease(ctx: Context, lease: Lease, reason: str,
-                  release_state: str | None = None) -> bool:
-    """Destroy a leased VM and close its history. False if another process has it."""
+                  release_state: str | None = None, *, keep_trying: bool = False) -> bool:
+    """Destroy a leased VM and close its history. False if another process has it.
+
+    With `keep_trying` (a rollback: the VM must not stay handed out) a failed
+    destroy leaves the lease `releasing`, marked for the background worker to
+    retry until the VM and its disks are gone; otherwise the lease goes back
+    to its previous state and the error is raised.
+    """
     claimed = ctx.store.claim_lease(lease.vm_uuid, lease.state, state=LEASE_RELEASING,
                                     extra={**lease.extra, "releasing_since": ctx.clock()})
     if claimed is None:
         return False
-    return _destroy_and_record(ctx, claimed, reason, release_state, previous=lease.state)
+    return _destroy_and_record(ctx, claimed, reason, release_state,
+                               previous=None if keep_trying else lease.state)
 
 
 def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: str | None,
-                        previous: str) -> bool:
+                        previous: str | None) -> bool:
+    """`previous` None: on failure, stay `releasing` and leave a retry mark."""
     cfg = ctx.config()
     host = cfg.hosts.get(lease.host_ref)
     started = ctx.clock()
     if host is not None:
         try:
             ctx.pool(host).destroy(lease.vm_uuid)
-        except Exception:
+        except Exception as exc:
             log.exception("releasing %s: destroy failed; will retry", lease.name)
-            ctx.store.update_lease(lease.vm_uuid, state=previous)
+            if previous is None:
+                retry = lease.extra.get(RETRY_MARK) or {}
+                ctx.store.update_lease(lease.vm_uuid, extra={**lease.extra, RETRY_MARK: {
+                    "reason": retry.get("reason", reason), "error": str(exc)[:300],
+                    "attempts": int(retry.get("attempts", 0)) + 1, "last": ctx.clock()}})
+            else:
+                ctx.store.update_lease(lease.vm_uuid, state=previous)
             raise
     else:
         log.warning("releasing %s: xenhost%d is no longer configured; forgetting the lease",
@@ -65,11 +82,11 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
     ctx.store.update_history(lease.vm_uuid, history.deleted_patch(
         doc, at=done, delete_secs=done - started, reason=reason, release_state=release_state))
     ctx.store.delete_lease(lease.vm_uuid)
-    _drop_reservation_of(ctx, lease.vm_uuid)
+    drop_reservation_of(ctx, lease.vm_uuid)
     return True
 
 
-def _drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
+def drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
     """A settling reservation must not outlive its VM, or the room stays taken."""
     try:
         for r in ctx.store.reservations():
@@ -82,6 +99,13 @@ def _drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
 def finish_stuck_release(ctx: Context, lease: Lease, reason: str) -> bool:
     """A release whose process died half way: destroy (again) and close the lease."""
     return _destroy_and_record(ctx, lease, reason, None, previous=LEASE_RELEASING)
+
+
+def retry_release(ctx: Context, lease: Lease) -> bool:
+    """Try again to destroy a VM whose rollback failed (its lease stays `releasing` until done)."""
+    mark = lease.extra.get(RETRY_MARK) or {}
+    return _destroy_and_record(ctx, lease, str(mark.get("reason") or "released"), None,
+                               previous=None)
 
 
 def leases_named(ctx: Context, names: list[str]) -> list[Lease]:
@@ -181,10 +205,10 @@ def expire_from_tags(ctx: Context) -> int:
     return n
 
 
-def expire_due(ctx: Context) -> int:
-    """Release every lease whose time has come; returns how many were released."""
+def expire_due(ctx: Context, limit: int | None = None) -> int:
+    """Release leases whose time has come (at most `limit`); returns how many were released."""
     n = 0
-    for lease in ctx.store.due_leases(ctx.clock()):
+    for lease in ctx.store.due_leases(ctx.clock())[:limit]:
         try:
             if release_lease(ctx, lease, reason="expired"):
                 n += 1
