@@ -251,15 +251,17 @@ def check_config(path: str) -> None:
 
 def _deployment_of(store_cfg: Any) -> str:
     """The identity kept in the store (read only: checking a file creates nothing)."""
+    from dynvm.core.deployment import proposed_id
     from dynvm.store.base import StoreError
     from dynvm.store.factory import open_backend
 
+    later = f"not assigned yet (the first start assigns {proposed_id(store_cfg)})"
     if store_cfg.backend == "sqlite" and not os.path.exists(store_cfg.sqlite_path):
-        return "not assigned yet (the store does not exist; the first start assigns it)"
+        return later
     try:
         store = open_backend(store_cfg)
         try:
-            return store.deployment_id(None) or "not assigned yet (the first start assigns it)"
+            return store.deployment_id(None) or later
         finally:
             store.close()
     except StoreError as exc:

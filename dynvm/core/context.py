@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dynvm.config import Config, HostConfig
+from dynvm.core.deployment import proposed_id
 from dynvm.core.ports import PoolView, XenPool
 from dynvm.core.registry import PoolRegistry
 from dynvm.store.base import Store
@@ -37,7 +38,7 @@ class Context:
     def deployment(self) -> str:
         """This deployment's identity, kept in the store (raises StoreUnavailable)."""
         if self._deployment is None:
-            self._deployment = self.store.deployment_id(uuid.uuid4().hex) or ""
+            self._deployment = self.store.deployment_id(proposed_id(self.config().store)) or ""
         return self._deployment
 
     def event(self, kind: str) -> None:

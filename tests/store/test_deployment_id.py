@@ -51,10 +51,20 @@ def test_check_config_shows_the_identity_and_creates_nothing(tmp_path) -> None:
                    f"[store]\nbackend=sqlite\nsqlite.path={db}\n")
     result = CliRunner().invoke(main, ["check-config", str(ini)])
     assert result.exit_code == 0, result.output
-    assert "deployment: not assigned yet" in result.output
+    assert "deployment: not assigned yet (the first start assigns " in result.output
     assert not db.exists()
     store = SqliteStore(str(db))
     assert store.deployment_id("d-42") == "d-42"
     store.close()
     result = CliRunner().invoke(main, ["check-config", str(ini)])
     assert "deployment: d-42" in result.output
+
+
+def test_proposed_id_follows_the_store_location(tmp_path) -> None:
+    from dynvm.config import StoreConfig
+    from dynvm.core.deployment import proposed_id
+
+    a = StoreConfig(sqlite_path=str(tmp_path / "a" / "dynvm.sqlite"))
+    b = StoreConfig(sqlite_path=str(tmp_path / "b" / "dynvm.sqlite"))
+    assert proposed_id(a) == proposed_id(a)  # a store lost and made again: the same identity
+    assert proposed_id(a) != proposed_id(b)  # separate stores: separate deployments
