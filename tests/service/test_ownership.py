@@ -141,8 +141,8 @@ def test_store_loss_adopts_every_vm_with_its_lease_end(tmp_path, farm, clean_far
         for vm_uuid, _, _, _ in before.values():
             doc = second.ctx.store.get_history(vm_uuid)
             assert doc is not None and doc["adopted_time"] > 0 and "adopt_reason" in doc
-        metrics = c2.get("/metrics").text
-        assert 'dynvm_reconciled_vms_total{event="adopted"}' in metrics
+        wait_until(lambda: 'dynvm_reconciled_vms_total{event="adopted"}' in
+                   c2.get("/metrics").text, timeout=10, what="the adoptions to be counted")
         # the adopted leases work like any other
         assert c2.get("/getservers/keep1?os=centos").status_code == 409
         assert c2.get("/releaseservers/keep?count=3").status_code == 200
