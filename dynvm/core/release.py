@@ -13,7 +13,15 @@ import logging
 from dynvm.core import history
 from dynvm.core.context import Context
 from dynvm.core.placement import views_of
-from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, TAG_STATE
+from dynvm.core.ports import (
+    TAG_CREATED,
+    TAG_DEPLOYMENT,
+    TAG_EXPIRES,
+    TAG_LEASE,
+    TAG_OS,
+    TAG_OWNER,
+    TAG_STATE,
+)
 from dynvm.store.base import (
     LEASE_ACTIVE,
     LEASE_READY,
@@ -121,16 +129,28 @@ def leases_from_tags(ctx: Context, names: list[str]) -> list[Lease]:
     """Rebuild leases from VM tags when the store is unreachable."""
     cfg = ctx.config()
     views, _ = views_of(cfg.hosts.values(), ctx.view)
-    return [lease for lease in tagged_leases(views) if lease.name in names]
+    return [lease for lease in tagged_leases(views, own_deployment(ctx)) if lease.name in names]
 
 
-def tagged_leases(views) -> list[Lease]:
-    """Leases as the VMs' own other_config tags tell them (handed-out VMs only)."""
+def own_deployment(ctx: Context) -> str | None:
+    """This deployment's identity, None if it was never learnt and the store is down."""
+    try:
+        return ctx.deployment()
+    except StoreUnavailable:
+        return None
+
+
+def tagged_leases(views, own: str | None) -> list[Lease]:
+    """Leases as the VMs' own other_config tags tell them (handed-out VMs of `own` only).
+
+    Without a known identity nothing can be proven ours, so nothing is returned.
+    """
     out = []
     for hc, view in views:
         for vm in view.vms.values():
             oc = vm.other_config
-            if TAG_LEASE in oc and oc.get(TAG_STATE) == LEASE_ACTIVE:
+            if own and oc.get(TAG_DEPLOYMENT) == own and TAG_LEASE in oc \
+                    and oc.get(TAG_STATE) == LEASE_ACTIVE:
                 out.append(Lease(vm_uuid=vm.uuid, name=vm.name_label, owner=oc.get(TAG_OWNER, ""),
                                  host_ref=hc.ref, host_uuid=vm.resident_on, vm_ref=vm.ref,
                                  os=oc.get(TAG_OS, ""), request_id=oc[TAG_LEASE],
@@ -193,7 +213,7 @@ def expire_from_tags(ctx: Context) -> int:
     now = ctx.clock()
     views, _ = views_of(cfg.hosts.values(), ctx.view)
     n = 0
-    for lease in tagged_leases(views):
+    for lease in tagged_leases(views, own_deployment(ctx)):
         if not lease.expires or lease.expires > now:
             continue
         try:
