@@ -205,3 +205,27 @@ def test_two_deployments_share_one_farm_under_mixed_traffic(tmp_path, farm, clea
             assert {lease.vm_uuid for lease in svc.ctx.store.leases()} == held[key]
             assert not any(d["uuid"] in held[other] for d in svc.ctx.store.history()
                            if "uuid" in d)
+
+
+def test_adoption_waits_for_a_second_sighting(tmp_path, farm, clean_farm, probe) -> None:
+    """Reconciliation driven by hand: a VM seen once without a lease is only noted."""
+    from dynvm.core.reconcile import Reconciler
+
+    svc = build_service(str(write_ini(tmp_path, farm)), background=False)
+    try:
+        client = create_app(service=svc).test_client()
+        assert client.get("/getservers/twice?os=centos").status_code == 200
+        (lease,) = svc.ctx.store.leases(name="twice")
+        svc.ctx.store.delete_lease(lease.vm_uuid)  # as if the store had lost it
+        rec = Reconciler(svc.ctx, orphan_grace=0.0)
+        assert rec.run()["adopted"] == 0
+        assert svc.ctx.store.get_lease(lease.vm_uuid) is None
+        assert rec.run()["adopted"] == 1
+        adopted = svc.ctx.store.get_lease(lease.vm_uuid)
+        assert adopted is not None and adopted.name == "twice" and adopted.state == "active"
+        assert int(adopted.expires) == int(lease.expires) and adopted.owner == lease.owner
+        assert rec.run()["adopted"] == 0  # once is enough
+        assert client.get("/releaseservers/twice").status_code == 200
+    finally:
+        release_all(svc)
+        svc.close()
