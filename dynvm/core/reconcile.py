@@ -63,6 +63,7 @@ HEARTBEAT_PREFIX = "instance:"
 # live builder's heartbeat may not be in a fresh store yet.
 ORPHAN_GRACE_SECS = 120.0
 STUCK_RELEASE_SECS = 600.0  # a release takes seconds; one this old lost its process
+RETRY_BACKOFF_MAX_SECS = 300.0  # between attempts to destroy a VM whose rollback failed
 MAX_ACTIONS = 20  # VMs destroyed or adopted per pass: a pass stays short, the next goes on
 WARM_PREFIX = "warm-"  # request ids of warm-pool builds
 
@@ -280,8 +281,13 @@ class Reconciler:
             if lease.state != LEASE_RELEASING:
                 continue
             since = lease.extra.get("releasing_since")
+            mark = lease.extra.get(RETRY_MARK)
             try:
-                if lease.extra.get(RETRY_MARK):
+                if mark:
+                    # back off while the host keeps refusing: 2 s, 4 s, ... at most 5 minutes
+                    wait = min(2.0 ** int(mark.get("attempts", 1)), RETRY_BACKOFF_MAX_SECS)
+                    if ctx.clock() - float(mark.get("last", 0)) < wait:
+                        continue
                     if retry_release(ctx, lease):
                         n += 1
                         log.warning("reconcile: %s destroyed on retry", lease.name)
