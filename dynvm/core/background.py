@@ -59,7 +59,7 @@ class Background:
         self.is_leader = False
         self._errors: dict[str, str | None] = {}
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}
         self._pid = 0
         self._start_lock = threading.Lock()
         self.reconcile_passes = 0  # for /health and for tests that wait for a pass
@@ -70,11 +70,12 @@ class Background:
         return next((e for e in self._errors.values() if e), None)
 
     def ensure_started(self) -> None:
+        """Start every loop that is not running in this process (after a fork: all of them)."""
         with self._start_lock:
-            if self._pid == os.getpid() and all(t.is_alive() for t in self._threads):
-                return
-            self._pid = os.getpid()
-            self._stop.clear()
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._threads = {}
+                self._stop.clear()
             loops: list[tuple[str, Callable[[], None], float]] = [
                 ("liveness", self.beat, self.t.beat),
                 ("outbox", self.replay, self.t.tick),
@@ -82,17 +83,20 @@ class Background:
                 ("pool", self.fill, self.t.tick),
                 ("reconcile", self.reconcile, self.t.reconcile_every),
             ]
-            self._threads = [threading.Thread(target=self._loop, args=(name, fn, every),
-                                              name=f"dynvm-{name}", daemon=True)
-                             for name, fn, every in loops]
-            for thread in self._threads:
+            for name, fn, every in loops:
+                thread = self._threads.get(name)
+                if thread is not None and thread.is_alive():
+                    continue
+                thread = threading.Thread(target=self._loop, args=(name, fn, every),
+                                          name=f"dynvm-{name}", daemon=True)
+                self._threads[name] = thread
                 thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._pid == os.getpid():
             deadline = time.monotonic() + 5
-            for thread in self._threads:
+            for thread in self._threads.values():
                 thread.join(timeout=max(deadline - time.monotonic(), 0.1))
         self.filler.close()
         if self.is_leader:
