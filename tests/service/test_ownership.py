@@ -229,3 +229,34 @@ def test_adoption_waits_for_a_second_sighting(tmp_path, farm, clean_farm, probe)
     finally:
         release_all(svc)
         svc.close()
+
+
+def test_a_half_built_vm_is_destroyed_only_once_its_builder_is_dead(tmp_path, farm, clean_farm,
+                                                                    probe) -> None:
+    """No request record (the store was lost): the builder's heartbeat decides."""
+    from dynvm.core.ports import TAG_BUILDER, TAG_LEASE, TAG_STATE
+    from dynvm.core.reconcile import Reconciler
+
+    svc = build_service(str(write_ini(tmp_path, farm)), background=False)
+    try:
+        client = create_app(service=svc).test_client()
+        assert client.get("/getservers/half?os=centos").status_code == 200
+        (lease,) = svc.ctx.store.leases(name="half")
+        svc.ctx.store.delete_lease(lease.vm_uuid)
+        pool = svc.ctx.pool(svc.config().hosts[lease.host_ref])
+        # as a build cut short, whose request record went with the store
+        pool.update(lease.vm_uuid, tags={TAG_STATE: "provisioning", TAG_LEASE: "unrecorded",
+                                         TAG_BUILDER: svc.ctx.instance})
+        rec = Reconciler(svc.ctx, orphan_grace=0.0)
+        for _ in range(3):  # its builder (this very instance) is alive: left alone
+            assert rec.run() == {"requests": 0, "vms": 0, "leases": 0, "adopted": 0,
+                                 "vanished": 0, "foreign": 0, "names": 0}
+        assert vm_uuids(probe, "half") == {lease.vm_uuid}
+        pool.update(lease.vm_uuid, tags={TAG_BUILDER: "elsewhere:1:gone00"})
+        assert rec.run()["vms"] == 1
+        assert probe.vms_named("half") == []
+        doc = svc.ctx.store.get_history(lease.vm_uuid)
+        assert doc["delete_reason"] == "left half built by an instance that stopped"
+    finally:
+        release_all(svc)
+        svc.close()
