@@ -9,12 +9,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dynvm.config import Config, HostConfig
 from dynvm.core.deployment import proposed_id
 from dynvm.core.ports import PoolView, XenPool
 from dynvm.core.registry import PoolRegistry
 from dynvm.store.base import Store
+
+if TYPE_CHECKING:
+    from dynvm.core.staticpool import StaticPools
 
 
 def new_instance_id() -> str:
@@ -29,6 +33,7 @@ class Context:
     config: Callable[[], Config]
     instance: str = field(default_factory=new_instance_id)
     clock: Callable[[], float] = time.time
+    static_pools: StaticPools | None = None  # pools=: None when none can be written
     # Told the name of a noteworthy event ("adopted", "vanished", ...) for metrics.
     on_event: Callable[[str], None] = field(default=lambda _kind: None)
     _deployment: str | None = None

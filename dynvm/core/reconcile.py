@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from dynvm.core import history
+from dynvm.core import history, staticpool
 from dynvm.core.context import Context
 from dynvm.core.ports import (
     TAG_BUILDER,
@@ -268,6 +268,7 @@ class Reconciler:
                         lease.name, lease.vm_uuid, lease.host_ref)
             _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id, "vanished")
             drop_reservation_of(ctx, lease.vm_uuid)
+            staticpool.withdraw(ctx, lease, lease.ip)  # never handed out again by address
             ctx.event("vanished")
             n += 1
         self.missing = missing
