@@ -240,6 +240,7 @@ def check_config(path: str) -> None:
     where = store.sqlite_path if store.backend == "sqlite" else (
         store.couchbase.server if store.couchbase else "?")
     click.echo(f"store: {store.backend} ({where})")
+    click.echo(f"deployment: {_deployment_of(store)}")
     click.echo(f"leases: default {config.default_expiry_minutes} min, "
                f"at most {config.expiry_minutes_max} min; "
                f"network wait {config.network_timeout_secs} s")
@@ -252,6 +253,25 @@ def check_config(path: str) -> None:
     _echo_seed_keys(config)
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _deployment_of(store_cfg: Any) -> str:
+    """The identity kept in the store (read only: checking a file creates nothing)."""
+    from dynvm.core.deployment import proposed_id
+    from dynvm.store.base import StoreError
+    from dynvm.store.factory import open_backend
+
+    later = f"not assigned yet (the first start assigns {proposed_id(store_cfg)})"
+    if store_cfg.backend == "sqlite" and not os.path.exists(store_cfg.sqlite_path):
+        return later
+    try:
+        store = open_backend(store_cfg)
+        try:
+            return store.deployment_id(None) or later
+        finally:
+            store.close()
+    except StoreError as exc:
+        return f"unknown (the store cannot be read: {exc})"
 
 
 def _echo_seed_keys(config: Any) -> None:

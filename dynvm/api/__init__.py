@@ -52,6 +52,8 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
     app = Flask(__name__)
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, TRAP_HTTP_EXCEPTIONS=False)
     app.extensions["dynvm"] = service
+    if hasattr(service, "ctx"):  # the core reports what reconciliation did, for /metrics
+        service.ctx.on_event = metrics.core_event
     app.register_blueprint(legacy.bp)
     app.register_blueprint(ops.bp)
     _install_hooks(app)

@@ -3,8 +3,14 @@
 Every process keeps its heartbeat (so others can tell it is alive) and
 replays its own store outbox. Exactly one process in the whole deployment —
 the holder of the `background` lock — runs expiry, the warm-pool filler and
-crash reconciliation; if it dies, another takes over when the lock's TTL
-lapses.
+reconciliation; if it dies, another takes over when the lock's TTL lapses.
+
+Each of these runs in a thread of its own, on its own schedule. The
+heartbeat and the leader lock are renewed by a loop that does nothing else,
+so a duty that takes long (a release on a slow host: XenAPI calls may take a
+minute) never lets the process pass for dead; another instance would then
+take over and destroy the VMs this one is still building. Each duty does
+bounded work per run and picks up the rest on its next run.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dynvm.core.context import Context
-from dynvm.core.reconcile import HEARTBEAT_PREFIX, reconcile
+from dynvm.core.reconcile import HEARTBEAT_PREFIX, ORPHAN_GRACE_SECS, Reconciler
 from dynvm.core.release import expire_due, expire_from_tags
 from dynvm.core.warmpool import Filler
 from dynvm.store.base import StoreError, StoreUnavailable
@@ -24,14 +31,21 @@ from dynvm.store.base import StoreError, StoreUnavailable
 log = logging.getLogger("dynvm.background")
 
 LEADER_LOCK = "background"
+EXPIRE_PER_RUN = 10  # leases released per expiry run; the next run goes on
 
 
 @dataclass(frozen=True)
 class Timings:
-    tick: float = 1.0
+    tick: float = 1.0  # how often expiry, the outbox and the warm-pool filler run
     leader_ttl: float = 10.0
     heartbeat_ttl: float = 20.0
     reconcile_every: float = 15.0
+    orphan_grace: float = ORPHAN_GRACE_SECS
+
+    @property
+    def beat(self) -> float:
+        """How often the heartbeat and the leader lock are renewed: well within both TTLs."""
+        return min(self.heartbeat_ttl, self.leader_ttl) / 4
 
 
 class Background:
@@ -41,27 +55,49 @@ class Background:
         self.ctx = ctx
         self.t = timings or Timings()
         self.filler = Filler(ctx)
+        self.reconciler = Reconciler(ctx, orphan_grace=self.t.orphan_grace)
         self.is_leader = False
-        self.last_error: str | None = None
+        self._errors: dict[str, str | None] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: dict[str, threading.Thread] = {}
         self._pid = 0
-        self._last_reconcile = 0.0
+        self._start_lock = threading.Lock()
         self.reconcile_passes = 0  # for /health and for tests that wait for a pass
-        self._last_heartbeat = 0.0
+        self.beats = 0  # heartbeats renewed, for tests that wait for one
+
+    @property
+    def last_error(self) -> str | None:
+        return next((e for e in self._errors.values() if e), None)
 
     def ensure_started(self) -> None:
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
-        self._pid = os.getpid()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="dynvm-background", daemon=True)
-        self._thread.start()
+        """Start every loop that is not running in this process (after a fork: all of them)."""
+        with self._start_lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._threads = {}
+                self._stop.clear()
+            loops: list[tuple[str, Callable[[], None], float]] = [
+                ("liveness", self.beat, self.t.beat),
+                ("outbox", self.replay, self.t.tick),
+                ("expiry", self.expire, self.t.tick),
+                ("pool", self.fill, self.t.tick),
+                ("reconcile", self.reconcile, self.t.reconcile_every),
+            ]
+            for name, fn, every in loops:
+                thread = self._threads.get(name)
+                if thread is not None and thread.is_alive():
+                    continue
+                thread = threading.Thread(target=self._loop, args=(name, fn, every),
+                                          name=f"dynvm-{name}", daemon=True)
+                self._threads[name] = thread
+                thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None and self._pid == os.getpid():
-            self._thread.join(timeout=5)
+        if self._pid == os.getpid():
+            deadline = time.monotonic() + 5
+            for thread in self._threads.values():
+                thread.join(timeout=max(deadline - time.monotonic(), 0.1))
         self.filler.close()
         if self.is_leader:
             try:
@@ -73,45 +109,55 @@ class Background:
         except StoreError:
             pass
 
-    def _run(self) -> None:
+    def _loop(self, name: str, fn: Callable[[], None], every: float) -> None:
+        # Duties wait one interval first: a starting worker answers its first
+        # requests before the leader's work competes with them.
+        if name != "liveness" and self._stop.wait(every):
+            return
         while not self._stop.is_set():
             try:
-                self.tick()
-                self.last_error = None
+                fn()
+                self._errors[name] = None
             except Exception as exc:  # keep looping: the store or a host may come back
-                self.last_error = str(exc)
-                log.warning("background tick failed: %s", exc)
-            self._stop.wait(self.t.tick)
+                self._errors[name] = f"{name}: {exc}"
+                log.warning("background %s failed: %s", name, exc)
+            self._stop.wait(every)
 
-    def tick(self) -> None:
-        try:
-            self._tick()
-        except StoreUnavailable:
-            if self.is_leader:  # the last known leader keeps expiring, from the VMs' tags
-                expire_from_tags(self.ctx)
-            raise
-
-    def _tick(self) -> None:
+    # -- every process ------------------------------------------------------------------
+    def beat(self) -> None:
+        """Renew the heartbeat, then take or keep the leader lock. Nothing else, ever."""
         store = self.ctx.store
-        now = time.monotonic()
-        if now - self._last_heartbeat >= self.t.heartbeat_ttl / 4:
-            store.acquire_leader(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance,
-                                 self.t.heartbeat_ttl)
-            self._last_heartbeat = now
-        replay = getattr(store, "replay", None)
-        if replay is not None:
-            replay()
+        store.acquire_leader(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance,
+                             self.t.heartbeat_ttl)
+        self.beats += 1
         was = self.is_leader
         self.is_leader = store.acquire_leader(LEADER_LOCK, self.ctx.instance, self.t.leader_ttl)
         if self.is_leader != was:
             log.info("%s background leadership", "took" if self.is_leader else "lost")
+
+    def replay(self) -> None:
+        replay = getattr(self.ctx.store, "replay", None)
+        if replay is not None:
+            replay()
+
+    # -- the leader's duties --------------------------------------------------------------
+    def expire(self) -> None:
         if not self.is_leader:
             return
-        expire_due(self.ctx)
-        self.filler.tick()
-        if now - self._last_reconcile >= self.t.reconcile_every:
-            self._last_reconcile = now
-            stats = reconcile(self.ctx)
-            self.reconcile_passes += 1
-            if any(stats.values()):
-                log.warning("reconciled: %s", stats)
+        try:
+            expire_due(self.ctx, limit=EXPIRE_PER_RUN)
+        except StoreUnavailable:
+            expire_from_tags(self.ctx)  # the last known leader keeps expiring, from the tags
+            raise
+
+    def fill(self) -> None:
+        if self.is_leader:
+            self.filler.tick()
+
+    def reconcile(self) -> None:
+        if not self.is_leader:
+            return
+        stats = self.reconciler.run()
+        self.reconcile_passes += 1
+        if any(v for k, v in stats.items() if k != "foreign"):  # foreign VMs: logged once each
+            log.warning("reconciled: %s", stats)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dynvm.config import Config, HostConfig
+from dynvm.core.deployment import proposed_id
 from dynvm.core.ports import PoolView, XenPool
 from dynvm.core.registry import PoolRegistry
 from dynvm.store.base import Store
@@ -33,8 +34,23 @@ class Context:
     instance: str = field(default_factory=new_instance_id)
     clock: Callable[[], float] = time.time
     static_pools: StaticPools | None = None  # pools=: None when none can be written
+    # Told the name of a noteworthy event ("adopted", "vanished", ...) for metrics.
+    on_event: Callable[[str], None] = field(default=lambda _kind: None)
+    _deployment: str | None = None
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _gates_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def deployment(self) -> str:
+        """This deployment's identity, kept in the store (raises StoreUnavailable)."""
+        if self._deployment is None:
+            self._deployment = self.store.deployment_id(proposed_id(self.config().store)) or ""
+        return self._deployment
+
+    def event(self, kind: str) -> None:
+        try:
+            self.on_event(kind)
+        except Exception:  # metrics never break the work they count
+            pass
 
     def pool(self, host: HostConfig) -> XenPool:
         return self.registry.get(host)

@@ -19,6 +19,9 @@ TAG_EXPIRES = "dynvm_expires"  # epoch seconds
 TAG_OS = "dynvm_os"
 TAG_STATE = "dynvm_state"  # "provisioning" until complete, then "ready" / "active"
 TAG_RESERVATION = "dynvm_reservation"  # the capacity reservation the VM was built under
+# Which deployment (store) the VM belongs to: dynvm only ever acts on its own.
+TAG_DEPLOYMENT = "dynvm_deployment"
+TAG_BUILDER = "dynvm_builder"  # the instance that built it, judged by its heartbeat
 
 
 class XenError(Exception):

@@ -19,7 +19,9 @@ from dynvm.core import history, progress
 from dynvm.core.context import Context
 from dynvm.core.placement import SETTLE_SECS, Slot
 from dynvm.core.ports import (
+    TAG_BUILDER,
     TAG_CREATED,
+    TAG_DEPLOYMENT,
     TAG_EXPIRES,
     TAG_LEASE,
     TAG_OS,
@@ -121,6 +123,8 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         TAG_OS: spec.key,
         TAG_STATE: LEASE_PROVISIONING,
         TAG_RESERVATION: job.slot.reservation.id,
+        TAG_DEPLOYMENT: ctx.deployment(),
+        TAG_BUILDER: ctx.instance,
     }
     build = VmBuild(
         name=job.name,

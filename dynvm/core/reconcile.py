@@ -1,96 +1,313 @@
-"""Crash recovery: finding what an interrupted process left behind and cleaning it up.
+"""Reconciliation: the store and the farm agree again, touching only what is provably ours.
 
 A process that dies (kill -9) mid-request leaves a request record in state
-`running`, perhaps reservations, perhaps leases in `provisioning` and VMs
+`running`, perhaps reservations, name locks, leases in `provisioning` and VMs
 tagged with the request id. Each process keeps a heartbeat lock
 (`instance:<id>`) in the store; once it lapses, the elected background
 worker destroys the half-built VMs with their disks, gives the reservations
-back, closes their history documents and marks the request interrupted.
-Completed VMs (active or ready leases) are kept: they were handed out.
+and names back, closes their history documents and marks the request
+interrupted. Completed VMs (active or ready leases) are kept: they were
+handed out.
+
+Every VM carries its deployment's identity. A VM of another deployment, or
+one with no identity (built before identities existed), is never touched,
+only reported. A VM of ours that has no lease (the store was lost or
+restored from a backup) is adopted from its tags, never destroyed. Only what
+is provably abandoned is destroyed: a VM of a request that ended or was
+interrupted, or one whose tags say it was still being built by an instance
+that is dead. A lease whose VM is gone is closed as `vanished`, and a VM
+without a lease adopted, only when two consecutive passes saw the same: one
+listing is never trusted alone.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
-from dynvm.core import history
+from dynvm.core import history, staticpool
 from dynvm.core.context import Context
-from dynvm.core.ports import TAG_CREATED, TAG_LEASE
-from dynvm.core.release import finish_stuck_release
-from dynvm.store.base import LEASE_PROVISIONING, LEASE_RELEASING, Lease
+from dynvm.core.ports import (
+    TAG_BUILDER,
+    TAG_CREATED,
+    TAG_DEPLOYMENT,
+    TAG_EXPIRES,
+    TAG_LEASE,
+    TAG_OS,
+    TAG_OWNER,
+    TAG_STATE,
+    VmView,
+)
+from dynvm.core.release import (
+    RETRY_MARK,
+    drop_reservation_of,
+    finish_stuck_release,
+    names_for,
+    retry_release,
+)
+from dynvm.core.servers import NAME_LOCK
+from dynvm.store.base import (
+    LEASE_ACTIVE,
+    LEASE_PROVISIONING,
+    LEASE_READY,
+    LEASE_RELEASING,
+    Lease,
+    RequestRecord,
+)
 
 log = logging.getLogger("dynvm.reconcile")
 
 HEARTBEAT_PREFIX = "instance:"
+# A VM still being built whose request record cannot be found (the store was
+# lost) is judged by its builder's heartbeat, but only after this long: a
+# live builder's heartbeat may not be in a fresh store yet.
 ORPHAN_GRACE_SECS = 120.0
-STUCK_RELEASE_SECS = 600.0  # a release takes seconds; one this old lost its process  # an untracked tagged VM younger than this may still be recorded
+STUCK_RELEASE_SECS = 600.0  # a release takes seconds; one this old lost its process
+RETRY_BACKOFF_MAX_SECS = 300.0  # between attempts to destroy a VM whose rollback failed
+MAX_ACTIONS = 20  # VMs destroyed or adopted per pass: a pass stays short, the next goes on
+WARM_PREFIX = "warm-"  # request ids of warm-pool builds
 
 
 def instance_alive(ctx: Context, instance: str) -> bool:
     return instance == ctx.instance or ctx.store.leader(HEARTBEAT_PREFIX + instance) is not None
 
 
-def reconcile(ctx: Context) -> dict[str, int]:
-    """One pass; returns counts of what was cleaned."""
-    stats = {"requests": 0, "vms": 0, "leases": 0}
-    requests = {r.id: r for r in ctx.store.requests(state="running")}
-    dead = {rid for rid, r in requests.items() if not instance_alive(ctx, r.instance)}
-    leases = ctx.store.leases()
-    by_uuid = {lease.vm_uuid: lease for lease in leases}
-    cfg = ctx.config()
+def _being_built(vm: VmView) -> bool:
+    """The tags say the build never completed.
 
-    # VMs in Xen tagged by dynvm that no completed lease owns.
-    for host in cfg.hosts.values():
-        try:
-            tagged = ctx.pool(host).tagged_vms()
-        except Exception as exc:
-            log.warning("reconcile: xenhost%d unreachable: %s", host.ref, exc)
-            continue
-        for vm in tagged:
-            rid = vm.other_config.get(TAG_LEASE, "")
-            lease = by_uuid.get(vm.uuid)
-            if lease is not None and lease.state != LEASE_PROVISIONING:
-                continue  # handed out, ready, or being released by its owner
-            req = requests.get(rid)
-            if req is not None and rid not in dead:
-                continue  # still being built by a live process
-            if req is None and lease is None:
-                age = ctx.clock() - float(vm.other_config.get(TAG_CREATED, 0) or 0)
-                if age < ORPHAN_GRACE_SECS:
-                    continue  # its request record may not be visible yet
-            reason = "service stopped during provisioning" if rid in dead else "orphan VM"
+    While building, the state tag is `provisioning`, and `ready` once started;
+    completion sets `active` (or `ready` for a warm-pool VM, whose request id
+    tells it apart).
+    """
+    oc = vm.other_config
+    state = oc.get(TAG_STATE, "")
+    return state == LEASE_PROVISIONING or (
+        state == LEASE_READY and not oc.get(TAG_LEASE, "").startswith(WARM_PREFIX))
+
+
+@dataclass
+class Reconciler:
+    """One per background worker: remembers the last pass for second sightings."""
+
+    ctx: Context
+    orphan_grace: float = ORPHAN_GRACE_SECS
+    unleased: set[str] = field(default_factory=set)  # own VMs with no lease, last pass
+    missing: set[str] = field(default_factory=set)  # leases whose VM was absent, last pass
+    reported: set[str] = field(default_factory=set)  # foreign VMs already logged
+
+    def run(self) -> dict[str, int]:
+        """One pass; returns counts of what was done."""
+        ctx = self.ctx
+        store = ctx.store
+        stats = {"requests": 0, "vms": 0, "leases": 0, "adopted": 0, "vanished": 0,
+                 "foreign": 0, "names": 0}
+        own = ctx.deployment()
+        running = {r.id: r for r in store.requests(state="running")}
+        dead = {rid for rid, r in running.items() if not instance_alive(ctx, r.instance)}
+        leases = store.leases()
+        by_uuid = {lease.vm_uuid: lease for lease in leases}
+        cfg = ctx.config()
+        budget = MAX_ACTIONS
+        listed: set[int] = set()  # hosts whose listing succeeded this pass
+        present: set[str] = set()  # every VM uuid seen on them
+        unleased: set[str] = set()
+        foreign: set[str] = set()
+
+        for host in cfg.hosts.values():
             try:
-                ctx.pool(host).destroy(vm.uuid)
-            except Exception:
-                log.exception("reconcile: could not destroy %s", vm.uuid)
+                tagged = ctx.pool(host).tagged_vms()
+                present.update(ctx.view(host).vms)
+            except Exception as exc:
+                log.warning("reconcile: xenhost%d unreachable: %s", host.ref, exc)
                 continue
-            stats["vms"] += 1
-            log.warning("reconcile: destroyed %s (%s): %s", vm.name_label, vm.uuid, reason)
-            _close(ctx, vm.uuid, lease, vm.name_label, rid, reason)
+            listed.add(host.ref)
+            present.update(vm.uuid for vm in tagged)
+            for vm in tagged:
+                if vm.other_config.get(TAG_DEPLOYMENT) != own:
+                    foreign.add(vm.uuid)
+                    if vm.uuid not in self.reported:
+                        log.warning("reconcile: %s (%s) on xenhost%d belongs to %s: left alone",
+                                    vm.name_label, vm.uuid, host.ref,
+                                    f"deployment {vm.other_config[TAG_DEPLOYMENT]}"
+                                    if vm.other_config.get(TAG_DEPLOYMENT)
+                                    else "no known deployment (no identity tag)")
+                    continue
+                lease = by_uuid.get(vm.uuid)
+                if lease is not None and lease.state != LEASE_PROVISIONING:
+                    continue  # handed out, ready, or being released
+                verdict = self._judge(vm, lease, running, dead)
+                if verdict == "adopt":
+                    unleased.add(vm.uuid)
+                    if vm.uuid in self.unleased and budget > 0 and self._adopt(host.ref, vm):
+                        stats["adopted"] += 1
+                        budget -= 1
+                    continue
+                if verdict is None or budget <= 0:
+                    continue
+                budget -= 1
+                try:
+                    ctx.pool(host).destroy(vm.uuid)
+                except Exception:
+                    log.exception("reconcile: could not destroy %s", vm.uuid)
+                    continue
+                stats["vms"] += 1
+                log.warning("reconcile: destroyed %s (%s): %s", vm.name_label, vm.uuid, verdict)
+                _close(ctx, vm.uuid, lease, vm.name_label,
+                       vm.other_config.get(TAG_LEASE, ""), verdict)
+        stats["foreign"] = len(foreign)
+        self.reported = foreign
+        self.unleased = unleased
 
-    # Leases of dead requests whose VM is already gone, and their reservations.
-    for lease in leases:
-        if lease.state == LEASE_PROVISIONING and lease.request_id in dead:
-            _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id,
-                   "service stopped during provisioning")
-            stats["leases"] += 1
-    # Releases whose process died half way: finish them.
-    for lease in leases:
-        since = lease.extra.get("releasing_since")
-        if lease.state == LEASE_RELEASING and since and ctx.clock() - since > STUCK_RELEASE_SECS:
-            try:
-                finish_stuck_release(ctx, lease, "released (finished after an interruption)")
+        # Leases of dead requests whose VM is already gone, and their reservations.
+        for lease in leases:
+            if lease.state == LEASE_PROVISIONING and lease.request_id in dead \
+                    and lease.vm_uuid not in present:
+                _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id,
+                       "service stopped during provisioning")
                 stats["leases"] += 1
+        stats["vanished"] = self._vanished(leases, listed, present, running, dead)
+        stats["leases"] += self._releases(leases)
+        for rid in dead:
+            req = running[rid]
+            store.drop_reservations(rid)
+            stats["names"] += _free_names(ctx, req)
+            store.finish_request(rid, "interrupted",
+                                 {"reason": "the process running it stopped",
+                                  "instance": req.instance})
+            stats["requests"] += 1
+            log.warning("reconcile: request %s (%s) interrupted", rid, req.name)
+        return stats
+
+    def _judge(self, vm: VmView, lease: Lease | None, running: dict[str, RequestRecord],
+               dead: set[str]) -> str | None:
+        """None (leave it), "adopt", or the reason it is provably abandoned."""
+        oc = vm.other_config
+        rid = oc.get(TAG_LEASE, "")
+        req = running.get(rid) or self.ctx.store.get_request(rid)
+        if req is not None and req.state == "running":
+            if rid in dead or not instance_alive(self.ctx, req.instance):
+                return "service stopped during provisioning"
+            return None  # a live process is building it
+        building = lease is not None or _being_built(vm)
+        if req is not None:
+            if req.state in ("failed", "interrupted"):
+                return f"its request {req.state}"
+            if building:
+                return "left half built when its request ended"
+            return "adopt"  # a finished request's VM whose lease was lost
+        if not building:
+            return "adopt"  # no record at all: the store was lost or restored
+        builder = oc.get(TAG_BUILDER, "")
+        age = self.ctx.clock() - float(oc.get(TAG_CREATED, 0) or 0)
+        if builder and age >= self.orphan_grace and not instance_alive(self.ctx, builder):
+            return "left half built by an instance that stopped"
+        return None
+
+    def _adopt(self, host_ref: int, vm: VmView) -> bool:
+        """Recreate a lost lease from the VM's tags (seen without one on two passes)."""
+        ctx = self.ctx
+        store = ctx.store
+        if store.get_lease(vm.uuid) is not None:
+            return False
+        doc = store.get_history(vm.uuid)
+        if doc is not None and doc.get("state") in ("deleted", "failed"):
+            return False  # released meanwhile: the listing was older than the release
+        oc = vm.other_config
+        now = ctx.clock()
+        created = float(oc.get(TAG_CREATED, 0) or 0) or now
+        expires = float(oc.get(TAG_EXPIRES, 0) or 0) or \
+            now + ctx.config().default_expiry_minutes * 60
+        state = LEASE_READY if oc.get(TAG_STATE) == LEASE_READY else LEASE_ACTIVE
+        lease = Lease(vm_uuid=vm.uuid, name=vm.name_label, owner=oc.get(TAG_OWNER, ""),
+                      host_ref=host_ref, host_uuid=vm.resident_on, vm_ref=vm.ref,
+                      os=oc.get(TAG_OS, ""), request_id=oc.get(TAG_LEASE, ""), created=created,
+                      expires=expires, state=state, ip=vm.ips[0] if vm.ips else "",
+                      extra={"adopted": now})
+        store.put_lease(lease)
+        note = {"adopted_time": int(now),
+                "adopt_reason": "found running with its tags but no lease (store lost or "
+                                "restored); lease recreated from the tags"}
+        if doc is None:
+            store.put_history(vm.uuid, {
+                "ipaddr": lease.ip, "os": lease.os, "state": "available"
+                if state == LEASE_ACTIVE else "ready", "poolId": history.POOL_ID,
+                "prevUser": "", "username": lease.owner, "ver": history.DOC_VERSION,
+                "name": lease.name, "created_time": int(created),
+                "expired_time": int(expires), "labels": [], "uuid": vm.uuid,
+                "request_id": lease.request_id, "xhostref": host_ref,
+                "cpu": vm.vcpus_max, "memory": vm.memory_static_max, **note})
+        else:
+            store.update_history(vm.uuid, {**note, "expired_time": int(expires)})
+        log.warning("reconcile: adopted %s (%s) on xenhost%d from its tags: owner %s, "
+                    "lease until %d", vm.name_label, vm.uuid, host_ref, lease.owner, expires)
+        ctx.event("adopted")
+        return True
+
+    def _vanished(self, leases: list[Lease], listed: set[int], present: set[str],
+                  running: dict[str, RequestRecord], dead: set[str]) -> int:
+        """Close leases whose VM two consecutive listings did not show."""
+        ctx = self.ctx
+        missing: set[str] = set()
+        n = 0
+        for lease in leases:
+            if lease.state not in (LEASE_ACTIVE, LEASE_READY, LEASE_PROVISIONING) \
+                    or lease.host_ref not in listed or lease.vm_uuid in present:
+                continue
+            if lease.state == LEASE_PROVISIONING and lease.request_id in running \
+                    and lease.request_id not in dead:
+                continue  # its builder is alive and will notice
+            if lease.state == LEASE_PROVISIONING and lease.request_id in dead:
+                continue  # closed above as interrupted
+            missing.add(lease.vm_uuid)
+            if lease.vm_uuid not in self.missing:
+                continue
+            current = ctx.store.get_lease(lease.vm_uuid)
+            if current is None or current.state != lease.state:
+                continue  # someone is acting on it
+            log.warning("reconcile: %s (%s) on xenhost%d no longer exists: lease closed",
+                        lease.name, lease.vm_uuid, lease.host_ref)
+            _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id, "vanished")
+            drop_reservation_of(ctx, lease.vm_uuid)
+            staticpool.withdraw(ctx, lease, lease.ip)  # never handed out again by address
+            ctx.event("vanished")
+            n += 1
+        self.missing = missing
+        return n
+
+    def _releases(self, leases: list[Lease]) -> int:
+        """Retry failed rollbacks now; finish releases whose process died half way."""
+        ctx = self.ctx
+        n = 0
+        for lease in leases:
+            if lease.state != LEASE_RELEASING:
+                continue
+            since = lease.extra.get("releasing_since")
+            mark = lease.extra.get(RETRY_MARK)
+            try:
+                if mark:
+                    # back off while the host keeps refusing: 2 s, 4 s, ... at most 5 minutes
+                    wait = min(2.0 ** int(mark.get("attempts", 1)), RETRY_BACKOFF_MAX_SECS)
+                    if ctx.clock() - float(mark.get("last", 0)) < wait:
+                        continue
+                    if retry_release(ctx, lease):
+                        n += 1
+                        log.warning("reconcile: %s destroyed on retry", lease.name)
+                elif since and ctx.clock() - since > STUCK_RELEASE_SECS:
+                    finish_stuck_release(ctx, lease, "released (finished after an interruption)")
+                    n += 1
             except Exception:
                 log.exception("reconcile: could not finish releasing %s", lease.name)
-    for rid in dead:
-        ctx.store.drop_reservations(rid)
-        ctx.store.finish_request(rid, "interrupted",
-                                 {"reason": "the process running it stopped",
-                                  "instance": requests[rid].instance})
-        stats["requests"] += 1
-        log.warning("reconcile: request %s (%s) interrupted", rid, requests[rid].name)
-    return stats
+        return n
+
+
+def _free_names(ctx: Context, req: RequestRecord) -> int:
+    """Give back the names a dead request held (else they stay taken until the lock lapses)."""
+    n = 0
+    for name in names_for(req.name, req.count):
+        if ctx.store.leader(NAME_LOCK + name) == req.id:
+            ctx.store.release_leader(NAME_LOCK + name, req.id)  # only if still the holder
+            n += 1
+    return n
 
 
 def _close(ctx: Context, vm_uuid: str, lease: Lease | None, name: str, rid: str,

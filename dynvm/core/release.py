@@ -14,7 +14,15 @@ import re
 from dynvm.core import history, staticpool
 from dynvm.core.context import Context
 from dynvm.core.placement import views_of
-from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, TAG_STATE
+from dynvm.core.ports import (
+    TAG_CREATED,
+    TAG_DEPLOYMENT,
+    TAG_EXPIRES,
+    TAG_LEASE,
+    TAG_OS,
+    TAG_OWNER,
+    TAG_STATE,
+)
 from dynvm.store.base import (
     LEASE_ACTIVE,
     LEASE_READY,
@@ -25,6 +33,9 @@ from dynvm.store.base import (
 
 log = logging.getLogger("dynvm.release")
 
+# In a releasing lease's extra: the destroy failed and must be retried until done.
+RETRY_MARK = "release_retry"
+
 
 def names_for(name: str, count: int | None) -> list[str]:
     """The seed's naming: `name` for one VM, `name1 … nameN` for N."""
@@ -34,26 +45,40 @@ def names_for(name: str, count: int | None) -> list[str]:
 
 
 def release_lease(ctx: Context, lease: Lease, reason: str,
-                  release_state: str | None = None) -> bool:
-    """Destroy a leased VM and close its history. False if another process has it."""
+                  release_state: str | None = None, *, keep_trying: bool = False) -> bool:
+    """Destroy a leased VM and close its history. False if another process has it.
+
+    With `keep_trying` (a rollback: the VM must not stay handed out) a failed
+    destroy leaves the lease `releasing`, marked for the background worker to
+    retry until the VM and its disks are gone; otherwise the lease goes back
+    to its previous state and the error is raised.
+    """
     claimed = ctx.store.claim_lease(lease.vm_uuid, lease.state, state=LEASE_RELEASING,
                                     extra={**lease.extra, "releasing_since": ctx.clock()})
     if claimed is None:
         return False
-    return _destroy_and_record(ctx, claimed, reason, release_state, previous=lease.state)
+    return _destroy_and_record(ctx, claimed, reason, release_state,
+                               previous=None if keep_trying else lease.state)
 
 
 def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: str | None,
-                        previous: str) -> bool:
+                        previous: str | None) -> bool:
+    """`previous` None: on failure, stay `releasing` and leave a retry mark."""
     cfg = ctx.config()
     host = cfg.hosts.get(lease.host_ref)
     started = ctx.clock()
     if host is not None:
         try:
             ctx.pool(host).destroy(lease.vm_uuid)
-        except Exception:
+        except Exception as exc:
             log.exception("releasing %s: destroy failed; will retry", lease.name)
-            ctx.store.update_lease(lease.vm_uuid, state=previous)
+            if previous is None:
+                retry = lease.extra.get(RETRY_MARK) or {}
+                ctx.store.update_lease(lease.vm_uuid, extra={**lease.extra, RETRY_MARK: {
+                    "reason": retry.get("reason", reason), "error": str(exc)[:300],
+                    "attempts": int(retry.get("attempts", 0)) + 1, "last": ctx.clock()}})
+            else:
+                ctx.store.update_lease(lease.vm_uuid, state=previous)
             raise
     else:
         log.warning("releasing %s: xenhost%d is no longer configured; forgetting the lease",
@@ -68,11 +93,11 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
     if doc is None or "static_pools" in doc or "ipaddr" not in doc:  # published, or unknown
         staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
     ctx.store.delete_lease(lease.vm_uuid)
-    _drop_reservation_of(ctx, lease.vm_uuid)
+    drop_reservation_of(ctx, lease.vm_uuid)
     return True
 
 
-def _drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
+def drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
     """A settling reservation must not outlive its VM, or the room stays taken."""
     try:
         for r in ctx.store.reservations():
@@ -85,6 +110,13 @@ def _drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
 def finish_stuck_release(ctx: Context, lease: Lease, reason: str) -> bool:
     """A release whose process died half way: destroy (again) and close the lease."""
     return _destroy_and_record(ctx, lease, reason, None, previous=LEASE_RELEASING)
+
+
+def retry_release(ctx: Context, lease: Lease) -> bool:
+    """Try again to destroy a VM whose rollback failed (its lease stays `releasing` until done)."""
+    mark = lease.extra.get(RETRY_MARK) or {}
+    return _destroy_and_record(ctx, lease, str(mark.get("reason") or "released"), None,
+                               previous=None)
 
 
 def leases_named(ctx: Context, names: list[str]) -> list[Lease]:
@@ -100,16 +132,28 @@ def leases_from_tags(ctx: Context, names: list[str]) -> list[Lease]:
     """Rebuild leases from VM tags when the store is unreachable."""
     cfg = ctx.config()
     views, _ = views_of(cfg.hosts.values(), ctx.view)
-    return [lease for lease in tagged_leases(views) if lease.name in names]
+    return [lease for lease in tagged_leases(views, own_deployment(ctx)) if lease.name in names]
 
 
-def tagged_leases(views) -> list[Lease]:
-    """Leases as the VMs' own other_config tags tell them (handed-out VMs only)."""
+def own_deployment(ctx: Context) -> str | None:
+    """This deployment's identity, None if it was never learnt and the store is down."""
+    try:
+        return ctx.deployment()
+    except StoreUnavailable:
+        return None
+
+
+def tagged_leases(views, own: str | None) -> list[Lease]:
+    """Leases as the VMs' own other_config tags tell them (handed-out VMs of `own` only).
+
+    Without a known identity nothing can be proven ours, so nothing is returned.
+    """
     out = []
     for hc, view in views:
         for vm in view.vms.values():
             oc = vm.other_config
-            if TAG_LEASE in oc and oc.get(TAG_STATE) == LEASE_ACTIVE:
+            if own and oc.get(TAG_DEPLOYMENT) == own and TAG_LEASE in oc \
+                    and oc.get(TAG_STATE) == LEASE_ACTIVE:
                 out.append(Lease(vm_uuid=vm.uuid, name=vm.name_label, owner=oc.get(TAG_OWNER, ""),
                                  host_ref=hc.ref, host_uuid=vm.resident_on, vm_ref=vm.ref,
                                  os=oc.get(TAG_OS, ""), request_id=oc[TAG_LEASE],
@@ -190,7 +234,7 @@ def expire_from_tags(ctx: Context) -> int:
     now = ctx.clock()
     views, _ = views_of(cfg.hosts.values(), ctx.view)
     n = 0
-    for lease in tagged_leases(views):
+    for lease in tagged_leases(views, own_deployment(ctx)):
         if not lease.expires or lease.expires > now:
             continue
         try:
@@ -202,10 +246,10 @@ def expire_from_tags(ctx: Context) -> int:
     return n
 
 
-def expire_due(ctx: Context) -> int:
-    """Release every lease whose time has come; returns how many were released."""
+def expire_due(ctx: Context, limit: int | None = None) -> int:
+    """Release leases whose time has come (at most `limit`); returns how many were released."""
     n = 0
-    for lease in ctx.store.due_leases(ctx.clock()):
+    for lease in ctx.store.due_leases(ctx.clock())[:limit]:
         try:
             if release_lease(ctx, lease, reason="expired"):
                 n += 1

@@ -176,10 +176,11 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     built = warm + built
     if failed and (req.all_or_none or not built):
         for b in built:
-            try:
-                release_lease(ctx, b.lease, reason="rollback: all-or-none request failed")
+            try:  # a failed destroy stays `releasing`; the background worker retries it
+                release_lease(ctx, b.lease, reason="rollback: all-or-none request failed",
+                              keep_trying=True)
             except Exception:
-                log.exception("rollback of %s failed", b.name)
+                log.exception("rollback of %s failed; left for the background worker", b.name)
         reasons = "; ".join(r for _, r in failed)
         if req.all_or_none:
             raise AllOrNoneFailed(f"all vms couldn't be created successfully: {reasons}")

@@ -246,6 +246,17 @@ class Store(abc.ABC):
     def leader(self, name: str) -> str | None:
         """Current holder of the lock, or None if free or lapsed."""
 
+    # -- deployment identity ---------------------------------------------------------
+    @abc.abstractmethod
+    def deployment_id(self, new: str | None) -> str | None:
+        """This deployment's identity: the one stored, or `new`, stored now if there is none.
+
+        With `new=None` it only reads (None while no identity was assigned).
+        Atomic: of two processes starting at once on an empty store, both get
+        the same answer. Every VM dynvm builds is tagged with it, so a
+        deployment never acts on another's VMs.
+        """
+
     # -- lifecycle -----------------------------------------------------------------
     def ping(self) -> None:  # noqa: B027 - optional for backends with nothing to check
         """Raise StoreUnavailable if the backend cannot be reached."""

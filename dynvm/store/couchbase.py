@@ -522,6 +522,22 @@ class CouchbaseStore(Store):
             return str(doc["holder"])
         return None
 
+    # -- deployment identity ---------------------------------------------------------------
+    def deployment_id(self, new: str | None) -> str | None:
+        if new is None:
+            doc, _ = self._get("deployment")
+            return str(doc["id"]) if doc and doc.get("id") else None
+        got = [new]
+
+        def fn(doc: dict[str, Any] | None) -> Any:
+            if doc is not None and doc.get("id"):
+                got[0] = str(doc["id"])
+                return _KEEP
+            got[0] = new
+            return {"dynvm": "deployment", "id": new}
+        self._mutate("deployment", fn)
+        return got[0]
+
     # -- lifecycle --------------------------------------------------------------------------
     def ping(self) -> None:
         self._get("dynvm::ping")

@@ -412,6 +412,9 @@ class ResilientStore(Store):
     def leader(self, name: str) -> str | None:
         return self.primary.leader(name)
 
+    def deployment_id(self, new: str | None) -> str | None:
+        return self.primary.deployment_id(new)  # never queued: an identity is never guessed
+
     # -- lifecycle ---------------------------------------------------------------------------------
     def ping(self) -> None:
         self.primary.ping()

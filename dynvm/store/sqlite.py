@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS requests (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests(state);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -419,6 +423,15 @@ class SqliteStore(Store):
         if rows and rows[0][1] > time.time():
             return rows[0][0]
         return None
+
+    # -- deployment identity --------------------------------------------------------
+    def deployment_id(self, new: str | None) -> str | None:
+        if new is None:
+            rows = self._db.query("SELECT value FROM meta WHERE key='deployment'")
+            return str(rows[0][0]) if rows else None
+        with self._db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('deployment', ?)", (new,))
+            return str(c.execute("SELECT value FROM meta WHERE key='deployment'").fetchone()[0])
 
     # -- lifecycle --------------------------------------------------------------------
     def ping(self) -> None:

@@ -260,7 +260,7 @@ class XenPoolClient:
             log.warning("xenhost%d: building %s failed at %s: %s", self.host_ref, spec.name,
                         step, exc)
             if vm is not None:
-                self._discard(vm)
+                self._discard(vm, spec.tags)
             if isinstance(exc, XenError) and step == "clone" and vm is None:
                 raise CloneFailed(exc.code, exc.params, str(exc)) from exc
             if isinstance(exc, XenError) or not isinstance(exc, Exception):
@@ -503,12 +503,27 @@ class XenPoolClient:
                 return None
             raise
 
-    def _discard(self, vm: str) -> None:
-        """Best-effort removal of a half-built VM; its tags let reconciliation retry."""
+    def _discard(self, vm: str, tags: Mapping[str, str] | None = None) -> None:
+        """Best-effort removal of a half-built VM; its tags let reconciliation retry.
+
+        A build can fail before the VM was tagged (right after the clone): then
+        the tags are written now, so that reconciliation can find the VM and
+        prove it abandoned, rather than leave it behind untagged.
+        """
         try:
             self._destroy_ref(vm)
         except XenError as exc:
             log.error("xenhost%d: could not remove half-built VM %s: %s", self.host_ref, vm, exc)
+            if not tags:
+                return
+            try:
+                for key, value in {**tags, TAG_STATE: STATE_PROVISIONING}.items():
+                    self.call("VM.remove_from_other_config", vm, key)
+                    self.call("VM.add_to_other_config", vm, key, value)
+                self.inventory.refresh_vm(vm)
+            except XenError as again:
+                log.error("xenhost%d: half-built VM %s could not be tagged for a later "
+                          "clean-up either: %s", self.host_ref, vm, again)
 
     def update(self, vm_uuid: str, *, name: str | None = None,
                description: str | None = None,
