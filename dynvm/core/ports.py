@@ -118,6 +118,7 @@ class VmBuild:
     memory_bytes: int | None
     network_device: str | None  # PIF device whose network the VIF joins
     tags: Mapping[str, str]  # merged into other_config
+    disk_bytes: int | None = None  # system disk at least this big (grown, never shrunk)
 
 
 class XenPool(Protocol):

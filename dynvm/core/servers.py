@@ -152,7 +152,7 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
                 f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
                 f"{avail + len(warm)} available{where}")
     jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s, spec=spec,
-                memory_bytes=spec.memory_gib * GIB, expires=expires, labels=labels,
+                memory_bytes=req.mem_bytes or spec.memory_gib * GIB, expires=expires, labels=labels,
                 network_id=req.network_id, check_vms=req.check_vms,
                 size_overridden=(req.cpus is not None, req.mem_bytes is not None))
             for n, s in zip(left, slots, strict=True)]

@@ -140,3 +140,20 @@ def point_disks_at(disks_xml: str, sr_uuid: str) -> str:
     for disk in root.iter("disk"):
         disk.set("sr", sr_uuid)
     return ET.tostring(root, encoding="unicode")
+
+
+def grow_system_disk(disks_xml: str, size: int) -> str:
+    """Make the provisioning spec's system disk at least `size` bytes.
+
+    The system disk is the bootable one, else device 0, else the first; the
+    others (data disks the template asks for) keep their sizes.
+    """
+    root = ET.fromstring(disks_xml)
+    disks = list(root.iter("disk"))
+    if not disks:
+        return disks_xml
+    system = next((d for d in disks if d.get("bootable") == "true"), None) \
+        or next((d for d in disks if d.get("device") == "0"), disks[0])
+    if as_int(system.get("size")) < size:
+        system.set("size", str(size))
+    return ET.tostring(root, encoding="unicode")
