@@ -113,17 +113,19 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
             vcpus: int, memory_gib: float, ttl: float) -> tuple[list[Slot], int, list[int]]:
     """Atomically reserve room for `count` VMs, spread over the given hosts.
 
-    Returns (slots, what was available at best, unreachable hosts). Fewer
-    slots than `count` means the caller must give them back: there is no room.
+    Returns (slots, what was available at the last look, unreachable hosts).
+    Fewer slots than `count` means the caller must give them back: there is no
+    room. The count is the one seen when giving up (other requests may have
+    taken room since an earlier attempt), so the refusal reports it as it is.
     """
     got: list[Slot] = []
-    best_avail = 0
+    now_avail = 0
     down: list[int] = []
     for _attempt in range(3):
         views, down = views_of(hosts, view_of)
         cands = candidates(views, spec.key, store.reservations(), (vcpus, int(memory_gib)))
         avail = sum(c.slots for c in cands)
-        best_avail = max(best_avail, avail + len(got))
+        now_avail = avail + len(got)
         plan = spread(cands, count - len(got))
         if sum(plan.values()) < count - len(got):
             break
@@ -142,4 +144,8 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
             got.extend(Slot(hc, member.uuid, member.name_label, r) for r in taken)
         if len(got) >= count:
             break
-    return got, best_avail, down
+    if len(got) < count:  # refused: count again, as things stand now
+        views, down = views_of(hosts, view_of)
+        cands = candidates(views, spec.key, store.reservations(), (vcpus, int(memory_gib)))
+        now_avail = sum(c.slots for c in cands) + len(got)
+    return got, now_avail, down

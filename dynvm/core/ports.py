@@ -78,6 +78,8 @@ class HostView:
     memory_total: int
     # SRs attached to this host, by name_label: (physical_size, physical_utilisation)
     srs: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # PIF devices of this host (eth0, eth1, bond0...): what `networkid` may name
+    pif_devices: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dynvm.core.model import (
     ServersResult,
     StoreDown,
 )
+from dynvm.core.networks import with_network
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.provisioning import Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
@@ -68,6 +69,9 @@ def check_request(cfg: Config, req: ServersRequest) -> None:
 def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     cfg = ctx.config()
     check_request(cfg, req)
+    if req.network_id:  # before any name lock, request record or XenAPI call
+        with_network(eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref),
+                     req.network_id, ctx.view)
     spec = effective_spec(cfg, req)
     names = names_for(req.name, req.count)
     now = ctx.clock()
@@ -126,6 +130,8 @@ def _finish(ctx: Context, request_id: str, state: str, detail: dict) -> None:
 def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str],
            expires: float, request_id: str, ttl: float) -> ServersResult:
     hosts = eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref)
+    if req.network_id:
+        hosts = with_network(hosts, req.network_id, ctx.view)
     labels = sorted(req.labels)
     warm: list[Built] = []
     if req.cpus is None and req.mem_bytes is None and not req.network_id:

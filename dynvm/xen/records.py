@@ -103,6 +103,10 @@ def host_views(records: Mapping[str, Mapping[str, dict[str, Any]]]) -> tuple[Hos
         old = mine.get(name)
         if old is None or size - used > old[0] - old[1]:
             mine[name] = (size, used)
+    pifs_by_host: dict[str, set[str]] = {}
+    for pif in records.get("pif", {}).values():
+        if pif.get("device"):
+            pifs_by_host.setdefault(pif.get("host", NULL), set()).add(str(pif["device"]))
     out = []
     for ref, rec in records["host"].items():
         metrics = records["host_metrics"].get(rec.get("metrics", NULL)) or {}
@@ -116,6 +120,7 @@ def host_views(records: Mapping[str, Mapping[str, dict[str, Any]]]) -> tuple[Hos
             memory_free=as_int(metrics.get("memory_free")),
             memory_total=as_int(metrics.get("memory_total")),
             srs=MappingProxyType(srs_by_host.get(ref, {})),
+            pif_devices=frozenset(pifs_by_host.get(ref, ())),
         ))
     out.sort(key=lambda h: h.name_label)
     return tuple(out)
