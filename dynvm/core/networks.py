@@ -39,5 +39,5 @@ def with_network(hosts: list[HostConfig], wanted: str, view_of: Callable[[HostCo
     if not keep:
         listed = ", ".join(sorted(known)) or "none known"
         raise BadRequest(f"Error: bad parameter 'networkid': no host that could take these VMs "
-                         f"has a network device '{wanted}'; known: {listed}")
+                         f"has a network device '{wanted[:64]}'; known: {listed}")
     return keep
