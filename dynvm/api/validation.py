@@ -319,5 +319,5 @@ def parse_params(
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         msg = str(err.get("msg", "invalid value"))
-        msg = msg.removeprefix("Value error, ")
+        msg = "missing" if err.get("type") == "missing" else msg.removeprefix("Value error, ")
         raise InvalidParam(_param_name(model, tuple(err.get("loc", ()))), msg) from None
