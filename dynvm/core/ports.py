@@ -7,7 +7,7 @@ host or a pool master); the core only sees these plain views and calls.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,6 +120,9 @@ class VmBuild:
     memory_bytes: int | None
     network_device: str | None  # PIF device whose network the VIF joins
     tags: Mapping[str, str]  # merged into other_config
+    # Told "cloning", "provisioning", "starting" as the build reaches each step,
+    # so a caller can show where a VM is; must not raise.
+    on_step: Callable[[str], None] | None = field(default=None, compare=False)
     disk_bytes: int | None = None  # system disk at least this big (grown, never shrunk)
 
 

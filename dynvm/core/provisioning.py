@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dynvm.config import OsSpec
-from dynvm.core import history
+from dynvm.core import history, progress
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.placement import SETTLE_SECS, Slot
@@ -113,6 +113,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
     pool = ctx.pool(host)
     spec = job.spec
     started = ctx.clock()
+    progress.note(ctx, job.request_id, job.name, progress.Step.RESERVED, host_ref=host.ref)
     tags = {
         TAG_OWNER: job.owner,
         TAG_LEASE: job.request_id,
@@ -130,6 +131,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         storage_name=host.storage_name,
         network_device=job.network_id or host.network_id,
         tags=tags,
+        on_step=lambda step: progress.note(ctx, job.request_id, job.name, step),
         **built_sizes(job),
     )
     reason = ""
@@ -148,9 +150,12 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                               request_id=job.request_id, created=started, expires=job.expires,
                               state=LEASE_PROVISIONING, labels=job.labels)
                 ctx.store.put_lease(lease)
+                progress.note(ctx, job.request_id, job.name, progress.Step.WAITING_IP)
                 ip = pool.wait_ready(vm.uuid, windows=spec.is_windows,
                                      timeout=cfg.network_timeout_secs, cancel=cancel)
                 if job.check_vms:
+                    progress.note(ctx, job.request_id, job.name, progress.Step.CHECKING_SSH,
+                                  ip=ip)
                     wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel)
                 return _complete(ctx, job, lease, ip, started, attempt)
             except LinkLocalOnly as exc:
@@ -194,6 +199,7 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     ctx.pool(host).update(lease.vm_uuid, tags={TAG_STATE: job.final_state})
     ctx.store.settle_reservation(job.slot.reservation.id, vm_uuid=lease.vm_uuid,
                                  settle_secs=SETTLE_SECS)
+    progress.note(ctx, job.request_id, job.name, progress.Step.READY, ip=ip)
     return Built(job.name, ip, lease.vm_uuid, host.ref, done)
 
 
@@ -247,4 +253,8 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
                 log.exception("building %s", job.name)
                 failed.append((job.name, repr(exc)))
                 release_slot(ctx, job.slot)
+            else:
+                continue
+            progress.note(ctx, job.request_id, job.name, progress.Step.FAILED,
+                          reason=failed[-1][1])
     return built, failed

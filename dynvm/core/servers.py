@@ -11,7 +11,7 @@ import math
 import uuid
 
 from dynvm.config import Config, OsSpec
-from dynvm.core import warmpool
+from dynvm.core import progress, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.model import (
@@ -138,6 +138,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
         warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.name,
                                    request_id=request_id, expires=expires, labels=labels,
                                    check_ssh=req.check_vms)
+    for b in warm:
+        progress.note(ctx, request_id, b.name, progress.Step.READY, ip=b.ip, host_ref=b.host_ref)
     left = names[len(warm):]
     slots = []
     if left:

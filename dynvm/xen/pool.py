@@ -207,8 +207,10 @@ class XenPoolClient:
         host_ref = self._host_ref(spec.host_uuid)
         vm: str | None = None
         step = "clone"
+        notify = spec.on_step or (lambda _step: None)
         try:
             _check(cancel, "cloning")
+            notify("cloning")
             vm = self.run_task("Async.VM.clone", template, spec.name,
                                timeout=CLONE_TIMEOUT, cancel=cancel)
             rec = self.call("VM.get_record", vm)
@@ -238,9 +240,11 @@ class XenPoolClient:
             self._set_network(vm, rec, host_ref, spec.network_device)
             _check(cancel, "provisioning")
             step = "provision"
+            notify("provisioning")
             self.run_task("Async.VM.provision", vm, timeout=CLONE_TIMEOUT, cancel=cancel)
             _check(cancel, "starting")
             step = "start"
+            notify("starting")
             self.run_task("Async.VM.start_on", vm, host_ref, False, False,
                           timeout=START_TIMEOUT, cancel=cancel)
             step = "tag state"
