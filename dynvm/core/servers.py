@@ -44,6 +44,11 @@ def effective_spec(cfg: Config, req: ServersRequest) -> OsSpec:
     """
     spec = next(h.os[req.os] for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
                 if req.os in h.os)
+    return with_overrides(spec, req)
+
+
+def with_overrides(spec: OsSpec, req: ServersRequest) -> OsSpec:
+    """`spec` with the request's `cpus` and `mem` (rounded up to whole GiB) where given."""
     if req.cpus is not None:
         spec = OsSpec(spec.key, spec.template, req.cpus, spec.memory_gib, spec.disk_gib)
     if req.mem_bytes is not None:
@@ -146,7 +151,10 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
         try:
             slots, avail, down = reserve(
                 ctx.store, cfg, hosts, spec, len(left), request_id, ctx.view,
-                vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl)
+                # None: each host's own <os>.* sizes, as /getavailablecount counts them
+                vcpus=req.cpus,
+                memory_gib=None if req.mem_bytes is None else max(math.ceil(req.mem_bytes / GIB), 1),
+                ttl=ttl)
         except StoreUnavailable as exc:
             _give_back_warm(ctx, warm)
             raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
@@ -159,8 +167,10 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             raise NoCapacity(
                 f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
                 f"{avail + len(warm)} available{where}")
-    jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s, spec=spec,
-                memory_bytes=req.mem_bytes or spec.memory_gib * GIB, expires=expires, labels=labels,
+    jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s,
+                spec=with_overrides(s.host.os[req.os], req),  # that host's template and sizes
+                memory_bytes=req.mem_bytes or int(s.reservation.memory_gib * GIB),
+                expires=expires, labels=labels,
                 network_id=req.network_id, check_vms=req.check_vms,
                 size_overridden=(req.cpus is not None, req.mem_bytes is not None))
             for n, s in zip(left, slots, strict=True)]

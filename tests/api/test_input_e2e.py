@@ -259,3 +259,42 @@ def test_no_capacity_503_gives_the_count_at_refusal(farm: Farm, tmp_path: Path) 
                 store.settle_reservation(r.id, settle_secs=0.0)
         svc.close()
     wait_until(lambda: not vm_named(farm, "race"), timeout=5, what="nothing built")
+
+
+def test_each_host_builds_with_its_own_os_template_and_sizes(tmp_path: Path) -> None:
+    """xenhost2 names its own centos template and sizes: a VM placed there is built
+    from that template with those sizes, as /getavailablecount counted them."""
+    farm = Farm.generate(pools=2, hosts=1, speed=SPEED).start()
+    try:
+        s = XenAPI.Session(farm.pools[1].master.url)
+        s.login_with_password("root", "xenroot", "1.0", "dynvm-tests")
+        try:
+            [base] = [r for r in s.xenapi.VM.get_by_name_label("tmpl-cnt7.7")
+                      if s.xenapi.VM.get_is_a_template(r)]
+            s.xenapi.VM.clone(base, "tmpl-cnt7.7-big")  # the clone of a template is one
+        finally:
+            s.xenapi.session.logout()
+        sections = farm.ini_sections().split("[xenhost2]")
+        host2 = sections[1].replace("centos.template=tmpl-cnt7.7\n",
+                                    "centos.template=tmpl-cnt7.7-big\ncentos.vcpus=4\n"
+                                    "centos.memory=2\ncentos.disk=45\nhost.labels=big\n")
+        ini = tmp_path / "dynvm.ini"
+        ini.write_text(f"[store]\nbackend=sqlite\nsqlite.path={tmp_path / 'dynvm.sqlite'}\n"
+                       f"outbox.path={tmp_path / 'outbox.sqlite'}\n\n"
+                       + sections[0] + "[xenhost2]" + host2)
+        svc = build_service(str(ini), background=False)
+        try:
+            client = create_app(service=svc).test_client()
+            before = int(client.get("/getavailablecount/centos?labels=big").get_data(as_text=True))
+            resp = client.get("/getservers/het?labels=big&cpus=default&mem=default")
+            assert resp.status_code == 200, resp.get_data(as_text=True)
+            assert vm_sizes(farm, "het") == (4, 4, 2 * GIB, 45 * GIB)
+            [vm] = vm_named(farm, "het")
+            assert vm["name_description"].startswith("het from tmpl-cnt7.7-big on ")
+            after = int(client.get("/getavailablecount/centos?labels=big").get_data(as_text=True))
+            assert after == before - 1
+            assert client.get("/releaseservers/het").status_code == 200
+        finally:
+            svc.close()
+    finally:
+        farm.stop()
