@@ -376,6 +376,8 @@ def normalise_host_url(name: str) -> str:
             pass
         name = "https://" + name
     parts = urlsplit(name)
+    if "@" in parts.netloc:  # it would end up in logs, /health and history (origin)
+        raise ValueError("must not carry a user or password (use host.user and host.password)")
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"scheme must be http or https, got {parts.scheme!r}")
     if not parts.hostname:
@@ -410,7 +412,8 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         try:
             url = normalise_host_url(name)
         except ValueError as e:
-            p.error(s.name, "host.name", f"{e}, got {name!r} (write an IP, host, host:port or URL)")
+            shown = "" if "@" in name else f", got {name!r}"  # never echo a password
+            p.error(s.name, "host.name", f"{e}{shown} (write an IP, host, host:port or URL)")
 
     ca_file = s.str("host.tls.ca")
     if ca_file is not None:

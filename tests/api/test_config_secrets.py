@@ -96,3 +96,11 @@ def test_host_section_number_is_ascii() -> None:
     assert list(cfg.hosts) == [1]
     with pytest.raises(ConfigError):
         parse_config(f"[xenhost\u0661]\n{HOST}centos.template=t\n", env={})
+
+
+def test_password_in_host_url_is_refused_without_echo() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[xenhost1]\nhost.name=https://root:{SECRET}@10.0.0.1\nhost.user=root\n"
+                     "host.password=x\nhost.storage.name=L\ncentos.template=t\n", env={})
+    assert SECRET not in str(info.value)
+    assert "host.name" in str(info.value) and "password" in str(info.value)
