@@ -110,14 +110,16 @@ class Slot:
 
 def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
             request_id: str, view_of: Callable[[HostConfig], PoolView],
-            vcpus: int | None, memory_gib: float | None, ttl: float
-            ) -> tuple[list[Slot], int, list[int]]:
+            vcpus: int | None, memory_gib: float | None, ttl: float,
+            exclude: frozenset[str] = frozenset()) -> tuple[list[Slot], int, list[int]]:
     """Atomically reserve room for `count` VMs, spread over the given hosts.
 
     Returns (slots, what was available at the last look, unreachable hosts).
     Fewer slots than `count` means the caller must give them back: there is no
     room. The count is the one seen when giving up (other requests may have
     taken room since an earlier attempt), so the refusal reports it as it is.
+    Member hosts whose key is in `exclude` are not used (a retry elsewhere).
+    `vcpus` / `memory_gib` None: each host's own <os>.* sizes.
     """
     def sized(hc: HostConfig) -> tuple[int, float, float]:
         """(vCPUs, memory GiB, disk GiB) of one VM on this host: the request's
@@ -130,7 +132,8 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
     def counted(views: list[tuple[HostConfig, PoolView]]) -> list[Candidate]:
         live = store.reservations()
         return [c for hc, view in views for c in candidates(
-            [(hc, view)], spec.key, live, (sized(hc)[0], int(sized(hc)[1])))]
+            [(hc, view)], spec.key, live, (sized(hc)[0], int(sized(hc)[1])))
+            if c.key not in exclude]
 
     got: list[Slot] = []
     now_avail = 0
