@@ -69,6 +69,9 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             "timeout": WORKER_TIMEOUT_SECS,
             "graceful_timeout": 30,
             "keepalive": 5,
+            # gunicorn's own 414 is an HTML page; let lines up to its maximum reach
+            # the app, which answers one line past dynvm.api.MAX_REQUEST_TARGET.
+            "limit_request_line": 8190,
             "preload_app": False,
             "accesslog": "-",
             "errorlog": "-",

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dynvm.digits import parse_float, parse_int
+
 WINDOWS_DEFAULTS = (12, 6, 71)  # vcpus, memory GiB, disk GiB for win* OS keys
 OTHER_DEFAULTS = (8, 4, 35)
 
@@ -200,7 +202,10 @@ OS_ATTRS = ("template", "vcpus", "memory", "disk")
 SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword", "static.userpassword",
                          "vm.linux.password", "vm.windows.password"})
 
-_HOST_SECTION = re.compile(r"xenhost(\d+)")
+_HOST_SECTION = re.compile(r"xenhost([0-9]+)")  # ASCII digits: `\d` takes 'xenhost١'
+# A line that may hold a secret (even one malformed, as `host.password hunter2`)
+# is never echoed in a problem report: those reach the log and /health.
+_SECRET_HINT = re.compile(r"pass|secret|token|credential|api[_.-]?key|private", re.I)
 _POOL_SECTION = re.compile(r"pool\s+(\S+)")
 _OS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -271,6 +276,15 @@ def _line_index(text: str) -> dict[tuple[str, str | None], int]:
     return index
 
 
+def _quoted_line(line: str) -> str:
+    """A line of the file for a problem report: quoted, cut short, secrets hidden."""
+    if _SECRET_HINT.search(line):
+        key = re.split(r"[\s=:]", line.strip(), maxsplit=1)[0]
+        return f"{key[:60]!r} (rest of the line hidden: it may hold a secret)"
+    text = repr(line)
+    return text if len(text) <= 100 else text[:96] + "...'"
+
+
 def _suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
@@ -312,7 +326,7 @@ class _Section:
 
     def _shown(self, key: str) -> str:
         # Echo what the file says, never a secret nor what came from the environment.
-        if key in SECRET_KEYS or "${" in self.raw.get(key, ""):
+        if key in SECRET_KEYS or _SECRET_HINT.search(key) or "${" in self.raw.get(key, ""):
             return ""
         return f", got {self.raw[key]!r}"
 
@@ -326,6 +340,10 @@ class _Section:
             if required:
                 self.p.error(self.name, key, "must not be empty")
             return default
+        if "\n" in value:  # an indented next line continues the value: never meant
+            self.p.error(self.name, key, "must be one line (the next line is indented, so it "
+                         "was read as part of this value; its text is not shown)")
+            return default
         return value
 
     def int(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
@@ -333,7 +351,7 @@ class _Section:
         if value is None:
             return default
         try:
-            n = int(value)
+            n = parse_int(value)
         except ValueError:
             self.p.error(self.name, key, f"must be a whole number{self._shown(key)}")
             return default
@@ -350,7 +368,7 @@ class _Section:
         if value is None:
             return default
         try:
-            x = float(value)
+            x = parse_float(value)
         except ValueError:
             self.p.error(self.name, key, f"must be a number of seconds{self._shown(key)}")
             return default
@@ -391,6 +409,8 @@ def normalise_host_url(name: str) -> str:
             pass
         name = "http://" + name
     parts = urlsplit(name)
+    if "@" in parts.netloc:  # it would end up in logs, /health and history (origin)
+        raise ValueError("must not carry a user or password (use host.user and host.password)")
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"scheme must be http or https, got {parts.scheme!r}")
     if not parts.hostname:
@@ -425,7 +445,8 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         try:
             url = normalise_host_url(name)
         except ValueError as e:
-            p.error(s.name, "host.name", f"{e}, got {name!r} (write an IP, host, host:port or URL)")
+            shown = "" if "@" in name else f", got {name!r}"  # never echo a password
+            p.error(s.name, "host.name", f"{e}{shown} (write an IP, host, host:port or URL)")
         else:
             url = _seed_scheme(s, name, url)
 
@@ -598,13 +619,13 @@ def _read_ini(text: str, p: _Problems) -> configparser.ConfigParser | None:
     except configparser.DuplicateOptionError as e:
         p.at_line(e.lineno, f"[{e.section}] {e.option}: key appears twice in the section")
     except configparser.MissingSectionHeaderError as e:
-        p.at_line(e.lineno, f"text before the first [section]: {e.line.strip()!r}")
+        p.at_line(e.lineno, f"text before the first [section]: {_quoted_line(e.line)}")
     except configparser.ParsingError as e:
         for lineno, _ in e.errors:
             line = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else "?"
-            p.at_line(lineno, f"not a key=value line: {line!r}")
+            p.at_line(lineno, f"not a key=value line: {_quoted_line(line)}")
     except configparser.Error as e:
-        p.error(None, None, f"does not parse: {e}")
+        p.error(None, None, f"does not parse: {_quoted_line(str(e))}")
     else:
         return parser
     return None

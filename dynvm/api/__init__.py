@@ -18,6 +18,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from dynvm.api import legacy, metrics, ops
+from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
 
@@ -33,6 +34,9 @@ NO_CAPACITY = "Error: No capacity is available!"
 ALL_OR_NONE = "all vms couldn't be created successfully"
 # Any token is a valid HTTP method: label only these, so clients cannot grow /metrics.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Longest request target (path and query) served. gunicorn's limit_request_line
+# is set above it (see dynvm.cli), so an over-long line gets this one-line 414.
+MAX_REQUEST_TARGET = 2048
 
 
 def create_app(config_path: str | None = None, *, service: Dynvm | None = None) -> Flask:
@@ -63,10 +67,16 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
 
 def _install_hooks(app: Flask) -> None:
     @app.before_request
-    def _start() -> None:
+    def _start() -> Response | None:
         g.started = time.monotonic()
         given = re.sub(r"[^A-Za-z0-9_.:-]", "", request.headers.get("X-Request-Id", ""))[:64]
         g.request_id = given or uuid.uuid4().hex[:16]
+        target = _request_target()
+        if len(target) > MAX_REQUEST_TARGET:
+            log.info("414 %s (%d characters)", echo(target), len(target))
+            return _text(f"Error: request line too long ({len(target)} characters; "
+                         f"at most {MAX_REQUEST_TARGET})", 414)
+        return None
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -80,6 +90,21 @@ def _install_hooks(app: Flask) -> None:
         return resp
 
 
+def _request_target() -> str:
+    """The path and query as the client sent them (gunicorn: RAW_URI; werkzeug: REQUEST_URI)."""
+    env = request.environ
+    raw = env.get("RAW_URI") or env.get("REQUEST_URI")
+    if raw:
+        return str(raw)
+    query = env.get("QUERY_STRING", "")
+    return request.path + (f"?{query}" if query else "")
+
+
+def _where() -> str:
+    """The request, safe for a log line: control characters escaped, cut short."""
+    return echo(request.full_path)
+
+
 def _text(body: str, status: int) -> Response:
     return Response(body, status=status, content_type=TEXT)
 
@@ -88,7 +113,7 @@ def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(InvalidParam)
     def _invalid(exc: InvalidParam) -> Response:
         metrics.FAILURES.labels("bad_request").inc()
-        log.info("400 %s: %s", request.full_path, exc.message)
+        log.info("400 %s: %s", _where(), exc.message)
         return _text(f"Error: {exc.message}", 400)
 
     @app.errorhandler(DynvmError)
@@ -109,16 +134,16 @@ def _install_error_handlers(app: Flask) -> None:
         metrics.FAILURES.labels(reason).inc()
         # A 404 (releasing an expired VM) or a 409 is routine; failures to serve are not.
         log.log(logging.WARNING if exc.status >= 499 else logging.INFO,
-                "%d %s: %s", exc.status, request.full_path, message)
+                "%d %s: %s", exc.status, _where(), echo(message, 2000))
         return _text(body, exc.status)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         code = exc.code or 500
         if code == 404:
-            body = f"Error: no such route: {request.path}"
+            body = f"Error: no such route: {echo(request.path)}"
         elif code == 405:
-            body = f"Error: method {request.method} not allowed on {request.path}"
+            body = f"Error: method {echo(request.method, 20)} not allowed on {echo(request.path)}"
         else:
             body = f"Error: {exc.name}"
         resp = _text(body, code)
@@ -129,6 +154,6 @@ def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         rid = g.get("request_id", "")
-        log.exception("unexpected error on %s (request %s)", request.full_path, rid)
+        log.exception("unexpected error on %s (request %s)", _where(), rid)
         metrics.FAILURES.labels("internal").inc()
         return _text(f"Error: internal error ({type(exc).__name__}); request id {rid}", 500)

@@ -68,6 +68,31 @@ def label_counts(rows: Sequence[Mapping[str, object]]) -> str:
     return json.dumps([{"label": r["label"], "count": r["count"]} for r in rows])
 
 
+ECHO_LIMIT = 100  # characters of user input an error body or log line may repeat
+
+
+def echo(text: str, limit: int = ECHO_LIMIT) -> str:
+    """User input made safe to repeat in an error body or a log line.
+
+    Control and other non-printable characters (CR, LF, ESC, NUL, DEL, U+2028,
+    bidi overrides...) are written as Python escapes, so a request can never
+    forge a log line or drive a terminal; the result is cut to `limit`
+    characters with `...` marking the cut.
+    """
+    out: list[str] = []
+    size = 0
+    for ch in text:
+        piece = ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        if ch == "\\":
+            piece = "\\\\"
+        if size + len(piece) > limit:
+            out.append("...")
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
 def host_list(refs: Iterable[int]) -> str:
     """Value of the X-Dynvm-Unreachable header: `2,5`."""
     return ",".join(str(r) for r in sorted(refs))

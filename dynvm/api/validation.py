@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,9 @@ from pydantic import (
     field_validator,
 )
 
+from dynvm.api.formatting import echo
 from dynvm.core.service import ServersRequest
+from dynvm.digits import parse_int
 
 MAX_COUNT = 100
 MAX_NAME_LEN = 64
@@ -50,9 +52,8 @@ class InvalidParam(Exception):
 
 
 def _shown(value: Any) -> str:
-    """The offending value, quoted and shortened, for the error message."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:36] + "...'"
+    """The offending value, quoted, escaped and shortened, for the error message."""
+    return "'" + echo(str(value), 40) + "'"
 
 
 def _int_parser(low: int, high: int, unit: str = "") -> Callable[[Any], int]:
@@ -64,10 +65,10 @@ def _int_parser(low: int, high: int, unit: str = "") -> Callable[[Any], int]:
         if isinstance(value, int):
             number = value
         else:
-            text = str(value).strip()
-            if not re.fullmatch(r"[+-]?\d{1,20}", text):
-                raise ValueError(f"must be {what} (got {_shown(value)})")
-            number = int(text)
+            try:  # ASCII digits only: int() would take '١' or '1_0'
+                number = parse_int(str(value))
+            except ValueError:
+                raise ValueError(f"must be {what} (got {_shown(value)})") from None
         if not low <= number <= high:
             raise ValueError(f"must be {what} (got {number})")
         return number
@@ -207,9 +208,15 @@ def _check_host_ref(value: int | None, info: ValidationInfo) -> int | None:
 
 
 class _Params(BaseModel):
-    """Base: parameters by their query-string names; unknown ones are ignored."""
+    """Base: parameters by their query-string names; unknown ones are ignored.
+
+    `default_word`: parameters for which the seed took the word `default` to
+    mean "the OS's default" (its Jenkins helper sends `cpus=default&mem=default`
+    on every request).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    default_word: ClassVar[frozenset[str]] = frozenset()
 
 
 class ShowAllParams(_Params):
@@ -236,6 +243,8 @@ class AvailableParams(_Params):
 
 
 class GetServersParams(_Params):
+    default_word: ClassVar[frozenset[str]] = frozenset({"cpus", "mem"})
+
     name: Name
     count: Count = 1
     os: str = Field("centos", validate_default=True)  # a farm may not serve centos
@@ -303,15 +312,35 @@ def _param_name(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
 
 M = TypeVar("M", bound=BaseModel)
 
+DEFAULT_WORD = "default"
+
+
+def is_absent(value: Any) -> bool:
+    """The seed read parameters with `if request.args.get(p):`, so `p=` meant "not given"."""
+    return value is None or value == ""
+
+
+def means_default(model: type[BaseModel], param: str, value: Any) -> bool:
+    """`param=default` where the seed took it for the default (see `_Params.default_word`)."""
+    words: frozenset[str] = getattr(model, "default_word", frozenset())
+    return param in words and isinstance(value, str) and value.strip().lower() == DEFAULT_WORD
+
+
+def seed_values(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters as the seed understood them: empty and `default` ones dropped,
+    so the model's own default applies (count=1, os=centos, the OS's sizes...)."""
+    return {k: v for k, v in values.items()
+            if not is_absent(v) and not means_default(model, k, v)}
+
 
 def parse_params(
     model: type[M], values: Mapping[str, Any], context: Mapping[str, Any] | None = None
 ) -> M:
     """Validate `values` into `model`; raise InvalidParam for the first bad parameter."""
     try:
-        return model.model_validate(dict(values), context=dict(context or {}))
+        return model.model_validate(seed_values(model, values), context=dict(context or {}))
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         msg = str(err.get("msg", "invalid value"))
-        msg = msg.removeprefix("Value error, ")
+        msg = "missing" if err.get("type") == "missing" else msg.removeprefix("Value error, ")
         raise InvalidParam(_param_name(model, tuple(err.get("loc", ()))), msg) from None

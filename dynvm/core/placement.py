@@ -110,40 +110,59 @@ class Slot:
 
 def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
             request_id: str, view_of: Callable[[HostConfig], PoolView],
-            vcpus: int, memory_gib: float, ttl: float,
+            vcpus: int | None, memory_gib: float | None, ttl: float,
             exclude: frozenset[str] = frozenset()) -> tuple[list[Slot], int, list[int]]:
     """Atomically reserve room for `count` VMs, spread over the given hosts.
 
-    Returns (slots, what was available at best, unreachable hosts). Fewer
-    slots than `count` means the caller must give them back: there is no room.
+    Returns (slots, what was available at the last look, unreachable hosts).
+    Fewer slots than `count` means the caller must give them back: there is no
+    room. The count is the one seen when giving up (other requests may have
+    taken room since an earlier attempt), so the refusal reports it as it is.
     Member hosts whose key is in `exclude` are not used (a retry elsewhere).
+    `vcpus` / `memory_gib` None: each host's own <os>.* sizes.
     """
+    def sized(hc: HostConfig) -> tuple[int, float, float]:
+        """(vCPUs, memory GiB, disk GiB) of one VM on this host: the request's
+        sizes where given (None: not given), else that host's own <os>.* sizes."""
+        own = hc.os.get(spec.key, spec)
+        return (vcpus if vcpus is not None else own.vcpus,
+                memory_gib if memory_gib is not None else own.memory_gib,
+                float(own.disk_gib))
+
+    def counted(views: list[tuple[HostConfig, PoolView]]) -> list[Candidate]:
+        live = store.reservations()
+        return [c for hc, view in views for c in candidates(
+            [(hc, view)], spec.key, live, (sized(hc)[0], int(sized(hc)[1])))
+            if c.key not in exclude]
+
     got: list[Slot] = []
-    best_avail = 0
+    now_avail = 0
     down: list[int] = []
     for _attempt in range(3):
         views, down = views_of(hosts, view_of)
-        cands = candidates(views, spec.key, store.reservations(), (vcpus, int(memory_gib)))
-        if exclude:
-            cands = [c for c in cands if c.key not in exclude]
+        cands = counted(views)
         avail = sum(c.slots for c in cands)
-        best_avail = max(best_avail, avail + len(got))
+        now_avail = avail + len(got)
         plan = spread(cands, count - len(got))
         if sum(plan.values()) < count - len(got):
             break
         now = time.time()
         for i, n in plan.items():
             c = cands[i]
+            cpus, mem, disk = sized(c.host)
             wanted = [Reservation(id=uuid.uuid4().hex, host_key=c.key, request_id=request_id,
-                                  os=spec.key, vcpus=vcpus, memory_gib=memory_gib,
-                                  disk_gib=float(spec.disk_gib), created=now, expires=now + ttl)
+                                  os=spec.key, vcpus=cpus, memory_gib=mem, disk_gib=disk,
+                                  created=now, expires=now + ttl)
                       for _ in range(n)]
             view, member, hc = c.view, c.member, c.host
             taken = store.reserve(
                 c.key, wanted,
-                lambda live, view=view, member=member, hc=hc: slots_on(
-                    view, member, hc, spec.key, live, (vcpus, int(memory_gib))))
+                lambda live, view=view, member=member, hc=hc, cpus=cpus, mem=mem: slots_on(
+                    view, member, hc, spec.key, live, (cpus, int(mem))))
             got.extend(Slot(hc, member.uuid, member.name_label, r) for r in taken)
         if len(got) >= count:
             break
-    return got, best_avail, down
+    if len(got) < count:  # refused: count again, as things stand now
+        views, down = views_of(hosts, view_of)
+        now_avail = sum(c.slots for c in counted(views)) + len(got)
+    return got, now_avail, down

@@ -85,6 +85,8 @@ class HostView:
     memory_total: int
     # SRs attached to this host, by name_label: (physical_size, physical_utilisation)
     srs: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # PIF devices of this host (eth0, eth1, bond0...): what `networkid` may name
+    pif_devices: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class VmBuild:
     # Told "cloning", "provisioning", "starting" as the build reaches each step,
     # so a caller can show where a VM is; must not raise.
     on_step: Callable[[str], None] | None = field(default=None, compare=False)
+    disk_bytes: int | None = None  # system disk at least this big (grown, never shrunk)
 
 
 class XenPool(Protocol):

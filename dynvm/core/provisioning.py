@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from dynvm.config import GuestLogin, OsSpec
 from dynvm.core import history, progress
+from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.placement import SETTLE_SECS, Slot
 from dynvm.core.ports import (
@@ -76,6 +77,17 @@ class Built:
     lease: Lease
 
 
+def built_sizes(job: Job) -> dict[str, int]:
+    """The VM gets exactly what its reservation counted against the host (vCPUs,
+    memory, disk), never the template's own sizes: a template of 8 vCPUs on a
+    host counted for 1 would overcommit it. Memory asked in bytes is given as
+    asked (the reservation counted it rounded up to whole GiB)."""
+    res = job.slot.reservation
+    memory = job.memory_bytes if job.size_overridden[1] else int(res.memory_gib * GIB)
+    return {"vcpus": max(int(res.vcpus), 1), "memory_bytes": memory,
+            "disk_bytes": int(res.disk_gib * GIB)}
+
+
 def description(name: str, template: str, when: float) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
     return f"{name} from {template} on {stamp}"
@@ -132,12 +144,11 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         template=spec.template,
         host_uuid=job.slot.member_uuid,
         storage_name=host.storage_name,
-        vcpus=spec.vcpus if job.size_overridden[0] else None,
-        memory_bytes=job.memory_bytes if job.size_overridden[1] else None,
         network_device=(job.network_id or host.network_id  # the seed's order
                         or host.template_networks.get(spec.key)),
         tags=tags,
         on_step=lambda step: progress.note(ctx, job.request_id, job.name, step),
+        **built_sizes(job),
     )
     reason = ""
     with ctx.host_gate(job.slot.reservation.host_key):

@@ -26,6 +26,7 @@ from dynvm.core.model import (
     ServersResult,
     StoreDown,
 )
+from dynvm.core.networks import with_network
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.provisioning import Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
@@ -45,6 +46,11 @@ def effective_spec(cfg: Config, req: ServersRequest) -> OsSpec:
     """
     spec = next(h.os[req.os] for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
                 if req.os in h.os)
+    return with_overrides(spec, req)
+
+
+def with_overrides(spec: OsSpec, req: ServersRequest) -> OsSpec:
+    """`spec` with the request's `cpus` and `mem` (rounded up to whole GiB) where given."""
     if req.cpus is not None:
         spec = OsSpec(spec.key, spec.template, req.cpus, spec.memory_gib, spec.disk_gib)
     if req.mem_bytes is not None:
@@ -71,6 +77,9 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     cfg = ctx.config()
     check_request(cfg, req)
     check_static_pools(ctx, req)
+    if req.network_id:  # before any name lock, request record or XenAPI call
+        with_network(eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref),
+                     req.network_id, ctx.view)
     spec = effective_spec(cfg, req)
     names = names_for(req.name, req.count)
     now = ctx.clock()
@@ -137,6 +146,8 @@ def _finish(ctx: Context, request_id: str, state: str, detail: dict) -> None:
 def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str],
            expires: float, request_id: str, ttl: float) -> ServersResult:
     hosts = eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref)
+    if req.network_id:
+        hosts = with_network(hosts, req.network_id, ctx.view)
     labels = sorted(req.labels)
     warm: list[Built] = []
     if req.cpus is None and req.mem_bytes is None and not req.network_id:
@@ -151,7 +162,10 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
         try:
             slots, avail, down = reserve(
                 ctx.store, cfg, hosts, spec, len(left), request_id, ctx.view,
-                vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl)
+                # None: each host's own <os>.* sizes, as /getavailablecount counts them
+                vcpus=req.cpus,
+                memory_gib=None if req.mem_bytes is None else max(math.ceil(req.mem_bytes / GIB), 1),
+                ttl=ttl)
         except StoreUnavailable as exc:
             _give_back_warm(ctx, warm)
             raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
@@ -164,8 +178,10 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             raise NoCapacity(
                 f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
                 f"{avail + len(warm)} available{where}")
-    jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s, spec=spec,
-                memory_bytes=spec.memory_gib * GIB, expires=expires, labels=labels,
+    jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s,
+                spec=with_overrides(s.host.os[req.os], req),  # that host's template and sizes
+                memory_bytes=req.mem_bytes or int(s.reservation.memory_gib * GIB),
+                expires=expires, labels=labels,
                 network_id=req.network_id, check_vms=req.check_vms,
                 size_overridden=(req.cpus is not None, req.mem_bytes is not None))
             for n, s in zip(left, slots, strict=True)]
@@ -210,9 +226,12 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: Os
             if not by_name[name].clone_failed:
                 given_up.append((name, reason))
                 continue
+            job = by_name[name]  # sizes: the request's if asked, else the new host's own
+            cpus = job.spec.vcpus if job.size_overridden[0] else None
+            mem = job.spec.memory_gib if job.size_overridden[1] else None
             try:
                 slots, _, _ = reserve(ctx.store, cfg, hosts, spec, 1, request_id, ctx.view,
-                                      vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl,
+                                      vcpus=cpus, memory_gib=mem, ttl=ttl,
                                       exclude=frozenset(tried[name]))
             except StoreUnavailable:
                 slots = []
@@ -223,7 +242,12 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: Os
             tried[name].add(slot.reservation.host_key)
             log.warning("%s failed (%s); trying again on xenhost%d member %s", name, reason,
                         slot.host.ref, slot.member_name)
-            by_name[name] = dataclasses.replace(by_name[name], slot=slot, clone_failed=False)
+            host_spec = slot.host.os.get(spec.key, job.spec)  # that host's template
+            host_spec = dataclasses.replace(
+                host_spec, vcpus=cpus if cpus is not None else host_spec.vcpus,
+                memory_gib=mem if mem is not None else host_spec.memory_gib)
+            by_name[name] = dataclasses.replace(job, slot=slot, spec=host_spec,
+                                                clone_failed=False)
             retry.append(by_name[name])
         if not retry:
             return built, given_up

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import control, events, hostops, poolops, vmops  # noqa: F401 - handlers register
+from . import control, events, hostops, poolops, vdiops, vmops  # noqa: F401 - handlers register
 from .db import NULL, Database, Tables
 from .dispatch import Dispatcher, resolve
 from .faults import FailRule, Faults, UnknownName

@@ -221,6 +221,8 @@ class XenPoolClient:
                 step = "disks"
                 other["disks"] = R.point_disks_at(
                     other["disks"], self._sr_uuid(host_ref, spec.storage_name))
+                if spec.disk_bytes is not None:  # provision then creates it at that size
+                    other["disks"] = R.grow_system_disk(other["disks"], spec.disk_bytes)
             step = "tag"
             self.call("VM.set_other_config", vm, other)
             step = "describe"
@@ -228,12 +230,13 @@ class XenPoolClient:
             _check(cancel, "sizing")
             if spec.vcpus is not None:
                 step = "vcpus"
-                self._set_vcpus(vm, R.as_int(rec.get("VCPUs_max"), 1), spec.vcpus)
+                self._set_vcpus(vm, rec, spec.vcpus)
             if spec.memory_bytes is not None:
                 step = "memory"
-                static_min = min(R.as_int(rec.get("memory_static_min")), spec.memory_bytes)
-                m = str(spec.memory_bytes)
-                self.call("VM.set_memory_limits", vm, str(static_min), m, m, m)
+                self._set_memory(vm, rec, spec.memory_bytes)
+            if spec.disk_bytes is not None and "disks" not in other:
+                step = "disk"
+                self._grow_system_disk(rec, spec.disk_bytes)
             step = "network"
             self._set_network(vm, rec, host_ref, spec.network_device)
             _check(cancel, "provisioning")
@@ -285,14 +288,50 @@ class XenPoolClient:
                     return ref
         return self.call("host.get_by_uuid", host_uuid)
 
-    def _set_vcpus(self, vm: str, current_max: int, n: int) -> None:
+    def _set_vcpus(self, vm: str, rec: Mapping[str, Any], n: int) -> None:
         """VCPUs_at_startup may never exceed VCPUs_max: order the two calls accordingly."""
+        current_max = R.as_int(rec.get("VCPUs_max"), 1)
+        if current_max == n and R.as_int(rec.get("VCPUs_at_startup"), 1) == n:
+            return  # the template's already
         if n > current_max:
             self.call("VM.set_VCPUs_max", vm, str(n))
             self.call("VM.set_VCPUs_at_startup", vm, str(n))
         else:
             self.call("VM.set_VCPUs_at_startup", vm, str(n))
             self.call("VM.set_VCPUs_max", vm, str(n))
+
+    def _set_memory(self, vm: str, rec: Mapping[str, Any], size: int) -> None:
+        """Static max and the dynamic range all `size` (no ballooning below what was counted)."""
+        now = [R.as_int(rec.get(f)) for f in ("memory_static_max", "memory_dynamic_min",
+                                               "memory_dynamic_max")]
+        if now == [size, size, size] and R.as_int(rec.get("memory_static_min")) <= size:
+            return  # the template's already
+        static_min = min(R.as_int(rec.get("memory_static_min")), size)
+        m = str(size)
+        self.call("VM.set_memory_limits", vm, str(static_min), m, m, m)
+
+    def _grow_system_disk(self, rec: Mapping[str, Any], size: int) -> None:
+        """Grow the clone's system disk to `size` bytes when the template's is smaller.
+
+        XAPI resizes only a VDI with no attached VBD (the clone is a halted
+        template, so its VBDs are not) on an SR that supports resize; the
+        storage manager refuses to shrink, so a bigger disk is left as it is.
+        """
+        vdi = self._system_vdi(rec)
+        if vdi is None:
+            return
+        if R.as_int(self.call("VDI.get_virtual_size", vdi)) < size:
+            self.call("VDI.resize", vdi, str(size))
+
+    def _system_vdi(self, rec: Mapping[str, Any]) -> str | None:
+        """The boot disk: bootable Disk VBD first, else the lowest userdevice."""
+        disks: list[tuple[bool, int, str]] = []
+        for vbd in rec.get("VBDs") or ():
+            b = self.call("VBD.get_record", vbd)
+            if b.get("type") != "Disk" or R.is_null(b.get("VDI")) or b.get("empty"):
+                continue
+            disks.append((not b.get("bootable"), R.as_int(b.get("userdevice"), 99), b["VDI"]))
+        return min(disks)[2] if disks else None
 
     def _host_pifs(self, host_ref: str) -> list[dict[str, Any]]:
         with self.inventory.cond:

@@ -103,6 +103,10 @@ def host_views(records: Mapping[str, Mapping[str, dict[str, Any]]]) -> tuple[Hos
         old = mine.get(name)
         if old is None or size - used > old[0] - old[1]:
             mine[name] = (size, used)
+    pifs_by_host: dict[str, set[str]] = {}
+    for pif in records.get("pif", {}).values():
+        if pif.get("device"):
+            pifs_by_host.setdefault(pif.get("host", NULL), set()).add(str(pif["device"]))
     out = []
     for ref, rec in records["host"].items():
         metrics = records["host_metrics"].get(rec.get("metrics", NULL)) or {}
@@ -116,6 +120,7 @@ def host_views(records: Mapping[str, Mapping[str, dict[str, Any]]]) -> tuple[Hos
             memory_free=as_int(metrics.get("memory_free")),
             memory_total=as_int(metrics.get("memory_total")),
             srs=MappingProxyType(srs_by_host.get(ref, {})),
+            pif_devices=frozenset(pifs_by_host.get(ref, ())),
         ))
     out.sort(key=lambda h: h.name_label)
     return tuple(out)
@@ -139,4 +144,21 @@ def point_disks_at(disks_xml: str, sr_uuid: str) -> str:
     root = ET.fromstring(disks_xml)
     for disk in root.iter("disk"):
         disk.set("sr", sr_uuid)
+    return ET.tostring(root, encoding="unicode")
+
+
+def grow_system_disk(disks_xml: str, size: int) -> str:
+    """Make the provisioning spec's system disk at least `size` bytes.
+
+    The system disk is the bootable one, else device 0, else the first; the
+    others (data disks the template asks for) keep their sizes.
+    """
+    root = ET.fromstring(disks_xml)
+    disks = list(root.iter("disk"))
+    if not disks:
+        return disks_xml
+    system = next((d for d in disks if d.get("bootable") == "true"), None) \
+        or next((d for d in disks if d.get("device") == "0"), disks[0])
+    if as_int(system.get("size")) < size:
+        system.set("size", str(size))
     return ET.tostring(root, encoding="unicode")

@@ -124,7 +124,7 @@ def test_duplicate_name_is_refused(client) -> None:
 
 @pytest.mark.parametrize("query", [
     "count=0", "count=-1", "count=abc", "count=100000", "format=xml", "xhostref=99",
-    "mem=abc", "cpus=0", "expiresin=-5", "allornone=maybe", "os=",
+    "mem=abc", "cpus=0", "expiresin=-5", "allornone=maybe", "count=%D9%A1", "os=%0d%0a",
 ])
 def test_bad_input_is_400_and_touches_no_host(client, farm, query) -> None:
     client.get("/getavailablecount/centos")  # inventory loaded before counting
