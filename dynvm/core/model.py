@@ -39,6 +39,12 @@ class StoreDown(DynvmError):
     status = 503
 
 
+class ServiceStopping(DynvmError):
+    """The process is stopping: the request was cancelled and rolled back; retry."""
+
+    status = 503
+
+
 class NameInUse(DynvmError):
     """A VM of that name already exists: 409, nothing created."""
 

@@ -220,7 +220,7 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
     """Build every job in parallel (each host throttles itself); never raises."""
     if not jobs:
         return [], []
-    cancel = threading.Event()
+    cancel = ctx.stopping  # a stopping process cancels its builds (they roll back)
     built: list[Built] = []
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=min(len(jobs), 64),

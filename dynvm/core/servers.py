@@ -23,6 +23,7 @@ from dynvm.core.model import (
     ServerResult,
     ServersRequest,
     ServersResult,
+    ServiceStopping,
     StoreDown,
 )
 from dynvm.core.placement import eligible_hosts, reserve
@@ -165,6 +166,9 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             except Exception:
                 log.exception("rollback of %s failed", b.name)
         reasons = "; ".join(r for _, r in failed)
+        if ctx.stopping.is_set():
+            raise ServiceStopping("Error: dynvm is stopping; the request was cancelled and "
+                                  "rolled back, retry it")
         if req.all_or_none:
             raise AllOrNoneFailed(f"all vms couldn't be created successfully: {reasons}")
         raise ProvisionFailed(f"Error: no VM could be created: {reasons}")

@@ -201,6 +201,17 @@ class Dynvm:
                 "instance": self.ctx.instance, "leader": self.background.is_leader,
                 "background_error": self.background.last_error}
 
+    def warm_up(self) -> None:
+        """Open the store and every pool's sessions and inventory (a fresh worker's first
+        request would otherwise pay for it); a host that fails is left for later."""
+        cfg = self._touch()
+        self.ctx.store.ping()
+        for hc in cfg.hosts.values():
+            try:
+                self.ctx.view(hc)
+            except Exception as exc:
+                log.warning("warm-up: xenhost%s not loaded: %s", hc.ref, exc)
+
     def close(self) -> None:
         if self._run_background:
             self.background.stop()
