@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from dynvm.api import legacy, metrics, ops
 from dynvm.api.validation import InvalidParam
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
+from dynvm.store.base import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
@@ -109,6 +110,14 @@ def _install_error_handlers(app: Flask) -> None:
         log.log(logging.WARNING if exc.status >= 499 else logging.INFO,
                 "%d %s: %s", exc.status, request.full_path, message)
         return _text(body, exc.status)
+
+    @app.errorhandler(StoreError)
+    def _store(exc: StoreError) -> Response:
+        # Locked, full, read-only or lost store: an outage to retry, never a 500.
+        metrics.FAILURES.labels("store_down").inc()
+        reason = " ".join(str(exc).split())[:200]
+        log.warning("503 %s: store unavailable: %s", request.full_path, reason)
+        return _text(f"Error: the state store is unavailable ({reason})", 503)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -31,7 +31,7 @@ from dynvm.core.ports import (
     VmView,
     XenError,
 )
-from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease
+from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
 
 log = logging.getLogger("dynvm.provisioning")
 
@@ -41,6 +41,10 @@ SSH_CHECK_SECS = 60.0
 
 class BuildFailed(Exception):
     """One VM could not be built; everything it had was cleaned up."""
+
+
+# Begins the reason of a build the store failed: the request answers 503, not 499/502.
+STORE_FAILED = "the state store failed during the build"
 
 
 @dataclass
@@ -150,6 +154,11 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 reason = str(exc)
                 _discard(ctx, job, vm, started, reason)
                 raise BuildFailed(f"{job.name}: {reason}") from exc
+            except StoreError as exc:
+                reason = f"{STORE_FAILED}: {' '.join(str(exc).split())[:200]}"
+                log.warning("%s: %s", job.name, reason)
+                _discard(ctx, job, vm, started, reason)
+                raise BuildFailed(reason) from exc
             except Exception as exc:
                 reason = f"internal error: {exc!r}"
                 log.exception("building %s", job.name)

@@ -142,10 +142,15 @@ def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool)
     cfg = ctx.config()
     minutes = min(minutes, cfg.expiry_minutes_max)
     changed = []
+    # Written now or refused (503), never queued in the outbox: a queued change would
+    # answer 404 now and be applied later anyway.
+    if getattr(ctx.store, "pending", lambda: 0)():
+        raise StoreUnavailable("earlier changes still wait in the outbox")
+    direct = getattr(ctx.store, "primary", ctx.store)
     for lease in leases_named(ctx, names):
         base = lease.created if from_created else ctx.clock()
         expires = base + minutes * 60
-        if ctx.store.update_lease(lease.vm_uuid, expires=expires) is None:
+        if direct.update_lease(lease.vm_uuid, expires=expires) is None:
             continue
         ctx.store.update_history(lease.vm_uuid, {"expired_time": int(expires)})
         host = cfg.hosts.get(lease.host_ref)

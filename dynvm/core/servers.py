@@ -27,7 +27,7 @@ from dynvm.core.model import (
     StoreDown,
 )
 from dynvm.core.placement import eligible_hosts, reserve
-from dynvm.core.provisioning import Built, Job, release_slot, run_jobs
+from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
 from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
 
@@ -169,6 +169,9 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
         if ctx.stopping.is_set():
             raise ServiceStopping("Error: dynvm is stopping; the request was cancelled and "
                                   "rolled back, retry it")
+        store_failed = next((r for _, r in failed if r.startswith(STORE_FAILED)), None)
+        if store_failed:
+            raise StoreDown(f"Error: {store_failed}; every VM of the request was destroyed")
         if req.all_or_none:
             raise AllOrNoneFailed(f"all vms couldn't be created successfully: {reasons}")
         raise ProvisionFailed(f"Error: no VM could be created: {reasons}")

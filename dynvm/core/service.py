@@ -28,6 +28,7 @@ from dynvm.core.model import (
     StoreDown,
 )
 from dynvm.core.placement import candidates, eligible_hosts, views_of
+from dynvm.core.probe import StoreProbe
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.release import names_for, release_names, set_expiry
 from dynvm.store.base import Store, StoreError, StoreUnavailable
@@ -56,6 +57,7 @@ class Dynvm:
         self._synced: Config | None = None
         self._showall_memo: tuple | None = None
         self._lock = threading.Lock()
+        self.store_probe = StoreProbe(store)
 
     # -- plumbing -----------------------------------------------------------------
     def config(self) -> Config:
@@ -182,12 +184,13 @@ class Dynvm:
         conf = dict(self._config_status())
         if conf.get("error"):
             status = "degraded"
-        try:
-            self.ctx.store.ping()
-            store = {"ok": True, "pending_outbox": getattr(self.ctx.store, "pending",
-                                                           lambda: 0)()}
-        except StoreError as exc:
-            store = {"ok": False, "error": str(exc)}
+        store = self.store_probe.check()  # read and write, bounded in time
+        if store["ok"]:
+            try:
+                store["pending_outbox"] = getattr(self.ctx.store, "pending", lambda: 0)()
+            except StoreError:
+                pass
+        else:
             status = "degraded"
         hosts = {}
         for hc in cfg.hosts.values():
