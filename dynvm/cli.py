@@ -251,9 +251,12 @@ def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bin
 
 @main.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False))
-def check_config(path: str) -> None:
+@click.option("--accept-removal", is_flag=True,
+              help="Let the running service take this file although it drops hosts that "
+                   "still hold leases (the confirmation covers this exact content).")
+def check_config(path: str, accept_removal: bool) -> None:
     """Validate a configuration file and summarise it."""
-    from dynvm.config import ConfigError, load_config
+    from dynvm.config import ConfigError, confirm_removal, load_config
 
     try:
         config = load_config(path)
@@ -261,6 +264,9 @@ def check_config(path: str) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(f"{path}: OK")
+    if accept_removal:
+        digest = confirm_removal(path)
+        click.echo(f"removal of hosts accepted for this content (sha256 {digest[:12]}…)")
     store = config.store
     where = store.sqlite_path if store.backend == "sqlite" else (
         store.couchbase.server if store.couchbase else "?")

@@ -28,6 +28,8 @@ class Context:
     config: Callable[[], Config]
     instance: str = field(default_factory=new_instance_id)
     clock: Callable[[], float] = time.time
+    # Hosts a reload removed, kept so their leased VMs can still be destroyed.
+    retired_hosts: dict[int, HostConfig] = field(default_factory=dict)
     # Set when the process is told to stop: builds in flight cancel, roll back, answer 503.
     stopping: threading.Event = field(default_factory=threading.Event)
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)

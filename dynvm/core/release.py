@@ -12,6 +12,7 @@ import logging
 
 from dynvm.core import history
 from dynvm.core.context import Context
+from dynvm.core.model import HostNotConfigured
 from dynvm.core.placement import views_of
 from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, TAG_STATE
 from dynvm.store.base import (
@@ -45,18 +46,22 @@ def release_lease(ctx: Context, lease: Lease, reason: str,
 def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: str | None,
                         previous: str) -> bool:
     cfg = ctx.config()
-    host = cfg.hosts.get(lease.host_ref)
+    # A host a reload removed is still reachable with the connection data it had.
+    host = cfg.hosts.get(lease.host_ref) or ctx.retired_hosts.get(lease.host_ref)
     started = ctx.clock()
-    if host is not None:
-        try:
-            ctx.pool(host).destroy(lease.vm_uuid)
-        except Exception:
-            log.exception("releasing %s: destroy failed; will retry", lease.name)
-            ctx.store.update_lease(lease.vm_uuid, state=previous)
-            raise
-    else:
-        log.warning("releasing %s: xenhost%d is no longer configured; forgetting the lease",
-                    lease.name, lease.host_ref)
+    if host is None:
+        # Forgetting the lease would leave the VM running with nobody to destroy it.
+        ctx.store.update_lease(lease.vm_uuid, state=previous)
+        raise HostNotConfigured(
+            f"Error: VM {lease.name} runs on xenhost{lease.host_ref}, which is no longer "
+            f"configured; it was left running and keeps its lease: put the [xenhost"
+            f"{lease.host_ref}] section back to release it")
+    try:
+        ctx.pool(host).destroy(lease.vm_uuid)
+    except Exception:
+        log.exception("releasing %s: destroy failed; will retry", lease.name)
+        ctx.store.update_lease(lease.vm_uuid, state=previous)
+        raise
     done = ctx.clock()
     try:
         doc = ctx.store.get_history(lease.vm_uuid)

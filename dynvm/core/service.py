@@ -65,6 +65,12 @@ class Dynvm:
         if cfg is not self._synced:
             with self._lock:
                 if cfg is not self._synced:
+                    if self._synced is not None:
+                        for ref, hc in self._synced.hosts.items():
+                            if ref not in cfg.hosts:
+                                self.ctx.retired_hosts[ref] = hc
+                    for ref in cfg.hosts:
+                        self.ctx.retired_hosts.pop(ref, None)
                     self.registry.sync(cfg)
                     self._synced = cfg
         return cfg
