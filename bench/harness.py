@@ -23,7 +23,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition",
                interval: float = 0.02):
     """Poll a condition with a deadline; returns its first truthy value.
 
