@@ -103,12 +103,12 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.runs)]
     print(f"farm: {args.hosts} hosts, {int(runs[0]['vm_rows'])} VM rows (templates and "
           f"control domains included); {args.runs} run(s): median (min–max)")
-    print(f"{'call':<22}{'objects':>8}  {'cold ms':<22}{'warm ms':<22}{'server encode ms (warm)'}")
+    print(f"{'call':<22}{'objects':>8}  {'cold ms':<26}{'warm ms':<26}{'server encode ms (warm)'}")
     for cls in ("VM", "host", "SR"):
         col = {k: [r[f"{cls}_{k}"] for r in runs]
                for k in ("cold_ms", "warm_ms", "encode_warm_ms")}
         print(f"{cls + '.get_all_records':<22}{int(runs[0][cls + '_rows']):>8}  "
-              f"{_spread(col['cold_ms']):<22}{_spread(col['warm_ms']):<22}"
+              f"{_spread(col['cold_ms']):<26}{_spread(col['warm_ms']):<26}"
               f"{_spread(col['encode_warm_ms'])}")
     for threads in (1, 8):
         print(f"pool.get_master, {threads} client thread(s): "
