@@ -14,6 +14,7 @@ from dynvm.core.background import Timings
 from dynvm.core.confguard import lease_guard
 from dynvm.core.service import Dynvm
 from dynvm.store.factory import open_store
+from dynvm.store.static_pool import open_static_pools
 from dynvm.xen import open_pool
 
 CONFIG_SETTLE_SECS = 2.0  # a changed INI file is read once unchanged for this long
@@ -37,4 +38,4 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     timings = timings or Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
                                  reconcile_every=ttl)
     return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
-                 background=background)
+                 background=background, static_pools=open_static_pools(cfg.store))
