@@ -23,7 +23,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition",
                interval: float = 0.02):
     """Poll a condition with a deadline; returns its first truthy value.
 
@@ -42,8 +42,14 @@ def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "c
 
 @contextlib.contextmanager
 def served(ini: Path, workers: int = 2, log: Path | None = None,
-           threads: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`dynvm serve` as a real gunicorn process group; yields (base URL, process)."""
+           threads: int | None = None,
+           ready_secs: float = 300.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`dynvm serve` as a real gunicorn process group; yields (base URL, process).
+
+    Yields once /health answers: workers read every pool before they accept,
+    which takes seconds on a big farm, so a slow answer means "not yet", and
+    only `ready_secs` without any answer (or the process exiting) is a failure.
+    """
     port = free_port()
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
     cmd = [sys.executable, "-m", "dynvm", "serve", "--config", str(ini),
@@ -60,12 +66,12 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
             detail = log.read_text() if log else ""
             raise AssertionError(f"dynvm serve exited with {proc.returncode}: {detail}")
         try:
-            return requests.get(base + "/health", timeout=2).status_code in (200, 503)
-        except requests.ConnectionError:
+            return requests.get(base + "/health", timeout=30).status_code in (200, 503)
+        except (requests.ConnectionError, requests.Timeout):
             return False
 
     try:
-        wait_until(up, timeout=30, what="gunicorn to answer")
+        wait_until(up, timeout=ready_secs, what="dynvm serve to answer /health", interval=0.1)
         yield base, proc
     finally:
         if proc.poll() is None:

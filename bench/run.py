@@ -149,7 +149,27 @@ def xenapi_calls(farm: Farm) -> int:
 def fmt(value: float, unit: str) -> str:
     if unit == "ms":
         return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+    if unit == "":
+        return f"{value:.0f}" if value >= 10 else f"{value:.2f}" if value < 2 else f"{value:.1f}"
     return f"{value:.1f} {unit}"
+
+
+def spread(values: list[float], unit: str) -> str:
+    """Median of the runs, with their range when there were several."""
+    mid = statistics.median(values)
+    if len(values) < 2:
+        return fmt(mid, unit)
+    return f"{fmt(mid, unit)} ({fmt(min(values), unit)}–{fmt(max(values), unit)})"
+
+
+def flatten(run: dict) -> dict[str, float]:
+    out = {k: float(v) for k, v in run.items() if isinstance(v, int | float)}
+    out["rps"] = float(run["rps"]["rps"])
+    out["p99_ms"] = float(run["rps"]["p99_ms"]) / 1000  # seconds, like the other latencies
+    out["load_errors"] = float(run["rps"]["errors"])
+    out["showall_p50"] = run["showall_p50"] / 1000
+    out["getavailablecount_p50"] = run["getavailablecount_p50"] / 1000
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,55 +181,60 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--runs", type=int, default=3,
+                    help="repeat everything; each figure is the median, with (min–max)")
+    ap.add_argument("--modes", default="on,off", help="on, off or both")
     args = ap.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m in ("on", "off")]
 
-    res: dict[str, dict] = {}
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    pool_share: dict[str, list[str]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="dynvm-bench-") as tmp:
-        work = Path(tmp)
-        for mode in ("on", "off"):
-            print(f"[{mode}] provisioning scenarios...", file=sys.stderr, flush=True)
-            res[mode] = provisioning(mode, args.speed, args.checkouts, work)
-            print(f"[{mode}] read scenarios on {args.hosts} x {args.vms_per_host}...",
-                  file=sys.stderr, flush=True)
-            res[mode].update(reads(mode, args.hosts, args.vms_per_host, args.repeat,
-                                   args.clients, args.seconds, work))
+        for n in range(args.runs):
+            for mode in modes:
+                work = Path(tmp) / f"run{n}"
+                print(f"[run {n + 1}/{args.runs}, {mode}] provisioning scenarios...",
+                      file=sys.stderr, flush=True)
+                res = provisioning(mode, args.speed, args.checkouts, work)
+                print(f"[run {n + 1}/{args.runs}, {mode}] read scenarios on {args.hosts} x "
+                      f"{args.vms_per_host}...", file=sys.stderr, flush=True)
+                res.update(reads(mode, args.hosts, args.vms_per_host, args.repeat,
+                                 args.clients, args.seconds, work))
+                pool_share[mode].append(res["warm_served_from_pool"])
+                runs[mode].append(flatten(res))
 
-    on, off = res["on"], res["off"]
+    def cell(mode: str, key: str, unit: str) -> str:
+        return spread([r[key] for r in runs[mode]], unit) if runs.get(mode) else "-"
+
     rows = [
-        ("getservers count 1, warm pool, p50 (real)", fmt(on["warm_p50"], "ms"),
-         fmt(off["warm_p50"], "ms"), "<= 100 ms"),
-        ("getservers count 1, warm pool, p95 (real)", fmt(on["warm_p95"], "ms"),
-         fmt(off["warm_p95"], "ms"), ""),
-        ("  checkouts served from the pool", on["warm_served_from_pool"],
-         off["warm_served_from_pool"], ""),
-        ("getservers count 1, cold (simulated time)", fmt(on["cold1"], "s"),
-         fmt(off["cold1"], "s"), ""),
-        ("getservers count 10, cold (simulated time)", fmt(on["cold10"], "s"),
-         fmt(off["cold10"], "s"), ""),
-        ("  cold count 10 / count 1", f"{on['cold_ratio']:.2f}", f"{off['cold_ratio']:.2f}",
-         "<= 1.3"),
+        ("getservers count 1, warm pool, p50 (real)", "warm_p50", "ms", "<= 100 ms"),
+        ("getservers count 1, warm pool, p95 (real)", "warm_p95", "ms", ""),
+        ("getservers count 1, cold (simulated time)", "cold1", "s", ""),
+        ("getservers count 10, cold (simulated time)", "cold10", "s", ""),
+        ("  cold count 10 / count 1", "cold_ratio", "", "<= 1.3"),
         (f"/showall XenAPI calls per request ({args.hosts}x{args.vms_per_host})",
-         f"{on['showall_calls']:.1f}", f"{off['showall_calls']:.1f}", "0"),
-        ("/showall p50", fmt(on["showall_p50"] / 1000, "ms"),
-         fmt(off["showall_p50"] / 1000, "ms"), "<= 20 ms"),
-        ("/getavailablecount XenAPI calls per request", f"{on['getavailablecount_calls']:.1f}",
-         f"{off['getavailablecount_calls']:.1f}", "0"),
-        ("/getavailablecount p50", fmt(on["getavailablecount_p50"] / 1000, "ms"),
-         fmt(off["getavailablecount_p50"] / 1000, "ms"), "<= 20 ms"),
-        (f"/getavailablecount req/s, {args.clients} clients", f"{on['rps']['rps']:.0f}",
-         f"{off['rps']['rps']:.0f}", ">= 500"),
-        ("/getavailablecount p99 under that load", f"{on['rps']['p99_ms']:.0f} ms",
-         f"{off['rps']['p99_ms']:.0f} ms", "<= 100 ms"),
+         "showall_calls", "", "0"),
+        ("/showall p50", "showall_p50", "ms", "<= 20 ms"),
+        ("/getavailablecount XenAPI calls per request", "getavailablecount_calls", "", "0"),
+        ("/getavailablecount p50", "getavailablecount_p50", "ms", "<= 20 ms"),
+        (f"/getavailablecount req/s, {args.clients} clients", "rps", "", ">= 500"),
+        ("/getavailablecount p99 under that load", "p99_ms", "ms", "<= 100 ms"),
+        ("  load requests that failed", "load_errors", "", "0"),
     ]
-    w = max(len(r[0]) for r in rows)
-    print(f"dynvm bench (speed x{args.speed:g}; 'off' = inventory cache and warm pools off)")
-    print(f"| {'scenario':<{w}} | {'on':>10} | {'off':>10} | {'target':>9} |")
-    print(f"|{'-' * (w + 2)}|{'-' * 12}|{'-' * 12}|{'-' * 11}|")
-    for name, a, b, target in rows:
-        print(f"| {name:<{w}} | {a:>10} | {b:>10} | {target:>9} |")
-    errors = on["rps"]["errors"] + off["rps"]["errors"]
-    if errors:
-        print(f"(load errors: {errors})")
+    table = [(name, *(cell(m, key, unit) for m in ("on", "off")), target)
+             for name, key, unit, target in rows]
+    table.insert(2, ("  checkouts served from the pool",
+                     ", ".join(pool_share.get("on", [])) or "-",
+                     ", ".join(pool_share.get("off", [])) or "-", ""))
+    w = max(len(r[0]) for r in table)
+    wa = max(10, *(len(r[1]) for r in table))
+    wb = max(10, *(len(r[2]) for r in table))
+    print(f"dynvm bench (speed x{args.speed:g}; {args.runs} run(s): median (min–max); "
+          f"'off' = inventory cache and warm pools off)")
+    print(f"| {'scenario':<{w}} | {'on':>{wa}} | {'off':>{wb}} | {'target':>9} |")
+    print(f"|{'-' * (w + 2)}|{'-' * (wa + 2)}|{'-' * (wb + 2)}|{'-' * 11}|")
+    for name, a, b, target in table:
+        print(f"| {name:<{w}} | {a:>{wa}} | {b:>{wb}} | {target:>9} |")
     return 0
 
 

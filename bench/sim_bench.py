@@ -53,43 +53,66 @@ def _calls_per_second(url: str, threads: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - start)
 
 
+def measure(hosts: int, vms_per_host: int, repeat: int, seconds: float) -> dict[str, float]:
+    """One run: every figure in milliseconds or calls per second."""
+    out: dict[str, float] = {}
+    with Farm.generate(pools=1, hosts=hosts, vms_per_host=vms_per_host, speed=1000) as farm:
+        pool = farm.pools[0]
+        session = XenAPI.Session(pool.master.url)
+        session.xenapi.login_with_password("root", "xenroot", "1.0", "bench")
+        x = session.xenapi
+        out["vm_rows"] = len(pool.db.tables["VM"])
+        for cls in ("VM", "host", "SR"):
+            api = getattr(x, cls)
+            pool.db._xml.clear()  # cold: drop the cached record XML first
+            out[f"{cls}_cold_ms"] = _median(api.get_all_records, 1) * 1e3
+            out[f"{cls}_warm_ms"] = _median(api.get_all_records, repeat) * 1e3
+
+            def encode(cls: str = cls) -> None:
+                pool.db._xml.clear()
+                pool.db.all_records_xml(cls)
+
+            out[f"{cls}_encode_cold_ms"] = _median(encode, repeat) * 1e3
+            out[f"{cls}_encode_warm_ms"] = _median(
+                lambda cls=cls: pool.db.all_records_xml(cls), repeat) * 1e3
+            out[f"{cls}_rows"] = len(pool.db.tables[cls])
+        for threads in (1, 8):
+            out[f"getter_{threads}"] = _calls_per_second(pool.master.url, threads, seconds)
+        session.xenapi.session.logout()
+    return out
+
+
+def _spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    mid = fmt.format(statistics.median(values))
+    if len(values) < 2:
+        return mid
+    return f"{mid} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hosts", type=int, default=20)
     ap.add_argument("--vms-per-host", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=2.0, help="per calls/second measurement")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="whole measurements; each figure is the median, with (min–max)")
     args = ap.parse_args(argv)
 
-    with Farm.generate(pools=1, hosts=args.hosts, vms_per_host=args.vms_per_host,
-                       speed=1000) as farm:
-        pool = farm.pools[0]
-        session = XenAPI.Session(pool.master.url)
-        session.xenapi.login_with_password("root", "xenroot", "1.0", "bench")
-        x = session.xenapi
-        print(f"farm: {args.hosts} hosts, {len(pool.db.tables['VM'])} VM rows "
-              f"(templates and control domains included)")
-        print(f"{'call':<22}{'objects':>8}{'cold ms':>10}{'warm ms':>10}"
-              f"{'server encode ms':>18}")
-        for cls in ("VM", "host", "SR"):
-            api = getattr(x, cls)
-            # cold: drop the cached record XML first
-            pool.db._xml.clear()
-            cold = _median(api.get_all_records, 1)
-            warm = _median(api.get_all_records, args.repeat)
-
-            def encode(cls: str = cls) -> None:
-                pool.db._xml.clear()
-                pool.db.all_records_xml(cls)
-
-            enc_cold = _median(encode, args.repeat)
-            enc_warm = _median(lambda cls=cls: pool.db.all_records_xml(cls), args.repeat)
-            n = len(pool.db.tables[cls])
-            print(f"{cls + '.get_all_records':<22}{n:>8}{cold * 1e3:>10.1f}{warm * 1e3:>10.1f}"
-                  f"{enc_warm * 1e3:>8.1f} ({enc_cold * 1e3:.1f} cold)")
-        for threads in (1, 8):
-            rate = _calls_per_second(pool.master.url, threads, args.seconds)
-            print(f"pool.get_master, {threads} client thread(s): {rate:,.0f} calls/s")
+    runs = [measure(args.hosts, args.vms_per_host, args.repeat, args.seconds)
+            for _ in range(args.runs)]
+    print(f"farm: {args.hosts} hosts, {int(runs[0]['vm_rows'])} VM rows (templates and "
+          f"control domains included); {args.runs} run(s): median (min–max)")
+    print(f"{'call':<22}{'objects':>8}  {'cold ms':<26}{'warm ms':<26}{'server encode ms (warm)'}")
+    for cls in ("VM", "host", "SR"):
+        col = {k: [r[f"{cls}_{k}"] for r in runs]
+               for k in ("cold_ms", "warm_ms", "encode_warm_ms")}
+        print(f"{cls + '.get_all_records':<22}{int(runs[0][cls + '_rows']):>8}  "
+              f"{_spread(col['cold_ms']):<26}{_spread(col['warm_ms']):<26}"
+              f"{_spread(col['encode_warm_ms'])}")
+    for threads in (1, 8):
+        print(f"pool.get_master, {threads} client thread(s): "
+              f"{_spread([r[f'getter_{threads}'] for r in runs], '{:,.0f}')} calls/s")
 
 
 if __name__ == "__main__":

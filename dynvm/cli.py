@@ -55,8 +55,11 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             config = load_config(config_path)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-        metrics_dir = tempfile.mkdtemp(prefix="dynvm-metrics-")
-        stack.callback(shutil.rmtree, metrics_dir, True)
+        from dynvm import serving
+
+        # Only the master creates and removes it (workers unwind this stack as they exit).
+        metrics_dir = serving.make_metrics_dir()
+        stack.callback(serving.MasterOnly(shutil.rmtree, metrics_dir, True))
         # Set before any worker imports prometheus_client, so all of them share it.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         where = "an embedded simulated farm" if embedded else config_path
@@ -67,7 +70,7 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             "worker_class": "gthread",
             "threads": threads,
             "timeout": WORKER_TIMEOUT_SECS,
-            "graceful_timeout": 30,
+            "graceful_timeout": serving.GRACEFUL_TIMEOUT_SECS,
             "keepalive": 5,
             # gunicorn's own 414 is an HTML page; let lines up to its maximum reach
             # the app, which answers one line past dynvm.api.MAX_REQUEST_TARGET.
@@ -77,19 +80,15 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "dynvm",
-            "child_exit": _child_exit,
+            "post_fork": serving.post_fork,
+            "post_worker_init": serving.post_worker_init,
+            "worker_int": serving.worker_int,
+            "child_exit": serving.child_exit,
             "when_ready": lambda server: _banner(server, hosts, where),
             # gunicorn >= 25 would open a control socket under $HOME; dynvm does not use it.
             "control_socket_disable": True,
         }
         _gunicorn_app(os.path.abspath(config_path), options).run()
-
-
-def _child_exit(server: Any, worker: Any) -> None:
-    """Let /metrics forget a dead worker's live gauges (counters are kept)."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
 
 
 def _banner(server: Any, hosts: int, where: str) -> None:
@@ -134,16 +133,24 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
 def embedded_farm(state_dir: Path, speed: float,
                   deadline_secs: float = EMBEDDED_START_SECS) -> Iterator[str]:
     """Run a simulated farm as a child process; yield a service INI pointing at it."""
+    from dynvm import serving
+
+    owner = os.getpid()
     state_dir.mkdir(parents=True, exist_ok=True)
     state = state_dir.resolve()
     ini_out = state / "embedded-farm.ini"
     ini_out.unlink(missing_ok=True)
     log_path = state / "embedded-farm.log"
+    pid_file = state / "embedded-farm.pid"
+    _stop_stale_farm(pid_file)
     cmd = [sys.executable, "-m", "dynvm.sim.runner", "--hosts", str(EMBEDDED_HOSTS),
            "--speed", str(speed), "--ini-out", str(ini_out), "--port-base", "0"]
     with open(log_path, "wb") as log:
+        # The kernel kills the farm when this process dies, kill -9 included.
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+                                 stdin=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=serving.child_preexec(os.getpid()))
+    _write_atomic(pid_file, f"{child.pid} {os.getpid()}\n")
     try:
         sections = _wait_for_ini(child, ini_out, log_path, deadline_secs)
         service_ini = state / "dynvmservice.ini"
@@ -156,7 +163,30 @@ def embedded_farm(state_dir: Path, speed: float,
         click.echo(f"embedded simulated farm up (pid {child.pid}, log {log_path})")
         yield str(service_ini)
     finally:
-        _stop_child(child)
+        if os.getpid() == owner:  # not in a gunicorn worker unwinding this stack
+            _stop_child(child)
+            pid_file.unlink(missing_ok=True)
+
+
+def _stop_stale_farm(pid_file: Path) -> None:
+    """Stop a farm an earlier `dynvm serve` of this state dir left running.
+
+    Refuses when that `dynvm serve` still runs: two of them would share one store.
+    """
+    from dynvm import serving
+
+    try:
+        farm_pid, serve_pid = (int(x) for x in pid_file.read_text().split()[:2])
+    except (OSError, ValueError):
+        return
+    if serve_pid != os.getpid() and serving.pid_alive(serve_pid) and \
+            "serve" in serving.cmdline(serve_pid):
+        raise click.ClickException(
+            f"another dynvm serve (pid {serve_pid}) uses {pid_file.parent}; stop it first")
+    if "dynvm.sim.runner" in serving.cmdline(farm_pid):
+        click.echo(f"stopping a stale embedded farm (pid {farm_pid}) left by an earlier run")
+        serving.stop_pid(farm_pid)
+    pid_file.unlink(missing_ok=True)
 
 
 def _wait_for_ini(child: subprocess.Popen[bytes], ini_out: Path, log_path: Path,
@@ -229,9 +259,12 @@ def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bin
 
 @main.command("check-config")
 @click.argument("path", type=click.Path(dir_okay=False))
-def check_config(path: str) -> None:
+@click.option("--accept-removal", is_flag=True,
+              help="Let the running service take this file although it drops hosts that "
+                   "still hold leases (the confirmation covers this exact content).")
+def check_config(path: str, accept_removal: bool) -> None:
     """Validate a configuration file and summarise it."""
-    from dynvm.config import ConfigError, load_config
+    from dynvm.config import ConfigError, confirm_removal, load_config
 
     try:
         config = load_config(path)
@@ -239,6 +272,9 @@ def check_config(path: str) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(f"{path}: OK")
+    if accept_removal:
+        digest = confirm_removal(path)
+        click.echo(f"removal of hosts accepted for this content (sha256 {digest[:12]}…)")
     store = config.store
     where = store.sqlite_path if store.backend == "sqlite" else (
         store.couchbase.server if store.couchbase else "?")

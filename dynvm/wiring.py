@@ -11,10 +11,13 @@ from typing import Any
 
 from dynvm.config import ConfigWatcher
 from dynvm.core.background import Timings
+from dynvm.core.confguard import lease_guard
 from dynvm.core.service import Dynvm
 from dynvm.store.factory import open_store
 from dynvm.store.static_pool import open_static_pools
 from dynvm.xen import open_pool
+
+CONFIG_SETTLE_SECS = 2.0  # a changed INI file is read once unchanged for this long
 
 
 def build_service(config_path: str | None = None, *, timings: Timings | None = None,
@@ -23,9 +26,10 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     path = config_path or os.environ.get("DYNVM_CONFIG")
     if not path:
         raise RuntimeError("no configuration: pass a file or set DYNVM_CONFIG")
-    watcher = ConfigWatcher(path)
+    watcher = ConfigWatcher(path, settle_secs=CONFIG_SETTLE_SECS)
     cfg = watcher.current()
     store = open_store(cfg.store)
+    watcher.guard = lease_guard(store)
 
     def status() -> dict[str, Any]:
         return {"source": path, "generation": watcher.generation, "error": watcher.last_error}

@@ -21,6 +21,7 @@ from dynvm.api import legacy, metrics, ops
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
+from dynvm.store.base import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
@@ -136,6 +137,14 @@ def _install_error_handlers(app: Flask) -> None:
         log.log(logging.WARNING if exc.status >= 499 else logging.INFO,
                 "%d %s: %s", exc.status, _where(), echo(message, 2000))
         return _text(body, exc.status)
+
+    @app.errorhandler(StoreError)
+    def _store(exc: StoreError) -> Response:
+        # Locked, full, read-only or lost store: an outage to retry, never a 500.
+        metrics.FAILURES.labels("store_down").inc()
+        reason = " ".join(str(exc).split())[:200]
+        log.warning("503 %s: store unavailable: %s", request.full_path, reason)
+        return _text(f"Error: the state store is unavailable ({reason})", 503)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

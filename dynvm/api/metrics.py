@@ -7,7 +7,10 @@ so the numbers do not depend on which worker answers the scrape.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +20,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter(
     "dynvm_http_requests_total",
@@ -56,12 +64,39 @@ def core_event(kind: str) -> None:
         RECONCILED.labels(kind).inc()
 
 
+class WorkerFilesCollector:
+    """Sums the workers' sample files like MultiProcessCollector, skipping unreadable ones.
+
+    A worker that gunicorn just started (HUP, max_requests, a killed worker)
+    creates its file while a scrape may be reading the directory: that file is
+    empty for an instant, and a vanished worker's file may be gone. Either must
+    not turn a scrape into a 500; the file is read again at the next scrape.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[Metric]:
+        readable = []
+        for name in glob.glob(os.path.join(self.path, "*.db")):
+            try:
+                MmapedDict.read_all_values_from_file(name)
+            except Exception as exc:  # half-created or just removed: skip for this scrape
+                log.debug("metrics file %s skipped: %s", name, exc)
+                continue
+            readable.append(name)
+        return iter(MultiProcessCollector.merge(readable, accumulate=True))
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text, merged over worker processes when that is configured."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        registry.register(WorkerFilesCollector(path))
+        try:
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        except Exception:  # a file changed between the check and the merge: once more
+            log.debug("metrics merge raced a worker; retrying", exc_info=True)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

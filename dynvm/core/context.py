@@ -37,6 +37,10 @@ class Context:
     # Told the name of a noteworthy event ("adopted", "vanished", ...) for metrics.
     on_event: Callable[[str], None] = field(default=lambda _kind: None)
     _deployment: str | None = None
+    # Hosts a reload removed, kept so their leased VMs can still be destroyed.
+    retired_hosts: dict[int, HostConfig] = field(default_factory=dict)
+    # Set when the process is told to stop: builds in flight cancel, roll back, answer 503.
+    stopping: threading.Event = field(default_factory=threading.Event)
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _gates_lock: threading.Lock = field(default_factory=threading.Lock)
 

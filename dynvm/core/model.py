@@ -39,6 +39,18 @@ class StoreDown(DynvmError):
     status = 503
 
 
+class HostNotConfigured(DynvmError):
+    """A leased VM's host is no longer in the configuration: it cannot be destroyed."""
+
+    status = 409
+
+
+class ServiceStopping(DynvmError):
+    """The process is stopping: the request was cancelled and rolled back; retry."""
+
+    status = 503
+
+
 class NameInUse(DynvmError):
     """A VM of that name already exists: 409, nothing created."""
 

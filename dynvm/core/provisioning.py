@@ -36,7 +36,7 @@ from dynvm.core.ports import (
     XenError,
 )
 from dynvm.core.sshcheck import LoginRefused, ssh_login
-from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease
+from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
 
 log = logging.getLogger("dynvm.provisioning")
 
@@ -46,6 +46,10 @@ SSH_CHECK_SECS = 60.0
 
 class BuildFailed(Exception):
     """One VM could not be built; everything it had was cleaned up."""
+
+
+# Begins the reason of a build the store failed: the request answers 503, not 499/502.
+STORE_FAILED = "the state store failed during the build"
 
 
 @dataclass
@@ -183,6 +187,11 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 reason = str(exc)
                 _discard(ctx, job, vm, started, reason)
                 raise BuildFailed(f"{job.name}: {reason}") from exc
+            except StoreError as exc:
+                reason = f"{STORE_FAILED}: {' '.join(str(exc).split())[:200]}"
+                log.warning("%s: %s", job.name, reason)
+                _discard(ctx, job, vm, started, reason)
+                raise BuildFailed(reason) from exc
             except Exception as exc:
                 reason = f"internal error: {exc!r}"
                 log.exception("building %s", job.name)
@@ -259,7 +268,7 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
     """Build every job in parallel (each host throttles itself); never raises."""
     if not jobs:
         return [], []
-    cancel = threading.Event()
+    cancel = ctx.stopping  # a stopping process cancels its builds (they roll back)
     built: list[Built] = []
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=min(len(jobs), 64),

@@ -13,6 +13,7 @@ import re
 
 from dynvm.core import history, staticpool
 from dynvm.core.context import Context
+from dynvm.core.model import HostNotConfigured
 from dynvm.core.placement import views_of
 from dynvm.core.ports import (
     TAG_CREATED,
@@ -65,24 +66,29 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
                         previous: str | None) -> bool:
     """`previous` None: on failure, stay `releasing` and leave a retry mark."""
     cfg = ctx.config()
-    host = cfg.hosts.get(lease.host_ref)
+    # A host a reload removed is still reachable with the connection data it had.
+    host = cfg.hosts.get(lease.host_ref) or ctx.retired_hosts.get(lease.host_ref)
     started = ctx.clock()
-    if host is not None:
-        try:
-            ctx.pool(host).destroy(lease.vm_uuid)
-        except Exception as exc:
-            log.exception("releasing %s: destroy failed; will retry", lease.name)
-            if previous is None:
-                retry = lease.extra.get(RETRY_MARK) or {}
-                ctx.store.update_lease(lease.vm_uuid, extra={**lease.extra, RETRY_MARK: {
-                    "reason": retry.get("reason", reason), "error": str(exc)[:300],
-                    "attempts": int(retry.get("attempts", 0)) + 1, "last": ctx.clock()}})
-            else:
-                ctx.store.update_lease(lease.vm_uuid, state=previous)
-            raise
-    else:
-        log.warning("releasing %s: xenhost%d is no longer configured; forgetting the lease",
-                    lease.name, lease.host_ref)
+    if host is None:
+        # Forgetting the lease would leave the VM running with nobody to destroy it.
+        if previous is not None:
+            ctx.store.update_lease(lease.vm_uuid, state=previous)
+        raise HostNotConfigured(
+            f"Error: VM {lease.name} runs on xenhost{lease.host_ref}, which is no longer "
+            f"configured; it was left running and keeps its lease: put the [xenhost"
+            f"{lease.host_ref}] section back to release it")
+    try:
+        ctx.pool(host).destroy(lease.vm_uuid)
+    except Exception as exc:
+        log.exception("releasing %s: destroy failed; will retry", lease.name)
+        if previous is None:
+            retry = lease.extra.get(RETRY_MARK) or {}
+            ctx.store.update_lease(lease.vm_uuid, extra={**lease.extra, RETRY_MARK: {
+                "reason": retry.get("reason", reason), "error": str(exc)[:300],
+                "attempts": int(retry.get("attempts", 0)) + 1, "last": ctx.clock()}})
+        else:
+            ctx.store.update_lease(lease.vm_uuid, state=previous)
+        raise
     done = ctx.clock()
     try:
         doc = ctx.store.get_history(lease.vm_uuid)
@@ -207,10 +213,15 @@ def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool)
     cfg = ctx.config()
     minutes = min(minutes, cfg.expiry_minutes_max)
     changed = []
+    # Written now or refused (503), never queued in the outbox: a queued change would
+    # answer 404 now and be applied later anyway.
+    if getattr(ctx.store, "pending", lambda: 0)():
+        raise StoreUnavailable("earlier changes still wait in the outbox")
+    direct = getattr(ctx.store, "primary", ctx.store)
     for lease in leases_named(ctx, names):
         base = lease.created if from_created else ctx.clock()
         expires = base + minutes * 60
-        if ctx.store.update_lease(lease.vm_uuid, expires=expires) is None:
+        if direct.update_lease(lease.vm_uuid, expires=expires) is None:
             continue
         ctx.store.update_history(lease.vm_uuid, {"expired_time": float(expires)})
         host = cfg.hosts.get(lease.host_ref)

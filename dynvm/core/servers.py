@@ -24,11 +24,12 @@ from dynvm.core.model import (
     ServerResult,
     ServersRequest,
     ServersResult,
+    ServiceStopping,
     StoreDown,
 )
 from dynvm.core.networks import with_network
 from dynvm.core.placement import eligible_hosts, reserve
-from dynvm.core.provisioning import Built, Job, release_slot, run_jobs
+from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
 from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
 
@@ -198,6 +199,12 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             except Exception:
                 log.exception("rollback of %s failed; left for the background worker", b.name)
         reasons = "; ".join(r for _, r in failed)
+        if ctx.stopping.is_set():
+            raise ServiceStopping("Error: dynvm is stopping; the request was cancelled and "
+                                  "rolled back, retry it")
+        store_failed = next((r for _, r in failed if r.startswith(STORE_FAILED)), None)
+        if store_failed:
+            raise StoreDown(f"Error: {store_failed}; every VM of the request was destroyed")
         if req.all_or_none:
             raise AllOrNoneFailed(f"all vms couldn't be created successfully: {reasons}")
         raise ProvisionFailed(f"Error: no VM could be created: {reasons}")

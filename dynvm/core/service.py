@@ -28,6 +28,7 @@ from dynvm.core.model import (
     StoreDown,
 )
 from dynvm.core.placement import candidates, eligible_hosts, views_of
+from dynvm.core.probe import StoreProbe
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.release import names_for, release_matching, release_names, set_expiry
 from dynvm.core.staticpool import StaticPools
@@ -59,6 +60,7 @@ class Dynvm:
         self._synced: Config | None = None
         self._showall_memo: tuple | None = None
         self._lock = threading.Lock()
+        self.store_probe = StoreProbe(store)
 
     # -- plumbing -----------------------------------------------------------------
     def config(self) -> Config:
@@ -66,6 +68,12 @@ class Dynvm:
         if cfg is not self._synced:
             with self._lock:
                 if cfg is not self._synced:
+                    if self._synced is not None:
+                        for ref, hc in self._synced.hosts.items():
+                            if ref not in cfg.hosts:
+                                self.ctx.retired_hosts[ref] = hc
+                    for ref in cfg.hosts:
+                        self.ctx.retired_hosts.pop(ref, None)
                     self.registry.sync(cfg)
                     self._synced = cfg
         return cfg
@@ -193,12 +201,13 @@ class Dynvm:
         conf = dict(self._config_status())
         if conf.get("error"):
             status = "degraded"
-        try:
-            self.ctx.store.ping()
-            store = {"ok": True, "pending_outbox": getattr(self.ctx.store, "pending",
-                                                           lambda: 0)()}
-        except StoreError as exc:
-            store = {"ok": False, "error": str(exc)}
+        store = self.store_probe.check()  # read and write, bounded in time
+        if store["ok"]:
+            try:
+                store["pending_outbox"] = getattr(self.ctx.store, "pending", lambda: 0)()
+            except StoreError:
+                pass
+        else:
             status = "degraded"
         hosts = {}
         for hc in cfg.hosts.values():
@@ -211,6 +220,17 @@ class Dynvm:
         return {"status": status, "config": conf, "store": store, "hosts": hosts,
                 "instance": self.ctx.instance, "leader": self.background.is_leader,
                 "background_error": self.background.last_error}
+
+    def warm_up(self) -> None:
+        """Open the store and every pool's sessions and inventory (a fresh worker's first
+        request would otherwise pay for it); a host that fails is left for later."""
+        cfg = self._touch()
+        self.ctx.store.ping()
+        for hc in cfg.hosts.values():
+            try:
+                self.ctx.view(hc)
+            except Exception as exc:
+                log.warning("warm-up: xenhost%s not loaded: %s", hc.ref, exc)
 
     def close(self) -> None:
         if self._run_background:

@@ -261,6 +261,13 @@ class Store(abc.ABC):
     def ping(self) -> None:  # noqa: B027 - optional for backends with nothing to check
         """Raise StoreUnavailable if the backend cannot be reached."""
 
+    def ping_write(self) -> None:
+        """Raise StoreUnavailable if the backend cannot be written (locked, full, read-only).
+
+        Backends override it with a real, tiny write; by default a read is all we know.
+        """
+        self.ping()
+
     def close(self) -> None:  # noqa: B027 - optional for backends with nothing to release
         """Release connections."""
 

@@ -542,5 +542,8 @@ class CouchbaseStore(Store):
     def ping(self) -> None:
         self._get("dynvm::ping")
 
+    def ping_write(self) -> None:
+        self._io("upsert", self._k("dynvm::ping"), {"at": time.time()})
+
     def close(self) -> None:
         self._coll = None if self._factory is not None else self._coll

@@ -420,6 +420,9 @@ class ResilientStore(Store):
         self.primary.ping()
         self._try_replay()
 
+    def ping_write(self) -> None:
+        self.primary.ping_write()
+
     def close(self) -> None:
         self.primary.close()
         self._db.close()

@@ -10,7 +10,9 @@ cross a fork.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -30,7 +32,11 @@ from dynvm.store.base import (
     StoreUnavailable,
 )
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_SECS = 10.0
+# How often a process checks that the file it writes is still the one at its path.
+IDENTITY_CHECK_SECS = 1.0
 # Finished request records are kept this long, then pruned.
 REQUEST_KEEP_SECS = 7 * 24 * 3600.0
 REQUEST_PRUNE_EVERY_SECS = 3600.0
@@ -84,10 +90,27 @@ _UNAVAILABLE_HINTS = ("locked", "busy", "unable to open", "disk i/o", "readonly"
                       "disk is full", "no such table")
 
 
+def create_private(path: str) -> None:
+    """Create the store's directory 0700 and its file 0600 when they do not exist yet.
+
+    SQLite gives the -wal and -shm files the main file's permissions. Existing
+    directories (an operator's choice, or /tmp) are left as they are.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+
+
 def connect_sqlite(path: str, *, schema: str | None = None) -> sqlite3.Connection:
     """Open `path` in autocommit mode with WAL and a busy timeout (shared with the outbox)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    create_private(path)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None,
                            check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECS * 1000)}")
@@ -99,9 +122,17 @@ def connect_sqlite(path: str, *, schema: str | None = None) -> sqlite3.Connectio
     return conn
 
 
-def is_unavailable(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and any(
-        h in str(exc).lower() for h in _UNAVAILABLE_HINTS)
+def is_unavailable(exc: BaseException) -> bool:
+    """True for "the database cannot be used now" (locked, full, read-only, gone, damaged),
+    False for a mistake in a statement, which must surface as the bug it is."""
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError,
+                        sqlite3.InterfaceError)):
+        return False
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(h in str(exc).lower() for h in _UNAVAILABLE_HINTS)
+    return isinstance(exc, sqlite3.DatabaseError)  # "file is not a database", malformed...
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -119,11 +150,13 @@ class _ThreadConn:
     pile up until the process runs out of file handles.
     """
 
-    __slots__ = ("conn", "pid", "__weakref__")
+    __slots__ = ("conn", "pid", "identity", "__weakref__")
 
-    def __init__(self, conn: sqlite3.Connection, pid: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, pid: int,
+                 identity: tuple[int, int] | None) -> None:
         self.conn = conn
         self.pid = pid
+        self.identity = identity
 
     def __del__(self) -> None:
         with suppress(sqlite3.Error):
@@ -140,23 +173,75 @@ class SqliteDb:
         self._lock = threading.Lock()
         self._all: weakref.WeakSet[_ThreadConn] = weakref.WeakSet()  # for close()
         self._schema_pid: int | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
+        self._checked = 0.0
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_identity(self) -> None:
+        """Notice, within IDENTITY_CHECK_SECS, that the file was deleted or replaced.
+
+        SQLite keeps writing to the unlinked file otherwise, or refuses every
+        write as read-only: everything would be lost or the service stuck until
+        a restart. Every thread then reopens the file at the path, recreated
+        (empty) if it is gone.
+        """
+        now = time.monotonic()
+        if now - self._checked < IDENTITY_CHECK_SECS:
+            return
+        self._checked = now
+        current = self._file_identity()
+        if self._identity is not None and current != self._identity:
+            with self._lock:
+                if self._identity is not None and self._file_identity() != self._identity:
+                    log.error("SQLite store %s was %s; reopening it%s", self.path,
+                              "deleted" if current is None else "replaced",
+                              " (recreated empty)" if current is None else "")
+                    self._identity = None
+                    self._schema_pid = None  # the new file needs the schema
+
+    def _open(self) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
+        """Connect, recreating a deleted file (under a lock file, once across processes)."""
+        create_private(self.path + ".lock")
+        with open(self.path + ".lock", "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not os.path.exists(self.path):
+                    for leftover in ("-wal", "-shm"):  # of the deleted file, not of the new one
+                        with suppress(FileNotFoundError):
+                            os.unlink(self.path + leftover)
+                first = self._schema_pid != os.getpid()
+                conn = connect_sqlite(self.path, schema=self._schema if first else None)
+                return conn, self._file_identity()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def conn(self) -> sqlite3.Connection:
         pid = os.getpid()
+        self._check_identity()
         held = getattr(self._local, "held", None)
-        if held is not None and held.pid == pid:
+        if held is not None and held.pid == pid and held.identity == self._identity:
             return held.conn
-        # New thread, or first use after a fork: never reuse the parent's handle.
+        # New thread, first use after a fork, or a new file: never reuse an old handle.
         try:
             with self._lock:
-                first = self._schema_pid != pid
-                held = _ThreadConn(connect_sqlite(self.path, schema=self._schema if first else None),
-                                   pid)
+                conn, identity = self._open()
+                held = _ThreadConn(conn, pid, identity)
                 self._schema_pid = pid
+                self._identity = identity
                 self._all.add(held)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        old = getattr(self._local, "held", None)
         self._local.held = held
+        if old is not None and old.pid == pid:
+            with suppress(sqlite3.Error):
+                old.conn.close()
         return held.conn
 
     @contextmanager
@@ -166,28 +251,28 @@ class SqliteDb:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"SQLite store {self.path}: {_one_line(exc)}") from exc
         try:
             yield conn
         except BaseException as exc:
             _rollback(conn)
             # A full disk or an I/O error mid-transaction is an outage like any
             # other: the outbox queues on StoreUnavailable, not on sqlite3 errors.
-            if isinstance(exc, sqlite3.Error) and is_unavailable(exc):
-                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+            if isinstance(exc, (sqlite3.Error, OSError)) and is_unavailable(exc):
+                raise StoreUnavailable(f"SQLite store {self.path}: {_one_line(exc)}") from exc
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(conn)
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"SQLite store {self.path}: {_one_line(exc)}") from exc
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self.conn().execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             if is_unavailable(exc):
-                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+                raise StoreUnavailable(f"SQLite store {self.path}: {_one_line(exc)}") from exc
             raise
 
     def close(self) -> None:
@@ -198,6 +283,10 @@ class SqliteDb:
                     held.conn.close()
             self._schema_pid = None
         self._local = threading.local()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def _dumps(data: dict[str, Any]) -> str:
@@ -436,6 +525,13 @@ class SqliteStore(Store):
     # -- lifecycle --------------------------------------------------------------------
     def ping(self) -> None:
         self._db.query("SELECT 1")
+
+    def ping_write(self) -> None:
+        # A real write through the WAL: a full disk, a read-only or deleted file and a
+        # held write lock all fail here (the last after the busy timeout).
+        with self._db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO locks(name, holder, expires) VALUES (?,?,?)",
+                      ("dynvm-write-probe", f"pid {os.getpid()}", 0.0))
 
     def close(self) -> None:
         self._db.close()

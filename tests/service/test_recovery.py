@@ -17,7 +17,7 @@ def test_a_release_cut_short_is_finished(client, service, probe) -> None:
     assert len(probe.vms_named("cut")) == 1
     wait_until(lambda: probe.vms_named("cut") == [], timeout=15,
                what="the background worker to finish the release")
-    wait_until(lambda: service.ctx.store.leases(name="cut") == [], timeout=5,
+    wait_until(lambda: service.ctx.store.leases(name="cut") == [], timeout=30,
                what="the lease to be closed")
     doc = service.ctx.store.get_history(lease.vm_uuid)
     assert doc["state"] == "deleted" and "interruption" in doc["delete_reason"]

@@ -53,14 +53,14 @@ def test_unreachable_host_refuses_connections(farm: Farm) -> None:
 def test_slow_host(farm: Farm) -> None:
     master = farm.pools[0].master
     x = login(master.url).xenapi
-    control(farm, "POST", "/faults", {"kind": "slow", "host": master.name_label, "seconds": 0.3})
+    control(farm, "POST", "/faults", {"kind": "slow", "host": master.name_label, "seconds": 3.0})
     start = time.monotonic()
     x.pool.get_all()
-    assert time.monotonic() - start >= 0.29
+    assert time.monotonic() - start >= 2.99  # a delay can only make it later
     farm.set_slow(master.name_label, 0)
     start = time.monotonic()
     x.pool.get_all()
-    assert time.monotonic() - start < 0.25
+    assert time.monotonic() - start < 2.9  # no longer delayed (ample room for a busy CPU)
 
 
 def test_fail_next(farm: Farm, x: Any) -> None:
@@ -91,13 +91,14 @@ def test_dhcp_exhausted_windows_link_local_linux_nothing(farm: Farm, x: Any) -> 
     assert status == 200
     win = new_vm(x, "w", template="tmpl-win16dc - PATCHED (1)")
     lin = new_vm(x, "l", template="tmpl-cnt7.9")
-    x.VM.start(win, False, False)
+    # Linux first: its boot and address times are shorter, so its address event is
+    # due before the Windows one, and the farm's scheduler runs events in due order.
     x.VM.start(lin, False, False)
+    x.VM.start(win, False, False)
     ip = wait_for(lambda: guest_ip(x, win))
     assert ip.startswith("169.254.")
-    # The Linux guest boots (os_version appears) but never reports an address.
-    wait_for(lambda: x.VM.get_guest_metrics(lin) != "OpaqueRef:NULL")
-    time.sleep(0.1)  # well past the scaled address time (2 s / 1000)
+    # The Linux guest booted (os_version appears) but never reports an address.
+    assert x.VM.get_guest_metrics(lin) != "OpaqueRef:NULL"
     assert guest_ip(x, lin) is None
     farm.exhaust_dhcp("pool1", on=False)
     x.VM.hard_reboot(lin)

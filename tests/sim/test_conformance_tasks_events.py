@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import xmlrpc.client
 from typing import Any
 
@@ -18,7 +17,7 @@ NULL = "OpaqueRef:NULL"
 
 
 def finished(x: Any, task: str) -> dict[str, Any]:
-    wait_for(lambda: x.task.get_status(task) != "pending")
+    wait_for(lambda: x.task.get_status(task) != "pending", timeout=60)
     return x.task.get_record(task)
 
 
@@ -55,21 +54,18 @@ def test_async_failure_carries_error_info(farm: Farm, x: Any) -> None:
 
 def test_task_cancel() -> None:
     timing = fast_timing()
-    timing.speed = 1.0  # a 10 s Windows clone: only cancelling ends it quickly
+    timing.speed = 0.01  # a 1000 s Windows clone: only cancelling ends it in this test
     with Farm.generate(pools=1, hosts=1, timing=timing) as farm:
         x = login(farm.pools[0].master.url).xenapi
         tpl = x.VM.get_by_name_label("tmpl-win16dc - PATCHED (1)")[0]
         before = len(x.VM.get_all())
         task = x.Async.VM.clone(tpl, "never")
-        start = time.monotonic()
         # The clone's wait blocks neither the server nor the database.
         assert x.VM.get_name_label(tpl) == "tmpl-win16dc - PATCHED (1)"
         x.VM.set_name_description(tpl, "still served")
-        assert time.monotonic() - start < 1
         assert x.task.get_status(task) == "pending"
         x.task.cancel(task)
         rec = finished(x, task)
-        assert time.monotonic() - start < 3
         assert rec["status"] == "cancelled"
         assert rec["error_info"] == ["TASK_CANCELLED", task]
         assert len(x.VM.get_all()) == before
@@ -116,17 +112,22 @@ def test_event_from_blocks_until_a_change(farm: Farm, session: XenAPI.Session) -
     url = farm.pools[0].master.url
     changer_session = raw_login(url)
 
+    host = farm.pools[0].master.name_label
+    farm.reset_call_counts()
+
     def change() -> None:
-        time.sleep(0.3)
+        # Only once the long poll is being served: what it returns came after it.
+        def arrived() -> bool:  # the client may spell it event_from
+            counts = farm.call_counts().get(host, {})
+            return counts.get("event.from", 0) + counts.get("event_from", 0) >= 1
+
+        wait_for(arrived, timeout=60, what="the event.from call to arrive")
         raw_call(url, "VM.set_name_label", changer_session, vm, "woken")
 
     t = threading.Thread(target=change)
-    start = time.monotonic()
     t.start()
-    got = x.event_from(["vm"], token, 30.0)
-    elapsed = time.monotonic() - start
+    got = x.event_from(["vm"], token, 120.0)
     t.join()
-    assert 0.2 < elapsed < 10
     assert [e["snapshot"]["name_label"] for e in got["events"]] == ["woken"]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import time
 
 import pytest
 
@@ -267,11 +266,8 @@ def test_unknown_os_key():
         generate_pool("bad", 1, 0, os_keys=["beos"])
 
 
-def test_large_pool_is_fast_and_consistent():
-    start = time.perf_counter()
-    t = generate_pool("big", 20, 100)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
+def test_large_pool_is_consistent():
+    t = generate_pool("big", 20, 100)  # its speed is bench.sim_bench's business
     assert pool_summary(t)["running_vms"] == 2000
     assert dm.dangling_refs(t) == []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -212,10 +211,9 @@ def test_breaker_fails_fast_then_recovers() -> None:
         store.ping()
     coll.offline = False
     calls = coll.calls
-    started = time.monotonic()
     with pytest.raises(StoreUnavailable):
         store.ping()  # refused at once, without touching the cluster
-    assert coll.calls == calls and time.monotonic() - started < 0.1
+    assert coll.calls == calls
 
     def recovered() -> bool:
         try:
@@ -224,7 +222,7 @@ def test_breaker_fails_fast_then_recovers() -> None:
             return False
         return True
 
-    wait_until(recovered, timeout=5, what="the breaker to let calls through again")
+    wait_until(recovered, timeout=30, what="the breaker to let calls through again")
 
 
 def test_lazy_connect_failure_is_unavailable_and_retried() -> None:

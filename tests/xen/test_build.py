@@ -344,7 +344,7 @@ def test_cancel_during_a_task_leaves_nothing(slow_farm: Farm) -> None:
 
         t = threading.Thread(target=run)
         t.start()
-        wait_until(lambda: count_of(slow_farm, "Async.VM.clone") == 1, timeout=5)
+        wait_until(lambda: count_of(slow_farm, "Async.VM.clone") == 1, timeout=30)
         cancel.set()
         t.join(timeout=10)
         assert not t.is_alive()

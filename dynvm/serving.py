@@ -1,0 +1,227 @@
+"""Process supervision for `dynvm serve`: gunicorn hooks, the metrics directory, child death.
+
+Why these exist:
+
+- gunicorn forks workers from inside `Arbiter.run()`; a worker that exits
+  unwinds the master's Python stack, so any `with` block or ExitStack of
+  `dynvm serve` would run its cleanup in every exiting worker (a HUP used to
+  delete the Prometheus directory that way). Cleanups go through `MasterOnly`.
+- The Prometheus multiprocess directory is created and removed by the master
+  alone; a worker that dies is only marked dead (`child_exit`).
+- Children die with their parent through the kernel (`PR_SET_PDEATHSIG`), not
+  through a pipe: a pipe's write end is inherited by every process forked
+  later (the gunicorn workers), so the child would not see EOF while any of
+  them lives, and a child busy or stuck in a C call never reads the pipe; the
+  kernel signal needs neither a reader thread nor cooperation.
+- A stop cancels builds in flight so they answer 503 and roll back before
+  gunicorn's graceful timeout, instead of being SIGKILLed mid-reply.
+- Workers load their inventory and sessions before they accept a connection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("dynvm.serving")
+
+GRACEFUL_TIMEOUT_SECS = 10
+# On a graceful stop (TERM, HUP, max_requests) requests in flight may finish for this
+# long; then their builds are cancelled so they answer 503 before the master's SIGKILL.
+FINISH_BEFORE_CANCEL_SECS = 5.0
+WARM_UP_SECS = 60.0
+METRICS_PREFIX = "dynvm-metrics-"
+PR_SET_PDEATHSIG = 1
+
+
+# ---------------------------------------------------------------- dying with the parent
+
+
+def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies.
+
+    `parent` is the pid the caller expects as parent: if it already died before
+    the request took effect, exit now (the kernel would never signal).
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def child_preexec(parent: int) -> Callable[[], None]:
+    """A `preexec_fn` for subprocess: the child is killed when `parent` dies."""
+    def preexec() -> None:
+        die_with_parent(signal.SIGKILL, parent)
+    return preexec
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """TERM, then KILL after `timeout`; returns once the process is gone."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while pid_alive(pid) and not _reaped(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting for another process to exit, nothing to subscribe to
+        if not pid_alive(pid) or _reaped(pid):
+            return
+
+
+def _reaped(pid: int) -> bool:
+    """True when `pid` is our zombie child (reaps it) or gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+class MasterOnly:
+    """Wraps a cleanup so it runs only in the process that registered it.
+
+    gunicorn workers are forks of the master that unwind the master's stack
+    when they exit; without this guard they would run the master's cleanups.
+    """
+
+    def __init__(self, func: Callable[..., Any], *args: Any) -> None:
+        self.pid = os.getpid()
+        self.func, self.args = func, args
+
+    def __call__(self) -> None:
+        if os.getpid() == self.pid:
+            self.func(*self.args)
+
+
+# ---------------------------------------------------------------- Prometheus directory
+
+
+def make_metrics_dir() -> str:
+    """A fresh 0700 directory for this master, after removing those of dead masters."""
+    sweep_metrics_dirs()
+    return tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+
+
+def sweep_metrics_dirs(base: str | None = None) -> list[str]:
+    """Remove our metrics directories whose master is gone (a kill -9 leaves them)."""
+    root = Path(base or tempfile.gettempdir())
+    removed = []
+    try:
+        entries = list(root.glob(METRICS_PREFIX + "*"))
+    except OSError:
+        return removed
+    for path in entries:
+        pid_part = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_part.isdigit() or path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if not pid_alive(int(pid_part)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
+
+
+# ---------------------------------------------------------------- gunicorn hooks
+
+
+def _service(worker: Any) -> Any | None:
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", None) or {}
+    return extensions.get("dynvm")
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """A worker never outlives its master, even when the master is SIGKILLed."""
+    die_with_parent(signal.SIGKILL, server.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Warm the worker before it accepts, and cancel its builds when it is told to stop."""
+    service = _service(worker)
+    if service is None:
+        return
+    warm_up(service)
+    original = signal.getsignal(signal.SIGTERM)
+
+    def on_term(sig: int, frame: Any) -> None:
+        timer = threading.Timer(FINISH_BEFORE_CANCEL_SECS, stop_requests, (service,))
+        timer.daemon = True
+        timer.start()
+        if callable(original):
+            original(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def worker_int(worker: Any) -> None:
+    """Ctrl-C / quick stop: builds in flight are cancelled at once and answer 503."""
+    service = _service(worker)
+    if service is not None:
+        stop_requests(service)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Let /metrics forget a dead worker's live gauges (its counters are kept)."""
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def stop_requests(service: Any) -> None:
+    log.info("stopping: builds in flight are cancelled and rolled back")
+    service.ctx.stopping.set()
+
+
+def warm_up(service: Any, deadline_secs: float = WARM_UP_SECS) -> None:
+    """Open the store and every pool's sessions and inventory now, not on the first request.
+
+    Runs in a thread bounded by `deadline_secs`: an unreachable host must not
+    keep a worker from serving the others.
+    """
+    started = time.monotonic()
+
+    def load() -> None:
+        try:
+            service.warm_up()
+        except Exception:
+            log.exception("warm-up failed; the first requests will load what is missing")
+
+    thread = threading.Thread(target=load, name="dynvm-warm-up", daemon=True)
+    thread.start()
+    thread.join(deadline_secs)
+    log.info("worker warmed up in %.2fs%s", time.monotonic() - started,
+             "" if not thread.is_alive() else " (gave up waiting)")

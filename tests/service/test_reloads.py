@@ -1,0 +1,239 @@
+"""`dynvm serve` survives what operators do to it: HUP, worker restarts, kill -9, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from dynvm.sim import Farm
+from tests.service.conftest import FarmProbe, served, wait_until, write_ini
+
+pytestmark = pytest.mark.slow
+
+CLIENTS = 16
+
+
+def children(pid: int) -> set[int]:
+    """Live (non-zombie) processes whose parent is `pid`."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            out.add(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Load:
+    """CLIENTS threads asking read routes over fresh connections, counting every answer."""
+
+    ROUTES = ("/showall", "/getavailablecount/centos", "/health", "/metrics")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.answered = 0
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(CLIENTS)]
+
+    def _run(self, i: int) -> None:
+        n = 0
+        while not self.done.is_set():
+            route = self.ROUTES[(i + n) % len(self.ROUTES)]
+            n += 1
+            try:
+                r = requests.get(self.base + route, timeout=120,
+                                 headers={"Connection": "close"})
+                ok = r.status_code == 200
+                what = f"{route}: {r.status_code} {r.text[:200]}"
+            except requests.RequestException as exc:
+                ok, what = False, f"{route}: {exc!r}"
+            with self.lock:
+                self.answered += 1
+                if not ok:
+                    self.failures.append(what)
+
+    def count(self) -> int:
+        with self.lock:
+            return self.answered
+
+    def at_least(self, more: int) -> None:
+        """Wait until `more` further requests were answered (the service kept serving)."""
+        target = self.count() + more
+        wait_until(lambda: self.count() >= target, timeout=120, what=f"{more} more answers")
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=150)
+
+
+def test_hup_and_worker_term_under_load_fail_no_request(tmp_path, farm, clean_farm) -> None:
+    log = tmp_path / "serve.log"
+    with served(write_ini(tmp_path, farm), workers=2, log=log) as (base, proc):
+        wait_until(lambda: len(children(proc.pid)) == 2, timeout=60, what="two workers")
+        with Load(base) as load:
+            load.at_least(50)
+            before = children(proc.pid)
+            os.kill(proc.pid, signal.SIGHUP)
+            wait_until(lambda: len(children(proc.pid)) == 2 and
+                       not (children(proc.pid) & before), timeout=120,
+                       what="the workers to be replaced after HUP")
+            load.at_least(100)
+            victim = min(children(proc.pid))
+            os.kill(victim, signal.SIGTERM)
+            wait_until(lambda: victim not in children(proc.pid) and
+                       len(children(proc.pid)) == 2, timeout=120,
+                       what="gunicorn to replace the worker")
+            load.at_least(100)
+        assert proc.poll() is None, log.read_text()
+        assert load.failures == [], load.failures[:10]
+        metrics = requests.get(base + "/metrics", timeout=30)
+        assert metrics.status_code == 200
+        assert "dynvm_http_requests_total" in metrics.text
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+
+def test_workers_are_warm_before_their_first_request(tmp_path, farm, clean_farm) -> None:
+    log = tmp_path / "serve.log"
+    with served(write_ini(tmp_path, farm), workers=2, log=log) as (base, proc):
+        wait_until(lambda: log.read_text().count("worker warmed up") >= 2, timeout=60,
+                   what="both workers to warm up")
+        # The harness's readiness probe already hit one worker; from now on no request
+        # may make a worker read a pool's VMs: it has them already.
+        farm.reset_call_counts()
+        for _ in range(8):
+            assert requests.get(base + "/showall", timeout=30,
+                                headers={"Connection": "close"}).status_code == 200
+        reads = {m: n for per in farm.call_counts().values() for m, n in per.items()
+                 if m.endswith("get_all_records") or m.endswith("login_with_password")}
+        assert reads == {}, reads
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator:
+    """Start `dynvm serve` on its embedded farm in tmp_path; kill whatever is left after."""
+    started: list[subprocess.Popen] = []
+
+    def start(log_name: str) -> tuple[subprocess.Popen, int, Path]:
+        log = tmp_path / log_name
+        env = {k: v for k, v in os.environ.items() if k != "DYNVM_CONFIG"}
+        env.update(TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dynvm", "serve", "--bind", "127.0.0.1:0",
+                 "--workers", "2", "--sim-speed", "200"],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        started.append(proc)
+        m = wait_until(lambda: re.search(r"embedded simulated farm up \(pid (\d+)",
+                                         log.read_text()) or proc.poll() is not None,
+                       timeout=120, what="the embedded farm")
+        assert proc.poll() is None, log.read_text()
+        wait_until(lambda: "Listening at" in log.read_text(), timeout=120, what="gunicorn")
+        return proc, int(m.group(1)), log
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_kill_9_of_serve_leaves_no_process(embedded, tmp_path) -> None:
+    proc, farm_pid, log = embedded("serve.log")
+    wait_until(lambda: len(children(proc.pid)) >= 3, timeout=60, what="farm and workers")
+    family = children(proc.pid)
+    assert farm_pid in family
+    proc.kill()
+    proc.wait()
+    # PR_SET_PDEATHSIG: the kernel kills each of them as the parent dies; 5 s is plenty.
+    wait_until(lambda: not any(alive(p) for p in family), timeout=5,
+               what=f"every child of dynvm serve to die ({family})")
+
+
+def test_stale_farm_of_an_earlier_run_is_stopped(embedded, tmp_path) -> None:
+    state = tmp_path / ".dynvm"
+    state.mkdir()
+    # A farm of an earlier run whose `dynvm serve` is gone (as the code before
+    # PR_SET_PDEATHSIG left it), recorded in the pid file.
+    stale = subprocess.Popen(
+        [sys.executable, "-m", "dynvm.sim.runner", "--hosts", "1", "--speed", "200",
+         "--ini-out", str(state / "stale.ini"), "--port-base", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: (state / "stale.ini").exists(), timeout=60, what="the stale farm")
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (state / "embedded-farm.pid").write_text(f"{stale.pid} {dead.pid}\n")
+        proc, farm_pid, log = embedded("serve.log")
+        assert stale.wait(timeout=30) is not None
+        assert farm_pid != stale.pid
+        assert f"stale embedded farm (pid {stale.pid})" in log.read_text()
+        assert alive(farm_pid)
+        assert (state / "embedded-farm.pid").read_text().split()[0] == str(farm_pid)
+    finally:
+        if stale.poll() is None:
+            stale.kill()
+            stale.wait()
+
+
+def test_ctrl_c_answers_503_to_a_build_in_flight_and_rolls_it_back(tmp_path) -> None:
+    slow = Farm.generate(pools=1, hosts=1, speed=1).start()  # a build takes tens of seconds
+    probe = FarmProbe(slow)
+    log = tmp_path / "serve.log"
+    answer: dict = {}
+    try:
+        with served(write_ini(tmp_path, slow), workers=1, log=log) as (base, proc):
+            def ask() -> None:
+                try:
+                    r = requests.get(base + "/getservers/stopme?os=centos", timeout=120)
+                    answer.update(status=r.status_code, text=r.text)
+                except requests.RequestException as exc:
+                    answer.update(status=None, text=repr(exc))
+
+            client = threading.Thread(target=ask, daemon=True)
+            client.start()
+            wait_until(lambda: probe.vms_named("stopme"), timeout=60,
+                       what="the build to start")
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+            client.join(timeout=60)
+            assert proc.wait(timeout=60) is not None
+        assert answer.get("status") == 503, answer
+        assert "stopping" in answer["text"], answer
+        text = log.read_text()
+        assert "SIGKILL" not in text, text[-3000:]
+        wait_until(lambda: probe.vms_named("stopme") == [], timeout=60,
+                   what="the cancelled VM to be destroyed")
+    finally:
+        slow.stop()

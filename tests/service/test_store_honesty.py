@@ -1,0 +1,171 @@
+"""A misbehaving SQLite store: locked, hung, deleted. Every answer is an honest 503 or works.
+
+The store is dynvm's SQLite backend on a real file; the "other process"
+holding the write lock is a second SQLite connection, which SQLite locks
+exactly like another process. Xen is the simulator over real XML-RPC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dynvm.store.sqlite as sqlite_backend
+from dynvm.api import create_app
+from dynvm.core.service import Dynvm
+from dynvm.sim import Farm
+from dynvm.wiring import build_service
+from tests.service.conftest import FAST, FarmProbe, _release_everything, wait_until, write_ini
+
+
+@pytest.fixture
+def quick_busy(monkeypatch) -> None:
+    """A held lock is given up on after 0.3 s instead of 10 s, so the test runs quickly."""
+    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECS", 0.3)
+
+
+def _service(tmp_path: Path, farm: Farm) -> Dynvm:
+    return build_service(str(write_ini(tmp_path, farm)), timings=FAST)
+
+
+@pytest.fixture
+def svc(tmp_path, farm, clean_farm, quick_busy) -> Iterator[Dynvm]:
+    service = _service(tmp_path, farm)
+    try:
+        yield service
+    finally:
+        _release_everything(service)
+        service.close()
+
+
+class WriteLock:
+    """Another writer holding the database's write lock until released."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def __enter__(self) -> WriteLock:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+def _one_line_503(resp) -> str:
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 503, (resp.status_code, text)
+    assert "\n" not in text.strip() and text.startswith("Error:"), text
+    return text
+
+
+def test_locked_store_answers_503_and_never_applies_later(svc, tmp_path, probe) -> None:
+    client = create_app(service=svc).test_client()
+    r = client.get("/getservers/lockd?os=centos")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    before = svc.ctx.store.leases(name="lockd")[0].expires
+    with WriteLock(tmp_path / "dynvm.sqlite"):
+        _one_line_503(client.get("/getservers/lockd2?os=centos"))
+        assert probe.vms_named("lockd2") == []  # refused before any XenAPI write
+        text = _one_line_503(client.get("/setexpiry/lockd/5"))
+        assert "store" in text
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert json.loads(health.get_data(as_text=True))["store"]["ok"] is False
+        # Reads still work beside a writer (WAL).
+        assert client.get("/showall").status_code == 200
+        assert client.get("/getavailablecount/centos").status_code == 200
+    svc.ctx.store.ping()  # would replay anything queued
+    assert svc.ctx.store.leases(name="lockd")[0].expires == before  # the 503 meant "not done"
+    assert client.get("/health").status_code == 200
+
+
+def test_health_answers_in_bounded_time_when_the_store_hangs(tmp_path, farm, clean_farm,
+                                                             monkeypatch) -> None:
+    # The store waits "forever" (10 minutes) for the lock: /health must not.
+    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECS", 600.0)
+    service = _service(tmp_path, farm)
+    client = create_app(service=service).test_client()
+    try:
+        assert client.get("/health").status_code == 200
+        lock = WriteLock(tmp_path / "dynvm.sqlite").__enter__()
+        try:
+            health = client.get("/health")
+            body = json.loads(health.get_data(as_text=True))
+            assert health.status_code == 503
+            assert "did not answer" in body["store"]["error"], body
+            # A second check while the first probe still hangs shares its outcome.
+            again = json.loads(client.get("/health").get_data(as_text=True))
+            assert again["store"]["ok"] is False
+        finally:
+            lock.__exit__()
+        wait_until(lambda: client.get("/health").status_code == 200, timeout=60,
+                   what="the store to be healthy again")
+    finally:
+        service.close()
+
+
+def test_deleted_store_file_is_recreated_without_restart(svc, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sqlite_backend, "IDENTITY_CHECK_SECS", 0.0)
+    client = create_app(service=svc).test_client()
+    assert client.get("/getservers/del1?os=centos").status_code == 200
+    assert client.get("/releaseservers/del1").status_code == 200
+    db = tmp_path / "dynvm.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    r = client.get("/getservers/del2?os=centos")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert db.exists()
+    assert [lease.name for lease in svc.ctx.store.leases(name="del2")] == ["del2"]
+    assert client.get("/health").status_code == 200
+    assert client.get("/releaseservers/del2").status_code == 200
+
+
+def test_store_files_are_private(tmp_path) -> None:
+    path = tmp_path / "state" / "sub" / "dynvm.sqlite"
+    store = sqlite_backend.SqliteStore(str(path))
+    try:
+        store.ping_write()
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        for f in path.parent.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    finally:
+        store.close()
+
+
+def test_store_failing_mid_build_answers_503_and_leaves_no_vm(tmp_path, quick_busy) -> None:
+    slow = Farm.generate(pools=1, hosts=1, speed=1).start()  # a clone takes 5 s
+    probe = FarmProbe(slow)
+    service = _service(tmp_path, slow)
+    client = create_app(service=service).test_client()
+    answer: dict = {}
+    try:
+        def ask() -> None:
+            r = client.get("/getservers/midway?os=centos")
+            answer.update(status=r.status_code, text=r.get_data(as_text=True))
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        # Room is reserved and the clone (a XenAPI write) is under way; the lease is
+        # written when it is done, and that write finds the store locked.
+        wait_until(lambda: service.ctx.store.reservations(), timeout=120,
+                   what="the build to reserve room")
+        assert not service.ctx.store.leases(name="midway")
+        with WriteLock(tmp_path / "dynvm.sqlite"):
+            asker.join(timeout=300)
+        assert answer.get("status") == 503, answer
+        assert "store" in answer["text"], answer
+        wait_until(lambda: probe.vms_named("midway") == [], timeout=60,
+                   what="the half-built VM to be destroyed")
+    finally:
+        _release_everything(service)
+        service.close()
+        slow.stop()
