@@ -127,6 +127,10 @@ class RequestRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+# `update_doc` callback: given the current document (None if missing), return
+# the new one, or None to delete it. It may run more than once (CAS retries).
+DocEdit = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
 # `free_slots` callback for Store.reserve: given the live reservations on a
 # member host, how many more VMs of the wanted kind fit there now.
 FreeSlots = Callable[[list[Reservation]], int]
@@ -234,6 +238,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def leader(self, name: str) -> str | None:
         """Current holder of the lock, or None if free or lapsed."""
+
+    # -- operator documents (host drain, maintenance runs) --------------------------
+    @abc.abstractmethod
+    def get_doc(self, key: str) -> dict[str, Any] | None:
+        """A small JSON document of dynvm's own state by key, or None."""
+
+    @abc.abstractmethod
+    def update_doc(self, key: str, edit: DocEdit) -> dict[str, Any] | None:
+        """Atomically replace the document by `edit(current)` (None deletes it).
+
+        Returns what was stored (None when deleted or left missing). Two
+        processes editing at once never lose each other's change.
+        """
 
     # -- lifecycle -----------------------------------------------------------------
     def ping(self) -> None:  # noqa: B027 - optional for backends with nothing to check

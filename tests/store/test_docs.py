@@ -1,0 +1,28 @@
+"""Operator documents (host drain, maintenance runs): the contract on every backend."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from dynvm.store.base import Store
+
+
+def test_doc_create_read_replace_delete(store: Store) -> None:
+    assert store.get_doc("hosts") is None
+    assert store.update_doc("hosts", lambda d: {"drained": {"1": {"by": "ops"}}}) == {
+        "drained": {"1": {"by": "ops"}}}
+    assert store.get_doc("hosts") == {"drained": {"1": {"by": "ops"}}}
+    store.update_doc("hosts", lambda d: {**(d or {}), "n": 2})
+    assert store.get_doc("hosts") == {"drained": {"1": {"by": "ops"}}, "n": 2}
+    assert store.update_doc("hosts", lambda d: None) is None
+    assert store.get_doc("hosts") is None
+    assert store.update_doc("missing", lambda d: None) is None
+
+
+def test_doc_updates_from_many_threads_lose_nothing(store: Store) -> None:
+    def add(i: int) -> None:
+        store.update_doc("counter", lambda d: {"items": sorted({*(d or {}).get("items", []), i})})
+
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(add, range(24)))
+    assert store.get_doc("counter") == {"items": list(range(24))}
