@@ -22,8 +22,8 @@ from typing import Any
 
 from dynvm.store.base import (
     LEASE_ACTIVE,
-    FreeSlots,
     DocEdit,
+    FreeSlots,
     Lease,
     RequestRecord,
     Reservation,
