@@ -248,5 +248,13 @@ def check_config(path: str) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
+# ---------------------------------------------------------------- hosts, maintenance
+
+from dynvm.cli_maintenance import hosts, maintenance  # noqa: E402 - registered after main
+
+main.add_command(hosts)
+main.add_command(maintenance)
+
+
 if __name__ == "__main__":
     main()

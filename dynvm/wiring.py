@@ -14,6 +14,7 @@ from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm
 from dynvm.store.factory import open_store
 from dynvm.xen import open_pool
+from dynvm.xen.maintenance import XenMaintenance
 
 
 def build_service(config_path: str | None = None, *, timings: Timings | None = None,
@@ -32,5 +33,7 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     ttl = cfg.leader_ttl_secs
     timings = timings or Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
                                  reconcile_every=ttl)
-    return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
-                 background=background)
+    service = Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
+                    background=background)
+    service.maintenance_port = lambda host: XenMaintenance(service.registry.get(host))
+    return service

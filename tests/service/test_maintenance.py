@@ -1,0 +1,163 @@
+"""Host maintenance against the simulator: drain, placement exclusion, dry run, refusal.
+
+A pool of 4 hosts on shared storage with 48 foreign guests plus 12 dynvm VMs
+(N+1 but not N+2), driven through the official XenAPI client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.maintenance_pool import SHARED_SR, maintenance_pool
+from dynvm.cli import main
+from dynvm.core.capacity import host_key
+from dynvm.core.maintenance import state as S
+from dynvm.core.model import ServersRequest
+from dynvm.core.service import Dynvm
+from dynvm.sim import Farm
+from dynvm.wiring import build_service
+from tests.service.conftest import FAST, SPEED, write_ini
+
+READ_PREFIXES = ("session.", "event.")
+
+
+def write_calls(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Calls that change something: anything but getters, sessions and events."""
+    out: dict[str, int] = {}
+    for per_host in counts.values():
+        for method, n in per_host.items():
+            base = method.removeprefix("Async.")
+            verb = base.split(".", 1)[-1]
+            if base.startswith(READ_PREFIXES) or verb.startswith("get_"):
+                continue
+            out[method] = out.get(method, 0) + n
+    return out
+
+
+@pytest.fixture(scope="module")
+def mfarm() -> Iterator[Farm]:
+    f = Farm([("pool1", maintenance_pool())], speed=SPEED).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def ini(tmp_path: Path, mfarm: Farm) -> Path:
+    return write_ini(tmp_path, mfarm, hosts=mfarm.ini_sections(storage_name=SHARED_SR))
+
+
+@pytest.fixture
+def svc(ini: Path) -> Iterator[Dynvm]:
+    s = build_service(str(ini), timings=FAST)
+    try:
+        yield s
+    finally:
+        from dynvm.core.release import release_lease
+
+        for lease in s.ctx.store.leases():
+            release_lease(s.ctx, lease, reason="test teardown")
+        s.close()
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
+    svc.get_servers(ServersRequest(name="dry", count=12))
+    before = S.get_status(svc.ctx.store, 1)
+    mfarm.reset_call_counts()
+    result = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("dynvm plan (auto): 4 host(s)")
+    assert lines[1].startswith("1. xenhost1-1:")  # the master first
+    assert any(" migrate dry" in line and "free GiB:" in line for line in lines)
+    assert "dry run: nothing changed" in result.output
+    assert write_calls(mfarm.call_counts()) == {}
+    assert S.get_status(svc.ctx.store, 1) == before
+    assert svc.ctx.store.leader(S.lock_name(1)) is None
+
+    as_json = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
+                                        "--json"])
+    plan = json.loads(as_json.output)
+    assert plan["ok"] and plan["migrations"] > 0 and plan["hosts"][0]["host"] == "xenhost1-1"
+    assert write_calls(mfarm.call_counts()) == {}
+
+
+def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path) -> None:
+    before = svc.available("centos", frozenset(), False).count
+    assert before > 0
+    out = CliRunner().invoke(main, ["hosts", "--config", str(ini), "drain", "1"])
+    assert out.exit_code == 0, out.output
+    # Another process (a fresh core on the same store) sees it.
+    other = build_service(str(ini), background=False)
+    try:
+        assert other.available("centos", frozenset(), False).count == 0
+        listing = CliRunner().invoke(main, ["hosts", "--config", str(ini), "--json"])
+        report = json.loads(listing.output)
+        assert report[0]["drained"] is True and report[0]["drained_by"] == "store"
+        assert len(report[0]["members"]) == 4
+        assert sum(m["vms"] for m in report[0]["members"]) >= 48
+    finally:
+        other.close()
+    from dynvm.core.model import NoCapacity
+
+    with pytest.raises(NoCapacity):
+        svc.get_servers(ServersRequest(name="drained", count=1))
+    out = CliRunner().invoke(main, ["hosts", "--config", str(ini), "undrain", "1"])
+    assert out.exit_code == 0, out.output
+    assert svc.available("centos", frozenset(), False).count == before
+    bad = CliRunner().invoke(main, ["hosts", "--config", str(ini), "drain", "9"])
+    assert bad.exit_code == 2 and "xenhost9" in bad.output
+
+
+def test_host_in_maintenance_takes_no_vm_and_is_not_counted(svc: Dynvm) -> None:
+    view = svc.ctx.view(svc.config().hosts[1])
+    member = sorted(view.hosts, key=lambda h: h.name_label)[1]
+    before = svc.available("centos", frozenset(), False).count
+    S.set_in_maintenance(svc.ctx.store, host_key(1, member.uuid), True, "test")
+    try:
+        during = svc.available("centos", frozenset(), False).count
+        assert 0 < during < before
+        got = svc.get_servers(ServersRequest(name="avoid", count=6))
+        leases = [svc.ctx.store.get_lease(r.vm_uuid) for r in got.servers]
+        assert len(leases) == 6
+        assert all(lease is not None and lease.host_uuid != member.uuid for lease in leases)
+    finally:
+        S.set_in_maintenance(svc.ctx.store, host_key(1, member.uuid), False)
+
+
+def test_api_routes(svc: Dynvm) -> None:
+    from dynvm.api import create_app
+
+    client = create_app(service=svc).test_client()
+    hosts = client.get("/hosts").get_json()
+    assert hosts[0]["ref"] == 1 and not hosts[0]["drained"]
+    assert client.post("/hosts/1/drain").get_json()["drained"] is True
+    assert client.get("/hosts").get_json()[0]["drained"] is True
+    assert client.post("/hosts/1/undrain").get_json()["drained"] is False
+    assert client.post("/hosts/7/drain").status_code == 400
+    dry = client.post("/maintenance/1", json={"execute": False, "parallel": 2})
+    assert dry.status_code == 200 and dry.get_json()["plan"]["ok"]
+    assert client.post("/maintenance/1", json={"parallel": 0}).status_code == 400
+    assert client.post("/maintenance/1", json={"execute": "yes"}).status_code == 400
+    assert client.post("/maintenance/1", json={"bogus": 1}).status_code == 400
+    assert client.get("/maintenance").status_code == 200
+    assert "maintenance" in client.get("/health").get_json()
+
+
+def test_pool_not_n_plus_1_is_refused(tmp_path: Path) -> None:
+    tight = maintenance_pool(hosts=2, vms_per_host=12, host_memory_gib=64)
+    with Farm([("tight", tight)], speed=SPEED).start() as farm:
+        ini = write_ini(tmp_path, farm, hosts=farm.ini_sections(storage_name=SHARED_SR))
+        farm.reset_call_counts()
+        out = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
+                                        "--exec"])
+        assert out.exit_code == 2, out.output
+        assert "not N+1" in out.output and "xenhost1-1 lacks" in out.output
+        assert "GiB" in out.output
+        assert write_calls(farm.call_counts()) == {}
