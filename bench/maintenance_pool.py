@@ -41,10 +41,10 @@ def shared_storage(t: Tables, name: str = SHARED_SR) -> None:
 
 
 def maintenance_pool(name: str = "pool1", hosts: int = 4, vms_per_host: int = 12,
-                     host_memory_gib: int = 96, host_cpus: int = 192) -> Tables:
+                     host_memory_gib: int = 104, host_cpus: int = 192) -> Tables:
     """Hosts with `vms_per_host` foreign guests each on shared storage.
 
-    With the defaults (12 guests of about 4 GiB on 96 GiB hosts) the pool is
+    With the defaults (12 guests of about 4 GiB on 104 GiB hosts) the pool is
     N+2; three dynvm VMs of 4 GiB more per host make it N+1 but not N+2.
     """
     t = generate_pool(name, hosts, vms_per_host, host_memory_gib=host_memory_gib,

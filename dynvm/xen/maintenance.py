@@ -129,13 +129,28 @@ class XenMaintenance:
     def designate_master(self, host_uuid: str) -> None:
         self._call("pool.designate_new_master", self._host_ref(host_uuid))
 
-    def migrate(self, vm_uuid: str, host_uuid: str) -> None:
+    def migrate(self, vm_uuid: str, host_uuid: str) -> bool:
         try:
             self.pool.inventory.ensure(60.0)  # task events wake the wait below
         except XenError:
             pass  # the wait falls back to polling the task
-        self.pool.run_task("Async.VM.pool_migrate", self._vm_ref(vm_uuid),
-                           self._host_ref(host_uuid), {"live": "true"}, timeout=MIGRATE_TIMEOUT)
+        try:
+            vm = self._vm_ref(vm_uuid)
+            self.pool.run_task("Async.VM.pool_migrate", vm, self._host_ref(host_uuid),
+                               {"live": "true"}, timeout=MIGRATE_TIMEOUT)
+        except XenError as exc:
+            if exc.code in ("UUID_INVALID", "HANDLE_INVALID"):
+                return False  # released meanwhile: nothing left to move
+            if exc.code == "VM_BAD_POWER_STATE" and not self._running(vm_uuid):
+                return False
+            raise
+        return True
+
+    def _running(self, vm_uuid: str) -> bool:
+        try:
+            return self._call("VM.get_power_state", self._vm_ref(vm_uuid)) in ("Running", "Paused")
+        except XenError:
+            return False
 
     def reboot(self, host_uuid: str) -> None:
         self._call("host.reboot", self._host_ref(host_uuid))

@@ -133,11 +133,16 @@ def _stays(vm: PlanVm, strategy: str, now: float, drain_window: float) -> bool:
 
 def plan_reboot(hosts: Sequence[PlanHost], vms: Iterable[PlanVm], *, strategy: str = "auto",
                 drain_window: float = 0.0, now: float = 0.0,
-                done: Iterable[str] = ()) -> Plan:
-    """dynvm's rolling-reboot plan; `done` = hosts already rebooted in this run (a resume)."""
+                done: Iterable[str] = (), order: Sequence[str] | None = None) -> Plan:
+    """dynvm's rolling-reboot plan.
+
+    `done`: hosts already rebooted in this run; `order`: the run's host order
+    (uuids) once it has started, as the master role moves while it runs.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
-    return _plan("dynvm", strategy, hosts, list(vms), drain_window, now, set(done), smart=True)
+    return _plan("dynvm", strategy, hosts, list(vms), drain_window, now, set(done), smart=True,
+                 order=order)
 
 
 def plan_plain(hosts: Sequence[PlanHost], vms: Iterable[PlanVm]) -> Plan:
@@ -146,8 +151,12 @@ def plan_plain(hosts: Sequence[PlanHost], vms: Iterable[PlanVm]) -> Plan:
 
 
 def _plan(kind: str, strategy: str, hosts: Sequence[PlanHost], vms: list[PlanVm],
-          drain_window: float, now: float, done: set[str], *, smart: bool) -> Plan:
+          drain_window: float, now: float, done: set[str], *, smart: bool,
+          order: Sequence[str] | None = None) -> Plan:
     ordered = host_order(hosts)
+    if order:
+        rank = {u: i for i, u in enumerate(order)}
+        ordered.sort(key=lambda h: rank.get(h.uuid, len(rank)))
     names = {h.uuid: h.name for h in ordered}
     position = {h.uuid: i for i, h in enumerate(ordered)}
     free = {h.uuid: h.memory_free for h in ordered}

@@ -23,11 +23,11 @@ from dynvm.config import HostConfig
 from dynvm.core.capacity import host_key
 from dynvm.core.context import Context
 from dynvm.core.maintenance import state as S
-from dynvm.core.maintenance.plan import Plan, PlanHost, PlanVm, host_order, plan_reboot
+from dynvm.core.maintenance.plan import GIB, Plan, PlanHost, PlanVm, host_order, plan_reboot
 from dynvm.core.maintenance.ports import HaState, MaintenancePort, PoolState
 from dynvm.core.ports import XenError
 from dynvm.core.release import release_lease
-from dynvm.store.base import LEASE_ACTIVE, LEASE_READY
+from dynvm.store.base import LEASE_ACTIVE, LEASE_READY, Reservation
 
 log = logging.getLogger("dynvm.maintenance")
 
@@ -77,7 +77,8 @@ class RollingReboot:
         self._status_lock = threading.Lock()
 
     # -- planning ---------------------------------------------------------------------
-    def plan(self, pool: PoolState | None = None, done: list[str] | None = None) -> Plan:
+    def plan(self, pool: PoolState | None = None, done: list[str] | None = None,
+             order: list[str] | None = None) -> Plan:
         """The whole plan from the pool as it is now (hosts in `done` are skipped)."""
         pool = pool or self.port.state()
         if done is None:
@@ -85,7 +86,15 @@ class RollingReboot:
             done = list(previous.get("hosts_done", [])) if previous and \
                 previous.get("state") != "done" else []
         leases = {lease.vm_uuid: lease for lease in self.ctx.store.leases()}
-        hosts = [PlanHost(h.uuid, h.name, h.memory_free, h.memory_total, h.is_master)
+        # Room held for VMs being built (or moved by this run) that XAPI does not show yet.
+        running = {(v.host, v.uuid) for v in pool.vms}
+        held: dict[str, float] = {}
+        for r in self.ctx.store.reservations():
+            ref, _, member = r.host_key.partition("/")
+            if ref == str(self.ref) and (member, r.vm_uuid) not in running:
+                held[member] = held.get(member, 0.0) + r.memory_gib
+        hosts = [PlanHost(h.uuid, h.name, h.memory_free - int(held.get(h.uuid, 0.0) * GIB),
+                          h.memory_total, h.is_master)
                  for h in pool.hosts]
         vms = []
         for v in pool.vms:
@@ -96,7 +105,7 @@ class RollingReboot:
                 warm=bool(lease and lease.state == LEASE_READY)))
         return plan_reboot(hosts, vms, strategy=self.opts.strategy,
                            drain_window=self.opts.drain_timeout, now=self.ctx.clock(),
-                           done=done)
+                           done=done, order=order)
 
     # -- status -------------------------------------------------------------------------
     def _status(self, event: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -146,7 +155,8 @@ class RollingReboot:
                         and previous.get("hosts_done") is not None
                         and previous.get("execute"))
         done = list(previous.get("hosts_done", [])) if resuming and previous else []
-        plan = self.plan(pool, done)
+        order = list(previous.get("order_uuids", [])) if resuming and previous else None
+        plan = self.plan(pool, done, order or None)
         if not self.opts.execute:
             return plan
         if not plan.ok:
@@ -160,9 +170,13 @@ class RollingReboot:
         return plan
 
     def _execute(self, pool: PoolState, plan: Plan, previous: dict[str, Any] | None) -> None:
-        order = [h.uuid for h in host_order([PlanHost(h.uuid, h.name, h.memory_free,
-                                                      h.memory_total, h.is_master)
-                                             for h in pool.hosts])]
+        # The order is fixed at the start: the master role moves during the run.
+        order = list(previous.get("order_uuids", [])) if previous else []
+        if not order:
+            order = [h.uuid for h in host_order([PlanHost(h.uuid, h.name, h.memory_free,
+                                                          h.memory_total, h.is_master)
+                                                 for h in pool.hosts])]
+        self.order = order
         names = {h.uuid: h.name for h in pool.hosts}
         master = next((h.uuid for h in pool.hosts if h.is_master), order[0])
         if previous:
@@ -183,6 +197,7 @@ class RollingReboot:
                          run=run_id, state="running", execute=True, holder=self.holder,
                          strategy=self.opts.strategy, parallel=self.opts.parallel,
                          started=time.time(), order=[names[u] for u in order],
+                         order_uuids=order,
                          original_master=master, ha=ha.to_dict(), ha_off=False,
                          hosts_done=[], host=None, host_name=None, step="start",
                          migrations_done=0, migrations_total=len(plan.migrations),
@@ -277,7 +292,7 @@ class RollingReboot:
     def _evacuate(self, h: str, name: str, done: list[str], migrations_done: int) -> int:
         for _attempt in range(3):
             pool = self._wait_state()
-            plan = self.plan(pool, done)
+            plan = self.plan(pool, done, self.order)
             step = next((s for s in plan.hosts if s.host == h), None)
             own = [p for p in plan.problems if f" on {name} " in p or f"evacuating {name} " in p]
             if own:
@@ -304,10 +319,21 @@ class RollingReboot:
                 self._status(f"{name}: migrating {len(step.migrations)} VM(s), "
                              f"{self.opts.parallel} at a time", step="migrate")
                 counter = [migrations_done]
+                holds = self._hold_room(step.migrations)
 
                 def move(m: Any, counter: list[int] = counter, plan: Plan = plan) -> None:
                     self._check()
-                    self.port.migrate(m.vm, m.dst)
+                    try:
+                        if not self.port.migrate(m.vm, m.dst):
+                            log.info("xenhost%d maintenance: %s is gone, not moved", self.ref,
+                                     m.name)
+                    except XenError as exc:
+                        if exc.code != "HOST_NOT_ENOUGH_FREE_MEMORY":
+                            raise
+                        # Filled meanwhile by something else: the next round re-plans it.
+                        log.warning("xenhost%d maintenance: %s not moved to %s: %s", self.ref,
+                                    m.name, plan.names.get(m.dst, m.dst), exc)
+                        return
                     with self._status_lock:
                         counter[0] += 1
                         n = counter[0]
@@ -315,10 +341,13 @@ class RollingReboot:
                     log.info("xenhost%d maintenance: %s %s -> %s done (%d)", self.ref, m.name,
                              name, plan.names.get(m.dst, m.dst), n)
 
-                with ThreadPoolExecutor(max(self.opts.parallel, 1),
-                                        thread_name_prefix="dynvm-migrate") as ex:
-                    for f in [ex.submit(move, m) for m in step.migrations]:
-                        f.result()
+                try:
+                    with ThreadPoolExecutor(max(self.opts.parallel, 1),
+                                            thread_name_prefix="dynvm-migrate") as ex:
+                        for f in [ex.submit(move, m) for m in step.migrations]:
+                            f.result()
+                finally:
+                    self.ctx.store.drop_reservations(holds)
                 migrations_done = counter[0]
             left = [v for v in self._wait_state().vms if v.host == h]
             if not left:
@@ -328,6 +357,26 @@ class RollingReboot:
             raise MaintenanceFailed(f"{name} still runs {', '.join(v.name for v in left)}; "
                                     f"not rebooting it")
         return migrations_done
+
+    def _hold_room(self, migrations: list[Any]) -> str:
+        """Reserve the targets' memory in the store, so placement does not take it meanwhile.
+
+        Each reservation names the VM it is for: once the VM shows on its target
+        the capacity formula stops counting it twice.
+        """
+        request_id = f"maintenance-{self.run_id}-{uuid.uuid4().hex[:6]}"
+        now = time.time()
+        by_target: dict[str, list[Reservation]] = {}
+        for m in migrations:
+            by_target.setdefault(m.dst, []).append(Reservation(
+                id=uuid.uuid4().hex, host_key=host_key(self.ref, m.dst), request_id=request_id,
+                os="maintenance", vcpus=0, memory_gib=m.memory / GIB, disk_gib=0.0,
+                created=now, expires=now + self.opts.reboot_timeout, vm_uuid=m.vm))
+        for dst, wanted in by_target.items():
+            count = len(wanted)
+            self.ctx.store.reserve(host_key(self.ref, dst), wanted,
+                                   lambda live, count=count: count)  # type: ignore[misc]
+        return request_id
 
     def _hand_over_master(self, h: str, names: dict[str, str], done: list[str]) -> None:
         """The pool stays managed while its master reboots: another live host takes over."""
