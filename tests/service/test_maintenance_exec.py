@@ -48,6 +48,8 @@ class Watcher:
         self.down_order: list[str] = []  # hosts as they went down, once per reboot
         self._down: set[str] = set()
         self.expected: dict[str, str] = {}
+        self.moves: dict[str, int] = {}  # VM uuid -> times its resident host changed
+        self._where: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.errors: list[str] = []
@@ -89,6 +91,14 @@ class Watcher:
             while not self._stop.is_set():
                 vms, hosts, metrics = self.records()
                 by_uuid = {r["uuid"]: r for r in vms.values()}
+                for r in by_uuid.values():
+                    if r["is_control_domain"] or r["is_a_template"] or \
+                            r["power_state"] != "Running":
+                        continue  # a VM being shut down and destroyed is not moving
+                    was = self._where.get(r["uuid"])
+                    if was is not None and was != r["resident_on"]:
+                        self.moves[r["uuid"]] = self.moves.get(r["uuid"], 0) + 1
+                    self._where[r["uuid"]] = r["resident_on"]
                 for u, name in self.expected.items():
                     rec = by_uuid.get(u)
                     if rec is None:
@@ -255,3 +265,51 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     enabled, config = ha_state(w)
     assert enabled and config.get("timeout") == "180"
     assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+
+
+def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
+        tmp_path: Path, rfarm: Farm) -> None:
+    ini = write_ini(tmp_path, rfarm, hosts=rfarm.ini_sections(storage_name=SHARED_SR),
+                    extra="\n[pool centos]\nready=2\n")
+    svc = build_service(str(ini), timings=FAST)
+    try:
+        from dynvm.store.base import LEASE_READY
+
+        svc.get_servers(ServersRequest(name="short", count=2))
+        svc.get_servers(ServersRequest(name="long", count=2))
+        # The background worker fills the warm pool.
+        warm = wait_until(lambda: len(svc.ctx.store.leases(state=LEASE_READY)) == 2 and
+                          svc.ctx.store.leases(state=LEASE_READY), timeout=60,
+                          what="two warm VMs")
+        warm_uuids = {lease.vm_uuid for lease in warm}
+        short = {lease.vm_uuid for lease in svc.ctx.store.leases()
+                 if lease.name.startswith("short")}
+        for u in short:  # ends within the drain window
+            svc.ctx.store.update_lease(u, expires=time.time() + 3)
+        w = Watcher(rfarm)
+        w.start({})
+        seen: list[dict] = []
+        try:
+            rolling_reboot(svc, 1, Options(execute=True, strategy="auto", drain_timeout=60,
+                                           poll=0.02), lambda st: seen.append(dict(st)))
+        finally:
+            w.stop()
+        events = sorted({e for st in seen for e in st.get("events", [])})
+        assert any("waiting for" in e and "lease(s) to end" in e for e in events)
+        assert sum("destroy warm VM" in e for e in events) >= 2
+        assert all(w.moves.get(u, 0) == 0 for u in short)  # never migrated: expired in place
+        assert all(w.moves.get(u, 0) == 0 for u in warm_uuids)  # destroyed, not moved
+        guests = w.guests()
+        assert not short & set(guests) and not warm_uuids & set(guests)
+        longs = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("long")}
+        assert len(longs) == 2 and longs <= set(guests)
+        assert all(guests[u]["power_state"] == "Running" for u in longs)
+        # The warm pool is rebuilt on hosts in service.
+        wait_until(lambda: len(svc.ctx.store.leases(state=LEASE_READY)) == 2, timeout=60,
+                   what="the warm pool to be rebuilt")
+    finally:
+        from dynvm.core.release import release_lease
+
+        for lease in svc.ctx.store.leases():
+            release_lease(svc.ctx, lease, reason="test teardown")
+        svc.close()

@@ -67,6 +67,7 @@ class HostStep:
     destroy: list[str] = field(default_factory=list)  # warm VM uuids, rebuilt elsewhere
     wait_for: list[str] = field(default_factory=list)  # VM uuids whose lease ends in the window
     wait_until: float | None = None  # when the last of them expires (or the drain timeout)
+    drain_first: bool = False  # --strategy drain: wait for leases, then migrate what is left
 
 
 @dataclass
@@ -185,8 +186,10 @@ def _plan(kind: str, strategy: str, hosts: Sequence[PlanHost], vms: list[PlanVm]
                                      f"{vm.blocker}")
             else:
                 to_move.append(vm)
-        if strategy == "drain" and any(by_uuid[u].lease_expires is not None for u in step.wait_for):
-            step.wait_until = min(step.wait_until or now, now + drain_window)
+        if smart and strategy == "drain" and any(v.lease_expires is not None for v in to_move):
+            # Leases that outlive the window may still be released early: wait it out first.
+            step.drain_first = True
+            step.wait_until = now + drain_window
         unplaced: list[PlanVm] = []
         for vm in to_move:
             others = [o for o in ordered if o.uuid != h.uuid]
@@ -236,16 +239,20 @@ class Timing:
 
 
 def simulated_secs(plan: Plan, parallel: int, timing: Timing = Timing(), now: float = 0.0) -> float:
-    """Total time of a plan: per host, the drain wait, the migrations `parallel` at a time, the reboot."""
-    total = 0.0
+    """Total time of a plan, host after host: its migrations `parallel` at a time while the
+    leases it waits for run out, then its reboot. Time passes: a lease that ended while
+    earlier hosts rebooted is not waited for again."""
+    clock = 0.0
     for step in plan.hosts:
         lanes = [0.0] * max(parallel, 1)
         for m in step.migrations:
             i = lanes.index(min(lanes))
             lanes[i] += timing.migrate_fixed + timing.migrate_per_gib * m.memory / GIB
-        wait = max((step.wait_until or now) - now, 0.0)
-        total += max(max(lanes), wait) + timing.reboot
-    return total
+        wait = max((step.wait_until or 0.0) - (now + clock), 0.0) \
+            if step.wait_for or step.drain_first else 0.0
+        busy = wait + max(lanes) if step.drain_first else max(max(lanes), wait)
+        clock += busy + timing.reboot
+    return clock
 
 
 def describe(plan: Plan) -> list[str]:

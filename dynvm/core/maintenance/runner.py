@@ -78,7 +78,7 @@ class RollingReboot:
 
     # -- planning ---------------------------------------------------------------------
     def plan(self, pool: PoolState | None = None, done: list[str] | None = None,
-             order: list[str] | None = None) -> Plan:
+             order: list[str] | None = None, strategy: str | None = None) -> Plan:
         """The whole plan from the pool as it is now (hosts in `done` are skipped)."""
         pool = pool or self.port.state()
         if done is None:
@@ -103,7 +103,7 @@ class RollingReboot:
                 v.uuid, v.name, v.host, v.memory, v.blocker,
                 lease_expires=lease.expires if lease and lease.state == LEASE_ACTIVE else None,
                 warm=bool(lease and lease.state == LEASE_READY)))
-        return plan_reboot(hosts, vms, strategy=self.opts.strategy,
+        return plan_reboot(hosts, vms, strategy=strategy or self.opts.strategy,
                            drain_window=self.opts.drain_timeout, now=self.ctx.clock(),
                            done=done, order=order)
 
@@ -290,9 +290,10 @@ class RollingReboot:
         return migrations_done
 
     def _evacuate(self, h: str, name: str, done: list[str], migrations_done: int) -> int:
-        for _attempt in range(3):
+        for attempt in range(3):
             pool = self._wait_state()
-            plan = self.plan(pool, done, self.order)
+            # After one round, leases waited for are over or out of time: move what is left.
+            plan = self.plan(pool, done, self.order, None if attempt == 0 else "migrate")
             step = next((s for s in plan.hosts if s.host == h), None)
             own = [p for p in plan.problems if f" on {name} " in p or f"evacuating {name} " in p]
             if own:
@@ -306,15 +307,8 @@ class RollingReboot:
                     self._status(f"{name}: destroy warm VM {plan.vm_names.get(vm, vm)}",
                                  step="evacuate")
                     release_lease(self.ctx, lease, reason="host maintenance")
-            if step.wait_for:
-                waiting = set(step.wait_for)
-                self._status(f"{name}: waiting for {len(waiting)} lease(s) to end",
-                             step="drain")
-                deadline = min(step.wait_until or 0.0, self.ctx.clock() + self.opts.drain_timeout)
-                self._wait(lambda waiting=waiting: not waiting & {  # type: ignore[misc]
-                               v.uuid for v in self._wait_state().vms if v.host == h},
-                           max(deadline - self.ctx.clock(), 0.0) + 5 * self.opts.poll,
-                           "leases to end", fail=False)
+            if step.drain_first:
+                self._drain(h, name, step)
             if step.migrations:
                 self._status(f"{name}: migrating {len(step.migrations)} VM(s), "
                              f"{self.opts.parallel} at a time", step="migrate")
@@ -349,6 +343,8 @@ class RollingReboot:
                 finally:
                     self.ctx.store.drop_reservations(holds)
                 migrations_done = counter[0]
+            if step.wait_for and not step.drain_first:
+                self._drain(h, name, step)
             left = [v for v in self._wait_state().vms if v.host == h]
             if not left:
                 return migrations_done
@@ -357,6 +353,19 @@ class RollingReboot:
             raise MaintenanceFailed(f"{name} still runs {', '.join(v.name for v in left)}; "
                                     f"not rebooting it")
         return migrations_done
+
+    def _drain(self, h: str, name: str, step: Any) -> None:
+        """Wait (bounded by the drain timeout) for leases on the host to end."""
+        leased = {lease.vm_uuid for lease in self.ctx.store.leases()}
+        waiting = set(step.wait_for) | ({v.vm for v in step.migrations} & leased
+                                         if step.drain_first else set())
+        if not waiting:
+            return
+        self._status(f"{name}: waiting for {len(waiting)} lease(s) to end", step="drain")
+        deadline = min(step.wait_until or 0.0, self.ctx.clock() + self.opts.drain_timeout)
+        self._wait(lambda: not waiting & {v.uuid for v in self._wait_state().vms if v.host == h},
+                   max(deadline - self.ctx.clock(), 0.0) + 5 * self.opts.poll,
+                   "leases to end", fail=False)
 
     def _hold_room(self, migrations: list[Any]) -> str:
         """Reserve the targets' memory in the store, so placement does not take it meanwhile.
