@@ -206,6 +206,12 @@ class Dynvm:
                      all_status(self.ctx.store, sorted(cfg.hosts)).items()}
         except StoreError:
             maint = {}
+        for ref, run in maint.items():
+            # Said out loud (but no 503: serving is not affected) until someone acts.
+            if run.get("ha_off") and run.get("state") in ("interrupted", "failed"):
+                run["warning"] = (f"pool HA of xenhost{ref} is OFF after an unfinished rolling "
+                                  f"reboot: run `dynvm maintenance reboot {ref} --exec` again "
+                                  f"to resume (HA is turned back on at the end)")
         return {"status": status, "config": conf, "store": store, "hosts": hosts,
                 "maintenance": maint,
                 "instance": self.ctx.instance, "leader": self.background.is_leader,

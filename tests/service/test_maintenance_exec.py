@@ -252,6 +252,7 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     assert status["ha_off"] is True and status["hosts_done"]
     health = svc.health()
     assert health["maintenance"]["1"]["state"] == "interrupted"
+    assert "HA of xenhost1 is OFF" in health["maintenance"]["1"]["warning"]
     # The same command again resumes where it was.
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     w.stop()
