@@ -28,7 +28,8 @@ from dynvm.core.maintenance.plan import (
 NOW = 1_000_000.0
 
 
-def pool_records(dynvm_per_host: int = 3) -> tuple[list[PlanHost], list[PlanVm]]:
+def pool_records(dynvm_per_host: int = 3, lease_ends: float = 300.0
+                 ) -> tuple[list[PlanHost], list[PlanVm]]:
     """The maintenance pool as planner records, with dynvm VMs added on every host."""
     t = maintenance_pool()
     master = next(iter(t["pool"].values()))["master"]
@@ -40,7 +41,7 @@ def pool_records(dynvm_per_host: int = 3) -> tuple[list[PlanHost], list[PlanVm]]
             mem = 4 * GIB
             free -= mem
             # One lease ends within the window, one is a warm-pool VM, the rest live long.
-            expires = NOW + 300 if k == 0 else NOW + 12 * 3600
+            expires = NOW + lease_ends if k == 0 else NOW + 12 * 3600
             vms.append(PlanVm(f"{h['uuid']}-d{k}", f"job-{h['name_label']}-{k}", h["uuid"], mem,
                               lease_expires=None if k == 1 else expires, warm=k == 1))
         hosts.append(PlanHost(h["uuid"], h["name_label"], free, int(m["memory_total"]),
@@ -65,12 +66,14 @@ def row(label: str, plan: Plan, timing: Timing) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drain-window", type=float, default=600.0)
+    ap.add_argument("--lease-ends", type=float, default=300.0,
+                    help="seconds until the short leases (one per host) end")
     args = ap.parse_args()
-    hosts, vms = pool_records()
+    hosts, vms = pool_records(lease_ends=args.lease_ends)
     timing = Timing(migrate_fixed=2.0, migrate_per_gib=1.0, reboot=120.0)
     total = sum(v.memory for v in vms) / GIB
     print(f"pool: {len(hosts)} hosts, {len(vms)} running VMs, {total:.0f} GiB of guests; "
-          f"drain window {args.drain_window:.0f} s")
+          f"drain window {args.drain_window:.0f} s, short leases end in {args.lease_ends:.0f} s")
     print("| plan | migrations | GiB moved | VMs moved twice | minutes, --parallel 1 | "
           "minutes, --parallel 5 |")
     print("|---|---|---|---|---|---|")
