@@ -161,3 +161,23 @@ def test_pool_not_n_plus_1_is_refused(tmp_path: Path) -> None:
         assert "not N+1" in out.output and "xenhost1-1 lacks" in out.output
         assert "GiB" in out.output
         assert write_calls(farm.call_counts()) == {}
+
+
+def test_one_run_per_pool(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
+    store = svc.ctx.store
+    assert store.acquire_leader(S.lock_name(1), "other-instance", 60)
+    try:
+        mfarm.reset_call_counts()
+        out = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
+                                        "--exec"])
+        assert out.exit_code == 2, out.output
+        assert "already running" in out.output and "other-instance" in out.output
+        assert write_calls(mfarm.call_counts()) == {}
+        from dynvm.api import create_app
+
+        client = create_app(service=svc).test_client()
+        busy = client.post("/maintenance/1", json={"execute": True})
+        assert busy.status_code == 409 and busy.get_json()["held_by"] == "other-instance"
+        assert write_calls(mfarm.call_counts()) == {}
+    finally:
+        store.release_leader(S.lock_name(1), "other-instance")
