@@ -14,7 +14,6 @@ from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm
 from dynvm.store.factory import open_store
 from dynvm.xen import open_pool
-from dynvm.xen.maintenance import XenMaintenance
 
 
 def build_service(config_path: str | None = None, *, timings: Timings | None = None,
@@ -35,5 +34,11 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
                                  reconcile_every=ttl)
     service = Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
                     background=background)
-    service.maintenance_port = lambda host: XenMaintenance(service.registry.get(host))
+
+    def maintenance_port(host: Any) -> Any:
+        from dynvm.xen.maintenance import XenMaintenance  # only when maintenance is asked for
+
+        return XenMaintenance(service.registry.get(host))
+
+    service.maintenance_port = maintenance_port
     return service

@@ -14,14 +14,18 @@ import json
 import logging
 import threading
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
-from dynvm.core.maintenance import ops
 from dynvm.core.maintenance import state as S
-from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused, Options
 from dynvm.core.model import DynvmError
+
+if TYPE_CHECKING:
+    from dynvm.core.maintenance.runner import Options
+
+# The planner and runner are imported on first use: a worker that never serves
+# these routes does not pay for them before its first request.
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +43,35 @@ def _error(message: str, status: int, **extra: Any) -> Response:
 
 @bp.get("/hosts")
 def hosts() -> Response:
+    from dynvm.core.maintenance import ops
+
     return _json(ops.hosts_report(current_app.extensions["dynvm"]))
 
 
 @bp.post("/hosts/<int:ref>/drain")
 def drain(ref: int) -> Response:
+    from dynvm.core.maintenance import ops
+
     return _json(ops.set_drain(current_app.extensions["dynvm"], ref, True, by="api"))
 
 
 @bp.post("/hosts/<int:ref>/undrain")
 def undrain(ref: int) -> Response:
+    from dynvm.core.maintenance import ops
+
     return _json(ops.set_drain(current_app.extensions["dynvm"], ref, False, by="api"))
 
 
 @bp.get("/maintenance")
 def status() -> Response:
+    from dynvm.core.maintenance import ops
+
     return _json(ops.status(current_app.extensions["dynvm"]))
 
 
 def _options(body: dict[str, Any]) -> Options:
+    from dynvm.core.maintenance.runner import Options
+
     known = {"execute", "strategy", "parallel", "drain_timeout"}
     unknown = sorted(set(body) - known)
     if unknown:
@@ -81,6 +95,9 @@ def _options(body: dict[str, Any]) -> Options:
 
 @bp.post("/maintenance/<int:ref>")
 def reboot(ref: int) -> Response:
+    from dynvm.core.maintenance import ops
+    from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused
+
     svc = current_app.extensions["dynvm"]
     body = request.get_json(silent=True) if request.data else {}
     if not isinstance(body, dict):

@@ -32,6 +32,7 @@ from dynvm.store.base import LEASE_ACTIVE, LEASE_READY, Reservation
 log = logging.getLogger("dynvm.maintenance")
 
 EVENTS_KEPT = 30
+DOWN_WAIT_SECS = 30.0  # how long a rebooting host may still look live
 
 
 class MaintenanceRefused(Exception):
@@ -239,8 +240,8 @@ class RollingReboot:
     def _restore_ha(self, ha: HaState) -> None:
         if not ha.enabled:
             return
-        current = S.get_status(self.ctx.store, self.ref) or {}
-        if not current.get("ha_off") and self.port.state().ha.enabled:
+        if self._wait_state().ha.enabled:  # never turned off, or put back by hand
+            self._status(None, ha_off=False)
             return
         self._status(f"pool HA back on (timeout {ha.configuration.get('timeout', 'default')})",
                      step="ha-on")
@@ -277,6 +278,9 @@ class RollingReboot:
             self._hand_over_master(h, names, done)
             self._status(f"{name}: host.reboot", step="reboot")
             self.port.reboot(h)
+            # XAPI may still call it live for a moment: see it go down before waiting for it.
+            self._wait(lambda: not self.port.host_back(h), min(DOWN_WAIT_SECS, self.opts.reboot_timeout),
+                       f"{name} to go down", fail=False)
         self._status(f"{name}: waiting until it is back", step="wait")
         self._wait(lambda: self.port.host_back(h), self.opts.reboot_timeout,
                    f"{name} to come back")
