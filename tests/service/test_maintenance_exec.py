@@ -174,6 +174,9 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
     expected = sixty_running(svc, w)
     enable_ha(w)
     master = rfarm.pools[0].master.name_label
+    master_ref = rfarm.pools[0].master.ref
+    on_master = {u for u, r in w.guests().items() if r["resident_on"] == master_ref}
+    assert 0 < len(on_master) < 60
 
     # getservers beside the reboot: each must succeed, never on a host in maintenance.
     stop = threading.Event()
@@ -212,6 +215,9 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
     assert w.polls > 10
     assert w.not_running == [] and w.missing == set()
     assert w.down_order[0] == master
+    # The master's VMs move twice (no host is rebooted before it); the others once.
+    assert all(w.moves.get(u, 0) == 2 for u in on_master)
+    assert all(w.moves.get(u, 0) == 1 for u in expected if u not in on_master)
     assert sorted(w.down_order) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     final = w.guests()
     assert {u: r["name_label"] for u, r in final.items()} == expected  # none lost, none doubled
