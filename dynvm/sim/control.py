@@ -24,12 +24,17 @@ Its calls are not XenAPI calls and are never counted.
             every pool session becomes SESSION_INVALID (like a xapi restart)
         {"kind": "clear"}
             removes pending fail_next rules, slowness and DHCP exhaustion
+    GET  /timing          -> the farm's Timing (simulated seconds; `speed` divides them)
+    POST /timing          -> the new Timing; the body sets any of its number fields, e.g.
+        {"host_reboot_secs": 180, "migrate_secs_per_gib": 8, "migrate_base_secs": 2,
+         "speed": 100}; it applies to the next reboot or migration started
 Errors answer 400 (bad request) or 404 (unknown host / pool / path) with
 {"error": message}.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +89,27 @@ def apply_fault(farm: Farm, body: dict[str, Any]) -> None:
         raise ValueError(f"unknown fault kind {kind!r}")
 
 
+def timing_doc(farm: Farm) -> dict[str, Any]:
+    return dataclasses.asdict(farm.timing)
+
+
+def set_timing(farm: Farm, body: dict[str, Any]) -> None:
+    """Change number fields of the farm's Timing; ValueError names a bad one."""
+    numbers = {f.name for f in dataclasses.fields(farm.timing)
+               if isinstance(getattr(farm.timing, f.name), (int, float))}
+    values: dict[str, float] = {}
+    for key, value in body.items():
+        if key not in numbers:
+            raise ValueError(f"unknown timing field {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{key} must be a number >= 0")
+        values[key] = float(value)
+    if values.get("speed", 1.0) <= 0:
+        raise ValueError("speed must be > 0")
+    for key, value in values.items():
+        setattr(farm.timing, key, value)
+
+
 def handle(farm: Farm, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
     path = path.split("?", 1)[0].rstrip("/") or "/"
     if method == "GET" and path == "/health":
@@ -108,4 +134,15 @@ def handle(farm: Farm, method: str, path: str, body: bytes) -> tuple[int, bytes,
         except (ValueError, TypeError) as exc:
             return _answer(400, {"error": str(exc)})
         return _answer(200, {"ok": True})
+    if method == "GET" and path == "/timing":
+        return _answer(200, timing_doc(farm))
+    if method == "POST" and path == "/timing":
+        try:
+            doc = json.loads(body or b"{}")
+            if not isinstance(doc, dict):
+                raise ValueError("the body must be a JSON object")
+            set_timing(farm, doc)
+        except ValueError as exc:
+            return _answer(400, {"error": str(exc)})
+        return _answer(200, timing_doc(farm))
     return _answer(404, {"error": f"no such endpoint: {method} {path}"})

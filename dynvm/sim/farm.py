@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import control, events, hostops, vmops  # noqa: F401 - handlers register
+from . import control, events, hostops, poolops, vmops  # noqa: F401 - handlers register
 from .db import NULL, Database, Tables
 from .dispatch import Dispatcher, resolve
 from .faults import FailRule, Faults, UnknownName
@@ -30,6 +30,8 @@ from .tasks import Tasks
 from .timing import Timing
 
 __all__ = ["Farm", "SimHost", "SimPool", "Timing"]
+
+REBOOT_CHECK_SECS = 0.25  # how often a rebooting host checks whether its time is up
 
 
 @dataclass(eq=False)
@@ -44,6 +46,7 @@ class SimHost:
     listener: Listener | None = field(default=None, repr=False)
     unreachable: bool = False
     down: bool = False  # rebooting or shut down: not serving, not a placement target
+    auto_enable: bool = True  # host.disable(auto_enable=False): still disabled after reboot
 
     @property
     def online(self) -> bool:
@@ -364,11 +367,17 @@ class Farm:
         def schedule_bring_up() -> None:
             # Only once the listener is closed: a reboot shorter than the close
             # delay must not reopen it first and then see it closed for good.
+            # The reboot time is read again at each check, so a change made
+            # through the control endpoint applies to reboots under way too.
             scheduler = self.scheduler
-            if scheduler is not None:
-                left = self.timing.scaled(self.timing.host_reboot_secs) - (
-                    time.monotonic() - started)
-                scheduler.call_later(left, lambda: self._bring_up(host))
+            if scheduler is None:
+                return
+            left = self.timing.scaled(self.timing.host_reboot_secs) - (
+                time.monotonic() - started)
+            if left <= 0:
+                self._bring_up(host)
+            else:
+                scheduler.call_later(min(left, REBOOT_CHECK_SECS), schedule_bring_up)
 
         self._take_down(host, schedule_bring_up)
 
@@ -400,7 +409,8 @@ class Farm:
         with db.lock:
             rec = db.find("host", host.ref)
             if rec is not None:
-                db.modify("host", host.ref, {"enabled": True})
+                if host.auto_enable:
+                    db.modify("host", host.ref, {"enabled": True})
                 if db.find("host_metrics", rec.get("metrics", NULL)) is not None:
                     db.modify("host_metrics", rec["metrics"], {"live": True})
         host.down = False

@@ -151,7 +151,8 @@ def generate_pool(
     t = b.tables
 
     # SM drivers for the SR types we use.
-    for sm_type, desc in (("ext", "Local EXT3 VHD"), ("iso", "ISO")):
+    for sm_type, desc in (("ext", "Local EXT3 VHD"), ("iso", "ISO"),
+                          ("lvmoiscsi", "LVHD over iSCSI")):
         b.add("SM", name_label=sm_type, name_description=desc, type=sm_type, vendor="Citrix Systems Inc",
               copyright="(C) 2008 Citrix Systems Inc", version="1.0", required_api_version="1.0",
               driver_filename=f"/opt/xensource/sm/{sm_type.upper()}SR",
@@ -174,6 +175,14 @@ def generate_pool(
         content_type="iso", shared=True, physical_size=0, physical_utilisation=0, virtual_allocation=0,
         allowed_operations=["scan", "forget", "plug", "unplug", "update", "vdi_introduce"],
         sm_config={}, other_config={"auto-scan": "true"},
+    )
+
+    # A small shared SR every host reaches: what pool HA needs for its statefile.
+    ha_sr = b.add(
+        "SR", name_label="HA heartbeat", name_description="Shared iSCSI LUN for HA", type="lvmoiscsi",
+        content_type="", shared=True, physical_size=GIB, physical_utilisation=0, virtual_allocation=0,
+        allowed_operations=["vdi_create", "vdi_destroy", "plug", "unplug", "update", "scan"],
+        sm_config={"allocation": "thick"}, other_config={},
     )
 
     dom0_mem = min(8 * GIB, max(GIB, host_memory_gib * GIB // 32))
@@ -253,6 +262,8 @@ def generate_pool(
         )
         local_srs.append(sr)
         b.add("PBD", host=href, SR=sr, device_config={"device": "/dev/sda3"}, currently_attached=True)
+        b.add("PBD", host=href, SR=ha_sr, device_config={"target": "127.0.0.1", "SCSIid": "sim-ha"},
+              currently_attached=True)
         b.add("PBD", host=href, SR=iso_sr, device_config={"location": "/var/opt/iso", "legacy_mode": "true"},
               currently_attached=True)
         rec["suspend_image_sr"] = sr

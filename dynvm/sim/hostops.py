@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
+from .poolops import elect_successor
 from .vmops import _host_free, _needed_memory, halt, migrate, runtime
 from .wire import DateTime, XapiError
 
@@ -52,9 +53,13 @@ def task_destroy(ctx: CallContext, task: str) -> None:
 
 @handler("host.disable")
 def host_disable(ctx: CallContext, host: str, auto_enable: bool = True) -> None:
+    """`auto_enable` false: the host stays disabled after its next reboot."""
     with ctx.db.lock:
         ctx.db.get("host", host)
         ctx.db.modify("host", host, {"enabled": False})
+        sim = ctx.pool.host_by_ref(host)
+        if sim is not None:
+            sim.auto_enable = bool(auto_enable)
 
 
 @handler("host.enable")
@@ -62,6 +67,9 @@ def host_enable(ctx: CallContext, host: str) -> None:
     with ctx.db.lock:
         ctx.db.get("host", host)
         ctx.db.modify("host", host, {"enabled": True})
+        sim = ctx.pool.host_by_ref(host)
+        if sim is not None:
+            sim.auto_enable = True
 
 
 @handler("host.get_servertime", "host.get_server_localtime")
@@ -139,57 +147,50 @@ def host_evacuate(ctx: CallContext, host: str, network: str = NULL, batch: int =
 
 
 def _power_off_host(ctx: CallContext, host: str) -> None:
+    """xapi's "bacon mode" check, then the host goes down: disabled and no
+    running guest (HOST_NOT_DISABLED, HOST_IN_USE [host, "vm", vm]). With HA
+    on, a live member becomes master when the master goes down."""
     db = ctx.db
     with db.lock:
         rec = db.get("host", host)
         if rec.get("enabled", True):
             raise XapiError("HOST_NOT_DISABLED")
-        for vm in _resident_guests(ctx, host):
+        running = [vm for vm in rec.get("resident_VMs", []) if vm in db.tables["VM"]
+                   and not db.tables["VM"][vm].get("is_control_domain")
+                   and db.tables["VM"][vm]["power_state"] == "Running"]
+        if running:
+            raise XapiError("HOST_IN_USE", host, "vm", running[0])
+        for vm in _resident_guests(ctx, host):  # paused domains die with the host
             halt(ctx.pool, vm)
         metrics = rec.get("metrics", NULL)
         if db.find("host_metrics", metrics) is not None:
             db.modify("host_metrics", metrics, {"live": False})
+        elect_successor(ctx, host)
 
 
 @handler("host.reboot")
 def host_reboot(ctx: CallContext, host: str) -> None:
-    _power_off_host(ctx, host)
     sim = ctx.pool.host_by_ref(host)
+    was_master = sim is not None and sim.is_master
+    _power_off_host(ctx, host)
+    if was_master:  # a successor (HA) starts its own xapi: every pool session is lost
+        ctx.pool.sessions.invalidate_all()
     if sim is not None:
         ctx.farm.reboot_host(sim)
 
 
 @handler("host.shutdown")
 def host_shutdown(ctx: CallContext, host: str) -> None:
-    _power_off_host(ctx, host)
     sim = ctx.pool.host_by_ref(host)
+    was_master = sim is not None and sim.is_master
+    _power_off_host(ctx, host)
+    if was_master:
+        ctx.pool.sessions.invalidate_all()
     if sim is not None:
         ctx.farm.power_off_host(sim)
 
 
 # -------------------------------------------------------------------- pool
-
-
-@handler("pool.enable_ha")
-def pool_enable_ha(ctx: CallContext, heartbeat_srs: list[str], configuration: dict) -> None:
-    with ctx.db.lock:
-        for ref, rec in ctx.db.tables["pool"].items():
-            if rec.get("ha_enabled"):
-                raise XapiError("HA_IS_ENABLED")
-            for sr in heartbeat_srs:
-                ctx.db.get("SR", sr)
-            ctx.db.modify("pool", ref, {"ha_enabled": True,
-                                        "ha_configuration": dict(configuration)})
-
-
-@handler("pool.disable_ha")
-def pool_disable_ha(ctx: CallContext) -> None:
-    with ctx.db.lock:
-        for ref, rec in ctx.db.tables["pool"].items():
-            if not rec.get("ha_enabled"):
-                raise XapiError("HA_NOT_ENABLED")
-            ctx.db.modify("pool", ref, {"ha_enabled": False, "ha_configuration": {},
-                                        "ha_statefiles": []})
 
 
 @handler("pool.designate_new_master")

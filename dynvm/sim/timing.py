@@ -21,6 +21,14 @@ class Timing:
     login_failure_delay: float = 5.0
     session_idle_timeout: float = 86400.0
     host_reboot_secs: float = 120.0
+    # Live migration: a fixed part plus a part per GiB of the VM's memory
+    # (about 1 Gbit/s of effective copy rate, as on a busy 10 GbE management link).
+    migrate_base_secs: float = 2.0
+    migrate_secs_per_gib: float = 8.0
+
+    def migrate_secs(self, memory_bytes: int) -> float:
+        """Scaled wall seconds one live migration of `memory_bytes` takes."""
+        return self.scaled(self.migrate_base_secs + self.migrate_secs_per_gib * memory_bytes / (1 << 30))
 
     def scaled(self, seconds: float) -> float:
         """Seconds of wall time for `seconds` of simulated time."""

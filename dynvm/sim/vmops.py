@@ -101,6 +101,15 @@ def _state(rec: dict[str, Any]) -> str:
     return str(rec["power_state"]).lower()
 
 
+def _allowed_concurrently(op: str, current: set[str]) -> bool:
+    """xapi lets a hard shutdown or hard reboot interrupt a longer operation."""
+    if op == "hard_shutdown":
+        return "hard_shutdown" not in current
+    if op == "hard_reboot":
+        return not current & {"hard_shutdown", "hard_reboot"}
+    return False
+
+
 def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...]) -> None:
     """xapi's op check: blocked, power state, template, control domain."""
     blocked = rec.get("blocked_operations") or {}
@@ -108,6 +117,9 @@ def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...
         raise XapiError("OPERATION_BLOCKED", vm, blocked[op])
     if _state(rec) not in allowed:
         raise XapiError("VM_BAD_POWER_STATE", vm, ", ".join(allowed), _state(rec))
+    current = set((rec.get("current_operations") or {}).values())
+    if current and not _allowed_concurrently(op, current):
+        raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm)
     template_ok = {"clone", "copy", "provision", "export", "changing_memory_limits",
                    "changing_VCPUs", "changing_static_range", "changing_dynamic_range"}
     default_tpl = (rec.get("other_config") or {}).get("default_template") == "true" or rec.get(
@@ -655,7 +667,27 @@ def vm_destroy(ctx: CallContext, vm: str) -> None:
         destroy_vm(ctx.pool, vm)
 
 
+MIGRATE_STEPS = 10
+
+
+def _set_op(db: Database, cls: str, ref: str, key: str, op: str | None) -> None:
+    """Add (`op`) or remove (None) one entry of a record's current_operations."""
+    rec = db.find(cls, ref)
+    if rec is None:
+        return
+    cur = dict(rec.get("current_operations") or {})
+    if op is None:
+        cur.pop(key, None)
+    else:
+        cur[key] = op
+    db.modify(cls, ref, {"current_operations": cur})
+
+
 def migrate(ctx: CallContext, vm: str, host: str) -> None:
+    """Live migration: the target's memory is reserved at once, the copy takes
+    simulated time in proportion to the VM's memory, and only then does the VM
+    change host. It stays Running throughout; a cancelled task or a VM halted
+    meanwhile gives the reservation back."""
     db = ctx.db
     rt = runtime(ctx.pool)
     with db.lock:
@@ -673,11 +705,38 @@ def migrate(ctx: CallContext, vm: str, host: str) -> None:
         if free < amount:
             raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", amount, free)
         _adjust_free(db, host, -amount)
-        if src in db.tables["host"]:
-            _adjust_free(db, src, amount)
-        with rt.lock:
-            rt.consumed[vm] = (host, amount)
-        db.modify("VM", vm, {"resident_on": host, "domid": rt.next_domid()})
+        op_key = ctx.task or f"migrate-{uuidlib.uuid4()}"
+        _set_op(db, "VM", vm, op_key, "pool_migrate")
+        db.modify("VM", vm, {"scheduled_to_be_resident_on": host})
+        seconds = ctx.farm.timing.migrate_secs(amount)
+    moved = False
+    try:
+        for step in range(1, MIGRATE_STEPS + 1):
+            ctx.sleep(seconds / MIGRATE_STEPS)
+            ctx.progress(step / (MIGRATE_STEPS + 1))
+        with db.lock:
+            rec = db.find("VM", vm)
+            with rt.lock:
+                held = rt.consumed.get(vm)
+            where = held[0] if held else (rec or {}).get("resident_on")
+            if rec is None or rec["power_state"] != "Running" or where != src:
+                raise XapiError("VM_BAD_POWER_STATE", vm, "running",
+                                _state(rec) if rec else "halted")
+            if src in db.tables["host"]:
+                _adjust_free(db, src, amount)
+            with rt.lock:
+                rt.consumed[vm] = (host, amount)
+            db.modify("VM", vm, {"resident_on": host, "domid": rt.next_domid(),
+                                 "scheduled_to_be_resident_on": NULL})
+            moved = True
+    finally:
+        with db.lock:
+            if not moved:
+                if host in db.tables["host"]:
+                    _adjust_free(db, host, amount)
+                if db.find("VM", vm) is not None:
+                    db.modify("VM", vm, {"scheduled_to_be_resident_on": NULL})
+            _set_op(db, "VM", vm, op_key, None)
 
 
 @handler("VM.pool_migrate")

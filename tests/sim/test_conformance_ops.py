@@ -181,21 +181,23 @@ def refused(url: str) -> bool:
     return False
 
 
-def test_reboot_shuts_down_remaining_guests() -> None:
-    timing = fast_timing(host_reboot_secs=0.5)
-    timing.speed = 1.0
-    with Farm.generate(pools=1, hosts=2, vms_per_host=2, timing=timing) as farm:
+def test_reboot_refuses_running_guests_and_halts_paused_ones() -> None:
+    with Farm.generate(pools=1, hosts=2, vms_per_host=2, timing=fast_timing()) as farm:
         x = login(farm.pools[0].master.url).xenapi
         member = farm.pools[0].hosts[1]
-        guests = [v for v in x.host.get_resident_VMs(member.ref)
-                  if not x.VM.get_is_control_domain(v)]
+        running, paused = [v for v in x.host.get_resident_VMs(member.ref)
+                           if not x.VM.get_is_control_domain(v)]
+        x.VM.pause(paused)
         x.host.disable(member.ref)
+        assert details(x.host.reboot, member.ref) == ["HOST_IN_USE", member.ref, "vm", running]
+        assert details(x.host.shutdown, member.ref) == ["HOST_IN_USE", member.ref, "vm", running]
+        x.VM.pool_migrate(running, farm.pools[0].master.ref, {"live": "true"})
         x.host.reboot(member.ref)
-        assert all(x.VM.get_power_state(v) == "Halted" for v in guests)
-        wait_for(lambda: refused(member.url), timeout=2)
+        assert x.VM.get_power_state(paused) == "Halted"
+        assert x.VM.get_power_state(running) == "Running"
         assert x.host_metrics.get_live(x.host.get_metrics(member.ref)) is False
-        wait_for(lambda: x.host.get_enabled(member.ref), timeout=5)
-        wait_for(lambda: not refused(member.url), timeout=2)
+        wait_for(lambda: x.host.get_enabled(member.ref), timeout=10)
+        wait_for(lambda: not refused(member.url), timeout=10)
         assert raw_call(member.url, "session.login_with_password", "root", "xenroot")[
             "ErrorDescription"][0] == "HOST_IS_SLAVE"
 

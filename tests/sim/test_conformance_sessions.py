@@ -121,7 +121,7 @@ def test_ha_enable_disable_errors(farm: Farm, x: Any) -> None:
     with pytest.raises(XenAPI.Failure) as info:
         x.pool.disable_ha()
     assert info.value.details == ["HA_NOT_ENABLED"]
-    x.pool.enable_ha([x.pool.get_default_SR(pool)], {})
+    x.pool.enable_ha(x.SR.get_by_name_label("HA heartbeat"), {})
     assert x.pool.get_ha_enabled(pool) is True
     for call, args in ((x.pool.enable_ha, ([], {})),
                        (x.pool.designate_new_master, (x.host.get_all()[1],))):

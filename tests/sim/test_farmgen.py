@@ -43,7 +43,7 @@ def test_catalog():
 def test_counts(pool):
     assert pool_summary(pool) == {
         "name": "pool1", "master": "xenhost1-1", "hosts": 3, "vms": 12, "running_vms": 12,
-        "templates": len(OS_CATALOG), "snapshots": 0, "srs": 4,
+        "templates": len(OS_CATALOG), "snapshots": 0, "srs": 5,
     }
     assert len(pool["host_cpu"]) == 3 * 48
     assert len(pool["network"]) == 2
@@ -133,12 +133,15 @@ def test_sr_arithmetic(pool):
         assert sr["physical_utilisation"] > 0
     (iso,) = [sr for sr in srs.values() if sr["content_type"] == "iso"]
     assert iso["shared"] and len(iso["PBDs"]) == 3
+    (ha,) = [sr for sr in srs.values() if sr["name_label"] == "HA heartbeat"]
+    assert ha["shared"] and {pool["PBD"][p]["host"] for p in ha["PBDs"]} == set(pool["host"])
 
 
 def test_each_host_owns_its_local_sr(pool):
     for host in pool["host"].values():
         local = [pool["SR"][pool["PBD"][p]["SR"]] for p in host["PBDs"]]
-        assert sorted(sr["name_label"] for sr in local) == ["ISO library", "Local storage"]
+        assert sorted(sr["name_label"] for sr in local) == [
+            "HA heartbeat", "ISO library", "Local storage"]
 
 
 def test_templates(pool):
@@ -228,7 +231,8 @@ def test_options():
                       sr_size_gib=500, storage_name="Fast disks", network_device="eth1")
     names = {vm["name_label"] for vm in t["VM"].values() if vm["is_a_template"]}
     assert names == {"tmpl-win16dc - PATCHED (1)", "tmpl-cnt7.9"}
-    assert {sr["name_label"] for sr in t["SR"].values()} == {"Fast disks", "ISO library"}
+    assert {sr["name_label"] for sr in t["SR"].values()} == {
+        "Fast disks", "HA heartbeat", "ISO library"}
     for host in t["host"].values():
         assert host["cpu_info"]["cpu_count"] == "16" and len(host["host_CPUs"]) == 16
         assert t["host_metrics"][host["metrics"]]["memory_total"] == 64 * GIB
