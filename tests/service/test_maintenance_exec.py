@@ -125,7 +125,7 @@ def enable_ha(w: Watcher) -> None:
     w.records()
     assert w.session is not None
     x = w.session.xenapi
-    sr = x.SR.get_by_name_label(SHARED_SR)[0]
+    sr = x.SR.get_by_name_label("HA heartbeat")[0]
     x.pool.enable_ha([sr], HA_CONFIG)
 
 
@@ -135,6 +135,9 @@ def ha_state(w: Watcher) -> tuple[bool, dict]:
     x = w.session.xenapi
     pool = x.pool.get_all_records()
     rec = next(iter(pool.values()))
+    if rec["ha_enabled"]:  # the heartbeat SR it had, too
+        srs = {x.VDI.get_SR(v) for v in rec["ha_statefiles"]}
+        assert srs == set(x.SR.get_by_name_label("HA heartbeat"))
     return rec["ha_enabled"], rec["ha_configuration"]
 
 
