@@ -7,7 +7,7 @@ host or a pool master); the core only sees these plain views and calls.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +35,10 @@ class HostUnreachable(XenError):
 
     def __init__(self, message: str) -> None:
         super().__init__("HOST_UNREACHABLE", [], message)
+
+
+class CloneFailed(XenError):
+    """The template could not be cloned on this host; another host may well do it."""
 
 
 class LinkLocalOnly(XenError):
@@ -118,6 +122,9 @@ class VmBuild:
     memory_bytes: int | None
     network_device: str | None  # PIF device whose network the VIF joins
     tags: Mapping[str, str]  # merged into other_config
+    # Told "cloning", "provisioning", "starting" as the build reaches each step,
+    # so a caller can show where a VM is; must not raise.
+    on_step: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 class XenPool(Protocol):
@@ -145,6 +152,9 @@ class XenPool(Protocol):
                description: str | None = None,
                tags: Mapping[str, str] | None = None) -> None:
         """Rename / redescribe / retag a VM (warm-pool hand-out)."""
+
+    def disk_sizes(self, vm_uuid: str) -> list[int]:
+        """Size in bytes of each of the VM's disks (history's `disk`)."""
 
     def tagged_vms(self) -> list[VmView]:
         """Every VM (any power state) carrying dynvm tags, for reconciliation."""

@@ -223,6 +223,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def requests(self, state: str | None = None) -> list[RequestRecord]: ...
 
+    @abc.abstractmethod
+    def get_request(self, request_id: str) -> RequestRecord | None: ...
+
+    @abc.abstractmethod
+    def note_request_vm(self, request_id: str, name: str, entry: dict[str, Any]) -> None:
+        """Merge `entry` into `detail["vms"][name]` of a request (no-op if it is unknown).
+
+        How far each VM of a request has got, for anyone watching it from
+        another worker or instance.
+        """
+
     # -- leader lock ---------------------------------------------------------------
     @abc.abstractmethod
     def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:

@@ -477,6 +477,19 @@ class CouchbaseStore(Store):
         # Finished requests expire on their own; the index prunes them later.
         self._mutate(f"req::{request_id}", fn, expiry=REQUEST_KEEP)
 
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        doc, _ = self._get(f"req::{request_id}")
+        return RequestRecord.from_dict(doc["request"]) if doc else None
+
+    def note_request_vm(self, request_id: str, name: str, entry: dict[str, Any]) -> None:
+        def fn(doc: dict[str, Any] | None) -> Any:
+            if doc is None:
+                return _KEEP
+            req = RequestRecord.from_dict(doc["request"])
+            req.detail.setdefault("vms", {}).setdefault(name, {}).update(entry)
+            return {"dynvm": "request", "request": req.to_dict()}
+        self._mutate(f"req::{request_id}", fn)
+
     def requests(self, state: str | None = None) -> list[RequestRecord]:
         out = [RequestRecord.from_dict(d["request"])
                for d in self._load_all("requests::index", "req::")]

@@ -391,6 +391,18 @@ class ResilientStore(Store):
                 out.append(req)
         return out
 
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        req = self.primary.get_request(request_id)
+        if req is not None:  # a finish still waiting in the outbox counts already
+            for op, _, a in self._pending_ops(f"request:{request_id}"):
+                if op == "finish_request":
+                    req.state = a["state"]
+                    req.detail.update(a["detail"])
+        return req
+
+    def note_request_vm(self, request_id: str, name: str, entry: dict[str, Any]) -> None:
+        self.primary.note_request_vm(request_id, name, entry)  # progress only: never queued
+
     # -- leader lock -----------------------------------------------------------------------------
     def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
         return self.primary.acquire_leader(name, holder, ttl)

@@ -383,6 +383,19 @@ class SqliteStore(Store):
                     if finished is not None and finished < now - REQUEST_KEEP_SECS:
                         c.execute("DELETE FROM requests WHERE id=?", (rid,))
 
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        rows = self._db.query("SELECT data FROM requests WHERE id=?", (request_id,))
+        return RequestRecord.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def note_request_vm(self, request_id: str, name: str, entry: dict[str, Any]) -> None:
+        with self._db.tx() as c:
+            row = c.execute("SELECT data FROM requests WHERE id=?", (request_id,)).fetchone()
+            if row is None:
+                return
+            req = RequestRecord.from_dict(json.loads(row[0]))
+            req.detail.setdefault("vms", {}).setdefault(name, {}).update(entry)
+            c.execute("UPDATE requests SET data=? WHERE id=?", (_dumps(req.to_dict()), request_id))
+
     def requests(self, state: str | None = None) -> list[RequestRecord]:
         if state is None:
             rows = self._db.query("SELECT data FROM requests")

@@ -240,6 +240,24 @@ def test_requests(store: Store) -> None:
     assert [r.id for r in store.requests("running")] == ["r1"]
 
 
+def test_request_vm_progress(store: Store) -> None:
+    now = time.time()
+    store.put_request(RequestRecord(id="r1", name="job", os="centos", count=2,
+                                    instance="h:1", started=now, detail={"a": 1}))
+    store.note_request_vm("r1", "job1", {"step": "cloning", "since": now})
+    store.note_request_vm("r1", "job2", {"step": "reserved", "since": now})
+    store.note_request_vm("r1", "job1", {"step": "ready", "ip": "10.0.0.5"})
+    store.note_request_vm("missing", "x", {"step": "ready"})  # no error, nothing created
+    got = store.get_request("r1")
+    assert got is not None and got.detail == {"a": 1, "vms": {
+        "job1": {"step": "ready", "since": now, "ip": "10.0.0.5"},
+        "job2": {"step": "reserved", "since": now}}}
+    assert store.get_request("missing") is None
+    store.finish_request("r1", "done", {"failed": []})
+    got = store.get_request("r1")
+    assert got is not None and got.state == "done" and got.detail["vms"]["job1"]["ip"] == "10.0.0.5"
+
+
 # -- leader lock ----------------------------------------------------------------------------------
 
 

@@ -141,6 +141,8 @@ def test_reads_apply_queued_changes(store: ResilientStore, primary: CouchbaseSto
     assert store.due_leases(now=kept.expires + 100) == []
     assert store.reservations("1/a") == []
     assert store.requests("running") == [] and store.requests("done")[0].id == "req-1"
+    assert store.get_request("req-1").state == "done"
+    assert primary.get_request("req-1").state == "running"
     assert store.get_history("vm-h")["state"] == "deleted"
     # A compare-and-set on a lease with queued changes would judge stale state.
     with pytest.raises(StoreUnavailable):

@@ -1,0 +1,79 @@
+"""How far each VM of a request has got, kept in the request record.
+
+A getservers call can take minutes; the dashboard and the v1 API show where
+each of its VMs is. The steps live in the store (the request record's
+`detail["vms"]`), so any worker or instance can answer, whichever one builds.
+Progress is best effort: a store hiccup never fails a build.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from dynvm.core.context import Context
+from dynvm.store.base import RequestRecord
+
+log = logging.getLogger("dynvm.progress")
+
+
+class Step(StrEnum):
+    """A VM's steps, in the order a build goes through them."""
+
+    RESERVED = "reserved"
+    CLONING = "cloning"
+    PROVISIONING = "provisioning"
+    STARTING = "starting"
+    WAITING_IP = "waiting for IP"
+    CHECKING_SSH = "checking SSH"
+    READY = "ready"
+    FAILED = "failed"
+
+
+FINAL_STEPS = frozenset({Step.READY, Step.FAILED})
+
+
+@dataclass(frozen=True)
+class VmProgress:
+    name: str
+    step: Step
+    since: float  # epoch seconds the step began
+    ip: str = ""
+    reason: str = ""  # why it failed
+    host_ref: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "step": str(self.step), "since": self.since, "ip": self.ip,
+                "reason": self.reason, "host_ref": self.host_ref}
+
+
+def note(ctx: Context, request_id: str, name: str, step: Step | str, *, ip: str = "",
+         reason: str = "", host_ref: int | None = None) -> None:
+    """Record that VM `name` of request `request_id` reached `step`; never raises."""
+    entry: dict[str, Any] = {"step": str(Step(step)), "since": round(ctx.clock(), 3)}
+    if ip:
+        entry["ip"] = ip
+    if reason:
+        entry["reason"] = reason
+    if host_ref is not None:
+        entry["host_ref"] = host_ref
+    try:
+        ctx.store.note_request_vm(request_id, name, entry)
+    except Exception as exc:  # progress is for watchers; the build goes on
+        log.debug("could not note %s of %s at %s: %s", name, request_id, step, exc)
+
+
+def of_request(req: RequestRecord) -> list[VmProgress]:
+    """The VMs of a request with their latest step, in name order."""
+    out = []
+    for name, e in sorted((req.detail.get("vms") or {}).items()):
+        try:
+            step = Step(e.get("step", ""))
+        except ValueError:
+            continue  # written by a newer dynvm: leave it out rather than guess
+        out.append(VmProgress(name=name, step=step, since=float(e.get("since", 0.0)),
+                              ip=str(e.get("ip", "")), reason=str(e.get("reason", "")),
+                              host_ref=e.get("host_ref")))
+    return out
