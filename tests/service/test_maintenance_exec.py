@@ -319,7 +319,17 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
                    what="the warm pool to be rebuilt")
     finally:
         from dynvm.core.release import release_lease
+        from dynvm.store.base import LEASE_PROVISIONING
 
+        # No warm build may still be running when the store closes: let the pool
+        # settle, stop the worker that refills it, then release.
+        wait_until(lambda: not svc.ctx.store.leases(state=LEASE_PROVISIONING)
+                   and not svc.ctx.store.requests(state="running"), timeout=60,
+                   what="warm-pool builds to finish")
+        svc.background.stop()
+        wait_until(lambda: not svc.ctx.store.leases(state=LEASE_PROVISIONING)
+                   and not svc.ctx.store.requests(state="running"), timeout=60,
+                   what="warm-pool builds to finish")
         for lease in svc.ctx.store.leases():
             release_lease(svc.ctx, lease, reason="test teardown")
         svc.close()
