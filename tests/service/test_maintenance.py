@@ -181,3 +181,46 @@ def test_one_run_per_pool(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
         assert write_calls(mfarm.call_counts()) == {}
     finally:
         store.release_leader(S.lock_name(1), "other-instance")
+
+
+def _add(t: dict, cls: str, **fields: object) -> str:
+    import uuid
+
+    from dynvm.sim.datamodel import default_record, new_ref
+
+    ref = new_ref()
+    rec = default_record(cls)
+    rec.update(uuid=str(uuid.uuid4()), **fields)
+    t[cls][ref] = rec
+    return ref
+
+
+def test_vms_that_cannot_live_migrate_are_named_with_the_reason(tmp_path: Path) -> None:
+    from dynvm.sim.datamodel import rebuild_derived
+
+    t = maintenance_pool()
+    host = next(iter(t["host"]))
+    guests = [ref for ref, v in t["VM"].items() if v["resident_on"] == host
+              and not v["is_control_domain"] and not v["is_a_template"]]
+    local = _add(t, "SR", name_label="Local storage", type="ext", content_type="user",
+                 shared=False, physical_size=1 << 40)
+    _add(t, "PBD", host=host, SR=local, currently_attached=True)
+    isos = _add(t, "SR", name_label="Local ISOs", type="iso", content_type="iso", shared=False)
+    _add(t, "PBD", host=host, SR=isos, currently_attached=True)
+    disk_vm, cd_vm = guests[0], guests[1]
+    for vbd in t["VBD"].values():
+        if vbd["VM"] == disk_vm and vbd["type"] == "Disk":
+            t["VDI"][vbd["VDI"]]["SR"] = local
+    iso = _add(t, "VDI", name_label="tools.iso", SR=isos, type="user", virtual_size=1 << 20)
+    _add(t, "VBD", VM=cd_vm, VDI=iso, type="CD", device="xvdd", userdevice="3", mode="RO",
+         empty=False, currently_attached=True)
+    rebuild_derived(t)
+    with Farm([("blocked", t)], speed=SPEED).start() as farm:
+        ini = write_ini(tmp_path, farm, hosts=farm.ini_sections(storage_name=SHARED_SR))
+        out = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1"])
+        assert out.exit_code == 2, out.output
+        text = out.output
+        assert (f"VM {t['VM'][disk_vm]['name_label']} on" in text
+                and "disk on host-local SR 'Local storage' (no storage motion)" in text)
+        assert (f"VM {t['VM'][cd_vm]['name_label']} on" in text
+                and "CD attached from host-local SR 'Local ISOs'" in text)
