@@ -118,14 +118,28 @@ def reboot(ref: int) -> Response:
     if holder is not None:
         return _error(f"a maintenance run of xenhost{ref} is already running", 409,
                       held_by=holder)
+    box: list[Any] = []
+    failed: list[str] = []
 
     def run() -> None:
         try:
-            ops.rolling_reboot(svc, ref, opts)
+            ops.rolling_reboot(svc, ref, opts, runner=box)
         except (MaintenanceRefused, MaintenanceFailed) as exc:
+            failed.append(str(exc))
             log.error("xenhost%d maintenance: %s", ref, exc)
-        except Exception:
+        except Exception as exc:
+            failed.append(f"{type(exc).__name__}: {exc}")
             log.exception("xenhost%d maintenance failed", ref)
 
-    threading.Thread(target=run, name=f"dynvm-maintenance-{ref}", daemon=True).start()
+    worker = threading.Thread(target=run, name=f"dynvm-maintenance-{ref}", daemon=True)
+    worker.start()
+    # Answer once the run holds the pool (or could not): 202 means it is running.
+    while worker.is_alive():
+        if box and box[0].locked.wait(0.05):
+            break
+        if not box:
+            worker.join(0.01)
+    if not (box and box[0].locked.is_set()):
+        return _error(failed[0] if failed else "the run did not start", 409,
+                      held_by=svc.ctx.store.leader(S.lock_name(ref)))
     return _json({"executed": True, "plan": plan.to_dict(), "status": "/maintenance"}, 202)

@@ -333,3 +333,29 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
         for lease in svc.ctx.store.leases():
             release_lease(svc.ctx, lease, reason="test teardown")
         svc.close()
+
+
+def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
+    from dynvm.api import create_app
+
+    w = Watcher(rfarm)
+    expected = {u: r["name_label"] for u, r in w.guests().items()}
+    client = create_app(service=svc).test_client()
+    w.start(expected)
+    try:
+        started = client.post("/maintenance/1", json={"execute": True, "parallel": 3})
+        assert started.status_code == 202, started.get_data(as_text=True)
+        assert started.get_json()["plan"]["hosts"][0]["host"] == rfarm.pools[0].master.name_label
+        seen = wait_until(lambda: client.get("/health").get_json()["maintenance"].get("1"),
+                          timeout=30, what="the run on /health")
+        assert seen["run"] and seen["order"][0] == rfarm.pools[0].master.name_label
+        again = client.post("/maintenance/1", json={"execute": True})
+        assert again.status_code == 409 and "already running" in again.get_json()["error"]
+        wait_until(lambda: client.get("/maintenance").get_json()["1"]["state"] == "done",
+                   timeout=240, what="the run to finish")
+    finally:
+        wait_until(lambda: svc.ctx.store.leader(S.lock_name(1)) is None, timeout=240,
+                   what="every run to end")
+        w.stop()
+    assert not w.errors and w.not_running == [] and w.missing == set()
+    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)

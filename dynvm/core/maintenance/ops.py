@@ -66,8 +66,13 @@ def status(svc: Dynvm) -> dict[str, Any]:
 
 
 def rolling_reboot(svc: Dynvm, ref: int, options: Options,
-                   on_progress: Callable[[dict[str, Any]], None] | None = None) -> Plan:
-    """Plan (and with `options.execute`, run) a rolling reboot of `[xenhostN]`."""
+                   on_progress: Callable[[dict[str, Any]], None] | None = None,
+                   runner: list[RollingReboot] | None = None) -> Plan:
+    """Plan (and with `options.execute`, run) a rolling reboot of `[xenhostN]`.
+
+    `runner`, when given, receives the runner before it starts (to wait on its
+    `locked` event from another thread).
+    """
     hc = _host(svc, ref)
     if svc.maintenance_port is None:
         raise RuntimeError("host maintenance is not wired to a hypervisor")
@@ -75,7 +80,9 @@ def rolling_reboot(svc: Dynvm, ref: int, options: Options,
         raise BadRequest("Error: strategy must be migrate, drain or auto")
     if not 1 <= options.parallel <= 64:
         raise BadRequest("Error: parallel must be between 1 and 64")
-    runner = RollingReboot(svc.ctx, hc, svc.maintenance_port(hc), options, on_progress)
-    return runner.run()
+    job = RollingReboot(svc.ctx, hc, svc.maintenance_port(hc), options, on_progress)
+    if runner is not None:
+        runner.append(job)
+    return job.run()
 
 

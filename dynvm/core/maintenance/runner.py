@@ -76,6 +76,7 @@ class RollingReboot:
         self._lost_lock = threading.Event()
         self._stop = threading.Event()
         self._status_lock = threading.Lock()
+        self.locked = threading.Event()  # set once this run holds the pool's lock
 
     # -- planning ---------------------------------------------------------------------
     def plan(self, pool: PoolState | None = None, done: list[str] | None = None,
@@ -163,6 +164,7 @@ class RollingReboot:
         if not plan.ok:
             raise MaintenanceRefused("; ".join(plan.problems))
         self._take_lock()
+        self.locked.set()
         try:
             self._execute(pool, plan, previous if resuming else None)
         finally:
