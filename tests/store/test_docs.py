@@ -26,3 +26,18 @@ def test_doc_updates_from_many_threads_lose_nothing(store: Store) -> None:
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(add, range(24)))
     assert store.get_doc("counter") == {"items": list(range(24))}
+
+
+def test_outbox_wrapper_passes_documents_through(tmp_path) -> None:
+    from dynvm.store.outbox import ResilientStore
+    from dynvm.store.sqlite import SqliteStore
+
+    primary = SqliteStore(str(tmp_path / "dynvm.sqlite"))
+    wrapped = ResilientStore(primary, str(tmp_path / "outbox.sqlite"))
+    try:
+        wrapped.update_doc("hosts", lambda d: {"drained": {"2": {}}})
+        assert primary.get_doc("hosts") == {"drained": {"2": {}}}
+        assert wrapped.get_doc("hosts") == {"drained": {"2": {}}}
+        assert wrapped.pending() == 0
+    finally:
+        wrapped.close()
