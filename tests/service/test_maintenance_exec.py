@@ -275,6 +275,7 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     enabled, config = ha_state(w)
     assert enabled and config.get("timeout") == "180"
     assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
 
 
 def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
@@ -359,3 +360,4 @@ def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
         w.stop()
     assert not w.errors and w.not_running == [] and w.missing == set()
     assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]

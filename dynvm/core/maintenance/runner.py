@@ -32,6 +32,7 @@ from dynvm.store.base import LEASE_ACTIVE, LEASE_READY, Reservation
 log = logging.getLogger("dynvm.maintenance")
 
 EVENTS_KEPT = 30
+HOLD_SECS = 600.0  # a migration's room held in the store frees itself after this (a crash)
 DOWN_WAIT_SECS = 30.0  # how long a rebooting host may still look live
 
 
@@ -206,6 +207,7 @@ class RollingReboot:
                          migrations_done=0, migrations_total=len(plan.migrations),
                          error=None, events=[])
         self.run_id = run_id
+        self.ctx.store.drop_reservations(self._holds_id())  # left by a process that died
         try:
             if pool.ha.enabled:
                 self._status("pool HA off", step="ha-off", ha_off=True)
@@ -228,6 +230,11 @@ class RollingReboot:
 
     def _fail(self, exc: Exception, ha: HaState) -> None:
         note = ""
+        try:
+            self.ctx.store.drop_reservations(self._holds_id())
+        except Exception:  # noqa: BLE001 - they free themselves after HOLD_SECS
+            log.warning("xenhost%d maintenance: room held for migrations not given back",
+                        self.ref)
         try:
             self._restore_ha(ha)
         except Exception as ha_exc:  # noqa: BLE001 - reported, never silent
@@ -373,20 +380,23 @@ class RollingReboot:
                    max(deadline - self.ctx.clock(), 0.0) + 5 * self.opts.poll,
                    "leases to end", fail=False)
 
+    def _holds_id(self) -> str:
+        return f"maintenance-{self.run_id}"
+
     def _hold_room(self, migrations: list[Any]) -> str:
         """Reserve the targets' memory in the store, so placement does not take it meanwhile.
 
         Each reservation names the VM it is for: once the VM shows on its target
         the capacity formula stops counting it twice.
         """
-        request_id = f"maintenance-{self.run_id}-{uuid.uuid4().hex[:6]}"
+        request_id = self._holds_id()
         now = time.time()
         by_target: dict[str, list[Reservation]] = {}
         for m in migrations:
             by_target.setdefault(m.dst, []).append(Reservation(
                 id=uuid.uuid4().hex, host_key=host_key(self.ref, m.dst), request_id=request_id,
                 os="maintenance", vcpus=0, memory_gib=m.memory / GIB, disk_gib=0.0,
-                created=now, expires=now + self.opts.reboot_timeout, vm_uuid=m.vm))
+                created=now, expires=now + HOLD_SECS, vm_uuid=m.vm))
         for dst, wanted in by_target.items():
             count = len(wanted)
             self.ctx.store.reserve(host_key(self.ref, dst), wanted,
