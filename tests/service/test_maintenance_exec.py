@@ -130,9 +130,11 @@ def enable_ha(w: Watcher) -> None:
 
 
 def ha_state(w: Watcher) -> tuple[bool, dict]:
-    w.records()
-    assert w.session is not None
-    x = w.session.xenapi
+    """Read on a session of its own: the watcher's may be busy in its thread."""
+    own = Watcher(w.farm)
+    own.records()
+    assert own.session is not None
+    x = own.session.xenapi
     pool = x.pool.get_all_records()
     rec = next(iter(pool.values()))
     if rec["ha_enabled"]:  # the heartbeat SR it had, too
@@ -361,3 +363,36 @@ def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
     assert not w.errors and w.not_running == [] and w.missing == set()
     assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
+
+
+def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
+        svc: Dynvm, rfarm: Farm) -> None:
+    from dynvm.core.ports import XenError
+
+    w = Watcher(rfarm)
+    expected = {u: r["name_label"] for u, r in w.guests().items()}
+    enable_ha(w)
+    w.start(expected)
+    try:
+        rfarm.fail_next("host.reboot", 1, "INTERNAL_ERROR", ["injected"])
+        with pytest.raises(XenError) as failed:
+            rolling_reboot(svc, 1, Options(execute=True, poll=0.02))
+        assert failed.value.code == "INTERNAL_ERROR"
+        status = S.get_status(svc.ctx.store, 1)
+        assert status is not None and status["state"] == "failed"
+        assert "INTERNAL_ERROR" in status["error"] and status["ha_off"] is False
+        enabled, config = ha_state(w)
+        assert enabled and config.get("timeout") == "180"  # HA back while nobody acts
+        assert svc.ctx.store.leader(S.lock_name(1)) is None
+        seen: list[dict] = []
+        rolling_reboot(svc, 1, Options(execute=True, poll=0.02),  # the same command resumes
+                       lambda st: seen.append(dict(st)))
+    finally:
+        w.stop()
+    status = S.get_status(svc.ctx.store, 1)
+    assert status is not None and status["state"] == "done" and len(status["hosts_done"]) == 4
+    assert any("resuming run" in e for st in seen for e in st.get("events", []))
+    assert not w.errors and w.not_running == [] and w.missing == set()
+    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    enabled, config = ha_state(w)
+    assert enabled and config.get("timeout") == "180"
