@@ -240,7 +240,10 @@ class RollingReboot:
         except Exception as ha_exc:  # noqa: BLE001 - reported, never silent
             note = (f"; pool HA is still OFF ({ha_exc}): resume this run with --exec, "
                     f"or restore HA with: {ha_restore_command(ha)}")
-        current = (S.get_status(self.ctx.store, self.ref) or {}).get("host_name")
+        try:
+            current = (S.get_status(self.ctx.store, self.ref) or {}).get("host_name")
+        except Exception:  # noqa: BLE001 - the store may be what failed
+            current = None
         if current:
             note += (f"; {current} is left out of placement (and disabled if it got that far): "
                      f"run the same command again to resume")
