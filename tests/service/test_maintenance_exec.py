@@ -396,3 +396,32 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
     assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     enabled, config = ha_state(w)
     assert enabled and config.get("timeout") == "180"
+
+
+def test_drain_strategy_waits_for_leases_then_moves_what_is_left(svc: Dynvm, rfarm: Farm) -> None:
+    svc.get_servers(ServersRequest(name="brief", count=2))
+    svc.get_servers(ServersRequest(name="stays", count=2))
+    brief = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("brief")}
+    stays = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("stays")}
+    for u in brief:  # the expiry loop releases them during the wait
+        svc.ctx.store.update_lease(u, expires=time.time() + 2)
+    w = Watcher(rfarm)
+    w.start({})
+    seen: list[dict] = []
+    try:
+        rolling_reboot(svc, 1, Options(execute=True, strategy="drain", drain_timeout=3,
+                                       poll=0.02), lambda st: seen.append(dict(st)))
+    finally:
+        w.stop()
+    events = {e for st in seen for e in st.get("events", [])}
+    assert any("lease(s) to end" in e for e in events)
+    assert all(w.moves.get(u, 0) == 0 for u in brief)
+    guests = w.guests()
+    assert not brief & set(guests)
+    assert stays <= set(guests) and all(guests[u]["power_state"] == "Running" for u in stays)
+    assert not w.errors
+    assert S.get_status(svc.ctx.store, 1)["state"] == "done"
+    from dynvm.core.release import release_lease
+
+    for lease in svc.ctx.store.leases():
+        release_lease(svc.ctx, lease, reason="test teardown")
