@@ -179,8 +179,14 @@ def test_one_run_per_pool(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
         busy = client.post("/maintenance/1", json={"execute": True})
         assert busy.status_code == 409 and busy.get_json()["held_by"] == "other-instance"
         assert write_calls(mfarm.call_counts()) == {}
+        S.put_status(store, 1, state="running", host_name="xenhost1-2", step="migrate")
+        shown = CliRunner().invoke(main, ["maintenance", "status", "--config", str(ini)])
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.output)["1"]["held_by"] == "other-instance"
+        assert json.loads(shown.output)["1"]["state"] == "running"
     finally:
         store.release_leader(S.lock_name(1), "other-instance")
+        store.update_doc(S.status_key(1), lambda d: None)
 
 
 def _add(t: dict, cls: str, **fields: object) -> str:
