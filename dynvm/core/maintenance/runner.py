@@ -280,8 +280,14 @@ class RollingReboot:
         name = names[h]
         key = host_key(self.ref, h)
         store = self.ctx.store
-        rebooting = bool(previous and previous.get("host") == h
-                         and previous.get("step") in ("reboot", "wait"))
+        # Resuming: "wait" means the reboot was asked for. At "reboot" it may or may not
+        # have been: a host still up reboots (again at worst), rather than be left unpatched.
+        rebooting = False
+        if previous and previous.get("host") == h:
+            if previous.get("step") == "wait":
+                rebooting = True
+            elif previous.get("step") == "reboot":
+                rebooting = not any(x.uuid == h and x.live for x in self._wait_state().hosts)
         self._status(f"{name}: out of dynvm placement", host=h, host_name=name,
                      step="placement-off")
         S.set_in_maintenance(store, key, True, self.run_id)
