@@ -341,8 +341,10 @@ class RollingReboot:
                 counter = [migrations_done]
                 holds = self._hold_room(step.migrations)
 
-                def move(m: Any, counter: list[int] = counter, plan: Plan = plan) -> None:
+                def move(m: Any, counter: list[int] = counter, plan: Plan = plan,
+                         holds: dict[str, str] = holds) -> None:
                     self._check()
+                    self.ctx.store.settle_reservation(holds[m.vm])  # XAPI holds it from here
                     try:
                         if not self.port.migrate(m.vm, m.dst):
                             log.info("xenhost%d maintenance: %s is gone, not moved", self.ref,
@@ -367,7 +369,7 @@ class RollingReboot:
                         for f in [ex.submit(move, m) for m in step.migrations]:
                             f.result()
                 finally:
-                    self.ctx.store.drop_reservations(holds)
+                    self.ctx.store.drop_reservations(self._holds_id())
                 migrations_done = counter[0]
             if step.wait_for and not step.drain_first:
                 self._drain(h, name, step)
@@ -396,11 +398,12 @@ class RollingReboot:
     def _holds_id(self) -> str:
         return f"maintenance-{self.run_id}"
 
-    def _hold_room(self, migrations: list[Any]) -> str:
+    def _hold_room(self, migrations: list[Any]) -> dict[str, str]:
         """Reserve the targets' memory in the store, so placement does not take it meanwhile.
 
-        Each reservation names the VM it is for: once the VM shows on its target
-        the capacity formula stops counting it twice.
+        Held only while a migration waits its turn: once it starts, XAPI holds
+        the target's memory itself (counting both would hide free room from
+        placement). Returns VM uuid -> reservation id.
         """
         request_id = self._holds_id()
         now = time.time()
@@ -414,7 +417,7 @@ class RollingReboot:
             count = len(wanted)
             self.ctx.store.reserve(host_key(self.ref, dst), wanted,
                                    lambda live, count=count: count)  # type: ignore[misc]
-        return request_id
+        return {r.vm_uuid or "": r.id for wanted in by_target.values() for r in wanted}
 
     def _hand_over_master(self, h: str, names: dict[str, str], done: list[str]) -> None:
         """The pool stays managed while its master reboots: another live host takes over."""
