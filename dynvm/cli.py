@@ -324,5 +324,13 @@ def _echo_seed_keys(config: Any) -> None:
         click.echo(f"pools=: static pools in Couchbase {static.server} bucket {static.bucket}")
 
 
+# ---------------------------------------------------------------- hosts, maintenance
+
+from dynvm.cli_maintenance import hosts, maintenance  # noqa: E402 - registered after main
+
+main.add_command(hosts)
+main.add_command(maintenance)
+
+
 if __name__ == "__main__":
     main()

@@ -37,5 +37,13 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     ttl = cfg.leader_ttl_secs
     timings = timings or Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
                                  reconcile_every=ttl)
-    return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
-                 background=background, static_pools=open_static_pools(cfg.store))
+    service = Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
+                    background=background, static_pools=open_static_pools(cfg.store))
+
+    def maintenance_port(host: Any) -> Any:
+        from dynvm.xen.maintenance import XenMaintenance  # only when maintenance is asked for
+
+        return XenMaintenance(service.registry.get(host))
+
+    service.maintenance_port = maintenance_port
+    return service

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import legacy, metrics, ops
+from dynvm.api import legacy, maintenance, metrics, ops
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
@@ -61,6 +61,7 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
         service.ctx.on_event = metrics.core_event
     app.register_blueprint(legacy.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(maintenance.bp)
     _install_hooks(app)
     _install_error_handlers(app)
     return app

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core.capacity import host_key, slots_on
+from dynvm.core.maintenance.state import placement_blocked
 from dynvm.core.ports import HostUnreachable, HostView, PoolView, XenError
 from dynvm.store.base import Reservation, Store
 
@@ -65,16 +66,24 @@ def views_of(hosts: Iterable[HostConfig], view_of: Callable[[HostConfig], PoolVi
 
 
 def candidates(views: Iterable[tuple[HostConfig, PoolView]], os_key: str,
-               reservations: list[Reservation], sizes: tuple[int, int] | None = None
-               ) -> list[Candidate]:
-    """Every member host of the given pools with its free slots; `sizes` = (vcpus, GiB)."""
+               reservations: list[Reservation], sizes: tuple[int, int] | None = None,
+               blocked: frozenset[str] = frozenset()) -> list[Candidate]:
+    """Every member host of the given pools with its free slots; `sizes` = (vcpus, GiB).
+
+    `blocked` (see `placement_blocked`) names pools drained and member hosts
+    in maintenance in the store: they get no slots.
+    """
     by_host: dict[str, list[Reservation]] = {}
     for r in reservations:
         by_host.setdefault(r.host_key, []).append(r)
     out = []
     for hc, view in views:
         for member in view.hosts:
-            live = by_host.get(host_key(hc.ref, member.uuid), [])
+            key = host_key(hc.ref, member.uuid)
+            if str(hc.ref) in blocked or key in blocked:
+                out.append(Candidate(hc, view, member, 0))
+                continue
+            live = by_host.get(key, [])
             out.append(Candidate(hc, view, member,
                                  slots_on(view, member, hc, os_key, live, sizes)))
     return out
@@ -130,9 +139,9 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
                 float(own.disk_gib))
 
     def counted(views: list[tuple[HostConfig, PoolView]]) -> list[Candidate]:
-        live = store.reservations()
+        live, blocked = store.reservations(), placement_blocked(store)
         return [c for hc, view in views for c in candidates(
-            [(hc, view)], spec.key, live, (sized(hc)[0], int(sized(hc)[1])))
+            [(hc, view)], spec.key, live, (sized(hc)[0], int(sized(hc)[1])), blocked)
             if c.key not in exclude]
 
     got: list[Slot] = []

@@ -12,6 +12,7 @@ from dynvm.core import servers, warmpool
 from dynvm.core.background import Background, Timings
 from dynvm.core.capacity import vm_os
 from dynvm.core.context import Context
+from dynvm.core.maintenance.state import all_status, placement_blocked
 from dynvm.core.model import (
     AllOrNoneFailed,
     Available,
@@ -61,6 +62,8 @@ class Dynvm:
         self._showall_memo: tuple | None = None
         self._lock = threading.Lock()
         self.store_probe = StoreProbe(store)
+        # Set by the wiring: the hypervisor side of host maintenance for one [xenhostN].
+        self.maintenance_port: Callable[[Any], Any] | None = None
 
     # -- plumbing -----------------------------------------------------------------
     def config(self) -> Config:
@@ -140,11 +143,12 @@ class Dynvm:
         views, down = views_of(hosts, self.ctx.view)
         try:
             reservations = self.ctx.store.reservations()
+            blocked = placement_blocked(self.ctx.store)
             ready = (warmpool.ready_count(self.ctx, os, {h.ref for h, _ in views})
                      if os in self.config().pools else 0)  # no pool: no ready VMs to read
         except StoreUnavailable:
-            reservations, ready = [], 0
-        count = sum(c.slots for c in candidates(views, os, reservations)) + ready
+            reservations, ready, blocked = [], 0, frozenset()
+        count = sum(c.slots for c in candidates(views, os, reservations, None, blocked)) + ready
         age = max((v.age_secs for _, v in views), default=0.0)
         return Available(count, down, age)
 
@@ -217,7 +221,19 @@ class Dynvm:
                                       "vms": len(view.vms), "view_age_secs": round(view.age_secs, 2)}
             except Exception as exc:
                 hosts[str(hc.ref)] = {"ok": False, "error": str(exc)}
+        try:
+            maint = {str(k): v for k, v in
+                     all_status(self.ctx.store, sorted(cfg.hosts)).items()}
+        except StoreError:
+            maint = {}
+        for ref, run in maint.items():
+            # Said out loud (but no 503: serving is not affected) until someone acts.
+            if run.get("ha_off") and run.get("state") in ("interrupted", "failed"):
+                run["warning"] = (f"pool HA of xenhost{ref} is OFF after an unfinished rolling "
+                                  f"reboot: run `dynvm maintenance reboot {ref} --exec` again "
+                                  f"to resume (HA is turned back on at the end)")
         return {"status": status, "config": conf, "store": store, "hosts": hosts,
+                "maintenance": maint,
                 "instance": self.ctx.instance, "leader": self.background.is_leader,
                 "background_error": self.background.last_error}
 

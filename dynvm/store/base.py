@@ -127,6 +127,10 @@ class RequestRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+# `update_doc` callback: given the current document (None if missing), return
+# the new one, or None to delete it. It may run more than once (CAS retries).
+DocEdit = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
 # `free_slots` callback for Store.reserve: given the live reservations on a
 # member host, how many more VMs of the wanted kind fit there now.
 FreeSlots = Callable[[list[Reservation]], int]
@@ -255,6 +259,19 @@ class Store(abc.ABC):
         Atomic: of two processes starting at once on an empty store, both get
         the same answer. Every VM dynvm builds is tagged with it, so a
         deployment never acts on another's VMs.
+        """
+
+    # -- operator documents (host drain, maintenance runs) --------------------------
+    @abc.abstractmethod
+    def get_doc(self, key: str) -> dict[str, Any] | None:
+        """A small JSON document of dynvm's own state by key, or None."""
+
+    @abc.abstractmethod
+    def update_doc(self, key: str, edit: DocEdit) -> dict[str, Any] | None:
+        """Atomically replace the document by `edit(current)` (None deletes it).
+
+        Returns what was stored (None when deleted or left missing). Two
+        processes editing at once never lose each other's change.
         """
 
     # -- lifecycle -----------------------------------------------------------------

@@ -11,7 +11,9 @@ Key layout (all keys may carry an optional prefix, used by tests to isolate runs
 - `resv::hosts`        host keys that have a reservation document;
 - `req::<id>`, `requests::index`   requests in flight;
 - `history::index`     the most recent history uuids, for `history()`;
-- `lock::<name>`       leader lock, with a document expiry.
+- `lock::<name>`       leader lock, with a document expiry;
+- `doc::<key>`         `{"dynvm": "doc", "doc": {...}}`: operator state such as
+                       host drains and maintenance runs.
 
 dynvm's own documents nest their data under a key instead of spreading fields
 at the top level, so a report such as `SELECT ... WHERE state="available"`
@@ -52,6 +54,7 @@ from dynvm.config import CouchbaseConfig
 from dynvm.store.base import (
     LEASE_ACTIVE,
     Conflict,
+    DocEdit,
     FreeSlots,
     Lease,
     RequestRecord,
@@ -537,6 +540,23 @@ class CouchbaseStore(Store):
             return {"dynvm": "deployment", "id": new}
         self._mutate("deployment", fn)
         return got[0]
+
+    # -- operator documents ------------------------------------------------------------------
+    def get_doc(self, key: str) -> dict[str, Any] | None:
+        doc, _ = self._get(f"doc::{key}")
+        return dict(doc["doc"]) if doc else None
+
+    def update_doc(self, key: str, edit: DocEdit) -> dict[str, Any] | None:
+        result: list[dict[str, Any] | None] = [None]
+
+        def fn(doc: dict[str, Any] | None) -> Any:
+            new = edit(dict(doc["doc"]) if doc else None)
+            result[0] = new
+            if new is None:
+                return _DELETE
+            return {"dynvm": "doc", "doc": new}
+        self._mutate(f"doc::{key}", fn)
+        return result[0]
 
     # -- lifecycle --------------------------------------------------------------------------
     def ping(self) -> None:

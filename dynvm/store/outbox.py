@@ -29,6 +29,7 @@ from typing import Any
 from dynvm.store.base import (
     LEASE_ACTIVE,
     Conflict,
+    DocEdit,
     FreeSlots,
     Lease,
     RequestRecord,
@@ -414,6 +415,13 @@ class ResilientStore(Store):
 
     def deployment_id(self, new: str | None) -> str | None:
         return self.primary.deployment_id(new)  # never queued: an identity is never guessed
+
+    # -- operator documents: never queued, an operator must see a refusal -----------------------
+    def get_doc(self, key: str) -> dict[str, Any] | None:
+        return self.primary.get_doc(key)
+
+    def update_doc(self, key: str, edit: DocEdit) -> dict[str, Any] | None:
+        return self.primary.update_doc(key, edit)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def ping(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from dynvm.store.base import (
     LEASE_ACTIVE,
+    DocEdit,
     FreeSlots,
     Lease,
     RequestRecord,
@@ -76,6 +77,10 @@ CREATE INDEX IF NOT EXISTS requests_state ON requests(state);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS docs (
+    key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
@@ -521,6 +526,21 @@ class SqliteStore(Store):
         with self._db.tx() as c:
             c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('deployment', ?)", (new,))
             return str(c.execute("SELECT value FROM meta WHERE key='deployment'").fetchone()[0])
+
+    # -- operator documents ----------------------------------------------------------
+    def get_doc(self, key: str) -> dict[str, Any] | None:
+        rows = self._db.query("SELECT doc FROM docs WHERE key=?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def update_doc(self, key: str, edit: DocEdit) -> dict[str, Any] | None:
+        with self._db.tx() as c:
+            row = c.execute("SELECT doc FROM docs WHERE key=?", (key,)).fetchone()
+            new = edit(json.loads(row[0]) if row else None)
+            if new is None:
+                c.execute("DELETE FROM docs WHERE key=?", (key,))
+            else:
+                c.execute("INSERT OR REPLACE INTO docs(key, doc) VALUES (?,?)", (key, _dumps(new)))
+            return new
 
     # -- lifecycle --------------------------------------------------------------------
     def ping(self) -> None:

@@ -39,6 +39,10 @@ MAX_TASKS = 2000
 Records = dict[str, dict[str, Any]]
 
 
+# Event feed failures that mean "the master is elsewhere now", not "the pool is down".
+_MASTER_MOVED = ("HOST_IS_SLAVE", "SESSION_INVALID")
+
+
 class Inventory:
     """Records of one pool by class (lower-case name) and ref, plus finished tasks."""
 
@@ -278,6 +282,16 @@ class Inventory:
                     log.exception("xenhost%d: event feed error", self.sessions.host.ref)
                     raise XenError("INTERNAL_ERROR", [repr(exc)]) from exc
             except XenError as exc:
+                if exc.code in _MASTER_MOVED and self.feed_ok:
+                    # The pool master moved (designate_new_master during maintenance, a
+                    # failover): log in again at once, following HOST_IS_SLAVE, and keep
+                    # serving the copy meanwhile instead of calling the pool unreachable.
+                    with self.cond:
+                        self.feed_ok = False  # once: failing again before it runs is a failure
+                    log.info("xenhost%d: event feed: %s, following the pool master",
+                             self.sessions.host.ref, exc.code)
+                    need_reload = True
+                    continue
                 self._failed(exc, backoff)
                 if not self._stop.is_set():
                     log.warning("xenhost%d: event feed failed (%s), reloading in %.1fs",

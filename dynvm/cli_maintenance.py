@@ -1,0 +1,197 @@
+"""`dynvm hosts` and `dynvm maintenance`: drain hosts, plan and run a rolling reboot."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from dynvm.core.service import Dynvm
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="DYNVM_CONFIG",
+    show_envvar=True, required=True, help="The service's INI file.")
+
+
+@contextmanager
+def _service(config_path: str) -> Iterator[Dynvm]:
+    """The core over the same store and pools the service uses, without its background loops."""
+    from dynvm.wiring import build_service
+
+    svc = build_service(config_path, background=False)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- hosts
+
+
+@click.group(invoke_without_command=True)
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Answer JSON.")
+@click.pass_context
+def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
+    """List hosts with their state; `drain N` / `undrain N` take a pool in or out of placement."""
+    ctx.obj = config_path
+    if ctx.invoked_subcommand is not None:
+        return
+    from dynvm.core.maintenance.ops import hosts_report
+
+    with _service(config_path) as svc:
+        report = hosts_report(svc)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("xenhost", "host", "enabled", "maintenance", "drained", "VMs", "free GiB")
+    for pool in report:
+        drained = f"yes ({pool['drained_by']})" if pool["drained"] else "no"
+        if pool["error"]:
+            table.add_row(str(pool["ref"]), pool["name"], "?", "?", drained, "?",
+                          f"unreachable: {pool['error']}")
+        for m in pool["members"]:
+            table.add_row(str(pool["ref"]), m["name"], "yes" if m["enabled"] else "no",
+                          "yes" if m["in_maintenance"] else "no", drained, str(m["vms"]),
+                          f"{m['memory_free_gib']:.1f} / {m['memory_total_gib']:.1f}")
+    Console().print(table)
+
+
+def _drain(config_path: str, ref: int, on: bool) -> None:
+    from dynvm.core.maintenance.ops import set_drain
+    from dynvm.core.model import DynvmError
+
+    with _service(config_path) as svc:
+        try:
+            out = set_drain(svc, ref, on, by="dynvm hosts")
+        except DynvmError as exc:
+            _fail(exc.message.removeprefix("Error: "), 2)
+    click.echo(f"xenhost{ref}: {'drained' if out['drained'] else 'in placement'}")
+    if out["note"]:
+        click.echo(out["note"], err=True)
+
+
+@hosts.command()
+@click.argument("ref", type=click.IntRange(min=0))
+@click.pass_obj
+def drain(config_path: str, ref: int) -> None:
+    """Place no new VM on [xenhostREF] (every worker and instance; kept in the store)."""
+    _drain(config_path, ref, True)
+
+
+@hosts.command()
+@click.argument("ref", type=click.IntRange(min=0))
+@click.pass_obj
+def undrain(config_path: str, ref: int) -> None:
+    """Put [xenhostREF] back in placement."""
+    _drain(config_path, ref, False)
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+@click.group()
+def maintenance() -> None:
+    """Rolling reboot of a pool with no VM stopped; its status."""
+
+
+@maintenance.command()
+@config_option
+@click.argument("ref", type=click.IntRange(min=0))
+@click.option("--exec", "execute", is_flag=True,
+              help="Act. Without it, print the plan and change nothing.")
+@click.option("--strategy", type=click.Choice(["migrate", "drain", "auto"]), default="auto",
+              show_default=True,
+              help="dynvm's own VMs: migrate them, wait for their leases, or migrate only "
+                   "those that outlive the drain timeout.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=5, show_default=True,
+              help="Live migrations at once.")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=600.0,
+              show_default=True, help="Seconds to wait for leases to end.")
+@click.option("--reboot-timeout", type=click.FloatRange(min=1), default=1800.0,
+              show_default=True, help="Seconds a host may take to come back.")
+@click.option("--lock-ttl", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Seconds after which another process may resume a run whose process died.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: int,
+           drain_timeout: float, reboot_timeout: float, lock_ttl: float, as_json: bool) -> None:
+    """Reboot every host of [xenhostREF], pool master first, migrating VMs off each by a plan."""
+    import logging
+
+    from dynvm.core.maintenance.ops import rolling_reboot
+    from dynvm.core.maintenance.plan import describe
+    from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused, Options
+    from dynvm.core.model import DynvmError
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="[%(asctime)s] %(name)s: %(message)s")
+    opts = Options(execute=execute, strategy=strategy, parallel=parallel,
+                   drain_timeout=drain_timeout, reboot_timeout=reboot_timeout,
+                   lock_ttl=lock_ttl)
+    with _service(config_path) as svc:
+        try:
+            if not execute:
+                plan = rolling_reboot(svc, ref, opts)
+            else:
+                plan = _with_progress(svc, ref, opts)
+        except MaintenanceRefused as exc:
+            _fail(f"refused: {exc}", 2)
+        except MaintenanceFailed as exc:
+            _fail(f"stopped: {exc}\nthe status (dynvm maintenance status) says where; "
+                  f"run the same command again to resume", 1)
+        except DynvmError as exc:
+            _fail(exc.message.removeprefix("Error: "), 2)
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True))
+    elif not execute:
+        for line in describe(plan):
+            click.echo(line)
+        if plan.ok:
+            click.echo(f"dry run: nothing changed; add --exec to reboot xenhost{ref}")
+    if not plan.ok:
+        sys.exit(2)
+
+
+def _with_progress(svc: Dynvm, ref: int, opts: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from dynvm.core.maintenance.ops import rolling_reboot
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  transient=False) as progress:
+        hosts_task = progress.add_task("hosts", total=None)
+        moves_task = progress.add_task("migrations", total=None)
+
+        def show(status: dict[str, Any]) -> None:
+            order = status.get("order") or []
+            progress.update(hosts_task, total=len(order) or None,
+                            completed=len(status.get("hosts_done") or []),
+                            description=f"host {status.get('host_name') or '-'}: "
+                                        f"{status.get('step')}")
+            progress.update(moves_task, total=status.get("migrations_total") or None,
+                            completed=status.get("migrations_done") or 0)
+
+        return rolling_reboot(svc, ref, opts, show)
+
+
+@maintenance.command("status")
+@config_option
+def status_cmd(config_path: str) -> None:
+    """Where each pool's last rolling reboot is (also on /health and /maintenance)."""
+    from dynvm.core.maintenance.ops import status
+
+    with _service(config_path) as svc:
+        click.echo(json.dumps(status(svc), indent=2, sort_keys=True, default=str))

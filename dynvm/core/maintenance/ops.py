@@ -1,0 +1,88 @@
+"""Maintenance operations as the CLI and the HTTP API offer them, over the core facade."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dynvm.core.capacity import GIB, host_key
+from dynvm.core.maintenance import state as S
+from dynvm.core.maintenance.plan import Plan
+from dynvm.core.maintenance.runner import Options, RollingReboot
+from dynvm.core.model import BadRequest
+from dynvm.core.ports import HostUnreachable, XenError
+
+if TYPE_CHECKING:
+    from dynvm.core.service import Dynvm
+
+
+def _host(svc: Dynvm, ref: int) -> Any:
+    hc = svc.config().hosts.get(ref)
+    if hc is None:
+        raise BadRequest(f"Error: no [xenhost{ref}] in the configuration")
+    return hc
+
+
+def hosts_report(svc: Dynvm) -> list[dict[str, Any]]:
+    """Every [xenhostN] and its member hosts with their state, for `dynvm hosts` and the API."""
+    cfg = svc.config()
+    store = svc.ctx.store
+    drained = S.drained(store)
+    maint = S.in_maintenance(store)
+    out = []
+    for ref, hc in sorted(cfg.hosts.items()):
+        entry: dict[str, Any] = {
+            "ref": ref, "name": hc.name, "drained": hc.drain or ref in drained,
+            "drained_by": "config" if hc.drain else ("store" if ref in drained else None),
+            "members": [], "error": None}
+        try:
+            view = svc.ctx.view(hc)
+        except (HostUnreachable, XenError) as exc:
+            entry["error"] = str(exc)
+            out.append(entry)
+            continue
+        for h in sorted(view.hosts, key=lambda h: h.name_label):
+            entry["members"].append({
+                "name": h.name_label, "uuid": h.uuid, "enabled": h.enabled,
+                "in_maintenance": host_key(ref, h.uuid) in maint,
+                "vms": len(view.running_on(h.uuid)),
+                "memory_free_gib": round(h.memory_free / GIB, 1),
+                "memory_total_gib": round(h.memory_total / GIB, 1)})
+        out.append(entry)
+    return out
+
+
+def set_drain(svc: Dynvm, ref: int, on: bool, by: str = "") -> dict[str, Any]:
+    hc = _host(svc, ref)
+    S.set_drain(svc.ctx.store, ref, on, by)
+    note = None
+    if not on and hc.drain:
+        note = f"xenhost{ref} stays drained: host.drain=true in the configuration"
+    return {"ref": ref, "drained": on or hc.drain, "note": note}
+
+
+def status(svc: Dynvm) -> dict[str, Any]:
+    return {str(k): v for k, v in S.all_status(svc.ctx.store, sorted(svc.config().hosts)).items()}
+
+
+def rolling_reboot(svc: Dynvm, ref: int, options: Options,
+                   on_progress: Callable[[dict[str, Any]], None] | None = None,
+                   runner: list[RollingReboot] | None = None) -> Plan:
+    """Plan (and with `options.execute`, run) a rolling reboot of `[xenhostN]`.
+
+    `runner`, when given, receives the runner before it starts (to wait on its
+    `locked` event from another thread).
+    """
+    hc = _host(svc, ref)
+    if svc.maintenance_port is None:
+        raise RuntimeError("host maintenance is not wired to a hypervisor")
+    if options.strategy not in ("migrate", "drain", "auto"):
+        raise BadRequest("Error: strategy must be migrate, drain or auto")
+    if not 1 <= options.parallel <= 64:
+        raise BadRequest("Error: parallel must be between 1 and 64")
+    job = RollingReboot(svc.ctx, hc, svc.maintenance_port(hc), options, on_progress)
+    if runner is not None:
+        runner.append(job)
+    return job.run()
+
+

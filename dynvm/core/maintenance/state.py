@@ -1,0 +1,107 @@
+"""Maintenance state of record in the store: drained pools, hosts in maintenance, run status.
+
+Every worker and instance reads the same documents, so a drain set from the
+CLI takes effect in every process, and a maintenance run seen from `/health`
+on one instance is the one another instance is executing.
+
+- `hosts`: `{"drained": {"<N>": {...}}, "maintenance": {"<N>/<host uuid>": {...}}}`,
+  read by placement on every request (one read);
+- `maintenance:<N>`: the status of the last rolling reboot of `[xenhostN]`;
+- lock `maintenance:<N>`: held (with a TTL, renewed) by the process running it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dynvm.store.base import Store
+
+HOSTS_DOC = "hosts"
+LOCK_TTL_SECS = 30.0
+
+
+def status_key(ref: int) -> str:
+    return f"maintenance:{ref}"
+
+
+def lock_name(ref: int) -> str:
+    return f"maintenance:{ref}"
+
+
+def _hosts(store: Store) -> dict[str, Any]:
+    return store.get_doc(HOSTS_DOC) or {}
+
+
+def drained(store: Store) -> dict[int, dict[str, Any]]:
+    """Pools drained in the store: N -> who and since when."""
+    return {int(k): v for k, v in _hosts(store).get("drained", {}).items()}
+
+
+def set_drain(store: Store, ref: int, on: bool, by: str = "") -> None:
+    def edit(doc: dict[str, Any] | None) -> dict[str, Any]:
+        doc = dict(doc or {})
+        d = dict(doc.get("drained", {}))
+        if on:
+            d.setdefault(str(ref), {"since": time.time(), "by": by})
+        else:
+            d.pop(str(ref), None)
+        doc["drained"] = d
+        return doc
+    store.update_doc(HOSTS_DOC, edit)
+
+
+def in_maintenance(store: Store) -> dict[str, dict[str, Any]]:
+    """Member hosts out of placement for maintenance: "<N>/<uuid>" -> run and since when."""
+    return dict(_hosts(store).get("maintenance", {}))
+
+
+def set_in_maintenance(store: Store, key: str, on: bool, run: str = "") -> None:
+    def edit(doc: dict[str, Any] | None) -> dict[str, Any]:
+        doc = dict(doc or {})
+        m = dict(doc.get("maintenance", {}))
+        if on:
+            m[key] = {"since": time.time(), "run": run}
+        else:
+            m.pop(key, None)
+        doc["maintenance"] = m
+        return doc
+    store.update_doc(HOSTS_DOC, edit)
+
+
+def placement_blocked(store: Store) -> frozenset[str]:
+    """What placement must skip: "<N>" for drained pools, "<N>/<uuid>" for members in maintenance."""
+    doc = _hosts(store)
+    return frozenset(list(doc.get("drained", {})) + list(doc.get("maintenance", {})))
+
+
+def get_status(store: Store, ref: int) -> dict[str, Any] | None:
+    return store.get_doc(status_key(ref))
+
+
+def put_status(store: Store, ref: int, **changes: Any) -> dict[str, Any]:
+    """Merge `changes` into the run status of `[xenhostN]` (stamped with the time)."""
+    def edit(doc: dict[str, Any] | None) -> dict[str, Any]:
+        doc = dict(doc or {})
+        doc.update(changes)
+        doc["updated"] = time.time()
+        return doc
+    out = store.update_doc(status_key(ref), edit)
+    assert out is not None
+    return out
+
+
+def all_status(store: Store, refs: list[int]) -> dict[int, dict[str, Any]]:
+    """Status of every pool that has one, with whether its run is still held by a live process."""
+    out = {}
+    for ref in refs:
+        doc = get_status(store, ref)
+        if doc is None:
+            continue
+        holder = store.leader(lock_name(ref))
+        doc = dict(doc)
+        doc["held_by"] = holder
+        if doc.get("state") == "running" and holder is None:
+            doc["state"] = "interrupted"
+        out[ref] = doc
+    return out

@@ -1,0 +1,427 @@
+"""A rolling reboot with --exec on a simulated pool: no VM stops, HA comes back as it was.
+
+The pool: 4 hosts, 48 foreign guests and 12 dynvm VMs (60 running), N+1 but
+not N+2. A watcher polls XAPI through the official client the whole time;
+getservers requests run beside the reboot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import XenAPI
+
+from bench.harness import wait_until
+from bench.maintenance_pool import SHARED_SR, maintenance_pool
+from dynvm.core.capacity import host_key
+from dynvm.core.maintenance import state as S
+from dynvm.core.maintenance.ops import rolling_reboot
+from dynvm.core.maintenance.runner import Options
+from dynvm.core.model import ServersRequest
+from dynvm.core.release import release_names
+from dynvm.core.service import Dynvm
+from dynvm.sim import Farm
+from dynvm.wiring import build_service
+from tests.service.conftest import FAST, SPEED, write_ini
+
+HA_CONFIG = {"timeout": "180"}
+
+
+class Watcher:
+    """Polls the pool through XAPI (following the master wherever it is) until stopped."""
+
+    def __init__(self, farm: Farm) -> None:
+        self.farm = farm
+        self.urls = [h.url for h in farm.pools[0].hosts]
+        self.session: XenAPI.Session | None = None
+        self.polls = 0
+        self.not_running: list[tuple[str, str]] = []  # (vm, state) seen during the run
+        self.missing: set[str] = set()
+        self.down_order: list[str] = []  # hosts as they went down, once per reboot
+        self._down: set[str] = set()
+        self.expected: dict[str, str] = {}
+        self.moves: dict[str, int] = {}  # VM uuid -> times its resident host changed
+        self._where: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.errors: list[str] = []
+
+    def _login(self) -> XenAPI.Session:
+        for url in self.urls:
+            s = XenAPI.Session(url)
+            try:
+                s.xenapi.login_with_password("root", "xenroot", "1.0", "watcher")
+                return s
+            except Exception:  # noqa: BLE001 - a member, or down: try the next
+                continue
+        raise ConnectionError("no pool master answers")
+
+    def records(self) -> tuple[dict, dict, dict]:
+        for _ in range(200):
+            try:
+                if self.session is None:
+                    self.session = self._login()
+                x = self.session.xenapi
+                return x.VM.get_all_records(), x.host.get_all_records(), \
+                    x.host_metrics.get_all_records()
+            except Exception:  # noqa: BLE001 - master moved or rebooting: find it again
+                self.session = None
+                time.sleep(0.02)
+        raise AssertionError("the pool stopped answering")
+
+    def guests(self) -> dict[str, dict]:
+        vms, _, _ = self.records()
+        return {r["uuid"]: r for r in vms.values()
+                if not r["is_a_template"] and not r["is_control_domain"]}
+
+    def start(self, expected: dict[str, str]) -> None:
+        self.expected = expected
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                vms, hosts, metrics = self.records()
+                by_uuid = {r["uuid"]: r for r in vms.values()}
+                for r in by_uuid.values():
+                    if r["is_control_domain"] or r["is_a_template"] or \
+                            r["power_state"] != "Running":
+                        continue  # a VM being shut down and destroyed is not moving
+                    was = self._where.get(r["uuid"])
+                    if was is not None and was != r["resident_on"]:
+                        self.moves[r["uuid"]] = self.moves.get(r["uuid"], 0) + 1
+                    self._where[r["uuid"]] = r["resident_on"]
+                for u, name in self.expected.items():
+                    rec = by_uuid.get(u)
+                    if rec is None:
+                        self.missing.add(name)
+                    elif rec["power_state"] != "Running":
+                        self.not_running.append((name, rec["power_state"]))
+                for h in hosts.values():
+                    live = metrics.get(h["metrics"], {}).get("live", True)
+                    if not live and h["name_label"] not in self._down:
+                        self._down.add(h["name_label"])
+                        self.down_order.append(h["name_label"])
+                    elif live:
+                        self._down.discard(h["name_label"])
+                self.polls += 1
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            self.errors.append(repr(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def enable_ha(w: Watcher) -> None:
+    w.records()
+    assert w.session is not None
+    x = w.session.xenapi
+    sr = x.SR.get_by_name_label("HA heartbeat")[0]
+    x.pool.enable_ha([sr], HA_CONFIG)
+
+
+def ha_state(w: Watcher) -> tuple[bool, dict]:
+    """Read on a session of its own: the watcher's may be busy in its thread."""
+    own = Watcher(w.farm)
+    own.records()
+    assert own.session is not None
+    x = own.session.xenapi
+    pool = x.pool.get_all_records()
+    rec = next(iter(pool.values()))
+    if rec["ha_enabled"]:  # the heartbeat SR it had, too
+        srs = {x.VDI.get_SR(v) for v in rec["ha_statefiles"]}
+        assert srs == set(x.SR.get_by_name_label("HA heartbeat"))
+    return rec["ha_enabled"], rec["ha_configuration"]
+
+
+@pytest.fixture
+def rfarm() -> Iterator[Farm]:
+    f = Farm([("pool1", maintenance_pool())], speed=SPEED).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def ini(tmp_path: Path, rfarm: Farm) -> Path:
+    return write_ini(tmp_path, rfarm, hosts=rfarm.ini_sections(storage_name=SHARED_SR))
+
+
+@pytest.fixture
+def svc(ini: Path) -> Iterator[Dynvm]:
+    s = build_service(str(ini), timings=FAST)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def sixty_running(svc: Dynvm, w: Watcher) -> dict[str, str]:
+    svc.get_servers(ServersRequest(name="job", count=12))
+    guests = w.guests()
+    assert len(guests) == 60
+    assert all(r["power_state"] == "Running" for r in guests.values())
+    return {u: r["name_label"] for u, r in guests.items()}
+
+
+def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
+    w = Watcher(rfarm)
+    expected = sixty_running(svc, w)
+    enable_ha(w)
+    master = rfarm.pools[0].master.name_label
+    master_ref = rfarm.pools[0].master.ref
+    on_master = {u for u, r in w.guests().items() if r["resident_on"] == master_ref}
+    assert 0 < len(on_master) < 60
+
+    # getservers beside the reboot: each must succeed, never on a host in maintenance.
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def traffic() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            name = f"side{n}x"
+            try:
+                blocked_before = S.placement_blocked(svc.ctx.store)
+                got = svc.get_servers(ServersRequest(name=name, count=1))
+                lease = svc.ctx.store.get_lease(got.servers[0].vm_uuid)
+                blocked_after = S.placement_blocked(svc.ctx.store)
+                key = host_key(1, lease.host_uuid) if lease else ""
+                outcomes.append("placed in maintenance" if key in blocked_before
+                                and key in blocked_after else "ok")
+                release_names(svc.ctx, [name], reason="test")
+            except Exception as exc:  # noqa: BLE001 - counted as a failure
+                outcomes.append(f"failed: {exc!r}")
+
+    side = threading.Thread(target=traffic, daemon=True)
+    w.start(expected)
+    side.start()
+    seen: list[dict] = []
+    try:
+        plan = rolling_reboot(svc, 1, Options(execute=True, parallel=5, poll=0.02),
+                              lambda status: seen.append(dict(status)))
+    finally:
+        stop.set()
+        side.join(60)
+        w.stop()
+
+    assert not w.errors
+    assert w.polls > 10
+    assert w.not_running == [] and w.missing == set()
+    assert w.down_order[0] == master
+    # The master's VMs move twice (no host is rebooted before it); the others once.
+    assert all(w.moves.get(u, 0) == 2 for u in on_master)
+    assert all(w.moves.get(u, 0) == 1 for u in expected if u not in on_master)
+    assert sorted(w.down_order) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    final = w.guests()
+    assert {u: r["name_label"] for u, r in final.items()} == expected  # none lost, none doubled
+    assert all(r["power_state"] == "Running" for r in final.values())
+    enabled, config = ha_state(w)
+    assert enabled and config.get("timeout") == "180"
+    assert outcomes and [o for o in outcomes if o != "ok"] == []
+    status = S.get_status(svc.ctx.store, 1)
+    assert status is not None and status["state"] == "done"
+    assert len(status["hosts_done"]) == 4
+    assert status["migrations_done"] >= len(plan.migrations) > 0
+    assert {s["step"] for s in seen} >= {"placement-off", "disable", "migrate", "reboot", "wait",
+                                         "enable", "placement-on"}
+    assert S.in_maintenance(svc.ctx.store) == {}
+    assert all(h.enabled for h in svc.ctx.view(svc.config().hosts[1]).hosts)
+    assert svc.ctx.store.leader(S.lock_name(1)) is None
+
+
+def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
+    w = Watcher(rfarm)
+    expected = sixty_running(svc, w)
+    enable_ha(w)
+    cmd = [sys.executable, "-m", "dynvm", "maintenance", "reboot", "--config", str(ini), "1",
+           "--exec", "--lock-ttl", "2", "--reboot-timeout", "120"]
+    w.start(expected)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_until(lambda: len((S.get_status(svc.ctx.store, 1) or {}).get("hosts_done", []))
+                   >= 1, timeout=120, what="the first host to be done")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    # Reported cleanly: interrupted, with HA off said out loud, once the lock lapses.
+    status = wait_until(lambda: (S.all_status(svc.ctx.store, [1]).get(1) or {}).get("state")
+                        == "interrupted" and S.all_status(svc.ctx.store, [1])[1],
+                        timeout=30, what="the run to show as interrupted")
+    assert status["ha_off"] is True and status["hosts_done"]
+    health = svc.health()
+    assert health["maintenance"]["1"]["state"] == "interrupted"
+    assert "HA of xenhost1 is OFF" in health["maintenance"]["1"]["warning"]
+    # The same command again resumes where it was.
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    w.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming run" in done.stderr
+    assert not w.errors and w.not_running == [] and w.missing == set()
+    final = w.guests()
+    assert {u: r["name_label"] for u, r in final.items()} == expected
+    status = S.get_status(svc.ctx.store, 1)
+    assert status is not None and status["state"] == "done" and len(status["hosts_done"]) == 4
+    enabled, config = ha_state(w)
+    assert enabled and config.get("timeout") == "180"
+    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
+
+
+def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
+        tmp_path: Path, rfarm: Farm) -> None:
+    ini = write_ini(tmp_path, rfarm, hosts=rfarm.ini_sections(storage_name=SHARED_SR),
+                    extra="\n[pool centos]\nready=2\n")
+    svc = build_service(str(ini), timings=FAST)
+    try:
+        from dynvm.store.base import LEASE_READY
+
+        svc.get_servers(ServersRequest(name="short", count=2))
+        svc.get_servers(ServersRequest(name="long", count=2))
+        # The background worker fills the warm pool.
+        warm = wait_until(lambda: len(svc.ctx.store.leases(state=LEASE_READY)) == 2 and
+                          svc.ctx.store.leases(state=LEASE_READY), timeout=60,
+                          what="two warm VMs")
+        warm_uuids = {lease.vm_uuid for lease in warm}
+        short = {lease.vm_uuid for lease in svc.ctx.store.leases()
+                 if lease.name.startswith("short")}
+        for u in short:  # ends within the drain window
+            svc.ctx.store.update_lease(u, expires=time.time() + 3)
+        w = Watcher(rfarm)
+        w.start({})
+        seen: list[dict] = []
+        try:
+            rolling_reboot(svc, 1, Options(execute=True, strategy="auto", drain_timeout=60,
+                                           poll=0.02), lambda st: seen.append(dict(st)))
+        finally:
+            w.stop()
+        events = sorted({e for st in seen for e in st.get("events", [])})
+        assert any("waiting for" in e and "lease(s) to end" in e for e in events)
+        assert sum("destroy warm VM" in e for e in events) >= 2
+        assert all(w.moves.get(u, 0) == 0 for u in short)  # never migrated: expired in place
+        assert all(w.moves.get(u, 0) == 0 for u in warm_uuids)  # destroyed, not moved
+        guests = w.guests()
+        assert not short & set(guests) and not warm_uuids & set(guests)
+        longs = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("long")}
+        assert len(longs) == 2 and longs <= set(guests)
+        assert all(guests[u]["power_state"] == "Running" for u in longs)
+        # The warm pool is rebuilt on hosts in service.
+        wait_until(lambda: len(svc.ctx.store.leases(state=LEASE_READY)) == 2, timeout=60,
+                   what="the warm pool to be rebuilt")
+    finally:
+        from dynvm.core.release import release_lease
+        from dynvm.store.base import LEASE_PROVISIONING
+
+        # No warm build may still be running when the store closes: let the pool
+        # settle, stop the worker that refills it, then release.
+        wait_until(lambda: not svc.ctx.store.leases(state=LEASE_PROVISIONING)
+                   and not svc.ctx.store.requests(state="running"), timeout=60,
+                   what="warm-pool builds to finish")
+        svc.background.stop()
+        wait_until(lambda: not svc.ctx.store.leases(state=LEASE_PROVISIONING)
+                   and not svc.ctx.store.requests(state="running"), timeout=60,
+                   what="warm-pool builds to finish")
+        for lease in svc.ctx.store.leases():
+            release_lease(svc.ctx, lease, reason="test teardown")
+        svc.close()
+
+
+def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
+    from dynvm.api import create_app
+
+    w = Watcher(rfarm)
+    expected = {u: r["name_label"] for u, r in w.guests().items()}
+    client = create_app(service=svc).test_client()
+    w.start(expected)
+    try:
+        started = client.post("/maintenance/1", json={"execute": True, "parallel": 3})
+        assert started.status_code == 202, started.get_data(as_text=True)
+        assert started.get_json()["plan"]["hosts"][0]["host"] == rfarm.pools[0].master.name_label
+        seen = wait_until(lambda: client.get("/health").get_json()["maintenance"].get("1"),
+                          timeout=30, what="the run on /health")
+        assert seen["run"] and seen["order"][0] == rfarm.pools[0].master.name_label
+        again = client.post("/maintenance/1", json={"execute": True})
+        assert again.status_code == 409 and "already running" in again.get_json()["error"]
+        wait_until(lambda: client.get("/maintenance").get_json()["1"]["state"] == "done",
+                   timeout=240, what="the run to finish")
+    finally:
+        wait_until(lambda: svc.ctx.store.leader(S.lock_name(1)) is None, timeout=240,
+                   what="every run to end")
+        w.stop()
+    assert not w.errors and w.not_running == [] and w.missing == set()
+    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
+
+
+def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
+        svc: Dynvm, rfarm: Farm) -> None:
+    from dynvm.core.ports import XenError
+
+    w = Watcher(rfarm)
+    expected = {u: r["name_label"] for u, r in w.guests().items()}
+    enable_ha(w)
+    w.start(expected)
+    try:
+        rfarm.fail_next("host.reboot", 1, "INTERNAL_ERROR", ["injected"])
+        with pytest.raises(XenError) as failed:
+            rolling_reboot(svc, 1, Options(execute=True, poll=0.02))
+        assert failed.value.code == "INTERNAL_ERROR"
+        status = S.get_status(svc.ctx.store, 1)
+        assert status is not None and status["state"] == "failed"
+        assert "INTERNAL_ERROR" in status["error"] and status["ha_off"] is False
+        enabled, config = ha_state(w)
+        assert enabled and config.get("timeout") == "180"  # HA back while nobody acts
+        assert svc.ctx.store.leader(S.lock_name(1)) is None
+        seen: list[dict] = []
+        rolling_reboot(svc, 1, Options(execute=True, poll=0.02),  # the same command resumes
+                       lambda st: seen.append(dict(st)))
+    finally:
+        w.stop()
+    status = S.get_status(svc.ctx.store, 1)
+    assert status is not None and status["state"] == "done" and len(status["hosts_done"]) == 4
+    assert any("resuming run" in e for st in seen for e in st.get("events", []))
+    assert not w.errors and w.not_running == [] and w.missing == set()
+    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    enabled, config = ha_state(w)
+    assert enabled and config.get("timeout") == "180"
+
+
+def test_drain_strategy_waits_for_leases_then_moves_what_is_left(svc: Dynvm, rfarm: Farm) -> None:
+    svc.get_servers(ServersRequest(name="brief", count=2))
+    svc.get_servers(ServersRequest(name="stays", count=2))
+    brief = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("brief")}
+    stays = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("stays")}
+    for u in brief:  # the expiry loop releases them during the wait
+        svc.ctx.store.update_lease(u, expires=time.time() + 2)
+    w = Watcher(rfarm)
+    w.start({})
+    seen: list[dict] = []
+    try:
+        rolling_reboot(svc, 1, Options(execute=True, strategy="drain", drain_timeout=3,
+                                       poll=0.02), lambda st: seen.append(dict(st)))
+    finally:
+        w.stop()
+    events = {e for st in seen for e in st.get("events", [])}
+    assert any("lease(s) to end" in e for e in events)
+    assert all(w.moves.get(u, 0) == 0 for u in brief)
+    guests = w.guests()
+    assert not brief & set(guests)
+    assert stays <= set(guests) and all(guests[u]["power_state"] == "Running" for u in stays)
+    assert not w.errors
+    assert S.get_status(svc.ctx.store, 1)["state"] == "done"
+    from dynvm.core.release import release_lease
+
+    for lease in svc.ctx.store.leases():
+        release_lease(svc.ctx, lease, reason="test teardown")
