@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import legacy, metrics, ops
+from dynvm.api import dashboard, legacy, metrics, ops, probes
 from dynvm.api.validation import InvalidParam
+from dynvm.core import trace
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
     app.extensions["dynvm"] = service
     app.register_blueprint(legacy.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(probes.bp)
+    app.register_blueprint(dashboard.bp)
     _install_hooks(app)
     _install_error_handlers(app)
     return app
@@ -65,6 +68,7 @@ def _install_hooks(app: Flask) -> None:
         g.started = time.monotonic()
         given = re.sub(r"[^A-Za-z0-9_.:-]", "", request.headers.get("X-Request-Id", ""))[:64]
         g.request_id = given or uuid.uuid4().hex[:16]
+        g.trace_token = trace.REQUEST_ID.set(g.request_id)  # for the core and the logs
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -76,6 +80,15 @@ def _install_hooks(app: Flask) -> None:
             metrics.LATENCY.labels(route).observe(time.monotonic() - started)
         resp.headers["X-Dynvm-Request-Id"] = g.get("request_id", "")
         return resp
+
+    @app.teardown_request
+    def _unbind(_exc: BaseException | None) -> None:
+        token = g.pop("trace_token", None)
+        if token is not None:
+            try:
+                trace.REQUEST_ID.reset(token)
+            except ValueError:  # set in another context: nothing of ours to undo
+                trace.REQUEST_ID.set("")
 
 
 def _text(body: str, status: int) -> Response:
