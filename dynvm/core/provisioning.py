@@ -7,6 +7,7 @@ what was built and gives the reservation back.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 import threading
@@ -231,7 +232,10 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=min(len(jobs), 64),
                             thread_name_prefix="dynvm-build") as pool:
-        futures = {pool.submit(build_one, ctx, job, cancel): job for job in jobs}
+        # Each build runs in a copy of the caller's context, so its log lines carry
+        # the request id (dynvm.core.trace).
+        futures = {pool.submit(contextvars.copy_context().run, build_one, ctx, job, cancel): job
+                   for job in jobs}
         for fut, job in futures.items():
             try:
                 built.append(fut.result())
