@@ -122,3 +122,22 @@ def test_ready_fails_when_no_host_answers(tmp_path, farm) -> None:
         assert "unreachable" in c.get("/").text
     finally:
         svc.close()
+
+
+def test_metrics_carry_farm_gauges_and_step_times(client, service) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.get("/getservers/met?os=centos&count=2")
+    text = client.get("/metrics").text
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    leased = [s for s in fams["dynvm_vms"].samples
+              if s.labels["state"] == "leased" and s.labels["os"] == "centos"]
+    assert sum(s.value for s in leased) == 2
+    steps = {s.labels["step"] for s in fams["dynvm_build_step_seconds"].samples
+             if s.name.endswith("_count") and s.labels["os"] == "centos"}
+    assert {"reserved", "cloning", "provisioning", "starting", "waiting for IP"} <= steps
+    avail = {s.labels["os"]: s.value for s in fams["dynvm_available_vms"].samples}
+    assert avail["centos"] == int(client.get("/getavailablecount/centos").text)
+    assert fams["dynvm_requests_in_flight"].samples[0].value == 0
+    assert fams["dynvm_store_up"].samples[0].value == 1
+    client.get("/releaseservers/met?count=2")
