@@ -114,7 +114,7 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
     """The template context of the requested sections, from one snapshot."""
     svc = _svc()
     snap = data.Snapshot.take(svc)
-    ctx: dict[str, Any] = {"refresh_secs": REFRESH_SECS, "ago": _ago, "when": _when,
+    ctx: dict[str, Any] = {"refresh_secs": _int("refresh", REFRESH_SECS, 1, 3600), "ago": _ago, "when": _when,
                            "gib": _gib, "link": _link, "args": request.args,
                            "os_keys": sorted(svc.os_keys()), "vm_states": sorted(
                                set(data.VM_STATES.values()) | {"foreign", "untracked"})}
@@ -140,7 +140,9 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         page = min(_int("h_page", 1), pages)
         ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
                    hist_total=len(found), hist_page=page, hist_pages=pages,
-                   charts=_charts(found))
+                   charts=_charts(found), hist_query=urlencode(
+                       {k: v for k, v in request.args.items()
+                        if k.startswith("h_") and k != "h_page"}))
     return ctx
 
 
