@@ -147,7 +147,10 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                     progress.note(ctx, job.request_id, job.name, progress.Step.CHECKING_SSH,
                                   ip=ip)
                     wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel)
-                return _complete(ctx, job, lease, ip, started, attempt)
+                built = _complete(ctx, job, lease, ip, started, attempt)
+                log.info("%s ready at %s on xenhost%d (%s) after %.1fs", job.name, ip,
+                         host.ref, vm.uuid, ctx.clock() - started)
+                return built
             except LinkLocalOnly as exc:
                 reason = f"guest kept a link-local address ({exc.params[0]}), attempt {attempt}"
                 log.warning("%s: %s", job.name, reason)

@@ -96,6 +96,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     except NameInUse:
         _free_names(ctx, held, request_id)
         raise
+    log.info("getservers %s: %d %s VM(s) asked", req.name, req.count, req.os)
     try:
         result = _serve(ctx, cfg, req, spec, names, expires, request_id, ttl)
     except Exception as exc:
