@@ -28,7 +28,7 @@ bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder
 
 PREFIX = "/ui/api"
 VM_PAGE = 200  # VM table rows per page
-HISTORY_PAGE = 50
+HISTORY_PAGE = 25
 HISTORY_PAGE_MAX = 1000
 REFRESH_SECS = 3
 LIVE_SECTIONS = ("farm", "vms", "requests", "warm")
@@ -140,15 +140,19 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         page = min(_int("h_page", 1), pages)
         ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
                    hist_total=len(found), hist_page=page, hist_pages=pages,
-                   charts=_charts(found), hist_query=urlencode(
+                   charts=_charts(found if len(found) != len(docs or []) else
+                                  data.whole_history_stats(docs or [])), hist_query=urlencode(
                        {k: v for k, v in request.args.items()
                         if k.startswith("h_") and k != "h_page"}))
     return ctx
 
 
-def _charts(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _charts(docs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
+            ) -> list[dict[str, Any]]:
+    """Per-OS charts of the given documents (or of their precomputed stats)."""
+    stats = docs if isinstance(docs, dict) else data.history_stats(docs)
     out = []
-    for os_key, days in data.history_stats(docs).items():
+    for os_key, days in stats.items():
         labels = [d["day"] for d in days]
         out.append({"os": os_key, "svgs": [
             line_chart(f"{os_key}: create duration", labels,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from dynvm.store.base import (
     LEASE_READY,
     LEASE_RELEASING,
     Lease,
+    Reservation,
     StoreError,
 )
 
@@ -51,6 +54,8 @@ class Snapshot:
     errors: dict[int, str]
     leases: list[Lease]
     now: float
+    reservations: list[Reservation] = field(default_factory=list)
+    _slots: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def take(cls, svc: Dynvm) -> Snapshot:
@@ -66,7 +71,20 @@ class Snapshot:
             leases = svc.ctx.store.leases()
         except StoreError:
             leases = []
-        return cls(cfg, views, errors, leases, svc.ctx.clock())
+        try:
+            reservations = svc.ctx.store.reservations()
+        except StoreError:
+            reservations = []
+        return cls(cfg, views, errors, leases, svc.ctx.clock(), reservations)
+
+    def slots(self, ref: int, os_key: str) -> dict[str, int]:
+        """Free VM slots of `os_key` per member host of pool `ref`, computed once."""
+        key = (ref, os_key)
+        if key not in self._slots:
+            hc, view = self.cfg.hosts[ref], self.views[ref]
+            self._slots[key] = {c.member.uuid: c.slots for c in
+                                candidates([(hc, view)], os_key, self.reservations)}
+        return self._slots[key]
 
 
 def _gib(n: float) -> float:
@@ -80,7 +98,6 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
     """Every pool and member host with its state, load and free room; totals."""
     snap = snap or Snapshot.take(svc)
     cfg = snap.cfg
-    reservations = _reservations(svc)
     pools = []
     totals = defaultdict(float)
     for hc in sorted(cfg.hosts.values(), key=lambda h: h.ref):
@@ -96,8 +113,8 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
                     view_age_secs=round(view.age_secs, 2))
         slots: dict[str, dict[str, int]] = defaultdict(dict)
         for o in sorted(hc.os):
-            for c in candidates([(hc, view)], o, reservations):
-                slots[c.member.uuid][o] = 0 if hc.drain else c.slots
+            for member_uuid, n in snap.slots(hc.ref, o).items():
+                slots[member_uuid][o] = 0 if hc.drain else n
         for m in sorted(view.hosts, key=lambda m: m.name_label):
             running = view.running_on(m.uuid)
             disk_total = sum(size for size, _ in m.srs.values())
@@ -124,21 +141,12 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
                              for o in sorted(hc.os)}
         pools.append(pool)
     return {"pools": pools, "totals": {k: int(v) for k, v in totals.items()},
-            "capacity": capacity(svc, snap, reservations)["os"]}
+            "capacity": capacity(svc, snap)["os"]}
 
 
-def _reservations(svc: Dynvm) -> list:
-    try:
-        return svc.ctx.store.reservations()
-    except StoreError:
-        return []
-
-
-def capacity(svc: Dynvm, snap: Snapshot | None = None,
-             reservations: list | None = None) -> dict[str, Any]:
+def capacity(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
     """Available VM count of every served OS (default labels, as /getavailablecount)."""
     snap = snap or Snapshot.take(svc)
-    reservations = _reservations(svc) if reservations is None else reservations
     out = {}
     for o in sorted(servers.served_os(snap.cfg)):
         hosts_ = eligible_hosts(snap.cfg, o, frozenset(), False)
@@ -147,7 +155,7 @@ def capacity(svc: Dynvm, snap: Snapshot | None = None,
         refs = {h.ref for h, _ in views}
         ready = sum(1 for lease in snap.leases
                     if lease.state == LEASE_READY and lease.os == o and lease.host_ref in refs)
-        free = sum(c.slots for c in candidates(views, o, reservations))
+        free = sum(sum(snap.slots(h.ref, o).values()) for h, _ in views)
         out[o] = {"available": free + (ready if o in snap.cfg.pools else 0),
                   "ready": ready, "unreachable": down}
     return {"os": out}
@@ -301,11 +309,65 @@ def warm_pools(svc: Dynvm, snap: Snapshot | None = None,
 # ---------------------------------------------------------------- history
 
 
+class _HistoryMemo:
+    """History read at most every HISTORY_TTL_SECS per process and store.
+
+    Reading and decoding every document is most of a dashboard render, and the
+    page, its refreshes and each scrape all want it; the history only grows,
+    so the dashboard and the metrics may show it a second or two late.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._store: object | None = None  # whose history this is
+        self._at = -math.inf
+        self._docs: list[dict[str, Any]] = []
+        self._derived: dict[str, Any] = {}
+
+    def docs(self, svc: Dynvm) -> list[dict[str, Any]]:
+        store = svc.ctx.store
+        with self._lock:
+            if self._store is store and time.monotonic() - self._at < HISTORY_TTL_SECS:
+                return self._docs
+        try:
+            docs = store.history(limit=HISTORY_SCAN)
+        except StoreError:
+            return []
+        with self._lock:
+            self._store, self._at, self._docs, self._derived = (
+                store, time.monotonic(), docs, {})
+        return docs
+
+    def derived(self, docs: list[dict[str, Any]], name: str,
+                fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
+        """fn(docs) for the whole history, kept with the documents it came from."""
+        with self._lock:
+            if docs is self._docs and name in self._derived:
+                return self._derived[name]
+        out = fn(docs)
+        with self._lock:
+            if docs is self._docs:
+                self._derived[name] = out
+        return out
+
+
+HISTORY_TTL_SECS = 2.0
+_MEMO = _HistoryMemo()
+
+
 def history_docs(svc: Dynvm) -> list[dict[str, Any]]:
-    try:
-        return svc.ctx.store.history(limit=HISTORY_SCAN)
-    except StoreError:
-        return []
+    """Every history document (most recent first), at most HISTORY_TTL_SECS old."""
+    return _MEMO.docs(svc)
+
+
+def derived(docs: list[dict[str, Any]], name: str,
+            fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
+    """fn(docs), computed once per read of the history when `docs` is the whole of it."""
+    return _MEMO.derived(docs, name, fn)
+
+
+def whole_history_stats(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    return derived(docs, "stats", history_stats)
 
 
 def parse_day(text: str, end: bool = False) -> float | None:
@@ -322,6 +384,8 @@ def history_query(docs: Iterable[dict[str, Any]], *, name: str = "", owner: str 
                   ) -> list[dict[str, Any]]:
     """Documents matching every given criterion, most recent first."""
     name, owner = name.strip().lower(), owner.strip().lower()
+    if not (name or owner or os or since is not None or until is not None):
+        return list(docs)  # already most recent first
     out = []
     for d in docs:
         created = d.get("created_time") or 0
@@ -363,14 +427,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def history_stats(docs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per OS and UTC day: VMs created, create duration p50/p95, median live duration."""
-    days: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(
+    days: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: {"create": [], "live": [], "n": []}))
     for d in docs:
         created = d.get("created_time")
         if not created or d.get("state") == "failed":
             continue
-        day = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d")
-        cell = days[d.get("os", "")][day]
+        cell = days[d.get("os", "")][int(created) // 86400]
         cell["n"].append(1)
         if d.get("create_duration_secs") is not None:
             cell["create"].append(float(d["create_duration_secs"]))
@@ -378,7 +441,8 @@ def history_stats(docs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, An
             cell["live"].append(float(d["live_duration_secs"]))
     out: dict[str, list[dict[str, Any]]] = {}
     for o, by_day in sorted(days.items()):
-        out[o] = [{"day": day, "created": len(c["n"]),
+        out[o] = [{"day": datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d"),
+                   "created": len(c["n"]),
                    "create_p50": percentile(c["create"], 50) if c["create"] else None,
                    "create_p95": percentile(c["create"], 95) if c["create"] else None,
                    "live_p50": percentile(c["live"], 50) if c["live"] else None}

@@ -7,6 +7,7 @@ instance) answers the same, and they survive restarts.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Iterator
@@ -135,23 +136,27 @@ def _histogram(name: str, doc: str, labels: list[str],
                samples: dict[tuple[str, ...], list[float]]) -> HistogramMetricFamily:
     h = HistogramMetricFamily(name, doc, labels=labels)
     for key, values in sorted(samples.items()):
-        buckets = [(str(float(b)), sum(1 for v in values if v <= b)) for b in BUCKETS]
-        buckets.append(("+Inf", len(values)))
-        h.add_metric(list(key), buckets, sum(values))
+        ordered = sorted(values)
+        buckets = [(str(float(b)), bisect.bisect_right(ordered, b)) for b in BUCKETS]
+        buckets.append(("+Inf", len(ordered)))
+        h.add_metric(list(key), buckets, sum(ordered))
     return h
 
 
-def _history_metrics(docs: list[dict[str, Any]]) -> Iterator[Any]:
+def _history_totals(docs: list[dict[str, Any]]) -> tuple[dict, Tally]:
     create: dict[tuple[str, ...], list[float]] = defaultdict(list)
-    expired = Tally()
-    created = Tally()
+    expired: Tally = Tally()
     for d in docs:
         os_key = str(d.get("os", ""))
         if d.get("create_duration_secs") is not None and d.get("state") != "failed":
             create[(os_key,)].append(float(d["create_duration_secs"]))
-            created[os_key] += 1
         if d.get("delete_reason") == "expired":
             expired[os_key] += 1
+    return create, expired
+
+
+def _history_metrics(docs: list[dict[str, Any]]) -> Iterator[Any]:
+    create, expired = data.derived(docs, "metrics", _history_totals)
     yield _histogram("dynvm_build_seconds",
                      "Time from request to a usable VM, by OS (history documents kept)",
                      ["os"], create)
