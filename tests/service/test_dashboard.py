@@ -140,3 +140,22 @@ def test_metrics_carry_farm_gauges_and_step_times(client, service) -> None:
     assert fams["dynvm_requests_in_flight"].samples[0].value == 0
     assert fams["dynvm_store_up"].samples[0].value == 1
     client.get("/releaseservers/met?count=2")
+
+
+def test_xenapi_errors_counted_by_code_and_failed_request_shown(client, service, farm) -> None:
+    def errors() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith('dynvm_xenapi_errors_total{code="SR_BACKEND_FAILURE_44"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = errors()
+    farm.fail_next("VM.provision", 1, "SR_BACKEND_FAILURE_44",
+                   ["", "There is insufficient space", ""])
+    r = client.get("/getservers/xerr?os=centos&allornone=false")
+    assert r.status_code == 502, r.text
+    assert errors() == before + 1
+    rid = r.headers["X-Dynvm-Request-Id"]
+    (req,) = [x for x in client.get("/ui/api/requests").get_json()["recent"] if x["id"] == rid]
+    assert req["state"] == "failed" and "SR_BACKEND_FAILURE_44" in req["reason"]
+    assert [v["step"] for v in req["vms"]] == ["failed"]

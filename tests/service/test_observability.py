@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -105,6 +106,12 @@ def test_gauges_match_the_farm_with_two_workers(tmp_path: Path, farm, probe, cle
                   if s.name == "dynvm_build_seconds_count"}
         assert builds == {"centos": 6}
 
+        # Every series the Grafana dashboard in docs/ plots is one dynvm exports.
+        text = get("/metrics").text
+        grafana = (Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text()
+        used = set(re.findall(r"dynvm_[a-z_]+", grafana)) - {"dynvm_xenapi_errors_total"}
+        assert used and all(name in text for name in used), sorted(n for n in used
+                                                                   if n not in text)
         promtool = shutil.which("promtool")
         if promtool:
             check = subprocess.run([promtool, "check", "metrics"], input=get("/metrics").content,
