@@ -8,6 +8,7 @@ instance) answers the same, and they survive restarts.
 from __future__ import annotations
 
 import bisect
+import logging
 from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from dynvm.store.base import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
+
+log = logging.getLogger(__name__)
 
 BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800)
 STEP_ORDER = [str(s) for s in Step]
@@ -191,7 +194,18 @@ def _store_gauges(svc: Dynvm) -> Iterator[Any]:
 
 
 def render(svc: Dynvm) -> bytes:
-    """The farm gauges as Prometheus text, appended to the HTTP metrics by /metrics."""
+    """The farm gauges as Prometheus text, appended to the HTTP metrics by /metrics.
+
+    A failure here costs the farm gauges of one scrape, never the HTTP metrics:
+    `dynvm_farm_gauges_ok` says which.
+    """
     registry = CollectorRegistry()
     registry.register(FarmCollector(svc))
-    return generate_latest(registry)
+    try:
+        body, ok = generate_latest(registry), 1
+    except Exception:
+        log.exception("computing the farm gauges failed")
+        body, ok = b"", 0
+    return body + (b"# HELP dynvm_farm_gauges_ok 1 when the farm gauges of this scrape "
+                   b"could be computed\n# TYPE dynvm_farm_gauges_ok gauge\n"
+                   b"dynvm_farm_gauges_ok %d\n" % ok)
