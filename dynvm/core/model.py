@@ -73,6 +73,7 @@ class ServersRequest:
     all_or_none: bool = True
     network_id: str | None = None
     check_vms: bool = False
+    static_pools: tuple[str, ...] = ()  # pools=: static server pools the VMs join (the seed's)
 
 
 @dataclass(frozen=True)
