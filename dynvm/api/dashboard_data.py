@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dynvm.core import progress, servers, warmpool
-from dynvm.core.capacity import vm_os
-from dynvm.core.placement import candidates, eligible_hosts
+from dynvm.core.capacity import host_key, slots_on, vm_os
+from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, PoolView
 from dynvm.store.base import (
     LEASE_ACTIVE,
@@ -56,6 +56,7 @@ class Snapshot:
     now: float
     reservations: list[Reservation] = field(default_factory=list)
     _slots: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict, repr=False)
+    _by_host: dict[str, list[Reservation]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def take(cls, svc: Dynvm) -> Snapshot:
@@ -81,9 +82,14 @@ class Snapshot:
         """Free VM slots of `os_key` per member host of pool `ref`, computed once."""
         key = (ref, os_key)
         if key not in self._slots:
+            if not self._by_host and self.reservations:
+                for r in self.reservations:
+                    self._by_host.setdefault(r.host_key, []).append(r)
             hc, view = self.cfg.hosts[ref], self.views[ref]
-            self._slots[key] = {c.member.uuid: c.slots for c in
-                                candidates([(hc, view)], os_key, self.reservations)}
+            # As placement.candidates counts them, with the reservations grouped once.
+            self._slots[key] = {m.uuid: slots_on(view, m, hc, os_key,
+                                                 self._by_host.get(host_key(ref, m.uuid), []))
+                                for m in view.hosts}
         return self._slots[key]
 
 
