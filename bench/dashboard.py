@@ -10,6 +10,7 @@ target is p50 <= 50 ms.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import tempfile
 import time
@@ -51,15 +52,23 @@ def seed_history(ini: Path, docs: int) -> None:
         store.close()
 
 
-def measure(base: str, path: str, n: int) -> list[float]:
+def measure(base: str, paths: tuple[str, ...], n: int, rounds: int
+            ) -> dict[str, list[list[float]]]:
+    """Latencies (ms) per route and round; routes take turns, so a burst of load
+    from elsewhere on the machine hits them all alike."""
     s = requests.Session()
-    s.get(base + path, timeout=60)  # warm both the route and the connection
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        r = s.get(base + path, timeout=60)
-        out.append((time.perf_counter() - t0) * 1000)
-        r.raise_for_status()
+    for path in paths:
+        s.get(base + path, timeout=60)  # warm both the route and the connection
+    out: dict[str, list[list[float]]] = {p: [] for p in paths}
+    for _ in range(rounds):
+        for path in paths:
+            times = []
+            for _ in range(max(n // rounds, 1)):
+                t0 = time.perf_counter()
+                r = s.get(base + path, timeout=60)
+                times.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+            out[path].append(times)
     return out
 
 
@@ -93,14 +102,19 @@ def main() -> None:
                 print(f"dashboard bench: {hosts} member hosts, {vms} VMs on the farm "
                       f"({args.vms} leased), {args.history} history documents, 2 workers, "
                       f"{args.requests} sequential fetches per route")
-                print(f"{'route':42} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  ok")
+                rounds = 5
+                print(f"machine load average: {os.getloadavg()[0]:.1f} on "
+                      f"{os.cpu_count()} CPUs; {rounds} rounds, routes taking turns")
+                print(f"{'route':42} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
+                      f"{'best-round p50':>15}  ok")
                 worst = 0.0
-                for path in ROUTES:
-                    t = measure(base, path, args.requests)
+                for path, per_round in measure(base, ROUTES, args.requests, rounds).items():
+                    t = [x for r in per_round for x in r]
                     p50 = percentile(t, 50)
+                    best = min(percentile(r, 50) for r in per_round)
                     worst = max(worst, p50) if path != "/showall" else worst
-                    print(f"{path:42} {p50:8.1f} {percentile(t, 95):8.1f} {max(t):8.1f}  "
-                          f"{'yes' if p50 <= TARGET_MS else 'NO'}")
+                    print(f"{path:42} {p50:8.1f} {percentile(t, 95):8.1f} {max(t):8.1f} "
+                          f"{best:15.1f}  {'yes' if p50 <= TARGET_MS else 'NO'}")
                 print(f"slowest dashboard route p50: {worst:.1f} ms (target {TARGET_MS:.0f} ms)")
                 for j in jobs:
                     requests.get(f"{base}/releaseservers/{j}?count={per_job}", timeout=600)
