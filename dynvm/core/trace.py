@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+ACCESS_ATOM = "{x-dynvm-request-id}o"  # gunicorn's access-log atom of the response header
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("dynvm_request_id", default="")
 
 
@@ -36,5 +37,10 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = REQUEST_ID.get() or "-"
+            rid = REQUEST_ID.get()
+            if not rid and isinstance(record.args, dict):
+                # gunicorn's access line, logged after the request: its atoms carry
+                # the response header.
+                rid = str(record.args.get(ACCESS_ATOM, "")).strip("-")
+            record.request_id = rid or "-"
         return True

@@ -159,6 +159,10 @@ def test_json_log_lines_carry_the_request_id() -> None:
     out = json.loads(JsonFormatter().format(record))
     assert out["request_id"] == "abc123" and out["message"] == "built x1"
     assert out["time"][10] == "T" and out["time"][23] in "+-"
+    access = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "%(r)s",
+                               ({"r": "GET /", "{x-dynvm-request-id}o": "r9"},), None)
+    trace.RequestIdFilter().filter(access)
+    assert json.loads(JsonFormatter().format(access))["request_id"] == "r9"
     cfg = dict_config("json")
     assert cfg["formatters"]["dynvm"]["()"].endswith("JsonFormatter")
     with pytest.raises(ValueError):
