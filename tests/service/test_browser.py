@@ -45,10 +45,22 @@ def slow_farm() -> Iterator[Farm]:
 
 @pytest.fixture
 def browser(tmp_path: Path):
+    yield from _chromium(tmp_path, javascript=True)
+
+
+@pytest.fixture
+def browser_without_js(tmp_path: Path):
+    yield from _chromium(tmp_path, javascript=False)
+
+
+def _chromium(tmp_path: Path, javascript: bool):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
+    if not javascript:
+        opts.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2})
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800"):
@@ -67,6 +79,7 @@ def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> Non
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
         browser.get(base + "/?refresh=1")
         assert "dynvm" in browser.title
+        assert "js" in browser.execute_script("return document.documentElement.className")
         browser.execute_script("window.__sameDocument = true;")
         # A build through the legacy API, watched while it runs.
         answer: dict = {}
@@ -139,3 +152,35 @@ def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> Non
         csv = requests.get(csv_link, timeout=30).text
         assert "webui2" in csv and "webui1" not in csv
         browser.save_screenshot(str(tmp_path / "history.png"))
+
+
+def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, slow_farm: Farm,
+                                                    browser_without_js) -> None:
+    from selenium.webdriver.common.by import By
+
+    drv = browser_without_js
+    ini = write_ini(tmp_path, slow_farm)
+    with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
+        for name in ("zeta", "alpha"):
+            r = requests.get(f"{base}/getservers/{name}?os=centos", timeout=300)
+            assert r.status_code == 200, r.text
+        drv.get(base + "/")
+        # The page's own script (which marks <html class="js">) really did not run.
+        assert "js" not in drv.execute_script("return document.documentElement.className")
+
+        def shows(want: list[str]):
+            # Read in one script, as the next page may replace this one at any moment.
+            return lambda: drv.execute_script(
+                "return Array.from(document.querySelectorAll('#vm-table tr.vm:not(.foreign)'))"
+                ".map(r => r.dataset.name);") == want
+
+        wait_until(shows(["alpha", "zeta"]), timeout=30, what="the VMs by name")
+        drv.find_element(By.LINK_TEXT, "Name ▲").click()  # same column again: descending
+        wait_until(shows(["zeta", "alpha"]), timeout=30, what="the VMs by name, descending")
+        box = drv.find_element(By.ID, "vm-q")
+        box.send_keys("zet")
+        box.submit()
+        wait_until(shows(["zeta"]), timeout=30, what="the filtered table")
+        assert "q=zet" in drv.current_url
+        for name in ("zeta", "alpha"):
+            requests.get(f"{base}/releaseservers/{name}", timeout=120)

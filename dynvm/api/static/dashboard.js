@@ -2,6 +2,7 @@
 // The tables work without it: sorting, filters and paging are plain links and forms.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");  // styles (and tests) can tell
   var secs = parseInt(document.body.getAttribute("data-refresh-secs"), 10) || 3;
   var stamp = document.getElementById("refreshed");
   function refresh() {
