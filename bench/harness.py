@@ -67,7 +67,7 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
             raise AssertionError(f"dynvm serve exited with {proc.returncode}: {detail}")
         try:
             return requests.get(base + "/health", timeout=30).status_code in (200, 503)
-        except (requests.ConnectionError, requests.Timeout):
+        except (requests.ConnectionError, requests.Timeout):  # a worker still warming up
             return False
 
     try:

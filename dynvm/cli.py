@@ -42,9 +42,13 @@ def main() -> None:
               help="Requests served at once per worker (a /getservers call waits for boots).")
 @click.option("--sim-speed", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Speed factor of the embedded simulated farm.")
-def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_speed: float) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines as text or as one JSON object each.")
+def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_speed: float,
+          log_format: str) -> None:
     """Serve the HTTP API under gunicorn."""
     from dynvm.config import ConfigError, load_config
+    from dynvm.logsetup import ACCESS_FORMAT, dict_config
 
     with contextlib.ExitStack() as stack:
         embedded = not config_path
@@ -79,6 +83,8 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             "accesslog": "-",
             "errorlog": "-",
             "loglevel": "info",
+            "logconfig_dict": dict_config(log_format),
+            "access_log_format": ACCESS_FORMAT,
             "proc_name": "dynvm",
             "post_fork": serving.post_fork,
             "post_worker_init": serving.post_worker_init,
@@ -117,13 +123,9 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
 
         def load(self) -> Any:
             # Runs in each worker after the fork (no preload): no thread or socket crosses it.
-            import logging
-
             from dynvm.api import create_app
 
-            logging.basicConfig(
-                level=logging.INFO,
-                format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+            # Logging is set up by gunicorn from `logconfig_dict` (dynvm.logsetup).
             return create_app(config_path)
 
     return App()

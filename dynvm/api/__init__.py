@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import legacy, maintenance, metrics, ops
+from dynvm.api import dashboard, legacy, maintenance, metrics, ops, probes
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
+from dynvm.core import trace
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
 from dynvm.store.base import StoreError
 
@@ -62,6 +63,8 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
     app.register_blueprint(legacy.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(maintenance.bp)
+    app.register_blueprint(probes.bp)
+    app.register_blueprint(dashboard.bp)
     _install_hooks(app)
     _install_error_handlers(app)
     return app
@@ -73,6 +76,7 @@ def _install_hooks(app: Flask) -> None:
         g.started = time.monotonic()
         given = re.sub(r"[^A-Za-z0-9_.:-]", "", request.headers.get("X-Request-Id", ""))[:64]
         g.request_id = given or uuid.uuid4().hex[:16]
+        g.trace_token = trace.REQUEST_ID.set(g.request_id)  # for the core and the logs
         target = _request_target()
         if len(target) > MAX_REQUEST_TARGET:
             log.info("414 %s (%d characters)", echo(target), len(target))
@@ -90,6 +94,15 @@ def _install_hooks(app: Flask) -> None:
             metrics.LATENCY.labels(route).observe(time.monotonic() - started)
         resp.headers["X-Dynvm-Request-Id"] = g.get("request_id", "")
         return resp
+
+    @app.teardown_request
+    def _unbind(_exc: BaseException | None) -> None:
+        token = g.pop("trace_token", None)
+        if token is not None:
+            try:
+                trace.REQUEST_ID.reset(token)
+            except ValueError:  # set in another context: nothing of ours to undo
+                trace.REQUEST_ID.set("")
 
 
 def _request_target() -> str:

@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app
 
-from dynvm.api import metrics
+from dynvm.api import gauges, metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,4 +30,5 @@ def health() -> Response:
 @bp.get("/metrics")
 def prometheus() -> Response:
     body, content_type = metrics.render()
+    body += gauges.render(current_app.extensions["dynvm"])  # farm gauges, from the store
     return Response(body, content_type=content_type)

@@ -33,6 +33,7 @@ class Step(StrEnum):
 
 
 FINAL_STEPS = frozenset({Step.READY, Step.FAILED})
+STEP_TIME_PREFIX = "at:"  # detail["vms"][name]["at:<step>"] = epoch seconds the step began
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ def note(ctx: Context, request_id: str, name: str, step: Step | str, *, ip: str 
          reason: str = "", host_ref: int | None = None) -> None:
     """Record that VM `name` of request `request_id` reached `step`; never raises."""
     entry: dict[str, Any] = {"step": str(Step(step)), "since": round(ctx.clock(), 3)}
+    # When each step began, kept beside the latest one (the store merges the entry
+    # shallowly, so one key per step): /metrics derives step durations from it.
+    entry[f"{STEP_TIME_PREFIX}{entry['step']}"] = entry["since"]
     if ip:
         entry["ip"] = ip
     if reason:

@@ -7,6 +7,7 @@ what was built and gives the reservation back.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 import threading
@@ -177,7 +178,10 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                     progress.note(ctx, job.request_id, job.name, progress.Step.CHECKING_SSH,
                                   ip=ip)
                     wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel, cfg.guest_login(spec.key))
-                return _complete(ctx, job, lease, ip, started, attempt)
+                built = _complete(ctx, job, lease, ip, started, attempt)
+                log.info("%s ready at %s on xenhost%d (%s) after %.1fs", job.name, ip,
+                         host.ref, vm.uuid, ctx.clock() - started)
+                return built
             except LinkLocalOnly as exc:
                 reason = f"guest kept a link-local address ({exc.params[0]}), attempt {attempt}"
                 log.warning("%s: %s", job.name, reason)
@@ -273,7 +277,10 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
     failed: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=min(len(jobs), 64),
                             thread_name_prefix="dynvm-build") as pool:
-        futures = {pool.submit(build_one, ctx, job, cancel): job for job in jobs}
+        # Each build runs in a copy of the caller's context, so its log lines carry
+        # the request id (dynvm.core.trace).
+        futures = {pool.submit(contextvars.copy_context().run, build_one, ctx, job, cancel): job
+                   for job in jobs}
         for fut, job in futures.items():
             try:
                 built.append(fut.result())

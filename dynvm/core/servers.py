@@ -12,7 +12,7 @@ import math
 import uuid
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import progress, staticpool, warmpool
+from dynvm.core import progress, staticpool, trace, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.model import (
@@ -86,7 +86,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     now = ctx.clock()
     minutes = req.expires_in_minutes or cfg.default_expiry_minutes
     expires = now + min(minutes, cfg.expiry_minutes_max) * 60
-    request_id = uuid.uuid4().hex
+    request_id = _request_id(ctx)
     ttl = cfg.network_timeout_secs * 3 + RESERVATION_SLACK_SECS
     held: list[str] = []
     try:
@@ -109,6 +109,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     except NameInUse:
         _free_names(ctx, held, request_id)
         raise
+    log.info("getservers %s: %d %s VM(s) asked", req.name, req.count, req.os)
     try:
         result = _serve(ctx, cfg, req, spec, names, expires, request_id, ttl)
     except Exception as exc:
@@ -120,6 +121,21 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
             {"failed": result.failed})
     staticpool.publish(ctx, result.servers, req.static_pools)
     return result
+
+
+def _request_id(ctx: Context) -> str:
+    """The HTTP request's id when one is bound (so one id names the request in the
+    response, the store, the history and the logs), else a fresh one; never one a
+    request record already has (a client may resend its X-Request-Id)."""
+    rid = trace.current()
+    try:
+        if rid and ctx.store.get_request(rid) is None:
+            return rid
+    except StoreUnavailable:
+        pass  # get_servers reports the outage at its first write
+    if rid:
+        log.info("request id %s already names a request record; using a fresh one", rid)
+    return uuid.uuid4().hex
 
 
 def check_static_pools(ctx: Context, req: ServersRequest) -> None:

@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from dynvm.config import Config, HostConfig, PoolConfig
+from dynvm.core import trace
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.placement import eligible_hosts, reserve
@@ -190,7 +191,8 @@ class Filler:
                 self._exec.submit(self._build, request_id, job) for job in jobs)
 
     def _build(self, request_id: str, job: Job) -> None:
-        built, failed = run_jobs(self.ctx, [job])
+        with trace.bound(request_id):  # its log lines carry the refill's request id
+            built, failed = run_jobs(self.ctx, [job])
         for name, reason in failed:
             log.warning("warm pool %s: %s: %s", job.spec.key, name, reason)
         for b in built:

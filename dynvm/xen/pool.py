@@ -27,6 +27,7 @@ from dynvm.core.ports import (
 )
 from dynvm.xen import records as R
 from dynvm.xen.inventory import Inventory
+from dynvm.xen.metrics import count_error
 from dynvm.xen.session import SessionPool, track_fork
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,9 @@ class XenPoolClient:
         info = [str(x) for x in (rec.get("error_info") or [])]
         if status == "cancelled" and not info:
             info = ["TASK_CANCELLED", task]
-        raise XenError(info[0] if info else "TASK_FAILED", info[1:])
+        err = XenError(info[0] if info else "TASK_FAILED", info[1:])
+        count_error(err.code)  # an async call's failure, as translate counts the others
+        raise err
 
     def _quietly(self, method_path: str, *args: Any) -> None:
         try:

@@ -25,6 +25,7 @@ import XenAPI
 
 from dynvm.config import HostConfig
 from dynvm.core.ports import HostUnreachable, XenError
+from dynvm.xen.metrics import count_error
 from dynvm.xen.transport import make_transport
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,15 @@ def master_url(current_url: str, address: str) -> str:
 
 
 def translate(exc: BaseException, where: str) -> XenError:
-    """Map whatever the XenAPI client raised to XenError / HostUnreachable."""
+    """Map whatever the XenAPI client raised to XenError / HostUnreachable (and count it)."""
     if isinstance(exc, XenError):
         return exc
+    err = _translate(exc, where)
+    count_error(err.code)
+    return err
+
+
+def _translate(exc: BaseException, where: str) -> XenError:
     if isinstance(exc, XenAPI.Failure):
         details = [str(d) for d in (exc.details or ["UNKNOWN"])]
         if details[0] == "SESSION_INVALID":

@@ -1,0 +1,236 @@
+"""The operator's dashboard at `/` and the JSON routes behind it (`/ui/api/...`).
+
+The page is rendered on the server, so its tables sort, filter and page with
+plain links and forms (JavaScript off works). With JavaScript on, a small
+script re-fetches the live sections from `/ui/fragments` every few seconds
+and swaps them in, without a full reload.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from dynvm.api import dashboard_data as data
+from dynvm.api.dashboard_charts import line_chart
+from dynvm.api.validation import InvalidParam
+
+if TYPE_CHECKING:
+    from dynvm.core.service import Dynvm
+
+bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/ui/static")
+
+PREFIX = "/ui/api"
+VM_PAGE = 200  # VM table rows per page
+HISTORY_PAGE = 25
+HISTORY_PAGE_MAX = 1000
+REFRESH_SECS = 3
+LIVE_SECTIONS = ("farm", "vms", "requests", "warm")
+
+
+def _svc() -> Dynvm:
+    return current_app.extensions["dynvm"]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, default=str), status=status, mimetype="application/json")
+
+
+def _int(name: str, default: int, lo: int = 1, hi: int = 10**6) -> int:
+    raw = request.args.get(name, "")
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise InvalidParam(name, f"expected a whole number from {lo} to {hi}, got {raw!r}")
+    return int(raw)
+
+
+def _day(name: str, end: bool = False) -> float | None:
+    try:
+        return data.parse_day(request.args.get(name, ""), end)
+    except ValueError:
+        raise InvalidParam(name, f"expected a date YYYY-MM-DD, got {request.args.get(name)!r}"
+                           ) from None
+
+
+# ---------------------------------------------------------------- filters
+
+
+def _vm_args() -> dict[str, Any]:
+    a = request.args
+    return {"q": a.get("q", ""), "state": a.get("state", ""), "os": a.get("os", ""),
+            "sort": a.get("sort", "name"), "desc": a.get("desc", "") in ("1", "true")}
+
+
+def _history_args(prefix: str = "h_") -> dict[str, Any]:
+    a = request.args
+    return {"name": a.get(prefix + "name", ""), "owner": a.get(prefix + "owner", ""),
+            "os": a.get(prefix + "os", ""), "since": _day(prefix + "from"),
+            "until": _day(prefix + "to", end=True)}
+
+
+def _link(**changes: Any) -> str:
+    """The current page's URL with some query parameters changed (for sort and page links)."""
+    args = {k: v for k, v in request.args.items()}
+    for k, v in changes.items():
+        if v in (None, "", False):
+            args.pop(k, None)
+        else:
+            args[k] = v
+    return "/?" + urlencode(args) if args else "/"
+
+
+# ---------------------------------------------------------------- rendering helpers
+
+
+def _ago(secs: float | None) -> str:
+    if not isinstance(secs, int | float):  # None, or missing from an older document
+        return ""
+    neg, secs = secs < 0, abs(int(secs))
+    d, rem = divmod(secs, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    text = f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s" if m else f"{s}s"
+    return f"-{text}" if neg else text
+
+
+def _when(epoch: float | None) -> str:
+    if not isinstance(epoch, int | float) or not epoch:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _gib(n: float | None) -> str:
+    return "" if n is None else f"{n / 2**30:.1f}"
+
+
+def _sections(which: tuple[str, ...]) -> dict[str, Any]:
+    """The template context of the requested sections, from one snapshot."""
+    svc = _svc()
+    snap = data.Snapshot.take(svc)
+    ctx: dict[str, Any] = {"refresh_secs": _int("refresh", REFRESH_SECS, 1, 3600), "ago": _ago, "when": _when,
+                           "gib": _gib, "link": _link, "args": request.args,
+                           "os_keys": sorted(svc.os_keys()), "vm_states": sorted(
+                               set(data.VM_STATES.values()) | {"foreign", "untracked"})}
+    docs = None
+    if "farm" in which:
+        ctx["farm"] = data.hosts(svc, snap)
+    if "vms" in which:
+        va = _vm_args()
+        rows = data.filter_vms(data.vms(svc, snap), **va)
+        pages = max(1, math.ceil(len(rows) / VM_PAGE))
+        page = min(_int("vpage", 1), pages)
+        ctx.update(vm_rows=rows[(page - 1) * VM_PAGE: page * VM_PAGE], vm_total=len(rows),
+                   vm_page=page, vm_pages=pages, vm_args=va)
+    if "requests" in which:
+        ctx["reqs"] = data.requests_(svc)
+    if "warm" in which or "history" in which:
+        docs = data.history_docs(svc)
+    if "warm" in which:
+        ctx["warm"] = data.warm_pools(svc, snap, docs)
+    if "history" in which:
+        found = data.history_query(docs or [], **_history_args())
+        pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
+        page = min(_int("h_page", 1), pages)
+        ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
+                   hist_total=len(found), hist_page=page, hist_pages=pages,
+                   charts=_charts(found if len(found) != len(docs or []) else
+                                  data.whole_history_stats(docs or [])), hist_query=urlencode(
+                       {k: v for k, v in request.args.items()
+                        if k.startswith("h_") and k != "h_page"}))
+    return ctx
+
+
+def _charts(docs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
+            ) -> list[dict[str, Any]]:
+    """Per-OS charts of the given documents (or of their precomputed stats)."""
+    stats = docs if isinstance(docs, dict) else data.history_stats(docs)
+    out = []
+    for os_key, days in stats.items():
+        labels = [d["day"] for d in days]
+        out.append({"os": os_key, "svgs": [
+            line_chart(f"{os_key}: create duration", labels,
+                       {"p50": [d["create_p50"] for d in days],
+                        "p95": [d["create_p95"] for d in days]}, "s"),
+            line_chart(f"{os_key}: VMs created per day", labels,
+                       {"created": [float(d["created"]) for d in days]}),
+            line_chart(f"{os_key}: live duration (median)", labels,
+                       {"p50": [d["live_p50"] for d in days]}, "s"),
+        ]})
+    return out
+
+
+# ---------------------------------------------------------------- pages
+
+
+@bp.get("/")
+def index() -> str:
+    ctx = _sections(LIVE_SECTIONS + ("history",))
+    return render_template("dashboard/index.html", **ctx)
+
+
+@bp.get("/ui/fragments")
+def fragments() -> Response:
+    """The live sections as HTML, for the page's refresh script."""
+    ctx = _sections(LIVE_SECTIONS)
+    body = {s: render_template(f"dashboard/_{s}.html", **ctx) for s in LIVE_SECTIONS}
+    return _json(body)
+
+
+@bp.get("/ui/history.csv")
+def history_csv() -> Response:
+    found = data.history_query(data.history_docs(_svc()), **_history_args())
+    return Response(data.history_csv(found), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=dynvm-history.csv"})
+
+
+# ---------------------------------------------------------------- JSON routes
+
+
+@bp.get(f"{PREFIX}/hosts")
+def api_hosts() -> Response:
+    return _json(data.hosts(_svc()))
+
+
+@bp.get(f"{PREFIX}/vms")
+def api_vms() -> Response:
+    rows = data.filter_vms(data.vms(_svc()), **_vm_args())
+    return _json({"vms": rows, "total": len(rows)})
+
+
+@bp.get(f"{PREFIX}/requests")
+def api_requests() -> Response:
+    hours = _int("hours", int(data.RECENT_HOURS), 1, 24 * 30)
+    return _json(data.requests_(_svc(), hours))
+
+
+@bp.get(f"{PREFIX}/warmpools")
+def api_warm() -> Response:
+    return _json({"pools": data.warm_pools(_svc())})
+
+
+@bp.get(f"{PREFIX}/capacity")
+def api_capacity() -> Response:
+    return _json(data.capacity(_svc()))
+
+
+@bp.get(f"{PREFIX}/history")
+def api_history() -> Response:
+    found = data.history_query(data.history_docs(_svc()), **_history_args(prefix=""))
+    per_page = _int("per_page", HISTORY_PAGE, 1, HISTORY_PAGE_MAX)
+    page = _int("page", 1)
+    return _json({"total": len(found), "page": page, "per_page": per_page,
+                  "pages": max(1, math.ceil(len(found) / per_page)),
+                  "docs": found[(page - 1) * per_page: page * per_page]})
+
+
+@bp.get(f"{PREFIX}/history/stats")
+def api_history_stats() -> Response:
+    found = data.history_query(data.history_docs(_svc()), **_history_args(prefix=""))
+    return _json(data.history_stats(found))

@@ -1,0 +1,456 @@
+"""What the operator's dashboard and its JSON routes show, read from the store and inventory.
+
+Everything here is computed per call from the state of record (leases,
+requests, history in the store) and the pools' inventory, so every worker
+and every instance answers the same. Plain dicts and lists only: the JSON
+routes serialise them as they are and the templates render them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dynvm.core import progress, servers, warmpool
+from dynvm.core.capacity import host_key, slots_on, vm_os
+from dynvm.core.placement import eligible_hosts
+from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, PoolView
+from dynvm.store.base import (
+    LEASE_ACTIVE,
+    LEASE_PROVISIONING,
+    LEASE_READY,
+    LEASE_RELEASING,
+    Lease,
+    Reservation,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from dynvm.config import Config
+    from dynvm.core.service import Dynvm
+
+# Lease states as operators name them.
+VM_STATES = {LEASE_PROVISIONING: "building", LEASE_READY: "ready", LEASE_ACTIVE: "leased",
+             LEASE_RELEASING: "releasing"}
+RECENT_HOURS = 6.0  # finished requests shown this far back
+HISTORY_SCAN = 20_000  # history documents searched at most
+RECYCLE_PREFIX = "warm pool recycle"
+
+
+@dataclass
+class Snapshot:
+    """One consistent read of config, inventory and store, shared by every section."""
+
+    cfg: Config
+    views: dict[int, PoolView]
+    errors: dict[int, str]
+    leases: list[Lease]
+    now: float
+    reservations: list[Reservation] = field(default_factory=list)
+    _slots: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict, repr=False)
+    _by_host: dict[str, list[Reservation]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def take(cls, svc: Dynvm) -> Snapshot:
+        cfg = svc.config()
+        hosts = sorted(cfg.hosts.values(), key=lambda h: h.ref)
+        views, errors = {}, {}
+        for h in hosts:
+            try:
+                views[h.ref] = svc.ctx.view(h)
+            except Exception as exc:  # unreachable: shown as such, never fatal
+                errors[h.ref] = str(exc)
+        try:
+            leases = svc.ctx.store.leases()
+        except StoreError:
+            leases = []
+        try:
+            reservations = svc.ctx.store.reservations()
+        except StoreError:
+            reservations = []
+        return cls(cfg, views, errors, leases, svc.ctx.clock(), reservations)
+
+    def slots(self, ref: int, os_key: str) -> dict[str, int]:
+        """Free VM slots of `os_key` per member host of pool `ref`, computed once."""
+        key = (ref, os_key)
+        if key not in self._slots:
+            if not self._by_host and self.reservations:
+                for r in self.reservations:
+                    self._by_host.setdefault(r.host_key, []).append(r)
+            hc, view = self.cfg.hosts[ref], self.views[ref]
+            # As placement.candidates counts them, with the reservations grouped once.
+            self._slots[key] = {m.uuid: slots_on(view, m, hc, os_key,
+                                                 self._by_host.get(host_key(ref, m.uuid), []))
+                                for m in view.hosts}
+        return self._slots[key]
+
+
+def _gib(n: float) -> float:
+    return round(n / 2**30, 1)
+
+
+# ---------------------------------------------------------------- farm
+
+
+def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
+    """Every pool and member host with its state, load and free room; totals."""
+    snap = snap or Snapshot.take(svc)
+    cfg = snap.cfg
+    pools = []
+    totals = defaultdict(float)
+    for hc in sorted(cfg.hosts.values(), key=lambda h: h.ref):
+        view = snap.views.get(hc.ref)
+        pool: dict[str, Any] = {"ref": hc.ref, "name": hc.name, "labels": sorted(hc.labels),
+                                "os": sorted(hc.os), "drain": hc.drain, "members": []}
+        if view is None:
+            pool.update(state="unreachable", error=snap.errors.get(hc.ref, ""),
+                        available={o: 0 for o in sorted(hc.os)})
+            pools.append(pool)
+            continue
+        pool.update(state="drained" if hc.drain else "up", error="",
+                    view_age_secs=round(view.age_secs, 2))
+        slots: dict[str, dict[str, int]] = defaultdict(dict)
+        for o in sorted(hc.os):
+            for member_uuid, n in snap.slots(hc.ref, o).items():
+                slots[member_uuid][o] = 0 if hc.drain else n
+        for m in sorted(view.hosts, key=lambda m: m.name_label):
+            running = view.running_on(m.uuid)
+            disk_total = sum(size for size, _ in m.srs.values())
+            disk_used = sum(used for _, used in m.srs.values())
+            member = {
+                "name": m.name_label, "uuid": m.uuid, "address": m.address,
+                "state": "disabled" if not m.enabled else ("drained" if hc.drain else "up"),
+                "vms": len(running),
+                "vcpus_used": sum(v.vcpus_max for v in running), "cpu_count": m.cpu_count,
+                "memory_total": m.memory_total, "memory_free": m.memory_free,
+                "memory_used": m.memory_total - m.memory_free,
+                "disk_total": disk_total, "disk_used": disk_used,
+                "available": slots.get(m.uuid, {}),
+            }
+            for k in ("vms", "vcpus_used", "cpu_count", "memory_total", "memory_free",
+                      "memory_used", "disk_total", "disk_used"):
+                totals[k] += member[k]
+            pool["members"].append(member)
+        ready = defaultdict(int)
+        for lease in snap.leases:
+            if lease.state == LEASE_READY and lease.host_ref == hc.ref:
+                ready[lease.os] += 1
+        pool["available"] = {o: sum(s.get(o, 0) for s in slots.values()) + ready[o]
+                             for o in sorted(hc.os)}
+        pools.append(pool)
+    return {"pools": pools, "totals": {k: int(v) for k, v in totals.items()},
+            "capacity": capacity(svc, snap)["os"]}
+
+
+def capacity(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
+    """Available VM count of every served OS (default labels, as /getavailablecount)."""
+    snap = snap or Snapshot.take(svc)
+    out = {}
+    for o in sorted(servers.served_os(snap.cfg)):
+        hosts_ = eligible_hosts(snap.cfg, o, frozenset(), False)
+        views = [(h, snap.views[h.ref]) for h in hosts_ if h.ref in snap.views]
+        down = [h.ref for h in hosts_ if h.ref not in snap.views]
+        refs = {h.ref for h, _ in views}
+        ready = sum(1 for lease in snap.leases
+                    if lease.state == LEASE_READY and lease.os == o and lease.host_ref in refs)
+        free = sum(sum(snap.slots(h.ref, o).values()) for h, _ in views)
+        out[o] = {"available": free + (ready if o in snap.cfg.pools else 0),
+                  "ready": ready, "unreachable": down}
+    return {"os": out}
+
+
+# ---------------------------------------------------------------- VMs
+
+
+def vms(svc: Dynvm, snap: Snapshot | None = None) -> list[dict[str, Any]]:
+    """Every VM on the farm, dynvm's with their lease, others marked foreign."""
+    snap = snap or Snapshot.take(svc)
+    by_uuid = {lease.vm_uuid: lease for lease in snap.leases}
+    seen: set[str] = set()
+    rows = []
+    for ref, view in sorted(snap.views.items()):
+        hc = snap.cfg.hosts.get(ref)
+        members = {m.uuid: m.name_label for m in view.hosts}
+        for vm in view.vms.values():
+            lease = by_uuid.get(vm.uuid)
+            tags = vm.other_config
+            if lease is None and vm.power_state != "Running":
+                continue  # halted foreign VMs are not the farm's load
+            seen.add(vm.uuid)
+            if lease is not None:
+                row = _lease_row(lease, snap.now)
+            else:
+                created = _num(tags.get(TAG_CREATED))
+                expires = _num(tags.get(TAG_EXPIRES))
+                row = {"uuid": vm.uuid, "name": vm.name_label, "owner": tags.get(TAG_OWNER, ""),
+                       "request_id": tags.get(TAG_LEASE, ""),
+                       "os": tags.get(TAG_OS) or (vm_os(vm, hc) if hc else None) or "",
+                       "state": "untracked" if TAG_OWNER in tags else "foreign",
+                       "created": created, "expires": expires}
+            row.update({"host_ref": ref, "host": members.get(vm.resident_on, ""),
+                        "ip": row.get("ip") or (vm.ips[0] if vm.ips else ""),
+                        "power_state": vm.power_state,
+                        "vcpus": vm.vcpus_max, "memory": vm.memory_static_max})
+            row["foreign"] = row["state"] == "foreign"
+            rows.append(_times(row, snap.now))
+    for lease in snap.leases:  # being built, not in the inventory yet
+        if lease.vm_uuid not in seen:
+            row = _lease_row(lease, snap.now)
+            row.update({"host_ref": lease.host_ref, "host": "", "power_state": "",
+                        "vcpus": 0, "memory": 0, "foreign": False})
+            rows.append(_times(row, snap.now))
+    rows.sort(key=lambda r: r["name"])
+    return rows
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _lease_row(lease: Lease, now: float) -> dict[str, Any]:
+    return {"uuid": lease.vm_uuid, "name": lease.name, "owner": lease.owner,
+            "request_id": lease.request_id, "os": lease.os,
+            "state": VM_STATES.get(lease.state, lease.state), "ip": lease.ip,
+            "created": lease.created, "expires": lease.expires}
+
+
+def _times(row: dict[str, Any], now: float) -> dict[str, Any]:
+    c, e = row.get("created"), row.get("expires")
+    row["age_secs"] = int(now - c) if c else None
+    row["expires_in_secs"] = int(e - now) if e else None
+    return row
+
+
+VM_SORT_KEYS = ("name", "owner", "os", "host", "ip", "state", "created", "age_secs",
+                "expires_in_secs")
+
+
+def filter_vms(rows: list[dict[str, Any]], *, q: str = "", state: str = "", os: str = "",
+               sort: str = "name", desc: bool = False) -> list[dict[str, Any]]:
+    """The table's filter (substring of name, owner, IP or host) and sort order."""
+    q = q.strip().lower()
+    out = [r for r in rows
+           if (not q or any(q in str(r.get(k) or "").lower()
+                            for k in ("name", "owner", "ip", "host", "request_id")))
+           and (not state or r["state"] == state) and (not os or r["os"] == os)]
+    key = sort if sort in VM_SORT_KEYS else "name"
+    # None last whatever the direction
+    present = [r for r in out if r.get(key) is not None]
+    missing = [r for r in out if r.get(key) is None]
+    present.sort(key=lambda r: (r[key], r["name"]) if not isinstance(r[key], str)
+                 else (r[key].lower(), r["name"]), reverse=desc)
+    return present + missing
+
+
+# ---------------------------------------------------------------- requests
+
+
+def requests_(svc: Dynvm, hours: float = RECENT_HOURS) -> dict[str, Any]:
+    """Requests in flight with each VM's step; finished ones of the last `hours`."""
+    now = svc.ctx.clock()
+    try:
+        records = svc.ctx.store.requests()
+    except StoreError:
+        records = []
+    running, recent = [], []
+    for r in sorted(records, key=lambda r: r.started, reverse=True):
+        row = {"id": r.id, "name": r.name, "os": r.os, "count": r.count, "state": r.state,
+               "instance": r.instance, "started": r.started, "finished": r.finished,
+               "warm_pool": r.id.startswith("warm-"),
+               "elapsed_secs": round((r.finished or now) - r.started, 1),
+               "reason": _reason(r.detail),
+               "vms": [dict(p.to_dict(), step_secs=round(now - p.since, 1))
+                       for p in progress.of_request(r)]}
+        if r.state == "running":
+            running.append(row)
+        elif r.finished is None or now - r.finished <= hours * 3600:
+            recent.append(row)
+    return {"running": running, "recent": recent}
+
+
+def _reason(detail: dict[str, Any]) -> str:
+    if detail.get("error"):
+        return str(detail["error"])
+    failed = detail.get("failed") or []
+    return "; ".join(f"{n}: {why}" for n, why in failed) if failed else ""
+
+
+# ---------------------------------------------------------------- warm pools
+
+
+def warm_pools(svc: Dynvm, snap: Snapshot | None = None,
+               docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Ready vs target per pool, VMs being built, recycled and handed out (history)."""
+    snap = snap or Snapshot.take(svc)
+    docs = history_docs(svc) if docs is None else docs
+    recycled, handed = defaultdict(int), defaultdict(int)
+    for d in docs:
+        if d.get("from_warm_pool"):
+            handed[d.get("os", "")] += 1
+        if str(d.get("delete_reason", "")).startswith(RECYCLE_PREFIX):
+            recycled[d.get("os", "")] += 1
+    out = []
+    for o, pool in sorted(snap.cfg.pools.items()):
+        ready = sum(1 for lease in snap.leases if lease.os == o and lease.state == LEASE_READY)
+        building = sum(1 for lease in snap.leases if lease.os == o
+                       and lease.state == LEASE_PROVISIONING
+                       and lease.owner == warmpool.READY_OWNER)
+        out.append({"os": o, "target": pool.ready, "ready": ready, "building": building,
+                    "recycled": recycled[o], "handed_out": handed[o],
+                    "labels": sorted(pool.labels), "ttl_minutes": pool.ttl_minutes})
+    return out
+
+
+# ---------------------------------------------------------------- history
+
+
+class _HistoryMemo:
+    """History read at most every HISTORY_TTL_SECS per process and store.
+
+    Reading and decoding every document is most of a dashboard render, and the
+    page, its refreshes and each scrape all want it; the history only grows,
+    so the dashboard and the metrics may show it a second or two late.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._store: object | None = None  # whose history this is
+        self._at = -math.inf
+        self._docs: list[dict[str, Any]] = []
+        self._derived: dict[str, Any] = {}
+
+    def docs(self, svc: Dynvm) -> list[dict[str, Any]]:
+        store = svc.ctx.store
+        with self._lock:
+            if self._store is store and time.monotonic() - self._at < HISTORY_TTL_SECS:
+                return self._docs
+        try:
+            docs = store.history(limit=HISTORY_SCAN)
+        except StoreError:
+            return []
+        with self._lock:
+            self._store, self._at, self._docs, self._derived = (
+                store, time.monotonic(), docs, {})
+        return docs
+
+    def derived(self, docs: list[dict[str, Any]], name: str,
+                fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
+        """fn(docs) for the whole history, kept with the documents it came from."""
+        with self._lock:
+            if docs is self._docs and name in self._derived:
+                return self._derived[name]
+        out = fn(docs)
+        with self._lock:
+            if docs is self._docs:
+                self._derived[name] = out
+        return out
+
+
+HISTORY_TTL_SECS = 2.0
+_MEMO = _HistoryMemo()
+
+
+def history_docs(svc: Dynvm) -> list[dict[str, Any]]:
+    """Every history document (most recent first), at most HISTORY_TTL_SECS old."""
+    return _MEMO.docs(svc)
+
+
+def derived(docs: list[dict[str, Any]], name: str,
+            fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
+    """fn(docs), computed once per read of the history when `docs` is the whole of it."""
+    return _MEMO.derived(docs, name, fn)
+
+
+def whole_history_stats(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    return derived(docs, "stats", history_stats)
+
+
+def parse_day(text: str, end: bool = False) -> float | None:
+    """'YYYY-MM-DD' (UTC) as epoch seconds; the end of that day with `end`."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    return day + 86400 if end else day
+
+
+def history_query(docs: Iterable[dict[str, Any]], *, name: str = "", owner: str = "",
+                  os: str = "", since: float | None = None, until: float | None = None
+                  ) -> list[dict[str, Any]]:
+    """Documents matching every given criterion, most recent first."""
+    name, owner = name.strip().lower(), owner.strip().lower()
+    if not (name or owner or os or since is not None or until is not None):
+        return list(docs)  # already most recent first
+    out = []
+    for d in docs:
+        created = d.get("created_time") or 0
+        if name and name not in str(d.get("name", "")).lower():
+            continue
+        if owner and owner not in str(d.get("username", "")).lower():
+            continue
+        if os and d.get("os") != os:
+            continue
+        if since is not None and created < since:
+            continue
+        if until is not None and created >= until:
+            continue
+        out.append(d)
+    out.sort(key=lambda d: d.get("created_time") or 0, reverse=True)
+    return out
+
+
+HISTORY_COLUMNS = ("name", "username", "os", "state", "ipaddr", "origin", "xhostref",
+                   "request_id", "created_time", "create_duration_secs", "expired_time",
+                   "deleted_time", "live_duration_secs", "delete_reason", "failure_reason",
+                   "uuid")
+
+
+def history_csv(docs: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(HISTORY_COLUMNS)
+    for d in docs:
+        w.writerow(["" if d.get(c) is None else d.get(c) for c in HISTORY_COLUMNS])
+    return buf.getvalue()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    s = sorted(values)
+    return s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))]
+
+
+def history_stats(docs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per OS and UTC day: VMs created, create duration p50/p95, median live duration."""
+    days: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: {"create": [], "live": [], "n": []}))
+    for d in docs:
+        created = d.get("created_time")
+        if not created or d.get("state") == "failed":
+            continue
+        cell = days[d.get("os", "")][int(created) // 86400]
+        cell["n"].append(1)
+        if d.get("create_duration_secs") is not None:
+            cell["create"].append(float(d["create_duration_secs"]))
+        if d.get("live_duration_secs") is not None:
+            cell["live"].append(float(d["live_duration_secs"]))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for o, by_day in sorted(days.items()):
+        out[o] = [{"day": datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d"),
+                   "created": len(c["n"]),
+                   "create_p50": percentile(c["create"], 50) if c["create"] else None,
+                   "create_p95": percentile(c["create"], 95) if c["create"] else None,
+                   "live_p50": percentile(c["live"], 50) if c["live"] else None}
+                  for day, c in sorted(by_day.items())]
+    return out

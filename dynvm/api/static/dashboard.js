@@ -1,0 +1,24 @@
+// Keeps the live sections of the dashboard current without reloading the page.
+// The tables work without it: sorting, filters and paging are plain links and forms.
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");  // styles (and tests) can tell
+  var secs = parseInt(document.body.getAttribute("data-refresh-secs"), 10) || 3;
+  var stamp = document.getElementById("refreshed");
+  function refresh() {
+    fetch("/ui/fragments" + window.location.search, {headers: {"Accept": "application/json"}})
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+      .then(function (parts) {
+        Object.keys(parts).forEach(function (id) {
+          var el = document.getElementById(id);
+          if (el) { el.innerHTML = parts[id]; }
+        });
+        if (stamp) { stamp.textContent = "updated " + new Date().toLocaleTimeString(); }
+        document.body.setAttribute("data-refreshes",
+          String((parseInt(document.body.getAttribute("data-refreshes"), 10) || 0) + 1));
+      })
+      .catch(function (e) { if (stamp) { stamp.textContent = "refresh failed: " + e; } })
+      .finally(function () { window.setTimeout(refresh, secs * 1000); });
+  }
+  window.setTimeout(refresh, secs * 1000);
+}());

@@ -1,0 +1,186 @@
+"""The dashboard in a real headless browser (Debian's chromium + chromedriver via selenium).
+
+dynvm runs under gunicorn with two workers against a simulated farm slow
+enough that a build takes several seconds, so the page can be seen moving
+through the steps while it refreshes itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench.harness import served, wait_until
+from dynvm.core.progress import Step
+from dynvm.sim import Farm
+from tests.service.conftest import write_ini
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                       reason="needs Debian's chromium and chromedriver: "
+                              "sudo apt-get install -y chromium chromium-driver"),
+]
+
+BUILD_SPEED = 3.0  # a Linux build takes about 37 s / 3: long enough to watch
+
+
+@pytest.fixture(scope="module")
+def slow_farm() -> Iterator[Farm]:
+    f = Farm.generate(pools=1, hosts=2, speed=BUILD_SPEED).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    yield from _chromium(tmp_path, javascript=True)
+
+
+@pytest.fixture
+def browser_without_js(tmp_path: Path):
+    yield from _chromium(tmp_path, javascript=False)
+
+
+def _chromium(tmp_path: Path, javascript: bool):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    if not javascript:
+        opts.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2})
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800"):
+        opts.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    ini = write_ini(tmp_path, slow_farm)
+    with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
+        browser.get(base + "/?refresh=1")
+        assert "dynvm" in browser.title
+        assert "js" in browser.execute_script("return document.documentElement.className")
+        browser.execute_script("window.__sameDocument = true;")
+        # A build through the legacy API, watched while it runs.
+        answer: dict = {}
+        call = threading.Thread(target=lambda: answer.update(r=requests.get(
+            base + "/getservers/webui?os=centos&count=2&expiresin=120", timeout=300)))
+        call.start()
+        order = [str(s) for s in Step]
+        seen: list[str] = []
+
+        def steps_progress() -> bool:
+            # Read in one script: the refresh swaps the elements out under a slower reader.
+            shown = browser.execute_script(
+                "return Array.from(document.querySelectorAll('#requests-running .step'))"
+                ".map(e => [e.dataset.vm, e.dataset.step]);")
+            for vm, step in shown:
+                if vm == "webui1" and (not seen or seen[-1] != step):
+                    seen.append(step)
+            return not call.is_alive()
+
+        wait_until(steps_progress, timeout=240, interval=0.1, what="the build to finish")
+        r = answer["r"]
+        assert r.status_code == 200, r.text
+        assert len(seen) >= 2, f"the page showed only {seen} while building"
+        assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen), seen
+        assert "waiting for IP" in seen or "starting" in seen, seen
+
+        # The VMs land in the table with owner and expiry, without a reload.
+        def listed() -> list:
+            rows = browser.execute_script(
+                "return Array.from(document.querySelectorAll('#vm-table tr.vm'))"
+                ".filter(r => r.dataset.name.startsWith('webui')).map(r => [r.dataset.name,"
+                " r.querySelector('.vm-owner').textContent, r.querySelector('.vm-state')"
+                ".textContent.trim(), r.querySelector('.vm-expires').textContent]);")
+            return rows if len(rows) == 2 and all(r[2] == "leased" for r in rows) else []
+
+        rows = wait_until(listed, timeout=30, interval=0.2, what="both VMs listed as leased")
+        assert browser.execute_script("return window.__sameDocument === true;")
+        assert [(name, owner) for name, owner, _, _ in rows] == [("webui1", "webui"),
+                                                                 ("webui2", "webui")]
+        for _, _, _, expires in rows:
+            assert expires.startswith(("1h 59m", "2h 0m", "1h 58m")), expires
+        shot_dir = Path(os.environ.get("DYNVM_SCREENSHOT_DIR") or tmp_path)
+        browser.save_screenshot(str(tmp_path / "dashboard.png"))
+        if shot_dir != tmp_path:
+            shutil.copy(tmp_path / "dashboard.png", shot_dir / "dashboard.png")
+        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+        # History: release, then search it by name in the form.
+        assert requests.get(base + "/releaseservers/webui?count=2", timeout=60).status_code == 200
+        browser.get(base + "/")
+        box = browser.find_element(By.ID, "h-name")
+        box.send_keys("webui2")
+        browser.find_element(By.ID, "h-search").click()
+        wait_until(lambda: "webui2" in (browser.current_url or ""), timeout=30,
+                   what="the history search to load")
+
+        def found() -> list:
+            # History may lag a release by a couple of seconds (read once per 2 s per worker).
+            rows = browser.execute_script(
+                "return Array.from(document.querySelectorAll('#history-table tr.hist'))"
+                ".map(r => [r.dataset.name, r.cells[3].textContent]);")
+            if rows and all(state == "deleted" for _, state in rows):
+                return rows
+            browser.refresh()
+            return []
+
+        rows = wait_until(found, timeout=30, interval=0.5, what="the release in the history")
+        assert [name for name, _ in rows] == ["webui2"], rows
+        csv_link = browser.find_element(By.ID, "h-csv").get_attribute("href")
+        csv = requests.get(csv_link, timeout=30).text
+        assert "webui2" in csv and "webui1" not in csv
+        browser.save_screenshot(str(tmp_path / "history.png"))
+
+
+def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, slow_farm: Farm,
+                                                    browser_without_js) -> None:
+    from selenium.webdriver.common.by import By
+
+    drv = browser_without_js
+    ini = write_ini(tmp_path, slow_farm)
+    with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
+        for name in ("zeta", "alpha"):
+            r = requests.get(f"{base}/getservers/{name}?os=centos", timeout=300)
+            assert r.status_code == 200, r.text
+        drv.get(base + "/")
+        # The page's own script (which marks <html class="js">) really did not run.
+        assert "js" not in drv.execute_script("return document.documentElement.className")
+
+        def shows(want: list[str]):
+            # Read in one script, as the next page may replace this one at any moment.
+            return lambda: drv.execute_script(
+                "return Array.from(document.querySelectorAll('#vm-table tr.vm:not(.foreign)'))"
+                ".map(r => r.dataset.name);") == want
+
+        wait_until(shows(["alpha", "zeta"]), timeout=30, what="the VMs by name")
+        drv.find_element(By.LINK_TEXT, "Name ▲").click()  # same column again: descending
+        wait_until(shows(["zeta", "alpha"]), timeout=30, what="the VMs by name, descending")
+        box = drv.find_element(By.ID, "vm-q")
+        box.send_keys("zet")
+        box.submit()
+        wait_until(shows(["zeta"]), timeout=30, what="the filtered table")
+        assert "q=zet" in drv.current_url
+        for name in ("zeta", "alpha"):
+            requests.get(f"{base}/releaseservers/{name}", timeout=120)

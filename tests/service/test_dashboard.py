@@ -1,0 +1,161 @@
+"""The dashboard and its JSON routes, against the simulated farm over real XML-RPC."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from dynvm.api import dashboard_data as data
+
+
+def test_dashboard_shows_leased_vms_with_owner_and_expiry(client, service) -> None:
+    r = client.get("/getservers/dash?os=centos&count=2&expiresin=90")
+    assert r.status_code == 200, r.text
+    ips = json.loads(r.text)
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.text
+    for n in ("dash1", "dash2"):
+        assert f'data-name="{n}"' in html
+    for ip in ips:
+        assert ip in html
+    vms = client.get("/ui/api/vms?q=dash").get_json()
+    assert vms["total"] == 2
+    for v in vms["vms"]:
+        assert v["owner"] == "dash" and v["state"] == "leased" and v["os"] == "centos"
+        assert 88 * 60 <= v["expires_in_secs"] <= 90 * 60
+        assert not v["foreign"]
+    client.get("/releaseservers/dash?count=2")
+
+
+def test_foreign_vms_are_marked(client, service, farm) -> None:
+    rows = client.get("/ui/api/vms?state=foreign").get_json()["vms"]
+    running = sum(1 for vm in data.vms(service) if vm["foreign"])
+    assert len(rows) == running
+    assert all(v["foreign"] and v["owner"] == "" for v in rows)
+
+
+def test_hosts_and_capacity_agree_with_getavailablecount(client, service) -> None:
+    hosts = client.get("/ui/api/hosts").get_json()
+    assert [p["ref"] for p in hosts["pools"]] == sorted(service.host_refs())
+    assert all(p["state"] == "up" and p["members"] for p in hosts["pools"])
+    cap = client.get("/ui/api/capacity").get_json()["os"]
+    assert set(cap) == service.os_keys()
+    for os_key, c in cap.items():
+        legacy = client.get(f"/getavailablecount/{os_key}").text
+        assert int(legacy) == c["available"], os_key
+    member = hosts["pools"][0]["members"][0]
+    assert member["memory_total"] > member["memory_free"] > 0
+
+
+def test_requests_show_finished_request_with_its_vms(client, service) -> None:
+    r = client.get("/getservers/rq?os=centos&count=1")
+    rid = r.headers["X-Dynvm-Request-Id"]
+    reqs = client.get("/ui/api/requests").get_json()
+    (done,) = [x for x in reqs["recent"] if x["id"] == rid]
+    assert done["state"] == "done" and [v["step"] for v in done["vms"]] == ["ready"]
+    assert rid in client.get("/").text
+    client.get("/releaseservers/rq")
+
+
+def test_history_query_paging_and_csv(client, service) -> None:
+    client.get("/getservers/hq?os=centos&count=3")
+    client.get("/releaseservers/hq?count=3")
+    page1 = client.get("/ui/api/history?name=hq&per_page=2").get_json()
+    assert page1["total"] == 3 and page1["pages"] == 2 and len(page1["docs"]) == 2
+    page2 = client.get("/ui/api/history?name=hq&per_page=2&page=2").get_json()
+    names = {d["name"] for d in page1["docs"] + page2["docs"]}
+    assert names == {"hq1", "hq2", "hq3"}
+    assert client.get("/ui/api/history?name=hq&owner=nobody").get_json()["total"] == 0
+    assert client.get("/ui/api/history?name=hq&from=2000-01-01&to=2000-01-02"
+                      ).get_json()["total"] == 0
+    rows = list(csv.DictReader(io.StringIO(client.get("/ui/history.csv?h_name=hq").text)))
+    assert {r["name"] for r in rows} == names and all(r["state"] == "deleted" for r in rows)
+    html = client.get("/?h_name=hq").text
+    assert 'id="history-count">3 document(s)' in html and "<svg" in html
+
+
+def test_bad_dashboard_input_is_a_400(client, service) -> None:
+    assert client.get("/ui/api/history?from=yesterday").status_code == 400
+    assert client.get("/ui/api/history?per_page=0").status_code == 400
+    assert client.get("/?vpage=x").status_code == 400
+
+
+def test_fragments_and_sorting(client, service) -> None:
+    client.get("/getservers/srt?os=centos&count=2")
+    parts = client.get("/ui/fragments?q=srt&sort=name&desc=1").get_json()
+    assert set(parts) == {"farm", "vms", "requests", "warm"}
+    html = parts["vms"]
+    assert html.index('data-name="srt2"') < html.index('data-name="srt1"')
+    client.get("/releaseservers/srt?count=2")
+
+
+def test_health_live_and_ready(client, service) -> None:
+    assert client.get("/health/live").status_code == 200
+    r = client.get("/health/ready")
+    assert r.status_code == 200, r.text
+    checks = r.get_json()["checks"]
+    assert checks["store"]["ok"] and checks["config"]["ok"]
+    assert checks["hosts"]["reachable"] == sorted(service.host_refs())
+
+
+def test_ready_fails_when_no_host_answers(tmp_path, farm) -> None:
+    from bench.harness import free_port
+    from dynvm.api import create_app
+    from dynvm.wiring import build_service
+    from tests.service.conftest import FAST, write_ini
+
+    dead = free_port()
+    ini = write_ini(tmp_path, farm, hosts=(
+        f"[xenhost1]\nhost.name=http://127.0.0.1:{dead}\nhost.user=root\n"
+        "host.password=x\nhost.storage.name=Local storage\ncentos.template=tmpl-centos\n"))
+    svc = build_service(str(ini), timings=FAST, background=False)
+    try:
+        c = create_app(service=svc).test_client()
+        assert c.get("/health/live").status_code == 200
+        r = c.get("/health/ready")
+        assert r.status_code == 503
+        assert r.get_json()["checks"]["hosts"] == {"ok": False, "reachable": [], "configured": 1}
+        assert c.get("/").status_code == 200  # an unreachable farm is shown, not a 500
+        assert "unreachable" in c.get("/").text
+    finally:
+        svc.close()
+
+
+def test_metrics_carry_farm_gauges_and_step_times(client, service) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.get("/getservers/met?os=centos&count=2")
+    text = client.get("/metrics").text
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    leased = [s for s in fams["dynvm_vms"].samples
+              if s.labels["state"] == "leased" and s.labels["os"] == "centos"]
+    assert sum(s.value for s in leased) == 2
+    steps = {s.labels["step"] for s in fams["dynvm_build_step_seconds"].samples
+             if s.name.endswith("_count") and s.labels["os"] == "centos"}
+    assert {"reserved", "cloning", "provisioning", "starting", "waiting for IP"} <= steps
+    avail = {s.labels["os"]: s.value for s in fams["dynvm_available_vms"].samples}
+    assert avail["centos"] == int(client.get("/getavailablecount/centos").text)
+    assert fams["dynvm_requests_in_flight"].samples[0].value == 0
+    assert fams["dynvm_store_up"].samples[0].value == 1
+    client.get("/releaseservers/met?count=2")
+
+
+def test_xenapi_errors_counted_by_code_and_failed_request_shown(client, service, farm) -> None:
+    def errors() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith('dynvm_xenapi_errors_total{code="SR_BACKEND_FAILURE_44"}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = errors()
+    farm.fail_next("VM.provision", 1, "SR_BACKEND_FAILURE_44",
+                   ["", "There is insufficient space", ""])
+    r = client.get("/getservers/xerr?os=centos&allornone=false")
+    assert r.status_code == 502, r.text
+    assert errors() == before + 1
+    rid = r.headers["X-Dynvm-Request-Id"]
+    (req,) = [x for x in client.get("/ui/api/requests").get_json()["recent"] if x["id"] == rid]
+    assert req["state"] == "failed" and "SR_BACKEND_FAILURE_44" in req["reason"]
+    assert [v["step"] for v in req["vms"]] == ["failed"]
