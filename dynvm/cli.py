@@ -71,6 +71,7 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             "keepalive": 5,
             "preload_app": False,
             "accesslog": "-",
+            "logger_class": "dynvm.api.v1.redact.AccessLogger",  # no token= in access lines
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "dynvm",
@@ -247,6 +248,16 @@ def check_config(path: str) -> None:
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
 
+
+def _register_v1_commands() -> None:
+    """Token administration and the v1 client commands live in modules of their own."""
+    from dynvm import client_cli, token_cli
+
+    main.add_command(token_cli.token)
+    client_cli.add_options(main)
+
+
+_register_v1_commands()
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import legacy, metrics, ops
+from dynvm.api import legacy, metrics, ops, v1
 from dynvm.api.validation import InvalidParam
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
 
@@ -56,6 +56,7 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
     app.register_blueprint(ops.bp)
     _install_hooks(app)
     _install_error_handlers(app)
+    v1.register(app)  # after the app's own handlers: it wraps them for /api/v1 paths
     return app
 
 

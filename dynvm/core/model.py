@@ -73,6 +73,7 @@ class ServersRequest:
     all_or_none: bool = True
     network_id: str | None = None
     check_vms: bool = False
+    owner: str | None = None  # the token's owner, when the caller gave one; else `name`
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core.capacity import host_key, slots_on
 from dynvm.core.ports import HostUnreachable, HostView, PoolView, XenError
-from dynvm.store.base import Reservation, Store
+from dynvm.store.base import QuotaCheck, Reservation, Store
 
 log = logging.getLogger("dynvm.placement")
 
@@ -110,11 +110,13 @@ class Slot:
 
 def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
             request_id: str, view_of: Callable[[HostConfig], PoolView],
-            vcpus: int, memory_gib: float, ttl: float) -> tuple[list[Slot], int, list[int]]:
+            vcpus: int, memory_gib: float, ttl: float,
+            quota: QuotaCheck | None = None) -> tuple[list[Slot], int, list[int]]:
     """Atomically reserve room for `count` VMs, spread over the given hosts.
 
     Returns (slots, what was available at best, unreachable hosts). Fewer
-    slots than `count` means the caller must give them back: there is no room.
+    slots than `count` means the caller must give them back: there is no room
+    (or, with `quota`, the owner's quota is used up).
     """
     got: list[Slot] = []
     best_avail = 0
@@ -132,13 +134,14 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
             c = cands[i]
             wanted = [Reservation(id=uuid.uuid4().hex, host_key=c.key, request_id=request_id,
                                   os=spec.key, vcpus=vcpus, memory_gib=memory_gib,
-                                  disk_gib=float(spec.disk_gib), created=now, expires=now + ttl)
+                                  disk_gib=float(spec.disk_gib), created=now, expires=now + ttl,
+                                  owner=quota.owner if quota else "")
                       for _ in range(n)]
             view, member, hc = c.view, c.member, c.host
             taken = store.reserve(
                 c.key, wanted,
                 lambda live, view=view, member=member, hc=hc: slots_on(
-                    view, member, hc, spec.key, live, (vcpus, int(memory_gib))))
+                    view, member, hc, spec.key, live, (vcpus, int(memory_gib))), quota)
             got.extend(Slot(hc, member.uuid, member.name_label, r) for r in taken)
         if len(got) >= count:
             break

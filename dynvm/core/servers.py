@@ -11,7 +11,7 @@ import math
 import uuid
 
 from dynvm.config import Config, OsSpec
-from dynvm.core import progress, warmpool
+from dynvm.core import progress, quota, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.model import (
@@ -128,8 +128,11 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     hosts = eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref)
     labels = sorted(req.labels)
     warm: list[Built] = []
-    if req.cpus is None and req.mem_bytes is None and not req.network_id:
-        warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.name,
+    # A token's owner may have a quota: checked atomically with the reservation
+    # (warm VMs are then not handed out, as they would bypass that check).
+    check = quota.check_for(cfg, req.owner, spec.vcpus, spec.memory_gib) if req.owner else None
+    if req.cpus is None and req.mem_bytes is None and not req.network_id and check is None:
+        warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.owner or req.name,
                                    request_id=request_id, expires=expires, labels=labels,
                                    check_ssh=req.check_vms)
     for b in warm:
@@ -140,7 +143,7 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
         try:
             slots, avail, down = reserve(
                 ctx.store, cfg, hosts, spec, len(left), request_id, ctx.view,
-                vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl)
+                vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl, quota=check)
         except StoreUnavailable as exc:
             _give_back_warm(ctx, warm)
             raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
@@ -149,11 +152,15 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             for s in slots:
                 release_slot(ctx, s)
             _give_back_warm(ctx, warm)
+            over = check and quota.exceeded(cfg, check.owner, quota.usage(ctx.store, cfg, check.owner),
+                                            len(left), spec.vcpus, spec.memory_gib)
+            if over:
+                raise over
             where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
             raise NoCapacity(
                 f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
                 f"{avail + len(warm)} available{where}")
-    jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s, spec=spec,
+    jobs = [Job(name=n, owner=req.owner or req.name, request_id=request_id, slot=s, spec=spec,
                 memory_bytes=spec.memory_gib * GIB, expires=expires, labels=labels,
                 network_id=req.network_id, check_vms=req.check_vms,
                 size_overridden=(req.cpus is not None, req.mem_bytes is not None))

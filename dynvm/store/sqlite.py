@@ -24,10 +24,13 @@ from dynvm.store.base import (
     LEASE_ACTIVE,
     FreeSlots,
     Lease,
+    QuotaCheck,
     RequestRecord,
     Reservation,
     Store,
     StoreUnavailable,
+    Token,
+    owner_usage,
 )
 
 BUSY_TIMEOUT_SECS = 10.0
@@ -67,6 +70,11 @@ CREATE TABLE IF NOT EXISTS requests (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests(state);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -296,9 +304,11 @@ class SqliteStore(Store):
 
     # -- reservations -----------------------------------------------------------
     def reserve(self, host_key: str, wanted: list[Reservation],
-                free_slots: FreeSlots) -> list[Reservation]:
+                free_slots: FreeSlots, quota: QuotaCheck | None = None) -> list[Reservation]:
         now = time.time()
         with self._db.tx() as c:
+            # The write lock is held: the owner's usage cannot change until commit.
+            room_left = self._quota_room(c, quota, now) if quota is not None else None
             rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
                              (host_key,)).fetchall()
             live: list[Reservation] = []
@@ -313,11 +323,23 @@ class SqliteStore(Store):
             already = [w for w in wanted if w.id in held]
             fresh = [w for w in wanted if w.id not in held]
             room = max(0, int(free_slots(live)))
+            if room_left is not None:
+                room = min(room, room_left)
             taken = fresh[:room]
             for r in taken:
                 c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
                           "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
             return already + taken
+
+    @staticmethod
+    def _quota_room(c: sqlite3.Connection, quota: QuotaCheck, now: float) -> int:
+        res = [Reservation.from_dict(json.loads(r[0]))
+               for r in c.execute("SELECT data FROM reservations").fetchall()]
+        leases = [Lease.from_dict(json.loads(r[0])) for r in c.execute(
+            "SELECT data FROM leases WHERE json_extract(data, '$.owner')=?",
+            (quota.owner,)).fetchall()]
+        mine, owned = owner_usage(quota.owner, [r for r in res if r.live(now)], leases)
+        return max(0, int(quota.room(mine, owned)))
 
     def settle_reservation(self, res_id: str, *, vm_uuid: str | None = None,
                            settle_secs: float = 0.0) -> None:
@@ -398,6 +420,32 @@ class SqliteStore(Store):
             rows = self._db.query("SELECT data FROM requests WHERE state=?", (state,))
         out = [RequestRecord.from_dict(json.loads(r[0])) for r in rows]
         return sorted(out, key=lambda r: (r.started, r.id))
+
+    # -- API tokens ----------------------------------------------------------------
+    def put_token(self, token: Token) -> None:
+        with self._db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO tokens(id, hash, data) VALUES (?,?,?)",
+                      (token.id, token.hash, _dumps(token.to_dict())))
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        rows = self._db.query("SELECT data FROM tokens WHERE hash=?", (token_hash,))
+        return Token.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def tokens(self) -> list[Token]:
+        rows = self._db.query("SELECT data FROM tokens")
+        return sorted((Token.from_dict(json.loads(r[0])) for r in rows),
+                      key=lambda t: (t.created, t.id))
+
+    def revoke_token(self, token_id: str, when: float) -> bool:
+        with self._db.tx() as c:
+            row = c.execute("SELECT data FROM tokens WHERE id=?", (token_id,)).fetchone()
+            if row is None:
+                return False
+            token = Token.from_dict(json.loads(row[0]))
+            if token.revoked is None:
+                token.revoked = when
+            c.execute("UPDATE tokens SET data=? WHERE id=?", (_dumps(token.to_dict()), token_id))
+            return True
 
     # -- leader lock --------------------------------------------------------------
     def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
