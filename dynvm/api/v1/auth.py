@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from flask import Request, g, request
+from flask import Request, current_app, g, request
 
 from dynvm.core import tokens
 from dynvm.core.model import DynvmError
@@ -86,13 +86,11 @@ class FailureLimiter:
             self._fails.setdefault(addr, deque()).append(now)
 
 
-_limiter = FailureLimiter()
-
-
 def limiter(limit: int, window: float) -> FailureLimiter:
-    """This process's limiter, following the configuration's current values."""
-    _limiter.limit, _limiter.window = limit, float(window)
-    return _limiter
+    """This app's limiter (one per worker process), following the configuration's values."""
+    lim = current_app.extensions.setdefault("dynvm_auth_failures", FailureLimiter())
+    lim.limit, lim.window = limit, float(window)
+    return lim
 
 
 def secret_of(req: Request, allow_param: bool) -> str | None:
