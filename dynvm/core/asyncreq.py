@@ -145,12 +145,13 @@ def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
 
 def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
     req, spec = run.req, run.spec
-    used = quota.usage(ctx.store, cfg, req.owner)
-    over = quota.exceeded(cfg, req.owner, used, req.count, spec.vcpus, spec.memory_gib)
-    if over is not None:
-        raise over
-    hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
     check = quota.check_for(cfg, req.owner, spec.vcpus, spec.memory_gib)
+    if check is not None:  # a clear answer before any room is taken
+        used = quota.usage(ctx.store, cfg, req.owner)
+        over = quota.exceeded(cfg, req.owner, used, req.count, spec.vcpus, spec.memory_gib)
+        if over is not None:
+            raise over
+    hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
     slots, avail, down = reserve(ctx.store, cfg, hosts, spec, req.count, run.record.id,
                                  ctx.view, vcpus=spec.vcpus, memory_gib=spec.memory_gib,
                                  ttl=ttl, quota=check)
@@ -158,9 +159,9 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
         for s in slots:
             release_slot(ctx, s)
         # Another request of this owner may have taken the quota meanwhile: say so.
-        over = quota.exceeded(cfg, req.owner, quota.usage(ctx.store, cfg, req.owner),
-                              req.count, spec.vcpus, spec.memory_gib)
-        if over is not None:
+        over = check and quota.exceeded(cfg, req.owner, quota.usage(ctx.store, cfg, req.owner),
+                                        req.count, spec.vcpus, spec.memory_gib)
+        if over:
             raise over
         where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
         raise NoCapacity(f"No capacity is available! {req.count} {req.os} VM(s) asked, "

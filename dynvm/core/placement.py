@@ -130,6 +130,7 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
         if sum(plan.values()) < count - len(got):
             break
         now = time.time()
+        batches = []
         for i, n in plan.items():
             c = cands[i]
             wanted = [Reservation(id=uuid.uuid4().hex, host_key=c.key, request_id=request_id,
@@ -138,11 +139,13 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
                                   owner=quota.owner if quota else "")
                       for _ in range(n)]
             view, member, hc = c.view, c.member, c.host
-            taken = store.reserve(
-                c.key, wanted,
-                lambda live, view=view, member=member, hc=hc: slots_on(
-                    view, member, hc, spec.key, live, (vcpus, int(memory_gib))), quota)
-            got.extend(Slot(hc, member.uuid, member.name_label, r) for r in taken)
+            batches.append((c.key, wanted,
+                            lambda live, view=view, member=member, hc=hc: slots_on(
+                                view, member, hc, spec.key, live, (vcpus, int(memory_gib)))))
+        # One atomic step for every host where the backend can (one commit, not one per host).
+        for (key, _, _), taken in zip(batches, store.reserve_many(batches, quota), strict=True):
+            c = next(c for c in cands if c.key == key)
+            got.extend(Slot(c.host, c.member.uuid, c.member.name_label, r) for r in taken)
         if len(got) >= count:
             break
     return got, best_avail, down

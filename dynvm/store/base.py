@@ -251,6 +251,16 @@ class Store(abc.ABC):
         of one owner can never both take the last unit of its quota.
         """
 
+    def reserve_many(self, batches: list[tuple[str, list[Reservation], FreeSlots]],
+                     quota: QuotaCheck | None = None) -> list[list[Reservation]]:
+        """`reserve` on several hosts, answered per host in order.
+
+        A backend may run them as one atomic step (one commit instead of one
+        per host: a 10-VM request spread over 8 hosts is then answered sooner);
+        by default they run one after the other, each atomic on its own.
+        """
+        return [self.reserve(hk, wanted, free, quota) for hk, wanted, free in batches]
+
     @abc.abstractmethod
     def settle_reservation(self, res_id: str, *, vm_uuid: str | None = None,
                            settle_secs: float = 0.0) -> None:

@@ -339,6 +339,10 @@ class ResilientStore(Store):
                 free_slots: FreeSlots, quota: QuotaCheck | None = None) -> list[Reservation]:
         return self.primary.reserve(host_key, wanted, free_slots, quota)
 
+    def reserve_many(self, batches: list[tuple[str, list[Reservation], FreeSlots]],
+                     quota: QuotaCheck | None = None) -> list[list[Reservation]]:
+        return self.primary.reserve_many(batches, quota)
+
     def settle_reservation(self, res_id: str, *, vm_uuid: str | None = None,
                            settle_secs: float = 0.0) -> None:
         until = time.time() + settle_secs if settle_secs > 0 else None

@@ -305,31 +305,49 @@ class SqliteStore(Store):
     # -- reservations -----------------------------------------------------------
     def reserve(self, host_key: str, wanted: list[Reservation],
                 free_slots: FreeSlots, quota: QuotaCheck | None = None) -> list[Reservation]:
+        return self.reserve_many([(host_key, wanted, free_slots)], quota)[0]
+
+    def reserve_many(self, batches: list[tuple[str, list[Reservation], FreeSlots]],
+                     quota: QuotaCheck | None = None) -> list[list[Reservation]]:
         now = time.time()
+        out = []
         with self._db.tx() as c:
             # The write lock is held: the owner's usage cannot change until commit.
             room_left = self._quota_room(c, quota, now) if quota is not None else None
-            rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
-                             (host_key,)).fetchall()
-            live: list[Reservation] = []
-            for rid, data in rows:
-                r = Reservation.from_dict(json.loads(data))
-                if r.live(now):
-                    live.append(r)
-                else:
-                    c.execute("DELETE FROM reservations WHERE id=?", (rid,))
-            held = {r.id for r in live}
-            # A retried call with the same ids gets what it already holds.
-            already = [w for w in wanted if w.id in held]
-            fresh = [w for w in wanted if w.id not in held]
-            room = max(0, int(free_slots(live)))
-            if room_left is not None:
-                room = min(room, room_left)
-            taken = fresh[:room]
-            for r in taken:
-                c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
-                          "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
-            return already + taken
+            for host_key, wanted, free_slots in batches:
+                already, taken = self._reserve_in(c, host_key, wanted, free_slots, room_left,
+                                                  now)
+                if room_left is not None:
+                    room_left -= len(taken)
+                out.append(already + taken)
+        return out
+
+    @staticmethod
+    def _reserve_in(c: sqlite3.Connection, host_key: str, wanted: list[Reservation],
+                    free_slots: FreeSlots, room_left: int | None,
+                    now: float) -> tuple[list[Reservation], list[Reservation]]:
+        """(what the caller already held, what it takes now) on one host."""
+        rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
+                         (host_key,)).fetchall()
+        live: list[Reservation] = []
+        for rid, data in rows:
+            r = Reservation.from_dict(json.loads(data))
+            if r.live(now):
+                live.append(r)
+            else:
+                c.execute("DELETE FROM reservations WHERE id=?", (rid,))
+        held = {r.id for r in live}
+        # A retried call with the same ids gets what it already holds.
+        already = [w for w in wanted if w.id in held]
+        fresh = [w for w in wanted if w.id not in held]
+        room = max(0, int(free_slots(live)))
+        if room_left is not None:
+            room = min(room, max(room_left, 0))
+        taken = fresh[:room]
+        for r in taken:
+            c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
+                      "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
+        return already, taken
 
     @staticmethod
     def _quota_room(c: sqlite3.Connection, quota: QuotaCheck, now: float) -> int:

@@ -97,3 +97,14 @@ def test_outbox_passes_tokens_and_quota_through(tmp_path: Path) -> None:
         assert len(store.reserve("1/a", wanted, capped(5), q)) == 1
     finally:
         store.close()
+
+
+def test_reserve_many_shares_one_quota_over_hosts(store: Store) -> None:
+    q = _vms_quota("team-a", 3)
+    batches = [(f"{i}/h", [replace(make_resv(f"{i}/h"), owner="team-a") for _ in range(2)],
+                capped(1 if i == 0 else 5)) for i in range(3)]
+    got = store.reserve_many(batches, q)
+    assert [len(g) for g in got] == [1, 2, 0]  # host 0 fits one; the quota stops at three
+    assert {r.host_key for g in got for r in g} == {"0/h", "1/h"}
+    assert store.reserve_many([("9/h", [make_resv("9/h")], capped(2))]) == \
+        [store.reservations("9/h")]
