@@ -171,6 +171,7 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
 
 def _abandon(ctx: Context, run: _Running, state: str, reason: str) -> None:
     try:
+        ctx.store.drop_reservations(run.record.id)  # none should be left; be sure
         ctx.store.finish_request(run.record.id, state, {"error": reason})
     except Exception:
         log.exception("could not close request %s", run.record.id)

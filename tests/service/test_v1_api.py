@@ -253,3 +253,36 @@ def test_capacity_hosts_history(api, tok, farm) -> None:
     assert all(d["username"] == "team-b" for d in other)
 
 
+
+
+def test_a_dead_builders_request_is_reconciled(api, svc, tok) -> None:
+    """Accepted (room held, recorded) by a process that died before building: cleaned up."""
+    from dataclasses import replace
+
+    from dynvm.core import asyncreq
+
+    dead = replace(svc.ctx, instance="gone-host:4242:dead01")
+    rec = asyncreq.submit(dead, asyncreq.NewRequest(owner="team-a", os="centos", count=2),
+                          start=False)
+    assert [r for r in svc.ctx.store.reservations() if r.request_id == rec.id]
+    h = bearer(tok["team-a"])
+    body = wait_until(lambda: (lambda b: b if b["state"] != "running" else None)(
+        api.get(f"/api/v1/requests/{rec.id}?wait=2", headers=h).json),
+        timeout=60, what="reconciliation")
+    assert body["state"] == "interrupted"
+    assert [r for r in svc.ctx.store.reservations() if r.request_id == rec.id] == []
+
+
+def test_legacy_all_needs_a_token_everywhere(tmp_path, farm, clean_farm) -> None:
+    s = build_service(str(write_ini(tmp_path, farm, extra="\n[auth]\nlegacy=all\n")),
+                      timings=FAST)
+    try:
+        c = create_app(service=s).test_client()
+        secret, _ = tokens.create(s.ctx.store, "team-a")
+        assert c.get("/getavailablecount/centos").status_code == 401
+        assert c.get("/showall").status_code == 401
+        assert c.get(f"/showall?token={secret}").status_code == 200
+        assert c.get("/getavailablecount/centos", headers=bearer(secret)).status_code == 200
+        assert c.get("/health").status_code in (200, 503)  # operator routes stay open
+    finally:
+        s.close()

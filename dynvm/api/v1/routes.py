@@ -66,7 +66,7 @@ def service() -> Dynvm:
 
 def caller() -> Caller:
     svc = service()
-    cfg = svc.config()
+    cfg = svc._touch()  # this worker's background loop (heartbeat, reconciliation) runs
     return auth.authenticate(svc.ctx.store, cfg.auth.fail_limit, cfg.auth.fail_window_secs,
                              allow_param=False)
 
