@@ -68,7 +68,13 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
         assert "released ci1" in release_one
         assert "released ci2" in release_all and "released ci3" in release_all
         assert owned_vms(probe, "team-a") == []
-        assert secret not in (tmp_path / "serve.log").read_text()
+        r = requests.get(f"{base}/getavailablecount/centos?token={secret}&x=1", timeout=30)
+        assert r.status_code == 200
+
+        def logged() -> str | None:
+            text = (tmp_path / "serve.log").read_text()
+            return text if "/getavailablecount/centos?token=***&x=1" in text else None
+        assert secret not in wait_until(logged, timeout=10, what="the access log line")
 
 
 def test_quota_holds_across_two_instances_and_workers(tmp_path, farm, probe, clean_farm) -> None:
