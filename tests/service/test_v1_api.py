@@ -286,3 +286,15 @@ def test_legacy_all_needs_a_token_everywhere(tmp_path, farm, clean_farm) -> None
         assert c.get("/health").status_code in (200, 503)  # operator routes stay open
     finally:
         s.close()
+
+
+def test_legacy_request_with_a_token_counts_against_the_quota(api, svc, tok, farm) -> None:
+    before = writes(farm)
+    r = api.get(f"/getservers/lq?os=centos&count=3&token={tok['team-q']}")
+    assert r.status_code == 429
+    assert r.text.startswith("Error: quota of team-q exceeded: vms limit 2, in use 0, asked 3")
+    assert writes(farm) == before and svc.ctx.store.reservations() == []
+    ok = api.get(f"/getservers/lq?os=centos&count=2&token={tok['team-q']}")
+    assert ok.status_code == 200, ok.text
+    assert {lease.owner for lease in svc.ctx.store.leases()} == {"team-q"}
+    assert api.get("/api/v1/quota", headers=bearer(tok["team-q"])).json["usage"]["vms"] == 2
