@@ -68,6 +68,13 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
         assert "released ci1" in release_one
         assert "released ci2" in release_all and "released ci3" in release_all
         assert owned_vms(probe, "team-a") == []
+        rid = re.search(r"request ([0-9a-f]{32}): done", get).group(1)
+        status = runner.invoke(main, ["status", rid, "--json"], env=env)
+        assert status.exit_code == 0 and '"state": "done"' in status.output
+        cap = runner.invoke(main, ["capacity"], env=env)
+        assert cap.exit_code == 0 and "centos" in cap.output
+        hist = runner.invoke(main, ["history", "--os", "centos"], env=env)
+        assert hist.exit_code == 0 and hist.output.count("deleted") == 3
         r = requests.get(f"{base}/getavailablecount/centos?token={secret}&x=1", timeout=30)
         assert r.status_code == 200
 
