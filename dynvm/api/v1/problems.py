@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from dynvm.core.model import DynvmError
+from dynvm.store.base import StoreError
 
 log = logging.getLogger("dynvm.api.v1")
 
@@ -49,6 +50,9 @@ def from_exception(exc: Exception) -> Response:
         log.log(logging.WARNING if exc.status >= 500 else logging.INFO, "%d %s %s: %s",
                 exc.status, request.method, request.path, detail)
         return resp
+    if isinstance(exc, StoreError):
+        log.warning("%s %s: state store: %s", request.method, request.path, exc)
+        return problem(503, "the state store is unreachable; try again shortly")
     if isinstance(exc, HTTPException):
         code = exc.code or 500
         resp = problem(code, exc.description or exc.name)
