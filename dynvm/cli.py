@@ -193,6 +193,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 # ---------------------------------------------------------------- sim
 
+from dynvm.sim.ssh_options import guest_ssh_options  # noqa: E402
+
 
 @main.command()
 @click.option("--hosts", default=4, show_default=True, type=click.IntRange(1, 512),
@@ -208,13 +210,16 @@ def _write_atomic(path: Path, text: str) -> None:
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Divide every modelled delay (clone, boot, DHCP) by this.")
 @click.option("--https", is_flag=True, help="Serve XAPI over TLS with a self-signed certificate.")
+@guest_ssh_options
 def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bind: str,
-        port_base: int, speed: float, https: bool) -> None:
+        port_base: int, speed: float, https: bool, guest_ssh_port: int | None,
+        guest_logins: dict[str, str] | None) -> None:
     """Run a simulated XenServer farm in the foreground."""
     from dynvm.sim.runner import run_sim
 
     run_sim(hosts=hosts, pools=pools, vms_per_host=vms_per_host, from_db=list(from_db),
-            bind=bind, port_base=port_base, speed=speed, https=https)
+            bind=bind, port_base=port_base, speed=speed, https=https,
+            guest_ssh_port=guest_ssh_port, guest_logins=guest_logins)
 
 
 # ---------------------------------------------------------------- check-config
@@ -245,8 +250,20 @@ def check_config(path: str) -> None:
         click.echo(f"xenhost{ref}: {host.url}{labels}: {oses}")
     for os_key, pool in sorted(config.pools.items()):
         click.echo(f"pool {os_key}: {pool.ready} ready")
+    _echo_seed_keys(config)
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _echo_seed_keys(config: Any) -> None:
+    """What the seed's own keys do here (never their secrets)."""
+    logins = [f"{family} as {login.username}" for family, login in
+              (("linux", config.linux_login), ("windows", config.windows_login)) if login]
+    click.echo("checkvms: " + (f"SSH login ({', '.join(logins)})" if logins
+                               else f"TCP connect to port {config.ssh_port}"))
+    static = config.store.static_pool
+    if static is not None:
+        click.echo(f"pools=: static pools in Couchbase {static.server} bucket {static.bucket}")
 
 
 def _register_v1_commands() -> None:

@@ -267,7 +267,7 @@ def history(ctx: click.Context, owner: str | None, os_key: str | None, since: fl
             table.add_column(col)
         for d in data["items"]:
             table.add_row(str(d.get("name", "")), str(d.get("os", "")),
-                          str(d.get("username", "")), str(d.get("state", "")),
+                          str(d.get("owner", d.get("username", ""))), str(d.get("state", "")),
                           _when(d.get("created_time")), str(d.get("live_duration_secs", "-")))
         _console().print(table)
         if data.get("next_page"):

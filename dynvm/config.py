@@ -68,6 +68,7 @@ class HostConfig:
     storage_name: str
     labels: frozenset[str] = frozenset()
     network_id: str | None = None  # PIF device (e.g. "eth1") whose network VMs join
+    template_networks: dict[str, str] = field(default_factory=dict)  # <os>.template.network
     vms_max: dict[str, int] = field(default_factory=dict)  # host.vms.max.<os>
     os: dict[str, OsSpec] = field(default_factory=dict)  # OSes this host can serve
     verify_tls: bool = True  # host.tls.verify
@@ -88,11 +89,30 @@ class CouchbaseConfig:
 
 
 @dataclass(frozen=True)
+class StaticPoolConfig:
+    """The seed's `static.*` keys: the bucket of the static server pools (`pools=`)."""
+
+    server: str
+    bucket: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class GuestLogin:
+    """`vm.<linux|windows>.username/password`: how `checkvms` logs in to a new VM."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     backend: str = "sqlite"  # sqlite | couchbase
     sqlite_path: str = ".dynvm/dynvm.sqlite"
     outbox_path: str = ".dynvm/outbox.sqlite"
     couchbase: CouchbaseConfig | None = None
+    static_pool: StaticPoolConfig | None = None  # [couchbase] static.*
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,8 @@ class Config:
     ssh_port: int = 22  # vm.ssh.port, for checkvms
     inventory_cache: bool = True  # inventory.cache: false reads XenServer on every request
     leader_ttl_secs: float = 10.0  # background.leader.ttl.secs: takeover time if the leader dies
+    linux_login: GuestLogin | None = None  # vm.linux.username/password
+    windows_login: GuestLogin | None = None  # vm.windows.username/password
     source: str | None = None  # file it came from
     warnings: tuple[str, ...] = ()  # accepted but suspicious, logged at WARNING
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -143,6 +165,10 @@ class Config:
 
     def quota_for(self, owner: str) -> QuotaLimits:
         return self.quotas.get(owner, self.default_quota)
+
+    def guest_login(self, os_key: str) -> GuestLogin | None:
+        """The SSH login of a guest of this OS (the seed: windows, else linux)."""
+        return self.windows_login if os_key.startswith("win") else self.linux_login
 
     @property
     def served_os(self) -> frozenset[str]:
@@ -170,6 +196,12 @@ COUCHBASE_KEYS = (
     "couchbase.collection",
 )
 COUCHBASE_REQUIRED = COUCHBASE_KEYS[:4]
+STATIC_POOL_KEYS = ("static.server", "static.bucket", "static.username", "static.userpassword")
+GUEST_LOGIN_KEYS = {  # the seed's checkvms credentials, in [common]
+    "linux": ("vm.linux.username", "vm.linux.password"),
+    "windows": ("vm.windows.username", "vm.windows.password"),
+}
+TEMPLATE_NETWORK = ".template.network"  # <os>.template.network: the seed's per-OS PIF device
 STORE_KEYS = ("backend", "sqlite.path", "outbox.path")
 STORE_BACKENDS = ("sqlite", "couchbase")
 POOL_KEYS = ("ready", "labels", "ready.ttl.minutes")
@@ -189,7 +221,8 @@ HOST_KEYS = (
 HOST_REQUIRED = ("host.name", "host.user", "host.password", "host.storage.name")
 HOST_VMS_MAX = "host.vms.max."
 OS_ATTRS = ("template", "vcpus", "memory", "disk")
-SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword"})
+SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword", "static.userpassword",
+                         "vm.linux.password", "vm.windows.password"})
 
 _HOST_SECTION = re.compile(r"xenhost(\d+)")
 _POOL_SECTION = re.compile(r"pool\s+(\S+)")
@@ -372,8 +405,8 @@ class _Section:
 def normalise_host_url(name: str) -> str:
     """Turn host.name (IP, host, host:port or URL) into the XAPI URL; ValueError if bad.
 
-    A bare host gets https:// because real XAPI listens there; an explicit
-    http:// is kept (the simulator, or a lab host behind a plain proxy).
+    A bare host means what it meant in the seed's file, http://host (the
+    parser warns and recommends https://); a written scheme is kept.
     """
     name = name.strip()
     if not name:
@@ -384,7 +417,7 @@ def normalise_host_url(name: str) -> str:
                 name = f"[{name}]"
         except ValueError:
             pass
-        name = "https://" + name
+        name = "http://" + name
     parts = urlsplit(name)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"scheme must be http or https, got {parts.scheme!r}")
@@ -421,6 +454,8 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
             url = normalise_host_url(name)
         except ValueError as e:
             p.error(s.name, "host.name", f"{e}, got {name!r} (write an IP, host, host:port or URL)")
+        else:
+            url = _seed_scheme(s, name, url)
 
     ca_file = s.str("host.tls.ca")
     if ca_file is not None:
@@ -431,8 +466,9 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
 
     os_attrs: dict[str, dict[str, str]] = {}
     vms_max: dict[str, int] = {}
+    template_networks = _template_networks(s)
     for key in s.raw:
-        if key in HOST_KEYS:
+        if key in HOST_KEYS or key.endswith(TEMPLATE_NETWORK):
             continue
         if key.startswith(HOST_VMS_MAX):
             os_key = key[len(HOST_VMS_MAX) :]
@@ -481,6 +517,7 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         storage_name=storage or "",
         labels=_split_list(s.values.get("host.labels", "")),
         network_id=s.str("host.network.id"),
+        template_networks={k: v for k, v in template_networks.items() if k in os_specs},
         vms_max=vms_max,
         os=os_specs,
         verify_tls=s.bool("host.tls.verify", True),
@@ -492,10 +529,75 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
     return host if p.count() == n_before else None
 
 
+def _seed_scheme(s: _Section, name: str, url: str) -> str:
+    """The seed's bare `host.name=IP` is plain http: accepted, with advice.
+
+    A section that sets host.tls.verify or host.tls.ca (keys the seed never
+    had) asks for TLS, so its bare host keeps https.
+    """
+    if "://" in name:
+        return url
+    secure = "https://" + url.removeprefix("http://")
+    if "host.tls.ca" in s.raw or "host.tls.verify" in s.raw:
+        return secure
+    s.p.warn(s.name, "host.name",
+             f"no scheme: XAPI is spoken over plain http ({url}) as the seed did, so the "
+             f"host password crosses the network unencrypted; write host.name={secure} "
+             "to use https with certificate verification")
+    return url
+
+
+def _template_networks(s: _Section) -> dict[str, str]:
+    """`<os>.template.network=<PIF device>`: the seed's network for one OS on this host."""
+    out: dict[str, str] = {}
+    for key in s.raw:
+        if not key.endswith(TEMPLATE_NETWORK) or key.startswith("host."):
+            continue
+        os_key = key[: -len(TEMPLATE_NETWORK)]
+        if not _OS_NAME.fullmatch(os_key):
+            s.p.error(s.name, key, "<os>.template.network needs an OS key before the dot")
+            continue
+        device = s.str(key)
+        if device is not None:
+            out[os_key] = device
+        if f"{os_key}.template" not in s.raw:
+            s.p.warn(s.name, key, f"network for {os_key} but no {os_key}.template: unused")
+    return out
+
+
+def _parse_static_pool(s: _Section) -> StaticPoolConfig | None:
+    """The four `static.*` keys go together: all of them or none."""
+    given = [k for k in STATIC_POOL_KEYS if k in s.raw]
+    if not given:
+        return None
+    for key in STATIC_POOL_KEYS:
+        if key not in s.raw:
+            s.p.error(s.name, None, f"missing key {key} (the static.* keys go together: "
+                                    f"{', '.join(STATIC_POOL_KEYS)})")
+    server, bucket, user, password = (s.str(k, "", required=True) or "" for k in STATIC_POOL_KEYS)
+    return StaticPoolConfig(server, bucket, user, password)
+
+
+def _parse_guest_logins(s: _Section) -> dict[str, GuestLogin | None]:
+    """`vm.<linux|windows>.username/password` in [common], each pair complete or absent."""
+    out: dict[str, GuestLogin | None] = {}
+    for family, (user_key, password_key) in GUEST_LOGIN_KEYS.items():
+        out[family] = None
+        if user_key not in s.raw and password_key not in s.raw:
+            continue
+        user = s.str(user_key, required=True)
+        password = s.values.get(password_key)
+        if password_key not in s.raw:
+            s.p.error(s.name, None, f"missing key {password_key} (it goes with {user_key})")
+        if user and password is not None:
+            out[family] = GuestLogin(user, password)
+    return out
+
+
 def _parse_couchbase(s: _Section) -> CouchbaseConfig:
     for key in s.raw:
-        if key not in COUCHBASE_KEYS:
-            s.unknown(key, COUCHBASE_KEYS)
+        if key not in COUCHBASE_KEYS and key not in STATIC_POOL_KEYS:
+            s.unknown(key, COUCHBASE_KEYS + STATIC_POOL_KEYS)
     return CouchbaseConfig(
         server=s.str("couchbase.server", "", required=True) or "",
         bucket=s.str("couchbase.bucket", "", required=True) or "",
@@ -590,7 +692,11 @@ def parse_config(
     common_kwargs: dict[str, Any] = {}
     if "common" in sections:
         s = sections["common"]
-        known = [*COMMON_KEYS, *COMMON_BOOL_KEYS, *COMMON_FLOAT_KEYS]
+        known = [*COMMON_KEYS, *COMMON_BOOL_KEYS, *COMMON_FLOAT_KEYS,
+                 *(k for pair in GUEST_LOGIN_KEYS.values() for k in pair)]
+        logins = _parse_guest_logins(s)
+        common_kwargs["linux_login"] = logins["linux"]
+        common_kwargs["windows_login"] = logins["windows"]
         for key in s.raw:
             if key not in known:
                 s.unknown(key, known)
@@ -604,7 +710,8 @@ def parse_config(
             common_kwargs[attr] = s.float(key, getattr(defaults, attr))
 
     couchbase = _parse_couchbase(sections["couchbase"]) if "couchbase" in sections else None
-    store = StoreConfig(couchbase=couchbase)
+    static_pool = _parse_static_pool(sections["couchbase"]) if "couchbase" in sections else None
+    store = StoreConfig(couchbase=couchbase, static_pool=static_pool)
     if "store" in sections:
         s = sections["store"]
         for key in s.raw:
@@ -620,6 +727,7 @@ def parse_config(
             sqlite_path=s.str("sqlite.path", StoreConfig.sqlite_path) or StoreConfig.sqlite_path,
             outbox_path=s.str("outbox.path", StoreConfig.outbox_path) or StoreConfig.outbox_path,
             couchbase=couchbase,
+            static_pool=static_pool,
         )
     if couchbase is not None and store.backend != "couchbase":
         p.warn("couchbase", None, "present but not used: state stays in SQLite at "

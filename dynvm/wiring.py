@@ -13,6 +13,7 @@ from dynvm.config import ConfigWatcher
 from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm
 from dynvm.store.factory import open_store
+from dynvm.store.static_pool import open_static_pools
 from dynvm.xen import open_pool
 
 
@@ -33,4 +34,4 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     timings = timings or Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
                                  reconcile_every=ttl)
     return Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
-                 background=background)
+                 background=background, static_pools=open_static_pools(cfg.store))

@@ -134,9 +134,17 @@ def releaseservers(rest: str) -> Response:
     if state == "":
         raise InvalidParam("state", "empty; expected /releaseservers/<name>/<state>")
     p = parse_params(ReleaseParams, _args(name=name, state=state))
-    released = service().release_servers(p.name, p.count, p.state)  # NotFound: 404 by the app
+    if _releases_by_prefix(p):
+        released = service().release_available(p.name, p.state or "")
+    else:
+        released = service().release_servers(p.name, p.count, p.state)  # NotFound: 404
     metrics.VMS_RELEASED.inc(len(released))
     return Response(formatting.names(released), mimetype=JSON)
+
+
+def _releases_by_prefix(p: ReleaseParams) -> bool:
+    """The seed's `/releaseservers/<prefix>/available` without count: every <prefix><N>."""
+    return p.state == "available" and p.count is None
 
 
 @bp.get("/setexpiry/<path:rest>")

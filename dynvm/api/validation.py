@@ -143,11 +143,32 @@ Flag = Annotated[bool, BeforeValidator(parse_bool)]
 Name = Annotated[str, BeforeValidator(check_name)]
 Labels = Annotated[frozenset[str], BeforeValidator(parse_labels)]
 NetworkId = Annotated[str, BeforeValidator(check_network)]
+FORMATS = ("servermanager", "short", "detailed")  # short: the seed's name for the IP list
 Format = Annotated[
-    Literal["servermanager", "detailed"],
-    BeforeValidator(_lower_choice(("servermanager", "detailed"))),
+    Literal["servermanager", "short", "detailed"],
+    BeforeValidator(_lower_choice(FORMATS)),
 ]
 ExpiryBase = Annotated[Literal["created", "now"], BeforeValidator(_lower_choice(("created", "now")))]
+
+
+def parse_static_pools(value: Any) -> tuple[str, ...]:
+    """pools=a,b: the static server pools new VMs join, in the order given, no repeats."""
+    if isinstance(value, tuple):
+        return value
+    names: list[str] = []
+    for part in (p.strip() for p in str(value).split(",")):
+        if not part or part in names:
+            continue
+        if not LABEL_RE.fullmatch(part):
+            raise ValueError("must be a comma-separated list of pool names made of letters, "
+                             f"digits, '_', '.' or '-' (got {_shown(part)})")
+        names.append(part)
+    if len(names) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} pools are allowed")
+    return tuple(names)
+
+
+StaticPoolNames = Annotated[tuple[str, ...], BeforeValidator(parse_static_pools)]
 
 
 def _check_state(value: Any) -> str:
@@ -228,6 +249,7 @@ class GetServersParams(_Params):
     all_or_none: Flag = Field(True, alias="allornone")
     networkid: NetworkId | None = None
     check_vms: Flag = Field(False, alias="checkvms")
+    pools: StaticPoolNames = ()
 
     @field_validator("os", mode="before")
     @classmethod
@@ -253,6 +275,7 @@ class GetServersParams(_Params):
             all_or_none=self.all_or_none,
             network_id=self.networkid,
             check_vms=self.check_vms,
+            static_pools=self.pools,
         )
 
 

@@ -9,11 +9,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dynvm.config import Config, HostConfig
 from dynvm.core.ports import PoolView, XenPool
 from dynvm.core.registry import PoolRegistry
 from dynvm.store.base import Store
+
+if TYPE_CHECKING:
+    from dynvm.core.staticpool import StaticPools
 
 
 def new_instance_id() -> str:
@@ -28,6 +32,7 @@ class Context:
     config: Callable[[], Config]
     instance: str = field(default_factory=new_instance_id)
     clock: Callable[[], float] = time.time
+    static_pools: StaticPools | None = None  # pools=: None when none can be written
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _gates_lock: threading.Lock = field(default_factory=threading.Lock)
 

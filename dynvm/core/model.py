@@ -74,6 +74,7 @@ class ServersRequest:
     network_id: str | None = None
     check_vms: bool = False
     owner: str | None = None  # the token's owner, when the caller gave one; else `name`
+    static_pools: tuple[str, ...] = ()  # pools=: static server pools the VMs join (the seed's)
 
 
 @dataclass(frozen=True)

@@ -111,12 +111,14 @@ class Slot:
 def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
             request_id: str, view_of: Callable[[HostConfig], PoolView],
             vcpus: int, memory_gib: float, ttl: float,
+            exclude: frozenset[str] = frozenset(),
             quota: QuotaCheck | None = None) -> tuple[list[Slot], int, list[int]]:
     """Atomically reserve room for `count` VMs, spread over the given hosts.
 
     Returns (slots, what was available at best, unreachable hosts). Fewer
     slots than `count` means the caller must give them back: there is no room
     (or, with `quota`, the owner's quota is used up).
+    Member hosts whose key is in `exclude` are not used (a retry elsewhere).
     """
     got: list[Slot] = []
     best_avail = 0
@@ -124,6 +126,8 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
     for _attempt in range(3):
         views, down = views_of(hosts, view_of)
         cands = candidates(views, spec.key, store.reservations(), (vcpus, int(memory_gib)))
+        if exclude:
+            cands = [c for c in cands if c.key not in exclude]
         avail = sum(c.slots for c in cands)
         best_avail = max(best_avail, avail + len(got))
         plan = spread(cands, count - len(got))

@@ -37,6 +37,10 @@ class HostUnreachable(XenError):
         super().__init__("HOST_UNREACHABLE", [], message)
 
 
+class CloneFailed(XenError):
+    """The template could not be cloned on this host; another host may well do it."""
+
+
 class LinkLocalOnly(XenError):
     """The guest only got a 169.254.x.y address: its subnet has no free lease."""
 
@@ -148,6 +152,9 @@ class XenPool(Protocol):
                description: str | None = None,
                tags: Mapping[str, str] | None = None) -> None:
         """Rename / redescribe / retag a VM (warm-pool hand-out)."""
+
+    def disk_sizes(self, vm_uuid: str) -> list[int]:
+        """Size in bytes of each of the VM's disks (history's `disk`)."""
 
     def tagged_vms(self) -> list[VmView]:
         """Every VM (any power state) carrying dynvm tags, for reconciliation."""

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from dynvm.config import OsSpec
+from dynvm.config import GuestLogin, OsSpec
 from dynvm.core import history, progress
 from dynvm.core.context import Context
 from dynvm.core.placement import SETTLE_SECS, Slot
@@ -26,11 +26,13 @@ from dynvm.core.ports import (
     TAG_OWNER,
     TAG_RESERVATION,
     TAG_STATE,
+    CloneFailed,
     LinkLocalOnly,
     VmBuild,
     VmView,
     XenError,
 )
+from dynvm.core.sshcheck import LoginRefused, ssh_login
 from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease
 
 log = logging.getLogger("dynvm.provisioning")
@@ -59,6 +61,7 @@ class Job:
     check_vms: bool
     final_state: str = LEASE_ACTIVE  # LEASE_READY for warm-pool VMs
     size_overridden: tuple[bool, bool] = (False, False)  # (cpus, memory) asked explicitly
+    clone_failed: bool = False  # the last attempt failed cloning: another host may do
     extra: dict = field(default_factory=dict)
 
 
@@ -76,22 +79,30 @@ def description(name: str, template: str, when: float) -> str:
     return f"{name} from {template} on {stamp}"
 
 
-def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None) -> None:
-    """checkvms: the guest must accept a TCP connection on its SSH port."""
+def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None,
+             login: GuestLogin | None = None) -> None:
+    """checkvms: log in over SSH with `login` (the seed's check), else accept a TCP connection."""
     deadline = time.monotonic() + timeout
     delay = 0.2
     last: Exception | None = None
     while time.monotonic() < deadline:
         if cancel is not None and cancel.is_set():
             raise BuildFailed("cancelled")
+        attempt = max(min(5.0, deadline - time.monotonic()), 0.5)
         try:
+            if login is not None:
+                ssh_login(ip, port, login.username, login.password, attempt)
+                return
             with socket.create_connection((ip, port), timeout=min(3.0, timeout)):
                 return
-        except OSError as exc:
+        except LoginRefused as exc:
+            raise BuildFailed(str(exc)) from None
+        except OSError as exc:  # not up yet (ssh_login says so with an OSError too)
             last = exc
         time.sleep(delay)  # waiting for the guest's sshd, not hiding a race
         delay = min(delay * 2, 2.0)
-    raise BuildFailed(f"SSH port {port} of {ip} did not answer: {last}")
+    what = f"SSH login to {ip}:{port}" if login is not None else f"SSH port {port} of {ip}"
+    raise BuildFailed(f"{what} did not answer: {last}")
 
 
 def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> Built:
@@ -119,7 +130,8 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         storage_name=host.storage_name,
         vcpus=spec.vcpus if job.size_overridden[0] else None,
         memory_bytes=job.memory_bytes if job.size_overridden[1] else None,
-        network_device=job.network_id or host.network_id,
+        network_device=(job.network_id or host.network_id  # the seed's order
+                        or host.template_networks.get(spec.key)),
         tags=tags,
         on_step=lambda step: progress.note(ctx, job.request_id, job.name, step),
     )
@@ -145,13 +157,14 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 if job.check_vms:
                     progress.note(ctx, job.request_id, job.name, progress.Step.CHECKING_SSH,
                                   ip=ip)
-                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel)
+                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel, cfg.guest_login(spec.key))
                 return _complete(ctx, job, lease, ip, started, attempt)
             except LinkLocalOnly as exc:
                 reason = f"guest kept a link-local address ({exc.params[0]}), attempt {attempt}"
                 log.warning("%s: %s", job.name, reason)
                 _discard(ctx, job, vm, started, reason)
             except (XenError, BuildFailed) as exc:
+                job.clone_failed = isinstance(exc, CloneFailed)
                 reason = str(exc)
                 _discard(ctx, job, vm, started, reason)
                 raise BuildFailed(f"{job.name}: {reason}") from exc
@@ -171,13 +184,18 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     spec = job.spec
     view = ctx.view(host)
     vm = view.vms.get(lease.vm_uuid)
+    try:
+        disks = ctx.pool(host).disk_sizes(lease.vm_uuid)
+    except Exception:  # history then records the configured size
+        log.warning("could not read the disk sizes of %s", job.name)
+        disks = []
     doc = history.created_doc(  # sizes as the VM really has them (the template's unless asked)
         vm_uuid=lease.vm_uuid, name=job.name, owner=job.owner, host=host,
         member=job.slot.member_name, spec=spec, vcpus=vm.vcpus_max if vm else spec.vcpus,
         memory_bytes=vm.memory_static_max if vm else job.memory_bytes, ip=ip,
         os_version=vm.os_name if vm else "",
         created=started, create_secs=now - started, expires=job.expires, labels=job.labels,
-        request_id=job.request_id,
+        request_id=job.request_id, disk_bytes=disks,
         state="available" if job.final_state == LEASE_ACTIVE else "ready")
     doc["attempts"] = attempts
     doc["build_started"] = round(started, 3)

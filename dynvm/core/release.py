@@ -9,8 +9,9 @@ lease and history updates then wait in the local outbox.
 from __future__ import annotations
 
 import logging
+import re
 
-from dynvm.core import history
+from dynvm.core import history, staticpool
 from dynvm.core.context import Context
 from dynvm.core.placement import views_of
 from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, TAG_STATE
@@ -64,6 +65,8 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         doc = {"created_time": lease.created}
     ctx.store.update_history(lease.vm_uuid, history.deleted_patch(
         doc, at=done, delete_secs=done - started, reason=reason, release_state=release_state))
+    if doc is None or "static_pools" in doc or "ipaddr" not in doc:  # published, or unknown
+        staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
     ctx.store.delete_lease(lease.vm_uuid)
     _drop_reservation_of(ctx, lease.vm_uuid)
     return True
@@ -137,6 +140,24 @@ def release_names(ctx: Context, names: list[str], reason: str,
     return released
 
 
+def release_matching(ctx: Context, prefix: str, reason: str,
+                     release_state: str | None = None) -> list[str]:
+    """Release every handed-out `<prefix><N>` (the seed's `/releaseservers/<prefix>/available`).
+
+    The seed tried `<prefix>1` to `<prefix>9`; every number is matched here.
+    """
+    pattern = re.compile(re.escape(prefix) + r"[0-9]+")
+    try:
+        names = sorted({lease.name for lease in ctx.store.leases()
+                        if pattern.fullmatch(lease.name)})
+    except StoreUnavailable:
+        cfg = ctx.config()
+        views, _ = views_of(cfg.hosts.values(), ctx.view)
+        names = sorted({lease.name for lease in tagged_leases(views)
+                        if pattern.fullmatch(lease.name)})
+    return release_names(ctx, names, reason, release_state) if names else []
+
+
 def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool) -> list[str]:
     """Move the expiry of these VMs; returns the names changed."""
     cfg = ctx.config()
@@ -147,7 +168,7 @@ def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool)
         expires = base + minutes * 60
         if ctx.store.update_lease(lease.vm_uuid, expires=expires) is None:
             continue
-        ctx.store.update_history(lease.vm_uuid, {"expired_time": int(expires)})
+        ctx.store.update_history(lease.vm_uuid, {"expired_time": float(expires)})
         host = cfg.hosts.get(lease.host_ref)
         if host is not None:
             try:

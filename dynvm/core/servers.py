@@ -6,12 +6,13 @@ mid-way can be reconciled; all-or-none failures release everything.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
 
-from dynvm.config import Config, OsSpec
-from dynvm.core import progress, quota, warmpool
+from dynvm.config import Config, HostConfig, OsSpec
+from dynvm.core import progress, quota, staticpool, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.model import (
@@ -28,11 +29,18 @@ from dynvm.core.model import (
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.provisioning import Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
-from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
+from dynvm.store.base import (
+    LEASE_READY,
+    LEASE_RELEASING,
+    QuotaCheck,
+    RequestRecord,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("dynvm.servers")
 
 RESERVATION_SLACK_SECS = 900.0
+RETRY_ROUNDS = 3  # a failed VM is tried on at most this many more member hosts
 NAME_LOCK = "name:"
 
 
@@ -68,6 +76,7 @@ def check_request(cfg: Config, req: ServersRequest) -> None:
 def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     cfg = ctx.config()
     check_request(cfg, req)
+    check_static_pools(ctx, req)
     spec = effective_spec(cfg, req)
     names = names_for(req.name, req.count)
     now = ctx.clock()
@@ -105,7 +114,15 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
         _free_names(ctx, held, request_id)
     _finish(ctx, request_id, "done" if not result.failed else "partial",
             {"failed": result.failed})
+    staticpool.publish(ctx, result.servers, req.static_pools)
     return result
+
+
+def check_static_pools(ctx: Context, req: ServersRequest) -> None:
+    """pools= needs somewhere to put the static-pool documents (refused before any build)."""
+    if req.static_pools and ctx.static_pools is None:
+        raise BadRequest("Error: pools= needs the static.* keys (static.server, static.bucket, "
+                         "static.username, static.userpassword) in [couchbase]")
 
 
 def _free_names(ctx: Context, names: list[str], request_id: str) -> None:
@@ -166,6 +183,10 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
                 size_overridden=(req.cpus is not None, req.mem_bytes is not None))
             for n, s in zip(left, slots, strict=True)]
     built, failed = run_jobs(ctx, jobs)
+    if failed:
+        more, failed = retry_elsewhere(ctx, cfg, hosts, spec, jobs, failed, request_id, ttl,
+                                       quota=check)
+        built += more
     built = warm + built
     if failed and (req.all_or_none or not built):
         for b in built:
@@ -181,6 +202,51 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     servers = sorted((ServerResult(b.name, b.ip, b.host_ref, b.vm_uuid, b in warm)
                       for b in built), key=lambda s: order[s.name])
     return ServersResult(servers=servers, failed=failed)
+
+
+def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: OsSpec,
+                    jobs: list[Job], failed: list[tuple[str, str]], request_id: str,
+                    ttl: float, quota: QuotaCheck | None = None
+                    ) -> tuple[list[Built], list[tuple[str, str]]]:
+    """Clone a VM whose clone failed again on the next member host with room, as the seed did.
+
+    Only a failed clone moves (the template or SR of that host is at fault);
+    a VM is never tried twice on one member host, and fails for good when no
+    other host has room. Returns (built now, failed for good).
+    """
+    by_name = {j.name: j for j in jobs}
+    tried = {j.name: {j.slot.reservation.host_key} for j in jobs}
+    built: list[Built] = []
+    for _round in range(RETRY_ROUNDS):
+        retry: list[Job] = []
+        given_up: list[tuple[str, str]] = []
+        for name, reason in failed:
+            if not by_name[name].clone_failed:
+                given_up.append((name, reason))
+                continue
+            try:
+                slots, _, _ = reserve(ctx.store, cfg, hosts, spec, 1, request_id, ctx.view,
+                                      vcpus=spec.vcpus, memory_gib=spec.memory_gib, ttl=ttl,
+                                      exclude=frozenset(tried[name]), quota=quota)
+            except StoreUnavailable:
+                slots = []
+            if not slots:
+                given_up.append((name, reason))
+                continue
+            slot = slots[0]
+            tried[name].add(slot.reservation.host_key)
+            log.warning("%s failed (%s); trying again on xenhost%d member %s", name, reason,
+                        slot.host.ref, slot.member_name)
+            by_name[name] = dataclasses.replace(by_name[name], slot=slot, clone_failed=False)
+            retry.append(by_name[name])
+        if not retry:
+            return built, given_up
+        more, failed = run_jobs(ctx, retry)
+        built += more
+        failed = given_up + failed
+        if not failed:
+            break
+    return built, failed
 
 
 def _give_back_warm(ctx: Context, warm: list[Built]) -> None:

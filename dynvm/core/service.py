@@ -29,7 +29,8 @@ from dynvm.core.model import (
 )
 from dynvm.core.placement import candidates, eligible_hosts, views_of
 from dynvm.core.registry import PoolFactory, PoolRegistry
-from dynvm.core.release import names_for, release_names, set_expiry
+from dynvm.core.release import names_for, release_matching, release_names, set_expiry
+from dynvm.core.staticpool import StaticPools
 from dynvm.store.base import Store, StoreError, StoreUnavailable
 
 __all__ = [
@@ -46,11 +47,13 @@ class Dynvm:
 
     def __init__(self, config: Callable[[], Config], store: Store, pool_factory: PoolFactory,
                  *, config_status: Callable[[], dict[str, Any]] | None = None,
-                 timings: Timings | None = None, background: bool = True) -> None:
+                 timings: Timings | None = None, background: bool = True,
+                 static_pools: StaticPools | None = None) -> None:
         self._config = config
         self._config_status = config_status or (lambda: {"error": None})
         self.registry = PoolRegistry(pool_factory)
-        self.ctx = Context(store=store, registry=self.registry, config=self.config)
+        self.ctx = Context(store=store, registry=self.registry, config=self.config,
+                           static_pools=static_pools)
         self.background = Background(self.ctx, timings)
         self._run_background = background
         self._synced: Config | None = None
@@ -163,6 +166,14 @@ class Dynvm:
             raise NotFound(f"Error: VM {name} doesn't exist")
         return released
 
+    def release_available(self, prefix: str, state: str) -> list[str]:
+        """/releaseservers/<prefix>/available: every handed-out <prefix><N>."""
+        self._touch()
+        released = release_matching(self.ctx, prefix, reason="released", release_state=state)
+        if not released:
+            raise NotFound(f"Error: VM {prefix} doesn't exist")
+        return released
+
     def set_expiry(self, name: str, minutes: int, from_created: bool,
                    count: int | None) -> list[str]:
         self._touch()
@@ -205,4 +216,6 @@ class Dynvm:
         if self._run_background:
             self.background.stop()
         self.registry.close()
+        if self.ctx.static_pools is not None:
+            self.ctx.static_pools.close()
         self.ctx.store.close()

@@ -92,6 +92,11 @@ def extend(ctx: Context, caller: Caller, name: str, minutes: int) -> Lease:
     return changed
 
 
+def doc_owner(doc: dict) -> str:
+    """Who a history document's VM belonged to (`username` in documents before `owner`)."""
+    return str(doc.get("owner", doc.get("username", "")))
+
+
 def history_page(ctx: Context, caller: Caller, *, owner: str | None, os: str | None,
                  since: float | None, until: float | None, page: int,
                  per_page: int) -> tuple[list[dict], bool]:
@@ -101,7 +106,7 @@ def history_page(ctx: Context, caller: Caller, *, owner: str | None, os: str | N
             return [], False
         owner = caller.owner
     docs = [d for d in ctx.store.history(limit=5000)
-            if (owner is None or d.get("username") == owner)
+            if (owner is None or doc_owner(d) == owner)
             and (os is None or d.get("os") == os)
             and (since is None or float(d.get("created_time") or 0) >= since)
             and (until is None or float(d.get("created_time") or 0) < until)]

@@ -66,7 +66,7 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
         now = ctx.clock()
         if check_ssh:
             try:
-                wait_ssh(lease.ip, cfg.ssh_port, HANDOUT_SSH_SECS, None)
+                wait_ssh(lease.ip, cfg.ssh_port, HANDOUT_SSH_SECS, None, cfg.guest_login(os_key))
             except BuildFailed as exc:
                 _recycle(ctx, claimed, f"SSH check failed: {exc}")
                 continue
@@ -82,8 +82,8 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
             continue
         done = ctx.store.update_lease(lease.vm_uuid, state=LEASE_ACTIVE) or claimed
         ctx.store.update_history(lease.vm_uuid, {
-            "name": name, "username": owner, "state": "available", "request_id": request_id,
-            "expired_time": int(expires), "labels": labels, "from_warm_pool": True,
+            "name": name, "username": name, "owner": owner, "state": "available",
+            "request_id": request_id, "expired_time": float(expires), "labels": labels, "from_warm_pool": True,
             "ready_since": int(lease.created), "handed_out_time": round(now, 3),
             "handout_duration_secs": round(ctx.clock() - now, 3)})
         out.append(Built(name, lease.ip, lease.vm_uuid, lease.host_ref, done))

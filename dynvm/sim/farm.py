@@ -111,7 +111,8 @@ class Farm:
     def __init__(self, pools: list[tuple[str, Tables]], *, timing: Timing | None = None,
                  speed: float | None = None, https: bool = False, bind: str = "127.0.0.1",
                  port_base: int = 0, user: str = "root", password: str = "xenroot",
-                 guest_ssh_port: int | None = None, storage_name: str = "Local storage") -> None:
+                 guest_ssh_port: int | None = None, storage_name: str = "Local storage",
+                 guest_logins: dict[str, str] | None = None) -> None:
         self.timing = copy.deepcopy(timing) if timing is not None else Timing()
         if speed is not None:
             self.timing.speed = float(speed)
@@ -121,6 +122,7 @@ class Farm:
         self.user = user
         self.password = password
         self.guest_ssh_port = guest_ssh_port
+        self.guest_logins = guest_logins  # user -> password guests accept over SSH
         self.storage_name = storage_name
         self.faults = Faults()
         self.dispatcher = Dispatcher(self)
@@ -152,7 +154,8 @@ class Farm:
                  timing: Timing | None = None, speed: float | None = None, https: bool = False,
                  bind: str = "127.0.0.1", port_base: int = 0, user: str = "root",
                  password: str = "xenroot", seed: int = 0, guest_ssh_port: int | None = None,
-                 storage_name: str = "Local storage") -> Farm:
+                 storage_name: str = "Local storage",
+                 guest_logins: dict[str, str] | None = None) -> Farm:
         from .farmgen import generate_pool
 
         tables = [
@@ -162,7 +165,8 @@ class Farm:
         ]
         return cls(tables, timing=timing, speed=speed, https=https, bind=bind,
                    port_base=port_base, user=user, password=password,
-                   guest_ssh_port=guest_ssh_port, storage_name=storage_name)
+                   guest_ssh_port=guest_ssh_port, storage_name=storage_name,
+                   guest_logins=guest_logins)
 
     @classmethod
     def from_db(cls, paths: list[str], **kwargs: Any) -> Farm:
@@ -187,7 +191,7 @@ class Farm:
             self._started = True
         self.scheduler = Scheduler()
         if self.guest_ssh_port is not None:
-            self.guest_ports = GuestPorts(self.guest_ssh_port)
+            self.guest_ports = GuestPorts(self.guest_ssh_port, self.guest_logins)
             for pool in self.pools:
                 self._open_existing_guest_ports(pool)
         ssl_ctx = None

@@ -14,6 +14,7 @@ import tempfile
 import threading
 
 from .farm import Farm
+from .ssh_options import announce
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -32,8 +33,11 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def build_farm(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
-               port_base: int, speed: float, https: bool, password: str = "xenroot") -> Farm:
-    common = dict(speed=speed, https=https, bind=bind, port_base=port_base, password=password)
+               port_base: int, speed: float, https: bool, password: str = "xenroot",
+               guest_ssh_port: int | None = None,
+               guest_logins: dict[str, str] | None = None) -> Farm:
+    common = dict(speed=speed, https=https, bind=bind, port_base=port_base, password=password,
+                  guest_ssh_port=guest_ssh_port, guest_logins=guest_logins)
     if from_db:
         return Farm.from_db(list(from_db), **common)
     return Farm.generate(pools=pools, hosts=hosts, vms_per_host=vms_per_host, **common)
@@ -41,10 +45,12 @@ def build_farm(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bi
 
 def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
             port_base: int, speed: float, https: bool, ini_out: str | None = None,
-            password: str = "xenroot", stop_event: threading.Event | None = None) -> None:
+            password: str = "xenroot", stop_event: threading.Event | None = None,
+            guest_ssh_port: int | None = None,
+            guest_logins: dict[str, str] | None = None) -> None:
     """Start a farm, announce it, and serve until Ctrl-C / SIGTERM (or `stop_event`)."""
     farm = build_farm(hosts, pools, vms_per_host, from_db, bind, port_base, speed, https,
-                      password)
+                      password, guest_ssh_port, guest_logins)
     stop = stop_event or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -57,6 +63,7 @@ def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind:
         print(f"# dynvm simulated farm: {len(farm.pools)} pool(s), {total} host(s), "
               f"speed x{farm.timing.speed:g}")
         print(f"# control endpoint: {farm.control_url}")
+        print(announce(guest_ssh_port, guest_logins), end="")
         print(ini, flush=True)
         if ini_out:
             _write_atomically(ini_out, ini)

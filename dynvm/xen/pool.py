@@ -17,6 +17,7 @@ from dynvm.config import HostConfig
 from dynvm.core.ports import (
     TAG_LEASE,
     TAG_STATE,
+    CloneFailed,
     LinkLocalOnly,
     PoolView,
     VmBuild,
@@ -260,6 +261,8 @@ class XenPoolClient:
                         step, exc)
             if vm is not None:
                 self._discard(vm)
+            if isinstance(exc, XenError) and step == "clone" and vm is None:
+                raise CloneFailed(exc.code, exc.params, str(exc)) from exc
             if isinstance(exc, XenError) or not isinstance(exc, Exception):
                 raise
             raise XenError("INTERNAL_ERROR", [f"{type(exc).__name__}: {exc}"]) from exc
@@ -478,6 +481,19 @@ class XenPoolClient:
                 continue
             out.append(vdi)
         return out
+
+    def disk_sizes(self, vm_uuid: str) -> list[int]:
+        """virtual_size (bytes) of each disk of the VM, in VBD order (the seed's `disk`)."""
+        ref = self._vm_ref(vm_uuid)
+        if ref is None:
+            raise XenError("UUID_INVALID", ["VM", vm_uuid])
+        sizes = []
+        for vbd in self.call("VM.get_VBDs", ref):
+            vbd_rec = self.call("VBD.get_record", vbd)
+            if vbd_rec.get("type") != "Disk" or R.is_null(vbd_rec.get("VDI")):
+                continue
+            sizes.append(R.as_int(self.call("VDI.get_virtual_size", vbd_rec["VDI"])))
+        return sizes
 
     def _vbd_vm(self, vbd: str) -> str | None:
         try:

@@ -85,6 +85,16 @@ class StubCore:
         self.existing.difference_update(gone)
         return gone
 
+    def release_available(self, prefix: str, state: str) -> list[str]:
+        self.calls.append(("release_available", (prefix, state)))
+        gone = sorted((n for n in self.existing
+                       if n.startswith(prefix) and n[len(prefix):].isdigit()),
+                      key=lambda n: (len(n), n))
+        if not gone:
+            raise NotFound(f"Error: VM {prefix} doesn't exist")
+        self.existing.difference_update(gone)
+        return gone
+
     def set_expiry(self, name: str, minutes: int, from_created: bool, count: int | None) -> list[str]:
         self.calls.append(("set_expiry", (name, minutes, from_created, count)))
         return self._names(name, count)

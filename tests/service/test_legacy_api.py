@@ -45,12 +45,13 @@ def test_detailed_format_names_and_shape(client, service, probe) -> None:
     for name, ip in body.items():
         d = docs[name]
         assert d["ipaddr"] == ip and d["state"] == "available" and d["os"] == "centos"
-        assert d["poolId"] == "dynamicpool" and d["username"] == "job"
+        assert d["poolId"] == "dynamicpool" and d["username"] == name  # the seed's meaning
+        assert d["owner"] == "job"
         for key in ("origin", "prevUser", "ver", "memory", "os_version", "created_time",
                     "create_duration_secs", "cpu", "disk", "expired_time", "labels"):
             assert key in d
         vm = probe.vms_named(name)[0]
-        assert d["memory"] == int(vm["memory_static_max"]) and d["cpu"] == int(vm["VCPUs_max"])
+        assert d["memory"] == vm["memory_static_max"] and d["cpu"] == vm["VCPUs_max"]  # strings
         assert d["os_version"]  # the guest reported its OS
     r = client.get("/releaseservers/job?count=3")
     assert json.loads(r.text) == ["job1", "job2", "job3"]

@@ -166,7 +166,7 @@ def test_legacy_mutating_needs_a_token_and_respects_owners(api, svc, tok, caplog
     assert api.get(f"/releaseservers/lg?token={tok['ops']}").status_code == 200
     assert svc.ctx.store.leases(name="lg") == []
     docs = [d for d in svc.ctx.store.history() if d.get("name") == "lg"]
-    assert docs and docs[0]["username"] == "team-a"
+    assert docs and docs[0]["owner"] == "team-a"
     for secret in tok.values():  # never in a log line, a history document or an answer
         assert secret not in caplog.text
         assert all(secret not in str(d) for d in svc.ctx.store.history())
@@ -248,9 +248,9 @@ def test_capacity_hosts_history(api, tok, farm) -> None:
     api.delete("/api/v1/vms/hist", headers=h)
     items = api.get("/api/v1/history?os=centos", headers=h).json["items"]
     assert [d["name"] for d in items if d["name"] == "hist"] == ["hist"]
-    assert all(d["username"] == "team-a" for d in items)
+    assert all(d["owner"] == "team-a" for d in items)
     other = api.get("/api/v1/history", headers=bearer(tok["team-b"])).json["items"]
-    assert all(d["username"] == "team-b" for d in other)
+    assert all(d["owner"] == "team-b" for d in other)
 
 
 
