@@ -81,6 +81,7 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             "limit_request_line": 8190,
             "preload_app": False,
             "accesslog": "-",
+            "logger_class": "dynvm.api.v1.redact.AccessLogger",  # no token= in access lines
             "errorlog": "-",
             "loglevel": "info",
             "logconfig_dict": dict_config(log_format),
@@ -333,6 +334,16 @@ from dynvm.cli_maintenance import hosts, maintenance  # noqa: E402 - registered 
 main.add_command(hosts)
 main.add_command(maintenance)
 
+
+def _register_v1_commands() -> None:
+    """Token administration and the v1 client commands live in modules of their own."""
+    from dynvm import client_cli, token_cli
+
+    main.add_command(token_cli.token)
+    client_cli.add_options(main)
+
+
+_register_v1_commands()
 
 if __name__ == "__main__":
     main()

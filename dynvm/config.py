@@ -128,6 +128,24 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """[auth]: who needs a token where, and how failed attempts are slowed down."""
+
+    legacy: str = "open"  # open | mutating | all: legacy routes that need a token
+    fail_limit: int = 20  # failed authentications per client address per window
+    fail_window_secs: int = 60
+
+
+@dataclass(frozen=True)
+class QuotaLimits:
+    """[quota <owner>] (or [quota] for everyone else); None means no limit."""
+
+    vms: int | None = None
+    vcpus: int | None = None
+    memory_gib: int | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     hosts: dict[int, HostConfig]
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -143,6 +161,12 @@ class Config:
     windows_login: GuestLogin | None = None  # vm.windows.username/password
     source: str | None = None  # file it came from
     warnings: tuple[str, ...] = ()  # accepted but suspicious, logged at WARNING
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    quotas: dict[str, QuotaLimits] = field(default_factory=dict)  # owner -> limits
+    default_quota: QuotaLimits = field(default_factory=QuotaLimits)
+
+    def quota_for(self, owner: str) -> QuotaLimits:
+        return self.quotas.get(owner, self.default_quota)
 
     def guest_login(self, os_key: str) -> GuestLogin | None:
         """The SSH login of a guest of this OS (the seed: windows, else linux)."""
@@ -207,6 +231,10 @@ _HOST_SECTION = re.compile(r"xenhost([0-9]+)")  # ASCII digits: `\d` takes 'xenh
 # is never echoed in a problem report: those reach the log and /health.
 _SECRET_HINT = re.compile(r"pass|secret|token|credential|api[_.-]?key|private", re.I)
 _POOL_SECTION = re.compile(r"pool\s+(\S+)")
+_QUOTA_SECTION = re.compile(r"quota(?:\s+(\S+))?")
+AUTH_KEYS = ("legacy", "fail.limit", "fail.window.secs")
+AUTH_LEGACY = ("open", "mutating", "all")
+QUOTA_KEYS = ("vms", "vcpus", "memory_gib")
 _OS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -645,10 +673,12 @@ def parse_config(
     sections = {name: _Section(name, parser[name], env, p) for name in parser.sections()}
     hosts: dict[int, HostConfig] = {}
     pool_sections: dict[str, _Section] = {}
-    known = ["common", "couchbase", "store", "xenhost1", "pool <os>"]
+    known = ["common", "couchbase", "store", "xenhost1", "pool <os>", "auth", "quota <owner>"]
     for name, s in sections.items():
         m_host = _HOST_SECTION.fullmatch(name)
         m_pool = _POOL_SECTION.fullmatch(name)
+        if _QUOTA_SECTION.fullmatch(name) or name == "auth":
+            continue  # _parse_access
         if m_host:
             digits = m_host.group(1)
             if digits.startswith("0"):
@@ -758,16 +788,53 @@ def parse_config(
                     f"no host serving {os_key} has any of the labels {', '.join(sorted(pool.labels))}")
         pools[os_key] = pool
 
+    auth, quotas, default_quota = _parse_access(sections, p)
     if p.errors:
         raise ConfigError(p.errors, source)
     return Config(
         hosts=dict(sorted(hosts.items())),
         store=store,
         pools=pools,
+        auth=auth,
+        quotas=quotas,
+        default_quota=default_quota,
         source=source,
         warnings=tuple(p.warnings),
         **common_kwargs,
     )
+
+
+def _parse_access(sections: dict[str, _Section], p: _Problems
+                  ) -> tuple[AuthConfig, dict[str, QuotaLimits], QuotaLimits]:
+    """[auth] and the [quota <owner>] / [quota] sections."""
+    auth = AuthConfig()
+    if "auth" in sections:
+        s = sections["auth"]
+        for key in s.raw:
+            if key not in AUTH_KEYS:
+                s.unknown(key, AUTH_KEYS)
+        legacy = (s.str("legacy", "open") or "open").lower()
+        if legacy not in AUTH_LEGACY:
+            p.error("auth", "legacy", f"must be one of {', '.join(AUTH_LEGACY)}, got {legacy!r}")
+            legacy = "open"
+        auth = AuthConfig(legacy=legacy, fail_limit=s.int("fail.limit", auth.fail_limit),
+                          fail_window_secs=s.int("fail.window.secs", auth.fail_window_secs))
+    quotas: dict[str, QuotaLimits] = {}
+    default = QuotaLimits()
+    for name, s in sections.items():
+        m = _QUOTA_SECTION.fullmatch(name)
+        if not m:
+            continue
+        for key in s.raw:
+            if key not in QUOTA_KEYS:
+                s.unknown(key, QUOTA_KEYS)
+        limits = QuotaLimits(**{k: (s.int(k, 0, minimum=0) if k in s.raw else None)
+                                for k in QUOTA_KEYS})
+        if m.group(1) is None:
+            default = limits
+        else:
+            quotas[m.group(1)] = limits
+    return auth, quotas, default
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

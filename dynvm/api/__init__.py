@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import dashboard, legacy, maintenance, metrics, ops, probes
+from dynvm.api import dashboard, legacy, maintenance, metrics, ops, probes, v1
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core import trace
@@ -67,6 +67,7 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
     app.register_blueprint(dashboard.bp)
     _install_hooks(app)
     _install_error_handlers(app)
+    v1.register(app)  # after the app's own handlers: it wraps them for /api/v1 paths
     return app
 
 

@@ -6,10 +6,11 @@ call into the core facade and formats the answer (dynvm.api.formatting).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from dynvm.api import formatting, metrics
 from dynvm.api.validation import (
@@ -101,7 +102,11 @@ def missing_name() -> Response:
 def getservers(name: str) -> Response:
     name = _split_name(name, "/getservers/<name>")
     p = parse_params(GetServersParams, _args(name=name), _context())
-    result = service().get_servers(p.to_request())
+    req = p.to_request()
+    caller = g.get("dynvm_caller")  # set when [auth] asks legacy callers for a token
+    if caller is not None:
+        req = dataclasses.replace(req, owner=caller.owner)
+    result = service().get_servers(req)
     if result.servers:
         metrics.VMS_HANDED_OUT.labels(p.os).inc(len(result.servers))
     if result.failed:

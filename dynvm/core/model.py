@@ -85,6 +85,7 @@ class ServersRequest:
     all_or_none: bool = True
     network_id: str | None = None
     check_vms: bool = False
+    owner: str | None = None  # the token's owner, when the caller gave one; else `name`
     static_pools: tuple[str, ...] = ()  # pools=: static server pools the VMs join (the seed's)
 
 

@@ -12,7 +12,7 @@ from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core.capacity import host_key, slots_on
 from dynvm.core.maintenance.state import placement_blocked
 from dynvm.core.ports import HostUnreachable, HostView, PoolView, XenError
-from dynvm.store.base import Reservation, Store
+from dynvm.store.base import QuotaCheck, Reservation, Store
 
 log = logging.getLogger("dynvm.placement")
 
@@ -120,13 +120,15 @@ class Slot:
 def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
             request_id: str, view_of: Callable[[HostConfig], PoolView],
             vcpus: int | None, memory_gib: float | None, ttl: float,
-            exclude: frozenset[str] = frozenset()) -> tuple[list[Slot], int, list[int]]:
+            exclude: frozenset[str] = frozenset(),
+            quota: QuotaCheck | None = None) -> tuple[list[Slot], int, list[int]]:
     """Atomically reserve room for `count` VMs, spread over the given hosts.
 
     Returns (slots, what was available at the last look, unreachable hosts).
     Fewer slots than `count` means the caller must give them back: there is no
-    room. The count is the one seen when giving up (other requests may have
-    taken room since an earlier attempt), so the refusal reports it as it is.
+    room (or, with `quota`, the owner's quota is used up). The count is the one
+    seen when giving up (other requests may have taken room since an earlier
+    attempt), so the refusal reports it as it is.
     Member hosts whose key is in `exclude` are not used (a retry elsewhere).
     `vcpus` / `memory_gib` None: each host's own <os>.* sizes.
     """
@@ -156,19 +158,23 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
         if sum(plan.values()) < count - len(got):
             break
         now = time.time()
+        batches = []
         for i, n in plan.items():
             c = cands[i]
             cpus, mem, disk = sized(c.host)
             wanted = [Reservation(id=uuid.uuid4().hex, host_key=c.key, request_id=request_id,
                                   os=spec.key, vcpus=cpus, memory_gib=mem, disk_gib=disk,
-                                  created=now, expires=now + ttl)
+                                  created=now, expires=now + ttl,
+                                  owner=quota.owner if quota else "")
                       for _ in range(n)]
             view, member, hc = c.view, c.member, c.host
-            taken = store.reserve(
-                c.key, wanted,
-                lambda live, view=view, member=member, hc=hc, cpus=cpus, mem=mem: slots_on(
-                    view, member, hc, spec.key, live, (cpus, int(mem))))
-            got.extend(Slot(hc, member.uuid, member.name_label, r) for r in taken)
+            batches.append((c.key, wanted,
+                            lambda live, view=view, member=member, hc=hc, cpus=cpus, mem=mem:
+                            slots_on(view, member, hc, spec.key, live, (cpus, int(mem)))))
+        # One atomic step for every host where the backend can (one commit, not one per host).
+        for (key, _, _), taken in zip(batches, store.reserve_many(batches, quota), strict=True):
+            c = next(c for c in cands if c.key == key)
+            got.extend(Slot(c.host, c.member.uuid, c.member.name_label, r) for r in taken)
         if len(got) >= count:
             break
     if len(got) < count:  # refused: count again, as things stand now

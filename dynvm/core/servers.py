@@ -12,7 +12,7 @@ import math
 import uuid
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import progress, staticpool, trace, warmpool
+from dynvm.core import progress, quota, staticpool, trace, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.model import (
@@ -31,7 +31,13 @@ from dynvm.core.networks import with_network
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
-from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
+from dynvm.store.base import (
+    LEASE_READY,
+    LEASE_RELEASING,
+    QuotaCheck,
+    RequestRecord,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("dynvm.servers")
 
@@ -167,8 +173,11 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
         hosts = with_network(hosts, req.network_id, ctx.view)
     labels = sorted(req.labels)
     warm: list[Built] = []
-    if req.cpus is None and req.mem_bytes is None and not req.network_id:
-        warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.name,
+    # A token's owner may have a quota: checked atomically with the reservation
+    # (warm VMs are then not handed out, as they would bypass that check).
+    check = quota.check_for(cfg, req.owner, spec.vcpus, spec.memory_gib) if req.owner else None
+    if req.cpus is None and req.mem_bytes is None and not req.network_id and check is None:
+        warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.owner or req.name,
                                    request_id=request_id, expires=expires, labels=labels,
                                    check_ssh=req.check_vms)
     for b in warm:
@@ -182,7 +191,7 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
                 # None: each host's own <os>.* sizes, as /getavailablecount counts them
                 vcpus=req.cpus,
                 memory_gib=None if req.mem_bytes is None else max(math.ceil(req.mem_bytes / GIB), 1),
-                ttl=ttl)
+                ttl=ttl, quota=check)
         except StoreUnavailable as exc:
             _give_back_warm(ctx, warm)
             raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
@@ -191,11 +200,15 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             for s in slots:
                 release_slot(ctx, s)
             _give_back_warm(ctx, warm)
+            over = check and quota.exceeded(cfg, check.owner, quota.usage(ctx.store, cfg, check.owner),
+                                            len(left), spec.vcpus, spec.memory_gib)
+            if over:
+                raise over
             where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
             raise NoCapacity(
                 f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
                 f"{avail + len(warm)} available{where}")
-    jobs = [Job(name=n, owner=req.name, request_id=request_id, slot=s,
+    jobs = [Job(name=n, owner=req.owner or req.name, request_id=request_id, slot=s,
                 spec=with_overrides(s.host.os[req.os], req),  # that host's template and sizes
                 memory_bytes=req.mem_bytes or int(s.reservation.memory_gib * GIB),
                 expires=expires, labels=labels,
@@ -204,7 +217,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             for n, s in zip(left, slots, strict=True)]
     built, failed = run_jobs(ctx, jobs)
     if failed:
-        more, failed = retry_elsewhere(ctx, cfg, hosts, spec, jobs, failed, request_id, ttl)
+        more, failed = retry_elsewhere(ctx, cfg, hosts, spec, jobs, failed, request_id, ttl,
+                                       quota=check)
         built += more
     built = warm + built
     if failed and (req.all_or_none or not built):
@@ -232,7 +246,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
 
 def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: OsSpec,
                     jobs: list[Job], failed: list[tuple[str, str]], request_id: str,
-                    ttl: float) -> tuple[list[Built], list[tuple[str, str]]]:
+                    ttl: float, quota: QuotaCheck | None = None
+                    ) -> tuple[list[Built], list[tuple[str, str]]]:
     """Clone a VM whose clone failed again on the next member host with room, as the seed did.
 
     Only a failed clone moves (the template or SR of that host is at fault);
@@ -255,7 +270,7 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: Os
             try:
                 slots, _, _ = reserve(ctx.store, cfg, hosts, spec, 1, request_id, ctx.view,
                                       vcpus=cpus, memory_gib=mem, ttl=ttl,
-                                      exclude=frozenset(tried[name]))
+                                      exclude=frozenset(tried[name]), quota=quota)
             except StoreUnavailable:
                 slots = []
             if not slots:

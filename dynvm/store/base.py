@@ -88,6 +88,7 @@ class Reservation:
     expires: float  # safety net: an abandoned reservation frees itself then
     vm_uuid: str | None = None
     settle_until: float | None = None
+    owner: str = ""  # token owner the VM is for ("" for anonymous legacy requests)
 
     def live(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -131,9 +132,60 @@ class RequestRecord:
 # the new one, or None to delete it. It may run more than once (CAS retries).
 DocEdit = Callable[[dict[str, Any] | None], dict[str, Any] | None]
 
+@dataclass
+class Token:
+    """An API token's record. Only the hash of the secret is ever stored."""
+
+    id: str  # short public handle, for `token list` / `token revoke`
+    owner: str
+    hash: str  # sha256 hex of the secret
+    admin: bool = False
+    created: float = 0.0
+    expires: float | None = None
+    revoked: float | None = None
+
+    def valid(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self.revoked is None and (self.expires is None or now < self.expires)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Token:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 # `free_slots` callback for Store.reserve: given the live reservations on a
 # member host, how many more VMs of the wanted kind fit there now.
 FreeSlots = Callable[[list[Reservation]], int]
+
+
+@dataclass(frozen=True)
+class QuotaCheck:
+    """An owner's quota, checked by `Store.reserve` in the same atomic step.
+
+    `room(reservations, leases)` gets the owner's live reservations (every
+    host) and leases, and answers how many more of the wanted VMs fit.
+    """
+
+    owner: str
+    room: Callable[[list[Reservation], list[Lease]], int]
+
+
+def owner_usage(owner: str, reservations: Iterable[Reservation],
+                leases: Iterable[Lease]) -> tuple[list[Reservation], list[Lease]]:
+    """An owner's reservations whose VM has no lease yet, and the owner's leases.
+
+    A VM is counted once: by its reservation while it is being built, by its
+    lease once the lease exists (the reservation outlives that moment).
+    """
+    mine = [lease for lease in leases if lease.owner == owner and lease.state != LEASE_READY]
+    leased = {lease.vm_uuid for lease in mine}
+    res = [r for r in reservations
+           if r.owner == owner and (r.vm_uuid is None or r.vm_uuid not in leased)]
+    return res, mine
 
 
 class Store(abc.ABC):
@@ -190,14 +242,28 @@ class Store(abc.ABC):
     # -- capacity reservations -----------------------------------------------
     @abc.abstractmethod
     def reserve(self, host_key: str, wanted: list[Reservation],
-                free_slots: FreeSlots) -> list[Reservation]:
+                free_slots: FreeSlots, quota: QuotaCheck | None = None) -> list[Reservation]:
         """Atomically take as many of `wanted` as fit on `host_key`.
 
         Within one atomic step: read the live reservations of the host, call
         `free_slots(live)` to learn how many more fit, store the first
         min(len(wanted), that) of `wanted`, and return those. Two processes
         calling this at once can never both take the last slot.
+
+        With `quota`, the owner's usage (`owner_usage`) is read in the same
+        atomic step and at most `quota.room(...)` are taken, so two requests
+        of one owner can never both take the last unit of its quota.
         """
+
+    def reserve_many(self, batches: list[tuple[str, list[Reservation], FreeSlots]],
+                     quota: QuotaCheck | None = None) -> list[list[Reservation]]:
+        """`reserve` on several hosts, answered per host in order.
+
+        A backend may run them as one atomic step (one commit instead of one
+        per host: a 10-VM request spread over 8 hosts is then answered sooner);
+        by default they run one after the other, each atomic on its own.
+        """
+        return [self.reserve(hk, wanted, free, quota) for hk, wanted, free in batches]
 
     @abc.abstractmethod
     def settle_reservation(self, res_id: str, *, vm_uuid: str | None = None,
@@ -233,6 +299,20 @@ class Store(abc.ABC):
         How far each VM of a request has got, for anyone watching it from
         another worker or instance.
         """
+
+    # -- API tokens ----------------------------------------------------------------
+    @abc.abstractmethod
+    def put_token(self, token: Token) -> None: ...
+
+    @abc.abstractmethod
+    def token_by_hash(self, token_hash: str) -> Token | None: ...
+
+    @abc.abstractmethod
+    def tokens(self) -> list[Token]: ...
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str, when: float) -> bool:
+        """Mark a token revoked; False if no token has that id."""
 
     # -- leader lock ---------------------------------------------------------------
     @abc.abstractmethod

@@ -14,6 +14,9 @@ Key layout (all keys may carry an optional prefix, used by tests to isolate runs
 - `lock::<name>`       leader lock, with a document expiry;
 - `doc::<key>`         `{"dynvm": "doc", "doc": {...}}`: operator state such as
                        host drains and maintenance runs.
+- `quota::<owner>`     reservations of an owner being placed right now (see
+                       `reserve` with a quota);
+- `token::<hash>`, `tokens::index`   API tokens (only the secret's hash).
 
 dynvm's own documents nest their data under a key instead of spreading fields
 at the top level, so a report such as `SELECT ... WHERE state="available"`
@@ -57,10 +60,13 @@ from dynvm.store.base import (
     DocEdit,
     FreeSlots,
     Lease,
+    QuotaCheck,
     RequestRecord,
     Reservation,
     Store,
     StoreUnavailable,
+    Token,
+    owner_usage,
 )
 
 # Worth retrying: the cluster may answer on the next attempt.
@@ -73,6 +79,7 @@ _DOC_LEVEL = (DocumentNotFoundException, DocumentExistsException, CasMismatchExc
 HISTORY_INDEX_MAX = 5000  # history() answers from the newest this many documents
 INDEX_GRACE_SECS = 3600.0  # an index entry without a document is pruned after this
 REQUEST_KEEP = timedelta(days=7)  # finished request documents expire after this
+QUOTA_PENDING_SECS = 60.0  # a quota claim of a process that died between its two steps
 
 _KEEP = object()  # mutation callback: leave the document as it is
 _DELETE = object()  # mutation callback: remove the document
@@ -373,7 +380,45 @@ class CouchbaseStore(Store):
         return sorted(self._index_list("resv::hosts"))
 
     def reserve(self, host_key: str, wanted: list[Reservation],
-                free_slots: FreeSlots) -> list[Reservation]:
+                free_slots: FreeSlots, quota: QuotaCheck | None = None) -> list[Reservation]:
+        if quota is None:
+            return self._reserve_host(host_key, wanted, free_slots)
+        # Key-value only, so no transaction spans the owner and the host: every
+        # increase of an owner's usage first goes through one CAS on the owner's
+        # document (`pending` claims), then into the host's document, then the
+        # claim is dropped. A concurrent caller always sees a wanted VM in one
+        # place or the other, so the quota is never exceeded; a claim left by a
+        # process that died in between lapses after QUOTA_PENDING_SECS.
+        ids = {w.id for w in wanted}
+        granted: list[list[Reservation]] = [[]]
+
+        def claim(doc: dict[str, Any] | None) -> Any:
+            now = time.time()
+            pending = {k: v for k, v in (doc or {}).get("pending", {}).items()
+                       if v["until"] > now and k not in ids}
+            live = self.reservations()
+            seen = {r.id for r in live}
+            live += [Reservation.from_dict(v["r"]) for k, v in pending.items() if k not in seen]
+            mine, owned = owner_usage(quota.owner, live, self.leases())
+            take = wanted[: max(0, int(quota.room(mine, owned)))]
+            granted[0] = take
+            for w in take:
+                pending[w.id] = {"r": w.to_dict(), "until": now + QUOTA_PENDING_SECS}
+            return {"dynvm": "quota", "owner": quota.owner, "pending": pending}
+        key = f"quota::{quota.owner}"
+        self._mutate(key, claim)
+        try:
+            return self._reserve_host(host_key, granted[0], free_slots) if granted[0] else []
+        finally:
+            def unclaim(doc: dict[str, Any] | None) -> Any:
+                if doc is None or not ids & doc.get("pending", {}).keys():
+                    return _KEEP
+                doc["pending"] = {k: v for k, v in doc["pending"].items() if k not in ids}
+                return doc
+            self._mutate(key, unclaim)
+
+    def _reserve_host(self, host_key: str, wanted: list[Reservation],
+                      free_slots: FreeSlots) -> list[Reservation]:
         if host_key not in self._known_hosts:
             self._index_add("resv::hosts", host_key)
             self._known_hosts.add(host_key)
@@ -495,6 +540,34 @@ class CouchbaseStore(Store):
                for d in self._load_all("requests::index", "req::")]
         out = [r for r in out if state is None or r.state == state]
         return sorted(out, key=lambda r: (r.started, r.id))
+
+    # -- API tokens ---------------------------------------------------------------------------
+    def put_token(self, token: Token) -> None:
+        self._index_add("tokens::index", token.hash)
+        self._io("upsert", self._k(f"token::{token.hash}"),
+                 {"dynvm": "token", "token": token.to_dict()})
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        doc, _ = self._get(f"token::{token_hash}")
+        return Token.from_dict(doc["token"]) if doc else None
+
+    def tokens(self) -> list[Token]:
+        out = [Token.from_dict(d["token"]) for d in self._load_all("tokens::index", "token::")]
+        return sorted(out, key=lambda t: (t.created, t.id))
+
+    def revoke_token(self, token_id: str, when: float) -> bool:
+        found = [t for t in self.tokens() if t.id == token_id]
+        for token in found:
+            def fn(doc: dict[str, Any] | None) -> Any:
+                if doc is None:
+                    return _KEEP
+                t = Token.from_dict(doc["token"])
+                if t.revoked is not None:
+                    return _KEEP
+                t.revoked = when
+                return {"dynvm": "token", "token": t.to_dict()}
+            self._mutate(f"token::{token.hash}", fn)
+        return bool(found)
 
     # -- leader lock ------------------------------------------------------------------------
     def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:

@@ -32,10 +32,12 @@ from dynvm.store.base import (
     DocEdit,
     FreeSlots,
     Lease,
+    QuotaCheck,
     RequestRecord,
     Reservation,
     Store,
     StoreUnavailable,
+    Token,
 )
 from dynvm.store.sqlite import SqliteDb
 
@@ -335,8 +337,12 @@ class ResilientStore(Store):
 
     # -- reservations ---------------------------------------------------------------------------
     def reserve(self, host_key: str, wanted: list[Reservation],
-                free_slots: FreeSlots) -> list[Reservation]:
-        return self.primary.reserve(host_key, wanted, free_slots)
+                free_slots: FreeSlots, quota: QuotaCheck | None = None) -> list[Reservation]:
+        return self.primary.reserve(host_key, wanted, free_slots, quota)
+
+    def reserve_many(self, batches: list[tuple[str, list[Reservation], FreeSlots]],
+                     quota: QuotaCheck | None = None) -> list[list[Reservation]]:
+        return self.primary.reserve_many(batches, quota)
 
     def settle_reservation(self, res_id: str, *, vm_uuid: str | None = None,
                            settle_secs: float = 0.0) -> None:
@@ -402,6 +408,19 @@ class ResilientStore(Store):
 
     def note_request_vm(self, request_id: str, name: str, entry: dict[str, Any]) -> None:
         self.primary.note_request_vm(request_id, name, entry)  # progress only: never queued
+
+    # -- API tokens (new work: straight to the backend, never queued) ---------------------------
+    def put_token(self, token: Token) -> None:
+        self.primary.put_token(token)
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        return self.primary.token_by_hash(token_hash)
+
+    def tokens(self) -> list[Token]:
+        return self.primary.tokens()
+
+    def revoke_token(self, token_id: str, when: float) -> bool:
+        return self.primary.revoke_token(token_id, when)
 
     # -- leader lock -----------------------------------------------------------------------------
     def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:

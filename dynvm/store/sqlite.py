@@ -27,10 +27,13 @@ from dynvm.store.base import (
     DocEdit,
     FreeSlots,
     Lease,
+    QuotaCheck,
     RequestRecord,
     Reservation,
     Store,
     StoreUnavailable,
+    Token,
+    owner_usage,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,11 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS docs (
     key TEXT PRIMARY KEY,
     doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
@@ -394,28 +402,60 @@ class SqliteStore(Store):
 
     # -- reservations -----------------------------------------------------------
     def reserve(self, host_key: str, wanted: list[Reservation],
-                free_slots: FreeSlots) -> list[Reservation]:
+                free_slots: FreeSlots, quota: QuotaCheck | None = None) -> list[Reservation]:
+        return self.reserve_many([(host_key, wanted, free_slots)], quota)[0]
+
+    def reserve_many(self, batches: list[tuple[str, list[Reservation], FreeSlots]],
+                     quota: QuotaCheck | None = None) -> list[list[Reservation]]:
         now = time.time()
+        out = []
         with self._db.tx() as c:
-            rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
-                             (host_key,)).fetchall()
-            live: list[Reservation] = []
-            for rid, data in rows:
-                r = Reservation.from_dict(json.loads(data))
-                if r.live(now):
-                    live.append(r)
-                else:
-                    c.execute("DELETE FROM reservations WHERE id=?", (rid,))
-            held = {r.id for r in live}
-            # A retried call with the same ids gets what it already holds.
-            already = [w for w in wanted if w.id in held]
-            fresh = [w for w in wanted if w.id not in held]
-            room = max(0, int(free_slots(live)))
-            taken = fresh[:room]
-            for r in taken:
-                c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
-                          "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
-            return already + taken
+            # The write lock is held: the owner's usage cannot change until commit.
+            room_left = self._quota_room(c, quota, now) if quota is not None else None
+            for host_key, wanted, free_slots in batches:
+                already, taken = self._reserve_in(c, host_key, wanted, free_slots, room_left,
+                                                  now)
+                if room_left is not None:
+                    room_left -= len(taken)
+                out.append(already + taken)
+        return out
+
+    @staticmethod
+    def _reserve_in(c: sqlite3.Connection, host_key: str, wanted: list[Reservation],
+                    free_slots: FreeSlots, room_left: int | None,
+                    now: float) -> tuple[list[Reservation], list[Reservation]]:
+        """(what the caller already held, what it takes now) on one host."""
+        rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
+                         (host_key,)).fetchall()
+        live: list[Reservation] = []
+        for rid, data in rows:
+            r = Reservation.from_dict(json.loads(data))
+            if r.live(now):
+                live.append(r)
+            else:
+                c.execute("DELETE FROM reservations WHERE id=?", (rid,))
+        held = {r.id for r in live}
+        # A retried call with the same ids gets what it already holds.
+        already = [w for w in wanted if w.id in held]
+        fresh = [w for w in wanted if w.id not in held]
+        room = max(0, int(free_slots(live)))
+        if room_left is not None:
+            room = min(room, max(room_left, 0))
+        taken = fresh[:room]
+        for r in taken:
+            c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
+                      "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
+        return already, taken
+
+    @staticmethod
+    def _quota_room(c: sqlite3.Connection, quota: QuotaCheck, now: float) -> int:
+        res = [Reservation.from_dict(json.loads(r[0]))
+               for r in c.execute("SELECT data FROM reservations").fetchall()]
+        leases = [Lease.from_dict(json.loads(r[0])) for r in c.execute(
+            "SELECT data FROM leases WHERE json_extract(data, '$.owner')=?",
+            (quota.owner,)).fetchall()]
+        mine, owned = owner_usage(quota.owner, [r for r in res if r.live(now)], leases)
+        return max(0, int(quota.room(mine, owned)))
 
     def settle_reservation(self, res_id: str, *, vm_uuid: str | None = None,
                            settle_secs: float = 0.0) -> None:
@@ -496,6 +536,32 @@ class SqliteStore(Store):
             rows = self._db.query("SELECT data FROM requests WHERE state=?", (state,))
         out = [RequestRecord.from_dict(json.loads(r[0])) for r in rows]
         return sorted(out, key=lambda r: (r.started, r.id))
+
+    # -- API tokens ----------------------------------------------------------------
+    def put_token(self, token: Token) -> None:
+        with self._db.tx() as c:
+            c.execute("INSERT OR REPLACE INTO tokens(id, hash, data) VALUES (?,?,?)",
+                      (token.id, token.hash, _dumps(token.to_dict())))
+
+    def token_by_hash(self, token_hash: str) -> Token | None:
+        rows = self._db.query("SELECT data FROM tokens WHERE hash=?", (token_hash,))
+        return Token.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def tokens(self) -> list[Token]:
+        rows = self._db.query("SELECT data FROM tokens")
+        return sorted((Token.from_dict(json.loads(r[0])) for r in rows),
+                      key=lambda t: (t.created, t.id))
+
+    def revoke_token(self, token_id: str, when: float) -> bool:
+        with self._db.tx() as c:
+            row = c.execute("SELECT data FROM tokens WHERE id=?", (token_id,)).fetchone()
+            if row is None:
+                return False
+            token = Token.from_dict(json.loads(row[0]))
+            if token.revoked is None:
+                token.revoked = when
+            c.execute("UPDATE tokens SET data=? WHERE id=?", (_dumps(token.to_dict()), token_id))
+            return True
 
     # -- leader lock --------------------------------------------------------------
     def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:

@@ -1,0 +1,145 @@
+"""Who is calling: bearer tokens for v1, optional tokens on the legacy routes.
+
+Failed authentications are counted per client address in this process and,
+past `[auth] fail.limit` within `fail.window.secs`, answered 429 before the
+token is even looked up. Per process, not in the store, on purpose: a flood of
+bad tokens must not turn into a flood of store writes, and the bound still
+holds per worker (N workers allow at most N times the limit).
+
+The secret never leaves this module: it is hashed and dropped, and a
+`token=` query parameter is cut out of the request line before anything logs it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from flask import Request, current_app, g, request
+
+from dynvm.core import tokens
+from dynvm.core.model import DynvmError
+from dynvm.core.vms import Caller
+from dynvm.store.base import Store, StoreUnavailable
+
+
+class Unauthorized(DynvmError):
+    """No token, or not a valid one: 401."""
+
+    status = 401
+
+
+class TooManyFailures(DynvmError):
+    """Too many failed authentications from this address: 429."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthUnavailable(DynvmError):
+    """The store holding the tokens cannot be read: 503."""
+
+    status = 503
+
+
+@dataclass
+class FailureLimiter:
+    """Sliding window of failed attempts per client address (bounded memory)."""
+
+    limit: int = 20
+    window: float = 60.0
+    max_clients: int = 10000
+
+    def __post_init__(self) -> None:
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, addr: str, now: float) -> deque[float]:
+        q = self._fails.get(addr)
+        if q is None:
+            return deque()
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self._fails[addr]
+        return q
+
+    def blocked_for(self, addr: str, now: float | None = None) -> int:
+        """Seconds until `addr` may try again (0: it may now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            q = self._recent(addr, now)
+            if len(q) < self.limit:
+                return 0
+            return max(1, int(q[0] + self.window - now) + 1)
+
+    def fail(self, addr: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if addr not in self._fails and len(self._fails) >= self.max_clients:
+                self._fails.pop(next(iter(self._fails)))  # forget the oldest client
+            self._fails.setdefault(addr, deque()).append(now)
+
+
+def limiter(limit: int, window: float) -> FailureLimiter:
+    """This app's limiter (one per worker process), following the configuration's values."""
+    lim = current_app.extensions.setdefault("dynvm_auth_failures", FailureLimiter())
+    lim.limit, lim.window = limit, float(window)
+    return lim
+
+
+def secret_of(req: Request, allow_param: bool) -> str | None:
+    header = req.headers.get("Authorization", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+    if allow_param:
+        return g.get("dynvm_token_param")
+    return None
+
+
+def strip_token_param() -> None:
+    """Take `token=` out of the query string, so no log line or error body can show it."""
+    raw = request.query_string
+    if b"token=" not in raw:
+        return
+    kept, secret = [], None
+    for part in raw.split(b"&"):
+        if part.startswith(b"token="):
+            from urllib.parse import unquote_to_bytes
+            secret = unquote_to_bytes(part[6:].replace(b"+", b" ")).decode("utf-8", "replace")
+        else:
+            kept.append(part)
+    g.dynvm_token_param = secret
+    request.query_string = b"&".join(kept)
+    request.environ["QUERY_STRING"] = request.query_string.decode("latin-1")
+    request.__dict__.pop("args", None)  # parsed again without it
+    request.__dict__.pop("full_path", None)
+
+
+def authenticate(store: Store, limit: int, window: float, *, allow_param: bool) -> Caller:
+    """The caller behind the request's token; raises 401/429/503."""
+    addr = request.remote_addr or "?"
+    lim = limiter(limit, window)
+    wait = lim.blocked_for(addr)
+    if wait:
+        raise TooManyFailures(f"too many failed authentications from {addr}; "
+                              f"try again in {wait} s", wait)
+    secret = secret_of(request, allow_param)
+    if not secret:
+        lim.fail(addr)
+        how = "`Authorization: Bearer <token>`" + (" or `token=`" if allow_param else "")
+        raise Unauthorized(f"a token is needed: send {how}")
+    try:
+        token = tokens.authenticate(store, secret)
+    except StoreUnavailable as exc:
+        raise AuthUnavailable("tokens cannot be checked: the state store is unreachable") from exc
+    if token is None:
+        lim.fail(addr)
+        raise Unauthorized("the token is not valid (unknown, expired or revoked)")
+    return Caller(owner=token.owner, admin=token.admin)

@@ -1,0 +1,191 @@
+"""The v1 API's bodies and query strings: one set of pydantic models validates them and
+generates the OpenAPI document, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from dynvm.core.progress import Step
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
+OS_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+REQUEST_ID = r"^[0-9a-f]{32}$"
+MAX_MINUTES = 525600  # a year: the configured maximum lease bounds it further
+
+re_name = re.compile(NAME.rstrip("$") + r"\Z")
+Label = Annotated[str, StringConstraints(pattern=LABEL)]
+RequestState = Literal["running", "done", "partial", "failed", "cancelled", "interrupted"]
+StepName = Literal[tuple(str(s) for s in Step)]  # type: ignore[valid-type]
+
+
+class _In(BaseModel):
+    """Bodies: no unknown fields, no silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Query(BaseModel):
+    """Query strings arrive as text: numbers are parsed, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# -- requests ------------------------------------------------------------------------------
+
+class RequestIn(_In):
+    """Ask for `count` VMs of `os`; answered at once with 202, built in the background."""
+
+    os: str = Field(pattern=OS_KEY, description="OS key, as served by the farm (`centos`, ...)")
+    count: int = Field(1, ge=1, le=100)
+    name: str | None = Field(None, pattern=NAME, description=(
+        "VM name (count 1) or name prefix (`<name>1 … <name>N`); generated when absent"))
+    cpus: int | None = Field(None, ge=1, le=256)
+    memory_gib: int | None = Field(None, ge=1, le=4096)
+    lease_minutes: int | None = Field(None, ge=1, le=MAX_MINUTES, description=(
+        "lease length; capped by the configured maximum lease"))
+    labels: list[Label] = Field(default_factory=list, max_length=16)
+    host: int | None = Field(None, ge=1, le=1_000_000, description="only this [xenhostN]")
+    all_or_none: bool = True
+    check_ssh: bool = False
+
+
+class VmProgressOut(_Out):
+    name: str
+    step: StepName
+    since: float
+    ip: str = ""
+    reason: str = ""
+    host: int | None = None
+
+
+class RequestOut(_Out):
+    id: str
+    state: RequestState
+    cancelling: bool = False
+    owner: str
+    os: str
+    count: int
+    names: list[str]
+    created: float
+    finished: float | None = None
+    expires: float | None = None
+    error: str | None = None
+    vms: list[VmProgressOut]
+
+
+class WaitQuery(_Query):
+    wait: float = Field(0, ge=0, le=120, description="long poll: answer once something changes")
+
+
+# -- VMs ----------------------------------------------------------------------------------
+
+class VmOut(_Out):
+    name: str
+    owner: str
+    os: str
+    state: str
+    ip: str
+    host: int
+    created: float
+    expires: float
+    request_id: str
+    labels: list[str]
+
+
+class VmList(_Out):
+    vms: list[VmOut]
+
+
+class VmQuery(_Query):
+    owner: str | None = Field(None, pattern=NAME)
+    os: str | None = Field(None, pattern=OS_KEY)
+    host: int | None = Field(None, ge=1, le=1_000_000)
+    state: str | None = Field(None, pattern=r"^[a-z]{1,20}$")
+
+
+class ExtendIn(_In):
+    minutes: int = Field(ge=1, le=MAX_MINUTES, description=(
+        "new expiry: now + minutes; at most the configured maximum lease"))
+
+
+# -- farm -----------------------------------------------------------------------------------
+
+class OsCapacity(_Out):
+    os: str
+    by_label: dict[str, int] = Field(description="label -> VMs that fit; `default` is "
+                                                 "the unlabelled hosts")
+
+
+class CapacityOut(_Out):
+    capacity: list[OsCapacity]
+
+
+class HostOut(_Out):
+    ref: int
+    url: str
+    labels: list[str]
+    os: list[str]
+    drain: bool
+    reachable: bool
+    members: int
+    vms: int
+
+
+class HostList(_Out):
+    hosts: list[HostOut]
+
+
+class HistoryQuery(_Query):
+    owner: str | None = Field(None, pattern=NAME)
+    os: str | None = Field(None, pattern=OS_KEY)
+    since: float | None = Field(None, ge=0, le=1e11, description="epoch seconds, inclusive")
+    until: float | None = Field(None, ge=0, le=1e11, description="epoch seconds, exclusive")
+    page: int = Field(1, ge=1, le=100000)
+    per_page: int = Field(50, ge=1, le=500)
+
+
+class HistoryOut(_Out):
+    items: list[dict[str, Any]]
+    page: int
+    next_page: int | None
+
+
+class Limits(_Out):
+    vms: int | None
+    vcpus: int | None
+    memory_gib: int | None
+
+
+class Used(_Out):
+    vms: int
+    vcpus: int
+    memory_gib: float
+
+
+class QuotaOut(_Out):
+    owner: str
+    limits: Limits
+    usage: Used
+
+
+class QuotaQuery(_Query):
+    owner: str | None = Field(None, pattern=NAME, description="another owner's (admins)")
+
+
+class Problem(_Out):
+    """RFC 7807 problem details."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""

@@ -1,0 +1,64 @@
+"""RFC 7807 problem details: every v1 error, whatever raised it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response, g, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from dynvm.core.model import DynvmError
+from dynvm.store.base import StoreError
+
+log = logging.getLogger("dynvm.api.v1")
+
+MIME = "application/problem+json"
+
+
+def problem(status: int, detail: str, **extra: Any) -> Response:
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return Response(json.dumps(body), status=status, mimetype=MIME)
+
+
+def from_exception(exc: Exception) -> Response:
+    """The problem answer for anything a v1 route raised."""
+    from dynvm.api.v1.auth import TooManyFailures, Unauthorized
+    from dynvm.core.quota import QuotaExceeded
+
+    if isinstance(exc, ValidationError):
+        errors = [{"loc": [str(x) for x in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        return problem(422, "the request does not match the schema", errors=errors)
+    if isinstance(exc, DynvmError):
+        detail = exc.message.strip().removeprefix("Error:").strip()
+        extra: dict[str, Any] = {}
+        if isinstance(exc, QuotaExceeded):
+            extra = {"limit": exc.limit, "quota": exc.quota, "used": exc.used,
+                     "asked": exc.asked}
+        resp = problem(exc.status, detail, **extra)
+        if isinstance(exc, Unauthorized):
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="dynvm"'
+        if isinstance(exc, TooManyFailures):
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        log.log(logging.WARNING if exc.status >= 500 else logging.INFO, "%d %s %s: %s",
+                exc.status, request.method, request.path, detail)
+        return resp
+    if isinstance(exc, StoreError):
+        log.warning("%s %s: state store: %s", request.method, request.path, exc)
+        return problem(503, "the state store is unreachable; try again shortly")
+    if isinstance(exc, HTTPException):
+        code = exc.code or 500
+        resp = problem(code, exc.description or exc.name)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
+    rid = g.get("request_id", "")
+    log.exception("unexpected error on %s %s (request %s)", request.method, request.path, rid)
+    return problem(500, f"internal error ({type(exc).__name__}); request id {rid}")

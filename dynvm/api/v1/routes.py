@@ -1,0 +1,286 @@
+"""The /api/v1 routes. Each is declared once with `operation`, which registers the Flask
+view and records what the OpenAPI document says about it (same models, same rules)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, request, url_for
+from pydantic import BaseModel
+
+from dynvm.api.v1 import auth, docs, models, problems
+from dynvm.core import asyncreq, quota
+from dynvm.core import vms as core_vms
+from dynvm.core.model import BadRequest, NotFound
+from dynvm.core.progress import of_request
+from dynvm.core.servers import served_os
+from dynvm.core.vms import Caller
+from dynvm.store.base import Lease, RequestRecord
+
+if TYPE_CHECKING:
+    from dynvm.core.service import Dynvm
+
+bp = Blueprint("v1", __name__, url_prefix="/api/v1")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the OpenAPI document says about one route."""
+
+    method: str
+    path: str  # OpenAPI form: /api/v1/vms/{name}
+    op_id: str
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    secured: bool = True
+    headers: dict[int, list[str]] = field(default_factory=dict)  # status -> header names
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(method: str, rule: str, *, summary: str, tag: str,
+              body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
+              responses: dict[int, tuple[str, type[BaseModel] | None]],
+              secured: bool = True, headers: dict[int, list[str]] | None = None
+              ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    def register(view: Callable[..., Response]) -> Callable[..., Response]:
+        path = "/api/v1" + rule.replace("<", "{").replace(">", "}")
+        OPERATIONS.append(Operation(method.upper(), path, view.__name__, summary, tag, body,
+                                    query, responses, secured, headers or {}))
+        bp.add_url_rule(rule, view.__name__, view, methods=[method.upper()])
+        return view
+    return register
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def service() -> Dynvm:
+    return current_app.extensions["dynvm"]
+
+
+def caller() -> Caller:
+    svc = service()
+    cfg = svc._touch()  # this worker's background loop (heartbeat, reconciliation) runs
+    return auth.authenticate(svc.ctx.store, cfg.auth.fail_limit, cfg.auth.fail_window_secs,
+                             allow_param=False)
+
+
+def body_of(model: type[BaseModel]) -> Any:
+    data = request.get_json(silent=True, force=True) if request.get_data() else None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return model.model_validate(data)
+
+
+def query_of(model: type[BaseModel]) -> Any:
+    return model.model_validate({k: request.args.get(k) for k in request.args})
+
+
+def out(model: BaseModel, status: int = 200, **headers: str) -> Response:
+    resp = Response(model.model_dump_json(), status=status, mimetype="application/json")
+    resp.headers.update(headers)
+    return resp
+
+
+def check_name(name: str) -> str:
+    if not models.re_name.fullmatch(name):
+        raise NotFound(f"no VM named {name[:64]!r}")
+    return name
+
+
+def request_view(rec: RequestRecord, cancelling: bool) -> models.RequestOut:
+    d = rec.detail
+    return models.RequestOut(
+        id=rec.id, state=rec.state if rec.state in asyncreq.STATES else "failed",
+        cancelling=cancelling and rec.state == asyncreq.RUNNING,
+        owner=str(d.get("owner", "")), os=rec.os, count=rec.count,
+        names=list(d.get("names", [])), created=rec.started, finished=rec.finished,
+        expires=d.get("expires"), error=d.get("error") or d.get("reason"),
+        vms=[models.VmProgressOut(name=p.name, step=str(p.step), since=p.since, ip=p.ip,
+                                  reason=p.reason, host=p.host_ref) for p in of_request(rec)])
+
+
+def vm_view(lease: Lease) -> models.VmOut:
+    return models.VmOut(name=lease.name, owner=lease.owner, os=lease.os, state=lease.state,
+                        ip=lease.ip, host=lease.host_ref, created=lease.created,
+                        expires=lease.expires, request_id=lease.request_id,
+                        labels=list(lease.labels))
+
+
+def visible_request(c: Caller, request_id: str) -> RequestRecord:
+    rec = asyncreq.get(service().ctx, request_id)
+    if not c.admin and rec.detail.get("owner") != c.owner:
+        raise NotFound(f"no request {request_id}")
+    return rec
+
+
+OK_REQUEST = {200: ("the request", models.RequestOut)}
+OK_VM = {200: ("the VM", models.VmOut)}
+
+
+# -- requests ------------------------------------------------------------------------------
+
+@operation("POST", "/requests", summary="Ask for VMs; built in the background", tag="requests",
+           body=models.RequestIn,
+           responses={202: ("accepted: room is held, building has begun", models.RequestOut)},
+           headers={202: ["Location"]})
+def create_request() -> Response:
+    c = caller()
+    body: models.RequestIn = body_of(models.RequestIn)
+    svc = service()
+    svc._touch()
+    new = asyncreq.NewRequest(owner=c.owner, os=body.os, count=body.count, name=body.name,
+                              cpus=body.cpus, memory_gib=body.memory_gib,
+                              lease_minutes=body.lease_minutes, labels=tuple(body.labels),
+                              host=body.host, all_or_none=body.all_or_none,
+                              check_ssh=body.check_ssh)
+    rec = asyncreq.submit(svc.ctx, new)
+    location = url_for("v1.get_request", request_id=rec.id)
+    return out(request_view(rec, False), 202, Location=location)
+
+
+@operation("GET", "/requests/<request_id>", summary="A request's state and each VM's step",
+           tag="requests", query=models.WaitQuery, responses=OK_REQUEST)
+def get_request(request_id: str) -> Response:
+    c = caller()
+    q: models.WaitQuery = query_of(models.WaitQuery)
+    visible_request(c, request_id)
+    ctx = service().ctx
+    rec = asyncreq.wait(ctx, request_id, q.wait) if q.wait else asyncreq.get(ctx, request_id)
+    return out(request_view(rec, asyncreq.cancelling(ctx, request_id)))
+
+
+@operation("DELETE", "/requests/<request_id>",
+           summary="Cancel: every VM built so far is destroyed", tag="requests",
+           responses={**OK_REQUEST, 202: ("cancelling: the builder is stopping",
+                                          models.RequestOut)})
+def cancel_request(request_id: str) -> Response:
+    c = caller()
+    visible_request(c, request_id)
+    ctx = service().ctx
+    rec = asyncreq.cancel(ctx, request_id)
+    status = 202 if rec.state == asyncreq.RUNNING else 200
+    return out(request_view(rec, True), status)
+
+
+# -- VMs --------------------------------------------------------------------------------------
+
+@operation("GET", "/vms", summary="My VMs (every VM for an admin)", tag="vms",
+           query=models.VmQuery, responses={200: ("the VMs", models.VmList)})
+def list_vms() -> Response:
+    c = caller()
+    q: models.VmQuery = query_of(models.VmQuery)
+    leases = core_vms.listing(service().ctx, c, owner=q.owner, os=q.os, host=q.host,
+                              state=q.state)
+    return out(models.VmList(vms=[vm_view(lease) for lease in leases]))
+
+
+@operation("GET", "/vms/<name>", summary="One VM", tag="vms", responses=OK_VM)
+def get_vm(name: str) -> Response:
+    c = caller()
+    return out(vm_view(core_vms.find(service().ctx, c, check_name(name))))
+
+
+@operation("DELETE", "/vms/<name>", summary="Release a VM (destroyed with its disks)",
+           tag="vms", responses=OK_VM)
+def release_vm(name: str) -> Response:
+    c = caller()
+    svc = service()
+    svc._touch()
+    return out(vm_view(core_vms.release(svc.ctx, c, check_name(name))))
+
+
+@operation("POST", "/vms/<name>/extend", summary="Move a VM's expiry to now + minutes",
+           tag="vms", body=models.ExtendIn, responses=OK_VM)
+def extend_vm(name: str) -> Response:
+    c = caller()
+    body: models.ExtendIn = body_of(models.ExtendIn)
+    svc = service()
+    svc._touch()
+    return out(vm_view(core_vms.extend(svc.ctx, c, check_name(name), body.minutes)))
+
+
+# -- farm ---------------------------------------------------------------------------------------
+
+@operation("GET", "/capacity", summary="VMs that fit now, every OS, per label", tag="farm",
+           responses={200: ("capacity", models.CapacityOut)})
+def capacity() -> Response:
+    caller()
+    svc = service()
+    rows = [models.OsCapacity(os=os, by_label={r["label"]: r["count"]
+                                               for r in svc.available_by_label(os)})
+            for os in sorted(served_os(svc.config()))]
+    return out(models.CapacityOut(capacity=rows))
+
+
+@operation("GET", "/hosts", summary="The configured hosts", tag="farm",
+           responses={200: ("hosts", models.HostList)})
+def hosts() -> Response:
+    caller()
+    svc = service()
+    cfg = svc._touch()
+    rows = []
+    for h in cfg.hosts.values():
+        try:
+            view = svc.ctx.view(h)
+            reachable, members, nvms = True, len(view.hosts), len(view.vms)
+        except Exception:  # unreachable hosts are listed, not fatal
+            reachable, members, nvms = False, 0, 0
+        rows.append(models.HostOut(ref=h.ref, url=h.url, labels=sorted(h.labels),
+                                   os=sorted(h.os), drain=h.drain, reachable=reachable,
+                                   members=members, vms=nvms))
+    return out(models.HostList(hosts=rows))
+
+
+@operation("GET", "/history", summary="History documents, newest first", tag="farm",
+           query=models.HistoryQuery, responses={200: ("a page of history", models.HistoryOut)})
+def history() -> Response:
+    c = caller()
+    q: models.HistoryQuery = query_of(models.HistoryQuery)
+    items, more = core_vms.history_page(service().ctx, c, owner=q.owner, os=q.os, since=q.since,
+                                        until=q.until, page=q.page, per_page=q.per_page)
+    return out(models.HistoryOut(items=items, page=q.page, next_page=q.page + 1 if more else None))
+
+
+@operation("GET", "/quota", summary="My quota and what I use of it", tag="farm",
+           query=models.QuotaQuery, responses={200: ("quota and usage", models.QuotaOut)})
+def get_quota() -> Response:
+    c = caller()
+    q: models.QuotaQuery = query_of(models.QuotaQuery)
+    owner = q.owner or c.owner
+    if owner != c.owner and not c.admin:
+        raise NotFound(f"no quota visible for {owner}")
+    svc = service()
+    cfg = svc.config()
+    used = quota.usage(svc.ctx.store, cfg, owner)
+    limits = cfg.quota_for(owner)
+    return out(models.QuotaOut(
+        owner=owner, limits=models.Limits(vms=limits.vms, vcpus=limits.vcpus,
+                                          memory_gib=limits.memory_gib),
+        usage=models.Used(vms=used.vms, vcpus=used.vcpus, memory_gib=used.memory_gib)))
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+@operation("GET", "/openapi.json", summary="This document", tag="meta", secured=False,
+           responses={200: ("OpenAPI 3.1", None)})
+def openapi_json() -> Response:
+    from dynvm.api.v1.openapi import document
+    return Response(document(), mimetype="application/json")
+
+
+@operation("GET", "/docs", summary="The API reference, rendered", tag="meta", secured=False,
+           responses={200: ("HTML page", None)})
+def docs_page() -> Response:
+    return Response(docs.PAGE, mimetype="text/html")
+
+
+@bp.errorhandler(Exception)
+def _problem(exc: Exception) -> Response:
+    return problems.from_exception(exc)

@@ -1,0 +1,296 @@
+"""`dynvm get/list/release/extend/status/capacity/history`: the v1 API from a terminal.
+
+Exit codes: 0 done; 1 a request that failed or was cancelled; 2 no URL or
+token configured; 3 network error (cannot connect, timeout); 4 the server
+refused the request (4xx); 5 the server failed (5xx).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from dynvm.client import Client, ClientError, settings
+
+# A VM's steps in build order; the progress bar runs from the first to `ready`.
+STEPS = ["reserved", "cloning", "provisioning", "starting", "waiting for IP", "checking SSH",
+         "ready"]
+FINISHED = {"done", "partial", "failed", "cancelled", "interrupted"}
+POLL_SECS = 20.0
+
+
+def _client(ctx: click.Context) -> Client:
+    opts = ctx.find_root().meta.get("dynvm_client", {})
+    return Client(settings(opts.get("url"), opts.get("token")),
+                  timeout=opts.get("timeout", 30.0))
+
+
+def _run(fn: Callable[[], int | None]) -> None:
+    """Run a command body; turn client errors into a message and an exit code."""
+    try:
+        code = fn() or 0
+    except ClientError as exc:
+        click.echo(f"dynvm: {exc.message}", err=True)
+        for e in exc.body.get("errors", [])[:10]:
+            click.echo(f"  {'.'.join(e.get('loc', []))}: {e.get('msg')}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _console() -> Any:
+    from rich.console import Console
+    return Console()
+
+
+def _vm_table(vms: list[dict[str, Any]], title: str = "") -> Any:
+    from rich.table import Table
+    table = Table(title=title or None)
+    for col in ("name", "ip", "os", "owner", "host", "state", "expires"):
+        table.add_column(col)
+    for vm in vms:
+        table.add_row(vm["name"], vm.get("ip") or "-", vm.get("os", ""), vm.get("owner", ""),
+                      str(vm.get("host", "")), vm.get("state", ""), _when(vm.get("expires")))
+    return table
+
+
+def _request_table(req: dict[str, Any]) -> Any:
+    from rich.table import Table
+    table = Table(title=f"request {req['id']}: {req['state']}")
+    for col in ("name", "ip", "host", "step", "reason"):
+        table.add_column(col)
+    for vm in req["vms"]:
+        table.add_row(vm["name"], vm.get("ip") or "-", str(vm.get("host") or "-"), vm["step"],
+                      vm.get("reason") or "")
+    return table
+
+
+def _watch(client: Client, req: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """Follow a request to its end, with one progress bar per VM unless `quiet`."""
+    if quiet:
+        while req["state"] not in FINISHED:
+            req = client.request(req["id"], wait=POLL_SECS)
+        return req
+    from rich.progress import BarColumn, Progress, TextColumn
+    total = len(STEPS) - 1
+    with Progress(TextColumn("{task.description:<20}"), BarColumn(),
+                  TextColumn("{task.fields[step]}"), console=_console(),
+                  transient=False) as bars:
+        tasks: dict[str, Any] = {}
+        while True:
+            for vm in req["vms"]:
+                step = vm["step"]
+                done = total if step == "failed" else STEPS.index(step) if step in STEPS else 0
+                label = f"failed: {vm.get('reason', '')[:60]}" if step == "failed" else step
+                if vm.get("ip") and step != "failed":
+                    label += f" ({vm['ip']})"
+                if vm["name"] not in tasks:
+                    tasks[vm["name"]] = bars.add_task(vm["name"], total=total, step=label)
+                bars.update(tasks[vm["name"]], completed=done, step=label)
+            if req["state"] in FINISHED:
+                return req
+            req = client.request(req["id"], wait=POLL_SECS)
+
+
+def _finish(req: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        click.echo(json.dumps(req, indent=2, sort_keys=True))
+    else:
+        _console().print(_request_table(req))
+        if req.get("error"):
+            click.echo(f"error: {req['error']}", err=True)
+    return 0 if req["state"] in ("done", "partial", "running") else 1
+
+
+@click.command("get")
+@click.argument("os")
+@click.option("-n", "--count", default=1, show_default=True, type=click.IntRange(1, 100))
+@click.option("--name", help="VM name (or prefix for several); generated when absent.")
+@click.option("--lease", "lease", type=click.IntRange(min=1), help="Lease in minutes.")
+@click.option("--cpus", type=click.IntRange(min=1))
+@click.option("--memory", "memory_gib", type=click.IntRange(min=1), help="GiB.")
+@click.option("--label", "labels", multiple=True, help="Host label (repeatable).")
+@click.option("--host", type=click.IntRange(min=1), help="Only this xenhostN.")
+@click.option("--check-ssh", is_flag=True, help="Keep a VM only if its SSH port answers.")
+@click.option("--wait/--no-wait", default=False, help="Follow the build to its end.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def get(ctx: click.Context, os: str, count: int, name: str | None, lease: int | None,
+        cpus: int | None, memory_gib: int | None, labels: tuple[str, ...], host: int | None,
+        check_ssh: bool, wait: bool, as_json: bool) -> None:
+    """Ask for COUNT VMs of OS."""
+    def body() -> int:
+        client = _client(ctx)
+        req = client.create(os=os, count=count, name=name, lease_minutes=lease, cpus=cpus,
+                            memory_gib=memory_gib, labels=list(labels) or None, host=host,
+                            check_ssh=check_ssh or None)
+        if not wait:
+            if as_json:
+                click.echo(json.dumps(req, indent=2, sort_keys=True))
+            else:
+                click.echo(f"request {req['id']}: {', '.join(req['names'])}")
+                click.echo(f"follow it with: dynvm status {req['id']} --wait")
+            return 0
+        return _finish(_watch(client, req, as_json), as_json)
+    _run(body)
+
+
+@click.command("status")
+@click.argument("request_id")
+@click.option("--wait", is_flag=True, help="Follow the build to its end.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, request_id: str, wait: bool, as_json: bool) -> None:
+    """Show a request and the step each of its VMs has reached."""
+    def body() -> int:
+        client = _client(ctx)
+        req = client.request(request_id)
+        if wait:
+            req = _watch(client, req, as_json)
+        return _finish(req, as_json)
+    _run(body)
+
+
+@click.command("list")
+@click.option("--owner")
+@click.option("--os", "os_key")
+@click.option("--host", type=click.IntRange(min=1))
+@click.option("--state")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_vms(ctx: click.Context, owner: str | None, os_key: str | None, host: int | None,
+             state: str | None, as_json: bool) -> None:
+    """List my VMs (an admin token sees every VM)."""
+    def body() -> None:
+        vms = _client(ctx).vms(owner=owner, os=os_key, host=host, state=state)
+        if as_json:
+            click.echo(json.dumps(vms, indent=2, sort_keys=True))
+        elif not vms:
+            click.echo("no VMs")
+        else:
+            _console().print(_vm_table(vms))
+    _run(body)
+
+
+@click.command("release")
+@click.argument("names", nargs=-1)
+@click.option("--all-mine", is_flag=True, help="Release every VM of my token's owner.")
+@click.pass_context
+def release(ctx: click.Context, names: tuple[str, ...], all_mine: bool) -> None:
+    """Release VMs by name (destroyed with their disks)."""
+    def body() -> int:
+        if bool(names) == all_mine:
+            raise click.UsageError("give VM names or --all-mine (not both)")
+        client = _client(ctx)
+        todo = list(names)
+        if all_mine:
+            me = client.quota()["owner"]
+            todo = [vm["name"] for vm in client.vms(owner=me)]
+            if not todo:
+                click.echo("no VMs to release")
+        failed = 0
+        for name in todo:
+            try:
+                client.release(name)
+                click.echo(f"released {name}")
+            except ClientError as exc:
+                if len(todo) == 1:
+                    raise
+                failed = failed or exc.exit_code
+                click.echo(f"dynvm: {name}: {exc.message}", err=True)
+        return failed
+    _run(body)
+
+
+@click.command("extend")
+@click.argument("name")
+@click.argument("minutes", type=click.IntRange(min=1))
+@click.pass_context
+def extend(ctx: click.Context, name: str, minutes: int) -> None:
+    """Move a VM's expiry to now + MINUTES."""
+    def body() -> None:
+        vm = _client(ctx).extend(name, minutes)
+        click.echo(f"{vm['name']} now expires {_when(vm['expires'])}")
+    _run(body)
+
+
+@click.command("capacity")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def capacity(ctx: click.Context, as_json: bool) -> None:
+    """How many more VMs of each OS fit now, per label."""
+    def body() -> None:
+        rows = _client(ctx).capacity()
+        if as_json:
+            click.echo(json.dumps(rows, indent=2, sort_keys=True))
+            return
+        from rich.table import Table
+        labels = sorted({lbl for r in rows for lbl in r["by_label"]} - {"default"})
+        table = Table()
+        for col in ("os", "default", *labels):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["os"], *(str(r["by_label"].get(c, 0)) for c in ("default", *labels)))
+        _console().print(table)
+    _run(body)
+
+
+@click.command("history")
+@click.option("--owner")
+@click.option("--os", "os_key")
+@click.option("--since", type=float, help="Epoch seconds.")
+@click.option("--until", type=float, help="Epoch seconds.")
+@click.option("--page", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history(ctx: click.Context, owner: str | None, os_key: str | None, since: float | None,
+            until: float | None, page: int, as_json: bool) -> None:
+    """VM history, newest first."""
+    def body() -> None:
+        data = _client(ctx).history(owner=owner, os=os_key, since=since, until=until, page=page)
+        if as_json:
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+            return
+        from rich.table import Table
+        table = Table(title=f"page {data['page']}")
+        for col in ("name", "os", "owner", "state", "created", "lived (s)"):
+            table.add_column(col)
+        for d in data["items"]:
+            table.add_row(str(d.get("name", "")), str(d.get("os", "")),
+                          str(d.get("owner", d.get("username", ""))), str(d.get("state", "")),
+                          _when(d.get("created_time")), str(d.get("live_duration_secs", "-")))
+        _console().print(table)
+        if data.get("next_page"):
+            click.echo(f"more: --page {data['next_page']}")
+    _run(body)
+
+
+COMMANDS = [get, status, list_vms, release, extend, capacity, history]
+
+
+def add_options(group: click.Group) -> None:
+    """--url/--token/--timeout on the root command, for the client commands."""
+    def remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+        def cb(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+            if value is not None:
+                ctx.meta.setdefault("dynvm_client", {})[name] = value
+            return value
+        return cb
+    for name, kind, text in (("url", str, "dynvm URL (else DYNVM_URL)"),
+                             ("token", str, "API token (else DYNVM_TOKEN)"),
+                             ("timeout", float, "HTTP timeout in seconds")):
+        group.params.append(click.Option([f"--{name}"], type=kind, expose_value=False,
+                                         is_eager=True, callback=remember(name), help=text))
+    for cmd in COMMANDS:
+        group.add_command(cmd)
+

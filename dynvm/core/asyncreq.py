@@ -1,0 +1,318 @@
+"""Asynchronous VM requests (the v1 API): reserve now, answer at once, build in the background.
+
+Everything that can refuse a request (unknown OS, name taken, quota, no
+capacity) happens before the answer, so a 202 means the room is held. The
+build then runs in a thread of the process that accepted it, exactly like a
+legacy request: the request record, the reservations and the leases are in
+the store, so any worker or instance can report on it, and a process that
+dies mid-build leaves a `running` record that reconciliation cleans up.
+
+Cancelling works from any process: it sets a flag in the store (a lock named
+`cancel:<request id>`), which the building process polls; every VM built so
+far is then destroyed with its disks and every reservation given back.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from dynvm.config import Config, OsSpec
+from dynvm.core import progress, quota
+from dynvm.core.capacity import GIB
+from dynvm.core.context import Context
+from dynvm.core.model import NameInUse, NoCapacity, NotFound, ServersRequest, StoreDown
+from dynvm.core.placement import Slot, eligible_hosts, reserve
+from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
+from dynvm.core.release import names_for, release_lease
+from dynvm.core.servers import (
+    NAME_LOCK,
+    RESERVATION_SLACK_SECS,
+    check_request,
+    effective_spec,
+)
+from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
+
+log = logging.getLogger("dynvm.asyncreq")
+
+CANCEL_LOCK = "cancel:"
+CANCEL_POLL_SECS = 0.5
+API = "v1"
+
+# Request states as the v1 API shows them.
+RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED = (
+    "running", "done", "partial", "failed", "cancelled", "interrupted")
+STATES = frozenset({RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED})
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """A validated `POST /api/v1/requests` from `owner`."""
+
+    owner: str
+    os: str
+    count: int = 1
+    name: str | None = None
+    cpus: int | None = None
+    memory_gib: int | None = None
+    lease_minutes: int | None = None
+    labels: tuple[str, ...] = ()
+    host: int | None = None
+    all_or_none: bool = True
+    check_ssh: bool = False
+
+
+@dataclass
+class _Running:
+    """What the building thread needs."""
+
+    record: RequestRecord
+    req: NewRequest
+    spec: OsSpec
+    names: list[str]
+    slots: list[Slot]
+    expires: float
+    held_names: list[str] = field(default_factory=list)
+
+
+def _legacy_view(req: NewRequest) -> ServersRequest:
+    return ServersRequest(name=req.name or "v", count=req.count, os=req.os, cpus=req.cpus,
+                          mem_bytes=req.memory_gib * GIB if req.memory_gib else None,
+                          expires_in_minutes=req.lease_minutes,
+                          labels=frozenset(req.labels), xhostref=req.host,
+                          all_or_none=req.all_or_none, check_vms=req.check_ssh)
+
+
+def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecord:
+    """Check, hold names, quota and capacity, record; then build in the background.
+
+    Raises BadRequest, NameInUse, QuotaExceeded, NoCapacity or StoreDown,
+    having changed nothing. Returns the request record as first stored.
+    """
+    cfg = ctx.config()
+    sreq = _legacy_view(req)
+    check_request(cfg, sreq)
+    spec = effective_spec(cfg, sreq)
+    base = req.name or f"{req.os}-{secrets.token_hex(3)}{'-' if req.count > 1 else ''}"
+    names = names_for(base, req.count)
+    now = ctx.clock()
+    minutes = min(req.lease_minutes or cfg.default_expiry_minutes, cfg.expiry_minutes_max)
+    expires = now + minutes * 60
+    request_id = uuid.uuid4().hex
+    ttl = cfg.network_timeout_secs * 3 + RESERVATION_SLACK_SECS
+    record = RequestRecord(
+        id=request_id, name=base, os=req.os, count=req.count, instance=ctx.instance,
+        started=now, detail={
+            "api": API, "owner": req.owner, "names": names, "expires": expires,
+            "params": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in asdict(req).items() if k != "owner"},
+            "vms": {n: {"step": str(progress.Step.RESERVED), "since": round(now, 3)}
+                    for n in names}})
+    run = _Running(record, req, spec, names, [], expires)
+    try:
+        if req.name is not None:  # generated names are unique; chosen ones are claimed
+            _claim_names(ctx, run, ttl)
+        ctx.store.put_request(record)
+        _reserve(ctx, cfg, run, ttl)
+    except StoreUnavailable as exc:
+        _abandon(ctx, run, "failed", "the state store is unreachable")
+        raise StoreDown(f"the state store is unreachable, so capacity cannot be reserved "
+                        f"safely; try again shortly ({exc})") from exc
+    except Exception as exc:
+        _abandon(ctx, run, "failed", getattr(exc, "message", str(exc)))
+        raise
+    if start:
+        threading.Thread(target=_build, args=(ctx, run), daemon=True,
+                         name=f"dynvm-v1-{request_id[:8]}").start()
+    return record
+
+
+def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
+    for n in run.names:
+        if not ctx.store.acquire_leader(NAME_LOCK + n, run.record.id, ttl):
+            raise NameInUse(f"VM {n} is being created by another request")
+        run.held_names.append(n)
+    taken = [lease.name for n in run.names for lease in ctx.store.leases(name=n)
+             if lease.state not in (LEASE_READY, LEASE_RELEASING)]
+    if taken:
+        raise NameInUse(f"VM {taken[0]} already exists; release it or pick another name")
+
+
+def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
+    req, spec = run.req, run.spec
+    check = quota.check_for(cfg, req.owner, spec.vcpus, spec.memory_gib)
+    if check is not None:  # a clear answer before any room is taken
+        used = quota.usage(ctx.store, cfg, req.owner)
+        over = quota.exceeded(cfg, req.owner, used, req.count, spec.vcpus, spec.memory_gib)
+        if over is not None:
+            raise over
+    hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
+    slots, avail, down = reserve(ctx.store, cfg, hosts, spec, req.count, run.record.id,
+                                 ctx.view, vcpus=spec.vcpus, memory_gib=spec.memory_gib,
+                                 ttl=ttl, quota=check)
+    if len(slots) < req.count:
+        for s in slots:
+            release_slot(ctx, s)
+        # Another request of this owner may have taken the quota meanwhile: say so.
+        over = check and quota.exceeded(cfg, req.owner, quota.usage(ctx.store, cfg, req.owner),
+                                        req.count, spec.vcpus, spec.memory_gib)
+        if over:
+            raise over
+        where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
+        raise NoCapacity(f"No capacity is available! {req.count} {req.os} VM(s) asked, "
+                         f"{avail} available{where}")
+    run.slots = slots
+
+
+def _abandon(ctx: Context, run: _Running, state: str, reason: str) -> None:
+    try:
+        ctx.store.drop_reservations(run.record.id)  # none should be left; be sure
+        ctx.store.finish_request(run.record.id, state, {"error": reason})
+    except Exception:
+        log.exception("could not close request %s", run.record.id)
+    _free_names(ctx, run)
+
+
+def _free_names(ctx: Context, run: _Running) -> None:
+    for n in run.held_names:
+        try:
+            ctx.store.release_leader(NAME_LOCK + n, run.record.id)
+        except Exception:  # it lapses on its own
+            log.warning("could not free the name %s", n)
+    run.held_names = []
+
+
+def _watch_cancel(ctx: Context, request_id: str, cancel: threading.Event,
+                  done: threading.Event) -> None:
+    while not done.wait(CANCEL_POLL_SECS):
+        try:
+            if ctx.store.leader(CANCEL_LOCK + request_id) is not None:
+                cancel.set()
+                return
+        except Exception:  # the store may come back; keep building meanwhile
+            continue
+
+
+def _build(ctx: Context, run: _Running) -> None:
+    """The background half: build every VM, then settle the request's outcome."""
+    rid = run.record.id
+    req, spec = run.req, run.spec
+    cancel, done = threading.Event(), threading.Event()
+    threading.Thread(target=_watch_cancel, args=(ctx, rid, cancel, done), daemon=True,
+                     name=f"dynvm-v1-cancel-{rid[:8]}").start()
+    mem_bytes = spec.memory_gib * GIB
+    jobs = [Job(name=n, owner=req.owner, request_id=rid, slot=s, spec=spec,
+                memory_bytes=mem_bytes, expires=run.expires, labels=sorted(req.labels),
+                network_id=None, check_vms=req.check_ssh,
+                size_overridden=(req.cpus is not None, req.memory_gib is not None))
+            for n, s in zip(run.names, run.slots, strict=True)]
+    built: list[Built] = []
+    failed: list[tuple[str, str]] = []
+    try:
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 64),
+                                thread_name_prefix="dynvm-v1-build") as pool:
+            futures = {pool.submit(build_one, ctx, job, cancel): job for job in jobs}
+            for fut, job in futures.items():
+                try:
+                    b = fut.result()
+                    built.append(b)
+                    _record_size(ctx, b, spec)
+                except Exception as exc:
+                    reason = "cancelled" if cancel.is_set() else str(exc)
+                    if not isinstance(exc, BuildFailed):
+                        log.exception("building %s", job.name)
+                    failed.append((job.name, reason))
+                    release_slot(ctx, job.slot)
+                    progress.note(ctx, rid, job.name, progress.Step.FAILED, reason=reason)
+        if cancel.is_set() or ctx.store.leader(CANCEL_LOCK + rid) is not None:
+            _rollback(ctx, rid, built, "cancelled")
+            state = CANCELLED
+        elif failed and (req.all_or_none or not built):
+            _rollback(ctx, rid, built, "rollback: all-or-none request failed")
+            state = FAILED
+        else:
+            state = PARTIAL if failed else DONE
+        if state in (CANCELLED, FAILED):
+            ctx.store.drop_reservations(rid)
+        ctx.store.finish_request(rid, state, {"failed": failed})
+    except Exception as exc:
+        log.exception("request %s", rid)
+        try:
+            _rollback(ctx, rid, built, "rollback: internal error")
+            ctx.store.finish_request(rid, FAILED, {"error": f"internal error: {exc!r}"})
+        except Exception:  # reconciliation finishes what is left once this process is gone
+            log.exception("could not settle request %s", rid)
+    finally:
+        done.set()
+        _free_names(ctx, run)
+
+
+def _record_size(ctx: Context, b: Built, spec: OsSpec) -> None:
+    """The lease carries its size, so the owner's quota counts what it really holds."""
+    try:
+        lease = ctx.store.get_lease(b.vm_uuid)
+        if lease is not None:
+            ctx.store.update_lease(b.vm_uuid, extra={**lease.extra, "vcpus": spec.vcpus,
+                                                     "memory_gib": spec.memory_gib})
+    except Exception:  # the OS's configured size is counted instead
+        log.warning("could not record the size of %s", b.name)
+
+
+def _rollback(ctx: Context, rid: str, built: list[Built], reason: str) -> None:
+    for b in built:
+        try:
+            lease = ctx.store.get_lease(b.vm_uuid) or b.lease
+            release_lease(ctx, lease, reason=reason)
+        except Exception:
+            log.exception("rollback of %s failed", b.name)
+        progress.note(ctx, rid, b.name, progress.Step.FAILED, reason=reason)
+
+
+# -- reading and cancelling ---------------------------------------------------------------
+
+def get(ctx: Context, request_id: str) -> RequestRecord:
+    rec = ctx.store.get_request(request_id) if _plausible(request_id) else None
+    if rec is None or rec.detail.get("api") != API:
+        raise NotFound(f"no request {request_id}")
+    return rec
+
+
+def _plausible(request_id: str) -> bool:
+    return 0 < len(request_id) <= 64 and request_id.isascii() and request_id.isalnum()
+
+
+def wait(ctx: Context, request_id: str, secs: float, poll: float = 0.2) -> RequestRecord:
+    """Long poll: the record once it changes or finishes, or as it is after `secs`."""
+    first = get(ctx, request_id)
+    deadline = time.monotonic() + secs
+    rec = first
+    while rec.state == RUNNING and time.monotonic() < deadline:
+        time.sleep(min(poll, max(deadline - time.monotonic(), 0)))  # polling the store
+        rec = get(ctx, request_id)
+        if rec.detail != first.detail:
+            break
+    return rec
+
+
+def cancel(ctx: Context, request_id: str) -> RequestRecord:
+    """Cancel a running request (its builder destroys what it built), or release a done one."""
+    rec = get(ctx, request_id)
+    if rec.state == RUNNING:
+        ctx.store.acquire_leader(CANCEL_LOCK + request_id, "cancel",
+                                 ttl=ctx.config().network_timeout_secs * 3 + RESERVATION_SLACK_SECS)
+        return rec
+    for lease in ctx.store.leases():
+        if lease.request_id == request_id and lease.state not in (LEASE_READY, LEASE_RELEASING):
+            release_lease(ctx, lease, reason="cancelled")
+    if rec.state in (DONE, PARTIAL):
+        ctx.store.finish_request(request_id, CANCELLED, {})
+    return get(ctx, request_id)
+
+
+def cancelling(ctx: Context, request_id: str) -> bool:
+    return ctx.store.leader(CANCEL_LOCK + request_id) is not None

@@ -1,0 +1,116 @@
+"""VMs as their owners see them: listing, releasing and extending with ownership checks.
+
+A VM belongs to the lease's owner: the token owner whose request built it.
+Only that owner or an admin may see (through v1), release or extend it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from dynvm.core.context import Context
+from dynvm.core.model import BadRequest, DynvmError, NotFound, StoreDown
+from dynvm.core.ports import TAG_EXPIRES
+from dynvm.core.release import release_lease
+from dynvm.store.base import LEASE_READY, Lease, StoreUnavailable
+
+log = logging.getLogger("dynvm.vms")
+
+
+class Forbidden(DynvmError):
+    """The caller may not act on that VM: 403."""
+
+    status = 403
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a token's owner, and whether it is an admin token."""
+
+    owner: str
+    admin: bool = False
+
+    def may(self, lease: Lease) -> bool:
+        return self.admin or lease.owner == self.owner
+
+
+def listing(ctx: Context, caller: Caller, *, owner: str | None = None, os: str | None = None,
+            host: int | None = None, state: str | None = None) -> list[Lease]:
+    """Handed-out VMs the caller may see, filtered; warm-pool VMs are never listed."""
+    try:
+        leases = ctx.store.leases(os=os, state=state)
+    except StoreUnavailable as exc:
+        raise StoreDown(f"the state store is unreachable ({exc})") from exc
+    out = [lease for lease in leases
+           if lease.state != LEASE_READY and caller.may(lease)
+           and (owner is None or lease.owner == owner)
+           and (host is None or lease.host_ref == host)]
+    return sorted(out, key=lambda lease: (lease.name, lease.vm_uuid))
+
+
+def find(ctx: Context, caller: Caller, name: str) -> Lease:
+    """The VM named `name` the caller may see; NotFound otherwise (others' VMs stay hidden)."""
+    try:
+        leases = ctx.store.leases(name=name)
+    except StoreUnavailable as exc:
+        raise StoreDown(f"the state store is unreachable ({exc})") from exc
+    for lease in leases:
+        if lease.state != LEASE_READY and caller.may(lease):
+            return lease
+    raise NotFound(f"no VM named {name}")
+
+
+def release(ctx: Context, caller: Caller, name: str) -> Lease:
+    lease = find(ctx, caller, name)
+    try:
+        if not release_lease(ctx, lease, reason=f"released by {caller.owner}"):
+            raise NotFound(f"VM {name} is already being released")
+    except StoreUnavailable as exc:
+        raise StoreDown(f"the state store is unreachable ({exc})") from exc
+    return lease
+
+
+def extend(ctx: Context, caller: Caller, name: str, minutes: int) -> Lease:
+    """Move the expiry to now + minutes, at most the configured maximum lease."""
+    cfg = ctx.config()
+    if minutes > cfg.expiry_minutes_max:
+        raise BadRequest(f"minutes {minutes} is more than the maximum lease "
+                         f"({cfg.expiry_minutes_max} minutes)")
+    lease = find(ctx, caller, name)
+    expires = ctx.clock() + minutes * 60
+    changed = ctx.store.update_lease(lease.vm_uuid, expires=expires)
+    if changed is None:
+        raise NotFound(f"no VM named {name}")
+    ctx.store.update_history(lease.vm_uuid, {"expired_time": int(expires)})
+    host = cfg.hosts.get(lease.host_ref)
+    if host is not None:
+        try:
+            ctx.pool(host).update(lease.vm_uuid, tags={TAG_EXPIRES: str(int(expires))})
+        except Exception:  # the lease is the record; the tag only helps during outages
+            log.warning("could not retag %s with its new expiry", lease.name)
+    return changed
+
+
+def doc_owner(doc: dict) -> str:
+    """Who a history document's VM belonged to (`username` in documents before `owner`)."""
+    return str(doc.get("owner", doc.get("username", "")))
+
+
+def history_page(ctx: Context, caller: Caller, *, owner: str | None, os: str | None,
+                 since: float | None, until: float | None, page: int,
+                 per_page: int) -> tuple[list[dict], bool]:
+    """History documents the caller may read (its own, or all for admins), newest first."""
+    if not caller.admin:
+        if owner is not None and owner != caller.owner:
+            return [], False
+        owner = caller.owner
+    docs = [d for d in ctx.store.history(limit=5000)
+            if (owner is None or doc_owner(d) == owner)
+            and (os is None or d.get("os") == os)
+            and (since is None or float(d.get("created_time") or 0) >= since)
+            and (until is None or float(d.get("created_time") or 0) < until)]
+    start = (page - 1) * per_page
+    return docs[start:start + per_page], len(docs) > start + per_page
+
+
