@@ -35,6 +35,7 @@ from dynvm.core.servers import (
     RESERVATION_SLACK_SECS,
     check_request,
     effective_spec,
+    with_overrides,
 )
 from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
 
@@ -153,7 +154,8 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
             raise over
     hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
     slots, avail, down = reserve(ctx.store, cfg, hosts, spec, req.count, run.record.id,
-                                 ctx.view, vcpus=spec.vcpus, memory_gib=spec.memory_gib,
+                                 # None: each host's own <os>.* sizes, as for the legacy API
+                                 ctx.view, vcpus=req.cpus, memory_gib=req.memory_gib,
                                  ttl=ttl, quota=check)
     if len(slots) < req.count:
         for s in slots:
@@ -201,13 +203,15 @@ def _watch_cancel(ctx: Context, request_id: str, cancel: threading.Event,
 def _build(ctx: Context, run: _Running) -> None:
     """The background half: build every VM, then settle the request's outcome."""
     rid = run.record.id
-    req, spec = run.req, run.spec
+    req = run.req
     cancel, done = threading.Event(), threading.Event()
     threading.Thread(target=_watch_cancel, args=(ctx, rid, cancel, done), daemon=True,
                      name=f"dynvm-v1-cancel-{rid[:8]}").start()
-    mem_bytes = spec.memory_gib * GIB
-    jobs = [Job(name=n, owner=req.owner, request_id=rid, slot=s, spec=spec,
-                memory_bytes=mem_bytes, expires=run.expires, labels=sorted(req.labels),
+    sreq = _legacy_view(req)
+    jobs = [Job(name=n, owner=req.owner, request_id=rid, slot=s,
+                spec=with_overrides(s.host.os[req.os], sreq),  # that host's template and sizes
+                memory_bytes=int(s.reservation.memory_gib * GIB), expires=run.expires,
+                labels=sorted(req.labels),
                 network_id=None, check_vms=req.check_ssh,
                 size_overridden=(req.cpus is not None, req.memory_gib is not None))
             for n, s in zip(run.names, run.slots, strict=True)]
@@ -221,7 +225,7 @@ def _build(ctx: Context, run: _Running) -> None:
                 try:
                     b = fut.result()
                     built.append(b)
-                    _record_size(ctx, b, spec)
+                    _record_size(ctx, b, job.spec)
                 except Exception as exc:
                     reason = "cancelled" if cancel.is_set() else str(exc)
                     if not isinstance(exc, BuildFailed):
