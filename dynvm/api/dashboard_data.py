@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynvm.core import progress, servers, warmpool
 from dynvm.core.capacity import host_key, slots_on, vm_os
+from dynvm.core.maintenance.state import placement_blocked
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, PoolView
 from dynvm.store.base import (
@@ -55,6 +56,8 @@ class Snapshot:
     leases: list[Lease]
     now: float
     reservations: list[Reservation] = field(default_factory=list)
+    # Pools drained ("<N>") and member hosts in maintenance ("<N>/<uuid>") in the store.
+    blocked: frozenset[str] = frozenset()
     _slots: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict, repr=False)
     _by_host: dict[str, list[Reservation]] = field(default_factory=dict, repr=False)
 
@@ -76,7 +79,11 @@ class Snapshot:
             reservations = svc.ctx.store.reservations()
         except StoreError:
             reservations = []
-        return cls(cfg, views, errors, leases, svc.ctx.clock(), reservations)
+        try:
+            blocked = placement_blocked(svc.ctx.store)
+        except StoreError:
+            blocked = frozenset()
+        return cls(cfg, views, errors, leases, svc.ctx.clock(), reservations, blocked)
 
     def slots(self, ref: int, os_key: str) -> dict[str, int]:
         """Free VM slots of `os_key` per member host of pool `ref`, computed once."""
@@ -91,6 +98,15 @@ class Snapshot:
                                                  self._by_host.get(host_key(ref, m.uuid), []))
                                 for m in view.hosts}
         return self._slots[key]
+
+
+def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> str:
+    """As an operator names it: maintenance first (it explains a disabled host)."""
+    if in_maintenance:
+        return "in maintenance"
+    if not enabled:
+        return "disabled"
+    return "drained" if drained else "up"
 
 
 def _gib(n: float) -> float:
@@ -115,19 +131,21 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
                         available={o: 0 for o in sorted(hc.os)})
             pools.append(pool)
             continue
-        pool.update(state="drained" if hc.drain else "up", error="",
+        drained = hc.drain or str(hc.ref) in snap.blocked
+        pool.update(state="drained" if drained else "up", error="",
                     view_age_secs=round(view.age_secs, 2))
         slots: dict[str, dict[str, int]] = defaultdict(dict)
         for o in sorted(hc.os):
             for member_uuid, n in snap.slots(hc.ref, o).items():
-                slots[member_uuid][o] = 0 if hc.drain else n
+                out = drained or f"{hc.ref}/{member_uuid}" in snap.blocked
+                slots[member_uuid][o] = 0 if out else n
         for m in sorted(view.hosts, key=lambda m: m.name_label):
             running = view.running_on(m.uuid)
             disk_total = sum(size for size, _ in m.srs.values())
             disk_used = sum(used for _, used in m.srs.values())
             member = {
                 "name": m.name_label, "uuid": m.uuid, "address": m.address,
-                "state": "disabled" if not m.enabled else ("drained" if hc.drain else "up"),
+                "state": _member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained),
                 "vms": len(running),
                 "vcpus_used": sum(v.vcpus_max for v in running), "cpu_count": m.cpu_count,
                 "memory_total": m.memory_total, "memory_free": m.memory_free,

@@ -7,6 +7,7 @@ import io
 import json
 
 from dynvm.api import dashboard_data as data
+from dynvm.core.maintenance import state
 
 
 def test_dashboard_shows_leased_vms_with_owner_and_expiry(client, service) -> None:
@@ -159,3 +160,22 @@ def test_xenapi_errors_counted_by_code_and_failed_request_shown(client, service,
     (req,) = [x for x in client.get("/ui/api/requests").get_json()["recent"] if x["id"] == rid]
     assert req["state"] == "failed" and "SR_BACKEND_FAILURE_44" in req["reason"]
     assert [v["step"] for v in req["vms"]] == ["failed"]
+
+
+def test_host_in_maintenance_is_shown_and_counted_as_placement_does(client, service) -> None:
+    pool = client.get("/ui/api/hosts").get_json()["pools"][0]
+    member = pool["members"][0]
+    key = f"{pool['ref']}/{member['uuid']}"
+    state.set_in_maintenance(service.ctx.store, key, True, run="test")
+    try:
+        after = client.get("/ui/api/hosts").get_json()["pools"][0]
+        (shown,) = [m for m in after["members"] if m["uuid"] == member["uuid"]]
+        assert shown["state"] == "in maintenance"
+        assert set(shown["available"].values()) <= {0}
+        assert 'class="badge in maintenance"' in client.get("/").text
+        for os_key, c in client.get("/ui/api/capacity").get_json()["os"].items():
+            assert int(client.get(f"/getavailablecount/{os_key}").text) == c["available"]
+    finally:
+        state.set_in_maintenance(service.ctx.store, key, False)
+    back = client.get("/ui/api/hosts").get_json()["pools"][0]
+    assert next(m for m in back["members"] if m["uuid"] == member["uuid"])["state"] == "up"
