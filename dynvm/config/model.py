@@ -1,0 +1,136 @@
+"""The configuration as every other layer reads it: frozen dataclasses, no parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OsSpec:
+    key: str  # e.g. "centos", "windows"
+    template: str  # exact template name_label
+    vcpus: int
+    memory_gib: int
+    disk_gib: int
+
+    @property
+    def is_windows(self) -> bool:
+        return self.key.startswith("win")
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    ref: int  # N of [xenhostN]
+    name: str  # host.name as written: "10.1.2.3", "host:port" or a URL
+    url: str  # normalised XAPI URL, "https://10.1.2.3" or "http://127.0.0.1:9001"
+    user: str
+    password: str = field(repr=False)
+    storage_name: str
+    labels: frozenset[str] = frozenset()
+    network_id: str | None = None  # PIF device (e.g. "eth1") whose network VMs join
+    template_networks: dict[str, str] = field(default_factory=dict)  # <os>.template.network
+    vms_max: dict[str, int] = field(default_factory=dict)  # host.vms.max.<os>
+    os: dict[str, OsSpec] = field(default_factory=dict)  # OSes this host can serve
+    verify_tls: bool = True  # host.tls.verify
+    drain: bool = False  # host.drain: no new VMs here; running ones live out their leases
+    ca_file: str | None = None  # host.tls.ca
+    connect_timeout: float = 5.0  # host.timeout.connect.secs
+    call_timeout: float = 60.0  # host.timeout.call.secs
+
+
+@dataclass(frozen=True)
+class CouchbaseConfig:
+    server: str  # "127.0.0.1" or a couchbase:// connection string
+    bucket: str
+    username: str
+    password: str = field(repr=False)
+    scope: str = "_default"
+    collection: str = "_default"
+
+
+@dataclass(frozen=True)
+class StaticPoolConfig:
+    """The seed's `static.*` keys: the bucket of the static server pools (`pools=`)."""
+
+    server: str
+    bucket: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class GuestLogin:
+    """`vm.<linux|windows>.username/password`: how `checkvms` logs in to a new VM."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    backend: str = "sqlite"  # sqlite | couchbase
+    sqlite_path: str = ".dynvm/dynvm.sqlite"
+    outbox_path: str = ".dynvm/outbox.sqlite"
+    couchbase: CouchbaseConfig | None = None
+    static_pool: StaticPoolConfig | None = None  # [couchbase] static.*
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """[pool <os>]: warm VMs kept ready for one OS."""
+
+    os: str
+    ready: int
+    labels: frozenset[str] = frozenset()
+    ttl_minutes: int = 240
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """[auth]: who needs a token where, and how failed attempts are slowed down."""
+
+    legacy: str = "open"  # open | mutating | all: legacy routes that need a token
+    fail_limit: int = 20  # failed authentications per client address per window
+    fail_window_secs: int = 60
+
+
+@dataclass(frozen=True)
+class QuotaLimits:
+    """[quota <owner>] (or [quota] for everyone else); None means no limit."""
+
+    vms: int | None = None
+    vcpus: int | None = None
+    memory_gib: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    hosts: dict[int, HostConfig]
+    store: StoreConfig = field(default_factory=StoreConfig)
+    pools: dict[str, PoolConfig] = field(default_factory=dict)
+    expiry_minutes_max: int = 720  # vm.expiry.minutes
+    default_expiry_minutes: int = 1440  # before the cap
+    network_timeout_secs: int = 400  # vm.network.timeout.secs
+    per_host_parallel: int = 4  # vm.parallel.per.host
+    ssh_port: int = 22  # vm.ssh.port, for checkvms
+    inventory_cache: bool = True  # inventory.cache: false reads XenServer on every request
+    leader_ttl_secs: float = 10.0  # background.leader.ttl.secs: takeover time if the leader dies
+    linux_login: GuestLogin | None = None  # vm.linux.username/password
+    windows_login: GuestLogin | None = None  # vm.windows.username/password
+    source: str | None = None  # file it came from
+    warnings: tuple[str, ...] = ()  # accepted but suspicious, logged at WARNING
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    quotas: dict[str, QuotaLimits] = field(default_factory=dict)  # owner -> limits
+    default_quota: QuotaLimits = field(default_factory=QuotaLimits)
+
+    def quota_for(self, owner: str) -> QuotaLimits:
+        return self.quotas.get(owner, self.default_quota)
+
+    def guest_login(self, os_key: str) -> GuestLogin | None:
+        """The SSH login of a guest of this OS (the seed: windows, else linux)."""
+        return self.windows_login if os_key.startswith("win") else self.linux_login
+
+    @property
+    def served_os(self) -> frozenset[str]:
+        """Every OS key at least one host has a template for."""
+        return frozenset(k for h in self.hosts.values() for k in h.os)
