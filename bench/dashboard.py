@@ -19,10 +19,11 @@ from pathlib import Path
 
 import requests
 
-from bench.harness import percentile, served
+from bench.harness import percentile
 from dynvm.config import load_config
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
+from tests.support.harness import served
 
 ROUTES = ("/", "/ui/fragments", "/ui/api/hosts", "/ui/api/vms", "/ui/api/requests",
           "/ui/api/history?per_page=50", "/ui/api/history?owner=job7&os=centos",

@@ -1,88 +1,11 @@
-"""Running dynvm for real (gunicorn processes) and loading it, for benchmarks and tests."""
+"""Loading a running dynvm and summing up latencies, for benchmarks."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import requests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition",
-               interval: float = 0.02):
-    """Poll a condition with a deadline; returns its first truthy value.
-
-    For things that are asynchronous by design (a boot, a background loop),
-    never to paper over a race.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-@contextlib.contextmanager
-def served(ini: Path, workers: int = 2, log: Path | None = None,
-           threads: int | None = None,
-           ready_secs: float = 300.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`dynvm serve` as a real gunicorn process group; yields (base URL, process).
-
-    Yields once /health answers: workers read every pool before they accept,
-    which takes seconds on a big farm, so a slow answer means "not yet", and
-    only `ready_secs` without any answer (or the process exiting) is a failure.
-    """
-    port = free_port()
-    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
-    cmd = [sys.executable, "-m", "dynvm", "serve", "--config", str(ini),
-           "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            detail = log.read_text() if log else ""
-            raise AssertionError(f"dynvm serve exited with {proc.returncode}: {detail}")
-        try:
-            return requests.get(base + "/health", timeout=30).status_code in (200, 503)
-        except (requests.ConnectionError, requests.Timeout):  # a worker still warming up
-            return False
-
-    try:
-        wait_until(up, timeout=ready_secs, what="dynvm serve to answer /health", interval=0.1)
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if log:
-            out.close()
 
 
 def percentile(values: list[float], q: float) -> float:

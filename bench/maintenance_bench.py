@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.maintenance_pool import maintenance_pool
 from dynvm.core.maintenance.plan import (
     GIB,
     Plan,
@@ -29,6 +28,7 @@ from dynvm.core.maintenance.plan import (
     plan_reboot,
     simulated_secs,
 )
+from tests.support.maintenance_pool import maintenance_pool
 
 NOW = 1_000_000.0
 
@@ -106,13 +106,13 @@ def main() -> None:
 
 def measure(parallel: int, speed: float) -> tuple[float, int, float]:
     """A real rolling reboot on the simulator: (simulated seconds, migrations, GiB moved)."""
-    from bench.maintenance_pool import SHARED_SR
     from dynvm.core.background import Timings
     from dynvm.core.maintenance.ops import rolling_reboot
     from dynvm.core.maintenance.runner import Options
     from dynvm.core.model import ServersRequest
     from dynvm.sim import Farm
     from dynvm.wiring import build_service
+    from tests.support.maintenance_pool import SHARED_SR
 
     tmp = Path(tempfile.mkdtemp(prefix="dynvm-maint-bench-"))
     farm = Farm([("pool1", maintenance_pool())], speed=speed).start()

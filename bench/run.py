@@ -23,11 +23,12 @@ from pathlib import Path
 
 import requests
 
-from bench.harness import load, percentile, served, wait_until
+from bench.harness import load, percentile
 from dynvm.config import load_config
 from dynvm.sim import Farm, Timing
 from dynvm.store.base import LEASE_READY
 from dynvm.store.factory import open_store
+from tests.support.harness import served, wait_until
 
 WARM_OS = "centos"
 COLD_OS = "centos7"  # no warm pool for it, so its requests are always built

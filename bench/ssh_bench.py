@@ -12,9 +12,10 @@ import socket
 import statistics
 import time
 
-from bench.harness import free_port, percentile
+from bench.harness import percentile
 from dynvm.core.sshcheck import ssh_login
 from dynvm.sim.guests import GuestPorts
+from tests.support.harness import free_port
 
 GUEST = "127.16.251.7"
 

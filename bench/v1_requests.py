@@ -19,11 +19,12 @@ from pathlib import Path
 import requests
 import XenAPI
 
-from bench.harness import percentile, served, wait_until
+from bench.harness import percentile
 from bench.run import realistic
 from dynvm.core import tokens
 from dynvm.sim import Farm
 from dynvm.store.sqlite import SqliteStore
+from tests.support.harness import served, wait_until
 
 COUNT = 10
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import wait_until
 from dynvm.api import create_app
 from dynvm.config import ConfigError, parse_config
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
+from tests.support.harness import wait_until
 
 SECRET = "hunter2-Zq9"
 

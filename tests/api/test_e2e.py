@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from bench.harness import wait_until
 from dynvm.api import create_app
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
 from tests.api.test_jenkins import PIPELINE, PIPELINE_JSON_TOOL, assert_ips, run_pipeline
 from tests.api.test_validation import BAD_REQUESTS
+from tests.support.harness import wait_until
 
 IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 SPEED = 200.0

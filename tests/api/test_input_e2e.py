@@ -16,7 +16,6 @@ import pytest
 import XenAPI
 from flask.testing import FlaskClient
 
-from bench.harness import wait_until
 from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
 from dynvm.core.service import Dynvm
@@ -24,6 +23,7 @@ from dynvm.sim import Farm
 from dynvm.store.factory import open_store
 from dynvm.wiring import build_service
 from dynvm.xen import open_pool
+from tests.support.harness import wait_until
 
 GIB = 1 << 30
 SPEED = 200.0

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import XenAPI
 
-from bench.harness import free_port, served, wait_until  # noqa: F401 (re-exported)
 from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
+from tests.support.harness import free_port, served, wait_until  # noqa: F401 (re-exported)
 
 FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5)
 SPEED = 200.0

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.harness import served, wait_until
 from dynvm.core.progress import Step
 from dynvm.sim import Farm
 from tests.service.conftest import write_ini
+from tests.support.harness import served, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -102,10 +102,10 @@ def test_health_live_and_ready(client, service) -> None:
 
 
 def test_ready_fails_when_no_host_answers(tmp_path, farm) -> None:
-    from bench.harness import free_port
     from dynvm.api import create_app
     from dynvm.wiring import build_service
     from tests.service.conftest import FAST, write_ini
+    from tests.support.harness import free_port
 
     dead = free_port()
     ini = write_ini(tmp_path, farm, hosts=(

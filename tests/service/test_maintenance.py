@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.maintenance_pool import SHARED_SR, maintenance_pool
 from dynvm.cli import main
 from dynvm.core.capacity import host_key
 from dynvm.core.maintenance import state as S
@@ -22,6 +21,7 @@ from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, SPEED, write_ini
+from tests.support.maintenance_pool import SHARED_SR, maintenance_pool
 
 READ_PREFIXES = ("session.", "event.")
 

@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 import XenAPI
 
-from bench.harness import wait_until
-from bench.maintenance_pool import SHARED_SR, maintenance_pool
 from dynvm.core.capacity import host_key
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.ops import rolling_reboot
@@ -31,6 +29,8 @@ from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, SPEED, write_ini
+from tests.support.harness import wait_until
+from tests.support.maintenance_pool import SHARED_SR, maintenance_pool
 
 HA_CONFIG = {"timeout": "180"}
 

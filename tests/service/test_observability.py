@@ -19,10 +19,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import served, wait_until
 from dynvm.core import trace
 from dynvm.logsetup import JsonFormatter, dict_config
 from tests.service.conftest import FarmProbe, write_ini
+from tests.support.harness import served, wait_until
 
 pytestmark = pytest.mark.slow
 

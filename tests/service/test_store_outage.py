@@ -15,11 +15,11 @@ import pytest
 from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
 from dynvm.core.service import Dynvm
-from dynvm.store.cb_standin import StandInCollection
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.outbox import ResilientStore
 from dynvm.xen import open_pool
 from tests.service.conftest import FAST, wait_until, write_ini
+from tests.support.cb_standin import StandInCollection
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import XenAPI
 
-from bench.harness import wait_until
 from dynvm.sim import Farm, Timing
+from tests.support.harness import wait_until
 
 USER, PASSWORD = "root", "xenroot"
 

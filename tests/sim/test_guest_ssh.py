@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import XenAPI
 
-from bench.harness import free_port, wait_until
 from dynvm.core.sshcheck import LoginRefused, ssh_login
 from dynvm.sim.guests import GuestPorts
+from tests.support.harness import free_port, wait_until
 
 GUEST_IP = "127.16.250.9"
 

@@ -15,9 +15,9 @@ import pytest
 
 from dynvm.config import CouchbaseConfig
 from dynvm.store.base import Store
-from dynvm.store.cb_standin import StandInCollection
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.sqlite import SqliteStore
+from tests.support.cb_standin import StandInCollection
 
 
 def real_couchbase_config() -> CouchbaseConfig | None:

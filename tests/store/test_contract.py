@@ -6,7 +6,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.harness import wait_until
 from dynvm.store.base import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
@@ -17,6 +16,7 @@ from dynvm.store.base import (
     Store,
 )
 from tests.store.helpers import capped, make_lease, make_resv
+from tests.support.harness import wait_until
 
 # -- history ---------------------------------------------------------------------------
 

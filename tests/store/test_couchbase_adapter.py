@@ -15,11 +15,11 @@ from couchbase.exceptions import (
 )
 from couchbase.options import InsertOptions, RemoveOptions, ReplaceOptions
 
-from bench.harness import wait_until
 from dynvm.store.base import LEASE_ACTIVE, Conflict, StoreUnavailable
-from dynvm.store.cb_standin import StandInCollection
 from dynvm.store.couchbase import CouchbaseStore, connection_string
 from tests.store.helpers import capped, make_lease, make_resv
+from tests.support.cb_standin import StandInCollection
+from tests.support.harness import wait_until
 
 # -- the stand-in itself behaves like the server ---------------------------------------------
 

@@ -8,8 +8,8 @@ import pytest
 
 from dynvm.store import ResilientStore
 from dynvm.store.base import Store, StoreUnavailable
-from dynvm.store.cb_standin import StandInCollection
 from dynvm.store.couchbase import CouchbaseStore
+from tests.support.cb_standin import StandInCollection
 
 
 def test_first_id_is_kept(store: Store) -> None:

@@ -12,10 +12,10 @@ from dynvm.store.base import (
     RequestRecord,
     StoreUnavailable,
 )
-from dynvm.store.cb_standin import StandInCollection
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.sqlite import SqliteStore
 from tests.store.helpers import capped, make_lease, make_resv
+from tests.support.cb_standin import StandInCollection
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import pytest
 
 from dynvm.config import CouchbaseConfig, StaticPoolConfig, StoreConfig
 from dynvm.core.staticpool import static_doc
-from dynvm.store.cb_standin import StandInCollection
 from dynvm.store.static_pool import SqliteStaticPools, open_static_pools
 from dynvm.store.static_pool_cb import CouchbaseStaticPools
+from tests.support.cb_standin import StandInCollection
 
 HISTORY = {"ipaddr": "10.0.0.7", "origin": "xen-a", "os": "centos7", "memory": "4294967296",
            "os_version": "CentOS Linux release 7.9.2009 (Core)", "name": "job1"}
