@@ -138,6 +138,14 @@ vm.ssh.port=2222
     assert (cfg.network_timeout_secs, cfg.per_host_parallel, cfg.ssh_port) == (90, 2, 2222)
 
 
+def test_reservation_ttl_follows_the_network_wait() -> None:
+    """Reservations, name claims and cancel marks of a dead builder lapse after three
+    network waits and the slack: a longer network wait keeps them longer."""
+    assert parse_config(host()).reservation_ttl_secs == 400 * 3 + 900
+    cfg = parse_config("[common]\nvm.network.timeout.secs=90\n" + host())
+    assert cfg.reservation_ttl_secs == 90 * 3 + 900
+
+
 @pytest.mark.parametrize(
     ("os_key", "expected"),
     [("windows", (12, 6, 71)), ("win2019", (12, 6, 71)), ("ubuntu", (8, 4, 35)),

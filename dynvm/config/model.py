@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+RESERVATION_SLACK_SECS = 900.0  # clone and boot time on top of the network waits
+
 
 @dataclass(frozen=True)
 class OsSpec:
@@ -134,3 +136,9 @@ class Config:
     def served_os(self) -> frozenset[str]:
         """Every OS key at least one host has a template for."""
         return frozenset(k for h in self.hosts.values() for k in h.os)
+
+    @property
+    def reservation_ttl_secs(self) -> float:
+        """How long a reservation, name claim or cancel mark outlives a builder that died
+        (three network waits and the slack), so a crash never holds room for good."""
+        return self.network_timeout_secs * 3 + RESERVATION_SLACK_SECS

@@ -32,7 +32,6 @@ from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_
 from dynvm.core.release import names_for, release_lease
 from dynvm.core.servers import (
     NAME_LOCK,
-    RESERVATION_SLACK_SECS,
     check_request,
     effective_spec,
     with_overrides,
@@ -105,7 +104,7 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
     minutes = min(req.lease_minutes or cfg.default_expiry_minutes, cfg.expiry_minutes_max)
     expires = now + minutes * 60
     request_id = uuid.uuid4().hex
-    ttl = cfg.network_timeout_secs * 3 + RESERVATION_SLACK_SECS
+    ttl = cfg.reservation_ttl_secs
     record = RequestRecord(
         id=request_id, name=base, os=req.os, count=req.count, instance=ctx.instance,
         started=now, detail={
@@ -308,7 +307,7 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
     rec = get(ctx, request_id)
     if rec.state == RUNNING:
         ctx.store.acquire_leader(CANCEL_LOCK + request_id, "cancel",
-                                 ttl=ctx.config().network_timeout_secs * 3 + RESERVATION_SLACK_SECS)
+                                 ttl=ctx.config().reservation_ttl_secs)
         return rec
     for lease in ctx.store.leases():
         if lease.request_id == request_id and lease.state not in (LEASE_READY, LEASE_RELEASING):

@@ -41,7 +41,6 @@ from dynvm.store.base import (
 
 log = logging.getLogger("dynvm.servers")
 
-RESERVATION_SLACK_SECS = 900.0
 RETRY_ROUNDS = 3  # a failed VM is tried on at most this many more member hosts
 NAME_LOCK = "name:"
 
@@ -66,8 +65,8 @@ def with_overrides(spec: OsSpec, req: ServersRequest) -> OsSpec:
     return spec
 
 
-def served_os(cfg: Config) -> set[str]:
-    return {k for h in cfg.hosts.values() for k in h.os}
+def served_os(cfg: Config) -> frozenset[str]:
+    return cfg.served_os
 
 
 def check_request(cfg: Config, req: ServersRequest) -> None:
@@ -93,7 +92,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     minutes = req.expires_in_minutes or cfg.default_expiry_minutes
     expires = now + min(minutes, cfg.expiry_minutes_max) * 60
     request_id = _request_id(ctx)
-    ttl = cfg.network_timeout_secs * 3 + RESERVATION_SLACK_SECS
+    ttl = cfg.reservation_ttl_secs
     held: list[str] = []
     try:
         # Names are claimed in the store, so two requests racing for one name

@@ -86,7 +86,7 @@ class Dynvm:
             self.background.ensure_started()
         return self.config()
 
-    def os_keys(self) -> set[str]:
+    def os_keys(self) -> frozenset[str]:
         return servers.served_os(self.config())
 
     def host_refs(self) -> set[int]:

@@ -172,7 +172,7 @@ class Filler:
         slots, _avail, _down = reserve(
             self.ctx.store, cfg, hosts, spec, want, request_id, self.ctx.view,
             vcpus=spec.vcpus, memory_gib=spec.memory_gib,
-            ttl=cfg.network_timeout_secs * 3 + 900)
+            ttl=cfg.reservation_ttl_secs)
         if not slots:
             return
         self.ctx.store.put_request(RequestRecord(
