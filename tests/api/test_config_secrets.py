@@ -14,6 +14,7 @@ from dynvm.config import ConfigError, parse_config
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
 from tests.support.harness import wait_until
+from tests.support.inis import Ini
 
 SECRET = "hunter2-Zq9"
 
@@ -54,8 +55,7 @@ def test_reload_of_a_malformed_secret_line_keeps_it_out_of_health_and_log(
 ) -> None:
     farm = Farm.generate(pools=1, hosts=1, speed=200).start()
     ini = tmp_path / "dynvm.ini"
-    good = (f"[store]\nbackend=sqlite\nsqlite.path={tmp_path / 'dynvm.sqlite'}\n"
-            f"outbox.path={tmp_path / 'outbox.sqlite'}\n\n" + farm.ini_sections())
+    good = Ini.of_farm(farm).sqlite_store(tmp_path).text()
     ini.write_text(good)
     svc = build_service(str(ini), background=False)
     try:

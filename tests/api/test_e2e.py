@@ -17,6 +17,7 @@ from dynvm.wiring import build_service
 from tests.api.test_jenkins import PIPELINE, PIPELINE_JSON_TOOL, assert_ips, run_pipeline
 from tests.api.test_validation import BAD_REQUESTS
 from tests.support.harness import wait_until
+from tests.support.inis import farm_ini
 
 IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 SPEED = 200.0
@@ -27,12 +28,7 @@ def _start_farm(hosts: int = 2) -> Farm:
 
 
 def _service(farm: Farm, tmp: Path) -> Dynvm:
-    ini = tmp / "dynvmservice.ini"
-    ini.write_text(
-        "[common]\nvm.network.timeout.secs=60\n\n"
-        f"[store]\nbackend=sqlite\nsqlite.path={tmp / 'dynvm.sqlite'}\n"
-        f"outbox.path={tmp / 'outbox.sqlite'}\n\n" + farm.ini_sections()
-    )
+    ini = farm_ini(farm, tmp).write(tmp / "dynvmservice.ini")
     return build_service(str(ini), background=False)
 
 

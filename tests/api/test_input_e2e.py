@@ -24,12 +24,13 @@ from dynvm.store.factory import open_store
 from dynvm.wiring import build_service
 from dynvm.xen import open_pool
 from tests.support.harness import wait_until
+from tests.support.inis import Ini, farm_ini
 
 GIB = 1 << 30
 SPEED = 200.0
 READ_PREFIXES = ("get", "event", "login", "logout", "slave_local", "local_logout")
 # The OS's sizes in the INI differ from the template's (8 vCPUs, 4 GiB, 35 GiB).
-SIZES = "centos.vcpus=2\ncentos.memory=1\ncentos.disk=40\n"
+SIZES = {"centos.vcpus": 2, "centos.memory": 1, "centos.disk": 40}
 
 
 def writes(farm: Farm) -> dict[str, int]:
@@ -47,11 +48,7 @@ def writes(farm: Farm) -> dict[str, int]:
 
 
 def ini_text(farm: Farm, tmp: Path) -> str:
-    sections = farm.ini_sections()
-    sections = re.sub(r"(centos\.template=[^\n]*\n)", lambda m: m.group(1) + SIZES, sections)
-    return ("[common]\nvm.network.timeout.secs=60\n\n"
-            f"[store]\nbackend=sqlite\nsqlite.path={tmp / 'dynvm.sqlite'}\n"
-            f"outbox.path={tmp / 'outbox.sqlite'}\n\n" + sections)
+    return farm_ini(farm, tmp).set_hosts(SIZES).text()
 
 
 @pytest.fixture(scope="module")
@@ -273,14 +270,9 @@ def test_each_host_builds_with_its_own_os_template_and_sizes(tmp_path: Path) -> 
             s.xenapi.VM.clone(base, "tmpl-cnt7.7-big")  # the clone of a template is one
         finally:
             s.xenapi.session.logout()
-        sections = farm.ini_sections().split("[xenhost2]")
-        host2 = sections[1].replace("centos.template=tmpl-cnt7.7\n",
-                                    "centos.template=tmpl-cnt7.7-big\ncentos.vcpus=4\n"
-                                    "centos.memory=2\ncentos.disk=45\nhost.labels=big\n")
-        ini = tmp_path / "dynvm.ini"
-        ini.write_text(f"[store]\nbackend=sqlite\nsqlite.path={tmp_path / 'dynvm.sqlite'}\n"
-                       f"outbox.path={tmp_path / 'outbox.sqlite'}\n\n"
-                       + sections[0] + "[xenhost2]" + host2)
+        ini = Ini.of_farm(farm).sqlite_store(tmp_path).set("xenhost2", {
+            "centos.template": "tmpl-cnt7.7-big", "centos.vcpus": 4, "centos.memory": 2,
+            "centos.disk": 45, "host.labels": "big"}).write(tmp_path / "dynvm.ini")
         svc = build_service(str(ini), background=False)
         try:
             client = create_app(service=svc).test_client()

@@ -14,6 +14,7 @@ import pytest
 from dynvm.sim.farm import Farm
 from tests.api.test_jenkins import DOTTED_QUAD, PIPELINE
 from tests.api.test_serve import Server, serve  # noqa: F401 - the fixture
+from tests.support.inis import Ini
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,9 +54,7 @@ def farm() -> Iterator[Farm]:
 
 def test_seed_jenkins_step_against_a_served_instance(serve, farm: Farm,  # noqa: F811
                                                      tmp_path: Path) -> None:
-    ini = tmp_path / "dynvm.ini"
-    ini.write_text(f"[store]\nbackend=sqlite\nsqlite.path={tmp_path / 'dynvm.sqlite'}\n"
-                   f"outbox.path={tmp_path / 'outbox.sqlite'}\n\n" + farm.ini_sections())
+    ini = Ini.of_farm(farm).sqlite_store(tmp_path).write(tmp_path / "dynvm.ini")
     server: Server = serve("--workers", "2", env={"DYNVM_CONFIG": str(ini)})
     url = server.wait_listening()
     work = tmp_path / "job"

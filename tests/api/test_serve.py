@@ -16,6 +16,8 @@ import pytest
 import requests
 import XenAPI
 
+from tests.support.inis import Ini
+
 pytestmark = pytest.mark.slow
 
 LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
@@ -103,12 +105,7 @@ def test_serve_with_config(serve, tmp_path: Path) -> None:
 
     farm = Farm.generate(pools=1, hosts=2, speed=200).start()
     try:
-        ini = tmp_path / "dynvm.ini"
-        ini.write_text(
-            f"[store]\nbackend=sqlite\nsqlite.path={tmp_path / 'dynvm.sqlite'}\n"
-            f"outbox.path={tmp_path / 'outbox.sqlite'}\n\n"
-            + farm.ini_sections()
-        )
+        ini = Ini.of_farm(farm).sqlite_store(tmp_path).write(tmp_path / "dynvm.ini")
         server = serve("--workers", "2", env={"DYNVM_CONFIG": str(ini)})
         server.wait_listening()
         _exercise(server)

@@ -8,7 +8,7 @@ usage unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
 from tests.support.harness import free_port, served, wait_until  # noqa: F401 (re-exported)
+from tests.support.inis import Ini
 
 FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5)
 SPEED = 200.0
@@ -72,15 +73,13 @@ def _host_metrics(x) -> dict:
             for ref, h in hosts.items()}
 
 
-def write_ini(tmp: Path, farm: Farm, extra: str = "", hosts: str | None = None,
-              common: str = "") -> Path:
-    path = tmp / "dynvmservice.ini"
-    path.write_text(
-        (hosts if hosts is not None else farm.ini_sections())
-        + "\n[common]\nvm.network.timeout.secs=20\nvm.expiry.minutes=720\n" + common
-        + f"\n[store]\nbackend=sqlite\nsqlite.path={tmp}/dynvm.sqlite\n"
-        + f"outbox.path={tmp}/outbox.sqlite\n" + extra)
-    return path
+def write_ini(tmp: Path, farm: Farm, extra: str = "", hosts: Ini | None = None,
+              common: Mapping[str, object] | None = None) -> Path:
+    """`tmp`/dynvmservice.ini: the farm's hosts (or `hosts`), a short network wait,
+    `common` keys, an SQLite store under `tmp`, then the whole sections of `extra`."""
+    ini = hosts.copy() if hosts is not None else Ini.of_farm(farm)
+    ini.set("common", {"vm.network.timeout.secs": 20, "vm.expiry.minutes": 720, **(common or {})})
+    return ini.sqlite_store(tmp).merge(Ini.parse(extra)).write(tmp / "dynvmservice.ini")
 
 
 @pytest.fixture(scope="module")

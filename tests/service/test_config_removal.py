@@ -12,14 +12,14 @@ from dynvm.api import create_app
 from dynvm.cli import main
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, _release_everything, write_ini
+from tests.support.inis import Ini
 
 
 def _ini(tmp_path: Path, farm) -> tuple[Path, str, str]:
-    """[common] and [store] first, then the hosts: cut before [xenhost2], it still validates."""
-    path = write_ini(tmp_path, farm, hosts="")
-    full = path.read_text() + "\n" + farm.ini_sections()
-    path.write_text(full)
-    return path, full, full[:full.index("[xenhost2]")]
+    """The file with both hosts, its text, and its text without [xenhost2]."""
+    path = write_ini(tmp_path, farm)
+    full = path.read_text()
+    return path, full, Ini.parse(full).drop("xenhost2").text()
 
 
 def test_reload_dropping_a_leased_host_is_refused_until_confirmed(tmp_path, farm, clean_farm,

@@ -106,11 +106,12 @@ def test_ready_fails_when_no_host_answers(tmp_path, farm) -> None:
     from dynvm.wiring import build_service
     from tests.service.conftest import FAST, write_ini
     from tests.support.harness import free_port
+    from tests.support.inis import Ini
 
     dead = free_port()
-    ini = write_ini(tmp_path, farm, hosts=(
-        f"[xenhost1]\nhost.name=http://127.0.0.1:{dead}\nhost.user=root\n"
-        "host.password=x\nhost.storage.name=Local storage\ncentos.template=tmpl-centos\n"))
+    ini = write_ini(tmp_path, farm, hosts=Ini({"xenhost1": {
+        "host.name": f"http://127.0.0.1:{dead}", "host.user": "root", "host.password": "x",
+        "host.storage.name": "Local storage", "centos.template": "tmpl-centos"}}))
     svc = build_service(str(ini), timings=FAST, background=False)
     try:
         c = create_app(service=svc).test_client()

@@ -271,8 +271,7 @@ def test_checkvms_keeps_vms_whose_ssh_answers(tmp_path, farm, ssh_port, clean_fa
     from dynvm.wiring import build_service
     from tests.service.conftest import FAST, write_ini
 
-    ini = write_ini(tmp_path, farm, extra="\n", hosts=None)
-    ini.write_text(ini.read_text().replace("[common]\n", f"[common]\nvm.ssh.port={ssh_port}\n"))
+    ini = write_ini(tmp_path, farm, common={"vm.ssh.port": ssh_port})
     svc = build_service(str(ini), timings=FAST)
     try:
         c = create_app(service=svc).test_client()

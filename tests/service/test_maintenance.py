@@ -21,6 +21,7 @@ from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, SPEED, write_ini
+from tests.support.inis import Ini
 from tests.support.maintenance_pool import SHARED_SR, maintenance_pool
 
 READ_PREFIXES = ("session.", "event.")
@@ -50,7 +51,7 @@ def mfarm() -> Iterator[Farm]:
 
 @pytest.fixture
 def ini(tmp_path: Path, mfarm: Farm) -> Path:
-    return write_ini(tmp_path, mfarm, hosts=mfarm.ini_sections(storage_name=SHARED_SR))
+    return write_ini(tmp_path, mfarm, hosts=Ini.of_farm(mfarm, storage_name=SHARED_SR))
 
 
 @pytest.fixture
@@ -153,7 +154,7 @@ def test_api_routes(svc: Dynvm) -> None:
 def test_pool_not_n_plus_1_is_refused(tmp_path: Path) -> None:
     tight = maintenance_pool(hosts=2, vms_per_host=12, host_memory_gib=64)
     with Farm([("tight", tight)], speed=SPEED).start() as farm:
-        ini = write_ini(tmp_path, farm, hosts=farm.ini_sections(storage_name=SHARED_SR))
+        ini = write_ini(tmp_path, farm, hosts=Ini.of_farm(farm, storage_name=SHARED_SR))
         farm.reset_call_counts()
         out = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
                                         "--exec"])
@@ -222,7 +223,7 @@ def test_vms_that_cannot_live_migrate_are_named_with_the_reason(tmp_path: Path) 
          empty=False, currently_attached=True)
     rebuild_derived(t)
     with Farm([("blocked", t)], speed=SPEED).start() as farm:
-        ini = write_ini(tmp_path, farm, hosts=farm.ini_sections(storage_name=SHARED_SR))
+        ini = write_ini(tmp_path, farm, hosts=Ini.of_farm(farm, storage_name=SHARED_SR))
         out = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1"])
         assert out.exit_code == 2, out.output
         text = out.output

@@ -30,6 +30,7 @@ from dynvm.sim import Farm
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, SPEED, write_ini
 from tests.support.harness import wait_until
+from tests.support.inis import Ini
 from tests.support.maintenance_pool import SHARED_SR, maintenance_pool
 
 HA_CONFIG = {"timeout": "180"}
@@ -154,7 +155,7 @@ def rfarm() -> Iterator[Farm]:
 
 @pytest.fixture
 def ini(tmp_path: Path, rfarm: Farm) -> Path:
-    return write_ini(tmp_path, rfarm, hosts=rfarm.ini_sections(storage_name=SHARED_SR))
+    return write_ini(tmp_path, rfarm, hosts=Ini.of_farm(rfarm, storage_name=SHARED_SR))
 
 
 @pytest.fixture
@@ -282,7 +283,7 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
 
 def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
         tmp_path: Path, rfarm: Farm) -> None:
-    ini = write_ini(tmp_path, rfarm, hosts=rfarm.ini_sections(storage_name=SHARED_SR),
+    ini = write_ini(tmp_path, rfarm, hosts=Ini.of_farm(rfarm, storage_name=SHARED_SR),
                     extra="\n[pool centos]\nready=2\n")
     svc = build_service(str(ini), timings=FAST)
     try:

@@ -17,7 +17,7 @@ def service(tmp_path, farm, ssh_port, clean_farm):
     from dynvm.wiring import build_service
     from tests.service.conftest import FAST, _release_everything, write_ini
 
-    svc = build_service(str(write_ini(tmp_path, farm, common=f"vm.ssh.port={ssh_port}\n")),
+    svc = build_service(str(write_ini(tmp_path, farm, common={"vm.ssh.port": ssh_port})),
                         timings=FAST)
     try:
         yield svc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from dynvm.api import create_app
 from dynvm.sim import Farm, Timing
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, write_ini
+from tests.support.inis import Ini
 
 DB_DIR = Path(__file__).resolve().parents[3] / "shared" / "xapi-db"
 DB_FILES = sorted(glob.glob(str(DB_DIR / "*.xml")))
@@ -57,7 +57,7 @@ def expected_count(x) -> int:
 @pytest.mark.skipif(not DB_FILES, reason="shared/xapi-db is not beside the repository")
 def test_showall_and_count_on_every_real_pool(tmp_path) -> None:
     with Farm.from_db(DB_FILES, timing=Timing(speed=1000)) as farm:
-        sections = farm.ini_sections()
+        sections = Ini.of_farm(farm)
         expected: dict[str, tuple[int, int]] = {}
         for i, pool in enumerate(farm.pools):
             s = XenAPI.Session(pool.master.url)
@@ -67,9 +67,9 @@ def test_showall_and_count_on_every_real_pool(tmp_path) -> None:
                                if r["is_a_template"] and not r["is_a_snapshot"])
             expected[str(i + 1)] = (RUNNING[Path(DB_FILES[i]).name], expected_count(x))
             s.xenapi.session.logout()
-            sections = re.sub(rf"(\[xenhost{i + 1}\]\n)",
-                              rf"\1centos.template={templates[0]}\ncentos.vcpus={VCPUS}\n"
-                              rf"centos.memory={MEM_GIB}\ncentos.disk={DISK_GIB}\n", sections)
+            sections.set(f"xenhost{i + 1}", {
+                "centos.template": templates[0], "centos.vcpus": VCPUS,
+                "centos.memory": MEM_GIB, "centos.disk": DISK_GIB})
         svc = build_service(str(write_ini(tmp_path, farm, hosts=sections)), timings=FAST,
                             background=False)
         try:

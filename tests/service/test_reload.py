@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 
 from tests.service.conftest import FAST, wait_until, write_ini
-
-
-def first_section(ini: str) -> str:
-    """Only [xenhost1] of the farm's sections."""
-    parts = re.split(r"(?m)^(?=\[xenhost)", ini)
-    return "".join(p for p in parts if p.startswith("[xenhost1]"))
+from tests.support.inis import Ini
 
 
 def test_reload_adds_a_host_and_broken_file_is_refused(tmp_path, farm, clean_farm) -> None:
     from dynvm.api import create_app
     from dynvm.wiring import build_service
 
-    ini = write_ini(tmp_path, farm, hosts=first_section(farm.ini_sections()))
+    ini = write_ini(tmp_path, farm, hosts=Ini.of_farm(farm).only("xenhost1"))
     svc = build_service(str(ini), timings=FAST)
     try:
         c = create_app(service=svc).test_client()
@@ -30,7 +24,7 @@ def test_reload_adds_a_host_and_broken_file_is_refused(tmp_path, farm, clean_far
                    timeout=10, what="the new host to appear")
 
         good = ini.read_text()
-        ini.write_text(good + "\n[xenhost3]\nhost.name=\n")  # missing keys: refused
+        Ini.parse(good).set("xenhost3", {"host.name": ""}).write(ini)  # missing keys: refused
         wait_until(lambda: c.get("/health").get_json()["config"]["error"], timeout=10,
                    what="the broken file to be reported")
         h = c.get("/health")
@@ -56,8 +50,7 @@ def test_draining_a_host_keeps_its_vms_but_takes_no_new_ones(tmp_path, farm, cle
         c = create_app(service=svc).test_client()
         assert c.get("/getservers/stay?os=centos&xhostref=2").status_code == 200
         both = int(c.get("/getavailablecount/centos").text)
-        ini.write_text(ini.read_text().replace(
-            "[xenhost2]\n", "[xenhost2]\nhost.drain=true\n"))
+        Ini.parse(ini.read_text()).set("xenhost2", {"host.drain": True}).write(ini)
         wait_until(lambda: int(c.get("/getavailablecount/centos").text) < both, timeout=10,
                    what="the drained host to stop counting")
         r = c.get("/getservers/new?os=centos&xhostref=2")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,9 +27,10 @@ from dynvm.sim.farmgen import dhcp_range
 from dynvm.sim.faults import FailRule
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, FarmProbe, free_port, wait_until, write_ini
+from tests.support.inis import Ini
 
 SEED_INI = Path(__file__).parents[1] / "fixtures" / "seed" / ".dynvmservice.ini"
-GUEST_LOGIN = "vm.linux.username=root\nvm.linux.password=dynvm\n"  # what the farm's guests accept
+GUEST_LOGIN = {"vm.linux.username": "root", "vm.linux.password": "dynvm"}  # what the farm's guests accept
 
 
 @contextmanager
@@ -53,17 +53,13 @@ def serving(ini: Path) -> Iterator[tuple[Dynvm, object]]:
 
 def seed_ini_for(farm: Farm, tmp_path: Path, ssh_port: int) -> Path:
     """The seed's INI as it is, its bare host.name values pointing at the simulator."""
-    text = SEED_INI.read_text()
+    ini = Ini.parse(SEED_INI.read_text())
     for n, pool in enumerate(farm.pools, start=1):
         bare = pool.master.url.removeprefix("http://")  # seed style: no scheme
-        text = re.sub(rf"(\[xenhost{n}\]\nhost.name=)\S+", rf"\g<1>{bare}", text)
-        text = re.sub(rf"(\[xenhost{n}\][^\[]*?host.password=)\S+", r"\g<1>xenroot", text)
-    text = text.replace("vm.linux.password=Couch-Linux1", "vm.linux.password=dynvm")
-    text = text.replace("vm.network.timeout.secs=400", f"vm.network.timeout.secs=20\n"
-                                                       f"vm.ssh.port={ssh_port}")
-    ini = tmp_path / ".dynvmservice.ini"
-    ini.write_text(text)
-    return ini
+        ini.set(f"xenhost{n}", {"host.name": bare, "host.password": "xenroot"})
+    ini.set("common", {"vm.linux.password": "dynvm", "vm.network.timeout.secs": 20,
+                       "vm.ssh.port": ssh_port})
+    return ini.write(tmp_path / ".dynvmservice.ini")
 
 
 @pytest.fixture
@@ -272,16 +268,17 @@ def test_clone_failing_everywhere_still_fails_cleanly(client, farm, probe) -> No
 
 def test_checkvms_logs_in_with_the_configured_credentials(tmp_path, farm, ssh_port,
                                                           clean_farm) -> None:
-    good = write_ini(tmp_path, farm, common=f"vm.ssh.port={ssh_port}\n" + GUEST_LOGIN)
+    good = write_ini(tmp_path, farm, common={"vm.ssh.port": ssh_port, **GUEST_LOGIN})
     with serving(good) as (_, c):
         r = c.get("/getservers/sshin?os=centos&checkvms=true")
         assert r.status_code == 200, r.text
         assert c.get("/releaseservers/sshin").status_code == 200
     bad = tmp_path / "bad"
     bad.mkdir()
-    wrong = write_ini(bad, farm, common=f"vm.ssh.port={ssh_port}\n"
-                                        "vm.linux.username=root\nvm.linux.password=wrong\n"
-                                        "vm.windows.username=root\nvm.windows.password=dynvm\n")
+    wrong = write_ini(bad, farm, common={"vm.ssh.port": ssh_port,
+                                        "vm.linux.username": "root", "vm.linux.password": "wrong",
+                                        "vm.windows.username": "root",
+                                        "vm.windows.password": "dynvm"})
     with serving(wrong) as (_, c):
         r = c.get("/getservers/sshno?os=centos&checkvms=true")
         assert r.status_code == 499, r.text
@@ -304,9 +301,7 @@ def _network_index(ip: str, pool_index: int) -> int:
 
 
 def test_networkid_and_template_network_pick_the_pif_device(tmp_path, farm, clean_farm) -> None:
-    sections = farm.ini_sections().replace("centos.template=tmpl-cnt7.7",
-                                           "centos.template=tmpl-cnt7.7\n"
-                                           "centos.template.network=eth1")
+    sections = Ini.of_farm(farm).set_hosts({"centos.template.network": "eth1"})
     ini = write_ini(tmp_path, farm, hosts=sections)
     with serving(ini) as (_, c):
         r = c.get("/getservers/neta?os=centos&xhostref=1")  # <os>.template.network

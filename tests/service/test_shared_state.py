@@ -15,6 +15,7 @@ from dynvm.config import load_config
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
 from tests.service.conftest import SPEED, FarmProbe, served, wait_until, write_ini
+from tests.support.inis import Ini
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +40,8 @@ def probe(small_farm):
     wait_until(lambda: p.state() == before, timeout=10, what="the farm to be clean")
 
 
-def capped_ini(tmp_path, farm: Farm, common: str = ""):
-    hosts = farm.ini_sections().replace("host.storage.name=",
-                                        f"host.vms.max.centos={CAP}\nhost.storage.name=")
+def capped_ini(tmp_path, farm: Farm, common: dict[str, object] | None = None):
+    hosts = Ini.of_farm(farm).set_hosts({"host.vms.max.centos": CAP})
     return write_ini(tmp_path, farm, hosts=hosts, common=common)
 
 
@@ -110,7 +110,7 @@ def _check_forty(ini, probe, answers, peak) -> None:
 
 
 def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> None:
-    ini = capped_ini(tmp_path, small_farm, common="background.leader.ttl.secs=2\n")
+    ini = capped_ini(tmp_path, small_farm, common={"background.leader.ttl.secs": 2})
     store = open_store(load_config(ini).store)
     with served(ini, workers=1, log=tmp_path / "a.log") as (a, proc_a), \
             served(ini, workers=1, log=tmp_path / "b.log") as (b, proc_b):
@@ -142,7 +142,7 @@ def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> No
 
 
 def test_kill_dash_nine_mid_request_is_reconciled(tmp_path, small_farm, probe) -> None:
-    ini = capped_ini(tmp_path, small_farm, common="background.leader.ttl.secs=2\n")
+    ini = capped_ini(tmp_path, small_farm, common={"background.leader.ttl.secs": 2})
     store = open_store(load_config(ini).store)
     with served(ini, workers=1, log=tmp_path / "a.log") as (a, proc_a):
         small_farm.set_slow(small_farm.pools[0].master.name_label, 0.05)

@@ -124,7 +124,7 @@ def test_only_the_shortfall_is_built(warm) -> None:
 
 
 def test_checkvms_hand_out_checks_the_ready_vm(tmp_path, farm, ssh_port, clean_farm) -> None:
-    ini = write_ini(tmp_path, farm, extra=POOL, common=f"vm.ssh.port={ssh_port}\n")
+    ini = write_ini(tmp_path, farm, extra=POOL, common={"vm.ssh.port": ssh_port})
     svc = build_service(str(ini), timings=FAST)
     try:
         c = create_app(service=svc).test_client()
