@@ -24,6 +24,7 @@ from dynvm.config import load_config
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
 from tests.support.harness import served
+from tests.support.inis import farm_ini
 
 ROUTES = ("/", "/ui/fragments", "/ui/api/hosts", "/ui/api/vms", "/ui/api/requests",
           "/ui/api/history?per_page=50", "/ui/api/history?owner=job7&os=centos",
@@ -84,10 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dynvm-bench-dash-") as tmp:
         farm = Farm.generate(pools=args.pools, hosts=args.hosts_per_pool, speed=200.0).start()
         try:
-            ini = Path(tmp) / "dynvm.ini"
-            ini.write_text(farm.ini_sections() + "\n[common]\nvm.network.timeout.secs=60\n"
-                           f"\n[store]\nsqlite.path={tmp}/dynvm.sqlite\n"
-                           f"outbox.path={tmp}/outbox.sqlite\n")
+            ini = farm_ini(farm, Path(tmp)).write(Path(tmp) / "dynvm.ini")
             seed_history(ini, args.history)
             with served(ini, workers=2, log=Path(tmp) / "serve.log") as (base, _):
                 per_job = 10

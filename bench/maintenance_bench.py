@@ -28,6 +28,7 @@ from dynvm.core.maintenance.plan import (
     plan_reboot,
     simulated_secs,
 )
+from tests.support.inis import farm_ini
 from tests.support.maintenance_pool import maintenance_pool
 
 NOW = 1_000_000.0
@@ -117,11 +118,7 @@ def measure(parallel: int, speed: float) -> tuple[float, int, float]:
     tmp = Path(tempfile.mkdtemp(prefix="dynvm-maint-bench-"))
     farm = Farm([("pool1", maintenance_pool())], speed=speed).start()
     try:
-        ini = tmp / "dynvm.ini"
-        ini.write_text(farm.ini_sections(storage_name=SHARED_SR)
-                       + "\n[common]\nvm.network.timeout.secs=60\n"
-                       + f"\n[store]\nbackend=sqlite\nsqlite.path={tmp}/dynvm.sqlite\n"
-                       + f"outbox.path={tmp}/outbox.sqlite\n")
+        ini = farm_ini(farm, tmp, storage_name=SHARED_SR).write(tmp / "dynvm.ini")
         svc = build_service(str(ini), timings=Timings(tick=0.1, leader_ttl=2.0,
                                                       heartbeat_ttl=2.0, reconcile_every=0.5))
         try:

@@ -29,6 +29,7 @@ from dynvm.sim import Farm, Timing
 from dynvm.store.base import LEASE_READY
 from dynvm.store.factory import open_store
 from tests.support.harness import served, wait_until
+from tests.support.inis import farm_ini
 
 WARM_OS = "centos"
 COLD_OS = "centos7"  # no warm pool for it, so its requests are always built
@@ -42,17 +43,12 @@ def realistic(speed: float) -> Timing:
 
 
 def write_ini(path: Path, farm: Farm, mode: str, pool_ready: int) -> Path:
-    text = farm.ini_sections().replace("host.storage.name=",
-                                       "host.timeout.call.secs=120\nhost.storage.name=")
-    text += ("\n[common]\nvm.network.timeout.secs=400\nvm.parallel.per.host=4\n"
-             f"inventory.cache={'true' if mode == 'on' else 'false'}\n"
-             f"\n[store]\nsqlite.path={path.parent}/dynvm.sqlite\n"
-             f"outbox.path={path.parent}/outbox.sqlite\n")
+    ini = farm_ini(farm, path.parent, network_timeout_secs=400)
+    ini.set_hosts({"host.timeout.call.secs": 120})
+    ini.set("common", {"vm.parallel.per.host": 4, "inventory.cache": mode == "on"})
     if mode == "on" and pool_ready:
-        text += f"\n[pool {WARM_OS}]\nready={pool_ready}\nready.ttl.minutes=600\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+        ini.set(f"pool {WARM_OS}", {"ready": pool_ready, "ready.ttl.minutes": 600})
+    return ini.write(path)
 
 
 def timed_get(url: str, timeout: float = 900) -> tuple[float, requests.Response]:

@@ -25,16 +25,13 @@ from dynvm.core import tokens
 from dynvm.sim import Farm
 from dynvm.store.sqlite import SqliteStore
 from tests.support.harness import served, wait_until
+from tests.support.inis import farm_ini
 
 COUNT = 10
 
 
 def write_ini(work: Path, farm: Farm) -> Path:
-    ini = work / "dynvm.ini"
-    ini.write_text(farm.ini_sections() + "\n[common]\nvm.network.timeout.secs=400\n"
-                   f"\n[store]\nsqlite.path={work}/dynvm.sqlite\n"
-                   f"outbox.path={work}/outbox.sqlite\n")
-    return ini
+    return farm_ini(farm, work, network_timeout_secs=400).write(work / "dynvm.ini")
 
 
 def farm_vms(farm: Farm) -> tuple[int, int]:
