@@ -20,13 +20,7 @@ from dynvm.config.model import (
     StaticPoolConfig,
     StoreConfig,
 )
-from dynvm.config.watch import (
-    ConfigWatcher,
-    confirm_removal,
-    read_removal_confirmation,
-    removal_confirmation_path,
-    removals,
-)
+from dynvm.config.watch import ConfigWatcher, confirm_removal, removals
 
 __all__ = [
     "AuthConfig",
@@ -45,7 +39,5 @@ __all__ = [
     "load_config",
     "normalise_host_url",
     "parse_config",
-    "read_removal_confirmation",
-    "removal_confirmation_path",
     "removals",
 ]

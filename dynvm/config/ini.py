@@ -31,6 +31,7 @@ from dynvm.config.model import (
     QuotaLimits,
     StaticPoolConfig,
     StoreConfig,
+    is_windows,
 )
 from dynvm.digits import parse_float, parse_int
 
@@ -74,7 +75,6 @@ COUCHBASE_KEYS = (
     "couchbase.scope",
     "couchbase.collection",
 )
-COUCHBASE_REQUIRED = COUCHBASE_KEYS[:4]
 STATIC_POOL_KEYS = ("static.server", "static.bucket", "static.username", "static.userpassword")
 GUEST_LOGIN_KEYS = {  # the seed's checkvms credentials, in [common]
     "linux": ("vm.linux.username", "vm.linux.password"),
@@ -97,7 +97,6 @@ HOST_KEYS = (
     "host.timeout.connect.secs",
     "host.timeout.call.secs",
 )
-HOST_REQUIRED = ("host.name", "host.user", "host.password", "host.storage.name")
 HOST_VMS_MAX = "host.vms.max."
 OS_ATTRS = ("template", "vcpus", "memory", "disk")
 SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword", "static.userpassword",
@@ -235,7 +234,7 @@ class _Section:
             return ""
         return f", got {self.raw[key]!r}"
 
-    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+    def get_str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
         if key not in self.values:
             if key not in self.raw and required:
                 self.p.error(self.name, None, f"missing required key {key}")
@@ -251,8 +250,8 @@ class _Section:
             return default
         return value
 
-    def int(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
-        value = self.str(key)
+    def get_int(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        value = self.get_str(key)
         if value is None:
             return default
         try:
@@ -268,8 +267,8 @@ class _Section:
             return default
         return n
 
-    def float(self, key: str, default: float) -> float:
-        value = self.str(key)
+    def get_float(self, key: str, default: float) -> float:
+        value = self.get_str(key)
         if value is None:
             return default
         try:
@@ -282,8 +281,8 @@ class _Section:
             return default
         return x
 
-    def bool(self, key: str, default: bool) -> bool:
-        value = self.str(key)
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self.get_str(key)
         if value is None:
             return default
         if value.lower() in _TRUE:
@@ -341,10 +340,10 @@ def _resolve_path(value: str, base: Path | None) -> Path:
 def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
     p = s.p
     n_before = p.count()
-    name = s.str("host.name", required=True)
-    user = s.str("host.user", required=True)
-    password = s.str("host.password", required=True)
-    storage = s.str("host.storage.name", required=True)
+    name = s.get_str("host.name", required=True)
+    user = s.get_str("host.user", required=True)
+    password = s.get_str("host.password", required=True)
+    storage = s.get_str("host.storage.name", required=True)
     url = ""
     if name is not None:
         try:
@@ -355,7 +354,7 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         else:
             url = _seed_scheme(s, name, url)
 
-    ca_file = s.str("host.tls.ca")
+    ca_file = s.get_str("host.tls.ca")
     if ca_file is not None:
         path = _resolve_path(ca_file, base)
         if not path.is_file():
@@ -373,7 +372,7 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
             if not _OS_NAME.fullmatch(os_key):
                 p.error(s.name, key, "host.vms.max.<os> needs an OS key after the dot")
                 continue
-            vms_max[os_key] = s.int(key, 0, minimum=0)
+            vms_max[os_key] = s.get_int(key, 0, minimum=0)
             continue
         os_key, _, attr = key.rpartition(".")
         if attr in OS_ATTRS and _OS_NAME.fullmatch(os_key) and not key.startswith("host."):
@@ -390,15 +389,15 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
             p.warn(s.name, next(iter(attrs.values())),
                    f"sizes for {os_key} but no {os_key}.template: this host cannot serve {os_key}")
             for key in attrs.values():  # still check them: a typo stays a typo
-                s.int(key, 1)
+                s.get_int(key, 1)
             continue
         template = s.values.get(attrs["template"], "").strip()
         if not template and attrs["template"] in s.values:
             p.error(s.name, attrs["template"], "template name must not be empty")
-        dv, dm, dd = WINDOWS_DEFAULTS if os_key.startswith("win") else OTHER_DEFAULTS
-        vcpus = s.int(attrs["vcpus"], dv) if "vcpus" in attrs else dv
-        memory = s.int(attrs["memory"], dm) if "memory" in attrs else dm
-        disk = s.int(attrs["disk"], dd) if "disk" in attrs else dd
+        dv, dm, dd = WINDOWS_DEFAULTS if is_windows(os_key) else OTHER_DEFAULTS
+        vcpus = s.get_int(attrs["vcpus"], dv) if "vcpus" in attrs else dv
+        memory = s.get_int(attrs["memory"], dm) if "memory" in attrs else dm
+        disk = s.get_int(attrs["disk"], dd) if "disk" in attrs else dd
         if template:
             os_specs[os_key] = OsSpec(os_key, template, vcpus, memory, disk)
     for os_key in vms_max:
@@ -414,15 +413,15 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         password=password or "",
         storage_name=storage or "",
         labels=_split_list(s.values.get("host.labels", "")),
-        network_id=s.str("host.network.id"),
+        network_id=s.get_str("host.network.id"),
         template_networks={k: v for k, v in template_networks.items() if k in os_specs},
         vms_max=vms_max,
         os=os_specs,
-        verify_tls=s.bool("host.tls.verify", True),
-        drain=s.bool("host.drain", False),
+        verify_tls=s.get_bool("host.tls.verify", True),
+        drain=s.get_bool("host.drain", False),
         ca_file=ca_file,
-        connect_timeout=s.float("host.timeout.connect.secs", 5.0),
-        call_timeout=s.float("host.timeout.call.secs", 60.0),
+        connect_timeout=s.get_float("host.timeout.connect.secs", 5.0),
+        call_timeout=s.get_float("host.timeout.call.secs", 60.0),
     )
     return host if p.count() == n_before else None
 
@@ -455,7 +454,7 @@ def _template_networks(s: _Section) -> dict[str, str]:
         if not _OS_NAME.fullmatch(os_key):
             s.p.error(s.name, key, "<os>.template.network needs an OS key before the dot")
             continue
-        device = s.str(key)
+        device = s.get_str(key)
         if device is not None:
             out[os_key] = device
         if f"{os_key}.template" not in s.raw:
@@ -472,7 +471,7 @@ def _parse_static_pool(s: _Section) -> StaticPoolConfig | None:
         if key not in s.raw:
             s.p.error(s.name, None, f"missing key {key} (the static.* keys go together: "
                                     f"{', '.join(STATIC_POOL_KEYS)})")
-    server, bucket, user, password = (s.str(k, "", required=True) or "" for k in STATIC_POOL_KEYS)
+    server, bucket, user, password = (s.get_str(k, "", required=True) or "" for k in STATIC_POOL_KEYS)
     return StaticPoolConfig(server, bucket, user, password)
 
 
@@ -483,7 +482,7 @@ def _parse_guest_logins(s: _Section) -> dict[str, GuestLogin | None]:
         out[family] = None
         if user_key not in s.raw and password_key not in s.raw:
             continue
-        user = s.str(user_key, required=True)
+        user = s.get_str(user_key, required=True)
         password = s.values.get(password_key)
         if password_key not in s.raw:
             s.p.error(s.name, None, f"missing key {password_key} (it goes with {user_key})")
@@ -497,12 +496,12 @@ def _parse_couchbase(s: _Section) -> CouchbaseConfig:
         if key not in COUCHBASE_KEYS and key not in STATIC_POOL_KEYS:
             s.unknown(key, COUCHBASE_KEYS + STATIC_POOL_KEYS)
     return CouchbaseConfig(
-        server=s.str("couchbase.server", "", required=True) or "",
-        bucket=s.str("couchbase.bucket", "", required=True) or "",
-        username=s.str("couchbase.username", "", required=True) or "",
-        password=s.str("couchbase.userpassword", "", required=True) or "",
-        scope=s.str("couchbase.scope", "_default") or "_default",
-        collection=s.str("couchbase.collection", "_default") or "_default",
+        server=s.get_str("couchbase.server", "", required=True) or "",
+        bucket=s.get_str("couchbase.bucket", "", required=True) or "",
+        username=s.get_str("couchbase.username", "", required=True) or "",
+        password=s.get_str("couchbase.userpassword", "", required=True) or "",
+        scope=s.get_str("couchbase.scope", "_default") or "_default",
+        collection=s.get_str("couchbase.collection", "_default") or "_default",
     )
 
 
@@ -520,11 +519,11 @@ def _read_ini(text: str, p: _Problems) -> configparser.ConfigParser | None:
     try:
         parser.read_string(text, source=p.source)
     except configparser.DuplicateSectionError as e:
-        p.at_line(e.lineno, f"[{e.section}] section appears twice")
+        p.at_line(e.lineno or 0, f"[{e.section}] section appears twice")
     except configparser.DuplicateOptionError as e:
-        p.at_line(e.lineno, f"[{e.section}] {e.option}: key appears twice in the section")
+        p.at_line(e.lineno or 0, f"[{e.section}] {e.option}: key appears twice in the section")
     except configparser.MissingSectionHeaderError as e:
-        p.at_line(e.lineno, f"text before the first [section]: {_quoted_line(e.line)}")
+        p.at_line(e.lineno or 0, f"text before the first [section]: {_quoted_line(e.line)}")
     except configparser.ParsingError as e:
         for lineno, _ in e.errors:
             line = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else "?"
@@ -601,11 +600,11 @@ def parse_config(
         defaults = Config(hosts={})
         for key, attr in COMMON_KEYS.items():
             maximum = 65535 if key == "vm.ssh.port" else None
-            common_kwargs[attr] = s.int(key, getattr(defaults, attr), maximum=maximum)
+            common_kwargs[attr] = s.get_int(key, getattr(defaults, attr), maximum=maximum)
         for key, attr in COMMON_BOOL_KEYS.items():
-            common_kwargs[attr] = s.bool(key, getattr(defaults, attr))
+            common_kwargs[attr] = s.get_bool(key, getattr(defaults, attr))
         for key, attr in COMMON_FLOAT_KEYS.items():
-            common_kwargs[attr] = s.float(key, getattr(defaults, attr))
+            common_kwargs[attr] = s.get_float(key, getattr(defaults, attr))
 
     couchbase = _parse_couchbase(sections["couchbase"]) if "couchbase" in sections else None
     static_pool = _parse_static_pool(sections["couchbase"]) if "couchbase" in sections else None
@@ -615,15 +614,15 @@ def parse_config(
         for key in s.raw:
             if key not in STORE_KEYS:
                 s.unknown(key, STORE_KEYS)
-        backend = s.str("backend", "sqlite") or "sqlite"
+        backend = s.get_str("backend", "sqlite") or "sqlite"
         if backend not in STORE_BACKENDS:
             p.error("store", "backend", f"must be sqlite or couchbase, got {backend!r}")
         elif backend == "couchbase" and couchbase is None:
             p.error("store", "backend", "backend=couchbase needs a [couchbase] section")
         store = StoreConfig(
             backend=backend,
-            sqlite_path=s.str("sqlite.path", StoreConfig.sqlite_path) or StoreConfig.sqlite_path,
-            outbox_path=s.str("outbox.path", StoreConfig.outbox_path) or StoreConfig.outbox_path,
+            sqlite_path=s.get_str("sqlite.path", StoreConfig.sqlite_path) or StoreConfig.sqlite_path,
+            outbox_path=s.get_str("outbox.path", StoreConfig.outbox_path) or StoreConfig.outbox_path,
             couchbase=couchbase,
             static_pool=static_pool,
         )
@@ -652,9 +651,9 @@ def parse_config(
             p.error(s.name, None, "missing required key ready")
         pool = PoolConfig(
             os=os_key,
-            ready=s.int("ready", 0, minimum=0),
+            ready=s.get_int("ready", 0, minimum=0),
             labels=_split_list(s.values.get("labels", "")),
-            ttl_minutes=s.int("ready.ttl.minutes", 240),
+            ttl_minutes=s.get_int("ready.ttl.minutes", 240),
         )
         if os_key not in served and os_key not in served_by_broken:
             offered = ", ".join(sorted(served)) or "none"
@@ -690,12 +689,12 @@ def _parse_access(sections: dict[str, _Section], p: _Problems
         for key in s.raw:
             if key not in AUTH_KEYS:
                 s.unknown(key, AUTH_KEYS)
-        legacy = (s.str("legacy", "open") or "open").lower()
+        legacy = (s.get_str("legacy", "open") or "open").lower()
         if legacy not in AUTH_LEGACY:
             p.error("auth", "legacy", f"must be one of {', '.join(AUTH_LEGACY)}, got {legacy!r}")
             legacy = "open"
-        auth = AuthConfig(legacy=legacy, fail_limit=s.int("fail.limit", auth.fail_limit),
-                          fail_window_secs=s.int("fail.window.secs", auth.fail_window_secs))
+        auth = AuthConfig(legacy=legacy, fail_limit=s.get_int("fail.limit", auth.fail_limit),
+                          fail_window_secs=s.get_int("fail.window.secs", auth.fail_window_secs))
     quotas: dict[str, QuotaLimits] = {}
     default = QuotaLimits()
     for name, s in sections.items():
@@ -705,7 +704,7 @@ def _parse_access(sections: dict[str, _Section], p: _Problems
         for key in s.raw:
             if key not in QUOTA_KEYS:
                 s.unknown(key, QUOTA_KEYS)
-        limits = QuotaLimits(**{k: (s.int(k, 0, minimum=0) if k in s.raw else None)
+        limits = QuotaLimits(**{k: (s.get_int(k, 0, minimum=0) if k in s.raw else None)
                                 for k in QUOTA_KEYS})
         if m.group(1) is None:
             default = limits

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 RESERVATION_SLACK_SECS = 900.0  # clone and boot time on top of the network waits
 
 
+def is_windows(os_key: str) -> bool:
+    """The seed's rule: an OS key starting with "win" is Windows (sizes, guest login)."""
+    return os_key.startswith("win")
+
+
 @dataclass(frozen=True)
 class OsSpec:
     key: str  # e.g. "centos", "windows"
@@ -17,7 +22,7 @@ class OsSpec:
 
     @property
     def is_windows(self) -> bool:
-        return self.key.startswith("win")
+        return is_windows(self.key)
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ class Config:
 
     def guest_login(self, os_key: str) -> GuestLogin | None:
         """The SSH login of a guest of this OS (the seed: windows, else linux)."""
-        return self.windows_login if os_key.startswith("win") else self.linux_login
+        return self.windows_login if is_windows(os_key) else self.linux_login
 
     @property
     def served_os(self) -> frozenset[str]:

@@ -79,5 +79,5 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if log:
+        if not isinstance(out, int):  # a log file, not DEVNULL
             out.close()

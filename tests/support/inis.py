@@ -56,11 +56,6 @@ class Ini:
         self.sections.setdefault(section, {}).update({k: _value(v) for k, v in keys.items()})
         return self
 
-    def unset(self, section: str, *keys: str) -> Ini:
-        for k in keys:
-            self.sections[section].pop(k)
-        return self
-
     def hosts(self) -> list[str]:
         """The `[xenhostN]` section names, in file order."""
         return [name for name in self.sections if _HOST.fullmatch(name)]
