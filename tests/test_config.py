@@ -138,6 +138,11 @@ vm.ssh.port=2222
     assert (cfg.network_timeout_secs, cfg.per_host_parallel, cfg.ssh_port) == (90, 2, 2222)
 
 
+def test_lease_minutes_default_and_cap() -> None:
+    cfg = parse_config("[common]\nvm.expiry.minutes=60\nvm.default.expiry.minutes=30\n" + host())
+    assert (cfg.lease_minutes(None), cfg.lease_minutes(45), cfg.lease_minutes(90)) == (30, 45, 60)
+
+
 def test_reservation_ttl_follows_the_network_wait() -> None:
     """Reservations, name claims and cancel marks of a dead builder lapse after three
     network waits and the slack: a longer network wait keeps them longer."""

@@ -142,6 +142,10 @@ class Config:
         """Every OS key at least one host has a template for."""
         return frozenset(k for h in self.hosts.values() for k in h.os)
 
+    def lease_minutes(self, asked: int | None) -> int:
+        """A new lease's length: what was asked (or the default), never over the cap."""
+        return min(asked or self.default_expiry_minutes, self.expiry_minutes_max)
+
     @property
     def reservation_ttl_secs(self) -> float:
         """How long a reservation, name claim or cancel mark outlives a builder that died

@@ -89,8 +89,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     spec = effective_spec(cfg, req)
     names = names_for(req.name, req.count)
     now = ctx.clock()
-    minutes = req.expires_in_minutes or cfg.default_expiry_minutes
-    expires = now + min(minutes, cfg.expiry_minutes_max) * 60
+    expires = now + cfg.lease_minutes(req.expires_in_minutes) * 60
     request_id = _request_id(ctx)
     ttl = cfg.reservation_ttl_secs
     held: list[str] = []
