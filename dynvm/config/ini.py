@@ -295,6 +295,12 @@ class _Section:
     def unknown(self, key: str, candidates: list[str] | tuple[str, ...]) -> None:
         self.p.error(self.name, key, "unknown key" + _suggest(key, candidates))
 
+    def only(self, known: list[str] | tuple[str, ...]) -> None:
+        """Report every key of the section that is not one of `known`."""
+        for key in self.raw:
+            if key not in known:
+                self.unknown(key, known)
+
 
 def normalise_host_url(name: str) -> str:
     """Turn host.name (IP, host, host:port or URL) into the XAPI URL; ValueError if bad.
@@ -492,9 +498,7 @@ def _parse_guest_logins(s: _Section) -> dict[str, GuestLogin | None]:
 
 
 def _parse_couchbase(s: _Section) -> CouchbaseConfig:
-    for key in s.raw:
-        if key not in COUCHBASE_KEYS and key not in STATIC_POOL_KEYS:
-            s.unknown(key, COUCHBASE_KEYS + STATIC_POOL_KEYS)
+    s.only(COUCHBASE_KEYS + STATIC_POOL_KEYS)
     return CouchbaseConfig(
         server=s.get_str("couchbase.server", "", required=True) or "",
         bucket=s.get_str("couchbase.bucket", "", required=True) or "",
@@ -547,6 +551,31 @@ def parse_config(
     base = Path(source).resolve().parent if Path(source).is_file() else None
 
     sections = {name: _Section(name, parser[name], env, p) for name in parser.sections()}
+    hosts, pool_sections = _parse_host_and_pool_sections(sections, base, p)
+    _check_distinct_hosts(hosts, p)
+    common_kwargs = _parse_common(sections["common"]) if "common" in sections else {}
+    store = _parse_store(sections, p)
+    pools = _parse_pools(pool_sections, sections, hosts, p)
+    auth, quotas, default_quota = _parse_access(sections, p)
+    if p.errors:
+        raise ConfigError(p.errors, source)
+    return Config(
+        hosts=dict(sorted(hosts.items())),
+        store=store,
+        pools=pools,
+        auth=auth,
+        quotas=quotas,
+        default_quota=default_quota,
+        source=source,
+        warnings=tuple(p.warnings),
+        **common_kwargs,
+    )
+
+
+def _parse_host_and_pool_sections(sections: dict[str, _Section], base: Path | None,
+                                  p: _Problems) -> tuple[dict[int, HostConfig],
+                                                         dict[str, _Section]]:
+    """[xenhostN] parsed, [pool <os>] set aside, and any other unknown section reported."""
     hosts: dict[int, HostConfig] = {}
     pool_sections: dict[str, _Section] = {}
     known = ["common", "couchbase", "store", "xenhost1", "pool <os>", "auth", "quota <owner>"]
@@ -576,7 +605,11 @@ def parse_config(
 
     if not any(_HOST_SECTION.fullmatch(n) for n in sections):
         p.error(None, None, "no [xenhostN] section: at least one host is needed")
+    return hosts, pool_sections
 
+
+def _check_distinct_hosts(hosts: dict[int, HostConfig], p: _Problems) -> None:
+    """Two sections for one XAPI URL would count its room twice."""
     seen_urls: dict[str, int] = {}
     for ref in sorted(hosts):
         key = hosts[ref].url.lower()
@@ -586,34 +619,34 @@ def parse_config(
         else:
             seen_urls[key] = ref
 
-    common_kwargs: dict[str, Any] = {}
-    if "common" in sections:
-        s = sections["common"]
-        known = [*COMMON_KEYS, *COMMON_BOOL_KEYS, *COMMON_FLOAT_KEYS,
-                 *(k for pair in GUEST_LOGIN_KEYS.values() for k in pair)]
-        logins = _parse_guest_logins(s)
-        common_kwargs["linux_login"] = logins["linux"]
-        common_kwargs["windows_login"] = logins["windows"]
-        for key in s.raw:
-            if key not in known:
-                s.unknown(key, known)
-        defaults = Config(hosts={})
-        for key, attr in COMMON_KEYS.items():
-            maximum = 65535 if key == "vm.ssh.port" else None
-            common_kwargs[attr] = s.get_int(key, getattr(defaults, attr), maximum=maximum)
-        for key, attr in COMMON_BOOL_KEYS.items():
-            common_kwargs[attr] = s.get_bool(key, getattr(defaults, attr))
-        for key, attr in COMMON_FLOAT_KEYS.items():
-            common_kwargs[attr] = s.get_float(key, getattr(defaults, attr))
 
+def _parse_common(s: _Section) -> dict[str, Any]:
+    """[common]: Config's keyword arguments for the keys it sets."""
+    s.only([*COMMON_KEYS, *COMMON_BOOL_KEYS, *COMMON_FLOAT_KEYS,
+            *(k for pair in GUEST_LOGIN_KEYS.values() for k in pair)])
+    common_kwargs: dict[str, Any] = {}
+    logins = _parse_guest_logins(s)
+    common_kwargs["linux_login"] = logins["linux"]
+    common_kwargs["windows_login"] = logins["windows"]
+    defaults = Config(hosts={})
+    for key, attr in COMMON_KEYS.items():
+        maximum = 65535 if key == "vm.ssh.port" else None
+        common_kwargs[attr] = s.get_int(key, getattr(defaults, attr), maximum=maximum)
+    for key, attr in COMMON_BOOL_KEYS.items():
+        common_kwargs[attr] = s.get_bool(key, getattr(defaults, attr))
+    for key, attr in COMMON_FLOAT_KEYS.items():
+        common_kwargs[attr] = s.get_float(key, getattr(defaults, attr))
+    return common_kwargs
+
+
+def _parse_store(sections: dict[str, _Section], p: _Problems) -> StoreConfig:
+    """[store] with the [couchbase] section it may need."""
     couchbase = _parse_couchbase(sections["couchbase"]) if "couchbase" in sections else None
     static_pool = _parse_static_pool(sections["couchbase"]) if "couchbase" in sections else None
     store = StoreConfig(couchbase=couchbase, static_pool=static_pool)
     if "store" in sections:
         s = sections["store"]
-        for key in s.raw:
-            if key not in STORE_KEYS:
-                s.unknown(key, STORE_KEYS)
+        s.only(STORE_KEYS)
         backend = s.get_str("backend", "sqlite") or "sqlite"
         if backend not in STORE_BACKENDS:
             p.error("store", "backend", f"must be sqlite or couchbase, got {backend!r}")
@@ -630,7 +663,12 @@ def parse_config(
         p.warn("couchbase", None, "present but not used: state stays in SQLite at "
                f"{store.sqlite_path}; set backend=couchbase in [store] to keep it in Couchbase "
                "(needed for several instances on several machines)")
+    return store
 
+
+def _parse_pools(pool_sections: dict[str, _Section], sections: dict[str, _Section],
+                 hosts: dict[int, HostConfig], p: _Problems) -> dict[str, PoolConfig]:
+    """[pool <os>]: each must name an OS some host serves, with labels some such host has."""
     pools: dict[str, PoolConfig] = {}
     served = {k: [h for h in hosts.values() if k in h.os] for h in hosts.values() for k in h.os}
     # OSes named by a host section that failed validation: its own errors say why,
@@ -644,9 +682,7 @@ def parse_config(
     }
     all_hosts_ok = len(hosts) == sum(1 for n in sections if _HOST_SECTION.fullmatch(n))
     for os_key, s in pool_sections.items():
-        for key in s.raw:
-            if key not in POOL_KEYS:
-                s.unknown(key, POOL_KEYS)
+        s.only(POOL_KEYS)
         if "ready" not in s.raw:
             p.error(s.name, None, "missing required key ready")
         pool = PoolConfig(
@@ -663,21 +699,7 @@ def parse_config(
             p.error(s.name, "labels",
                     f"no host serving {os_key} has any of the labels {', '.join(sorted(pool.labels))}")
         pools[os_key] = pool
-
-    auth, quotas, default_quota = _parse_access(sections, p)
-    if p.errors:
-        raise ConfigError(p.errors, source)
-    return Config(
-        hosts=dict(sorted(hosts.items())),
-        store=store,
-        pools=pools,
-        auth=auth,
-        quotas=quotas,
-        default_quota=default_quota,
-        source=source,
-        warnings=tuple(p.warnings),
-        **common_kwargs,
-    )
+    return pools
 
 
 def _parse_access(sections: dict[str, _Section], p: _Problems
@@ -686,9 +708,7 @@ def _parse_access(sections: dict[str, _Section], p: _Problems
     auth = AuthConfig()
     if "auth" in sections:
         s = sections["auth"]
-        for key in s.raw:
-            if key not in AUTH_KEYS:
-                s.unknown(key, AUTH_KEYS)
+        s.only(AUTH_KEYS)
         legacy = (s.get_str("legacy", "open") or "open").lower()
         if legacy not in AUTH_LEGACY:
             p.error("auth", "legacy", f"must be one of {', '.join(AUTH_LEGACY)}, got {legacy!r}")
@@ -701,9 +721,7 @@ def _parse_access(sections: dict[str, _Section], p: _Problems
         m = _QUOTA_SECTION.fullmatch(name)
         if not m:
             continue
-        for key in s.raw:
-            if key not in QUOTA_KEYS:
-                s.unknown(key, QUOTA_KEYS)
+        s.only(QUOTA_KEYS)
         limits = QuotaLimits(**{k: (s.get_int(k, 0, minimum=0) if k in s.raw else None)
                                 for k in QUOTA_KEYS})
         if m.group(1) is None:
