@@ -7,7 +7,8 @@ have to play whack-a-mole). `ConfigWatcher` re-reads the file when it changes
 and keeps the last good configuration in force when a new one is broken.
 """
 
-from dynvm.config.ini import ConfigError, load_config, normalise_host_url, parse_config
+from dynvm.config.hosts import normalise_host_url
+from dynvm.config.ini import ConfigError, load_config, parse_config
 from dynvm.config.model import (
     AuthConfig,
     Config,

@@ -1,0 +1,232 @@
+"""Reading INI text: configparser set up for the seed's files, problems with their
+location, and one section's values with `${ENV}` expanded and typed getters."""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import re
+from collections.abc import Mapping
+
+from dynvm.digits import parse_float, parse_int
+
+SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword", "static.userpassword",
+                         "vm.linux.password", "vm.windows.password"})
+# A line that may hold a secret (even one malformed, as `host.password hunter2`)
+# is never echoed in a problem report: those reach the log and /health.
+_SECRET_HINT = re.compile(r"pass|secret|token|credential|api[_.-]?key|private", re.I)
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+class _Problems:
+    """Collects problems with their location so they can be reported together."""
+
+    def __init__(self, source: str, lines: dict[tuple[str, str | None], int]) -> None:
+        self.source = source
+        self.lines = lines
+        self._errors: list[tuple[int, int, str]] = []
+        self._warnings: list[tuple[int, int, str]] = []
+
+    @property
+    def errors(self) -> list[str]:
+        """In file order, so the report reads top to bottom like the file."""
+        return [m for _, _, m in sorted(self._errors)]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [m for _, _, m in sorted(self._warnings)]
+
+    def _where(self, section: str | None, key: str | None) -> tuple[int, str]:
+        line = self.lines.get((section, key)) if section is not None else None
+        if line is None and section is not None:
+            line = self.lines.get((section, None))
+        loc = f"{self.source}:{line}" if line else self.source
+        if section is None:
+            return line or 0, f"{loc}: "
+        return line or 0, f"{loc}: [{section}] {key + ': ' if key else ''}"
+
+    def error(self, section: str | None, key: str | None, what: str) -> None:
+        line, where = self._where(section, key)
+        self._errors.append((line, len(self._errors), where + what))
+
+    def at_line(self, line: int, what: str) -> None:
+        self._errors.append((line, len(self._errors), f"{self.source}:{line}: {what}"))
+
+    def warn(self, section: str | None, key: str | None, what: str) -> None:
+        line, where = self._where(section, key)
+        self._warnings.append((line, len(self._warnings), where + what))
+
+    def count(self) -> int:
+        return len(self._errors)
+
+
+def _line_index(text: str) -> dict[tuple[str, str | None], int]:
+    """Line numbers of section headers and keys, for messages (first wins)."""
+    index: dict[tuple[str, str | None], int] = {}
+    section: str | None = None
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and "]" in line:
+            section = line[1 : line.rindex("]")]  # as configparser reads it
+            index.setdefault((section, None), n)
+        elif section is not None and not raw[:1].isspace():
+            m = re.match(r"([^=:]+?)\s*[=:]", line)
+            if m:
+                index.setdefault((section, m.group(1)), n)
+    return index
+
+
+def _quoted_line(line: str) -> str:
+    """A line of the file for a problem report: quoted, cut short, secrets hidden."""
+    if _SECRET_HINT.search(line):
+        key = re.split(r"[\s=:]", line.strip(), maxsplit=1)[0]
+        return f"{key[:60]!r} (rest of the line hidden: it may hold a secret)"
+    text = repr(line)
+    return text if len(text) <= 100 else text[:96] + "...'"
+
+
+def _suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _split_list(value: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in value.split(",") if p.strip())
+
+
+class _Section:
+    """One section's values with `${ENV}` expanded and typed getters that record problems."""
+
+    def __init__(self, name: str, raw: Mapping[str, str], env: Mapping[str, str], p: _Problems):
+        self.name = name
+        self.p = p
+        self.raw = dict(raw)
+        self.values: dict[str, str] = {}
+        for key, value in self.raw.items():
+            expanded = self._expand(key, value, env)
+            if expanded is not None:
+                self.values[key] = expanded
+
+    def _expand(self, key: str, value: str, env: Mapping[str, str]) -> str | None:
+        missing: list[str] = []
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                missing.append(m.group(1))
+                return ""
+            return env[m.group(1)]
+
+        out = _ENV_REF.sub(sub, value)
+        for name in missing:
+            self.p.error(self.name, key, f"environment variable {name} is not set")
+        if "${" in _ENV_REF.sub("", value):
+            self.p.error(self.name, key, "malformed ${...} reference (write ${NAME})")
+            return None
+        return None if missing else out
+
+    def _shown(self, key: str) -> str:
+        # Echo what the file says, never a secret nor what came from the environment.
+        if key in SECRET_KEYS or _SECRET_HINT.search(key) or "${" in self.raw.get(key, ""):
+            return ""
+        return f", got {self.raw[key]!r}"
+
+    def get_str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        if key not in self.values:
+            if key not in self.raw and required:
+                self.p.error(self.name, None, f"missing required key {key}")
+            return default
+        value = self.values[key].strip()
+        if not value:
+            if required:
+                self.p.error(self.name, key, "must not be empty")
+            return default
+        if "\n" in value:  # an indented next line continues the value: never meant
+            self.p.error(self.name, key, "must be one line (the next line is indented, so it "
+                         "was read as part of this value; its text is not shown)")
+            return default
+        return value
+
+    def get_int(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        value = self.get_str(key)
+        if value is None:
+            return default
+        try:
+            n = parse_int(value)
+        except ValueError:
+            self.p.error(self.name, key, f"must be a whole number{self._shown(key)}")
+            return default
+        if n < minimum or (maximum is not None and n > maximum):
+            bound = "a positive number" if minimum == 1 else f"at least {minimum}"
+            if maximum is not None:
+                bound = f"between {minimum} and {maximum}"
+            self.p.error(self.name, key, f"must be {bound}{self._shown(key)}")
+            return default
+        return n
+
+    def get_float(self, key: str, default: float) -> float:
+        value = self.get_str(key)
+        if value is None:
+            return default
+        try:
+            x = parse_float(value)
+        except ValueError:
+            self.p.error(self.name, key, f"must be a number of seconds{self._shown(key)}")
+            return default
+        if not x > 0 or x == float("inf"):
+            self.p.error(self.name, key, f"must be a positive number{self._shown(key)}")
+            return default
+        return x
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self.get_str(key)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        self.p.error(self.name, key, f"must be true or false{self._shown(key)}")
+        return default
+
+    def unknown(self, key: str, candidates: list[str] | tuple[str, ...]) -> None:
+        self.p.error(self.name, key, "unknown key" + _suggest(key, candidates))
+
+    def only(self, known: list[str] | tuple[str, ...]) -> None:
+        """Report every key of the section that is not one of `known`."""
+        for key in self.raw:
+            if key not in known:
+                self.unknown(key, known)
+
+
+def _read_ini(text: str, p: _Problems) -> configparser.ConfigParser | None:
+    lines = text.splitlines()
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        inline_comment_prefixes=(";", "#"),
+        comment_prefixes=(";", "#"),
+        empty_lines_in_values=False,
+        strict=True,
+        default_section="\x00no-defaults",  # a literal [DEFAULT] is just an unknown section
+    )
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
+    try:
+        parser.read_string(text, source=p.source)
+    except configparser.DuplicateSectionError as e:
+        p.at_line(e.lineno or 0, f"[{e.section}] section appears twice")
+    except configparser.DuplicateOptionError as e:
+        p.at_line(e.lineno or 0, f"[{e.section}] {e.option}: key appears twice in the section")
+    except configparser.MissingSectionHeaderError as e:
+        p.at_line(e.lineno or 0, f"text before the first [section]: {_quoted_line(e.line)}")
+    except configparser.ParsingError as e:
+        for lineno, _ in e.errors:
+            line = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else "?"
+            p.at_line(lineno, f"not a key=value line: {_quoted_line(line)}")
+    except configparser.Error as e:
+        p.error(None, None, f"does not parse: {_quoted_line(str(e))}")
+    else:
+        return parser
+    return None
