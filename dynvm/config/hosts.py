@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dynvm.config.model import HostConfig, OsSpec, is_windows
-from dynvm.config.sections import _Section, _split_list
+from dynvm.config.sections import Section, split_list
 
 WINDOWS_DEFAULTS = (12, 6, 71)  # vcpus, memory GiB, disk GiB for win* OS keys
 OTHER_DEFAULTS = (8, 4, 35)
@@ -72,7 +72,7 @@ def _resolve_path(value: str, base: Path | None) -> Path:
     return path
 
 
-def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
+def parse_host(ref: int, s: Section, base: Path | None) -> HostConfig | None:
     p = s.p
     n_before = p.count()
     name = s.get_str("host.name", required=True)
@@ -147,7 +147,7 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
         user=user or "",
         password=password or "",
         storage_name=storage or "",
-        labels=_split_list(s.values.get("host.labels", "")),
+        labels=split_list(s.values.get("host.labels", "")),
         network_id=s.get_str("host.network.id"),
         template_networks={k: v for k, v in template_networks.items() if k in os_specs},
         vms_max=vms_max,
@@ -161,7 +161,7 @@ def _parse_host(ref: int, s: _Section, base: Path | None) -> HostConfig | None:
     return host if p.count() == n_before else None
 
 
-def _seed_scheme(s: _Section, name: str, url: str) -> str:
+def _seed_scheme(s: Section, name: str, url: str) -> str:
     """The seed's bare `host.name=IP` is plain http: accepted, with advice.
 
     A section that sets host.tls.verify or host.tls.ca (keys the seed never
@@ -179,7 +179,7 @@ def _seed_scheme(s: _Section, name: str, url: str) -> str:
     return url
 
 
-def _template_networks(s: _Section) -> dict[str, str]:
+def _template_networks(s: Section) -> dict[str, str]:
     """`<os>.template.network=<PIF device>`: the seed's network for one OS on this host."""
     out: dict[str, str] = {}
     for key in s.raw:

@@ -2,10 +2,8 @@
 
 An operator fixing a farm file at night should not have to play whack-a-mole,
 so `parse_config` reports all problems of a file together, each naming file,
-line, section and key.
-
-Over 400 lines by design: the key tables, the section reader and the
-cross-section checks are one format and change together.
+line, section and key. Reading the text is `sections`, a host section is
+`hosts`; this module holds the key tables and the other sections.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dynvm.config.hosts import _parse_host
+from dynvm.config.hosts import parse_host
 from dynvm.config.model import (
     AuthConfig,
     Config,
@@ -29,12 +27,12 @@ from dynvm.config.model import (
     StoreConfig,
 )
 from dynvm.config.sections import (
-    _line_index,
-    _Problems,
-    _read_ini,
-    _Section,
-    _split_list,
-    _suggest,
+    Problems,
+    Section,
+    line_index,
+    read_ini,
+    split_list,
+    suggest,
 )
 
 
@@ -92,7 +90,7 @@ QUOTA_KEYS = ("vms", "vcpus", "memory_gib")
 # ------------------------------------------------------------------------ parsing
 
 
-def _parse_static_pool(s: _Section) -> StaticPoolConfig | None:
+def _parse_static_pool(s: Section) -> StaticPoolConfig | None:
     """The four `static.*` keys go together: all of them or none."""
     given = [k for k in STATIC_POOL_KEYS if k in s.raw]
     if not given:
@@ -105,7 +103,7 @@ def _parse_static_pool(s: _Section) -> StaticPoolConfig | None:
     return StaticPoolConfig(server, bucket, user, password)
 
 
-def _parse_guest_logins(s: _Section) -> dict[str, GuestLogin | None]:
+def _parse_guest_logins(s: Section) -> dict[str, GuestLogin | None]:
     """`vm.<linux|windows>.username/password` in [common], each pair complete or absent."""
     out: dict[str, GuestLogin | None] = {}
     for family, (user_key, password_key) in GUEST_LOGIN_KEYS.items():
@@ -121,7 +119,7 @@ def _parse_guest_logins(s: _Section) -> dict[str, GuestLogin | None]:
     return out
 
 
-def _parse_couchbase(s: _Section) -> CouchbaseConfig:
+def _parse_couchbase(s: Section) -> CouchbaseConfig:
     s.only(COUCHBASE_KEYS + STATIC_POOL_KEYS)
     return CouchbaseConfig(
         server=s.get_str("couchbase.server", "", required=True) or "",
@@ -138,13 +136,13 @@ def parse_config(
 ) -> Config:
     """Parse and validate INI text; raise ConfigError listing every problem found."""
     env = os.environ if env is None else env
-    p = _Problems(source, _line_index(text))
-    parser = _read_ini(text, p)
+    p = Problems(source, line_index(text))
+    parser = read_ini(text, p)
     if parser is None:
         raise ConfigError(p.errors, source)
     base = Path(source).resolve().parent if Path(source).is_file() else None
 
-    sections = {name: _Section(name, parser[name], env, p) for name in parser.sections()}
+    sections = {name: Section(name, parser[name], env, p) for name in parser.sections()}
     hosts, pool_sections = _parse_host_and_pool_sections(sections, base, p)
     _check_distinct_hosts(hosts, p)
     common_kwargs = _parse_common(sections["common"]) if "common" in sections else {}
@@ -166,12 +164,12 @@ def parse_config(
     )
 
 
-def _parse_host_and_pool_sections(sections: dict[str, _Section], base: Path | None,
-                                  p: _Problems) -> tuple[dict[int, HostConfig],
-                                                         dict[str, _Section]]:
+def _parse_host_and_pool_sections(sections: dict[str, Section], base: Path | None,
+                                  p: Problems) -> tuple[dict[int, HostConfig],
+                                                         dict[str, Section]]:
     """[xenhostN] parsed, [pool <os>] set aside, and any other unknown section reported."""
     hosts: dict[int, HostConfig] = {}
-    pool_sections: dict[str, _Section] = {}
+    pool_sections: dict[str, Section] = {}
     known = ["common", "couchbase", "store", "xenhost1", "pool <os>", "auth", "quota <owner>"]
     for name, s in sections.items():
         m_host = _HOST_SECTION.fullmatch(name)
@@ -184,13 +182,13 @@ def _parse_host_and_pool_sections(sections: dict[str, _Section], base: Path | No
                 fix = f"write [xenhost{int(digits)}]" if int(digits) else "numbers start at 1"
                 p.error(name, None, f"bad section name: host number {digits!r} ({fix})")
                 continue
-            host = _parse_host(int(digits), s, base)
+            host = parse_host(int(digits), s, base)
             if host is not None:
                 hosts[host.ref] = host
         elif m_pool:
             pool_sections[m_pool.group(1)] = s
         elif name not in ("common", "couchbase", "store"):
-            hint = _suggest(name, known)
+            hint = suggest(name, known)
             if name.lower().startswith("xenhost"):
                 hint = " (hosts are [xenhostN] with N a number from 1, e.g. [xenhost1])"
             elif name.lower().startswith("pool"):
@@ -202,7 +200,7 @@ def _parse_host_and_pool_sections(sections: dict[str, _Section], base: Path | No
     return hosts, pool_sections
 
 
-def _check_distinct_hosts(hosts: dict[int, HostConfig], p: _Problems) -> None:
+def _check_distinct_hosts(hosts: dict[int, HostConfig], p: Problems) -> None:
     """Two sections for one XAPI URL would count its room twice."""
     seen_urls: dict[str, int] = {}
     for ref in sorted(hosts):
@@ -214,7 +212,7 @@ def _check_distinct_hosts(hosts: dict[int, HostConfig], p: _Problems) -> None:
             seen_urls[key] = ref
 
 
-def _parse_common(s: _Section) -> dict[str, Any]:
+def _parse_common(s: Section) -> dict[str, Any]:
     """[common]: Config's keyword arguments for the keys it sets."""
     s.only([*COMMON_KEYS, *COMMON_BOOL_KEYS, *COMMON_FLOAT_KEYS,
             *(k for pair in GUEST_LOGIN_KEYS.values() for k in pair)])
@@ -233,7 +231,7 @@ def _parse_common(s: _Section) -> dict[str, Any]:
     return common_kwargs
 
 
-def _parse_store(sections: dict[str, _Section], p: _Problems) -> StoreConfig:
+def _parse_store(sections: dict[str, Section], p: Problems) -> StoreConfig:
     """[store] with the [couchbase] section it may need."""
     couchbase = _parse_couchbase(sections["couchbase"]) if "couchbase" in sections else None
     static_pool = _parse_static_pool(sections["couchbase"]) if "couchbase" in sections else None
@@ -260,8 +258,8 @@ def _parse_store(sections: dict[str, _Section], p: _Problems) -> StoreConfig:
     return store
 
 
-def _parse_pools(pool_sections: dict[str, _Section], sections: dict[str, _Section],
-                 hosts: dict[int, HostConfig], p: _Problems) -> dict[str, PoolConfig]:
+def _parse_pools(pool_sections: dict[str, Section], sections: dict[str, Section],
+                 hosts: dict[int, HostConfig], p: Problems) -> dict[str, PoolConfig]:
     """[pool <os>]: each must name an OS some host serves, with labels some such host has."""
     pools: dict[str, PoolConfig] = {}
     served = {k: [h for h in hosts.values() if k in h.os] for h in hosts.values() for k in h.os}
@@ -282,13 +280,13 @@ def _parse_pools(pool_sections: dict[str, _Section], sections: dict[str, _Sectio
         pool = PoolConfig(
             os=os_key,
             ready=s.get_int("ready", 0, minimum=0),
-            labels=_split_list(s.values.get("labels", "")),
+            labels=split_list(s.values.get("labels", "")),
             ttl_minutes=s.get_int("ready.ttl.minutes", 240),
         )
         if os_key not in served and os_key not in served_by_broken:
             offered = ", ".join(sorted(served)) or "none"
             p.error(s.name, None, f"no host serves {os_key} (no {os_key}.template in any [xenhostN]; served: {offered})"
-                    + _suggest(os_key, sorted(served)))
+                    + suggest(os_key, sorted(served)))
         elif all_hosts_ok and pool.labels and not any(h.labels & pool.labels for h in served.get(os_key, [])):
             p.error(s.name, "labels",
                     f"no host serving {os_key} has any of the labels {', '.join(sorted(pool.labels))}")
@@ -296,7 +294,7 @@ def _parse_pools(pool_sections: dict[str, _Section], sections: dict[str, _Sectio
     return pools
 
 
-def _parse_access(sections: dict[str, _Section], p: _Problems
+def _parse_access(sections: dict[str, Section], p: Problems
                   ) -> tuple[AuthConfig, dict[str, QuotaLimits], QuotaLimits]:
     """[auth] and the [quota <owner>] / [quota] sections."""
     auth = AuthConfig()
@@ -332,10 +330,10 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         data = Path(source).read_bytes()
     except OSError as e:
         raise ConfigError([f"{source}: cannot read: {e.strerror or e}"], source) from None
-    return _parse_bytes(data, source, env)
+    return parse_bytes(data, source, env)
 
 
-def _parse_bytes(data: bytes, source: str, env: Mapping[str, str] | None) -> Config:
+def parse_bytes(data: bytes, source: str, env: Mapping[str, str] | None) -> Config:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -20,7 +20,7 @@ _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
 
-class _Problems:
+class Problems:
     """Collects problems with their location so they can be reported together."""
 
     def __init__(self, source: str, lines: dict[tuple[str, str | None], int]) -> None:
@@ -62,7 +62,7 @@ class _Problems:
         return len(self._errors)
 
 
-def _line_index(text: str) -> dict[tuple[str, str | None], int]:
+def line_index(text: str) -> dict[tuple[str, str | None], int]:
     """Line numbers of section headers and keys, for messages (first wins)."""
     index: dict[tuple[str, str | None], int] = {}
     section: str | None = None
@@ -89,19 +89,19 @@ def _quoted_line(line: str) -> str:
     return text if len(text) <= 100 else text[:96] + "...'"
 
 
-def _suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+def suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _split_list(value: str) -> frozenset[str]:
+def split_list(value: str) -> frozenset[str]:
     return frozenset(p.strip() for p in value.split(",") if p.strip())
 
 
-class _Section:
+class Section:
     """One section's values with `${ENV}` expanded and typed getters that record problems."""
 
-    def __init__(self, name: str, raw: Mapping[str, str], env: Mapping[str, str], p: _Problems):
+    def __init__(self, name: str, raw: Mapping[str, str], env: Mapping[str, str], p: Problems):
         self.name = name
         self.p = p
         self.raw = dict(raw)
@@ -193,7 +193,7 @@ class _Section:
         return default
 
     def unknown(self, key: str, candidates: list[str] | tuple[str, ...]) -> None:
-        self.p.error(self.name, key, "unknown key" + _suggest(key, candidates))
+        self.p.error(self.name, key, "unknown key" + suggest(key, candidates))
 
     def only(self, known: list[str] | tuple[str, ...]) -> None:
         """Report every key of the section that is not one of `known`."""
@@ -202,7 +202,7 @@ class _Section:
                 self.unknown(key, known)
 
 
-def _read_ini(text: str, p: _Problems) -> configparser.ConfigParser | None:
+def read_ini(text: str, p: Problems) -> configparser.ConfigParser | None:
     lines = text.splitlines()
     parser = configparser.ConfigParser(
         interpolation=None,

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from dynvm.config.ini import ConfigError, _parse_bytes
+from dynvm.config.ini import ConfigError, parse_bytes
 from dynvm.config.model import Config
 
 log = logging.getLogger("dynvm.config")
@@ -92,7 +92,7 @@ class ConfigWatcher:
         data = self._read()
         if data is None:
             raise ConfigError([f"{self.path}: cannot read: {self._read_error}"], self.path)
-        self._config = _parse_bytes(data, self.path, env)
+        self._config = parse_bytes(data, self.path, env)
         self._log_warnings(self._config)
         self._seen_digest = self._good_digest = hashlib.sha256(data).hexdigest()
         self.last_error: str | None = None
@@ -152,7 +152,7 @@ class ConfigWatcher:
             self._pending = None
             self._seen_digest = seen
             try:
-                config = _parse_bytes(data, self.path, self.env)
+                config = parse_bytes(data, self.path, self.env)
             except ConfigError as e:
                 self._refuse(str(e))
                 return False
