@@ -138,6 +138,13 @@ vm.ssh.port=2222
     assert (cfg.network_timeout_secs, cfg.per_host_parallel, cfg.ssh_port) == (90, 2, 2222)
 
 
+def test_os_spec_is_the_first_serving_hosts() -> None:
+    cfg = parse_config(host(2, extra="centos.vcpus=2\n") + host(1, extra="centos.vcpus=3\n"))
+    spec = cfg.os_spec("centos")
+    assert spec is not None and spec.vcpus == 3  # xenhost1, though written second
+    assert cfg.os_spec("plan9") is None
+
+
 def test_lease_minutes_default_and_cap() -> None:
     cfg = parse_config("[common]\nvm.expiry.minutes=60\nvm.default.expiry.minutes=30\n" + host())
     assert (cfg.lease_minutes(None), cfg.lease_minutes(45), cfg.lease_minutes(90)) == (30, 45, 60)

@@ -142,6 +142,11 @@ class Config:
         """Every OS key at least one host has a template for."""
         return frozenset(k for h in self.hosts.values() for k in h.os)
 
+    def os_spec(self, os_key: str) -> OsSpec | None:
+        """An OS's sizes as the first host (lowest N) serving it sets them; None if none does."""
+        return next((self.hosts[ref].os[os_key] for ref in sorted(self.hosts)
+                     if os_key in self.hosts[ref].os), None)
+
     def lease_minutes(self, asked: int | None) -> int:
         """A new lease's length: what was asked (or the default), never over the cap."""
         return min(asked or self.default_expiry_minutes, self.expiry_minutes_max)

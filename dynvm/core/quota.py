@@ -40,8 +40,7 @@ def lease_size(cfg: Config, lease: Lease) -> tuple[int, float]:
     """(vCPUs, GiB) of a leased VM: as recorded, else its OS's configured size."""
     vcpus, mem = lease.extra.get("vcpus"), lease.extra.get("memory_gib")
     if vcpus is None or mem is None:
-        spec = next((h.os[lease.os] for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
-                     if lease.os in h.os), None)
+        spec = cfg.os_spec(lease.os)
         vcpus = vcpus if vcpus is not None else (spec.vcpus if spec else 0)
         mem = mem if mem is not None else (spec.memory_gib if spec else 0)
     return int(vcpus), float(mem)

@@ -50,8 +50,9 @@ def effective_spec(cfg: Config, req: ServersRequest) -> OsSpec:
 
     Call after `check_request`: the OS is known to be served.
     """
-    spec = next(h.os[req.os] for h in sorted(cfg.hosts.values(), key=lambda h: h.ref)
-                if req.os in h.os)
+    spec = cfg.os_spec(req.os)
+    if spec is None:  # check_request refuses it first
+        raise BadRequest(f"Error: unknown os '{req.os}'")
     return with_overrides(spec, req)
 
 
