@@ -1,10 +1,12 @@
 """dynvm configuration: the seed's INI format, validated, with hot reload.
 
-The dataclasses below are what every other layer reads. `load_config` /
-`parse_config` turn an INI file into them and refuse a file with *all* its
-problems listed at once (an operator fixing a farm file at night should not
-have to play whack-a-mole). `ConfigWatcher` re-reads the file when it changes
-and keeps the last good configuration in force when a new one is broken.
+The dataclasses of `model` are what every other layer reads. `load_config` /
+`parse_config` (`ini`, with `sections` and `hosts`) turn an INI file into them
+and refuse a file with *all* its problems listed at once (an operator fixing a
+farm file at night should not have to play whack-a-mole). `ConfigWatcher`
+(`watch`) re-reads the file when it changes and keeps the last good
+configuration in force when a new one is broken. The names below are the
+package's public ones: import them from `dynvm.config`.
 """
 
 from dynvm.config.hosts import normalise_host_url
