@@ -26,7 +26,7 @@ from dynvm.core.ports import (
     XenError,
 )
 from dynvm.xen import records as R
-from dynvm.xen.inventory import Inventory
+from dynvm.xen.inventory import Inventory, finished
 from dynvm.xen.metrics import count_error
 from dynvm.xen.session import SessionPool, track_fork
 
@@ -76,14 +76,13 @@ class XenPoolClient:
         inv.ensure(DEFAULT_MAX_AGE if max_age is None else max_age)
         memo = self._memo
         if memo is None or memo[0] != inv.generation:
-            with inv.cond:
-                memo = (inv.generation, self._build_view())
+            snap = inv.snapshot()
+            memo = (snap.generation, self._build_view(snap.tables))
             self._memo = memo
         return dataclasses.replace(memo[1], age_secs=inv.age)
 
-    def _build_view(self) -> PoolView:
-        """Called with the inventory lock held."""
-        recs = self.inventory.records
+    def _build_view(self, recs: Mapping[str, Mapping[str, dict[str, Any]]]) -> PoolView:
+        """The whole view from one snapshot of the inventory."""
         hosts = R.host_views(recs)
         host_uuids = {h.ref: h.uuid for h in hosts}
         vms: dict[str, VmView] = {}
@@ -98,7 +97,7 @@ class XenPoolClient:
                     if name not in templates or ref < templates[name]:
                         templates[name] = ref
                 continue
-            v = self._vm_view(ref, rec, host_uuids)
+            v = self._vm_view(ref, rec, recs["vm_guest_metrics"], host_uuids)
             vms[v.uuid] = v
         live = set(recs["vm"])
         for ref in [r for r in self._vm_memo if r not in live]:
@@ -106,9 +105,10 @@ class XenPoolClient:
         return PoolView(host_ref=self.host_ref, hosts=hosts, vms=vms, templates=templates,
                         age_secs=0.0)
 
-    def _vm_view(self, ref: str, rec: dict[str, Any], host_uuids: Mapping[str, str]) -> VmView:
+    def _vm_view(self, ref: str, rec: dict[str, Any], gms: Mapping[str, dict[str, Any]],
+                 host_uuids: Mapping[str, str]) -> VmView:
         """VmView, memoised on the record objects it came from (replaced on every change)."""
-        gm = self.inventory.records["vm_guest_metrics"].get(rec.get("guest_metrics", R.NULL))
+        gm = gms.get(rec.get("guest_metrics", R.NULL))
         cached = self._vm_memo.get(ref)
         if cached is not None and cached[0] is rec and cached[1] is gm \
                 and cached[2].resident_on == host_uuids.get(rec.get("resident_on", R.NULL), ""):
@@ -119,31 +119,25 @@ class XenPoolClient:
 
     def tagged_vms(self) -> list[VmView]:
         self.inventory.ensure(DEFAULT_MAX_AGE)
-        inv = self.inventory
-        with inv.cond:
-            host_uuids = {ref: h.get("uuid", "") for ref, h in inv.records["host"].items()}
-            gms = inv.records["vm_guest_metrics"]
-            return [R.vm_view(ref, rec, gms.get(rec.get("guest_metrics", R.NULL)), host_uuids)
-                    for ref, rec in inv.records["vm"].items()
-                    if not rec.get("is_control_domain")
-                    and TAG_LEASE in (rec.get("other_config") or {})]
+        tables = self.inventory.snapshot().tables
+        host_uuids = {ref: h.get("uuid", "") for ref, h in tables["host"].items()}
+        gms = tables["vm_guest_metrics"]
+        return [R.vm_view(ref, rec, gms.get(rec.get("guest_metrics", R.NULL)), host_uuids)
+                for ref, rec in tables["vm"].items()
+                if not rec.get("is_control_domain")
+                and TAG_LEASE in (rec.get("other_config") or {})]
 
     def _view_vm(self, ref: str) -> VmView | None:
-        inv = self.inventory
-        with inv.cond:
-            rec = inv.records["vm"].get(ref)
-            if rec is None:
-                return None
-            host_uuids = {r: h.get("uuid", "") for r, h in inv.records["host"].items()}
-            gm = inv.records["vm_guest_metrics"].get(rec.get("guest_metrics", R.NULL))
-            return R.vm_view(ref, rec, gm, host_uuids)
+        found = self.inventory.vm_with_metrics(ref)
+        if found is None:
+            return None
+        return R.vm_view(ref, *found, self.inventory.host_uuids())
 
     def _vm_ref(self, vm_uuid: str) -> str | None:
         """VM ref by uuid: from the inventory, else asked (None when it does not exist)."""
-        with self.inventory.cond:
-            for ref, rec in self.inventory.records["vm"].items():
-                if rec.get("uuid") == vm_uuid:
-                    return ref
+        ref = self.inventory.ref_by_uuid("vm", vm_uuid)
+        if ref is not None:
+            return ref
         try:
             return self.call("VM.get_by_uuid", vm_uuid)
         except XenError as exc:
@@ -170,7 +164,7 @@ class XenPoolClient:
         try:
             while True:
                 left = max(deadline - time.monotonic(), 0.0)
-                rec = inv.wait_for(lambda: _finished(inv.tasks.get(task)),
+                rec = inv.wait_for(lambda: inv.finished_task(task),
                                    min(TASK_POLL, left), None if cancel_sent else cancel)
                 if rec is not None:
                     break
@@ -178,7 +172,7 @@ class XenPoolClient:
                     cancel_sent = True
                     self._quietly("task.cancel", task)
                     continue
-                rec = _finished(self.call("task.get_record", task))
+                rec = finished(self.call("task.get_record", task))
                 if rec is not None:
                     break
                 if time.monotonic() >= deadline:
@@ -285,11 +279,8 @@ class XenPoolClient:
         raise XenError("TEMPLATE_NOT_FOUND", [name], f"no template named {name!r}")
 
     def _host_ref(self, host_uuid: str) -> str:
-        with self.inventory.cond:
-            for ref, rec in self.inventory.records["host"].items():
-                if rec.get("uuid") == host_uuid:
-                    return ref
-        return self.call("host.get_by_uuid", host_uuid)
+        ref = self.inventory.ref_by_uuid("host", host_uuid)
+        return ref if ref is not None else self.call("host.get_by_uuid", host_uuid)
 
     def _set_vcpus(self, vm: str, rec: Mapping[str, Any], n: int) -> None:
         """VCPUs_at_startup may never exceed VCPUs_max: order the two calls accordingly."""
@@ -337,9 +328,7 @@ class XenPoolClient:
         return min(disks)[2] if disks else None
 
     def _host_pifs(self, host_ref: str) -> list[dict[str, Any]]:
-        with self.inventory.cond:
-            pifs = [p for p in self.inventory.records["pif"].values()
-                    if p.get("host") == host_ref]
+        pifs = self.inventory.host_pifs(host_ref)
         if not pifs:  # not in the copy (yet): ask
             pifs = [self.call("PIF.get_record", p) for p in self.call("host.get_PIFs", host_ref)]
         return pifs
@@ -369,11 +358,8 @@ class XenPoolClient:
         if network is None:
             raise XenError("PIF_NOT_FOUND", ["management", host_ref],
                            "no management network for a new VIF")
-        mtu = "1500"
-        with self.inventory.cond:
-            net = self.inventory.records["network"].get(network)
-            if net is not None:
-                mtu = str(net.get("MTU", "1500"))
+        net = self.inventory.record("network", network)
+        mtu = "1500" if net is None else str(net.get("MTU", "1500"))
         self.call("VIF.create", {
             "device": "0", "network": network, "VM": vm, "MAC": "", "MTU": mtu,
             "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
@@ -381,18 +367,13 @@ class XenPoolClient:
 
     def _sr_uuid(self, host_ref: str, name: str) -> str:
         """Uuid of the SR named `name` attached to the host (most free space wins)."""
-        inv = self.inventory
         best: tuple[int, str] | None = None
-        with inv.cond:
-            for pbd in inv.records["pbd"].values():
-                if pbd.get("host") != host_ref or pbd.get("currently_attached") is False:
-                    continue
-                sr = inv.records["sr"].get(pbd.get("SR", R.NULL))
-                if sr is None or sr.get("name_label") != name:
-                    continue
-                free = R.as_int(sr.get("physical_size")) - R.as_int(sr.get("physical_utilisation"))
-                if best is None or free > best[0]:
-                    best = (free, sr["uuid"])
+        for sr in self.inventory.attached_srs(host_ref):
+            if sr.get("name_label") != name:
+                continue
+            free = R.as_int(sr.get("physical_size")) - R.as_int(sr.get("physical_utilisation"))
+            if best is None or free > best[0]:
+                best = (free, sr["uuid"])
         if best is None:
             raise XenError("SR_NOT_FOUND", [name, host_ref],
                            f"no SR named {name!r} attached to host {host_ref}")
@@ -407,18 +388,18 @@ class XenPoolClient:
         ref = self._vm_ref(vm_uuid)
         if ref is None:
             raise XenError("UUID_INVALID", ["VM", vm_uuid])
-        if ref not in inv.records["vm"]:
+        if not inv.has("vm", ref):
             inv.refresh_vm(ref)
         deadline = time.monotonic() + timeout
         link_local: dict[str, Any] = {"since": None, "ip": ""}
 
         def check() -> tuple[str, str] | None:
-            rec = inv.records["vm"].get(ref)
-            if rec is None:
+            found = inv.vm_with_metrics(ref)
+            if found is None:
                 return ("gone", "")
+            rec, gm = found
             if rec.get("power_state") != "Running":
                 return ("halted", str(rec.get("power_state")))
-            gm = inv.records["vm_guest_metrics"].get(rec.get("guest_metrics", R.NULL))
             v4 = R.ipv4_addresses(R.guest_addresses((gm or {}).get("networks")))
             usable = [ip for ip in v4 if not R.is_link_local(ip)]
             if usable:
@@ -585,12 +566,6 @@ class XenPoolClient:
     def close(self) -> None:
         self.inventory.close()
         self.sessions.close()
-
-
-def _finished(rec: dict[str, Any] | None) -> dict[str, Any] | None:
-    if rec is not None and rec.get("status") not in (None, "pending", "cancelling"):
-        return rec
-    return None
 
 
 def _check(cancel: threading.Event | None, what: str) -> None:
