@@ -102,10 +102,6 @@ def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> str:
     return "drained" if drained else "up"
 
 
-def _gib(n: float) -> float:
-    return round(n / 2**30, 1)
-
-
 # ---------------------------------------------------------------- farm
 
 
@@ -114,7 +110,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
     snap = snap or Snapshot.take(svc)
     cfg = snap.cfg
     pools = []
-    totals = defaultdict(float)
+    totals: defaultdict[str, float] = defaultdict(float)
     for hc in sorted(cfg.hosts.values(), key=lambda h: h.ref):
         view = snap.views.get(hc.ref)
         pool: dict[str, Any] = {"ref": hc.ref, "name": hc.name, "labels": sorted(hc.labels),
@@ -136,7 +132,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
             running = view.running_on(m.uuid)
             disk_total = sum(size for size, _ in m.srs.values())
             disk_used = sum(used for _, used in m.srs.values())
-            member = {
+            member: dict[str, Any] = {
                 "name": m.name_label, "uuid": m.uuid, "address": m.address,
                 "state": _member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained),
                 "vms": len(running),
@@ -150,7 +146,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
                       "memory_used", "disk_total", "disk_used"):
                 totals[k] += member[k]
             pool["members"].append(member)
-        ready = defaultdict(int)
+        ready: defaultdict[str, int] = defaultdict(int)
         for lease in snap.leases:
             if lease.state == LEASE_READY and lease.host_ref == hc.ref:
                 ready[lease.os] += 1
@@ -305,7 +301,8 @@ def warm_pools(svc: Dynvm, snap: Snapshot | None = None,
     """Ready vs target per pool, VMs being built, recycled and handed out (history)."""
     snap = snap or Snapshot.take(svc)
     docs = history_docs(svc) if docs is None else docs
-    recycled, handed = defaultdict(int), defaultdict(int)
+    recycled: defaultdict[str, int] = defaultdict(int)
+    handed: defaultdict[str, int] = defaultdict(int)
     for d in docs:
         if d.get("from_warm_pool"):
             handed[d.get("os", "")] += 1
