@@ -6,6 +6,10 @@ with `event.from` on a dedicated session in a daemon thread; if the feed
 breaks, the thread backs off and reloads everything. `age` is the time since
 the feed last confirmed the copy (an `event.from` that returned, even empty),
 so it stays below `EVENT_TIMEOUT` plus one round trip while the feed runs.
+
+Over ~400 lines on purpose: the copy, its queries and the feed that keeps it
+share one lock and its invariants (pins, feed times); split apart, each half
+would reach into the other's private state.
 """
 
 from __future__ import annotations
