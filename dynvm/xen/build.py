@@ -199,17 +199,11 @@ class VmBuilder(PoolPart):
 
     def _sr_uuid(self, host_ref: str, name: str) -> str:
         """Uuid of the SR named `name` attached to the host (most free space wins)."""
-        best: tuple[int, str] | None = None
-        for sr in self.inventory.attached_srs(host_ref):
-            if sr.get("name_label") != name:
-                continue
-            free = R.as_int(sr.get("physical_size")) - R.as_int(sr.get("physical_utilisation"))
-            if best is None or free > best[0]:
-                best = (free, sr["uuid"])
-        if best is None:
+        sr = R.srs_by_name(self.inventory.attached_srs(host_ref)).get(name)
+        if sr is None:
             raise XenError("SR_NOT_FOUND", [name, host_ref],
                            f"no SR named {name!r} attached to host {host_ref}")
-        return best[1]
+        return str(sr["uuid"])
 
     def _discard(self, vm: str, tags: Mapping[str, str] | None = None) -> None:
         """Best-effort removal of a half-built VM; its tags let reconciliation retry.

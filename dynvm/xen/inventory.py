@@ -26,7 +26,7 @@ from typing import Any
 import XenAPI
 
 from dynvm.core.ports import HostUnreachable, XenError
-from dynvm.xen.records import NULL
+from dynvm.xen.records import NULL, host_uuids
 from dynvm.xen.session import SessionPool, abort, track_fork, translate
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Inventory:
     def host_uuids(self) -> dict[str, str]:
         """Host ref -> uuid, how VM views name the host a VM runs on."""
         with self._cond:
-            return {ref: h.get("uuid", "") for ref, h in self._tables["host"].items()}
+            return host_uuids(self._tables["host"])
 
     def vm_with_metrics(self, ref: str) -> tuple[Record, Record | None] | None:
         """A VM's record and its guest metrics (None: none yet), read together."""

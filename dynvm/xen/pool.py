@@ -102,7 +102,7 @@ class XenPoolClient:
     def tagged_vms(self) -> list[VmView]:
         self.inventory.ensure(DEFAULT_MAX_AGE)
         tables = self.inventory.snapshot().tables
-        host_uuids = {ref: h.get("uuid", "") for ref, h in tables["host"].items()}
+        host_uuids = R.host_uuids(tables["host"])
         gms = tables["vm_guest_metrics"]
         return [R.vm_view(ref, rec, gms.get(rec.get("guest_metrics", R.NULL)), host_uuids)
                 for ref, rec in tables["vm"].items()

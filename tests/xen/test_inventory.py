@@ -268,3 +268,17 @@ def test_only_the_inventory_touches_its_tables_and_lock() -> None:
                     and ast.unparse(node.value).split(".")[-1] in ("inv", "inventory"):
                 offenders.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
     assert offenders == []
+
+
+def test_one_sr_per_name_the_most_free_first_on_a_tie() -> None:
+    """Counting room (host views) and placing disks (build) choose the same SR."""
+    from dynvm.xen.records import srs_by_name
+
+    def sr(uuid: str, name: str, size: int, used: int) -> dict[str, str]:
+        return {"uuid": uuid, "name_label": name, "physical_size": str(size),
+                "physical_utilisation": str(used)}
+
+    srs = [sr("a", "Local storage", 100, 90), sr("b", "Local storage", 100, 40),
+           sr("c", "Local storage", 200, 140), sr("d", "ISO", 10, 0)]
+    chosen = srs_by_name(srs)
+    assert {n: s["uuid"] for n, s in chosen.items()} == {"Local storage": "b", "ISO": "d"}
