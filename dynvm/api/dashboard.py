@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, render_template, request
 
 from dynvm.api import dashboard_data as data
+from dynvm.api import dashboard_history as history
 from dynvm.api.dashboard_charts import line_chart
 from dynvm.api.validation import InvalidParam
 
@@ -53,7 +54,7 @@ def _int(name: str, default: int, lo: int = 1, hi: int = 10**6) -> int:
 
 def _day(name: str, end: bool = False) -> float | None:
     try:
-        return data.parse_day(request.args.get(name, ""), end)
+        return history.parse_day(request.args.get(name, ""), end)
     except ValueError:
         raise InvalidParam(name, f"expected a date YYYY-MM-DD, got {request.args.get(name)!r}"
                            ) from None
@@ -131,17 +132,17 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
     if "requests" in which:
         ctx["reqs"] = data.requests_(svc)
     if "warm" in which or "history" in which:
-        docs = data.history_docs(svc)
+        docs = history.history_docs(svc)
     if "warm" in which:
         ctx["warm"] = data.warm_pools(svc, snap, docs)
     if "history" in which:
-        found = data.history_query(docs or [], **_history_args())
+        found = history.history_query(docs or [], **_history_args())
         pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
         page = min(_int("h_page", 1), pages)
         ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
                    hist_total=len(found), hist_page=page, hist_pages=pages,
                    charts=_charts(found if len(found) != len(docs or []) else
-                                  data.whole_history_stats(docs or [])), hist_query=urlencode(
+                                  history.whole_history_stats(docs or [])), hist_query=urlencode(
                        {k: v for k, v in request.args.items()
                         if k.startswith("h_") and k != "h_page"}))
     return ctx
@@ -150,7 +151,7 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
 def _charts(docs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
             ) -> list[dict[str, Any]]:
     """Per-OS charts of the given documents (or of their precomputed stats)."""
-    stats = docs if isinstance(docs, dict) else data.history_stats(docs)
+    stats = docs if isinstance(docs, dict) else history.history_stats(docs)
     out = []
     for os_key, days in stats.items():
         labels = [d["day"] for d in days]
@@ -185,8 +186,8 @@ def fragments() -> Response:
 
 @bp.get("/ui/history.csv")
 def history_csv() -> Response:
-    found = data.history_query(data.history_docs(_svc()), **_history_args())
-    return Response(data.history_csv(found), mimetype="text/csv",
+    found = history.history_query(history.history_docs(_svc()), **_history_args())
+    return Response(history.history_csv(found), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=dynvm-history.csv"})
 
 
@@ -222,7 +223,7 @@ def api_capacity() -> Response:
 
 @bp.get(f"{PREFIX}/history")
 def api_history() -> Response:
-    found = data.history_query(data.history_docs(_svc()), **_history_args(prefix=""))
+    found = history.history_query(history.history_docs(_svc()), **_history_args(prefix=""))
     per_page = _int("per_page", HISTORY_PAGE, 1, HISTORY_PAGE_MAX)
     page = _int("page", 1)
     return _json({"total": len(found), "page": page, "per_page": per_page,
@@ -232,5 +233,5 @@ def api_history() -> Response:
 
 @bp.get(f"{PREFIX}/history/stats")
 def api_history_stats() -> Response:
-    found = data.history_query(data.history_docs(_svc()), **_history_args(prefix=""))
-    return _json(data.history_stats(found))
+    found = history.history_query(history.history_docs(_svc()), **_history_args(prefix=""))
+    return _json(history.history_stats(found))

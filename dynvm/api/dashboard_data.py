@@ -8,17 +8,11 @@ routes serialise them as they are and the templates render them.
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dynvm.api.dashboard_history import derived, history_docs  # noqa: F401 - gauges read them here
 from dynvm.core import progress, servers, warmpool
 from dynvm.core.capacity import host_key, slots_on, vm_os
 from dynvm.core.maintenance.state import placement_blocked
@@ -42,7 +36,6 @@ if TYPE_CHECKING:
 VM_STATES = {LEASE_PROVISIONING: "building", LEASE_READY: "ready", LEASE_ACTIVE: "leased",
              LEASE_RELEASING: "releasing"}
 RECENT_HOURS = 6.0  # finished requests shown this far back
-HISTORY_SCAN = 20_000  # history documents searched at most
 RECYCLE_PREFIX = "warm pool recycle"
 
 
@@ -111,10 +104,6 @@ def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> str:
     return "drained" if drained else "up"
 
 
-def _gib(n: float) -> float:
-    return round(n / 2**30, 1)
-
-
 # ---------------------------------------------------------------- farm
 
 
@@ -123,7 +112,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
     snap = snap or Snapshot.take(svc)
     cfg = snap.cfg
     pools = []
-    totals = defaultdict(float)
+    totals: defaultdict[str, float] = defaultdict(float)
     for hc in sorted(cfg.hosts.values(), key=lambda h: h.ref):
         view = snap.views.get(hc.ref)
         pool: dict[str, Any] = {"ref": hc.ref, "name": hc.name, "labels": sorted(hc.labels),
@@ -144,7 +133,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
             running = view.running_on(m.uuid)
             disk_total = sum(size for size, _ in m.srs.values())
             disk_used = sum(used for _, used in m.srs.values())
-            member = {
+            member: dict[str, Any] = {
                 "name": m.name_label, "uuid": m.uuid, "address": m.address,
                 "state": _member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained),
                 "vms": len(running),
@@ -158,7 +147,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
                       "memory_used", "disk_total", "disk_used"):
                 totals[k] += member[k]
             pool["members"].append(member)
-        ready = defaultdict(int)
+        ready: defaultdict[str, int] = defaultdict(int)
         for lease in snap.leases:
             if lease.state == LEASE_READY and lease.host_ref == hc.ref:
                 ready[lease.os] += 1
@@ -313,7 +302,8 @@ def warm_pools(svc: Dynvm, snap: Snapshot | None = None,
     """Ready vs target per pool, VMs being built, recycled and handed out (history)."""
     snap = snap or Snapshot.take(svc)
     docs = history_docs(svc) if docs is None else docs
-    recycled, handed = defaultdict(int), defaultdict(int)
+    recycled: defaultdict[str, int] = defaultdict(int)
+    handed: defaultdict[str, int] = defaultdict(int)
     for d in docs:
         if d.get("from_warm_pool"):
             handed[d.get("os", "")] += 1
@@ -328,148 +318,4 @@ def warm_pools(svc: Dynvm, snap: Snapshot | None = None,
         out.append({"os": o, "target": pool.ready, "ready": ready, "building": building,
                     "recycled": recycled[o], "handed_out": handed[o],
                     "labels": sorted(pool.labels), "ttl_minutes": pool.ttl_minutes})
-    return out
-
-
-# ---------------------------------------------------------------- history
-
-
-class _HistoryMemo:
-    """History read at most every HISTORY_TTL_SECS per process and store.
-
-    Reading and decoding every document is most of a dashboard render, and the
-    page, its refreshes and each scrape all want it; the history only grows,
-    so the dashboard and the metrics may show it a second or two late.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._store: object | None = None  # whose history this is
-        self._at = -math.inf
-        self._docs: list[dict[str, Any]] = []
-        self._derived: dict[str, Any] = {}
-
-    def docs(self, svc: Dynvm) -> list[dict[str, Any]]:
-        store = svc.ctx.store
-        with self._lock:
-            if self._store is store and time.monotonic() - self._at < HISTORY_TTL_SECS:
-                return self._docs
-        try:
-            docs = store.history(limit=HISTORY_SCAN)
-        except StoreError:
-            return []
-        with self._lock:
-            self._store, self._at, self._docs, self._derived = (
-                store, time.monotonic(), docs, {})
-        return docs
-
-    def derived(self, docs: list[dict[str, Any]], name: str,
-                fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
-        """fn(docs) for the whole history, kept with the documents it came from."""
-        with self._lock:
-            if docs is self._docs and name in self._derived:
-                return self._derived[name]
-        out = fn(docs)
-        with self._lock:
-            if docs is self._docs:
-                self._derived[name] = out
-        return out
-
-
-HISTORY_TTL_SECS = 2.0
-_MEMO = _HistoryMemo()
-
-
-def history_docs(svc: Dynvm) -> list[dict[str, Any]]:
-    """Every history document (most recent first), at most HISTORY_TTL_SECS old."""
-    return _MEMO.docs(svc)
-
-
-def derived(docs: list[dict[str, Any]], name: str,
-            fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
-    """fn(docs), computed once per read of the history when `docs` is the whole of it."""
-    return _MEMO.derived(docs, name, fn)
-
-
-def whole_history_stats(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    return derived(docs, "stats", history_stats)
-
-
-def parse_day(text: str, end: bool = False) -> float | None:
-    """'YYYY-MM-DD' (UTC) as epoch seconds; the end of that day with `end`."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-    return day + 86400 if end else day
-
-
-def history_query(docs: Iterable[dict[str, Any]], *, name: str = "", owner: str = "",
-                  os: str = "", since: float | None = None, until: float | None = None
-                  ) -> list[dict[str, Any]]:
-    """Documents matching every given criterion, most recent first."""
-    name, owner = name.strip().lower(), owner.strip().lower()
-    if not (name or owner or os or since is not None or until is not None):
-        return list(docs)  # already most recent first
-    out = []
-    for d in docs:
-        created = d.get("created_time") or 0
-        if name and name not in str(d.get("name", "")).lower():
-            continue
-        if owner and owner not in str(d.get("username", "")).lower():
-            continue
-        if os and d.get("os") != os:
-            continue
-        if since is not None and created < since:
-            continue
-        if until is not None and created >= until:
-            continue
-        out.append(d)
-    out.sort(key=lambda d: d.get("created_time") or 0, reverse=True)
-    return out
-
-
-HISTORY_COLUMNS = ("name", "username", "os", "state", "ipaddr", "origin", "xhostref",
-                   "request_id", "created_time", "create_duration_secs", "expired_time",
-                   "deleted_time", "live_duration_secs", "delete_reason", "failure_reason",
-                   "uuid")
-
-
-def history_csv(docs: Iterable[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(HISTORY_COLUMNS)
-    for d in docs:
-        w.writerow(["" if d.get(c) is None else d.get(c) for c in HISTORY_COLUMNS])
-    return buf.getvalue()
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    s = sorted(values)
-    return s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))]
-
-
-def history_stats(docs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per OS and UTC day: VMs created, create duration p50/p95, median live duration."""
-    days: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: {"create": [], "live": [], "n": []}))
-    for d in docs:
-        created = d.get("created_time")
-        if not created or d.get("state") == "failed":
-            continue
-        cell = days[d.get("os", "")][int(created) // 86400]
-        cell["n"].append(1)
-        if d.get("create_duration_secs") is not None:
-            cell["create"].append(float(d["create_duration_secs"]))
-        if d.get("live_duration_secs") is not None:
-            cell["live"].append(float(d["live_duration_secs"]))
-    out: dict[str, list[dict[str, Any]]] = {}
-    for o, by_day in sorted(days.items()):
-        out[o] = [{"day": datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d"),
-                   "created": len(c["n"]),
-                   "create_p50": percentile(c["create"], 50) if c["create"] else None,
-                   "create_p95": percentile(c["create"], 95) if c["create"] else None,
-                   "live_p50": percentile(c["live"], 50) if c["live"] else None}
-                  for day, c in sorted(by_day.items())]
     return out

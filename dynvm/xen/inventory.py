@@ -6,6 +6,10 @@ with `event.from` on a dedicated session in a daemon thread; if the feed
 breaks, the thread backs off and reloads everything. `age` is the time since
 the feed last confirmed the copy (an `event.from` that returned, even empty),
 so it stays below `EVENT_TIMEOUT` plus one round trip while the feed runs.
+
+Over ~400 lines on purpose: the copy, its queries and the feed that keeps it
+share one lock and its invariants (pins, feed times); split apart, each half
+would reach into the other's private state.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import XenAPI
 
 from dynvm.core.ports import HostUnreachable, XenError
+from dynvm.xen.records import NULL, host_uuids
 from dynvm.xen.session import SessionPool, abort, track_fork, translate
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,23 @@ FED_WINDOW = 300.0  # seconds: far longer than any single read
 RETRY_MIN, RETRY_MAX = 0.5, 15.0  # backoff after a feed failure
 MAX_TASKS = 2000
 
-Records = dict[str, dict[str, Any]]
+Record = dict[str, Any]
+Records = dict[str, Record]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The copy at one generation: table (lower-case class name) -> ref -> record."""
+
+    generation: int
+    tables: Mapping[str, Mapping[str, Record]]
+
+
+def finished(task: Record | None) -> Record | None:
+    """The task record when it has ended (success, failure or cancelled), else None."""
+    if task is not None and task.get("status") not in (None, "pending", "cancelling"):
+        return task
+    return None
 
 
 # Event feed failures that mean "the master is elsewhere now", not "the pool is down".
@@ -54,10 +77,10 @@ class Inventory:
 
     def _reset_process_state(self) -> None:
         self._pid = os.getpid()
-        self.cond = threading.Condition()
+        self._cond = threading.Condition()
         self._load_lock = threading.Lock()
-        self.records: dict[str, Records] = {c.lower(): {} for c in CLASSES}
-        self.tasks: Records = {}
+        self._tables: dict[str, Records] = {c.lower(): {} for c in CLASSES}
+        self._tasks: Records = {}
         self.generation = 0  # bumped on every change that can alter a view
         self.loaded = False
         self.fresh_at = 0.0  # monotonic time the feed last confirmed the copy
@@ -126,8 +149,63 @@ class Inventory:
             return err
         return HostUnreachable(f"xenhost{self.sessions.host.ref}: inventory unavailable: {err}")
 
-    def get(self, cls: str, ref: str) -> dict[str, Any] | None:
-        return self.records[cls.lower()].get(ref)
+    # -- queries: the only way in; each reads under the lock ------------------
+
+    def snapshot(self) -> Snapshot:
+        """Every table as it stands, one consistent read to build a whole view from.
+
+        The tables are shallow copies (records are replaced, never changed in
+        place), so a caller builds without holding the lock the feed needs.
+        """
+        with self._cond:
+            return Snapshot(self.generation, MappingProxyType(
+                {cls: MappingProxyType(dict(table)) for cls, table in self._tables.items()}))
+
+    def record(self, cls: str, ref: str) -> Record | None:
+        with self._cond:
+            return self._tables[cls.lower()].get(ref)
+
+    def has(self, cls: str, ref: str) -> bool:
+        with self._cond:
+            return ref in self._tables[cls.lower()]
+
+    def ref_by_uuid(self, cls: str, uuid: str) -> str | None:
+        """The ref of the `cls` record with that uuid, if the copy holds it."""
+        with self._cond:
+            for ref, rec in self._tables[cls.lower()].items():
+                if rec.get("uuid") == uuid:
+                    return ref
+        return None
+
+    def host_uuids(self) -> dict[str, str]:
+        """Host ref -> uuid, how VM views name the host a VM runs on."""
+        with self._cond:
+            return host_uuids(self._tables["host"])
+
+    def vm_with_metrics(self, ref: str) -> tuple[Record, Record | None] | None:
+        """A VM's record and its guest metrics (None: none yet), read together."""
+        with self._cond:
+            rec = self._tables["vm"].get(ref)
+            if rec is None:
+                return None
+            return rec, self._tables["vm_guest_metrics"].get(rec.get("guest_metrics", NULL))
+
+    def host_pifs(self, host_ref: str) -> list[Record]:
+        with self._cond:
+            return [p for p in self._tables["pif"].values() if p.get("host") == host_ref]
+
+    def attached_srs(self, host_ref: str) -> list[Record]:
+        """SRs plugged into the host (PBD not known to be detached), in PBD order."""
+        with self._cond:
+            srs = self._tables["sr"]
+            return [srs[pbd["SR"]] for pbd in self._tables["pbd"].values()
+                    if pbd.get("host") == host_ref and pbd.get("currently_attached") is not False
+                    and pbd.get("SR", NULL) in srs]
+
+    def finished_task(self, ref: str) -> Record | None:
+        """The task's record once it is no longer pending or cancelling."""
+        with self._cond:
+            return finished(self._tasks.get(ref))
 
     # -- loading and applying --------------------------------------------
 
@@ -138,22 +216,22 @@ class Inventory:
         except XenError as exc:
             self._failed(exc)
             raise
-        with self.cond:
-            self.records = fresh
+        with self._cond:
+            self._tables = fresh
             self.loaded = True
             self.fresh_at = time.monotonic()
             self.failed_at = 0.0
             self.last_error = None
             self.generation += 1
-            self.cond.notify_all()
+            self._cond.notify_all()
 
     def _failed(self, exc: XenError, retry_in: float = RETRY_MIN) -> None:
-        with self.cond:
+        with self._cond:
             self.failed_at = time.monotonic()
             self.retry_at = self.failed_at + max(retry_in, RETRY_MIN)
             self.last_error = exc
             self.feed_ok = False
-            self.cond.notify_all()
+            self._cond.notify_all()
 
     def apply_record(self, cls: str, ref: str, record: dict[str, Any] | None,
                      read_at: float | None = None) -> bool:
@@ -165,20 +243,20 @@ class Inventory:
         again.
         """
         cls = cls.lower()
-        with self.cond:
+        with self._cond:
             if read_at is not None and self._fed.get((cls, ref), -1.0) > read_at:
                 return False
             if cls == "task":
                 if record is None:
-                    self.tasks.pop(ref, None)
+                    self._tasks.pop(ref, None)
                 else:
-                    self.tasks[ref] = record
-                    if len(self.tasks) > MAX_TASKS:
+                    self._tasks[ref] = record
+                    if len(self._tasks) > MAX_TASKS:
                         self._trim_tasks()
             else:
-                table = self.records.get(cls)
+                table = self._tables.get(cls)
                 if table is None:
-                    return
+                    return False
                 if record is None:
                     table.pop(ref, None)
                 else:
@@ -186,13 +264,13 @@ class Inventory:
                 self.generation += 1
                 # An event.from already in flight may carry an older snapshot.
                 self._pins[(cls, ref)] = time.monotonic()
-            self.cond.notify_all()
+            self._cond.notify_all()
         return True
 
     def _trim_tasks(self) -> None:
-        done = [r for r, t in self.tasks.items() if t.get("status") != "pending"]
-        for ref in done[: len(self.tasks) - MAX_TASKS // 2]:
-            del self.tasks[ref]
+        done = [r for r, t in self._tasks.items() if t.get("status") != "pending"]
+        for ref in done[: len(self._tasks) - MAX_TASKS // 2]:
+            del self._tasks[ref]
 
     def refresh_vm(self, ref: str) -> dict[str, Any] | None:
         """Re-read one VM (and its guest metrics) so our own change shows at once.
@@ -233,7 +311,7 @@ class Inventory:
         are noticed even when no event arrives.
         """
         deadline = time.monotonic() + timeout
-        with self.cond:
+        with self._cond:
             while True:
                 result = predicate()
                 if result:
@@ -241,14 +319,14 @@ class Inventory:
                 left = deadline - time.monotonic()
                 if left <= 0 or (cancel is not None and cancel.is_set()):
                     return None
-                self.cond.wait(min(left, poll))
+                self._cond.wait(min(left, poll))
 
     # -- the event feed ----------------------------------------------------
 
     def _start_feed(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        with self.cond:
+        with self._cond:
             if self._thread is not None and self._thread.is_alive():
                 return
             if self._stop.is_set():
@@ -271,7 +349,7 @@ class Inventory:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
                 continue
-            with self.cond:
+            with self._cond:
                 self._feed_session = session
             try:
                 try:
@@ -286,7 +364,7 @@ class Inventory:
                     # The pool master moved (designate_new_master during maintenance, a
                     # failover): log in again at once, following HOST_IS_SLAVE, and keep
                     # serving the copy meanwhile instead of calling the pool unreachable.
-                    with self.cond:
+                    with self._cond:
                         self.feed_ok = False  # once: failing again before it runs is a failure
                     log.info("xenhost%d: event feed: %s, following the pool master",
                              self.sessions.host.ref, exc.code)
@@ -303,7 +381,7 @@ class Inventory:
             finally:
                 # close() takes the session it finds (aborts and logs it out);
                 # one it did not see, e.g. logged in while it ran, is ours to end.
-                with self.cond:
+                with self._cond:
                     mine = self._feed_session is session
                     self._feed_session = None
                 if mine:
@@ -319,7 +397,7 @@ class Inventory:
         if reload_first or not self.loaded:
             self.reload()
         started = time.monotonic()
-        with self.cond:
+        with self._cond:
             self.feed_ok = True
         while not self._stop.is_set():
             issued = time.monotonic()
@@ -339,7 +417,7 @@ class Inventory:
         """Apply one event.from batch; returns pinned records to read again."""
         refetch: list[tuple[str, str]] = []
         now = time.monotonic()
-        with self.cond:
+        with self._cond:
             changed = False
             for ev in events:
                 cls = str(ev.get("class", "")).lower()
@@ -348,11 +426,11 @@ class Inventory:
                 snapshot = ev.get("snapshot") if op != "del" else None
                 if cls == "task":
                     if snapshot is None:
-                        self.tasks.pop(ref, None)
+                        self._tasks.pop(ref, None)
                     else:
-                        self.tasks[ref] = snapshot
+                        self._tasks[ref] = snapshot
                     continue
-                table = self.records.get(cls)
+                table = self._tables.get(cls)
                 if table is None:
                     continue
                 if self._pins.get((cls, ref), -1.0) >= issued:
@@ -368,7 +446,7 @@ class Inventory:
             self._pins = {k: t for k, t in self._pins.items() if t >= issued}
             if len(self._fed) > FED_KEEP:  # only the last moments matter to a reader
                 self._fed = {k: t for k, t in self._fed.items() if t > now - FED_WINDOW}
-            if len(self.tasks) > MAX_TASKS:
+            if len(self._tasks) > MAX_TASKS:
                 self._trim_tasks()
             if changed:
                 self.generation += 1
@@ -376,7 +454,7 @@ class Inventory:
             self.failed_at = 0.0
             self.last_error = None
             self.feed_ok = True
-            self.cond.notify_all()
+            self._cond.notify_all()
         return refetch
 
     def _refetch(self, cls: str, ref: str) -> None:
@@ -387,18 +465,18 @@ class Inventory:
             if exc.code != "HANDLE_INVALID":
                 raise
             record = None
-        with self.cond:
-            table = self.records[cls]
+        with self._cond:
+            table = self._tables[cls]
             if record is None:
                 table.pop(ref, None)
             else:
                 table[ref] = record
             self.generation += 1
-            self.cond.notify_all()
+            self._cond.notify_all()
 
     def close(self) -> None:
         self._stop.set()
-        with self.cond:
+        with self._cond:
             session, self._feed_session = self._feed_session, None
         if session is not None:
             abort(session)

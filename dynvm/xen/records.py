@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 import xmlrpc.client
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -88,21 +88,43 @@ def host_cpu_count(rec: Mapping[str, Any]) -> int:
     return count if count >= 0 else len(rec.get("host_CPUs") or ())
 
 
+def host_uuids(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Host ref -> uuid, how VM views name the host a VM runs on."""
+    return {ref: h.get("uuid", "") for ref, h in hosts.items()}
+
+
+def sr_room(sr: Mapping[str, Any]) -> tuple[int, int]:
+    """(physical size, physical utilisation) of an SR, in bytes."""
+    return as_int(sr.get("physical_size")), as_int(sr.get("physical_utilisation"))
+
+
+def srs_by_name(srs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """One SR per name among those a host sees: the one with most free space (first on a tie).
+
+    Counting room and building a VM both use this choice, so a VM's disks
+    land on the SR its room was counted on.
+    """
+    best: dict[str, Mapping[str, Any]] = {}
+    for sr in srs:
+        name = sr.get("name_label", "")
+        size, used = sr_room(sr)
+        old = best.get(name)
+        if old is None or size - used > sr_room(old)[0] - sr_room(old)[1]:
+            best[name] = sr
+    return best
+
+
 def host_views(records: Mapping[str, Mapping[str, dict[str, Any]]]) -> tuple[HostView, ...]:
     """Member hosts with their metrics and the SRs attached to each (through PBDs)."""
-    srs_by_host: dict[str, dict[str, tuple[int, int]]] = {}
+    attached: dict[str, list[Mapping[str, Any]]] = {}
     for pbd in records["pbd"].values():
         if pbd.get("currently_attached") is False:
             continue
         sr = records["sr"].get(pbd.get("SR", NULL))
-        if sr is None:
-            continue
-        size, used = as_int(sr.get("physical_size")), as_int(sr.get("physical_utilisation"))
-        mine = srs_by_host.setdefault(pbd.get("host", NULL), {})
-        name = sr.get("name_label", "")
-        old = mine.get(name)
-        if old is None or size - used > old[0] - old[1]:
-            mine[name] = (size, used)
+        if sr is not None:
+            attached.setdefault(pbd.get("host", NULL), []).append(sr)
+    srs_by_host = {host: {name: sr_room(sr) for name, sr in srs_by_name(srs).items()}
+                   for host, srs in attached.items()}
     pifs_by_host: dict[str, set[str]] = {}
     for pif in records.get("pif", {}).values():
         if pif.get("device"):

@@ -100,9 +100,9 @@ def _drop(session: XenAPI.Session) -> None:
 
 def abort(session: XenAPI.Session) -> None:
     """Break a call blocked in another thread (e.g. a long-polling event.from)."""
-    transport = getattr(session, "transport", None)
-    if hasattr(transport, "abort"):
-        transport.abort()
+    abort_call = getattr(getattr(session, "transport", None), "abort", None)
+    if abort_call is not None:
+        abort_call()
 
 
 _instances: weakref.WeakSet[Any] = weakref.WeakSet()

@@ -209,3 +209,76 @@ def test_a_slow_read_never_overwrites_what_the_feed_delivered(client: XenPoolCli
         assert client.view().vms[uuid].name_description == "newer than the read"
     finally:
         x.VM.destroy(vm)
+
+
+def test_a_snapshot_keeps_its_generation_while_the_copy_moves_on(
+        client: XenPoolClient, xapi: XenAPI.Session) -> None:
+    """Views are built from a snapshot: later changes never show through it."""
+    client.view()
+    inv = client.inventory
+    x = xapi.xenapi
+    vm = x.VM.clone(x.VM.get_by_name_label(LINUX_TEMPLATE)[0], "snapshot-probe")
+    uuid = x.VM.get_uuid(vm)
+    try:
+        wait_until(lambda: inv.ref_by_uuid("vm", uuid) == vm, timeout=30)
+        snap = inv.snapshot()
+        assert snap.tables["vm"][vm]["name_label"] == "snapshot-probe"
+        with pytest.raises(TypeError):
+            snap.tables["vm"][vm] = {}  # type: ignore[index]  # read-only
+        x.VM.set_name_label(vm, "renamed")
+        wait_until(lambda: (inv.record("vm", vm) or {}).get("name_label") == "renamed",
+                   timeout=30)
+        assert inv.generation > snap.generation
+        assert snap.tables["vm"][vm]["name_label"] == "snapshot-probe"
+    finally:
+        x.VM.destroy(vm)
+    wait_until(lambda: not inv.has("vm", vm), timeout=30)
+    assert inv.ref_by_uuid("vm", uuid) is None and inv.vm_with_metrics(vm) is None
+
+
+def test_queries_answer_as_xenapi_does(client: XenPoolClient, xapi: XenAPI.Session) -> None:
+    client.view()
+    inv = client.inventory
+    x = xapi.xenapi
+    hosts = x.host.get_all_records()
+    assert inv.host_uuids() == {ref: h["uuid"] for ref, h in hosts.items()}
+    for ref, h in hosts.items():
+        assert inv.ref_by_uuid("host", h["uuid"]) == ref
+        assert {p["uuid"] for p in inv.host_pifs(ref)} == \
+            {x.PIF.get_uuid(p) for p in h["PIFs"]}
+        attached = {x.SR.get_uuid(x.PBD.get_SR(p)) for p in h["PBDs"]
+                    if x.PBD.get_currently_attached(p)}
+        assert {s["uuid"] for s in inv.attached_srs(ref)} == attached
+    assert inv.ref_by_uuid("host", "no-such-uuid") is None
+
+
+def test_only_the_inventory_touches_its_tables_and_lock() -> None:
+    """The adapter reads the inventory through its queries, never its internals."""
+    import ast
+    import pathlib
+
+    import dynvm.xen
+
+    offenders = []
+    for path in pathlib.Path(dynvm.xen.__file__).parent.glob("*.py"):
+        if path.name == "inventory.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                    and ast.unparse(node.value).split(".")[-1] in ("inv", "inventory"):
+                offenders.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    assert offenders == []
+
+
+def test_one_sr_per_name_the_most_free_first_on_a_tie() -> None:
+    """Counting room (host views) and placing disks (build) choose the same SR."""
+    from dynvm.xen.records import srs_by_name
+
+    def sr(uuid: str, name: str, size: int, used: int) -> dict[str, str]:
+        return {"uuid": uuid, "name_label": name, "physical_size": str(size),
+                "physical_utilisation": str(used)}
+
+    srs = [sr("a", "Local storage", 100, 90), sr("b", "Local storage", 100, 40),
+           sr("c", "Local storage", 200, 140), sr("d", "ISO", 10, 0)]
+    chosen = srs_by_name(srs)
+    assert {n: s["uuid"] for n, s in chosen.items()} == {"Local storage": "b", "ISO": "d"}
