@@ -17,7 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import control, events, hostops, poolops, vdiops, vmops  # noqa: F401 - handlers register
+from . import (  # noqa: F401 - handlers register
+    control,
+    events,
+    hostops,
+    netops,
+    poolops,
+    storageops,
+    vdiops,
+    vmclone,
+    vmpower,
+    vmruntime,
+    vmsettings,
+)
 from .db import NULL, Database, Tables
 from .dispatch import Dispatcher, resolve
 from .faults import FailRule, Faults, UnknownName
@@ -82,7 +94,7 @@ class SimPool:
         self.sessions = Sessions(self)
         self.tasks = Tasks(self)
         self.event_registrations = events.Registrations()
-        self.runtime: vmops.VmRuntime | None = None
+        self.runtime: vmruntime.VmRuntime | None = None
 
     def add_host(self, host: SimHost) -> None:
         self.hosts.append(host)
@@ -149,7 +161,7 @@ class Farm:
             self.pools.append(pool)
             self.hosts.extend(pool.hosts)
         for pool in self.pools:
-            pool.runtime = vmops.VmRuntime(pool)
+            pool.runtime = vmruntime.VmRuntime(pool)
 
     # ------------------------------------------------------------ builders
     @classmethod

@@ -8,8 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
+from .placement import _host_free, _needed_memory, unreachable_sr
 from .poolops import elect_successor
-from .vmops import _host_free, _needed_memory, halt, migrate, runtime, unreachable_sr
+from .vmpower import halt, migrate
+from .vmruntime import runtime
 from .wire import DateTime, XapiError
 
 # ----------------------------------------------------------------- session

@@ -1,0 +1,289 @@
+"""VM power operations: start, shutdown, reboot, pause, destroy and live
+migration. Memory is taken from and given back to the hosts' metrics here."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import TYPE_CHECKING
+
+from .db import NULL, now_stamp
+from .dispatch import CallContext, handler
+from .guestboot import _close_guest_port, _schedule_address, _schedule_boot
+from .guests import guest_os
+from .placement import (
+    _adjust_free,
+    _assert_can_see_srs,
+    _choose_host,
+    _host_free,
+    _host_usable,
+    _needed_memory,
+)
+from .vmchecks import _check_common, _set_op, _state, _truthy
+from .vmruntime import runtime
+from .wire import XapiError
+
+if TYPE_CHECKING:
+    from .farm import SimPool
+
+
+def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -> None:
+    db = ctx.db
+    rt = runtime(ctx.pool)
+    with db.lock:
+        rec = db.get("VM", vm)
+        if host is not None:
+            db.get("host", host)
+        _check_common(vm, rec, op, ("halted",))
+        needed = _needed_memory(rec)
+        if host is None:
+            host = _choose_host(ctx, rec, needed)
+        else:
+            _host_usable(ctx, host)
+            _assert_can_see_srs(db, vm, rec, host)
+            _, free = _host_free(db, host)
+            if free < needed:
+                raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, free)
+        _adjust_free(db, host, -needed)
+        with rt.lock:
+            rt.consumed[vm] = (host, needed)
+        db.modify("VM", vm, {
+            "power_state": "Paused" if paused else "Running",
+            "resident_on": host,
+            "scheduled_to_be_resident_on": NULL,
+            "domid": rt.next_domid(),
+        })
+        metrics = rec.get("metrics", NULL)
+        if db.find("VM_metrics", metrics) is not None:
+            db.modify("VM_metrics", metrics, {
+                "start_time": now_stamp(), "last_updated": now_stamp(),
+                "memory_actual": int(rec.get("memory_dynamic_max") or 0),
+                "VCPUs_number": int(rec.get("VCPUs_at_startup") or 0),
+                "state": [],
+            })
+        for vbd in rec.get("VBDs", []):
+            if vbd in db.tables["VBD"]:
+                db.modify("VBD", vbd, {"currently_attached": True})
+        for vif in rec.get("VIFs", []):
+            if vif in db.tables["VIF"]:
+                db.modify("VIF", vif, {"currently_attached": True})
+        gos = guest_os(rec)
+        boot = rt.bump_boot(vm)
+    if not paused:
+        _schedule_boot(ctx.pool, vm, boot, gos.windows)
+
+
+def halt(pool: SimPool, vm: str) -> None:
+    """Power a VM off: memory back to its host, guest metrics and lease gone."""
+    db = pool.db
+    rt = runtime(pool)
+    with db.lock:
+        rec = db.get("VM", vm)
+        rt.bump_boot(vm)
+        with rt.lock:
+            held = rt.consumed.pop(vm, None)
+        host = rec.get("resident_on", NULL)
+        if held is not None:
+            host, amount = held
+        else:
+            amount = _needed_memory(rec)
+        if host in db.tables["host"]:
+            _adjust_free(db, host, amount)
+        gm = rec.get("guest_metrics", NULL)
+        db.modify("VM", vm, {"power_state": "Halted", "resident_on": NULL, "domid": -1,
+                             "guest_metrics": NULL,
+                             "scheduled_to_be_resident_on": NULL})
+        if db.find("VM_guest_metrics", gm) is not None:
+            db.destroy("VM_guest_metrics", gm)
+        metrics = rec.get("metrics", NULL)
+        if db.find("VM_metrics", metrics) is not None:
+            db.modify("VM_metrics", metrics, {"memory_actual": 0, "VCPUs_number": 0,
+                                              "last_updated": now_stamp()})
+        for vbd in rec.get("VBDs", []):
+            if vbd in db.tables["VBD"]:
+                db.modify("VBD", vbd, {"currently_attached": False})
+        for vif in rec.get("VIFs", []):
+            if vif in db.tables["VIF"]:
+                db.modify("VIF", vif, {"currently_attached": False})
+        rt.dhcp.release(vm)
+        _close_guest_port(pool, vm)
+
+
+@handler("VM.start")
+def vm_start(ctx: CallContext, vm: str, start_paused: bool = False, force: bool = False) -> None:
+    _start(ctx, vm, None, start_paused, "start")
+
+
+@handler("VM.start_on")
+def vm_start_on(ctx: CallContext, vm: str, host: str, start_paused: bool = False,
+                force: bool = False) -> None:
+    _start(ctx, vm, host, start_paused, "start_on")
+
+
+@handler("VM.clean_shutdown")
+def vm_clean_shutdown(ctx: CallContext, vm: str) -> None:
+    with ctx.db.lock:
+        _check_common(vm, ctx.db.get("VM", vm), "clean_shutdown", ("running",))
+        halt(ctx.pool, vm)
+
+
+@handler("VM.hard_shutdown")
+def vm_hard_shutdown(ctx: CallContext, vm: str) -> None:
+    with ctx.db.lock:
+        _check_common(vm, ctx.db.get("VM", vm), "hard_shutdown", ("paused", "suspended", "running"))
+        halt(ctx.pool, vm)
+
+
+def _reboot(ctx: CallContext, vm: str, op: str, allowed: tuple[str, ...]) -> None:
+    db = ctx.db
+    rt = runtime(ctx.pool)
+    with db.lock:
+        rec = db.get("VM", vm)
+        _check_common(vm, rec, op, allowed)
+        gm = rec.get("guest_metrics", NULL)
+        rt.dhcp.release(vm)
+        _close_guest_port(ctx.pool, vm)
+        db.modify("VM", vm, {"guest_metrics": NULL, "power_state": "Running"})
+        if db.find("VM_guest_metrics", gm) is not None:
+            db.destroy("VM_guest_metrics", gm)
+        boot = rt.bump_boot(vm)
+        windows = guest_os(rec).windows
+    _schedule_boot(ctx.pool, vm, boot, windows)
+
+
+@handler("VM.clean_reboot")
+def vm_clean_reboot(ctx: CallContext, vm: str) -> None:
+    _reboot(ctx, vm, "clean_reboot", ("running",))
+
+
+@handler("VM.hard_reboot")
+def vm_hard_reboot(ctx: CallContext, vm: str) -> None:
+    _reboot(ctx, vm, "hard_reboot", ("paused", "running"))
+
+
+@handler("VM.pause")
+def vm_pause(ctx: CallContext, vm: str) -> None:
+    with ctx.db.lock:
+        _check_common(vm, ctx.db.get("VM", vm), "pause", ("running",))
+        ctx.db.modify("VM", vm, {"power_state": "Paused"})
+
+
+@handler("VM.unpause")
+def vm_unpause(ctx: CallContext, vm: str) -> None:
+    with ctx.db.lock:
+        rec = ctx.db.get("VM", vm)
+        _check_common(vm, rec, "unpause", ("paused",))
+        ctx.db.modify("VM", vm, {"power_state": "Running"})
+        # New boot generation: steps still pending from before the pause are
+        # dropped, and whichever one the guest had not reached is scheduled anew.
+        boot = runtime(ctx.pool).bump_boot(vm)
+        windows = guest_os(rec).windows
+        gm = ctx.db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
+        has_address = bool(gm and gm.get("networks"))
+    if gm is None:
+        _schedule_boot(ctx.pool, vm, boot, windows)
+    elif not has_address:
+        _schedule_address(ctx.pool, vm, boot, windows)
+
+
+def destroy_vm(pool: SimPool, vm: str) -> None:
+    db = pool.db
+    rt = runtime(pool)
+    with db.lock:
+        rec = db.get("VM", vm)
+        for cls, field in (("VBD", "VBDs"), ("VIF", "VIFs")):
+            for ref in list(rec.get(field, [])):
+                if db.find(cls, ref) is not None:
+                    db.destroy(cls, ref)
+        for cls, field in (("VM_metrics", "metrics"), ("VM_guest_metrics", "guest_metrics")):
+            if db.find(cls, rec.get(field, NULL)) is not None:
+                db.destroy(cls, rec[field])
+        db.destroy("VM", vm)
+        rt.dhcp.release(vm)
+        _close_guest_port(pool, vm)
+        with rt.lock:
+            rt.boots.pop(vm, None)
+            rt.consumed.pop(vm, None)
+
+
+@handler("VM.destroy")
+def vm_destroy(ctx: CallContext, vm: str) -> None:
+    with ctx.db.lock:
+        _check_common(vm, ctx.db.get("VM", vm), "destroy", ("halted", "suspended"))
+        destroy_vm(ctx.pool, vm)
+
+
+MIGRATE_STEPS = 10
+
+
+def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
+    """Live migration: the target's memory is reserved at once, the copy takes
+    simulated time in proportion to the VM's memory, and only then does the VM
+    change host. It stays Running throughout; a cancelled task or a VM halted
+    meanwhile gives the reservation back."""
+    db = ctx.db
+    rt = runtime(ctx.pool)
+    with db.lock:
+        rec = db.get("VM", vm)
+        db.get("host", host)
+        _check_common(vm, rec, "pool_migrate", ("running",), strict=not force)
+        _host_usable(ctx, host)
+        src = rec.get("resident_on", NULL)
+        if src == host:
+            return
+        _assert_can_see_srs(db, vm, rec, host)
+        with rt.lock:
+            held = rt.consumed.get(vm)
+        amount = held[1] if held else _needed_memory(rec)
+        _, free = _host_free(db, host)
+        if free < amount:
+            raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", amount, free)
+        _adjust_free(db, host, -amount)
+        op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
+        _set_op(db, "VM", vm, op_key, "pool_migrate")
+        db.modify("VM", vm, {"scheduled_to_be_resident_on": host})
+    moved = False
+    timing = ctx.farm.timing
+    with rt.lock:
+        for h in (src, host):
+            rt.migrations[h] = rt.migrations.get(h, 0) + 1
+    try:
+        # Each step is paced by the links' load at that moment: migrations
+        # that run side by side on one host share its bandwidth.
+        ctx.sleep(timing.scaled(timing.migrate_base_secs))
+        for step in range(1, MIGRATE_STEPS + 1):
+            with rt.lock:
+                streams = max(rt.migrations.get(src, 1), rt.migrations.get(host, 1))
+            copy = timing.migrate_secs(amount, streams) - timing.scaled(timing.migrate_base_secs)
+            ctx.sleep(copy / MIGRATE_STEPS)
+            ctx.progress(step / (MIGRATE_STEPS + 1))
+        with db.lock:
+            rec = db.find("VM", vm)
+            with rt.lock:
+                held = rt.consumed.get(vm)
+            where = held[0] if held else (rec or {}).get("resident_on")
+            if rec is None or rec["power_state"] != "Running" or where != src:
+                raise XapiError("VM_BAD_POWER_STATE", vm, "running",
+                                _state(rec) if rec else "halted")
+            if src in db.tables["host"]:
+                _adjust_free(db, src, amount)
+            with rt.lock:
+                rt.consumed[vm] = (host, amount)
+            db.modify("VM", vm, {"resident_on": host, "domid": rt.next_domid(),
+                                 "scheduled_to_be_resident_on": NULL})
+            moved = True
+    finally:
+        with rt.lock:
+            for h in (src, host):
+                rt.migrations[h] -= 1
+        with db.lock:
+            if not moved:
+                if host in db.tables["host"]:
+                    _adjust_free(db, host, amount)
+                if db.find("VM", vm) is not None:
+                    db.modify("VM", vm, {"scheduled_to_be_resident_on": NULL})
+            _set_op(db, "VM", vm, op_key, None)
+
+
+@handler("VM.pool_migrate")
+def vm_pool_migrate(ctx: CallContext, vm: str, host: str, options: dict[str, str]) -> None:
+    migrate(ctx, vm, host, force=_truthy((options or {}).get("force", "false")))
