@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import sraccount
 from .db import NULL
 from .dispatch import CallContext, handler
 from .wire import XapiError
@@ -54,10 +55,7 @@ def _statefile(ctx: CallContext, sr: str) -> str:
         rec = db.find("VDI", vdi)
         if rec is not None and rec.get("type") == "ha_statefile":
             return vdi
-    srrec = db.get("SR", sr)
-    db.modify("SR", sr, {
-        "physical_utilisation": int(srrec.get("physical_utilisation", 0)) + STATEFILE_BYTES,
-        "virtual_allocation": int(srrec.get("virtual_allocation", 0)) + STATEFILE_BYTES})
+    sraccount.charge(db, sr, STATEFILE_BYTES, STATEFILE_BYTES)
     return db.create("VDI", {"name_label": "Statefile for HA",
                              "name_description": "Used for storage heartbeating", "SR": sr,
                              "virtual_size": STATEFILE_BYTES, "physical_utilisation": STATEFILE_BYTES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import sraccount
 from .db import NULL, Database
 from .devices import _active, _check_unplugged, _destroy_device
 from .dispatch import CallContext, handler
@@ -61,14 +62,8 @@ def vdi_destroy(ctx: CallContext, vdi: str) -> None:
     with db.lock:
         rec = db.get("VDI", vdi)
         _check_vdi_destroy(db, vdi, rec)
-        sr = rec.get("SR", NULL)
-        srrec = db.get("SR", sr)
-        db.modify("SR", sr, {
-            "physical_utilisation": int(srrec.get("physical_utilisation", 0))
-            - int(rec.get("physical_utilisation", 0)),
-            "virtual_allocation": int(srrec.get("virtual_allocation", 0))
-            - int(rec.get("virtual_size", 0)),
-        })
+        sraccount.release(db, rec.get("SR", NULL), int(rec.get("physical_utilisation", 0)),
+                          int(rec.get("virtual_size", 0)))
         vbds = [v for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
         db.destroy("VDI", vdi)
         for vbd in vbds:
@@ -153,10 +148,6 @@ def vdi_create(ctx: CallContext, rec: dict[str, Any]) -> str:
                    for p in srrec.get("PBDs", []) if p in ctx.db.tables["PBD"]):
             raise XapiError("SR_HAS_NO_PBDS", sr)
         ref = ctx.db.create("VDI", {**rec, "managed": True, "missing": False})
-        ctx.db.modify("SR", sr, {
-            "physical_utilisation": int(srrec.get("physical_utilisation", 0))
-            + int(rec.get("physical_utilisation", 0) or 0),
-            "virtual_allocation": int(srrec.get("virtual_allocation", 0))
-            + int(rec.get("virtual_size", 0) or 0),
-        })
+        sraccount.charge(ctx.db, sr, int(rec.get("physical_utilisation", 0) or 0),
+                         int(rec.get("virtual_size", 0) or 0))
         return ref

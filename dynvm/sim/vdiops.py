@@ -11,6 +11,7 @@ beyond the free space. [inferred] the SM error codes: `VDISize` (79) and
 
 from __future__ import annotations
 
+from . import sraccount
 from .db import NULL
 from .dispatch import CallContext, handler
 from .wire import XapiError
@@ -45,14 +46,9 @@ def vdi_resize(ctx: CallContext, vdi: str, size: int | str) -> None:
                             "VDI Invalid size [opterr=shrinking not allowed]", "")
         grow = new_size - old_size
         thick = srrec.get("type") in THICK_SR_TYPES
-        changes = {"virtual_allocation": int(srrec.get("virtual_allocation", 0)) + grow}
         if thick:
-            used = int(srrec.get("physical_utilisation", 0))
-            total = int(srrec.get("physical_size", -1))
-            if total >= 0 and used + grow > total:
-                raise XapiError("SR_BACKEND_FAILURE_44", "", "There is insufficient space", "")
-            changes["physical_utilisation"] = used + grow
-        db.modify("SR", sr, changes)
+            sraccount.assert_room(db, sr, grow)
+        sraccount.charge(db, sr, grow if thick else 0, grow)
         vdi_changes: dict[str, int] = {"virtual_size": new_size}
         if thick:
             vdi_changes["physical_utilisation"] = int(rec.get("physical_utilisation", 0)) + grow

@@ -10,7 +10,7 @@ import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from . import datamodel
+from . import datamodel, sraccount
 from .db import NULL, Database, now_stamp
 from .dispatch import CallContext, handler
 from .guests import guest_os
@@ -84,7 +84,6 @@ def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target
         nb = copy.deepcopy(brec)
         new_vdi = NULL
         if vrec is not None:
-            srrec = db.get("SR", sr)
             nv = copy.deepcopy(vrec)
             used = int(vrec.get("physical_utilisation", 0)) if full_copy else COW_BYTES
             for set_field in datamodel.CLASSES["VDI"].derived:
@@ -93,11 +92,7 @@ def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target
                        "location": str(uuidlib.uuid4()), "is_a_snapshot": False,
                        "snapshot_of": NULL, "current_operations": {}})
             new_vdi = db.create("VDI", nv)
-            db.modify("SR", sr, {
-                "physical_utilisation": int(srrec.get("physical_utilisation", 0)) + used,
-                "virtual_allocation": int(srrec.get("virtual_allocation", 0))
-                + int(vrec.get("virtual_size", 0)),
-            })
+            sraccount.charge(db, sr, used, int(vrec.get("virtual_size", 0)))
         nb.update({"uuid": str(uuidlib.uuid4()), "VM": vm, "VDI": new_vdi,
                    "currently_attached": False, "current_operations": {}, "metrics": NULL})
         db.create("VBD", nb)
@@ -180,11 +175,7 @@ def vm_provision(ctx: CallContext, vm: str) -> None:
                 if sr is None:
                     raise XapiError("UUID_INVALID", "sr", sr_uuid)
                 size = int(d.get("size", "0") or 0)
-                srrec = db.get("SR", sr)
-                psize = int(srrec.get("physical_size", -1))
-                pused = int(srrec.get("physical_utilisation", 0))
-                if psize >= 0 and pused + size > psize:
-                    raise XapiError("SR_BACKEND_FAILURE_44", "", "There is insufficient space", "")
+                sraccount.assert_room(db, sr, size)
                 vtype = d.get("type", "system") or "system"
                 vdi = db.create("VDI", {
                     "name_label": d.get("device", "0"),
@@ -195,10 +186,7 @@ def vm_provision(ctx: CallContext, vm: str) -> None:
                     "allowed_operations": ["clone", "copy", "resize", "snapshot", "destroy"],
                 })
                 created.append(("VDI", vdi))
-                db.modify("SR", sr, {
-                    "physical_utilisation": pused + size,
-                    "virtual_allocation": int(srrec.get("virtual_allocation", 0)) + size,
-                })
+                sraccount.charge(db, sr, size, size)
                 sr_changes.append((sr, size))
                 vbd = db.create("VBD", {
                     "VM": vm, "VDI": vdi, "userdevice": d.get("device", "0"),
@@ -211,11 +199,7 @@ def vm_provision(ctx: CallContext, vm: str) -> None:
             for cls, ref in reversed(created):
                 db.destroy(cls, ref)
             for sr, size in sr_changes:
-                srrec = db.get("SR", sr)
-                db.modify("SR", sr, {
-                    "physical_utilisation": int(srrec["physical_utilisation"]) - size,
-                    "virtual_allocation": int(srrec["virtual_allocation"]) - size,
-                })
+                sraccount.release(db, sr, size, size)
             raise
         oc = dict(db.get("VM", vm).get("other_config") or {})
         oc.pop("disks", None)
