@@ -9,20 +9,20 @@ from .db import NULL, Database
 from .wire import XapiError
 
 
-def _active(rec: dict[str, Any]) -> bool:
+def in_use(rec: dict[str, Any]) -> bool:
     return bool(rec.get("currently_attached") or rec.get("reserved"))
 
 
-def _destroy_device(db: Database, cls: str, ref: str) -> None:
+def destroy_device(db: Database, cls: str, ref: str) -> None:
     metrics = db.tables[cls][ref].get("metrics", NULL)
     if db.find(f"{cls}_metrics", metrics) is not None:
         db.destroy(f"{cls}_metrics", metrics)
     db.destroy(cls, ref)
 
 
-def _check_unplugged(db: Database, cls: str, ref: str) -> dict[str, Any]:
+def check_unplugged(db: Database, cls: str, ref: str) -> dict[str, Any]:
     rec = db.get(cls, ref)
-    if _active(rec):
+    if in_use(rec):
         vm = db.find("VM", rec.get("VM", NULL))
         raise XapiError("OPERATION_NOT_ALLOWED", f"{cls} '{rec['uuid']}' still attached to "
                         f"'{vm['uuid'] if vm else rec.get('VM', NULL)}'")

@@ -20,7 +20,7 @@ GUEST_FEATURES = {"feature-shutdown": "1", "feature-suspend": "1", "feature-powe
                   "feature-reboot": "1", "feature-balloon": "1", "has-vendor-device": "0"}
 
 
-def _schedule_boot(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
+def schedule_boot(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
     timing = pool.farm.timing
     pool.farm.scheduler.call_later(timing.for_os(timing.boot_secs, windows),
                                    lambda: _guest_up(pool, vm, boot))
@@ -64,10 +64,10 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
         db.modify("VM", vm, {"guest_metrics": gm})
         if db.find("VM_guest_metrics", old) is not None:
             db.destroy("VM_guest_metrics", old)
-    _schedule_address(pool, vm, boot, gos.windows)
+    schedule_address(pool, vm, boot, gos.windows)
 
 
-def _schedule_address(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
+def schedule_address(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
     timing = pool.farm.timing
     pool.farm.scheduler.call_later(timing.for_os(timing.ip_secs, windows),
                                    lambda: _guest_address(pool, vm, boot))
@@ -99,14 +99,14 @@ def _guest_address(pool: SimPool, vm: str, boot: int) -> None:
             ip = link_local_for(rec["uuid"])
         nets = {f"{device}/ip": ip, f"{device}/ipv4/0": ip}
         db.modify("VM_guest_metrics", gm, {"networks": nets, "last_updated": now_stamp()})
-        # Under the lock, like the lease itself: see _close_guest_port.
+        # Under the lock, like the lease itself: see close_guest_port.
         if farm.guest_ports is not None and not ip.startswith("169.254."):
             farm.guest_ports.open(ip)
             with rt.lock:
                 rt.ips[vm] = ip
 
 
-def _close_guest_port(pool: SimPool, vm: str) -> None:
+def close_guest_port(pool: SimPool, vm: str) -> None:
     """Stop answering on the guest's address. Callers hold the database lock
     and release the DHCP lease under it too, so the next VM given the address
     cannot open its port before this one is closed."""

@@ -12,24 +12,24 @@ from .wire import XapiError
 DEFAULT_OVERHEAD = 0
 
 
-def _needed_memory(rec: dict[str, Any]) -> int:
+def needed_memory(rec: dict[str, Any]) -> int:
     return int(rec.get("memory_static_max") or 0) + int(rec.get("memory_overhead") or DEFAULT_OVERHEAD)
 
 
-def _host_free(db: Database, host: str) -> tuple[str | None, int]:
+def host_free(db: Database, host: str) -> tuple[str | None, int]:
     hrec = db.get("host", host)
     metrics = hrec.get("metrics", NULL)
     mrec = db.find("host_metrics", metrics)
     return (metrics if mrec else None), int(mrec["memory_free"]) if mrec else 0
 
 
-def _adjust_free(db: Database, host: str, delta: int) -> None:
-    metrics, free = _host_free(db, host)
+def adjust_free(db: Database, host: str, delta: int) -> None:
+    metrics, free = host_free(db, host)
     if metrics is not None:
         db.modify("host_metrics", metrics, {"memory_free": free + delta})
 
 
-def _host_usable(ctx: CallContext, host: str) -> None:
+def assert_host_usable(ctx: CallContext, host: str) -> None:
     hrec = ctx.db.get("host", host)
     sim = ctx.pool.host_by_ref(host)
     if sim is not None and not sim.online:
@@ -57,14 +57,14 @@ def unreachable_sr(db: Database, rec: dict[str, Any], host: str) -> str | None:
     return None
 
 
-def _assert_can_see_srs(db: Database, vm: str, rec: dict[str, Any], host: str) -> None:
+def assert_can_see_srs(db: Database, vm: str, rec: dict[str, Any], host: str) -> None:
     """xapi: a VM boots or lands only where every disk's SR is plugged (VM_REQUIRES_SR)."""
     sr = unreachable_sr(db, rec, host)
     if sr is not None:
         raise XapiError("VM_REQUIRES_SR", vm, sr)
 
 
-def _choose_host(ctx: CallContext, rec: dict[str, Any], needed: int) -> str:
+def choose_host(ctx: CallContext, rec: dict[str, Any], needed: int) -> str:
     db = ctx.db
     candidates = []
     affinity = rec.get("affinity", NULL)
@@ -78,7 +78,7 @@ def _choose_host(ctx: CallContext, rec: dict[str, Any], needed: int) -> str:
             continue
         if unreachable_sr(db, rec, h) is not None:
             continue
-        _, free = _host_free(db, h)
+        _, free = host_free(db, h)
         if free >= needed:
             return h
         candidates.append((free, h))

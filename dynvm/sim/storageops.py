@@ -7,7 +7,7 @@ from typing import Any
 
 from . import sraccount
 from .db import NULL, Database
-from .devices import _active, _check_unplugged, _destroy_device
+from .devices import check_unplugged, destroy_device, in_use
 from .dispatch import CallContext, handler
 from .wire import XapiError
 
@@ -31,7 +31,7 @@ def _check_vdi_destroy(db: Database, vdi: str, rec: dict[str, Any]) -> None:
     if any(op != "copy" for op in (rec.get("current_operations") or {}).values()):
         raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
     vbds = [db.tables["VBD"][v] for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
-    if any(_active(b) for b in vbds):
+    if any(in_use(b) for b in vbds):
         raise XapiError("VDI_IN_USE", vdi, "destroy")
     if any(b.get("current_operations") for b in vbds):
         raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
@@ -67,14 +67,14 @@ def vdi_destroy(ctx: CallContext, vdi: str) -> None:
         vbds = [v for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
         db.destroy("VDI", vdi)
         for vbd in vbds:
-            _destroy_device(db, "VBD", vbd)
+            destroy_device(db, "VBD", vbd)
 
 
 @handler("VBD.destroy")
 def vbd_destroy(ctx: CallContext, vbd: str) -> None:
     with ctx.db.lock:
-        _check_unplugged(ctx.db, "VBD", vbd)
-        _destroy_device(ctx.db, "VBD", vbd)
+        check_unplugged(ctx.db, "VBD", vbd)
+        destroy_device(ctx.db, "VBD", vbd)
 
 
 def _valid_vbd_device(dev: str) -> bool:

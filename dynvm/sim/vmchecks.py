@@ -10,7 +10,7 @@ from .db import NULL, Database
 from .wire import XapiError
 
 
-def _state(rec: dict[str, Any]) -> str:
+def state_of(rec: dict[str, Any]) -> str:
     return str(rec["power_state"]).lower()
 
 
@@ -26,7 +26,7 @@ _CONTROL_DOMAIN_OPS = {"data_source_op", "changing_memory_live", "awaiting_memor
 _MOBILITY_OPS = {"suspend", "checkpoint", "pool_migrate", "migrate_send"}
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true")
 
 
@@ -41,7 +41,7 @@ def _allowed_concurrently(op: str, current: list[str]) -> bool:
     return False
 
 
-def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...],
+def check_operation(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...],
                   strict: bool = True) -> None:
     """xapi's VM operation check, in its order: blocked, power state, other
     operations under way, template, snapshot, mobility, control domain,
@@ -49,15 +49,15 @@ def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...
     blocked = rec.get("blocked_operations") or {}
     if op in blocked:
         raise XapiError("OPERATION_BLOCKED", vm, blocked[op])
-    if _state(rec) not in allowed:
-        raise XapiError("VM_BAD_POWER_STATE", vm, ", ".join(allowed), _state(rec))
+    if state_of(rec) not in allowed:
+        raise XapiError("VM_BAD_POWER_STATE", vm, ", ".join(allowed), state_of(rec))
     ops = rec.get("current_operations") or {}
     if ops and not _allowed_concurrently(op, list(ops.values())):
         task, other = next(iter(ops.items()))
         raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm, other, task)
     snapshot = bool(rec.get("is_a_snapshot"))
     if rec.get("is_a_template") and not snapshot:
-        default_tpl = bool(rec.get("is_default_template")) or _truthy(
+        default_tpl = bool(rec.get("is_default_template")) or truthy(
             (rec.get("other_config") or {}).get("default_template", "false"))
         if op not in _TEMPLATE_OPS and not (op in ("destroy", "migrate_send") and not default_tpl):
             raise XapiError("VM_IS_TEMPLATE", vm, op)
@@ -65,7 +65,7 @@ def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...
         raise XapiError("VM_IS_SNAPSHOT", vm, op)
     if op in _MOBILITY_OPS and strict:
         platform = rec.get("platform") or {}
-        if _truthy(platform.get("nomigrate", "false")) or _truthy(
+        if truthy(platform.get("nomigrate", "false")) or truthy(
                 platform.get("nested-virt", "false")):
             raise XapiError("VM_IS_IMMOBILE", vm)
     if rec.get("is_control_domain"):
@@ -85,12 +85,12 @@ def _check_common(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...
         raise XapiError("VM_IS_PART_OF_AN_APPLIANCE", vm, rec["appliance"])
 
 
-def _halted_or_dom0(rec: dict[str, Any]) -> tuple[str, ...]:
+def halted_or_dom0(rec: dict[str, Any]) -> tuple[str, ...]:
     """Power states for VCPU and static memory changes: a control domain may run."""
     return ("halted", "running") if rec.get("is_control_domain") else ("halted",)
 
 
-def _set_op(db: Database, cls: str, ref: str, key: str, op: str | None) -> None:
+def set_operation(db: Database, cls: str, ref: str, key: str, op: str | None) -> None:
     """Add (`op`) or remove (None) one entry of a record's current_operations."""
     rec = db.find(cls, ref)
     if rec is None:

@@ -14,8 +14,8 @@ from . import datamodel, sraccount
 from .db import NULL, Database, now_stamp
 from .dispatch import CallContext, handler
 from .guests import guest_os
-from .netops import _new_mac
-from .vmchecks import _check_common, _set_op
+from .netops import new_mac
+from .vmchecks import check_operation, set_operation
 from .wire import XapiError
 
 MIB = 1 << 20
@@ -101,7 +101,7 @@ def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target
         if irec is None:
             continue
         ni = copy.deepcopy(irec)
-        ni.update({"uuid": str(uuidlib.uuid4()), "VM": vm, "MAC": _new_mac(),
+        ni.update({"uuid": str(uuidlib.uuid4()), "VM": vm, "MAC": new_mac(),
                    "currently_attached": False, "current_operations": {}, "metrics": NULL})
         db.create("VIF", ni)
     return vm
@@ -113,12 +113,12 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
     db = ctx.db
     with db.lock:
         rec = db.get("VM", vm)
-        _check_common(vm, rec, op, ("halted",))
+        check_operation(vm, rec, op, ("halted",))
         if sr and sr != NULL:
             db.get("SR", sr)
         windows = guest_os(rec).windows
         op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
-        _set_op(db, "VM", vm, op_key, op)
+        set_operation(db, "VM", vm, op_key, op)
     try:
         timing = ctx.farm.timing
         total = timing.for_os(timing.clone_secs, windows)
@@ -126,12 +126,12 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
         ctx.progress(0.5)
         ctx.sleep(total / 2)
         with db.lock:
-            _set_op(db, "VM", vm, op_key, None)
-            _check_common(vm, db.get("VM", vm), op, ("halted",))
+            set_operation(db, "VM", vm, op_key, None)
+            check_operation(vm, db.get("VM", vm), op, ("halted",))
             return _clone_vm(ctx, vm, new_name, full, sr)
     finally:
         with db.lock:
-            _set_op(db, "VM", vm, op_key, None)
+            set_operation(db, "VM", vm, op_key, None)
 
 
 @handler("VM.clone")
@@ -157,7 +157,7 @@ def vm_provision(ctx: CallContext, vm: str) -> None:
     db = ctx.db
     with db.lock:
         rec = db.get("VM", vm)
-        _check_common(vm, rec, "provision", ("halted",))
+        check_operation(vm, rec, "provision", ("halted",))
         if not rec.get("is_a_template"):
             raise XapiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE")
         db.modify("VM", vm, {"is_a_template": False})

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
-from .guestboot import _close_guest_port, _schedule_address, _schedule_boot
+from .guestboot import close_guest_port, schedule_address, schedule_boot
 from .guests import guest_os
 from .placement import (
-    _adjust_free,
-    _assert_can_see_srs,
-    _choose_host,
-    _host_free,
-    _host_usable,
-    _needed_memory,
+    adjust_free,
+    assert_can_see_srs,
+    assert_host_usable,
+    choose_host,
+    host_free,
+    needed_memory,
 )
-from .vmchecks import _check_common, _set_op, _state, _truthy
+from .vmchecks import check_operation, set_operation, state_of, truthy
 from .vmruntime import runtime
 from .wire import XapiError
 
@@ -33,17 +33,17 @@ def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -
         rec = db.get("VM", vm)
         if host is not None:
             db.get("host", host)
-        _check_common(vm, rec, op, ("halted",))
-        needed = _needed_memory(rec)
+        check_operation(vm, rec, op, ("halted",))
+        needed = needed_memory(rec)
         if host is None:
-            host = _choose_host(ctx, rec, needed)
+            host = choose_host(ctx, rec, needed)
         else:
-            _host_usable(ctx, host)
-            _assert_can_see_srs(db, vm, rec, host)
-            _, free = _host_free(db, host)
+            assert_host_usable(ctx, host)
+            assert_can_see_srs(db, vm, rec, host)
+            _, free = host_free(db, host)
             if free < needed:
                 raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", needed, free)
-        _adjust_free(db, host, -needed)
+        adjust_free(db, host, -needed)
         with rt.lock:
             rt.consumed[vm] = (host, needed)
         db.modify("VM", vm, {
@@ -69,7 +69,7 @@ def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -
         gos = guest_os(rec)
         boot = rt.bump_boot(vm)
     if not paused:
-        _schedule_boot(ctx.pool, vm, boot, gos.windows)
+        schedule_boot(ctx.pool, vm, boot, gos.windows)
 
 
 def halt(pool: SimPool, vm: str) -> None:
@@ -85,9 +85,9 @@ def halt(pool: SimPool, vm: str) -> None:
         if held is not None:
             host, amount = held
         else:
-            amount = _needed_memory(rec)
+            amount = needed_memory(rec)
         if host in db.tables["host"]:
-            _adjust_free(db, host, amount)
+            adjust_free(db, host, amount)
         gm = rec.get("guest_metrics", NULL)
         db.modify("VM", vm, {"power_state": "Halted", "resident_on": NULL, "domid": -1,
                              "guest_metrics": NULL,
@@ -105,7 +105,7 @@ def halt(pool: SimPool, vm: str) -> None:
             if vif in db.tables["VIF"]:
                 db.modify("VIF", vif, {"currently_attached": False})
         rt.dhcp.release(vm)
-        _close_guest_port(pool, vm)
+        close_guest_port(pool, vm)
 
 
 @handler("VM.start")
@@ -122,14 +122,14 @@ def vm_start_on(ctx: CallContext, vm: str, host: str, start_paused: bool = False
 @handler("VM.clean_shutdown")
 def vm_clean_shutdown(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
-        _check_common(vm, ctx.db.get("VM", vm), "clean_shutdown", ("running",))
+        check_operation(vm, ctx.db.get("VM", vm), "clean_shutdown", ("running",))
         halt(ctx.pool, vm)
 
 
 @handler("VM.hard_shutdown")
 def vm_hard_shutdown(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
-        _check_common(vm, ctx.db.get("VM", vm), "hard_shutdown", ("paused", "suspended", "running"))
+        check_operation(vm, ctx.db.get("VM", vm), "hard_shutdown", ("paused", "suspended", "running"))
         halt(ctx.pool, vm)
 
 
@@ -138,16 +138,16 @@ def _reboot(ctx: CallContext, vm: str, op: str, allowed: tuple[str, ...]) -> Non
     rt = runtime(ctx.pool)
     with db.lock:
         rec = db.get("VM", vm)
-        _check_common(vm, rec, op, allowed)
+        check_operation(vm, rec, op, allowed)
         gm = rec.get("guest_metrics", NULL)
         rt.dhcp.release(vm)
-        _close_guest_port(ctx.pool, vm)
+        close_guest_port(ctx.pool, vm)
         db.modify("VM", vm, {"guest_metrics": NULL, "power_state": "Running"})
         if db.find("VM_guest_metrics", gm) is not None:
             db.destroy("VM_guest_metrics", gm)
         boot = rt.bump_boot(vm)
         windows = guest_os(rec).windows
-    _schedule_boot(ctx.pool, vm, boot, windows)
+    schedule_boot(ctx.pool, vm, boot, windows)
 
 
 @handler("VM.clean_reboot")
@@ -163,7 +163,7 @@ def vm_hard_reboot(ctx: CallContext, vm: str) -> None:
 @handler("VM.pause")
 def vm_pause(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
-        _check_common(vm, ctx.db.get("VM", vm), "pause", ("running",))
+        check_operation(vm, ctx.db.get("VM", vm), "pause", ("running",))
         ctx.db.modify("VM", vm, {"power_state": "Paused"})
 
 
@@ -171,7 +171,7 @@ def vm_pause(ctx: CallContext, vm: str) -> None:
 def vm_unpause(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
-        _check_common(vm, rec, "unpause", ("paused",))
+        check_operation(vm, rec, "unpause", ("paused",))
         ctx.db.modify("VM", vm, {"power_state": "Running"})
         # New boot generation: steps still pending from before the pause are
         # dropped, and whichever one the guest had not reached is scheduled anew.
@@ -180,9 +180,9 @@ def vm_unpause(ctx: CallContext, vm: str) -> None:
         gm = ctx.db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
         has_address = bool(gm and gm.get("networks"))
     if gm is None:
-        _schedule_boot(ctx.pool, vm, boot, windows)
+        schedule_boot(ctx.pool, vm, boot, windows)
     elif not has_address:
-        _schedule_address(ctx.pool, vm, boot, windows)
+        schedule_address(ctx.pool, vm, boot, windows)
 
 
 def destroy_vm(pool: SimPool, vm: str) -> None:
@@ -199,7 +199,7 @@ def destroy_vm(pool: SimPool, vm: str) -> None:
                 db.destroy(cls, rec[field])
         db.destroy("VM", vm)
         rt.dhcp.release(vm)
-        _close_guest_port(pool, vm)
+        close_guest_port(pool, vm)
         with rt.lock:
             rt.boots.pop(vm, None)
             rt.consumed.pop(vm, None)
@@ -208,7 +208,7 @@ def destroy_vm(pool: SimPool, vm: str) -> None:
 @handler("VM.destroy")
 def vm_destroy(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
-        _check_common(vm, ctx.db.get("VM", vm), "destroy", ("halted", "suspended"))
+        check_operation(vm, ctx.db.get("VM", vm), "destroy", ("halted", "suspended"))
         destroy_vm(ctx.pool, vm)
 
 
@@ -225,21 +225,21 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
     with db.lock:
         rec = db.get("VM", vm)
         db.get("host", host)
-        _check_common(vm, rec, "pool_migrate", ("running",), strict=not force)
-        _host_usable(ctx, host)
+        check_operation(vm, rec, "pool_migrate", ("running",), strict=not force)
+        assert_host_usable(ctx, host)
         src = rec.get("resident_on", NULL)
         if src == host:
             return
-        _assert_can_see_srs(db, vm, rec, host)
+        assert_can_see_srs(db, vm, rec, host)
         with rt.lock:
             held = rt.consumed.get(vm)
-        amount = held[1] if held else _needed_memory(rec)
-        _, free = _host_free(db, host)
+        amount = held[1] if held else needed_memory(rec)
+        _, free = host_free(db, host)
         if free < amount:
             raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", amount, free)
-        _adjust_free(db, host, -amount)
+        adjust_free(db, host, -amount)
         op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
-        _set_op(db, "VM", vm, op_key, "pool_migrate")
+        set_operation(db, "VM", vm, op_key, "pool_migrate")
         db.modify("VM", vm, {"scheduled_to_be_resident_on": host})
     moved = False
     timing = ctx.farm.timing
@@ -263,9 +263,9 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
             where = held[0] if held else (rec or {}).get("resident_on")
             if rec is None or rec["power_state"] != "Running" or where != src:
                 raise XapiError("VM_BAD_POWER_STATE", vm, "running",
-                                _state(rec) if rec else "halted")
+                                state_of(rec) if rec else "halted")
             if src in db.tables["host"]:
-                _adjust_free(db, src, amount)
+                adjust_free(db, src, amount)
             with rt.lock:
                 rt.consumed[vm] = (host, amount)
             db.modify("VM", vm, {"resident_on": host, "domid": rt.next_domid(),
@@ -278,12 +278,12 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
         with db.lock:
             if not moved:
                 if host in db.tables["host"]:
-                    _adjust_free(db, host, amount)
+                    adjust_free(db, host, amount)
                 if db.find("VM", vm) is not None:
                     db.modify("VM", vm, {"scheduled_to_be_resident_on": NULL})
-            _set_op(db, "VM", vm, op_key, None)
+            set_operation(db, "VM", vm, op_key, None)
 
 
 @handler("VM.pool_migrate")
 def vm_pool_migrate(ctx: CallContext, vm: str, host: str, options: dict[str, str]) -> None:
-    migrate(ctx, vm, host, force=_truthy((options or {}).get("force", "false")))
+    migrate(ctx, vm, host, force=truthy((options or {}).get("force", "false")))

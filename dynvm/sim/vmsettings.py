@@ -4,7 +4,7 @@ turning a VM into a template."""
 from __future__ import annotations
 
 from .dispatch import CallContext, handler
-from .vmchecks import _check_common, _halted_or_dom0
+from .vmchecks import check_operation, halted_or_dom0
 from .wire import XapiError
 
 
@@ -17,7 +17,7 @@ def _set_memory_limits(ctx: CallContext, vm: str, smin: int, smax: int, dmin: in
                        op: str = "changing_memory_limits") -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
-        _check_common(vm, rec, op, _halted_or_dom0(rec))
+        check_operation(vm, rec, op, halted_or_dom0(rec))
         _check_memory_order(smin, smax, dmin, dmax)
         ctx.db.modify("VM", vm, {"memory_static_min": smin, "memory_static_max": smax,
                                  "memory_dynamic_min": dmin, "memory_dynamic_max": dmax})
@@ -56,7 +56,7 @@ def vm_set_memory_static_max(ctx: CallContext, vm: str, value: int) -> None:
 def vm_set_memory_dynamic_range(ctx: CallContext, vm: str, lo: int, hi: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
-        _check_common(vm, rec, "changing_dynamic_range", ("halted", "running"))
+        check_operation(vm, rec, "changing_dynamic_range", ("halted", "running"))
         _check_memory_order(int(rec["memory_static_min"]), int(rec["memory_static_max"]), lo, hi)
         ctx.db.modify("VM", vm, {"memory_dynamic_min": lo, "memory_dynamic_max": hi})
 
@@ -68,7 +68,7 @@ VCPU_RULE = "VCPU values must satisfy: 0 < VCPUs_at_startup ≤ VCPUs_max"
 def vm_set_vcpus_max(ctx: CallContext, vm: str, value: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
-        _check_common(vm, rec, "changing_VCPUs", _halted_or_dom0(rec))
+        check_operation(vm, rec, "changing_VCPUs", halted_or_dom0(rec))
         if value < 1 or value < int(rec["VCPUs_at_startup"]):
             raise XapiError("INVALID_VALUE", VCPU_RULE, value)
         ctx.db.modify("VM", vm, {"VCPUs_max": value})
@@ -78,7 +78,7 @@ def vm_set_vcpus_max(ctx: CallContext, vm: str, value: int) -> None:
 def vm_set_vcpus_at_startup(ctx: CallContext, vm: str, value: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
-        _check_common(vm, rec, "changing_VCPUs", _halted_or_dom0(rec))
+        check_operation(vm, rec, "changing_VCPUs", halted_or_dom0(rec))
         if value < 1 or value > int(rec["VCPUs_max"]):
             raise XapiError("INVALID_VALUE", VCPU_RULE, value)
         ctx.db.modify("VM", vm, {"VCPUs_at_startup": value})
@@ -89,5 +89,5 @@ def vm_set_is_a_template(ctx: CallContext, vm: str, value: bool) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
         if value:
-            _check_common(vm, rec, "make_into_template", ("halted",))
+            check_operation(vm, rec, "make_into_template", ("halted",))
         ctx.db.modify("VM", vm, {"is_a_template": bool(value)})
