@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dynvm.sim.sexpr import _sexpr_pairs, parse_sexpr
+from dynvm.sim.sexpr import parse_sexpr, sexpr_pairs
 from dynvm.sim.xapitypes import split_map_type
 
 NULL_REF = "OpaqueRef:NULL"
@@ -232,7 +232,7 @@ def coercer(type_: str, strict: bool = True) -> Callable[[Any], Any]:
 
         def conv_map(v: Any) -> dict[str, Any]:
             if isinstance(v, str):
-                v = _sexpr_pairs(v)
+                v = sexpr_pairs(v)
             if isinstance(v, dict):
                 items = v.items()
             elif isinstance(v, (list, tuple)):

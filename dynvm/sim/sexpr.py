@@ -77,7 +77,8 @@ def parse_sexpr(text: str) -> Any:
     return result
 
 
-def _sexpr_pairs(text: str) -> list[tuple[Any, Any]]:
+def sexpr_pairs(text: str) -> list[tuple[Any, Any]]:
+    """A map as state.db writes it, ((k v) ...), as (key, value) pairs."""
     parsed = parse_sexpr(text)
     if not isinstance(parsed, list):
         raise SExprError(f"map is not a list: {text[:80]!r}")
