@@ -3,6 +3,10 @@ endpoint, and the fault switches tests use.
 
     with Farm.generate(pools=1, hosts=4, speed=500).start() as farm:
         session = XenAPI.Session(farm.pools[0].master.url)
+
+Over 400 lines because it is the one facade tests and benches drive:
+builders, start/stop, lookups, fault switches and host power, each a thin
+call into the modules that do the work.
 """
 
 from __future__ import annotations
