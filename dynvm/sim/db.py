@@ -214,6 +214,12 @@ class Database:
                 del self._deleted[:50_000]
             self.changed.notify_all()
 
+    def discard(self, cls: str, ref: str) -> None:
+        """Destroy the record if it exists: a NULL or stale reference is no error."""
+        with self.lock:
+            if self.find(cls, ref) is not None:
+                self.destroy(cls, ref)
+
     # ---------------------------------------------------------------- events
     def changes_since(self, gen: int, classes: Iterable[str] | None = None
                       ) -> list[tuple[int, str, str, str]]:

@@ -1,5 +1,5 @@
-"""What VBDs and VIFs share: being in use, and their destruction with their
-metrics record."""
+"""What VBDs and VIFs share: being in use, being plugged with their VM, and
+their destruction with their metrics record."""
 
 from __future__ import annotations
 
@@ -10,14 +10,21 @@ from .wire import XapiError
 
 
 def in_use(rec: dict[str, Any]) -> bool:
+    """Attached or reserved: xapi's test for a device in use."""
     return bool(rec.get("currently_attached") or rec.get("reserved"))
 
 
 def destroy_device(db: Database, cls: str, ref: str) -> None:
-    metrics = db.tables[cls][ref].get("metrics", NULL)
-    if db.find(f"{cls}_metrics", metrics) is not None:
-        db.destroy(f"{cls}_metrics", metrics)
+    db.discard(f"{cls}_metrics", db.tables[cls][ref].get("metrics", NULL))
     db.destroy(cls, ref)
+
+
+def set_attached(db: Database, vm_rec: dict[str, Any], attached: bool) -> None:
+    """Plug or unplug every VBD and VIF of a VM, as its domain starts or stops."""
+    for cls, field in (("VBD", "VBDs"), ("VIF", "VIFs")):
+        for ref in vm_rec.get(field, []):
+            if ref in db.tables[cls]:
+                db.modify(cls, ref, {"currently_attached": attached})
 
 
 def check_unplugged(db: Database, cls: str, ref: str) -> dict[str, Any]:

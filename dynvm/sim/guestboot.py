@@ -62,8 +62,7 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
             "can_use_hotplug_vif": "yes",
         })
         db.modify("VM", vm, {"guest_metrics": gm})
-        if db.find("VM_guest_metrics", old) is not None:
-            db.destroy("VM_guest_metrics", old)
+        db.discard("VM_guest_metrics", old)
     schedule_address(pool, vm, boot, gos.windows)
 
 
@@ -99,18 +98,19 @@ def _guest_address(pool: SimPool, vm: str, boot: int) -> None:
             ip = link_local_for(rec["uuid"])
         nets = {f"{device}/ip": ip, f"{device}/ipv4/0": ip}
         db.modify("VM_guest_metrics", gm, {"networks": nets, "last_updated": now_stamp()})
-        # Under the lock, like the lease itself: see close_guest_port.
+        # Under the lock, like the lease itself: see release_address.
         if farm.guest_ports is not None and not ip.startswith("169.254."):
             farm.guest_ports.open(ip)
             with rt.lock:
                 rt.ips[vm] = ip
 
 
-def close_guest_port(pool: SimPool, vm: str) -> None:
-    """Stop answering on the guest's address. Callers hold the database lock
-    and release the DHCP lease under it too, so the next VM given the address
-    cannot open its port before this one is closed."""
+def release_address(pool: SimPool, vm: str) -> None:
+    """Give the guest's DHCP lease back and stop answering on its address.
+    Callers hold the database lock, so the next VM given the address cannot
+    open its port before this one is closed."""
     rt = runtime(pool)
+    rt.dhcp.release(vm)
     with rt.lock:
         ip = rt.ips.pop(vm, None)
     if ip and pool.farm.guest_ports is not None:

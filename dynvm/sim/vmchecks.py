@@ -4,9 +4,11 @@ that makes concurrent operations visible to them."""
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from typing import Any
 
 from .db import NULL, Database
+from .dispatch import CallContext
 from .wire import XapiError
 
 
@@ -101,3 +103,9 @@ def set_operation(db: Database, cls: str, ref: str, key: str, op: str | None) ->
     else:
         cur[key] = op
     db.modify(cls, ref, {"current_operations": cur})
+
+
+def operation_key(ctx: CallContext) -> str:
+    """An operation's key in current_operations: its task, as on xapi, or a
+    reference of its own for a synchronous call."""
+    return ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"

@@ -15,7 +15,7 @@ from .db import NULL, Database, now_stamp
 from .dispatch import CallContext, handler
 from .guests import guest_os
 from .netops import new_mac
-from .vmchecks import check_operation, set_operation
+from .vmchecks import check_operation, operation_key, set_operation
 from .wire import XapiError
 
 MIB = 1 << 20
@@ -117,7 +117,7 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
         if sr and sr != NULL:
             db.get("SR", sr)
         windows = guest_os(rec).windows
-        op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
+        op_key = operation_key(ctx)
         set_operation(db, "VM", vm, op_key, op)
     try:
         timing = ctx.farm.timing

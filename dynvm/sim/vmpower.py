@@ -3,12 +3,12 @@ migration. Memory is taken from and given back to the hosts' metrics here."""
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from .db import NULL, now_stamp
+from .devices import set_attached
 from .dispatch import CallContext, handler
-from .guestboot import close_guest_port, schedule_address, schedule_boot
+from .guestboot import release_address, schedule_address, schedule_boot
 from .guests import guest_os
 from .placement import (
     adjust_free,
@@ -18,7 +18,7 @@ from .placement import (
     host_free,
     needed_memory,
 )
-from .vmchecks import check_operation, set_operation, state_of, truthy
+from .vmchecks import check_operation, operation_key, set_operation, state_of, truthy
 from .vmruntime import runtime
 from .wire import XapiError
 
@@ -60,12 +60,7 @@ def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -
                 "VCPUs_number": int(rec.get("VCPUs_at_startup") or 0),
                 "state": [],
             })
-        for vbd in rec.get("VBDs", []):
-            if vbd in db.tables["VBD"]:
-                db.modify("VBD", vbd, {"currently_attached": True})
-        for vif in rec.get("VIFs", []):
-            if vif in db.tables["VIF"]:
-                db.modify("VIF", vif, {"currently_attached": True})
+        set_attached(db, rec, True)
         gos = guest_os(rec)
         boot = rt.bump_boot(vm)
     if not paused:
@@ -92,20 +87,13 @@ def halt(pool: SimPool, vm: str) -> None:
         db.modify("VM", vm, {"power_state": "Halted", "resident_on": NULL, "domid": -1,
                              "guest_metrics": NULL,
                              "scheduled_to_be_resident_on": NULL})
-        if db.find("VM_guest_metrics", gm) is not None:
-            db.destroy("VM_guest_metrics", gm)
+        db.discard("VM_guest_metrics", gm)
         metrics = rec.get("metrics", NULL)
         if db.find("VM_metrics", metrics) is not None:
             db.modify("VM_metrics", metrics, {"memory_actual": 0, "VCPUs_number": 0,
                                               "last_updated": now_stamp()})
-        for vbd in rec.get("VBDs", []):
-            if vbd in db.tables["VBD"]:
-                db.modify("VBD", vbd, {"currently_attached": False})
-        for vif in rec.get("VIFs", []):
-            if vif in db.tables["VIF"]:
-                db.modify("VIF", vif, {"currently_attached": False})
-        rt.dhcp.release(vm)
-        close_guest_port(pool, vm)
+        set_attached(db, rec, False)
+        release_address(pool, vm)
 
 
 @handler("VM.start")
@@ -140,11 +128,9 @@ def _reboot(ctx: CallContext, vm: str, op: str, allowed: tuple[str, ...]) -> Non
         rec = db.get("VM", vm)
         check_operation(vm, rec, op, allowed)
         gm = rec.get("guest_metrics", NULL)
-        rt.dhcp.release(vm)
-        close_guest_port(ctx.pool, vm)
+        release_address(ctx.pool, vm)
         db.modify("VM", vm, {"guest_metrics": NULL, "power_state": "Running"})
-        if db.find("VM_guest_metrics", gm) is not None:
-            db.destroy("VM_guest_metrics", gm)
+        db.discard("VM_guest_metrics", gm)
         boot = rt.bump_boot(vm)
         windows = guest_os(rec).windows
     schedule_boot(ctx.pool, vm, boot, windows)
@@ -192,14 +178,11 @@ def destroy_vm(pool: SimPool, vm: str) -> None:
         rec = db.get("VM", vm)
         for cls, field in (("VBD", "VBDs"), ("VIF", "VIFs")):
             for ref in list(rec.get(field, [])):
-                if db.find(cls, ref) is not None:
-                    db.destroy(cls, ref)
+                db.discard(cls, ref)
         for cls, field in (("VM_metrics", "metrics"), ("VM_guest_metrics", "guest_metrics")):
-            if db.find(cls, rec.get(field, NULL)) is not None:
-                db.destroy(cls, rec[field])
+            db.discard(cls, rec.get(field, NULL))
         db.destroy("VM", vm)
-        rt.dhcp.release(vm)
-        close_guest_port(pool, vm)
+        release_address(pool, vm)
         with rt.lock:
             rt.boots.pop(vm, None)
             rt.consumed.pop(vm, None)
@@ -238,7 +221,7 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
         if free < amount:
             raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", amount, free)
         adjust_free(db, host, -amount)
-        op_key = ctx.task or f"OpaqueRef:{uuidlib.uuid4()}"
+        op_key = operation_key(ctx)
         set_operation(db, "VM", vm, op_key, "pool_migrate")
         db.modify("VM", vm, {"scheduled_to_be_resident_on": host})
     moved = False
