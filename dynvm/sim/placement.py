@@ -7,6 +7,7 @@ from typing import Any
 
 from .db import NULL, Database
 from .dispatch import CallContext
+from .storageops import sr_plugged
 from .wire import XapiError
 
 DEFAULT_OVERHEAD = 0
@@ -50,9 +51,7 @@ def unreachable_sr(db: Database, rec: dict[str, Any], host: str) -> str | None:
         srrec = db.find("SR", vdi.get("SR", NULL))
         if srrec is None:
             continue
-        if not any(db.tables["PBD"][p].get("host") == host
-                   and db.tables["PBD"][p].get("currently_attached")
-                   for p in srrec.get("PBDs", []) if p in db.tables["PBD"]):
+        if not sr_plugged(db, srrec, host):
             return str(vdi["SR"])
     return None
 

@@ -17,6 +17,7 @@ from typing import Any
 from . import sraccount
 from .db import NULL
 from .dispatch import CallContext, handler
+from .storageops import sr_pbds
 from .wire import XapiError
 
 STATEFILE_BYTES = 4096 + 64 * 4096  # xapi's minimum statefile size
@@ -41,7 +42,7 @@ def _assert_statefile_sr(ctx: CallContext, sr: str) -> None:
     """xapi: every host has a plugged PBD to the SR, and its SM can attach offline."""
     db = ctx.db
     srrec = db.get("SR", sr)
-    pbds = [db.tables["PBD"][p] for p in srrec.get("PBDs", []) if p in db.tables["PBD"]]
+    pbds = sr_pbds(db, srrec)
     if {p.get("host") for p in pbds} < set(db.tables["host"]) or not all(
             p.get("currently_attached") for p in pbds):
         raise XapiError("SR_HAS_NO_PBDS", sr)

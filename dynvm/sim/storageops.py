@@ -12,6 +12,27 @@ from .dispatch import CallContext, handler
 from .wire import XapiError
 
 
+def sr_pbds(db: Database, srrec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SR's PBD records."""
+    return [db.tables["PBD"][p] for p in srrec.get("PBDs", []) if p in db.tables["PBD"]]
+
+
+def sr_plugged(db: Database, srrec: dict[str, Any], host: str | None = None) -> bool:
+    """Some host (or `host`) has a plugged PBD to the SR."""
+    return any(p.get("currently_attached") and host in (None, p.get("host"))
+               for p in sr_pbds(db, srrec))
+
+
+def check_vbds_idle(db: Database, vdi: str, rec: dict[str, Any], op: str) -> None:
+    """xapi: no VBD of the disk attached or reserved (VDI_IN_USE), then none
+    with an operation under way. A halted VM's VBDs do not make it in use."""
+    vbds = [db.tables["VBD"][v] for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
+    if any(in_use(b) for b in vbds):
+        raise XapiError("VDI_IN_USE", vdi, op)
+    if any(b.get("current_operations") for b in vbds):
+        raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
+
+
 def _sr_has_feature(db: Database, sr: dict[str, Any], feature: str) -> bool:
     """The SR's SM driver offers `feature` (an SR type without an SM record is not judged)."""
     sms = [m for m in db.tables.get("SM", {}).values() if m.get("type") == sr.get("type")]
@@ -26,15 +47,10 @@ def _ha_enabled(db: Database) -> bool:
 
 
 def _check_vdi_destroy(db: Database, vdi: str, rec: dict[str, Any]) -> None:
-    """xapi's VDI checks for `destroy`, in its order. Only an attached (or
-    reserved) VBD makes the disk in use: a halted VM's VBDs do not."""
+    """xapi's VDI checks for `destroy`, in its order."""
     if any(op != "copy" for op in (rec.get("current_operations") or {}).values()):
         raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
-    vbds = [db.tables["VBD"][v] for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
-    if any(in_use(b) for b in vbds):
-        raise XapiError("VDI_IN_USE", vdi, "destroy")
-    if any(b.get("current_operations") for b in vbds):
-        raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
+    check_vbds_idle(db, vdi, rec, "destroy")
     sr = rec.get("SR", NULL)
     srrec = db.get("SR", sr)
     if not _sr_has_feature(db, srrec, "VDI_DELETE"):
@@ -47,8 +63,7 @@ def _check_vdi_destroy(db: Database, vdi: str, rec: dict[str, Any]) -> None:
         raise XapiError("VDI_HAS_RRDS", vdi)
     if _ha_enabled(db) and rec.get("type") in ("ha_statefile", "redo_log"):
         raise XapiError("HA_IS_ENABLED")
-    pbds = [db.tables["PBD"][p] for p in srrec.get("PBDs", []) if p in db.tables["PBD"]]
-    if not any(p.get("currently_attached") for p in pbds):
+    if not sr_plugged(db, srrec):
         raise XapiError("SR_HAS_NO_PBDS", sr)
     if not rec.get("managed", True):
         raise XapiError("VDI_NOT_MANAGED", vdi)
@@ -144,8 +159,7 @@ def vdi_create(ctx: CallContext, rec: dict[str, Any]) -> str:
         srrec = ctx.db.get("SR", sr)
         if not _sr_has_feature(ctx.db, srrec, "VDI_CREATE"):
             raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
-        if not any(ctx.db.tables["PBD"][p].get("currently_attached")
-                   for p in srrec.get("PBDs", []) if p in ctx.db.tables["PBD"]):
+        if not sr_plugged(ctx.db, srrec):
             raise XapiError("SR_HAS_NO_PBDS", sr)
         ref = ctx.db.create("VDI", {**rec, "managed": True, "missing": False})
         sraccount.charge(ctx.db, sr, int(rec.get("physical_utilisation", 0) or 0),

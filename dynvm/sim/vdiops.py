@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import sraccount
 from .db import NULL
 from .dispatch import CallContext, handler
+from .storageops import check_vbds_idle, sr_plugged
 from .wire import XapiError
 
 THICK_SR_TYPES = frozenset({"lvm", "lvmoiscsi", "lvmohba", "lvmofcoe"})
@@ -29,15 +30,9 @@ def vdi_resize(ctx: CallContext, vdi: str, size: int | str) -> None:
             raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
         sr = rec.get("SR", NULL)
         srrec = db.get("SR", sr)
-        attached = [p for p in db.tables["PBD"].values()
-                    if p.get("SR") == sr and p.get("currently_attached")]
-        if not attached:
+        if not sr_plugged(db, srrec):
             raise XapiError("SR_NO_PBDS", sr)
-        vbds = [db.tables["VBD"][v] for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
-        if any(b.get("currently_attached") or b.get("reserved") for b in vbds):
-            raise XapiError("VDI_IN_USE", vdi, "resize")
-        if any(b.get("current_operations") for b in vbds):
-            raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
+        check_vbds_idle(db, vdi, rec, "resize")
         if "vdi_resize" not in (srrec.get("allowed_operations") or []):
             raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
         old_size = int(rec.get("virtual_size", 0))
