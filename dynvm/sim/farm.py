@@ -216,7 +216,7 @@ class Farm:
         if self.guest_ssh_port is not None:
             self.guest_ports = GuestPorts(self.guest_ssh_port, self.guest_logins)
             for pool in self.pools:
-                self._open_existing_guest_ports(pool)
+                vmruntime.runtime(pool).open_existing_ports(self.guest_ports)
         ssl_ctx = None
         if self.https:
             from .tls import make_self_signed, server_context
@@ -244,18 +244,6 @@ class Farm:
             self.stop()
             raise
         return self
-
-    def _open_existing_guest_ports(self, pool: SimPool) -> None:
-        assert self.guest_ports is not None and pool.runtime is not None
-        db = pool.db
-        for vm, rec in db.tables["VM"].items():
-            if rec.get("power_state") != "Running" or rec.get("is_control_domain"):
-                continue
-            gm = db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
-            ip = (gm or {}).get("networks", {}).get("0/ip")
-            if ip and not ip.startswith("169.254."):
-                self.guest_ports.open(ip)
-                pool.runtime.ips[vm] = ip
 
     def stop(self) -> None:
         listeners = [h.listener for h in self.hosts if h.listener is not None]

@@ -5,10 +5,11 @@ ports. Guest addresses already held by a loaded farm are reserved at start."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .db import NULL, Database
-from .guests import Dhcp, parse_range
+from .guests import Dhcp, GuestPorts, parse_range
 
 if TYPE_CHECKING:
     from .farm import SimPool
@@ -39,21 +40,35 @@ class VmRuntime:
             self.boots[vm] = n
             return n
 
-    def _reserve_existing(self) -> None:
-        """Addresses already held by running guests of a loaded/generated farm."""
+    def _existing_addresses(self) -> Iterator[tuple[str, str]]:
+        """(VM, address) of the running guests a loaded or generated farm holds."""
         db = self.pool.db
         for vm, rec in db.tables["VM"].items():
             if rec.get("power_state") != "Running" or rec.get("is_control_domain"):
                 continue
             gm = db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
+            ip = ((gm or {}).get("networks") or {}).get("0/ip")
+            if ip:
+                yield vm, ip
+
+    def _reserve_existing(self) -> None:
+        """Addresses already held by running guests of a loaded/generated farm."""
+        db = self.pool.db
+        for vm, ip in self._existing_addresses():
             vif = first_vif(db, vm)
-            if gm is None or vif is None:
+            if vif is None:
                 continue
             net = db.tables["VIF"][vif]["network"]
             rng = dhcp_range(db, net)
-            ip = (gm.get("networks") or {}).get("0/ip")
-            if rng and ip:
+            if rng:
                 self.dhcp.reserve(vm, net, rng, ip)
+
+    def open_existing_ports(self, ports: GuestPorts) -> None:
+        """Answer on the addresses running guests already had (link-local aside)."""
+        for vm, ip in self._existing_addresses():
+            if not ip.startswith("169.254."):
+                ports.open(ip)
+                self.ips[vm] = ip
 
 
 def runtime(pool: SimPool) -> VmRuntime:
