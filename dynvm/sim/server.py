@@ -80,7 +80,7 @@ class _RpcHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002, V107 - an override
         pass
 
     def setup(self) -> None:
