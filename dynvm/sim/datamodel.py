@@ -13,7 +13,7 @@ import copy
 import datetime as _dt
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -233,6 +233,7 @@ def coercer(type_: str, strict: bool = True) -> Callable[[Any], Any]:
         def conv_map(v: Any) -> dict[str, Any]:
             if isinstance(v, str):
                 v = sexpr_pairs(v)
+            items: Iterable[tuple[Any, ...]]
             if isinstance(v, dict):
                 items = v.items()
             elif isinstance(v, (list, tuple)):

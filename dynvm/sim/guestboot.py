@@ -5,6 +5,7 @@ destroyed since."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .db import NULL, Database, now_stamp
@@ -20,10 +21,16 @@ GUEST_FEATURES = {"feature-shutdown": "1", "feature-suspend": "1", "feature-powe
                   "feature-reboot": "1", "feature-balloon": "1", "has-vendor-device": "0"}
 
 
+def _later(pool: SimPool, secs: float, step: Callable[[], None]) -> None:
+    """Run a guest step after `secs` on the farm's scheduler (it runs once the farm started)."""
+    scheduler = pool.farm.scheduler
+    assert scheduler is not None
+    scheduler.call_later(secs, step)
+
+
 def schedule_boot(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
     timing = pool.farm.timing
-    pool.farm.scheduler.call_later(timing.for_os(timing.boot_secs, windows),
-                                   lambda: _guest_up(pool, vm, boot))
+    _later(pool, timing.for_os(timing.boot_secs, windows), lambda: _guest_up(pool, vm, boot))
 
 
 def _still_booting(db: Database, rt: VmRuntime, vm: str, boot: int) -> dict[str, Any] | None:
@@ -68,8 +75,7 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
 
 def schedule_address(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
     timing = pool.farm.timing
-    pool.farm.scheduler.call_later(timing.for_os(timing.ip_secs, windows),
-                                   lambda: _guest_address(pool, vm, boot))
+    _later(pool, timing.for_os(timing.ip_secs, windows), lambda: _guest_address(pool, vm, boot))
 
 
 def _guest_address(pool: SimPool, vm: str, boot: int) -> None:

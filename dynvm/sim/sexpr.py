@@ -21,6 +21,7 @@ def parse_sexpr(text: str) -> Any:
     pos, n = 0, len(text)
     stack: list[list[Any]] = []
     result: Any = None
+    item: Any
     done = False
     while pos < n:
         ch = text[pos]

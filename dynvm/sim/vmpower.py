@@ -240,13 +240,13 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
             ctx.sleep(copy / MIGRATE_STEPS)
             ctx.progress(step / (MIGRATE_STEPS + 1))
         with db.lock:
-            rec = db.find("VM", vm)
+            current = db.find("VM", vm)
             with rt.lock:
                 held = rt.consumed.get(vm)
-            where = held[0] if held else (rec or {}).get("resident_on")
-            if rec is None or rec["power_state"] != "Running" or where != src:
+            where = held[0] if held else (current or {}).get("resident_on")
+            if current is None or current["power_state"] != "Running" or where != src:
                 raise XapiError("VM_BAD_POWER_STATE", vm, "running",
-                                state_of(rec) if rec else "halted")
+                                state_of(current) if current else "halted")
             if src in db.tables["host"]:
                 adjust_free(db, src, amount)
             with rt.lock:

@@ -72,7 +72,9 @@ class VmRuntime:
 
 
 def runtime(pool: SimPool) -> VmRuntime:
-    return pool.runtime  # type: ignore[no-any-return]
+    """The pool's runtime state, made when its farm is built."""
+    assert pool.runtime is not None
+    return pool.runtime
 
 
 def first_vif(db: Database, vm: str) -> str | None:
