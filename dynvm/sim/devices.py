@@ -15,6 +15,7 @@ def in_use(rec: dict[str, Any]) -> bool:
 
 
 def destroy_device(db: Database, cls: str, ref: str) -> None:
+    """Destroy a VBD or VIF and its metrics record."""
     db.discard(f"{cls}_metrics", db.tables[cls][ref].get("metrics", NULL))
     db.destroy(cls, ref)
 
@@ -28,6 +29,7 @@ def set_attached(db: Database, vm_rec: dict[str, Any], attached: bool) -> None:
 
 
 def check_unplugged(db: Database, cls: str, ref: str) -> dict[str, Any]:
+    """The device's record, or OPERATION_NOT_ALLOWED while it is in use."""
     rec = db.get(cls, ref)
     if in_use(rec):
         vm = db.find("VM", rec.get("VM", NULL))

@@ -29,6 +29,7 @@ def _later(pool: SimPool, secs: float, step: Callable[[], None]) -> None:
 
 
 def schedule_boot(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
+    """The guest's metrics appear once the OS's boot time has passed."""
     timing = pool.farm.timing
     _later(pool, timing.for_os(timing.boot_secs, windows), lambda: _guest_up(pool, vm, boot))
 
@@ -74,6 +75,7 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
 
 
 def schedule_address(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
+    """The guest's address appears once the OS's DHCP time has passed."""
     timing = pool.farm.timing
     _later(pool, timing.for_os(timing.ip_secs, windows), lambda: _guest_address(pool, vm, boot))
 

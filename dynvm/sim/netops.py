@@ -13,6 +13,7 @@ from .wire import XapiError
 
 
 def new_mac() -> str:
+    """A random locally administered MAC address, for a VIF made without one."""
     r = random.getrandbits(40)
     return "02:" + ":".join(f"{(r >> (8 * i)) & 0xFF:02x}" for i in range(5))
 

@@ -14,10 +14,12 @@ DEFAULT_OVERHEAD = 0
 
 
 def needed_memory(rec: dict[str, Any]) -> int:
+    """What starting the VM takes from its host: static max plus overhead."""
     return int(rec.get("memory_static_max") or 0) + int(rec.get("memory_overhead") or DEFAULT_OVERHEAD)
 
 
 def host_free(db: Database, host: str) -> tuple[str | None, int]:
+    """(host_metrics reference or None, free bytes) of `host`."""
     hrec = db.get("host", host)
     metrics = hrec.get("metrics", NULL)
     mrec = db.find("host_metrics", metrics)
@@ -25,12 +27,14 @@ def host_free(db: Database, host: str) -> tuple[str | None, int]:
 
 
 def adjust_free(db: Database, host: str, delta: int) -> None:
+    """Move `host`'s free memory by `delta` bytes (a host without metrics is left alone)."""
     metrics, free = host_free(db, host)
     if metrics is not None:
         db.modify("host_metrics", metrics, {"memory_free": free + delta})
 
 
 def assert_host_usable(ctx: CallContext, host: str) -> None:
+    """xapi: HOST_OFFLINE, then HOST_DISABLED."""
     hrec = ctx.db.get("host", host)
     sim = ctx.pool.host_by_ref(host)
     if sim is not None and not sim.online:
@@ -64,6 +68,8 @@ def assert_can_see_srs(db: Database, vm: str, rec: dict[str, Any], host: str) ->
 
 
 def choose_host(ctx: CallContext, rec: dict[str, Any], needed: int) -> str:
+    """The host VM.start picks: the affinity host first, then the first
+    enabled, online host that reaches the VM's SRs and has the memory."""
     db = ctx.db
     candidates = []
     affinity = rec.get("affinity", NULL)

@@ -7,7 +7,7 @@ from typing import Any
 
 
 class SExprError(ValueError):
-    pass
+    """Text that is not a well-formed S-expression."""
 
 
 def parse_sexpr(text: str) -> Any:

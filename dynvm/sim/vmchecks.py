@@ -13,6 +13,7 @@ from .wire import XapiError
 
 
 def state_of(rec: dict[str, Any]) -> str:
+    """The power state in the lower case xapi's error parameters use."""
     return str(rec["power_state"]).lower()
 
 
@@ -29,6 +30,7 @@ _MOBILITY_OPS = {"suspend", "checkpoint", "pool_migrate", "migrate_send"}
 
 
 def truthy(value: Any) -> bool:
+    """A flag from a string map (platform, other_config), read as xapi does."""
     return str(value).lower() in ("1", "true")
 
 

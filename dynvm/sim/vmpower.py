@@ -172,6 +172,7 @@ def vm_unpause(ctx: CallContext, vm: str) -> None:
 
 
 def destroy_vm(pool: SimPool, vm: str) -> None:
+    """Remove a VM with its VBDs, VIFs and metrics (its disks stay, as on xapi)."""
     db = pool.db
     rt = runtime(pool)
     with db.lock:

@@ -78,6 +78,7 @@ def runtime(pool: SimPool) -> VmRuntime:
 
 
 def first_vif(db: Database, vm: str) -> str | None:
+    """The VM's VIF with the lowest device number: the one its guest's address is on."""
     vifs = [v for v in db.tables["VM"][vm].get("VIFs", []) if v in db.tables["VIF"]]
     if not vifs:
         return None
@@ -90,6 +91,7 @@ def first_vif(db: Database, vm: str) -> str | None:
 
 
 def dhcp_range(db: Database, network: str) -> tuple[int, int] | None:
+    """The address range the simulator's DHCP hands out on `network`, if it serves one."""
     net = db.find("network", network)
     if net is None:
         return None
