@@ -143,10 +143,6 @@ class Listener:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
     def open(self) -> None:
         with self._lock:
             if self._server is not None:
