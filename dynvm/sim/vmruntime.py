@@ -1,6 +1,7 @@
 """Per-pool VM state that xapi keeps outside its database: memory each
 running VM holds on its host, boot generations, DHCP leases and open guest
-ports. Guest addresses already held by a loaded farm are reserved at start."""
+ports. The addresses a loaded or generated farm's guests already hold are
+reserved when it is built, and their guest ports opened when it starts."""
 
 from __future__ import annotations
 
