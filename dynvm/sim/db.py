@@ -146,8 +146,9 @@ class Database:
         self.generation += 1
         return self.generation
 
-    def _link(self, child_cls: str, child_ref: str, fk: str, parent: str, set_field: str,
-              target: Any, add: bool) -> None:
+    def _link(self, child_ref: str, parent: str, set_field: str, target: Any, add: bool) -> None:
+        """Add `child_ref` to (or remove it from) the derived set `set_field`
+        of the `parent` record `target` its foreign key points at."""
         if not isinstance(target, str) or target == NULL:
             return
         prec = self.tables.get(parent, {}).get(target)
@@ -179,7 +180,7 @@ class Database:
             self._created[(cls, ref)] = self.generation
             self._touch(cls, ref)
             for fk, parent, set_field in self._fks_by_class.get(cls, ()):
-                self._link(cls, ref, fk, parent, set_field, rec.get(fk), True)
+                self._link(ref, parent, set_field, rec.get(fk), True)
             self.changed.notify_all()
             return ref
 
@@ -193,8 +194,8 @@ class Database:
                 rec[name] = value
                 for parent, set_field in self._fks.get((cls, name), ()):
                     if old != value:
-                        self._link(cls, ref, name, parent, set_field, old, False)
-                        self._link(cls, ref, name, parent, set_field, value, True)
+                        self._link(ref, parent, set_field, old, False)
+                        self._link(ref, parent, set_field, value, True)
             self._touch(cls, ref)
             self.changed.notify_all()
 
@@ -203,7 +204,7 @@ class Database:
             rec = self.get(cls, ref)
             self._bump()
             for fk, parent, set_field in self._fks_by_class.get(cls, ()):
-                self._link(cls, ref, fk, parent, set_field, rec.get(fk), False)
+                self._link(ref, parent, set_field, rec.get(fk), False)
             del self.tables[cls][ref]
             self._uuids.pop(rec.get("uuid", ""), None)
             self._log.pop((cls, ref), None)
@@ -213,6 +214,12 @@ class Database:
             if len(self._deleted) > 100_000:
                 del self._deleted[:50_000]
             self.changed.notify_all()
+
+    def discard(self, cls: str, ref: str) -> None:
+        """Destroy the record if it exists: a NULL or stale reference is no error."""
+        with self.lock:
+            if self.find(cls, ref) is not None:
+                self.destroy(cls, ref)
 
     # ---------------------------------------------------------------- events
     def changes_since(self, gen: int, classes: Iterable[str] | None = None

@@ -203,7 +203,7 @@ class Dispatcher:
             fn = _generic_for(res)
         if not is_async:
             return to_wire(spec.result, fn(ctx, *args))
-        task = pool.tasks.create(method, host.ref, ctx.session.ref if ctx.session else "")
+        task = pool.tasks.create(method, host.ref)
         ctx.task = task
         if fail:  # an injected fault of an Async call fails its task, as real errors do
             pool.tasks.finish(task, "failure", error=fail)

@@ -9,6 +9,9 @@ service's capacity arithmetic is tested against them.
 
 Output is deterministic for a given (name, pool_index, seed) apart from
 timestamps.
+
+Over 400 lines because it is one recipe: a pool's records in the order xapi
+creates them, each builder feeding the references the next one needs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from dynvm.sim import sraccount
 from dynvm.sim.datamodel import (
     Tables,
     default_record,
@@ -421,6 +425,4 @@ def _settle(t: Tables) -> None:
         if hm["memory_free"] < 0:
             raise ValueError(f"host {host['name_label']} is over-committed")
     for sr in t["SR"].values():
-        vdis = [t["VDI"][v] for v in sr["VDIs"]]
-        sr["physical_utilisation"] = sum(v["physical_utilisation"] for v in vdis)
-        sr["virtual_allocation"] = sum(v["virtual_size"] for v in vdis)
+        sr.update(sraccount.totals(t["VDI"][v] for v in sr["VDIs"]))

@@ -123,7 +123,7 @@ class _GuestSshd(paramiko.ServerInterface):
             self.logins[username].encode(), password.encode())
         return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
-    def check_channel_request(self, kind: str, chanid: int) -> int:
+    def check_channel_request(self, kind: str, chanid: int) -> int:  # noqa: V107 - paramiko's
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
 

@@ -8,15 +8,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .db import NULL, now_stamp
 from .dispatch import CallContext, handler
+from .placement import host_free, needed_memory, unreachable_sr
 from .poolops import elect_successor
-from .vmops import _host_free, _needed_memory, halt, migrate, runtime, unreachable_sr
+from .vmpower import halt, migrate
+from .vmruntime import runtime
 from .wire import DateTime, XapiError
 
 # ----------------------------------------------------------------- session
 
 
 @handler("session.login_with_password")
-def session_login(ctx: CallContext, uname: str, pwd: str, version: str = "1.1",
+def session_login(ctx: CallContext, uname: str, pwd: str,
+                  version: str = "1.1",  # noqa: V107 - XAPI's parameter, not checked
                   originator: str = "") -> str:
     if not ctx.host.is_master:
         raise XapiError("HOST_IS_SLAVE", ctx.pool.master.address)
@@ -105,7 +108,7 @@ def host_servertime(ctx: CallContext, host: str) -> DateTime:
 @handler("host.compute_free_memory")
 def host_compute_free_memory(ctx: CallContext, host: str) -> int:
     with ctx.db.lock:
-        return _host_free(ctx.db, host)[1]
+        return host_free(ctx.db, host)[1]
 
 
 def _resident_guests(ctx: CallContext, host: str) -> list[str]:
@@ -123,14 +126,14 @@ def _evacuation_plan(ctx: CallContext, host: str) -> tuple[dict[str, str], dict[
         sim = ctx.pool.host_by_ref(h)
         if h == host or not rec.get("enabled", True) or (sim is not None and not sim.online):
             continue
-        free[h] = _host_free(db, h)[1]
+        free[h] = host_free(db, h)[1]
     plan: dict[str, str] = {}
     errors: dict[str, list[str]] = {}
     rt = runtime(ctx.pool)
     for vm in _resident_guests(ctx, host):
         rec = db.tables["VM"][vm]
         held = rt.consumed.get(vm)
-        need = held[1] if held else _needed_memory(rec)
+        need = held[1] if held else needed_memory(rec)
         seeing = [h for h in free if unreachable_sr(db, rec, h) is None]
         if free and not seeing:
             errors[vm] = ["VM_REQUIRES_SR", vm, str(unreachable_sr(db, rec, next(iter(free))))]

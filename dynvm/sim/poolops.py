@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import sraccount
 from .db import NULL
 from .dispatch import CallContext, handler
+from .storageops import sr_pbds
 from .wire import XapiError
 
 STATEFILE_BYTES = 4096 + 64 * 4096  # xapi's minimum statefile size
@@ -40,7 +42,7 @@ def _assert_statefile_sr(ctx: CallContext, sr: str) -> None:
     """xapi: every host has a plugged PBD to the SR, and its SM can attach offline."""
     db = ctx.db
     srrec = db.get("SR", sr)
-    pbds = [db.tables["PBD"][p] for p in srrec.get("PBDs", []) if p in db.tables["PBD"]]
+    pbds = sr_pbds(db, srrec)
     if {p.get("host") for p in pbds} < set(db.tables["host"]) or not all(
             p.get("currently_attached") for p in pbds):
         raise XapiError("SR_HAS_NO_PBDS", sr)
@@ -54,10 +56,7 @@ def _statefile(ctx: CallContext, sr: str) -> str:
         rec = db.find("VDI", vdi)
         if rec is not None and rec.get("type") == "ha_statefile":
             return vdi
-    srrec = db.get("SR", sr)
-    db.modify("SR", sr, {
-        "physical_utilisation": int(srrec.get("physical_utilisation", 0)) + STATEFILE_BYTES,
-        "virtual_allocation": int(srrec.get("virtual_allocation", 0)) + STATEFILE_BYTES})
+    sraccount.charge(db, sr, STATEFILE_BYTES, STATEFILE_BYTES)
     return db.create("VDI", {"name_label": "Statefile for HA",
                              "name_description": "Used for storage heartbeating", "SR": sr,
                              "virtual_size": STATEFILE_BYTES, "physical_utilisation": STATEFILE_BYTES,

@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import threading
+from typing import Any
 
 from .farm import Farm
 from .ssh_options import announce
@@ -36,7 +37,7 @@ def build_farm(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bi
                port_base: int, speed: float, https: bool, password: str = "xenroot",
                guest_ssh_port: int | None = None,
                guest_logins: dict[str, str] | None = None) -> Farm:
-    common = dict(speed=speed, https=https, bind=bind, port_base=port_base, password=password,
+    common: dict[str, Any] = dict(speed=speed, https=https, bind=bind, port_base=port_base, password=password,
                   guest_ssh_port=guest_ssh_port, guest_logins=guest_logins)
     if from_db:
         return Farm.from_db(list(from_db), **common)

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 RPC_PATHS = frozenset({"/", "/RPC2"})
 MAX_BODY = 64 * 1024 * 1024
@@ -38,17 +39,17 @@ class _Server(ThreadingHTTPServer):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(self.server_address)
         self.server_address = self.socket.getsockname()
-        self.server_name = self.server_address[0]
+        self.server_name = str(self.server_address[0])
         self.server_port = self.server_address[1]
 
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(self, request: Any, client_address: object) -> None:
         # Clients hanging up (timeouts, resets, failed TLS handshakes) are normal here.
         exc = sys.exc_info()[1]
         if isinstance(exc, (OSError, ValueError)):
             return
         super().handle_error(request, client_address)
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:
+    def process_request(self, request: Any, client_address: object) -> None:
         with self.conn_lock:
             closing = self.closing
             if not closing:
@@ -58,7 +59,7 @@ class _Server(ThreadingHTTPServer):
             return
         super().process_request(request, client_address)
 
-    def close_request(self, request: socket.socket) -> None:
+    def close_request(self, request: Any) -> None:
         with self.conn_lock:
             self.connections.discard(request)
         super().close_request(request)
@@ -80,7 +81,7 @@ class _RpcHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002, V107 - an override
         pass
 
     def setup(self) -> None:
@@ -141,10 +142,6 @@ class Listener:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
 
     def open(self) -> None:
         with self._lock:

@@ -29,7 +29,7 @@ class Tasks:
         self.cancel_events: dict[str, threading.Event] = {}
         self._finished: list[str] = []
 
-    def create(self, name: str, host_ref: str, session_ref: str) -> str:
+    def create(self, name: str, host_ref: str) -> str:
         db = self.pool.db
         ref = db.create("task", {
             "name_label": name,

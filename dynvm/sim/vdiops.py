@@ -11,8 +11,10 @@ beyond the free space. [inferred] the SM error codes: `VDISize` (79) and
 
 from __future__ import annotations
 
+from . import sraccount
 from .db import NULL
 from .dispatch import CallContext, handler
+from .storageops import check_vbds_idle, sr_plugged
 from .wire import XapiError
 
 THICK_SR_TYPES = frozenset({"lvm", "lvmoiscsi", "lvmohba", "lvmofcoe"})
@@ -28,15 +30,9 @@ def vdi_resize(ctx: CallContext, vdi: str, size: int | str) -> None:
             raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
         sr = rec.get("SR", NULL)
         srrec = db.get("SR", sr)
-        attached = [p for p in db.tables["PBD"].values()
-                    if p.get("SR") == sr and p.get("currently_attached")]
-        if not attached:
+        if not sr_plugged(db, srrec):
             raise XapiError("SR_NO_PBDS", sr)
-        vbds = [db.tables["VBD"][v] for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
-        if any(b.get("currently_attached") or b.get("reserved") for b in vbds):
-            raise XapiError("VDI_IN_USE", vdi, "resize")
-        if any(b.get("current_operations") for b in vbds):
-            raise XapiError("OTHER_OPERATION_IN_PROGRESS", "VDI", vdi)
+        check_vbds_idle(db, vdi, rec, "resize")
         if "vdi_resize" not in (srrec.get("allowed_operations") or []):
             raise XapiError("SR_OPERATION_NOT_SUPPORTED", sr)
         old_size = int(rec.get("virtual_size", 0))
@@ -45,14 +41,9 @@ def vdi_resize(ctx: CallContext, vdi: str, size: int | str) -> None:
                             "VDI Invalid size [opterr=shrinking not allowed]", "")
         grow = new_size - old_size
         thick = srrec.get("type") in THICK_SR_TYPES
-        changes = {"virtual_allocation": int(srrec.get("virtual_allocation", 0)) + grow}
         if thick:
-            used = int(srrec.get("physical_utilisation", 0))
-            total = int(srrec.get("physical_size", -1))
-            if total >= 0 and used + grow > total:
-                raise XapiError("SR_BACKEND_FAILURE_44", "", "There is insufficient space", "")
-            changes["physical_utilisation"] = used + grow
-        db.modify("SR", sr, changes)
+            sraccount.assert_room(db, sr, grow)
+        sraccount.charge(db, sr, grow if thick else 0, grow)
         vdi_changes: dict[str, int] = {"virtual_size": new_size}
         if thick:
             vdi_changes["physical_utilisation"] = int(rec.get("physical_utilisation", 0)) + grow

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dynvm.sim import datamodel as dm
+from dynvm.sim import sexpr as sx
 
 REPO = Path(__file__).resolve().parents[2]
 XENAPI_JSON = REPO.parent / "shared" / "docs" / "xenapi.json"
@@ -253,35 +254,35 @@ def test_new_ref_is_unique_opaque_ref():
 
 class TestSexpr:
     def test_empty(self):
-        assert dm.parse_sexpr("()") == []
-        assert dm.parse_sexpr("( )") == []
+        assert sx.parse_sexpr("()") == []
+        assert sx.parse_sexpr("( )") == []
 
     def test_set_both_quotes(self):
-        assert dm.parse_sexpr("('a' \"b c\")") == ["a", "b c"]
+        assert sx.parse_sexpr("('a' \"b c\")") == ["a", "b c"]
 
     def test_nested_maps(self):
         text = "(('k' (('a' '1') ('b' '2'))) ('e' ()))"
-        assert dm.parse_sexpr(text) == [["k", [["a", "1"], ["b", "2"]]], ["e", []]]
+        assert sx.parse_sexpr(text) == [["k", [["a", "1"], ["b", "2"]]], ["e", []]]
 
     def test_escapes(self):
-        assert dm.parse_sexpr(r"('it\'s' 'back\\slash' 'q\"uote' 'a\xb')") == [
+        assert sx.parse_sexpr(r"('it\'s' 'back\\slash' 'q\"uote' 'a\xb')") == [
             "it's", "back\\slash", 'q"uote', "axb"]
-        assert dm.parse_sexpr(r'("say \"hi\"" "it\'s")') == ['say "hi"', "it's"]
+        assert sx.parse_sexpr(r'("say \"hi\"" "it\'s")') == ['say "hi"', "it's"]
 
     def test_quote_of_other_kind_inside(self):
-        assert dm.parse_sexpr("(\"it's\" 'say \"x\"')") == ["it's", 'say "x"']
+        assert sx.parse_sexpr("(\"it's\" 'say \"x\"')") == ["it's", 'say "x"']
 
     def test_bare_atoms_and_whitespace(self):
-        assert dm.parse_sexpr(" ( struct\n( 'a'\t'b' ) ) ") == ["struct", ["a", "b"]]
+        assert sx.parse_sexpr(" ( struct\n( 'a'\t'b' ) ) ") == ["struct", ["a", "b"]]
 
     @pytest.mark.parametrize("bad", ["('a'", "('a' 'b", "'a' 'b'", "())", "", "('a\\"])
     def test_malformed(self, bad):
-        with pytest.raises(dm.SExprError):
-            dm.parse_sexpr(bad)
+        with pytest.raises(sx.SExprError):
+            sx.parse_sexpr(bad)
 
     def test_quote_round_trip(self):
         for s in ["plain", "it's", "back\\slash", 'dq"', ""]:
-            assert dm.parse_sexpr("(" + dm.sexpr_quote(s) + ")") == [s]
+            assert sx.parse_sexpr("(" + sx.sexpr_quote(s) + ")") == [s]
 
 
 def test_rebuild_derived_and_dangling_refs():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dynvm.sim import datamodel as dm
+from dynvm.sim import sexpr as sx
 from dynvm.sim.dbload import load_state_db, pool_summary, read_manifest, unprotect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,10 +159,10 @@ def test_old_dumps_lack_derived_columns_yet_vbds_are_rebuilt(name):
 def test_new_dumps_rebuilt_sets_agree_with_stored(name):
     tables = load(name)
     for ref, row in raw_rows(name, "VM").items():
-        stored = set(dm.parse_sexpr(unprotect(row["VBDs"])))
+        stored = set(sx.parse_sexpr(unprotect(row["VBDs"])))
         assert set(tables["VM"][ref]["VBDs"]) == stored
     for ref, row in raw_rows(name, "host").items():
-        stored = set(dm.parse_sexpr(row["resident_VMs"]))
+        stored = set(sx.parse_sexpr(row["resident_VMs"]))
         assert set(tables["host"][ref]["resident_VMs"]) == stored
 
 

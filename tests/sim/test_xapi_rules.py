@@ -100,6 +100,33 @@ def test_vdi_destroy_storage_rules(farm: Farm, x: Any) -> None:
     x.VDI.destroy(vdi)
 
 
+def test_vdi_resize_rules_in_xapis_order(farm: Farm, x: Any) -> None:
+    """Another VDI operation, then no plugged PBD, then a VBD in use, then a
+    VBD busy, then an SR that cannot resize."""
+    vm, vdi, sr = vm_with_disk(farm, x, "resize-me")
+    size = str(int(x.VDI.get_virtual_size(vdi)) + (1 << 20))
+    (pbd,) = x.SR.get_PBDs(sr)
+    (vbd,) = x.VM.get_VBDs(vm)
+    x.VM.start_on(vm, farm.pools[0].master.ref, False, False)
+    setup(farm, "VDI", vdi, current_operations={"OpaqueRef:t": "snapshot"})
+    setup(farm, "PBD", pbd, currently_attached=False)
+    assert details(x.VDI.resize, vdi, size) == ["OTHER_OPERATION_IN_PROGRESS", "VDI", vdi]
+    setup(farm, "VDI", vdi, current_operations={})
+    assert details(x.VDI.resize, vdi, size) == ["SR_NO_PBDS", sr]
+    setup(farm, "PBD", pbd, currently_attached=True)
+    assert details(x.VDI.resize, vdi, size) == ["VDI_IN_USE", vdi, "resize"]
+    x.VM.hard_shutdown(vm)
+    setup(farm, "VBD", vbd, current_operations={"OpaqueRef:t": "plug"})
+    allowed = x.SR.get_allowed_operations(sr)
+    setup(farm, "SR", sr, allowed_operations=[o for o in allowed if o != "vdi_resize"])
+    assert details(x.VDI.resize, vdi, size) == ["OTHER_OPERATION_IN_PROGRESS", "VDI", vdi]
+    setup(farm, "VBD", vbd, current_operations={})
+    assert details(x.VDI.resize, vdi, size) == ["SR_OPERATION_NOT_SUPPORTED", sr]
+    setup(farm, "SR", sr, allowed_operations=allowed)
+    x.VDI.resize(vdi, size)
+    assert x.VDI.get_virtual_size(vdi) == size
+
+
 def test_vdi_create_needs_a_capable_plugged_sr(farm: Farm, x: Any) -> None:
     sr = local_sr(x, farm.pools[0].master.ref)
     rec = {"name_label": "new", "SR": sr, "virtual_size": "1048576", "type": "user",
