@@ -37,7 +37,7 @@ from dynvm.core.servers import (
     effective_spec,
     with_overrides,
 )
-from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
+from dynvm.core.store import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
 
 log = logging.getLogger("dynvm.asyncreq")
 

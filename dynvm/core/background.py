@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from dynvm.core.context import Context
 from dynvm.core.reconcile import HEARTBEAT_PREFIX, ORPHAN_GRACE_SECS, Reconciler
 from dynvm.core.release import expire_due, expire_from_tags
+from dynvm.core.store import StoreError, StoreUnavailable
 from dynvm.core.warmpool import Filler
-from dynvm.store.base import StoreError, StoreUnavailable
 
 log = logging.getLogger("dynvm.background")
 

@@ -37,7 +37,7 @@ from dynvm.core.ports import (
     XenError,
 )
 from dynvm.core.sshcheck import LoginRefused, ssh_login
-from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
+from dynvm.core.store import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
 
 log = logging.getLogger("dynvm.provisioning")
 

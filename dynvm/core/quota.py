@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dynvm.config import Config, QuotaLimits
 from dynvm.core.model import DynvmError
-from dynvm.store.base import Lease, QuotaCheck, Reservation, Store, owner_usage
+from dynvm.core.store import Lease, QuotaCheck, Reservation, Store, owner_usage
 
 LIMITS = ("vms", "vcpus", "memory_gib")
 

@@ -46,7 +46,7 @@ from dynvm.core.release import (
     retry_release,
 )
 from dynvm.core.servers import NAME_LOCK
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_READY,

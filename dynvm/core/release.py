@@ -24,7 +24,7 @@ from dynvm.core.ports import (
     TAG_OWNER,
     TAG_STATE,
 )
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_READY,
     LEASE_RELEASING,

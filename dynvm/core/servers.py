@@ -31,7 +31,7 @@ from dynvm.core.networks import with_network
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_READY,
     LEASE_RELEASING,
     QuotaCheck,

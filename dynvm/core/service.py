@@ -33,7 +33,7 @@ from dynvm.core.probe import StoreProbe
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.release import names_for, release_matching, release_names, set_expiry
 from dynvm.core.staticpool import StaticPools
-from dynvm.store.base import Store, StoreError, StoreUnavailable
+from dynvm.core.store import Store, StoreError, StoreUnavailable
 
 __all__ = [
     "AllOrNoneFailed", "Available", "BadRequest", "DynvmError", "NameInUse", "NoCapacity",

@@ -13,7 +13,7 @@ from dynvm.core.context import Context
 from dynvm.core.model import BadRequest, DynvmError, NotFound, StoreDown
 from dynvm.core.ports import TAG_EXPIRES
 from dynvm.core.release import release_lease
-from dynvm.store.base import LEASE_READY, Lease, StoreUnavailable
+from dynvm.core.store import LEASE_READY, Lease, StoreUnavailable
 
 log = logging.getLogger("dynvm.vms")
 

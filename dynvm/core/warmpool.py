@@ -22,7 +22,7 @@ from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER, TAG_STATE
 from dynvm.core.provisioning import BuildFailed, Built, Job, description, run_jobs, wait_ssh
 from dynvm.core.release import release_lease
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_READY,

@@ -54,7 +54,7 @@ from couchbase.exceptions import (
 from couchbase.options import InsertOptions, RemoveOptions, ReplaceOptions
 
 from dynvm.config import CouchbaseConfig
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     Conflict,
     DocEdit,

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     Conflict,
     DocEdit,

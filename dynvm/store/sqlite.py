@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     DocEdit,
     FreeSlots,

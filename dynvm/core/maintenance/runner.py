@@ -27,7 +27,7 @@ from dynvm.core.maintenance.plan import GIB, Plan, PlanHost, PlanVm, host_order,
 from dynvm.core.maintenance.ports import HaState, MaintenancePort, PoolState
 from dynvm.core.ports import XenError
 from dynvm.core.release import release_lease
-from dynvm.store.base import LEASE_ACTIVE, LEASE_READY, Reservation
+from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, Reservation
 
 log = logging.getLogger("dynvm.maintenance")
 

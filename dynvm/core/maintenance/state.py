@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dynvm.store.base import Store
+from dynvm.core.store import Store
 
 HOSTS_DOC = "hosts"
 LOCK_TTL_SECS = 30.0
