@@ -26,6 +26,7 @@ from dynvm.config import Config, OsSpec
 from dynvm.core import progress, quota
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.model import NameInUse, NoCapacity, NotFound, ServersRequest, StoreDown
 from dynvm.core.placement import Slot, eligible_hosts, reserve
 from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
@@ -45,10 +46,11 @@ CANCEL_LOCK = "cancel:"
 CANCEL_POLL_SECS = 0.5
 API = "v1"
 
-# Request states as the v1 API shows them.
+# Request states as the v1 API shows them (declared in `lifecycle`).
 RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED = (
-    "running", "done", "partial", "failed", "cancelled", "interrupted")
-STATES = frozenset({RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED})
+    RequestState.RUNNING, RequestState.DONE, RequestState.PARTIAL, RequestState.FAILED,
+    RequestState.CANCELLED, RequestState.INTERRUPTED)
+STATES = frozenset(RequestState)
 
 
 @dataclass(frozen=True)

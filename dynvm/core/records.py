@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-# Lease states.
-LEASE_PROVISIONING = "provisioning"  # VM being built for a caller
-LEASE_ACTIVE = "active"  # handed out, counting down to expiry
-LEASE_READY = "ready"  # warm-pool VM, owned by nobody yet
-LEASE_RELEASING = "releasing"  # being destroyed
+from dynvm.core.lifecycle import LeaseState, RequestState
+
+# Short names of the lease states (declared in `dynvm.core.lifecycle`).
+LEASE_PROVISIONING = LeaseState.PROVISIONING
+LEASE_ACTIVE = LeaseState.ACTIVE
+LEASE_READY = LeaseState.READY
+LEASE_RELEASING = LeaseState.RELEASING
 
 
 @dataclass
@@ -32,7 +34,7 @@ class Lease:
     request_id: str
     created: float  # epoch seconds
     expires: float  # epoch seconds
-    state: str = LEASE_PROVISIONING
+    state: str = LEASE_PROVISIONING  # a LeaseState
     ip: str = ""
     labels: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -96,7 +98,7 @@ class RequestRecord:
     count: int
     instance: str  # which service instance runs it (hostname:pid)
     started: float
-    state: str = "running"  # running | done | failed | interrupted
+    state: str = RequestState.RUNNING  # a RequestState
     finished: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+from dynvm.core import lifecycle
 from dynvm.core.records import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
@@ -84,23 +85,35 @@ class Store(abc.ABC):
 
     # -- leases ---------------------------------------------------------------
     @abc.abstractmethod
-    def put_lease(self, lease: Lease) -> None: ...
+    def put_lease(self, lease: Lease) -> None:
+        """Create or replace a lease; its state must be a birth state (`lifecycle.check_birth`)."""
 
     @abc.abstractmethod
     def get_lease(self, vm_uuid: str) -> Lease | None: ...
 
-    @abc.abstractmethod
     def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
-        """Atomically change fields of a lease; None if it does not exist."""
+        """Atomically change fields of a lease other than its state; None if it does not exist."""
+        lifecycle.check_changes(changes)
+        return self._swap_lease(vm_uuid, None, changes)
+
+    def transition(self, vm_uuid: str, src: str, dst: str, **changes: Any) -> Lease | None:
+        """Move a lease from `src` to `dst` (compare-and-set), changing `changes` with it.
+
+        Only the moves `dynvm.core.lifecycle` declares are accepted: any other
+        raises IllegalTransition and changes nothing. Returns the new lease, or
+        None if the lease is missing or no longer in `src` (another process got
+        there first): that is how a warm VM is handed out exactly once and
+        exactly one releaser destroys a VM.
+        """
+        lifecycle.lease_move(src, dst)
+        lifecycle.check_changes(changes)
+        return self._swap_lease(vm_uuid, src, {**changes, "state": lifecycle.LeaseState(dst)})
 
     @abc.abstractmethod
-    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
-        """Change a lease only if it is in `expect_state` (compare-and-set).
-
-        Used to hand out a warm VM exactly once and to let exactly one
-        releaser destroy a VM. Returns the new lease, or None if another
-        process got there first.
-        """
+    def _swap_lease(self, vm_uuid: str, expect_state: str | None,
+                    changes: dict[str, Any]) -> Lease | None:
+        """Backends: in one atomic step, apply `changes` to a lease if it is in
+        `expect_state` (any state for None). Callers use `transition` / `update_lease`."""
 
     @abc.abstractmethod
     def delete_lease(self, vm_uuid: str) -> None: ...
@@ -159,7 +172,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def finish_request(self, request_id: str, state: str,
-                       detail: dict[str, Any] | None = None) -> None: ...
+                       detail: dict[str, Any] | None = None) -> None:
+        """Move a request to `state`, merging `detail` (no-op if the request is unknown).
+
+        The move is checked in the same atomic step against the request's
+        current state (`lifecycle.check_request_move`): IllegalTransition if
+        the lifecycle does not declare it.
+        """
 
     @abc.abstractmethod
     def requests(self, state: str | None = None) -> list[RequestRecord]: ...

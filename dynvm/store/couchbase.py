@@ -54,6 +54,7 @@ from couchbase.exceptions import (
 from couchbase.options import InsertOptions, RemoveOptions, ReplaceOptions
 
 from dynvm.config import CouchbaseConfig
+from dynvm.core import lifecycle
 from dynvm.core.store import (
     LEASE_ACTIVE,
     Conflict,
@@ -323,6 +324,7 @@ class CouchbaseStore(Store):
 
     # -- leases -----------------------------------------------------------------------
     def put_lease(self, lease: Lease) -> None:
+        lifecycle.check_birth(lease.state)
         self._index_add("leases::index", lease.vm_uuid)
         self._io("upsert", self._k(f"lease::{lease.vm_uuid}"),
                  {"dynvm": "lease", "lease": lease.to_dict()})
@@ -331,7 +333,7 @@ class CouchbaseStore(Store):
         doc, _ = self._get(f"lease::{vm_uuid}")
         return Lease.from_dict(doc["lease"]) if doc else None
 
-    def _change_lease(self, vm_uuid: str, expect_state: str | None,
+    def _swap_lease(self, vm_uuid: str, expect_state: str | None,
                       changes: dict[str, Any]) -> Lease | None:
         if "vm_uuid" in changes and changes["vm_uuid"] != vm_uuid:
             raise ValueError("a lease's vm_uuid cannot change")
@@ -349,12 +351,6 @@ class CouchbaseStore(Store):
             return {"dynvm": "lease", "lease": lease.to_dict()}
         self._mutate(f"lease::{vm_uuid}", fn)
         return result[0]
-
-    def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, None, changes)
-
-    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, expect_state, changes)
 
     def delete_lease(self, vm_uuid: str) -> None:
         try:
@@ -514,6 +510,7 @@ class CouchbaseStore(Store):
             if doc is None:
                 return _KEEP
             req = RequestRecord.from_dict(doc["request"])
+            lifecycle.check_request_move(req.state, state)
             req.state = state
             req.finished = now
             if detail:

@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from dynvm.core import lifecycle
 from dynvm.core.store import (
     LEASE_ACTIVE,
     Conflict,
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS replay_lock (
 REPLAY_LOCK_TTL = 60.0
 LEASE_CACHE_MAX = 10000
 
-QUEUED_OPS = ("put_history", "update_history", "update_lease", "delete_lease",
+QUEUED_OPS = ("put_history", "update_history", "update_lease", "transition", "delete_lease",
               "finish_request", "settle_reservation", "drop_reservations")
 
 
@@ -130,7 +131,15 @@ class ResilientStore(Store):
         if op == "update_history":
             return p.update_history(a["vm_uuid"], a["patch"])
         if op == "update_lease":
-            return p.update_lease(a["vm_uuid"], **a["changes"])
+            changes = dict(a["changes"])
+            if "state" in changes:  # queued before state changes became transitions
+                lease = p.get_lease(a["vm_uuid"])
+                if lease is None or lease.state == changes["state"]:
+                    return lease
+                return p.transition(a["vm_uuid"], lease.state, changes.pop("state"), **changes)
+            return p.update_lease(a["vm_uuid"], **changes)
+        if op == "transition":
+            return p.transition(a["vm_uuid"], a["src"], a["dst"], **a["changes"])
         if op == "delete_lease":
             return p.delete_lease(a["vm_uuid"])
         if op == "finish_request":
@@ -240,6 +249,8 @@ class ResilientStore(Store):
         for op, _, a in ops:
             if op == "update_lease" and lease is not None:
                 lease = lease.with_(**a["changes"])
+            elif op == "transition" and lease is not None and lease.state == a["src"]:
+                lease = lease.with_(**a["changes"], state=a["dst"])
             elif op == "delete_lease":
                 lease = None
         return lease
@@ -277,12 +288,33 @@ class ResilientStore(Store):
         return self._overlay_lease(lease, queued) if queued else lease
 
     def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
+        lifecycle.check_changes(changes)
+        return self._lease_write("update_lease", vm_uuid, {"changes": changes})
+
+    def transition(self, vm_uuid: str, src: str, dst: str, **changes: Any) -> Lease | None:
+        move = lifecycle.lease_move(src, dst)
+        lifecycle.check_changes(changes)
+        if move.claim:
+            # A claim is a compare-and-set: against a state the backend has not
+            # seen yet it is unsafe, and it can never wait in the outbox.
+            if self._queued_view(f"lease:{vm_uuid}"):
+                raise StoreUnavailable(f"lease {vm_uuid} has queued changes not yet replayed")
+            return self._remember(self.primary.transition(vm_uuid, src, dst, **changes))
+        return self._lease_write("transition", vm_uuid,
+                                 {"src": str(src), "dst": str(dst), "changes": changes})
+
+    def _swap_lease(self, vm_uuid: str, expect_state: str | None,
+                    changes: dict[str, Any]) -> Lease | None:
+        raise NotImplementedError("the outbox changes leases through update_lease / transition")
+
+    def _lease_write(self, op: str, vm_uuid: str, args: dict[str, Any]) -> Lease | None:
+        """A lease write applied now or queued; answers the lease as it is (or will be)."""
+        changes = args["changes"]
         unknown = set(changes) - set(Lease.__dataclass_fields__)
         if unknown or changes.get("vm_uuid", vm_uuid) != vm_uuid:
             # A bad call must fail now, not sit in the outbox until replay.
             raise TypeError(f"cannot change lease fields {sorted(unknown) or ['vm_uuid']}")
-        queued, result = self._write("update_lease", f"lease:{vm_uuid}",
-                                     {"vm_uuid": vm_uuid, "changes": changes})
+        queued, result = self._write(op, f"lease:{vm_uuid}", {"vm_uuid": vm_uuid, **args})
         if not queued:
             return self._remember(result)
         ops = self._pending_ops(f"lease:{vm_uuid}")
@@ -290,17 +322,11 @@ class ResilientStore(Store):
             try:
                 return self._remember(self.primary.get_lease(vm_uuid))
             except StoreUnavailable:
-                ops = [("update_lease", f"lease:{vm_uuid}", {"changes": changes})]
+                ops = [(op, f"lease:{vm_uuid}", args)]
         with self._seen_lock:
             seen = self._seen.get(vm_uuid)
         # Best effort: what this process last saw, with every queued change applied.
         return self._overlay_lease(seen, ops)
-
-    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
-        if self._queued_view(f"lease:{vm_uuid}"):
-            # Compare-and-set against a state the backend has not seen yet is unsafe.
-            raise StoreUnavailable(f"lease {vm_uuid} has queued changes not yet replayed")
-        return self._remember(self.primary.claim_lease(vm_uuid, expect_state, **changes))
 
     def delete_lease(self, vm_uuid: str) -> None:
         self._write("delete_lease", f"lease:{vm_uuid}", {"vm_uuid": vm_uuid})

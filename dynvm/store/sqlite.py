@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from dynvm.core import lifecycle
 from dynvm.core.store import (
     LEASE_ACTIVE,
     DocEdit,
@@ -349,6 +350,7 @@ class SqliteStore(Store):
                    _dumps(lease.to_dict())))
 
     def put_lease(self, lease: Lease) -> None:
+        lifecycle.check_birth(lease.state)
         with self._db.tx() as c:
             self._write_lease(c, lease)
 
@@ -356,7 +358,7 @@ class SqliteStore(Store):
         rows = self._db.query("SELECT data FROM leases WHERE vm_uuid=?", (vm_uuid,))
         return Lease.from_dict(json.loads(rows[0][0])) if rows else None
 
-    def _change_lease(self, vm_uuid: str, expect_state: str | None,
+    def _swap_lease(self, vm_uuid: str, expect_state: str | None,
                       changes: dict[str, Any]) -> Lease | None:
         if "vm_uuid" in changes and changes["vm_uuid"] != vm_uuid:
             raise ValueError("a lease's vm_uuid cannot change")
@@ -370,12 +372,6 @@ class SqliteStore(Store):
             lease = lease.with_(**changes)
             self._write_lease(c, lease)
             return lease
-
-    def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, None, changes)
-
-    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, expect_state, changes)
 
     def delete_lease(self, vm_uuid: str) -> None:
         with self._db.tx() as c:
@@ -500,6 +496,7 @@ class SqliteStore(Store):
             row = c.execute("SELECT data FROM requests WHERE id=?", (request_id,)).fetchone()
             if row is not None:
                 req = RequestRecord.from_dict(json.loads(row[0]))
+                lifecycle.check_request_move(req.state, state)
                 req.state = state
                 req.finished = now
                 if detail:
