@@ -137,7 +137,7 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
 
 def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
     for n in run.names:
-        if not ctx.store.acquire_leader(NAME_LOCK + n, run.record.id, ttl):
+        if not ctx.store.acquire_lock(NAME_LOCK + n, run.record.id, ttl):
             raise NameInUse(f"VM {n} is being created by another request")
         run.held_names.append(n)
     taken = [lease.name for n in run.names for lease in ctx.store.leases(name=n)
@@ -185,7 +185,7 @@ def _abandon(ctx: Context, run: _Running, state: str, reason: str) -> None:
 def _free_names(ctx: Context, run: _Running) -> None:
     for n in run.held_names:
         try:
-            ctx.store.release_leader(NAME_LOCK + n, run.record.id)
+            ctx.store.release_lock(NAME_LOCK + n, run.record.id)
         except Exception:  # it lapses on its own
             log.warning("could not free the name %s", n)
     run.held_names = []
@@ -195,7 +195,7 @@ def _watch_cancel(ctx: Context, request_id: str, cancel: threading.Event,
                   done: threading.Event) -> None:
     while not done.wait(CANCEL_POLL_SECS):
         try:
-            if ctx.store.leader(CANCEL_LOCK + request_id) is not None:
+            if ctx.store.lock_holder(CANCEL_LOCK + request_id) is not None:
                 cancel.set()
                 return
         except Exception:  # the store may come back; keep building meanwhile
@@ -235,7 +235,7 @@ def _build(ctx: Context, run: _Running) -> None:
                     failed.append((job.name, reason))
                     release_slot(ctx, job.slot)
                     progress.note(ctx, rid, job.name, progress.Step.FAILED, reason=reason)
-        if cancel.is_set() or ctx.store.leader(CANCEL_LOCK + rid) is not None:
+        if cancel.is_set() or ctx.store.lock_holder(CANCEL_LOCK + rid) is not None:
             _rollback(ctx, rid, built, "cancelled")
             state = CANCELLED
         elif failed and (req.all_or_none or not built):
@@ -309,7 +309,7 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
     """Cancel a running request (its builder destroys what it built), or release a done one."""
     rec = get(ctx, request_id)
     if rec.state == RUNNING:
-        ctx.store.acquire_leader(CANCEL_LOCK + request_id, "cancel",
+        ctx.store.acquire_lock(CANCEL_LOCK + request_id, "cancel",
                                  ttl=ctx.config().network_timeout_secs * 3 + RESERVATION_SLACK_SECS)
         return rec
     for lease in ctx.store.leases():
@@ -321,4 +321,4 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
 
 
 def cancelling(ctx: Context, request_id: str) -> bool:
-    return ctx.store.leader(CANCEL_LOCK + request_id) is not None
+    return ctx.store.lock_holder(CANCEL_LOCK + request_id) is not None

@@ -69,7 +69,7 @@ WARM_PREFIX = "warm-"  # request ids of warm-pool builds
 
 
 def instance_alive(ctx: Context, instance: str) -> bool:
-    return instance == ctx.instance or ctx.store.leader(HEARTBEAT_PREFIX + instance) is not None
+    return instance == ctx.instance or ctx.store.lock_holder(HEARTBEAT_PREFIX + instance) is not None
 
 
 def _being_built(vm: VmView) -> bool:
@@ -304,8 +304,8 @@ def _free_names(ctx: Context, req: RequestRecord) -> int:
     """Give back the names a dead request held (else they stay taken until the lock lapses)."""
     n = 0
     for name in names_for(req.name, req.count):
-        if ctx.store.leader(NAME_LOCK + name) == req.id:
-            ctx.store.release_leader(NAME_LOCK + name, req.id)  # only if still the holder
+        if ctx.store.lock_holder(NAME_LOCK + name) == req.id:
+            ctx.store.release_lock(NAME_LOCK + name, req.id)  # only if still the holder
             n += 1
     return n
 

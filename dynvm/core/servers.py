@@ -99,7 +99,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
         # Names are claimed in the store, so two requests racing for one name
         # cannot both build it; a name stays taken by its lease afterwards.
         for n in names:
-            if not ctx.store.acquire_leader(NAME_LOCK + n, request_id, ttl):
+            if not ctx.store.acquire_lock(NAME_LOCK + n, request_id, ttl):
                 raise NameInUse(f"Error: VM {n} is being created by another request")
             held.append(n)
         taken = [lease.name for n in names for lease in ctx.store.leases(name=n)
@@ -154,7 +154,7 @@ def check_static_pools(ctx: Context, req: ServersRequest) -> None:
 def _free_names(ctx: Context, names: list[str], request_id: str) -> None:
     for n in names:
         try:
-            ctx.store.release_leader(NAME_LOCK + n, request_id)
+            ctx.store.release_lock(NAME_LOCK + n, request_id)
         except Exception:  # it lapses on its own
             log.warning("could not free the name %s", n)
 

@@ -1,8 +1,7 @@
 """The store contract: dynvm's state of record, shared by every worker and instance.
 
 Everything another process must agree on lives behind this interface: history
-documents, leases, capacity reservations, requests in flight and the leader
-lock. Backends (SQLite, Couchbase) implement it; the core only sees `Store`.
+documents, leases, capacity reservations, requests in flight and TTL locks. Backends (SQLite, Couchbase) implement it; the core only sees `Store`.
 """
 
 from __future__ import annotations
@@ -208,20 +207,20 @@ class Store(abc.ABC):
     def revoke_token(self, token_id: str, when: float) -> bool:
         """Mark a token revoked; False if no token has that id."""
 
-    # -- leader lock ---------------------------------------------------------------
+    # -- TTL locks: leader election, name locks, instance heartbeats, cancel marks ----
     @abc.abstractmethod
-    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
-        """Take or renew the lock `name` for `holder` for `ttl` seconds.
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the TTL lock `name` for `holder` for `ttl` seconds.
 
         True if `holder` holds it afterwards. A lock whose TTL has run out may
         be taken by anyone.
         """
 
     @abc.abstractmethod
-    def release_leader(self, name: str, holder: str) -> None: ...
+    def release_lock(self, name: str, holder: str) -> None: ...
 
     @abc.abstractmethod
-    def leader(self, name: str) -> str | None:
+    def lock_holder(self, name: str) -> str | None:
         """Current holder of the lock, or None if free or lapsed."""
 
     # -- deployment identity ---------------------------------------------------------

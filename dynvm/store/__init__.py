@@ -1,4 +1,4 @@
-"""dynvm's durable shared state: history, leases, reservations, requests, leader lock."""
+"""dynvm's durable shared state: history, leases, reservations, requests, TTL locks."""
 
 from dynvm.core.store import (
     LEASE_ACTIVE,

@@ -11,7 +11,7 @@ Key layout (all keys may carry an optional prefix, used by tests to isolate runs
 - `resv::hosts`        host keys that have a reservation document;
 - `req::<id>`, `requests::index`   requests in flight;
 - `history::index`     the most recent history uuids, for `history()`;
-- `lock::<name>`       leader lock, with a document expiry;
+- `lock::<name>`       TTL lock (leader, name, heartbeat), with a document expiry;
 - `doc::<key>`         `{"dynvm": "doc", "doc": {...}}`: operator state such as
                        host drains and maintenance runs.
 - `quota::<owner>`     reservations of an owner being placed right now (see
@@ -566,8 +566,8 @@ class CouchbaseStore(Store):
             self._mutate(f"token::{token.hash}", fn)
         return bool(found)
 
-    # -- leader lock ------------------------------------------------------------------------
-    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
+    # -- TTL locks -------------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
         got = [False]
 
         def fn(doc: dict[str, Any] | None) -> Any:
@@ -582,14 +582,14 @@ class CouchbaseStore(Store):
         self._mutate(f"lock::{name}", fn, expiry=timedelta(seconds=math.ceil(ttl) + 1))
         return got[0]
 
-    def release_leader(self, name: str, holder: str) -> None:
+    def release_lock(self, name: str, holder: str) -> None:
         def fn(doc: dict[str, Any] | None) -> Any:
             if doc is None or doc.get("holder") != holder:
                 return _KEEP
             return _DELETE
         self._mutate(f"lock::{name}", fn)
 
-    def leader(self, name: str) -> str | None:
+    def lock_holder(self, name: str) -> str | None:
         doc, _ = self._get(f"lock::{name}")
         if doc and doc.get("expires", 0) > time.time():
             return str(doc["holder"])

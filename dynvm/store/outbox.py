@@ -448,15 +448,15 @@ class ResilientStore(Store):
     def revoke_token(self, token_id: str, when: float) -> bool:
         return self.primary.revoke_token(token_id, when)
 
-    # -- leader lock -----------------------------------------------------------------------------
-    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
-        return self.primary.acquire_leader(name, holder, ttl)
+    # -- TTL locks ------------------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
+        return self.primary.acquire_lock(name, holder, ttl)
 
-    def release_leader(self, name: str, holder: str) -> None:
-        self.primary.release_leader(name, holder)
+    def release_lock(self, name: str, holder: str) -> None:
+        self.primary.release_lock(name, holder)
 
-    def leader(self, name: str) -> str | None:
-        return self.primary.leader(name)
+    def lock_holder(self, name: str) -> str | None:
+        return self.primary.lock_holder(name)
 
     def deployment_id(self, new: str | None) -> str | None:
         return self.primary.deployment_id(new)  # never queued: an identity is never guessed

@@ -2,7 +2,7 @@
 
 WAL mode lets readers run beside one writer; every read-modify-write runs in
 `BEGIN IMMEDIATE`, which takes the database write lock up front, so two
-processes can never interleave inside `reserve`, `claim_lease` or the leader
+processes can never interleave inside `reserve`, `transition` or a TTL
 lock. Connections are opened lazily per thread and per process: gunicorn
 forks workers after the app is built, and an SQLite connection must never
 cross a fork.
@@ -560,8 +560,8 @@ class SqliteStore(Store):
             c.execute("UPDATE tokens SET data=? WHERE id=?", (_dumps(token.to_dict()), token_id))
             return True
 
-    # -- leader lock --------------------------------------------------------------
-    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
+    # -- TTL locks ---------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
         now = time.time()
         with self._db.tx() as c:
             row = c.execute("SELECT holder, expires FROM locks WHERE name=?", (name,)).fetchone()
@@ -571,11 +571,11 @@ class SqliteStore(Store):
                       (name, holder, now + ttl))
             return True
 
-    def release_leader(self, name: str, holder: str) -> None:
+    def release_lock(self, name: str, holder: str) -> None:
         with self._db.tx() as c:
             c.execute("DELETE FROM locks WHERE name=? AND holder=?", (name, holder))
 
-    def leader(self, name: str) -> str | None:
+    def lock_holder(self, name: str) -> str | None:
         rows = self._db.query("SELECT holder, expires FROM locks WHERE name=?", (name,))
         if rows and rows[0][1] > time.time():
             return rows[0][0]

@@ -263,27 +263,27 @@ def test_request_vm_progress(store: Store) -> None:
 
 
 def test_leader_lock_acquire_renew_release(store: Store) -> None:
-    assert store.leader("expiry") is None
-    assert store.acquire_leader("expiry", "a", ttl=30)
-    assert store.leader("expiry") == "a"
-    assert not store.acquire_leader("expiry", "b", ttl=30)
-    assert store.acquire_leader("expiry", "a", ttl=30)  # renew
-    assert store.acquire_leader("other", "b", ttl=30)  # locks are independent
-    store.release_leader("expiry", "b")  # not the holder: no effect
-    assert store.leader("expiry") == "a"
-    store.release_leader("expiry", "a")
-    assert store.leader("expiry") is None
-    assert store.acquire_leader("expiry", "b", ttl=30)
-    assert store.leader("expiry") == "b"
+    assert store.lock_holder("expiry") is None
+    assert store.acquire_lock("expiry", "a", ttl=30)
+    assert store.lock_holder("expiry") == "a"
+    assert not store.acquire_lock("expiry", "b", ttl=30)
+    assert store.acquire_lock("expiry", "a", ttl=30)  # renew
+    assert store.acquire_lock("other", "b", ttl=30)  # locks are independent
+    store.release_lock("expiry", "b")  # not the holder: no effect
+    assert store.lock_holder("expiry") == "a"
+    store.release_lock("expiry", "a")
+    assert store.lock_holder("expiry") is None
+    assert store.acquire_lock("expiry", "b", ttl=30)
+    assert store.lock_holder("expiry") == "b"
 
 
 def test_leader_lock_expires_and_is_taken_over(store: Store) -> None:
-    assert store.acquire_leader("expiry", "a", ttl=0.3)
-    assert not store.acquire_leader("expiry", "b", ttl=0.3)
-    wait_until(lambda: store.leader("expiry") is None, timeout=30, what="the lock to lapse")
-    assert store.acquire_leader("expiry", "b", ttl=30)
-    assert store.leader("expiry") == "b"
-    assert not store.acquire_leader("expiry", "a", ttl=30)
+    assert store.acquire_lock("expiry", "a", ttl=0.3)
+    assert not store.acquire_lock("expiry", "b", ttl=0.3)
+    wait_until(lambda: store.lock_holder("expiry") is None, timeout=30, what="the lock to lapse")
+    assert store.acquire_lock("expiry", "b", ttl=30)
+    assert store.lock_holder("expiry") == "b"
+    assert not store.acquire_lock("expiry", "a", ttl=30)
 
 
 def test_leader_lock_one_winner_under_race(store: Store) -> None:
@@ -291,12 +291,12 @@ def test_leader_lock_one_winner_under_race(store: Store) -> None:
 
     def take(i: int) -> bool:
         barrier.wait()
-        return store.acquire_leader("expiry", f"w{i}", ttl=30)
+        return store.acquire_lock("expiry", f"w{i}", ttl=30)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(take, range(8)))
     assert results.count(True) == 1
-    assert store.leader("expiry") == f"w{results.index(True)}"
+    assert store.lock_holder("expiry") == f"w{results.index(True)}"
 
 
 def test_ping(store: Store) -> None:

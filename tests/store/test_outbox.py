@@ -61,7 +61,7 @@ def test_new_work_is_refused_while_offline(store: ResilientStore,
     with pytest.raises(StoreUnavailable):
         store.leases()
     with pytest.raises(StoreUnavailable):
-        store.acquire_leader("expiry", "me", ttl=10)
+        store.acquire_lock("expiry", "me", ttl=10)
     assert store.pending() == 0
 
 

@@ -98,7 +98,7 @@ def all_status(store: Store, refs: list[int]) -> dict[int, dict[str, Any]]:
         doc = get_status(store, ref)
         if doc is None:
             continue
-        holder = store.leader(lock_name(ref))
+        holder = store.lock_holder(lock_name(ref))
         doc = dict(doc)
         doc["held_by"] = holder
         if doc.get("state") == "running" and holder is None:
