@@ -136,9 +136,7 @@ class Background:
             log.info("%s background leadership", "took" if self.is_leader else "lost")
 
     def replay(self) -> None:
-        replay = getattr(self.ctx.store, "replay", None)
-        if replay is not None:
-            replay()
+        self.ctx.store.replay()
 
     # -- the leader's duties --------------------------------------------------------------
     def expire(self) -> None:

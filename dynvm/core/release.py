@@ -219,9 +219,9 @@ def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool)
     changed = []
     # Written now or refused (503), never queued in the outbox: a queued change would
     # answer 404 now and be applied later anyway.
-    if getattr(ctx.store, "pending", lambda: 0)():
+    if ctx.store.pending():
         raise StoreUnavailable("earlier changes still wait in the outbox")
-    direct = getattr(ctx.store, "primary", ctx.store)
+    direct = ctx.store.direct
     for lease in leases_named(ctx, names):
         base = lease.created if from_created else ctx.clock()
         expires = base + minutes * 60

@@ -44,6 +44,7 @@ __all__ = [
     "Token",
     "live_only",
     "owner_usage",
+    "plan_reservations",
 ]
 
 
@@ -61,6 +62,26 @@ class StoreUnavailable(StoreError):
 
 class Conflict(StoreError):
     """A compare-and-swap kept failing after bounded retries."""
+
+
+def plan_reservations(items: list[Reservation], wanted: list[Reservation], free_slots: FreeSlots,
+                      room_left: int | None, now: float
+                      ) -> tuple[list[Reservation], list[Reservation], list[Reservation]]:
+    """The reserve rule, applied by every backend inside its atomic step on one host.
+
+    From the host's stored `items`, returns (live, already, taken): the live
+    reservations, those of `wanted` the caller already holds (a retry gets
+    what it has), and those it takes now: as many as `free_slots(live)` and
+    the owner's `room_left` (None: no quota) allow.
+    """
+    live = [r for r in items if r.live(now)]
+    held = {r.id for r in live}
+    already = [w for w in wanted if w.id in held]
+    fresh = [w for w in wanted if w.id not in held]
+    room = max(0, int(free_slots(live)))
+    if room_left is not None:
+        room = min(room, max(room_left, 0))
+    return live, already, fresh[:room]
 
 
 class Store(abc.ABC):
@@ -247,7 +268,21 @@ class Store(abc.ABC):
         processes editing at once never lose each other's change.
         """
 
-    # -- lifecycle -----------------------------------------------------------------
+    # -- writes waiting for the backend (an outbox in front of it) -------------------
+    def pending(self) -> int:
+        """How many writes wait to reach the backend (0 for a bare backend)."""
+        return 0
+
+    def replay(self) -> int:
+        """Push waiting writes to the backend now; returns how many were applied."""
+        return 0
+
+    @property
+    def direct(self) -> Store:
+        """The backend itself: writes through it are made now or refused, never queued."""
+        return self
+
+    # -- connection -----------------------------------------------------------------
     def ping(self) -> None:  # noqa: B027 - optional for backends with nothing to check
         """Raise StoreUnavailable if the backend cannot be reached."""
 

@@ -68,6 +68,7 @@ from dynvm.core.store import (
     StoreUnavailable,
     Token,
     owner_usage,
+    plan_reservations,
 )
 
 # Worth retrying: the cluster may answer on the next attempt.
@@ -423,11 +424,7 @@ class CouchbaseStore(Store):
         def fn(doc: dict[str, Any] | None) -> Any:
             now = time.time()
             items = [Reservation.from_dict(x) for x in (doc or {}).get("items", [])]
-            live = [r for r in items if r.live(now)]
-            held = {r.id for r in live}
-            already = [w for w in wanted if w.id in held]
-            fresh = [w for w in wanted if w.id not in held]
-            taken = fresh[: max(0, int(free_slots(live)))]
+            live, already, taken = plan_reservations(items, wanted, free_slots, None, now)
             result[0] = already + taken
             if doc is not None and not taken and len(live) == len(items):
                 return _KEEP

@@ -40,7 +40,7 @@ from dynvm.core.store import (
     StoreUnavailable,
     Token,
 )
-from dynvm.store.sqlite import SqliteDb
+from dynvm.store.sqlite import SqliteDb, drop_ttl_lock, take_ttl_lock
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ class ResilientStore(Store):
         self._seen_lock = threading.Lock()
 
     # -- the outbox -----------------------------------------------------------------
+    @property
+    def direct(self) -> Store:
+        return self.primary
+
     def pending(self) -> int:
         """How many writes wait in the outbox."""
         return int(self._db.query("SELECT COUNT(*) FROM outbox")[0][0])
@@ -153,19 +157,12 @@ class ResilientStore(Store):
         raise ValueError(f"unknown outbox operation {op!r}")
 
     def _take_replay_lock(self, holder: str) -> bool:
-        now = time.time()
         with self._db.tx() as c:
-            row = c.execute("SELECT holder, expires FROM replay_lock WHERE name='replay'"
-                            ).fetchone()
-            if row is not None and row[0] != holder and row[1] > now:
-                return False
-            c.execute("INSERT OR REPLACE INTO replay_lock(name, holder, expires) "
-                      "VALUES ('replay', ?, ?)", (holder, now + REPLAY_LOCK_TTL))
-            return True
+            return take_ttl_lock(c, "replay_lock", "replay", holder, REPLAY_LOCK_TTL)
 
     def _drop_replay_lock(self, holder: str) -> None:
         with self._db.tx() as c:
-            c.execute("DELETE FROM replay_lock WHERE name='replay' AND holder=?", (holder,))
+            drop_ttl_lock(c, "replay_lock", "replay", holder)
 
     def replay(self) -> int:
         """Flush the outbox to the backend in order; returns how many writes were applied.

@@ -35,6 +35,7 @@ from dynvm.core.store import (
     StoreUnavailable,
     Token,
     owner_usage,
+    plan_reservations,
 )
 
 log = logging.getLogger(__name__)
@@ -299,6 +300,23 @@ class SqliteDb:
         self._local = threading.local()
 
 
+def take_ttl_lock(c: sqlite3.Connection, table: str, name: str, holder: str,
+                  ttl: float) -> bool:
+    """Take or renew the TTL lock `name` in `table` (name, holder, expires) inside `c`'s
+    transaction; False while another holder's lock has not lapsed."""
+    now = time.time()
+    row = c.execute(f"SELECT holder, expires FROM {table} WHERE name=?", (name,)).fetchone()
+    if row is not None and row[0] != holder and row[1] > now:
+        return False
+    c.execute(f"INSERT OR REPLACE INTO {table}(name, holder, expires) VALUES (?,?,?)",
+              (name, holder, now + ttl))
+    return True
+
+
+def drop_ttl_lock(c: sqlite3.Connection, table: str, name: str, holder: str) -> None:
+    c.execute(f"DELETE FROM {table} WHERE name=? AND holder=?", (name, holder))
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
@@ -421,23 +439,13 @@ class SqliteStore(Store):
                     free_slots: FreeSlots, room_left: int | None,
                     now: float) -> tuple[list[Reservation], list[Reservation]]:
         """(what the caller already held, what it takes now) on one host."""
-        rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
-                         (host_key,)).fetchall()
-        live: list[Reservation] = []
-        for rid, data in rows:
-            r = Reservation.from_dict(json.loads(data))
-            if r.live(now):
-                live.append(r)
-            else:
-                c.execute("DELETE FROM reservations WHERE id=?", (rid,))
-        held = {r.id for r in live}
-        # A retried call with the same ids gets what it already holds.
-        already = [w for w in wanted if w.id in held]
-        fresh = [w for w in wanted if w.id not in held]
-        room = max(0, int(free_slots(live)))
-        if room_left is not None:
-            room = min(room, max(room_left, 0))
-        taken = fresh[:room]
+        rows = c.execute("SELECT data FROM reservations WHERE host_key=?", (host_key,)).fetchall()
+        items = [Reservation.from_dict(json.loads(data)) for (data,) in rows]
+        live, already, taken = plan_reservations(items, wanted, free_slots, room_left, now)
+        kept = {r.id for r in live}
+        for r in items:
+            if r.id not in kept:
+                c.execute("DELETE FROM reservations WHERE id=?", (r.id,))
         for r in taken:
             c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
                       "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
@@ -562,18 +570,12 @@ class SqliteStore(Store):
 
     # -- TTL locks ---------------------------------------------------------------
     def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
-        now = time.time()
         with self._db.tx() as c:
-            row = c.execute("SELECT holder, expires FROM locks WHERE name=?", (name,)).fetchone()
-            if row is not None and row[0] != holder and row[1] > now:
-                return False
-            c.execute("INSERT OR REPLACE INTO locks(name, holder, expires) VALUES (?,?,?)",
-                      (name, holder, now + ttl))
-            return True
+            return take_ttl_lock(c, "locks", name, holder, ttl)
 
     def release_lock(self, name: str, holder: str) -> None:
         with self._db.tx() as c:
-            c.execute("DELETE FROM locks WHERE name=? AND holder=?", (name, holder))
+            drop_ttl_lock(c, "locks", name, holder)
 
     def lock_holder(self, name: str) -> str | None:
         rows = self._db.query("SELECT holder, expires FROM locks WHERE name=?", (name,))
