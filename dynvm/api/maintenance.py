@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
+from dynvm.api import errors
 from dynvm.core.maintenance import state as S
 from dynvm.core.model import DynvmError
 
@@ -109,7 +110,7 @@ def reboot(ref: int) -> Response:
     try:
         plan = ops.rolling_reboot(svc, ref, replace(opts, execute=False))
     except DynvmError as exc:
-        return _error(exc.message.removeprefix("Error: "), exc.status)
+        return _error(errors.detail_of(exc), errors.status_of(exc))
     if not plan.ok:
         return _error("refused", 409, problems=plan.problems, plan=plan.to_dict())
     if not opts.execute:

@@ -167,9 +167,7 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
                                         req.count, spec.vcpus, spec.memory_gib)
         if over:
             raise over
-        where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
-        raise NoCapacity(f"No capacity is available! {req.count} {req.os} VM(s) asked, "
-                         f"{avail} available{where}")
+        raise NoCapacity(asked=req.count, os=req.os, available=avail, unreachable=down)
     run.slots = slots
 
 

@@ -17,9 +17,7 @@ LIMITS = ("vms", "vcpus", "memory_gib")
 
 
 class QuotaExceeded(DynvmError):
-    """The owner's quota has no room for the request: 429, nothing built."""
-
-    status = 429
+    """The owner's quota has no room for the request: nothing built."""
 
     def __init__(self, message: str, limit: str, quota: int, used: int, asked: int) -> None:
         super().__init__(message)

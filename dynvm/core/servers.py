@@ -204,10 +204,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
                                             len(left), spec.vcpus, spec.memory_gib)
             if over:
                 raise over
-            where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
-            raise NoCapacity(
-                f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
-                f"{avail + len(warm)} available{where}")
+            raise NoCapacity(asked=req.count, os=req.os, available=avail + len(warm),
+                             unreachable=down)
     jobs = [Job(name=n, owner=req.owner or req.name, request_id=request_id, slot=s,
                 spec=with_overrides(s.host.os[req.os], req),  # that host's template and sizes
                 memory_bytes=req.mem_bytes or int(s.reservation.memory_gib * GIB),

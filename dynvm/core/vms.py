@@ -19,9 +19,7 @@ log = logging.getLogger("dynvm.vms")
 
 
 class Forbidden(DynvmError):
-    """The caller may not act on that VM: 403."""
-
-    status = 403
+    """The caller may not act on that VM."""
 
 
 @dataclass(frozen=True)
