@@ -93,10 +93,12 @@ class Snapshot:
                 for r in self.reservations:
                     self._by_host.setdefault(r.host_key, []).append(r)
             hc, view = self.cfg.hosts[ref], self.views[ref]
-            # As placement.candidates counts them, with the reservations grouped once.
-            self._slots[key] = {m.uuid: slots_on(view, m, hc, os_key,
-                                                 self._by_host.get(host_key(ref, m.uuid), []))
-                                for m in view.hosts}
+            # As placement.candidates counts them, with the reservations grouped once;
+            # a drained pool or a member in maintenance has no room to offer.
+            self._slots[key] = {
+                m.uuid: 0 if str(ref) in self.blocked or f"{ref}/{m.uuid}" in self.blocked
+                else slots_on(view, m, hc, os_key, self._by_host.get(host_key(ref, m.uuid), []))
+                for m in view.hosts}
         return self._slots[key]
 
 
@@ -137,8 +139,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
         slots: dict[str, dict[str, int]] = defaultdict(dict)
         for o in sorted(hc.os):
             for member_uuid, n in snap.slots(hc.ref, o).items():
-                out = drained or f"{hc.ref}/{member_uuid}" in snap.blocked
-                slots[member_uuid][o] = 0 if out else n
+                slots[member_uuid][o] = 0 if hc.drain else n
         for m in sorted(view.hosts, key=lambda m: m.name_label):
             running = view.running_on(m.uuid)
             disk_total = sum(size for size, _ in m.srs.values())

@@ -144,6 +144,12 @@ class Reconciler:
                     continue
                 if verdict is None or budget <= 0:
                     continue
+                # The lease list is older than the VM listing: a build or warm hand-out
+                # may have completed in between (its request is done, its lease now
+                # handed out). Only the lease as it is now may condemn the VM.
+                lease = store.get_lease(vm.uuid)
+                if lease is not None and lease.state != LEASE_PROVISIONING:
+                    continue
                 budget -= 1
                 try:
                     ctx.pool(host).destroy(vm.uuid)

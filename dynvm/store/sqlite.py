@@ -190,6 +190,9 @@ class SqliteDb:
         self._schema_pid: int | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
         self._checked = 0.0
+        # The last write refused for want of room or by an I/O error, until a write
+        # succeeds again: a tiny probe may still fit in the WAL of a full disk.
+        self.write_fault: str | None = None
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:
@@ -260,8 +263,12 @@ class SqliteDb:
         return held.conn
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database lock from its first statement."""
+    def tx(self, *, probe: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database lock from its first statement.
+
+        `probe`: the health check's tiny write, which proves nothing about room
+        for real data, so it neither sets nor clears `write_fault`.
+        """
         conn = self.conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -274,13 +281,22 @@ class SqliteDb:
             # A full disk or an I/O error mid-transaction is an outage like any
             # other: the outbox queues on StoreUnavailable, not on sqlite3 errors.
             if isinstance(exc, (sqlite3.Error, OSError)) and is_unavailable(exc):
+                self._note_fault(exc, probe)
                 raise StoreUnavailable(f"SQLite store {self.path}: {_one_line(exc)}") from exc
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(conn)
+            self._note_fault(exc, probe)
             raise StoreUnavailable(f"SQLite store {self.path}: {_one_line(exc)}") from exc
+        if not probe:
+            self.write_fault = None
+
+    def _note_fault(self, exc: BaseException, probe: bool) -> None:
+        text = str(exc).lower()
+        if not probe and (isinstance(exc, OSError) or "full" in text or "i/o" in text):
+            self.write_fault = _one_line(exc)
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -612,11 +628,17 @@ class SqliteStore(Store):
         self._db.query("SELECT 1")
 
     def ping_write(self) -> None:
-        # A real write through the WAL: a full disk, a read-only or deleted file and a
-        # held write lock all fail here (the last after the busy timeout).
-        with self._db.tx() as c:
+        # A real write through the WAL: a read-only or deleted file and a held write
+        # lock fail here (the last after the busy timeout). A full disk may still
+        # take this tiny write in the WAL's free frames, so the last refused real
+        # write counts too, until a real write succeeds again.
+        with self._db.tx(probe=True) as c:
             c.execute("INSERT OR REPLACE INTO locks(name, holder, expires) VALUES (?,?,?)",
                       ("dynvm-write-probe", f"pid {os.getpid()}", 0.0))
+        fault = self._db.write_fault
+        if fault is not None:
+            raise StoreUnavailable(f"SQLite store {self._db.path}: the last write failed "
+                                   f"({fault}) and none has succeeded since")
 
     def close(self) -> None:
         self._db.close()

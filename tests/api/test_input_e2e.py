@@ -222,13 +222,20 @@ class RacingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def reserve(self, host_key: str, wanted: list, free_slots: Any) -> list:
+    def _race(self, host_key: str, wanted: list, free_slots: Any) -> None:
         if not self.raced.is_set():
             self.raced.set()
             rival = [type(w)(**{**w.__dict__, "id": f"rival-{i}", "request_id": "rival"})
                      for i, w in enumerate(wanted * 40)]
             self._inner.reserve(host_key, rival, free_slots)
-        return self._inner.reserve(host_key, wanted, free_slots)
+
+    def reserve(self, host_key: str, wanted: list, free_slots: Any, quota: Any = None) -> list:
+        self._race(host_key, wanted, free_slots)
+        return self._inner.reserve(host_key, wanted, free_slots, quota)
+
+    def reserve_many(self, batches: list, quota: Any = None) -> list:
+        self._race(*batches[0])
+        return self._inner.reserve_many(batches, quota)
 
 
 def test_no_capacity_503_gives_the_count_at_refusal(farm: Farm, tmp_path: Path) -> None:

@@ -260,3 +260,42 @@ def test_a_half_built_vm_is_destroyed_only_once_its_builder_is_dead(tmp_path, fa
     finally:
         release_all(svc)
         svc.close()
+
+
+def test_a_vm_completed_after_the_lease_snapshot_is_never_destroyed(tmp_path, farm, clean_farm,
+                                                                    probe) -> None:
+    """The pass reads the leases, then lists the VMs: a hand-out (or a build) that
+    completes in between is seen as a VM still building whose request is done."""
+    import dataclasses
+
+    from dynvm.core.reconcile import Reconciler
+    from dynvm.store.base import LEASE_PROVISIONING
+
+    svc = build_service(str(write_ini(tmp_path, farm)), background=False)
+    try:
+        client = create_app(service=svc).test_client()
+        assert client.get("/getservers/late?os=centos").status_code == 200
+        (lease,) = svc.ctx.store.leases(name="late")
+        real = svc.ctx.store
+
+        class StaleLeases:
+            """The store, but `leases()` answers as it stood while the VM was building."""
+
+            def __getattr__(self, name: str):
+                return getattr(real, name)
+
+            def leases(self, **kw):
+                return [dataclasses.replace(x, state=LEASE_PROVISIONING)
+                        if x.vm_uuid == lease.vm_uuid else x for x in real.leases(**kw)]
+
+        svc.ctx.store = StaleLeases()
+        try:
+            assert Reconciler(svc.ctx, orphan_grace=0.0).run()["vms"] == 0
+        finally:
+            svc.ctx.store = real
+        assert vm_uuids(probe, "late") == {lease.vm_uuid}
+        assert real.get_lease(lease.vm_uuid).state == "active"
+        assert client.get("/releaseservers/late").status_code == 200
+    finally:
+        release_all(svc)
+        svc.close()

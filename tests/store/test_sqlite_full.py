@@ -20,7 +20,8 @@ path = sys.argv[1]
 store = SqliteStore(path)
 store.put_history("seed", {"created_time": 1.0, "pad": ""})
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+HARD = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, HARD))  # soft: lifted again below
 out = {"unavailable": 0, "other": []}
 for i in range(400):
     try:
@@ -39,6 +40,10 @@ except StoreUnavailable as exc:
 except Exception as exc:
     out["probe"] = repr(exc)
 out["read"] = store.get_history("seed") is not None
+resource.setrlimit(resource.RLIMIT_FSIZE, (HARD, HARD))
+store.put_history("after", {"created_time": 2.0, "pad": "x" * 4000})  # room again
+store.ping_write()  # and the probe says so: raises if it still reported the old fault
+out["recovered"] = store.get_history("after") is not None
 print(json.dumps(out))
 """
 
@@ -52,3 +57,4 @@ def test_full_disk_is_an_outage_and_the_write_probe_sees_it(tmp_path: Path) -> N
     assert out["unavailable"] == 1, out
     assert out["probe"] == "unavailable", out  # /health's write probe reports it
     assert out["read"] is True  # what is stored can still be read
+    assert out["recovered"] is True, out
