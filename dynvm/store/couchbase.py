@@ -1,5 +1,8 @@
 """Couchbase backend (SDK 4.x), key-value only, CAS on every read-modify-write.
 
+Longer than 400 lines on purpose: it is the whole Store port over one key layout
+(below) and one CAS-retry helper, a section per subject.
+
 Key layout (all keys may carry an optional prefix, used by tests to isolate runs):
 
 - `<vm uuid>`          history document, in the seed's shape, so the existing

@@ -1,5 +1,8 @@
 """Keep releases and expiries working while the shared store is down.
 
+Longer than 400 lines on purpose: every Store method must say whether it is
+queued, overlaid with queued writes, or passed straight through, in one place.
+
 `ResilientStore` wraps the real backend. New work (`reserve`, `put_request`,
 `put_lease`) and every read go straight to it, so an outage surfaces as
 `StoreUnavailable` and the API refuses new VMs with 503 before touching a

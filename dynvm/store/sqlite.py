@@ -1,5 +1,9 @@
 """SQLite backend: the embedded default, shared by every process on one machine.
 
+Longer than 400 lines on purpose: it is the whole Store port over one file and one
+transaction discipline, a section per subject, and the fork-safe connection keeper
+that discipline rests on.
+
 WAL mode lets readers run beside one writer; every read-modify-write runs in
 `BEGIN IMMEDIATE`, which takes the database write lock up front, so two
 processes can never interleave inside `reserve`, `transition` or a TTL
