@@ -47,10 +47,8 @@ CANCEL_POLL_SECS = 0.5
 API = "v1"
 
 # Request states as the v1 API shows them (declared in `lifecycle`).
-RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED = (
-    RequestState.RUNNING, RequestState.DONE, RequestState.PARTIAL, RequestState.FAILED,
-    RequestState.CANCELLED, RequestState.INTERRUPTED)
-STATES = frozenset(RequestState)
+RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED = (s.value for s in RequestState)
+STATES = frozenset(s.value for s in RequestState)
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ def finish_build(store: Store, pool: XenPool, vm_uuid: str, dst: LeaseState | st
                  **changes: Any) -> Lease | None:
     """A VM is built (or handed out): its lease and its tag say `dst` together."""
     done = store.transition(vm_uuid, LeaseState.PROVISIONING, dst, **changes)
-    pool.update(vm_uuid, tags={TAG_STATE: str(LeaseState(dst))})
+    pool.update(vm_uuid, tags={TAG_STATE: LeaseState(dst).value})
     return done
 
 
@@ -159,4 +159,4 @@ def undo_release(store: Store, vm_uuid: str, previous: str) -> Lease | None:
 def end_request(store: Store, request_id: str, state: RequestState | str,
                 detail: dict[str, Any] | None = None) -> None:
     """Close a request (checked by the store against `REQUEST_MOVES`)."""
-    store.finish_request(request_id, RequestState(state), detail)
+    store.finish_request(request_id, RequestState(state).value, detail)

@@ -13,11 +13,12 @@ from typing import Any
 
 from dynvm.core.lifecycle import LeaseState, RequestState
 
-# Short names of the lease states (declared in `dynvm.core.lifecycle`).
-LEASE_PROVISIONING = LeaseState.PROVISIONING
-LEASE_ACTIVE = LeaseState.ACTIVE
-LEASE_READY = LeaseState.READY
-LEASE_RELEASING = LeaseState.RELEASING
+# Short names of the lease states (declared in `dynvm.core.lifecycle`), as the plain
+# strings that are stored and written into VM tags (XML-RPC marshals exact str only).
+LEASE_PROVISIONING: str = LeaseState.PROVISIONING.value
+LEASE_ACTIVE: str = LeaseState.ACTIVE.value
+LEASE_READY: str = LeaseState.READY.value
+LEASE_RELEASING: str = LeaseState.RELEASING.value
 
 
 @dataclass
@@ -98,7 +99,7 @@ class RequestRecord:
     count: int
     instance: str  # which service instance runs it (hostname:pid)
     started: float
-    state: str = RequestState.RUNNING  # a RequestState
+    state: str = RequestState.RUNNING.value  # a RequestState
     finished: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 

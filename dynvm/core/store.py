@@ -127,7 +127,7 @@ class Store(abc.ABC):
         """
         lifecycle.lease_move(src, dst)
         lifecycle.check_changes(changes)
-        return self._swap_lease(vm_uuid, src, {**changes, "state": lifecycle.LeaseState(dst)})
+        return self._swap_lease(vm_uuid, src, {**changes, "state": lifecycle.LeaseState(dst).value})
 
     @abc.abstractmethod
     def _swap_lease(self, vm_uuid: str, expect_state: str | None,
