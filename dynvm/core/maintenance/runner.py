@@ -311,6 +311,12 @@ class RollingReboot:
         self._wait(lambda: any(x.uuid == h and x.enabled and x.live
                                for x in self._wait_state().hosts),
                    self.opts.reboot_timeout, f"{name} to be enabled")
+        # Placement reads dynvm's event-fed inventory, not XAPI: the next host leaves
+        # placement only once that inventory offers this one again, or a loaded
+        # service would briefly count two hosts out and refuse requests it has room for.
+        self._wait(lambda: any(m.uuid == h and m.enabled for m in self.ctx.view(self.host).hosts),
+                   self.opts.reboot_timeout, f"dynvm's inventory to see {name} enabled",
+                   fail=False)
         self._status(f"{name}: back in dynvm placement", step="placement-on")
         S.set_in_maintenance(store, key, False)
         return migrations_done
