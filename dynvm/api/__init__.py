@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import dashboard, legacy, maintenance, metrics, ops, probes, v1
+from dynvm.api import dashboard, errors, legacy, maintenance, metrics, ops, probes, v1
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core import trace
@@ -32,7 +32,6 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 TEXT = "text/plain; charset=utf-8"
-NO_CAPACITY = "Error: No capacity is available!"
 ALL_OR_NONE = "all vms couldn't be created successfully"
 # Any token is a valid HTTP method: label only these, so clients cannot grow /metrics.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -135,10 +134,10 @@ def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(DynvmError)
     def _core(exc: DynvmError) -> Response:
         message = exc.message.strip()
+        status = errors.status_of(exc)
         if isinstance(exc, NoCapacity):
             reason = "no_capacity"
-            body = message if message.startswith(NO_CAPACITY) else \
-                f"{NO_CAPACITY} {message.removeprefix('Error:').strip()}".strip()
+            body = f"Error: {errors.detail_of(exc)}"
         elif isinstance(exc, AllOrNoneFailed):
             reason = "all_or_none"
             # The core says "all vms couldn't be created successfully: <reasons>".
@@ -149,9 +148,9 @@ def _install_error_handlers(app: Flask) -> None:
             body = message if message.startswith("Error:") else f"Error: {message}"
         metrics.FAILURES.labels(reason).inc()
         # A 404 (releasing an expired VM) or a 409 is routine; failures to serve are not.
-        log.log(logging.WARNING if exc.status >= 499 else logging.INFO,
-                "%d %s: %s", exc.status, _where(), echo(message, 2000))
-        return _text(body, exc.status)
+        log.log(logging.WARNING if status >= 499 else logging.INFO,
+                "%d %s: %s", status, _where(), echo(message, 2000))
+        return _text(body, status)
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:

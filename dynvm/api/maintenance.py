@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
+from dynvm.api import errors
 from dynvm.core.maintenance import state as S
 from dynvm.core.model import DynvmError
 
@@ -109,12 +110,12 @@ def reboot(ref: int) -> Response:
     try:
         plan = ops.rolling_reboot(svc, ref, replace(opts, execute=False))
     except DynvmError as exc:
-        return _error(exc.message.removeprefix("Error: "), exc.status)
+        return _error(errors.detail_of(exc), errors.status_of(exc))
     if not plan.ok:
         return _error("refused", 409, problems=plan.problems, plan=plan.to_dict())
     if not opts.execute:
         return _json({"executed": False, "plan": plan.to_dict()})
-    holder = svc.ctx.store.leader(S.lock_name(ref))
+    holder = svc.ctx.store.lock_holder(S.lock_name(ref))
     if holder is not None:
         return _error(f"a maintenance run of xenhost{ref} is already running", 409,
                       held_by=holder)
@@ -141,5 +142,5 @@ def reboot(ref: int) -> Response:
             worker.join(0.01)
     if not (box and box[0].locked.is_set()):
         return _error(failed[0] if failed else "the run did not start", 409,
-                      held_by=svc.ctx.store.leader(S.lock_name(ref)))
+                      held_by=svc.ctx.store.lock_holder(S.lock_name(ref)))
     return _json({"executed": True, "plan": plan.to_dict(), "status": "/maintenance"}, 202)

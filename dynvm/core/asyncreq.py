@@ -26,6 +26,7 @@ from dynvm.config import Config, OsSpec
 from dynvm.core import progress, quota
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.model import NameInUse, NoCapacity, NotFound, ServersRequest, StoreDown
 from dynvm.core.placement import Slot, eligible_hosts, reserve
 from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
@@ -36,7 +37,7 @@ from dynvm.core.servers import (
     effective_spec,
     with_overrides,
 )
-from dynvm.store.base import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
+from dynvm.core.store import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
 
 log = logging.getLogger("dynvm.asyncreq")
 
@@ -44,10 +45,9 @@ CANCEL_LOCK = "cancel:"
 CANCEL_POLL_SECS = 0.5
 API = "v1"
 
-# Request states as the v1 API shows them.
-RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED = (
-    "running", "done", "partial", "failed", "cancelled", "interrupted")
-STATES = frozenset({RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED})
+# Request states as the v1 API shows them (declared in `lifecycle`).
+RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED = (s.value for s in RequestState)
+STATES = frozenset(s.value for s in RequestState)
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
 
 def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
     for n in run.names:
-        if not ctx.store.acquire_leader(NAME_LOCK + n, run.record.id, ttl):
+        if not ctx.store.acquire_lock(NAME_LOCK + n, run.record.id, ttl):
             raise NameInUse(f"VM {n} is being created by another request")
         run.held_names.append(n)
     taken = [lease.name for n in run.names for lease in ctx.store.leases(name=n)
@@ -163,9 +163,7 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
                                         req.count, spec.vcpus, spec.memory_gib)
         if over:
             raise over
-        where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
-        raise NoCapacity(f"No capacity is available! {req.count} {req.os} VM(s) asked, "
-                         f"{avail} available{where}")
+        raise NoCapacity(asked=req.count, os=req.os, available=avail, unreachable=down)
     run.slots = slots
 
 
@@ -181,7 +179,7 @@ def _abandon(ctx: Context, run: _Running, state: str, reason: str) -> None:
 def _free_names(ctx: Context, run: _Running) -> None:
     for n in run.held_names:
         try:
-            ctx.store.release_leader(NAME_LOCK + n, run.record.id)
+            ctx.store.release_lock(NAME_LOCK + n, run.record.id)
         except Exception:  # it lapses on its own
             log.warning("could not free the name %s", n)
     run.held_names = []
@@ -191,7 +189,7 @@ def _watch_cancel(ctx: Context, request_id: str, cancel: threading.Event,
                   done: threading.Event) -> None:
     while not done.wait(CANCEL_POLL_SECS):
         try:
-            if ctx.store.leader(CANCEL_LOCK + request_id) is not None:
+            if ctx.store.lock_holder(CANCEL_LOCK + request_id) is not None:
                 cancel.set()
                 return
         except Exception:  # the store may come back; keep building meanwhile
@@ -231,7 +229,7 @@ def _build(ctx: Context, run: _Running) -> None:
                     failed.append((job.name, reason))
                     release_slot(ctx, job.slot)
                     progress.note(ctx, rid, job.name, progress.Step.FAILED, reason=reason)
-        if cancel.is_set() or ctx.store.leader(CANCEL_LOCK + rid) is not None:
+        if cancel.is_set() or ctx.store.lock_holder(CANCEL_LOCK + rid) is not None:
             _rollback(ctx, rid, built, "cancelled")
             state = CANCELLED
         elif failed and (req.all_or_none or not built):
@@ -305,8 +303,8 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
     """Cancel a running request (its builder destroys what it built), or release a done one."""
     rec = get(ctx, request_id)
     if rec.state == RUNNING:
-        ctx.store.acquire_leader(CANCEL_LOCK + request_id, "cancel",
-                                 ttl=ctx.config().reservation_ttl_secs)
+        ctx.store.acquire_lock(CANCEL_LOCK + request_id, "cancel",
+                               ttl=ctx.config().reservation_ttl_secs)
         return rec
     for lease in ctx.store.leases():
         if lease.request_id == request_id and lease.state not in (LEASE_READY, LEASE_RELEASING):
@@ -317,4 +315,4 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
 
 
 def cancelling(ctx: Context, request_id: str) -> bool:
-    return ctx.store.leader(CANCEL_LOCK + request_id) is not None
+    return ctx.store.lock_holder(CANCEL_LOCK + request_id) is not None

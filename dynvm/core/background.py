@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from dynvm.core.context import Context
 from dynvm.core.reconcile import HEARTBEAT_PREFIX, ORPHAN_GRACE_SECS, Reconciler
 from dynvm.core.release import expire_due, expire_from_tags
+from dynvm.core.store import StoreError, StoreUnavailable
 from dynvm.core.warmpool import Filler
-from dynvm.store.base import StoreError, StoreUnavailable
 
 log = logging.getLogger("dynvm.background")
 
@@ -101,11 +101,11 @@ class Background:
         self.filler.close()
         if self.is_leader:
             try:
-                self.ctx.store.release_leader(LEADER_LOCK, self.ctx.instance)
+                self.ctx.store.release_lock(LEADER_LOCK, self.ctx.instance)
             except StoreError:
                 pass
         try:
-            self.ctx.store.release_leader(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance)
+            self.ctx.store.release_lock(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance)
         except StoreError:
             pass
 
@@ -127,18 +127,16 @@ class Background:
     def beat(self) -> None:
         """Renew the heartbeat, then take or keep the leader lock. Nothing else, ever."""
         store = self.ctx.store
-        store.acquire_leader(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance,
+        store.acquire_lock(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance,
                              self.t.heartbeat_ttl)
         self.beats += 1
         was = self.is_leader
-        self.is_leader = store.acquire_leader(LEADER_LOCK, self.ctx.instance, self.t.leader_ttl)
+        self.is_leader = store.acquire_lock(LEADER_LOCK, self.ctx.instance, self.t.leader_ttl)
         if self.is_leader != was:
             log.info("%s background leadership", "took" if self.is_leader else "lost")
 
     def replay(self) -> None:
-        replay = getattr(self.ctx.store, "replay", None)
-        if replay is not None:
-            replay()
+        self.ctx.store.replay()
 
     # -- the leader's duties --------------------------------------------------------------
     def expire(self) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from dynvm.config import HostConfig, OsSpec
 from dynvm.core.ports import TAG_OS, TAG_RESERVATION, HostView, PoolView, VmView
-from dynvm.store.base import Reservation
+from dynvm.core.store import Reservation
 
 GIB = 1 << 30
 DISK_HEADROOM = 0.10  # keep 10 % of the SR free

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dynvm.config import Config
-from dynvm.store.base import Store, StoreError
+from dynvm.core.store import Store, StoreError
 
 
 def lease_guard(store: Store) -> Callable[[Config, Config], str | None]:

@@ -15,7 +15,7 @@ from dynvm.config import Config, HostConfig
 from dynvm.core.deployment import proposed_id
 from dynvm.core.ports import PoolView, XenPool
 from dynvm.core.registry import PoolRegistry
-from dynvm.store.base import Store
+from dynvm.core.store import Store
 
 if TYPE_CHECKING:
     from dynvm.core.staticpool import StaticPools

@@ -1,14 +1,17 @@
-"""Requests, results and errors of the core: what the API layer sees."""
+"""Requests, results and errors of the core: what the API layer sees.
+
+The errors say what went wrong and carry its data; the API alone decides the
+status code and the wording each API has always used (`dynvm.api.errors`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
 class DynvmError(Exception):
     """Base of the errors the API turns into HTTP answers."""
-
-    status = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -16,57 +19,49 @@ class DynvmError(Exception):
 
 
 class BadRequest(DynvmError):
-    """Bad input (unknown OS, bad count, unknown xhostref...): 400, nothing touched."""
-
-    status = 400
+    """Bad input (unknown OS, bad count, unknown xhostref...): nothing touched."""
 
 
 class NotFound(DynvmError):
-    """No VM of that name: 404 (body `Error: VM <name> doesn't exist`)."""
-
-    status = 404
+    """No VM (or request) of that name."""
 
 
 class NoCapacity(DynvmError):
-    """Not enough room for the request: 503 (body keeps the seed's wording)."""
+    """Not enough room for the request: `asked` VMs of `os`, `available` fit, hosts down."""
 
-    status = 503
+    def __init__(self, message: str = "", *, asked: int | None = None, os: str = "",
+                 available: int | None = None, unreachable: Sequence[int] = ()) -> None:
+        self.asked, self.os, self.available = asked, os, available
+        self.unreachable = list(unreachable)
+        if asked is not None and not message:
+            where = (f" ({', '.join(f'xenhost{r}' for r in self.unreachable)} unreachable)"
+                     if self.unreachable else "")
+            message = f"No capacity is available! {asked} {os} VM(s) asked, {available} available{where}"
+        super().__init__(message)
 
 
 class StoreDown(DynvmError):
-    """The store cannot be reached, so capacity cannot be reserved safely: 503."""
-
-    status = 503
+    """The store cannot be reached, so capacity cannot be reserved safely."""
 
 
 class HostNotConfigured(DynvmError):
     """A leased VM's host is no longer in the configuration: it cannot be destroyed."""
 
-    status = 409
-
 
 class ServiceStopping(DynvmError):
     """The process is stopping: the request was cancelled and rolled back; retry."""
 
-    status = 503
-
 
 class NameInUse(DynvmError):
-    """A VM of that name already exists: 409, nothing created."""
-
-    status = 409
+    """A VM of that name already exists: nothing created."""
 
 
 class ProvisionFailed(DynvmError):
-    """Every VM of the request failed (allornone=false): 502, XenServer could not build them."""
-
-    status = 502
+    """Every VM of the request failed (allornone=false): XenServer could not build them."""
 
 
 class AllOrNoneFailed(DynvmError):
-    """allornone=true and some VM failed: everything was released; 499."""
-
-    status = 499
+    """allornone=true and some VM failed: everything was released."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core.capacity import host_key, slots_on
 from dynvm.core.maintenance.state import placement_blocked
 from dynvm.core.ports import HostUnreachable, HostView, PoolView, XenError
-from dynvm.store.base import QuotaCheck, Reservation, Store
+from dynvm.core.store import QuotaCheck, Reservation, Store
 
 log = logging.getLogger("dynvm.placement")
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynvm.store.base import Store
+from dynvm.core.store import Store
 
 PROBE_TIMEOUT_SECS = 1.5
 

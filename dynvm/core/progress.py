@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from dynvm.core.context import Context
-from dynvm.store.base import RequestRecord
+from dynvm.core.store import RequestRecord
 
 log = logging.getLogger("dynvm.progress")
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dynvm.config import GuestLogin, OsSpec
-from dynvm.core import history, progress
+from dynvm.core import history, lifecycle, progress
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.placement import SETTLE_SECS, Slot
@@ -37,7 +37,7 @@ from dynvm.core.ports import (
     XenError,
 )
 from dynvm.core.sshcheck import LoginRefused, ssh_login
-from dynvm.store.base import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
+from dynvm.core.store import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
 
 log = logging.getLogger("dynvm.provisioning")
 
@@ -230,8 +230,8 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     doc["build_finished"] = round(now, 3)
     doc.update(job.extra)
     ctx.store.put_history(lease.vm_uuid, doc)
-    done = ctx.store.update_lease(lease.vm_uuid, state=job.final_state, ip=ip) or lease
-    ctx.pool(host).update(lease.vm_uuid, tags={TAG_STATE: job.final_state})
+    done = lifecycle.finish_build(ctx.store, ctx.pool(host), lease.vm_uuid, job.final_state,
+                                  ip=ip) or lease
     ctx.store.settle_reservation(job.slot.reservation.id, vm_uuid=lease.vm_uuid,
                                  settle_secs=SETTLE_SECS)
     progress.note(ctx, job.request_id, job.name, progress.Step.READY, ip=ip)

@@ -11,15 +11,13 @@ from dataclasses import dataclass
 
 from dynvm.config import Config, QuotaLimits
 from dynvm.core.model import DynvmError
-from dynvm.store.base import Lease, QuotaCheck, Reservation, Store, owner_usage
+from dynvm.core.store import Lease, QuotaCheck, Reservation, Store, owner_usage
 
 LIMITS = ("vms", "vcpus", "memory_gib")
 
 
 class QuotaExceeded(DynvmError):
-    """The owner's quota has no room for the request: 429, nothing built."""
-
-    status = 429
+    """The owner's quota has no room for the request: nothing built."""
 
     def __init__(self, message: str, limit: str, quota: int, used: int, asked: int) -> None:
         super().__init__(message)

@@ -18,6 +18,11 @@ interrupted, or one whose tags say it was still being built by an instance
 that is dead. A lease whose VM is gone is closed as `vanished`, and a VM
 without a lease adopted, only when two consecutive passes saw the same: one
 listing is never trusted alone.
+
+A pass runs these steps over the lifecycle of `dynvm.core.lifecycle`, in order:
+`_own_vms` (per host: adopt, destroy or leave our VMs no finished lease
+covers), `_dead_builds`, `_vanished`, `_releases` (retry or finish
+`releasing` leases) and `_dead_requests` (`running` -> `interrupted`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from dynvm.core import history, staticpool
+from dynvm.config import HostConfig
+from dynvm.core import history, lifecycle, staticpool
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.ports import (
     TAG_BUILDER,
     TAG_CREATED,
@@ -46,7 +53,7 @@ from dynvm.core.release import (
     retry_release,
 )
 from dynvm.core.servers import NAME_LOCK
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_READY,
@@ -69,7 +76,7 @@ WARM_PREFIX = "warm-"  # request ids of warm-pool builds
 
 
 def instance_alive(ctx: Context, instance: str) -> bool:
-    return instance == ctx.instance or ctx.store.leader(HEARTBEAT_PREFIX + instance) is not None
+    return instance == ctx.instance or ctx.store.lock_holder(HEARTBEAT_PREFIX + instance) is not None
 
 
 def _being_built(vm: VmView) -> bool:
@@ -86,6 +93,24 @@ def _being_built(vm: VmView) -> bool:
 
 
 @dataclass
+class _Pass:
+    """What one pass read once (requests, leases) and what its steps found and did."""
+
+    own: str | None  # this deployment's identity
+    running: dict[str, RequestRecord]
+    dead: set[str]  # running requests whose process is gone
+    leases: list[Lease]
+    by_uuid: dict[str, Lease]
+    budget: int = MAX_ACTIONS
+    listed: set[int] = field(default_factory=set)  # hosts whose listing succeeded
+    present: set[str] = field(default_factory=set)  # every VM uuid seen on them
+    unleased: set[str] = field(default_factory=set)
+    foreign: set[str] = field(default_factory=set)
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("requests", "vms", "leases", "adopted", "vanished", "foreign", "names"), 0))
+
+
+@dataclass
 class Reconciler:
     """One per background worker: remembers the last pass for second sightings."""
 
@@ -96,93 +121,95 @@ class Reconciler:
     reported: set[str] = field(default_factory=set)  # foreign VMs already logged
 
     def run(self) -> dict[str, int]:
-        """One pass; returns counts of what was done."""
+        """One pass: the named steps below, in order; returns counts of what was done."""
         ctx = self.ctx
-        store = ctx.store
-        stats = {"requests": 0, "vms": 0, "leases": 0, "adopted": 0, "vanished": 0,
-                 "foreign": 0, "names": 0}
-        own = ctx.deployment()
-        running = {r.id: r for r in store.requests(state="running")}
-        dead = {rid for rid, r in running.items() if not instance_alive(ctx, r.instance)}
-        leases = store.leases()
-        by_uuid = {lease.vm_uuid: lease for lease in leases}
-        cfg = ctx.config()
-        budget = MAX_ACTIONS
-        listed: set[int] = set()  # hosts whose listing succeeded this pass
-        present: set[str] = set()  # every VM uuid seen on them
-        unleased: set[str] = set()
-        foreign: set[str] = set()
+        running = {r.id: r for r in ctx.store.requests(state=RequestState.RUNNING)}
+        leases = ctx.store.leases()
+        p = _Pass(own=ctx.deployment(), running=running,
+                  dead={rid for rid, r in running.items() if not instance_alive(ctx, r.instance)},
+                  leases=leases, by_uuid={lease.vm_uuid: lease for lease in leases})
+        for host in ctx.config().hosts.values():
+            self._own_vms(p, host)
+        p.stats["foreign"] = len(p.foreign)
+        self.reported = p.foreign
+        self.unleased = p.unleased
+        self._dead_builds(p)
+        p.stats["vanished"] = self._vanished(p.leases, p.listed, p.present, p.running, p.dead)
+        p.stats["leases"] += self._releases(p.leases)
+        self._dead_requests(p)
+        return p.stats
 
-        for host in cfg.hosts.values():
-            try:
-                tagged = ctx.pool(host).tagged_vms()
-                present.update(ctx.view(host).vms)
-            except Exception as exc:
-                log.warning("reconcile: xenhost%d unreachable: %s", host.ref, exc)
+    def _own_vms(self, p: _Pass, host: HostConfig) -> None:
+        """Our VMs on one host that no finished lease covers: adopt, destroy, or leave them."""
+        ctx = self.ctx
+        try:
+            tagged = ctx.pool(host).tagged_vms()
+            p.present.update(ctx.view(host).vms)
+        except Exception as exc:
+            log.warning("reconcile: xenhost%d unreachable: %s", host.ref, exc)
+            return
+        p.listed.add(host.ref)
+        p.present.update(vm.uuid for vm in tagged)
+        for vm in tagged:
+            if vm.other_config.get(TAG_DEPLOYMENT) != p.own:
+                p.foreign.add(vm.uuid)
+                if vm.uuid not in self.reported:
+                    log.warning("reconcile: %s (%s) on xenhost%d belongs to %s: left alone",
+                                vm.name_label, vm.uuid, host.ref,
+                                f"deployment {vm.other_config[TAG_DEPLOYMENT]}"
+                                if vm.other_config.get(TAG_DEPLOYMENT)
+                                else "no known deployment (no identity tag)")
                 continue
-            listed.add(host.ref)
-            present.update(vm.uuid for vm in tagged)
-            for vm in tagged:
-                if vm.other_config.get(TAG_DEPLOYMENT) != own:
-                    foreign.add(vm.uuid)
-                    if vm.uuid not in self.reported:
-                        log.warning("reconcile: %s (%s) on xenhost%d belongs to %s: left alone",
-                                    vm.name_label, vm.uuid, host.ref,
-                                    f"deployment {vm.other_config[TAG_DEPLOYMENT]}"
-                                    if vm.other_config.get(TAG_DEPLOYMENT)
-                                    else "no known deployment (no identity tag)")
-                    continue
-                lease = by_uuid.get(vm.uuid)
-                if lease is not None and lease.state != LEASE_PROVISIONING:
-                    continue  # handed out, ready, or being released
-                verdict = self._judge(vm, lease, running, dead)
-                if verdict == "adopt":
-                    unleased.add(vm.uuid)
-                    if vm.uuid in self.unleased and budget > 0 and self._adopt(host.ref, vm):
-                        stats["adopted"] += 1
-                        budget -= 1
-                    continue
-                if verdict is None or budget <= 0:
-                    continue
-                # The lease list is older than the VM listing: a build or warm hand-out
-                # may have completed in between (its request is done, its lease now
-                # handed out). Only the lease as it is now may condemn the VM.
-                lease = store.get_lease(vm.uuid)
-                if lease is not None and lease.state != LEASE_PROVISIONING:
-                    continue
-                budget -= 1
-                try:
-                    ctx.pool(host).destroy(vm.uuid)
-                except Exception:
-                    log.exception("reconcile: could not destroy %s", vm.uuid)
-                    continue
-                stats["vms"] += 1
-                log.warning("reconcile: destroyed %s (%s): %s", vm.name_label, vm.uuid, verdict)
-                _close(ctx, vm.uuid, lease, vm.name_label,
-                       vm.other_config.get(TAG_LEASE, ""), verdict)
-        stats["foreign"] = len(foreign)
-        self.reported = foreign
-        self.unleased = unleased
+            lease = p.by_uuid.get(vm.uuid)
+            if lease is not None and lease.state != LEASE_PROVISIONING:
+                continue  # handed out, ready, or being released
+            verdict = self._judge(vm, lease, p.running, p.dead)
+            if verdict == "adopt":
+                p.unleased.add(vm.uuid)
+                if vm.uuid in self.unleased and p.budget > 0 and self._adopt(host.ref, vm):
+                    p.stats["adopted"] += 1
+                    p.budget -= 1
+                continue
+            if verdict is None or p.budget <= 0:
+                continue
+            # The lease list is older than the VM listing: a build or warm hand-out
+            # may have completed in between (its request is done, its lease now
+            # handed out). Only the lease as it is now may condemn the VM.
+            lease = ctx.store.get_lease(vm.uuid)
+            if lease is not None and lease.state != LEASE_PROVISIONING:
+                continue
+            p.budget -= 1
+            try:
+                ctx.pool(host).destroy(vm.uuid)
+            except Exception:
+                log.exception("reconcile: could not destroy %s", vm.uuid)
+                continue
+            p.stats["vms"] += 1
+            log.warning("reconcile: destroyed %s (%s): %s", vm.name_label, vm.uuid, verdict)
+            _close(ctx, vm.uuid, lease, vm.name_label,
+                   vm.other_config.get(TAG_LEASE, ""), verdict)
 
-        # Leases of dead requests whose VM is already gone, and their reservations.
-        for lease in leases:
-            if lease.state == LEASE_PROVISIONING and lease.request_id in dead \
-                    and lease.vm_uuid not in present:
-                _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id,
+    def _dead_builds(self, p: _Pass) -> None:
+        """Leases a dead request was building whose VM is already gone."""
+        for lease in p.leases:
+            if lease.state == LEASE_PROVISIONING and lease.request_id in p.dead \
+                    and lease.vm_uuid not in p.present:
+                _close(self.ctx, lease.vm_uuid, lease, lease.name, lease.request_id,
                        "service stopped during provisioning")
-                stats["leases"] += 1
-        stats["vanished"] = self._vanished(leases, listed, present, running, dead)
-        stats["leases"] += self._releases(leases)
-        for rid in dead:
-            req = running[rid]
+                p.stats["leases"] += 1
+
+    def _dead_requests(self, p: _Pass) -> None:
+        """Requests whose process stopped: reservations and names back, then `interrupted`."""
+        store = self.ctx.store
+        for rid in p.dead:
+            req = p.running[rid]
             store.drop_reservations(rid)
-            stats["names"] += _free_names(ctx, req)
-            store.finish_request(rid, "interrupted",
-                                 {"reason": "the process running it stopped",
-                                  "instance": req.instance})
-            stats["requests"] += 1
+            p.stats["names"] += _free_names(self.ctx, req)
+            lifecycle.end_request(store, rid, RequestState.INTERRUPTED,
+                                  {"reason": "the process running it stopped",
+                                   "instance": req.instance})
+            p.stats["requests"] += 1
             log.warning("reconcile: request %s (%s) interrupted", rid, req.name)
-        return stats
 
     def _judge(self, vm: VmView, lease: Lease | None, running: dict[str, RequestRecord],
                dead: set[str]) -> str | None:
@@ -190,13 +217,13 @@ class Reconciler:
         oc = vm.other_config
         rid = oc.get(TAG_LEASE, "")
         req = running.get(rid) or self.ctx.store.get_request(rid)
-        if req is not None and req.state == "running":
+        if req is not None and req.state == RequestState.RUNNING:
             if rid in dead or not instance_alive(self.ctx, req.instance):
                 return "service stopped during provisioning"
             return None  # a live process is building it
         building = lease is not None or _being_built(vm)
         if req is not None:
-            if req.state in ("failed", "interrupted"):
+            if req.state in (RequestState.FAILED, RequestState.INTERRUPTED):
                 return f"its request {req.state}"
             if building:
                 return "left half built when its request ended"
@@ -310,8 +337,8 @@ def _free_names(ctx: Context, req: RequestRecord) -> int:
     """Give back the names a dead request held (else they stay taken until the lock lapses)."""
     n = 0
     for name in names_for(req.name, req.count):
-        if ctx.store.leader(NAME_LOCK + name) == req.id:
-            ctx.store.release_leader(NAME_LOCK + name, req.id)  # only if still the holder
+        if ctx.store.lock_holder(NAME_LOCK + name) == req.id:
+            ctx.store.release_lock(NAME_LOCK + name, req.id)  # only if still the holder
             n += 1
     return n
 

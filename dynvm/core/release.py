@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from dynvm.core import history, staticpool
+from dynvm.core import history, lifecycle, staticpool
 from dynvm.core.context import Context
 from dynvm.core.model import HostNotConfigured
 from dynvm.core.placement import views_of
@@ -24,7 +24,7 @@ from dynvm.core.ports import (
     TAG_OWNER,
     TAG_STATE,
 )
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_READY,
     LEASE_RELEASING,
@@ -54,8 +54,7 @@ def release_lease(ctx: Context, lease: Lease, reason: str,
     retry until the VM and its disks are gone; otherwise the lease goes back
     to its previous state and the error is raised.
     """
-    claimed = ctx.store.claim_lease(lease.vm_uuid, lease.state, state=LEASE_RELEASING,
-                                    extra={**lease.extra, "releasing_since": ctx.clock()})
+    claimed = lifecycle.begin_release(ctx.store, lease, ctx.clock())
     if claimed is None:
         return False
     return _destroy_and_record(ctx, claimed, reason, release_state,
@@ -71,8 +70,7 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
     started = ctx.clock()
     if host is None:
         # Forgetting the lease would leave the VM running with nobody to destroy it.
-        if previous is not None:
-            ctx.store.update_lease(lease.vm_uuid, state=previous)
+        _undo(ctx, lease, previous)
         raise HostNotConfigured(
             f"Error: VM {lease.name} runs on xenhost{lease.host_ref}, which is no longer "
             f"configured; it was left running and keeps its lease: put the [xenhost"
@@ -87,7 +85,7 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
                 "reason": retry.get("reason", reason), "error": str(exc)[:300],
                 "attempts": int(retry.get("attempts", 0)) + 1, "last": ctx.clock()}})
         else:
-            ctx.store.update_lease(lease.vm_uuid, state=previous)
+            _undo(ctx, lease, previous)
         raise
     done = ctx.clock()
     try:
@@ -101,6 +99,12 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
     ctx.store.delete_lease(lease.vm_uuid)
     drop_reservation_of(ctx, lease.vm_uuid)
     return True
+
+
+def _undo(ctx: Context, lease: Lease, previous: str | None) -> None:
+    """A destroy that did not happen: the lease goes back to `previous` (if it had left it)."""
+    if previous is not None and previous != LEASE_RELEASING:
+        lifecycle.undo_release(ctx.store, lease.vm_uuid, previous)
 
 
 def drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
@@ -215,9 +219,9 @@ def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool)
     changed = []
     # Written now or refused (503), never queued in the outbox: a queued change would
     # answer 404 now and be applied later anyway.
-    if getattr(ctx.store, "pending", lambda: 0)():
+    if ctx.store.pending():
         raise StoreUnavailable("earlier changes still wait in the outbox")
-    direct = getattr(ctx.store, "primary", ctx.store)
+    direct = ctx.store.direct
     for lease in leases_named(ctx, names):
         base = lease.created if from_created else ctx.clock()
         expires = base + minutes * 60

@@ -31,7 +31,7 @@ from dynvm.core.networks import with_network
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_READY,
     LEASE_RELEASING,
     QuotaCheck,
@@ -98,7 +98,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
         # Names are claimed in the store, so two requests racing for one name
         # cannot both build it; a name stays taken by its lease afterwards.
         for n in names:
-            if not ctx.store.acquire_leader(NAME_LOCK + n, request_id, ttl):
+            if not ctx.store.acquire_lock(NAME_LOCK + n, request_id, ttl):
                 raise NameInUse(f"Error: VM {n} is being created by another request")
             held.append(n)
         taken = [lease.name for n in names for lease in ctx.store.leases(name=n)
@@ -153,7 +153,7 @@ def check_static_pools(ctx: Context, req: ServersRequest) -> None:
 def _free_names(ctx: Context, names: list[str], request_id: str) -> None:
     for n in names:
         try:
-            ctx.store.release_leader(NAME_LOCK + n, request_id)
+            ctx.store.release_lock(NAME_LOCK + n, request_id)
         except Exception:  # it lapses on its own
             log.warning("could not free the name %s", n)
 
@@ -203,10 +203,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
                                             len(left), spec.vcpus, spec.memory_gib)
             if over:
                 raise over
-            where = f" ({', '.join(f'xenhost{r}' for r in down)} unreachable)" if down else ""
-            raise NoCapacity(
-                f"Error: No capacity is available! {req.count} {req.os} VM(s) asked, "
-                f"{avail + len(warm)} available{where}")
+            raise NoCapacity(asked=req.count, os=req.os, available=avail + len(warm),
+                             unreachable=down)
     jobs = [Job(name=n, owner=req.owner or req.name, request_id=request_id, slot=s,
                 spec=with_overrides(s.host.os[req.os], req),  # that host's template and sizes
                 memory_bytes=req.mem_bytes or int(s.reservation.memory_gib * GIB),

@@ -33,7 +33,7 @@ from dynvm.core.probe import StoreProbe
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.release import names_for, release_matching, release_names, set_expiry
 from dynvm.core.staticpool import StaticPools
-from dynvm.store.base import Store, StoreError, StoreUnavailable
+from dynvm.core.store import Store, StoreError, StoreUnavailable
 
 __all__ = [
     "AllOrNoneFailed", "Available", "BadRequest", "DynvmError", "NameInUse", "NoCapacity",
@@ -208,7 +208,7 @@ class Dynvm:
         store = self.store_probe.check()  # read and write, bounded in time
         if store["ok"]:
             try:
-                store["pending_outbox"] = getattr(self.ctx.store, "pending", lambda: 0)()
+                store["pending_outbox"] = self.ctx.store.pending()
             except StoreError:
                 pass
         else:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from dynvm.core.context import Context
 from dynvm.core.model import ServerResult
-from dynvm.store.base import Lease
+from dynvm.core.store import Lease
 
 log = logging.getLogger("dynvm.staticpool")
 

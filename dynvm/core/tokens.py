@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 
-from dynvm.store.base import Store, Token
+from dynvm.core.store import Store, Token
 
 PREFIX = "dvm_"
 OWNER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -13,15 +13,13 @@ from dynvm.core.context import Context
 from dynvm.core.model import BadRequest, DynvmError, NotFound, StoreDown
 from dynvm.core.ports import TAG_EXPIRES
 from dynvm.core.release import release_lease
-from dynvm.store.base import LEASE_READY, Lease, StoreUnavailable
+from dynvm.core.store import LEASE_READY, Lease, StoreUnavailable
 
 log = logging.getLogger("dynvm.vms")
 
 
 class Forbidden(DynvmError):
-    """The caller may not act on that VM: 403."""
-
-    status = 403
+    """The caller may not act on that VM."""
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from dynvm.config import Config, HostConfig, PoolConfig
-from dynvm.core import trace
+from dynvm.core import lifecycle, trace
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER, TAG_STATE
 from dynvm.core.provisioning import BuildFailed, Built, Job, description, run_jobs, wait_ssh
 from dynvm.core.release import release_lease
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_READY,
@@ -58,8 +58,7 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
         if len(out) == len(names):
             break
         name = names[len(out)]
-        claimed = ctx.store.claim_lease(lease.vm_uuid, LEASE_READY, state=LEASE_PROVISIONING,
-                                        name=name, owner=owner, request_id=request_id,
+        claimed = lifecycle.take_warm(ctx.store, lease, name=name, owner=owner, request_id=request_id,
                                         expires=expires, labels=labels)
         if claimed is None:
             continue  # another worker took it
@@ -81,7 +80,7 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
             log.exception("handing out ready VM %s failed; recycling it", lease.vm_uuid)
             _recycle(ctx, claimed, "hand-out failed")
             continue
-        done = ctx.store.update_lease(lease.vm_uuid, state=LEASE_ACTIVE) or claimed
+        done = ctx.store.transition(lease.vm_uuid, LEASE_PROVISIONING, LEASE_ACTIVE) or claimed
         ctx.store.update_history(lease.vm_uuid, {
             "name": name, "username": name, "owner": owner, "state": "available",
             "request_id": request_id, "expired_time": float(expires), "labels": labels, "from_warm_pool": True,

@@ -1,6 +1,6 @@
-"""dynvm's durable shared state: history, leases, reservations, requests, leader lock."""
+"""dynvm's durable shared state: history, leases, reservations, requests, TTL locks."""
 
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_READY,

@@ -1,5 +1,8 @@
 """Couchbase backend (SDK 4.x), key-value only, CAS on every read-modify-write.
 
+Longer than 400 lines on purpose: it is the whole Store port over one key layout
+(below) and one CAS-retry helper, a section per subject.
+
 Key layout (all keys may carry an optional prefix, used by tests to isolate runs):
 
 - `<vm uuid>`          history document, in the seed's shape, so the existing
@@ -11,7 +14,7 @@ Key layout (all keys may carry an optional prefix, used by tests to isolate runs
 - `resv::hosts`        host keys that have a reservation document;
 - `req::<id>`, `requests::index`   requests in flight;
 - `history::index`     the most recent history uuids, for `history()`;
-- `lock::<name>`       leader lock, with a document expiry;
+- `lock::<name>`       TTL lock (leader, name, heartbeat), with a document expiry;
 - `doc::<key>`         `{"dynvm": "doc", "doc": {...}}`: operator state such as
                        host drains and maintenance runs.
 - `quota::<owner>`     reservations of an owner being placed right now (see
@@ -54,7 +57,8 @@ from couchbase.exceptions import (
 from couchbase.options import InsertOptions, RemoveOptions, ReplaceOptions
 
 from dynvm.config import CouchbaseConfig
-from dynvm.store.base import (
+from dynvm.core import lifecycle
+from dynvm.core.store import (
     LEASE_ACTIVE,
     Conflict,
     DocEdit,
@@ -67,6 +71,7 @@ from dynvm.store.base import (
     StoreUnavailable,
     Token,
     owner_usage,
+    plan_reservations,
 )
 
 # Worth retrying: the cluster may answer on the next attempt.
@@ -323,6 +328,7 @@ class CouchbaseStore(Store):
 
     # -- leases -----------------------------------------------------------------------
     def put_lease(self, lease: Lease) -> None:
+        lifecycle.check_birth(lease.state)
         self._index_add("leases::index", lease.vm_uuid)
         self._io("upsert", self._k(f"lease::{lease.vm_uuid}"),
                  {"dynvm": "lease", "lease": lease.to_dict()})
@@ -331,7 +337,7 @@ class CouchbaseStore(Store):
         doc, _ = self._get(f"lease::{vm_uuid}")
         return Lease.from_dict(doc["lease"]) if doc else None
 
-    def _change_lease(self, vm_uuid: str, expect_state: str | None,
+    def _swap_lease(self, vm_uuid: str, expect_state: str | None,
                       changes: dict[str, Any]) -> Lease | None:
         if "vm_uuid" in changes and changes["vm_uuid"] != vm_uuid:
             raise ValueError("a lease's vm_uuid cannot change")
@@ -349,12 +355,6 @@ class CouchbaseStore(Store):
             return {"dynvm": "lease", "lease": lease.to_dict()}
         self._mutate(f"lease::{vm_uuid}", fn)
         return result[0]
-
-    def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, None, changes)
-
-    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, expect_state, changes)
 
     def delete_lease(self, vm_uuid: str) -> None:
         try:
@@ -427,11 +427,7 @@ class CouchbaseStore(Store):
         def fn(doc: dict[str, Any] | None) -> Any:
             now = time.time()
             items = [Reservation.from_dict(x) for x in (doc or {}).get("items", [])]
-            live = [r for r in items if r.live(now)]
-            held = {r.id for r in live}
-            already = [w for w in wanted if w.id in held]
-            fresh = [w for w in wanted if w.id not in held]
-            taken = fresh[: max(0, int(free_slots(live)))]
+            live, already, taken = plan_reservations(items, wanted, free_slots, None, now)
             result[0] = already + taken
             if doc is not None and not taken and len(live) == len(items):
                 return _KEEP
@@ -514,6 +510,7 @@ class CouchbaseStore(Store):
             if doc is None:
                 return _KEEP
             req = RequestRecord.from_dict(doc["request"])
+            lifecycle.check_request_move(req.state, state)
             req.state = state
             req.finished = now
             if detail:
@@ -569,8 +566,8 @@ class CouchbaseStore(Store):
             self._mutate(f"token::{token.hash}", fn)
         return bool(found)
 
-    # -- leader lock ------------------------------------------------------------------------
-    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
+    # -- TTL locks -------------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
         got = [False]
 
         def fn(doc: dict[str, Any] | None) -> Any:
@@ -585,14 +582,14 @@ class CouchbaseStore(Store):
         self._mutate(f"lock::{name}", fn, expiry=timedelta(seconds=math.ceil(ttl) + 1))
         return got[0]
 
-    def release_leader(self, name: str, holder: str) -> None:
+    def release_lock(self, name: str, holder: str) -> None:
         def fn(doc: dict[str, Any] | None) -> Any:
             if doc is None or doc.get("holder") != holder:
                 return _KEEP
             return _DELETE
         self._mutate(f"lock::{name}", fn)
 
-    def leader(self, name: str) -> str | None:
+    def lock_holder(self, name: str) -> str | None:
         doc, _ = self._get(f"lock::{name}")
         if doc and doc.get("expires", 0) > time.time():
             return str(doc["holder"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dynvm.config import StoreConfig
-from dynvm.store.base import Store
+from dynvm.core.store import Store
 from dynvm.store.outbox import ResilientStore
 
 

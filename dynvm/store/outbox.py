@@ -1,5 +1,8 @@
 """Keep releases and expiries working while the shared store is down.
 
+Longer than 400 lines on purpose: every Store method must say whether it is
+queued, overlaid with queued writes, or passed straight through, in one place.
+
 `ResilientStore` wraps the real backend. New work (`reserve`, `put_request`,
 `put_lease`) and every read go straight to it, so an outage surfaces as
 `StoreUnavailable` and the API refuses new VMs with 503 before touching a
@@ -26,7 +29,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from dynvm.store.base import (
+from dynvm.core import lifecycle
+from dynvm.core.store import (
     LEASE_ACTIVE,
     Conflict,
     DocEdit,
@@ -39,7 +43,7 @@ from dynvm.store.base import (
     StoreUnavailable,
     Token,
 )
-from dynvm.store.sqlite import SqliteDb
+from dynvm.store.sqlite import SqliteDb, drop_ttl_lock, take_ttl_lock
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ CREATE TABLE IF NOT EXISTS replay_lock (
 REPLAY_LOCK_TTL = 60.0
 LEASE_CACHE_MAX = 10000
 
-QUEUED_OPS = ("put_history", "update_history", "update_lease", "delete_lease",
+QUEUED_OPS = ("put_history", "update_history", "update_lease", "transition", "delete_lease",
               "finish_request", "settle_reservation", "drop_reservations")
 
 
@@ -87,6 +91,10 @@ class ResilientStore(Store):
         self._seen_lock = threading.Lock()
 
     # -- the outbox -----------------------------------------------------------------
+    @property
+    def direct(self) -> Store:
+        return self.primary
+
     def pending(self) -> int:
         """How many writes wait in the outbox."""
         return int(self._db.query("SELECT COUNT(*) FROM outbox")[0][0])
@@ -130,7 +138,15 @@ class ResilientStore(Store):
         if op == "update_history":
             return p.update_history(a["vm_uuid"], a["patch"])
         if op == "update_lease":
-            return p.update_lease(a["vm_uuid"], **a["changes"])
+            changes = dict(a["changes"])
+            if "state" in changes:  # queued before state changes became transitions
+                lease = p.get_lease(a["vm_uuid"])
+                if lease is None or lease.state == changes["state"]:
+                    return lease
+                return p.transition(a["vm_uuid"], lease.state, changes.pop("state"), **changes)
+            return p.update_lease(a["vm_uuid"], **changes)
+        if op == "transition":
+            return p.transition(a["vm_uuid"], a["src"], a["dst"], **a["changes"])
         if op == "delete_lease":
             return p.delete_lease(a["vm_uuid"])
         if op == "finish_request":
@@ -144,19 +160,12 @@ class ResilientStore(Store):
         raise ValueError(f"unknown outbox operation {op!r}")
 
     def _take_replay_lock(self, holder: str) -> bool:
-        now = time.time()
         with self._db.tx() as c:
-            row = c.execute("SELECT holder, expires FROM replay_lock WHERE name='replay'"
-                            ).fetchone()
-            if row is not None and row[0] != holder and row[1] > now:
-                return False
-            c.execute("INSERT OR REPLACE INTO replay_lock(name, holder, expires) "
-                      "VALUES ('replay', ?, ?)", (holder, now + REPLAY_LOCK_TTL))
-            return True
+            return take_ttl_lock(c, "replay_lock", "replay", holder, REPLAY_LOCK_TTL)
 
     def _drop_replay_lock(self, holder: str) -> None:
         with self._db.tx() as c:
-            c.execute("DELETE FROM replay_lock WHERE name='replay' AND holder=?", (holder,))
+            drop_ttl_lock(c, "replay_lock", "replay", holder)
 
     def replay(self) -> int:
         """Flush the outbox to the backend in order; returns how many writes were applied.
@@ -240,6 +249,8 @@ class ResilientStore(Store):
         for op, _, a in ops:
             if op == "update_lease" and lease is not None:
                 lease = lease.with_(**a["changes"])
+            elif op == "transition" and lease is not None and lease.state == a["src"]:
+                lease = lease.with_(**a["changes"], state=a["dst"])
             elif op == "delete_lease":
                 lease = None
         return lease
@@ -277,12 +288,33 @@ class ResilientStore(Store):
         return self._overlay_lease(lease, queued) if queued else lease
 
     def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
+        lifecycle.check_changes(changes)
+        return self._lease_write("update_lease", vm_uuid, {"changes": changes})
+
+    def transition(self, vm_uuid: str, src: str, dst: str, **changes: Any) -> Lease | None:
+        move = lifecycle.lease_move(src, dst)
+        lifecycle.check_changes(changes)
+        if move.claim:
+            # A claim is a compare-and-set: against a state the backend has not
+            # seen yet it is unsafe, and it can never wait in the outbox.
+            if self._queued_view(f"lease:{vm_uuid}"):
+                raise StoreUnavailable(f"lease {vm_uuid} has queued changes not yet replayed")
+            return self._remember(self.primary.transition(vm_uuid, src, dst, **changes))
+        return self._lease_write("transition", vm_uuid,
+                                 {"src": str(src), "dst": str(dst), "changes": changes})
+
+    def _swap_lease(self, vm_uuid: str, expect_state: str | None,
+                    changes: dict[str, Any]) -> Lease | None:
+        raise NotImplementedError("the outbox changes leases through update_lease / transition")
+
+    def _lease_write(self, op: str, vm_uuid: str, args: dict[str, Any]) -> Lease | None:
+        """A lease write applied now or queued; answers the lease as it is (or will be)."""
+        changes = args["changes"]
         unknown = set(changes) - set(Lease.__dataclass_fields__)
         if unknown or changes.get("vm_uuid", vm_uuid) != vm_uuid:
             # A bad call must fail now, not sit in the outbox until replay.
             raise TypeError(f"cannot change lease fields {sorted(unknown) or ['vm_uuid']}")
-        queued, result = self._write("update_lease", f"lease:{vm_uuid}",
-                                     {"vm_uuid": vm_uuid, "changes": changes})
+        queued, result = self._write(op, f"lease:{vm_uuid}", {"vm_uuid": vm_uuid, **args})
         if not queued:
             return self._remember(result)
         ops = self._pending_ops(f"lease:{vm_uuid}")
@@ -290,17 +322,11 @@ class ResilientStore(Store):
             try:
                 return self._remember(self.primary.get_lease(vm_uuid))
             except StoreUnavailable:
-                ops = [("update_lease", f"lease:{vm_uuid}", {"changes": changes})]
+                ops = [(op, f"lease:{vm_uuid}", args)]
         with self._seen_lock:
             seen = self._seen.get(vm_uuid)
         # Best effort: what this process last saw, with every queued change applied.
         return self._overlay_lease(seen, ops)
-
-    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
-        if self._queued_view(f"lease:{vm_uuid}"):
-            # Compare-and-set against a state the backend has not seen yet is unsafe.
-            raise StoreUnavailable(f"lease {vm_uuid} has queued changes not yet replayed")
-        return self._remember(self.primary.claim_lease(vm_uuid, expect_state, **changes))
 
     def delete_lease(self, vm_uuid: str) -> None:
         self._write("delete_lease", f"lease:{vm_uuid}", {"vm_uuid": vm_uuid})
@@ -422,15 +448,15 @@ class ResilientStore(Store):
     def revoke_token(self, token_id: str, when: float) -> bool:
         return self.primary.revoke_token(token_id, when)
 
-    # -- leader lock -----------------------------------------------------------------------------
-    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
-        return self.primary.acquire_leader(name, holder, ttl)
+    # -- TTL locks ------------------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
+        return self.primary.acquire_lock(name, holder, ttl)
 
-    def release_leader(self, name: str, holder: str) -> None:
-        self.primary.release_leader(name, holder)
+    def release_lock(self, name: str, holder: str) -> None:
+        self.primary.release_lock(name, holder)
 
-    def leader(self, name: str) -> str | None:
-        return self.primary.leader(name)
+    def lock_holder(self, name: str) -> str | None:
+        return self.primary.lock_holder(name)
 
     def deployment_id(self, new: str | None) -> str | None:
         return self.primary.deployment_id(new)  # never queued: an identity is never guessed

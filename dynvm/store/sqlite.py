@@ -1,8 +1,12 @@
 """SQLite backend: the embedded default, shared by every process on one machine.
 
+Longer than 400 lines on purpose: it is the whole Store port over one file and one
+transaction discipline, a section per subject, and the fork-safe connection keeper
+that discipline rests on.
+
 WAL mode lets readers run beside one writer; every read-modify-write runs in
 `BEGIN IMMEDIATE`, which takes the database write lock up front, so two
-processes can never interleave inside `reserve`, `claim_lease` or the leader
+processes can never interleave inside `reserve`, `transition` or a TTL
 lock. Connections are opened lazily per thread and per process: gunicorn
 forks workers after the app is built, and an SQLite connection must never
 cross a fork.
@@ -22,7 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from dynvm.store.base import (
+from dynvm.core import lifecycle
+from dynvm.core.store import (
     LEASE_ACTIVE,
     DocEdit,
     FreeSlots,
@@ -34,6 +39,7 @@ from dynvm.store.base import (
     StoreUnavailable,
     Token,
     owner_usage,
+    plan_reservations,
 )
 
 log = logging.getLogger(__name__)
@@ -314,6 +320,23 @@ class SqliteDb:
         self._local = threading.local()
 
 
+def take_ttl_lock(c: sqlite3.Connection, table: str, name: str, holder: str,
+                  ttl: float) -> bool:
+    """Take or renew the TTL lock `name` in `table` (name, holder, expires) inside `c`'s
+    transaction; False while another holder's lock has not lapsed."""
+    now = time.time()
+    row = c.execute(f"SELECT holder, expires FROM {table} WHERE name=?", (name,)).fetchone()
+    if row is not None and row[0] != holder and row[1] > now:
+        return False
+    c.execute(f"INSERT OR REPLACE INTO {table}(name, holder, expires) VALUES (?,?,?)",
+              (name, holder, now + ttl))
+    return True
+
+
+def drop_ttl_lock(c: sqlite3.Connection, table: str, name: str, holder: str) -> None:
+    c.execute(f"DELETE FROM {table} WHERE name=? AND holder=?", (name, holder))
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
@@ -365,6 +388,7 @@ class SqliteStore(Store):
                    _dumps(lease.to_dict())))
 
     def put_lease(self, lease: Lease) -> None:
+        lifecycle.check_birth(lease.state)
         with self._db.tx() as c:
             self._write_lease(c, lease)
 
@@ -372,7 +396,7 @@ class SqliteStore(Store):
         rows = self._db.query("SELECT data FROM leases WHERE vm_uuid=?", (vm_uuid,))
         return Lease.from_dict(json.loads(rows[0][0])) if rows else None
 
-    def _change_lease(self, vm_uuid: str, expect_state: str | None,
+    def _swap_lease(self, vm_uuid: str, expect_state: str | None,
                       changes: dict[str, Any]) -> Lease | None:
         if "vm_uuid" in changes and changes["vm_uuid"] != vm_uuid:
             raise ValueError("a lease's vm_uuid cannot change")
@@ -386,12 +410,6 @@ class SqliteStore(Store):
             lease = lease.with_(**changes)
             self._write_lease(c, lease)
             return lease
-
-    def update_lease(self, vm_uuid: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, None, changes)
-
-    def claim_lease(self, vm_uuid: str, expect_state: str, **changes: Any) -> Lease | None:
-        return self._change_lease(vm_uuid, expect_state, changes)
 
     def delete_lease(self, vm_uuid: str) -> None:
         with self._db.tx() as c:
@@ -441,23 +459,13 @@ class SqliteStore(Store):
                     free_slots: FreeSlots, room_left: int | None,
                     now: float) -> tuple[list[Reservation], list[Reservation]]:
         """(what the caller already held, what it takes now) on one host."""
-        rows = c.execute("SELECT id, data FROM reservations WHERE host_key=?",
-                         (host_key,)).fetchall()
-        live: list[Reservation] = []
-        for rid, data in rows:
-            r = Reservation.from_dict(json.loads(data))
-            if r.live(now):
-                live.append(r)
-            else:
-                c.execute("DELETE FROM reservations WHERE id=?", (rid,))
-        held = {r.id for r in live}
-        # A retried call with the same ids gets what it already holds.
-        already = [w for w in wanted if w.id in held]
-        fresh = [w for w in wanted if w.id not in held]
-        room = max(0, int(free_slots(live)))
-        if room_left is not None:
-            room = min(room, max(room_left, 0))
-        taken = fresh[:room]
+        rows = c.execute("SELECT data FROM reservations WHERE host_key=?", (host_key,)).fetchall()
+        items = [Reservation.from_dict(json.loads(data)) for (data,) in rows]
+        live, already, taken = plan_reservations(items, wanted, free_slots, room_left, now)
+        kept = {r.id for r in live}
+        for r in items:
+            if r.id not in kept:
+                c.execute("DELETE FROM reservations WHERE id=?", (r.id,))
         for r in taken:
             c.execute("INSERT OR REPLACE INTO reservations(id, host_key, request_id, data) "
                       "VALUES (?,?,?,?)", (r.id, host_key, r.request_id, _dumps(r.to_dict())))
@@ -516,6 +524,7 @@ class SqliteStore(Store):
             row = c.execute("SELECT data FROM requests WHERE id=?", (request_id,)).fetchone()
             if row is not None:
                 req = RequestRecord.from_dict(json.loads(row[0]))
+                lifecycle.check_request_move(req.state, state)
                 req.state = state
                 req.finished = now
                 if detail:
@@ -579,22 +588,16 @@ class SqliteStore(Store):
             c.execute("UPDATE tokens SET data=? WHERE id=?", (_dumps(token.to_dict()), token_id))
             return True
 
-    # -- leader lock --------------------------------------------------------------
-    def acquire_leader(self, name: str, holder: str, ttl: float) -> bool:
-        now = time.time()
+    # -- TTL locks ---------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, ttl: float) -> bool:
         with self._db.tx() as c:
-            row = c.execute("SELECT holder, expires FROM locks WHERE name=?", (name,)).fetchone()
-            if row is not None and row[0] != holder and row[1] > now:
-                return False
-            c.execute("INSERT OR REPLACE INTO locks(name, holder, expires) VALUES (?,?,?)",
-                      (name, holder, now + ttl))
-            return True
+            return take_ttl_lock(c, "locks", name, holder, ttl)
 
-    def release_leader(self, name: str, holder: str) -> None:
+    def release_lock(self, name: str, holder: str) -> None:
         with self._db.tx() as c:
-            c.execute("DELETE FROM locks WHERE name=? AND holder=?", (name, holder))
+            drop_ttl_lock(c, "locks", name, holder)
 
-    def leader(self, name: str) -> str | None:
+    def lock_holder(self, name: str) -> str | None:
         rows = self._db.query("SELECT holder, expires FROM locks WHERE name=?", (name,))
         if rows and rows[0][1] > time.time():
             return rows[0][0]

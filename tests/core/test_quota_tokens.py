@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dynvm.api.errors import status_of
 from dynvm.config import Config, HostConfig, OsSpec, QuotaLimits
 from dynvm.core import quota, tokens
 from dynvm.store.base import Lease, Reservation
@@ -41,7 +42,7 @@ def test_room_is_the_tightest_limit() -> None:
 def test_exceeded_names_the_limit_and_usage() -> None:
     c = cfg(**{"team-a": QuotaLimits(vms=5, vcpus=16)})
     over = quota.exceeded(c, "team-a", quota.Usage(vms=1, vcpus=8, memory_gib=4), 2, 8, 4)
-    assert over is not None and over.status == 429
+    assert over is not None and status_of(over) == 429
     assert (over.limit, over.quota, over.used, over.asked) == ("vcpus", 16, 8, 16)
     assert "vcpus limit 16, in use 8, asked 16" in over.message
     assert quota.exceeded(c, "team-a", quota.Usage(), 2, 8, 4) is None

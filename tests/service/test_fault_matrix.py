@@ -45,7 +45,7 @@ def test_a_failed_build_step_leaves_nothing(step, rollback_fails, client, servic
     wait_until(lambda: probe.state() == clean_farm, timeout=60,
                what=f"the farm to be clean after {step} failed")
     wait_until(lambda: store.leases() == [] and store.reservations() == []
-               and store.leader(NAME_LOCK + "fm1") is None
-               and store.leader(NAME_LOCK + "fm2") is None,
+               and store.lock_holder(NAME_LOCK + "fm1") is None
+               and store.lock_holder(NAME_LOCK + "fm2") is None,
                timeout=30, what="leases, reservations and name locks to be gone")
     assert [q.state for q in store.requests() if q.name == "fm"] == ["failed"]

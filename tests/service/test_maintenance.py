@@ -80,7 +80,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(svc: Dynvm, ini: Path, mfar
     assert "dry run: nothing changed" in result.output
     assert write_calls(mfarm.call_counts()) == {}
     assert S.get_status(svc.ctx.store, 1) == before
-    assert svc.ctx.store.leader(S.lock_name(1)) is None
+    assert svc.ctx.store.lock_holder(S.lock_name(1)) is None
 
     as_json = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
                                         "--json"])
@@ -166,7 +166,7 @@ def test_pool_not_n_plus_1_is_refused(tmp_path: Path) -> None:
 
 def test_one_run_per_pool(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
     store = svc.ctx.store
-    assert store.acquire_leader(S.lock_name(1), "other-instance", 60)
+    assert store.acquire_lock(S.lock_name(1), "other-instance", 60)
     try:
         mfarm.reset_call_counts()
         out = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
@@ -186,7 +186,7 @@ def test_one_run_per_pool(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
         assert json.loads(shown.output)["1"]["held_by"] == "other-instance"
         assert json.loads(shown.output)["1"]["state"] == "running"
     finally:
-        store.release_leader(S.lock_name(1), "other-instance")
+        store.release_lock(S.lock_name(1), "other-instance")
         store.update_doc(S.status_key(1), lambda d: None)
 
 

@@ -239,7 +239,7 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
                                          "enable", "placement-on"}
     assert S.in_maintenance(svc.ctx.store) == {}
     assert all(h.enabled for h in svc.ctx.view(svc.config().hosts[1]).hosts)
-    assert svc.ctx.store.leader(S.lock_name(1)) is None
+    assert svc.ctx.store.lock_holder(S.lock_name(1)) is None
 
 
 def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
@@ -358,7 +358,7 @@ def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
         wait_until(lambda: client.get("/maintenance").get_json()["1"]["state"] == "done",
                    timeout=240, what="the run to finish")
     finally:
-        wait_until(lambda: svc.ctx.store.leader(S.lock_name(1)) is None, timeout=240,
+        wait_until(lambda: svc.ctx.store.lock_holder(S.lock_name(1)) is None, timeout=240,
                    what="every run to end")
         w.stop()
     assert not w.errors and w.not_running == [] and w.missing == set()
@@ -384,7 +384,7 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
         assert "INTERNAL_ERROR" in status["error"] and status["ha_off"] is False
         enabled, config = ha_state(w)
         assert enabled and config.get("timeout") == "180"  # HA back while nobody acts
-        assert svc.ctx.store.leader(S.lock_name(1)) is None
+        assert svc.ctx.store.lock_holder(S.lock_name(1)) is None
         seen: list[dict] = []
         rolling_reboot(svc, 1, Options(execute=True, poll=0.02),  # the same command resumes
                        lambda st: seen.append(dict(st)))

@@ -10,8 +10,8 @@ def test_a_release_cut_short_is_finished(client, service, probe) -> None:
     assert client.get("/getservers/cut?os=centos").status_code == 200
     lease = service.ctx.store.leases(name="cut")[0]
     # a releaser claimed it an hour ago and died before destroying anything
-    claimed = service.ctx.store.claim_lease(
-        lease.vm_uuid, LEASE_ACTIVE, state=LEASE_RELEASING,
+    claimed = service.ctx.store.transition(
+        lease.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING,
         extra={"releasing_since": service.ctx.clock() - 3600})
     assert claimed is not None
     assert len(probe.vms_named("cut")) == 1
@@ -26,13 +26,13 @@ def test_a_release_cut_short_is_finished(client, service, probe) -> None:
 def test_a_fresh_release_in_progress_is_left_alone(client, service, probe) -> None:
     assert client.get("/getservers/busy?os=centos").status_code == 200
     lease = service.ctx.store.leases(name="busy")[0]
-    service.ctx.store.claim_lease(lease.vm_uuid, LEASE_ACTIVE, state=LEASE_RELEASING,
-                                  extra={"releasing_since": service.ctx.clock()})
+    service.ctx.store.transition(lease.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING,
+                                 extra={"releasing_since": service.ctx.clock()})
     bg = service.background
     wait_until(lambda: bg.is_leader, timeout=10, what="leadership")
     passes = bg.reconcile_passes
     wait_until(lambda: bg.reconcile_passes >= passes + 2, timeout=10,
                what="two reconcile passes")
     assert len(probe.vms_named("busy")) == 1
-    service.ctx.store.update_lease(lease.vm_uuid, state=LEASE_ACTIVE)
+    service.ctx.store.transition(lease.vm_uuid, LEASE_RELEASING, LEASE_ACTIVE)
     assert client.get("/releaseservers/busy").status_code == 200

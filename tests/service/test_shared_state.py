@@ -117,7 +117,7 @@ def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> No
         # both instances up; exactly one holds the background lock
         for base in (a, b):
             requests.get(base + "/health", timeout=10)
-        leader = wait_until(lambda: store.leader("background"), timeout=10,
+        leader = wait_until(lambda: store.lock_holder("background"), timeout=10,
                             what="a background leader")
         healths = [requests.get(base + "/health", timeout=10).json() for base in (a, b)]
         assert sorted(h["leader"] for h in healths) == [False, True]
@@ -131,7 +131,7 @@ def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> No
         doomed.wait()
         r = requests.get(other + "/setexpiry/exp/0?count=2&from=created", timeout=30)
         assert r.status_code == 200, r.text
-        wait_until(lambda: store.leader("background") not in (None, leader), timeout=15,
+        wait_until(lambda: store.lock_holder("background") not in (None, leader), timeout=15,
                    what="the survivor to take the lock")
         wait_until(lambda: probe.vms_named("exp") == [], timeout=15,
                    what="the survivor to expire the VMs")

@@ -121,7 +121,7 @@ def test_cancel_mid_build_leaves_nothing(api, svc, tok, farm, probe, clean_farm)
     assert probe.vms_named("cx") == []
     assert [r for r in svc.ctx.store.reservations() if r.request_id == rid] == []
     assert svc.ctx.store.leases() == []
-    assert all(svc.ctx.store.leader("name:" + n) is None for n in body["names"])
+    assert all(svc.ctx.store.lock_holder("name:" + n) is None for n in body["names"])
     assert probe.state() == clean_farm  # no VM, no disk, no memory held
 
 

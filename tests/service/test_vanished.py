@@ -93,15 +93,15 @@ def test_names_held_by_a_dead_worker_are_freed(client, service) -> None:
     store = service.ctx.store
     rid = uuid.uuid4().hex
     dead = "elsewhere:4242:dead01"  # an instance with no heartbeat: killed
-    assert store.leader(HEARTBEAT_PREFIX + dead) is None
+    assert store.lock_holder(HEARTBEAT_PREFIX + dead) is None
     store.put_request(RequestRecord(id=rid, name="held", os="centos", count=2,
                                     instance=dead, started=service.ctx.clock()))
     for n in ("held1", "held2"):
-        assert store.acquire_leader(NAME_LOCK + n, rid, 2100)  # 35 minutes, as a request does
+        assert store.acquire_lock(NAME_LOCK + n, rid, 2100)  # 35 minutes, as a request does
     service.background.ensure_started()
     wait_until(lambda: store.get_request(rid).state == "interrupted", timeout=30,
                what="the dead request to be reconciled")
-    assert store.leader(NAME_LOCK + "held1") is None and store.leader(NAME_LOCK + "held2") is None
+    assert store.lock_holder(NAME_LOCK + "held1") is None and store.lock_holder(NAME_LOCK + "held2") is None
     r = client.get("/getservers/held?os=centos&count=2")
     assert r.status_code == 200, r.text
     assert client.get("/releaseservers/held?count=2").status_code == 200

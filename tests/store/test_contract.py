@@ -100,32 +100,33 @@ def test_due_leases_only_active_and_expired(store: Store) -> None:
     edge = make_lease("job2", expires_in=0)
     later = make_lease("job3", expires_in=600)
     ready_old = make_lease("job4", state=LEASE_READY, expires_in=-10)
-    releasing_old = make_lease("job5", state=LEASE_RELEASING, expires_in=-10)
+    releasing_old = make_lease("job5", expires_in=-10)
     for lease in (due, edge, later, ready_old, releasing_old):
         store.put_lease(lease)
+    assert store.transition(releasing_old.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING) is not None
     got = store.due_leases(max(now, edge.expires))
     assert [lease.vm_uuid for lease in got] == [due.vm_uuid, edge.vm_uuid]
 
 
-def test_claim_lease_compare_and_set(store: Store) -> None:
+def test_transition_compare_and_set(store: Store) -> None:
     lease = make_lease("job1", state=LEASE_READY)
     store.put_lease(lease)
-    assert store.claim_lease(lease.vm_uuid, LEASE_ACTIVE, state=LEASE_RELEASING) is None
-    got = store.claim_lease(lease.vm_uuid, LEASE_READY, state=LEASE_ACTIVE, owner="bob")
-    assert got is not None and got.state == LEASE_ACTIVE and got.owner == "bob"
-    assert store.claim_lease(lease.vm_uuid, LEASE_READY, state=LEASE_ACTIVE) is None
-    assert store.claim_lease("missing", LEASE_READY, state=LEASE_ACTIVE) is None
+    assert store.transition(lease.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING) is None
+    got = store.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING, owner="bob")
+    assert got is not None and got.state == LEASE_PROVISIONING and got.owner == "bob"
+    assert store.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING) is None
+    assert store.transition("missing", LEASE_READY, LEASE_PROVISIONING) is None
     assert store.get_lease(lease.vm_uuid) == got
 
 
-def test_claim_lease_exactly_once_under_race(store: Store) -> None:
+def test_transition_exactly_once_under_race(store: Store) -> None:
     lease = make_lease("job1", state=LEASE_READY)
     store.put_lease(lease)
     barrier = threading.Barrier(12)
 
     def claim(i: int):
         barrier.wait()
-        return store.claim_lease(lease.vm_uuid, LEASE_READY, state=LEASE_ACTIVE, owner=f"w{i}")
+        return store.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING, owner=f"w{i}")
 
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(claim, range(12)))
@@ -262,27 +263,27 @@ def test_request_vm_progress(store: Store) -> None:
 
 
 def test_leader_lock_acquire_renew_release(store: Store) -> None:
-    assert store.leader("expiry") is None
-    assert store.acquire_leader("expiry", "a", ttl=30)
-    assert store.leader("expiry") == "a"
-    assert not store.acquire_leader("expiry", "b", ttl=30)
-    assert store.acquire_leader("expiry", "a", ttl=30)  # renew
-    assert store.acquire_leader("other", "b", ttl=30)  # locks are independent
-    store.release_leader("expiry", "b")  # not the holder: no effect
-    assert store.leader("expiry") == "a"
-    store.release_leader("expiry", "a")
-    assert store.leader("expiry") is None
-    assert store.acquire_leader("expiry", "b", ttl=30)
-    assert store.leader("expiry") == "b"
+    assert store.lock_holder("expiry") is None
+    assert store.acquire_lock("expiry", "a", ttl=30)
+    assert store.lock_holder("expiry") == "a"
+    assert not store.acquire_lock("expiry", "b", ttl=30)
+    assert store.acquire_lock("expiry", "a", ttl=30)  # renew
+    assert store.acquire_lock("other", "b", ttl=30)  # locks are independent
+    store.release_lock("expiry", "b")  # not the holder: no effect
+    assert store.lock_holder("expiry") == "a"
+    store.release_lock("expiry", "a")
+    assert store.lock_holder("expiry") is None
+    assert store.acquire_lock("expiry", "b", ttl=30)
+    assert store.lock_holder("expiry") == "b"
 
 
 def test_leader_lock_expires_and_is_taken_over(store: Store) -> None:
-    assert store.acquire_leader("expiry", "a", ttl=0.3)
-    assert not store.acquire_leader("expiry", "b", ttl=0.3)
-    wait_until(lambda: store.leader("expiry") is None, timeout=30, what="the lock to lapse")
-    assert store.acquire_leader("expiry", "b", ttl=30)
-    assert store.leader("expiry") == "b"
-    assert not store.acquire_leader("expiry", "a", ttl=30)
+    assert store.acquire_lock("expiry", "a", ttl=0.3)
+    assert not store.acquire_lock("expiry", "b", ttl=0.3)
+    wait_until(lambda: store.lock_holder("expiry") is None, timeout=30, what="the lock to lapse")
+    assert store.acquire_lock("expiry", "b", ttl=30)
+    assert store.lock_holder("expiry") == "b"
+    assert not store.acquire_lock("expiry", "a", ttl=30)
 
 
 def test_leader_lock_one_winner_under_race(store: Store) -> None:
@@ -290,12 +291,12 @@ def test_leader_lock_one_winner_under_race(store: Store) -> None:
 
     def take(i: int) -> bool:
         barrier.wait()
-        return store.acquire_leader("expiry", f"w{i}", ttl=30)
+        return store.acquire_lock("expiry", f"w{i}", ttl=30)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(take, range(8)))
     assert results.count(True) == 1
-    assert store.leader("expiry") == f"w{results.index(True)}"
+    assert store.lock_holder("expiry") == f"w{results.index(True)}"
 
 
 def test_ping(store: Store) -> None:

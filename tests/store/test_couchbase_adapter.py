@@ -88,7 +88,7 @@ def test_key_layout() -> None:
     lease = make_lease("job1", vm_uuid="vm-1")
     store.put_lease(lease)
     store.reserve("1/host-a", [make_resv("1/host-a")], capped(3))
-    store.acquire_leader("expiry", "me", ttl=30)
+    store.acquire_lock("expiry", "me", ttl=30)
     # History documents sit at the bare VM uuid, exactly as given (N1QL reports read them).
     assert coll.raw("vm-1") == doc
     # dynvm's own documents nest their data, so they never look like history.
@@ -113,7 +113,7 @@ def test_lock_document_expires_on_server() -> None:
     now = [1000.0]
     coll = StandInCollection(clock=lambda: now[0])
     store = CouchbaseStore(coll)
-    assert store.acquire_leader("expiry", "a", ttl=10)
+    assert store.acquire_lock("expiry", "a", ttl=10)
     now[0] += 30  # holder vanished: the server drops the document on its own
     assert coll.raw("lock::expiry") is None
 

@@ -8,6 +8,7 @@ from dynvm.config import CouchbaseConfig, StoreConfig
 from dynvm.store import ResilientStore, open_store
 from dynvm.store.base import (
     LEASE_ACTIVE,
+    LEASE_PROVISIONING,
     LEASE_RELEASING,
     RequestRecord,
     StoreUnavailable,
@@ -60,14 +61,14 @@ def test_new_work_is_refused_while_offline(store: ResilientStore,
     with pytest.raises(StoreUnavailable):
         store.leases()
     with pytest.raises(StoreUnavailable):
-        store.acquire_leader("expiry", "me", ttl=10)
+        store.acquire_lock("expiry", "me", ttl=10)
     assert store.pending() == 0
 
 
 def test_outage_queues_then_replays_in_order(store: ResilientStore, primary: CouchbaseStore,
                                              coll: StandInCollection, outbox_path: str) -> None:
     # Before the outage: two live VMs, their history, a request and reservations.
-    gone, kept = make_lease("job1"), make_lease("job2")
+    gone, kept = make_lease("job1", state=LEASE_PROVISIONING), make_lease("job2")
     for lease in (gone, kept):
         store.put_lease(lease)
         store.put_history(lease.vm_uuid, {"name": lease.name, "state": "available",
@@ -79,9 +80,9 @@ def test_outage_queues_then_replays_in_order(store: ResilientStore, primary: Cou
     assert store.get_lease(gone.vm_uuid) == gone  # this process has seen it
 
     coll.offline = True
-    # The release path of `gone` carries on without the store.
-    releasing = store.update_lease(gone.vm_uuid, state=LEASE_RELEASING)
-    assert releasing == gone.with_(state=LEASE_RELEASING)  # best effort, from what we saw
+    # The build of `gone` ends, then its release carries on, without the store.
+    built = store.transition(gone.vm_uuid, LEASE_PROVISIONING, LEASE_ACTIVE)
+    assert built == gone.with_(state=LEASE_ACTIVE)  # best effort, from what we saw
     store.update_history(gone.vm_uuid, {"state": "deleted", "deleted_time": 10.0})
     store.update_history(gone.vm_uuid, {"delete_duration_secs": 4})
     store.delete_lease(gone.vm_uuid)
@@ -126,7 +127,7 @@ def test_reads_apply_queued_changes(store: ResilientStore, primary: CouchbaseSto
     store.put_history("vm-h", {"name": "job1", "state": "available", "created_time": 1.0})
     coll.offline = True
     store.delete_lease(gone.vm_uuid)
-    store.update_lease(kept.vm_uuid, state=LEASE_RELEASING)
+    store.transition(kept.vm_uuid, LEASE_PROVISIONING, LEASE_ACTIVE)
     store.drop_reservations("req-1")
     store.finish_request("req-1", "done")
     store.update_history("vm-h", {"state": "deleted"})
@@ -135,10 +136,10 @@ def test_reads_apply_queued_changes(store: ResilientStore, primary: CouchbaseSto
     assert store._take_replay_lock("someone-else")
     assert store.pending() == 5
     assert store.get_lease(gone.vm_uuid) is None
-    assert store.get_lease(kept.vm_uuid).state == LEASE_RELEASING
+    assert store.get_lease(kept.vm_uuid).state == LEASE_ACTIVE
     assert [lease.vm_uuid for lease in store.leases()] == [kept.vm_uuid]
-    assert store.leases(state=LEASE_ACTIVE) == []
-    assert store.due_leases(now=kept.expires + 100) == []
+    assert store.leases(state=LEASE_PROVISIONING) == []
+    assert [lease.vm_uuid for lease in store.due_leases(now=kept.expires + 100)] == [kept.vm_uuid]
     assert store.reservations("1/a") == []
     assert store.requests("running") == [] and store.requests("done")[0].id == "req-1"
     assert store.get_request("req-1").state == "done"
@@ -146,7 +147,7 @@ def test_reads_apply_queued_changes(store: ResilientStore, primary: CouchbaseSto
     assert store.get_history("vm-h")["state"] == "deleted"
     # A compare-and-set on a lease with queued changes would judge stale state.
     with pytest.raises(StoreUnavailable):
-        store.claim_lease(kept.vm_uuid, LEASE_ACTIVE, state=LEASE_RELEASING)
+        store.transition(kept.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING)
     # Writes made now queue behind the older ones instead of overtaking them.
     store.update_history("vm-h", {"deleted_time": 9.0})
     assert store.pending() == 6
@@ -156,7 +157,7 @@ def test_reads_apply_queued_changes(store: ResilientStore, primary: CouchbaseSto
     assert store.pending() == 0
     assert primary.get_history("vm-h") == {"name": "job1", "state": "deleted",
                                            "created_time": 1.0, "deleted_time": 9.0}
-    assert primary.get_lease(kept.vm_uuid).state == LEASE_RELEASING
+    assert primary.get_lease(kept.vm_uuid).state == LEASE_ACTIVE
 
 
 def test_replay_stops_at_outage_and_resumes(store: ResilientStore, primary: CouchbaseStore,
@@ -210,7 +211,7 @@ def test_rejected_write_is_set_aside_not_lost(store: ResilientStore,
 def test_update_lease_unknown_while_offline_returns_none(store: ResilientStore,
                                                          coll: StandInCollection) -> None:
     coll.offline = True
-    assert store.update_lease("never-seen", state=LEASE_RELEASING) is None
+    assert store.transition("never-seen", LEASE_PROVISIONING, LEASE_ACTIVE) is None
     assert store.pending() == 1
 
 
@@ -246,13 +247,40 @@ def test_open_store_rejects_bad_config(tmp_path) -> None:
 
 def test_update_lease_queued_behind_others_then_replayed(store: ResilientStore,
                                                          coll: StandInCollection) -> None:
-    lease = make_lease("job1")
+    lease = make_lease("job1", state=LEASE_PROVISIONING)
     store.put_lease(lease)
     coll.offline = True
     store.update_history(lease.vm_uuid, {"state": "deleted"})
     coll.offline = False
     # Something is queued, so this write queues too; the replay it triggers
     # applies both, and the answer is the backend's lease.
-    got = store.update_lease(lease.vm_uuid, state=LEASE_RELEASING)
-    assert got == lease.with_(state=LEASE_RELEASING)
+    got = store.transition(lease.vm_uuid, LEASE_PROVISIONING, LEASE_ACTIVE)
+    assert got == lease.with_(state=LEASE_ACTIVE)
     assert store.pending() == 0
+
+
+def test_claims_are_never_queued(store: ResilientStore, coll: StandInCollection) -> None:
+    """A claim must reach the backend now; the claim holder's next move may wait."""
+    lease = make_lease("job1", state=LEASE_PROVISIONING)
+    store.put_lease(lease)
+    coll.offline = True
+    with pytest.raises(StoreUnavailable):
+        store.transition(lease.vm_uuid, LEASE_PROVISIONING, LEASE_RELEASING)
+    assert store.pending() == 0
+    got = store.transition(lease.vm_uuid, LEASE_PROVISIONING, LEASE_ACTIVE)
+    assert got == lease.with_(state=LEASE_ACTIVE) and store.pending() == 1
+    coll.offline = False
+    assert store.replay() == 1
+    assert store.get_lease(lease.vm_uuid).state == LEASE_ACTIVE
+
+
+def test_state_changes_queued_before_transitions_replay(store: ResilientStore,
+                                                        primary: CouchbaseStore) -> None:
+    """An outbox written by an older dynvm (a raw state change) replays as its transition."""
+    lease = make_lease("job1", state=LEASE_PROVISIONING)
+    store.put_lease(lease)
+    store._enqueue("update_lease", f"lease:{lease.vm_uuid}",
+                   {"vm_uuid": lease.vm_uuid, "changes": {"state": "active", "ip": "10.2.2.2"}})
+    assert store.replay() == 1
+    got = primary.get_lease(lease.vm_uuid)
+    assert got.state == LEASE_ACTIVE and got.ip == "10.2.2.2"

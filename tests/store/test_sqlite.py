@@ -81,9 +81,9 @@ def test_creates_directory_uses_wal_and_persists(tmp_path) -> None:
 def test_two_store_objects_share_state(tmp_path) -> None:
     path = str(tmp_path / "s.sqlite")
     a, b = SqliteStore(path), SqliteStore(path)
-    assert a.acquire_leader("expiry", f"a:{os.getpid()}", ttl=30)
-    assert not b.acquire_leader("expiry", "b", ttl=30)
-    assert b.leader("expiry") == f"a:{os.getpid()}"
+    assert a.acquire_lock("expiry", f"a:{os.getpid()}", ttl=30)
+    assert not b.acquire_lock("expiry", "b", ttl=30)
+    assert b.lock_holder("expiry") == f"a:{os.getpid()}"
 
 
 def _open_handles(path: str) -> int:

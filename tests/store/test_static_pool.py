@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dynvm.api.errors import status_of
 from dynvm.config import CouchbaseConfig, StaticPoolConfig, StoreConfig
 from dynvm.core.staticpool import static_doc
 from dynvm.store.static_pool import SqliteStaticPools, open_static_pools
@@ -77,5 +78,5 @@ def test_pools_refused_before_any_build_without_a_target() -> None:
     ctx = SimpleNamespace(static_pools=None)
     with pytest.raises(BadRequest, match=r"static\.\* keys") as err:
         check_static_pools(ctx, ServersRequest("x", static_pools=("regression",)))  # type: ignore[arg-type]
-    assert err.value.status == 400
+    assert status_of(err.value) == 400
     check_static_pools(ctx, ServersRequest("x"))  # type: ignore[arg-type]  # no pools=: fine

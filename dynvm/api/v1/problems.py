@@ -11,6 +11,7 @@ from flask import Response, g, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from dynvm.api.errors import detail_of, status_of
 from dynvm.core.model import DynvmError
 from dynvm.store.base import StoreError
 
@@ -37,18 +38,19 @@ def from_exception(exc: Exception) -> Response:
         errors = [{"loc": [str(x) for x in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
         return problem(422, "the request does not match the schema", errors=errors)
     if isinstance(exc, DynvmError):
-        detail = exc.message.strip().removeprefix("Error:").strip()
+        detail = detail_of(exc)
+        status = status_of(exc)
         extra: dict[str, Any] = {}
         if isinstance(exc, QuotaExceeded):
             extra = {"limit": exc.limit, "quota": exc.quota, "used": exc.used,
                      "asked": exc.asked}
-        resp = problem(exc.status, detail, **extra)
+        resp = problem(status, detail, **extra)
         if isinstance(exc, Unauthorized):
             resp.headers["WWW-Authenticate"] = 'Bearer realm="dynvm"'
         if isinstance(exc, TooManyFailures):
             resp.headers["Retry-After"] = str(exc.retry_after)
-        log.log(logging.WARNING if exc.status >= 500 else logging.INFO, "%d %s %s: %s",
-                exc.status, request.method, request.path, detail)
+        log.log(logging.WARNING if status >= 500 else logging.INFO, "%d %s %s: %s",
+                status, request.method, request.path, detail)
         return resp
     if isinstance(exc, StoreError):
         log.warning("%s %s: state store: %s", request.method, request.path, exc)

@@ -27,7 +27,7 @@ from dynvm.core.maintenance.plan import GIB, Plan, PlanHost, PlanVm, host_order,
 from dynvm.core.maintenance.ports import HaState, MaintenancePort, PoolState
 from dynvm.core.ports import XenError
 from dynvm.core.release import release_lease
-from dynvm.store.base import LEASE_ACTIVE, LEASE_READY, Reservation
+from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, Reservation
 
 log = logging.getLogger("dynvm.maintenance")
 
@@ -126,11 +126,11 @@ class RollingReboot:
     # -- the lock -----------------------------------------------------------------------
     def _take_lock(self) -> None:
         store = self.ctx.store
-        if not store.acquire_leader(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
+        if not store.acquire_lock(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
             current = S.get_status(store, self.ref) or {}
             raise MaintenanceRefused(
                 f"a maintenance run of xenhost{self.ref} is already running "
-                f"(held by {store.leader(S.lock_name(self.ref))}, host {current.get('host_name')}, "
+                f"(held by {store.lock_holder(S.lock_name(self.ref))}, host {current.get('host_name')}, "
                 f"step {current.get('step')})")
         threading.Thread(target=self._keep_lock, name=f"dynvm-maint-lock-{self.ref}",
                          daemon=True).start()
@@ -139,7 +139,7 @@ class RollingReboot:
         store = self.ctx.store
         while not self._stop.wait(S.LOCK_TTL_SECS / 4):
             try:
-                if not store.acquire_leader(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
+                if not store.acquire_lock(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
                     self._lost_lock.set()
                     return
             except Exception:  # a store hiccup: try again next beat, the TTL covers it
@@ -170,7 +170,7 @@ class RollingReboot:
             self._execute(pool, plan, previous if resuming else None)
         finally:
             self._stop.set()
-            self.ctx.store.release_leader(S.lock_name(self.ref), self.holder)
+            self.ctx.store.release_lock(S.lock_name(self.ref), self.holder)
         return plan
 
     def _execute(self, pool: PoolState, plan: Plan, previous: dict[str, Any] | None) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dynvm.store.base import Store
+from dynvm.core.store import Store
 
 HOSTS_DOC = "hosts"
 LOCK_TTL_SECS = 30.0
@@ -98,7 +98,7 @@ def all_status(store: Store, refs: list[int]) -> dict[int, dict[str, Any]]:
         doc = get_status(store, ref)
         if doc is None:
             continue
-        holder = store.leader(lock_name(ref))
+        holder = store.lock_holder(lock_name(ref))
         doc = dict(doc)
         doc["held_by"] = holder
         if doc.get("state") == "running" and holder is None:

@@ -1,0 +1,177 @@
+"""dynvm's domain records: leases, reservations, requests in flight, API tokens.
+
+The state of record the core reasons about; the Store port (`dynvm.core.store`)
+keeps them, and every backend stores exactly these fields.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from dynvm.core.lifecycle import LeaseState, RequestState
+
+# Short names of the lease states (declared in `dynvm.core.lifecycle`), as the plain
+# strings that are stored and written into VM tags (XML-RPC marshals exact str only).
+LEASE_PROVISIONING: str = LeaseState.PROVISIONING.value
+LEASE_ACTIVE: str = LeaseState.ACTIVE.value
+LEASE_READY: str = LeaseState.READY.value
+LEASE_RELEASING: str = LeaseState.RELEASING.value
+
+
+@dataclass
+class Lease:
+    """One dynvm VM's ownership and expiry, keyed by the VM's uuid."""
+
+    vm_uuid: str
+    name: str  # the VM's name_label, e.g. "job42" or "job421"
+    owner: str  # the name prefix the caller used (the seed's `username`)
+    host_ref: int  # N of the [xenhostN] section
+    host_uuid: str  # member host the VM runs on
+    vm_ref: str
+    os: str
+    request_id: str
+    created: float  # epoch seconds
+    expires: float  # epoch seconds
+    state: str = LEASE_PROVISIONING  # a LeaseState
+    ip: str = ""
+    labels: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lease:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_(self, **changes: Any) -> Lease:
+        return replace(self, **changes)
+
+
+@dataclass
+class Reservation:
+    """Capacity held on one member host for a VM being created.
+
+    Held from before the first XenAPI call until the VM is up or has failed.
+    After that it may linger until `settle_until`, so that a worker whose
+    inventory view has not yet seen the new VM still counts it.
+    """
+
+    id: str
+    host_key: str  # "<N>/<member host uuid>"
+    request_id: str
+    os: str
+    vcpus: int
+    memory_gib: float
+    disk_gib: float
+    created: float
+    expires: float  # safety net: an abandoned reservation frees itself then
+    vm_uuid: str | None = None
+    settle_until: float | None = None
+    owner: str = ""  # token owner the VM is for ("" for anonymous legacy requests)
+
+    def live(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        if self.settle_until is not None:
+            return now < self.settle_until
+        return now < self.expires
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reservation:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class RequestRecord:
+    """A getservers request in flight, so a restart can tell what was interrupted."""
+
+    id: str
+    name: str
+    os: str
+    count: int
+    instance: str  # which service instance runs it (hostname:pid)
+    started: float
+    state: str = RequestState.RUNNING.value  # a RequestState
+    finished: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# `update_doc` callback: given the current document (None if missing), return
+# the new one, or None to delete it. It may run more than once (CAS retries).
+DocEdit = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
+@dataclass
+class Token:
+    """An API token's record. Only the hash of the secret is ever stored."""
+
+    id: str  # short public handle, for `token list` / `token revoke`
+    owner: str
+    hash: str  # sha256 hex of the secret
+    admin: bool = False
+    created: float = 0.0
+    expires: float | None = None
+    revoked: float | None = None
+
+    def valid(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self.revoked is None and (self.expires is None or now < self.expires)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Token:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# `free_slots` callback for Store.reserve: given the live reservations on a
+# member host, how many more VMs of the wanted kind fit there now.
+FreeSlots = Callable[[list[Reservation]], int]
+
+
+@dataclass(frozen=True)
+class QuotaCheck:
+    """An owner's quota, checked by `Store.reserve` in the same atomic step.
+
+    `room(reservations, leases)` gets the owner's live reservations (every
+    host) and leases, and answers how many more of the wanted VMs fit.
+    """
+
+    owner: str
+    room: Callable[[list[Reservation], list[Lease]], int]
+
+
+def owner_usage(owner: str, reservations: Iterable[Reservation],
+                leases: Iterable[Lease]) -> tuple[list[Reservation], list[Lease]]:
+    """An owner's reservations whose VM has no lease yet, and the owner's leases.
+
+    A VM is counted once: by its reservation while it is being built, by its
+    lease once the lease exists (the reservation outlives that moment).
+    """
+    mine = [lease for lease in leases if lease.owner == owner and lease.state != LEASE_READY]
+    leased = {lease.vm_uuid for lease in mine}
+    res = [r for r in reservations
+           if r.owner == owner and (r.vm_uuid is None or r.vm_uuid not in leased)]
+    return res, mine
+
+
+def live_only(items: Iterable[Reservation], now: float | None = None) -> list[Reservation]:
+    now = time.time() if now is None else now
+    return [r for r in items if r.live(now)]
