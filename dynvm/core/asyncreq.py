@@ -168,12 +168,12 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
 
 
 def _abandon(ctx: Context, run: _Running, state: str, reason: str) -> None:
+    _free_names(ctx, run)  # before the request reads as finished: nothing left held
     try:
         ctx.store.drop_reservations(run.record.id)  # none should be left; be sure
         ctx.store.finish_request(run.record.id, state, {"error": reason})
     except Exception:
         log.exception("could not close request %s", run.record.id)
-    _free_names(ctx, run)
 
 
 def _free_names(ctx: Context, run: _Running) -> None:
@@ -239,11 +239,13 @@ def _build(ctx: Context, run: _Running) -> None:
             state = PARTIAL if failed else DONE
         if state in (CANCELLED, FAILED):
             ctx.store.drop_reservations(rid)
+        _free_names(ctx, run)  # before the request reads as finished: nothing left held
         ctx.store.finish_request(rid, state, {"failed": failed})
     except Exception as exc:
         log.exception("request %s", rid)
         try:
             _rollback(ctx, rid, built, "rollback: internal error")
+            _free_names(ctx, run)
             ctx.store.finish_request(rid, FAILED, {"error": f"internal error: {exc!r}"})
         except Exception:  # reconciliation finishes what is left once this process is gone
             log.exception("could not settle request %s", rid)

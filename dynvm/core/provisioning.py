@@ -287,6 +287,10 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
             except BuildFailed as exc:
                 failed.append((job.name, str(exc)))
                 release_slot(ctx, job.slot)
+            except StoreError as exc:  # the store failed before the build could start
+                log.warning("building %s: %s", job.name, exc)
+                failed.append((job.name, f"{STORE_FAILED}: {' '.join(str(exc).split())[:200]}"))
+                release_slot(ctx, job.slot)
             except Exception as exc:  # build_one should not leak others; be safe
                 log.exception("building %s", job.name)
                 failed.append((job.name, repr(exc)))
