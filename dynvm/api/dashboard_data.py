@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dynvm.api.dashboard_history import derived, history_docs  # noqa: F401 - gauges read them here
 from dynvm.core import progress, servers, warmpool
 from dynvm.core.capacity import host_key, slots_on, vm_os
-from dynvm.core.maintenance.state import placement_blocked
+from dynvm.core.maintenance.state import is_blocked, placement_blocked
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, PoolView
 from dynvm.store.base import (
@@ -89,7 +89,7 @@ class Snapshot:
             # As placement.candidates counts them, with the reservations grouped once;
             # a drained pool or a member in maintenance has no room to offer.
             self._slots[key] = {
-                m.uuid: 0 if str(ref) in self.blocked or f"{ref}/{m.uuid}" in self.blocked
+                m.uuid: 0 if is_blocked(self.blocked, ref, m.uuid)
                 else slots_on(view, m, hc, os_key, self._by_host.get(host_key(ref, m.uuid), []))
                 for m in view.hosts}
         return self._slots[key]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core.capacity import host_key, slots_on
-from dynvm.core.maintenance.state import placement_blocked
+from dynvm.core.maintenance.state import is_blocked, placement_blocked
 from dynvm.core.ports import HostUnreachable, HostView, PoolView, XenError
 from dynvm.core.store import QuotaCheck, Reservation, Store
 
@@ -80,7 +80,7 @@ def candidates(views: Iterable[tuple[HostConfig, PoolView]], os_key: str,
     for hc, view in views:
         for member in view.hosts:
             key = host_key(hc.ref, member.uuid)
-            if str(hc.ref) in blocked or key in blocked:
+            if is_blocked(blocked, hc.ref, member.uuid):
                 out.append(Candidate(hc, view, member, 0))
                 continue
             live = by_host.get(key, [])

@@ -69,6 +69,11 @@ def set_in_maintenance(store: Store, key: str, on: bool, run: str = "") -> None:
     store.update_doc(HOSTS_DOC, edit)
 
 
+def is_blocked(blocked: frozenset[str], ref: int, member_uuid: str) -> bool:
+    """Whether member `member_uuid` of `[xenhost<ref>]` is out of placement (see below)."""
+    return str(ref) in blocked or f"{ref}/{member_uuid}" in blocked
+
+
 def placement_blocked(store: Store) -> frozenset[str]:
     """What placement must skip: "<N>" for drained pools, "<N>/<uuid>" for members in maintenance."""
     doc = _hosts(store)
