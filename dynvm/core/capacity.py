@@ -71,13 +71,19 @@ def free_on(host: HostView, running: Iterable[VmView], storage_name: str,
     return Free(free_cpus, int(free_mem), free_disk, has_sr=True)
 
 
-def unseen(reservations: Iterable[Reservation], running: Iterable[VmView]) -> list[Reservation]:
+def unseen(reservations: Iterable[Reservation], running: Iterable[VmView],
+           running_elsewhere: frozenset[str] = frozenset()) -> list[Reservation]:
     """Reservations whose VM the view does not yet show running.
 
     Once the view shows the VM running, its CPUs and memory are already in the
     host's figures; counting the reservation too would count it twice. A VM is
     matched by its uuid or, before the store knows the uuid, by the
     reservation id it was tagged with before it started.
+
+    A settling reservation (its VM is built) whose VM the pool shows running
+    on another member (live-migrated since) is counted there, not here. A
+    reservation not settled yet (a build, or room held for a migration still
+    to come) stays counted here until its VM runs here.
     """
     shown = set()
     for v in running:
@@ -85,7 +91,8 @@ def unseen(reservations: Iterable[Reservation], running: Iterable[VmView]) -> li
         tag = v.other_config.get(TAG_RESERVATION)
         if tag:
             shown.add(tag)
-    return [r for r in reservations if r.id not in shown and r.vm_uuid not in shown]
+    return [r for r in reservations if r.id not in shown and r.vm_uuid not in shown
+            and not (r.settle_until is not None and r.vm_uuid in running_elsewhere)]
 
 
 def slots_on(view: PoolView, host: HostView, cfg: HostConfig, os_key: str,
@@ -100,7 +107,7 @@ def slots_on(view: PoolView, host: HostView, cfg: HostConfig, os_key: str,
     if sizes is not None:
         spec = replace(spec, vcpus=max(sizes[0], 1), memory_gib=max(sizes[1], 1))
     running = view.running_on(host.uuid)
-    pending = unseen(reservations, running)
+    pending = unseen(reservations, running, view.running_anywhere())
     count = free_on(host, running, cfg.storage_name, pending).slots(spec)
     cap = cfg.vms_max.get(os_key)
     if cap is not None:

@@ -179,5 +179,10 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
             break
     if len(got) < count:  # refused: count again, as things stand now
         views, down = views_of(hosts, view_of)
-        now_avail = sum(c.slots for c in counted(views)) + len(got)
+        cands = counted(views)
+        now_avail = sum(c.slots for c in cands) + len(got)
+        log.info("no room for %d more %s VM(s); free slots: %s", count - len(got), spec.key,
+                 ", ".join(f"xenhost{c.host.ref}/{c.member.name_label} {c.slots}"
+                           f"{'' if c.member.enabled else ' (disabled)'}" for c in cands)
+                 or "no host")
     return got, now_avail, down

@@ -40,7 +40,11 @@ class HostUnreachable(XenError):
         super().__init__("HOST_UNREACHABLE", [], message)
 
 
-class CloneFailed(XenError):
+class HostCannotTake(XenError):
+    """This member host cannot take the VM now; another member may well take it."""
+
+
+class CloneFailed(HostCannotTake):
     """The template could not be cloned on this host; another host may well do it."""
 
 
@@ -101,6 +105,7 @@ class PoolView:
     # Running VMs by member host, built on first use. Shared (not copied) by
     # dataclasses.replace, so a view re-issued with a new age keeps it.
     _running: dict[str, list[VmView]] = field(default_factory=dict, compare=False, repr=False)
+    _anywhere: list[frozenset[str]] = field(default_factory=list, compare=False, repr=False)
 
     def running_on(self, host_uuid: str) -> list[VmView]:
         """Running VMs of one member host (capacity asks this for every host, every request)."""
@@ -112,6 +117,13 @@ class PoolView:
                     built.setdefault(v.resident_on, []).append(v)
             index.update(built)
         return index.get(host_uuid, [])
+
+    def running_anywhere(self) -> frozenset[str]:
+        """Uuids of the VMs running on any member host (a migrated VM runs elsewhere)."""
+        if not self._anywhere:
+            self.running_on("")
+            self._anywhere.append(frozenset(v.uuid for vs in self._running.values() for v in vs))
+        return self._anywhere[0]
 
 
 @dataclass(frozen=True)

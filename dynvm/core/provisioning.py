@@ -30,7 +30,7 @@ from dynvm.core.ports import (
     TAG_OWNER,
     TAG_RESERVATION,
     TAG_STATE,
-    CloneFailed,
+    HostCannotTake,
     LinkLocalOnly,
     VmBuild,
     VmView,
@@ -69,7 +69,7 @@ class Job:
     check_vms: bool
     final_state: str = LEASE_ACTIVE  # LEASE_READY for warm-pool VMs
     size_overridden: tuple[bool, bool] = (False, False)  # (cpus, memory) asked explicitly
-    clone_failed: bool = False  # the last attempt failed cloning: another host may do
+    another_host: bool = False  # the last attempt failed for its member host's sake
     extra: dict = field(default_factory=dict)
 
 
@@ -187,7 +187,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 log.warning("%s: %s", job.name, reason)
                 _discard(ctx, job, vm, started, reason)
             except (XenError, BuildFailed) as exc:
-                job.clone_failed = isinstance(exc, CloneFailed)
+                job.another_host = isinstance(exc, HostCannotTake)
                 reason = str(exc)
                 _discard(ctx, job, vm, started, reason)
                 raise BuildFailed(f"{job.name}: {reason}") from exc

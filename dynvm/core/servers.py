@@ -245,9 +245,11 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: Os
                     jobs: list[Job], failed: list[tuple[str, str]], request_id: str,
                     ttl: float, quota: QuotaCheck | None = None
                     ) -> tuple[list[Built], list[tuple[str, str]]]:
-    """Clone a VM whose clone failed again on the next member host with room, as the seed did.
+    """Build a VM whose clone failed again on the next member host with room, as the seed did.
 
-    Only a failed clone moves (the template or SR of that host is at fault);
+    Only a failure of that member host moves: a failed clone (its template or
+    SR is at fault), or a start refused because the host was disabled (taken
+    into maintenance) or filled after placement chose it;
     a VM is never tried twice on one member host, and fails for good when no
     other host has room. Returns (built now, failed for good).
     """
@@ -258,7 +260,7 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: Os
         retry: list[Job] = []
         given_up: list[tuple[str, str]] = []
         for name, reason in failed:
-            if not by_name[name].clone_failed:
+            if not by_name[name].another_host:
                 given_up.append((name, reason))
                 continue
             job = by_name[name]  # sizes: the request's if asked, else the new host's own
@@ -282,7 +284,7 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: Os
                 host_spec, vcpus=cpus if cpus is not None else host_spec.vcpus,
                 memory_gib=mem if mem is not None else host_spec.memory_gib)
             by_name[name] = dataclasses.replace(job, slot=slot, spec=host_spec,
-                                                clone_failed=False)
+                                                another_host=False)
             retry.append(by_name[name])
         if not retry:
             return built, given_up

@@ -235,6 +235,7 @@ class Farm:
                 with pool.db.lock:
                     for host in pool.hosts:
                         pool.db.modify("host", host.ref, {"address": host.address})
+                        _stamp_start(pool.db, host.ref)
             cport = self.port_base + len(self.hosts) if self.port_base else 0
             self._control = Listener(self.bind, cport,
                                      lambda m, p, b: control.handle(self, m, p, b),
@@ -423,9 +424,23 @@ class Farm:
             if rec is not None:
                 if host.auto_enable:
                     db.modify("host", host.ref, {"enabled": True})
+                _stamp_start(db, host.ref)
                 if db.find("host_metrics", rec.get("metrics", NULL)) is not None:
                     db.modify("host_metrics", rec["metrics"], {"live": True})
         host.down = False
         if host.listener is not None and not host.unreachable:
             host.listener.open()
 
+
+
+def _stamp_start(db: Database, host_ref: str) -> None:
+    """What xapi writes on every start (dbsync): when the host booted and its agent started.
+
+    A client that must know whether a host really rebooted compares
+    `other_config:boot_time`, which a short reboot between two polls of
+    `host_metrics.live` would hide.
+    """
+    now = f"{time.time():.6f}"
+    other = dict(db.get("host", host_ref).get("other_config") or {})
+    other.update(boot_time=now, agent_start_time=now)
+    db.modify("host", host_ref, {"other_config": other})

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from dynvm.core.ports import TAG_STATE, CloneFailed, VmBuild, VmView, XenError
+from dynvm.core.ports import TAG_STATE, CloneFailed, HostCannotTake, VmBuild, VmView, XenError
 from dynvm.xen import records as R
 from dynvm.xen.inventory import Inventory
 from dynvm.xen.part import PoolPart
@@ -25,6 +25,9 @@ STATE_PROVISIONING = "provisioning"
 STATE_STARTED = "ready"
 CLONE_TIMEOUT = 1800.0  # seconds a clone / provision task may take
 START_TIMEOUT = 900.0
+# VM.start_on errors about the member host's state, not the VM: another member may start it.
+HOST_STATE_ERRORS = frozenset({"HOST_DISABLED", "HOST_DISABLED_UNTIL_REBOOT", "HOST_OFFLINE",
+                               "HOST_NOT_LIVE", "HOST_NOT_ENOUGH_FREE_MEMORY"})
 
 
 class VmBuilder(PoolPart):
@@ -100,6 +103,9 @@ class VmBuilder(PoolPart):
                 self._discard(vm, spec.tags)
             if isinstance(exc, XenError) and step == "clone" and vm is None:
                 raise CloneFailed(exc.code, exc.params, str(exc)) from exc
+            if isinstance(exc, XenError) and step == "start" and exc.code in HOST_STATE_ERRORS:
+                # Disabled (maintenance) or filled after placement chose it.
+                raise HostCannotTake(exc.code, exc.params, str(exc)) from exc
             if isinstance(exc, XenError) or not isinstance(exc, Exception):
                 raise
             raise XenError("INTERNAL_ERROR", [f"{type(exc).__name__}: {exc}"]) from exc

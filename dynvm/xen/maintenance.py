@@ -18,6 +18,7 @@ from dynvm.xen.pool import XenPoolClient
 log = logging.getLogger(__name__)
 
 MIGRATE_TIMEOUT = 3600.0
+BOOT_TIME = "boot_time"  # host.other_config key xapi sets at every start (dbsync)
 
 
 def _blocker(vm: dict[str, Any], vbds: dict[str, Any], vdis: dict[str, Any],
@@ -74,7 +75,8 @@ class XenMaintenance:
                 uuid=h.get("uuid", ""), name=h.get("name_label", ""),
                 enabled=bool(h.get("enabled")), live=bool(m.get("live")),
                 memory_free=R.as_int(m.get("memory_free")),
-                memory_total=R.as_int(m.get("memory_total")), is_master=ref == master))
+                memory_total=R.as_int(m.get("memory_total")), is_master=ref == master,
+                boot_time=str((h.get("other_config") or {}).get(BOOT_TIME, ""))))
         vm_states = []
         for v in vms.values():
             if v.get("is_a_template") or v.get("is_control_domain") or \
@@ -98,9 +100,11 @@ class XenMaintenance:
                      failures_to_tolerate=R.as_int(pool.get("ha_host_failures_to_tolerate")))
         return PoolState(host_states, vm_states, ha)
 
-    def host_back(self, host_uuid: str) -> bool:
+    def host_back(self, host_uuid: str, booted_before: str = "") -> bool:
         ref = self._host_ref(host_uuid)
         rec = self._call("host.get_record", ref)
+        if booted_before and (rec.get("other_config") or {}).get(BOOT_TIME, "") == booted_before:
+            return False  # not rebooted yet, however live it looks
         return bool(self._call("host_metrics.get_live", rec["metrics"]))
 
     # -- acting ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from dynvm.config import HostConfig, OsSpec
 from dynvm.core.capacity import GIB, free_on, slots_on, unseen
@@ -79,6 +80,26 @@ def test_reservations_count_until_the_view_shows_the_vm_running() -> None:
     v = view(h, [vm("a"), tagged])
     assert unseen(pending, v.running_on("m1")) == []
     assert slots_on(v, h, host_cfg(), "centos", pending) == 4
+
+
+def test_a_settling_reservation_of_a_vm_migrated_away_no_longer_counts_here() -> None:
+    """A VM built here and live-migrated to another member before its reservation
+    settled is counted there (the view has it), so it must not also hold room here."""
+    h = member(cpus=480, mem_gib=20)
+    other = HostView(**{**member().__dict__, "uuid": "m2", "ref": "OpaqueRef:m2",
+                        "name_label": "m2"})
+    moved = VmView(**{**vm("a").__dict__, "resident_on": "m2"})
+    v = PoolView(host_ref=1, hosts=(h, other), vms={"a": moved},
+                 templates={"tmpl-cnt7.7": "OpaqueRef:t1"}, age_secs=0.0)
+    settling = replace(resv("r1", vm_uuid="a"), settle_until=time.time() + 30)
+    assert slots_on(v, h, host_cfg(), "centos", [settling]) == 5  # 20 // 4: nothing held here
+    # Room held for a migration still to come (not settled) stays counted on its target.
+    held = resv("r2", vm_uuid="a")
+    assert slots_on(v, h, host_cfg(), "centos", [held]) == 4
+    # A settling VM that runs nowhere yet (its start not yet in the view) still counts.
+    elsewhere = PoolView(host_ref=1, hosts=(h, other), vms={}, templates=v.templates,
+                         age_secs=0.0)
+    assert slots_on(elsewhere, h, host_cfg(), "centos", [settling]) == 4
 
 
 def test_caps_labels_disabled_hosts_and_missing_templates() -> None:

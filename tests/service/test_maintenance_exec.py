@@ -46,8 +46,10 @@ class Watcher:
         self.polls = 0
         self.not_running: list[tuple[str, str]] = []  # (vm, state) seen during the run
         self.missing: set[str] = set()
-        self.down_order: list[str] = []  # hosts as they went down, once per reboot
-        self._down: set[str] = set()
+        # Hosts in the order they rebooted, once per reboot: xapi stamps
+        # other_config:boot_time on every start, which no poll can miss.
+        self.reboots: list[str] = []
+        self._booted: dict[str, str] = {}
         self.expected: dict[str, str] = {}
         self.moves: dict[str, int] = {}  # VM uuid -> times its resident host changed
         self._where: dict[str, str] = {}
@@ -65,32 +67,41 @@ class Watcher:
                 continue
         raise ConnectionError("no pool master answers")
 
-    def records(self) -> tuple[dict, dict, dict]:
+    def records(self) -> tuple[dict, dict]:
         for _ in range(200):
             try:
                 if self.session is None:
                     self.session = self._login()
                 x = self.session.xenapi
-                return x.VM.get_all_records(), x.host.get_all_records(), \
-                    x.host_metrics.get_all_records()
+                return x.VM.get_all_records(), x.host.get_all_records()
             except Exception:  # noqa: BLE001 - master moved or rebooting: find it again
                 self.session = None
                 time.sleep(0.02)
         raise AssertionError("the pool stopped answering")
 
     def guests(self) -> dict[str, dict]:
-        vms, _, _ = self.records()
+        vms, _ = self.records()
         return {r["uuid"]: r for r in vms.values()
                 if not r["is_a_template"] and not r["is_control_domain"]}
 
     def start(self, expected: dict[str, str]) -> None:
         self.expected = expected
+        _, hosts = self.records()
+        self._note_boots(hosts)
         self._thread.start()
+
+    def _note_boots(self, hosts: dict) -> None:
+        for h in hosts.values():
+            booted = h["other_config"].get("boot_time", "")
+            was = self._booted.setdefault(h["name_label"], booted)
+            if booted != was:
+                self._booted[h["name_label"]] = booted
+                self.reboots.append(h["name_label"])
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                vms, hosts, metrics = self.records()
+                vms, hosts = self.records()
                 by_uuid = {r["uuid"]: r for r in vms.values()}
                 for r in by_uuid.values():
                     if r["is_control_domain"] or r["is_a_template"] or \
@@ -106,13 +117,7 @@ class Watcher:
                         self.missing.add(name)
                     elif rec["power_state"] != "Running":
                         self.not_running.append((name, rec["power_state"]))
-                for h in hosts.values():
-                    live = metrics.get(h["metrics"], {}).get("live", True)
-                    if not live and h["name_label"] not in self._down:
-                        self._down.add(h["name_label"])
-                        self.down_order.append(h["name_label"])
-                    elif live:
-                        self._down.discard(h["name_label"])
+                self._note_boots(hosts)
                 self.polls += 1
         except Exception as exc:  # noqa: BLE001 - reported by the test
             self.errors.append(repr(exc))
@@ -220,11 +225,11 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
     assert not w.errors
     assert w.polls > 10
     assert w.not_running == [] and w.missing == set()
-    assert w.down_order[0] == master
+    assert w.reboots[0] == master
     # The master's VMs move twice (no host is rebooted before it); the others once.
     assert all(w.moves.get(u, 0) == 2 for u in on_master)
     assert all(w.moves.get(u, 0) == 1 for u in expected if u not in on_master)
-    assert sorted(w.down_order) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert sorted(w.reboots) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     final = w.guests()
     assert {u: r["name_label"] for u, r in final.items()} == expected  # none lost, none doubled
     assert all(r["power_state"] == "Running" for r in final.values())
@@ -277,7 +282,7 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     assert status is not None and status["state"] == "done" and len(status["hosts_done"]) == 4
     enabled, config = ha_state(w)
     assert enabled and config.get("timeout") == "180"
-    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert sorted(set(w.reboots)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
 
 
@@ -362,7 +367,7 @@ def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
                    what="every run to end")
         w.stop()
     assert not w.errors and w.not_running == [] and w.missing == set()
-    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert sorted(set(w.reboots)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
 
 
@@ -394,7 +399,7 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
     assert status is not None and status["state"] == "done" and len(status["hosts_done"]) == 4
     assert any("resuming run" in e for st in seen for e in st.get("events", []))
     assert not w.errors and w.not_running == [] and w.missing == set()
-    assert sorted(set(w.down_order)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert sorted(set(w.reboots)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     enabled, config = ha_state(w)
     assert enabled and config.get("timeout") == "180"
 

@@ -252,6 +252,23 @@ def test_first_clone_failure_no_longer_fails_a_two_vm_request(client, farm, serv
     assert client.get("/releaseservers/retry?count=2").status_code == 200
 
 
+def test_a_start_refused_by_a_host_just_disabled_moves_to_another_member(
+        client, farm, service, probe) -> None:
+    """A host disabled (taken into maintenance) after placement chose it refuses
+    VM.start_on with HOST_DISABLED: the VM is built again on another member."""
+    farm.faults.add_rule(FailRule("VM.start_on", 1, "HOST_DISABLED", ["OpaqueRef:disabled"]))
+    try:
+        r = client.get("/getservers/moved?os=centos&count=1&format=detailed")
+        assert r.status_code == 200, r.text
+        assert farm.faults.take_failure("any", "VM.start_on", "VM.start_on") is None  # it failed
+    finally:
+        farm.faults.clear_rules()
+    assert [v["name_label"] for v in probe.vms_named("moved")] == ["moved"]  # none left over
+    docs = [d for d in service.ctx.store.history() if d["name"] == "moved"]
+    assert [d["state"] for d in docs] == ["available"]
+    assert client.get("/releaseservers/moved").status_code == 200
+
+
 def test_clone_failing_everywhere_still_fails_cleanly(client, farm, probe) -> None:
     farm.faults.add_rule(FailRule("VM.clone", 50, "INTERNAL_ERROR", ["clone broken"]))
     try:

@@ -16,6 +16,7 @@ class HostState:
     memory_free: int
     memory_total: int
     is_master: bool
+    boot_time: str = ""  # other_config:boot_time, stamped by xapi at every start; "" unknown
 
 
 @dataclass(frozen=True)
@@ -67,5 +68,9 @@ class MaintenancePort(Protocol):
     def migrate(self, vm_uuid: str, host_uuid: str) -> bool:
         """Live-migrate and wait for it to finish; False if the VM was gone meanwhile."""
     def reboot(self, host_uuid: str) -> None: ...
-    def host_back(self, host_uuid: str) -> bool:
-        """The host answers again after a reboot (metrics live, XAPI answering)."""
+    def host_back(self, host_uuid: str, booted_before: str = "") -> bool:
+        """The host answers again after a reboot (metrics live, XAPI answering).
+
+        With `booted_before` (its boot_time before the reboot), only once it
+        has booted since: a short reboot may never be seen down.
+        """

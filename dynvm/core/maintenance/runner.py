@@ -283,11 +283,14 @@ class RollingReboot:
         # Resuming: "wait" means the reboot was asked for. At "reboot" it may or may not
         # have been: a host still up reboots (again at worst), rather than be left unpatched.
         rebooting = False
+        booted = ""  # its boot_time before the reboot: it is back once that changed
         if previous and previous.get("host") == h:
+            booted = str(previous.get("booted", ""))
             if previous.get("step") == "wait":
                 rebooting = True
             elif previous.get("step") == "reboot":
-                rebooting = not any(x.uuid == h and x.live for x in self._wait_state().hosts)
+                rebooting = not any(x.uuid == h and x.live and (not booted or x.boot_time == booted)
+                                    for x in self._wait_state().hosts)
         self._status(f"{name}: out of dynvm placement", host=h, host_name=name,
                      step="placement-off")
         S.set_in_maintenance(store, key, True, self.run_id)
@@ -298,13 +301,17 @@ class RollingReboot:
             self.port.disable_host(h)
             migrations_done = self._evacuate(h, name, done, migrations_done)
             self._hand_over_master(h, names, done)
-            self._status(f"{name}: host.reboot", step="reboot")
+            booted = next((x.boot_time for x in self._wait_state().hosts if x.uuid == h), "")
+            self._status(f"{name}: host.reboot", step="reboot", booted=booted)
             self.port.reboot(h)
-            # XAPI may still call it live for a moment: see it go down before waiting for it.
-            self._wait(lambda: not self.port.host_back(h), min(DOWN_WAIT_SECS, self.opts.reboot_timeout),
-                       f"{name} to go down", fail=False)
+            if not booted:
+                # No boot_time to compare, and XAPI may still call it live for a
+                # moment: see it go down before waiting for it.
+                self._wait(lambda: not self.port.host_back(h),
+                           min(DOWN_WAIT_SECS, self.opts.reboot_timeout),
+                           f"{name} to go down", fail=False)
         self._status(f"{name}: waiting until it is back", step="wait")
-        self._wait(lambda: self.port.host_back(h), self.opts.reboot_timeout,
+        self._wait(lambda: self.port.host_back(h, booted), self.opts.reboot_timeout,
                    f"{name} to come back")
         self._status(f"{name}: host.enable", step="enable")
         self.port.enable_host(h)
