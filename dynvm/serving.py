@@ -14,7 +14,9 @@ Why these exist:
   them lives, and a child busy or stuck in a C call never reads the pipe; the
   kernel signal needs neither a reader thread nor cooperation.
 - A stop cancels builds in flight so they answer 503 and roll back before
-  gunicorn's graceful timeout, instead of being SIGKILLed mid-reply.
+  gunicorn's graceful timeout, instead of being SIGKILLed mid-reply; a
+  worker's quick stop runs once even when Ctrl-C's SIGINT and the master's
+  SIGQUIT both arrive (see `quit_once`).
 - Workers load their inventory and sessions before they accept a connection.
 """
 
@@ -168,8 +170,31 @@ def post_fork(server: Any, worker: Any) -> None:
     die_with_parent(signal.SIGKILL, server.pid)
 
 
+def quit_once(worker: Any) -> None:
+    """Let a worker's quick stop run once, however many stop signals arrive.
+
+    Ctrl-C reaches a worker twice: SIGINT from the terminal (the whole process
+    group) and SIGQUIT from the master. gunicorn's gthread `handle_quit` holds
+    the thread pool's shutdown lock for a moment; a second signal landing
+    then re-entered it on the same thread and deadlocked on that lock until
+    the master's SIGKILL, so the request in flight got no answer.
+    """
+    handle = worker.handle_quit
+    quitting: list[int] = []
+
+    def once(sig: int, frame: Any) -> None:
+        if quitting:
+            return  # the first stop is under way
+        quitting.append(sig)
+        handle(sig, frame)
+
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, once)
+
+
 def post_worker_init(worker: Any) -> None:
     """Warm the worker before it accepts, and cancel its builds when it is told to stop."""
+    quit_once(worker)
     service = _service(worker)
     if service is None:
         return

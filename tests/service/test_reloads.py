@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from dynvm.serving import quit_once
 from dynvm.sim import Farm
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
 
@@ -206,6 +207,36 @@ def test_stale_farm_of_an_earlier_run_is_stopped(embedded, tmp_path) -> None:
         if stale.poll() is None:
             stale.kill()
             stale.wait()
+
+
+def test_a_second_stop_signal_does_not_reenter_the_quick_stop() -> None:
+    """Ctrl-C brings SIGINT (the process group) and SIGQUIT (the master) to a worker.
+
+    gunicorn's gthread quick stop holds a plain lock for a moment; re-entered
+    by the second signal on the same thread it would wait on itself forever.
+    """
+    lock = threading.Lock()
+    calls: list[int] = []
+
+    class Worker:
+        def handle_quit(self, sig: int, frame: object) -> None:
+            calls.append(sig)
+            if not lock.acquire(timeout=5):
+                raise AssertionError("the quick stop was re-entered while it held its lock")
+            try:
+                if len(calls) == 1:
+                    signal.raise_signal(signal.SIGQUIT)  # the master's, mid-way
+            finally:
+                lock.release()
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGQUIT)}
+    try:
+        quit_once(Worker())
+        signal.raise_signal(signal.SIGINT)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert calls == [signal.SIGINT]
 
 
 def test_ctrl_c_answers_503_to_a_build_in_flight_and_rolls_it_back(tmp_path) -> None:
