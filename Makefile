@@ -19,6 +19,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check dynvm tests bench tools
+	$(BIN)/mypy
+	$(BIN)/vulture dynvm tools/vulture_allow.py --min-confidence 80
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -116,7 +116,7 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
     """gunicorn's BaseApplication, imported here so `dynvm --help` stays light."""
     from gunicorn.app.base import BaseApplication
 
-    class App(BaseApplication):  # type: ignore[misc]
+    class App(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
                 if key in self.cfg.settings:  # older gunicorns lack some settings

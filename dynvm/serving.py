@@ -138,7 +138,7 @@ def make_metrics_dir() -> str:
 def sweep_metrics_dirs(base: str | None = None) -> list[str]:
     """Remove our metrics directories whose master is gone (a kill -9 leaves them)."""
     root = Path(base or tempfile.gettempdir())
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(root.glob(METRICS_PREFIX + "*"))
     except OSError:

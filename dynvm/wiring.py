@@ -42,8 +42,12 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
 
     def maintenance_port(host: Any) -> Any:
         from dynvm.xen.maintenance import XenMaintenance  # only when maintenance is asked for
+        from dynvm.xen.pool import XenPoolClient
 
-        return XenMaintenance(service.registry.get(host))
+        pool = service.registry.get(host)
+        if not isinstance(pool, XenPoolClient):
+            raise TypeError(f"maintenance needs a XenAPI pool, not {type(pool).__name__}")
+        return XenMaintenance(pool)
 
     service.maintenance_port = maintenance_port
     return service

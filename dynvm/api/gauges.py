@@ -119,7 +119,7 @@ def _request_gauges(svc: Dynvm, now: float) -> Iterator[Any]:
                                 and not r.id.startswith("warm-")))
     yield inflight
     # Time spent in each build step, from the step times kept in request records.
-    steps: dict[tuple[str, str], list[float]] = defaultdict(list)
+    steps: dict[tuple[str, ...], list[float]] = defaultdict(list)
     for r in records:
         if now - r.started > REQUEST_SCAN_SECS:
             continue

@@ -159,8 +159,8 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
         for s in slots:
             release_slot(ctx, s)
         # Another request of this owner may have taken the quota meanwhile: say so.
-        over = check and quota.exceeded(cfg, req.owner, quota.usage(ctx.store, cfg, req.owner),
-                                        req.count, spec.vcpus, spec.memory_gib)
+        over = quota.exceeded(cfg, req.owner, quota.usage(ctx.store, cfg, req.owner),
+                              req.count, spec.vcpus, spec.memory_gib) if check else None
         if over:
             raise over
         raise NoCapacity(asked=req.count, os=req.os, available=avail, unreachable=down)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -12,7 +13,7 @@ from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core.capacity import host_key, slots_on
 from dynvm.core.maintenance.state import is_blocked, placement_blocked
 from dynvm.core.ports import HostUnreachable, HostView, PoolView, XenError
-from dynvm.core.store import QuotaCheck, Reservation, Store
+from dynvm.core.store import FreeSlots, QuotaCheck, Reservation, Store
 
 log = logging.getLogger("dynvm.placement")
 
@@ -117,6 +118,12 @@ class Slot:
     reservation: Reservation
 
 
+def _free_slots(view: PoolView, member: HostView, hc: HostConfig, os_key: str,
+                sizes: tuple[int, int], live: list[Reservation]) -> int:
+    """The store's atomic check: slots left on `member` given the live reservations."""
+    return slots_on(view, member, hc, os_key, live, sizes)
+
+
 def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
             request_id: str, view_of: Callable[[HostConfig], PoolView],
             vcpus: int | None, memory_gib: float | None, ttl: float,
@@ -158,7 +165,7 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
         if sum(plan.values()) < count - len(got):
             break
         now = time.time()
-        batches = []
+        batches: list[tuple[str, list[Reservation], FreeSlots]] = []
         for i, n in plan.items():
             c = cands[i]
             cpus, mem, disk = sized(c.host)
@@ -167,10 +174,8 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
                                   created=now, expires=now + ttl,
                                   owner=quota.owner if quota else "")
                       for _ in range(n)]
-            view, member, hc = c.view, c.member, c.host
-            batches.append((c.key, wanted,
-                            lambda live, view=view, member=member, hc=hc, cpus=cpus, mem=mem:
-                            slots_on(view, member, hc, spec.key, live, (cpus, int(mem)))))
+            batches.append((c.key, wanted, functools.partial(
+                _free_slots, c.view, c.member, c.host, spec.key, (cpus, int(mem)))))
         # One atomic step for every host where the backend can (one commit, not one per host).
         for (key, _, _), taken in zip(batches, store.reserve_many(batches, quota), strict=True):
             c = next(c for c in cands if c.key == key)

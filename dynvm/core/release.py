@@ -131,7 +131,7 @@ def retry_release(ctx: Context, lease: Lease) -> bool:
 
 def leases_named(ctx: Context, names: list[str]) -> list[Lease]:
     """Handed-out leases with these names (never warm-pool VMs)."""
-    out = []
+    out: list[Lease] = []
     for n in names:
         out.extend(lease for lease in ctx.store.leases(name=n)
                    if lease.state not in (LEASE_READY, LEASE_RELEASING))
@@ -207,7 +207,7 @@ def release_matching(ctx: Context, prefix: str, reason: str,
     except StoreUnavailable:
         cfg = ctx.config()
         views, _ = views_of(cfg.hosts.values(), ctx.view)
-        names = sorted({lease.name for lease in tagged_leases(views)
+        names = sorted({lease.name for lease in tagged_leases(views, own_deployment(ctx))
                         if pattern.fullmatch(lease.name)})
     return release_names(ctx, names, reason, release_state) if names else []
 

@@ -28,7 +28,7 @@ from dynvm.core.model import (
     StoreDown,
 )
 from dynvm.core.networks import with_network
-from dynvm.core.placement import eligible_hosts, reserve
+from dynvm.core.placement import Slot, eligible_hosts, reserve
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs
 from dynvm.core.release import names_for, release_lease
 from dynvm.core.store import (
@@ -182,7 +182,7 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     for b in warm:
         progress.note(ctx, request_id, b.name, progress.Step.READY, ip=b.ip, host_ref=b.host_ref)
     left = names[len(warm):]
-    slots = []
+    slots: list[Slot] = []
     if left:
         try:
             slots, avail, down = reserve(
@@ -199,8 +199,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
             for s in slots:
                 release_slot(ctx, s)
             _give_back_warm(ctx, warm)
-            over = check and quota.exceeded(cfg, check.owner, quota.usage(ctx.store, cfg, check.owner),
-                                            len(left), spec.vcpus, spec.memory_gib)
+            over = quota.exceeded(cfg, check.owner, quota.usage(ctx.store, cfg, check.owner),
+                                  len(left), spec.vcpus, spec.memory_gib) if check else None
             if over:
                 raise over
             raise NoCapacity(asked=req.count, os=req.os, available=avail + len(warm),

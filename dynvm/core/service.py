@@ -213,7 +213,7 @@ class Dynvm:
                 pass
         else:
             status = "degraded"
-        hosts = {}
+        hosts: dict[str, dict[str, Any]] = {}
         for hc in cfg.hosts.values():
             try:
                 view = self.ctx.view(hc)

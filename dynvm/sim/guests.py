@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paramiko
+from paramiko.common import AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
 from .oscatalog import OS_CATALOG, by_template_name
 from .ssh_options import DEFAULT_GUEST_LOGINS
@@ -121,10 +122,10 @@ class _GuestSshd(paramiko.ServerInterface):
     def check_auth_password(self, username: str, password: str) -> int:
         ok = username in self.logins and hmac.compare_digest(
             self.logins[username].encode(), password.encode())
-        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+        return AUTH_SUCCESSFUL if ok else AUTH_FAILED
 
     def check_channel_request(self, kind: str, chanid: int) -> int:  # noqa: V107 - paramiko's
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
 
 class GuestPorts:

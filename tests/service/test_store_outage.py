@@ -82,3 +82,21 @@ def test_outage_refuses_requests_but_releases_and_expires(outage, farm, probe) -
         assert {"deleted_time", "live_duration_secs", "delete_duration_secs", "ipaddr",
                 "created_time"} <= set(d)
     assert svc.ctx.store.leases() == []
+
+
+def test_releasing_every_numbered_vm_of_a_prefix_works_during_an_outage(outage, probe) -> None:
+    """`/releaseservers/<prefix>/available` finds the VMs by their tags when the store is down."""
+    svc, coll = outage
+    c = create_app(service=svc).test_client()
+    assert c.get("/getservers/pfx?os=centos&count=2").status_code == 200
+    assert c.get("/getservers/other?os=centos").status_code == 200
+    coll.offline = True
+    r = c.get("/releaseservers/pfx/available")
+    assert r.status_code == 200, r.text
+    assert json.loads(r.text) == ["pfx1", "pfx2"]
+    assert probe.vms_named("pfx") == []
+    assert [v["name_label"] for v in probe.vms_named("other")] == ["other"]
+    coll.offline = False
+    wait_until(lambda: svc.ctx.store.pending() == 0, timeout=60, what="the outbox to drain")
+    docs = {d["name"]: d for d in svc.ctx.store.history()}
+    assert docs["pfx1"]["state"] == docs["pfx2"]["state"] == "deleted"

@@ -4,10 +4,11 @@ generates the OpenAPI document, so the two cannot drift apart."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.progress import Step
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
@@ -18,8 +19,6 @@ MAX_MINUTES = 525600  # a year: the configured maximum lease bounds it further
 
 re_name = re.compile(NAME.rstrip("$") + r"\Z")
 Label = Annotated[str, StringConstraints(pattern=LABEL)]
-RequestState = Literal["running", "done", "partial", "failed", "cancelled", "interrupted"]
-StepName = Literal[tuple(str(s) for s in Step)]  # type: ignore[valid-type]
 
 
 class _In(BaseModel):
@@ -59,7 +58,7 @@ class RequestIn(_In):
 
 class VmProgressOut(_Out):
     name: str
-    step: StepName
+    step: Step
     since: float
     ip: str = ""
     reason: str = ""

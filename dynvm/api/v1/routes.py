@@ -3,7 +3,7 @@ view and records what the OpenAPI document says about it (same models, same rule
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from dynvm.api.v1 import auth, docs, models, problems
 from dynvm.core import asyncreq, quota
 from dynvm.core import vms as core_vms
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.model import BadRequest, NotFound
 from dynvm.core.progress import of_request
 from dynvm.core.servers import served_os
@@ -36,7 +37,7 @@ class Operation:
     tag: str
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
-    responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    responses: Mapping[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
     secured: bool = True
     headers: dict[int, list[str]] = field(default_factory=dict)  # status -> header names
 
@@ -46,7 +47,7 @@ OPERATIONS: list[Operation] = []
 
 def operation(method: str, rule: str, *, summary: str, tag: str,
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-              responses: dict[int, tuple[str, type[BaseModel] | None]],
+              responses: Mapping[int, tuple[str, type[BaseModel] | None]],
               secured: bool = True, headers: dict[int, list[str]] | None = None
               ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     def register(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -97,12 +98,13 @@ def check_name(name: str) -> str:
 def request_view(rec: RequestRecord, cancelling: bool) -> models.RequestOut:
     d = rec.detail
     return models.RequestOut(
-        id=rec.id, state=rec.state if rec.state in asyncreq.STATES else "failed",
+        id=rec.id, state=RequestState(rec.state) if rec.state in asyncreq.STATES
+        else RequestState.FAILED,
         cancelling=cancelling and rec.state == asyncreq.RUNNING,
         owner=str(d.get("owner", "")), os=rec.os, count=rec.count,
         names=list(d.get("names", [])), created=rec.started, finished=rec.finished,
         expires=d.get("expires"), error=d.get("error") or d.get("reason"),
-        vms=[models.VmProgressOut(name=p.name, step=str(p.step), since=p.since, ip=p.ip,
+        vms=[models.VmProgressOut(name=p.name, step=p.step, since=p.since, ip=p.ip,
                                   reason=p.reason, host=p.host_ref) for p in of_request(rec)])
 
 
