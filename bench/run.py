@@ -25,8 +25,8 @@ import requests
 
 from bench.harness import load, percentile
 from dynvm.config import load_config
+from dynvm.core.store import LEASE_READY
 from dynvm.sim import Farm, Timing
-from dynvm.store.base import LEASE_READY
 from dynvm.store.factory import open_store
 from tests.support.harness import served, wait_until
 from tests.support.inis import farm_ini

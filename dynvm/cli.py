@@ -300,7 +300,7 @@ def check_config(path: str, accept_removal: bool) -> None:
 def _deployment_of(store_cfg: Any) -> str:
     """The identity kept in the store (read only: checking a file creates nothing)."""
     from dynvm.core.deployment import proposed_id
-    from dynvm.store.base import StoreError
+    from dynvm.core.store import StoreError
     from dynvm.store.factory import open_backend
 
     later = f"not assigned yet (the first start assigns {proposed_id(store_cfg)})"

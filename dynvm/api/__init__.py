@@ -22,7 +22,7 @@ from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core import trace
 from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
-from dynvm.store.base import StoreError
+from dynvm.core.store import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm

@@ -18,7 +18,7 @@ from dynvm.core.capacity import host_key, slots_on, vm_os
 from dynvm.core.maintenance.state import is_blocked, placement_blocked
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, PoolView
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_READY,

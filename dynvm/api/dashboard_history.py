@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dynvm.store.base import StoreError
+from dynvm.core.store import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm

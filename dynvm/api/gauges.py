@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from dynvm.api import dashboard_data as data
 from dynvm.core.background import LEADER_LOCK
 from dynvm.core.progress import STEP_TIME_PREFIX, Step
-from dynvm.store.base import StoreError
+from dynvm.core.store import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm

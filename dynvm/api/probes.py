@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
-from dynvm.store.base import StoreError
+from dynvm.core.store import StoreError
 
 bp = Blueprint("probes", __name__)
 

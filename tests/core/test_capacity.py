@@ -9,7 +9,7 @@ from dynvm.config import HostConfig, OsSpec
 from dynvm.core.capacity import GIB, free_on, slots_on, unseen
 from dynvm.core.placement import Candidate, eligible_hosts, spread
 from dynvm.core.ports import HostView, PoolView, VmView
-from dynvm.store.base import Reservation
+from dynvm.core.store import Reservation
 
 CENTOS = OsSpec("centos", "tmpl-cnt7.7", 8, 4, 35)
 WINDOWS = OsSpec("windows", "tmpl-win", 12, 6, 71)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dynvm.api.errors import status_of
 from dynvm.config import Config, HostConfig, OsSpec, QuotaLimits
 from dynvm.core import quota, tokens
-from dynvm.store.base import Lease, Reservation
+from dynvm.core.store import Lease, Reservation
 from dynvm.store.sqlite import SqliteStore
 
 

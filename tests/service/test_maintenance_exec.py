@@ -292,7 +292,7 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
                     extra="\n[pool centos]\nready=2\n")
     svc = build_service(str(ini), timings=FAST)
     try:
-        from dynvm.store.base import LEASE_READY
+        from dynvm.core.store import LEASE_READY
 
         svc.get_servers(ServersRequest(name="short", count=2))
         svc.get_servers(ServersRequest(name="long", count=2))
@@ -328,7 +328,7 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
                    what="the warm pool to be rebuilt")
     finally:
         from dynvm.core.release import release_lease
-        from dynvm.store.base import LEASE_PROVISIONING
+        from dynvm.core.store import LEASE_PROVISIONING
 
         # No warm build may still be running when the store closes: let the pool
         # settle, stop the worker that refills it, then release.

@@ -269,7 +269,7 @@ def test_a_vm_completed_after_the_lease_snapshot_is_never_destroyed(tmp_path, fa
     import dataclasses
 
     from dynvm.core.reconcile import Reconciler
-    from dynvm.store.base import LEASE_PROVISIONING
+    from dynvm.core.store import LEASE_PROVISIONING
 
     svc = build_service(str(write_ini(tmp_path, farm)), background=False)
     try:

@@ -72,7 +72,7 @@ def test_failed_step_carries_the_reason(client, service, farm, steps) -> None:
 
 
 def test_unknown_steps_are_left_out() -> None:
-    from dynvm.store.base import RequestRecord
+    from dynvm.core.store import RequestRecord
 
     req = RequestRecord(id="r", name="n", os="centos", count=2, instance="i", started=1.0,
                         detail={"vms": {"n1": {"step": "teleporting", "since": 2.0},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dynvm.store.base import LEASE_ACTIVE, LEASE_RELEASING
+from dynvm.core.store import LEASE_ACTIVE, LEASE_RELEASING
 from tests.service.conftest import wait_until
 
 

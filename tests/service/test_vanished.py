@@ -7,7 +7,7 @@ import uuid
 from dynvm.api import create_app
 from dynvm.core.reconcile import HEARTBEAT_PREFIX, Reconciler
 from dynvm.core.servers import NAME_LOCK
-from dynvm.store.base import LEASE_PROVISIONING, Lease, RequestRecord
+from dynvm.core.store import LEASE_PROVISIONING, Lease, RequestRecord
 from dynvm.wiring import build_service
 from tests.service.conftest import FarmProbe, wait_until, write_ini
 

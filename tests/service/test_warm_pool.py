@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dynvm.api import create_app
-from dynvm.store.base import LEASE_READY
+from dynvm.core.store import LEASE_READY
 from dynvm.wiring import build_service
 from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from dynvm.config import CouchbaseConfig
-from dynvm.store.base import Store
+from dynvm.core.store import Store
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.sqlite import SqliteStore
 from tests.support.cb_standin import StandInCollection

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from dynvm.store.base import LEASE_ACTIVE, Lease, Reservation
+from dynvm.core.store import LEASE_ACTIVE, Lease, Reservation
 from dynvm.store.sqlite import SqliteStore
 
 

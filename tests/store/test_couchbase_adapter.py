@@ -15,7 +15,7 @@ from couchbase.exceptions import (
 )
 from couchbase.options import InsertOptions, RemoveOptions, ReplaceOptions
 
-from dynvm.store.base import LEASE_ACTIVE, Conflict, StoreUnavailable
+from dynvm.core.store import LEASE_ACTIVE, Conflict, StoreUnavailable
 from dynvm.store.couchbase import CouchbaseStore, connection_string
 from tests.store.helpers import capped, make_lease, make_resv
 from tests.support.cb_standin import StandInCollection

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from dynvm.core.store import Store, StoreUnavailable
 from dynvm.store import ResilientStore
-from dynvm.store.base import Store, StoreUnavailable
 from dynvm.store.couchbase import CouchbaseStore
 from tests.support.cb_standin import StandInCollection
 

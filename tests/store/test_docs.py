@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from dynvm.store.base import Store
+from dynvm.core.store import Store
 
 
 def test_doc_create_read_replace_delete(store: Store) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from dynvm.config import CouchbaseConfig, StoreConfig
-from dynvm.store import ResilientStore, open_store
-from dynvm.store.base import (
+from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_RELEASING,
     RequestRecord,
     StoreUnavailable,
 )
+from dynvm.store import ResilientStore, open_store
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.sqlite import SqliteStore
 from tests.store.helpers import capped, make_lease, make_resv

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dynvm.store.base import RequestRecord, StoreUnavailable
+from dynvm.core.store import RequestRecord, StoreUnavailable
 from dynvm.store.sqlite import REQUEST_KEEP_SECS, SqliteStore
 from tests.store.helpers import capped, make_lease, make_resv, reserve_in_process
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, signal, sys
-from dynvm.store.base import StoreUnavailable
+from dynvm.core.store import StoreUnavailable
 from dynvm.store.sqlite import SqliteStore
 
 path = sys.argv[1]

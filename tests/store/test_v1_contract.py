@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dynvm.store.base import LEASE_ACTIVE, LEASE_READY, QuotaCheck, Store, Token
+from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, QuotaCheck, Store, Token
 from dynvm.store.outbox import ResilientStore
 from dynvm.store.sqlite import SqliteStore
 from tests.store.helpers import capped, make_lease, make_resv

@@ -21,8 +21,8 @@ from flask import Request, current_app, g, request
 
 from dynvm.core import tokens
 from dynvm.core.model import DynvmError
+from dynvm.core.store import Store, StoreUnavailable
 from dynvm.core.vms import Caller
-from dynvm.store.base import Store, StoreUnavailable
 
 
 class Unauthorized(DynvmError):

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from dynvm.api.errors import detail_of, status_of
 from dynvm.core.model import DynvmError
-from dynvm.store.base import StoreError
+from dynvm.core.store import StoreError
 
 log = logging.getLogger("dynvm.api.v1")
 

@@ -17,8 +17,8 @@ from dynvm.core.lifecycle import RequestState
 from dynvm.core.model import BadRequest, NotFound
 from dynvm.core.progress import of_request
 from dynvm.core.servers import served_os
+from dynvm.core.store import Lease, RequestRecord
 from dynvm.core.vms import Caller
-from dynvm.store.base import Lease, RequestRecord
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
