@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dynvm.api.dashboard_history import derived, history_docs  # noqa: F401 - gauges read them here
 from dynvm.core import progress, servers, warmpool
 from dynvm.core.capacity import host_key, slots_on, vm_os
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.maintenance.state import is_blocked, placement_blocked
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, PoolView
@@ -280,7 +281,7 @@ def requests_(svc: Dynvm, hours: float = RECENT_HOURS) -> dict[str, Any]:
                "reason": _reason(r.detail),
                "vms": [dict(p.to_dict(), step_secs=round(now - p.since, 1))
                        for p in progress.of_request(r)]}
-        if r.state == "running":
+        if r.state == RequestState.RUNNING:
             running.append(row)
         elif r.finished is None or now - r.finished <= hours * 3600:
             recent.append(row)

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from dynvm.api import dashboard_data as data
 from dynvm.core.background import LEADER_LOCK
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.progress import STEP_TIME_PREFIX, Step
 from dynvm.core.store import StoreError
 
@@ -115,7 +116,7 @@ def _request_gauges(svc: Dynvm, now: float) -> Iterator[Any]:
         records = []
     inflight = GaugeMetricFamily("dynvm_requests_in_flight",
                                  "getservers requests being served (warm-pool refills apart)")
-    inflight.add_metric([], sum(1 for r in records if r.state == "running"
+    inflight.add_metric([], sum(1 for r in records if r.state == RequestState.RUNNING
                                 and not r.id.startswith("warm-")))
     yield inflight
     # Time spent in each build step, from the step times kept in request records.

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from dynvm.config import Config, OsSpec
-from dynvm.core import progress, quota
+from dynvm.core import lifecycle, progress, quota
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.lifecycle import RequestState
@@ -119,11 +119,11 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
         ctx.store.put_request(record)
         _reserve(ctx, cfg, run, ttl)
     except StoreUnavailable as exc:
-        _abandon(ctx, run, "failed", "the state store is unreachable")
+        _abandon(ctx, run, "the state store is unreachable")
         raise StoreDown(f"the state store is unreachable, so capacity cannot be reserved "
                         f"safely; try again shortly ({exc})") from exc
     except Exception as exc:
-        _abandon(ctx, run, "failed", getattr(exc, "message", str(exc)))
+        _abandon(ctx, run, getattr(exc, "message", str(exc)))
         raise
     if start:
         threading.Thread(target=_build, args=(ctx, run), daemon=True,
@@ -167,11 +167,12 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
     run.slots = slots
 
 
-def _abandon(ctx: Context, run: _Running, state: str, reason: str) -> None:
+def _abandon(ctx: Context, run: _Running, reason: str) -> None:
+    """A request refused before any build: it fails, holding nothing."""
     _free_names(ctx, run)  # before the request reads as finished: nothing left held
     try:
         ctx.store.drop_reservations(run.record.id)  # none should be left; be sure
-        ctx.store.finish_request(run.record.id, state, {"error": reason})
+        lifecycle.end_request(ctx.store, run.record.id, RequestState.FAILED, {"error": reason})
     except Exception:
         log.exception("could not close request %s", run.record.id)
 
@@ -240,13 +241,14 @@ def _build(ctx: Context, run: _Running) -> None:
         if state in (CANCELLED, FAILED):
             ctx.store.drop_reservations(rid)
         _free_names(ctx, run)  # before the request reads as finished: nothing left held
-        ctx.store.finish_request(rid, state, {"failed": failed})
+        lifecycle.end_request(ctx.store, rid, state, {"failed": failed})
     except Exception as exc:
         log.exception("request %s", rid)
         try:
             _rollback(ctx, rid, built, "rollback: internal error")
             _free_names(ctx, run)
-            ctx.store.finish_request(rid, FAILED, {"error": f"internal error: {exc!r}"})
+            lifecycle.end_request(ctx.store, rid, RequestState.FAILED,
+                                  {"error": f"internal error: {exc!r}"})
         except Exception:  # reconciliation finishes what is left once this process is gone
             log.exception("could not settle request %s", rid)
     finally:
@@ -312,7 +314,7 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
         if lease.request_id == request_id and lease.state not in (LEASE_READY, LEASE_RELEASING):
             release_lease(ctx, lease, reason="cancelled")
     if rec.state in (DONE, PARTIAL):
-        ctx.store.finish_request(request_id, CANCELLED, {})
+        lifecycle.end_request(ctx.store, request_id, RequestState.CANCELLED, {})
     return get(ctx, request_id)
 
 

@@ -12,9 +12,10 @@ import math
 import uuid
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import progress, quota, staticpool, trace, warmpool
+from dynvm.core import lifecycle, progress, quota, staticpool, trace, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.model import (
     AllOrNoneFailed,
     BadRequest,
@@ -118,11 +119,11 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     try:
         result = _serve(ctx, cfg, req, spec, names, expires, request_id, ttl)
     except Exception as exc:
-        _finish(ctx, request_id, "failed", {"error": str(exc)})
+        _finish(ctx, request_id, RequestState.FAILED, {"error": str(exc)})
         raise
     finally:
         _free_names(ctx, held, request_id)
-    _finish(ctx, request_id, "done" if not result.failed else "partial",
+    _finish(ctx, request_id, RequestState.PARTIAL if result.failed else RequestState.DONE,
             {"failed": result.failed})
     staticpool.publish(ctx, result.servers, req.static_pools)
     return result
@@ -158,9 +159,9 @@ def _free_names(ctx: Context, names: list[str], request_id: str) -> None:
             log.warning("could not free the name %s", n)
 
 
-def _finish(ctx: Context, request_id: str, state: str, detail: dict) -> None:
+def _finish(ctx: Context, request_id: str, state: RequestState, detail: dict) -> None:
     try:
-        ctx.store.finish_request(request_id, state, detail)
+        lifecycle.end_request(ctx.store, request_id, state, detail)
     except Exception:
         log.exception("could not close request %s", request_id)
 

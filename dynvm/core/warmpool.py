@@ -18,6 +18,7 @@ from dynvm.config import Config, HostConfig, PoolConfig
 from dynvm.core import lifecycle, trace
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER, TAG_STATE
 from dynvm.core.provisioning import BuildFailed, Built, Job, description, run_jobs, wait_ssh
@@ -203,7 +204,7 @@ class Filler:
                 del self._batches[request_id]
         if last:
             try:
-                self.ctx.store.finish_request(request_id, "done")
+                lifecycle.end_request(self.ctx.store, request_id, RequestState.DONE)
             except Exception:
                 log.exception("closing warm request %s", request_id)
 
