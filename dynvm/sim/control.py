@@ -50,6 +50,14 @@ def _answer(code: int, obj: Any) -> tuple[int, bytes, str]:
     return code, json.dumps(obj, sort_keys=True).encode(), JSON
 
 
+def _json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (ValueError otherwise, json's included)."""
+    doc = json.loads(body or b"{}")
+    if not isinstance(doc, dict):
+        raise ValueError("the body must be a JSON object")
+    return doc
+
+
 def _farm_doc(farm: Farm) -> dict[str, Any]:
     return {
         "pools": [
@@ -123,10 +131,7 @@ def handle(farm: Farm, method: str, path: str, body: bytes) -> tuple[int, bytes,
         return _answer(200, {"ok": True})
     if method == "POST" and path == "/faults":
         try:
-            doc = json.loads(body or b"{}")
-            if not isinstance(doc, dict):
-                raise ValueError("the body must be a JSON object")
-            apply_fault(farm, doc)
+            apply_fault(farm, _json_object(body))
         except UnknownName as exc:
             return _answer(404, {"error": str(exc)})
         except KeyError as exc:
@@ -138,10 +143,7 @@ def handle(farm: Farm, method: str, path: str, body: bytes) -> tuple[int, bytes,
         return _answer(200, timing_doc(farm))
     if method == "POST" and path == "/timing":
         try:
-            doc = json.loads(body or b"{}")
-            if not isinstance(doc, dict):
-                raise ValueError("the body must be a JSON object")
-            set_timing(farm, doc)
+            set_timing(farm, _json_object(body))
         except ValueError as exc:
             return _answer(400, {"error": str(exc)})
         return _answer(200, timing_doc(farm))

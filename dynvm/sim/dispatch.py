@@ -217,6 +217,22 @@ class Dispatcher:
 
 
 # --------------------------------------------------------------- generic
+def _field_edit(cls: str, fname: str, change: Callable[..., Any]) -> Callable[..., None]:
+    """A generic map or set accessor (add_to_/remove_from_/add_/remove_ <field>).
+
+    `change(current, ref, *args)` answers the field's new value, or None when
+    the call changes nothing (removing what is absent, adding to a set what
+    is in it: no error in XAPI, and no event).
+    """
+    def edit(ctx: CallContext, ref: str, *args: Any) -> None:
+        with ctx.db.lock:
+            new = change(ctx.db.get(cls, ref)[fname], ref, *args)
+            if new is not None:
+                ctx.db.modify(cls, ref, {fname: new})
+
+    return edit
+
+
 def _generic_for(res: Resolved) -> Handler:
     cls, msg = res.cls, res.msg
     fields = datamodel.CLASSES[cls].fields
@@ -258,50 +274,21 @@ def _generic_for(res: Resolved) -> Handler:
 
         return setter
     if msg.startswith("add_to_") and msg[7:] in fields:
-        fname = msg[7:]
+        def add_to(cur: dict[str, Any], ref: str, key: str, value: Any) -> dict[str, Any]:
+            if key in cur:
+                raise XapiError("MAP_DUPLICATE_KEY", cls, msg[7:], ref, key)
+            return {**cur, key: value}
 
-        def add_to(ctx: CallContext, ref: str, key: str, value: Any) -> None:
-            with ctx.db.lock:
-                cur = ctx.db.get(cls, ref)[fname]
-                if key in cur:
-                    raise XapiError("MAP_DUPLICATE_KEY", cls, fname, ref, key)
-                new = dict(cur)
-                new[key] = value
-                ctx.db.modify(cls, ref, {fname: new})
-
-        return add_to
+        return _field_edit(cls, msg[7:], add_to)
     if msg.startswith("remove_from_") and msg[12:] in fields:
-        fname = msg[12:]
-
-        def remove_from(ctx: CallContext, ref: str, key: str) -> None:
-            with ctx.db.lock:
-                cur = ctx.db.get(cls, ref)[fname]
-                if key in cur:
-                    new = dict(cur)
-                    del new[key]
-                    ctx.db.modify(cls, ref, {fname: new})
-
-        return remove_from
+        return _field_edit(cls, msg[12:], lambda cur, ref, key: (
+            {k: v for k, v in cur.items() if k != key} if key in cur else None))
     if msg.startswith("add_") and msg[4:] in fields:
-        fname = msg[4:]
-
-        def add_set(ctx: CallContext, ref: str, value: Any) -> None:
-            with ctx.db.lock:
-                cur = ctx.db.get(cls, ref)[fname]
-                if value not in cur:
-                    ctx.db.modify(cls, ref, {fname: [*cur, value]})
-
-        return add_set
+        return _field_edit(cls, msg[4:], lambda cur, ref, value: (
+            [*cur, value] if value not in cur else None))
     if msg.startswith("remove_") and msg[7:] in fields:
-        fname = msg[7:]
-
-        def remove_set(ctx: CallContext, ref: str, value: Any) -> None:
-            with ctx.db.lock:
-                cur = ctx.db.get(cls, ref)[fname]
-                if value in cur:
-                    ctx.db.modify(cls, ref, {fname: [v for v in cur if v != value]})
-
-        return remove_set
+        return _field_edit(cls, msg[7:], lambda cur, ref, value: (
+            [v for v in cur if v != value] if value in cur else None))
 
     def not_implemented(ctx: CallContext, *args: Any) -> None:
         raise XapiError("NOT_IMPLEMENTED", ctx.method)

@@ -64,24 +64,29 @@ def vm_set_memory_dynamic_range(ctx: CallContext, vm: str, lo: int, hi: int) -> 
 VCPU_RULE = "VCPU values must satisfy: 0 < VCPUs_at_startup ≤ VCPUs_max"
 
 
-@handler("VM.set_VCPUs_max")
-def vm_set_vcpus_max(ctx: CallContext, vm: str, value: int) -> None:
+def _set_vcpus(ctx: CallContext, vm: str, field: str, value: int) -> None:
+    """VCPUs_max or VCPUs_at_startup, keeping 0 < VCPUs_at_startup <= VCPUs_max."""
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
         check_operation(vm, rec, "changing_VCPUs", halted_or_dom0(rec))
-        if value < 1 or value < int(rec["VCPUs_at_startup"]):
+        at_startup, top = int(rec["VCPUs_at_startup"]), int(rec["VCPUs_max"])
+        if field == "VCPUs_max":
+            top = value
+        else:
+            at_startup = value
+        if value < 1 or at_startup > top:
             raise XapiError("INVALID_VALUE", VCPU_RULE, value)
-        ctx.db.modify("VM", vm, {"VCPUs_max": value})
+        ctx.db.modify("VM", vm, {field: value})
+
+
+@handler("VM.set_VCPUs_max")
+def vm_set_vcpus_max(ctx: CallContext, vm: str, value: int) -> None:
+    _set_vcpus(ctx, vm, "VCPUs_max", value)
 
 
 @handler("VM.set_VCPUs_at_startup")
 def vm_set_vcpus_at_startup(ctx: CallContext, vm: str, value: int) -> None:
-    with ctx.db.lock:
-        rec = ctx.db.get("VM", vm)
-        check_operation(vm, rec, "changing_VCPUs", halted_or_dom0(rec))
-        if value < 1 or value > int(rec["VCPUs_max"]):
-            raise XapiError("INVALID_VALUE", VCPU_RULE, value)
-        ctx.db.modify("VM", vm, {"VCPUs_at_startup": value})
+    _set_vcpus(ctx, vm, "VCPUs_at_startup", value)
 
 
 @handler("VM.set_is_a_template")
