@@ -6,6 +6,11 @@ evacuated by a plan that fits at that moment. Everything another process
 must see (where the run is, what HA was, which hosts are out of placement)
 is in the store before the step it describes is taken, so a run whose
 process died can be resumed, or at least reported exactly.
+
+Over 400 lines because it is one procedure: the steps of a host (out of
+placement, disable, evacuate, hand over the master, reboot, wait, enable,
+back in placement) share the run's status, lock and resume rules, and read
+best in the order they run.
 """
 
 from __future__ import annotations
