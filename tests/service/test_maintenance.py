@@ -20,9 +20,15 @@ from dynvm.core.model import ServersRequest
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
-from tests.service.conftest import FAST, SPEED, write_ini
+from tests.service.conftest import SPEED, write_ini
 from tests.support.inis import Ini
-from tests.support.maintenance_pool import SHARED_SR, maintenance_pool
+from tests.support.maintenance_pool import (
+    SHARED_SR,
+    maintenance_farm,
+    maintenance_ini,
+    maintenance_pool,
+    maintenance_service,
+)
 
 READ_PREFIXES = ("session.", "event.")
 
@@ -42,29 +48,19 @@ def write_calls(counts: dict[str, dict[str, int]]) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def mfarm() -> Iterator[Farm]:
-    f = Farm([("pool1", maintenance_pool())], speed=SPEED).start()
-    try:
+    with maintenance_farm() as f:
         yield f
-    finally:
-        f.stop()
 
 
 @pytest.fixture
 def ini(tmp_path: Path, mfarm: Farm) -> Path:
-    return write_ini(tmp_path, mfarm, hosts=Ini.of_farm(mfarm, storage_name=SHARED_SR))
+    return maintenance_ini(tmp_path, mfarm)
 
 
 @pytest.fixture
 def svc(ini: Path) -> Iterator[Dynvm]:
-    s = build_service(str(ini), timings=FAST)
-    try:
+    with maintenance_service(ini, release_leases=True) as s:
         yield s
-    finally:
-        from dynvm.core.release import release_lease
-
-        for lease in s.ctx.store.leases():
-            release_lease(s.ctx, lease, reason="test teardown")
-        s.close()
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(svc: Dynvm, ini: Path, mfarm: Farm) -> None:

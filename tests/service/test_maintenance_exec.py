@@ -28,10 +28,15 @@ from dynvm.core.release import release_names
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from dynvm.wiring import build_service
-from tests.service.conftest import FAST, SPEED, write_ini
+from tests.service.conftest import FAST, write_ini
 from tests.support.harness import wait_until
 from tests.support.inis import Ini
-from tests.support.maintenance_pool import SHARED_SR, maintenance_pool
+from tests.support.maintenance_pool import (
+    SHARED_SR,
+    maintenance_farm,
+    maintenance_ini,
+    maintenance_service,
+)
 
 HA_CONFIG = {"timeout": "180"}
 
@@ -151,25 +156,19 @@ def ha_state(w: Watcher) -> tuple[bool, dict]:
 
 @pytest.fixture
 def rfarm() -> Iterator[Farm]:
-    f = Farm([("pool1", maintenance_pool())], speed=SPEED).start()
-    try:
+    with maintenance_farm() as f:
         yield f
-    finally:
-        f.stop()
 
 
 @pytest.fixture
 def ini(tmp_path: Path, rfarm: Farm) -> Path:
-    return write_ini(tmp_path, rfarm, hosts=Ini.of_farm(rfarm, storage_name=SHARED_SR))
+    return maintenance_ini(tmp_path, rfarm)
 
 
 @pytest.fixture
 def svc(ini: Path) -> Iterator[Dynvm]:
-    s = build_service(str(ini), timings=FAST)
-    try:
+    with maintenance_service(ini) as s:
         yield s
-    finally:
-        s.close()
 
 
 def sixty_running(svc: Dynvm, w: Watcher) -> dict[str, str]:

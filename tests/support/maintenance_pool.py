@@ -7,8 +7,18 @@ this gathers them onto one shared SR (an NFS store, as most pools have).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dynvm.core.release import release_lease
+from dynvm.core.service import Dynvm
+from dynvm.sim import Farm
 from dynvm.sim.datamodel import Tables, rebuild_derived
 from dynvm.sim.farmgen import generate_pool
+from dynvm.wiring import build_service
+from tests.service.conftest import FAST, SPEED, write_ini
+from tests.support.inis import Ini
 
 SHARED_SR = "NFS storage"
 
@@ -51,3 +61,32 @@ def maintenance_pool(name: str = "pool1", hosts: int = 4, vms_per_host: int = 12
                       host_cpus=host_cpus, storage_name=SHARED_SR)
     shared_storage(t)
     return t
+
+
+@contextmanager
+def maintenance_farm() -> Iterator[Farm]:
+    """The maintenance pool, served over XML-RPC, stopped afterwards."""
+    f = Farm([("pool1", maintenance_pool())], speed=SPEED).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def maintenance_ini(tmp_path: Path, farm: Farm) -> Path:
+    """dynvm's INI for the farm, every VM's disks on the shared SR."""
+    return write_ini(tmp_path, farm, hosts=Ini.of_farm(farm, storage_name=SHARED_SR))
+
+
+@contextmanager
+def maintenance_service(ini: Path, release_leases: bool = False) -> Iterator[Dynvm]:
+    """dynvm on `ini`; with `release_leases`, what it handed out is released afterwards
+    (a farm shared by several tests starts each one empty of dynvm's VMs)."""
+    s = build_service(str(ini), timings=FAST)
+    try:
+        yield s
+    finally:
+        if release_leases:
+            for lease in s.ctx.store.leases():
+                release_lease(s.ctx, lease, reason="test teardown")
+        s.close()
