@@ -143,6 +143,18 @@ def finish_build(store: Store, pool: XenPool, vm_uuid: str, dst: LeaseState | st
     return done
 
 
+def hand_out(store: Store, pool: XenPool, vm_uuid: str, *, name: str, description: str,
+             tags: dict[str, str]) -> Lease | None:
+    """A claimed warm VM becomes its caller's: renamed and tagged `active`, then its lease.
+
+    The VM first: should it fail, the lease is still being handed out and the
+    caller recycles it; the VM never reads as its caller's while the lease does not.
+    """
+    pool.update(vm_uuid, name=name, description=description,
+                tags={**tags, TAG_STATE: LeaseState.ACTIVE.value})
+    return store.transition(vm_uuid, LeaseState.PROVISIONING, LeaseState.ACTIVE)
+
+
 def begin_release(store: Store, lease: Lease, at: float) -> Lease | None:
     """Claim a VM for destruction; None if another process is releasing it."""
     if lease.state == LeaseState.RELEASING:

@@ -20,15 +20,14 @@ from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.placement import eligible_hosts, reserve
-from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER, TAG_STATE
+from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER
 from dynvm.core.provisioning import BuildFailed, Built, Job, description, run_jobs, wait_ssh
 from dynvm.core.release import release_lease
 from dynvm.core.store import (
-    LEASE_ACTIVE,
-    LEASE_PROVISIONING,
     LEASE_READY,
     Lease,
     RequestRecord,
+    StoreError,
     StoreUnavailable,
 )
 
@@ -72,16 +71,17 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
                 _recycle(ctx, claimed, f"SSH check failed: {exc}")
                 continue
         try:
-            ctx.pool(host).update(
-                lease.vm_uuid, name=name,
+            done = lifecycle.hand_out(
+                ctx.store, ctx.pool(host), lease.vm_uuid, name=name,
                 description=description(name, host.os[os_key].template, now),
-                tags={TAG_OWNER: owner, TAG_LEASE: request_id,
-                      TAG_EXPIRES: str(int(expires)), TAG_STATE: LEASE_ACTIVE})
+                tags={TAG_OWNER: owner, TAG_LEASE: request_id, TAG_EXPIRES: str(int(expires))})
+        except StoreError:
+            raise
         except Exception:
             log.exception("handing out ready VM %s failed; recycling it", lease.vm_uuid)
             _recycle(ctx, claimed, "hand-out failed")
             continue
-        done = ctx.store.transition(lease.vm_uuid, LEASE_PROVISIONING, LEASE_ACTIVE) or claimed
+        done = done or claimed
         ctx.store.update_history(lease.vm_uuid, {
             "name": name, "username": name, "owner": owner, "state": "available",
             "request_id": request_id, "expired_time": float(expires), "labels": labels, "from_warm_pool": True,
@@ -214,7 +214,3 @@ class Filler:
 
     def close(self) -> None:
         self._exec.shutdown(wait=False, cancel_futures=True)
-
-
-__all__ = ["Filler", "take_ready", "give_back", "ready_count", "READY_PREFIX",
-           "LEASE_PROVISIONING"]
