@@ -1,38 +1,9 @@
-"""dynvm's durable shared state: history, leases, reservations, requests, TTL locks."""
+"""The store adapters: SQLite, Couchbase, and the outbox that rides out a store outage.
 
-from dynvm.core.store import (
-    LEASE_ACTIVE,
-    LEASE_PROVISIONING,
-    LEASE_READY,
-    LEASE_RELEASING,
-    Conflict,
-    FreeSlots,
-    Lease,
-    RequestRecord,
-    Reservation,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    live_only,
-)
+The port they implement and the records they keep live in `dynvm.core.store`.
+"""
+
 from dynvm.store.factory import open_backend, open_store
 from dynvm.store.outbox import ResilientStore
 
-__all__ = [
-    "LEASE_ACTIVE",
-    "LEASE_PROVISIONING",
-    "LEASE_READY",
-    "LEASE_RELEASING",
-    "Conflict",
-    "FreeSlots",
-    "Lease",
-    "RequestRecord",
-    "Reservation",
-    "ResilientStore",
-    "Store",
-    "StoreError",
-    "StoreUnavailable",
-    "live_only",
-    "open_backend",
-    "open_store",
-]
+__all__ = ["ResilientStore", "open_backend", "open_store"]
