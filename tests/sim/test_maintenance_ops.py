@@ -199,6 +199,8 @@ def test_reboot_rules_and_modelled_reboot_time(farm: Farm, x: Any) -> None:
         x.VM.get_resident_on(v) == master for v in running)
     status, doc = control(farm, "/timing", {"host_reboot_secs": 1e9})
     assert status == 200 and doc["host_reboot_secs"] == 1e9
+    booted = x.host.get_other_config(member.ref)
+    assert float(booted["boot_time"]) > 0 and float(booted["agent_start_time"]) > 0
     x.host.reboot(member.ref)
     assert x.host_metrics.get_live(x.host.get_metrics(member.ref)) is False
     wait_for(lambda: refused(member.url), timeout=10)
@@ -210,6 +212,11 @@ def test_reboot_rules_and_modelled_reboot_time(farm: Farm, x: Any) -> None:
     wait_for(lambda: x.host.get_enabled(member.ref), timeout=10)
     assert x.host_metrics.get_live(x.host.get_metrics(member.ref)) is True
     wait_for(lambda: not refused(member.url), timeout=10)
+    # xapi stamps every start (dbsync): a client knows the host rebooted even
+    # if it never saw it down.
+    again = x.host.get_other_config(member.ref)
+    assert float(again["boot_time"]) > float(booted["boot_time"])
+    assert float(again["agent_start_time"]) > float(booted["agent_start_time"])
 
 
 def test_evacuate_migrates_in_parallel_batches(farm: Farm, x: Any) -> None:
