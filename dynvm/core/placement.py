@@ -17,6 +17,7 @@ from dynvm.core.store import FreeSlots, QuotaCheck, Reservation, Store
 
 log = logging.getLogger("dynvm.placement")
 
+LOGGED_HOSTS = 16  # member hosts named when a request is refused for room
 SETTLE_SECS = 30.0  # keep counting a finished reservation until every worker's view shows the VM
 
 
@@ -186,8 +187,10 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
         views, down = views_of(hosts, view_of)
         cands = counted(views)
         now_avail = sum(c.slots for c in cands) + len(got)
+        shown = [f"xenhost{c.host.ref}/{c.member.name_label} {c.slots}"
+                 f"{'' if c.member.enabled else ' (disabled)'}" for c in cands[:LOGGED_HOSTS]]
+        if len(cands) > LOGGED_HOSTS:
+            shown.append(f"(+{len(cands) - LOGGED_HOSTS} more)")
         log.info("no room for %d more %s VM(s); free slots: %s", count - len(got), spec.key,
-                 ", ".join(f"xenhost{c.host.ref}/{c.member.name_label} {c.slots}"
-                           f"{'' if c.member.enabled else ' (disabled)'}" for c in cands)
-                 or "no host")
+                 ", ".join(shown) or "no host")
     return got, now_avail, down
