@@ -173,10 +173,11 @@ class Reconciler:
             if verdict is None or p.budget <= 0:
                 continue
             # The lease list is older than the VM listing: a build or warm hand-out
-            # may have completed in between (its request is done, its lease now
-            # handed out). Only the lease as it is now may condemn the VM.
+            # may have completed or begun in between (its lease now handed out, or
+            # claimed by a live request). Only the lease as it is now may condemn the VM.
             lease = ctx.store.get_lease(vm.uuid)
-            if lease is not None and lease.state != LEASE_PROVISIONING:
+            if lease is not None and (lease.state != LEASE_PROVISIONING or self._judge(
+                    vm, lease, p.running, p.dead) in (None, "adopt")):
                 continue
             p.budget -= 1
             try:
@@ -213,9 +214,16 @@ class Reconciler:
 
     def _judge(self, vm: VmView, lease: Lease | None, running: dict[str, RequestRecord],
                dead: set[str]) -> str | None:
-        """None (leave it), "adopt", or the reason it is provably abandoned."""
+        """None (leave it), "adopt", or the reason it is provably abandoned.
+
+        A VM with a lease is judged by the lease's request: a warm VM being
+        handed out still carries the tag of the request that filled the pool
+        (done) until the hand-out retags it, while its lease already names the
+        request it is handed to.
+        """
         oc = vm.other_config
-        rid = oc.get(TAG_LEASE, "")
+        rid = (lease.request_id if lease is not None and lease.request_id
+               else oc.get(TAG_LEASE, ""))
         req = running.get(rid) or self.ctx.store.get_request(rid)
         if req is not None and req.state == RequestState.RUNNING:
             if rid in dead or not instance_alive(self.ctx, req.instance):

@@ -154,3 +154,27 @@ def test_removing_a_pool_recycles_its_ready_vms(tmp_path, farm, clean_farm, prob
         _stop_filling(svc)
         _release_everything(svc)
         svc.close()
+
+
+def test_a_warm_vm_being_handed_out_is_never_reconciled_away(warm, probe) -> None:
+    """Claimed for a request, a warm VM still wears the tag of the (done) request that
+    filled the pool until the hand-out retags it: reconciliation must judge it by its
+    lease, which names the live request it is being handed to."""
+    from dynvm.core import lifecycle
+    from dynvm.core.reconcile import Reconciler
+    from dynvm.core.store import RequestRecord
+
+    assert create_app(service=warm).test_client().get("/getavailablecount/centos").status_code == 200
+    wait_until(lambda: len(ready(warm)) == 2, timeout=60, what="the pool to fill")
+    _stop_filling(warm)
+    lease = ready(warm)[0]
+    store = warm.ctx.store
+    store.put_request(RequestRecord(id="b" * 32, name="taking", os="centos", count=1,
+                                    instance=warm.ctx.instance, started=warm.ctx.clock()))
+    claimed = lifecycle.take_warm(store, lease, name="taking", owner="taking",
+                                  request_id="b" * 32, expires=warm.ctx.clock() + 3600, labels=[])
+    assert claimed is not None
+    assert Reconciler(warm.ctx, orphan_grace=0.0).run()["vms"] == 0
+    assert {v["uuid"] for v in probe.vms_named("")} >= {lease.vm_uuid}
+    assert store.get_lease(lease.vm_uuid).state == "provisioning"
+    lifecycle.end_request(store, "b" * 32, lifecycle.RequestState.FAILED)
