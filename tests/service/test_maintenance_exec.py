@@ -302,14 +302,24 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
         warm_uuids = {lease.vm_uuid for lease in warm}
         short = {lease.vm_uuid for lease in svc.ctx.store.leases()
                  if lease.name.startswith("short")}
-        for u in short:  # ends within the drain window
-            svc.ctx.store.update_lease(u, expires=time.time() + 3)
+        for u in short:  # ends within the drain window, but not on its own during the test
+            svc.ctx.store.update_lease(u, expires=time.time() + 300)
         w = Watcher(rfarm)
         w.start({})
         seen: list[dict] = []
+        ended = threading.Event()
+
+        def progress(st: dict) -> None:
+            seen.append(dict(st))
+            # The run waits for the short leases: now they end (expiry releases them).
+            if not ended.is_set() and any("lease(s) to end" in e for e in st.get("events", [])):
+                ended.set()
+                for u in short:
+                    svc.ctx.store.update_lease(u, expires=time.time() - 1)
+
         try:
-            rolling_reboot(svc, 1, Options(execute=True, strategy="auto", drain_timeout=60,
-                                           poll=0.02), lambda st: seen.append(dict(st)))
+            rolling_reboot(svc, 1, Options(execute=True, strategy="auto", drain_timeout=600,
+                                           poll=0.02), progress)
         finally:
             w.stop()
         events = sorted({e for st in seen for e in st.get("events", [])})
