@@ -418,14 +418,25 @@ def test_drain_strategy_waits_for_leases_then_moves_what_is_left(svc: Dynvm, rfa
     svc.get_servers(ServersRequest(name="stays", count=2))
     brief = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("brief")}
     stays = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("stays")}
-    for u in brief:  # the expiry loop releases them during the wait
-        svc.ctx.store.update_lease(u, expires=time.time() + 2)
+    for u in brief:  # would outlast the test on their own
+        svc.ctx.store.update_lease(u, expires=time.time() + 300)
     w = Watcher(rfarm)
     w.start({})
     seen: list[dict] = []
+    ended = threading.Event()
+
+    def progress(st: dict) -> None:
+        seen.append(dict(st))
+        # The first wait: the brief leases end now (expiry releases them well within
+        # the drain timeout); "stays" outlasts it and is moved.
+        if not ended.is_set() and any("lease(s) to end" in e for e in st.get("events", [])):
+            ended.set()
+            for u in brief:
+                svc.ctx.store.update_lease(u, expires=time.time() - 1)
+
     try:
-        rolling_reboot(svc, 1, Options(execute=True, strategy="drain", drain_timeout=3,
-                                       poll=0.02), lambda st: seen.append(dict(st)))
+        rolling_reboot(svc, 1, Options(execute=True, strategy="drain", drain_timeout=8,
+                                       poll=0.02), progress)
     finally:
         w.stop()
     events = {e for st in seen for e in st.get("events", [])}
