@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -171,6 +171,22 @@ def svc(ini: Path) -> Iterator[Dynvm]:
         yield s
 
 
+def end_when_waited(svc: Dynvm, vms: set[str], seen: list[dict]) -> Callable[[dict], None]:
+    """A progress callback that records each status and, the first time the run waits
+    for leases to end, ends the leases of `vms` (expiry then releases them): the test
+    never bets on the wall clock against the run's pace."""
+    ended = threading.Event()
+
+    def progress(st: dict) -> None:
+        seen.append(dict(st))
+        if not ended.is_set() and any("lease(s) to end" in e for e in st.get("events", [])):
+            ended.set()
+            for u in vms:
+                svc.ctx.store.update_lease(u, expires=time.time() - 1)
+
+    return progress
+
+
 def sixty_running(svc: Dynvm, w: Watcher) -> dict[str, str]:
     svc.get_servers(ServersRequest(name="job", count=12))
     guests = w.guests()
@@ -307,19 +323,9 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
         w = Watcher(rfarm)
         w.start({})
         seen: list[dict] = []
-        ended = threading.Event()
-
-        def progress(st: dict) -> None:
-            seen.append(dict(st))
-            # The run waits for the short leases: now they end (expiry releases them).
-            if not ended.is_set() and any("lease(s) to end" in e for e in st.get("events", [])):
-                ended.set()
-                for u in short:
-                    svc.ctx.store.update_lease(u, expires=time.time() - 1)
-
         try:
             rolling_reboot(svc, 1, Options(execute=True, strategy="auto", drain_timeout=600,
-                                           poll=0.02), progress)
+                                           poll=0.02), end_when_waited(svc, short, seen))
         finally:
             w.stop()
         events = sorted({e for st in seen for e in st.get("events", [])})
@@ -423,20 +429,11 @@ def test_drain_strategy_waits_for_leases_then_moves_what_is_left(svc: Dynvm, rfa
     w = Watcher(rfarm)
     w.start({})
     seen: list[dict] = []
-    ended = threading.Event()
-
-    def progress(st: dict) -> None:
-        seen.append(dict(st))
-        # The first wait: the brief leases end now (expiry releases them well within
-        # the drain timeout); "stays" outlasts it and is moved.
-        if not ended.is_set() and any("lease(s) to end" in e for e in st.get("events", [])):
-            ended.set()
-            for u in brief:
-                svc.ctx.store.update_lease(u, expires=time.time() - 1)
-
     try:
+        # The brief leases end at the first wait (expiry releases them well within the
+        # drain timeout); "stays" outlasts it and is moved.
         rolling_reboot(svc, 1, Options(execute=True, strategy="drain", drain_timeout=8,
-                                       poll=0.02), progress)
+                                       poll=0.02), end_when_waited(svc, brief, seen))
     finally:
         w.stop()
     events = {e for st in seen for e in st.get("events", [])}
