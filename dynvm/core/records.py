@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 from dynvm.core.lifecycle import LeaseState, RequestState
 
@@ -21,8 +21,21 @@ LEASE_READY: str = LeaseState.READY.value
 LEASE_RELEASING: str = LeaseState.RELEASING.value
 
 
+class _Record:
+    """A stored document: a dataclass to and from its dict; unknown keys (a newer
+    writer's fields) are ignored on reading."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @dataclass
-class Lease:
+class Lease(_Record):
     """One dynvm VM's ownership and expiry, keyed by the VM's uuid."""
 
     vm_uuid: str
@@ -40,20 +53,12 @@ class Lease:
     labels: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Lease:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
     def with_(self, **changes: Any) -> Lease:
         return replace(self, **changes)
 
 
 @dataclass
-class Reservation:
+class Reservation(_Record):
     """Capacity held on one member host for a VM being created.
 
     Held from before the first XenAPI call until the VM is up or has failed.
@@ -80,17 +85,9 @@ class Reservation:
             return now < self.settle_until
         return now < self.expires
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Reservation:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 @dataclass
-class RequestRecord:
+class RequestRecord(_Record):
     """A getservers request in flight, so a restart can tell what was interrupted."""
 
     id: str
@@ -103,21 +100,13 @@ class RequestRecord:
     finished: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 # `update_doc` callback: given the current document (None if missing), return
 # the new one, or None to delete it. It may run more than once (CAS retries).
 DocEdit = Callable[[dict[str, Any] | None], dict[str, Any] | None]
 
 @dataclass
-class Token:
+class Token(_Record):
     """An API token's record. Only the hash of the secret is ever stored."""
 
     id: str  # short public handle, for `token list` / `token revoke`
@@ -131,14 +120,6 @@ class Token:
     def valid(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         return self.revoked is None and (self.expires is None or now < self.expires)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Token:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 # `free_slots` callback for Store.reserve: given the live reservations on a
