@@ -119,12 +119,6 @@ class Slot:
     reservation: Reservation
 
 
-def _free_slots(view: PoolView, member: HostView, hc: HostConfig, os_key: str,
-                sizes: tuple[int, int], live: list[Reservation]) -> int:
-    """The store's atomic check: slots left on `member` given the live reservations."""
-    return slots_on(view, member, hc, os_key, live, sizes)
-
-
 def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, count: int,
             request_id: str, view_of: Callable[[HostConfig], PoolView],
             vcpus: int | None, memory_gib: float | None, ttl: float,
@@ -175,8 +169,9 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
                                   created=now, expires=now + ttl,
                                   owner=quota.owner if quota else "")
                       for _ in range(n)]
+            # the store's atomic check: slots left on the member given its live reservations
             batches.append((c.key, wanted, functools.partial(
-                _free_slots, c.view, c.member, c.host, spec.key, (cpus, int(mem)))))
+                slots_on, c.view, c.member, c.host, spec.key, sizes=(cpus, int(mem)))))
         # One atomic step for every host where the backend can (one commit, not one per host).
         for (key, _, _), taken in zip(batches, store.reserve_many(batches, quota), strict=True):
             c = next(c for c in cands if c.key == key)
