@@ -1,7 +1,7 @@
-"""The dashboard's history: documents read at most every few seconds, queried, charted.
+"""The dashboard's history: documents read once per change of the store, queried, charted.
 
 The history only grows and reading it is most of a dashboard render, so one
-read per process and store serves the page, its refreshes and each scrape.
+read per process and change serves the page, its refreshes and each scrape.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import csv
 import io
 import math
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -25,32 +24,33 @@ HISTORY_SCAN = 20_000  # history documents searched at most
 
 
 class _HistoryMemo:
-    """History read at most every HISTORY_TTL_SECS per process and store.
+    """History read again only when the store's history mark has changed.
 
     Reading and decoding every document is most of a dashboard render, and the
-    page, its refreshes and each scrape all want it; the history only grows,
-    so the dashboard and the metrics may show it a second or two late.
+    page, its refreshes and each scrape all want it. The mark is one small
+    read and changes with every history write of any process, so every worker
+    answers from the same history: a page and its CSV export agree.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._store: object | None = None  # whose history this is
-        self._at = -math.inf
+        self._mark: str | None = None
         self._docs: list[dict[str, Any]] = []
         self._derived: dict[str, Any] = {}
 
     def docs(self, svc: Dynvm) -> list[dict[str, Any]]:
         store = svc.ctx.store
-        with self._lock:
-            if self._store is store and time.monotonic() - self._at < HISTORY_TTL_SECS:
-                return self._docs
         try:
+            mark = store.history_mark()  # before the documents: a write after it changes it
+            with self._lock:
+                if self._store is store and self._mark == mark:
+                    return self._docs
             docs = store.history(limit=HISTORY_SCAN)
         except StoreError:
             return []
         with self._lock:
-            self._store, self._at, self._docs, self._derived = (
-                store, time.monotonic(), docs, {})
+            self._store, self._mark, self._docs, self._derived = store, mark, docs, {}
         return docs
 
     def derived(self, docs: list[dict[str, Any]], name: str,
@@ -66,12 +66,11 @@ class _HistoryMemo:
         return out
 
 
-HISTORY_TTL_SECS = 2.0
 _MEMO = _HistoryMemo()
 
 
 def history_docs(svc: Dynvm) -> list[dict[str, Any]]:
-    """Every history document (most recent first), at most HISTORY_TTL_SECS old."""
+    """Every history document (most recent first), as the store holds it now."""
     return _MEMO.docs(svc)
 
 

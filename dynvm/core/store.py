@@ -103,6 +103,16 @@ class Store(abc.ABC):
     def history(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Most recent history documents first (by created_time)."""
 
+    @abc.abstractmethod
+    def history_mark(self) -> str:
+        """A token that changes with every history write, by any process.
+
+        Readers that keep what they read of the history (the dashboard and the
+        metrics of each worker) reread only when it changed, so every worker
+        shows the same history. Writers change it after the document, readers
+        read it before the documents.
+        """
+
     # -- leases ---------------------------------------------------------------
     @abc.abstractmethod
     def put_lease(self, lease: Lease) -> None:

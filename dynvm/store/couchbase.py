@@ -14,6 +14,8 @@ Key layout (all keys may carry an optional prefix, used by tests to isolate runs
 - `resv::hosts`        host keys that have a reservation document;
 - `req::<id>`, `requests::index`   requests in flight;
 - `history::index`     the most recent history uuids, for `history()`;
+- `history::mark`      a random token replaced after every history write
+                       (`history_mark()`);
 - `lock::<name>`       TTL lock (leader, name, heartbeat), with a document expiry;
 - `doc::<key>`         `{"dynvm": "doc", "doc": {...}}`: operator state such as
                        host drains and maintenance runs.
@@ -37,6 +39,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
@@ -299,6 +302,7 @@ class CouchbaseStore(Store):
     def put_history(self, vm_uuid: str, doc: dict[str, Any]) -> None:
         self._history_index_add(vm_uuid, float(doc.get("created_time") or time.time()))
         self._io("upsert", self._k(vm_uuid), dict(doc))
+        self._new_history_mark()
 
     def update_history(self, vm_uuid: str, patch: dict[str, Any]) -> None:
         existing, _ = self._get(vm_uuid)
@@ -311,6 +315,7 @@ class CouchbaseStore(Store):
             merged.update(patch)
             return merged
         self._mutate(vm_uuid, fn)
+        self._new_history_mark()
 
     def get_history(self, vm_uuid: str) -> dict[str, Any] | None:
         return self._get(vm_uuid)[0]
@@ -325,6 +330,14 @@ class CouchbaseStore(Store):
                 out.append((float(h.get("created_time") or created), vm_uuid, h))
         out.sort(key=lambda t: (-t[0], t[1]))
         return [h for _, _, h in out]
+
+    def _new_history_mark(self) -> None:
+        # A plain upsert of a random token: any write changes it, so writers never contend on it.
+        self._io("upsert", self._k("history::mark"), {"dynvm": "mark", "mark": uuid.uuid4().hex})
+
+    def history_mark(self) -> str:
+        doc, _ = self._get("history::mark")
+        return str(doc["mark"]) if doc else ""
 
     # -- leases -----------------------------------------------------------------------
     def put_lease(self, lease: Lease) -> None:

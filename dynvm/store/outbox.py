@@ -277,6 +277,10 @@ class ResilientStore(Store):
         self._queued_view()
         return self.primary.history(limit)
 
+    def history_mark(self) -> str:
+        self._queued_view()
+        return self.primary.history_mark()
+
     # -- leases ---------------------------------------------------------------------------------
     def put_lease(self, lease: Lease) -> None:
         self.primary.put_lease(lease)

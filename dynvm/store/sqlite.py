@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -359,6 +360,7 @@ class SqliteStore(Store):
         with self._db.tx() as c:
             c.execute("INSERT OR REPLACE INTO history(uuid, doc, created_time) VALUES (?,?,?)",
                       (vm_uuid, _dumps(doc), created))
+            self._new_history_mark(c)
 
     def update_history(self, vm_uuid: str, patch: dict[str, Any]) -> None:
         with self._db.tx() as c:
@@ -369,6 +371,7 @@ class SqliteStore(Store):
             created = float(doc.get("created_time") or (row[1] if row else time.time()))
             c.execute("INSERT OR REPLACE INTO history(uuid, doc, created_time) VALUES (?,?,?)",
                       (vm_uuid, _dumps(doc), created))
+            self._new_history_mark(c)
 
     def get_history(self, vm_uuid: str) -> dict[str, Any] | None:
         rows = self._db.query("SELECT doc FROM history WHERE uuid=?", (vm_uuid,))
@@ -378,6 +381,16 @@ class SqliteStore(Store):
         rows = self._db.query(
             "SELECT doc FROM history ORDER BY created_time DESC, uuid LIMIT ?", (int(limit),))
         return [json.loads(r[0]) for r in rows]
+
+    @staticmethod
+    def _new_history_mark(c: sqlite3.Connection) -> None:
+        # A fresh random token, not a counter: a database reset cannot bring an old one back.
+        c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('history_mark', ?)",
+                  (uuid.uuid4().hex,))
+
+    def history_mark(self) -> str:
+        rows = self._db.query("SELECT value FROM meta WHERE key='history_mark'")
+        return str(rows[0][0]) if rows else ""
 
     # -- leases ---------------------------------------------------------------
     @staticmethod

@@ -58,6 +58,24 @@ def test_history_newest_first_with_limit(store: Store) -> None:
     assert store.history(limit=1)[0]["name"] == "late"
 
 
+def test_history_mark_changes_with_each_history_write_only(store: Store) -> None:
+    first = store.history_mark()
+    assert store.history_mark() == first  # reading changes nothing
+    store.put_history("u1", seed_doc("job1", 100.0))
+    after_put = store.history_mark()
+    assert after_put != first
+    store.update_history("u1", {"state": "deleted"})
+    after_update = store.history_mark()
+    assert after_update != after_put
+    store.update_history("u1", {"state": "deleted"})  # even a write that changes no field
+    assert store.history_mark() != after_update
+    settled = store.history_mark()
+    store.put_lease(make_lease("job1"))
+    store.history()
+    store.get_history("u1")
+    assert store.history_mark() == settled  # other subjects leave it alone
+
+
 # -- leases --------------------------------------------------------------------------------
 
 

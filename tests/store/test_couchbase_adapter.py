@@ -97,8 +97,9 @@ def test_key_layout() -> None:
     assert list(coll.raw("leases::index")["keys"]) == ["vm-1"]
     assert [r["host_key"] for r in coll.raw("resv::1/host-a")["items"]] == ["1/host-a"]
     assert coll.raw("lock::expiry")["holder"] == "me"
+    assert "state" not in coll.raw("history::mark")
     assert set(coll.keys()) == {"vm-1", "lease::vm-1", "leases::index", "history::index",
-                                "resv::1/host-a", "resv::hosts", "lock::expiry"}
+                                "history::mark", "resv::1/host-a", "resv::hosts", "lock::expiry"}
 
 
 def test_prefix_isolates_stores() -> None:

@@ -1,0 +1,67 @@
+"""The dashboard's history memo: every worker answers from the store's current history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
+
+from dynvm.api.dashboard_history import _HistoryMemo
+from dynvm.core.store import Store
+from dynvm.store.couchbase import CouchbaseStore
+from dynvm.store.sqlite import SqliteStore
+from tests.store.helpers import make_lease
+from tests.support.cb_standin import StandInCollection
+
+
+def _sqlite_pair(tmp_path) -> tuple[Store, Store]:
+    path = str(tmp_path / "dynvm.sqlite")
+    return SqliteStore(path), SqliteStore(path)
+
+
+def _couchbase_pair(tmp_path) -> tuple[Store, Store]:
+    coll = StandInCollection(latency=0.0)
+    return CouchbaseStore(coll), CouchbaseStore(coll)
+
+
+@pytest.fixture(params=[_sqlite_pair, _couchbase_pair], ids=["sqlite", "couchbase-standin"])
+def two_workers(request: pytest.FixtureRequest, tmp_path) -> tuple[Store, Store]:
+    """Two store clients on one backend, as two gunicorn workers hold them."""
+    make: Callable[..., tuple[Store, Store]] = request.param
+    mine, other = make(tmp_path)
+    yield mine, other
+    mine.close()
+    other.close()
+
+
+def _names(docs: list[dict]) -> list[str]:
+    return [d["name"] for d in docs]
+
+
+def test_a_write_by_another_worker_is_seen_at_once(two_workers) -> None:
+    mine, other = two_workers
+    memo = _HistoryMemo()
+    svc = SimpleNamespace(ctx=SimpleNamespace(store=mine))
+    other.put_history("u1", {"name": "job1", "created_time": 100.0, "state": "available"})
+    assert _names(memo.docs(svc)) == ["job1"]
+
+    other.put_history("u2", {"name": "job2", "created_time": 200.0, "state": "available"})
+    assert _names(memo.docs(svc)) == ["job2", "job1"]
+    other.update_history("u1", {"state": "deleted"})
+    assert [d["state"] for d in memo.docs(svc)] == ["available", "deleted"]
+
+
+def test_unchanged_history_is_not_read_again(two_workers) -> None:
+    mine, other = two_workers
+    memo = _HistoryMemo()
+    svc = SimpleNamespace(ctx=SimpleNamespace(store=mine))
+    other.put_history("u1", {"name": "job1", "created_time": 100.0})
+    docs = memo.docs(svc)
+    other.put_lease(make_lease("job1"))  # another subject: the history itself did not change
+    assert memo.docs(svc) is docs
+    calls = []
+    assert memo.derived(docs, "n", lambda d: calls.append(1) or len(d)) == 1
+    assert memo.derived(memo.docs(svc), "n", lambda d: calls.append(1) or len(d)) == 1
+    assert calls == [1]  # derived once per read of the history
+
