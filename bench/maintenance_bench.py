@@ -107,12 +107,12 @@ def main() -> None:
 
 def measure(parallel: int, speed: float) -> tuple[float, int, float]:
     """A real rolling reboot on the simulator: (simulated seconds, migrations, GiB moved)."""
+    from dynvm.core.answers import ServersRequest
     from dynvm.core.background import Timings
     from dynvm.core.maintenance.ops import rolling_reboot
     from dynvm.core.maintenance.runner import Options
-    from dynvm.core.model import ServersRequest
+    from dynvm.runtime.bootstrap import build_service
     from dynvm.sim import Farm
-    from dynvm.wiring import build_service
     from tests.support.maintenance_pool import SHARED_SR
 
     tmp = Path(tempfile.mkdtemp(prefix="dynvm-maint-bench-"))

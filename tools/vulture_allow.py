@@ -3,4 +3,4 @@
 Each line names one such thing and says which interface.
 """
 
-datefmt  # logsetup.IsoFormatter.formatTime keeps logging.Formatter.formatTime's signature
+datefmt  # runtime.logs.IsoFormatter.formatTime keeps logging.Formatter.formatTime's signature

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import dashboard, errors, legacy, maintenance, metrics, ops, probes, v1
+from dynvm.api import dashboard, errors, legacy, maintenance, metrics, monitoring, probes, v1
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core import trace
@@ -36,7 +36,7 @@ ALL_OR_NONE = "all vms couldn't be created successfully"
 # Any token is a valid HTTP method: label only these, so clients cannot grow /metrics.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # Longest request target (path and query) served. gunicorn's limit_request_line
-# is set above it (see dynvm.cli), so an over-long line gets this one-line 414.
+# is set above it (see dynvm.cli.main), so an over-long line gets this one-line 414.
 MAX_REQUEST_TARGET = 2048
 
 
@@ -49,7 +49,7 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
         path = config_path or os.environ.get("DYNVM_CONFIG")
         if not path:
             raise RuntimeError("no configuration: pass a config path or set DYNVM_CONFIG")
-        from dynvm.wiring import build_service
+        from dynvm.runtime.bootstrap import build_service
 
         service = build_service(path)
         atexit.register(service.close)
@@ -60,7 +60,7 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
     if hasattr(service, "ctx"):  # the core reports what reconciliation did, for /metrics
         service.ctx.on_event = metrics.core_event
     app.register_blueprint(legacy.bp)
-    app.register_blueprint(ops.bp)
+    app.register_blueprint(monitoring.bp)
     app.register_blueprint(maintenance.bp)
     app.register_blueprint(probes.bp)
     app.register_blueprint(dashboard.bp)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dynvm.api.dashboard_history import derived, history_docs  # noqa: F401 - gauges read them here
-from dynvm.core import progress, servers, warmpool
+from dynvm.core import getservers, progress, warmpool
 from dynvm.core.capacity import host_key, slots_on, vm_os
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.maintenance.state import is_blocked, placement_blocked
@@ -163,7 +163,7 @@ def capacity(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
     """Available VM count of every served OS (default labels, as /getavailablecount)."""
     snap = snap or Snapshot.take(svc)
     out = {}
-    for o in sorted(servers.served_os(snap.cfg)):
+    for o in sorted(getservers.served_os(snap.cfg)):
         hosts_ = eligible_hosts(snap.cfg, o, frozenset(), False)
         views = [(h, snap.views[h.ref]) for h in hosts_ if h.ref in snap.views]
         down = [h.ref for h in hosts_ if h.ref not in snap.views]

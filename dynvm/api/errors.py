@@ -7,7 +7,7 @@ sentences are decided here only.
 
 from __future__ import annotations
 
-from dynvm.core.model import (
+from dynvm.core.errors import (
     AllOrNoneFailed,
     BadRequest,
     DynvmError,

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, request
 
 from dynvm.api import errors
+from dynvm.core.errors import DynvmError
 from dynvm.core.maintenance import state as S
-from dynvm.core.model import DynvmError
 
 if TYPE_CHECKING:
     from dynvm.core.maintenance.runner import Options

@@ -22,8 +22,8 @@ from pydantic import (
 )
 
 from dynvm.api.formatting import echo
+from dynvm.config.digits import parse_int
 from dynvm.core.service import ServersRequest
-from dynvm.digits import parse_int
 
 MAX_COUNT = 100
 MAX_NAME_LEN = 64

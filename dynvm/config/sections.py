@@ -8,7 +8,7 @@ import difflib
 import re
 from collections.abc import Mapping
 
-from dynvm.digits import parse_float, parse_int
+from dynvm.config.digits import parse_float, parse_int
 
 SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword", "static.userpassword",
                          "vm.linux.password", "vm.windows.password"})

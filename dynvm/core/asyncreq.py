@@ -24,19 +24,20 @@ from dataclasses import asdict, dataclass, field
 
 from dynvm.config import Config, OsSpec
 from dynvm.core import lifecycle, progress, quota
+from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
-from dynvm.core.lifecycle import RequestState
-from dynvm.core.model import NameInUse, NoCapacity, NotFound, ServersRequest, StoreDown
-from dynvm.core.placement import Slot, eligible_hosts, reserve
-from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
-from dynvm.core.release import names_for, release_lease
-from dynvm.core.servers import (
+from dynvm.core.errors import NameInUse, NoCapacity, NotFound, StoreDown
+from dynvm.core.getservers import (
     NAME_LOCK,
     check_request,
     effective_spec,
     with_overrides,
 )
+from dynvm.core.lifecycle import RequestState
+from dynvm.core.placement import Slot, eligible_hosts, reserve
+from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
+from dynvm.core.release import names_for, release_lease
 from dynvm.core.store import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
 
 log = logging.getLogger("dynvm.asyncreq")

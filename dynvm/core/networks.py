@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dynvm.config import HostConfig
-from dynvm.core.model import BadRequest
+from dynvm.core.errors import BadRequest
 from dynvm.core.placement import views_of
 from dynvm.core.ports import PoolView
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dynvm.config import Config, QuotaLimits
-from dynvm.core.model import DynvmError
+from dynvm.core.errors import DynvmError
 from dynvm.core.store import Lease, QuotaCheck, Reservation, Store, owner_usage
 
 LIMITS = ("vms", "vcpus", "memory_gib")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from dynvm.config import HostConfig
 from dynvm.core import history, lifecycle, staticpool
 from dynvm.core.context import Context
+from dynvm.core.getservers import NAME_LOCK
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.ports import (
     TAG_BUILDER,
@@ -52,7 +53,6 @@ from dynvm.core.release import (
     names_for,
     retry_release,
 )
-from dynvm.core.servers import NAME_LOCK
 from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,

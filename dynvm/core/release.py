@@ -13,7 +13,7 @@ import re
 
 from dynvm.core import history, lifecycle, staticpool
 from dynvm.core.context import Context
-from dynvm.core.model import HostNotConfigured
+from dynvm.core.errors import HostNotConfigured
 from dynvm.core.placement import views_of
 from dynvm.core.ports import (
     TAG_CREATED,

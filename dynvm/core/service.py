@@ -8,32 +8,28 @@ from collections.abc import Callable
 from typing import Any
 
 from dynvm.config import Config
-from dynvm.core import servers, warmpool
+from dynvm.core import getservers, warmpool
+from dynvm.core.answers import Available, ServerResult, ServersRequest, ServersResult, ShowAll
 from dynvm.core.background import Background, Timings
 from dynvm.core.capacity import vm_os
 from dynvm.core.context import Context
-from dynvm.core.maintenance.state import all_status, placement_blocked
-from dynvm.core.model import (
+from dynvm.core.errors import (
     AllOrNoneFailed,
-    Available,
     BadRequest,
     DynvmError,
     NameInUse,
     NoCapacity,
     NotFound,
     ProvisionFailed,
-    ServerResult,
-    ServersRequest,
-    ServersResult,
-    ShowAll,
     StoreDown,
 )
+from dynvm.core.maintenance.state import all_status, placement_blocked
 from dynvm.core.placement import candidates, eligible_hosts, views_of
-from dynvm.core.probe import StoreProbe
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.release import names_for, release_matching, release_names, set_expiry
 from dynvm.core.staticpool import StaticPools
 from dynvm.core.store import Store, StoreError, StoreUnavailable
+from dynvm.core.store_probe import StoreProbe
 
 __all__ = [
     "AllOrNoneFailed", "Available", "BadRequest", "DynvmError", "NameInUse", "NoCapacity",
@@ -87,7 +83,7 @@ class Dynvm:
         return self.config()
 
     def os_keys(self) -> frozenset[str]:
-        return servers.served_os(self.config())
+        return getservers.served_os(self.config())
 
     def host_refs(self) -> set[int]:
         return set(self.config().hosts)
@@ -95,7 +91,7 @@ class Dynvm:
     # -- reads ------------------------------------------------------------------------
     def show_all(self, os: str | None, labels: frozenset[str], ignore_labels: bool) -> ShowAll:
         cfg = self._touch()
-        if os is not None and os not in servers.served_os(cfg):
+        if os is not None and os not in getservers.served_os(cfg):
             raise BadRequest(f"Error: unknown os '{os}'")
         hosts = eligible_hosts(cfg, None, labels, ignore_labels)
         views, down = views_of(hosts, self.ctx.view)
@@ -134,7 +130,7 @@ class Dynvm:
 
     def available(self, os: str, labels: frozenset[str], ignore_labels: bool) -> Available:
         cfg = self._touch()
-        if os not in servers.served_os(cfg):
+        if os not in getservers.served_os(cfg):
             raise BadRequest(f"Error: unknown os '{os}'")
         hosts = eligible_hosts(cfg, os, labels, ignore_labels)
         return self._count(hosts, os)
@@ -154,7 +150,7 @@ class Dynvm:
 
     def available_by_label(self, os: str) -> list[dict]:
         cfg = self._touch()
-        if os not in servers.served_os(cfg):
+        if os not in getservers.served_os(cfg):
             raise BadRequest(f"Error: unknown os '{os}'")
         labels = sorted({lbl for h in cfg.hosts.values() for lbl in h.labels})
         out = []
@@ -168,7 +164,7 @@ class Dynvm:
     # -- writes -----------------------------------------------------------------------
     def get_servers(self, req: ServersRequest) -> ServersResult:
         self._touch()
-        return servers.get_servers(self.ctx, req)
+        return getservers.get_servers(self.ctx, req)
 
     def release_servers(self, name: str, count: int | None, state: str | None) -> list[str]:
         self._touch()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from dynvm.core.answers import ServerResult
 from dynvm.core.context import Context
-from dynvm.core.model import ServerResult
 from dynvm.core.store import Lease
 
 log = logging.getLogger("dynvm.staticpool")

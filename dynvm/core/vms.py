@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from dynvm.core.context import Context
-from dynvm.core.model import BadRequest, DynvmError, NotFound, StoreDown
+from dynvm.core.errors import BadRequest, DynvmError, NotFound, StoreDown
 from dynvm.core.ports import TAG_EXPIRES
 from dynvm.core.release import release_lease
 from dynvm.core.store import LEASE_READY, Lease, StoreUnavailable

@@ -14,7 +14,7 @@ from typing import Any
 from dynvm.core.ports import TAG_STATE, CloneFailed, HostCannotTake, VmBuild, VmView, XenError
 from dynvm.xen import records as R
 from dynvm.xen.inventory import Inventory
-from dynvm.xen.part import PoolPart
+from dynvm.xen.pool_access import PoolAccess
 from dynvm.xen.session import SessionPool
 from dynvm.xen.tasks import TaskRunner, check_cancel
 from dynvm.xen.teardown import VmRemover
@@ -30,7 +30,7 @@ HOST_STATE_ERRORS = frozenset({"HOST_DISABLED", "HOST_DISABLED_UNTIL_REBOOT", "H
                                "HOST_NOT_LIVE", "HOST_NOT_ENOUGH_FREE_MEMORY"})
 
 
-class VmBuilder(PoolPart):
+class VmBuilder(PoolAccess):
     """Builds VMs on one pool from the template the client chose."""
 
     def __init__(self, sessions: SessionPool, inventory: Inventory, tasks: TaskRunner,

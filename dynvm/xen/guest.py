@@ -10,7 +10,7 @@ from typing import Any
 from dynvm.core.ports import LinkLocalOnly, WaitTimeout, XenError
 from dynvm.xen import records as R
 from dynvm.xen.inventory import Inventory
-from dynvm.xen.part import PoolPart
+from dynvm.xen.pool_access import PoolAccess
 from dynvm.xen.session import SessionPool
 from dynvm.xen.tasks import Cancelled
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 LINK_LOCAL_SETTLE = 90.0  # seconds a guest may hold only 169.254.x.y before we give up
 
 
-class GuestWaiter(PoolPart):
+class GuestWaiter(PoolAccess):
     """Waits on the inventory's event feed, reading a VM afresh when the feed stalls."""
 
     def __init__(self, sessions: SessionPool, inventory: Inventory,

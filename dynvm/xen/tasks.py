@@ -10,7 +10,7 @@ from dynvm.core.ports import WaitTimeout, XenError
 from dynvm.xen import records as R
 from dynvm.xen.inventory import finished
 from dynvm.xen.metrics import count_error
-from dynvm.xen.part import PoolPart
+from dynvm.xen.pool_access import PoolAccess
 
 TASK_POLL = 5.0  # seconds between task.get_record checks, a net under the event feed
 
@@ -25,7 +25,7 @@ def check_cancel(cancel: threading.Event | None, what: str) -> None:
         raise Cancelled(what)
 
 
-class TaskRunner(PoolPart):
+class TaskRunner(PoolAccess):
     """Tasks of one pool; waiting rides on the inventory's event feed."""
 
     def run_task(self, method_path: str, *args: Any, timeout: float,

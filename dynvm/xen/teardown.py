@@ -7,14 +7,14 @@ from typing import Any
 
 from dynvm.core.ports import XenError
 from dynvm.xen import records as R
-from dynvm.xen.part import PoolPart
+from dynvm.xen.pool_access import PoolAccess
 
 log = logging.getLogger(__name__)
 
 _RUNNING_STATES = ("Running", "Paused", "Suspended")
 
 
-class VmRemover(PoolPart):
+class VmRemover(PoolAccess):
     """Destroys VMs by ref and reads their disks; keeps the inventory in step."""
 
     def destroy_ref(self, ref: str) -> bool:

@@ -14,8 +14,8 @@ import requests
 import requests_mock
 from click.testing import CliRunner
 
-from dynvm import client as client_mod
 from dynvm.cli import main
+from dynvm.client import http as client_mod
 
 URL = "http://dynvm.test"
 API = URL + "/api/v1"

@@ -11,8 +11,8 @@ import pytest
 
 from dynvm.api import create_app
 from dynvm.config import ConfigError, parse_config
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.support.harness import wait_until
 from tests.support.inis import Ini
 

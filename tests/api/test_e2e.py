@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from dynvm.api import create_app
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.api.test_jenkins import PIPELINE, PIPELINE_JSON_TOOL, assert_ips, run_pipeline
 from tests.api.test_validation import BAD_REQUESTS
 from tests.support.harness import wait_until

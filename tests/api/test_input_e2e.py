@@ -19,9 +19,9 @@ from flask.testing import FlaskClient
 from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
-from dynvm.wiring import build_service
 from dynvm.xen import open_pool
 from tests.support.harness import wait_until
 from tests.support.inis import Ini, farm_ini

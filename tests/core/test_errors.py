@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dynvm.api.errors import STATUS, detail_of, status_of
-from dynvm.core import model
-from dynvm.core.model import DynvmError, NoCapacity
+from dynvm.core import errors as core_errors
+from dynvm.core.errors import DynvmError, NoCapacity
 
 
 def test_no_capacity_carries_what_was_asked_and_what_was_there() -> None:
@@ -22,7 +22,7 @@ def test_a_bare_message_gets_the_legacy_sentence() -> None:
         "No capacity is available! 3 asked, 0 available"
 
 
-@pytest.mark.parametrize("cls", [c for c in vars(model).values()
+@pytest.mark.parametrize("cls", [c for c in vars(core_errors).values()
                                  if isinstance(c, type) and issubclass(c, DynvmError)
                                  and c is not DynvmError])
 def test_every_core_error_has_a_status_in_the_api_and_none_of_its_own(cls: type) -> None:

@@ -16,8 +16,8 @@ import XenAPI
 
 from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.support.harness import free_port, served, wait_until  # noqa: F401 (re-exported)
 from tests.support.inis import Ini
 

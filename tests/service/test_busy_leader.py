@@ -14,7 +14,7 @@ import threading
 from dynvm.api import create_app
 from dynvm.core.background import Timings
 from dynvm.core.release import release_lease
-from dynvm.wiring import build_service
+from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import wait_until, write_ini
 
 SHORT = Timings(tick=0.1, leader_ttl=3.0, heartbeat_ttl=3.0, reconcile_every=0.3)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from dynvm.api import create_app
 from dynvm.cli import main
-from dynvm.wiring import build_service
+from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FAST, _release_everything, write_ini
 from tests.support.inis import Ini
 

@@ -103,7 +103,7 @@ def test_health_live_and_ready(client, service) -> None:
 
 def test_ready_fails_when_no_host_answers(tmp_path, farm) -> None:
     from dynvm.api import create_app
-    from dynvm.wiring import build_service
+    from dynvm.runtime.bootstrap import build_service
     from tests.service.conftest import FAST, write_ini
     from tests.support.harness import free_port
     from tests.support.inis import Ini

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynvm.core.servers import NAME_LOCK
+from dynvm.core.getservers import NAME_LOCK
 from tests.service.conftest import wait_until
 
 # Every XenAPI call the build makes, in order (VIF.move when the template has a VIF).

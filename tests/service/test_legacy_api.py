@@ -268,7 +268,7 @@ def test_host_down_is_left_out_and_named(client, farm) -> None:
 
 def test_checkvms_keeps_vms_whose_ssh_answers(tmp_path, farm, ssh_port, clean_farm) -> None:
     from dynvm.api import create_app
-    from dynvm.wiring import build_service
+    from dynvm.runtime.bootstrap import build_service
     from tests.service.conftest import FAST, write_ini
 
     ini = write_ini(tmp_path, farm, common={"vm.ssh.port": ssh_port})

@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from dynvm.cli import main
+from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import host_key
 from dynvm.core.maintenance import state as S
-from dynvm.core.model import ServersRequest
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.service.conftest import SPEED, write_ini
 from tests.support.inis import Ini
 from tests.support.maintenance_pool import (
@@ -101,7 +101,7 @@ def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path) ->
         assert sum(m["vms"] for m in report[0]["members"]) >= 48
     finally:
         other.close()
-    from dynvm.core.model import NoCapacity
+    from dynvm.core.errors import NoCapacity
 
     with pytest.raises(NoCapacity):
         svc.get_servers(ServersRequest(name="drained", count=1))

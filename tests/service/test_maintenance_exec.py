@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 import XenAPI
 
+from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import host_key
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.ops import rolling_reboot
 from dynvm.core.maintenance.runner import Options
-from dynvm.core.model import ServersRequest
 from dynvm.core.release import release_names
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.service.conftest import FAST, write_ini
 from tests.support.harness import wait_until
 from tests.support.inis import Ini

@@ -20,7 +20,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from dynvm.core import trace
-from dynvm.logsetup import JsonFormatter, dict_config
+from dynvm.runtime.logs import JsonFormatter, dict_config
 from tests.service.conftest import FarmProbe, write_ini
 from tests.support.harness import served, wait_until
 

@@ -17,7 +17,7 @@ from dynvm.api import create_app
 from dynvm.core.background import Timings
 from dynvm.core.ports import TAG_DEPLOYMENT
 from dynvm.core.service import Dynvm
-from dynvm.wiring import build_service
+from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FarmProbe, wait_until, write_ini
 
 EAGER = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.3,

@@ -14,7 +14,7 @@ from dynvm.core.progress import Step
 @pytest.fixture
 def service(tmp_path, farm, ssh_port, clean_farm):
     """The usual service, with the guests' SSH port so `checkvms` can be shown too."""
-    from dynvm.wiring import build_service
+    from dynvm.runtime.bootstrap import build_service
     from tests.service.conftest import FAST, _release_everything, write_ini
 
     svc = build_service(str(write_ini(tmp_path, farm, common={"vm.ssh.port": ssh_port})),

@@ -10,8 +10,8 @@ import pytest
 import XenAPI
 
 from dynvm.api import create_app
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm, Timing
-from dynvm.wiring import build_service
 from tests.service.conftest import FAST, write_ini
 from tests.support.inis import Ini
 

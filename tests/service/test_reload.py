@@ -10,7 +10,7 @@ from tests.support.inis import Ini
 
 def test_reload_adds_a_host_and_broken_file_is_refused(tmp_path, farm, clean_farm) -> None:
     from dynvm.api import create_app
-    from dynvm.wiring import build_service
+    from dynvm.runtime.bootstrap import build_service
 
     ini = write_ini(tmp_path, farm, hosts=Ini.of_farm(farm).only("xenhost1"))
     svc = build_service(str(ini), timings=FAST)
@@ -42,7 +42,7 @@ def test_reload_adds_a_host_and_broken_file_is_refused(tmp_path, farm, clean_far
 def test_draining_a_host_keeps_its_vms_but_takes_no_new_ones(tmp_path, farm, clean_farm,
                                                              probe) -> None:
     from dynvm.api import create_app
-    from dynvm.wiring import build_service
+    from dynvm.runtime.bootstrap import build_service
 
     ini = write_ini(tmp_path, farm)
     svc = build_service(str(ini), timings=FAST)

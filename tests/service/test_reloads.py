@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dynvm.serving import quit_once
+from dynvm.runtime.serving import quit_once
 from dynvm.sim import Farm
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
 

@@ -22,10 +22,10 @@ import pytest
 import requests
 
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.sim.farmgen import dhcp_range
 from dynvm.sim.faults import FailRule
-from dynvm.wiring import build_service
 from tests.service.conftest import FAST, FarmProbe, free_port, wait_until, write_ini
 from tests.support.inis import Ini
 

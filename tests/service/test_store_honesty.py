@@ -20,8 +20,8 @@ import pytest
 import dynvm.store.sqlite as sqlite_backend
 from dynvm.api import create_app
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.service.conftest import FAST, FarmProbe, _release_everything, wait_until, write_ini
 
 

@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from dynvm.api import create_app
 from dynvm.core import tokens
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
 
 WRITES = ("VM.clone", "VM.provision", "VM.start", "VM.destroy", "VM.set_other_config",

@@ -27,8 +27,8 @@ from schemathesis.checks import (
 from dynvm.api import create_app
 from dynvm.api.v1.routes import OPERATIONS
 from dynvm.core import tokens
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from dynvm.wiring import build_service
 from tests.service.conftest import FAST, FarmProbe, _release_everything, wait_until, write_ini
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

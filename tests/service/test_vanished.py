@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from dynvm.api import create_app
+from dynvm.core.getservers import NAME_LOCK
 from dynvm.core.reconcile import HEARTBEAT_PREFIX, Reconciler
-from dynvm.core.servers import NAME_LOCK
 from dynvm.core.store import LEASE_PROVISIONING, Lease, RequestRecord
-from dynvm.wiring import build_service
+from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FarmProbe, wait_until, write_ini
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from dynvm.api import create_app
 from dynvm.core.store import LEASE_READY
-from dynvm.wiring import build_service
+from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
 
 POOL = "\n[pool centos]\nready=2\nready.ttl.minutes=60\n"

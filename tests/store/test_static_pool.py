@@ -72,8 +72,9 @@ def test_where_static_documents_go(tmp_path: Path) -> None:
 def test_pools_refused_before_any_build_without_a_target() -> None:
     from types import SimpleNamespace
 
-    from dynvm.core.model import BadRequest, ServersRequest
-    from dynvm.core.servers import check_static_pools
+    from dynvm.core.answers import ServersRequest
+    from dynvm.core.errors import BadRequest
+    from dynvm.core.getservers import check_static_pools
 
     ctx = SimpleNamespace(static_pools=None)
     with pytest.raises(BadRequest, match=r"static\.\* keys") as err:

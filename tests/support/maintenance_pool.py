@@ -13,10 +13,10 @@ from pathlib import Path
 
 from dynvm.core.release import release_lease
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.sim.datamodel import Tables, rebuild_derived
 from dynvm.sim.farmgen import generate_pool
-from dynvm.wiring import build_service
 from tests.service.conftest import FAST, SPEED, write_ini
 from tests.support.inis import Ini
 

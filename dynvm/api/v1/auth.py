@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from flask import Request, current_app, g, request
 
 from dynvm.core import tokens
-from dynvm.core.model import DynvmError
+from dynvm.core.errors import DynvmError
 from dynvm.core.store import Store, StoreUnavailable
 from dynvm.core.vms import Caller
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from dynvm.api.errors import detail_of, status_of
-from dynvm.core.model import DynvmError
+from dynvm.core.errors import DynvmError
 from dynvm.core.store import StoreError
 
 log = logging.getLogger("dynvm.api.v1")

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from dynvm.api.v1 import auth, docs, models, problems
 from dynvm.core import asyncreq, quota
 from dynvm.core import vms as core_vms
+from dynvm.core.errors import BadRequest, NotFound
+from dynvm.core.getservers import served_os
 from dynvm.core.lifecycle import RequestState
-from dynvm.core.model import BadRequest, NotFound
 from dynvm.core.progress import of_request
-from dynvm.core.servers import served_os
 from dynvm.core.store import Lease, RequestRecord
 from dynvm.core.vms import Caller
 

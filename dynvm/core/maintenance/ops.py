@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dynvm.core.capacity import GIB, host_key
+from dynvm.core.errors import BadRequest
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.plan import Plan
 from dynvm.core.maintenance.runner import Options, RollingReboot
-from dynvm.core.model import BadRequest
 from dynvm.core.ports import HostUnreachable, XenError
 
 if TYPE_CHECKING:

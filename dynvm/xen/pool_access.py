@@ -12,7 +12,7 @@ from dynvm.xen.session import SessionPool
 log = logging.getLogger(__name__)
 
 
-class PoolPart:
+class PoolAccess:
     """One pool's sessions and inventory; subclasses add one subject each."""
 
     def __init__(self, sessions: SessionPool, inventory: Inventory) -> None:

@@ -57,7 +57,7 @@ def formatter(fmt: str) -> logging.Formatter:
 def dict_config(fmt: str, level: str = "INFO") -> dict[str, Any]:
     """A logging.config dict for gunicorn's `logconfig_dict`: one stream, one format."""
     formatter(fmt)  # validate
-    factory = "dynvm.logsetup.JsonFormatter" if fmt == "json" else "dynvm.logsetup.IsoFormatter"
+    factory = "dynvm.runtime.logs.JsonFormatter" if fmt == "json" else "dynvm.runtime.logs.IsoFormatter"
     fmt_spec: dict[str, Any] = {"()": factory}
     if fmt == "text":
         fmt_spec["fmt"] = TEXT_FORMAT

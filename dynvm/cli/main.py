@@ -48,7 +48,7 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
           log_format: str) -> None:
     """Serve the HTTP API under gunicorn."""
     from dynvm.config import ConfigError, load_config
-    from dynvm.logsetup import ACCESS_FORMAT, dict_config
+    from dynvm.runtime.logs import ACCESS_FORMAT, dict_config
 
     with contextlib.ExitStack() as stack:
         embedded = not config_path
@@ -59,7 +59,7 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             config = load_config(config_path)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-        from dynvm import serving
+        from dynvm.runtime import serving
 
         # Only the master creates and removes it (workers unwind this stack as they exit).
         metrics_dir = serving.make_metrics_dir()
@@ -126,7 +126,7 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
             # Runs in each worker after the fork (no preload): no thread or socket crosses it.
             from dynvm.api import create_app
 
-            # Logging is set up by gunicorn from `logconfig_dict` (dynvm.logsetup).
+            # Logging is set up by gunicorn from `logconfig_dict` (dynvm.runtime.logs).
             return create_app(config_path)
 
     return App()
@@ -136,7 +136,7 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
 def embedded_farm(state_dir: Path, speed: float,
                   deadline_secs: float = EMBEDDED_START_SECS) -> Iterator[str]:
     """Run a simulated farm as a child process; yield a service INI pointing at it."""
-    from dynvm import serving
+    from dynvm.runtime import serving
 
     owner = os.getpid()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,7 @@ def _stop_stale_farm(pid_file: Path) -> None:
 
     Refuses when that `dynvm serve` still runs: two of them would share one store.
     """
-    from dynvm import serving
+    from dynvm.runtime import serving
 
     try:
         farm_pid, serve_pid = (int(x) for x in pid_file.read_text().split()[:2])
@@ -329,7 +329,7 @@ def _echo_seed_keys(config: Any) -> None:
 
 # ---------------------------------------------------------------- hosts, maintenance
 
-from dynvm.cli_maintenance import hosts, maintenance  # noqa: E402 - registered after main
+from dynvm.cli.maintenance import hosts, maintenance  # noqa: E402 - registered after main
 
 main.add_command(hosts)
 main.add_command(maintenance)
@@ -337,7 +337,8 @@ main.add_command(maintenance)
 
 def _register_v1_commands() -> None:
     """Token administration and the v1 client commands live in modules of their own."""
-    from dynvm import client_cli, token_cli
+    from dynvm.cli import client as client_cli
+    from dynvm.cli import tokens as token_cli
 
     main.add_command(token_cli.token)
     client_cli.add_options(main)

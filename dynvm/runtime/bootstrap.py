@@ -11,7 +11,7 @@ from typing import Any
 
 from dynvm.config import ConfigWatcher
 from dynvm.core.background import Timings
-from dynvm.core.confguard import lease_guard
+from dynvm.core.reload_guard import lease_guard
 from dynvm.core.service import Dynvm
 from dynvm.store.factory import open_store
 from dynvm.store.static_pool import open_static_pools

@@ -13,21 +13,19 @@ import uuid
 
 from dynvm.config import Config, HostConfig, OsSpec
 from dynvm.core import lifecycle, progress, quota, staticpool, trace, warmpool
+from dynvm.core.answers import ServerResult, ServersRequest, ServersResult
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
-from dynvm.core.lifecycle import RequestState
-from dynvm.core.model import (
+from dynvm.core.errors import (
     AllOrNoneFailed,
     BadRequest,
     NameInUse,
     NoCapacity,
     ProvisionFailed,
-    ServerResult,
-    ServersRequest,
-    ServersResult,
     ServiceStopping,
     StoreDown,
 )
+from dynvm.core.lifecycle import RequestState
 from dynvm.core.networks import with_network
 from dynvm.core.placement import Slot, eligible_hosts, reserve
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs

@@ -21,7 +21,7 @@ config_option = click.option(
 @contextmanager
 def _service(config_path: str) -> Iterator[Dynvm]:
     """The core over the same store and pools the service uses, without its background loops."""
-    from dynvm.wiring import build_service
+    from dynvm.runtime.bootstrap import build_service
 
     svc = build_service(config_path, background=False)
     try:
@@ -71,8 +71,8 @@ def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
 
 
 def _drain(config_path: str, ref: int, on: bool) -> None:
+    from dynvm.core.errors import DynvmError
     from dynvm.core.maintenance.ops import set_drain
-    from dynvm.core.model import DynvmError
 
     with _service(config_path) as svc:
         try:
@@ -131,10 +131,10 @@ def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: i
     """Reboot every host of [xenhostREF], pool master first, migrating VMs off each by a plan."""
     import logging
 
+    from dynvm.core.errors import DynvmError
     from dynvm.core.maintenance.ops import rolling_reboot
     from dynvm.core.maintenance.plan import describe
     from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused, Options
-    from dynvm.core.model import DynvmError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="[%(asctime)s] %(name)s: %(message)s")

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from dynvm.client import Client, ClientError, settings
+from dynvm.client.http import Client, ClientError, settings
 
 # A VM's steps in build order; the progress bar runs from the first to `ready`.
 STEPS = ["reserved", "cloning", "provisioning", "starting", "waiting for IP", "checking SSH",

@@ -1,0 +1,1 @@
+"""The running service: composition of every layer, gunicorn supervision and log format."""
