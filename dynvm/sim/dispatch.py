@@ -13,74 +13,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import datamodel
+from .context import CallContext, Handler
 from .datamodel import MessageSpec
+from .handlers import HANDLERS
 from .wire import DateTime, Raw, XapiError, decode_request, failure, success
 
 if TYPE_CHECKING:
-    from .db import Database
-    from .farm import Farm, SimHost, SimPool
-    from .sessions import SessionInfo
+    from .farm import Farm, SimHost
 
-Handler = Callable[..., Any]
-HANDLERS: dict[str, Handler] = {}
 
 # Parameters newer xapi versions accept that xenapi.json (2024-03) does not list.
 EXTRA_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
     "host.disable": (("auto_enable", "bool"),),
 }
-
-
-def handler(*names: str) -> Callable[[Handler], Handler]:
-    """Register a behaviour for `Class.message` wire names."""
-
-    def deco(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-
-    return deco
-
-
-@dataclass
-class CallContext:
-    farm: Farm
-    pool: SimPool
-    host: SimHost
-    method: str
-    session: SessionInfo | None = None
-    task: str | None = None
-
-    @property
-    def db(self) -> Database:
-        return self.pool.db
-
-    def cancelled(self) -> bool:
-        if self.task is None:
-            return False
-        ev = self.pool.tasks.cancel_events.get(self.task)
-        return ev is not None and ev.is_set()
-
-    def check_cancel(self) -> None:
-        if self.cancelled():
-            raise XapiError("TASK_CANCELLED", self.task)
-
-    def sleep(self, seconds: float) -> None:
-        """Wait `seconds` of wall time; a cancelled task stops with TASK_CANCELLED."""
-        if seconds <= 0:
-            self.check_cancel()
-            return
-        if self.task is None:
-            time.sleep(seconds)
-            return
-        ev = self.pool.tasks.cancel_events.get(self.task)
-        if ev is None:
-            time.sleep(seconds)
-        elif ev.wait(seconds):
-            raise XapiError("TASK_CANCELLED", self.task)
-
-    def progress(self, value: float) -> None:
-        if self.task is not None:
-            self.pool.tasks.progress(self.task, value)
 
 
 @dataclass(frozen=True)

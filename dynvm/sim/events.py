@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import datamodel
-from .dispatch import CallContext, handler
+from .context import CallContext
 from .wire import I4, Raw, XapiError
 
 _TOKEN_FMT = "%020d,%020d"
@@ -103,7 +103,6 @@ def _ref_counts(ctx: CallContext, sub: Subscription) -> dict[str, I4]:
                 for cls in (names if names is not None else db.tables)}
 
 
-@handler("event.from")
 def event_from(ctx: CallContext, classes: list[str], token: str, timeout: float) -> dict:
     sub = parse_subscription(classes)
     since = _parse_token(token)
@@ -139,7 +138,6 @@ def _regs(ctx: CallContext) -> Registrations:
     return ctx.pool.event_registrations
 
 
-@handler("event.register")
 def event_register(ctx: CallContext, classes: list[str]) -> None:
     parse_subscription(classes)
     regs = _regs(ctx)
@@ -149,7 +147,6 @@ def event_register(ctx: CallContext, classes: list[str]) -> None:
         regs.subs[ctx.session.ref] = (sorted(set(old) | set(classes)), ctx.db.generation)
 
 
-@handler("event.unregister")
 def event_unregister(ctx: CallContext, classes: list[str]) -> None:
     regs = _regs(ctx)
     assert ctx.session is not None
@@ -159,7 +156,6 @@ def event_unregister(ctx: CallContext, classes: list[str]) -> None:
             regs.subs[ctx.session.ref] = ([c for c in old if c not in classes], gen)
 
 
-@handler("event.next")
 def event_next(ctx: CallContext) -> list[dict]:
     regs = _regs(ctx)
     assert ctx.session is not None
@@ -187,12 +183,10 @@ def event_next(ctx: CallContext) -> list[dict]:
     return events
 
 
-@handler("event.get_current_id")
 def event_get_current_id(ctx: CallContext) -> int:
     return ctx.db.generation
 
 
-@handler("event.inject")
 def event_inject(ctx: CallContext, cls: str, ref: str) -> str:
     name = datamodel.CLASS_BY_LOWER.get(cls.lower(), cls)
     with ctx.db.lock:

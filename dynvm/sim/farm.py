@@ -21,19 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import (  # noqa: F401 - handlers register
-    control,
-    events,
-    hostops,
-    netops,
-    poolops,
-    storageops,
-    vdiops,
-    vmclone,
-    vmpower,
-    vmruntime,
-    vmsettings,
-)
+from . import control, events, vmruntime
 from .db import NULL, Database, Tables
 from .dispatch import Dispatcher, resolve
 from .faults import FailRule, Faults, UnknownName

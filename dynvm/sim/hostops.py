@@ -6,8 +6,8 @@ import threading
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 
+from .context import CallContext
 from .db import NULL, now_stamp
-from .dispatch import CallContext, handler
 from .placement import host_free, needed_memory, unreachable_sr
 from .poolops import elect_successor
 from .vmpower import halt, migrate
@@ -17,7 +17,6 @@ from .wire import DateTime, XapiError
 # ----------------------------------------------------------------- session
 
 
-@handler("session.login_with_password")
 def session_login(ctx: CallContext, uname: str, pwd: str,
                   version: str = "1.1",  # noqa: V107 - XAPI's parameter, not checked
                   originator: str = "") -> str:
@@ -26,18 +25,15 @@ def session_login(ctx: CallContext, uname: str, pwd: str,
     return ctx.pool.sessions.login(ctx.host, uname, pwd, originator)
 
 
-@handler("session.slave_local_login_with_password", "session.slave_local_login")
 def session_slave_local_login(ctx: CallContext, uname: str, pwd: str = "") -> str:
     return ctx.pool.sessions.login(ctx.host, uname, pwd, "", local=True)
 
 
-@handler("session.logout", "session.local_logout")
 def session_logout(ctx: CallContext) -> None:
     assert ctx.session is not None
     ctx.pool.sessions.logout(ctx.session.ref)
 
 
-@handler("session.get_all_subject_identifiers")
 def session_subjects(ctx: CallContext) -> list[str]:
     return []
 
@@ -45,12 +41,10 @@ def session_subjects(ctx: CallContext) -> list[str]:
 # -------------------------------------------------------------------- task
 
 
-@handler("task.cancel")
 def task_cancel(ctx: CallContext, task: str) -> None:
     ctx.pool.tasks.cancel(task)
 
 
-@handler("task.destroy")
 def task_destroy(ctx: CallContext, task: str) -> None:
     ctx.pool.tasks.destroy(task)
 
@@ -68,7 +62,6 @@ def _assert_live(ctx: CallContext, host: str) -> None:
         raise XapiError("HOST_OFFLINE", host)
 
 
-@handler("host.disable")
 def host_disable(ctx: CallContext, host: str, auto_enable: bool = True) -> None:
     """`auto_enable` false: the host stays disabled after its next reboot.
     With HA on, xapi refuses a disable that breaks the failover plan (the
@@ -89,7 +82,6 @@ def host_disable(ctx: CallContext, host: str, auto_enable: bool = True) -> None:
             sim.auto_enable = bool(auto_enable)
 
 
-@handler("host.enable")
 def host_enable(ctx: CallContext, host: str) -> None:
     with ctx.db.lock:
         _assert_live(ctx, host)
@@ -99,13 +91,11 @@ def host_enable(ctx: CallContext, host: str) -> None:
             sim.auto_enable = True
 
 
-@handler("host.get_servertime", "host.get_server_localtime")
 def host_servertime(ctx: CallContext, host: str) -> DateTime:
     ctx.db.get("host", host)
     return DateTime(now_stamp())
 
 
-@handler("host.compute_free_memory")
 def host_compute_free_memory(ctx: CallContext, host: str) -> int:
     with ctx.db.lock:
         return host_free(ctx.db, host)[1]
@@ -148,14 +138,12 @@ def _evacuation_plan(ctx: CallContext, host: str) -> tuple[dict[str, str], dict[
     return plan, errors
 
 
-@handler("host.get_vms_which_prevent_evacuation")
 def host_vms_preventing(ctx: CallContext, host: str) -> dict[str, list[str]]:
     with ctx.db.lock:
         ctx.db.get("host", host)
         return _evacuation_plan(ctx, host)[1]
 
 
-@handler("host.assert_can_evacuate")
 def host_assert_can_evacuate(ctx: CallContext, host: str) -> None:
     with ctx.db.lock:
         ctx.db.get("host", host)
@@ -167,7 +155,6 @@ def host_assert_can_evacuate(ctx: CallContext, host: str) -> None:
 EVACUATE_BATCH = 10  # xapi's default evacuation_batch_size
 
 
-@handler("host.evacuate")
 def host_evacuate(ctx: CallContext, host: str, network: str = NULL, batch: int = 0) -> None:
     """Live-migrates the host's guests by the plan, `batch` (default 10) at a
     time, with `evacuate` in the host's current_operations meanwhile."""
@@ -266,7 +253,6 @@ def _power_off_host(ctx: CallContext, host: str, op: str) -> None:
         _end_power_op(ctx, host, key)
 
 
-@handler("host.reboot")
 def host_reboot(ctx: CallContext, host: str) -> None:
     sim = ctx.pool.host_by_ref(host)
     was_master = sim is not None and sim.is_master
@@ -277,7 +263,6 @@ def host_reboot(ctx: CallContext, host: str) -> None:
         ctx.farm.reboot_host(sim)
 
 
-@handler("host.shutdown")
 def host_shutdown(ctx: CallContext, host: str) -> None:
     sim = ctx.pool.host_by_ref(host)
     was_master = sim is not None and sim.is_master
@@ -291,7 +276,6 @@ def host_shutdown(ctx: CallContext, host: str) -> None:
 # -------------------------------------------------------------------- pool
 
 
-@handler("pool.designate_new_master")
 def pool_designate_new_master(ctx: CallContext, host: str) -> None:
     with ctx.db.lock:
         ctx.db.get("host", host)

@@ -6,9 +6,9 @@ import random
 import re
 from typing import Any
 
+from .context import CallContext
 from .db import NULL
 from .devices import check_unplugged, destroy_device
-from .dispatch import CallContext, handler
 from .wire import XapiError
 
 
@@ -18,14 +18,12 @@ def new_mac() -> str:
     return "02:" + ":".join(f"{(r >> (8 * i)) & 0xFF:02x}" for i in range(5))
 
 
-@handler("VIF.destroy")
 def vif_destroy(ctx: CallContext, vif: str) -> None:
     with ctx.db.lock:
         check_unplugged(ctx.db, "VIF", vif)
         destroy_device(ctx.db, "VIF", vif)
 
 
-@handler("VIF.move")
 def vif_move(ctx: CallContext, vif: str, network: str) -> None:
     with ctx.db.lock:
         ctx.db.get("VIF", vif)
@@ -36,7 +34,6 @@ def vif_move(ctx: CallContext, vif: str, network: str) -> None:
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
-@handler("VIF.create")
 def vif_create(ctx: CallContext, rec: dict[str, Any]) -> str:
     """xapi's VIF checks: a numeric device not yet used by the VM, a valid MAC
     (or none: one is made); a new VIF is never attached (plug does that)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .context import CallContext
 from .db import NULL, Database
-from .dispatch import CallContext
 from .storageops import sr_plugged
 from .wire import XapiError
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import sraccount
+from .context import CallContext
 from .db import NULL
-from .dispatch import CallContext, handler
 from .storageops import sr_pbds
 from .wire import XapiError
 
@@ -64,7 +64,6 @@ def _statefile(ctx: CallContext, sr: str) -> str:
                              "managed": True})
 
 
-@handler("pool.enable_ha")
 def pool_enable_ha(ctx: CallContext, heartbeat_srs: list[str], configuration: dict) -> None:
     db = ctx.db
     with db.lock:
@@ -100,7 +99,6 @@ def pool_enable_ha(ctx: CallContext, heartbeat_srs: list[str], configuration: di
         })
 
 
-@handler("pool.disable_ha")
 def pool_disable_ha(ctx: CallContext) -> None:
     with ctx.db.lock:
         ref, rec = _pool(ctx)
@@ -110,7 +108,6 @@ def pool_disable_ha(ctx: CallContext) -> None:
                                     "ha_statefiles": []})
 
 
-@handler("pool.set_ha_host_failures_to_tolerate")
 def pool_set_ntol(ctx: CallContext, pool: str, value: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("pool", pool)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import sraccount
+from .context import CallContext
 from .db import NULL, Database
 from .devices import check_unplugged, destroy_device, in_use
-from .dispatch import CallContext, handler
 from .wire import XapiError
 
 
@@ -69,7 +69,6 @@ def _check_vdi_destroy(db: Database, vdi: str, rec: dict[str, Any]) -> None:
         raise XapiError("VDI_NOT_MANAGED", vdi)
 
 
-@handler("VDI.destroy")
 def vdi_destroy(ctx: CallContext, vdi: str) -> None:
     """Destroys the disk and then its (detached) VBDs, as xapi does: that is
     how `xe vm-uninstall` removes a halted VM's disks before the VM."""
@@ -85,7 +84,6 @@ def vdi_destroy(ctx: CallContext, vdi: str) -> None:
             destroy_device(db, "VBD", vbd)
 
 
-@handler("VBD.destroy")
 def vbd_destroy(ctx: CallContext, vbd: str) -> None:
     with ctx.db.lock:
         check_unplugged(ctx.db, "VBD", vbd)
@@ -115,7 +113,6 @@ def _free_device(db: Database, vm: str, cls: str, field: str) -> str:
 VBD_VDI_TYPES = ("system", "user", "ephemeral", "suspend", "crashdump", "metadata")
 
 
-@handler("VBD.create")
 def vbd_create(ctx: CallContext, rec: dict[str, Any]) -> str:
     """xapi's VBD checks: CDs read-only, only CDs empty, a disk-like VDI, a
     valid and unused device; a new VBD is never attached (plug does that)."""
@@ -151,7 +148,6 @@ def vbd_create(ctx: CallContext, rec: dict[str, Any]) -> str:
         return db.create("VBD", fields)
 
 
-@handler("VDI.create")
 def vdi_create(ctx: CallContext, rec: dict[str, Any]) -> str:
     """xapi: the SR's driver must create VDIs and a host must have it plugged."""
     with ctx.db.lock:

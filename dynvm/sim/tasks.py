@@ -16,7 +16,7 @@ from .db import now_stamp
 from .wire import XapiError, task_result
 
 if TYPE_CHECKING:
-    from .dispatch import CallContext
+    from .context import CallContext
     from .farm import SimPool
 
 MAX_FINISHED = 200

@@ -12,15 +12,14 @@ beyond the free space. [inferred] the SM error codes: `VDISize` (79) and
 from __future__ import annotations
 
 from . import sraccount
+from .context import CallContext
 from .db import NULL
-from .dispatch import CallContext, handler
 from .storageops import check_vbds_idle, sr_plugged
 from .wire import XapiError
 
 THICK_SR_TYPES = frozenset({"lvm", "lvmoiscsi", "lvmohba", "lvmofcoe"})
 
 
-@handler("VDI.resize")
 def vdi_resize(ctx: CallContext, vdi: str, size: int | str) -> None:
     db = ctx.db
     new_size = int(size)

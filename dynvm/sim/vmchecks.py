@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Any
 
+from .context import CallContext
 from .db import NULL, Database
-from .dispatch import CallContext
 from .wire import XapiError
 
 

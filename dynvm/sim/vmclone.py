@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from . import datamodel, sraccount
+from .context import CallContext
 from .db import NULL, Database, now_stamp
-from .dispatch import CallContext, handler
 from .guests import guest_os
 from .netops import new_mac
 from .vmchecks import check_operation, operation_key, set_operation
@@ -134,12 +134,10 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
             set_operation(db, "VM", vm, op_key, None)
 
 
-@handler("VM.clone")
 def vm_clone(ctx: CallContext, vm: str, new_name: str) -> str:
     return _clone_common(ctx, vm, new_name, "clone", False, NULL)
 
 
-@handler("VM.copy")
 def vm_copy(ctx: CallContext, vm: str, new_name: str, sr: str) -> str:
     return _clone_common(ctx, vm, new_name, "copy", True, sr)
 
@@ -152,7 +150,6 @@ def _parse_disks(spec: str) -> list[dict[str, str]]:
     return [dict(d.attrib) for d in root.iter("disk")]
 
 
-@handler("VM.provision")
 def vm_provision(ctx: CallContext, vm: str) -> None:
     db = ctx.db
     with db.lock:

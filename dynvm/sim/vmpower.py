@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .context import CallContext
 from .db import NULL, now_stamp
 from .devices import set_attached
-from .dispatch import CallContext, handler
 from .guestboot import release_address, schedule_address, schedule_boot
 from .guests import guest_os
 from .placement import (
@@ -96,25 +96,21 @@ def halt(pool: SimPool, vm: str) -> None:
         release_address(pool, vm)
 
 
-@handler("VM.start")
 def vm_start(ctx: CallContext, vm: str, start_paused: bool = False, force: bool = False) -> None:
     _start(ctx, vm, None, start_paused, "start")
 
 
-@handler("VM.start_on")
 def vm_start_on(ctx: CallContext, vm: str, host: str, start_paused: bool = False,
                 force: bool = False) -> None:
     _start(ctx, vm, host, start_paused, "start_on")
 
 
-@handler("VM.clean_shutdown")
 def vm_clean_shutdown(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
         check_operation(vm, ctx.db.get("VM", vm), "clean_shutdown", ("running",))
         halt(ctx.pool, vm)
 
 
-@handler("VM.hard_shutdown")
 def vm_hard_shutdown(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
         check_operation(vm, ctx.db.get("VM", vm), "hard_shutdown", ("paused", "suspended", "running"))
@@ -136,24 +132,20 @@ def _reboot(ctx: CallContext, vm: str, op: str, allowed: tuple[str, ...]) -> Non
     schedule_boot(ctx.pool, vm, boot, windows)
 
 
-@handler("VM.clean_reboot")
 def vm_clean_reboot(ctx: CallContext, vm: str) -> None:
     _reboot(ctx, vm, "clean_reboot", ("running",))
 
 
-@handler("VM.hard_reboot")
 def vm_hard_reboot(ctx: CallContext, vm: str) -> None:
     _reboot(ctx, vm, "hard_reboot", ("paused", "running"))
 
 
-@handler("VM.pause")
 def vm_pause(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
         check_operation(vm, ctx.db.get("VM", vm), "pause", ("running",))
         ctx.db.modify("VM", vm, {"power_state": "Paused"})
 
 
-@handler("VM.unpause")
 def vm_unpause(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
@@ -189,7 +181,6 @@ def destroy_vm(pool: SimPool, vm: str) -> None:
             rt.consumed.pop(vm, None)
 
 
-@handler("VM.destroy")
 def vm_destroy(ctx: CallContext, vm: str) -> None:
     with ctx.db.lock:
         check_operation(vm, ctx.db.get("VM", vm), "destroy", ("halted", "suspended"))
@@ -268,6 +259,5 @@ def migrate(ctx: CallContext, vm: str, host: str, force: bool = False) -> None:
             set_operation(db, "VM", vm, op_key, None)
 
 
-@handler("VM.pool_migrate")
 def vm_pool_migrate(ctx: CallContext, vm: str, host: str, options: dict[str, str]) -> None:
     migrate(ctx, vm, host, force=truthy((options or {}).get("force", "false")))

@@ -3,7 +3,7 @@ turning a VM into a template."""
 
 from __future__ import annotations
 
-from .dispatch import CallContext, handler
+from .context import CallContext
 from .vmchecks import check_operation, halted_or_dom0
 from .wire import XapiError
 
@@ -23,20 +23,17 @@ def _set_memory_limits(ctx: CallContext, vm: str, smin: int, smax: int, dmin: in
                                  "memory_dynamic_min": dmin, "memory_dynamic_max": dmax})
 
 
-@handler("VM.set_memory_limits")
 def vm_set_memory_limits(ctx: CallContext, vm: str, smin: int, smax: int, dmin: int,
                          dmax: int) -> None:
     _set_memory_limits(ctx, vm, smin, smax, dmin, dmax)
 
 
-@handler("VM.set_memory")
 def vm_set_memory(ctx: CallContext, vm: str, value: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
         _set_memory_limits(ctx, vm, int(rec["memory_static_min"]), value, value, value)
 
 
-@handler("VM.set_memory_static_range")
 def vm_set_memory_static_range(ctx: CallContext, vm: str, lo: int, hi: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
@@ -44,7 +41,6 @@ def vm_set_memory_static_range(ctx: CallContext, vm: str, lo: int, hi: int) -> N
                            int(rec["memory_dynamic_max"]), "changing_static_range")
 
 
-@handler("VM.set_memory_static_max")
 def vm_set_memory_static_max(ctx: CallContext, vm: str, value: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
@@ -52,7 +48,6 @@ def vm_set_memory_static_max(ctx: CallContext, vm: str, value: int) -> None:
                            int(rec["memory_dynamic_min"]), int(rec["memory_dynamic_max"]))
 
 
-@handler("VM.set_memory_dynamic_range")
 def vm_set_memory_dynamic_range(ctx: CallContext, vm: str, lo: int, hi: int) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
@@ -79,17 +74,14 @@ def _set_vcpus(ctx: CallContext, vm: str, field: str, value: int) -> None:
         ctx.db.modify("VM", vm, {field: value})
 
 
-@handler("VM.set_VCPUs_max")
 def vm_set_vcpus_max(ctx: CallContext, vm: str, value: int) -> None:
     _set_vcpus(ctx, vm, "VCPUs_max", value)
 
 
-@handler("VM.set_VCPUs_at_startup")
 def vm_set_vcpus_at_startup(ctx: CallContext, vm: str, value: int) -> None:
     _set_vcpus(ctx, vm, "VCPUs_at_startup", value)
 
 
-@handler("VM.set_is_a_template")
 def vm_set_is_a_template(ctx: CallContext, vm: str, value: bool) -> None:
     with ctx.db.lock:
         rec = ctx.db.get("VM", vm)
