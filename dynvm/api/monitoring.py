@@ -16,14 +16,16 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/health")
 def health() -> Response:
-    """200 when everything is fine, 503 when degraded, so a balancer can act on it."""
+    """200 when everything is fine, 503 when degraded (`dynvm.core.health`), reasons first."""
     try:
         report = current_app.extensions["dynvm"].health()
     except Exception as exc:  # a failing health check must still answer, not 500
         log.exception("health check failed")
-        report = {"status": "degraded", "error": f"health check failed: {exc}"}
+        report = {"reasons": [f"the health check itself failed: {type(exc).__name__}: {exc}"],
+                  "status": "degraded"}
     status = 200 if report.get("status") == "ok" else 503
-    body = json.dumps(report, indent=2, sort_keys=True, default=str)
+    # Not sorted: the reasons come first, so the first line of the answer says why.
+    body = json.dumps(report, indent=2, default=str)
     return Response(body, status=status, mimetype="application/json")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dynvm.config import Config
-from dynvm.core import getservers, warmpool
+from dynvm.core import getservers, health, warmpool
 from dynvm.core.answers import Available, ServerResult, ServersRequest, ServersResult, ShowAll
 from dynvm.core.background import Background, Timings
 from dynvm.core.capacity import vm_os
@@ -195,43 +195,73 @@ class Dynvm:
         return changed
 
     # -- operations ---------------------------------------------------------------------
+    def _pool_checks(self, cfg: Config) -> list[health.Check]:
+        out = []
+        for hc in sorted(cfg.hosts.values(), key=lambda h: h.ref):
+            try:
+                view = self.ctx.view(hc)
+            except Exception as exc:  # unreachable, refused, timed out: the answer itself
+                error = " ".join(str(exc).split())[:300] or type(exc).__name__
+                out.append(health.pool_check(hc.ref, hc.name, error,
+                                             {"ok": False, "error": error}))
+                continue
+            out.append(health.pool_check(hc.ref, hc.name, None, {
+                "ok": True, "members": len(view.hosts), "vms": len(view.vms),
+                "view_age_secs": round(view.age_secs, 2)}))
+        return out
+
     def health(self) -> dict[str, Any]:
+        """The combined report of `/health`, reasons first (`dynvm.core.health` decides)."""
         cfg = self._touch()
-        status = "ok"
         conf = dict(self._config_status())
-        if conf.get("error"):
-            status = "degraded"
-        store = self.store_probe.check()  # read and write, bounded in time
-        if store["ok"]:
+        checks = [health.config_check(conf.get("error")),
+                  health.store_check(self.store_probe.check())]  # read and write, bounded
+        store = dict(checks[1].detail)
+        if store.get("ok"):
             try:
                 store["pending_outbox"] = self.ctx.store.pending()
             except StoreError:
                 pass
-        else:
-            status = "degraded"
-        hosts: dict[str, dict[str, Any]] = {}
-        for hc in cfg.hosts.values():
-            try:
-                view = self.ctx.view(hc)
-                hosts[str(hc.ref)] = {"ok": True, "members": len(view.hosts),
-                                      "vms": len(view.vms), "view_age_secs": round(view.age_secs, 2)}
-            except Exception as exc:
-                hosts[str(hc.ref)] = {"ok": False, "error": str(exc)}
+        pools = self._pool_checks(cfg)
+        checks += pools
         try:
             maint = {str(k): v for k, v in
                      all_status(self.ctx.store, sorted(cfg.hosts)).items()}
-        except StoreError:
+        except StoreError:  # the store check says why
             maint = {}
         for ref, run in maint.items():
-            # Said out loud (but no 503: serving is not affected) until someone acts.
-            if run.get("ha_off") and run.get("state") in ("interrupted", "failed"):
-                run["warning"] = (f"pool HA of xenhost{ref} is OFF after an unfinished rolling "
-                                  f"reboot: run `dynvm maintenance reboot {ref} --exec` again "
-                                  f"to resume (HA is turned back on at the end)")
-        return {"status": status, "config": conf, "store": store, "hosts": hosts,
+            check = health.maintenance_check(int(ref), run)
+            checks.append(check)
+            if not check.ok:
+                run["warning"] = check.reason
+        verdict = health.Verdict.of(checks)
+        return {"reasons": verdict.reasons, "status": verdict.status, "config": conf,
+                "store": store, "hosts": {c.name.removeprefix("xenhost"): c.detail
+                                          for c in pools},
                 "maintenance": maint,
                 "instance": self.ctx.instance, "leader": self.background.is_leader,
                 "background_error": self.background.last_error}
+
+    def readiness(self) -> dict[str, Any]:
+        """`/health/ready`: can this instance serve (config, store, at least one pool)?"""
+        try:
+            cfg = self.config()
+            error = self._config_status().get("error")
+        except Exception as exc:  # a config that cannot be read is the answer
+            check = health.config_check(f"{type(exc).__name__}: {exc}")
+            return {"reasons": [check.reason], "status": "not ready",
+                    "checks": {"config": {"ok": False, "error": check.detail["error"]}}}
+        conf = health.config_check(error)
+        store = health.store_check(self.store_probe.check())
+        pools = self._pool_checks(cfg)
+        verdict = health.Verdict.of([conf, store, *pools])
+        reasons = verdict.not_ready
+        reachable = sorted(int(c.name.removeprefix("xenhost")) for c in pools if c.ok)
+        return {"reasons": reasons, "status": "not ready" if reasons else "ok", "checks": {
+            "config": {"ok": conf.ok, "error": error},
+            "store": {"ok": store.ok, **({} if store.ok else {"error": store.reason})},
+            "hosts": {"ok": bool(reachable), "reachable": reachable,
+                      "configured": len(cfg.hosts)}}}
 
     def warm_up(self) -> None:
         """Open the store and every pool's sessions and inventory (a fresh worker's first

@@ -642,7 +642,9 @@ class SqliteStore(Store):
 
     # -- lifecycle --------------------------------------------------------------------
     def ping(self) -> None:
-        self._db.query("SELECT 1")
+        # Reads the schema, so a damaged or replaced file fails here; `SELECT 1`
+        # answers without touching the file at all.
+        self._db.query("SELECT count(*) FROM sqlite_master")
 
     def ping_write(self) -> None:
         # A real write through the WAL: a read-only or deleted file and a held write

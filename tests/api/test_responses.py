@@ -233,7 +233,7 @@ def test_health_that_raises_is_503_json(client: FlaskClient, core: StubCore) -> 
     assert resp.status_code == 503
     report = json.loads(resp.get_data(as_text=True))
     assert report["status"] == "degraded"
-    assert "disk gone" in report["error"]
+    assert next(iter(report)) == "reasons" and "disk gone" in report["reasons"][0]
 
 
 def test_create_app_without_config_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -285,6 +285,9 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     health = svc.health()
     assert health["maintenance"]["1"]["state"] == "interrupted"
     assert "HA of xenhost1 is OFF" in health["maintenance"]["1"]["warning"]
+    # Degraded, and that is the first thing it says.
+    assert health["status"] == "degraded"
+    assert "HA of xenhost1 is OFF" in health["reasons"][0]
     # The same command again resumes where it was.
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     w.stop()
