@@ -9,7 +9,9 @@ and swaps them in, without a full reload.
 from __future__ import annotations
 
 import json
+import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -19,10 +21,15 @@ from flask import Blueprint, Response, current_app, render_template, request
 from dynvm.api import dashboard_data as data
 from dynvm.api import dashboard_history as history
 from dynvm.api.dashboard_charts import line_chart
+from dynvm.api.v1.problems import problem
 from dynvm.api.validation import InvalidParam
+from dynvm.core.errors import StoreDown
+from dynvm.core.store import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                static_url_path="/ui/static")
@@ -111,12 +118,27 @@ def _gib(n: float | None) -> str:
     return "" if n is None else f"{n / 2**30:.1f}"
 
 
+def _unless_down(ctx: dict[str, Any], read: Callable[[], Any]) -> Any:
+    """read(), or None when the store cannot be read (noted in `ctx` for the banner)."""
+    try:
+        return read()
+    except StoreDown as exc:
+        ctx["store_error"] = ctx.get("store_error") or exc.message
+        return None
+
+
 def _sections(which: tuple[str, ...]) -> dict[str, Any]:
-    """The template context of the requested sections, from one snapshot."""
+    """The template context of the requested sections, from one snapshot.
+
+    When the store cannot be read, `store_error` says why: the page shows it in a
+    banner, and the sections made of store records say they cannot be shown (never
+    an empty table); the farm and VMs come from the inventory, marked as such.
+    """
     svc = _svc()
     snap = data.Snapshot.take(svc)
     ctx: dict[str, Any] = {"refresh_secs": _int("refresh", REFRESH_SECS, 1, 3600), "ago": _ago, "when": _when,
                            "gib": _gib, "link": _link, "args": request.args,
+                           "store_error": snap.store_error,
                            "os_keys": sorted(svc.os_keys()), "vm_states": sorted(
                                set(data.VM_STATES.values()) | {"foreign", "untracked"})}
     docs = None
@@ -130,21 +152,24 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         ctx.update(vm_rows=rows[(page - 1) * VM_PAGE: page * VM_PAGE], vm_total=len(rows),
                    vm_page=page, vm_pages=pages, vm_args=va)
     if "requests" in which:
-        ctx["reqs"] = data.requests_(svc)
+        ctx["reqs"] = _unless_down(ctx, lambda: data.requests_(svc))
     if "warm" in which or "history" in which:
-        docs = history.history_docs(svc)
+        docs = _unless_down(ctx, lambda: history.history_docs(svc))
     if "warm" in which:
-        ctx["warm"] = data.warm_pools(svc, snap, docs)
+        ctx["warm"] = None if docs is None or snap.store_error else data.warm_pools(svc, snap,
+                                                                                     docs)
     if "history" in which:
-        found = history.history_query(docs or [], **_history_args())
-        pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
-        page = min(_int("h_page", 1), pages)
-        ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
-                   hist_total=len(found), hist_page=page, hist_pages=pages,
-                   charts=_charts(found if len(found) != len(docs or []) else
-                                  history.whole_history_stats(docs or [])), hist_query=urlencode(
-                       {k: v for k, v in request.args.items()
-                        if k.startswith("h_") and k != "h_page"}))
+        ctx["hist_rows"] = None
+        if docs is not None:
+            found = history.history_query(docs, **_history_args())
+            pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
+            page = min(_int("h_page", 1), pages)
+            ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
+                       hist_total=len(found), hist_page=page, hist_pages=pages,
+                       charts=_charts(found if len(found) != len(docs) else
+                                      history.whole_history_stats(docs)))
+        ctx["hist_query"] = urlencode({k: v for k, v in request.args.items()
+                                       if k.startswith("h_") and k != "h_page"})
     return ctx
 
 
@@ -171,15 +196,20 @@ def _charts(docs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
 
 
 @bp.get("/")
-def index() -> str:
+def index() -> Response:
+    """The page; 503 (still the whole page, with its banner) when the store cannot be read."""
     ctx = _sections(LIVE_SECTIONS + ("history",))
-    return render_template("dashboard/index.html", **ctx)
+    return Response(render_template("dashboard/index.html", **ctx),
+                    status=503 if ctx["store_error"] else 200, mimetype="text/html")
 
 
 @bp.get("/ui/fragments")
 def fragments() -> Response:
-    """The live sections as HTML, for the page's refresh script."""
+    """The live sections as HTML, for the page's refresh script (a problem when the store
+    cannot be read: the script then shows the banner over what it showed last)."""
     ctx = _sections(LIVE_SECTIONS)
+    if ctx["store_error"]:
+        raise StoreDown(ctx["store_error"])
     body = {s: render_template(f"dashboard/_{s}.html", **ctx) for s in LIVE_SECTIONS}
     return _json(body)
 
@@ -192,16 +222,31 @@ def history_csv() -> Response:
 
 
 # ---------------------------------------------------------------- JSON routes
+# Each answers from the store's records or not at all: a store that cannot be read
+# is a 503 problem (below), never an empty list that reads as "nothing there".
+
+
+def _snapshot() -> data.Snapshot:
+    return data.Snapshot.take(_svc()).require_store()
+
+
+@bp.errorhandler(StoreDown)
+@bp.errorhandler(StoreError)
+def _store_down(exc: Exception) -> Response:
+    detail = exc.message if isinstance(exc, StoreDown) else \
+        f"the state store cannot be read ({' '.join(str(exc).split())[:300]})"
+    log.warning("503 %s: %s", request.path, detail)
+    return problem(503, detail)
 
 
 @bp.get(f"{PREFIX}/hosts")
 def api_hosts() -> Response:
-    return _json(data.hosts(_svc()))
+    return _json(data.hosts(_svc(), _snapshot()))
 
 
 @bp.get(f"{PREFIX}/vms")
 def api_vms() -> Response:
-    rows = data.filter_vms(data.vms(_svc()), **_vm_args())
+    rows = data.filter_vms(data.vms(_svc(), _snapshot()), **_vm_args())
     return _json({"vms": rows, "total": len(rows)})
 
 
@@ -213,12 +258,12 @@ def api_requests() -> Response:
 
 @bp.get(f"{PREFIX}/warmpools")
 def api_warm() -> Response:
-    return _json({"pools": data.warm_pools(_svc())})
+    return _json({"pools": data.warm_pools(_svc(), _snapshot())})
 
 
 @bp.get(f"{PREFIX}/capacity")
 def api_capacity() -> Response:
-    return _json(data.capacity(_svc()))
+    return _json(data.capacity(_svc(), _snapshot()))
 
 
 @bp.get(f"{PREFIX}/history")

@@ -9,16 +9,26 @@ routes serialise them as they are and the templates render them.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dynvm.api.dashboard_history import derived, history_docs  # noqa: F401 - gauges read them here
 from dynvm.core import getservers, progress, warmpool
 from dynvm.core.capacity import host_key, slots_on, vm_os
+from dynvm.core.errors import StoreDown
 from dynvm.core.lifecycle import RequestState
-from dynvm.core.maintenance.state import is_blocked, placement_blocked
+from dynvm.core.maintenance.state import is_blocked
 from dynvm.core.placement import eligible_hosts
-from dynvm.core.ports import TAG_CREATED, TAG_EXPIRES, TAG_LEASE, TAG_OS, TAG_OWNER, PoolView
+from dynvm.core.ports import (
+    TAG_CREATED,
+    TAG_EXPIRES,
+    TAG_LEASE,
+    TAG_OS,
+    TAG_OWNER,
+    TAG_STATE,
+    PoolView,
+)
 from dynvm.core.store import (
     LEASE_ACTIVE,
     LEASE_PROVISIONING,
@@ -26,7 +36,6 @@ from dynvm.core.store import (
     LEASE_RELEASING,
     Lease,
     Reservation,
-    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +64,10 @@ class Snapshot:
     _slots: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict, repr=False)
     _by_host: dict[str, list[Reservation]] = field(default_factory=dict, repr=False)
 
+    # Why the store could not be read, if it could not: the store's records are then
+    # unknown (not empty), and whoever shows this snapshot must say so.
+    store_error: str | None = None
+
     @classmethod
     def take(cls, svc: Dynvm) -> Snapshot:
         cfg = svc.config()
@@ -66,18 +79,16 @@ class Snapshot:
             except Exception as exc:  # unreachable: shown as such, never fatal
                 errors[h.ref] = str(exc)
         try:
-            leases = svc.ctx.store.leases()
-        except StoreError:
-            leases = []
-        try:
-            reservations = svc.ctx.store.reservations()
-        except StoreError:
-            reservations = []
-        try:
-            blocked = placement_blocked(svc.ctx.store)
-        except StoreError:
-            blocked = frozenset()
+            leases, reservations, blocked = svc.farm_records()
+        except StoreDown as exc:
+            return cls(cfg, views, errors, [], svc.ctx.clock(), store_error=exc.message)
         return cls(cfg, views, errors, leases, svc.ctx.clock(), reservations, blocked)
+
+    def require_store(self) -> Snapshot:
+        """This snapshot, if its store records were read; else StoreDown (a 503)."""
+        if self.store_error is not None:
+            raise StoreDown(self.store_error)
+        return self
 
     def slots(self, ref: int, os_key: str) -> dict[str, int]:
         """Free VM slots of `os_key` per member host of pool `ref`, computed once."""
@@ -127,7 +138,7 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
         pool.update(state="drained" if drained else "up", error="",
                     view_age_secs=round(view.age_secs, 2))
         slots: dict[str, dict[str, int]] = defaultdict(dict)
-        for o in sorted(hc.os):
+        for o in sorted(hc.os) if snap.store_error is None else ():  # room taken: unknown
             for member_uuid, n in snap.slots(hc.ref, o).items():
                 slots[member_uuid][o] = 0 if hc.drain else n
         for m in sorted(view.hosts, key=lambda m: m.name_label):
@@ -153,10 +164,10 @@ def hosts(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
             if lease.state == LEASE_READY and lease.host_ref == hc.ref:
                 ready[lease.os] += 1
         pool["available"] = {o: sum(s.get(o, 0) for s in slots.values()) + ready[o]
-                             for o in sorted(hc.os)}
+                             for o in sorted(hc.os) if snap.store_error is None}
         pools.append(pool)
     return {"pools": pools, "totals": {k: int(v) for k, v in totals.items()},
-            "capacity": capacity(svc, snap)["os"]}
+            "capacity": capacity(svc, snap)["os"] if snap.store_error is None else {}}
 
 
 def capacity(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
@@ -202,7 +213,7 @@ def vms(svc: Dynvm, snap: Snapshot | None = None) -> list[dict[str, Any]]:
                 row = {"uuid": vm.uuid, "name": vm.name_label, "owner": tags.get(TAG_OWNER, ""),
                        "request_id": tags.get(TAG_LEASE, ""),
                        "os": tags.get(TAG_OS) or (vm_os(vm, hc) if hc else None) or "",
-                       "state": "untracked" if TAG_OWNER in tags else "foreign",
+                       "state": _unleased_state(tags, snap.store_error is not None),
                        "created": created, "expires": expires}
             row.update({"host_ref": ref, "host": members.get(vm.resident_on, ""),
                         "ip": row.get("ip") or (vm.ips[0] if vm.ips else ""),
@@ -218,6 +229,16 @@ def vms(svc: Dynvm, snap: Snapshot | None = None) -> list[dict[str, Any]]:
             rows.append(_times(row, snap.now))
     rows.sort(key=lambda r: r["name"])
     return rows
+
+
+def _unleased_state(tags: Mapping[str, str], store_unread: bool) -> str:
+    """A VM no lease covers: foreign, or dynvm's without a lease ("untracked"). When the
+    leases could not be read, a dynvm VM's own state tag says where it is instead."""
+    if TAG_OWNER not in tags:
+        return "foreign"
+    if store_unread:
+        return VM_STATES.get(tags.get(TAG_STATE, ""), "unknown")
+    return "untracked"
 
 
 def _num(text: str | None) -> float | None:
@@ -268,10 +289,7 @@ def filter_vms(rows: list[dict[str, Any]], *, q: str = "", state: str = "", os: 
 def requests_(svc: Dynvm, hours: float = RECENT_HOURS) -> dict[str, Any]:
     """Requests in flight with each VM's step; finished ones of the last `hours`."""
     now = svc.ctx.clock()
-    try:
-        records = svc.ctx.store.requests()
-    except StoreError:
-        records = []
+    records = svc.request_records()  # StoreDown when the store cannot say
     running, recent = [], []
     for r in sorted(records, key=lambda r: r.started, reverse=True):
         row = {"id": r.id, "name": r.name, "os": r.os, "count": r.count, "state": r.state,

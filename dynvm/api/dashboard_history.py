@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dynvm.core.store import StoreError
-
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
 
@@ -34,23 +32,20 @@ class _HistoryMemo:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._store: object | None = None  # whose history this is
+        self._owner: object | None = None  # whose history this is (a service)
         self._mark: str | None = None
         self._docs: list[dict[str, Any]] = []
         self._derived: dict[str, Any] = {}
 
     def docs(self, svc: Dynvm) -> list[dict[str, Any]]:
-        store = svc.ctx.store
-        try:
-            mark = store.history_mark()  # before the documents: a write after it changes it
-            with self._lock:
-                if self._store is store and self._mark == mark:
-                    return self._docs
-            docs = store.history(limit=HISTORY_SCAN)
-        except StoreError:
-            return []
+        """StoreDown when the store cannot be read: unknown is not the same as empty."""
+        mark = svc.history_mark()  # before the documents: a write after it changes it
         with self._lock:
-            self._store, self._mark, self._docs, self._derived = store, mark, docs, {}
+            if self._owner is svc and self._mark == mark:
+                return self._docs
+        docs = svc.history(limit=HISTORY_SCAN)
+        with self._lock:
+            self._owner, self._mark, self._docs, self._derived = svc, mark, docs, {}
         return docs
 
     def derived(self, docs: list[dict[str, Any]], name: str,

@@ -1,5 +1,9 @@
 """Farm gauges for /metrics, computed at scrape time from the store and the inventory.
 
+When the store cannot be read, the gauges made of its records are left out of
+the scrape (`dynvm_store_up` is 0): absent series, never zeros that read as
+"nothing there".
+
 A custom collector rather than gauges set by the code that changes things:
 the values come from the state of record, so every worker (and every
 instance) answers the same, and they survive restarts.
@@ -24,9 +28,10 @@ from prometheus_client.registry import Collector
 
 from dynvm.api import dashboard_data as data
 from dynvm.core.background import LEADER_LOCK
+from dynvm.core.errors import StoreDown
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.progress import STEP_TIME_PREFIX, Step
-from dynvm.core.store import StoreError
+from dynvm.core.store import RequestRecord, StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
@@ -46,19 +51,25 @@ class FarmCollector(Collector):
         svc = self.svc
         snap = data.Snapshot.take(svc)
         farm = data.hosts(svc, snap)
-        yield from _vm_gauges(data.vms(svc, snap))
         yield from _host_gauges(farm)
+        yield from _store_gauges(svc)
+        if snap.store_error is not None:
+            return  # the store's records are unknown: no series, rather than zeros
+        try:
+            docs = data.history_docs(svc)
+            records = svc.request_records()
+        except StoreDown:
+            return
+        yield from _vm_gauges(data.vms(svc, snap))
         avail = GaugeMetricFamily("dynvm_available_vms",
                                   "VMs of an OS that can be handed out now (as /getavailablecount)",
                                   labels=["os"])
         for os_key, c in farm["capacity"].items():
             avail.add_metric([os_key], c["available"])
         yield avail
-        docs = data.history_docs(svc)
         yield from _warm_gauges(data.warm_pools(svc, snap, docs))
-        yield from _request_gauges(svc, snap.now)
+        yield from _request_gauges(records, snap.now)
         yield from _history_metrics(docs)
-        yield from _store_gauges(svc)
 
     def describe(self) -> list:
         return []  # computed at scrape time; nothing to check at registration
@@ -109,11 +120,7 @@ def _warm_gauges(pools: list[dict[str, Any]]) -> Iterator[Any]:
     yield from (ready, target)
 
 
-def _request_gauges(svc: Dynvm, now: float) -> Iterator[Any]:
-    try:
-        records = svc.ctx.store.requests()
-    except StoreError:
-        records = []
+def _request_gauges(records: list[RequestRecord], now: float) -> Iterator[Any]:
     inflight = GaugeMetricFamily("dynvm_requests_in_flight",
                                  "getservers requests being served (warm-pool refills apart)")
     inflight.add_metric([], sum(1 for r in records if r.state == RequestState.RUNNING

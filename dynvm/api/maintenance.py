@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, request
 
 from dynvm.api import errors
-from dynvm.core.errors import DynvmError
+from dynvm.api.v1.problems import problem
+from dynvm.core.errors import DynvmError, StoreDown
 from dynvm.core.maintenance import state as S
+from dynvm.core.store import StoreError
 
 if TYPE_CHECKING:
     from dynvm.core.maintenance.runner import Options
@@ -40,6 +42,16 @@ def _json(body: Any, status: int = 200) -> Response:
 
 def _error(message: str, status: int, **extra: Any) -> Response:
     return _json({"error": message, **extra}, status)
+
+
+@bp.errorhandler(StoreDown)
+@bp.errorhandler(StoreError)
+def _store_down(exc: Exception) -> Response:
+    """A problem body (with the `error` member these routes always had), never a guess."""
+    reason = exc.message if isinstance(exc, StoreDown) else " ".join(str(exc).split())[:300]
+    detail = f"the state store cannot be used ({reason})"
+    log.warning("503 %s: %s", request.path, detail)
+    return problem(503, detail, error=detail)
 
 
 @bp.get("/hosts")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from dynvm.config import Config
 from dynvm.core import getservers, health, warmpool
@@ -28,7 +28,7 @@ from dynvm.core.placement import candidates, eligible_hosts, views_of
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.release import names_for, release_matching, release_names, set_expiry
 from dynvm.core.staticpool import StaticPools
-from dynvm.core.store import Store, StoreError, StoreUnavailable
+from dynvm.core.store import Lease, RequestRecord, Reservation, Store, StoreError, StoreUnavailable
 from dynvm.core.store_probe import StoreProbe
 
 __all__ = [
@@ -38,6 +38,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("dynvm.service")
+
+T = TypeVar("T")
+
+
+class FarmRecords(NamedTuple):
+    leases: list[Lease]
+    reservations: list[Reservation]
+    blocked: frozenset[str]  # drained pools "<N>", members in maintenance "<N>/<uuid>"
 
 
 class Dynvm:
@@ -137,13 +145,11 @@ class Dynvm:
 
     def _count(self, hosts: list, os: str) -> Available:
         views, down = views_of(hosts, self.ctx.view)
-        try:
-            reservations = self.ctx.store.reservations()
-            blocked = placement_blocked(self.ctx.store)
-            ready = (warmpool.ready_count(self.ctx, os, {h.ref for h, _ in views})
-                     if os in self.config().pools else 0)  # no pool: no ready VMs to read
-        except StoreUnavailable:
-            reservations, ready, blocked = [], 0, frozenset()
+        # Without the store the room being taken is unknown: no count at all, not a guess.
+        reservations, blocked = self._read(
+            lambda: (self.ctx.store.reservations(), placement_blocked(self.ctx.store)))
+        ready = (self._read(lambda: warmpool.ready_count(self.ctx, os, {h.ref for h, _ in views}))
+                 if os in self.config().pools else 0)  # no pool: no ready VMs to read
         count = sum(c.slots for c in candidates(views, os, reservations, None, blocked)) + ready
         age = max((v.age_secs for _, v in views), default=0.0)
         return Available(count, down, age)
@@ -160,6 +166,32 @@ class Dynvm:
         out.append({"label": "default",
                     "count": self._count(eligible_hosts(cfg, os, frozenset(), False), os).count})
         return out
+
+    # -- records of the store, as the dashboard and the APIs read them --------------------
+    @staticmethod
+    def _read(read: Callable[[], T]) -> T:
+        """`read()`; a store that cannot answer is StoreDown (503), never an empty answer."""
+        try:
+            return read()
+        except StoreError as exc:
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise StoreDown(f"the state store cannot be read ({reason})") from exc
+
+    def farm_records(self) -> FarmRecords:
+        """Leases, live reservations and what placement skips, read together."""
+        store = self.ctx.store
+        return self._read(lambda: FarmRecords(store.leases(), store.reservations(),
+                                              placement_blocked(store)))
+
+    def request_records(self) -> list[RequestRecord]:
+        return self._read(self.ctx.store.requests)
+
+    def history_mark(self) -> str:
+        return self._read(self.ctx.store.history_mark)
+
+    def history(self, limit: int) -> list[dict[str, Any]]:
+        """History documents, most recent first."""
+        return self._read(lambda: self.ctx.store.history(limit=limit))
 
     # -- writes -----------------------------------------------------------------------
     def get_servers(self, req: ServersRequest) -> ServersResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import pytest
 
@@ -35,6 +34,19 @@ def two_workers(request: pytest.FixtureRequest, tmp_path) -> tuple[Store, Store]
     other.close()
 
 
+class _Reads:
+    """The service's history reads (`Dynvm.history_mark`, `Dynvm.history`) over one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def history_mark(self) -> str:
+        return self.store.history_mark()
+
+    def history(self, limit: int) -> list[dict]:
+        return self.store.history(limit=limit)
+
+
 def _names(docs: list[dict]) -> list[str]:
     return [d["name"] for d in docs]
 
@@ -42,7 +54,7 @@ def _names(docs: list[dict]) -> list[str]:
 def test_a_write_by_another_worker_is_seen_at_once(two_workers) -> None:
     mine, other = two_workers
     memo = _HistoryMemo()
-    svc = SimpleNamespace(ctx=SimpleNamespace(store=mine))
+    svc = _Reads(mine)
     other.put_history("u1", {"name": "job1", "created_time": 100.0, "state": "available"})
     assert _names(memo.docs(svc)) == ["job1"]
 
@@ -55,7 +67,7 @@ def test_a_write_by_another_worker_is_seen_at_once(two_workers) -> None:
 def test_unchanged_history_is_not_read_again(two_workers) -> None:
     mine, other = two_workers
     memo = _HistoryMemo()
-    svc = SimpleNamespace(ctx=SimpleNamespace(store=mine))
+    svc = _Reads(mine)
     other.put_history("u1", {"name": "job1", "created_time": 100.0})
     docs = memo.docs(svc)
     other.put_lease(make_lease("job1"))  # another subject: the history itself did not change
