@@ -8,6 +8,7 @@ usage unchanged.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -110,14 +111,22 @@ def clean_farm(probe: FarmProbe) -> Iterator[dict]:
                what="the farm to be back to its state before the test")
 
 
-@pytest.fixture
-def service(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
-    svc = build_service(str(write_ini(tmp_path, farm)), timings=FAST)
+@contextlib.contextmanager
+def dynvm_on(ini: Path) -> Iterator[Dynvm]:
+    """dynvm built from `ini` (fast background timings); what it handed out is released
+    and it is closed when done."""
+    svc = build_service(str(ini), timings=FAST)
     try:
         yield svc
     finally:
         _release_everything(svc)
         svc.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
+    with dynvm_on(write_ini(tmp_path, farm)) as svc:
+        yield svc
 
 
 def _release_everything(svc: Dynvm) -> None:

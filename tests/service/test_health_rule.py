@@ -16,9 +16,8 @@ import dynvm.store.sqlite as sqlite_backend
 from dynvm.api import create_app
 from dynvm.core.maintenance import state as S
 from dynvm.core.service import Dynvm
-from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
+from tests.service.conftest import dynvm_on, wait_until, write_ini
 from tests.service.test_store_honesty import WriteLock
 from tests.support.inis import Ini
 
@@ -26,13 +25,8 @@ from tests.support.inis import Ini
 @pytest.fixture
 def one_pool(tmp_path: Path, farm: Farm, clean_farm) -> Iterator[Dynvm]:
     """dynvm with a single pool: the farm's first."""
-    svc = build_service(str(write_ini(tmp_path, farm, hosts=Ini.of_farm(farm).only("xenhost1"))),
-                        timings=FAST)
-    try:
+    with dynvm_on(write_ini(tmp_path, farm, hosts=Ini.of_farm(farm).only("xenhost1"))) as svc:
         yield svc
-    finally:
-        _release_everything(svc)
-        svc.close()
 
 
 def _answer(resp) -> dict:

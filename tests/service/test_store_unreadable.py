@@ -21,9 +21,8 @@ import dynvm.store.sqlite as sqlite_backend
 from dynvm.api import create_app
 from dynvm.core import tokens
 from dynvm.core.service import Dynvm
-from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
+from tests.service.conftest import dynvm_on, wait_until, write_ini
 
 PROBLEM = "application/problem+json"
 READS = ("/ui/api/requests", "/ui/api/history", "/ui/api/history/stats", "/ui/history.csv",
@@ -35,12 +34,8 @@ READS = ("/ui/api/requests", "/ui/api/history", "/ui/api/history/stats", "/ui/hi
 def svc(tmp_path: Path, farm: Farm, clean_farm, monkeypatch) -> Iterator[Dynvm]:
     monkeypatch.setattr(sqlite_backend, "IDENTITY_CHECK_SECS", 0.0)  # see a new file at once
     monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECS", 0.3)
-    service = build_service(str(write_ini(tmp_path, farm)), timings=FAST)
-    try:
+    with dynvm_on(write_ini(tmp_path, farm)) as service:
         yield service
-    finally:
-        _release_everything(service)
-        service.close()
 
 
 class Damage:
