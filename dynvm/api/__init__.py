@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from dynvm.api import dashboard, errors, legacy, maintenance, metrics, monitoring, probes, v1
+from dynvm.api import (
+    access,
+    dashboard,
+    errors,
+    legacy,
+    maintenance,
+    metrics,
+    monitoring,
+    probes,
+    signin,
+    v1,
+)
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
 from dynvm.core import trace
@@ -54,7 +65,7 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
         service = build_service(path)
         atexit.register(service.close)
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # static files: the dashboard's /ui/static
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, TRAP_HTTP_EXCEPTIONS=False)
     app.extensions["dynvm"] = service
     if hasattr(service, "ctx"):  # the core reports what reconciliation did, for /metrics
@@ -64,7 +75,9 @@ def create_app(config_path: str | None = None, *, service: Dynvm | None = None) 
     app.register_blueprint(maintenance.bp)
     app.register_blueprint(probes.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(signin.bp)
     _install_hooks(app)
+    access.install(app)  # after the request id: who may call which route, answer headers
     _install_error_handlers(app)
     v1.register(app)  # after the app's own handlers: it wraps them for /api/v1 paths
     return app
@@ -150,7 +163,9 @@ def _install_error_handlers(app: Flask) -> None:
         # A 404 (releasing an expired VM) or a 409 is routine; failures to serve are not.
         log.log(logging.WARNING if status >= 499 else logging.INFO,
                 "%d %s: %s", status, _where(), echo(message, 2000))
-        return _text(body, status)
+        resp = _text(body, status)
+        resp.headers.update(getattr(exc, "headers", {}))  # WWW-Authenticate, Retry-After
+        return resp
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:

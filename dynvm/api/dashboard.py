@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, render_template, request
 
+from dynvm.api import access, auth
 from dynvm.api import dashboard_data as data
 from dynvm.api import dashboard_history as history
 from dynvm.api.dashboard_charts import line_chart
@@ -127,16 +128,26 @@ def _unless_down(ctx: dict[str, Any], read: Callable[[], Any]) -> Any:
         return None
 
 
+def _docs() -> list[dict[str, Any]]:
+    """The history documents this request's caller may read."""
+    return history.visible(history.history_docs(_svc()), access.viewer())
+
+
 def _sections(which: tuple[str, ...]) -> dict[str, Any]:
     """The template context of the requested sections, from one snapshot.
 
     When the store cannot be read, `store_error` says why: the page shows it in a
     banner, and the sections made of store records say they cannot be shown (never
     an empty table); the farm and VMs come from the inventory, marked as such.
+
+    An owner's token shows the farm and warm pools whole (they are totals) and
+    only its own VMs, requests and history; an admin's (or no [auth]) all.
     """
     svc = _svc()
     snap = data.Snapshot.take(svc)
-    ctx: dict[str, Any] = {"refresh_secs": _int("refresh", REFRESH_SECS, 1, 3600), "ago": _ago, "when": _when,
+    viewer = access.viewer()
+    ctx: dict[str, Any] = {"viewer": access.caller(), "csrf": _csrf(),
+                           "refresh_secs": _int("refresh", REFRESH_SECS, 1, 3600), "ago": _ago, "when": _when,
                            "gib": _gib, "link": _link, "args": request.args,
                            "store_error": snap.store_error,
                            "os_keys": sorted(svc.os_keys()), "vm_states": sorted(
@@ -146,21 +157,23 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         ctx["farm"] = data.hosts(svc, snap)
     if "vms" in which:
         va = _vm_args()
-        rows = data.filter_vms(data.vms(svc, snap), **va)
+        rows = data.filter_vms(data.vms(svc, snap, viewer), **va)
         pages = max(1, math.ceil(len(rows) / VM_PAGE))
         page = min(_int("vpage", 1), pages)
         ctx.update(vm_rows=rows[(page - 1) * VM_PAGE: page * VM_PAGE], vm_total=len(rows),
                    vm_page=page, vm_pages=pages, vm_args=va)
     if "requests" in which:
-        ctx["reqs"] = _unless_down(ctx, lambda: data.requests_(svc))
+        ctx["reqs"] = _unless_down(ctx, lambda: data.requests_(svc, viewer=viewer))
     if "warm" in which or "history" in which:
         docs = _unless_down(ctx, lambda: history.history_docs(svc))
     if "warm" in which:
+        # counts of the whole farm, whoever looks
         ctx["warm"] = None if docs is None or snap.store_error else data.warm_pools(svc, snap,
                                                                                      docs)
     if "history" in which:
         ctx["hist_rows"] = None
         if docs is not None:
+            docs = history.visible(docs, viewer)
             found = history.history_query(docs, **_history_args())
             pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
             page = min(_int("h_page", 1), pages)
@@ -171,6 +184,12 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         ctx["hist_query"] = urlencode({k: v for k, v in request.args.items()
                                        if k.startswith("h_") and k != "h_page"})
     return ctx
+
+
+def _csrf() -> str:
+    """The CSRF token of a signed-in browser, for the page's own state-changing forms."""
+    secret = request.cookies.get(auth.COOKIE)
+    return auth.csrf_of(secret) if secret else ""
 
 
 def _charts(docs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
@@ -196,6 +215,7 @@ def _charts(docs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
 
 
 @bp.get("/")
+@access.declare(access.Access.TOKEN, page=True)
 def index() -> Response:
     """The page; 503 (still the whole page, with its banner) when the store cannot be read."""
     ctx = _sections(LIVE_SECTIONS + ("history",))
@@ -204,6 +224,7 @@ def index() -> Response:
 
 
 @bp.get("/ui/fragments")
+@access.token
 def fragments() -> Response:
     """The live sections as HTML, for the page's refresh script (a problem when the store
     cannot be read: the script then shows the banner over what it showed last)."""
@@ -215,8 +236,9 @@ def fragments() -> Response:
 
 
 @bp.get("/ui/history.csv")
+@access.token
 def history_csv() -> Response:
-    found = history.history_query(history.history_docs(_svc()), **_history_args())
+    found = history.history_query(_docs(), **_history_args())
     return Response(history.history_csv(found), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=dynvm-history.csv"})
 
@@ -240,35 +262,41 @@ def _store_down(exc: Exception) -> Response:
 
 
 @bp.get(f"{PREFIX}/hosts")
+@access.token
 def api_hosts() -> Response:
     return _json(data.hosts(_svc(), _snapshot()))
 
 
 @bp.get(f"{PREFIX}/vms")
+@access.token
 def api_vms() -> Response:
-    rows = data.filter_vms(data.vms(_svc(), _snapshot()), **_vm_args())
+    rows = data.filter_vms(data.vms(_svc(), _snapshot(), access.viewer()), **_vm_args())
     return _json({"vms": rows, "total": len(rows)})
 
 
 @bp.get(f"{PREFIX}/requests")
+@access.token
 def api_requests() -> Response:
     hours = _int("hours", int(data.RECENT_HOURS), 1, 24 * 30)
-    return _json(data.requests_(_svc(), hours))
+    return _json(data.requests_(_svc(), hours, access.viewer()))
 
 
 @bp.get(f"{PREFIX}/warmpools")
+@access.token
 def api_warm() -> Response:
     return _json({"pools": data.warm_pools(_svc(), _snapshot())})
 
 
 @bp.get(f"{PREFIX}/capacity")
+@access.token
 def api_capacity() -> Response:
     return _json(data.capacity(_svc(), _snapshot()))
 
 
 @bp.get(f"{PREFIX}/history")
+@access.token
 def api_history() -> Response:
-    found = history.history_query(history.history_docs(_svc()), **_history_args(prefix=""))
+    found = history.history_query(_docs(), **_history_args(prefix=""))
     per_page = _int("per_page", HISTORY_PAGE, 1, HISTORY_PAGE_MAX)
     page = _int("page", 1)
     return _json({"total": len(found), "page": page, "per_page": per_page,
@@ -277,6 +305,7 @@ def api_history() -> Response:
 
 
 @bp.get(f"{PREFIX}/history/stats")
+@access.token
 def api_history_stats() -> Response:
-    found = history.history_query(history.history_docs(_svc()), **_history_args(prefix=""))
+    found = history.history_query(_docs(), **_history_args(prefix=""))
     return _json(history.history_stats(found))

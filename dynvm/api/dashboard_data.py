@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynvm.api.dashboard_history import derived, history_docs  # noqa: F401 - gauges read them here
 from dynvm.core import getservers, progress, warmpool
+from dynvm.core.callers import EVERYONE, Caller, request_owner
 from dynvm.core.capacity import host_key, slots_on, vm_os
 from dynvm.core.errors import StoreDown
 from dynvm.core.lifecycle import RequestState
@@ -190,10 +191,14 @@ def capacity(svc: Dynvm, snap: Snapshot | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------- VMs
 
 
-def vms(svc: Dynvm, snap: Snapshot | None = None) -> list[dict[str, Any]]:
-    """Every VM on the farm, dynvm's with their lease, others marked foreign."""
+def vms(svc: Dynvm, snap: Snapshot | None = None,
+        viewer: Caller = EVERYONE) -> list[dict[str, Any]]:
+    """Every VM on the farm the viewer may see: dynvm's with their lease, others marked
+    foreign (an owner sees only the leased VMs that are its own)."""
     snap = snap or Snapshot.take(svc)
-    by_uuid = {lease.vm_uuid: lease for lease in snap.leases}
+    leases = snap.leases if viewer.admin else [lease for lease in snap.leases
+                                               if lease.state != LEASE_READY and viewer.may(lease)]
+    by_uuid = {lease.vm_uuid: lease for lease in leases}
     seen: set[str] = set()
     rows = []
     for ref, view in sorted(snap.views.items()):
@@ -202,8 +207,8 @@ def vms(svc: Dynvm, snap: Snapshot | None = None) -> list[dict[str, Any]]:
         for vm in view.vms.values():
             lease = by_uuid.get(vm.uuid)
             tags = vm.other_config
-            if lease is None and vm.power_state != "Running":
-                continue  # halted foreign VMs are not the farm's load
+            if lease is None and (vm.power_state != "Running" or not viewer.admin):
+                continue  # halted foreign VMs are not the farm's load; others' are not shown
             seen.add(vm.uuid)
             if lease is not None:
                 row = _lease_row(lease, snap.now)
@@ -221,7 +226,7 @@ def vms(svc: Dynvm, snap: Snapshot | None = None) -> list[dict[str, Any]]:
                         "vcpus": vm.vcpus_max, "memory": vm.memory_static_max})
             row["foreign"] = row["state"] == "foreign"
             rows.append(_times(row, snap.now))
-    for lease in snap.leases:  # being built, not in the inventory yet
+    for lease in leases:  # being built, not in the inventory yet
         if lease.vm_uuid not in seen:
             row = _lease_row(lease, snap.now)
             row.update({"host_ref": lease.host_ref, "host": "", "power_state": "",
@@ -286,12 +291,15 @@ def filter_vms(rows: list[dict[str, Any]], *, q: str = "", state: str = "", os: 
 # ---------------------------------------------------------------- requests
 
 
-def requests_(svc: Dynvm, hours: float = RECENT_HOURS) -> dict[str, Any]:
-    """Requests in flight with each VM's step; finished ones of the last `hours`."""
+def requests_(svc: Dynvm, hours: float = RECENT_HOURS,
+              viewer: Caller = EVERYONE) -> dict[str, Any]:
+    """Requests in flight with each VM's step; finished ones of the last `hours`
+    (the viewer's own, or all for an admin)."""
     now = svc.ctx.clock()
     records = svc.request_records()  # StoreDown when the store cannot say
     running, recent = [], []
-    for r in sorted(records, key=lambda r: r.started, reverse=True):
+    mine = (r for r in records if viewer.may_own(request_owner(r)))
+    for r in sorted(mine, key=lambda r: r.started, reverse=True):
         row = {"id": r.id, "name": r.name, "os": r.os, "count": r.count, "state": r.state,
                "instance": r.instance, "started": r.started, "finished": r.finished,
                "warm_pool": r.id.startswith("warm-"),

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dynvm.core.callers import Caller, doc_owner
+
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
 
@@ -67,6 +69,13 @@ _MEMO = _HistoryMemo()
 def history_docs(svc: Dynvm) -> list[dict[str, Any]]:
     """Every history document (most recent first), as the store holds it now."""
     return _MEMO.docs(svc)
+
+
+def visible(docs: list[dict[str, Any]], viewer: Caller) -> list[dict[str, Any]]:
+    """The documents `viewer` may read: all for an admin (the same list), else its own."""
+    if viewer.admin:
+        return docs
+    return [d for d in docs if viewer.may_own(doc_owner(d))]
 
 
 def derived(docs: list[dict[str, Any]], name: str,

@@ -7,6 +7,7 @@ sentences are decided here only.
 
 from __future__ import annotations
 
+from dynvm.core.callers import Forbidden
 from dynvm.core.errors import (
     AllOrNoneFailed,
     BadRequest,
@@ -20,7 +21,6 @@ from dynvm.core.errors import (
     StoreDown,
 )
 from dynvm.core.quota import QuotaExceeded
-from dynvm.core.vms import Forbidden
 
 STATUS: dict[type[DynvmError], int] = {
     BadRequest: 400,

@@ -10,17 +10,17 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 
-from dynvm.api import formatting, metrics
+from dynvm.api import access, formatting, metrics
 from dynvm.api.validation import (
     AvailableParams,
-    GetServersParams,
     InvalidParam,
-    ReleaseParams,
-    SetExpiryParams,
     ShowAllParams,
+    getservers_params,
     parse_params,
+    release_params,
+    setexpiry_params,
 )
 from dynvm.core.service import ProvisionFailed
 
@@ -58,17 +58,9 @@ def _view_headers(resp: Response, unreachable: list[int], age_secs: float) -> Re
     return resp
 
 
-def _split_name(path: str, what: str) -> str:
-    """Route segments carry names; a name can never contain '/'."""
-    if "/" in path:
-        raise InvalidParam(
-            "name", f"a VM name cannot contain '/' (got '{formatting.echo(path)}'); expected {what}"
-        )
-    return path
-
-
 @bp.get("/showall")
 @bp.get("/showall/<os>")
+@access.legacy_read
 def showall(os: str | None = None) -> Response:
     p = parse_params(ShowAllParams, _args(os=os), _context())
     view = service().show_all(p.os, p.labels, p.ignore_labels)
@@ -78,6 +70,7 @@ def showall(os: str | None = None) -> Response:
 
 @bp.get("/getavailablecount")
 @bp.get("/getavailablecount/<os>")
+@access.legacy_read
 def getavailablecount(os: str | None = None) -> Response:
     p = parse_params(AvailableParams, _args(os=os), _context())
     if p.all_labels:
@@ -94,16 +87,17 @@ def getavailablecount(os: str | None = None) -> Response:
 @bp.get("/releaseservers/")
 @bp.get("/setexpiry")
 @bp.get("/setexpiry/")
+@access.legacy_write
 def missing_name() -> Response:
     raise InvalidParam("name", f"missing: call {request.path.rstrip('/')}/<name>")
 
 
 @bp.get("/getservers/<path:name>")
+@access.legacy_write
 def getservers(name: str) -> Response:
-    name = _split_name(name, "/getservers/<name>")
-    p = parse_params(GetServersParams, _args(name=name), _context())
+    p = getservers_params(name, _args(), _context())
     req = p.to_request()
-    caller = g.get("dynvm_caller")  # set when [auth] asks legacy callers for a token
+    caller = access.caller()  # a token's owner when [auth] asks legacy callers for one
     if caller is not None:
         req = dataclasses.replace(req, owner=caller.owner)
     result = service().get_servers(req)
@@ -125,36 +119,21 @@ def getservers(name: str) -> Response:
 
 
 @bp.get("/releaseservers/<path:rest>")
+@access.legacy_write
 def releaseservers(rest: str) -> Response:
-    parts = rest.split("/")
-    if len(parts) > 2:
-        raise InvalidParam("name", f"a VM name cannot contain '/' (got '{formatting.echo(rest)}'); "
-                                   "expected /releaseservers/<name> or /releaseservers/<name>/<state>")
-    name, state = parts[0], (parts[1] if len(parts) == 2 else None)
-    if state == "":
-        raise InvalidParam("state", "empty; expected /releaseservers/<name>/<state>")
-    p = parse_params(ReleaseParams, _args(name=name, state=state))
-    if _releases_by_prefix(p):
-        released = service().release_available(p.name, p.state or "")
-    else:
-        released = service().release_servers(p.name, p.count, p.state)  # NotFound: 404
+    p = release_params(rest, _args())
+    # The core resolves the target once, checks the caller may act on every VM of it
+    # (403, nothing released, if not) and releases exactly those; none: 404.
+    released = service().release_servers(p.target(), p.state, access.caller())
     metrics.VMS_RELEASED.inc(len(released))
     return Response(formatting.names(released), mimetype=JSON)
 
 
-def _releases_by_prefix(p: ReleaseParams) -> bool:
-    """The seed's `/releaseservers/<prefix>/available` without count: every <prefix><N>."""
-    return p.state == "available" and p.count is None
-
-
 @bp.get("/setexpiry/<path:rest>")
+@access.legacy_write
 def setexpiry(rest: str) -> Response:
-    name, sep, minutes = rest.rpartition("/")
-    if not sep:
-        raise InvalidParam("minutes", "missing: call /setexpiry/<name>/<minutes>")
-    name = _split_name(name, "/setexpiry/<name>/<minutes>")
-    p = parse_params(SetExpiryParams, _args(name=name, minutes=minutes))
-    changed = service().set_expiry(p.name, p.minutes, p.base == "created", p.count)
+    p = setexpiry_params(rest, _args())
+    changed = service().set_expiry(p.target(), p.minutes, p.base == "created", access.caller())
     return Response(formatting.names(changed), mimetype=JSON)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
-from dynvm.api import errors
+from dynvm.api import access, errors
 from dynvm.api.v1.problems import problem
 from dynvm.core.errors import DynvmError, StoreDown
 from dynvm.core.maintenance import state as S
@@ -55,6 +55,7 @@ def _store_down(exc: Exception) -> Response:
 
 
 @bp.get("/hosts")
+@access.token
 def hosts() -> Response:
     from dynvm.core.maintenance import ops
 
@@ -62,6 +63,7 @@ def hosts() -> Response:
 
 
 @bp.post("/hosts/<int:ref>/drain")
+@access.admin
 def drain(ref: int) -> Response:
     from dynvm.core.maintenance import ops
 
@@ -69,6 +71,7 @@ def drain(ref: int) -> Response:
 
 
 @bp.post("/hosts/<int:ref>/undrain")
+@access.admin
 def undrain(ref: int) -> Response:
     from dynvm.core.maintenance import ops
 
@@ -76,6 +79,7 @@ def undrain(ref: int) -> Response:
 
 
 @bp.get("/maintenance")
+@access.token
 def status() -> Response:
     from dynvm.core.maintenance import ops
 
@@ -107,6 +111,7 @@ def _options(body: dict[str, Any]) -> Options:
 
 
 @bp.post("/maintenance/<int:ref>")
+@access.admin
 def reboot(ref: int) -> Response:
     from dynvm.core.maintenance import ops
     from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused

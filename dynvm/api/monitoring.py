@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app
 
-from dynvm.api import gauges, metrics
+from dynvm.api import access, gauges, metrics
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,7 @@ bp = Blueprint("ops", __name__)
 
 
 @bp.get("/health")
+@access.public
 def health() -> Response:
     """200 when everything is fine, 503 when degraded (`dynvm.core.health`), reasons first."""
     try:
@@ -30,6 +31,7 @@ def health() -> Response:
 
 
 @bp.get("/metrics")
+@access.public
 def prometheus() -> Response:
     body, content_type = metrics.render()
     body += gauges.render(current_app.extensions["dynvm"])  # farm gauges, from the store

@@ -14,6 +14,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
+from dynvm.api import access
+
 bp = Blueprint("probes", __name__)
 
 
@@ -23,11 +25,13 @@ def _answer(report: dict[str, Any], ok: bool) -> Response:
 
 
 @bp.get("/health/live")
+@access.public
 def live() -> Response:
     return _answer({"status": "ok"}, True)
 
 
 @bp.get("/health/ready")
+@access.public
 def ready() -> Response:
     report = current_app.extensions["dynvm"].readiness()
     return _answer(report, not report["reasons"])

@@ -23,7 +23,7 @@ from pydantic import (
 
 from dynvm.api.formatting import echo
 from dynvm.config.digits import parse_int
-from dynvm.core.service import ServersRequest
+from dynvm.core.service import ServersRequest, Target
 
 MAX_COUNT = 100
 MAX_NAME_LEN = 64
@@ -293,12 +293,21 @@ class ReleaseParams(_Params):
     state: State | None = None
     count: Count | None = None
 
+    def target(self) -> Target:
+        """The seed's `/releaseservers/<prefix>/available` without count: every <prefix><N>."""
+        if self.state == "available" and self.count is None:
+            return Target.every_numbered(self.name)
+        return Target.named(self.name, self.count)
+
 
 class SetExpiryParams(_Params):
     name: Name
     minutes: MinutesOrZero
     base: ExpiryBase = Field("now", alias="from")
     count: Count | None = None
+
+    def target(self) -> Target:
+        return Target.named(self.name, self.count)
 
 
 def _param_name(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
@@ -344,3 +353,46 @@ def parse_params(
         msg = str(err.get("msg", "invalid value"))
         msg = "missing" if err.get("type") == "missing" else msg.removeprefix("Value error, ")
         raise InvalidParam(_param_name(model, tuple(err.get("loc", ()))), msg) from None
+
+
+# -- the legacy routes' paths: `<name>` segments and what follows them ---------------------
+
+
+def _one_name(path: str, what: str) -> str:
+    """Route segments carry names; a name can never contain '/'."""
+    if "/" in path:
+        raise InvalidParam(
+            "name", f"a VM name cannot contain '/' (got '{echo(path)}'); expected {what}"
+        )
+    return path
+
+
+def getservers_params(path: str, query: Mapping[str, Any],
+                      context: Mapping[str, Any]) -> GetServersParams:
+    """`/getservers/<path>?<query>`, validated."""
+    name = _one_name(path, "/getservers/<name>")
+    return parse_params(GetServersParams, {**query, "name": name}, context)
+
+
+def release_params(path: str, query: Mapping[str, Any]) -> ReleaseParams:
+    """`/releaseservers/<path>?<query>`, validated: `.target()` is what it releases."""
+    parts = path.split("/")
+    if len(parts) > 2:
+        raise InvalidParam("name", f"a VM name cannot contain '/' (got '{echo(path)}'); "
+                                   "expected /releaseservers/<name> or /releaseservers/<name>/<state>")
+    name, state = parts[0], (parts[1] if len(parts) == 2 else None)
+    if state == "":
+        raise InvalidParam("state", "empty; expected /releaseservers/<name>/<state>")
+    values = {**query, "name": name}
+    if state is not None:
+        values["state"] = state
+    return parse_params(ReleaseParams, values)
+
+
+def setexpiry_params(path: str, query: Mapping[str, Any]) -> SetExpiryParams:
+    """`/setexpiry/<path>?<query>`, validated: `.target()` is what it changes."""
+    name, sep, minutes = path.rpartition("/")
+    if not sep:
+        raise InvalidParam("minutes", "missing: call /setexpiry/<name>/<minutes>")
+    name = _one_name(name, "/setexpiry/<name>/<minutes>")
+    return parse_params(SetExpiryParams, {**query, "name": name, "minutes": minutes})

@@ -105,7 +105,8 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
         if taken:
             raise NameInUse(f"Error: VM {taken[0]} already exists; release it or pick another name")
         ctx.store.put_request(RequestRecord(id=request_id, name=req.name, os=req.os,
-                                            count=req.count, instance=ctx.instance, started=now))
+                                            count=req.count, instance=ctx.instance, started=now,
+                                            detail={"owner": req.owner or req.name}))
     except StoreUnavailable as exc:
         _free_names(ctx, held, request_id)
         raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from dynvm.core import history, lifecycle, staticpool
+from dynvm.core.callers import Caller, check_may_act
 from dynvm.core.context import Context
 from dynvm.core.errors import HostNotConfigured
 from dynvm.core.placement import views_of
@@ -43,6 +46,60 @@ def names_for(name: str, count: int | None) -> list[str]:
     if count is None or count == 1:
         return [name]
     return [f"{name}{i}" for i in range(1, count + 1)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The VMs a release or an expiry change names, as the request said it.
+
+    Either exact names (`name`, or `name1 … nameN` with a count) or, for the
+    seed's `/releaseservers/<prefix>/available`, every `<prefix><N>`. Which
+    leases that means is decided by `touched` alone.
+    """
+
+    said: str  # the name or prefix the caller gave, for "VM <said> doesn't exist"
+    names: tuple[str, ...] = ()
+    numbered: bool = False  # every <said><N>, whatever N
+
+    @classmethod
+    def named(cls, name: str, count: int | None = None) -> Target:
+        return cls(name, tuple(names_for(name, count)))
+
+    @classmethod
+    def every_numbered(cls, prefix: str) -> Target:
+        return cls(prefix, numbered=True)
+
+    def covers(self, name: str) -> bool:
+        if self.numbered:
+            return re.fullmatch(re.escape(self.said) + r"[0-9]+", name) is not None
+        return name in self.names
+
+
+def touched(ctx: Context, target: Target) -> list[Lease]:
+    """The handed-out leases a request for `target` acts on, in name order.
+
+    The one place that turns a request's target into VMs: every check (who
+    may act on them) and every action (release, expiry) uses its answer.
+    Warm-pool VMs and VMs already being released are never touched.
+    """
+    if target.numbered:
+        found = [lease for lease in ctx.store.leases() if target.covers(lease.name)]
+    else:
+        found = [lease for n in dict.fromkeys(target.names) for lease in ctx.store.leases(name=n)]
+    return _in_order(lease for lease in found
+                     if lease.state not in (LEASE_READY, LEASE_RELEASING))
+
+
+def touched_from_tags(ctx: Context, target: Target) -> list[Lease]:
+    """`touched` while the store is unreachable: the leases the VMs' own tags tell."""
+    cfg = ctx.config()
+    views, _ = views_of(cfg.hosts.values(), ctx.view)
+    return _in_order(lease for lease in tagged_leases(views, own_deployment(ctx))
+                     if target.covers(lease.name))
+
+
+def _in_order(leases: Iterable[Lease]) -> list[Lease]:
+    return sorted(leases, key=lambda item: (len(item.name), item.name, item.vm_uuid))
 
 
 def release_lease(ctx: Context, lease: Lease, reason: str,
@@ -129,22 +186,6 @@ def retry_release(ctx: Context, lease: Lease) -> bool:
                                previous=None)
 
 
-def leases_named(ctx: Context, names: list[str]) -> list[Lease]:
-    """Handed-out leases with these names (never warm-pool VMs)."""
-    out: list[Lease] = []
-    for n in names:
-        out.extend(lease for lease in ctx.store.leases(name=n)
-                   if lease.state not in (LEASE_READY, LEASE_RELEASING))
-    return out
-
-
-def leases_from_tags(ctx: Context, names: list[str]) -> list[Lease]:
-    """Rebuild leases from VM tags when the store is unreachable."""
-    cfg = ctx.config()
-    views, _ = views_of(cfg.hosts.values(), ctx.view)
-    return [lease for lease in tagged_leases(views, own_deployment(ctx)) if lease.name in names]
-
-
 def own_deployment(ctx: Context) -> str | None:
     """This deployment's identity, None if it was never learnt and the store is down."""
     try:
@@ -173,17 +214,21 @@ def tagged_leases(views, own: str | None) -> list[Lease]:
     return out
 
 
-def release_names(ctx: Context, names: list[str], reason: str,
-                  release_state: str | None = None) -> list[str]:
-    """Release every VM with one of these names; returns the names released."""
+def release_target(ctx: Context, target: Target, reason: str,
+                   release_state: str | None = None, caller: Caller | None = None) -> list[str]:
+    """Release every VM `target` names that `caller` may act on; returns the names released.
+
+    Forbidden (nothing released) if any of them belongs to another owner.
+    """
     try:
-        leases = leases_named(ctx, names)
+        leases = touched(ctx, target)
         offline = False
     except StoreUnavailable:
-        leases = leases_from_tags(ctx, names)
+        leases = touched_from_tags(ctx, target)
         offline = True
+    check_may_act(ctx.store, caller, leases)
     released = []
-    for lease in sorted(leases, key=lambda item: (len(item.name), item.name)):
+    for lease in leases:
         if offline:
             ok = _destroy_and_record(ctx, lease.with_(state=LEASE_RELEASING), reason,
                                      release_state, previous=LEASE_ACTIVE)
@@ -194,26 +239,20 @@ def release_names(ctx: Context, names: list[str], reason: str,
     return released
 
 
-def release_matching(ctx: Context, prefix: str, reason: str,
-                     release_state: str | None = None) -> list[str]:
-    """Release every handed-out `<prefix><N>` (the seed's `/releaseservers/<prefix>/available`).
+def release_names(ctx: Context, names: list[str], reason: str,
+                  release_state: str | None = None) -> list[str]:
+    """Release every VM with one of these names; returns the names released."""
+    if not names:
+        return []
+    return release_target(ctx, Target(names[0], tuple(names)), reason, release_state)
 
-    The seed tried `<prefix>1` to `<prefix>9`; every number is matched here.
+
+def set_expiry(ctx: Context, target: Target, minutes: int, from_created: bool,
+               caller: Caller | None = None) -> list[str]:
+    """Move the expiry of the VMs `target` names; returns the names changed.
+
+    Forbidden (nothing changed) if any of them belongs to another owner.
     """
-    pattern = re.compile(re.escape(prefix) + r"[0-9]+")
-    try:
-        names = sorted({lease.name for lease in ctx.store.leases()
-                        if pattern.fullmatch(lease.name)})
-    except StoreUnavailable:
-        cfg = ctx.config()
-        views, _ = views_of(cfg.hosts.values(), ctx.view)
-        names = sorted({lease.name for lease in tagged_leases(views, own_deployment(ctx))
-                        if pattern.fullmatch(lease.name)})
-    return release_names(ctx, names, reason, release_state) if names else []
-
-
-def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool) -> list[str]:
-    """Move the expiry of these VMs; returns the names changed."""
     cfg = ctx.config()
     minutes = min(minutes, cfg.expiry_minutes_max)
     changed = []
@@ -222,7 +261,9 @@ def set_expiry(ctx: Context, names: list[str], minutes: int, from_created: bool)
     if ctx.store.pending():
         raise StoreUnavailable("earlier changes still wait in the outbox")
     direct = ctx.store.direct
-    for lease in leases_named(ctx, names):
+    leases = touched(ctx, target)
+    check_may_act(ctx.store, caller, leases)
+    for lease in leases:
         base = lease.created if from_created else ctx.clock()
         expires = base + minutes * 60
         if direct.update_lease(lease.vm_uuid, expires=expires) is None:

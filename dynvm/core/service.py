@@ -7,10 +7,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-from dynvm.config import Config
-from dynvm.core import getservers, health, warmpool
+from dynvm.config import AuthConfig, Config
+from dynvm.core import getservers, health, tokens, warmpool
 from dynvm.core.answers import Available, ServerResult, ServersRequest, ServersResult, ShowAll
 from dynvm.core.background import Background, Timings
+from dynvm.core.callers import Caller
 from dynvm.core.capacity import vm_os
 from dynvm.core.context import Context
 from dynvm.core.errors import (
@@ -26,7 +27,7 @@ from dynvm.core.errors import (
 from dynvm.core.maintenance.state import all_status, placement_blocked
 from dynvm.core.placement import candidates, eligible_hosts, views_of
 from dynvm.core.registry import PoolFactory, PoolRegistry
-from dynvm.core.release import names_for, release_matching, release_names, set_expiry
+from dynvm.core.release import Target, release_target, set_expiry
 from dynvm.core.staticpool import StaticPools
 from dynvm.core.store import Lease, RequestRecord, Reservation, Store, StoreError, StoreUnavailable
 from dynvm.core.store_probe import StoreProbe
@@ -34,7 +35,7 @@ from dynvm.core.store_probe import StoreProbe
 __all__ = [
     "AllOrNoneFailed", "Available", "BadRequest", "DynvmError", "NameInUse", "NoCapacity",
     "NotFound", "ProvisionFailed", "ServerResult", "ServersRequest", "ServersResult",
-    "ShowAll", "StoreDown", "Dynvm",
+    "ShowAll", "StoreDown", "Dynvm", "Target",
 ]
 
 log = logging.getLogger("dynvm.service")
@@ -198,33 +199,39 @@ class Dynvm:
         self._touch()
         return getservers.get_servers(self.ctx, req)
 
-    def release_servers(self, name: str, count: int | None, state: str | None) -> list[str]:
+    def release_servers(self, target: Target, state: str | None,
+                        caller: Caller | None = None) -> list[str]:
+        """Release what `target` names; with a caller, only if it may act on all of it."""
         self._touch()
-        names = names_for(name, count)
-        released = release_names(self.ctx, names, reason="released", release_state=state)
+        released = release_target(self.ctx, target, reason="released", release_state=state,
+                                  caller=caller)
         if not released:
-            raise NotFound(f"Error: VM {name} doesn't exist")
+            raise NotFound(f"Error: VM {target.said} doesn't exist")
         return released
 
-    def release_available(self, prefix: str, state: str) -> list[str]:
-        """/releaseservers/<prefix>/available: every handed-out <prefix><N>."""
+    def set_expiry(self, target: Target, minutes: int, from_created: bool,
+                   caller: Caller | None = None) -> list[str]:
         self._touch()
-        released = release_matching(self.ctx, prefix, reason="released", release_state=state)
-        if not released:
-            raise NotFound(f"Error: VM {prefix} doesn't exist")
-        return released
-
-    def set_expiry(self, name: str, minutes: int, from_created: bool,
-                   count: int | None) -> list[str]:
-        self._touch()
-        names = names_for(name, count)
         try:
-            changed = set_expiry(self.ctx, names, minutes, from_created)
+            changed = set_expiry(self.ctx, target, minutes, from_created, caller)
         except StoreUnavailable as exc:
             raise StoreDown(f"Error: the state store is unreachable ({exc})") from exc
         if not changed:
-            raise NotFound(f"Error: VM {name} doesn't exist")
+            raise NotFound(f"Error: VM {target.said} doesn't exist")
         return changed
+
+    # -- who is calling -----------------------------------------------------------------
+    def auth_settings(self) -> AuthConfig:
+        """[auth] as configured now: which routes need a token, failed-attempt limits."""
+        return self.config().auth
+
+    def caller_for(self, secret: str) -> Caller | None:
+        """The caller behind a token's secret; None if unknown, expired or revoked.
+
+        Raises StoreUnavailable when the tokens cannot be read.
+        """
+        token = tokens.authenticate(self.ctx.store, secret)
+        return None if token is None else Caller(owner=token.owner, admin=token.admin)
 
     # -- operations ---------------------------------------------------------------------
     def _pool_checks(self, cfg: Config) -> list[health.Check]:

@@ -1,36 +1,24 @@
 """VMs as their owners see them: listing, releasing and extending with ownership checks.
 
 A VM belongs to the lease's owner: the token owner whose request built it.
-Only that owner or an admin may see (through v1), release or extend it.
+Only that owner or an admin may see (through v1), release or extend it
+(`dynvm.core.callers` holds the rule; `release.touched` which VM a name means).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
+from dynvm.core.callers import Caller, Forbidden, doc_owner
 from dynvm.core.context import Context
-from dynvm.core.errors import BadRequest, DynvmError, NotFound, StoreDown
+from dynvm.core.errors import BadRequest, NotFound, StoreDown
 from dynvm.core.ports import TAG_EXPIRES
-from dynvm.core.release import release_lease
+from dynvm.core.release import Target, release_lease, touched
 from dynvm.core.store import LEASE_READY, Lease, StoreUnavailable
 
+__all__ = ["Caller", "Forbidden", "extend", "find", "history_page", "listing", "release"]
+
 log = logging.getLogger("dynvm.vms")
-
-
-class Forbidden(DynvmError):
-    """The caller may not act on that VM."""
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: a token's owner, and whether it is an admin token."""
-
-    owner: str
-    admin: bool = False
-
-    def may(self, lease: Lease) -> bool:
-        return self.admin or lease.owner == self.owner
 
 
 def listing(ctx: Context, caller: Caller, *, owner: str | None = None, os: str | None = None,
@@ -48,13 +36,13 @@ def listing(ctx: Context, caller: Caller, *, owner: str | None = None, os: str |
 
 
 def find(ctx: Context, caller: Caller, name: str) -> Lease:
-    """The VM named `name` the caller may see; NotFound otherwise (others' VMs stay hidden)."""
+    """The VM named `name` the caller may act on; NotFound otherwise (others' VMs stay hidden)."""
     try:
-        leases = ctx.store.leases(name=name)
+        leases = touched(ctx, Target.named(name))
     except StoreUnavailable as exc:
         raise StoreDown(f"the state store is unreachable ({exc})") from exc
     for lease in leases:
-        if lease.state != LEASE_READY and caller.may(lease):
+        if caller.may(lease):
             return lease
     raise NotFound(f"no VM named {name}")
 
@@ -90,21 +78,12 @@ def extend(ctx: Context, caller: Caller, name: str, minutes: int) -> Lease:
     return changed
 
 
-def doc_owner(doc: dict) -> str:
-    """Who a history document's VM belonged to (`username` in documents before `owner`)."""
-    return str(doc.get("owner", doc.get("username", "")))
-
-
 def history_page(ctx: Context, caller: Caller, *, owner: str | None, os: str | None,
                  since: float | None, until: float | None, page: int,
                  per_page: int) -> tuple[list[dict], bool]:
     """History documents the caller may read (its own, or all for admins), newest first."""
-    if not caller.admin:
-        if owner is not None and owner != caller.owner:
-            return [], False
-        owner = caller.owner
     docs = [d for d in ctx.store.history(limit=5000)
-            if (owner is None or doc_owner(d) == owner)
+            if caller.may_own(doc_owner(d)) and (owner is None or doc_owner(d) == owner)
             and (os is None or d.get("os") == os)
             and (since is None or float(d.get("created_time") or 0) >= since)
             and (until is None or float(d.get("created_time") or 0) < until)]

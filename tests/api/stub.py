@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynvm.config import AuthConfig
+from dynvm.core.callers import Caller
 from dynvm.core.service import (
     Available,
     NotFound,
@@ -17,6 +19,7 @@ from dynvm.core.service import (
     ServersRequest,
     ServersResult,
     ShowAll,
+    Target,
 )
 
 
@@ -71,33 +74,30 @@ class StubCore:
         self.existing.update(s.name for s in servers)
         return ServersResult(servers=servers, failed=list(self.failed))
 
-    def _names(self, name: str, count: int | None) -> list[str]:
+    def _names(self, target: Target) -> list[str]:
         """The existing VMs meant; none raises NotFound, as the real core does."""
-        wanted = [name] if count is None else [f"{name}{i}" for i in range(1, count + 1)]
-        found = [n for n in wanted if n in self.existing]
+        found = sorted((n for n in self.existing if target.covers(n)), key=lambda n: (len(n), n))
         if not found:
-            raise NotFound(f"Error: VM {name} doesn't exist")
+            raise NotFound(f"Error: VM {target.said} doesn't exist")
         return found
 
-    def release_servers(self, name: str, count: int | None, state: str | None) -> list[str]:
-        self.calls.append(("release_servers", (name, count, state)))
-        gone = self._names(name, count)
+    def release_servers(self, target: Target, state: str | None,
+                        caller: Caller | None = None) -> list[str]:
+        self.calls.append(("release_servers", (target, state)))
+        gone = self._names(target)
         self.existing.difference_update(gone)
         return gone
 
-    def release_available(self, prefix: str, state: str) -> list[str]:
-        self.calls.append(("release_available", (prefix, state)))
-        gone = sorted((n for n in self.existing
-                       if n.startswith(prefix) and n[len(prefix):].isdigit()),
-                      key=lambda n: (len(n), n))
-        if not gone:
-            raise NotFound(f"Error: VM {prefix} doesn't exist")
-        self.existing.difference_update(gone)
-        return gone
+    def set_expiry(self, target: Target, minutes: int, from_created: bool,
+                   caller: Caller | None = None) -> list[str]:
+        self.calls.append(("set_expiry", (target, minutes, from_created)))
+        return self._names(target)
 
-    def set_expiry(self, name: str, minutes: int, from_created: bool, count: int | None) -> list[str]:
-        self.calls.append(("set_expiry", (name, minutes, from_created, count)))
-        return self._names(name, count)
+    def auth_settings(self) -> AuthConfig:
+        return AuthConfig()  # legacy=open: the HTTP layer's own tests need no token
+
+    def caller_for(self, secret: str) -> Caller | None:
+        return None
 
     def health(self) -> dict:
         self.calls.append(("health", None))

@@ -14,6 +14,7 @@ from dynvm.core.service import (
     ServerResult,
     ShowAll,
     StoreDown,
+    Target,
 )
 from tests.api.stub import StubCore
 
@@ -124,7 +125,7 @@ def test_release_and_not_found(client: FlaskClient, core: StubCore) -> None:
     client.get("/getservers/solo")
     resp = client.get("/releaseservers/solo/failed")
     assert resp.get_data(as_text=True) == '[\n  "solo"\n]'
-    assert ("release_servers", ("solo", None, "failed")) in core.calls
+    assert ("release_servers", (Target.named("solo"), "failed")) in core.calls
 
 
 def test_setexpiry_not_found(client: FlaskClient) -> None:

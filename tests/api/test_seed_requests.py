@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from dynvm.core.service import Target
 from tests.api.stub import StubCore
 
 
@@ -35,9 +36,9 @@ def test_release_available_takes_every_numbered_vm(client: FlaskClient, core: St
     resp = client.get("/releaseservers/job/available")
     assert resp.status_code == 200
     assert resp.get_data(as_text=True) == '[\n  "job1",\n  "job2",\n  "job3"\n]'
-    assert ("release_available", ("job", "available")) in core.calls
+    assert ("release_servers", (Target.every_numbered("job"), "available")) in core.calls
     resp = client.get("/releaseservers/job/available")
     assert (resp.status_code, resp.get_data(as_text=True)) == (404, "Error: VM job doesn't exist")
-    client.get("/getservers/two?count=2")
+    client.get("/getservers/two")
     resp = client.get("/releaseservers/two/available?count=1")  # with count: the usual release
-    assert resp.status_code == 200 and ("release_servers", ("two", 1, "available")) in core.calls
+    assert resp.status_code == 200 and ("release_servers", (Target.named("two", 1), "available")) in core.calls

@@ -12,6 +12,7 @@ from dynvm.api.validation import (
     parse_bool,
     parse_params,
 )
+from dynvm.core.service import Target
 from tests.api.stub import StubCore
 
 LONG = "a" * 300
@@ -164,7 +165,7 @@ def test_setexpiry_parameters(client: FlaskClient, core: StubCore) -> None:
     core.existing.update({"t1", "t2"})
     resp = client.get("/setexpiry/t/30?from=created&count=2")
     assert resp.status_code == 200
-    assert ("set_expiry", ("t", 30, True, 2)) in core.calls
+    assert ("set_expiry", (Target.named("t", 2), 30, True)) in core.calls
     p = parse_params(SetExpiryParams, {"name": "t", "minutes": "0"})
     assert (p.minutes, p.base, p.count) == (0, "now", None)
 
@@ -229,8 +230,8 @@ def test_seed_empty_values_on_every_legacy_route(client: FlaskClient, core: Stub
     assert calls == [
         ("show_all", (None, frozenset(), False)),
         ("available", ("centos", frozenset(), False)),
-        ("set_expiry", ("t", 30, False, None)),
-        ("release_servers", ("t", None, None)),
+        ("set_expiry", (Target.named("t"), 30, False)),
+        ("release_servers", (Target.named("t"), None)),
     ]
 
 

@@ -1,18 +1,18 @@
 """/api/v1: asynchronous requests, ownership by token, quotas; problem details on errors.
 
-`register(app)` adds the blueprint, the legacy routes' optional token check
-([auth] legacy=open|mutating|all) and problem answers for /api/v1 paths that
-fail before reaching a view (unknown method, say).
+`register(app)` adds the blueprint and problem answers for /api/v1 paths that
+fail before reaching a view (unknown method, say). Tokens are checked for
+every route by `dynvm.api.access`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from dynvm.api.v1 import legacy_auth, problems, routes
+from dynvm.api.v1 import problems, routes
 
 __all__ = ["register"]
 
@@ -35,9 +35,3 @@ def register(app: Flask) -> None:
                 return problems.from_exception(exc)
             return previous(exc)
         spec[cls] = handler
-
-    @app.before_request
-    def _legacy_token() -> None:
-        g.pop("dynvm_token_param", None)
-        if not _is_v1():
-            legacy_auth.check()

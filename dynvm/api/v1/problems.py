@@ -31,7 +31,6 @@ def problem(status: int, detail: str, **extra: Any) -> Response:
 
 def from_exception(exc: Exception) -> Response:
     """The problem answer for anything a v1 route raised."""
-    from dynvm.api.v1.auth import TooManyFailures, Unauthorized
     from dynvm.core.quota import QuotaExceeded
 
     if isinstance(exc, ValidationError):
@@ -45,10 +44,7 @@ def from_exception(exc: Exception) -> Response:
             extra = {"limit": exc.limit, "quota": exc.quota, "used": exc.used,
                      "asked": exc.asked}
         resp = problem(status, detail, **extra)
-        if isinstance(exc, Unauthorized):
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="dynvm"'
-        if isinstance(exc, TooManyFailures):
-            resp.headers["Retry-After"] = str(exc.retry_after)
+        resp.headers.update(getattr(exc, "headers", {}))  # WWW-Authenticate, Retry-After
         log.log(logging.WARNING if status >= 500 else logging.INFO, "%d %s %s: %s",
                 status, request.method, request.path, detail)
         return resp

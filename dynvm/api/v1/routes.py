@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, request, url_for
 from pydantic import BaseModel
 
-from dynvm.api.v1 import auth, docs, models, problems
+from dynvm.api import access
+from dynvm.api.auth import Unauthorized
+from dynvm.api.v1 import docs, models, problems
 from dynvm.core import asyncreq, quota
 from dynvm.core import vms as core_vms
+from dynvm.core.callers import Caller
 from dynvm.core.errors import BadRequest, NotFound
 from dynvm.core.getservers import served_os
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.progress import of_request
 from dynvm.core.store import Lease, RequestRecord
-from dynvm.core.vms import Caller
 
 if TYPE_CHECKING:
     from dynvm.core.service import Dynvm
@@ -54,6 +56,8 @@ def operation(method: str, rule: str, *, summary: str, tag: str,
         path = "/api/v1" + rule.replace("<", "{").replace(">", "}")
         OPERATIONS.append(Operation(method.upper(), path, view.__name__, summary, tag, body,
                                     query, responses, secured, headers or {}))
+        # Declared where the route is: a secured operation needs a bearer token in every mode.
+        access.declare(access.Access.API if secured else access.Access.PUBLIC)(view)
         bp.add_url_rule(rule, view.__name__, view, methods=[method.upper()])
         return view
     return register
@@ -66,10 +70,12 @@ def service() -> Dynvm:
 
 
 def caller() -> Caller:
-    svc = service()
-    cfg = svc._touch()  # this worker's background loop (heartbeat, reconciliation) runs
-    return auth.authenticate(svc.ctx.store, cfg.auth.fail_limit, cfg.auth.fail_window_secs,
-                             allow_param=False)
+    """The token's caller (authenticated before the view, as every secured route is)."""
+    service()._touch()  # this worker's background loop (heartbeat, reconciliation) runs
+    c = access.caller()
+    if c is None:
+        raise Unauthorized("a token is needed: send `Authorization: Bearer <token>`")
+    return c
 
 
 def body_of(model: type[BaseModel]) -> Any:

@@ -1,4 +1,8 @@
-"""Who is calling: bearer tokens for v1, optional tokens on the legacy routes.
+"""Who is calling: the token a request presents, and whether it is valid.
+
+A token comes as `Authorization: Bearer`, as `token=` on the legacy routes,
+or from the dashboard's sign-in cookie (`dynvm.api.access` says which a route
+takes).
 
 Failed authentications are counted per client address in this process and,
 past `[auth] fail.limit` within `fail.window.secs`, answered 429 before the
@@ -12,23 +16,30 @@ The secret never leaves this module: it is hashed and dropped, and a
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
 
 from flask import Request, current_app, g, request
 
-from dynvm.core import tokens
+from dynvm.core.callers import Caller
 from dynvm.core.errors import DynvmError
-from dynvm.core.store import Store, StoreUnavailable
-from dynvm.core.vms import Caller
+from dynvm.core.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from dynvm.core.service import Dynvm
 
 
 class Unauthorized(DynvmError):
     """No token, or not a valid one: 401."""
 
     status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="dynvm"'}
 
 
 class TooManyFailures(DynvmError):
@@ -39,6 +50,7 @@ class TooManyFailures(DynvmError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class AuthUnavailable(DynvmError):
@@ -93,25 +105,55 @@ def limiter(limit: int, window: float) -> FailureLimiter:
     return lim
 
 
-def secret_of(req: Request, allow_param: bool) -> str | None:
+COOKIE = "dynvm_token"  # the dashboard's sign-in: the token itself, HttpOnly, SameSite=Strict
+CSRF_HEADER = "X-Dynvm-CSRF"
+CSRF_FIELD = "csrf"
+
+
+def csrf_of(secret: str) -> str:
+    """The CSRF token that goes with a signed-in browser's token.
+
+    Derived from the secret, so nothing is kept anywhere and every worker
+    agrees; a page of another site can neither read the cookie nor compute it.
+    """
+    return hashlib.sha256(b"dynvm-csrf\0" + secret.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _cookie_secret(req: Request, state_changing: bool) -> str | None:
+    """The sign-in cookie's token; on a state-changing request only with its CSRF token."""
+    secret = req.cookies.get(COOKIE)
+    if not secret:
+        return None
+    if not state_changing:
+        return secret
+    given = req.headers.get(CSRF_HEADER) or req.form.get(CSRF_FIELD, "")
+    return secret if hmac.compare_digest(given.encode(), csrf_of(secret).encode()) else None
+
+
+def secret_of(req: Request, *, allow_param: bool, allow_cookie: bool,
+              state_changing: bool) -> str | None:
+    """The secret the request presents: bearer header, else `token=` (where allowed),
+    else the sign-in cookie (where allowed; with its CSRF token on a state change)."""
     header = req.headers.get("Authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" else ""
-    if allow_param:
+    if allow_param and g.get("dynvm_token_param"):
         return g.get("dynvm_token_param")
+    if allow_cookie:
+        return _cookie_secret(req, state_changing)
     return None
 
 
 def strip_token_param() -> None:
     """Take `token=` out of the query string, so no log line or error body can show it."""
+    g.pop("dynvm_token_param", None)
     raw = request.query_string
     if b"token=" not in raw:
         return
     kept, secret = [], None
     for part in raw.split(b"&"):
         if part.startswith(b"token="):
-            from urllib.parse import unquote_to_bytes
             secret = unquote_to_bytes(part[6:].replace(b"+", b" ")).decode("utf-8", "replace")
         else:
             kept.append(part)
@@ -122,24 +164,26 @@ def strip_token_param() -> None:
     request.__dict__.pop("full_path", None)
 
 
-def authenticate(store: Store, limit: int, window: float, *, allow_param: bool) -> Caller:
-    """The caller behind the request's token; raises 401/429/503."""
+def authenticate(svc: Dynvm, secret: str | None, how: str) -> Caller:
+    """The caller behind `secret`; raises 401 (none or not valid), 429 or 503.
+
+    Only a wrong secret counts as a failed attempt: a request without one
+    guesses nothing. `how` says what to send, for the 401's message.
+    """
+    settings = svc.auth_settings()
     addr = request.remote_addr or "?"
-    lim = limiter(limit, window)
+    lim = limiter(settings.fail_limit, settings.fail_window_secs)
     wait = lim.blocked_for(addr)
     if wait:
         raise TooManyFailures(f"too many failed authentications from {addr}; "
                               f"try again in {wait} s", wait)
-    secret = secret_of(request, allow_param)
     if not secret:
-        lim.fail(addr)
-        how = "`Authorization: Bearer <token>`" + (" or `token=`" if allow_param else "")
         raise Unauthorized(f"a token is needed: send {how}")
     try:
-        token = tokens.authenticate(store, secret)
+        caller = svc.caller_for(secret)
     except StoreUnavailable as exc:
         raise AuthUnavailable("tokens cannot be checked: the state store is unreachable") from exc
-    if token is None:
+    if caller is None:
         lim.fail(addr)
         raise Unauthorized("the token is not valid (unknown, expired or revoked)")
-    return Caller(owner=token.owner, admin=token.admin)
+    return caller
