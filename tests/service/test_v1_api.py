@@ -232,8 +232,11 @@ def test_openapi_document_and_docs_page(api) -> None:
     assert schema["properties"]["count"] == RequestIn.model_json_schema()["properties"]["count"]
     page = api.get("/api/v1/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
-    assert "openapi.json" in page.text and "<script src" not in page.text
+    assert "openapi.json" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+    assert "<script>" not in page.text and "<style>" not in page.text  # the CSP allows neither
+    for asset in ("/ui/static/apidocs.js", "/ui/static/apidocs.css"):
+        assert asset in page.text and api.get(asset).status_code == 200
 
 
 def test_capacity_hosts_history(api, tok, farm) -> None:
