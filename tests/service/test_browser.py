@@ -2,13 +2,16 @@
 
 dynvm runs under gunicorn with two workers against a simulated farm slow
 enough that a build takes several seconds, so the page can be seen moving
-through the steps while it refreshes itself.
+through the steps while it refreshes itself. `[auth] legacy=mutating` is on:
+the browser signs in with a token, and an owner's page shows only its VMs.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ import requests
 from dynvm.core.progress import Step
 from dynvm.sim import Farm
 from tests.service.conftest import write_ini
+from tests.support.auth import auth_section
 from tests.support.harness import served, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -72,19 +76,89 @@ def _chromium(tmp_path: Path, javascript: bool):
         drv.quit()
 
 
+PHONE = (390, 844)
+DESKTOP = (1400, 1800)
+
+
+def make_token(ini: Path, owner: str, admin: bool = False) -> str:
+    """A token, made the way an operator makes one (`dynvm token create`)."""
+    cmd = [sys.executable, "-m", "dynvm", "token", "create", "--config", str(ini),
+           "--owner", owner] + (["--admin"] if admin else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def sign_in(drv, base: str, secret: str, then: str = "/") -> None:
+    """Through the page's own form, as a person would (it works without JavaScript too)."""
+    from selenium.webdriver.common.by import By
+
+    drv.get(base + then)  # no cookie yet: the page answers with the sign-in form
+    box = wait_until(lambda: drv.find_elements(By.ID, "signin-token"), timeout=30,
+                     what="the sign-in form")[0]
+    box.send_keys(secret)
+    drv.find_element(By.ID, "signin-submit").click()
+    wait_until(lambda: drv.find_elements(By.ID, "signed-in"), timeout=30, what="the signed-in page")
+
+
+def sign_out(drv) -> None:
+    from selenium.webdriver.common.by import By
+
+    drv.find_element(By.ID, "signout").click()
+    wait_until(lambda: drv.find_elements(By.ID, "signin-form"), timeout=30, what="signed out")
+
+
+def test_sign_in_form_fits_a_phone_and_a_desktop(tmp_path: Path, slow_farm: Farm,
+                                                 browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    ini = write_ini(tmp_path, slow_farm, extra=auth_section("mutating"))
+    with served(ini, workers=1, log=tmp_path / "serve.log") as (base, _proc):
+        for width, height in (PHONE, DESKTOP):
+            browser.set_window_size(width, height)
+            browser.get(base + "/")
+            form = browser.find_element(By.ID, "signin-form")
+            box = browser.find_element(By.ID, "signin-token")
+            button = browser.find_element(By.ID, "signin-submit")
+            inner = browser.execute_script("return window.innerWidth;")
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth;")
+            assert overflow <= 0, f"{width}px: the page scrolls sideways by {overflow}px"
+            for el in (form, box, button):
+                assert el.is_displayed() and el.rect["x"] >= 0
+                assert el.rect["x"] + el.rect["width"] <= inner, (width, el.rect)
+            browser.save_screenshot(str(tmp_path / f"signin-{width}.png"))
+        wrong = browser.find_element(By.ID, "signin-token")
+        wrong.send_keys("dvm_not-a-token")
+        browser.find_element(By.ID, "signin-submit").click()
+        msg = wait_until(lambda: browser.find_elements(By.ID, "signin-error"), timeout=30,
+                         what="the refusal")[0]
+        assert "not valid" in msg.text
+
+
 def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> None:
     from selenium.webdriver.common.by import By
 
-    ini = write_ini(tmp_path, slow_farm)
+    ini = write_ini(tmp_path, slow_farm, extra=auth_section("mutating"))
+    team, rival, admin = (make_token(ini, "webui"), make_token(ini, "rival"),
+                          make_token(ini, "ops", admin=True))
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
-        browser.get(base + "/?refresh=1")
+        r = requests.get(base + "/getservers/rival?os=centos&expiresin=120", headers=bearer(rival),
+                         timeout=300)
+        assert r.status_code == 200, r.text
+        sign_in(browser, base, team, then="/?refresh=1")
         assert "dynvm" in browser.title
+        assert browser.current_url.endswith("/?refresh=1")
         assert "js" in browser.execute_script("return document.documentElement.className")
         browser.execute_script("window.__sameDocument = true;")
         # A build through the legacy API, watched while it runs.
         answer: dict = {}
         call = threading.Thread(target=lambda: answer.update(r=requests.get(
-            base + "/getservers/webui?os=centos&count=2&expiresin=120", timeout=300)))
+            base + "/getservers/webui?os=centos&count=2&expiresin=120", headers=bearer(team),
+            timeout=300)))
         call.start()
         order = [str(s) for s in Step]
         seen: list[str] = []
@@ -121,6 +195,12 @@ def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> Non
                                                                  ("webui2", "webui")]
         for _, _, _, expires in rows:
             assert expires.startswith(("1h 59m", "2h 0m", "1h 58m")), expires
+        # An owner's page: its own VMs only, no other team's and no VM dynvm did not make.
+        shown = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#vm-table tr.vm'))"
+            ".map(r => r.dataset.name);")
+        assert sorted(shown) == ["webui1", "webui2"], shown
+        assert "rival" not in browser.find_element(By.ID, "requests").text
         shot_dir = Path(os.environ.get("DYNVM_SCREENSHOT_DIR") or tmp_path)
         browser.save_screenshot(str(tmp_path / "dashboard.png"))
         if shot_dir != tmp_path:
@@ -128,7 +208,8 @@ def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> Non
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
         # History: release, then search it by name in the form.
-        assert requests.get(base + "/releaseservers/webui?count=2", timeout=60).status_code == 200
+        r = requests.get(base + "/releaseservers/webui?count=2", headers=bearer(team), timeout=60)
+        assert r.status_code == 200, r.text
         browser.get(base + "/")
         box = browser.find_element(By.ID, "h-name")
         box.send_keys("webui2")
@@ -147,9 +228,22 @@ def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> Non
         assert all(state == "deleted" for _, state in rows), rows
         assert [name for name, _ in rows] == ["webui2"], rows
         csv_link = browser.find_element(By.ID, "h-csv").get_attribute("href")
-        csv = requests.get(csv_link, timeout=30).text
+        assert requests.get(csv_link, timeout=30).status_code == 401  # not without the cookie
+        cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+        jar = browser.get_cookies()
+        assert all(c["httpOnly"] and c["sameSite"] == "Strict" for c in jar
+                   if c["name"] == "dynvm_token"), jar
+        csv = requests.get(csv_link, cookies=cookies, timeout=30).text
         assert "webui2" in csv and "webui1" not in csv
         browser.save_screenshot(str(tmp_path / "history.png"))
+        # An admin sees every team's VMs.
+        sign_out(browser)
+        sign_in(browser, base, admin)
+        shown = wait_until(lambda: browser.execute_script(
+            "return Array.from(document.querySelectorAll('#vm-table tr.vm:not(.foreign)'))"
+            ".map(r => r.dataset.name);"), timeout=30, what="the admin's VM table")
+        assert shown == ["rival"], shown
+        requests.get(base + "/releaseservers/rival", headers=bearer(rival), timeout=60)
 
 
 def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, slow_farm: Farm,
@@ -157,12 +251,14 @@ def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, slow_farm: F
     from selenium.webdriver.common.by import By
 
     drv = browser_without_js
-    ini = write_ini(tmp_path, slow_farm)
+    ini = write_ini(tmp_path, slow_farm, extra=auth_section("mutating"))
+    admin = make_token(ini, "ops", admin=True)
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
         for name in ("zeta", "alpha"):
-            r = requests.get(f"{base}/getservers/{name}?os=centos", timeout=300)
+            r = requests.get(f"{base}/getservers/{name}?os=centos", headers=bearer(admin),
+                             timeout=300)
             assert r.status_code == 200, r.text
-        drv.get(base + "/")
+        sign_in(drv, base, admin)  # the form needs no script
         # The page's own script (which marks <html class="js">) really did not run.
         assert "js" not in drv.execute_script("return document.documentElement.className")
 
@@ -181,4 +277,4 @@ def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, slow_farm: F
         wait_until(shows(["zeta"]), timeout=30, what="the filtered table")
         assert "q=zet" in drv.current_url
         for name in ("zeta", "alpha"):
-            requests.get(f"{base}/releaseservers/{name}", timeout=120)
+            requests.get(f"{base}/releaseservers/{name}", headers=bearer(admin), timeout=120)
