@@ -35,15 +35,11 @@ def bearer(secret: str) -> dict[str, str]:
 @contextmanager
 def auth_service(ini: Path, timings: Timings) -> Iterator[Dynvm]:
     """A service of `ini` (with an `auth_section`); everything it leased is released after."""
-    from dynvm.core.release import release_lease
+    from tests.service.conftest import _release_everything
 
     svc = build_service(str(ini), timings=timings)
     try:
         yield svc
     finally:
-        for lease in svc.ctx.store.leases():
-            try:
-                release_lease(svc.ctx, lease, reason="test teardown")
-            except Exception:
-                pass
+        _release_everything(svc)
         svc.close()
