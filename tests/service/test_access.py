@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from dynvm.api import create_app
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
-from tests.service.conftest import FAST, FarmProbe, write_ini
-from tests.support.auth import ADMIN, OTHER, OWNER, auth_section, auth_service, bearer, make_tokens
+from tests.service.conftest import FarmProbe, dynvm_on, write_ini
+from tests.support.auth import ADMIN, OTHER, OWNER, auth_section, bearer, make_tokens
 
 
 @pytest.fixture(params=["mutating", "all"])
@@ -29,7 +29,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def svc(tmp_path: Path, farm: Farm, clean_farm: dict, mode: str) -> Iterator[Dynvm]:
-    with auth_service(write_ini(tmp_path, farm, extra=auth_section(mode)), FAST) as s:
+    with dynvm_on(write_ini(tmp_path, farm, extra=auth_section(mode))) as s:
         yield s
 
 

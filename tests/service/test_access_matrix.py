@@ -19,14 +19,13 @@ from flask.testing import FlaskClient
 
 from dynvm.api import access, create_app
 from dynvm.sim import Farm
-from tests.service.conftest import FAST, wait_until, write_ini
+from tests.service.conftest import dynvm_on, wait_until, write_ini
 from tests.support.auth import (
     ADMIN,
     MODES,
     OTHER,
     OWNER,
     auth_section,
-    auth_service,
     bearer,
     make_tokens,
 )
@@ -121,7 +120,7 @@ def test_every_route_declares_its_access() -> None:
 def test_an_undeclared_route_fails_closed(tmp_path: Path, farm: Farm, clean_farm) -> None:
     from flask import Blueprint
 
-    with auth_service(write_ini(tmp_path, farm, extra=auth_section("mutating")), FAST) as svc:
+    with dynvm_on(write_ini(tmp_path, farm, extra=auth_section("mutating"))) as svc:
         app = create_app(service=svc)
         extra = Blueprint("added_later", __name__)
         extra.add_url_rule("/added-later", "view", lambda: "done")
@@ -146,7 +145,7 @@ def _client_with_vm(svc: Any, tok: dict[str, str]) -> FlaskClient:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_route_mode_caller_matrix(mode: str, tmp_path: Path, farm: Farm, clean_farm) -> None:
-    with auth_service(write_ini(tmp_path, farm, extra=auth_section(mode)), FAST) as svc:
+    with dynvm_on(write_ini(tmp_path, farm, extra=auth_section(mode))) as svc:
         tok = make_tokens(svc)
         c = _client_with_vm(svc, tok)
         headers = {"none": {}, "owner": bearer(tok[OWNER]), "other owner": bearer(tok[OTHER]),

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from dynvm.api import create_app
 from dynvm.sim import Farm
-from tests.service.conftest import FAST, write_ini
-from tests.support.auth import ADMIN, OTHER, OWNER, auth_section, auth_service, bearer, make_tokens
+from tests.service.conftest import dynvm_on, write_ini
+from tests.support.auth import ADMIN, OTHER, OWNER, auth_section, bearer, make_tokens
 
 NAMES = ["tav", "tbv", "bx", "tav1", "tb", "bx1", "nosuch", "t"]
 VMS = {OWNER: [("tav", 3), ("tbv", 2)], OTHER: [("bx", 2)]}
@@ -55,7 +55,7 @@ def meant(route: str, name: str, count: int | None, state: str | None,
 
 def test_the_owner_check_covers_exactly_what_the_route_acts_on(tmp_path: Path, farm: Farm,
                                                                 clean_farm) -> None:
-    with auth_service(write_ini(tmp_path, farm, extra=auth_section("mutating")), FAST) as svc:
+    with dynvm_on(write_ini(tmp_path, farm, extra=auth_section("mutating"))) as svc:
         tok = make_tokens(svc)
         api = create_app(service=svc).test_client()
         for owner, builds in VMS.items():

@@ -1,15 +1,9 @@
-"""Services with `[auth]` on, and tokens for the usual cast: two teams and an admin."""
+"""The usual cast for tests with `[auth]` on: two teams and an admin, and their tokens."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 from dynvm.core import tokens
-from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm
-from dynvm.runtime.bootstrap import build_service
 
 OWNER, OTHER, ADMIN = "team-a", "team-b", "ops"
 MODES = ("open", "mutating", "all")
@@ -30,16 +24,3 @@ def make_tokens(svc: Dynvm) -> dict[str, str]:
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
-
-
-@contextmanager
-def auth_service(ini: Path, timings: Timings) -> Iterator[Dynvm]:
-    """A service of `ini` (with an `auth_section`); everything it leased is released after."""
-    from tests.service.conftest import _release_everything
-
-    svc = build_service(str(ini), timings=timings)
-    try:
-        yield svc
-    finally:
-        _release_everything(svc)
-        svc.close()
