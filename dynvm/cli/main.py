@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +47,10 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
           log_format: str) -> None:
     """Serve the HTTP API under gunicorn."""
     from dynvm.config import ConfigError, load_config
+    from dynvm.private_files import SERVE_UMASK
     from dynvm.runtime.logs import ACCESS_FORMAT, dict_config
+
+    os.umask(SERVE_UMASK)  # inherited by the workers and the embedded farm
 
     with contextlib.ExitStack() as stack:
         embedded = not config_path
@@ -136,10 +138,11 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
 def embedded_farm(state_dir: Path, speed: float,
                   deadline_secs: float = EMBEDDED_START_SECS) -> Iterator[str]:
     """Run a simulated farm as a child process; yield a service INI pointing at it."""
+    from dynvm.private_files import open_private, private_dir, write_private
     from dynvm.runtime import serving
 
     owner = os.getpid()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     state = state_dir.resolve()
     ini_out = state / "embedded-farm.ini"
     ini_out.unlink(missing_ok=True)
@@ -148,16 +151,16 @@ def embedded_farm(state_dir: Path, speed: float,
     _stop_stale_farm(pid_file)
     cmd = [sys.executable, "-m", "dynvm.sim.runner", "--hosts", str(EMBEDDED_HOSTS),
            "--speed", str(speed), "--ini-out", str(ini_out), "--port-base", "0"]
-    with open(log_path, "wb") as log:
+    with open_private(log_path) as log:
         # The kernel kills the farm when this process dies, kill -9 included.
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True,
                                  preexec_fn=serving.child_preexec(os.getpid()))
-    _write_atomic(pid_file, f"{child.pid} {os.getpid()}\n")
+    write_private(pid_file, f"{child.pid} {os.getpid()}\n")
     try:
         sections = _wait_for_ini(child, ini_out, log_path, deadline_secs)
         service_ini = state / "dynvmservice.ini"
-        _write_atomic(service_ini, (
+        write_private(service_ini, (
             "; written by `dynvm serve` for its embedded simulated farm\n"
             "[store]\nbackend=sqlite\n"
             f"sqlite.path={state / 'dynvm.sqlite'}\n"
@@ -217,13 +220,6 @@ def _stop_child(child: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait(timeout=10)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- sim

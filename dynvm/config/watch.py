@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dynvm.config.ini import ConfigError, parse_bytes
 from dynvm.config.model import Config
+from dynvm.private_files import write_private
 
 log = logging.getLogger("dynvm.config")
 
@@ -30,7 +31,7 @@ def confirm_removal(config_path: str | os.PathLike[str]) -> str:
     """Record that the file as it is now may drop hosts; the confirmation names its hash,
     so it accepts exactly this content and nothing written later."""
     digest = hashlib.sha256(Path(config_path).read_bytes()).hexdigest()
-    removal_confirmation_path(config_path).write_text(digest + "\n")
+    write_private(removal_confirmation_path(config_path), digest + "\n")
     return digest
 
 

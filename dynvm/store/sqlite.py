@@ -42,6 +42,7 @@ from dynvm.core.store import (
     owner_usage,
     plan_reservations,
 )
+from dynvm.private_files import private_file, tighten
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ IDENTITY_CHECK_SECS = 1.0
 REQUEST_KEEP_SECS = 7 * 24 * 3600.0
 REQUEST_PRUNE_EVERY_SECS = 3600.0
 
-_SCHEMA = """
+# The whole state file, static-pool documents (`pools=`) included: every process that
+# opens the file, and every reopening of a deleted one, applies all of it.
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
     uuid TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
@@ -102,6 +105,11 @@ CREATE TABLE IF NOT EXISTS locks (
     holder TEXT NOT NULL,
     expires REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS static_pool (
+    ip TEXT PRIMARY KEY,
+    vm_uuid TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
 """
 
 # OperationalError messages that mean "cannot use the database now", as
@@ -110,27 +118,16 @@ _UNAVAILABLE_HINTS = ("locked", "busy", "unable to open", "disk i/o", "readonly"
                       "disk is full", "no such table")
 
 
-def create_private(path: str) -> None:
-    """Create the store's directory 0700 and its file 0600 when they do not exist yet.
-
-    SQLite gives the -wal and -shm files the main file's permissions. Existing
-    directories (an operator's choice, or /tmp) are left as they are.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.fchmod(fd, 0o600)
-    os.close(fd)
-
-
 def connect_sqlite(path: str, *, schema: str | None = None) -> sqlite3.Connection:
-    """Open `path` in autocommit mode with WAL and a busy timeout (shared with the outbox)."""
-    create_private(path)
+    """Open `path` in autocommit mode with WAL and a busy timeout (shared with the outbox).
+
+    The file is created 0600 before SQLite sees it: SQLite gives its -wal and -shm
+    files the main file's mode. Those left open to others by an older dynvm are
+    made private too.
+    """
+    private_file(path)
+    for leftover in ("-wal", "-shm"):
+        tighten(path + leftover)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECS, isolation_level=None,
                            check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECS * 1000)}")
@@ -230,7 +227,7 @@ class SqliteDb:
 
     def _open(self) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
         """Connect, recreating a deleted file (under a lock file, once across processes)."""
-        create_private(self.path + ".lock")
+        private_file(self.path + ".lock")
         with open(self.path + ".lock", "rb") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -351,7 +348,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._db = SqliteDb(path, _SCHEMA)
+        self._db = SqliteDb(path, SCHEMA)
         self._next_prune = 0.0  # finish_request prunes old requests at most hourly
 
     # -- history --------------------------------------------------------------

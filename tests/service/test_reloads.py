@@ -17,6 +17,7 @@ import requests
 from dynvm.runtime.serving import quit_once
 from dynvm.sim import Farm
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
+from tests.support.harness import not_private
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +147,7 @@ def embedded(tmp_path: Path) -> Iterator:
     """Start `dynvm serve` on its embedded farm in tmp_path; kill whatever is left after."""
     started: list[subprocess.Popen] = []
 
-    def start(log_name: str) -> tuple[subprocess.Popen, int, Path]:
+    def start(log_name: str, umask: int = -1) -> tuple[subprocess.Popen, int, Path]:
         log = tmp_path / log_name
         env = {k: v for k, v in os.environ.items() if k != "DYNVM_CONFIG"}
         env.update(TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
@@ -155,7 +156,7 @@ def embedded(tmp_path: Path) -> Iterator:
                 [sys.executable, "-m", "dynvm", "serve", "--bind", "127.0.0.1:0",
                  "--workers", "2", "--sim-speed", "200"],
                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
+                stdin=subprocess.DEVNULL, umask=umask)
         started.append(proc)
         m = wait_until(lambda: re.search(r"embedded simulated farm up \(pid (\d+)",
                                          log.read_text()) or proc.poll() is not None,
@@ -181,6 +182,24 @@ def test_kill_9_of_serve_leaves_no_process(embedded, tmp_path) -> None:
     # PR_SET_PDEATHSIG: the kernel kills each of them as the parent dies; 5 s is plenty.
     wait_until(lambda: not any(alive(p) for p in family), timeout=5,
                what=f"every child of dynvm serve to die ({family})")
+
+
+def test_embedded_state_is_private_under_any_umask(embedded, tmp_path) -> None:
+    """Under umask 0, `.dynvm/` (farm log, pid file, INI files, store) and the Prometheus
+    directory are still 0700 directories of 0600 files."""
+    proc, _, log = embedded("serve.log", umask=0)
+    base = "http://" + wait_until(lambda: re.search(r"serving on http://(\S+) ", log.read_text()),
+                                  timeout=60, what="the banner").group(1)
+    wait_until(lambda: requests.get(base + "/health", timeout=30).status_code == 200,
+               timeout=120, what="the service to be healthy")
+    assert requests.get(base + "/metrics", timeout=30).status_code == 200
+    state = tmp_path / ".dynvm"
+    assert {"embedded-farm.log", "embedded-farm.pid", "embedded-farm.ini", "dynvmservice.ini",
+            "dynvm.sqlite"} <= {p.name for p in state.iterdir()}
+    assert not_private(state) == {}
+    metrics = list(tmp_path.glob("dynvm-metrics-*"))
+    assert len(metrics) == 1 and any(metrics[0].iterdir()), metrics
+    assert not_private(metrics[0]) == {}
 
 
 def test_stale_farm_of_an_earlier_run_is_stopped(embedded, tmp_path) -> None:

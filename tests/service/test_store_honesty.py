@@ -129,6 +129,28 @@ def test_deleted_store_file_is_recreated_without_restart(svc, tmp_path, monkeypa
     assert client.get("/releaseservers/del2").status_code == 200
 
 
+def test_recreated_store_has_its_whole_schema(svc, tmp_path, monkeypatch, caplog) -> None:
+    """Static-pool documents (pools=) keep being written after the store file was deleted
+    and recreated: the new file gets every table, static_pool included."""
+    monkeypatch.setattr(sqlite_backend, "IDENTITY_CHECK_SECS", 0.0)
+    client = create_app(service=svc).test_client()
+    r = client.get("/getservers/sp1?os=centos&pools=regression&format=detailed")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert svc.ctx.static_pools.get(json.loads(r.get_data(as_text=True))["sp1"]) is not None
+    assert client.get("/releaseservers/sp1").status_code == 200
+    db = tmp_path / "dynvm.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    r = client.get("/getservers/sp2?os=centos&pools=regression&format=detailed")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    ip = json.loads(r.get_data(as_text=True))["sp2"]
+    doc = svc.ctx.static_pools.get(ip)
+    assert doc is not None and doc["name"] == "sp2" and doc["poolId"] == ["regression"]
+    assert "no such table" not in caplog.text
+    assert client.get("/releaseservers/sp2").status_code == 200
+    assert svc.ctx.static_pools.get(ip) is None
+
+
 def test_store_files_are_private(tmp_path) -> None:
     path = tmp_path / "state" / "sub" / "dynvm.sqlite"
     store = sqlite_backend.SqliteStore(str(path))

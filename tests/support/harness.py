@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -41,12 +42,14 @@ def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "c
 @contextlib.contextmanager
 def served(ini: Path, workers: int = 2, log: Path | None = None,
            threads: int | None = None,
-           ready_secs: float = 300.0) -> Iterator[tuple[str, subprocess.Popen]]:
+           ready_secs: float = 300.0, env: dict[str, str] | None = None,
+           umask: int = -1) -> Iterator[tuple[str, subprocess.Popen]]:
     """`dynvm serve` as a real gunicorn process group; yields (base URL, process).
 
     Yields once /health answers: workers read every pool before they accept,
     which takes seconds on a big farm, so a slow answer means "not yet", and
     only `ready_secs` without any answer (or the process exiting) is a failure.
+    `env` adds to the environment; `umask` (-1: inherited) is the process's umask.
     """
     port = free_port()
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
@@ -55,8 +58,8 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
     if threads:
         cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            start_new_session=True)
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                            start_new_session=True, umask=umask)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -81,3 +84,13 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
                 proc.wait()
         if not isinstance(out, int):  # a log file, not DEVNULL
             out.close()
+
+
+def not_private(root: Path) -> dict[str, str]:
+    """Everything under `root` (itself included) that others may read, write or enter."""
+    out = {}
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode & 0o077:
+            out[str(path.relative_to(root.parent))] = oct(mode)
+    return out
