@@ -210,8 +210,10 @@ def test_tls_ca_relative_to_config_file(tmp_path: Path) -> None:
     path.write_text(host(extra="host.tls.ca=ca.pem\n"))
     assert load_config(path).hosts[1].ca_file == str(tmp_path / "ca.pem")
     path.write_text(host(extra="host.tls.ca=missing.pem\n"))
-    with pytest.raises(ConfigError, match=r"host.tls.ca: CA bundle .*missing.pem.* not a readable file"):
+    with pytest.raises(ConfigError, match=r"farm.ini:7: \[xenhost1\] host.tls.ca: the CA bundle is "
+                                          r"not a readable file") as info:
         load_config(path)
+    assert "missing.pem" not in str(info.value)  # a value is never echoed
 
 
 def test_inline_comments_and_key_case() -> None:
@@ -282,7 +284,7 @@ def test_url_normalisation(name: str, url: str) -> None:
 @pytest.mark.parametrize("name", ["ftp://x", "https://", "xen1:notaport", "xen1:99999", "a b"])
 def test_bad_host_name(name: str) -> None:
     msg = only_problem(host(name=name))
-    assert "[xenhost1] host.name:" in msg and repr(name) in msg
+    assert "farm.ini:2: [xenhost1] host.name:" in msg and repr(name) not in msg
 
 
 # ------------------------------------------------------------------ ${ENV}
@@ -340,7 +342,7 @@ centos.templat=foo
 """
     found = problems(text)
     assert found == [
-        "farm.ini:2: [common] vm.expiry.minutes: must be a whole number, got 'abc'",
+        "farm.ini:2: [common] vm.expiry.minutes: must be a whole number",
         "farm.ini:3: [common] vm.network.timeout.sec: unknown key (did you mean vm.network.timeout.secs?)",
         "farm.ini:5: [xenhost1] missing required key host.user",
         "farm.ini:5: [xenhost1] missing required key host.password",
@@ -353,10 +355,10 @@ centos.templat=foo
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("vm.expiry.minutes=0", "[common] vm.expiry.minutes: must be a positive number, got '0'"),
-        ("vm.expiry.minutes=-5", "[common] vm.expiry.minutes: must be a positive number, got '-5'"),
-        ("vm.parallel.per.host=2.5", "[common] vm.parallel.per.host: must be a whole number, got '2.5'"),
-        ("vm.ssh.port=70000", "[common] vm.ssh.port: must be between 1 and 65535, got '70000'"),
+        ("vm.expiry.minutes=0", "[common] vm.expiry.minutes: must be a positive number"),
+        ("vm.expiry.minutes=-5", "[common] vm.expiry.minutes: must be a positive number"),
+        ("vm.parallel.per.host=2.5", "[common] vm.parallel.per.host: must be a whole number"),
+        ("vm.ssh.port=70000", "[common] vm.ssh.port: must be between 1 and 65535"),
         ("vm.expiry.minute=5", "[common] vm.expiry.minute: unknown key (did you mean vm.expiry.minutes?)"),
         ("frobnicate=1", "[common] frobnicate: unknown key"),
     ],
@@ -370,11 +372,11 @@ def test_common_errors(line: str, expected: str) -> None:
     ("extra", "expected"),
     [
         ("centos.vcpus=0\n", "centos.vcpus: must be a positive number"),
-        ("centos.memory=four\n", "centos.memory: must be a whole number, got 'four'"),
+        ("centos.memory=four\n", "centos.memory: must be a whole number"),
         ("centos.disk=-1\n", "centos.disk: must be a positive number"),
         ("host.vms.max.centos=x\n", "host.vms.max.centos: must be a whole number"),
         ("host.vms.max.centos=-1\n", "host.vms.max.centos: must be at least 0"),
-        ("host.tls.verify=maybe\n", "host.tls.verify: must be true or false, got 'maybe'"),
+        ("host.tls.verify=maybe\n", "host.tls.verify: must be true or false"),
         ("host.timeout.call.secs=0\n", "host.timeout.call.secs: must be a positive number"),
         ("host.timeout.connect.secs=soon\n", "host.timeout.connect.secs: must be a number of seconds"),
         ("host.lables=a\n", "host.lables: unknown key (did you mean host.labels?)"),
@@ -399,7 +401,7 @@ def test_duplicate_key_and_section() -> None:
 
 def test_line_that_is_not_key_value() -> None:
     assert only_problem(host(extra="just words\n")) == (
-        "farm.ini:7: not a key=value line: 'just words'")
+        "farm.ini:7: not a key=value line (the line's text is not shown)")
 
 
 def test_text_before_first_section() -> None:
@@ -425,7 +427,7 @@ def test_no_host_section() -> None:
 def test_duplicate_host_name() -> None:
     text = host(1, name="10.1.2.3") + host(2, name="http://10.1.2.3/")
     msg = only_problem(text)
-    assert msg == "farm.ini:8: [xenhost2] host.name: same host as [xenhost1] ('http://10.1.2.3/')"
+    assert msg == "farm.ini:8: [xenhost2] host.name: same host as [xenhost1]"
 
 
 @pytest.mark.parametrize(
@@ -456,14 +458,14 @@ def test_pool_errors() -> None:
         host() + "[pool centos]\nready=-1\n")
     assert "ready.ttl.minutes: must be a positive number" in only_problem(
         host() + "[pool centos]\nready=1\nready.ttl.minutes=0\n")
-    assert "no host serving centos has any of the labels gpu" in only_problem(
+    assert "no host serving centos has any of these labels" in only_problem(
         host() + "[pool centos]\nready=1\nlabels=gpu\n")
     assert "readdy: unknown key (did you mean ready?)" in only_problem(
         host() + "[pool centos]\nready=1\nreaddy=2\n")
 
 
 def test_store_errors() -> None:
-    assert "[store] backend: must be sqlite or couchbase, got 'mysql'" in only_problem(
+    assert "[store] backend: must be sqlite or couchbase" in only_problem(
         host() + "[store]\nbackend=mysql\n")
     assert "[store] backend: backend=couchbase needs a [couchbase] section" in only_problem(
         host() + "[store]\nbackend=couchbase\n")

@@ -51,7 +51,7 @@ def normalise_host_url(name: str) -> str:
     if "@" in parts.netloc:  # it would end up in logs, /health and history (origin)
         raise ValueError("must not carry a user or password (use host.user and host.password)")
     if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"scheme must be http or https, got {parts.scheme!r}")
+        raise ValueError("scheme must be http or https")
     if not parts.hostname:
         raise ValueError("has no host")
     if any(c.isspace() for c in name):
@@ -84,8 +84,7 @@ def parse_host(ref: int, s: Section, base: Path | None) -> HostConfig | None:
         try:
             url = normalise_host_url(name)
         except ValueError as e:
-            shown = "" if "@" in name else f", got {name!r}"  # never echo a password
-            p.error(s.name, "host.name", f"{e}{shown} (write an IP, host, host:port or URL)")
+            p.error(s.name, "host.name", f"{e} (write an IP, host, host:port or URL)")
         else:
             url = _seed_scheme(s, name, url)
 
@@ -93,7 +92,8 @@ def parse_host(ref: int, s: Section, base: Path | None) -> HostConfig | None:
     if ca_file is not None:
         path = _resolve_path(ca_file, base)
         if not path.is_file():
-            p.error(s.name, "host.tls.ca", f"CA bundle {str(path)!r} is not a readable file")
+            p.error(s.name, "host.tls.ca", "the CA bundle is not a readable file (a relative "
+                    "path is taken from the INI file's directory)")
         ca_file = str(path)
 
     os_attrs: dict[str, dict[str, str]] = {}

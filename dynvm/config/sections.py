@@ -10,12 +10,11 @@ from collections.abc import Mapping
 
 from dynvm.config.digits import parse_float, parse_int
 
-SECRET_KEYS = frozenset({"host.password", "couchbase.userpassword", "static.userpassword",
-                         "vm.linux.password", "vm.windows.password"})
-# A line that may hold a secret (even one malformed, as `host.password hunter2`)
-# is never echoed in a problem report: those reach the log and /health.
-_SECRET_HINT = re.compile(r"pass|secret|token|credential|api[_.-]?key|private", re.I)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Problems name the file, line, section and key, never what the file says there: a
+# malformed line may be a password (`xen.pw hunter2`, a bare `hunter2`), and the
+# reports reach the log, /health and `check-config`.
+NOT_SHOWN = " (the line's text is not shown)"
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -80,13 +79,11 @@ def line_index(text: str) -> dict[tuple[str, str | None], int]:
     return index
 
 
-def _quoted_line(line: str) -> str:
-    """A line of the file for a problem report: quoted, cut short, secrets hidden."""
-    if _SECRET_HINT.search(line):
-        key = re.split(r"[\s=:]", line.strip(), maxsplit=1)[0]
-        return f"{key[:60]!r} (rest of the line hidden: it may hold a secret)"
-    text = repr(line)
-    return text if len(text) <= 100 else text[:96] + "...'"
+def _key_before_first_section(line: str) -> str:
+    """The key of a `key=value` line found before any [section], for the report; a line
+    with no `=` or `:` may be anything (a bare password), so it is not named at all."""
+    m = re.match(r"\s*([A-Za-z0-9_.<>-]+)\s*[=:]", line)
+    return f" ({m.group(1)[:60]} before any [section])" if m else ""
 
 
 def suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
@@ -128,12 +125,6 @@ class Section:
             return None
         return None if missing else out
 
-    def _shown(self, key: str) -> str:
-        # Echo what the file says, never a secret nor what came from the environment.
-        if key in SECRET_KEYS or _SECRET_HINT.search(key) or "${" in self.raw.get(key, ""):
-            return ""
-        return f", got {self.raw[key]!r}"
-
     def get_str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
         if key not in self.values:
             if key not in self.raw and required:
@@ -157,13 +148,13 @@ class Section:
         try:
             n = parse_int(value)
         except ValueError:
-            self.p.error(self.name, key, f"must be a whole number{self._shown(key)}")
+            self.p.error(self.name, key, "must be a whole number")
             return default
         if n < minimum or (maximum is not None and n > maximum):
             bound = "a positive number" if minimum == 1 else f"at least {minimum}"
             if maximum is not None:
                 bound = f"between {minimum} and {maximum}"
-            self.p.error(self.name, key, f"must be {bound}{self._shown(key)}")
+            self.p.error(self.name, key, f"must be {bound}")
             return default
         return n
 
@@ -174,10 +165,10 @@ class Section:
         try:
             x = parse_float(value)
         except ValueError:
-            self.p.error(self.name, key, f"must be a number of seconds{self._shown(key)}")
+            self.p.error(self.name, key, "must be a number of seconds")
             return default
         if not x > 0 or x == float("inf"):
-            self.p.error(self.name, key, f"must be a positive number{self._shown(key)}")
+            self.p.error(self.name, key, "must be a positive number")
             return default
         return x
 
@@ -189,7 +180,7 @@ class Section:
             return True
         if value.lower() in _FALSE:
             return False
-        self.p.error(self.name, key, f"must be true or false{self._shown(key)}")
+        self.p.error(self.name, key, "must be true or false")
         return default
 
     def unknown(self, key: str, candidates: list[str] | tuple[str, ...]) -> None:
@@ -203,7 +194,6 @@ class Section:
 
 
 def read_ini(text: str, p: Problems) -> configparser.ConfigParser | None:
-    lines = text.splitlines()
     parser = configparser.ConfigParser(
         interpolation=None,
         inline_comment_prefixes=(";", "#"),
@@ -220,13 +210,13 @@ def read_ini(text: str, p: Problems) -> configparser.ConfigParser | None:
     except configparser.DuplicateOptionError as e:
         p.at_line(e.lineno or 0, f"[{e.section}] {e.option}: key appears twice in the section")
     except configparser.MissingSectionHeaderError as e:
-        p.at_line(e.lineno or 0, f"text before the first [section]: {_quoted_line(e.line)}")
+        p.at_line(e.lineno or 0, "text before the first [section]"
+                  + _key_before_first_section(e.line) + NOT_SHOWN)
     except configparser.ParsingError as e:
         for lineno, _ in e.errors:
-            line = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else "?"
-            p.at_line(lineno, f"not a key=value line: {_quoted_line(line)}")
+            p.at_line(lineno, "not a key=value line" + NOT_SHOWN)
     except configparser.Error as e:
-        p.error(None, None, f"does not parse: {_quoted_line(str(e))}")
+        p.error(None, None, f"does not parse ({type(e).__name__}){NOT_SHOWN}")
     else:
         return parser
     return None
