@@ -390,7 +390,52 @@ def test_host_key_errors(extra: str, expected: str) -> None:
 
 def test_empty_template_is_an_error() -> None:
     text = host().replace("centos.template=tmpl-cnt7.7", "centos.template=")
-    assert "[xenhost1] centos.template: template name must not be empty" in only_problem(text)
+    assert only_problem(text) == "farm.ini:6: [xenhost1] centos.template: must not be empty"
+
+
+EVERY_KEY_EMPTY = [  # (section, key): every key, defaulted or not, refuses an empty value
+    ("common", "vm.expiry.minutes"), ("common", "inventory.cache"),
+    ("common", "background.leader.ttl.secs"), ("common", "vm.linux.username"),
+    ("xenhost1", "host.labels"), ("xenhost1", "host.network.id"), ("xenhost1", "host.tls.ca"),
+    ("xenhost1", "host.vms.max.centos"), ("xenhost1", "centos.vcpus"),
+    ("xenhost1", "centos.template.network"), ("xenhost1", "host.drain"),
+    ("store", "sqlite.path"), ("store", "backend"), ("pool centos", "labels"),
+    ("auth", "legacy"), ("quota", "vms"),
+]
+
+
+@pytest.mark.parametrize(("section", "key"), EVERY_KEY_EMPTY)
+def test_an_empty_value_is_an_error_for_every_key(section: str, key: str) -> None:
+    text = host() + "[pool centos]\nready=1\n"
+    if section == "xenhost1":
+        text = text.replace("[pool centos]", f"{key}=\n[pool centos]")
+    else:
+        text += f"[{section}]\n" if section != "pool centos" else ""
+        text += f"{key}=  ; a comment is no value\n"
+    line = text.splitlines().index(f"{key}=" if section == "xenhost1"
+                                   else f"{key}=  ; a comment is no value") + 1
+    assert f"farm.ini:{line}: [{section}] {key}: must not be empty" in problems(text)
+
+
+def test_an_empty_environment_variable_is_an_empty_value() -> None:
+    text = host().replace("host.password=pw", "host.password=${XEN_PW}")
+    assert only_problem(text, env={"XEN_PW": ""}) == (
+        "farm.ini:4: [xenhost1] host.password: must not be empty (its ${...} is empty)")
+
+
+def test_a_file_whose_last_line_has_no_newline_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "farm.ini"
+    path.write_text(host(extra="host.vms.max.centos=1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path}:7: [xenhost1] host.vms.max.centos: the last line has no newline: the file "
+        "looks cut short or still being written (a whole file ends with a newline)"]
+    path.write_text(host(extra="host.vms.max.centos=12\n"))
+    assert load_config(path).hosts[1].vms_max == {"centos": 12}
+    path.write_text(host(extra="; the end") )
+    assert "farm.ini:7: the last line has no newline" in str(pytest.raises(
+        ConfigError, load_config, path).value)
 
 
 def test_duplicate_key_and_section() -> None:

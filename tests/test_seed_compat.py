@@ -14,7 +14,9 @@ SEED_INI = Path(__file__).parent / "fixtures" / "seed" / ".dynvmservice.ini"
 
 
 def test_seed_ini_passes_check_config() -> None:
-    result = CliRunner().invoke(main, ["check-config", str(SEED_INI)])
+    # --offline: the seed's hosts are not on this network (asking them is tested on the
+    # simulator, tests/service/test_cut_config.py).
+    result = CliRunner().invoke(main, ["check-config", "--offline", str(SEED_INI)])
     assert result.exit_code == 0, result.output
     assert f"{SEED_INI}: OK" in result.output
     assert "xenhost1: http://172.23.96.201" in result.output

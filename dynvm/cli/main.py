@@ -261,12 +261,16 @@ def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bin
 @click.option("--accept-removal", is_flag=True,
               help="Let the running service take this file although it drops hosts that "
                    "still hold leases (the confirmation covers this exact content).")
-def check_config(path: str, accept_removal: bool) -> None:
-    """Validate a configuration file and summarise it."""
+@click.option("--offline", is_flag=True,
+              help="Check the file only; do not ask the hosts for their templates.")
+def check_config(path: str, accept_removal: bool, offline: bool) -> None:
+    """Validate a configuration file, ask each host for its templates, and summarise it."""
     from dynvm.config import ConfigError, confirm_removal, load_config
 
     try:
         config = load_config(path)
+        if not offline:
+            _check_templates(config)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -291,6 +295,40 @@ def check_config(path: str, accept_removal: bool) -> None:
     _echo_seed_keys(config)
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _check_templates(config: Any) -> None:
+    """Ask every host (at once) for the templates the file names; ConfigError for those
+    missing. A host that cannot be asked is a warning: the file may well be right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dynvm.config import ConfigError
+    from dynvm.core.templates import missing_note, missing_templates
+    from dynvm.xen import open_pool
+
+    def ask(host: Any) -> list[str] | Exception:
+        pool = open_pool(host)
+        try:
+            return missing_templates(host, pool.view())
+        except Exception as exc:  # unreachable, refused login, TLS: said, not fatal
+            return exc
+        finally:
+            pool.close()
+
+    hosts = list(config.hosts.values())
+    if not hosts:
+        return
+    with ThreadPoolExecutor(max_workers=min(len(hosts), 16)) as workers:
+        answers = list(workers.map(ask, hosts))
+    problems = []
+    for host, answer in zip(hosts, answers, strict=True):
+        if isinstance(answer, Exception):
+            click.echo(f"warning: xenhost{host.ref} ({host.url}) cannot be asked "
+                       f"({answer}): its templates not checked", err=True)
+            continue
+        problems += [missing_note(config, host.ref, os_key) for os_key in answer]
+    if problems:
+        raise ConfigError(problems, config.source or "?")
 
 
 def _deployment_of(store_cfg: Any) -> str:

@@ -126,9 +126,7 @@ def parse_host(ref: int, s: Section, base: Path | None) -> HostConfig | None:
             for key in attrs.values():  # still check them: a typo stays a typo
                 s.get_int(key, 1)
             continue
-        template = s.values.get(attrs["template"], "").strip()
-        if not template and attrs["template"] in s.values:
-            p.error(s.name, attrs["template"], "template name must not be empty")
+        template = s.values.get(attrs["template"], "").strip()  # empty: reported already
         dv, dm, dd = WINDOWS_DEFAULTS if is_windows(os_key) else OTHER_DEFAULTS
         vcpus = s.get_int(attrs["vcpus"], dv) if "vcpus" in attrs else dv
         memory = s.get_int(attrs["memory"], dm) if "memory" in attrs else dm

@@ -132,11 +132,17 @@ def _parse_couchbase(s: Section) -> CouchbaseConfig:
 
 
 def parse_config(
-    text: str, source: str = "<string>", env: Mapping[str, str] | None = None
+    text: str, source: str = "<string>", env: Mapping[str, str] | None = None,
+    *, whole_file: bool = False,
 ) -> Config:
-    """Parse and validate INI text; raise ConfigError listing every problem found."""
+    """Parse and validate INI text; raise ConfigError listing every problem found.
+
+    `whole_file`: the text is a file's content, which must end with a newline.
+    """
     env = os.environ if env is None else env
     p = Problems(source, line_index(text))
+    if whole_file:
+        check_last_line(text, p)
     parser = read_ini(text, p)
     if parser is None:
         raise ConfigError(p.errors, source)
@@ -152,6 +158,7 @@ def parse_config(
     if p.errors:
         raise ConfigError(p.errors, source)
     return Config(
+        lines=p.lines,
         hosts=dict(sorted(hosts.items())),
         store=store,
         pools=pools,
@@ -338,4 +345,19 @@ def parse_bytes(data: bytes, source: str, env: Mapping[str, str] | None) -> Conf
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ConfigError([f"{source}: not UTF-8 text (byte {e.start})"], source) from None
-    return parse_config(text, source, env)
+    return parse_config(text, source, env, whole_file=True)
+
+
+def check_last_line(text: str, p: Problems) -> None:
+    """A file whose last line has no newline was cut short (`host.vms.max.centos=12` cut
+    to `=1` still validates) or is still being written: refused, naming that line."""
+    if not text or text.endswith(("\n", "\r")):
+        return
+    last = len(text.splitlines())
+    what = ("the last line has no newline: the file looks cut short or still being "
+            "written (a whole file ends with a newline)")
+    place = next((where for where, line in p.lines.items() if line == last and where[1]), None)
+    if place is None:
+        p.at_line(last, what)
+    else:
+        p.error(place[0], place[1], what)

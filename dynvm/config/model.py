@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 RESERVATION_SLACK_SECS = 900.0  # clone and boot time on top of the network waits
+
+Lines = Mapping[tuple[str, str | None], int]  # (section, key or None) -> line in the file
+
+
+def location(source: str, lines: Lines, section: str | None, key: str | None) -> tuple[int, str]:
+    """(line, "file:line: [section] key: "): how every report about the file begins."""
+    line = lines.get((section, key)) if section is not None else None
+    if line is None and section is not None:
+        line = lines.get((section, None))
+    loc = f"{source}:{line}" if line else source
+    if section is None:
+        return line or 0, f"{loc}: "
+    return line or 0, f"{loc}: [{section}] {key + ': ' if key else ''}"
 
 
 def is_windows(os_key: str) -> bool:
@@ -129,6 +143,11 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     quotas: dict[str, QuotaLimits] = field(default_factory=dict)  # owner -> limits
     default_quota: QuotaLimits = field(default_factory=QuotaLimits)
+    lines: Lines = field(default_factory=dict, compare=False, repr=False)  # for reports
+
+    def where(self, section: str, key: str | None = None) -> str:
+        """"file:line: [section] key: ", to begin a report about that place of the file."""
+        return location(self.source or "<string>", self.lines, section, key)[1]
 
     def quota_for(self, owner: str) -> QuotaLimits:
         return self.quotas.get(owner, self.default_quota)

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 
 from dynvm.config.digits import parse_float, parse_int
+from dynvm.config.model import location
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Problems name the file, line, section and key, never what the file says there: a
@@ -38,13 +39,7 @@ class Problems:
         return [m for _, _, m in sorted(self._warnings)]
 
     def _where(self, section: str | None, key: str | None) -> tuple[int, str]:
-        line = self.lines.get((section, key)) if section is not None else None
-        if line is None and section is not None:
-            line = self.lines.get((section, None))
-        loc = f"{self.source}:{line}" if line else self.source
-        if section is None:
-            return line or 0, f"{loc}: "
-        return line or 0, f"{loc}: [{section}] {key + ': ' if key else ''}"
+        return location(self.source, self.lines, section, key)
 
     def error(self, section: str | None, key: str | None, what: str) -> None:
         line, where = self._where(section, key)
@@ -105,7 +100,12 @@ class Section:
         self.values: dict[str, str] = {}
         for key, value in self.raw.items():
             expanded = self._expand(key, value, env)
-            if expanded is not None:
+            if expanded is not None and not expanded.strip():
+                # `host.vms.max.centos=` is a line cut short or a value forgotten, for
+                # every key: a key left out takes its default, an empty one is refused.
+                from_env = " (its ${...} is empty)" if value.strip() else ""
+                self.p.error(self.name, key, f"must not be empty{from_env}")
+            elif expanded is not None:
                 self.values[key] = expanded
 
     def _expand(self, key: str, value: str, env: Mapping[str, str]) -> str | None:
@@ -131,10 +131,6 @@ class Section:
                 self.p.error(self.name, None, f"missing required key {key}")
             return default
         value = self.values[key].strip()
-        if not value:
-            if required:
-                self.p.error(self.name, key, "must not be empty")
-            return default
         if "\n" in value:  # an indented next line continues the value: never meant
             self.p.error(self.name, key, "must be one line (the next line is indented, so it "
                          "was read as part of this value; its text is not shown)")

@@ -16,6 +16,7 @@ from dynvm.core.deployment import proposed_id
 from dynvm.core.ports import PoolView, XenPool
 from dynvm.core.registry import PoolRegistry
 from dynvm.core.store import Store
+from dynvm.core.templates import TemplateWatch
 
 if TYPE_CHECKING:
     from dynvm.core.staticpool import StaticPools
@@ -41,6 +42,8 @@ class Context:
     retired_hosts: dict[int, HostConfig] = field(default_factory=dict)
     # Set when the process is told to stop: builds in flight cancel, roll back, answer 503.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Templates the configuration names that a host lacks: logged, and shown on /health.
+    templates: TemplateWatch = field(default_factory=TemplateWatch)
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _gates_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,8 +63,14 @@ class Context:
         return self.registry.get(host)
 
     def view(self, host: HostConfig) -> PoolView:
-        """The pool's inventory; with `inventory.cache=false`, read afresh every time."""
-        return self.registry.get(host).view(None if self.config().inventory_cache else 0.0)
+        """The pool's inventory; with `inventory.cache=false`, read afresh every time.
+
+        Every view says which configured templates the host lacks (`templates`).
+        """
+        cfg = self.config()
+        view = self.registry.get(host).view(None if cfg.inventory_cache else 0.0)
+        self.templates.see(cfg, host, view)
+        return view
 
     def host_gate(self, key: str) -> threading.BoundedSemaphore:
         """Per member host throttle, so a big request never floods one host."""

@@ -263,6 +263,8 @@ class Dynvm:
                 pass
         pools = self._pool_checks(cfg)
         checks += pools
+        # Said, not a fault (no 503): the OS is only not served where its template is missing.
+        conf["warnings"] = self.ctx.templates.notes(cfg)
         try:
             maint = {str(k): v for k, v in
                      all_status(self.ctx.store, sorted(cfg.hosts)).items()}

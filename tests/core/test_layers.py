@@ -10,14 +10,26 @@ import subprocess
 import sys
 
 
-def test_core_imports_neither_flask_nor_xenapi_nor_adapters() -> None:
+def forbidden_imports(package: str, forbidden: tuple[str, ...]) -> str:
+    """Modules starting with one of `forbidden` that importing all of `package` loads."""
     code = (
-        "import pkgutil, importlib, sys, dynvm.core\n"
-        "for m in pkgutil.walk_packages(dynvm.core.__path__, 'dynvm.core.'):\n"
+        f"import pkgutil, importlib, sys, {package}\n"
+        f"for m in pkgutil.walk_packages({package}.__path__, '{package}.'):\n"
         "    importlib.import_module(m.name)\n"
         "bad = [n for n in sys.modules if n.split('.')[0] in ('flask', 'XenAPI', 'werkzeug')"
-        " or n.startswith(('dynvm.xen', 'dynvm.api', 'dynvm.store'))]\n"
+        f" or n.startswith({forbidden!r})]\n"
         "print(','.join(sorted(bad)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    return out.stdout.strip()
+
+
+def test_core_imports_neither_flask_nor_xenapi_nor_adapters() -> None:
+    assert forbidden_imports("dynvm.core", ("dynvm.xen", "dynvm.api", "dynvm.store")) == ""
+
+
+def test_config_imports_neither_the_xen_layer_nor_the_store_nor_the_core() -> None:
+    """Configuration is read and checked without XenAPI: asking hosts for their templates
+    is the CLI's (dynvm check-config) and the core's, through its XenPool port."""
+    assert forbidden_imports(
+        "dynvm.config", ("dynvm.xen", "dynvm.api", "dynvm.store", "dynvm.core")) == ""

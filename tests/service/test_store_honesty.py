@@ -113,41 +113,29 @@ def test_health_answers_in_bounded_time_when_the_store_hangs(tmp_path, farm, cle
         service.close()
 
 
-def test_deleted_store_file_is_recreated_without_restart(svc, tmp_path, monkeypatch) -> None:
+def test_deleted_store_file_is_recreated_whole_without_restart(svc, tmp_path, monkeypatch,
+                                                               caplog) -> None:
+    """The recreated file gets the whole schema: leases, and static-pool documents
+    (pools=) too, which used to be dropped ("no such table") until a restart."""
     monkeypatch.setattr(sqlite_backend, "IDENTITY_CHECK_SECS", 0.0)
     client = create_app(service=svc).test_client()
-    assert client.get("/getservers/del1?os=centos").status_code == 200
+    r = client.get("/getservers/del1?os=centos&pools=regression&format=detailed")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert svc.ctx.static_pools.get(json.loads(r.get_data(as_text=True))["del1"]) is not None
     assert client.get("/releaseservers/del1").status_code == 200
     db = tmp_path / "dynvm.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    r = client.get("/getservers/del2?os=centos")
+    r = client.get("/getservers/del2?os=centos&pools=regression&format=detailed")
     assert r.status_code == 200, r.get_data(as_text=True)
     assert db.exists()
     assert [lease.name for lease in svc.ctx.store.leases(name="del2")] == ["del2"]
+    ip = json.loads(r.get_data(as_text=True))["del2"]
+    doc = svc.ctx.static_pools.get(ip)
+    assert doc is not None and doc["name"] == "del2" and doc["poolId"] == ["regression"]
+    assert "no such table" not in caplog.text
     assert client.get("/health").status_code == 200
     assert client.get("/releaseservers/del2").status_code == 200
-
-
-def test_recreated_store_has_its_whole_schema(svc, tmp_path, monkeypatch, caplog) -> None:
-    """Static-pool documents (pools=) keep being written after the store file was deleted
-    and recreated: the new file gets every table, static_pool included."""
-    monkeypatch.setattr(sqlite_backend, "IDENTITY_CHECK_SECS", 0.0)
-    client = create_app(service=svc).test_client()
-    r = client.get("/getservers/sp1?os=centos&pools=regression&format=detailed")
-    assert r.status_code == 200, r.get_data(as_text=True)
-    assert svc.ctx.static_pools.get(json.loads(r.get_data(as_text=True))["sp1"]) is not None
-    assert client.get("/releaseservers/sp1").status_code == 200
-    db = tmp_path / "dynvm.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    r = client.get("/getservers/sp2?os=centos&pools=regression&format=detailed")
-    assert r.status_code == 200, r.get_data(as_text=True)
-    ip = json.loads(r.get_data(as_text=True))["sp2"]
-    doc = svc.ctx.static_pools.get(ip)
-    assert doc is not None and doc["name"] == "sp2" and doc["poolId"] == ["regression"]
-    assert "no such table" not in caplog.text
-    assert client.get("/releaseservers/sp2").status_code == 200
     assert svc.ctx.static_pools.get(ip) is None
 
 
