@@ -21,8 +21,7 @@ from click.testing import CliRunner
 
 from dynvm.api import create_app
 from dynvm.cli import main
-from dynvm.runtime.bootstrap import build_service
-from tests.service.conftest import FAST, _release_everything, wait_until
+from tests.service.conftest import dynvm_on, wait_until
 from tests.support.inis import farm_ini
 
 CAP_KEY = "host.vms.max.centos"
@@ -42,12 +41,8 @@ def files(tmp_path: Path, farm) -> tuple[Path, str, str]:
 
 @pytest.fixture
 def svc(files, clean_farm) -> Iterator:
-    service = build_service(str(files[0]), timings=FAST)
-    try:
+    with dynvm_on(files[0]) as service:
         yield service
-    finally:
-        _release_everything(service)
-        service.close()
 
 
 def last_line(text: str) -> int:

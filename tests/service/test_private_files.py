@@ -16,8 +16,7 @@ import pytest
 import requests
 
 from dynvm.api import create_app
-from dynvm.runtime.bootstrap import build_service
-from tests.service.conftest import FAST, _release_everything, served, write_ini
+from tests.service.conftest import dynvm_on, served, write_ini
 from tests.support.harness import not_private
 from tests.support.inis import Ini
 
@@ -60,17 +59,15 @@ def test_existing_readable_store_file_is_made_private_and_said(
     for suffix in ("", "-wal", "-shm"):
         os.chmod(f"{db}{suffix}", 0o644)
     caplog.set_level(logging.WARNING)
-    svc = build_service(str(write_ini(tmp_path, farm)), timings=FAST)
     try:
-        client = create_app(service=svc).test_client()
-        assert client.get("/health").status_code == 200
-        for suffix in ("", "-wal", "-shm"):
-            assert stat.S_IMODE(os.stat(f"{db}{suffix}").st_mode) == 0o600, suffix
-        assert f"{db} was readable by others (0644); made 0600" in caplog.text
+        with dynvm_on(write_ini(tmp_path, farm)) as svc:
+            client = create_app(service=svc).test_client()
+            assert client.get("/health").status_code == 200
+            for suffix in ("", "-wal", "-shm"):
+                assert stat.S_IMODE(os.stat(f"{db}{suffix}").st_mode) == 0o600, suffix
+            assert f"{db} was readable by others (0644); made 0600" in caplog.text
     finally:
         conn.close()
-        _release_everything(svc)
-        svc.close()
 
 
 def test_removal_confirmation_is_private(tmp_path: Path, farm) -> None:
