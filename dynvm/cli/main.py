@@ -300,6 +300,7 @@ def check_config(path: str, accept_removal: bool, offline: bool) -> None:
 def _check_templates(config: Any) -> None:
     """Ask every host (at once) for the templates the file names; ConfigError for those
     missing. A host that cannot be asked is a warning: the file may well be right."""
+    import logging
     from concurrent.futures import ThreadPoolExecutor
 
     from dynvm.config import ConfigError
@@ -318,13 +319,19 @@ def _check_templates(config: Any) -> None:
     hosts = list(config.hosts.values())
     if not hosts:
         return
-    with ThreadPoolExecutor(max_workers=min(len(hosts), 16)) as workers:
-        answers = list(workers.map(ask, hosts))
+    xen_log = logging.getLogger("dynvm.xen")  # a host that fails is said once, below
+    level = xen_log.level
+    xen_log.setLevel(logging.CRITICAL)
+    try:
+        with ThreadPoolExecutor(max_workers=min(len(hosts), 16)) as workers:
+            answers = list(workers.map(ask, hosts))
+    finally:
+        xen_log.setLevel(level)
     problems = []
     for host, answer in zip(hosts, answers, strict=True):
         if isinstance(answer, Exception):
             click.echo(f"warning: xenhost{host.ref} ({host.url}) cannot be asked "
-                       f"({answer}): its templates not checked", err=True)
+                       f"({answer}): its templates were not checked", err=True)
             continue
         problems += [missing_note(config, host.ref, os_key) for os_key in answer]
     if problems:

@@ -122,7 +122,7 @@ def test_check_config_asks_each_host_for_its_templates(files, tmp_path: Path) ->
                                  "host.password=x\nhost.storage.name=Local storage\n"
                                  "centos.template=t\n"))
     code, out = check_config(down)
-    assert code == 0 and "xenhost2" in out and "templates not checked" in out, out
+    assert code == 0 and "xenhost2" in out and "templates were not checked" in out, out
 
 
 def test_missing_template_at_reload_is_a_warning_and_its_os_waits_for_it(
