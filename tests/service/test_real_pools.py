@@ -14,8 +14,8 @@ from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm, Timing
 from tests.service.conftest import FAST, write_ini
 from tests.support.inis import Ini
+from tests.support.shared import XAPI_DB as DB_DIR
 
-DB_DIR = Path(__file__).resolve().parents[3] / "shared" / "xapi-db"
 DB_FILES = sorted(glob.glob(str(DB_DIR / "*.xml")))
 GIB = 1 << 30
 

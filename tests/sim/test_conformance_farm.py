@@ -17,12 +17,11 @@ import pytest
 from dynvm.sim import Farm
 from dynvm.sim.oscatalog import OS_CATALOG
 from dynvm.sim.runner import run_sim
+from tests.support.shared import XAPI_DB
 
 from .conftest import fast_timing, login, wait_for
 
-DB_DIR = Path(__file__).resolve().parents[3] / "shared" / "xapi-db"
-DB_FILES = sorted(glob.glob(str(DB_DIR / "*.xml"))) or sorted(
-    glob.glob("/work/shared/xapi-db/*.xml"))
+DB_FILES = sorted(glob.glob(str(XAPI_DB / "*.xml")))
 
 
 def test_generated_farm_shape_and_ini() -> None:

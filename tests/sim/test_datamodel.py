@@ -6,15 +6,12 @@ import datetime as dt
 import importlib.util
 import json
 import xmlrpc.client
-from pathlib import Path
 
 import pytest
 
 from dynvm.sim import datamodel as dm
 from dynvm.sim import sexpr as sx
-
-REPO = Path(__file__).resolve().parents[2]
-XENAPI_JSON = REPO.parent / "shared" / "docs" / "xenapi.json"
+from tests.support.shared import REPO, XENAPI_JSON
 
 
 def _generator():

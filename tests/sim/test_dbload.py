@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from dynvm.sim import datamodel as dm
 from dynvm.sim import sexpr as sx
 from dynvm.sim.dbload import load_state_db, pool_summary, read_manifest, unprotect
-
-REPO = Path(__file__).resolve().parents[2]
-DB_DIR = REPO.parent / "shared" / "xapi-db"
+from tests.support.shared import XAPI_DB as DB_DIR
 
 if not (DB_DIR / "README.md").exists():
     pytest.skip("shared/xapi-db not present", allow_module_level=True)
