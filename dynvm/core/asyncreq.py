@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -189,7 +188,7 @@ def _free_names(ctx: Context, run: _Running) -> None:
 
 def _watch_cancel(ctx: Context, request_id: str, cancel: threading.Event,
                   done: threading.Event) -> None:
-    while not done.wait(CANCEL_POLL_SECS):
+    while not ctx.clock.wait(done, CANCEL_POLL_SECS):
         try:
             if ctx.store.lock_holder(CANCEL_LOCK + request_id) is not None:
                 cancel.set()
@@ -294,10 +293,11 @@ def _plausible(request_id: str) -> bool:
 def wait(ctx: Context, request_id: str, secs: float, poll: float = 0.2) -> RequestRecord:
     """Long poll: the record once it changes or finishes, or as it is after `secs`."""
     first = get(ctx, request_id)
-    deadline = time.monotonic() + secs
+    clock = ctx.clock
+    deadline = clock.monotonic() + secs
     rec = first
-    while rec.state == RUNNING and time.monotonic() < deadline:
-        time.sleep(min(poll, max(deadline - time.monotonic(), 0)))  # polling the store
+    while rec.state == RUNNING and clock.monotonic() < deadline:
+        clock.sleep(min(poll, deadline - clock.monotonic()))  # polling the store
         rec = get(ctx, request_id)
         if rec.detail != first.detail:
             break

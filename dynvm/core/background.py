@@ -112,7 +112,8 @@ class Background:
     def _loop(self, name: str, fn: Callable[[], None], every: float) -> None:
         # Duties wait one interval first: a starting worker answers its first
         # requests before the leader's work competes with them.
-        if name != "liveness" and self._stop.wait(every):
+        wait = self.ctx.clock.wait
+        if name != "liveness" and wait(self._stop, every):
             return
         while not self._stop.is_set():
             try:
@@ -121,7 +122,7 @@ class Background:
             except Exception as exc:  # keep looping: the store or a host may come back
                 self._errors[name] = f"{name}: {exc}"
                 log.warning("background %s failed: %s", name, exc)
-            self._stop.wait(every)
+            wait(self._stop, every)
 
     # -- every process ------------------------------------------------------------------
     def beat(self) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dynvm.config import Config, HostConfig
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.deployment import proposed_id
 from dynvm.core.ports import PoolView, XenPool
 from dynvm.core.registry import PoolRegistry
@@ -33,7 +33,8 @@ class Context:
     registry: PoolRegistry
     config: Callable[[], Config]
     instance: str = field(default_factory=new_instance_id)
-    clock: Callable[[], float] = time.time
+    # Wall time (`clock()`), deadlines and waits: every wait in the core goes through it.
+    clock: Clock = SYSTEM
     static_pools: StaticPools | None = None  # pools=: None when none can be written
     # Told the name of a noteworthy event ("adopted", "vanished", ...) for metrics.
     on_event: Callable[[str], None] = field(default=lambda _kind: None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from dynvm.config import GuestLogin, OsSpec
 from dynvm.core import history, lifecycle, progress
 from dynvm.core.capacity import GIB
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.context import Context
 from dynvm.core.placement import SETTLE_SECS, Slot
 from dynvm.core.ports import (
@@ -99,15 +100,15 @@ def description(name: str, template: str, when: float) -> str:
 
 
 def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None,
-             login: GuestLogin | None = None) -> None:
+             login: GuestLogin | None = None, clock: Clock = SYSTEM) -> None:
     """checkvms: log in over SSH with `login` (the seed's check), else accept a TCP connection."""
-    deadline = time.monotonic() + timeout
+    deadline = clock.monotonic() + timeout
     delay = 0.2
     last: Exception | None = None
-    while time.monotonic() < deadline:
+    while clock.monotonic() < deadline:
         if cancel is not None and cancel.is_set():
             raise BuildFailed("cancelled")
-        attempt = max(min(5.0, deadline - time.monotonic()), 0.5)
+        attempt = max(min(5.0, deadline - clock.monotonic()), 0.5)
         try:
             if login is not None:
                 ssh_login(ip, port, login.username, login.password, attempt)
@@ -118,7 +119,7 @@ def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None,
             raise BuildFailed(str(exc)) from None
         except OSError as exc:  # not up yet (ssh_login says so with an OSError too)
             last = exc
-        time.sleep(delay)  # waiting for the guest's sshd, not hiding a race
+        clock.sleep(delay)  # waiting for the guest's sshd, not hiding a race
         delay = min(delay * 2, 2.0)
     what = f"SSH login to {ip}:{port}" if login is not None else f"SSH port {port} of {ip}"
     raise BuildFailed(f"{what} did not answer: {last}")
@@ -177,7 +178,8 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 if job.check_vms:
                     progress.note(ctx, job.request_id, job.name, progress.Step.CHECKING_SSH,
                                   ip=ip)
-                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel, cfg.guest_login(spec.key))
+                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel, cfg.guest_login(spec.key),
+                             ctx.clock)
                 built = _complete(ctx, job, lease, ip, started, attempt)
                 log.info("%s ready at %s on xenhost%d (%s) after %.1fs", job.name, ip,
                          host.ref, vm.uuid, ctx.clock() - started)

@@ -13,6 +13,7 @@ from dynvm.core.answers import Available, ServerResult, ServersRequest, ServersR
 from dynvm.core.background import Background, Timings
 from dynvm.core.callers import Caller
 from dynvm.core.capacity import vm_os
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.context import Context
 from dynvm.core.errors import (
     AllOrNoneFailed,
@@ -55,18 +56,18 @@ class Dynvm:
     def __init__(self, config: Callable[[], Config], store: Store, pool_factory: PoolFactory,
                  *, config_status: Callable[[], dict[str, Any]] | None = None,
                  timings: Timings | None = None, background: bool = True,
-                 static_pools: StaticPools | None = None) -> None:
+                 static_pools: StaticPools | None = None, clock: Clock = SYSTEM) -> None:
         self._config = config
         self._config_status = config_status or (lambda: {"error": None})
         self.registry = PoolRegistry(pool_factory)
         self.ctx = Context(store=store, registry=self.registry, config=self.config,
-                           static_pools=static_pools)
+                           static_pools=static_pools, clock=clock)
         self.background = Background(self.ctx, timings)
         self._run_background = background
         self._synced: Config | None = None
         self._showall_memo: tuple | None = None
         self._lock = threading.Lock()
-        self.store_probe = StoreProbe(store)
+        self.store_probe = StoreProbe(store, clock=clock)
         # Set by the wiring: the hypervisor side of host maintenance for one [xenhostN].
         self.maintenance_port: Callable[[Any], Any] | None = None
 

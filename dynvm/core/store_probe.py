@@ -9,10 +9,10 @@ While a probe hangs no second one is started: checks share its outcome.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.store import Store
 
 PROBE_TIMEOUT_SECS = 1.5
@@ -28,8 +28,10 @@ class _Probe:
 class StoreProbe:
     """Checks that a store can be read and written, within a bounded time."""
 
-    def __init__(self, store: Store, timeout: float = PROBE_TIMEOUT_SECS) -> None:
+    def __init__(self, store: Store, timeout: float = PROBE_TIMEOUT_SECS,
+                 clock: Clock = SYSTEM) -> None:
         self.store = store
+        self.clock = clock
         self.timeout = timeout
         self._lock = threading.Lock()
         self._running: _Probe | None = None
@@ -48,12 +50,12 @@ class StoreProbe:
         with self._lock:
             probe = self._running
             if probe is None or probe.done.is_set():
-                probe = _Probe(started=time.monotonic())
+                probe = _Probe(started=self.clock.monotonic())
                 self._running = probe
                 threading.Thread(target=self._run, args=(probe,), daemon=True,
                                  name="dynvm-store-probe").start()
-        if not probe.done.wait(self.timeout):
-            waited = time.monotonic() - probe.started
+        if not self.clock.wait(probe.done, self.timeout):
+            waited = self.clock.monotonic() - probe.started
             return {"ok": False,
                     "error": f"the store did not answer a read and a write within {waited:.1f}s"}
         if probe.error:

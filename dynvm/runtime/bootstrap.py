@@ -11,6 +11,7 @@ from typing import Any
 
 from dynvm.config import ConfigWatcher
 from dynvm.core.background import Timings
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.reload_guard import lease_guard
 from dynvm.core.service import Dynvm
 from dynvm.store.factory import open_store
@@ -21,8 +22,11 @@ CONFIG_SETTLE_SECS = 2.0  # a changed INI file is read once unchanged for this l
 
 
 def build_service(config_path: str | None = None, *, timings: Timings | None = None,
-                  background: bool = True) -> Dynvm:
-    """Open the store and the Xen pools named by an INI file (or $DYNVM_CONFIG)."""
+                  background: bool = True, clock: Clock = SYSTEM) -> Dynvm:
+    """Open the store and the Xen pools named by an INI file (or $DYNVM_CONFIG).
+
+    `clock` is the core's time (tests hand in one they move themselves).
+    """
     path = config_path or os.environ.get("DYNVM_CONFIG")
     if not path:
         raise RuntimeError("no configuration: pass a file or set DYNVM_CONFIG")
@@ -38,7 +42,8 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     timings = timings or Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
                                  reconcile_every=ttl)
     service = Dynvm(watcher.current, store, open_pool, config_status=status, timings=timings,
-                    background=background, static_pools=open_static_pools(cfg.store))
+                    background=background, static_pools=open_static_pools(cfg.store),
+                    clock=clock)
 
     def maintenance_port(host: Any) -> Any:
         from dynvm.xen.maintenance import XenMaintenance  # only when maintenance is asked for

@@ -57,26 +57,36 @@ class XenMaintenance:
         return str(self._call("VM.get_by_uuid", vm_uuid))
 
     # -- reading -------------------------------------------------------------------------
-    def state(self) -> PoolState:
+    def _pool(self) -> dict[str, Any]:
         pools = self._call("pool.get_all_records")
-        pool = next(iter(pools.values())) if pools else {}
+        return next(iter(pools.values())) if pools else {}
+
+    def _hosts(self, pool: dict[str, Any]) -> tuple[list[HostState], dict[str, str]]:
+        """The member hosts, and host ref -> uuid."""
         master = pool.get("master", R.NULL)
         hosts = self._call("host.get_all_records")
         metrics = self._call("host_metrics.get_all_records")
-        vms = self._call("VM.get_all_records")
-        vbds = self._call("VBD.get_all_records")
-        vdis = self._call("VDI.get_all_records")
-        srs = self._call("SR.get_all_records")
-        uuid_of = {ref: h.get("uuid", "") for ref, h in hosts.items()}
-        host_states = []
+        states = []
         for ref, h in hosts.items():
             m = metrics.get(h.get("metrics", R.NULL), {})
-            host_states.append(HostState(
+            states.append(HostState(
                 uuid=h.get("uuid", ""), name=h.get("name_label", ""),
                 enabled=bool(h.get("enabled")), live=bool(m.get("live")),
                 memory_free=R.as_int(m.get("memory_free")),
                 memory_total=R.as_int(m.get("memory_total")), is_master=ref == master,
                 boot_time=str((h.get("other_config") or {}).get(BOOT_TIME, ""))))
+        return states, {ref: h.get("uuid", "") for ref, h in hosts.items()}
+
+    def hosts(self) -> list[HostState]:
+        return self._hosts(self._pool())[0]
+
+    def state(self) -> PoolState:
+        pool = self._pool()
+        host_states, uuid_of = self._hosts(pool)
+        vms = self._call("VM.get_all_records")
+        vbds = self._call("VBD.get_all_records")
+        vdis = self._call("VDI.get_all_records")
+        srs = self._call("SR.get_all_records")
         vm_states = []
         for v in vms.values():
             if v.get("is_a_template") or v.get("is_control_domain") or \

@@ -22,19 +22,20 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from dynvm.config import HostConfig
 from dynvm.core.capacity import host_key
 from dynvm.core.context import Context
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.plan import GIB, Plan, PlanHost, PlanVm, host_order, plan_reboot
-from dynvm.core.maintenance.ports import HaState, MaintenancePort, PoolState
+from dynvm.core.maintenance.ports import HaState, HostState, MaintenancePort, PoolState
 from dynvm.core.ports import XenError
 from dynvm.core.release import release_lease
 from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, Reservation
 
 log = logging.getLogger("dynvm.maintenance")
+T = TypeVar("T")
 
 EVENTS_KEPT = 30
 HOLD_SECS = 600.0  # a migration's room held in the store frees itself after this (a crash)
@@ -78,6 +79,7 @@ class RollingReboot:
         self.port = port
         self.opts = options
         self.on_progress = on_progress or (lambda status: None)
+        self.clock = ctx.clock  # every poll, deadline and timestamp of the run
         self.holder = f"{ctx.instance}:{uuid.uuid4().hex[:6]}"
         self._lost_lock = threading.Event()
         self._stop = threading.Event()
@@ -122,7 +124,8 @@ class RollingReboot:
                 log.info("xenhost%d maintenance: %s", self.ref, event)
                 previous = S.get_status(self.ctx.store, self.ref) or {}
                 events = list(previous.get("events", []))[-(EVENTS_KEPT - 1):]
-                events.append(f"{time.strftime('%H:%M:%S')} {event}")
+                stamp = time.strftime('%H:%M:%S', time.localtime(self.clock()))
+                events.append(f"{stamp} {event}")
                 changes["events"] = events
             doc = S.put_status(self.ctx.store, self.ref, **changes)
         self.on_progress(doc)
@@ -142,7 +145,7 @@ class RollingReboot:
 
     def _keep_lock(self) -> None:
         store = self.ctx.store
-        while not self._stop.wait(S.LOCK_TTL_SECS / 4):
+        while not self.clock.wait(self._stop, S.LOCK_TTL_SECS / 4):
             try:
                 if not store.acquire_lock(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
                     self._lost_lock.set()
@@ -205,7 +208,7 @@ class RollingReboot:
                          f"{len(plan.migrations)} migration(s) planned",
                          run=run_id, state="running", execute=True, holder=self.holder,
                          strategy=self.opts.strategy, parallel=self.opts.parallel,
-                         started=time.time(), order=[names[u] for u in order],
+                         started=self.clock(), order=[names[u] for u in order],
                          order_uuids=order,
                          original_master=master, ha=ha.to_dict(), ha_off=False,
                          hosts_done=[], host=None, host_name=None, step="start",
@@ -228,7 +231,7 @@ class RollingReboot:
             self._restore_master(master, names)
             self._restore_ha(ha)
             self._status("rolling reboot finished", state="done", step="done", host=None,
-                         host_name=None, finished=time.time())
+                         host_name=None, finished=self.clock())
         except Exception as exc:
             self._fail(exc, ha)
             raise
@@ -237,17 +240,17 @@ class RollingReboot:
         note = ""
         try:
             self.ctx.store.drop_reservations(self._holds_id())
-        except Exception:  # noqa: BLE001 - they free themselves after HOLD_SECS
+        except Exception:  # they free themselves after HOLD_SECS
             log.warning("xenhost%d maintenance: room held for migrations not given back",
                         self.ref)
         try:
             self._restore_ha(ha)
-        except Exception as ha_exc:  # noqa: BLE001 - reported, never silent
+        except Exception as ha_exc:  # reported, never silent
             note = (f"; pool HA is still OFF ({ha_exc}): resume this run with --exec, "
                     f"or restore HA with: {ha_restore_command(ha)}")
         try:
             current = (S.get_status(self.ctx.store, self.ref) or {}).get("host_name")
-        except Exception:  # noqa: BLE001 - the store may be what failed
+        except Exception:  # the store may be what failed
             current = None
         if current:
             note += (f"; {current} is left out of placement (and disabled if it got that far): "
@@ -255,7 +258,7 @@ class RollingReboot:
         log.error("xenhost%d maintenance stopped: %s%s", self.ref, exc, note)
         try:
             self._status(f"stopped: {exc}{note}", state="failed", error=f"{exc}{note}")
-        except Exception:  # noqa: BLE001 - the store itself may be what failed
+        except Exception:  # the store itself may be what failed
             log.exception("xenhost%d maintenance: could not record the failure", self.ref)
 
     def _restore_ha(self, ha: HaState) -> None:
@@ -270,13 +273,12 @@ class RollingReboot:
         self._status(None, ha_off=False)
 
     def _restore_master(self, master: str, names: dict[str, str]) -> None:
-        pool = self._wait_state()
-        if any(h.uuid == master and h.is_master for h in pool.hosts):
+        if any(h.uuid == master and h.is_master for h in self._wait_hosts()):
             return
         self._status(f"{names.get(master, master)} is the pool master again", step="master")
         self.port.designate_master(master)
         self._wait(lambda: any(h.uuid == master and h.is_master and h.live
-                               for h in self._wait_state().hosts),
+                               for h in self._wait_hosts()),
                    self.opts.reboot_timeout, "the pool master to answer")
 
     # -- one host -------------------------------------------------------------------------
@@ -295,7 +297,7 @@ class RollingReboot:
                 rebooting = True
             elif previous.get("step") == "reboot":
                 rebooting = not any(x.uuid == h and x.live and (not booted or x.boot_time == booted)
-                                    for x in self._wait_state().hosts)
+                                    for x in self._wait_hosts())
         self._status(f"{name}: out of dynvm placement", host=h, host_name=name,
                      step="placement-off")
         S.set_in_maintenance(store, key, True, self.run_id)
@@ -306,7 +308,7 @@ class RollingReboot:
             self.port.disable_host(h)
             migrations_done = self._evacuate(h, name, done, migrations_done)
             self._hand_over_master(h, names, done)
-            booted = next((x.boot_time for x in self._wait_state().hosts if x.uuid == h), "")
+            booted = next((x.boot_time for x in self._wait_hosts() if x.uuid == h), "")
             self._status(f"{name}: host.reboot", step="reboot", booted=booted)
             self.port.reboot(h)
             if not booted:
@@ -321,7 +323,7 @@ class RollingReboot:
         self._status(f"{name}: host.enable", step="enable")
         self.port.enable_host(h)
         self._wait(lambda: any(x.uuid == h and x.enabled and x.live
-                               for x in self._wait_state().hosts),
+                               for x in self._wait_hosts()),
                    self.opts.reboot_timeout, f"{name} to be enabled")
         # Placement reads dynvm's event-fed inventory, not XAPI: the next host leaves
         # placement only once that inventory offers this one again, or a loaded
@@ -424,7 +426,7 @@ class RollingReboot:
         placement). Returns VM uuid -> reservation id.
         """
         request_id = self._holds_id()
-        now = time.time()
+        now = time.time()  # the store judges reservations by its wall clock
         by_target: dict[str, list[Reservation]] = {}
         for m in migrations:
             by_target.setdefault(m.dst, []).append(Reservation(
@@ -439,37 +441,44 @@ class RollingReboot:
 
     def _hand_over_master(self, h: str, names: dict[str, str], done: list[str]) -> None:
         """The pool stays managed while its master reboots: another live host takes over."""
-        pool = self._wait_state()
-        if not any(x.uuid == h and x.is_master for x in pool.hosts):
+        hosts = self._wait_hosts()
+        if not any(x.uuid == h and x.is_master for x in hosts):
             return
-        others = [x for x in pool.hosts if x.uuid != h and x.enabled and x.live]
+        others = [x for x in hosts if x.uuid != h and x.enabled and x.live]
         if not others:
             return  # a standalone host: nothing to hand over to
         ordered = {u: i for i, u in enumerate(
             x.uuid for x in host_order([PlanHost(x.uuid, x.name, 0, 0, x.is_master)
-                                        for x in pool.hosts]))}
+                                        for x in hosts]))}
         new = max(others, key=lambda x: (x.uuid in done, ordered.get(x.uuid, 0)))
         self._status(f"{names[h]}: pool master role handed to {new.name}", step="master")
         self.port.designate_master(new.uuid)
         self._wait(lambda: any(x.uuid == new.uuid and x.is_master
-                               for x in self._wait_state().hosts),
+                               for x in self._wait_hosts()),
                    self.opts.reboot_timeout, f"{new.name} to answer as pool master")
 
     # -- waiting ----------------------------------------------------------------------------
     def _wait_state(self) -> PoolState:
         """The pool's state, riding out a moment when XAPI does not answer."""
-        deadline = time.monotonic() + self.opts.reboot_timeout
+        return self._riding_out(self.port.state)
+
+    def _wait_hosts(self) -> list[HostState]:
+        """The member hosts alone (a lighter read), riding out XAPI's silences too."""
+        return self._riding_out(self.port.hosts)
+
+    def _riding_out(self, read: Callable[[], T]) -> T:
+        deadline = self.clock.monotonic() + self.opts.reboot_timeout
         while True:
             try:
-                return self.port.state()
+                return read()
             except XenError:
-                if time.monotonic() >= deadline:
+                if self.clock.monotonic() >= deadline:
                     raise
-                time.sleep(self.opts.poll)
+                self.clock.sleep(self.opts.poll)
 
     def _wait(self, cond: Callable[[], bool], timeout: float, what: str, *,
               fail: bool = True) -> bool:
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         while True:
             self._check()
             try:
@@ -477,8 +486,8 @@ class RollingReboot:
                     return True
             except XenError as exc:
                 log.debug("xenhost%d maintenance: waiting for %s: %s", self.ref, what, exc)
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 if fail:
                     raise MaintenanceFailed(f"timed out after {timeout:.0f}s waiting for {what}")
                 return False
-            time.sleep(self.opts.poll)
+            self.clock.sleep(self.opts.poll)
