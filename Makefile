@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench sim clean
+.PHONY: run test test-fast lint bench sim clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2 -q
+
+# Unit tests and the in-process simulator tests: no gunicorn, no service end to end.
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 -q -m "not served" --ignore=tests/service
 
 lint: $(STAMP)
 	$(BIN)/ruff check dynvm tests bench tools

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 def run(url: str, clients: int, seconds: float) -> dict:
     parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
@@ -23,7 +24,7 @@ def run(url: str, clients: int, seconds: float) -> dict:
     stop_at = [0.0]
 
     def client(i: int) -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn = http.client.HTTPConnection(host, parts.port, timeout=30)
         start_gate.wait()
         mine = latencies[i]
         while time.monotonic() < stop_at[0]:
@@ -37,7 +38,7 @@ def run(url: str, clients: int, seconds: float) -> dict:
             except (OSError, http.client.HTTPException):
                 errors[i] += 1
                 conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                conn = http.client.HTTPConnection(host, parts.port, timeout=30)
                 continue
             mine.append(time.perf_counter() - t0)
         conn.close()

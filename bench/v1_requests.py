@@ -10,6 +10,7 @@ what it left behind on the farm (nothing, or the run fails).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,10 @@ COUNT = 10
 
 def write_ini(work: Path, farm: Farm) -> Path:
     return farm_ini(farm, work, network_timeout_secs=400).write(work / "dynvm.ini")
+
+
+def finished(s: requests.Session, location: str) -> bool:
+    return s.get(location, timeout=60).json()["state"] != "running"
 
 
 def farm_vms(farm: Farm) -> tuple[int, int]:
@@ -75,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                                timeout=60)
                     times.append((time.perf_counter() - t0) * 1000)
                     assert r.status_code == 202, r.text
-                    s.delete(base + r.headers["Location"], timeout=60)
-                    wait_until(lambda r=r: s.get(base + r.headers["Location"], timeout=60)
-                               .json()["state"] != "running", timeout=600, what="the cancel")
+                    location = base + r.headers["Location"]
+                    s.delete(location, timeout=60)
+                    wait_until(functools.partial(finished, s, location), timeout=600,
+                               what="the cancel")
                 print(f"POST /api/v1/requests, {COUNT} VMs -> 202 ({args.rounds} rounds, "
                       f"2 workers): median {statistics.median(times):.1f} ms, "
                       f"p95 {percentile(times, 95):.1f} ms, max {max(times):.1f} ms")

@@ -686,7 +686,7 @@ def test_watcher_thread_safety(tmp_path: Path) -> None:
                 seen.append(cfg.per_host_parallel)
                 # Paced like request threads; a pure spin only measures GIL convoys.
                 stop.wait(0.0005)
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+        except BaseException as e:  # reported by the main thread
             failures.append(e)
 
     threads = [threading.Thread(target=reader) for _ in range(4)]

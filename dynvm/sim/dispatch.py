@@ -115,7 +115,7 @@ class Dispatcher:
             return success(self.call(host, method, params))
         except XapiError as exc:
             return failure(exc.description)
-        except Exception as exc:  # noqa: BLE001 - xapi turns every bug into INTERNAL_ERROR
+        except Exception as exc:  # xapi turns every bug into INTERNAL_ERROR
             traceback.print_exc()
             return failure(["INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"])
 

@@ -256,7 +256,7 @@ class Farm:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _rpc_handler(self, host: SimHost):  # noqa: ANN202 - Listener callback
+    def _rpc_handler(self, host: SimHost):  # Listener callback
         dispatcher = self.dispatcher
 
         def on_request(method: str, path: str, body: bytes) -> tuple[int, bytes, str] | None:

@@ -51,5 +51,5 @@ class Scheduler:
                 _, _, fn = heapq.heappop(self._heap)
             try:
                 fn()
-            except Exception:  # noqa: BLE001 - a faulty callback must not stop the clock
+            except Exception:  # a faulty callback must not stop the clock
                 traceback.print_exc()

@@ -81,7 +81,7 @@ class _RpcHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002, V107 - an override
+    def log_message(self, format: str, *args: object) -> None:  # an override
         pass
 
     def setup(self) -> None:
@@ -99,7 +99,7 @@ class _RpcHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:  # http.server naming
         length = int(self.headers.get("Content-Length") or 0)
         if length < 0 or length > MAX_BODY:
             self._send(413, b"")
@@ -117,7 +117,7 @@ class _RpcHandler(BaseHTTPRequestHandler):
         code, payload, ctype = out
         self._send(code, payload, ctype)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         out = self.server.listener.on_request("GET", self.path, b"")
         if out is None:
             self._send(405, b"", "text/plain")

@@ -62,7 +62,7 @@ class Tasks:
                     self.finish(task, "cancelled", error=exc.description)
                 else:
                     self.finish(task, "failure", error=exc.description)
-            except Exception as exc:  # noqa: BLE001 - any bug becomes INTERNAL_ERROR like xapi
+            except Exception as exc:  # any bug becomes INTERNAL_ERROR like xapi
                 traceback.print_exc()
                 self.finish(task, "failure", error=["INTERNAL_ERROR", str(exc)])
             else:

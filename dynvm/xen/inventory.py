@@ -356,7 +356,7 @@ class Inventory:
                     self._follow(session, need_reload)
                 except XenError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - keep the feed alive
+                except Exception as exc:  # keep the feed alive
                     log.exception("xenhost%d: event feed error", self.sessions.host.ref)
                     raise XenError("INTERNAL_ERROR", [repr(exc)]) from exc
             except XenError as exc:
@@ -392,7 +392,7 @@ class Inventory:
         """Take a token, reload if needed, then apply events until stopped or failing."""
         try:
             token = session.xenapi.event_from(["pool"], "", 0.0)["token"]
-        except Exception as exc:  # noqa: BLE001 - translated
+        except Exception as exc:  # translated
             raise translate(exc, "event.from") from exc
         if reload_first or not self.loaded:
             self.reload()
@@ -403,7 +403,7 @@ class Inventory:
             issued = time.monotonic()
             try:
                 result = session.xenapi.event_from(EVENT_CLASSES, token, self.event_timeout)
-            except Exception as exc:  # noqa: BLE001 - translated
+            except Exception as exc:  # translated
                 raise translate(exc, "event.from") from exc
             token = result["token"]
             for cls, ref in self._apply_events(result.get("events") or [], issued):

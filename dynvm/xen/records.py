@@ -157,7 +157,7 @@ def task_result(raw: str) -> str:
         (value,), _ = xmlrpc.client.loads(
             f"<methodResponse><params><param>{raw}</param></params></methodResponse>")
         return str(value)
-    except Exception:  # noqa: BLE001 - fall back to stripping the tags
+    except Exception:  # fall back to stripping the tags
         return re.sub(r"</?value>", "", raw).strip()
 
 

@@ -94,7 +94,7 @@ def _drop(session: XenAPI.Session) -> None:
     """Close the connection without logging out (the ref may be shared or dead)."""
     try:
         session.transport.close()
-    except Exception:  # noqa: BLE001 - best effort
+    except Exception:  # best effort
         pass
 
 
@@ -164,7 +164,7 @@ class SessionPool:
             try:
                 session.login_with_password(self.host.user, self.host.password, "1.0",
                                             ORIGINATOR)
-            except Exception as exc:  # noqa: BLE001 - translated below
+            except Exception as exc:  # translated below
                 _drop(session)
                 err = translate(exc, f"login to {url}")
                 if err.code == "HOST_IS_SLAVE" and err.params:
@@ -232,7 +232,7 @@ class SessionPool:
                         return resolve(session, method_path)(*args)
                     except XenError:
                         raise
-                    except Exception as exc:  # noqa: BLE001 - translated
+                    except Exception as exc:  # translated
                         raise translate(exc, f"{method_path} on {self.url}") from exc
             except SessionInvalid:
                 if attempt == 2:
@@ -255,7 +255,7 @@ class SessionPool:
         """Log a dedicated session out (best effort) and close its connection."""
         try:
             session.xenapi.session.logout()
-        except Exception:  # noqa: BLE001 - the host may be gone already
+        except Exception:  # the host may be gone already
             pass
         _drop(session)
 
@@ -269,7 +269,7 @@ class SessionPool:
             self.host, full, call_timeout=min(self.host.call_timeout, 5.0)))
         try:
             getattr(proxy, "session.logout")(ref)  # a plain wire call
-        except Exception:  # noqa: BLE001 - best effort
+        except Exception:  # best effort
             pass
         _drop(proxy)
 

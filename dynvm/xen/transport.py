@@ -52,7 +52,7 @@ class _TimedConnectMixin:
     timeout: float | None
     sock: socket.socket | None
 
-    def _timed_create(self, address, timeout=None, source_address=None):  # noqa: ANN001
+    def _timed_create(self, address, timeout=None, source_address=None):
         return socket.create_connection(address, self.connect_timeout, source_address)
 
     def connect(self) -> None:
@@ -104,7 +104,7 @@ class TimeoutTransport(xmlrpc.client.Transport):
         return TimedHTTPConnection(chost, connect_timeout=self.connect_timeout,
                                    call_timeout=self.call_timeout)
 
-    def make_connection(self, host):  # noqa: ANN001, ANN201 - xmlrpc signature
+    def make_connection(self, host):  # xmlrpc signature
         if self.aborted:
             raise ConnectionAbortedError("transport closed")
         if self._connection and host == self._connection[0]:

@@ -8,6 +8,7 @@ tests/service/test_v1_served.py.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import requests
@@ -19,7 +20,7 @@ from dynvm.client import http as client_mod
 
 URL = "http://dynvm.test"
 API = URL + "/api/v1"
-REQ = {"id": "a" * 32, "state": "running", "cancelling": False, "owner": "team-a",
+REQ: dict[str, Any] = {"id": "a" * 32, "state": "running", "cancelling": False, "owner": "team-a",
        "os": "centos", "count": 1, "names": ["ci"], "created": 1.0, "finished": None,
        "expires": 2.0, "error": None,
        "vms": [{"name": "ci", "step": "reserved", "since": 1.0, "ip": "", "reason": "",

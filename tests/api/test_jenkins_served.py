@@ -17,7 +17,7 @@ from tests.api.test_serve import Server, serve  # noqa: F401 - the fixture
 from tests.support.inis import Ini
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.served,
     pytest.mark.skipif(shutil.which("bash") is None or shutil.which("curl") is None,
                        reason="needs bash and curl"),
 ]

@@ -16,9 +16,10 @@ import pytest
 import requests
 import XenAPI
 
+from tests.support.harness import serve_command
 from tests.support.inis import Ini
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.served
 
 LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 HANDED_OUT = re.compile(r'^dynvm_vms_handed_out_total\{os="centos"\} (\S+)$', re.M)
@@ -66,7 +67,7 @@ def serve(tmp_path: Path) -> Iterator:
         full_env.update(env or {})
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dynvm", "serve", "--bind", "127.0.0.1:0", *args],
+                serve_command("--bind", "127.0.0.1:0", *args),
                 cwd=tmp_path, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from dynvm.config import HostConfig, OsSpec
@@ -36,7 +37,7 @@ def vm(uuid: str, vcpus: int = 8, state: str = "Running", os: str = "centos") ->
                   other_config={"dynvm_os": os}, ips=())
 
 
-def view(h: HostView, vms: list[VmView] = ()) -> PoolView:
+def view(h: HostView, vms: Sequence[VmView] = ()) -> PoolView:
     return PoolView(host_ref=1, hosts=(h,), vms={v.uuid: v for v in vms},
                     templates={"tmpl-cnt7.7": "OpaqueRef:t1", "tmpl-win": "OpaqueRef:t2"},
                     age_secs=0.0)

@@ -29,7 +29,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.served,
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                        reason="needs Debian's chromium and chromedriver: "
                               "sudo apt-get install -y chromium chromium-driver"),
@@ -65,6 +65,7 @@ def _chromium(tmp_path: Path, javascript: bool):
     if not javascript:
         opts.add_experimental_option(
             "prefs", {"profile.managed_default_content_settings.javascript": 2})
+    assert CHROMIUM is not None
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800"):
@@ -246,12 +247,13 @@ def test_dashboard_in_a_browser(tmp_path: Path, slow_farm: Farm, browser) -> Non
         requests.get(base + "/releaseservers/rival", headers=bearer(rival), timeout=60)
 
 
-def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, slow_farm: Farm,
+def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, farm: Farm,
                                                     browser_without_js) -> None:
     from selenium.webdriver.common.by import By
 
     drv = browser_without_js
-    ini = write_ini(tmp_path, slow_farm, extra=auth_section("mutating"))
+    # The usual fast farm: nothing here is watched building.
+    ini = write_ini(tmp_path, farm, extra=auth_section("mutating"))
     admin = make_token(ini, "ops", admin=True)
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
         for name in ("zeta", "alpha"):

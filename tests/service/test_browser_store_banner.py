@@ -20,7 +20,7 @@ from tests.service.test_store_unreadable import Damage
 from tests.support.harness import served, wait_until
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.served,
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                        reason="needs Debian's chromium and chromedriver"),
 ]

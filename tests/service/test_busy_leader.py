@@ -10,6 +10,7 @@ dead, took over and destroyed the VM being built: the client got a 499.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from dynvm.api import create_app
 from dynvm.core.background import Timings
@@ -47,7 +48,7 @@ def test_a_busy_leader_loses_no_vm_and_fails_no_request(tmp_path, farm, clean_fa
         watcher.start()
         assert ca.get(f"/getservers/victim?os=centos&xhostref={slow_ref}").status_code == 200
         farm.set_slow(master.name_label, SLOW_SECS)
-        answers = {}
+        answers: dict[str, Any] = {}
         build = threading.Thread(target=lambda: answers.update(busy=ca.get(
             f"/getservers/busy?os=centos&xhostref={slow_ref}")))
         build.start()

@@ -9,7 +9,7 @@ import requests
 
 from tests.service.conftest import served, write_ini
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.served
 
 
 def test_two_workers_serve_the_whole_life(tmp_path, farm, clean_farm, probe) -> None:

@@ -1,19 +1,24 @@
 """A rolling reboot with --exec on a simulated pool: no VM stops, HA comes back as it was.
 
 The pool: 4 hosts, 48 foreign guests and 12 dynvm VMs (60 running), N+1 but
-not N+2. A watcher polls XAPI through the official client the whole time;
-getservers requests run beside the reboot.
+not N+2. A watcher follows XAPI's event feed through the official client the
+whole time; getservers requests run beside the reboot, one for every step it
+reports. Where a test must catch the run at a given point, it parks it there
+(a reboot that lasts until the test ends it, a build in flight) or moves the
+core's clock, instead of betting on the machine's pace.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +34,7 @@ from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from tests.service.conftest import FAST, write_ini
+from tests.support.clock import SteppedClock
 from tests.support.harness import wait_until
 from tests.support.inis import Ini
 from tests.support.maintenance_pool import (
@@ -42,22 +48,29 @@ HA_CONFIG = {"timeout": "180"}
 
 
 class Watcher:
-    """Polls the pool through XAPI (following the master wherever it is) until stopped."""
+    """Follows the pool through XAPI's event feed (on whichever host is master) until stopped.
+
+    Every change of a VM or a host reaches it as an event, so it sees each
+    move and each reboot without polling the whole pool in a loop.
+    """
 
     def __init__(self, farm: Farm) -> None:
         self.farm = farm
         self.urls = [h.url for h in farm.pools[0].hosts]
         self.session: XenAPI.Session | None = None
-        self.polls = 0
+        self.batches = 0  # answers of event.from that carried changes
         self.not_running: list[tuple[str, str]] = []  # (vm, state) seen during the run
         self.missing: set[str] = set()
         # Hosts in the order they rebooted, once per reboot: xapi stamps
-        # other_config:boot_time on every start, which no poll can miss.
+        # other_config:boot_time on every start.
         self.reboots: list[str] = []
         self._booted: dict[str, str] = {}
         self.expected: dict[str, str] = {}
         self.moves: dict[str, int] = {}  # VM uuid -> times its resident host changed
         self._where: dict[str, str] = {}
+        self._uuid_of: dict[str, str] = {}  # VM ref -> uuid, for deletions
+        self._feed: XenAPI.Session | None = None
+        self._token = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.errors: list[str] = []
@@ -68,7 +81,7 @@ class Watcher:
             try:
                 s.xenapi.login_with_password("root", "xenroot", "1.0", "watcher")
                 return s
-            except Exception:  # noqa: BLE001 - a member, or down: try the next
+            except Exception:  # a member, or down: try the next
                 continue
         raise ConnectionError("no pool master answers")
 
@@ -79,7 +92,7 @@ class Watcher:
                     self.session = self._login()
                 x = self.session.xenapi
                 return x.VM.get_all_records(), x.host.get_all_records()
-            except Exception:  # noqa: BLE001 - master moved or rebooting: find it again
+            except Exception:  # master moved or rebooting: find it again
                 self.session = None
                 time.sleep(0.02)
         raise AssertionError("the pool stopped answering")
@@ -91,40 +104,61 @@ class Watcher:
 
     def start(self, expected: dict[str, str]) -> None:
         self.expected = expected
-        _, hosts = self.records()
-        self._note_boots(hosts)
+        self._feed = self._login()
+        first = self._feed.xenapi.event_from(["vm", "host"], "", 0.0)
+        self._apply(first["events"])
+        self._token = first["token"]
         self._thread.start()
 
-    def _note_boots(self, hosts: dict) -> None:
-        for h in hosts.values():
-            booted = h["other_config"].get("boot_time", "")
-            was = self._booted.setdefault(h["name_label"], booted)
-            if booted != was:
-                self._booted[h["name_label"]] = booted
-                self.reboots.append(h["name_label"])
+    def _apply(self, events: list[dict]) -> None:
+        for ev in events:
+            if ev["class"] == "host":
+                if ev["operation"] != "del":
+                    self._note_boot(ev["snapshot"])
+                continue
+            if ev["class"] != "vm":
+                continue
+            if ev["operation"] == "del":
+                gone = self._uuid_of.pop(ev["ref"], None)
+                if gone in self.expected:
+                    self.missing.add(self.expected[gone])
+                continue
+            r = ev["snapshot"]
+            self._uuid_of[ev["ref"]] = r["uuid"]
+            if r["is_control_domain"] or r["is_a_template"]:
+                continue
+            if r["uuid"] in self.expected and r["power_state"] != "Running":
+                self.not_running.append((self.expected[r["uuid"]], r["power_state"]))
+            if r["power_state"] != "Running":
+                continue  # a VM being shut down and destroyed is not moving
+            was = self._where.get(r["uuid"])
+            if was is not None and was != r["resident_on"]:
+                self.moves[r["uuid"]] = self.moves.get(r["uuid"], 0) + 1
+            self._where[r["uuid"]] = r["resident_on"]
+
+    def _note_boot(self, host: dict) -> None:
+        booted = host["other_config"].get("boot_time", "")
+        was = self._booted.setdefault(host["name_label"], booted)
+        if booted != was:
+            self._booted[host["name_label"]] = booted
+            self.reboots.append(host["name_label"])
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                vms, hosts = self.records()
-                by_uuid = {r["uuid"]: r for r in vms.values()}
-                for r in by_uuid.values():
-                    if r["is_control_domain"] or r["is_a_template"] or \
-                            r["power_state"] != "Running":
-                        continue  # a VM being shut down and destroyed is not moving
-                    was = self._where.get(r["uuid"])
-                    if was is not None and was != r["resident_on"]:
-                        self.moves[r["uuid"]] = self.moves.get(r["uuid"], 0) + 1
-                    self._where[r["uuid"]] = r["resident_on"]
-                for u, name in self.expected.items():
-                    rec = by_uuid.get(u)
-                    if rec is None:
-                        self.missing.add(name)
-                    elif rec["power_state"] != "Running":
-                        self.not_running.append((name, rec["power_state"]))
-                self._note_boots(hosts)
-                self.polls += 1
-        except Exception as exc:  # noqa: BLE001 - reported by the test
+                try:
+                    if self._feed is None:
+                        self._feed = self._login()
+                    got = self._feed.xenapi.event_from(["vm", "host"], self._token, 0.5)
+                except Exception:  # master moved or rebooting: find it again
+                    self._feed = None
+                    self._stop.wait(0.02)
+                    continue
+                if got["events"]:
+                    self.batches += 1
+                self._apply(got["events"])
+                self._token = got["token"]
+        except Exception as exc:  # reported by the test
             self.errors.append(repr(exc))
 
     def stop(self) -> None:
@@ -154,9 +188,13 @@ def ha_state(w: Watcher) -> tuple[bool, dict]:
     return rec["ha_enabled"], rec["ha_configuration"]
 
 
+SPEED = 1000.0  # a reboot takes 0.12 s, a 4 GiB live migration 0.03 s
+PARKED = 1e9  # host_reboot_secs that keeps a rebooting host down until the test ends it
+
+
 @pytest.fixture
 def rfarm() -> Iterator[Farm]:
-    with maintenance_farm() as f:
+    with maintenance_farm(SPEED) as f:
         yield f
 
 
@@ -166,25 +204,91 @@ def ini(tmp_path: Path, rfarm: Farm) -> Path:
 
 
 @pytest.fixture
-def svc(ini: Path) -> Iterator[Dynvm]:
-    with maintenance_service(ini) as s:
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def svc(ini: Path, clock: SteppedClock) -> Iterator[Dynvm]:
+    with maintenance_service(ini, clock=clock) as s:
         yield s
 
 
-def end_when_waited(svc: Dynvm, vms: set[str], seen: list[dict]) -> Callable[[dict], None]:
-    """A progress callback that records each status and, the first time the run waits
-    for leases to end, ends the leases of `vms` (expiry then releases them): the test
-    never bets on the wall clock against the run's pace."""
-    ended = threading.Event()
+@contextmanager
+def reboots_parked(farm: Farm) -> Iterator[None]:
+    """Rebooting hosts stay down until the block ends (the farm re-reads the time)."""
+    normal = farm.timing.host_reboot_secs
+    farm.timing.host_reboot_secs = PARKED
+    try:
+        yield
+    finally:
+        farm.timing.host_reboot_secs = normal
+
+
+def end_when_waited(svc: Dynvm, vms: set[str], seen: list[dict],
+                    clock: SteppedClock | None = None) -> Callable[[dict], None]:
+    """A progress callback that records each status and, each time the run starts to
+    wait for leases to end, ends the leases of `vms` and waits until expiry has released
+    them; with `clock`, it then moves the clock past the drain timeout, so what is left
+    is moved at once. The run waits while the callback runs: the test never bets on
+    the wall clock against the run's pace."""
+    waits: set[str] = set()
 
     def progress(st: dict) -> None:
         seen.append(dict(st))
-        if not ended.is_set() and any("lease(s) to end" in e for e in st.get("events", [])):
-            ended.set()
-            for u in vms:
-                svc.ctx.store.update_lease(u, expires=time.time() - 1)
+        if st.get("step") != "drain" or st.get("host_name") in waits:
+            return
+        waits.add(st.get("host_name", ""))
+        for u in vms:
+            if svc.ctx.store.get_lease(u) is not None:
+                svc.ctx.store.update_lease(u, expires=svc.ctx.clock() - 1)
+        wait_until(lambda: not [u for u in vms if svc.ctx.store.get_lease(u) is not None],
+                   timeout=60, what="expiry to release the ended leases")
+        if clock is not None:
+            clock.advance(Options().drain_timeout + 1)
 
     return progress
+
+
+class SideTraffic:
+    """One getservers (then its release) for every step the run reports, beside the run:
+    each must succeed, never on a host in maintenance."""
+
+    def __init__(self, svc: Dynvm) -> None:
+        self.svc = svc
+        self.outcomes: list[str] = []
+        self._steps: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._last: tuple[str, str] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def progress(self, st: dict) -> None:
+        step = (str(st.get("host_name")), str(st.get("step")))
+        if step != self._last:
+            self._last = step
+            self._steps.put(step)
+
+    def _run(self) -> None:
+        n = 0
+        while self._steps.get() is not None:
+            n += 1
+            name = f"side{n}x"
+            store = self.svc.ctx.store
+            try:
+                blocked_before = S.placement_blocked(store)
+                got = self.svc.get_servers(ServersRequest(name=name, count=1))
+                lease = store.get_lease(got.servers[0].vm_uuid)
+                blocked_after = S.placement_blocked(store)
+                key = host_key(1, lease.host_uuid) if lease else ""
+                self.outcomes.append("placed in maintenance" if key in blocked_before
+                                     and key in blocked_after else "ok")
+                release_names(self.svc.ctx, [name], reason="test")
+            except Exception as exc:  # counted as a failure
+                self.outcomes.append(f"failed: {exc!r}")
+
+    def stop(self) -> None:
+        self._steps.put(None)
+        self._thread.join(60)
 
 
 def sixty_running(svc: Dynvm, w: Watcher) -> dict[str, str]:
@@ -204,41 +308,22 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
     on_master = {u for u, r in w.guests().items() if r["resident_on"] == master_ref}
     assert 0 < len(on_master) < 60
 
-    # getservers beside the reboot: each must succeed, never on a host in maintenance.
-    stop = threading.Event()
-    outcomes: list[str] = []
-
-    def traffic() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            name = f"side{n}x"
-            try:
-                blocked_before = S.placement_blocked(svc.ctx.store)
-                got = svc.get_servers(ServersRequest(name=name, count=1))
-                lease = svc.ctx.store.get_lease(got.servers[0].vm_uuid)
-                blocked_after = S.placement_blocked(svc.ctx.store)
-                key = host_key(1, lease.host_uuid) if lease else ""
-                outcomes.append("placed in maintenance" if key in blocked_before
-                                and key in blocked_after else "ok")
-                release_names(svc.ctx, [name], reason="test")
-            except Exception as exc:  # noqa: BLE001 - counted as a failure
-                outcomes.append(f"failed: {exc!r}")
-
-    side = threading.Thread(target=traffic, daemon=True)
     w.start(expected)
-    side.start()
+    side = SideTraffic(svc)
     seen: list[dict] = []
+
+    def progress(status: dict) -> None:
+        seen.append(dict(status))
+        side.progress(status)
+
     try:
-        plan = rolling_reboot(svc, 1, Options(execute=True, parallel=5, poll=0.02),
-                              lambda status: seen.append(dict(status)))
+        plan = rolling_reboot(svc, 1, Options(execute=True, parallel=5, poll=0.02), progress)
     finally:
-        stop.set()
-        side.join(60)
+        side.stop()
         w.stop()
 
     assert not w.errors
-    assert w.polls > 10
+    assert w.batches > 10
     assert w.not_running == [] and w.missing == set()
     assert w.reboots[0] == master
     # The master's VMs move twice (no host is rebooted before it); the others once.
@@ -250,7 +335,8 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
     assert all(r["power_state"] == "Running" for r in final.values())
     enabled, config = ha_state(w)
     assert enabled and config.get("timeout") == "180"
-    assert outcomes and [o for o in outcomes if o != "ok"] == []
+    assert len(side.outcomes) >= 4 * 7  # every step of every host
+    assert [o for o in side.outcomes if o != "ok"] == []
     status = S.get_status(svc.ctx.store, 1)
     assert status is not None and status["state"] == "done"
     assert len(status["hosts_done"]) == 4
@@ -269,19 +355,22 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     cmd = [sys.executable, "-m", "dynvm", "maintenance", "reboot", "--config", str(ini), "1",
            "--exec", "--lock-ttl", "2", "--reboot-timeout", "120"]
     w.start(expected)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        wait_until(lambda: len((S.get_status(svc.ctx.store, 1) or {}).get("hosts_done", []))
-                   >= 1, timeout=120, what="the first host to be done")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+    first = rfarm.pools[0].master.name_label
+    with reboots_parked(rfarm):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            # Killed while it waits for the master to come back: HA off, the host disabled.
+            wait_until(lambda: (S.get_status(svc.ctx.store, 1) or {}).get("step") == "wait",
+                       timeout=120, what="the run to wait for the first host's reboot")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
     # Reported cleanly: interrupted, with HA off said out loud, once the lock lapses.
     status = wait_until(lambda: (S.all_status(svc.ctx.store, [1]).get(1) or {}).get("state")
                         == "interrupted" and S.all_status(svc.ctx.store, [1])[1],
                         timeout=30, what="the run to show as interrupted")
-    assert status["ha_off"] is True and status["hosts_done"]
+    assert status["ha_off"] is True and status["host_name"] == first
     health = svc.health()
     assert health["maintenance"]["1"]["state"] == "interrupted"
     assert "HA of xenhost1 is OFF" in health["maintenance"]["1"]["warning"]
@@ -301,6 +390,7 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     enabled, config = ha_state(w)
     assert enabled and config.get("timeout") == "180"
     assert sorted(set(w.reboots)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
+    assert w.reboots.count(first) == 1  # the resumed run waited for it, did not reboot it again
     assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
 
 
@@ -370,14 +460,16 @@ def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
     client = create_app(service=svc).test_client()
     w.start(expected)
     try:
-        started = client.post("/maintenance/1", json={"execute": True, "parallel": 3})
-        assert started.status_code == 202, started.get_data(as_text=True)
-        assert started.get_json()["plan"]["hosts"][0]["host"] == rfarm.pools[0].master.name_label
-        seen = wait_until(lambda: client.get("/health").get_json()["maintenance"].get("1"),
-                          timeout=30, what="the run on /health")
-        assert seen["run"] and seen["order"][0] == rfarm.pools[0].master.name_label
-        again = client.post("/maintenance/1", json={"execute": True})
-        assert again.status_code == 409 and "already running" in again.get_json()["error"]
+        with reboots_parked(rfarm):  # still running when the second request comes
+            started = client.post("/maintenance/1", json={"execute": True, "parallel": 3})
+            assert started.status_code == 202, started.get_data(as_text=True)
+            assert started.get_json()["plan"]["hosts"][0]["host"] == \
+                rfarm.pools[0].master.name_label
+            seen = wait_until(lambda: client.get("/health").get_json()["maintenance"].get("1"),
+                              timeout=30, what="the run on /health")
+            assert seen["run"] and seen["order"][0] == rfarm.pools[0].master.name_label
+            again = client.post("/maintenance/1", json={"execute": True})
+            assert again.status_code == 409 and "already running" in again.get_json()["error"]
         wait_until(lambda: client.get("/maintenance").get_json()["1"]["state"] == "done",
                    timeout=240, what="the run to finish")
     finally:
@@ -422,21 +514,22 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
     assert enabled and config.get("timeout") == "180"
 
 
-def test_drain_strategy_waits_for_leases_then_moves_what_is_left(svc: Dynvm, rfarm: Farm) -> None:
+def test_drain_strategy_waits_for_leases_then_moves_what_is_left(
+        svc: Dynvm, rfarm: Farm, clock: SteppedClock) -> None:
     svc.get_servers(ServersRequest(name="brief", count=2))
     svc.get_servers(ServersRequest(name="stays", count=2))
     brief = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("brief")}
     stays = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("stays")}
     for u in brief:  # would outlast the test on their own
-        svc.ctx.store.update_lease(u, expires=time.time() + 300)
+        svc.ctx.store.update_lease(u, expires=clock() + 300)
     w = Watcher(rfarm)
     w.start({})
     seen: list[dict] = []
     try:
-        # The brief leases end at the first wait (expiry releases them well within the
-        # drain timeout); "stays" outlasts it and is moved.
-        rolling_reboot(svc, 1, Options(execute=True, strategy="drain", drain_timeout=8,
-                                       poll=0.02), end_when_waited(svc, brief, seen))
+        # The brief leases end at the first wait; "stays" outlasts the drain timeout
+        # (the clock is moved past it once the brief ones are gone) and is moved.
+        rolling_reboot(svc, 1, Options(execute=True, strategy="drain", poll=0.02),
+                       end_when_waited(svc, brief, seen, clock))
     finally:
         w.stop()
     events = {e for st in seen for e in st.get("events", [])}
@@ -445,6 +538,7 @@ def test_drain_strategy_waits_for_leases_then_moves_what_is_left(svc: Dynvm, rfa
     guests = w.guests()
     assert not brief & set(guests)
     assert stays <= set(guests) and all(guests[u]["power_state"] == "Running" for u in stays)
+    assert all(w.moves.get(u, 0) >= 1 for u in stays)
     assert not w.errors
     assert S.get_status(svc.ctx.store, 1)["state"] == "done"
     from dynvm.core.release import release_lease

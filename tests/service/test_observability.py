@@ -24,7 +24,7 @@ from dynvm.runtime.logs import JsonFormatter, dict_config
 from tests.service.conftest import FarmProbe, write_ini
 from tests.support.harness import served, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.served
 
 
 def _families(text: str) -> dict:

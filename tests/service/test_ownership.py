@@ -12,11 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 from dynvm.api import create_app
 from dynvm.core.background import Timings
 from dynvm.core.ports import TAG_DEPLOYMENT
 from dynvm.core.service import Dynvm
+from dynvm.core.store import Store
 from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FarmProbe, wait_until, write_ini
 
@@ -288,7 +290,7 @@ def test_a_vm_completed_after_the_lease_snapshot_is_never_destroyed(tmp_path, fa
                 return [dataclasses.replace(x, state=LEASE_PROVISIONING)
                         if x.vm_uuid == lease.vm_uuid else x for x in real.leases(**kw)]
 
-        svc.ctx.store = StaleLeases()
+        svc.ctx.store = cast(Store, StaleLeases())
         try:
             assert Reconciler(svc.ctx, orphan_grace=0.0).run()["vms"] == 0
         finally:

@@ -20,7 +20,7 @@ from tests.service.conftest import dynvm_on, served, write_ini
 from tests.support.harness import not_private
 from tests.support.inis import Ini
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.served
 
 
 def test_served_service_creates_only_private_files(tmp_path: Path, farm, clean_farm) -> None:

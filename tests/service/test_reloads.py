@@ -17,9 +17,9 @@ import requests
 from dynvm.runtime.serving import quit_once
 from dynvm.sim import Farm
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
-from tests.support.harness import not_private
+from tests.support.harness import not_private, serve_command
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.served
 
 CLIENTS = 16
 
@@ -153,8 +153,7 @@ def embedded(tmp_path: Path) -> Iterator:
         env.update(TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dynvm", "serve", "--bind", "127.0.0.1:0",
-                 "--workers", "2", "--sim-speed", "200"],
+                serve_command("--bind", "127.0.0.1:0", "--workers", "2", "--sim-speed", "200"),
                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, umask=umask)
         started.append(proc)
@@ -211,13 +210,19 @@ def test_stale_farm_of_an_earlier_run_is_stopped(embedded, tmp_path) -> None:
         [sys.executable, "-m", "dynvm.sim.runner", "--hosts", "1", "--speed", "200",
          "--ini-out", str(state / "stale.ini"), "--port-base", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    # Its parent is gone in real life, so init reaps it the moment it exits; here the
+    # test is its parent and must do that itself, or it lingers as a zombie that
+    # `dynvm serve` can only wait out.
+    reaper = threading.Thread(target=stale.wait, daemon=True)
+    reaper.start()
     try:
         wait_until(lambda: (state / "stale.ini").exists(), timeout=60, what="the stale farm")
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
         (state / "embedded-farm.pid").write_text(f"{stale.pid} {dead.pid}\n")
         proc, farm_pid, log = embedded("serve.log")
-        assert stale.wait(timeout=30) is not None
+        reaper.join(timeout=30)
+        assert stale.poll() is not None
         assert farm_pid != stale.pid
         assert f"stale embedded farm (pid {stale.pid})" in log.read_text()
         assert alive(farm_pid)

@@ -13,13 +13,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
+from flask.testing import FlaskClient
 
 from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
@@ -27,6 +27,7 @@ from dynvm.sim import Farm
 from dynvm.sim.farmgen import dhcp_range
 from dynvm.sim.faults import FailRule
 from tests.service.conftest import FAST, FarmProbe, free_port, wait_until, write_ini
+from tests.support.harness import serve_command
 from tests.support.inis import Ini
 
 SEED_INI = Path(__file__).parents[1] / "fixtures" / "seed" / ".dynvmservice.ini"
@@ -34,7 +35,7 @@ GUEST_LOGIN = {"vm.linux.username": "root", "vm.linux.password": "dynvm"}  # wha
 
 
 @contextmanager
-def serving(ini: Path) -> Iterator[tuple[Dynvm, object]]:
+def serving(ini: Path) -> Iterator[tuple[Dynvm, FlaskClient]]:
     from dynvm.api import create_app
 
     svc = build_service(str(ini), timings=FAST)
@@ -82,7 +83,7 @@ def test_seed_ini_serves(seed_client) -> None:
     assert r.status_code == 200 and json.loads(r.text) == ["seedjob1", "seedjob2"]
 
 
-@pytest.mark.slow
+@pytest.mark.served
 def test_seed_ini_served_by_dynvm_serve(tmp_path: Path, farm: Farm, ssh_port: int) -> None:
     """`dynvm serve --config .dynvmservice.ini`, under gunicorn, as an operator would run it."""
     ini = seed_ini_for(farm, tmp_path, ssh_port)
@@ -90,8 +91,7 @@ def test_seed_ini_served_by_dynvm_serve(tmp_path: Path, farm: Farm, ssh_port: in
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dynvm", "serve", "--config", str(ini), "--bind",
-             f"127.0.0.1:{port}", "--workers", "1"],
+            serve_command("--config", str(ini), "--bind", f"127.0.0.1:{port}", "--workers", "1"),
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
 

@@ -17,7 +17,7 @@ from dynvm.store.factory import open_store
 from tests.service.conftest import SPEED, FarmProbe, served, wait_until, write_ini
 from tests.support.inis import Ini
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.served
 
 CAP = 5  # per host: two standalone hosts give room for exactly 10
 

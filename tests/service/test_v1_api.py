@@ -80,7 +80,7 @@ def test_request_answers_202_and_steps_advance(api, svc, tok) -> None:
     def spy(request_id: str, name: str, entry: dict) -> None:  # watch every step noted
         seen[name].append(entry["step"])
         real(request_id, name, entry)
-    svc.ctx.store.note_request_vm = spy  # type: ignore[method-assign]
+    svc.ctx.store.note_request_vm = spy
     h = bearer(tok["team-a"])
     r = api.post("/api/v1/requests", json={"os": "centos", "count": 3, "name": "st"}, headers=h)
     assert r.status_code == 202, r.json

@@ -17,7 +17,7 @@ from dynvm.core import tokens
 from dynvm.store.sqlite import SqliteStore
 from tests.service.conftest import served, wait_until, write_ini
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.served
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -75,8 +75,8 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
         assert cap.exit_code == 0 and "centos" in cap.output
         hist = runner.invoke(main, ["history", "--os", "centos"], env=env)
         assert hist.exit_code == 0 and hist.output.count("deleted") == 3
-        r = requests.get(f"{base}/getavailablecount/centos?token={secret}&x=1", timeout=30)
-        assert r.status_code == 200
+        plain = requests.get(f"{base}/getavailablecount/centos?token={secret}&x=1", timeout=30)
+        assert plain.status_code == 200
 
         def logged() -> str | None:
             text = (tmp_path / "serve.log").read_text()

@@ -57,7 +57,7 @@ def session(farm: Farm) -> Iterator[XenAPI.Session]:
     yield s
     try:
         s.xenapi.session.logout()
-    except Exception:  # noqa: BLE001 - the test may have killed the session on purpose
+    except Exception:  # the test may have killed the session on purpose
         pass
 
 

@@ -4,7 +4,6 @@ host-local logins, and pool-level host operations."""
 from __future__ import annotations
 
 import time
-import xmlrpc.client
 from typing import Any
 
 import pytest
@@ -130,6 +129,6 @@ def test_ha_enable_disable_errors(farm: Farm, x: Any) -> None:
         assert info.value.details == ["HA_IS_ENABLED"]
     x.pool.disable_ha()
     assert x.pool.get_ha_enabled(pool) is False
-    raw = xmlrpc.client.ServerProxy(farm.pools[0].master.url)
-    assert raw.pool.ha_enable(raw_login(farm.pools[0].master.url), [], {})[
+    url = farm.pools[0].master.url
+    assert raw_call(url, "pool.ha_enable", raw_login(url), [], {})[
         "ErrorDescription"][0] == "MESSAGE_METHOD_UNKNOWN"

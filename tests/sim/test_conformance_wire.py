@@ -30,7 +30,7 @@ def failure_of(fn: Any, *args: Any) -> list[str]:
 
 def post(url: str, path: str, body: bytes) -> tuple[int, bytes]:
     u = urlparse(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
     try:
         conn.request("POST", path, body, {"Content-Type": "text/xml"})
         resp = conn.getresponse()

@@ -43,8 +43,8 @@ def load(name: str) -> dm.Tables:
 
 def raw_rows(name: str, table: str) -> dict[str, dict[str, str]]:
     root = ET.parse(DB_DIR / name).getroot()
-    return {r.get("ref"): dict(r.attrib) for t in root.iter("table") if t.get("name") == table
-            for r in t.iter("row")}
+    return {r.get("ref", ""): dict(r.attrib) for t in root.iter("table")
+            if t.get("name") == table for r in t.iter("row")}
 
 
 def test_readme_lists_every_file():

@@ -197,7 +197,7 @@ def test_running_guests(pool):
         assert not any(lo <= ip <= hi for lo, hi in ranges), "pre-existing guests must not use DHCP leases"
 
 
-def test_dhcp_ranges_distinct_and_in_loopback():
+def test_dhcp_ranges_distinct_and_in_loopback() -> None:
     pools = [generate_pool(f"pool{i + 1}", 1, 0, pool_index=i) for i in range(4)]
     seen: list[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]] = []
     loopback = ipaddress.IPv4Network("127.0.0.0/8")

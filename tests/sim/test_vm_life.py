@@ -4,6 +4,7 @@ shut down, destroy with its disks; the host and SR end as they started."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -17,6 +18,13 @@ from .conftest import fast_timing, login, wait_for
 def wait_task(x: Any, task: str, timeout: float = 10.0) -> dict[str, Any]:
     wait_for(lambda: x.task.get_status(task) != "pending", timeout)
     return x.task.get_record(task)
+
+
+def guest_ip(x: Any, vm: str) -> str | None:
+    """The guest's first address, once it has guest metrics and an address."""
+    metrics = x.VM.get_guest_metrics(vm)
+    return None if metrics == "OpaqueRef:NULL" else x.VM_guest_metrics.get_networks(
+        metrics).get("0/ip")
 
 
 def point_disks_at(x: Any, vm: str, sr_uuid: str) -> None:
@@ -116,9 +124,7 @@ def test_lease_is_given_back_and_reused() -> None:
                           "other_config": {}, "qos_algorithm_type": "",
                           "qos_algorithm_params": {}})
             x.VM.start(vm, False, False)
-            ips.append(wait_for(lambda vm=vm: x.VM.get_guest_metrics(vm) != "OpaqueRef:NULL"
-                                and x.VM_guest_metrics.get_networks(
-                                    x.VM.get_guest_metrics(vm)).get("0/ip"), timeout=60))
+            ips.append(wait_for(functools.partial(guest_ip, x, vm), timeout=60))
             x.VM.hard_shutdown(vm)
             x.VM.destroy(vm)
         assert ips[0] == ips[1]

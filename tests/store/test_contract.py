@@ -201,7 +201,7 @@ def test_settle_reservation(store: Store) -> None:
     store.reserve("1/a", [a, b], capped(5))
     store.settle_reservation(a.id, vm_uuid="vm-a", settle_secs=30)
     got = {r.id: r for r in store.reservations("1/a")}
-    assert got[a.id].vm_uuid == "vm-a" and got[a.id].settle_until > time.time() + 20
+    assert got[a.id].vm_uuid == "vm-a" and (got[a.id].settle_until or 0.0) > time.time() + 20
     # settle_until, not the original expiry, now decides.
     wait_until(lambda: time.time() > a.expires, timeout=30, what="the original expiry")
     assert a.id in {r.id for r in store.reservations("1/a")}

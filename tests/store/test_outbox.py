@@ -231,6 +231,7 @@ def test_open_store_couchbase_is_lazy_and_reports_outage(tmp_path) -> None:
                                                 username="u", password="p"))
     store = open_store(cfg)  # no connection attempt yet
     assert isinstance(store.primary, CouchbaseStore)
+    assert cfg.couchbase is not None
     store.primary = CouchbaseStore.connect(cfg.couchbase, connect_secs=1.0)
     with pytest.raises(StoreUnavailable):
         store.ping()

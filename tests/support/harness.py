@@ -15,6 +15,20 @@ from pathlib import Path
 
 import requests
 
+# Whether the test running now may start `dynvm serve` (gunicorn): tests/conftest.py sets
+# it from the test's `served` mark before each test. `make test-fast` leaves served tests
+# out, so one that serves without the mark fails here instead of slowing it down
+# unnoticed. None outside pytest (the benchmarks).
+may_serve: bool | None = None
+
+
+def serve_command(*args: str) -> list[str]:
+    """`python -m dynvm serve ARGS`, for a test marked `served` (or a benchmark)."""
+    if may_serve is False:
+        raise AssertionError("this test starts `dynvm serve` (gunicorn): "
+                             "mark it @pytest.mark.served")
+    return [sys.executable, "-m", "dynvm", "serve", *args]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -52,9 +66,9 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
     `env` adds to the environment; `umask` (-1: inherited) is the process's umask.
     """
     port = free_port()
-    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
-    cmd = [sys.executable, "-m", "dynvm", "serve", "--config", str(ini),
-           "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    out = open(log, "w") if log else subprocess.DEVNULL
+    cmd = serve_command("--config", str(ini), "--bind", f"127.0.0.1:{port}",
+                        "--workers", str(workers))
     if threads:
         cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,

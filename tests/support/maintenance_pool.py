@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.release import release_lease
 from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
@@ -64,9 +65,9 @@ def maintenance_pool(name: str = "pool1", hosts: int = 4, vms_per_host: int = 12
 
 
 @contextmanager
-def maintenance_farm() -> Iterator[Farm]:
+def maintenance_farm(speed: float = SPEED) -> Iterator[Farm]:
     """The maintenance pool, served over XML-RPC, stopped afterwards."""
-    f = Farm([("pool1", maintenance_pool())], speed=SPEED).start()
+    f = Farm([("pool1", maintenance_pool())], speed=speed).start()
     try:
         yield f
     finally:
@@ -79,10 +80,11 @@ def maintenance_ini(tmp_path: Path, farm: Farm) -> Path:
 
 
 @contextmanager
-def maintenance_service(ini: Path, release_leases: bool = False) -> Iterator[Dynvm]:
+def maintenance_service(ini: Path, release_leases: bool = False,
+                        clock: Clock = SYSTEM) -> Iterator[Dynvm]:
     """dynvm on `ini`; with `release_leases`, what it handed out is released afterwards
     (a farm shared by several tests starts each one empty of dynvm's VMs)."""
-    s = build_service(str(ini), timings=FAST)
+    s = build_service(str(ini), timings=FAST, clock=clock)
     try:
         yield s
     finally:

@@ -108,7 +108,7 @@ def test_builds_in_parallel(fresh_client: XenPoolClient, truth: XenAPI.Session) 
             vm = c.build(s)
             uuids.append(vm.uuid)
             results[s.name] = c.wait_ready(vm.uuid, windows=False, timeout=15)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(s,)) for s in specs]
@@ -339,7 +339,7 @@ def test_cancel_during_a_task_leaves_nothing(slow_farm: Farm) -> None:
         def run() -> None:
             try:
                 c.build(sp, cancel)
-            except BaseException as exc:  # noqa: BLE001 - asserted below
+            except BaseException as exc:  # asserted below
                 errors.append(exc)
 
         t = threading.Thread(target=run)

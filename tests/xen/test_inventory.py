@@ -224,7 +224,7 @@ def test_a_snapshot_keeps_its_generation_while_the_copy_moves_on(
         snap = inv.snapshot()
         assert snap.tables["vm"][vm]["name_label"] == "snapshot-probe"
         with pytest.raises(TypeError):
-            snap.tables["vm"][vm] = {}  # type: ignore[index]  # read-only
+            snap.tables["vm"][vm] = {}  # read-only
         x.VM.set_name_label(vm, "renamed")
         wait_until(lambda: (inv.record("vm", vm) or {}).get("name_label") == "renamed",
                    timeout=30)

@@ -30,7 +30,7 @@ def test_sessions_are_reused_across_threads(fresh_farm: Farm) -> None:
                 hosts = pool.call("host.get_all")
                 with lock:
                     results.append(len(hosts))
-            except BaseException as exc:  # noqa: BLE001 - collected for the assert
+            except BaseException as exc:  # collected for the assert
                 errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(7 if i < 2 else 6,)) for i in range(8)]

@@ -1,0 +1,13 @@
+"""Suite-wide hooks: a test that starts `dynvm serve` must say so with its `served` mark."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import harness
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture of the test is set up: a module fixture may be the one that serves.
+    harness.may_serve = item.get_closest_marker("served") is not None
