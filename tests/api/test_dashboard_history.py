@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ def _couchbase_pair(tmp_path) -> tuple[Store, Store]:
 
 
 @pytest.fixture(params=[_sqlite_pair, _couchbase_pair], ids=["sqlite", "couchbase-standin"])
-def two_workers(request: pytest.FixtureRequest, tmp_path) -> tuple[Store, Store]:
+def two_workers(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[Store, Store]]:
     """Two store clients on one backend, as two gunicorn workers hold them."""
     make: Callable[..., tuple[Store, Store]] = request.param
     mine, other = make(tmp_path)
@@ -54,7 +55,7 @@ def _names(docs: list[dict]) -> list[str]:
 def test_a_write_by_another_worker_is_seen_at_once(two_workers) -> None:
     mine, other = two_workers
     memo = _HistoryMemo()
-    svc = _Reads(mine)
+    svc: Any = _Reads(mine)  # all the memo reads of a service
     other.put_history("u1", {"name": "job1", "created_time": 100.0, "state": "available"})
     assert _names(memo.docs(svc)) == ["job1"]
 
@@ -67,13 +68,18 @@ def test_a_write_by_another_worker_is_seen_at_once(two_workers) -> None:
 def test_unchanged_history_is_not_read_again(two_workers) -> None:
     mine, other = two_workers
     memo = _HistoryMemo()
-    svc = _Reads(mine)
+    svc: Any = _Reads(mine)  # all the memo reads of a service
     other.put_history("u1", {"name": "job1", "created_time": 100.0})
     docs = memo.docs(svc)
     other.put_lease(make_lease("job1"))  # another subject: the history itself did not change
     assert memo.docs(svc) is docs
-    calls = []
-    assert memo.derived(docs, "n", lambda d: calls.append(1) or len(d)) == 1
-    assert memo.derived(memo.docs(svc), "n", lambda d: calls.append(1) or len(d)) == 1
+    calls: list[int] = []
+
+    def count(d: list[dict]) -> int:
+        calls.append(1)
+        return len(d)
+
+    assert memo.derived(docs, "n", count) == 1
+    assert memo.derived(memo.docs(svc), "n", count) == 1
     assert calls == [1]  # derived once per read of the history
 

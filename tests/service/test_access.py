@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -47,7 +48,7 @@ def build(api: FlaskClient, secret: str, name: str, count: int) -> list[str]:
     r = api.get(f"/getservers/{name}?os=centos&count={count}&format=detailed",
                 headers=bearer(secret))
     assert r.status_code == 200, r.text
-    return sorted(r.json)
+    return sorted(r.json or [])
 
 
 def leases(svc: Dynvm) -> dict[str, tuple[str, float]]:
@@ -70,7 +71,9 @@ def test_another_teams_token_cannot_touch_a_teams_vms(api, svc, tok, probe: Farm
     assert set(before) == {"tav1", "tav2", "tav3", "tbv1", "tbv2"}
     vms = {r["uuid"] for r in probe.vms_named("t")}
     for url in BYPASSES:
-        for how in ({"headers": bearer(tok[OTHER])}, {"query": f"token={tok[OTHER]}"}):
+        hows: list[dict[str, Any]] = [{"headers": bearer(tok[OTHER])},
+                                      {"query": f"token={tok[OTHER]}"}]
+        for how in hows:
             full = url + (("&" if "?" in url else "?") + how["query"] if "query" in how else "")
             r = api.get(full, headers=how.get("headers", {}))
             assert r.status_code == 403, (url, r.status_code, r.text)

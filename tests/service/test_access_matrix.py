@@ -74,7 +74,7 @@ def routes(app: Flask) -> list[tuple[str, str, str]]:
             missing = rule.arguments - set(ARGS) - set(special.get("args", {}))
             assert not missing, f"{rule.rule}: add a sample value for {missing} to ARGS"
             values = {k: ARGS.get(k) for k in rule.arguments} | special.get("args", {})
-            url = rule.build(values, append_unknown=False)[1]  # type: ignore[index]
+            url = rule.build(values, append_unknown=False)[1]
             if "query" in special:
                 url += "?" + special["query"]
             out.append((rule.endpoint, method, url))
