@@ -1,4 +1,8 @@
-"""`pools=` documents in the seed's static-pool bucket (the `static.*` keys), keyed by IP."""
+"""`pools=` documents in the seed's static-pool bucket (the `static.*` keys), keyed by IP.
+
+Not a subject of the store: another cluster or bucket, read by the seed's
+static server pool manager (see `dynvm.store.static_pool`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from couchbase.exceptions import CasMismatchException, DocumentNotFoundException
 from couchbase.options import RemoveOptions
 
 from dynvm.config import CouchbaseConfig, StaticPoolConfig
-from dynvm.store.couchbase import CollectionLike, _real_collection
+from dynvm.store.couchbase.kv import CollectionLike, real_collection
 
 RECONNECT_SECS = 30.0  # after a failed connect to the static pools' cluster
 
@@ -35,7 +39,7 @@ class CouchbaseStaticPools:
     def connect(cls, cfg: StaticPoolConfig) -> CouchbaseStaticPools:
         cb = CouchbaseConfig(server=cfg.server, bucket=cfg.bucket, username=cfg.username,
                              password=cfg.password)
-        return cls(factory=lambda: _real_collection(cb, 5.0, 2.5))
+        return cls(factory=lambda: real_collection(cb, 5.0, 2.5))
 
     def _collection(self) -> CollectionLike:
         """Connect on first use; after a failed connect, fail fast for `retry_secs`.
