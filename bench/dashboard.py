@@ -42,7 +42,7 @@ def seed_history(ini: Path, docs: int) -> None:
         for i in range(docs):
             created = now - rnd.uniform(0, 14 * 86400)
             live = rnd.uniform(60, 6 * 3600)
-            store.put_history(f"bench-{i:05d}", {
+            store.history.put(f"bench-{i:05d}", {
                 "name": f"hist{i}", "username": f"job{i % 40}", "os": rnd.choice(
                     ["centos", "centos7", "debian10"]), "state": "deleted",
                 "ipaddr": f"10.9.{i // 250}.{i % 250}", "origin": "bench", "xhostref": 1 + i % 4,

@@ -68,7 +68,7 @@ def provisioning(mode: str, speed: float, checkouts: int, work: Path) -> dict:
             requests.get(f"{base}/getavailablecount/{WARM_OS}", timeout=60)
 
             def ready() -> int:
-                return len(store.leases(state=LEASE_READY, os=WARM_OS))
+                return len(store.leases.find(state=LEASE_READY, os=WARM_OS))
 
             if mode == "on":
                 wait_until(lambda: ready() >= 4, timeout=600, what="the warm pool to fill")
@@ -79,7 +79,7 @@ def provisioning(mode: str, speed: float, checkouts: int, work: Path) -> dict:
                 secs, r = timed_get(f"{base}/getservers/warm{i}?os={WARM_OS}&format=detailed")
                 if r.status_code != 200:
                     raise RuntimeError(f"warm checkout failed: {r.status_code} {r.text}")
-                doc = next(d for d in store.history() if d.get("name") == f"warm{i}"
+                doc = next(d for d in store.history.recent() if d.get("name") == f"warm{i}"
                            and d.get("state") == "available")
                 served_warm += bool(doc.get("from_warm_pool"))
                 warm_times.append(secs if doc.get("from_warm_pool") else secs * speed)

@@ -188,7 +188,7 @@ def _store_gauges(svc: Dynvm) -> Iterator[Any]:
     try:
         store.ping()
         up.add_metric([], 1)
-        holder = store.lock_holder(LEADER_LOCK)
+        holder = store.locks.holder(LEADER_LOCK)
         if holder:
             leader.add_metric([holder], 1)
     except StoreError:

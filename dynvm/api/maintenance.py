@@ -132,7 +132,7 @@ def reboot(ref: int) -> Response:
         return _error("refused", 409, problems=plan.problems, plan=plan.to_dict())
     if not opts.execute:
         return _json({"executed": False, "plan": plan.to_dict()})
-    holder = svc.ctx.store.lock_holder(S.lock_name(ref))
+    holder = svc.ctx.store.locks.holder(S.lock_name(ref))
     if holder is not None:
         return _error(f"a maintenance run of xenhost{ref} is already running", 409,
                       held_by=holder)
@@ -159,5 +159,5 @@ def reboot(ref: int) -> Response:
             worker.join(0.01)
     if not (box and box[0].locked.is_set()):
         return _error(failed[0] if failed else "the run did not start", 409,
-                      held_by=svc.ctx.store.lock_holder(S.lock_name(ref)))
+                      held_by=svc.ctx.store.locks.holder(S.lock_name(ref)))
     return _json({"executed": True, "plan": plan.to_dict(), "status": "/maintenance"}, 202)

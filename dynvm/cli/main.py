@@ -350,7 +350,7 @@ def _deployment_of(store_cfg: Any) -> str:
     try:
         store = open_backend(store_cfg)
         try:
-            return store.deployment_id(None) or later
+            return store.documents.deployment_id(None) or later
         finally:
             store.close()
     except StoreError as exc:

@@ -75,7 +75,7 @@ def list_tokens(config_path: str | None) -> None:
     """Tokens (never their secrets)."""
     store = _store(config_path)
     try:
-        rows = store.tokens()
+        rows = store.tokens.all()
     finally:
         store.close()
     now = time.time()
@@ -94,7 +94,7 @@ def revoke(token_id: str, config_path: str | None) -> None:
     """Revoke a token by its id (from `token list`)."""
     store = _store(config_path)
     try:
-        ok = store.revoke_token(token_id, time.time())
+        ok = store.tokens.revoke(token_id, time.time())
     finally:
         store.close()
     if not ok:

@@ -116,7 +116,7 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
     try:
         if req.name is not None:  # generated names are unique; chosen ones are claimed
             _claim_names(ctx, run, ttl)
-        ctx.store.put_request(record)
+        ctx.store.requests.put(record)
         _reserve(ctx, cfg, run, ttl)
     except StoreUnavailable as exc:
         _abandon(ctx, run, "the state store is unreachable")
@@ -133,10 +133,10 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
 
 def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
     for n in run.names:
-        if not ctx.store.acquire_lock(NAME_LOCK + n, run.record.id, ttl):
+        if not ctx.store.locks.acquire(NAME_LOCK + n, run.record.id, ttl):
             raise NameInUse(f"VM {n} is being created by another request")
         run.held_names.append(n)
-    taken = [lease.name for n in run.names for lease in ctx.store.leases(name=n)
+    taken = [lease.name for n in run.names for lease in ctx.store.leases.find(name=n)
              if lease.state not in (LEASE_READY, LEASE_RELEASING)]
     if taken:
         raise NameInUse(f"VM {taken[0]} already exists; release it or pick another name")
@@ -171,7 +171,7 @@ def _abandon(ctx: Context, run: _Running, reason: str) -> None:
     """A request refused before any build: it fails, holding nothing."""
     _free_names(ctx, run)  # before the request reads as finished: nothing left held
     try:
-        ctx.store.drop_reservations(run.record.id)  # none should be left; be sure
+        ctx.store.reservations.drop_request(run.record.id)  # none should be left; be sure
         lifecycle.end_request(ctx.store, run.record.id, RequestState.FAILED, {"error": reason})
     except Exception:
         log.exception("could not close request %s", run.record.id)
@@ -180,7 +180,7 @@ def _abandon(ctx: Context, run: _Running, reason: str) -> None:
 def _free_names(ctx: Context, run: _Running) -> None:
     for n in run.held_names:
         try:
-            ctx.store.release_lock(NAME_LOCK + n, run.record.id)
+            ctx.store.locks.release(NAME_LOCK + n, run.record.id)
         except Exception:  # it lapses on its own
             log.warning("could not free the name %s", n)
     run.held_names = []
@@ -190,7 +190,7 @@ def _watch_cancel(ctx: Context, request_id: str, cancel: threading.Event,
                   done: threading.Event) -> None:
     while not ctx.clock.wait(done, CANCEL_POLL_SECS):
         try:
-            if ctx.store.lock_holder(CANCEL_LOCK + request_id) is not None:
+            if ctx.store.locks.holder(CANCEL_LOCK + request_id) is not None:
                 cancel.set()
                 return
         except Exception:  # the store may come back; keep building meanwhile
@@ -230,7 +230,7 @@ def _build(ctx: Context, run: _Running) -> None:
                     failed.append((job.name, reason))
                     release_slot(ctx, job.slot)
                     progress.note(ctx, rid, job.name, progress.Step.FAILED, reason=reason)
-        if cancel.is_set() or ctx.store.lock_holder(CANCEL_LOCK + rid) is not None:
+        if cancel.is_set() or ctx.store.locks.holder(CANCEL_LOCK + rid) is not None:
             _rollback(ctx, rid, built, "cancelled")
             state = CANCELLED
         elif failed and (req.all_or_none or not built):
@@ -239,7 +239,7 @@ def _build(ctx: Context, run: _Running) -> None:
         else:
             state = PARTIAL if failed else DONE
         if state in (CANCELLED, FAILED):
-            ctx.store.drop_reservations(rid)
+            ctx.store.reservations.drop_request(rid)
         _free_names(ctx, run)  # before the request reads as finished: nothing left held
         lifecycle.end_request(ctx.store, rid, state, {"failed": failed})
     except Exception as exc:
@@ -259,10 +259,10 @@ def _build(ctx: Context, run: _Running) -> None:
 def _record_size(ctx: Context, b: Built, spec: OsSpec) -> None:
     """The lease carries its size, so the owner's quota counts what it really holds."""
     try:
-        lease = ctx.store.get_lease(b.vm_uuid)
+        lease = ctx.store.leases.get(b.vm_uuid)
         if lease is not None:
-            ctx.store.update_lease(b.vm_uuid, extra={**lease.extra, "vcpus": spec.vcpus,
-                                                     "memory_gib": spec.memory_gib})
+            ctx.store.leases.update(b.vm_uuid, extra={**lease.extra, "vcpus": spec.vcpus,
+                                                      "memory_gib": spec.memory_gib})
     except Exception:  # the OS's configured size is counted instead
         log.warning("could not record the size of %s", b.name)
 
@@ -270,7 +270,7 @@ def _record_size(ctx: Context, b: Built, spec: OsSpec) -> None:
 def _rollback(ctx: Context, rid: str, built: list[Built], reason: str) -> None:
     for b in built:
         try:
-            lease = ctx.store.get_lease(b.vm_uuid) or b.lease
+            lease = ctx.store.leases.get(b.vm_uuid) or b.lease
             release_lease(ctx, lease, reason=reason)
         except Exception:
             log.exception("rollback of %s failed", b.name)
@@ -280,7 +280,7 @@ def _rollback(ctx: Context, rid: str, built: list[Built], reason: str) -> None:
 # -- reading and cancelling ---------------------------------------------------------------
 
 def get(ctx: Context, request_id: str) -> RequestRecord:
-    rec = ctx.store.get_request(request_id) if _plausible(request_id) else None
+    rec = ctx.store.requests.get(request_id) if _plausible(request_id) else None
     if rec is None or rec.detail.get("api") != API:
         raise NotFound(f"no request {request_id}")
     return rec
@@ -308,10 +308,10 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
     """Cancel a running request (its builder destroys what it built), or release a done one."""
     rec = get(ctx, request_id)
     if rec.state == RUNNING:
-        ctx.store.acquire_lock(CANCEL_LOCK + request_id, "cancel",
-                               ttl=ctx.config().reservation_ttl_secs)
+        ctx.store.locks.acquire(CANCEL_LOCK + request_id, "cancel",
+                                ttl=ctx.config().reservation_ttl_secs)
         return rec
-    for lease in ctx.store.leases():
+    for lease in ctx.store.leases.find():
         if lease.request_id == request_id and lease.state not in (LEASE_READY, LEASE_RELEASING):
             release_lease(ctx, lease, reason="cancelled")
     if rec.state in (DONE, PARTIAL):
@@ -320,4 +320,4 @@ def cancel(ctx: Context, request_id: str) -> RequestRecord:
 
 
 def cancelling(ctx: Context, request_id: str) -> bool:
-    return ctx.store.lock_holder(CANCEL_LOCK + request_id) is not None
+    return ctx.store.locks.holder(CANCEL_LOCK + request_id) is not None

@@ -101,11 +101,11 @@ class Background:
         self.filler.close()
         if self.is_leader:
             try:
-                self.ctx.store.release_lock(LEADER_LOCK, self.ctx.instance)
+                self.ctx.store.locks.release(LEADER_LOCK, self.ctx.instance)
             except StoreError:
                 pass
         try:
-            self.ctx.store.release_lock(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance)
+            self.ctx.store.locks.release(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance)
         except StoreError:
             pass
 
@@ -128,11 +128,11 @@ class Background:
     def beat(self) -> None:
         """Renew the heartbeat, then take or keep the leader lock. Nothing else, ever."""
         store = self.ctx.store
-        store.acquire_lock(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance,
+        store.locks.acquire(HEARTBEAT_PREFIX + self.ctx.instance, self.ctx.instance,
                              self.t.heartbeat_ttl)
         self.beats += 1
         was = self.is_leader
-        self.is_leader = store.acquire_lock(LEADER_LOCK, self.ctx.instance, self.t.leader_ttl)
+        self.is_leader = store.locks.acquire(LEADER_LOCK, self.ctx.instance, self.t.leader_ttl)
         if self.is_leader != was:
             log.info("%s background leadership", "took" if self.is_leader else "lost")
 

@@ -51,7 +51,7 @@ class Context:
     def deployment(self) -> str:
         """This deployment's identity, kept in the store (raises StoreUnavailable)."""
         if self._deployment is None:
-            self._deployment = self.store.deployment_id(proposed_id(self.config().store)) or ""
+            self._deployment = self.store.documents.deployment_id(proposed_id(self.config().store)) or ""
         return self._deployment
 
     def event(self, kind: str) -> None:

@@ -97,16 +97,16 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
         # Names are claimed in the store, so two requests racing for one name
         # cannot both build it; a name stays taken by its lease afterwards.
         for n in names:
-            if not ctx.store.acquire_lock(NAME_LOCK + n, request_id, ttl):
+            if not ctx.store.locks.acquire(NAME_LOCK + n, request_id, ttl):
                 raise NameInUse(f"Error: VM {n} is being created by another request")
             held.append(n)
-        taken = [lease.name for n in names for lease in ctx.store.leases(name=n)
+        taken = [lease.name for n in names for lease in ctx.store.leases.find(name=n)
                  if lease.state not in (LEASE_READY, LEASE_RELEASING)]
         if taken:
             raise NameInUse(f"Error: VM {taken[0]} already exists; release it or pick another name")
-        ctx.store.put_request(RequestRecord(id=request_id, name=req.name, os=req.os,
-                                            count=req.count, instance=ctx.instance, started=now,
-                                            detail={"owner": req.owner or req.name}))
+        ctx.store.requests.put(RequestRecord(id=request_id, name=req.name, os=req.os,
+                                             count=req.count, instance=ctx.instance, started=now,
+                                             detail={"owner": req.owner or req.name}))
     except StoreUnavailable as exc:
         _free_names(ctx, held, request_id)
         raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
@@ -134,7 +134,7 @@ def _request_id(ctx: Context) -> str:
     request record already has (a client may resend its X-Request-Id)."""
     rid = trace.current()
     try:
-        if rid and ctx.store.get_request(rid) is None:
+        if rid and ctx.store.requests.get(rid) is None:
             return rid
     except StoreUnavailable:
         pass  # get_servers reports the outage at its first write
@@ -153,7 +153,7 @@ def check_static_pools(ctx: Context, req: ServersRequest) -> None:
 def _free_names(ctx: Context, names: list[str], request_id: str) -> None:
     for n in names:
         try:
-            ctx.store.release_lock(NAME_LOCK + n, request_id)
+            ctx.store.locks.release(NAME_LOCK + n, request_id)
         except Exception:  # it lapses on its own
             log.warning("could not free the name %s", n)
 

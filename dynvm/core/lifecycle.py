@@ -132,13 +132,13 @@ def check_changes(changes: dict[str, Any]) -> None:
 
 def take_warm(store: Store, lease: Lease, **changes: Any) -> Lease | None:
     """Claim a ready warm VM for a request; None if another worker took it first."""
-    return store.transition(lease.vm_uuid, LeaseState.READY, LeaseState.PROVISIONING, **changes)
+    return store.leases.transition(lease.vm_uuid, LeaseState.READY, LeaseState.PROVISIONING, **changes)
 
 
 def finish_build(store: Store, pool: XenPool, vm_uuid: str, dst: LeaseState | str,
                  **changes: Any) -> Lease | None:
     """A VM is built (or handed out): its lease and its tag say `dst` together."""
-    done = store.transition(vm_uuid, LeaseState.PROVISIONING, dst, **changes)
+    done = store.leases.transition(vm_uuid, LeaseState.PROVISIONING, dst, **changes)
     pool.update(vm_uuid, tags={TAG_STATE: LeaseState(dst).value})
     return done
 
@@ -152,23 +152,23 @@ def hand_out(store: Store, pool: XenPool, vm_uuid: str, *, name: str, descriptio
     """
     pool.update(vm_uuid, name=name, description=description,
                 tags={**tags, TAG_STATE: LeaseState.ACTIVE.value})
-    return store.transition(vm_uuid, LeaseState.PROVISIONING, LeaseState.ACTIVE)
+    return store.leases.transition(vm_uuid, LeaseState.PROVISIONING, LeaseState.ACTIVE)
 
 
 def begin_release(store: Store, lease: Lease, at: float) -> Lease | None:
     """Claim a VM for destruction; None if another process is releasing it."""
     if lease.state == LeaseState.RELEASING:
         return None
-    return store.transition(lease.vm_uuid, lease.state, LeaseState.RELEASING,
-                            extra={**lease.extra, "releasing_since": at})
+    return store.leases.transition(lease.vm_uuid, lease.state, LeaseState.RELEASING,
+                                   extra={**lease.extra, "releasing_since": at})
 
 
 def undo_release(store: Store, vm_uuid: str, previous: str) -> Lease | None:
     """The VM could not be destroyed: its lease goes back to where it was."""
-    return store.transition(vm_uuid, LeaseState.RELEASING, previous)
+    return store.leases.transition(vm_uuid, LeaseState.RELEASING, previous)
 
 
 def end_request(store: Store, request_id: str, state: RequestState | str,
                 detail: dict[str, Any] | None = None) -> None:
     """Close a request (checked by the store against `REQUEST_MOVES`)."""
-    store.finish_request(request_id, RequestState(state).value, detail)
+    store.requests.finish(request_id, RequestState(state).value, detail)

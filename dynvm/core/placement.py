@@ -143,7 +143,7 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
                 float(own.disk_gib))
 
     def counted(views: list[tuple[HostConfig, PoolView]]) -> list[Candidate]:
-        live, blocked = store.reservations(), placement_blocked(store)
+        live, blocked = store.reservations.live(), placement_blocked(store)
         return [c for hc, view in views for c in candidates(
             [(hc, view)], spec.key, live, (sized(hc)[0], int(sized(hc)[1])), blocked)
             if c.key not in exclude]
@@ -173,7 +173,7 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
             batches.append((c.key, wanted, functools.partial(
                 slots_on, c.view, c.member, c.host, spec.key, sizes=(cpus, int(mem)))))
         # One atomic step for every host where the backend can (one commit, not one per host).
-        for (key, _, _), taken in zip(batches, store.reserve_many(batches, quota), strict=True):
+        for (key, _, _), taken in zip(batches, store.reservations.reserve_many(batches, quota), strict=True):
             c = next(c for c in cands if c.key == key)
             got.extend(Slot(c.host, c.member.uuid, c.member.name_label, r) for r in taken)
         if len(got) >= count:

@@ -64,7 +64,7 @@ def note(ctx: Context, request_id: str, name: str, step: Step | str, *, ip: str 
     if host_ref is not None:
         entry["host_ref"] = host_ref
     try:
-        ctx.store.note_request_vm(request_id, name, entry)
+        ctx.store.requests.note_vm(request_id, name, entry)
     except Exception as exc:  # progress is for watchers; the build goes on
         log.debug("could not note %s of %s at %s: %s", name, request_id, step, exc)
 

@@ -165,13 +165,13 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 # From now on the view may show the VM running: tie the reservation
                 # to it so capacity is not counted twice meanwhile.
                 res = job.slot.reservation
-                ctx.store.settle_reservation(res.id, vm_uuid=vm.uuid,
-                                             settle_secs=max(res.expires - ctx.clock(), 1.0))
+                ctx.store.reservations.settle(res.id, vm_uuid=vm.uuid,
+                                              settle_secs=max(res.expires - ctx.clock(), 1.0))
                 lease = Lease(vm_uuid=vm.uuid, name=job.name, owner=job.owner, host_ref=host.ref,
                               host_uuid=job.slot.member_uuid, vm_ref=vm.ref, os=spec.key,
                               request_id=job.request_id, created=started, expires=job.expires,
                               state=LEASE_PROVISIONING, labels=job.labels)
-                ctx.store.put_lease(lease)
+                ctx.store.leases.put(lease)
                 progress.note(ctx, job.request_id, job.name, progress.Step.WAITING_IP)
                 ip = pool.wait_ready(vm.uuid, windows=spec.is_windows,
                                      timeout=cfg.network_timeout_secs, cancel=cancel)
@@ -231,11 +231,11 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     doc["build_started"] = round(started, 3)
     doc["build_finished"] = round(now, 3)
     doc.update(job.extra)
-    ctx.store.put_history(lease.vm_uuid, doc)
+    ctx.store.history.put(lease.vm_uuid, doc)
     done = lifecycle.finish_build(ctx.store, ctx.pool(host), lease.vm_uuid, job.final_state,
                                   ip=ip) or lease
-    ctx.store.settle_reservation(job.slot.reservation.id, vm_uuid=lease.vm_uuid,
-                                 settle_secs=SETTLE_SECS)
+    ctx.store.reservations.settle(job.slot.reservation.id, vm_uuid=lease.vm_uuid,
+                                  settle_secs=SETTLE_SECS)
     progress.note(ctx, job.request_id, job.name, progress.Step.READY, ip=ip)
     return Built(job.name, ip, lease.vm_uuid, host.ref, done)
 
@@ -256,8 +256,8 @@ def _discard(ctx: Context, job: Job, vm: VmView | None, started: float, reason: 
             memory_bytes=job.memory_bytes, ip="", os_version="", created=started,
             create_secs=ctx.clock() - started, expires=job.expires, labels=job.labels,
             request_id=job.request_id)
-        ctx.store.put_history(vm.uuid, history.failed_doc(base, reason, ctx.clock()))
-        ctx.store.delete_lease(vm.uuid)
+        ctx.store.history.put(vm.uuid, history.failed_doc(base, reason, ctx.clock()))
+        ctx.store.leases.delete(vm.uuid)
     except Exception:
         log.exception("could not record the failure of %s", job.name)
 
@@ -265,7 +265,7 @@ def _discard(ctx: Context, job: Job, vm: VmView | None, started: float, reason: 
 def release_slot(ctx: Context, slot: Slot) -> None:
     """Give a reservation back at once (the VM never came up)."""
     try:
-        ctx.store.settle_reservation(slot.reservation.id, settle_secs=0.0)
+        ctx.store.reservations.settle(slot.reservation.id, settle_secs=0.0)
     except Exception:
         log.exception("could not give back reservation %s", slot.reservation.id)
 

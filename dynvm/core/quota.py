@@ -76,7 +76,7 @@ def check_for(cfg: Config, owner: str, vcpus: int, memory_gib: float) -> QuotaCh
 
 
 def usage(store: Store, cfg: Config, owner: str) -> Usage:
-    res, leases = owner_usage(owner, store.reservations(), store.leases())
+    res, leases = owner_usage(owner, store.reservations.live(), store.leases.find())
     return usage_of(cfg, res, leases)
 
 

@@ -76,7 +76,7 @@ WARM_PREFIX = "warm-"  # request ids of warm-pool builds
 
 
 def instance_alive(ctx: Context, instance: str) -> bool:
-    return instance == ctx.instance or ctx.store.lock_holder(HEARTBEAT_PREFIX + instance) is not None
+    return instance == ctx.instance or ctx.store.locks.holder(HEARTBEAT_PREFIX + instance) is not None
 
 
 def _being_built(vm: VmView) -> bool:
@@ -123,8 +123,8 @@ class Reconciler:
     def run(self) -> dict[str, int]:
         """One pass: the named steps below, in order; returns counts of what was done."""
         ctx = self.ctx
-        running = {r.id: r for r in ctx.store.requests(state=RequestState.RUNNING)}
-        leases = ctx.store.leases()
+        running = {r.id: r for r in ctx.store.requests.find(state=RequestState.RUNNING)}
+        leases = ctx.store.leases.find()
         p = _Pass(own=ctx.deployment(), running=running,
                   dead={rid for rid, r in running.items() if not instance_alive(ctx, r.instance)},
                   leases=leases, by_uuid={lease.vm_uuid: lease for lease in leases})
@@ -175,7 +175,7 @@ class Reconciler:
             # The lease list is older than the VM listing: a build or warm hand-out
             # may have completed or begun in between (its lease now handed out, or
             # claimed by a live request). Only the lease as it is now may condemn the VM.
-            lease = ctx.store.get_lease(vm.uuid)
+            lease = ctx.store.leases.get(vm.uuid)
             if lease is not None and (lease.state != LEASE_PROVISIONING or self._judge(
                     vm, lease, p.running, p.dead) in (None, "adopt")):
                 continue
@@ -204,7 +204,7 @@ class Reconciler:
         store = self.ctx.store
         for rid in p.dead:
             req = p.running[rid]
-            store.drop_reservations(rid)
+            store.reservations.drop_request(rid)
             p.stats["names"] += _free_names(self.ctx, req)
             lifecycle.end_request(store, rid, RequestState.INTERRUPTED,
                                   {"reason": "the process running it stopped",
@@ -224,7 +224,7 @@ class Reconciler:
         oc = vm.other_config
         rid = (lease.request_id if lease is not None and lease.request_id
                else oc.get(TAG_LEASE, ""))
-        req = running.get(rid) or self.ctx.store.get_request(rid)
+        req = running.get(rid) or self.ctx.store.requests.get(rid)
         if req is not None and req.state == RequestState.RUNNING:
             if rid in dead or not instance_alive(self.ctx, req.instance):
                 return "service stopped during provisioning"
@@ -248,9 +248,9 @@ class Reconciler:
         """Recreate a lost lease from the VM's tags (seen without one on two passes)."""
         ctx = self.ctx
         store = ctx.store
-        if store.get_lease(vm.uuid) is not None:
+        if store.leases.get(vm.uuid) is not None:
             return False
-        doc = store.get_history(vm.uuid)
+        doc = store.history.get(vm.uuid)
         if doc is not None and doc.get("state") in ("deleted", "failed"):
             return False  # released meanwhile: the listing was older than the release
         oc = vm.other_config
@@ -264,12 +264,12 @@ class Reconciler:
                       os=oc.get(TAG_OS, ""), request_id=oc.get(TAG_LEASE, ""), created=created,
                       expires=expires, state=state, ip=vm.ips[0] if vm.ips else "",
                       extra={"adopted": now})
-        store.put_lease(lease)
+        store.leases.put(lease)
         note = {"adopted_time": int(now),
                 "adopt_reason": "found running with its tags but no lease (store lost or "
                                 "restored); lease recreated from the tags"}
         if doc is None:
-            store.put_history(vm.uuid, {
+            store.history.put(vm.uuid, {
                 "ipaddr": lease.ip, "os": lease.os, "state": "available"
                 if state == LEASE_ACTIVE else "ready", "poolId": history.POOL_ID,
                 "prevUser": "", "username": lease.owner, "ver": history.DOC_VERSION,
@@ -278,7 +278,7 @@ class Reconciler:
                 "request_id": lease.request_id, "xhostref": host_ref,
                 "cpu": vm.vcpus_max, "memory": vm.memory_static_max, **note})
         else:
-            store.update_history(vm.uuid, {**note, "expired_time": int(expires)})
+            store.history.update(vm.uuid, {**note, "expired_time": int(expires)})
         log.warning("reconcile: adopted %s (%s) on xenhost%d from its tags: owner %s, "
                     "lease until %d", vm.name_label, vm.uuid, host_ref, lease.owner, expires)
         ctx.event("adopted")
@@ -302,7 +302,7 @@ class Reconciler:
             missing.add(lease.vm_uuid)
             if lease.vm_uuid not in self.missing:
                 continue
-            current = ctx.store.get_lease(lease.vm_uuid)
+            current = ctx.store.leases.get(lease.vm_uuid)
             if current is None or current.state != lease.state:
                 continue  # someone is acting on it
             log.warning("reconcile: %s (%s) on xenhost%d no longer exists: lease closed",
@@ -345,8 +345,8 @@ def _free_names(ctx: Context, req: RequestRecord) -> int:
     """Give back the names a dead request held (else they stay taken until the lock lapses)."""
     n = 0
     for name in names_for(req.name, req.count):
-        if ctx.store.lock_holder(NAME_LOCK + name) == req.id:
-            ctx.store.release_lock(NAME_LOCK + name, req.id)  # only if still the holder
+        if ctx.store.locks.holder(NAME_LOCK + name) == req.id:
+            ctx.store.locks.release(NAME_LOCK + name, req.id)  # only if still the holder
             n += 1
     return n
 
@@ -354,14 +354,14 @@ def _free_names(ctx: Context, req: RequestRecord) -> int:
 def _close(ctx: Context, vm_uuid: str, lease: Lease | None, name: str, rid: str,
            reason: str) -> None:
     now = ctx.clock()
-    doc = ctx.store.get_history(vm_uuid)
+    doc = ctx.store.history.get(vm_uuid)
     if doc is None:
-        ctx.store.put_history(vm_uuid, {
+        ctx.store.history.put(vm_uuid, {
             "name": name, "uuid": vm_uuid, "request_id": rid, "state": "failed",
             "failure_reason": reason, "deleted_time": int(now),
             "created_time": int(lease.created) if lease else int(now)})
     else:
-        ctx.store.update_history(vm_uuid, history.deleted_patch(
+        ctx.store.history.update(vm_uuid, history.deleted_patch(
             doc, at=now, delete_secs=0.0, reason=reason))
     if lease is not None:
-        ctx.store.delete_lease(vm_uuid)
+        ctx.store.leases.delete(vm_uuid)

@@ -83,9 +83,9 @@ def touched(ctx: Context, target: Target) -> list[Lease]:
     Warm-pool VMs and VMs already being released are never touched.
     """
     if target.numbered:
-        found = [lease for lease in ctx.store.leases() if target.covers(lease.name)]
+        found = [lease for lease in ctx.store.leases.find() if target.covers(lease.name)]
     else:
-        found = [lease for n in dict.fromkeys(target.names) for lease in ctx.store.leases(name=n)]
+        found = [lease for n in dict.fromkeys(target.names) for lease in ctx.store.leases.find(name=n)]
     return _in_order(lease for lease in found
                      if lease.state not in (LEASE_READY, LEASE_RELEASING))
 
@@ -138,7 +138,7 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         log.exception("releasing %s: destroy failed; will retry", lease.name)
         if previous is None:
             retry = lease.extra.get(RETRY_MARK) or {}
-            ctx.store.update_lease(lease.vm_uuid, extra={**lease.extra, RETRY_MARK: {
+            ctx.store.leases.update(lease.vm_uuid, extra={**lease.extra, RETRY_MARK: {
                 "reason": retry.get("reason", reason), "error": str(exc)[:300],
                 "attempts": int(retry.get("attempts", 0)) + 1, "last": ctx.clock()}})
         else:
@@ -146,14 +146,14 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         raise
     done = ctx.clock()
     try:
-        doc = ctx.store.get_history(lease.vm_uuid)
+        doc = ctx.store.history.get(lease.vm_uuid)
     except StoreUnavailable:
         doc = {"created_time": lease.created}
-    ctx.store.update_history(lease.vm_uuid, history.deleted_patch(
+    ctx.store.history.update(lease.vm_uuid, history.deleted_patch(
         doc, at=done, delete_secs=done - started, reason=reason, release_state=release_state))
     if doc is None or "static_pools" in doc or "ipaddr" not in doc:  # published, or unknown
         staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
-    ctx.store.delete_lease(lease.vm_uuid)
+    ctx.store.leases.delete(lease.vm_uuid)
     drop_reservation_of(ctx, lease.vm_uuid)
     return True
 
@@ -167,9 +167,9 @@ def _undo(ctx: Context, lease: Lease, previous: str | None) -> None:
 def drop_reservation_of(ctx: Context, vm_uuid: str) -> None:
     """A settling reservation must not outlive its VM, or the room stays taken."""
     try:
-        for r in ctx.store.reservations():
+        for r in ctx.store.reservations.live():
             if r.vm_uuid == vm_uuid:
-                ctx.store.settle_reservation(r.id, settle_secs=0.0)
+                ctx.store.reservations.settle(r.id, settle_secs=0.0)
     except StoreUnavailable:
         pass  # it lapses on its own within the settle time
 
@@ -266,9 +266,9 @@ def set_expiry(ctx: Context, target: Target, minutes: int, from_created: bool,
     for lease in leases:
         base = lease.created if from_created else ctx.clock()
         expires = base + minutes * 60
-        if direct.update_lease(lease.vm_uuid, expires=expires) is None:
+        if direct.leases.update(lease.vm_uuid, expires=expires) is None:
             continue
-        ctx.store.update_history(lease.vm_uuid, {"expired_time": float(expires)})
+        ctx.store.history.update(lease.vm_uuid, {"expired_time": float(expires)})
         host = cfg.hosts.get(lease.host_ref)
         if host is not None:
             try:
@@ -305,7 +305,7 @@ def expire_from_tags(ctx: Context) -> int:
 def expire_due(ctx: Context, limit: int | None = None) -> int:
     """Release leases whose time has come (at most `limit`); returns how many were released."""
     n = 0
-    for lease in ctx.store.due_leases(ctx.clock())[:limit]:
+    for lease in ctx.store.leases.due(ctx.clock())[:limit]:
         try:
             if release_lease(ctx, lease, reason="expired"):
                 n += 1

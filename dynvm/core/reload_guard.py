@@ -23,7 +23,7 @@ def lease_guard(store: Store) -> Callable[[Config, Config], str | None]:
             return None
         names = ", ".join(f"xenhost{ref}" for ref in sorted(removed))
         try:
-            held = sorted({lease.host_ref for lease in store.leases()} & removed)
+            held = sorted({lease.host_ref for lease in store.leases.find()} & removed)
         except StoreError as exc:
             return f"it drops {names}, and the store cannot tell whether they hold leases ({exc})"
         if held:

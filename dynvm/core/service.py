@@ -149,7 +149,7 @@ class Dynvm:
         views, down = views_of(hosts, self.ctx.view)
         # Without the store the room being taken is unknown: no count at all, not a guess.
         reservations, blocked = self._read(
-            lambda: (self.ctx.store.reservations(), placement_blocked(self.ctx.store)))
+            lambda: (self.ctx.store.reservations.live(), placement_blocked(self.ctx.store)))
         ready = (self._read(lambda: warmpool.ready_count(self.ctx, os, {h.ref for h, _ in views}))
                  if os in self.config().pools else 0)  # no pool: no ready VMs to read
         count = sum(c.slots for c in candidates(views, os, reservations, None, blocked)) + ready
@@ -182,18 +182,18 @@ class Dynvm:
     def farm_records(self) -> FarmRecords:
         """Leases, live reservations and what placement skips, read together."""
         store = self.ctx.store
-        return self._read(lambda: FarmRecords(store.leases(), store.reservations(),
+        return self._read(lambda: FarmRecords(store.leases.find(), store.reservations.live(),
                                               placement_blocked(store)))
 
     def request_records(self) -> list[RequestRecord]:
         return self._read(self.ctx.store.requests)
 
     def history_mark(self) -> str:
-        return self._read(self.ctx.store.history_mark)
+        return self._read(self.ctx.store.history.mark)
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         """History documents, most recent first."""
-        return self._read(lambda: self.ctx.store.history(limit=limit))
+        return self._read(lambda: self.ctx.store.history.recent(limit=limit))
 
     # -- writes -----------------------------------------------------------------------
     def get_servers(self, req: ServersRequest) -> ServersResult:

@@ -63,9 +63,9 @@ def publish(ctx: Context, servers: list[ServerResult], pools: tuple[str, ...]) -
     added = 0
     for s in servers:
         try:
-            doc = ctx.store.get_history(s.vm_uuid) or {"ipaddr": s.ip, "name": s.name}
+            doc = ctx.store.history.get(s.vm_uuid) or {"ipaddr": s.ip, "name": s.name}
             # Recorded first, so the release always looks for the document.
-            ctx.store.update_history(s.vm_uuid, {"static_pools": list(pools)})
+            ctx.store.history.update(s.vm_uuid, {"static_pools": list(pools)})
             target.add(s.ip, static_doc(doc, pools, s.vm_uuid))
             added += 1
         except Exception as exc:

@@ -43,7 +43,7 @@ def create(store: Store, owner: str, *, admin: bool = False,
     secret = PREFIX + secrets.token_urlsafe(32)
     token = Token(id=secrets.token_hex(4), owner=owner, hash=hash_secret(secret), admin=admin,
                   created=now, expires=None if expires_in is None else now + expires_in)
-    store.put_token(token)
+    store.tokens.put(token)
     return secret, token
 
 
@@ -51,7 +51,7 @@ def authenticate(store: Store, secret: str, now: float | None = None) -> Token |
     """The valid token whose secret this is, else None."""
     if not secret or len(secret) > 256:
         return None
-    token = store.token_by_hash(hash_secret(secret))
+    token = store.tokens.by_hash(hash_secret(secret))
     if token is None or not token.valid(now):
         return None
     return token
@@ -59,4 +59,4 @@ def authenticate(store: Store, secret: str, now: float | None = None) -> Token |
 
 def known_owners(store: Store) -> set[str]:
     """Every owner a token was ever made for: their VMs are protected on legacy routes."""
-    return {t.owner for t in store.tokens()}
+    return {t.owner for t in store.tokens.all()}

@@ -25,7 +25,7 @@ def listing(ctx: Context, caller: Caller, *, owner: str | None = None, os: str |
             host: int | None = None, state: str | None = None) -> list[Lease]:
     """Handed-out VMs the caller may see, filtered; warm-pool VMs are never listed."""
     try:
-        leases = ctx.store.leases(os=os, state=state)
+        leases = ctx.store.leases.find(os=os, state=state)
     except StoreUnavailable as exc:
         raise StoreDown(f"the state store is unreachable ({exc})") from exc
     out = [lease for lease in leases
@@ -65,10 +65,10 @@ def extend(ctx: Context, caller: Caller, name: str, minutes: int) -> Lease:
                          f"({cfg.expiry_minutes_max} minutes)")
     lease = find(ctx, caller, name)
     expires = ctx.clock() + minutes * 60
-    changed = ctx.store.update_lease(lease.vm_uuid, expires=expires)
+    changed = ctx.store.leases.update(lease.vm_uuid, expires=expires)
     if changed is None:
         raise NotFound(f"no VM named {name}")
-    ctx.store.update_history(lease.vm_uuid, {"expired_time": int(expires)})
+    ctx.store.history.update(lease.vm_uuid, {"expired_time": int(expires)})
     host = cfg.hosts.get(lease.host_ref)
     if host is not None:
         try:
@@ -82,7 +82,7 @@ def history_page(ctx: Context, caller: Caller, *, owner: str | None, os: str | N
                  since: float | None, until: float | None, page: int,
                  per_page: int) -> tuple[list[dict], bool]:
     """History documents the caller may read (its own, or all for admins), newest first."""
-    docs = [d for d in ctx.store.history(limit=5000)
+    docs = [d for d in ctx.store.history.recent(limit=5000)
             if caller.may_own(doc_owner(d)) and (owner is None or doc_owner(d) == owner)
             and (os is None or d.get("os") == os)
             and (since is None or float(d.get("created_time") or 0) >= since)

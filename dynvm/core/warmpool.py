@@ -48,7 +48,7 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
     """
     allowed = {h.ref: h for h in hosts}
     try:
-        ready = [lease for lease in ctx.store.leases(state=LEASE_READY, os=os_key)
+        ready = [lease for lease in ctx.store.leases.find(state=LEASE_READY, os=os_key)
                  if lease.host_ref in allowed]
     except StoreUnavailable:
         return []
@@ -83,7 +83,7 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
             _recycle(ctx, claimed, "hand-out failed")
             continue
         done = done or claimed
-        ctx.store.update_history(lease.vm_uuid, {
+        ctx.store.history.update(lease.vm_uuid, {
             "name": name, "username": name, "owner": owner, "state": "available",
             "request_id": request_id, "expired_time": float(expires), "labels": labels, "from_warm_pool": True,
             "ready_since": int(lease.created), "handed_out_time": round(now, 3),
@@ -101,7 +101,7 @@ def give_back(ctx: Context, built: Built) -> None:
 
 
 def ready_count(ctx: Context, os_key: str, host_refs: set[int]) -> int:
-    return sum(1 for lease in ctx.store.leases(state=LEASE_READY, os=os_key)
+    return sum(1 for lease in ctx.store.leases.find(state=LEASE_READY, os=os_key)
                if lease.host_ref in host_refs)
 
 
@@ -125,7 +125,7 @@ class Filler:
     def tick(self) -> None:
         cfg = self.ctx.config()
         try:
-            for lease in self.ctx.store.leases(state=LEASE_READY):
+            for lease in self.ctx.store.leases.find(state=LEASE_READY):
                 if lease.os not in cfg.pools:
                     _recycle(self.ctx, lease, "its warm pool was removed from the configuration")
         except StoreUnavailable:
@@ -144,7 +144,7 @@ class Filler:
 
     def _recycle_stale(self, cfg: Config, pool: PoolConfig) -> None:
         now = self.ctx.clock()
-        for lease in self.ctx.store.leases(state=LEASE_READY, os=pool.os):
+        for lease in self.ctx.store.leases.find(state=LEASE_READY, os=pool.os):
             host = cfg.hosts.get(lease.host_ref)
             if host is None:
                 _recycle(self.ctx, lease, "host no longer configured")
@@ -176,7 +176,7 @@ class Filler:
             ttl=cfg.reservation_ttl_secs)
         if not slots:
             return
-        self.ctx.store.put_request(RequestRecord(
+        self.ctx.store.requests.put(RequestRecord(
             id=request_id, name=f"warm pool {pool.os}", os=pool.os, count=len(slots),
             instance=self.ctx.instance, started=self.ctx.clock()))
         expires = self.ctx.clock() + pool.ttl_minutes * 60 + 3600

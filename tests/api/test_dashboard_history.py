@@ -42,10 +42,10 @@ class _Reads:
         self.store = store
 
     def history_mark(self) -> str:
-        return self.store.history_mark()
+        return self.store.history.mark()
 
     def history(self, limit: int) -> list[dict]:
-        return self.store.history(limit=limit)
+        return self.store.history.recent(limit=limit)
 
 
 def _names(docs: list[dict]) -> list[str]:

@@ -185,8 +185,8 @@ def test_os_sizes_from_the_ini_size_the_built_vm(client: FlaskClient, farm: Farm
     resp = client.get("/getservers/sized?xhostref=1")
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert vm_sizes(farm, "sized") == (2, 2, 1 * GIB, 40 * GIB)
-    [lease] = svc.ctx.store.leases(name="sized")
-    [res] = [r for r in svc.ctx.store.reservations()  # what capacity counted
+    [lease] = svc.ctx.store.leases.find(name="sized")
+    [res] = [r for r in svc.ctx.store.reservations.live()  # what capacity counted
              if r.vm_uuid == lease.vm_uuid]
     assert (res.vcpus, res.memory_gib, res.disk_gib) == (2, 1, 40)
     assert client.get("/releaseservers/sized").status_code == 200
@@ -257,9 +257,9 @@ def test_no_capacity_503_gives_the_count_at_refusal(farm: Farm, tmp_path: Path) 
         assert int(m.group(1)) == now, (body, now)
         assert writes(farm) == {}
     finally:
-        for r in store.reservations():
+        for r in store.reservations.live():
             if r.request_id == "rival":
-                store.settle_reservation(r.id, settle_secs=0.0)
+                store.reservations.settle(r.id, settle_secs=0.0)
         svc.close()
     wait_until(lambda: not vm_named(farm, "race"), timeout=5, what="nothing built")
 

@@ -53,12 +53,12 @@ def test_token_is_shown_once_stored_hashed_and_expires(tmp_path) -> None:
     store = SqliteStore(str(tmp_path / "s.sqlite"))
     try:
         secret, rec = tokens.create(store, "team-a", expires_in=60, now=1000.0)
-        assert secret.startswith("dvm_") and secret not in str(store.tokens())
+        assert secret.startswith("dvm_") and secret not in str(store.tokens.all())
         assert rec.hash == tokens.hash_secret(secret)
         assert tokens.authenticate(store, secret, now=1030.0).owner == "team-a"
         assert tokens.authenticate(store, secret, now=1061.0) is None  # expired
         assert tokens.authenticate(store, secret + "x", now=1030.0) is None
-        assert store.revoke_token(rec.id, 1031.0)
+        assert store.tokens.revoke(rec.id, 1031.0)
         assert tokens.authenticate(store, secret, now=1032.0) is None
     finally:
         store.close()

@@ -132,7 +132,7 @@ def service(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
 def _release_everything(svc: Dynvm) -> None:
     from dynvm.core.release import release_lease
 
-    for lease in svc.ctx.store.leases():
+    for lease in svc.ctx.store.leases.find():
         try:
             release_lease(svc.ctx, lease, reason="test teardown")
         except Exception:

@@ -52,7 +52,7 @@ def build(api: FlaskClient, secret: str, name: str, count: int) -> list[str]:
 
 
 def leases(svc: Dynvm) -> dict[str, tuple[str, float]]:
-    return {lease.name: (lease.owner, lease.expires) for lease in svc.ctx.store.leases()}
+    return {lease.name: (lease.owner, lease.expires) for lease in svc.ctx.store.leases.find()}
 
 
 # -- 1. the legacy owner check sees what the route acts on ---------------------------------
@@ -87,7 +87,7 @@ def test_another_teams_token_cannot_touch_a_teams_vms(api, svc, tok, probe: Farm
     assert (r.status_code, r.json) == (200, ["tbv1", "tbv2"])
     r = api.get("/releaseservers/tav?count=%203", headers=bearer(tok[ADMIN]))
     assert (r.status_code, r.json) == (200, ["tav1", "tav2", "tav3"])
-    assert svc.ctx.store.leases() == [] and probe.vms_named("t") == []
+    assert svc.ctx.store.leases.find() == [] and probe.vms_named("t") == []
 
 
 def test_one_foreign_vm_in_a_prefix_refuses_the_whole_release(api, svc, tok) -> None:
@@ -125,7 +125,7 @@ def test_operator_routes_need_an_admin_token(api, svc, tok) -> None:
         state.set_drain(svc.ctx.store, 2, False, "test")
         r = api.post("/maintenance/1", json={"execute": True}, headers=h)
         assert r.status_code == status, r.text
-        assert svc.ctx.store.lock_holder(state.lock_name(1)) is None  # no run started
+        assert svc.ctx.store.locks.holder(state.lock_name(1)) is None  # no run started
         assert state.all_status(svc.ctx.store, [1, 2]) == {}
     admin = bearer(tok[ADMIN])
     r = api.post("/hosts/1/drain", headers=admin)

@@ -164,5 +164,5 @@ def test_route_mode_caller_matrix(mode: str, tmp_path: Path, farm: Farm, clean_f
                                  f"want {want}, got {r.status_code} {r.text[:80]!r}")
         assert not wrong, f"{len(wrong)} answers differ from the model:\n" + "\n".join(wrong)
         # what the allowed calls did is what was asked, and no more
-        (lease,) = svc.ctx.store.leases(name=VM)
+        (lease,) = svc.ctx.store.leases.find(name=VM)
         assert lease.owner == OWNER and lease.state == "active"

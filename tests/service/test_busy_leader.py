@@ -63,15 +63,15 @@ def test_a_busy_leader_loses_no_vm_and_fails_no_request(tmp_path, farm, clean_fa
         assert r.status_code == 200, r.text
         assert len(probe.vms_named("busy")) == 1  # no VM lost
         store = a.ctx.store
-        assert [q.state for q in store.requests() if q.name in ("busy", "victim")] == \
+        assert [q.state for q in store.requests.find() if q.name in ("busy", "victim")] == \
             ["done", "done"]  # no request interrupted
         assert not took_over.is_set()
-        assert [lease.state for lease in store.leases(name="busy")] == ["active"]
+        assert [lease.state for lease in store.leases.find(name="busy")] == ["active"]
     finally:
         done.set()
         farm.set_slow(master.name_label, 0)
         for svc in (a, b):
-            for lease in svc.ctx.store.leases():
+            for lease in svc.ctx.store.leases.find():
                 try:
                     release_lease(svc.ctx, lease, reason="test teardown")
                 except Exception:

@@ -69,7 +69,7 @@ def test_release_on_an_unconfigured_host_never_answers_200_with_the_vm_running(
         assert r.status_code == 409, r.get_data(as_text=True)
         assert "xenhost2" in r.get_data(as_text=True)
         assert [vm["name_label"] for vm in probe.vms_named("orphan")] == ["orphan"]
-        assert [lease.name for lease in later.ctx.store.leases(name="orphan")] == ["orphan"]
+        assert [lease.name for lease in later.ctx.store.leases.find(name="orphan")] == ["orphan"]
     finally:
         later.close()
         path.write_text(full)

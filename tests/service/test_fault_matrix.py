@@ -40,12 +40,12 @@ def test_a_failed_build_step_leaves_nothing(step, rollback_fails, client, servic
     assert r.status_code in (499, 502), r.text
     assert left < times  # the step did fail
     # the client was told; every lease is gone or being destroyed, never active
-    assert all(lease.state == "releasing" for lease in store.leases())
+    assert all(lease.state == "releasing" for lease in store.leases.find())
     service.background.ensure_started()
     wait_until(lambda: probe.state() == clean_farm, timeout=60,
                what=f"the farm to be clean after {step} failed")
-    wait_until(lambda: store.leases() == [] and store.reservations() == []
-               and store.lock_holder(NAME_LOCK + "fm1") is None
-               and store.lock_holder(NAME_LOCK + "fm2") is None,
+    wait_until(lambda: store.leases.find() == [] and store.reservations.live() == []
+               and store.locks.holder(NAME_LOCK + "fm1") is None
+               and store.locks.holder(NAME_LOCK + "fm2") is None,
                timeout=30, what="leases, reservations and name locks to be gone")
-    assert [q.state for q in store.requests() if q.name == "fm"] == ["failed"]
+    assert [q.state for q in store.requests.find() if q.name == "fm"] == ["failed"]

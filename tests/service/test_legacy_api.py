@@ -41,7 +41,7 @@ def test_detailed_format_names_and_shape(client, service, probe) -> None:
     body = json.loads(r.text)
     assert sorted(body) == ["job1", "job2", "job3"] and ips_ok(list(body.values()))
     assert r.text == json.dumps(body, indent=2, sort_keys=True)
-    docs = {d["name"]: d for d in service.ctx.store.history()}
+    docs = {d["name"]: d for d in service.ctx.store.history.recent()}
     for name, ip in body.items():
         d = docs[name]
         assert d["ipaddr"] == ip and d["state"] == "available" and d["os"] == "centos"
@@ -55,7 +55,7 @@ def test_detailed_format_names_and_shape(client, service, probe) -> None:
         assert d["os_version"]  # the guest reported its OS
     r = client.get("/releaseservers/job?count=3")
     assert json.loads(r.text) == ["job1", "job2", "job3"]
-    docs = {d["name"]: d for d in service.ctx.store.history()}
+    docs = {d["name"]: d for d in service.ctx.store.history.recent()}
     for name in body:
         assert docs[name]["state"] == "deleted"
         assert {"deleted_time", "live_duration_secs", "delete_duration_secs"} <= set(docs[name])
@@ -151,14 +151,14 @@ def test_bad_names_are_refused(client, farm, path) -> None:
 def test_xhostref_places_on_that_host_and_release_spans_hosts(client, probe, service) -> None:
     r = client.get("/getservers/pin?os=centos&xhostref=2")
     assert r.status_code == 200, r.text
-    lease = service.ctx.store.leases(name="pin")[0]
+    lease = service.ctx.store.leases.find(name="pin")[0]
     assert lease.host_ref == 2
     r = client.get("/getservers/wide?os=centos&count=6&ignorelabels=true")
     assert r.status_code == 200, r.text
-    refs = {lease.host_ref for n in range(1, 7) for lease in service.ctx.store.leases(name=f"wide{n}")}
+    refs = {lease.host_ref for n in range(1, 7) for lease in service.ctx.store.leases.find(name=f"wide{n}")}
     assert refs == {1, 2}  # spread over both pools
     members = {lease.host_uuid for n in range(1, 7)
-               for lease in service.ctx.store.leases(name=f"wide{n}")}
+               for lease in service.ctx.store.leases.find(name=f"wide{n}")}
     assert len(members) == 4  # and over every member host
     assert len(json.loads(client.get("/releaseservers/wide?count=6").text)) == 6
     client.get("/releaseservers/pin")
@@ -169,12 +169,12 @@ def test_setexpiry_and_expiry_firing(client, service, probe) -> None:
     assert client.get("/getservers/short?os=centos&count=2").status_code == 200
     r = client.get("/setexpiry/short/30?count=2")
     assert json.loads(r.text) == ["short1", "short2"]
-    lease = service.ctx.store.leases(name="short1")[0]
+    lease = service.ctx.store.leases.find(name="short1")[0]
     assert abs(lease.expires - (service.ctx.clock() + 1800)) < 60
     r = client.get("/setexpiry/short/0?count=2&from=created")
     assert r.status_code == 200
     wait_until(lambda: probe.vms_named("short") == [], timeout=15, what="expiry to fire")
-    docs = {d["name"]: d for d in service.ctx.store.history()}
+    docs = {d["name"]: d for d in service.ctx.store.history.recent()}
     assert docs["short1"]["state"] == "deleted" and docs["short1"]["delete_reason"] == "expired"
 
 
@@ -216,7 +216,7 @@ def test_link_local_retry_then_success(quick_client, quick_service, farm, probe)
 
     def lift_after_first_attempt_failed() -> None:
         wait_until(lambda: any(d["name"] == "win" and d["state"] == "failed"
-                               for d in store.history()),
+                               for d in store.history.recent()),
                    timeout=20, what="the first windows attempt to fail on 169.254")
         farm.exhaust_dhcp(on=False)
 
@@ -229,7 +229,7 @@ def test_link_local_retry_then_success(quick_client, quick_service, farm, probe)
         farm.exhaust_dhcp(on=False)
     assert r.status_code == 200, r.text
     assert ips_ok(json.loads(r.text))
-    docs = [d for d in store.history() if d["name"] == "win"]
+    docs = [d for d in store.history.recent() if d["name"] == "win"]
     assert sorted(d["state"] for d in docs) == ["available", "failed"]
     assert "link-local" in next(d for d in docs if d["state"] == "failed")["failure_reason"]
     quick_client.get("/releaseservers/win")
@@ -246,8 +246,8 @@ def test_link_local_every_attempt_fails_cleanly(quick_client, quick_service, far
     assert "link-local" in r.text
     assert probe.vms_named("ll") == []
     store = quick_service.ctx.store
-    assert store.reservations() == []
-    failed = [d for d in store.history() if d["name"] == "ll"]
+    assert store.reservations.live() == []
+    failed = [d for d in store.history.recent() if d["name"] == "ll"]
     assert len(failed) == 3 and all(d["state"] == "failed" for d in failed)
 
 

@@ -62,11 +62,11 @@ def test_the_owner_check_covers_exactly_what_the_route_acts_on(tmp_path: Path, f
             for name, n in builds:
                 r = api.get(f"/getservers/{name}?os=centos&count={n}", headers=bearer(tok[owner]))
                 assert r.status_code == 200, r.text
-        owners = {lease.name: lease.owner for lease in svc.ctx.store.leases()}
+        owners = {lease.name: lease.owner for lease in svc.ctx.store.leases.find()}
         assert len(owners) == 7
 
         def state() -> dict[str, float]:
-            return {lease.name: lease.expires for lease in svc.ctx.store.leases()}
+            return {lease.name: lease.expires for lease in svc.ctx.store.leases.find()}
 
         @settings(max_examples=150, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow])

@@ -76,7 +76,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(svc: Dynvm, ini: Path, mfar
     assert "dry run: nothing changed" in result.output
     assert write_calls(mfarm.call_counts()) == {}
     assert S.get_status(svc.ctx.store, 1) == before
-    assert svc.ctx.store.lock_holder(S.lock_name(1)) is None
+    assert svc.ctx.store.locks.holder(S.lock_name(1)) is None
 
     as_json = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
                                         "--json"])
@@ -121,7 +121,7 @@ def test_host_in_maintenance_takes_no_vm_and_is_not_counted(svc: Dynvm) -> None:
         during = svc.available("centos", frozenset(), False).count
         assert 0 < during < before
         got = svc.get_servers(ServersRequest(name="avoid", count=6))
-        leases = [svc.ctx.store.get_lease(r.vm_uuid) for r in got.servers]
+        leases = [svc.ctx.store.leases.get(r.vm_uuid) for r in got.servers]
         assert len(leases) == 6
         assert all(lease is not None and lease.host_uuid != member.uuid for lease in leases)
     finally:
@@ -162,7 +162,7 @@ def test_pool_not_n_plus_1_is_refused(tmp_path: Path) -> None:
 
 def test_one_run_per_pool(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
     store = svc.ctx.store
-    assert store.acquire_lock(S.lock_name(1), "other-instance", 60)
+    assert store.locks.acquire(S.lock_name(1), "other-instance", 60)
     try:
         mfarm.reset_call_counts()
         out = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1",
@@ -182,8 +182,8 @@ def test_one_run_per_pool(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
         assert json.loads(shown.output)["1"]["held_by"] == "other-instance"
         assert json.loads(shown.output)["1"]["state"] == "running"
     finally:
-        store.release_lock(S.lock_name(1), "other-instance")
-        store.update_doc(S.status_key(1), lambda d: None)
+        store.locks.release(S.lock_name(1), "other-instance")
+        store.documents.update(S.status_key(1), lambda d: None)
 
 
 def _add(t: dict, cls: str, **fields: object) -> str:

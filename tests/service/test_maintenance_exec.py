@@ -240,9 +240,9 @@ def end_when_waited(svc: Dynvm, vms: set[str], seen: list[dict],
             return
         waits.add(st.get("host_name", ""))
         for u in vms:
-            if svc.ctx.store.get_lease(u) is not None:
-                svc.ctx.store.update_lease(u, expires=svc.ctx.clock() - 1)
-        wait_until(lambda: not [u for u in vms if svc.ctx.store.get_lease(u) is not None],
+            if svc.ctx.store.leases.get(u) is not None:
+                svc.ctx.store.leases.update(u, expires=svc.ctx.clock() - 1)
+        wait_until(lambda: not [u for u in vms if svc.ctx.store.leases.get(u) is not None],
                    timeout=60, what="expiry to release the ended leases")
         if clock is not None:
             clock.advance(Options().drain_timeout + 1)
@@ -277,7 +277,7 @@ class SideTraffic:
             try:
                 blocked_before = S.placement_blocked(store)
                 got = self.svc.get_servers(ServersRequest(name=name, count=1))
-                lease = store.get_lease(got.servers[0].vm_uuid)
+                lease = store.leases.get(got.servers[0].vm_uuid)
                 blocked_after = S.placement_blocked(store)
                 key = host_key(1, lease.host_uuid) if lease else ""
                 self.outcomes.append("placed in maintenance" if key in blocked_before
@@ -345,7 +345,7 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
                                          "enable", "placement-on"}
     assert S.in_maintenance(svc.ctx.store) == {}
     assert all(h.enabled for h in svc.ctx.view(svc.config().hosts[1]).hosts)
-    assert svc.ctx.store.lock_holder(S.lock_name(1)) is None
+    assert svc.ctx.store.locks.holder(S.lock_name(1)) is None
 
 
 def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
@@ -391,7 +391,7 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
     assert enabled and config.get("timeout") == "180"
     assert sorted(set(w.reboots)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
     assert w.reboots.count(first) == 1  # the resumed run waited for it, did not reboot it again
-    assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
+    assert not [r for r in svc.ctx.store.reservations.live() if r.request_id.startswith("maint")]
 
 
 def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
@@ -405,14 +405,14 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
         svc.get_servers(ServersRequest(name="short", count=2))
         svc.get_servers(ServersRequest(name="long", count=2))
         # The background worker fills the warm pool.
-        warm = wait_until(lambda: len(svc.ctx.store.leases(state=LEASE_READY)) == 2 and
-                          svc.ctx.store.leases(state=LEASE_READY), timeout=60,
+        warm = wait_until(lambda: len(svc.ctx.store.leases.find(state=LEASE_READY)) == 2 and
+                          svc.ctx.store.leases.find(state=LEASE_READY), timeout=60,
                           what="two warm VMs")
         warm_uuids = {lease.vm_uuid for lease in warm}
-        short = {lease.vm_uuid for lease in svc.ctx.store.leases()
+        short = {lease.vm_uuid for lease in svc.ctx.store.leases.find()
                  if lease.name.startswith("short")}
         for u in short:  # ends within the drain window, but not on its own during the test
-            svc.ctx.store.update_lease(u, expires=time.time() + 300)
+            svc.ctx.store.leases.update(u, expires=time.time() + 300)
         w = Watcher(rfarm)
         w.start({})
         seen: list[dict] = []
@@ -428,11 +428,11 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
         assert all(w.moves.get(u, 0) == 0 for u in warm_uuids)  # destroyed, not moved
         guests = w.guests()
         assert not short & set(guests) and not warm_uuids & set(guests)
-        longs = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("long")}
+        longs = {lease.vm_uuid for lease in svc.ctx.store.leases.find() if lease.name.startswith("long")}
         assert len(longs) == 2 and longs <= set(guests)
         assert all(guests[u]["power_state"] == "Running" for u in longs)
         # The warm pool is rebuilt on hosts in service.
-        wait_until(lambda: len(svc.ctx.store.leases(state=LEASE_READY)) == 2, timeout=60,
+        wait_until(lambda: len(svc.ctx.store.leases.find(state=LEASE_READY)) == 2, timeout=60,
                    what="the warm pool to be rebuilt")
     finally:
         from dynvm.core.release import release_lease
@@ -440,14 +440,14 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
 
         # No warm build may still be running when the store closes: let the pool
         # settle, stop the worker that refills it, then release.
-        wait_until(lambda: not svc.ctx.store.leases(state=LEASE_PROVISIONING)
-                   and not svc.ctx.store.requests(state="running"), timeout=60,
+        wait_until(lambda: not svc.ctx.store.leases.find(state=LEASE_PROVISIONING)
+                   and not svc.ctx.store.requests.find(state="running"), timeout=60,
                    what="warm-pool builds to finish")
         svc.background.stop()
-        wait_until(lambda: not svc.ctx.store.leases(state=LEASE_PROVISIONING)
-                   and not svc.ctx.store.requests(state="running"), timeout=60,
+        wait_until(lambda: not svc.ctx.store.leases.find(state=LEASE_PROVISIONING)
+                   and not svc.ctx.store.requests.find(state="running"), timeout=60,
                    what="warm-pool builds to finish")
-        for lease in svc.ctx.store.leases():
+        for lease in svc.ctx.store.leases.find():
             release_lease(svc.ctx, lease, reason="test teardown")
         svc.close()
 
@@ -473,12 +473,12 @@ def test_api_starts_a_run_and_reports_it(svc: Dynvm, rfarm: Farm) -> None:
         wait_until(lambda: client.get("/maintenance").get_json()["1"]["state"] == "done",
                    timeout=240, what="the run to finish")
     finally:
-        wait_until(lambda: svc.ctx.store.lock_holder(S.lock_name(1)) is None, timeout=240,
+        wait_until(lambda: svc.ctx.store.locks.holder(S.lock_name(1)) is None, timeout=240,
                    what="every run to end")
         w.stop()
     assert not w.errors and w.not_running == [] and w.missing == set()
     assert sorted(set(w.reboots)) == sorted(h.name_label for h in rfarm.pools[0].hosts)
-    assert not [r for r in svc.ctx.store.reservations() if r.request_id.startswith("maint")]
+    assert not [r for r in svc.ctx.store.reservations.live() if r.request_id.startswith("maint")]
 
 
 def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
@@ -499,7 +499,7 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
         assert "INTERNAL_ERROR" in status["error"] and status["ha_off"] is False
         enabled, config = ha_state(w)
         assert enabled and config.get("timeout") == "180"  # HA back while nobody acts
-        assert svc.ctx.store.lock_holder(S.lock_name(1)) is None
+        assert svc.ctx.store.locks.holder(S.lock_name(1)) is None
         seen: list[dict] = []
         rolling_reboot(svc, 1, Options(execute=True, poll=0.02),  # the same command resumes
                        lambda st: seen.append(dict(st)))
@@ -518,10 +518,10 @@ def test_drain_strategy_waits_for_leases_then_moves_what_is_left(
         svc: Dynvm, rfarm: Farm, clock: SteppedClock) -> None:
     svc.get_servers(ServersRequest(name="brief", count=2))
     svc.get_servers(ServersRequest(name="stays", count=2))
-    brief = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("brief")}
-    stays = {lease.vm_uuid for lease in svc.ctx.store.leases() if lease.name.startswith("stays")}
+    brief = {lease.vm_uuid for lease in svc.ctx.store.leases.find() if lease.name.startswith("brief")}
+    stays = {lease.vm_uuid for lease in svc.ctx.store.leases.find() if lease.name.startswith("stays")}
     for u in brief:  # would outlast the test on their own
-        svc.ctx.store.update_lease(u, expires=clock() + 300)
+        svc.ctx.store.leases.update(u, expires=clock() + 300)
     w = Watcher(rfarm)
     w.start({})
     seen: list[dict] = []
@@ -543,5 +543,5 @@ def test_drain_strategy_waits_for_leases_then_moves_what_is_left(
     assert S.get_status(svc.ctx.store, 1)["state"] == "done"
     from dynvm.core.release import release_lease
 
-    for lease in svc.ctx.store.leases():
+    for lease in svc.ctx.store.leases.find():
         release_lease(svc.ctx, lease, reason="test teardown")

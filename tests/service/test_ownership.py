@@ -42,7 +42,7 @@ def deployment(tmp: Path, farm) -> Iterator[Dynvm]:
 def release_all(svc: Dynvm) -> None:
     from dynvm.core.release import release_lease
 
-    for lease in svc.ctx.store.leases():
+    for lease in svc.ctx.store.leases.find():
         try:
             release_lease(svc.ctx, lease, reason="test teardown")
         except Exception:
@@ -68,7 +68,7 @@ def test_vms_carry_the_deployment_identity(tmp_path, farm, clean_farm, probe) ->
         assert client.get("/getservers/ident?os=centos").status_code == 200
         (rec,) = probe.vms_named("ident")
         assert rec["other_config"][TAG_DEPLOYMENT] == svc.ctx.deployment()
-        assert svc.ctx.store.deployment_id(None) == svc.ctx.deployment()
+        assert svc.ctx.store.documents.deployment_id(None) == svc.ctx.deployment()
 
 
 def test_another_deployments_vms_are_never_touched(tmp_path, farm, clean_farm, probe) -> None:
@@ -80,13 +80,13 @@ def test_another_deployments_vms_are_never_touched(tmp_path, farm, clean_farm, p
         assert len(owned) == 2
         passes(b, 3)
         assert vm_uuids(probe, "mine") == owned
-        assert b.ctx.store.leases() == [] and b.ctx.store.history() == []
+        assert b.ctx.store.leases.find() == [] and b.ctx.store.history.recent() == []
         # and b builds and releases its own next to them
         cb = create_app(service=b).test_client()
         assert cb.get("/getservers/theirs?os=centos").status_code == 200
         passes(a, 3)
         assert len(probe.vms_named("theirs")) == 1
-        assert [lease.name for lease in a.ctx.store.leases(name="theirs")] == []
+        assert [lease.name for lease in a.ctx.store.leases.find(name="theirs")] == []
         assert cb.get("/releaseservers/theirs").status_code == 200
         assert vm_uuids(probe, "mine") == owned
 
@@ -96,7 +96,7 @@ def test_a_vm_without_identity_is_reported_never_destroyed(tmp_path, farm, clean
     with deployment(tmp_path, farm) as svc:
         client = create_app(service=svc).test_client()
         assert client.get("/getservers/legacyvm?os=centos").status_code == 200
-        (lease,) = svc.ctx.store.leases(name="legacyvm")
+        (lease,) = svc.ctx.store.leases.find(name="legacyvm")
         # as a VM built before identities existed, and whose lease was lost
         for i in range(len(farm.pools)):
             s = probe.session(i)
@@ -105,11 +105,11 @@ def test_a_vm_without_identity_is_reported_never_destroyed(tmp_path, farm, clean
                     s.xenapi.VM.remove_from_other_config(ref, TAG_DEPLOYMENT)
             finally:
                 s.xenapi.session.logout()
-        svc.ctx.store.delete_lease(lease.vm_uuid)
+        svc.ctx.store.leases.delete(lease.vm_uuid)
         passes(svc, 3)
         assert vm_uuids(probe, "legacyvm") == {lease.vm_uuid}  # not destroyed
-        assert svc.ctx.store.leases(name="legacyvm") == []  # and not adopted either
-        svc.ctx.store.put_lease(lease)  # so the test can release it
+        assert svc.ctx.store.leases.find(name="legacyvm") == []  # and not adopted either
+        svc.ctx.store.leases.put(lease)  # so the test can release it
 
 
 def test_store_loss_adopts_every_vm_with_its_lease_end(tmp_path, farm, clean_farm,
@@ -122,7 +122,7 @@ def test_store_loss_adopts_every_vm_with_its_lease_end(tmp_path, farm, clean_far
         assert client.get("/setexpiry/keep2/90").status_code == 200
         identity = first.ctx.deployment()
         before = {lease.name: (lease.vm_uuid, int(lease.expires), lease.owner, lease.host_ref)
-                  for lease in first.ctx.store.leases()}
+                  for lease in first.ctx.store.leases.find()}
         assert len(set(e for _, e, _, _ in before.values())) == 2  # keep2 has its own end
     finally:
         first.close()
@@ -134,14 +134,14 @@ def test_store_loss_adopts_every_vm_with_its_lease_end(tmp_path, farm, clean_far
         c2 = create_app(service=second).test_client()
         second.background.ensure_started()
         assert second.ctx.deployment() == identity
-        wait_until(lambda: len(second.ctx.store.leases()) == 3, timeout=30,
+        wait_until(lambda: len(second.ctx.store.leases.find()) == 3, timeout=30,
                    what="the three VMs to be adopted")
         after = {lease.name: (lease.vm_uuid, int(lease.expires), lease.owner, lease.host_ref)
-                 for lease in second.ctx.store.leases()}
+                 for lease in second.ctx.store.leases.find()}
         assert after == before
         assert vm_uuids(probe, "keep") == {u for u, _, _, _ in before.values()}  # none destroyed
         for vm_uuid, _, _, _ in before.values():
-            doc = second.ctx.store.get_history(vm_uuid)
+            doc = second.ctx.store.history.get(vm_uuid)
             assert doc is not None and doc["adopted_time"] > 0 and "adopt_reason" in doc
         wait_until(lambda: 'dynvm_reconciled_vms_total{event="adopted"}' in
                    c2.get("/metrics").text, timeout=10, what="the adoptions to be counted")
@@ -204,8 +204,8 @@ def test_two_deployments_share_one_farm_under_mixed_traffic(tmp_path, farm, clea
         assert {key: vm_uuids(probe, f"hold{key}") for key in clients} == held
         for svc, key in ((a, "a"), (b, "b")):
             other = "b" if key == "a" else "a"
-            assert {lease.vm_uuid for lease in svc.ctx.store.leases()} == held[key]
-            assert not any(d["uuid"] in held[other] for d in svc.ctx.store.history()
+            assert {lease.vm_uuid for lease in svc.ctx.store.leases.find()} == held[key]
+            assert not any(d["uuid"] in held[other] for d in svc.ctx.store.history.recent()
                            if "uuid" in d)
 
 
@@ -217,13 +217,13 @@ def test_adoption_waits_for_a_second_sighting(tmp_path, farm, clean_farm, probe)
     try:
         client = create_app(service=svc).test_client()
         assert client.get("/getservers/twice?os=centos").status_code == 200
-        (lease,) = svc.ctx.store.leases(name="twice")
-        svc.ctx.store.delete_lease(lease.vm_uuid)  # as if the store had lost it
+        (lease,) = svc.ctx.store.leases.find(name="twice")
+        svc.ctx.store.leases.delete(lease.vm_uuid)  # as if the store had lost it
         rec = Reconciler(svc.ctx, orphan_grace=0.0)
         assert rec.run()["adopted"] == 0
-        assert svc.ctx.store.get_lease(lease.vm_uuid) is None
+        assert svc.ctx.store.leases.get(lease.vm_uuid) is None
         assert rec.run()["adopted"] == 1
-        adopted = svc.ctx.store.get_lease(lease.vm_uuid)
+        adopted = svc.ctx.store.leases.get(lease.vm_uuid)
         assert adopted is not None and adopted.name == "twice" and adopted.state == "active"
         assert int(adopted.expires) == int(lease.expires) and adopted.owner == lease.owner
         assert rec.run()["adopted"] == 0  # once is enough
@@ -243,8 +243,8 @@ def test_a_half_built_vm_is_destroyed_only_once_its_builder_is_dead(tmp_path, fa
     try:
         client = create_app(service=svc).test_client()
         assert client.get("/getservers/half?os=centos").status_code == 200
-        (lease,) = svc.ctx.store.leases(name="half")
-        svc.ctx.store.delete_lease(lease.vm_uuid)
+        (lease,) = svc.ctx.store.leases.find(name="half")
+        svc.ctx.store.leases.delete(lease.vm_uuid)
         pool = svc.ctx.pool(svc.config().hosts[lease.host_ref])
         # as a build cut short, whose request record went with the store
         pool.update(lease.vm_uuid, tags={TAG_STATE: "provisioning", TAG_LEASE: "unrecorded",
@@ -257,7 +257,7 @@ def test_a_half_built_vm_is_destroyed_only_once_its_builder_is_dead(tmp_path, fa
         pool.update(lease.vm_uuid, tags={TAG_BUILDER: "elsewhere:1:gone00"})
         assert rec.run()["vms"] == 1
         assert probe.vms_named("half") == []
-        doc = svc.ctx.store.get_history(lease.vm_uuid)
+        doc = svc.ctx.store.history.get(lease.vm_uuid)
         assert doc["delete_reason"] == "left half built by an instance that stopped"
     finally:
         release_all(svc)
@@ -277,7 +277,7 @@ def test_a_vm_completed_after_the_lease_snapshot_is_never_destroyed(tmp_path, fa
     try:
         client = create_app(service=svc).test_client()
         assert client.get("/getservers/late?os=centos").status_code == 200
-        (lease,) = svc.ctx.store.leases(name="late")
+        (lease,) = svc.ctx.store.leases.find(name="late")
         real = svc.ctx.store
 
         class StaleLeases:

@@ -31,7 +31,7 @@ def steps(service, monkeypatch) -> dict[str, list[str]]:
     """Every step noted per VM, in order, while the store still records them all."""
     seen: dict[str, list[str]] = defaultdict(list)
     store = service.ctx.store
-    real = store.note_request_vm
+    real = store.requests.note_vm
 
     def spy(request_id: str, name: str, entry: dict) -> None:
         seen[name].append(entry["step"])
@@ -42,7 +42,7 @@ def steps(service, monkeypatch) -> dict[str, list[str]]:
 
 
 def only_request(service):
-    (req,) = [r for r in service.ctx.store.requests() if not r.id.startswith("warm-")]
+    (req,) = [r for r in service.ctx.store.requests.find() if not r.id.startswith("warm-")]
     return req
 
 

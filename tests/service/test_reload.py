@@ -58,7 +58,7 @@ def test_draining_a_host_keeps_its_vms_but_takes_no_new_ones(tmp_path, farm, cle
         r = c.get("/getservers/elsewhere?os=centos&count=2&format=detailed")
         assert r.status_code == 200
         assert {lease.host_ref for n in ("elsewhere1", "elsewhere2")
-                for lease in svc.ctx.store.leases(name=n)} == {1}
+                for lease in svc.ctx.store.leases.find(name=n)} == {1}
         rows = json.loads(c.get("/showall").text)["2"]
         assert [row["name"] for row in rows] == ["stay"]  # still running, still shown
         assert json.loads(c.get("/releaseservers/stay").text) == ["stay"]

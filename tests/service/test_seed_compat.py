@@ -44,7 +44,7 @@ def serving(ini: Path) -> Iterator[tuple[Dynvm, FlaskClient]]:
     finally:
         from dynvm.core.release import release_lease
 
-        for lease in svc.ctx.store.leases():
+        for lease in svc.ctx.store.leases.find():
             try:
                 release_lease(svc.ctx, lease, reason="test teardown")
             except Exception:
@@ -164,7 +164,7 @@ def test_history_document_matches_the_seeds(client, service, probe) -> None:
     r = client.get("/getservers/histo?os=centos&expiresin=60")
     assert r.status_code == 200, r.text
     ip = json.loads(r.text)[0]
-    doc = next(d for d in service.ctx.store.history() if d["name"] == "histo")
+    doc = next(d for d in service.ctx.store.history.recent() if d["name"] == "histo")
     seed = seed_doc(probe, "histo", ip, "centos")
     assert set(seed) <= set(doc), set(seed) - set(doc)
     for key, value in seed.items():
@@ -177,7 +177,7 @@ def test_history_document_matches_the_seeds(client, service, probe) -> None:
     assert doc["owner"] == "histo" and isinstance(doc["labels"], list)
     r = client.get("/releaseservers/histo")
     assert r.status_code == 200
-    doc = service.ctx.store.get_history(doc["uuid"])
+    doc = service.ctx.store.history.get(doc["uuid"])
     assert doc["state"] == "deleted"
     for key, kind in SEED_DELETE_TYPES.items():
         assert type(doc[key]) is kind, (key, doc[key])
@@ -246,7 +246,7 @@ def test_first_clone_failure_no_longer_fails_a_two_vm_request(client, farm, serv
     finally:
         farm.faults.clear_rules()
     assert sorted(v["name_label"] for v in probe.vms_named("retry")) == ["retry1", "retry2"]
-    docs = [d for d in service.ctx.store.history() if d["name"].startswith("retry")]
+    docs = [d for d in service.ctx.store.history.recent() if d["name"].startswith("retry")]
     assert sorted(d["name"] for d in docs) == ["retry1", "retry2"]  # nothing half-built
     assert all(d["state"] == "available" for d in docs)
     assert client.get("/releaseservers/retry?count=2").status_code == 200
@@ -264,7 +264,7 @@ def test_a_start_refused_by_a_host_just_disabled_moves_to_another_member(
     finally:
         farm.faults.clear_rules()
     assert [v["name_label"] for v in probe.vms_named("moved")] == ["moved"]  # none left over
-    docs = [d for d in service.ctx.store.history() if d["name"] == "moved"]
+    docs = [d for d in service.ctx.store.history.recent() if d["name"] == "moved"]
     assert [d["state"] for d in docs] == ["available"]
     assert client.get("/releaseservers/moved").status_code == 200
 

@@ -103,7 +103,7 @@ def _check_forty(ini, probe, answers, peak) -> None:
 
     # every VM left is owned by a lease, and every lease by a VM
     store = open_store(load_config(ini).store)
-    leased = {lease.vm_uuid for lease in store.leases()}
+    leased = {lease.vm_uuid for lease in store.leases.find()}
     in_xen = {u for uuids in tagged_vms(probe).values() for u in uuids}
     assert leased == in_xen and len(leased) == 10
     store.close()
@@ -117,7 +117,7 @@ def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> No
         # both instances up; exactly one holds the background lock
         for base in (a, b):
             requests.get(base + "/health", timeout=10)
-        leader = wait_until(lambda: store.lock_holder("background"), timeout=10,
+        leader = wait_until(lambda: store.locks.holder("background"), timeout=10,
                             what="a background leader")
         healths = [requests.get(base + "/health", timeout=10).json() for base in (a, b)]
         assert sorted(h["leader"] for h in healths) == [False, True]
@@ -131,12 +131,12 @@ def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> No
         doomed.wait()
         r = requests.get(other + "/setexpiry/exp/0?count=2&from=created", timeout=30)
         assert r.status_code == 200, r.text
-        wait_until(lambda: store.lock_holder("background") not in (None, leader), timeout=15,
+        wait_until(lambda: store.locks.holder("background") not in (None, leader), timeout=15,
                    what="the survivor to take the lock")
         wait_until(lambda: probe.vms_named("exp") == [], timeout=15,
                    what="the survivor to expire the VMs")
         assert requests.get(other + "/health", timeout=10).json()["leader"] is True
-    docs = {d["name"]: d for d in store.history()}
+    docs = {d["name"]: d for d in store.history.recent()}
     assert docs["exp1"]["state"] == "deleted" and docs["exp1"]["delete_reason"] == "expired"
     store.close()
 
@@ -160,17 +160,17 @@ def test_kill_dash_nine_mid_request_is_reconciled(tmp_path, small_farm, probe) -
             small_farm.set_slow(small_farm.pools[0].master.name_label, 0)
             small_farm.set_slow(small_farm.pools[1].master.name_label, 0)
         assert any(tagged_vms(probe).values())  # the crash left VMs behind
-        assert store.requests(state="running")
+        assert store.requests.find(state="running")
     # a new instance reconciles once the dead one's heartbeat lapses
     with served(ini, workers=1, log=tmp_path / "b.log") as (b, _):
         requests.get(b + "/health", timeout=10)
         wait_until(lambda: not any(tagged_vms(probe).values()), timeout=30,
                    what="orphans to be destroyed")
-        wait_until(lambda: store.reservations() == [] and not store.requests(state="running"),
+        wait_until(lambda: store.reservations.live() == [] and not store.requests.find(state="running"),
                    timeout=15, what="reservations and the request to be closed")
-    assert [r.state for r in store.requests()] == ["interrupted"]
-    assert store.leases() == []
-    docs = [d for d in store.history() if d["name"].startswith("crash")]
+    assert [r.state for r in store.requests.find()] == ["interrupted"]
+    assert store.leases.find() == []
+    docs = [d for d in store.history.recent() if d["name"].startswith("crash")]
     assert docs and all(d["state"] in ("deleted", "failed") for d in docs)
     assert all("service stopped during provisioning" in
                (d.get("delete_reason") or d.get("failure_reason") or "") for d in docs)

@@ -71,7 +71,7 @@ def test_locked_store_answers_503_and_never_applies_later(svc, tmp_path, probe) 
     client = create_app(service=svc).test_client()
     r = client.get("/getservers/lockd?os=centos")
     assert r.status_code == 200, r.get_data(as_text=True)
-    before = svc.ctx.store.leases(name="lockd")[0].expires
+    before = svc.ctx.store.leases.find(name="lockd")[0].expires
     with WriteLock(tmp_path / "dynvm.sqlite"):
         _one_line_503(client.get("/getservers/lockd2?os=centos"))
         assert probe.vms_named("lockd2") == []  # refused before any XenAPI write
@@ -84,7 +84,7 @@ def test_locked_store_answers_503_and_never_applies_later(svc, tmp_path, probe) 
         assert client.get("/showall").status_code == 200
         assert client.get("/getavailablecount/centos").status_code == 200
     svc.ctx.store.ping()  # would replay anything queued
-    assert svc.ctx.store.leases(name="lockd")[0].expires == before  # the 503 meant "not done"
+    assert svc.ctx.store.leases.find(name="lockd")[0].expires == before  # the 503 meant "not done"
     assert client.get("/health").status_code == 200
 
 
@@ -129,7 +129,7 @@ def test_deleted_store_file_is_recreated_whole_without_restart(svc, tmp_path, mo
     r = client.get("/getservers/del2?os=centos&pools=regression&format=detailed")
     assert r.status_code == 200, r.get_data(as_text=True)
     assert db.exists()
-    assert [lease.name for lease in svc.ctx.store.leases(name="del2")] == ["del2"]
+    assert [lease.name for lease in svc.ctx.store.leases.find(name="del2")] == ["del2"]
     ip = json.loads(r.get_data(as_text=True))["del2"]
     doc = svc.ctx.static_pools.get(ip)
     assert doc is not None and doc["name"] == "del2" and doc["poolId"] == ["regression"]
@@ -166,9 +166,9 @@ def test_store_failing_mid_build_answers_503_and_leaves_no_vm(tmp_path, quick_bu
         asker.start()
         # Room is reserved and the clone (a XenAPI write) is under way; the lease is
         # written when it is done, and that write finds the store locked.
-        wait_until(lambda: service.ctx.store.reservations(), timeout=120,
+        wait_until(lambda: service.ctx.store.reservations.live(), timeout=120,
                    what="the build to reserve room")
-        assert not service.ctx.store.leases(name="midway")
+        assert not service.ctx.store.leases.find(name="midway")
         with WriteLock(tmp_path / "dynvm.sqlite"):
             asker.join(timeout=300)
         assert answer.get("status") == 503, answer

@@ -45,7 +45,7 @@ def test_outage_refuses_requests_but_releases_and_expires(outage, farm, probe) -
     assert c.get("/getservers/late?os=centos").status_code == 200
     wait_until(lambda: svc.background.is_leader, timeout=60, what="leadership")
 
-    lease = svc.ctx.store.leases(name="late")[0]
+    lease = svc.ctx.store.leases.find(name="late")[0]
 
     coll.offline = True
     c.get("/getavailablecount/centos")
@@ -74,14 +74,14 @@ def test_outage_refuses_requests_but_releases_and_expires(outage, farm, probe) -
     coll.offline = False
     wait_until(lambda: svc.ctx.store.pending() == 0, timeout=60, what="the outbox to drain")
     # the expiry may still be recording "late" (its store calls were retrying when it came back)
-    wait_until(lambda: svc.ctx.store.leases() == [], timeout=60, what="every lease to be closed")
-    docs = {d["name"]: d for d in svc.ctx.store.history()}
+    wait_until(lambda: svc.ctx.store.leases.find() == [], timeout=60, what="every lease to be closed")
+    docs = {d["name"]: d for d in svc.ctx.store.history.recent()}
     for name, reason in (("keep1", "released"), ("keep2", "released"), ("late", "expired")):
         d = docs[name]
         assert d["state"] == "deleted" and d["delete_reason"] == reason, d
         assert {"deleted_time", "live_duration_secs", "delete_duration_secs", "ipaddr",
                 "created_time"} <= set(d)
-    assert svc.ctx.store.leases() == []
+    assert svc.ctx.store.leases.find() == []
 
 
 def test_releasing_every_numbered_vm_of_a_prefix_works_during_an_outage(outage, probe) -> None:
@@ -98,5 +98,5 @@ def test_releasing_every_numbered_vm_of_a_prefix_works_during_an_outage(outage, 
     assert [v["name_label"] for v in probe.vms_named("other")] == ["other"]
     coll.offline = False
     wait_until(lambda: svc.ctx.store.pending() == 0, timeout=60, what="the outbox to drain")
-    docs = {d["name"]: d for d in svc.ctx.store.history()}
+    docs = {d["name"]: d for d in svc.ctx.store.history.recent()}
     assert docs["pfx1"]["state"] == docs["pfx2"]["state"] == "deleted"

@@ -75,12 +75,12 @@ def finish(api: FlaskClient, location: str, h: dict[str, str]) -> dict:
 
 def test_request_answers_202_and_steps_advance(api, svc, tok) -> None:
     seen: dict[str, list[str]] = defaultdict(list)
-    real = svc.ctx.store.note_request_vm
+    real = svc.ctx.store.requests.note_vm
 
     def spy(request_id: str, name: str, entry: dict) -> None:  # watch every step noted
         seen[name].append(entry["step"])
         real(request_id, name, entry)
-    svc.ctx.store.note_request_vm = spy
+    svc.ctx.store.requests.note_vm = spy
     h = bearer(tok["team-a"])
     r = api.post("/api/v1/requests", json={"os": "centos", "count": 3, "name": "st"}, headers=h)
     assert r.status_code == 202, r.json
@@ -96,7 +96,7 @@ def test_request_answers_202_and_steps_advance(api, svc, tok) -> None:
     assert {v["owner"] for v in vms} == {"team-a"}
     for name in ips:
         assert api.delete(f"/api/v1/vms/{name}", headers=h).status_code == 200
-    assert svc.ctx.store.leases() == []
+    assert svc.ctx.store.leases.find() == []
 
 
 def test_cancel_mid_build_leaves_nothing(api, svc, tok, farm, probe, clean_farm) -> None:
@@ -119,9 +119,9 @@ def test_cancel_mid_build_leaves_nothing(api, svc, tok, farm, probe, clean_farm)
     assert {v["step"] for v in body["vms"]} == {"failed"}
     rid = body["id"]
     assert probe.vms_named("cx") == []
-    assert [r for r in svc.ctx.store.reservations() if r.request_id == rid] == []
-    assert svc.ctx.store.leases() == []
-    assert all(svc.ctx.store.lock_holder("name:" + n) is None for n in body["names"])
+    assert [r for r in svc.ctx.store.reservations.live() if r.request_id == rid] == []
+    assert svc.ctx.store.leases.find() == []
+    assert all(svc.ctx.store.locks.holder("name:" + n) is None for n in body["names"])
     assert probe.state() == clean_farm  # no VM, no disk, no memory held
 
 
@@ -156,20 +156,20 @@ def test_legacy_mutating_needs_a_token_and_respects_owners(api, svc, tok, caplog
     assert api.get("/getavailablecount/centos").status_code == 200  # reads stay open
     r = api.get(f"/getservers/lg?os=centos&token={tok['team-a']}")
     assert r.status_code == 200, r.text
-    (lease,) = svc.ctx.store.leases(name="lg")
+    (lease,) = svc.ctx.store.leases.find(name="lg")
     assert lease.owner == "team-a"
     b = bearer(tok["team-b"])
     assert api.get("/releaseservers/lg", headers=b).status_code == 403
     assert api.get(f"/setexpiry/lg/30?token={tok['team-b']}").status_code == 403
-    assert svc.ctx.store.leases(name="lg")[0].state == "active"
+    assert svc.ctx.store.leases.find(name="lg")[0].state == "active"
     assert api.get("/setexpiry/lg/30", headers=bearer(tok["team-a"])).status_code == 200
     assert api.get(f"/releaseservers/lg?token={tok['ops']}").status_code == 200
-    assert svc.ctx.store.leases(name="lg") == []
-    docs = [d for d in svc.ctx.store.history() if d.get("name") == "lg"]
+    assert svc.ctx.store.leases.find(name="lg") == []
+    docs = [d for d in svc.ctx.store.history.recent() if d.get("name") == "lg"]
     assert docs and docs[0]["owner"] == "team-a"
     for secret in tok.values():  # never in a log line, a history document or an answer
         assert secret not in caplog.text
-        assert all(secret not in str(d) for d in svc.ctx.store.history())
+        assert all(secret not in str(d) for d in svc.ctx.store.history.recent())
 
 
 def test_quota_is_refused_with_limit_and_usage(api, tok) -> None:
@@ -267,13 +267,13 @@ def test_a_dead_builders_request_is_reconciled(api, svc, tok) -> None:
     dead = replace(svc.ctx, instance="gone-host:4242:dead01")
     rec = asyncreq.submit(dead, asyncreq.NewRequest(owner="team-a", os="centos", count=2),
                           start=False)
-    assert [r for r in svc.ctx.store.reservations() if r.request_id == rec.id]
+    assert [r for r in svc.ctx.store.reservations.live() if r.request_id == rec.id]
     h = bearer(tok["team-a"])
     body = wait_until(lambda: (lambda b: b if b["state"] != "running" else None)(
         api.get(f"/api/v1/requests/{rec.id}?wait=2", headers=h).json),
         timeout=60, what="reconciliation")
     assert body["state"] == "interrupted"
-    assert [r for r in svc.ctx.store.reservations() if r.request_id == rec.id] == []
+    assert [r for r in svc.ctx.store.reservations.live() if r.request_id == rec.id] == []
 
 
 def test_legacy_all_needs_a_token_everywhere(tmp_path, farm, clean_farm) -> None:
@@ -296,8 +296,8 @@ def test_legacy_request_with_a_token_counts_against_the_quota(api, svc, tok, far
     r = api.get(f"/getservers/lq?os=centos&count=3&token={tok['team-q']}")
     assert r.status_code == 429
     assert r.text.startswith("Error: quota of team-q exceeded: vms limit 2, in use 0, asked 3")
-    assert writes(farm) == before and svc.ctx.store.reservations() == []
+    assert writes(farm) == before and svc.ctx.store.reservations.live() == []
     ok = api.get(f"/getservers/lq?os=centos&count=2&token={tok['team-q']}")
     assert ok.status_code == 200, ok.text
-    assert {lease.owner for lease in svc.ctx.store.leases()} == {"team-q"}
+    assert {lease.owner for lease in svc.ctx.store.leases.find()} == {"team-q"}
     assert api.get("/api/v1/quota", headers=bearer(tok["team-q"])).json["usage"]["vms"] == 2

@@ -32,7 +32,7 @@ def _stop_filling(svc) -> None:
 
 
 def ready(svc) -> list:
-    return svc.ctx.store.leases(state=LEASE_READY, os="centos")
+    return svc.ctx.store.leases.find(state=LEASE_READY, os="centos")
 
 
 def test_fill_hand_out_and_refill(warm, probe) -> None:
@@ -40,18 +40,18 @@ def test_fill_hand_out_and_refill(warm, probe) -> None:
     assert c.get("/getavailablecount/centos").status_code == 200
     wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to fill")
     pool_uuids = {lease.vm_uuid for lease in ready(warm)}
-    clones = {d["uuid"]: d for d in warm.ctx.store.history()}
+    clones = {d["uuid"]: d for d in warm.ctx.store.history.recent()}
 
     r = c.get("/getservers/hot?os=centos&format=detailed")
     assert r.status_code == 200, r.text
     ip = json.loads(r.text)["hot"]
-    lease = warm.ctx.store.leases(name="hot")[0]
+    lease = warm.ctx.store.leases.find(name="hot")[0]
     assert lease.vm_uuid in pool_uuids and lease.ip == ip
     vm = probe.vms_named("hot")
     assert len(vm) == 1 and vm[0]["uuid"] == lease.vm_uuid
     assert vm[0]["other_config"]["dynvm_owner"] == "hot"
     assert vm[0]["name_description"].startswith("hot from tmpl-cnt7.7 on ")
-    doc = warm.ctx.store.get_history(lease.vm_uuid)
+    doc = warm.ctx.store.history.get(lease.vm_uuid)
     assert doc["name"] == "hot" and doc["username"] == "hot" and doc["from_warm_pool"] is True
     assert doc["created_time"] == clones[lease.vm_uuid]["created_time"]
     assert doc["create_duration_secs"] == clones[lease.vm_uuid]["create_duration_secs"]
@@ -88,13 +88,13 @@ def test_stale_and_dead_ready_vms_are_recycled(warm, probe) -> None:
     warm.available("centos", frozenset(), False)
     wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to fill")
     old, dead = ready(warm)
-    warm.ctx.store.update_lease(old.vm_uuid, created=old.created - 2 * 3600)  # past its TTL
+    warm.ctx.store.leases.update(old.vm_uuid, created=old.created - 2 * 3600)  # past its TTL
     s = probe.session(0 if old.host_ref == 1 else 1)
     s.xenapi.VM.hard_shutdown(s.xenapi.VM.get_by_uuid(dead.vm_uuid))  # guest went away
     s.xenapi.session.logout()
     wait_until(lambda: {x.vm_uuid for x in ready(warm)}.isdisjoint({old.vm_uuid, dead.vm_uuid})
                and len(ready(warm)) == 2, timeout=30, what="both to be replaced")
-    docs = {d["uuid"]: d for d in warm.ctx.store.history()}
+    docs = {d["uuid"]: d for d in warm.ctx.store.history.recent()}
     assert "older than its TTL" in docs[old.vm_uuid]["delete_reason"]
     assert "stopped answering" in docs[dead.vm_uuid]["delete_reason"]
 
@@ -102,9 +102,9 @@ def test_stale_and_dead_ready_vms_are_recycled(warm, probe) -> None:
 def test_one_request_builds_on_every_host_at_once(client, service) -> None:
     r = client.get("/getservers/par?os=centos&count=4&ignorelabels=true")
     assert r.status_code == 200, r.text
-    leases = [service.ctx.store.leases(name=f"par{i}")[0] for i in range(1, 5)]
+    leases = [service.ctx.store.leases.find(name=f"par{i}")[0] for i in range(1, 5)]
     assert len({lease.host_uuid for lease in leases}) == 4  # one per member host
-    docs = [service.ctx.store.get_history(lease.vm_uuid) for lease in leases]
+    docs = [service.ctx.store.history.get(lease.vm_uuid) for lease in leases]
     starts = [d["build_started"] for d in docs]
     ends = [d["build_finished"] for d in docs]
     assert max(starts) < min(ends)  # every build was under way before any finished
@@ -118,7 +118,7 @@ def test_only_the_shortfall_is_built(warm) -> None:
     r = c.get("/getservers/mix?os=centos&count=3&format=detailed")
     assert r.status_code == 200, r.text
     assert sorted(json.loads(r.text)) == ["mix1", "mix2", "mix3"]
-    docs = {d["name"]: d for d in warm.ctx.store.history() if d["name"].startswith("mix")}
+    docs = {d["name"]: d for d in warm.ctx.store.history.recent() if d["name"].startswith("mix")}
     assert sorted(bool(d.get("from_warm_pool")) for d in docs.values()) == [False, True, True]
     assert c.get("/releaseservers/mix?count=3").status_code == 200
 
@@ -132,8 +132,8 @@ def test_checkvms_hand_out_checks_the_ready_vm(tmp_path, farm, ssh_port, clean_f
         wait_until(lambda: len(ready(svc)) == 2, timeout=20, what="the pool to fill")
         r = c.get("/getservers/sshwarm?os=centos&checkvms=true")
         assert r.status_code == 200, r.text
-        lease = svc.ctx.store.leases(name="sshwarm")[0]
-        assert svc.ctx.store.get_history(lease.vm_uuid)["from_warm_pool"] is True
+        lease = svc.ctx.store.leases.find(name="sshwarm")[0]
+        assert svc.ctx.store.history.get(lease.vm_uuid)["from_warm_pool"] is True
         assert c.get("/releaseservers/sshwarm").status_code == 200
     finally:
         _stop_filling(svc)
@@ -169,12 +169,12 @@ def test_a_warm_vm_being_handed_out_is_never_reconciled_away(warm, probe) -> Non
     _stop_filling(warm)
     lease = ready(warm)[0]
     store = warm.ctx.store
-    store.put_request(RequestRecord(id="b" * 32, name="taking", os="centos", count=1,
-                                    instance=warm.ctx.instance, started=warm.ctx.clock()))
+    store.requests.put(RequestRecord(id="b" * 32, name="taking", os="centos", count=1,
+                                     instance=warm.ctx.instance, started=warm.ctx.clock()))
     claimed = lifecycle.take_warm(store, lease, name="taking", owner="taking",
                                   request_id="b" * 32, expires=warm.ctx.clock() + 3600, labels=[])
     assert claimed is not None
     assert Reconciler(warm.ctx, orphan_grace=0.0).run()["vms"] == 0
     assert {v["uuid"] for v in probe.vms_named("")} >= {lease.vm_uuid}
-    assert store.get_lease(lease.vm_uuid).state == "provisioning"
+    assert store.leases.get(lease.vm_uuid).state == "provisioning"
     lifecycle.end_request(store, "b" * 32, lifecycle.RequestState.FAILED)

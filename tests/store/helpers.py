@@ -52,8 +52,8 @@ def reserve_in_process(path: str, host_key: str, tries: int, slots: int,
 
     got = 0
     for i in range(tries):
-        taken = store.reserve(host_key, [make_resv(host_key, request_id=f"{os.getpid()}-{i}")],
-                              slow_capped)
+        taken = store.reservations.reserve(host_key, [make_resv(host_key, request_id=f"{os.getpid()}-{i}")],
+                                           slow_capped)
         got += len(taken)
     store.close()
     results.put((os.getpid(), got))

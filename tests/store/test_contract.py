@@ -30,50 +30,50 @@ def seed_doc(name: str, created: float) -> dict:
 
 
 def test_history_put_get_replace(store: Store) -> None:
-    assert store.get_history("nope") is None
-    store.put_history("u1", seed_doc("job1", 100.0))
-    assert store.get_history("u1") == seed_doc("job1", 100.0)
-    store.put_history("u1", {"name": "job1", "created_time": 100.0})
-    assert store.get_history("u1") == {"name": "job1", "created_time": 100.0}
+    assert store.history.get("nope") is None
+    store.history.put("u1", seed_doc("job1", 100.0))
+    assert store.history.get("u1") == seed_doc("job1", 100.0)
+    store.history.put("u1", {"name": "job1", "created_time": 100.0})
+    assert store.history.get("u1") == {"name": "job1", "created_time": 100.0}
 
 
 def test_history_update_merges_and_creates(store: Store) -> None:
-    store.put_history("u1", seed_doc("job1", 100.0))
-    store.update_history("u1", {"state": "deleted", "deleted_time": 200.0,
+    store.history.put("u1", seed_doc("job1", 100.0))
+    store.history.update("u1", {"state": "deleted", "deleted_time": 200.0,
                                 "live_duration_secs": 100})
-    doc = store.get_history("u1")
+    doc = store.history.get("u1")
     assert doc is not None
     assert doc["state"] == "deleted" and doc["deleted_time"] == 200.0
     assert doc["ipaddr"] == "10.1.1.1" and doc["name"] == "job1"  # untouched fields kept
-    store.update_history("u2", {"name": "job2", "created_time": 50.0, "failure": "boom"})
-    assert store.get_history("u2") == {"name": "job2", "created_time": 50.0, "failure": "boom"}
+    store.history.update("u2", {"name": "job2", "created_time": 50.0, "failure": "boom"})
+    assert store.history.get("u2") == {"name": "job2", "created_time": 50.0, "failure": "boom"}
 
 
 def test_history_newest_first_with_limit(store: Store) -> None:
     for i, created in enumerate([300.0, 100.0, 500.0, 200.0]):
-        store.put_history(f"u{i}", seed_doc(f"job{i}", created))
-    assert [d["created_time"] for d in store.history()] == [500.0, 300.0, 200.0, 100.0]
-    assert [d["name"] for d in store.history(limit=2)] == ["job2", "job0"]
-    store.update_history("u9", {"name": "late", "created_time": 900.0})
-    assert store.history(limit=1)[0]["name"] == "late"
+        store.history.put(f"u{i}", seed_doc(f"job{i}", created))
+    assert [d["created_time"] for d in store.history.recent()] == [500.0, 300.0, 200.0, 100.0]
+    assert [d["name"] for d in store.history.recent(limit=2)] == ["job2", "job0"]
+    store.history.update("u9", {"name": "late", "created_time": 900.0})
+    assert store.history.recent(limit=1)[0]["name"] == "late"
 
 
 def test_history_mark_changes_with_each_history_write_only(store: Store) -> None:
-    first = store.history_mark()
-    assert store.history_mark() == first  # reading changes nothing
-    store.put_history("u1", seed_doc("job1", 100.0))
-    after_put = store.history_mark()
+    first = store.history.mark()
+    assert store.history.mark() == first  # reading changes nothing
+    store.history.put("u1", seed_doc("job1", 100.0))
+    after_put = store.history.mark()
     assert after_put != first
-    store.update_history("u1", {"state": "deleted"})
-    after_update = store.history_mark()
+    store.history.update("u1", {"state": "deleted"})
+    after_update = store.history.mark()
     assert after_update != after_put
-    store.update_history("u1", {"state": "deleted"})  # even a write that changes no field
-    assert store.history_mark() != after_update
-    settled = store.history_mark()
-    store.put_lease(make_lease("job1"))
-    store.history()
-    store.get_history("u1")
-    assert store.history_mark() == settled  # other subjects leave it alone
+    store.history.update("u1", {"state": "deleted"})  # even a write that changes no field
+    assert store.history.mark() != after_update
+    settled = store.history.mark()
+    store.leases.put(make_lease("job1"))
+    store.history.recent()
+    store.history.get("u1")
+    assert store.history.mark() == settled  # other subjects leave it alone
 
 
 # -- leases --------------------------------------------------------------------------------
@@ -81,17 +81,17 @@ def test_history_mark_changes_with_each_history_write_only(store: Store) -> None
 
 def test_lease_roundtrip_update_delete(store: Store) -> None:
     lease = make_lease("job1")
-    assert store.get_lease(lease.vm_uuid) is None
-    store.put_lease(lease)
-    assert store.get_lease(lease.vm_uuid) == lease
-    updated = store.update_lease(lease.vm_uuid, ip="10.0.0.9", expires=lease.expires + 60)
+    assert store.leases.get(lease.vm_uuid) is None
+    store.leases.put(lease)
+    assert store.leases.get(lease.vm_uuid) == lease
+    updated = store.leases.update(lease.vm_uuid, ip="10.0.0.9", expires=lease.expires + 60)
     assert updated == lease.with_(ip="10.0.0.9", expires=lease.expires + 60)
-    assert store.get_lease(lease.vm_uuid) == updated
-    assert store.update_lease("missing", ip="x") is None
-    store.delete_lease(lease.vm_uuid)
-    assert store.get_lease(lease.vm_uuid) is None
-    store.delete_lease(lease.vm_uuid)  # idempotent
-    assert store.leases() == []
+    assert store.leases.get(lease.vm_uuid) == updated
+    assert store.leases.update("missing", ip="x") is None
+    store.leases.delete(lease.vm_uuid)
+    assert store.leases.get(lease.vm_uuid) is None
+    store.leases.delete(lease.vm_uuid)  # idempotent
+    assert store.leases.find() == []
 
 
 def test_leases_filters(store: Store) -> None:
@@ -99,17 +99,17 @@ def test_leases_filters(store: Store) -> None:
     b = make_lease("job2", os="windows", state=LEASE_READY)
     c = make_lease("job1", os="windows", state=LEASE_ACTIVE)
     for lease in (a, b, c):
-        store.put_lease(lease)
+        store.leases.put(lease)
 
     def ids(leases):
         return {lease.vm_uuid for lease in leases}
 
-    assert ids(store.leases()) == {a.vm_uuid, b.vm_uuid, c.vm_uuid}
-    assert ids(store.leases(name="job1")) == {a.vm_uuid, c.vm_uuid}
-    assert ids(store.leases(state=LEASE_READY)) == {b.vm_uuid}
-    assert ids(store.leases(os="windows")) == {b.vm_uuid, c.vm_uuid}
-    assert ids(store.leases(name="job1", os="windows", state=LEASE_ACTIVE)) == {c.vm_uuid}
-    assert store.leases(name="nobody") == []
+    assert ids(store.leases.find()) == {a.vm_uuid, b.vm_uuid, c.vm_uuid}
+    assert ids(store.leases.find(name="job1")) == {a.vm_uuid, c.vm_uuid}
+    assert ids(store.leases.find(state=LEASE_READY)) == {b.vm_uuid}
+    assert ids(store.leases.find(os="windows")) == {b.vm_uuid, c.vm_uuid}
+    assert ids(store.leases.find(name="job1", os="windows", state=LEASE_ACTIVE)) == {c.vm_uuid}
+    assert store.leases.find(name="nobody") == []
 
 
 def test_due_leases_only_active_and_expired(store: Store) -> None:
@@ -120,37 +120,37 @@ def test_due_leases_only_active_and_expired(store: Store) -> None:
     ready_old = make_lease("job4", state=LEASE_READY, expires_in=-10)
     releasing_old = make_lease("job5", expires_in=-10)
     for lease in (due, edge, later, ready_old, releasing_old):
-        store.put_lease(lease)
-    assert store.transition(releasing_old.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING) is not None
-    got = store.due_leases(max(now, edge.expires))
+        store.leases.put(lease)
+    assert store.leases.transition(releasing_old.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING) is not None
+    got = store.leases.due(max(now, edge.expires))
     assert [lease.vm_uuid for lease in got] == [due.vm_uuid, edge.vm_uuid]
 
 
 def test_transition_compare_and_set(store: Store) -> None:
     lease = make_lease("job1", state=LEASE_READY)
-    store.put_lease(lease)
-    assert store.transition(lease.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING) is None
-    got = store.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING, owner="bob")
+    store.leases.put(lease)
+    assert store.leases.transition(lease.vm_uuid, LEASE_ACTIVE, LEASE_RELEASING) is None
+    got = store.leases.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING, owner="bob")
     assert got is not None and got.state == LEASE_PROVISIONING and got.owner == "bob"
-    assert store.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING) is None
-    assert store.transition("missing", LEASE_READY, LEASE_PROVISIONING) is None
-    assert store.get_lease(lease.vm_uuid) == got
+    assert store.leases.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING) is None
+    assert store.leases.transition("missing", LEASE_READY, LEASE_PROVISIONING) is None
+    assert store.leases.get(lease.vm_uuid) == got
 
 
 def test_transition_exactly_once_under_race(store: Store) -> None:
     lease = make_lease("job1", state=LEASE_READY)
-    store.put_lease(lease)
+    store.leases.put(lease)
     barrier = threading.Barrier(12)
 
     def claim(i: int):
         barrier.wait()
-        return store.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING, owner=f"w{i}")
+        return store.leases.transition(lease.vm_uuid, LEASE_READY, LEASE_PROVISIONING, owner=f"w{i}")
 
     with ThreadPoolExecutor(12) as pool:
         results = list(pool.map(claim, range(12)))
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    assert store.get_lease(lease.vm_uuid).owner == winners[0].owner
+    assert store.leases.get(lease.vm_uuid).owner == winners[0].owner
 
 
 # -- reservations ---------------------------------------------------------------------------
@@ -163,63 +163,63 @@ def test_reserve_takes_what_fits(store: Store) -> None:
         seen.append(list(live))
         return 3 - len(live)
 
-    first = store.reserve("1/a", [make_resv("1/a"), make_resv("1/a")], free)
+    first = store.reservations.reserve("1/a", [make_resv("1/a"), make_resv("1/a")], free)
     assert len(first) == 2 and seen[-1] == []
     wanted = [make_resv("1/a", request_id="req-2") for _ in range(3)]
-    second = store.reserve("1/a", wanted, free)
+    second = store.reservations.reserve("1/a", wanted, free)
     assert second == wanted[:1]
     assert {r.id for r in seen[-1]} == {r.id for r in first}
-    assert store.reserve("1/a", [make_resv("1/a")], free) == []
-    assert store.reserve("1/a", [make_resv("1/a")], lambda live: -5) == []
-    assert {r.id for r in store.reservations("1/a")} == {r.id for r in first + second}
+    assert store.reservations.reserve("1/a", [make_resv("1/a")], free) == []
+    assert store.reservations.reserve("1/a", [make_resv("1/a")], lambda live: -5) == []
+    assert {r.id for r in store.reservations.live("1/a")} == {r.id for r in first + second}
     # Other hosts are counted separately.
-    other = store.reserve("2/b", [make_resv("2/b")], free)
+    other = store.reservations.reserve("2/b", [make_resv("2/b")], free)
     assert len(other) == 1
-    assert len(store.reservations()) == 4
-    assert [r.id for r in store.reservations("2/b")] == [other[0].id]
-    assert store.reservations("9/none") == []
+    assert len(store.reservations.live()) == 4
+    assert [r.id for r in store.reservations.live("2/b")] == [other[0].id]
+    assert store.reservations.live("9/none") == []
 
 
 def test_reserve_retry_with_same_ids_is_idempotent(store: Store) -> None:
     wanted = [make_resv("1/a"), make_resv("1/a")]
-    assert store.reserve("1/a", wanted, capped(2)) == wanted
+    assert store.reservations.reserve("1/a", wanted, capped(2)) == wanted
     # A caller retrying after a lost answer gets the same slots, not new ones.
-    assert {r.id for r in store.reserve("1/a", wanted, capped(2))} == {r.id for r in wanted}
-    assert len(store.reservations("1/a")) == 2
+    assert {r.id for r in store.reservations.reserve("1/a", wanted, capped(2))} == {r.id for r in wanted}
+    assert len(store.reservations.live("1/a")) == 2
 
 
 def test_reservation_expiry_frees_slot(store: Store) -> None:
     stale = make_resv("1/a", expires_in=-1)
-    assert store.reserve("1/a", [stale], lambda live: 1) == [stale]
-    assert store.reservations("1/a") == []  # expired: not live
-    fresh = store.reserve("1/a", [make_resv("1/a")], capped(1))
+    assert store.reservations.reserve("1/a", [stale], lambda live: 1) == [stale]
+    assert store.reservations.live("1/a") == []  # expired: not live
+    fresh = store.reservations.reserve("1/a", [make_resv("1/a")], capped(1))
     assert len(fresh) == 1  # the expired one did not count
 
 
 def test_settle_reservation(store: Store) -> None:
     a, b = make_resv("1/a", expires_in=0.3), make_resv("1/a")
-    store.reserve("1/a", [a, b], capped(5))
-    store.settle_reservation(a.id, vm_uuid="vm-a", settle_secs=30)
-    got = {r.id: r for r in store.reservations("1/a")}
+    store.reservations.reserve("1/a", [a, b], capped(5))
+    store.reservations.settle(a.id, vm_uuid="vm-a", settle_secs=30)
+    got = {r.id: r for r in store.reservations.live("1/a")}
     assert got[a.id].vm_uuid == "vm-a" and (got[a.id].settle_until or 0.0) > time.time() + 20
     # settle_until, not the original expiry, now decides.
     wait_until(lambda: time.time() > a.expires, timeout=30, what="the original expiry")
-    assert a.id in {r.id for r in store.reservations("1/a")}
-    store.settle_reservation(b.id, settle_secs=0)
-    assert [r.id for r in store.reservations("1/a")] == [a.id]
-    store.settle_reservation("missing", settle_secs=5)  # no error
-    store.settle_reservation(a.id, settle_secs=0.2)
-    wait_until(lambda: store.reservations("1/a") == [], timeout=30, what="the settled slot")
-    assert len(store.reserve("1/a", [make_resv("1/a")], capped(1))) == 1
+    assert a.id in {r.id for r in store.reservations.live("1/a")}
+    store.reservations.settle(b.id, settle_secs=0)
+    assert [r.id for r in store.reservations.live("1/a")] == [a.id]
+    store.reservations.settle("missing", settle_secs=5)  # no error
+    store.reservations.settle(a.id, settle_secs=0.2)
+    wait_until(lambda: store.reservations.live("1/a") == [], timeout=30, what="the settled slot")
+    assert len(store.reservations.reserve("1/a", [make_resv("1/a")], capped(1))) == 1
 
 
 def test_drop_reservations(store: Store) -> None:
-    store.reserve("1/a", [make_resv("1/a", request_id="r1"), make_resv("1/a", request_id="r2")],
-                  capped(5))
-    store.reserve("2/b", [make_resv("2/b", request_id="r1")], capped(5))
-    assert store.drop_reservations("r1") == 2
-    assert [r.request_id for r in store.reservations()] == ["r2"]
-    assert store.drop_reservations("r1") == 0
+    store.reservations.reserve("1/a", [make_resv("1/a", request_id="r1"), make_resv("1/a", request_id="r2")],
+                               capped(5))
+    store.reservations.reserve("2/b", [make_resv("2/b", request_id="r1")], capped(5))
+    assert store.reservations.drop_request("r1") == 2
+    assert [r.request_id for r in store.reservations.live()] == ["r2"]
+    assert store.reservations.drop_request("r1") == 0
 
 
 def test_reserve_atomic_across_threads(store: Store) -> None:
@@ -231,12 +231,12 @@ def test_reserve_atomic_across_threads(store: Store) -> None:
 
     def grab(i: int) -> int:
         barrier.wait()
-        return len(store.reserve("1/a", [make_resv("1/a", request_id=f"t{i}")], slow_capped))
+        return len(store.reservations.reserve("1/a", [make_resv("1/a", request_id=f"t{i}")], slow_capped))
 
     with ThreadPoolExecutor(20) as pool:
         got = sum(pool.map(grab, range(20)))
     assert got == 5
-    assert len(store.reservations("1/a")) == 5
+    assert len(store.reservations.live("1/a")) == 5
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -247,33 +247,33 @@ def test_requests(store: Store) -> None:
     r1 = RequestRecord(id="r1", name="job", os="centos", count=2, instance="h:1", started=now)
     r2 = RequestRecord(id="r2", name="job", os="centos", count=1, instance="h:2",
                        started=now + 1, detail={"a": 1})
-    store.put_request(r1)
-    store.put_request(r2)
-    assert [r.id for r in store.requests()] == ["r1", "r2"]
-    assert store.requests("running") == [r1, r2]
-    store.finish_request("r2", "failed", {"error": "no capacity"})
-    store.finish_request("missing", "done")  # no error
-    (done,) = store.requests("failed")
+    store.requests.put(r1)
+    store.requests.put(r2)
+    assert [r.id for r in store.requests.find()] == ["r1", "r2"]
+    assert store.requests.find("running") == [r1, r2]
+    store.requests.finish("r2", "failed", {"error": "no capacity"})
+    store.requests.finish("missing", "done")  # no error
+    (done,) = store.requests.find("failed")
     assert done.id == "r2" and done.finished is not None and done.finished >= now
     assert done.detail == {"a": 1, "error": "no capacity"}
-    assert [r.id for r in store.requests("running")] == ["r1"]
+    assert [r.id for r in store.requests.find("running")] == ["r1"]
 
 
 def test_request_vm_progress(store: Store) -> None:
     now = time.time()
-    store.put_request(RequestRecord(id="r1", name="job", os="centos", count=2,
-                                    instance="h:1", started=now, detail={"a": 1}))
-    store.note_request_vm("r1", "job1", {"step": "cloning", "since": now})
-    store.note_request_vm("r1", "job2", {"step": "reserved", "since": now})
-    store.note_request_vm("r1", "job1", {"step": "ready", "ip": "10.0.0.5"})
-    store.note_request_vm("missing", "x", {"step": "ready"})  # no error, nothing created
-    got = store.get_request("r1")
+    store.requests.put(RequestRecord(id="r1", name="job", os="centos", count=2,
+                                     instance="h:1", started=now, detail={"a": 1}))
+    store.requests.note_vm("r1", "job1", {"step": "cloning", "since": now})
+    store.requests.note_vm("r1", "job2", {"step": "reserved", "since": now})
+    store.requests.note_vm("r1", "job1", {"step": "ready", "ip": "10.0.0.5"})
+    store.requests.note_vm("missing", "x", {"step": "ready"})  # no error, nothing created
+    got = store.requests.get("r1")
     assert got is not None and got.detail == {"a": 1, "vms": {
         "job1": {"step": "ready", "since": now, "ip": "10.0.0.5"},
         "job2": {"step": "reserved", "since": now}}}
-    assert store.get_request("missing") is None
-    store.finish_request("r1", "done", {"failed": []})
-    got = store.get_request("r1")
+    assert store.requests.get("missing") is None
+    store.requests.finish("r1", "done", {"failed": []})
+    got = store.requests.get("r1")
     assert got is not None and got.state == "done" and got.detail["vms"]["job1"]["ip"] == "10.0.0.5"
 
 
@@ -281,27 +281,27 @@ def test_request_vm_progress(store: Store) -> None:
 
 
 def test_leader_lock_acquire_renew_release(store: Store) -> None:
-    assert store.lock_holder("expiry") is None
-    assert store.acquire_lock("expiry", "a", ttl=30)
-    assert store.lock_holder("expiry") == "a"
-    assert not store.acquire_lock("expiry", "b", ttl=30)
-    assert store.acquire_lock("expiry", "a", ttl=30)  # renew
-    assert store.acquire_lock("other", "b", ttl=30)  # locks are independent
-    store.release_lock("expiry", "b")  # not the holder: no effect
-    assert store.lock_holder("expiry") == "a"
-    store.release_lock("expiry", "a")
-    assert store.lock_holder("expiry") is None
-    assert store.acquire_lock("expiry", "b", ttl=30)
-    assert store.lock_holder("expiry") == "b"
+    assert store.locks.holder("expiry") is None
+    assert store.locks.acquire("expiry", "a", ttl=30)
+    assert store.locks.holder("expiry") == "a"
+    assert not store.locks.acquire("expiry", "b", ttl=30)
+    assert store.locks.acquire("expiry", "a", ttl=30)  # renew
+    assert store.locks.acquire("other", "b", ttl=30)  # locks are independent
+    store.locks.release("expiry", "b")  # not the holder: no effect
+    assert store.locks.holder("expiry") == "a"
+    store.locks.release("expiry", "a")
+    assert store.locks.holder("expiry") is None
+    assert store.locks.acquire("expiry", "b", ttl=30)
+    assert store.locks.holder("expiry") == "b"
 
 
 def test_leader_lock_expires_and_is_taken_over(store: Store) -> None:
-    assert store.acquire_lock("expiry", "a", ttl=0.3)
-    assert not store.acquire_lock("expiry", "b", ttl=0.3)
-    wait_until(lambda: store.lock_holder("expiry") is None, timeout=30, what="the lock to lapse")
-    assert store.acquire_lock("expiry", "b", ttl=30)
-    assert store.lock_holder("expiry") == "b"
-    assert not store.acquire_lock("expiry", "a", ttl=30)
+    assert store.locks.acquire("expiry", "a", ttl=0.3)
+    assert not store.locks.acquire("expiry", "b", ttl=0.3)
+    wait_until(lambda: store.locks.holder("expiry") is None, timeout=30, what="the lock to lapse")
+    assert store.locks.acquire("expiry", "b", ttl=30)
+    assert store.locks.holder("expiry") == "b"
+    assert not store.locks.acquire("expiry", "a", ttl=30)
 
 
 def test_leader_lock_one_winner_under_race(store: Store) -> None:
@@ -309,12 +309,12 @@ def test_leader_lock_one_winner_under_race(store: Store) -> None:
 
     def take(i: int) -> bool:
         barrier.wait()
-        return store.acquire_lock("expiry", f"w{i}", ttl=30)
+        return store.locks.acquire("expiry", f"w{i}", ttl=30)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(take, range(8)))
     assert results.count(True) == 1
-    assert store.lock_holder("expiry") == f"w{results.index(True)}"
+    assert store.locks.holder("expiry") == f"w{results.index(True)}"
 
 
 def test_ping(store: Store) -> None:
@@ -323,5 +323,5 @@ def test_ping(store: Store) -> None:
 
 def test_provisioning_state_roundtrip(store: Store) -> None:
     lease = make_lease("job7", state=LEASE_PROVISIONING)
-    store.put_lease(lease)
-    assert store.leases(state=LEASE_PROVISIONING) == [lease]
+    store.leases.put(lease)
+    assert store.leases.find(state=LEASE_PROVISIONING) == [lease]

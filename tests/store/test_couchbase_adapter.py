@@ -84,11 +84,11 @@ def test_key_layout() -> None:
     coll = StandInCollection()
     store = CouchbaseStore(coll)
     doc = {"name": "job1", "state": "available", "poolId": "dynamicpool", "created_time": 5.0}
-    store.put_history("vm-1", doc)
+    store.history.put("vm-1", doc)
     lease = make_lease("job1", vm_uuid="vm-1")
-    store.put_lease(lease)
-    store.reserve("1/host-a", [make_resv("1/host-a")], capped(3))
-    store.acquire_lock("expiry", "me", ttl=30)
+    store.leases.put(lease)
+    store.reservations.reserve("1/host-a", [make_resv("1/host-a")], capped(3))
+    store.locks.acquire("expiry", "me", ttl=30)
     # History documents sit at the bare VM uuid, exactly as given (N1QL reports read them).
     assert coll.raw("vm-1") == doc
     # dynvm's own documents nest their data, so they never look like history.
@@ -114,7 +114,7 @@ def test_lock_document_expires_on_server() -> None:
     now = [1000.0]
     coll = StandInCollection(clock=lambda: now[0])
     store = CouchbaseStore(coll)
-    assert store.acquire_lock("expiry", "a", ttl=10)
+    assert store.locks.acquire("expiry", "a", ttl=10)
     now[0] += 30  # holder vanished: the server drops the document on its own
     assert coll.raw("lock::expiry") is None
 
@@ -146,39 +146,39 @@ def test_cas_conflict_is_retried() -> None:
     coll = RacingCollection(races=0)
     store = CouchbaseStore(coll, backoff_secs=0.001)
     lease = make_lease("job1")
-    store.put_lease(lease)
+    store.leases.put(lease)
     coll.races = 3
-    assert store.update_lease(lease.vm_uuid, ip="10.9.9.9").ip == "10.9.9.9"
-    assert store.get_lease(lease.vm_uuid).ip == "10.9.9.9"
+    assert store.leases.update(lease.vm_uuid, ip="10.9.9.9").ip == "10.9.9.9"
+    assert store.leases.get(lease.vm_uuid).ip == "10.9.9.9"
 
 
 def test_cas_conflict_gives_up_with_conflict() -> None:
     coll = RacingCollection(races=0)
     store = CouchbaseStore(coll, cas_retries=4, backoff_secs=0.001)
     lease = make_lease("job1")
-    store.put_lease(lease)
+    store.leases.put(lease)
     coll.races = 100
     with pytest.raises(Conflict):
-        store.update_lease(lease.vm_uuid, ip="10.9.9.9")
+        store.leases.update(lease.vm_uuid, ip="10.9.9.9")
     coll.races = 0
-    assert store.get_lease(lease.vm_uuid).ip == lease.ip
+    assert store.leases.get(lease.vm_uuid).ip == lease.ip
 
 
 def test_offline_is_store_unavailable() -> None:
     coll = StandInCollection()
     store = CouchbaseStore(coll, io_retries=3, backoff_secs=0.001)
-    store.put_lease(make_lease("job1"))
+    store.leases.put(make_lease("job1"))
     coll.offline = True
     before = coll.calls
     with pytest.raises(StoreUnavailable):
-        store.leases()
+        store.leases.find()
     assert coll.calls - before == 3  # bounded retries
     with pytest.raises(StoreUnavailable):
-        store.reserve("1/a", [make_resv("1/a")], capped(1))
+        store.reservations.reserve("1/a", [make_resv("1/a")], capped(1))
     with pytest.raises(StoreUnavailable):
         store.ping()
     coll.offline = False
-    assert len(store.leases(state=LEASE_ACTIVE)) == 1
+    assert len(store.leases.find(state=LEASE_ACTIVE)) == 1
 
 
 class FlakyCollection(StandInCollection):
@@ -199,9 +199,9 @@ def test_transient_timeouts_are_retried() -> None:
     coll = FlakyCollection(failures=0)
     store = CouchbaseStore(coll, io_retries=3, backoff_secs=0.001)
     coll.failures = 2
-    store.put_history("u1", {"name": "x", "created_time": 1.0})
+    store.history.put("u1", {"name": "x", "created_time": 1.0})
     coll.failures = 2
-    assert store.get_history("u1") == {"name": "x", "created_time": 1.0}
+    assert store.history.get("u1") == {"name": "x", "created_time": 1.0}
 
 
 def test_breaker_fails_fast_then_recovers() -> None:
@@ -241,8 +241,8 @@ def test_lazy_connect_failure_is_unavailable_and_retried() -> None:
     with pytest.raises(StoreUnavailable):
         store.ping()
     store.ping()
-    store.put_lease(make_lease("job1"))
-    assert len(attempts) == 2 and len(store.leases()) == 1
+    store.leases.put(make_lease("job1"))
+    assert len(attempts) == 2 and len(store.leases.find()) == 1
 
 
 def test_constructor_needs_exactly_one_source() -> None:

@@ -13,15 +13,15 @@ from tests.support.cb_standin import StandInCollection
 
 
 def test_first_id_is_kept(store: Store) -> None:
-    assert store.deployment_id(None) is None  # reading never assigns one
-    assert store.deployment_id("first") == "first"
-    assert store.deployment_id("second") == "first"
-    assert store.deployment_id(None) == "first"
+    assert store.documents.deployment_id(None) is None  # reading never assigns one
+    assert store.documents.deployment_id("first") == "first"
+    assert store.documents.deployment_id("second") == "first"
+    assert store.documents.deployment_id(None) == "first"
 
 
 def test_racing_processes_agree(store: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
-        got = set(pool.map(store.deployment_id, [f"id{i}" for i in range(16)]))
+        got = set(pool.map(store.documents.deployment_id, [f"id{i}" for i in range(16)]))
     assert len(got) == 1
 
 
@@ -54,7 +54,7 @@ def test_check_config_shows_the_identity_and_creates_nothing(tmp_path) -> None:
     assert "deployment: not assigned yet (the first start assigns " in result.output
     assert not db.exists()
     store = SqliteStore(str(db))
-    assert store.deployment_id("d-42") == "d-42"
+    assert store.documents.deployment_id("d-42") == "d-42"
     store.close()
     result = CliRunner().invoke(main, ["check-config", str(ini)])
     assert "deployment: d-42" in result.output

@@ -8,24 +8,24 @@ from dynvm.core.store import Store
 
 
 def test_doc_create_read_replace_delete(store: Store) -> None:
-    assert store.get_doc("hosts") is None
-    assert store.update_doc("hosts", lambda d: {"drained": {"1": {"by": "ops"}}}) == {
+    assert store.documents.get("hosts") is None
+    assert store.documents.update("hosts", lambda d: {"drained": {"1": {"by": "ops"}}}) == {
         "drained": {"1": {"by": "ops"}}}
-    assert store.get_doc("hosts") == {"drained": {"1": {"by": "ops"}}}
-    store.update_doc("hosts", lambda d: {**(d or {}), "n": 2})
-    assert store.get_doc("hosts") == {"drained": {"1": {"by": "ops"}}, "n": 2}
-    assert store.update_doc("hosts", lambda d: None) is None
-    assert store.get_doc("hosts") is None
-    assert store.update_doc("missing", lambda d: None) is None
+    assert store.documents.get("hosts") == {"drained": {"1": {"by": "ops"}}}
+    store.documents.update("hosts", lambda d: {**(d or {}), "n": 2})
+    assert store.documents.get("hosts") == {"drained": {"1": {"by": "ops"}}, "n": 2}
+    assert store.documents.update("hosts", lambda d: None) is None
+    assert store.documents.get("hosts") is None
+    assert store.documents.update("missing", lambda d: None) is None
 
 
 def test_doc_updates_from_many_threads_lose_nothing(store: Store) -> None:
     def add(i: int) -> None:
-        store.update_doc("counter", lambda d: {"items": sorted({*(d or {}).get("items", []), i})})
+        store.documents.update("counter", lambda d: {"items": sorted({*(d or {}).get("items", []), i})})
 
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(add, range(24)))
-    assert store.get_doc("counter") == {"items": list(range(24))}
+    assert store.documents.get("counter") == {"items": list(range(24))}
 
 
 def test_outbox_wrapper_passes_documents_through(tmp_path) -> None:
@@ -36,7 +36,7 @@ def test_outbox_wrapper_passes_documents_through(tmp_path) -> None:
     wrapped = ResilientStore(primary, str(tmp_path / "outbox.sqlite"))
     try:
         wrapped.update_doc("hosts", lambda d: {"drained": {"2": {}}})
-        assert primary.get_doc("hosts") == {"drained": {"2": {}}}
+        assert primary.documents.get("hosts") == {"drained": {"2": {}}}
         assert wrapped.get_doc("hosts") == {"drained": {"2": {}}}
         assert wrapped.pending() == 0
     finally:

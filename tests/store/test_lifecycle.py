@@ -28,11 +28,11 @@ def _lease_in(store: Store, state: LeaseState, name: str = "job1"):
     """A lease brought into `state` the way the service does: born, then moved."""
     born = state if state in LEASE_BIRTH else LeaseState.ACTIVE
     lease = make_lease(name, state=born)
-    store.put_lease(lease)
+    store.leases.put(lease)
     if state != born:
-        moved = store.transition(lease.vm_uuid, born, state)
+        moved = store.leases.transition(lease.vm_uuid, born, state)
         assert moved is not None and moved.state == state
-    return store.get_lease(lease.vm_uuid)
+    return store.leases.get(lease.vm_uuid)
 
 
 def test_every_state_can_be_reached_and_left() -> None:
@@ -46,45 +46,45 @@ def test_every_state_can_be_reached_and_left() -> None:
 def test_lease_move(store: Store, src: LeaseState, dst: LeaseState) -> None:
     lease = _lease_in(store, src)
     if (src, dst) in ALLOWED:
-        got = store.transition(lease.vm_uuid, src, dst, ip="10.1.1.1")
+        got = store.leases.transition(lease.vm_uuid, src, dst, ip="10.1.1.1")
         assert got is not None and got.state == dst and got.ip == "10.1.1.1"
-        assert store.get_lease(lease.vm_uuid) == got
+        assert store.leases.get(lease.vm_uuid) == got
         # A compare-and-set: the same move again finds the lease elsewhere.
-        assert store.transition(lease.vm_uuid, src, dst) is None
+        assert store.leases.transition(lease.vm_uuid, src, dst) is None
     else:
         with pytest.raises(IllegalTransition):
-            store.transition(lease.vm_uuid, src, dst, ip="10.1.1.1")
-        assert store.get_lease(lease.vm_uuid) == lease
+            store.leases.transition(lease.vm_uuid, src, dst, ip="10.1.1.1")
+        assert store.leases.get(lease.vm_uuid) == lease
 
 
 @pytest.mark.parametrize("state", list(LeaseState))
 def test_raw_state_writes_are_refused(store: Store, state: LeaseState) -> None:
     lease = _lease_in(store, LeaseState.ACTIVE)
     with pytest.raises(IllegalTransition):
-        store.update_lease(lease.vm_uuid, state=state)
+        store.leases.update(lease.vm_uuid, state=state)
     with pytest.raises(IllegalTransition):
-        store.transition(lease.vm_uuid, LeaseState.ACTIVE, "leased")  # not a state at all
-    assert store.get_lease(lease.vm_uuid) == lease
+        store.leases.transition(lease.vm_uuid, LeaseState.ACTIVE, "leased")  # not a state at all
+    assert store.leases.get(lease.vm_uuid) == lease
     fresh = make_lease("job2", state=state)
     if state in LEASE_BIRTH:
-        store.put_lease(fresh)
-        assert store.get_lease(fresh.vm_uuid) == fresh
+        store.leases.put(fresh)
+        assert store.leases.get(fresh.vm_uuid) == fresh
     else:
         with pytest.raises(IllegalTransition):
-            store.put_lease(fresh)
-        assert store.get_lease(fresh.vm_uuid) is None
+            store.leases.put(fresh)
+        assert store.leases.get(fresh.vm_uuid) is None
     with pytest.raises(IllegalTransition):
-        store.put_lease(make_lease("job3", state="zombie"))
+        store.leases.put(make_lease("job3", state="zombie"))
 
 
 def _request_in(store: Store, state: RequestState, rid: str = "r1") -> RequestRecord:
-    store.put_request(RequestRecord(id=rid, name="job", os="centos", count=1,
-                                    instance="h:1", started=1.0))
+    store.requests.put(RequestRecord(id=rid, name="job", os="centos", count=1,
+                                     instance="h:1", started=1.0))
     if state == RequestState.CANCELLED:
-        store.finish_request(rid, RequestState.DONE)
+        store.requests.finish(rid, RequestState.DONE)
     if state != RequestState.RUNNING:
-        store.finish_request(rid, state, {"how": str(state)})
-    got = store.get_request(rid)
+        store.requests.finish(rid, state, {"how": str(state)})
+    got = store.requests.get(rid)
     assert got is not None and got.state == state
     return got
 
@@ -94,15 +94,15 @@ def _request_in(store: Store, state: RequestState, rid: str = "r1") -> RequestRe
 def test_request_move(store: Store, src: RequestState, dst: RequestState) -> None:
     before = _request_in(store, src)
     if (src, dst) in REQUEST_MOVES:
-        store.finish_request("r1", dst, {"moved": True})
-        got = store.get_request("r1")
+        store.requests.finish("r1", dst, {"moved": True})
+        got = store.requests.get("r1")
         assert got is not None and got.state == dst and got.detail["moved"] is True
     else:
         with pytest.raises(IllegalTransition):
-            store.finish_request("r1", dst, {"moved": True})
-        assert store.get_request("r1") == before
+            store.requests.finish("r1", dst, {"moved": True})
+        assert store.requests.get("r1") == before
     with pytest.raises(IllegalTransition):
-        store.finish_request("r1", "finished")  # not a state at all
+        store.requests.finish("r1", "finished")  # not a state at all
 
 
 def test_every_move_through_the_outbox(tmp_path, store: Store) -> None:
@@ -111,7 +111,7 @@ def test_every_move_through_the_outbox(tmp_path, store: Store) -> None:
         lease = _lease_in(out, move.src, name=f"job-{move.src}-{move.dst}")
         got = out.transition(lease.vm_uuid, move.src, move.dst)
         assert got is not None and got.state == move.dst
-        assert store.get_lease(lease.vm_uuid).state == move.dst
+        assert store.leases.get(lease.vm_uuid).state == move.dst
     with pytest.raises(IllegalTransition):
         out.transition(lease.vm_uuid, LeaseState.ACTIVE, LeaseState.READY)
     assert out.pending() == 0

@@ -37,8 +37,8 @@ def test_reserve_atomic_across_processes(tmp_path) -> None:
 def _child_after_fork(path: str, vm_uuid: str) -> None:
     # Uses the store object inherited from the parent: it must open its own connection.
     store = _inherited[0]
-    store.put_lease(make_lease("child", vm_uuid=vm_uuid))
-    store.reserve("1/a", [make_resv("1/a", request_id="child")], capped(5))
+    store.leases.put(make_lease("child", vm_uuid=vm_uuid))
+    store.reservations.reserve("1/a", [make_resv("1/a", request_id="child")], capped(5))
 
 
 _inherited: list[SqliteStore] = []
@@ -47,7 +47,7 @@ _inherited: list[SqliteStore] = []
 def test_store_survives_fork(tmp_path) -> None:
     path = str(tmp_path / "fork.sqlite")
     store = SqliteStore(path)
-    store.put_lease(make_lease("parent"))  # parent has an open connection now
+    store.leases.put(make_lease("parent"))  # parent has an open connection now
     _inherited[:] = [store]
     try:
         proc = multiprocessing.get_context("fork").Process(
@@ -58,17 +58,17 @@ def test_store_survives_fork(tmp_path) -> None:
     finally:
         _inherited.clear()
     # The parent's connection still works and sees the child's writes.
-    assert store.get_lease("vm-child") is not None
-    assert [r.request_id for r in store.reservations("1/a")] == ["child"]
-    assert len(store.leases()) == 2
+    assert store.leases.get("vm-child") is not None
+    assert [r.request_id for r in store.reservations.live("1/a")] == ["child"]
+    assert len(store.leases.find()) == 2
 
 
 def test_creates_directory_uses_wal_and_persists(tmp_path) -> None:
     path = tmp_path / "deep" / "er" / "dynvm.sqlite"
     store = SqliteStore(str(path))
     lease = make_lease("job1")
-    store.put_lease(lease)
-    store.put_history("u1", {"name": "job1", "created_time": 1.0})
+    store.leases.put(lease)
+    store.history.put("u1", {"name": "job1", "created_time": 1.0})
     store.close()
     assert path.exists()
     mode = sqlite3.connect(str(path)).execute("PRAGMA journal_mode").fetchone()[0]
@@ -103,14 +103,14 @@ def test_connection_closed_when_its_thread_ends(tmp_path) -> None:
     # thread that outlived its thread would exhaust file handles over time.
     path = str(tmp_path / "threads.sqlite")
     store = SqliteStore(path)
-    store.put_lease(make_lease("main"))
+    store.leases.put(make_lease("main"))
     baseline = _open_handles(path)
     for i in range(40):
-        t = threading.Thread(target=store.put_lease, args=(make_lease(f"t{i}"),))
+        t = threading.Thread(target=store.leases.put, args=(make_lease(f"t{i}"),))
         t.start()
         t.join()
     assert _open_handles(path) <= baseline + 1
-    assert len(store.leases()) == 41
+    assert len(store.leases.find()) == 41
     store.close()
     assert _open_handles(path) == 0
 
@@ -118,12 +118,12 @@ def test_connection_closed_when_its_thread_ends(tmp_path) -> None:
 def test_outage_inside_a_transaction_is_store_unavailable(tmp_path) -> None:
     store = SqliteStore(str(tmp_path / "full.sqlite"))
     lease = make_lease("job1")
-    store.put_lease(lease)
+    store.leases.put(lease)
     with pytest.raises(StoreUnavailable, match="disk is full"), store._db.tx() as c:
         c.execute("DELETE FROM leases")
         raise sqlite3.OperationalError("database or disk is full")
     # Rolled back, and the connection is usable again.
-    assert store.get_lease(lease.vm_uuid) == lease
+    assert store.leases.get(lease.vm_uuid) == lease
     # A transaction SQLite already ended reports its own error, not the rollback's.
     with pytest.raises(StoreUnavailable, match="disk I/O"), store._db.tx() as c:
         c.execute("ROLLBACK")
@@ -131,19 +131,19 @@ def test_outage_inside_a_transaction_is_store_unavailable(tmp_path) -> None:
     # A bug in a statement stays what it is.
     with pytest.raises(sqlite3.OperationalError, match="no such column"), store._db.tx() as c:
         c.execute("SELECT nope FROM leases")
-    store.put_lease(lease.with_(ip="10.0.0.6"))
-    assert store.get_lease(lease.vm_uuid).ip == "10.0.0.6"
+    store.leases.put(lease.with_(ip="10.0.0.6"))
+    assert store.leases.get(lease.vm_uuid).ip == "10.0.0.6"
 
 
 def test_finished_requests_are_pruned(tmp_path) -> None:
     store = SqliteStore(str(tmp_path / "req.sqlite"))
     week_ago = time.time() - REQUEST_KEEP_SECS - 60
-    store.put_request(RequestRecord(id="old", name="job", os="centos", count=1, instance="h:1",
-                                    started=week_ago, state="done", finished=week_ago))
-    store.put_request(RequestRecord(id="stuck", name="job", os="centos", count=1,
-                                    instance="h:1", started=week_ago))
-    store.put_request(RequestRecord(id="new", name="job", os="centos", count=1, instance="h:1",
-                                    started=time.time()))
-    store.finish_request("new", "done")
+    store.requests.put(RequestRecord(id="old", name="job", os="centos", count=1, instance="h:1",
+                                     started=week_ago, state="done", finished=week_ago))
+    store.requests.put(RequestRecord(id="stuck", name="job", os="centos", count=1,
+                                     instance="h:1", started=week_ago))
+    store.requests.put(RequestRecord(id="new", name="job", os="centos", count=1, instance="h:1",
+                                     started=time.time()))
+    store.requests.finish("new", "done")
     # Old finished records go; running ones stay, however old (reconcile judges them).
-    assert [r.id for r in store.requests()] == ["stuck", "new"]
+    assert [r.id for r in store.requests.find()] == ["stuck", "new"]

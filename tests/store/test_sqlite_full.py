@@ -18,14 +18,14 @@ from dynvm.store.sqlite import SqliteStore
 
 path = sys.argv[1]
 store = SqliteStore(path)
-store.put_history("seed", {"created_time": 1.0, "pad": ""})
+store.history.put("seed", {"created_time": 1.0, "pad": ""})
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
 HARD = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
 resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, HARD))  # soft: lifted again below
 out = {"unavailable": 0, "other": []}
 for i in range(400):
     try:
-        store.put_history(f"vm{i}", {"created_time": float(i), "pad": "x" * 4000})
+        store.history.put(f"vm{i}", {"created_time": float(i), "pad": "x" * 4000})
     except StoreUnavailable:
         out["unavailable"] += 1
         break
@@ -39,11 +39,11 @@ except StoreUnavailable as exc:
     out["probe"] = "unavailable"
 except Exception as exc:
     out["probe"] = repr(exc)
-out["read"] = store.get_history("seed") is not None
+out["read"] = store.history.get("seed") is not None
 resource.setrlimit(resource.RLIMIT_FSIZE, (HARD, HARD))
-store.put_history("after", {"created_time": 2.0, "pad": "x" * 4000})  # room again
+store.history.put("after", {"created_time": 2.0, "pad": "x" * 4000})  # room again
 store.ping_write()  # and the probe says so: raises if it still reported the old fault
-out["recovered"] = store.get_history("after") is not None
+out["recovered"] = store.history.get("after") is not None
 print(json.dumps(out))
 """
 

@@ -89,6 +89,6 @@ def maintenance_service(ini: Path, release_leases: bool = False,
         yield s
     finally:
         if release_leases:
-            for lease in s.ctx.store.leases():
+            for lease in s.ctx.store.leases.find():
                 release_lease(s.ctx, lease, reason="test teardown")
         s.close()

@@ -95,11 +95,11 @@ class RollingReboot:
             previous = S.get_status(self.ctx.store, self.ref)
             done = list(previous.get("hosts_done", [])) if previous and \
                 previous.get("state") != "done" else []
-        leases = {lease.vm_uuid: lease for lease in self.ctx.store.leases()}
+        leases = {lease.vm_uuid: lease for lease in self.ctx.store.leases.find()}
         # Room held for VMs being built (or moved by this run) that XAPI does not show yet.
         running = {(v.host, v.uuid) for v in pool.vms}
         held: dict[str, float] = {}
-        for r in self.ctx.store.reservations():
+        for r in self.ctx.store.reservations.live():
             ref, _, member = r.host_key.partition("/")
             if ref == str(self.ref) and (member, r.vm_uuid) not in running:
                 held[member] = held.get(member, 0.0) + r.memory_gib
@@ -134,11 +134,11 @@ class RollingReboot:
     # -- the lock -----------------------------------------------------------------------
     def _take_lock(self) -> None:
         store = self.ctx.store
-        if not store.acquire_lock(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
+        if not store.locks.acquire(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
             current = S.get_status(store, self.ref) or {}
             raise MaintenanceRefused(
                 f"a maintenance run of xenhost{self.ref} is already running "
-                f"(held by {store.lock_holder(S.lock_name(self.ref))}, host {current.get('host_name')}, "
+                f"(held by {store.locks.holder(S.lock_name(self.ref))}, host {current.get('host_name')}, "
                 f"step {current.get('step')})")
         threading.Thread(target=self._keep_lock, name=f"dynvm-maint-lock-{self.ref}",
                          daemon=True).start()
@@ -147,7 +147,7 @@ class RollingReboot:
         store = self.ctx.store
         while not self.clock.wait(self._stop, S.LOCK_TTL_SECS / 4):
             try:
-                if not store.acquire_lock(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
+                if not store.locks.acquire(S.lock_name(self.ref), self.holder, self.opts.lock_ttl):
                     self._lost_lock.set()
                     return
             except Exception:  # a store hiccup: try again next beat, the TTL covers it
@@ -178,7 +178,7 @@ class RollingReboot:
             self._execute(pool, plan, previous if resuming else None)
         finally:
             self._stop.set()
-            self.ctx.store.release_lock(S.lock_name(self.ref), self.holder)
+            self.ctx.store.locks.release(S.lock_name(self.ref), self.holder)
         return plan
 
     def _execute(self, pool: PoolState, plan: Plan, previous: dict[str, Any] | None) -> None:
@@ -215,7 +215,7 @@ class RollingReboot:
                          migrations_done=0, migrations_total=len(plan.migrations),
                          error=None, events=[])
         self.run_id = run_id
-        self.ctx.store.drop_reservations(self._holds_id())  # left by a process that died
+        self.ctx.store.reservations.drop_request(self._holds_id())  # left by a process that died
         try:
             if pool.ha.enabled:
                 self._status("pool HA off", step="ha-off", ha_off=True)
@@ -239,7 +239,7 @@ class RollingReboot:
     def _fail(self, exc: Exception, ha: HaState) -> None:
         note = ""
         try:
-            self.ctx.store.drop_reservations(self._holds_id())
+            self.ctx.store.reservations.drop_request(self._holds_id())
         except Exception:  # they free themselves after HOLD_SECS
             log.warning("xenhost%d maintenance: room held for migrations not given back",
                         self.ref)
@@ -302,7 +302,7 @@ class RollingReboot:
                      step="placement-off")
         S.set_in_maintenance(store, key, True, self.run_id)
         if not rebooting:
-            self._wait(lambda: not [r for r in store.reservations(key) if r.settle_until is None],
+            self._wait(lambda: not [r for r in store.reservations.live(key) if r.settle_until is None],
                        self.opts.settle_timeout, f"VMs being built on {name}", fail=False)
             self._status(f"{name}: host.disable", step="disable")
             self.port.disable_host(h)
@@ -348,7 +348,7 @@ class RollingReboot:
                 break
             self._status(None, migrations_total=migrations_done + len(plan.migrations))
             for vm in step.destroy:
-                lease = self.ctx.store.get_lease(vm)
+                lease = self.ctx.store.leases.get(vm)
                 if lease is not None and lease.state == LEASE_READY:
                     self._status(f"{name}: destroy warm VM {plan.vm_names.get(vm, vm)}",
                                  step="evacuate")
@@ -364,7 +364,7 @@ class RollingReboot:
                 def move(m: Any, counter: list[int] = counter, plan: Plan = plan,
                          holds: dict[str, str] = holds) -> None:
                     self._check()
-                    self.ctx.store.settle_reservation(holds[m.vm])  # XAPI holds it from here
+                    self.ctx.store.reservations.settle(holds[m.vm])  # XAPI holds it from here
                     try:
                         if not self.port.migrate(m.vm, m.dst):
                             log.info("xenhost%d maintenance: %s is gone, not moved", self.ref,
@@ -389,7 +389,7 @@ class RollingReboot:
                         for f in [ex.submit(move, m) for m in step.migrations]:
                             f.result()
                 finally:
-                    self.ctx.store.drop_reservations(self._holds_id())
+                    self.ctx.store.reservations.drop_request(self._holds_id())
                 migrations_done = counter[0]
             if step.wait_for and not step.drain_first:
                 self._drain(h, name, step)
@@ -404,7 +404,7 @@ class RollingReboot:
 
     def _drain(self, h: str, name: str, step: Any) -> None:
         """Wait (bounded by the drain timeout) for leases on the host to end."""
-        leased = {lease.vm_uuid for lease in self.ctx.store.leases()}
+        leased = {lease.vm_uuid for lease in self.ctx.store.leases.find()}
         waiting = set(step.wait_for) | ({v.vm for v in step.migrations} & leased
                                          if step.drain_first else set())
         if not waiting:
@@ -435,8 +435,8 @@ class RollingReboot:
                 created=now, expires=now + HOLD_SECS, vm_uuid=m.vm))
         for dst, wanted in by_target.items():
             count = len(wanted)
-            self.ctx.store.reserve(host_key(self.ref, dst), wanted,
-                                   lambda live, count=count: count)  # type: ignore[misc]
+            self.ctx.store.reservations.reserve(host_key(self.ref, dst), wanted,
+                                                lambda live, count=count: count)  # type: ignore[misc]
         return {r.vm_uuid or "": r.id for wanted in by_target.values() for r in wanted}
 
     def _hand_over_master(self, h: str, names: dict[str, str], done: list[str]) -> None:

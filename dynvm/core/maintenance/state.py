@@ -30,7 +30,7 @@ def lock_name(ref: int) -> str:
 
 
 def _hosts(store: Store) -> dict[str, Any]:
-    return store.get_doc(HOSTS_DOC) or {}
+    return store.documents.get(HOSTS_DOC) or {}
 
 
 def drained(store: Store) -> dict[int, dict[str, Any]]:
@@ -48,7 +48,7 @@ def set_drain(store: Store, ref: int, on: bool, by: str = "") -> None:
             d.pop(str(ref), None)
         doc["drained"] = d
         return doc
-    store.update_doc(HOSTS_DOC, edit)
+    store.documents.update(HOSTS_DOC, edit)
 
 
 def in_maintenance(store: Store) -> dict[str, dict[str, Any]]:
@@ -66,7 +66,7 @@ def set_in_maintenance(store: Store, key: str, on: bool, run: str = "") -> None:
             m.pop(key, None)
         doc["maintenance"] = m
         return doc
-    store.update_doc(HOSTS_DOC, edit)
+    store.documents.update(HOSTS_DOC, edit)
 
 
 def is_blocked(blocked: frozenset[str], ref: int, member_uuid: str) -> bool:
@@ -81,7 +81,7 @@ def placement_blocked(store: Store) -> frozenset[str]:
 
 
 def get_status(store: Store, ref: int) -> dict[str, Any] | None:
-    return store.get_doc(status_key(ref))
+    return store.documents.get(status_key(ref))
 
 
 def put_status(store: Store, ref: int, **changes: Any) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def put_status(store: Store, ref: int, **changes: Any) -> dict[str, Any]:
         doc.update(changes)
         doc["updated"] = time.time()
         return doc
-    out = store.update_doc(status_key(ref), edit)
+    out = store.documents.update(status_key(ref), edit)
     assert out is not None
     return out
 
@@ -103,7 +103,7 @@ def all_status(store: Store, refs: list[int]) -> dict[int, dict[str, Any]]:
         doc = get_status(store, ref)
         if doc is None:
             continue
-        holder = store.lock_holder(lock_name(ref))
+        holder = store.locks.holder(lock_name(ref))
         doc = dict(doc)
         doc["held_by"] = holder
         if doc.get("state") == "running" and holder is None:
