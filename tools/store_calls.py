@@ -60,6 +60,8 @@ CALL = re.compile(RECEIVER + r"\.(?P<old>" + "|".join(sorted(MOVES, key=len, rev
 UNIQUE_OLD = sorted(set(MOVES) - SUBJECTS, key=len, reverse=True)
 SUSPECT = re.compile(r"""(?<!\.leases)(?<!\.reservations)(?<!\.documents)(\.|["'])("""
                      + "|".join(UNIQUE_OLD) + r""")\b""")
+# A repository passed on where a method was meant (`_read(store.requests)`).
+BARE = re.compile(RECEIVER + r"\.(?:" + "|".join(sorted(SUBJECTS)) + r")\s*[),]")
 SKIP = ("dynvm/store/", "dynvm/core/store/", "tools/store_calls.py")
 
 
@@ -114,7 +116,7 @@ def rewrite(path: Path) -> list[str]:
                     lines[r] = " " * (new_col + 1) + body
         path.write_text("".join(lines))
     return [f"{path}:{n}: {line.strip()}" for n, line in enumerate(lines, 1)
-            if SUSPECT.search(line)]
+            if SUSPECT.search(line) or BARE.search(line)]
 
 
 def main(args: list[str]) -> int:

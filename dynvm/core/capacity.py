@@ -2,7 +2,7 @@
 
 Pure functions over a `PoolView` and the store's live reservations, so the
 same numbers come out of `/getavailablecount`, placement and the atomic
-reservation check inside `Store.reserve`.
+reservation check inside `store.reservations.reserve`.
 """
 
 from __future__ import annotations

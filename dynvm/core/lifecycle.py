@@ -2,8 +2,8 @@
 
 A lease (one VM dynvm owns) and a request (one getservers call) each move
 through a small declared set of states. Every change of state goes through
-`Store.transition` / `Store.finish_request`, which refuse any move not in the
-tables below, so no code path can invent a state or skip one. The VM's own
+`store.leases.transition` / `store.requests.finish`, which refuse any move not in
+the tables below, so no code path can invent a state or skip one. The VM's own
 `dynvm_state` tag speaks the same vocabulary as its lease.
 
     (new) -> provisioning -> active ------------> releasing -> (deleted)

@@ -2,7 +2,7 @@
 
 The owner's usage is what the store holds (reservations of VMs being built,
 leases of VMs that exist), so every worker and instance counts the same
-VMs, and `Store.reserve` applies the limit atomically with the capacity.
+VMs, and `Reservations.reserve` applies the limit atomically with the capacity.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def room(limits: QuotaLimits, used: Usage, vcpus: int, memory_gib: float) -> int
 
 
 def check_for(cfg: Config, owner: str, vcpus: int, memory_gib: float) -> QuotaCheck | None:
-    """The callback `Store.reserve` runs atomically; None when the owner has no limit."""
+    """The callback `Reservations.reserve` runs atomically; None when the owner has no limit."""
     limits = cfg.quota_for(owner)
     if all(getattr(limits, k) is None for k in LIMITS):
         return None

@@ -122,14 +122,14 @@ class Token(_Record):
         return self.revoked is None and (self.expires is None or now < self.expires)
 
 
-# `free_slots` callback for Store.reserve: given the live reservations on a
+# `free_slots` callback for `Reservations.reserve`: given the live reservations on a
 # member host, how many more VMs of the wanted kind fit there now.
 FreeSlots = Callable[[list[Reservation]], int]
 
 
 @dataclass(frozen=True)
 class QuotaCheck:
-    """An owner's quota, checked by `Store.reserve` in the same atomic step.
+    """An owner's quota, checked by `Reservations.reserve` in the same atomic step.
 
     `room(reservations, leases)` gets the owner's live reservations (every
     host) and leases, and answers how many more of the wanted VMs fit.

@@ -186,7 +186,7 @@ class Dynvm:
                                               placement_blocked(store)))
 
     def request_records(self) -> list[RequestRecord]:
-        return self._read(self.ctx.store.requests)
+        return self._read(self.ctx.store.requests.find)
 
     def history_mark(self) -> str:
         return self._read(self.ctx.store.history.mark)

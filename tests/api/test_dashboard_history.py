@@ -56,12 +56,12 @@ def test_a_write_by_another_worker_is_seen_at_once(two_workers) -> None:
     mine, other = two_workers
     memo = _HistoryMemo()
     svc: Any = _Reads(mine)  # all the memo reads of a service
-    other.put_history("u1", {"name": "job1", "created_time": 100.0, "state": "available"})
+    other.history.put("u1", {"name": "job1", "created_time": 100.0, "state": "available"})
     assert _names(memo.docs(svc)) == ["job1"]
 
-    other.put_history("u2", {"name": "job2", "created_time": 200.0, "state": "available"})
+    other.history.put("u2", {"name": "job2", "created_time": 200.0, "state": "available"})
     assert _names(memo.docs(svc)) == ["job2", "job1"]
-    other.update_history("u1", {"state": "deleted"})
+    other.history.update("u1", {"state": "deleted"})
     assert [d["state"] for d in memo.docs(svc)] == ["available", "deleted"]
 
 
@@ -69,9 +69,9 @@ def test_unchanged_history_is_not_read_again(two_workers) -> None:
     mine, other = two_workers
     memo = _HistoryMemo()
     svc: Any = _Reads(mine)  # all the memo reads of a service
-    other.put_history("u1", {"name": "job1", "created_time": 100.0})
+    other.history.put("u1", {"name": "job1", "created_time": 100.0})
     docs = memo.docs(svc)
-    other.put_lease(make_lease("job1"))  # another subject: the history itself did not change
+    other.leases.put(make_lease("job1"))  # another subject: the history itself did not change
     assert memo.docs(svc) is docs
     calls: list[int] = []
 

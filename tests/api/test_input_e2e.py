@@ -208,9 +208,9 @@ def test_seed_helper_request_gets_the_seed_answer(client: FlaskClient, farm: Far
     assert client.get("/releaseservers/helper?count=").status_code == 200
 
 
-class RacingStore:
-    """The real store, with a rival request that grabs every slot of the first host
-    between this request's first look and its first reservation."""
+class RacingReservations:
+    """The store's reservations, with a rival request that grabs every slot of the first
+    host between this request's first look and its first reservation."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -239,8 +239,9 @@ def test_no_capacity_503_gives_the_count_at_refusal(farm: Farm, tmp_path: Path) 
     ini = tmp_path / "dynvm.ini"
     ini.write_text(ini_text(farm, tmp_path))
     watcher = ConfigWatcher(str(ini))
-    store = RacingStore(open_store(watcher.current().store))
-    svc = Dynvm(watcher.current, store, open_pool, background=False)  # type: ignore[arg-type]
+    store = open_store(watcher.current().store)
+    racing = store.reservations = RacingReservations(store.reservations)
+    svc = Dynvm(watcher.current, store, open_pool, background=False)
     try:
         client = create_app(service=svc).test_client()
         before = int(client.get("/getavailablecount/centos").get_data(as_text=True))
@@ -249,7 +250,7 @@ def test_no_capacity_503_gives_the_count_at_refusal(farm: Farm, tmp_path: Path) 
         resp = client.get(f"/getservers/race?count={before}")
         body = resp.get_data(as_text=True)
         assert resp.status_code == 503, body
-        assert store.raced.is_set()
+        assert racing.raced.is_set()
         m = re.search(r"(\d+) available", body)
         assert m, body
         now = int(client.get("/getavailablecount/centos").get_data(as_text=True))

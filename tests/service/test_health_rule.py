@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import dynvm.store.sqlite as sqlite_backend
+import dynvm.store.sqlite.db as sqlite_db
 from dynvm.api import create_app
 from dynvm.core.maintenance import state as S
 from dynvm.core.service import Dynvm
@@ -99,7 +99,7 @@ def test_a_rolling_reboot_stopped_with_ha_off_degrades_health(service, client) -
 
 def test_readiness_checks_the_store_can_be_written(service, client, tmp_path,
                                                    monkeypatch) -> None:
-    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECS", 0.3)
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_SECS", 0.3)
     assert client.get("/health/ready").status_code == 200
     with WriteLock(tmp_path / "dynvm.sqlite"):  # readable beside it, not writable
         ready = client.get("/health/ready")

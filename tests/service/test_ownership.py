@@ -18,7 +18,7 @@ from dynvm.api import create_app
 from dynvm.core.background import Timings
 from dynvm.core.ports import TAG_DEPLOYMENT
 from dynvm.core.service import Dynvm
-from dynvm.core.store import Store
+from dynvm.core.store import Leases
 from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FarmProbe, wait_until, write_ini
 
@@ -278,25 +278,25 @@ def test_a_vm_completed_after_the_lease_snapshot_is_never_destroyed(tmp_path, fa
         client = create_app(service=svc).test_client()
         assert client.get("/getservers/late?os=centos").status_code == 200
         (lease,) = svc.ctx.store.leases.find(name="late")
-        real = svc.ctx.store
+        real = svc.ctx.store.leases
 
         class StaleLeases:
-            """The store, but `leases()` answers as it stood while the VM was building."""
+            """The leases, but `find` answers as they stood while the VM was building."""
 
             def __getattr__(self, name: str):
                 return getattr(real, name)
 
-            def leases(self, **kw):
+            def find(self, **kw):
                 return [dataclasses.replace(x, state=LEASE_PROVISIONING)
-                        if x.vm_uuid == lease.vm_uuid else x for x in real.leases(**kw)]
+                        if x.vm_uuid == lease.vm_uuid else x for x in real.find(**kw)]
 
-        svc.ctx.store = cast(Store, StaleLeases())
+        svc.ctx.store.leases = cast(Leases, StaleLeases())
         try:
             assert Reconciler(svc.ctx, orphan_grace=0.0).run()["vms"] == 0
         finally:
-            svc.ctx.store = real
+            svc.ctx.store.leases = real
         assert vm_uuids(probe, "late") == {lease.vm_uuid}
-        assert real.get_lease(lease.vm_uuid).state == "active"
+        assert real.get(lease.vm_uuid).state == "active"
         assert client.get("/releaseservers/late").status_code == 200
     finally:
         release_all(svc)

@@ -37,7 +37,7 @@ def steps(service, monkeypatch) -> dict[str, list[str]]:
         seen[name].append(entry["step"])
         real(request_id, name, entry)
 
-    monkeypatch.setattr(store, "note_request_vm", spy)
+    monkeypatch.setattr(store.requests, "note_vm", spy)
     return seen
 
 

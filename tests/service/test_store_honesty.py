@@ -17,18 +17,19 @@ from pathlib import Path
 
 import pytest
 
-import dynvm.store.sqlite as sqlite_backend
+import dynvm.store.sqlite.db as sqlite_db
 from dynvm.api import create_app
 from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
+from dynvm.store.sqlite import SqliteStore
 from tests.service.conftest import FAST, FarmProbe, _release_everything, wait_until, write_ini
 
 
 @pytest.fixture
 def quick_busy(monkeypatch) -> None:
     """A held lock is given up on after 0.3 s instead of 10 s, so the test runs quickly."""
-    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECS", 0.3)
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_SECS", 0.3)
 
 
 def _service(tmp_path: Path, farm: Farm) -> Dynvm:
@@ -91,7 +92,7 @@ def test_locked_store_answers_503_and_never_applies_later(svc, tmp_path, probe) 
 def test_health_answers_in_bounded_time_when_the_store_hangs(tmp_path, farm, clean_farm,
                                                              monkeypatch) -> None:
     # The store waits "forever" (10 minutes) for the lock: /health must not.
-    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECS", 600.0)
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_SECS", 600.0)
     service = _service(tmp_path, farm)
     client = create_app(service=service).test_client()
     try:
@@ -117,7 +118,7 @@ def test_deleted_store_file_is_recreated_whole_without_restart(svc, tmp_path, mo
                                                                caplog) -> None:
     """The recreated file gets the whole schema: leases, and static-pool documents
     (pools=) too, which used to be dropped ("no such table") until a restart."""
-    monkeypatch.setattr(sqlite_backend, "IDENTITY_CHECK_SECS", 0.0)
+    monkeypatch.setattr(sqlite_db, "IDENTITY_CHECK_SECS", 0.0)
     client = create_app(service=svc).test_client()
     r = client.get("/getservers/del1?os=centos&pools=regression&format=detailed")
     assert r.status_code == 200, r.get_data(as_text=True)
@@ -141,7 +142,7 @@ def test_deleted_store_file_is_recreated_whole_without_restart(svc, tmp_path, mo
 
 def test_store_files_are_private(tmp_path) -> None:
     path = tmp_path / "state" / "sub" / "dynvm.sqlite"
-    store = sqlite_backend.SqliteStore(str(path))
+    store = SqliteStore(str(path))
     try:
         store.ping_write()
         assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-import dynvm.store.sqlite as sqlite_backend
+import dynvm.store.sqlite.db as sqlite_db
 from dynvm.api import create_app
 from dynvm.core import tokens
 from dynvm.core.service import Dynvm
@@ -32,8 +32,8 @@ READS = ("/ui/api/requests", "/ui/api/history", "/ui/api/history/stats", "/ui/hi
 
 @pytest.fixture
 def svc(tmp_path: Path, farm: Farm, clean_farm, monkeypatch) -> Iterator[Dynvm]:
-    monkeypatch.setattr(sqlite_backend, "IDENTITY_CHECK_SECS", 0.0)  # see a new file at once
-    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_SECS", 0.3)
+    monkeypatch.setattr(sqlite_db, "IDENTITY_CHECK_SECS", 0.0)  # see a new file at once
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_SECS", 0.3)
     with dynvm_on(write_ini(tmp_path, farm)) as service:
         yield service
 

@@ -105,8 +105,8 @@ def test_key_layout() -> None:
 def test_prefix_isolates_stores() -> None:
     coll = StandInCollection()
     a, b = CouchbaseStore(coll, prefix="a::"), CouchbaseStore(coll, prefix="b::")
-    a.put_lease(make_lease("job1"))
-    assert len(a.leases()) == 1 and b.leases() == []
+    a.leases.put(make_lease("job1"))
+    assert len(a.leases.find()) == 1 and b.leases.find() == []
     assert all(k.startswith("a::") for k in coll.keys())
 
 

@@ -29,11 +29,11 @@ def test_outbox_wrapper_asks_the_store_and_never_guesses(tmp_path) -> None:
     coll = StandInCollection()
     wrapped = ResilientStore(CouchbaseStore(coll, io_retries=1, backoff_secs=0.0),
                              str(tmp_path / "outbox.sqlite"))
-    assert wrapped.deployment_id("a") == "a"
-    assert wrapped.deployment_id("b") == "a"
+    assert wrapped.documents.deployment_id("a") == "a"
+    assert wrapped.documents.deployment_id("b") == "a"
     coll.offline = True
     with pytest.raises(StoreUnavailable):
-        wrapped.deployment_id("c")
+        wrapped.documents.deployment_id("c")
     wrapped.close()
 
 

@@ -35,9 +35,9 @@ def test_outbox_wrapper_passes_documents_through(tmp_path) -> None:
     primary = SqliteStore(str(tmp_path / "dynvm.sqlite"))
     wrapped = ResilientStore(primary, str(tmp_path / "outbox.sqlite"))
     try:
-        wrapped.update_doc("hosts", lambda d: {"drained": {"2": {}}})
+        wrapped.documents.update("hosts", lambda d: {"drained": {"2": {}}})
         assert primary.documents.get("hosts") == {"drained": {"2": {}}}
-        assert wrapped.get_doc("hosts") == {"drained": {"2": {}}}
+        assert wrapped.documents.get("hosts") == {"drained": {"2": {}}}
         assert wrapped.pending() == 0
     finally:
         wrapped.close()

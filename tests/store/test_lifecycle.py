@@ -109,9 +109,9 @@ def test_every_move_through_the_outbox(tmp_path, store: Store) -> None:
     out = ResilientStore(store, str(tmp_path / "outbox.sqlite"))
     for move in LEASE_MOVES:
         lease = _lease_in(out, move.src, name=f"job-{move.src}-{move.dst}")
-        got = out.transition(lease.vm_uuid, move.src, move.dst)
+        got = out.leases.transition(lease.vm_uuid, move.src, move.dst)
         assert got is not None and got.state == move.dst
         assert store.leases.get(lease.vm_uuid).state == move.dst
     with pytest.raises(IllegalTransition):
-        out.transition(lease.vm_uuid, LeaseState.ACTIVE, LeaseState.READY)
+        out.leases.transition(lease.vm_uuid, LeaseState.ACTIVE, LeaseState.READY)
     assert out.pending() == 0

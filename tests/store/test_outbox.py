@@ -133,7 +133,7 @@ def test_reads_apply_queued_changes(store: ResilientStore, primary: CouchbaseSto
     store.history.update("vm-h", {"state": "deleted"})
     coll.offline = False
     # Another replayer holds the outbox, so the queue cannot drain yet.
-    assert store._take_replay_lock("someone-else")
+    assert store.outbox.take_replay_lock("someone-else")
     assert store.pending() == 5
     assert store.leases.get(gone.vm_uuid) is None
     assert store.leases.get(kept.vm_uuid).state == LEASE_ACTIVE
@@ -152,7 +152,7 @@ def test_reads_apply_queued_changes(store: ResilientStore, primary: CouchbaseSto
     store.history.update("vm-h", {"deleted_time": 9.0})
     assert store.pending() == 6
     assert primary.history.get("vm-h")["state"] == "available"
-    store._drop_replay_lock("someone-else")
+    store.outbox.drop_replay_lock("someone-else")
     assert store.leases.get(gone.vm_uuid) is None  # a read triggers the replay
     assert store.pending() == 0
     assert primary.history.get("vm-h") == {"name": "job1", "state": "deleted",
@@ -197,13 +197,13 @@ def test_rejected_write_is_set_aside_not_lost(store: ResilientStore,
     store.leases.update(lease.vm_uuid, ip="5.5.5.5")
     # A row the backend will never take (say, written by a newer dynvm) must not
     # block the queue behind it.
-    with store._db.tx() as c:
+    with store.outbox._db.tx() as c:
         c.execute("UPDATE outbox SET op='from_the_future'")
     store.leases.update(lease.vm_uuid, ip="6.6.6.6")
     coll.offline = False
     assert store.replay() == 1
     assert store.leases.get(lease.vm_uuid).ip == "6.6.6.6"
-    (bad,) = store.failed()
+    (bad,) = store.outbox.failed()
     assert bad["op"] == "from_the_future" and bad["args"]["changes"] == {"ip": "5.5.5.5"}
     assert store.pending() == 0
 
@@ -229,10 +229,12 @@ def test_open_store_couchbase_is_lazy_and_reports_outage(tmp_path) -> None:
     cfg = StoreConfig(backend="couchbase", outbox_path=str(tmp_path / "outbox.sqlite"),
                       couchbase=CouchbaseConfig(server="couchbase://127.0.0.1:1", bucket="b",
                                                 username="u", password="p"))
-    store = open_store(cfg)  # no connection attempt yet
-    assert isinstance(store.primary, CouchbaseStore)
+    lazy = open_store(cfg)  # no connection attempt yet
+    assert isinstance(lazy.primary, CouchbaseStore)
+    lazy.close()
     assert cfg.couchbase is not None
-    store.primary = CouchbaseStore.connect(cfg.couchbase, connect_secs=1.0)
+    store = ResilientStore(CouchbaseStore.connect(cfg.couchbase, connect_secs=1.0),
+                           cfg.outbox_path)
     with pytest.raises(StoreUnavailable):
         store.ping()
     store.history.update("vm-1", {"state": "deleted"})  # queued, not lost
@@ -280,8 +282,8 @@ def test_state_changes_queued_before_transitions_replay(store: ResilientStore,
     """An outbox written by an older dynvm (a raw state change) replays as its transition."""
     lease = make_lease("job1", state=LEASE_PROVISIONING)
     store.leases.put(lease)
-    store._enqueue("update_lease", f"lease:{lease.vm_uuid}",
-                   {"vm_uuid": lease.vm_uuid, "changes": {"state": "active", "ip": "10.2.2.2"}})
+    store.outbox.enqueue("update_lease", f"lease:{lease.vm_uuid}",
+                         {"vm_uuid": lease.vm_uuid, "changes": {"state": "active", "ip": "10.2.2.2"}})
     assert store.replay() == 1
     got = primary.leases.get(lease.vm_uuid)
     assert got.state == LEASE_ACTIVE and got.ip == "10.2.2.2"

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from dynvm.core.store import RequestRecord, StoreUnavailable
-from dynvm.store.sqlite import REQUEST_KEEP_SECS, SqliteStore
+from dynvm.store.sqlite import SqliteStore
+from dynvm.store.sqlite.requests import REQUEST_KEEP_SECS
 from tests.store.helpers import capped, make_lease, make_resv, reserve_in_process
 
 
@@ -31,7 +32,7 @@ def test_reserve_atomic_across_processes(tmp_path) -> None:
         assert p.exitcode == 0
     assert sum(got.values()) == 10
     assert len(got) == 4
-    assert len(SqliteStore(path).reservations("1/a")) == 10
+    assert len(SqliteStore(path).reservations.live("1/a")) == 10
 
 
 def _child_after_fork(path: str, vm_uuid: str) -> None:
@@ -74,16 +75,16 @@ def test_creates_directory_uses_wal_and_persists(tmp_path) -> None:
     mode = sqlite3.connect(str(path)).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     again = SqliteStore(str(path))
-    assert again.get_lease(lease.vm_uuid) == lease
-    assert again.get_history("u1") == {"name": "job1", "created_time": 1.0}
+    assert again.leases.get(lease.vm_uuid) == lease
+    assert again.history.get("u1") == {"name": "job1", "created_time": 1.0}
 
 
 def test_two_store_objects_share_state(tmp_path) -> None:
     path = str(tmp_path / "s.sqlite")
     a, b = SqliteStore(path), SqliteStore(path)
-    assert a.acquire_lock("expiry", f"a:{os.getpid()}", ttl=30)
-    assert not b.acquire_lock("expiry", "b", ttl=30)
-    assert b.lock_holder("expiry") == f"a:{os.getpid()}"
+    assert a.locks.acquire("expiry", f"a:{os.getpid()}", ttl=30)
+    assert not b.locks.acquire("expiry", "b", ttl=30)
+    assert b.locks.holder("expiry") == f"a:{os.getpid()}"
 
 
 def _open_handles(path: str) -> int:

@@ -9,8 +9,9 @@ import pytest
 from dynvm.api.errors import status_of
 from dynvm.config import CouchbaseConfig, StaticPoolConfig, StoreConfig
 from dynvm.core.staticpool import static_doc
-from dynvm.store.static_pool import SqliteStaticPools, open_static_pools
-from dynvm.store.static_pool_cb import CouchbaseStaticPools
+from dynvm.store.couchbase.static_pools import CouchbaseStaticPools
+from dynvm.store.sqlite import SqliteStaticPools, state_file
+from dynvm.store.static_pool import open_static_pools
 from tests.support.cb_standin import StandInCollection
 
 HISTORY = {"ipaddr": "10.0.0.7", "origin": "xen-a", "os": "centos7", "memory": "4294967296",
@@ -29,7 +30,7 @@ def test_static_doc_is_the_seeds() -> None:
 @pytest.fixture(params=["sqlite", "couchbase"])
 def pools(request, tmp_path: Path):
     if request.param == "sqlite":
-        return SqliteStaticPools(str(tmp_path / "state.sqlite"))
+        return SqliteStaticPools(state_file(str(tmp_path / "state.sqlite")))
     return CouchbaseStaticPools(StandInCollection())
 
 
