@@ -1,7 +1,8 @@
-"""Backends for the store contract suite.
+"""Backends for the store contract suite (`test_<subject>.py`, one per repository).
 
 Every contract test runs against SQLite, against the Couchbase adapter on the
-in-process stand-in collection, and against a real Couchbase cluster when
+in-process stand-in collection, through the outbox in front of that adapter
+(as the service runs it), and against a real Couchbase cluster when
 DYNVM_TEST_COUCHBASE (a couchbase:// connection string) is set.
 """
 
@@ -16,6 +17,7 @@ import pytest
 from dynvm.config import CouchbaseConfig
 from dynvm.core.store import Store
 from dynvm.store.couchbase import CouchbaseStore
+from dynvm.store.outbox import ResilientStore
 from dynvm.store.sqlite import SqliteStore
 from tests.support.cb_standin import StandInCollection
 
@@ -32,7 +34,7 @@ def real_couchbase_config() -> CouchbaseConfig | None:
     )
 
 
-@pytest.fixture(params=["sqlite", "couchbase-standin",
+@pytest.fixture(params=["sqlite", "couchbase-standin", "outbox",
                         pytest.param("couchbase-real", marks=pytest.mark.couchbase)])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
     kind = request.param
@@ -40,6 +42,9 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
         s: Store = SqliteStore(str(tmp_path / "db" / "dynvm.sqlite"))
     elif kind == "couchbase-standin":
         s = CouchbaseStore(StandInCollection(latency=0.0005))
+    elif kind == "outbox":
+        s = ResilientStore(CouchbaseStore(StandInCollection(latency=0.0005)),
+                           str(tmp_path / "outbox" / "outbox.sqlite"))
     else:
         cfg = real_couchbase_config()
         if cfg is None:

@@ -1,40 +1,10 @@
-"""The deployment identity: generated once, kept in the store, the same for every process."""
+"""The deployment identity: generated once, kept in the store, the same for every process.
+
+The repository's contract (`documents.deployment_id`) is in test_documents.py; the
+outbox never answers it from a queue (test_store.py).
+"""
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
-
-import pytest
-
-from dynvm.core.store import Store, StoreUnavailable
-from dynvm.store import ResilientStore
-from dynvm.store.couchbase import CouchbaseStore
-from tests.support.cb_standin import StandInCollection
-
-
-def test_first_id_is_kept(store: Store) -> None:
-    assert store.documents.deployment_id(None) is None  # reading never assigns one
-    assert store.documents.deployment_id("first") == "first"
-    assert store.documents.deployment_id("second") == "first"
-    assert store.documents.deployment_id(None) == "first"
-
-
-def test_racing_processes_agree(store: Store) -> None:
-    with ThreadPoolExecutor(8) as pool:
-        got = set(pool.map(store.documents.deployment_id, [f"id{i}" for i in range(16)]))
-    assert len(got) == 1
-
-
-def test_outbox_wrapper_asks_the_store_and_never_guesses(tmp_path) -> None:
-    coll = StandInCollection()
-    wrapped = ResilientStore(CouchbaseStore(coll, io_retries=1, backoff_secs=0.0),
-                             str(tmp_path / "outbox.sqlite"))
-    assert wrapped.documents.deployment_id("a") == "a"
-    assert wrapped.documents.deployment_id("b") == "a"
-    coll.offline = True
-    with pytest.raises(StoreUnavailable):
-        wrapped.documents.deployment_id("c")
-    wrapped.close()
 
 
 def test_check_config_shows_the_identity_and_creates_nothing(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Operator documents (host drain, maintenance runs): the contract on every backend."""
+"""The document repository (operator documents, the deployment identity), on every backend."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ def test_doc_create_read_replace_delete(store: Store) -> None:
     assert store.documents.get("hosts") is None
     assert store.documents.update("missing", lambda d: None) is None
 
-
 def test_doc_updates_from_many_threads_lose_nothing(store: Store) -> None:
     def add(i: int) -> None:
         store.documents.update("counter", lambda d: {"items": sorted({*(d or {}).get("items", []), i})})
@@ -27,17 +26,13 @@ def test_doc_updates_from_many_threads_lose_nothing(store: Store) -> None:
         list(ex.map(add, range(24)))
     assert store.documents.get("counter") == {"items": list(range(24))}
 
+def test_first_id_is_kept(store: Store) -> None:
+    assert store.documents.deployment_id(None) is None  # reading never assigns one
+    assert store.documents.deployment_id("first") == "first"
+    assert store.documents.deployment_id("second") == "first"
+    assert store.documents.deployment_id(None) == "first"
 
-def test_outbox_wrapper_passes_documents_through(tmp_path) -> None:
-    from dynvm.store.outbox import ResilientStore
-    from dynvm.store.sqlite import SqliteStore
-
-    primary = SqliteStore(str(tmp_path / "dynvm.sqlite"))
-    wrapped = ResilientStore(primary, str(tmp_path / "outbox.sqlite"))
-    try:
-        wrapped.documents.update("hosts", lambda d: {"drained": {"2": {}}})
-        assert primary.documents.get("hosts") == {"drained": {"2": {}}}
-        assert wrapped.documents.get("hosts") == {"drained": {"2": {}}}
-        assert wrapped.pending() == 0
-    finally:
-        wrapped.close()
+def test_racing_processes_agree(store: Store) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        got = set(pool.map(store.documents.deployment_id, [f"id{i}" for i in range(16)]))
+    assert len(got) == 1
