@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                            timeout=600, what="the cancel")
                 held = wait_until(lambda: (lambda v: v if v == (0, base_vdis) else None)(
                     farm_vms(farm)), timeout=120, what="the farm to be clean")
-                leases = SqliteStore(str(work / "dynvm.sqlite"))
-                left = (len(leases.leases()), len(leases.reservations()))
-                leases.close()
+                store = SqliteStore(str(work / "dynvm.sqlite"))
+                left = (len(store.leases.find()), len(store.reservations.live()))
+                store.close()
                 print(f"cancel mid-build (steps then: {', '.join(steps)}): "
                       f"{held[0]} VMs, {held[1] - base_vdis} extra VDIs, {left[0]} leases, "
                       f"{left[1]} reservations left")

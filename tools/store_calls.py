@@ -58,7 +58,7 @@ RECEIVER = r"(?P<recv>\b(?:[A-Za-z_]\w*\.)*(?:store|_store|direct|primary))"
 CALL = re.compile(RECEIVER + r"\.(?P<old>" + "|".join(sorted(MOVES, key=len, reverse=True))
                   + r")\b(?P<after>\s*\(|(?!\s*[.(]))")
 UNIQUE_OLD = sorted(set(MOVES) - SUBJECTS, key=len, reverse=True)
-SUSPECT = re.compile(r"""(?<!\.leases)(?<!\.reservations)(?<!\.documents)(\.|["'])("""
+SUSPECT = re.compile(r"""(?<!eases)(?<!eservations)(?<!ocuments)(\.|["'])("""
                      + "|".join(UNIQUE_OLD) + r""")\b""")
 # A repository passed on where a method was meant (`_read(store.requests)`).
 BARE = re.compile(RECEIVER + r"\.(?:" + "|".join(sorted(SUBJECTS)) + r")\s*[),]")

@@ -10,7 +10,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import XenAPI
@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
 from dynvm.core.service import Dynvm
+from dynvm.core.store import Reservations
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
@@ -240,7 +241,8 @@ def test_no_capacity_503_gives_the_count_at_refusal(farm: Farm, tmp_path: Path) 
     ini.write_text(ini_text(farm, tmp_path))
     watcher = ConfigWatcher(str(ini))
     store = open_store(watcher.current().store)
-    racing = store.reservations = RacingReservations(store.reservations)
+    racing = RacingReservations(store.reservations)
+    store.reservations = cast(Reservations, racing)
     svc = Dynvm(watcher.current, store, open_pool, background=False)
     try:
         client = create_app(service=svc).test_client()

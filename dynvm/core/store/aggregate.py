@@ -57,7 +57,7 @@ class Store:
         return self
 
     # -- connection -----------------------------------------------------------------
-    def ping(self) -> None:  # noqa: B027 - optional for backends with nothing to check
+    def ping(self) -> None:
         """Raise StoreUnavailable if the backend cannot be reached."""
 
     def ping_write(self) -> None:
@@ -67,7 +67,7 @@ class Store:
         """
         self.ping()
 
-    def close(self) -> None:  # noqa: B027 - optional for backends with nothing to release
+    def close(self) -> None:
         """Release connections."""
 
 
