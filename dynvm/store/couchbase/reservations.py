@@ -11,14 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dynvm.core.store import (
-    FreeSlots,
-    QuotaCheck,
-    Reservation,
-    Reservations,
-    owner_usage,
-    plan_reservations,
-)
+from dynvm.core.records import FreeSlots, QuotaCheck, Reservation, owner_usage
+from dynvm.core.store import Reservations, plan_reservations
 from dynvm.store.couchbase.kv import KEEP, CouchbaseKv, CouchbaseRepository
 from dynvm.store.couchbase.leases import all_leases
 

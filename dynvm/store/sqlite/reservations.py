@@ -7,14 +7,8 @@ import json
 import sqlite3
 import time
 
-from dynvm.core.store import (
-    FreeSlots,
-    QuotaCheck,
-    Reservation,
-    Reservations,
-    owner_usage,
-    plan_reservations,
-)
+from dynvm.core.records import FreeSlots, QuotaCheck, Reservation, owner_usage
+from dynvm.core.store import Reservations, plan_reservations
 from dynvm.store.sqlite.db import SqliteRepository, dumps
 from dynvm.store.sqlite.leases import owned_leases
 
