@@ -241,16 +241,20 @@ from dynvm.sim.ssh_options import guest_ssh_options  # noqa: E402
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Divide every modelled delay (clone, boot, DHCP) by this.")
 @click.option("--https", is_flag=True, help="Serve XAPI over TLS with a self-signed certificate.")
+@click.option("--local-socket", default=None, type=click.Path(dir_okay=False),
+              help="Also serve the first pool's master on this Unix socket, as xapi serves "
+                   "/var/lib/xcp/xapi in dom0 (root logs in without a password).")
 @guest_ssh_options
 def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bind: str,
-        port_base: int, speed: float, https: bool, guest_ssh_port: int | None,
-        guest_logins: dict[str, str] | None) -> None:
+        port_base: int, speed: float, https: bool, local_socket: str | None,
+        guest_ssh_port: int | None, guest_logins: dict[str, str] | None) -> None:
     """Run a simulated XenServer farm in the foreground."""
     from dynvm.sim.runner import run_sim
 
     run_sim(hosts=hosts, pools=pools, vms_per_host=vms_per_host, from_db=list(from_db),
             bind=bind, port_base=port_base, speed=speed, https=https,
-            guest_ssh_port=guest_ssh_port, guest_logins=guest_logins)
+            guest_ssh_port=guest_ssh_port, guest_logins=guest_logins,
+            local_socket=local_socket)
 
 
 # ---------------------------------------------------------------- check-config

@@ -28,6 +28,7 @@ class CallContext:
     method: str
     session: SessionInfo | None = None
     task: str | None = None
+    local: bool = False  # over the host's local socket, where root needs no password
 
     @property
     def db(self) -> Database:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .db import NULL, Database
+from .deviceops import refresh_vm_devices
 from .wire import XapiError
 
 
@@ -21,11 +22,13 @@ def destroy_device(db: Database, cls: str, ref: str) -> None:
 
 
 def set_attached(db: Database, vm_rec: dict[str, Any], attached: bool) -> None:
-    """Plug or unplug every VBD and VIF of a VM, as its domain starts or stops."""
+    """Plug or unplug every VBD and VIF of a VM, as its domain starts or
+    stops, and recompute what each device allows in the VM's new state."""
     for cls, field in (("VBD", "VBDs"), ("VIF", "VIFs")):
         for ref in vm_rec.get(field, []):
             if ref in db.tables[cls]:
                 db.modify(cls, ref, {"currently_attached": attached})
+    refresh_vm_devices(db, vm_rec)
 
 
 def check_unplugged(db: Database, cls: str, ref: str) -> dict[str, Any]:

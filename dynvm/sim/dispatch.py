@@ -5,6 +5,7 @@ field/record handlers that the datamodel's tables make possible.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import traceback
@@ -99,8 +100,9 @@ class Dispatcher:
     def __init__(self, farm: Farm) -> None:
         self.farm = farm
 
-    def handle(self, host: SimHost, body: bytes) -> bytes | None:
-        """The response body, or None when the request is not XML-RPC (HTTP 500)."""
+    def handle(self, host: SimHost, body: bytes, local: bool = False) -> bytes | None:
+        """The response body, or None when the request is not XML-RPC (HTTP 500).
+        `local`: the request came over the host's local socket."""
         try:
             method, params = decode_request(body)
         except ValueError:
@@ -112,40 +114,42 @@ class Dispatcher:
         if delay > 0:
             time.sleep(delay)
         try:
-            return success(self.call(host, method, params))
+            return success(self.call(host, method, params, local))
         except XapiError as exc:
             return failure(exc.description)
         except Exception as exc:  # xapi turns every bug into INTERNAL_ERROR
             traceback.print_exc()
             return failure(["INTERNAL_ERROR", f"{type(exc).__name__}: {exc}"])
 
-    def call(self, host: SimHost, method: str, params: tuple[Any, ...]) -> Any:
+    def call(self, host: SimHost, method: str, params: tuple[Any, ...],
+             local: bool = False) -> Any:
         is_async = method.startswith("Async.")
-        res = resolve(method[6:] if is_async else method)
+        name = method[6:] if is_async else method  # xapi names the call without the prefix
+        res = resolve(name)
         fail = self.farm.faults.take_failure(host.name_label, method,
                                              res.key if res else method)
         if fail and not (is_async and res is not None and res.spec.has_async):
             raise XapiError(*fail)
-        if res is None:
-            raise XapiError("MESSAGE_METHOD_UNKNOWN", method)
+        fn = handler_for(res) if res is not None else None
+        if res is None or fn is None:
+            # A message the simulator does not model answers as xapi answers
+            # a name it does not know: before any session or argument check.
+            raise XapiError("MESSAGE_METHOD_UNKNOWN", name)
         spec = res.spec
         if is_async and not spec.has_async:
             raise XapiError("Fault", f"No async mode for this operation (rpc: {method})")
         nargs = len(params) - (1 if spec.session else 0)
         if not spec.session or params:
             if not spec.min_params <= nargs <= len(res.params):
-                raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, len(res.params), nargs)
+                raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", name, len(res.params), nargs)
         else:
-            raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, len(res.params), -1)
+            raise XapiError("MESSAGE_PARAMETER_COUNT_MISMATCH", name, len(res.params), -1)
         pool = host.pool
-        ctx = CallContext(self.farm, pool, host, method)
+        ctx = CallContext(self.farm, pool, host, method, local=local)
         if spec.session:
             ctx.session = pool.sessions.check(params[0], host)
             params = params[1:]
         args = _coerce_args(res, method, params)
-        fn = HANDLERS.get(res.key)
-        if fn is None:
-            fn = _generic_for(res)
         if not is_async:
             return to_wire(spec.result, fn(ctx, *args))
         task = pool.tasks.create(method, host.ref)
@@ -178,7 +182,15 @@ def _field_edit(cls: str, fname: str, change: Callable[..., Any]) -> Callable[..
     return edit
 
 
-def _generic_for(res: Resolved) -> Handler:
+@functools.cache
+def handler_for(res: Resolved) -> Handler | None:
+    """The behaviour that serves `res`: its entry in the handler table, else a
+    generic record, field or map accessor; None when the simulator does not
+    implement the message."""
+    return HANDLERS.get(res.key) or _generic_for(res)
+
+
+def _generic_for(res: Resolved) -> Handler | None:
     cls, msg = res.cls, res.msg
     fields = datamodel.CLASSES[cls].fields
 
@@ -234,8 +246,4 @@ def _generic_for(res: Resolved) -> Handler:
     if msg.startswith("remove_") and msg[7:] in fields:
         return _field_edit(cls, msg[7:], lambda cur, ref, value: (
             [v for v in cur if v != value] if value in cur else None))
-
-    def not_implemented(ctx: CallContext, *args: Any) -> None:
-        raise XapiError("NOT_IMPLEMENTED", ctx.method)
-
-    return not_implemented
+    return None

@@ -139,6 +139,7 @@ class Farm:
         self._key_file: str | None = None
         self._tmpdir: str | None = None
         self._control: Listener | None = None
+        self._local_sockets: list[Listener] = []
         self._started = False
         self._lock = threading.Lock()
         self.pools: list[SimPool] = []
@@ -238,7 +239,8 @@ class Farm:
         listeners = [h.listener for h in self.hosts if h.listener is not None]
         if self._control is not None:
             listeners.append(self._control)
-        close_all(listeners)
+        close_all(listeners + self._local_sockets)
+        self._local_sockets = []
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
@@ -256,7 +258,17 @@ class Farm:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _rpc_handler(self, host: SimHost):  # Listener callback
+    def serve_local_socket(self, path: str, host: SimHost | None = None) -> None:
+        """Answer XML-RPC on a Unix socket at `path` too, as xapi does in dom0
+        (/var/lib/xcp/xapi) for tools that run there; a login over it needs no
+        password. The socket is `host`'s (the first pool's master by default)."""
+        target = host or self.pools[0].master
+        listener = Listener("", 0, self._rpc_handler(target, local=True),
+                            name=f"{target.name_label} local", unix_path=path)
+        listener.open()
+        self._local_sockets.append(listener)
+
+    def _rpc_handler(self, host: SimHost, local: bool = False):  # Listener callback
         dispatcher = self.dispatcher
 
         def on_request(method: str, path: str, body: bytes) -> tuple[int, bytes, str] | None:
@@ -264,7 +276,7 @@ class Farm:
                 return 405, b"", "text/plain"
             if path.split("?", 1)[0] not in RPC_PATHS:
                 return 404, b"", "text/plain"
-            out = dispatcher.handle(host, body)
+            out = dispatcher.handle(host, body, local)
             if out is None:
                 return None
             return 200, out, "text/xml"

@@ -117,9 +117,40 @@ def release_address(pool: SimPool, vm: str) -> None:
     """Give the guest's DHCP lease back and stop answering on its address.
     Callers hold the database lock, so the next VM given the address cannot
     open its port before this one is closed."""
+    runtime(pool).dhcp.release(vm)
+    close_guest_port(pool, vm)
+
+
+def close_guest_port(pool: SimPool, vm: str) -> None:
+    """Stop answering on the guest's address (its lease stays: a suspended guest keeps it)."""
     rt = runtime(pool)
-    rt.dhcp.release(vm)
     with rt.lock:
         ip = rt.ips.pop(vm, None)
     if ip and pool.farm.guest_ports is not None:
         pool.farm.guest_ports.close(ip)
+
+
+def carry_on(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
+    """A guest that runs again (unpaused, resumed) carries on where it was:
+    it finishes booting, still asks for an address, or answers on the one it has."""
+    db = pool.db
+    rt = runtime(pool)
+    with db.lock:
+        rec = db.get("VM", vm)
+        gm = db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
+        ip = ((gm or {}).get("networks") or {}).get(f"{_first_device(db, vm)}/ip")
+        if ip and not ip.startswith("169.254.") and pool.farm.guest_ports is not None:
+            with rt.lock:
+                reopen = vm not in rt.ips
+                rt.ips[vm] = ip
+            if reopen:
+                pool.farm.guest_ports.open(ip)
+    if gm is None:
+        schedule_boot(pool, vm, boot, windows)
+    elif not (gm.get("networks") or {}):
+        schedule_address(pool, vm, boot, windows)
+
+
+def _first_device(db: Database, vm: str) -> str:
+    vif = first_vif(db, vm)
+    return (db.tables["VIF"][vif].get("device") or "0") if vif is not None else "0"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import (
+    deviceops,
     events,
     hostops,
     netops,
@@ -22,6 +23,7 @@ from . import (
     vmclone,
     vmpower,
     vmsettings,
+    vmsuspend,
 )
 from .context import Handler
 
@@ -70,6 +72,9 @@ HANDLERS: Mapping[str, Handler] = {
     "VM.unpause": vmpower.vm_unpause,
     "VM.destroy": vmpower.vm_destroy,
     "VM.pool_migrate": vmpower.vm_pool_migrate,
+    "VM.suspend": vmsuspend.vm_suspend,
+    "VM.resume": vmsuspend.vm_resume,
+    "VM.resume_on": vmsuspend.vm_resume_on,
     # VM settings
     "VM.set_memory_limits": vmsettings.vm_set_memory_limits,
     "VM.set_memory": vmsettings.vm_set_memory,
@@ -85,8 +90,18 @@ HANDLERS: Mapping[str, Handler] = {
     "VDI.resize": vdiops.vdi_resize,
     "VBD.create": storageops.vbd_create,
     "VBD.destroy": storageops.vbd_destroy,
+    "VBD.plug": deviceops.vbd_plug,
+    "VBD.unplug": deviceops.vbd_unplug,
+    "VBD.unplug_force": deviceops.vbd_unplug_force,
+    "VBD.eject": deviceops.vbd_eject,
+    "VBD.insert": deviceops.vbd_insert,
+    "VM.get_allowed_VBD_devices": deviceops.vm_allowed_vbd_devices,
     # network devices
     "VIF.create": netops.vif_create,
     "VIF.destroy": netops.vif_destroy,
     "VIF.move": netops.vif_move,
+    "VIF.plug": deviceops.vif_plug,
+    "VIF.unplug": deviceops.vif_unplug,
+    "VIF.unplug_force": deviceops.vif_unplug,
+    "VM.get_allowed_VIF_devices": deviceops.vm_allowed_vif_devices,
 }

@@ -22,7 +22,7 @@ def session_login(ctx: CallContext, uname: str, pwd: str,
                   originator: str = "") -> str:
     if not ctx.host.is_master:
         raise XapiError("HOST_IS_SLAVE", ctx.pool.master.address)
-    return ctx.pool.sessions.login(ctx.host, uname, pwd, originator)
+    return ctx.pool.sessions.login(ctx.host, uname, pwd, originator, preauth=ctx.local)
 
 
 def session_slave_local_login(ctx: CallContext, uname: str, pwd: str = "") -> str:

@@ -44,12 +44,14 @@ def assert_host_usable(ctx: CallContext, host: str) -> None:
 
 
 def unreachable_sr(db: Database, rec: dict[str, Any], host: str) -> str | None:
-    """The first SR of the VM's disks that `host` has no plugged PBD to (lock held)."""
-    for vbd in rec.get("VBDs", []):
-        brec = db.find("VBD", vbd)
-        if brec is None or brec.get("empty"):
-            continue
-        vdi = db.find("VDI", brec.get("VDI", NULL))
+    """The first SR of the VM's disks (and of a suspended VM's memory image)
+    that `host` has no plugged PBD to (lock held)."""
+    vdis = [(db.find("VBD", vbd) or {"empty": True}) for vbd in rec.get("VBDs", [])]
+    refs = [b.get("VDI", NULL) for b in vdis if not b.get("empty")]
+    if rec.get("power_state") == "Suspended":
+        refs.append(rec.get("suspend_VDI", NULL))
+    for ref in refs:
+        vdi = db.find("VDI", ref)
         if vdi is None:
             continue
         srrec = db.find("SR", vdi.get("SR", NULL))

@@ -48,7 +48,8 @@ def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind:
             port_base: int, speed: float, https: bool, ini_out: str | None = None,
             password: str = "xenroot", stop_event: threading.Event | None = None,
             guest_ssh_port: int | None = None,
-            guest_logins: dict[str, str] | None = None) -> None:
+            guest_logins: dict[str, str] | None = None,
+            local_socket: str | None = None) -> None:
     """Start a farm, announce it, and serve until Ctrl-C / SIGTERM (or `stop_event`)."""
     farm = build_farm(hosts, pools, vms_per_host, from_db, bind, port_base, speed, https,
                       password, guest_ssh_port, guest_logins)
@@ -64,6 +65,9 @@ def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind:
         print(f"# dynvm simulated farm: {len(farm.pools)} pool(s), {total} host(s), "
               f"speed x{farm.timing.speed:g}")
         print(f"# control endpoint: {farm.control_url}")
+        if local_socket:
+            farm.serve_local_socket(local_socket)
+            print(f"# local socket: {local_socket}")
         print(announce(guest_ssh_port, guest_logins), end="")
         print(ini, flush=True)
         if ini_out:

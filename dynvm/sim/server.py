@@ -9,7 +9,10 @@ reboots look to a client: connection refused.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -21,26 +24,21 @@ RPC_PATHS = frozenset({"/", "/RPC2"})
 MAX_BODY = 64 * 1024 * 1024
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _Tracking(socketserver.ThreadingMixIn, socketserver.BaseServer):
+    """Connection tracking shared by the TCP and the Unix socket servers, so
+    that closing a listener also drops the connections it has open."""
 
-    def __init__(self, addr: tuple[str, int], handler_cls: type, listener: Listener) -> None:
+    daemon_threads = True
+    listener: Listener
+    closing: bool
+    connections: set[socket.socket]
+    conn_lock: threading.Lock
+
+    def _track(self, listener: Listener) -> None:
         self.listener = listener
         self.closing = False
-        self.connections: set[socket.socket] = set()
+        self.connections = set()
         self.conn_lock = threading.Lock()
-        super().__init__(addr, handler_cls)
-
-    def server_bind(self) -> None:
-        # A plain bind (HTTPServer.server_bind does a slow reverse DNS lookup).
-        if self.allow_reuse_address:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
-        self.server_name = str(self.server_address[0])
-        self.server_port = self.server_address[1]
 
     def handle_error(self, request: Any, client_address: object) -> None:
         # Clients hanging up (timeouts, resets, failed TLS handshakes) are normal here.
@@ -75,18 +73,47 @@ class _Server(ThreadingHTTPServer):
                 pass
 
 
+class _Server(_Tracking, ThreadingHTTPServer):
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], handler_cls: type, listener: Listener) -> None:
+        self._track(listener)
+        super().__init__(addr, handler_cls)
+
+    def server_bind(self) -> None:
+        # A plain bind (HTTPServer.server_bind does a slow reverse DNS lookup).
+        if self.allow_reuse_address:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+        self.server_name = str(self.server_address[0])
+        self.server_port = self.server_address[1]
+
+
+class _UnixServer(_Tracking, socketserver.UnixStreamServer):
+    """HTTP over a Unix domain socket, as xapi serves local clients in dom0."""
+
+    request_queue_size = 128
+
+    def __init__(self, path: str, handler_cls: type, listener: Listener) -> None:
+        self._track(listener)
+        super().__init__(path, handler_cls)
+
+
 class _RpcHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "xapi"
     sys_version = ""
-    server: _Server
+    server: _Server | _UnixServer
 
     def log_message(self, format: str, *args: object) -> None:  # an override
         pass
 
     def setup(self) -> None:
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.connection.family != socket.AF_UNIX:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.settimeout(10)
             self.connection.do_handshake()
@@ -130,16 +157,19 @@ RequestFn = Callable[[str, str, bytes], "tuple[int, bytes, str] | None"]
 
 
 class Listener:
-    """A closable, reopenable HTTP(S) server on a fixed (bind, port)."""
+    """A closable, reopenable HTTP(S) server on a fixed (bind, port), or
+    plain HTTP on a Unix socket at `unix_path`."""
 
     def __init__(self, bind: str, port: int, on_request: RequestFn,
-                 ssl_context: ssl.SSLContext | None = None, name: str = "listener") -> None:
+                 ssl_context: ssl.SSLContext | None = None, name: str = "listener",
+                 unix_path: str | None = None) -> None:
         self.bind = bind
         self.port = port
+        self.unix_path = unix_path
         self.on_request = on_request
         self.ssl_context = ssl_context
         self.name = name
-        self._server: _Server | None = None
+        self._server: _Server | _UnixServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -147,11 +177,17 @@ class Listener:
         with self._lock:
             if self._server is not None:
                 return
-            srv = _Server((self.bind, self.port), _RpcHandler, self)
-            if self.ssl_context is not None:
-                srv.socket = self.ssl_context.wrap_socket(
-                    srv.socket, server_side=True, do_handshake_on_connect=False)
-            self.port = srv.server_address[1]
+            srv: _Server | _UnixServer
+            if self.unix_path is not None:
+                if os.path.exists(self.unix_path):
+                    os.unlink(self.unix_path)  # a socket left by a process that died
+                srv = _UnixServer(self.unix_path, _RpcHandler, self)
+            else:
+                srv = _Server((self.bind, self.port), _RpcHandler, self)
+                if self.ssl_context is not None:
+                    srv.socket = self.ssl_context.wrap_socket(
+                        srv.socket, server_side=True, do_handshake_on_connect=False)
+                self.port = srv.server_address[1]
             self._server = srv
             self._thread = threading.Thread(
                 target=srv.serve_forever, kwargs={"poll_interval": 0.1},
@@ -168,6 +204,9 @@ class Listener:
         srv.drop_connections()
         srv.shutdown()
         srv.server_close()
+        if self.unix_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix_path)
         if thread is not None:
             thread.join(timeout=5)
 

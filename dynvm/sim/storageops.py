@@ -8,6 +8,7 @@ from typing import Any
 from . import sraccount
 from .context import CallContext
 from .db import NULL, Database
+from .deviceops import refresh_allowed
 from .devices import check_unplugged, destroy_device, in_use
 from .wire import XapiError
 
@@ -144,8 +145,9 @@ def vbd_create(ctx: CallContext, rec: dict[str, Any]) -> str:
         if dev in used:
             raise XapiError("DEVICE_ALREADY_EXISTS", dev)
         fields.update({"userdevice": dev, "currently_attached": False})
-        fields.setdefault("allowed_operations", ["attach"])
-        return db.create("VBD", fields)
+        ref = db.create("VBD", fields)
+        refresh_allowed(db, "VBD", ref)
+        return ref
 
 
 def vdi_create(ctx: CallContext, rec: dict[str, Any]) -> str:

@@ -46,9 +46,10 @@ def _allowed_concurrently(op: str, current: list[str]) -> bool:
 
 
 def check_operation(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, ...],
-                  strict: bool = True) -> None:
+                  strict: bool = True, db: Database | None = None) -> None:
     """xapi's VM operation check, in its order: blocked, power state, other
     operations under way, template, snapshot, mobility, control domain,
+    (given the database) the guest's support and the disks' on-boot mode,
     PCI/vGPU/USB devices, appliance."""
     blocked = rec.get("blocked_operations") or {}
     if op in blocked:
@@ -78,6 +79,10 @@ def check_operation(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, .
         if op not in _CONTROL_DOMAIN_OPS:
             raise XapiError("OPERATION_NOT_ALLOWED",
                             "This operation is not allowed on a control domain")
+    if db is not None:
+        _check_guest_support(db, vm, rec, op, strict)
+        if op in _RESET_DISK_OPS and _has_reset_disk(db, rec):
+            raise XapiError("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION")
     if op in _MOBILITY_OPS:
         if rec.get("attached_PCIs"):
             raise XapiError("VM_HAS_PCI_ATTACHED", vm)
@@ -87,6 +92,53 @@ def check_operation(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, .
             raise XapiError("VM_HAS_VUSBS", vm)
     if op == "make_into_template" and rec.get("appliance", NULL) not in ("", NULL):
         raise XapiError("VM_IS_PART_OF_AN_APPLIANCE", vm, rec["appliance"])
+
+
+# Guest features an HVM guest without PV drivers must report for an operation
+# (any one of them will do); `strict` ones are judged only before the call.
+_GUEST_FEATURES = {
+    "clean_shutdown": (("feature-shutdown", "feature-poweroff"), True),
+    "clean_reboot": (("feature-shutdown", "feature-reboot"), True),
+    "changing_VCPUs_live": (("feature-vcpu-hotplug",), False),
+    "suspend": (("feature-suspend",), True),
+    "checkpoint": (("feature-suspend",), True),
+    "pool_migrate": (("feature-suspend",), True),
+    "migrate_send": (("feature-suspend",), True),
+}
+_RESET_DISK_OPS = {"checkpoint", "snapshot", "suspend", "snapshot_with_quiesce"}
+
+
+def _check_guest_support(db: Database, vm: str, rec: dict[str, Any], op: str,
+                         strict: bool) -> None:
+    """xapi: a running guest not known to have booted PV, without PV drivers,
+    must report the feature the operation needs (VM_LACKS_FEATURE)."""
+    need = _GUEST_FEATURES.get(op)
+    if need is None or rec.get("power_state") != "Running" or (need[1] and not strict):
+        return
+    metrics = db.find("VM_metrics", rec.get("metrics", NULL))
+    if metrics is not None and not metrics.get("hvm"):
+        return
+    gm = db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
+    if has_pv_drivers(gm):
+        return
+    other = (gm or {}).get("other") or {}
+    if not any(other.get(feature) == "1" for feature in need[0]):
+        raise XapiError("VM_LACKS_FEATURE", vm)
+
+
+def has_pv_drivers(gm: dict[str, Any] | None) -> bool:
+    """xapi's test: the guest reported a PV driver version (major and minor)."""
+    version = (gm or {}).get("PV_drivers_version") or {}
+    return "major" in version and "minor" in version
+
+
+def _has_reset_disk(db: Database, rec: dict[str, Any]) -> bool:
+    """A disk of the VM is reset at each boot (sm_config on_boot=reset)."""
+    for vbd in rec.get("VBDs", []):
+        vdi = db.find("VDI", (db.find("VBD", vbd) or {}).get("VDI", NULL))
+        if vdi is not None and (vdi.get("sm_config") or {}).get("on_boot") == "reset":
+            return True
+    return False
 
 
 def halted_or_dom0(rec: dict[str, Any]) -> tuple[str, ...]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import sraccount
 from .context import CallContext
-from .db import NULL, now_stamp
+from .db import NULL, Database, now_stamp
+from .deviceops import is_hvm
 from .devices import set_attached
-from .guestboot import release_address, schedule_address, schedule_boot
+from .guestboot import carry_on, release_address, schedule_boot
 from .guests import guest_os
 from .placement import (
     adjust_free,
@@ -26,14 +28,19 @@ if TYPE_CHECKING:
     from .farm import SimPool
 
 
-def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -> None:
+def power_on(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str,
+             allowed: tuple[str, ...] = ("halted",)) -> tuple[int, bool]:
+    """Give the VM a domain on `host` (or the host xapi would pick): its
+    memory is taken from the host and its devices plugged. Answers the new
+    boot generation and whether the guest is Windows; the caller decides
+    what the guest does next (boot, or carry on after a resume)."""
     db = ctx.db
     rt = runtime(ctx.pool)
     with db.lock:
         rec = db.get("VM", vm)
         if host is not None:
             db.get("host", host)
-        check_operation(vm, rec, op, ("halted",))
+        check_operation(vm, rec, op, allowed)
         needed = needed_memory(rec)
         if host is None:
             host = choose_host(ctx, rec, needed)
@@ -54,17 +61,33 @@ def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -
         })
         metrics = rec.get("metrics", NULL)
         if db.find("VM_metrics", metrics) is not None:
+            hvm = is_hvm(rec)
             db.modify("VM_metrics", metrics, {
                 "start_time": now_stamp(), "last_updated": now_stamp(),
                 "memory_actual": int(rec.get("memory_dynamic_max") or 0),
                 "VCPUs_number": int(rec.get("VCPUs_at_startup") or 0),
-                "state": [],
+                "state": [], "hvm": hvm, "current_domain_type": "hvm" if hvm else "pv",
             })
         set_attached(db, rec, True)
-        gos = guest_os(rec)
-        boot = rt.bump_boot(vm)
+        return rt.bump_boot(vm), guest_os(rec).windows
+
+
+def _start(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str) -> None:
+    boot, windows = power_on(ctx, vm, host, paused, op)
     if not paused:
-        schedule_boot(ctx.pool, vm, boot, gos.windows)
+        schedule_boot(ctx.pool, vm, boot, windows)
+
+
+def drop_suspend_image(db: Database, vm: str) -> None:
+    """Destroy a suspended VM's memory image and give its SR the space back."""
+    rec = db.get("VM", vm)
+    vdi = rec.get("suspend_VDI", NULL)
+    vrec = db.find("VDI", vdi)
+    if vrec is not None:
+        sraccount.release(db, vrec.get("SR", NULL), int(vrec.get("physical_utilisation", 0)),
+                          int(vrec.get("virtual_size", 0)))
+        db.destroy("VDI", vdi)
+    db.modify("VM", vm, {"suspend_VDI": NULL})
 
 
 def halt(pool: SimPool, vm: str) -> None:
@@ -73,6 +96,8 @@ def halt(pool: SimPool, vm: str) -> None:
     rt = runtime(pool)
     with db.lock:
         rec = db.get("VM", vm)
+        if rec["power_state"] == "Suspended":
+            drop_suspend_image(db, vm)
         rt.bump_boot(vm)
         with rt.lock:
             held = rt.consumed.pop(vm, None)
@@ -155,12 +180,7 @@ def vm_unpause(ctx: CallContext, vm: str) -> None:
         # dropped, and whichever one the guest had not reached is scheduled anew.
         boot = runtime(ctx.pool).bump_boot(vm)
         windows = guest_os(rec).windows
-        gm = ctx.db.find("VM_guest_metrics", rec.get("guest_metrics", NULL))
-        has_address = bool(gm and gm.get("networks"))
-    if gm is None:
-        schedule_boot(ctx.pool, vm, boot, windows)
-    elif not has_address:
-        schedule_address(ctx.pool, vm, boot, windows)
+    carry_on(ctx.pool, vm, boot, windows)
 
 
 def destroy_vm(pool: SimPool, vm: str) -> None:

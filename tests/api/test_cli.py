@@ -52,7 +52,7 @@ def test_help_lists_commands_and_options() -> None:
         assert option in serve
     sim = runner.invoke(main, ["sim", "--help"]).output
     for option in ("--hosts", "--pools", "--vms-per-host", "--from-db", "--bind",
-                   "--port-base", "--speed", "--https"):
+                   "--port-base", "--speed", "--https", "--local-socket"):
         assert option in sim
 
 
