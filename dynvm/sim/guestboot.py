@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .db import NULL, Database, now_stamp
+from .deviceops import refresh_vm_devices
 from .guests import guest_os, link_local_for
 from .vmruntime import VmRuntime, dhcp_range, first_vif, runtime
 
@@ -71,6 +72,7 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
         })
         db.modify("VM", vm, {"guest_metrics": gm})
         db.discard("VM_guest_metrics", old)
+        refresh_vm_devices(db, rec)  # its PV drivers now allow hot-plug
     schedule_address(pool, vm, boot, gos.windows)
 
 

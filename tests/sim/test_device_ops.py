@@ -12,7 +12,7 @@ import XenAPI
 
 from dynvm.sim import Farm
 
-from .conftest import fast_timing, login
+from .conftest import fast_timing, login, wait_for
 
 
 def fails(call: Any, *args: Any) -> list[str]:
@@ -122,6 +122,23 @@ def test_vbd_hotplug_into_an_hvm_guest_needs_its_pv_drivers(slow_farm: Farm) -> 
     pv_disk = new_disk(x, linux)
     x.VBD.plug(pv_disk)
     assert x.VBD.get_currently_attached(pv_disk) is True
+
+
+def test_hvm_guests_disks_allow_plug_once_its_drivers_are_up() -> None:
+    timing = fast_timing(boot_secs={"linux": 1e6, "windows": 0.0})
+    with Farm.generate(pools=1, hosts=1, vms_per_host=0, timing=timing) as farm:
+        x = login(farm.pools[0].master.url).xenapi
+        tpl = x.VM.get_by_name_label("tmpl-win16dc - PATCHED (1)")[0]
+        win = x.VM.clone(tpl, "win")
+        x.VM.remove_from_other_config(win, "disks")
+        x.VM.provision(win)
+        x.VM.start(win, True, False)  # paused: the guest has not booted yet
+        vbd = new_disk(x, win)
+        assert fails(x.VBD.plug, vbd) == ["VM_BAD_POWER_STATE", win, "running", "paused"]
+        assert "plug" not in x.VBD.get_allowed_operations(vbd)
+        x.VM.unpause(win)
+        wait_for(lambda: "plug" in x.VBD.get_allowed_operations(vbd), 10)
+        x.VBD.plug(vbd)
 
 
 def test_hvm_guest_with_drivers_takes_disks_but_not_cd_drives(x: Any) -> None:
