@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import xmlrpc.client
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -14,11 +13,9 @@ import pytest
 import XenAPI
 
 from dynvm.sim import Farm
+from tests.support.shared import REPO, XENAPI_JSON
 
-from .conftest import raw_login
-
-REPO = Path(__file__).resolve().parents[2]
-XENAPI_JSON = REPO.parent / "shared" / "docs" / "xenapi.json"
+from .conftest import raw_call, raw_login
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +66,10 @@ def test_unknown_and_unmodelled_messages_answer_as_xapi(x: Any, farm: Farm) -> N
         assert exc.value.details == ["MESSAGE_METHOD_UNKNOWN", name]
     # As in xapi's dispatcher, the name is judged before the session and the arguments.
     url = farm.pools[0].master.url
-    with xmlrpc.client.ServerProxy(url) as proxy:
-        assert proxy.VM.snapshot("OpaqueRef:nobody")["ErrorDescription"] == [
-            "MESSAGE_METHOD_UNKNOWN", "VM.snapshot"]
-        assert proxy.VM_snapshot()["ErrorDescription"] == ["MESSAGE_METHOD_UNKNOWN", "VM_snapshot"]
+    assert raw_call(url, "VM.snapshot", "OpaqueRef:nobody")["ErrorDescription"] == [
+        "MESSAGE_METHOD_UNKNOWN", "VM.snapshot"]
+    assert raw_call(url, "VM_snapshot")["ErrorDescription"] == [
+        "MESSAGE_METHOD_UNKNOWN", "VM_snapshot"]
 
 
 def test_every_message_not_implemented_answers_unknown(farm: Farm, coverage: Any) -> None:
