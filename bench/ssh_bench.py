@@ -13,7 +13,7 @@ import statistics
 import time
 
 from bench.harness import percentile
-from dynvm.core.sshcheck import ssh_login
+from dynvm.guest.ssh import ssh_login
 from dynvm.sim.guests import GuestPorts
 from tests.support.harness import free_port
 

@@ -1,14 +1,13 @@
 """The HTTP layer: a Flask app factory over the core facade.
 
-Gunicorn calls `dynvm.api:create_app()` in each worker (no preload), so every
-worker opens its own store and Xen sessions after the fork.
+The app is built around a service the bootstrap made (`dynvm.runtime.bootstrap.
+build_app` in each gunicorn worker, after the fork): this layer opens nothing
+itself.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import re
 import time
 import uuid
@@ -51,25 +50,11 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 MAX_REQUEST_TARGET = 2048
 
 
-def create_app(config_path: str | None = None, *, service: Dynvm | None = None) -> Flask:
-    """Build the app around `service`, or around a core built from the config file.
-
-    The file is `config_path`, else $DYNVM_CONFIG.
-    """
-    if service is None:
-        path = config_path or os.environ.get("DYNVM_CONFIG")
-        if not path:
-            raise RuntimeError("no configuration: pass a config path or set DYNVM_CONFIG")
-        from dynvm.runtime.bootstrap import build_service
-
-        service = build_service(path)
-        atexit.register(service.close)
-
+def create_app(service: Dynvm) -> Flask:
+    """The app serving `service` (built by `dynvm.runtime.bootstrap`)."""
     app = Flask(__name__, static_folder=None)  # static files: the dashboard's /ui/static
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, TRAP_HTTP_EXCEPTIONS=False)
     app.extensions["dynvm"] = service
-    if hasattr(service, "ctx"):  # the core reports what reconciliation did, for /metrics
-        service.ctx.on_event = metrics.core_event
     app.register_blueprint(legacy.bp)
     app.register_blueprint(monitoring.bp)
     app.register_blueprint(maintenance.bp)

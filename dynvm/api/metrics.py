@@ -50,20 +50,6 @@ VM_FAILURES = Counter(
     "dynvm_vm_failures_total", "VMs that could not be created, by OS", ["os"]
 )
 
-RECONCILED = Counter(
-    "dynvm_reconciled_vms_total",
-    "VMs and leases set right by reconciliation: adopted (a VM of this deployment found "
-    "without a lease) or vanished (a lease whose VM no longer exists)",
-    ["event"],
-)
-
-
-def core_event(kind: str) -> None:
-    """Count an event the core reports (see Context.on_event)."""
-    if kind in ("adopted", "vanished"):
-        RECONCILED.labels(kind).inc()
-
-
 class WorkerFilesCollector:
     """Sums the workers' sample files like MultiProcessCollector, skipping unreadable ones.
 

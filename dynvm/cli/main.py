@@ -126,10 +126,10 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
 
         def load(self) -> Any:
             # Runs in each worker after the fork (no preload): no thread or socket crosses it.
-            from dynvm.api import create_app
+            from dynvm.runtime.bootstrap import build_app
 
             # Logging is set up by gunicorn from `logconfig_dict` (dynvm.runtime.logs).
-            return create_app(config_path)
+            return build_app(config_path)
 
     return App()
 
@@ -270,6 +270,7 @@ def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bin
 def check_config(path: str, accept_removal: bool, offline: bool) -> None:
     """Validate a configuration file, ask each host for its templates, and summarise it."""
     from dynvm.config import ConfigError, confirm_removal, load_config
+    from dynvm.runtime.bootstrap import stored_identity
 
     try:
         config = load_config(path)
@@ -286,7 +287,7 @@ def check_config(path: str, accept_removal: bool, offline: bool) -> None:
     where = store.sqlite_path if store.backend == "sqlite" else (
         store.couchbase.server if store.couchbase else "?")
     click.echo(f"store: {store.backend} ({where})")
-    click.echo(f"deployment: {_deployment_of(store)}")
+    click.echo(f"deployment: {stored_identity(store)}")
     click.echo(f"leases: default {config.default_expiry_minutes} min, "
                f"at most {config.expiry_minutes_max} min; "
                f"network wait {config.network_timeout_secs} s")
@@ -308,17 +309,14 @@ def _check_templates(config: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from dynvm.config import ConfigError
-    from dynvm.core.templates import missing_note, missing_templates
-    from dynvm.xen import open_pool
+    from dynvm.core.templates import missing_note
+    from dynvm.runtime.bootstrap import templates_missing
 
     def ask(host: Any) -> list[str] | Exception:
-        pool = open_pool(host)
         try:
-            return missing_templates(host, pool.view())
+            return templates_missing(host)
         except Exception as exc:  # unreachable, refused login, TLS: said, not fatal
             return exc
-        finally:
-            pool.close()
 
     hosts = list(config.hosts.values())
     if not hosts:
@@ -340,25 +338,6 @@ def _check_templates(config: Any) -> None:
         problems += [missing_note(config, host.ref, os_key) for os_key in answer]
     if problems:
         raise ConfigError(problems, config.source or "?")
-
-
-def _deployment_of(store_cfg: Any) -> str:
-    """The identity kept in the store (read only: checking a file creates nothing)."""
-    from dynvm.core.deployment import proposed_id
-    from dynvm.core.store import StoreError
-    from dynvm.store.factory import open_backend
-
-    later = f"not assigned yet (the first start assigns {proposed_id(store_cfg)})"
-    if store_cfg.backend == "sqlite" and not os.path.exists(store_cfg.sqlite_path):
-        return later
-    try:
-        store = open_backend(store_cfg)
-        try:
-            return store.documents.deployment_id(None) or later
-        finally:
-            store.close()
-    except StoreError as exc:
-        return f"unknown (the store cannot be read: {exc})"
 
 
 def _echo_seed_keys(config: Any) -> None:

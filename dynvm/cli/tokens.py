@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-EMBEDDED_INI = Path(".dynvm/dynvmservice.ini")
+if TYPE_CHECKING:
+    from dynvm.core.store import Store
 
+@contextmanager
+def _store(config_path: str | None) -> Iterator[Store]:
+    """The service's store (the embedded farm's when no configuration is named)."""
+    from dynvm.config import ConfigError
+    from dynvm.runtime.bootstrap import open_records
 
-def _store(config_path: str | None):  # -> Store
-    from dynvm.config import ConfigError, load_config
-    from dynvm.store.factory import open_backend
-
-    path = config_path or os.environ.get("DYNVM_CONFIG")
-    if not path and EMBEDDED_INI.is_file():
-        path = str(EMBEDDED_INI)  # the embedded farm of `dynvm serve` without a config
-    if not path:
-        raise click.UsageError("no configuration: pass --config or set DYNVM_CONFIG")
     try:
-        cfg = load_config(path)
+        store = open_records(config_path)
+    except RuntimeError:  # no configuration at all
+        raise click.UsageError("no configuration: pass --config or set DYNVM_CONFIG") from None
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    return open_backend(cfg.store)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _when(epoch: float | None) -> str:
@@ -57,13 +60,11 @@ def create(owner: str, admin: bool, expires: str | None, config_path: str | None
         lifetime = tokens.parse_duration(expires) if expires else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--expires") from None
-    store = _store(config_path)
-    try:
-        secret, record = tokens.create(store, owner, admin=admin, expires_in=lifetime)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--owner") from None
-    finally:
-        store.close()
+    with _store(config_path) as store:
+        try:
+            secret, record = tokens.create(store, owner, admin=admin, expires_in=lifetime)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--owner") from None
     click.echo(f"token {record.id} for {owner}{' (admin)' if admin else ''}, "
                f"expires {_when(record.expires)}; shown once, keep it safe:", err=True)
     click.echo(secret)
@@ -73,11 +74,8 @@ def create(owner: str, admin: bool, expires: str | None, config_path: str | None
 @config_option
 def list_tokens(config_path: str | None) -> None:
     """Tokens (never their secrets)."""
-    store = _store(config_path)
-    try:
+    with _store(config_path) as store:
         rows = store.tokens.all()
-    finally:
-        store.close()
     now = time.time()
     for t in rows:
         state = "revoked" if t.revoked else "expired" if not t.valid(now) else "valid"
@@ -92,11 +90,8 @@ def list_tokens(config_path: str | None) -> None:
 @config_option
 def revoke(token_id: str, config_path: str | None) -> None:
     """Revoke a token by its id (from `token list`)."""
-    store = _store(config_path)
-    try:
+    with _store(config_path) as store:
         ok = store.tokens.revoke(token_id, time.time())
-    finally:
-        store.close()
     if not ok:
         click.echo(f"no token {token_id}", err=True)
         sys.exit(1)

@@ -1,4 +1,8 @@
-"""What every core operation needs: config, store, pools, and who we are."""
+"""What every core operation needs: config, store, pools, and who we are.
+
+`Adapters` is what the bootstrap (`dynvm.runtime.bootstrap`) hands the core:
+everything outside it that it talks to, each behind a port the core declares.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,49 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from dynvm.config import Config, HostConfig
 from dynvm.core.clock import SYSTEM, Clock
-from dynvm.core.deployment import proposed_id
-from dynvm.core.ports import PoolView, XenPool
-from dynvm.core.registry import PoolRegistry
+from dynvm.core.ports import GuestProbe, PoolView, XenPool
+from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.store import Store
 from dynvm.core.templates import TemplateWatch
 
 if TYPE_CHECKING:
+    from dynvm.core.maintenance.ports import MaintenancePort
     from dynvm.core.staticpool import StaticPools
+
+
+class CoreEvent(StrEnum):
+    """Noteworthy things the core reports as they happen, for metrics."""
+
+    ADOPTED = "adopted"  # a VM of this deployment found without a lease: its lease recreated
+    VANISHED = "vanished"  # a lease whose VM no longer exists: closed
+
+
+EventHook = Callable[[CoreEvent], None]
+# The hypervisor side of a rolling reboot, for the pool client of one [xenhostN].
+MaintenanceFactory = Callable[[XenPool], "MaintenancePort"]
+
+
+def no_event(_event: CoreEvent) -> None:
+    """The event hook when nobody counts events."""
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """What the core talks to outside itself, built by the bootstrap from the configuration."""
+
+    store: Store
+    pools: PoolFactory  # a pool client for one [xenhostN]
+    guest: GuestProbe  # checkvms: can a new guest be reached?
+    # The deployment identity a store without one is given: derived from where the store
+    # lives, so a store made again on the same configuration gives the same identity.
+    identity: str
+    maintenance: MaintenanceFactory | None = None  # None: no rolling reboots
+    static_pools: StaticPools | None = None  # pools=: None when none can be written
 
 
 def new_instance_id() -> str:
@@ -32,12 +67,13 @@ class Context:
     store: Store
     registry: PoolRegistry
     config: Callable[[], Config]
+    guest: GuestProbe
+    identity: str  # proposed to a store that has no deployment identity yet
     instance: str = field(default_factory=new_instance_id)
     # Wall time (`clock()`), deadlines and waits: every wait in the core goes through it.
     clock: Clock = SYSTEM
     static_pools: StaticPools | None = None  # pools=: None when none can be written
-    # Told the name of a noteworthy event ("adopted", "vanished", ...) for metrics.
-    on_event: Callable[[str], None] = field(default=lambda _kind: None)
+    on_event: EventHook = no_event  # told each CoreEvent, for metrics
     _deployment: str | None = None
     # Hosts a reload removed, kept so their leased VMs can still be destroyed.
     retired_hosts: dict[int, HostConfig] = field(default_factory=dict)
@@ -51,12 +87,12 @@ class Context:
     def deployment(self) -> str:
         """This deployment's identity, kept in the store (raises StoreUnavailable)."""
         if self._deployment is None:
-            self._deployment = self.store.documents.deployment_id(proposed_id(self.config().store)) or ""
+            self._deployment = self.store.documents.deployment_id(self.identity) or ""
         return self._deployment
 
-    def event(self, kind: str) -> None:
+    def event(self, event: CoreEvent) -> None:
         try:
-            self.on_event(kind)
+            self.on_event(event)
         except Exception:  # metrics never break the work they count
             pass
 

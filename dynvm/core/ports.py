@@ -1,7 +1,8 @@
-"""What the core needs from the hypervisor side, with no XenAPI in sight.
+"""What the core needs from outside, with no XenAPI or SSH library in sight.
 
 `dynvm.xen` implements `XenPool` for one `[xenhostN]` section (a standalone
-host or a pool master); the core only sees these plain views and calls.
+host or a pool master); `dynvm.guest` implements `GuestProbe` (can a new
+guest be reached?). The core only sees these plain views and calls.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from dynvm.config import GuestLogin
 
 # other_config tags dynvm puts on every VM it creates.
 TAG_OWNER = "dynvm_owner"
@@ -178,3 +182,22 @@ class XenPool(Protocol):
         """Every VM (any power state) carrying dynvm tags, for reconciliation."""
 
     def close(self) -> None: ...
+
+
+class LoginRefused(Exception):
+    """The guest's sshd answered but refused the credentials: waiting will not help."""
+
+
+class GuestProbe(Protocol):
+    """`checkvms`: one attempt to reach a new guest, as the seed checked it.
+
+    The core decides how long to wait and how often to ask again
+    (`provisioning.wait_ssh`); the adapter only makes the attempt.
+    """
+
+    def attempt(self, ip: str, port: int, login: GuestLogin | None, timeout: float) -> None:
+        """Log in over SSH with `login`, else accept a TCP connection on `port`.
+
+        Returns once the guest answered. Raises LoginRefused on bad credentials,
+        an OSError when the guest (or its sshd) is not there yet.
+        """

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,13 +30,14 @@ from dynvm.core.ports import (
     TAG_OWNER,
     TAG_RESERVATION,
     TAG_STATE,
+    GuestProbe,
     HostCannotTake,
     LinkLocalOnly,
+    LoginRefused,
     VmBuild,
     VmView,
     XenError,
 )
-from dynvm.core.sshcheck import LoginRefused, ssh_login
 from dynvm.core.store import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
 
 log = logging.getLogger("dynvm.provisioning")
@@ -99,9 +99,13 @@ def description(name: str, template: str, when: float) -> str:
     return f"{name} from {template} on {stamp}"
 
 
-def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None,
-             login: GuestLogin | None = None, clock: Clock = SYSTEM) -> None:
-    """checkvms: log in over SSH with `login` (the seed's check), else accept a TCP connection."""
+def wait_ssh(probe: GuestProbe, ip: str, port: int, timeout: float,
+             cancel: threading.Event | None, login: GuestLogin | None = None,
+             clock: Clock = SYSTEM) -> None:
+    """checkvms: log in over SSH with `login` (the seed's check), else accept a TCP connection.
+
+    `probe` makes each attempt; this waits for the guest's sshd between them.
+    """
     deadline = clock.monotonic() + timeout
     delay = 0.2
     last: Exception | None = None
@@ -110,14 +114,11 @@ def wait_ssh(ip: str, port: int, timeout: float, cancel: threading.Event | None,
             raise BuildFailed("cancelled")
         attempt = max(min(5.0, deadline - clock.monotonic()), 0.5)
         try:
-            if login is not None:
-                ssh_login(ip, port, login.username, login.password, attempt)
-                return
-            with socket.create_connection((ip, port), timeout=min(3.0, timeout)):
-                return
+            probe.attempt(ip, port, login, attempt if login is not None else min(3.0, timeout))
+            return
         except LoginRefused as exc:
             raise BuildFailed(str(exc)) from None
-        except OSError as exc:  # not up yet (ssh_login says so with an OSError too)
+        except OSError as exc:  # not up yet (an SSH session that fails is an OSError too)
             last = exc
         clock.sleep(delay)  # waiting for the guest's sshd, not hiding a race
         delay = min(delay * 2, 2.0)
@@ -178,8 +179,8 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 if job.check_vms:
                     progress.note(ctx, job.request_id, job.name, progress.Step.CHECKING_SSH,
                                   ip=ip)
-                    wait_ssh(ip, cfg.ssh_port, SSH_CHECK_SECS, cancel, cfg.guest_login(spec.key),
-                             ctx.clock)
+                    wait_ssh(ctx.guest, ip, cfg.ssh_port, SSH_CHECK_SECS, cancel,
+                             cfg.guest_login(spec.key), ctx.clock)
                 built = _complete(ctx, job, lease, ip, started, attempt)
                 log.info("%s ready at %s on xenhost%d (%s) after %.1fs", job.name, ip,
                          host.ref, vm.uuid, ctx.clock() - started)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from dynvm.config import HostConfig
 from dynvm.core import history, lifecycle, staticpool
-from dynvm.core.context import Context
+from dynvm.core.context import Context, CoreEvent
 from dynvm.core.getservers import NAME_LOCK
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.ports import (
@@ -281,7 +281,7 @@ class Reconciler:
             store.history.update(vm.uuid, {**note, "expired_time": int(expires)})
         log.warning("reconcile: adopted %s (%s) on xenhost%d from its tags: owner %s, "
                     "lease until %d", vm.name_label, vm.uuid, host_ref, lease.owner, expires)
-        ctx.event("adopted")
+        ctx.event(CoreEvent.ADOPTED)
         return True
 
     def _vanished(self, leases: list[Lease], listed: set[int], present: set[str],
@@ -310,7 +310,7 @@ class Reconciler:
             _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id, "vanished")
             drop_reservation_of(ctx, lease.vm_uuid)
             staticpool.withdraw(ctx, lease, lease.ip)  # never handed out again by address
-            ctx.event("vanished")
+            ctx.event(CoreEvent.VANISHED)
             n += 1
         self.missing = missing
         return n

@@ -14,7 +14,7 @@ from dynvm.core.background import Background, Timings
 from dynvm.core.callers import Caller
 from dynvm.core.capacity import vm_os
 from dynvm.core.clock import SYSTEM, Clock
-from dynvm.core.context import Context
+from dynvm.core.context import Adapters, Context, EventHook, MaintenanceFactory, no_event
 from dynvm.core.errors import (
     AllOrNoneFailed,
     BadRequest,
@@ -27,10 +27,9 @@ from dynvm.core.errors import (
 )
 from dynvm.core.maintenance.state import all_status, placement_blocked
 from dynvm.core.placement import candidates, eligible_hosts, views_of
-from dynvm.core.registry import PoolFactory, PoolRegistry
+from dynvm.core.registry import PoolRegistry
 from dynvm.core.release import Target, release_target, set_expiry
-from dynvm.core.staticpool import StaticPools
-from dynvm.core.store import Lease, RequestRecord, Reservation, Store, StoreError, StoreUnavailable
+from dynvm.core.store import Lease, RequestRecord, Reservation, StoreError, StoreUnavailable
 from dynvm.core.store_probe import StoreProbe
 
 __all__ = [
@@ -53,23 +52,24 @@ class FarmRecords(NamedTuple):
 class Dynvm:
     """Everything the service does, independent of HTTP."""
 
-    def __init__(self, config: Callable[[], Config], store: Store, pool_factory: PoolFactory,
-                 *, config_status: Callable[[], dict[str, Any]] | None = None,
+    def __init__(self, config: Callable[[], Config], adapters: Adapters, *,
+                 config_status: Callable[[], dict[str, Any]] | None = None,
                  timings: Timings | None = None, background: bool = True,
-                 static_pools: StaticPools | None = None, clock: Clock = SYSTEM) -> None:
+                 on_event: EventHook = no_event, clock: Clock = SYSTEM) -> None:
         self._config = config
         self._config_status = config_status or (lambda: {"error": None})
-        self.registry = PoolRegistry(pool_factory)
-        self.ctx = Context(store=store, registry=self.registry, config=self.config,
-                           static_pools=static_pools, clock=clock)
+        self.registry = PoolRegistry(adapters.pools)
+        self.ctx = Context(store=adapters.store, registry=self.registry, config=self.config,
+                           guest=adapters.guest, identity=adapters.identity,
+                           static_pools=adapters.static_pools, on_event=on_event, clock=clock)
         self.background = Background(self.ctx, timings)
         self._run_background = background
         self._synced: Config | None = None
         self._showall_memo: tuple | None = None
         self._lock = threading.Lock()
-        self.store_probe = StoreProbe(store, clock=clock)
-        # Set by the wiring: the hypervisor side of host maintenance for one [xenhostN].
-        self.maintenance_port: Callable[[Any], Any] | None = None
+        self.store_probe = StoreProbe(adapters.store, clock=clock)
+        # The hypervisor side of host maintenance for one pool client (None: not offered).
+        self.maintenance_port: MaintenanceFactory | None = adapters.maintenance
 
     # -- plumbing -----------------------------------------------------------------
     def config(self) -> Config:

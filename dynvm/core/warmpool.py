@@ -66,8 +66,8 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
         now = ctx.clock()
         if check_ssh:
             try:
-                wait_ssh(lease.ip, cfg.ssh_port, HANDOUT_SSH_SECS, None, cfg.guest_login(os_key),
-                         ctx.clock)
+                wait_ssh(ctx.guest, lease.ip, cfg.ssh_port, HANDOUT_SSH_SECS, None,
+                         cfg.guest_login(os_key), ctx.clock)
             except BuildFailed as exc:
                 _recycle(ctx, claimed, f"SSH check failed: {exc}")
                 continue

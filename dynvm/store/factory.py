@@ -1,6 +1,14 @@
-"""Build the configured store: `[store] backend=sqlite|couchbase`, behind the outbox."""
+"""Build the configured store: `[store] backend=sqlite|couchbase`, behind the outbox.
+
+Also the identity a deployment proposes to its store: only the backends know
+where a store lives.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import os
+import socket
 
 from dynvm.config import StoreConfig
 from dynvm.core.store import Store
@@ -29,3 +37,20 @@ def open_store(cfg: StoreConfig) -> ResilientStore:
     StoreUnavailable on first use, not as a failure to start.
     """
     return ResilientStore(open_backend(cfg), cfg.outbox_path)
+
+
+def proposed_identity(cfg: StoreConfig) -> str:
+    """The deployment identity a store without one is given (`Store.deployment_id`).
+
+    Derived from where the store lives (machine and file, or cluster, bucket
+    and collection): two deployments with separate stores never share one,
+    while a deployment whose store was lost, and is started again on the same
+    configuration, takes the same identity again and so adopts its VMs instead
+    of taking them for another deployment's.
+    """
+    if cfg.backend == "couchbase" and cfg.couchbase is not None:
+        cb = cfg.couchbase
+        where = f"couchbase:{cb.server}/{cb.bucket}/{cb.scope}/{cb.collection}"
+    else:
+        where = f"sqlite:{socket.gethostname()}:{os.path.abspath(cfg.sqlite_path)}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]

@@ -20,10 +20,9 @@ from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
 from dynvm.core.service import Dynvm
 from dynvm.core.store import Reservations
-from dynvm.runtime.bootstrap import build_service
+from dynvm.runtime.bootstrap import adapters, build_service
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
-from dynvm.xen import open_pool
 from tests.support.harness import wait_until
 from tests.support.inis import Ini, farm_ini
 
@@ -243,7 +242,7 @@ def test_no_capacity_503_gives_the_count_at_refusal(farm: Farm, tmp_path: Path) 
     store = open_store(watcher.current().store)
     racing = RacingReservations(store.reservations)
     store.reservations = cast(Reservations, racing)
-    svc = Dynvm(watcher.current, store, open_pool, background=False)
+    svc = Dynvm(watcher.current, adapters(watcher.current(), store), background=False)
     try:
         client = create_app(service=svc).test_client()
         before = int(client.get("/getavailablecount/centos").get_data(as_text=True))

@@ -237,12 +237,12 @@ def test_health_that_raises_is_503_json(client: FlaskClient, core: StubCore) -> 
     assert next(iter(report)) == "reasons" and "disk gone" in report["reasons"][0]
 
 
-def test_create_app_without_config_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dynvm.api import create_app
+def test_building_the_app_without_config_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dynvm.runtime.bootstrap import build_app
 
     monkeypatch.delenv("DYNVM_CONFIG", raising=False)
     with pytest.raises(RuntimeError, match="DYNVM_CONFIG"):
-        create_app()
+        build_app()
 
 
 def test_metrics_label_unknown_methods_as_other(client: FlaskClient) -> None:

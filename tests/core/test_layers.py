@@ -1,7 +1,8 @@
 """The house rule of DESIGN.md: the core imports neither Flask, XenAPI, nor any adapter.
 
-The core declares its ports (`XenPool`, `Store`) and records; the Xen layer,
-the API and the store backends depend on it, never the other way round.
+The core declares its ports (`XenPool`, `Store`, `GuestProbe`) and records; the
+Xen layer, the guest probe, the API and the store backends depend on it, never
+the other way round.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ def forbidden_imports(package: str, forbidden: tuple[str, ...]) -> str:
         f"import pkgutil, importlib, sys, {package}\n"
         f"for m in pkgutil.walk_packages({package}.__path__, '{package}.'):\n"
         "    importlib.import_module(m.name)\n"
-        "bad = [n for n in sys.modules if n.split('.')[0] in ('flask', 'XenAPI', 'werkzeug')"
+        "bad = [n for n in sys.modules if n.split('.')[0] in ('flask', 'XenAPI', 'werkzeug',"
+        " 'paramiko')"
         f" or n.startswith({forbidden!r})]\n"
         "print(','.join(sorted(bad)))\n"
     )
@@ -25,7 +27,8 @@ def forbidden_imports(package: str, forbidden: tuple[str, ...]) -> str:
 
 
 def test_core_imports_neither_flask_nor_xenapi_nor_adapters() -> None:
-    assert forbidden_imports("dynvm.core", ("dynvm.xen", "dynvm.api", "dynvm.store")) == ""
+    assert forbidden_imports("dynvm.core", ("dynvm.xen", "dynvm.api", "dynvm.store",
+                                            "dynvm.guest", "dynvm.runtime")) == ""
 
 
 def test_config_imports_neither_the_xen_layer_nor_the_store_nor_the_core() -> None:
@@ -33,3 +36,41 @@ def test_config_imports_neither_the_xen_layer_nor_the_store_nor_the_core() -> No
     is the CLI's (dynvm check-config) and the core's, through its XenPool port."""
     assert forbidden_imports(
         "dynvm.config", ("dynvm.xen", "dynvm.api", "dynvm.store", "dynvm.core")) == ""
+
+
+def imports_in(package_dir: str) -> dict[str, set[str]]:
+    """Every module each file of `package_dir` imports, at any depth (lazy imports too)."""
+    import ast
+    from pathlib import Path
+
+    out: dict[str, set[str]] = {}
+    for path in sorted(Path(package_dir).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+        out[str(path)] = names
+    return out
+
+
+def test_no_core_module_imports_an_adapter_even_lazily() -> None:
+    """Imports inside functions included: paramiko (the SSH check) and the Xen layer are
+    reached through ports whose adapters the bootstrap hands in."""
+    forbidden = ("flask", "werkzeug", "XenAPI", "paramiko", "dynvm.xen", "dynvm.api",
+                 "dynvm.store", "dynvm.guest", "dynvm.runtime")
+    bad = {path: sorted(n for n in names if n.split(".")[0] in forbidden
+                        or n.startswith(tuple(f"{f}." for f in forbidden) + forbidden))
+           for path, names in imports_in("dynvm/core").items()}
+    assert {p: n for p, n in bad.items() if n} == {}
+
+
+def test_the_core_opens_no_socket() -> None:
+    """Reaching a guest is the GuestProbe adapter's (dynvm.guest), not the core's."""
+    from pathlib import Path
+
+    found = [str(p) for p in Path("dynvm/core").rglob("*.py")
+             if "create_connection" in p.read_text() or "socket.socket" in p.read_text()]
+    assert found == []

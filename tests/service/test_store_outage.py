@@ -15,9 +15,9 @@ import pytest
 from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
 from dynvm.core.service import Dynvm
+from dynvm.runtime.bootstrap import adapters
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.outbox import ResilientStore
-from dynvm.xen import open_pool
 from tests.service.conftest import FAST, wait_until, write_ini
 from tests.support.cb_standin import StandInCollection
 
@@ -27,7 +27,7 @@ def outage(tmp_path, farm, clean_farm):
     coll = StandInCollection()
     store = ResilientStore(CouchbaseStore(coll), str(tmp_path / "outbox.sqlite"))
     watcher = ConfigWatcher(str(write_ini(tmp_path, farm)))
-    svc = Dynvm(watcher.current, store, open_pool, timings=FAST)
+    svc = Dynvm(watcher.current, adapters(watcher.current(), store), timings=FAST)
     try:
         yield svc, coll
     finally:

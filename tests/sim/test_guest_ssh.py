@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import XenAPI
 
-from dynvm.core.sshcheck import LoginRefused, ssh_login
+from dynvm.guest.ssh import LoginRefused, ssh_login
 from dynvm.sim.guests import GuestPorts
 from tests.support.harness import free_port, wait_until
 

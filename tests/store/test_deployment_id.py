@@ -32,7 +32,7 @@ def test_check_config_shows_the_identity_and_creates_nothing(tmp_path) -> None:
 
 def test_proposed_id_follows_the_store_location(tmp_path) -> None:
     from dynvm.config import StoreConfig
-    from dynvm.core.deployment import proposed_id
+    from dynvm.store.factory import proposed_identity as proposed_id
 
     a = StoreConfig(sqlite_path=str(tmp_path / "a" / "dynvm.sqlite"))
     b = StoreConfig(sqlite_path=str(tmp_path / "b" / "dynvm.sqlite"))

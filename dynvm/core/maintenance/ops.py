@@ -80,7 +80,8 @@ def rolling_reboot(svc: Dynvm, ref: int, options: Options,
         raise BadRequest("Error: strategy must be migrate, drain or auto")
     if not 1 <= options.parallel <= 64:
         raise BadRequest("Error: parallel must be between 1 and 64")
-    job = RollingReboot(svc.ctx, hc, svc.maintenance_port(hc), options, on_progress)
+    job = RollingReboot(svc.ctx, hc, svc.maintenance_port(svc.registry.get(hc)), options,
+                        on_progress)
     if runner is not None:
         runner.append(job)
     return job.run()

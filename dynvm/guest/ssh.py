@@ -1,4 +1,4 @@
-"""checkvms: log in to a new guest over SSH with the configured credentials, as the seed did.
+"""checkvms over SSH: log in to a new guest with the configured credentials, as the seed did.
 
 paramiko is imported on first use: most workers never check a guest, and
 its import would slow every worker's start.
@@ -7,13 +7,15 @@ its import would slow every worker's start.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
-log = logging.getLogger("dynvm.sshcheck")
+from dynvm.config import GuestLogin
+from dynvm.core.ports import LoginRefused
 
+__all__ = ["LoginRefused", "NotAnswering", "SshProbe", "ssh_login"]
 
-class LoginRefused(Exception):
-    """The guest's sshd answered but refused the credentials: waiting will not help."""
+log = logging.getLogger("dynvm.guest")
 
 
 class NotAnswering(OSError):
@@ -51,3 +53,14 @@ def ssh_login(ip: str, port: int, username: str, password: str, timeout: float) 
         raise NotAnswering(f"no SSH session with {ip}:{port}: {exc}") from None
     finally:
         client.close()
+
+
+class SshProbe:
+    """The core's `GuestProbe`: an SSH login with credentials, else a TCP connect."""
+
+    def attempt(self, ip: str, port: int, login: GuestLogin | None, timeout: float) -> None:
+        if login is not None:
+            ssh_login(ip, port, login.username, login.password, timeout)
+            return
+        with socket.create_connection((ip, port), timeout=min(3.0, timeout)):
+            return
