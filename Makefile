@@ -22,7 +22,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m "not served" --ignore=tests/service
 
 lint: $(STAMP)
-	$(BIN)/ruff check dynvm tests bench tools
+	$(BIN)/ruff check dynvm tests bench testbed tools
 	$(BIN)/mypy
 	$(BIN)/vulture dynvm tools/vulture_allow.py --min-confidence 80
 

@@ -23,8 +23,8 @@ from bench.harness import percentile
 from dynvm.config import load_config
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
-from tests.support.harness import served
-from tests.support.inis import farm_ini
+from testbed.inis import farm_ini
+from testbed.serving import served
 
 ROUTES = ("/", "/ui/fragments", "/ui/api/hosts", "/ui/api/vms", "/ui/api/requests",
           "/ui/api/history?per_page=50", "/ui/api/history?owner=job7&os=centos",

@@ -28,8 +28,8 @@ from dynvm.core.maintenance.plan import (
     plan_reboot,
     simulated_secs,
 )
-from tests.support.inis import farm_ini
-from tests.support.maintenance_pool import maintenance_pool
+from testbed.inis import farm_ini
+from testbed.pools import maintenance_pool
 
 NOW = 1_000_000.0
 
@@ -113,7 +113,7 @@ def measure(parallel: int, speed: float) -> tuple[float, int, float]:
     from dynvm.core.maintenance.runner import Options
     from dynvm.runtime.bootstrap import build_service
     from dynvm.sim import Farm
-    from tests.support.maintenance_pool import SHARED_SR
+    from testbed.pools import SHARED_SR
 
     tmp = Path(tempfile.mkdtemp(prefix="dynvm-maint-bench-"))
     farm = Farm([("pool1", maintenance_pool())], speed=speed).start()

@@ -28,8 +28,8 @@ from dynvm.config import load_config
 from dynvm.core.store import LEASE_READY
 from dynvm.sim import Farm, Timing
 from dynvm.store.factory import open_store
-from tests.support.harness import served, wait_until
-from tests.support.inis import farm_ini
+from testbed.inis import farm_ini
+from testbed.serving import served, wait_until
 
 WARM_OS = "centos"
 COLD_OS = "centos7"  # no warm pool for it, so its requests are always built

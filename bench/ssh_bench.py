@@ -15,7 +15,7 @@ import time
 from bench.harness import percentile
 from dynvm.guest.ssh import ssh_login
 from dynvm.sim.guests import GuestPorts
-from tests.support.harness import free_port
+from testbed.serving import free_port
 
 GUEST = "127.16.251.7"
 

@@ -25,8 +25,8 @@ from bench.run import realistic
 from dynvm.core import tokens
 from dynvm.sim import Farm
 from dynvm.store.sqlite import SqliteStore
-from tests.support.harness import served, wait_until
-from tests.support.inis import farm_ini
+from testbed.inis import farm_ini
+from testbed.serving import served, wait_until
 
 COUNT = 10
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import harness
+from testbed import serving
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before any fixture of the test is set up: a module fixture may be the one that serves.
-    harness.may_serve = item.get_closest_marker("served") is not None
+    serving.may_serve = item.get_closest_marker("served") is not None

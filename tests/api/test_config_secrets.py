@@ -16,7 +16,7 @@ from dynvm.cli import main
 from dynvm.config import ConfigError, parse_config
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from tests.support.inis import Ini
+from testbed.inis import Ini
 
 SECRET = "hunter2-Zq9"
 

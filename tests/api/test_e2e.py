@@ -14,10 +14,10 @@ from dynvm.api import create_app
 from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
+from testbed.inis import farm_ini
+from testbed.serving import wait_until
 from tests.api.test_jenkins import PIPELINE, PIPELINE_JSON_TOOL, assert_ips, run_pipeline
 from tests.api.test_validation import BAD_REQUESTS
-from tests.support.harness import wait_until
-from tests.support.inis import farm_ini
 
 IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 SPEED = 200.0

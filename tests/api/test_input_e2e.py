@@ -23,8 +23,8 @@ from dynvm.core.store import Reservations
 from dynvm.runtime.bootstrap import adapters, build_service
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
-from tests.support.harness import wait_until
-from tests.support.inis import Ini, farm_ini
+from testbed.inis import Ini, farm_ini
+from testbed.serving import wait_until
 
 GIB = 1 << 30
 SPEED = 200.0

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from dynvm.sim.farm import Farm
+from testbed.inis import Ini
 from tests.api.test_jenkins import DOTTED_QUAD, PIPELINE
 from tests.api.test_serve import Server, serve  # noqa: F401 - the fixture
-from tests.support.inis import Ini
 
 pytestmark = [
     pytest.mark.served,

@@ -16,8 +16,8 @@ import pytest
 import requests
 import XenAPI
 
-from tests.support.harness import serve_command
-from tests.support.inis import Ini
+from testbed.inis import Ini
+from testbed.serving import serve_command
 
 pytestmark = pytest.mark.served
 

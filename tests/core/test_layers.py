@@ -74,3 +74,10 @@ def test_the_core_opens_no_socket() -> None:
     found = [str(p) for p in Path("dynvm/core").rglob("*.py")
              if "create_connection" in p.read_text() or "socket.socket" in p.read_text()]
     assert found == []
+
+
+def test_benchmarks_and_the_testbed_never_import_the_tests() -> None:
+    """What both need (serving dynvm, INI files, simulated pools) is in `testbed/`."""
+    bad = {path: sorted(n for n in names if n == "tests" or n.startswith("tests."))
+           for d in ("bench", "testbed") for path, names in imports_in(d).items()}
+    assert {p: n for p, n in bad.items() if n} == {}

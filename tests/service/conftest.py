@@ -19,8 +19,8 @@ from dynvm.core.background import Timings
 from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
-from tests.support.harness import free_port, served, wait_until  # noqa: F401 (re-exported)
-from tests.support.inis import Ini
+from testbed.inis import Ini
+from testbed.serving import free_port, served, wait_until  # noqa: F401 (re-exported)
 
 FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5)
 SPEED = 200.0

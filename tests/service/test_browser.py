@@ -21,9 +21,9 @@ import requests
 
 from dynvm.core.progress import Step
 from dynvm.sim import Farm
+from testbed.serving import served, wait_until
 from tests.service.conftest import write_ini
 from tests.support.auth import auth_section
-from tests.support.harness import served, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -14,10 +14,10 @@ import pytest
 import requests
 
 from dynvm.sim import Farm
+from testbed.serving import served, wait_until
 from tests.service.conftest import write_ini
 from tests.service.test_browser import CHROMEDRIVER, CHROMIUM, _chromium
 from tests.service.test_store_unreadable import Damage
-from tests.support.harness import served, wait_until
 
 pytestmark = [
     pytest.mark.served,

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from dynvm.api import create_app
 from dynvm.cli import main
 from dynvm.runtime.bootstrap import build_service
+from testbed.inis import Ini
 from tests.service.conftest import FAST, _release_everything, write_ini
-from tests.support.inis import Ini
 
 
 def _ini(tmp_path: Path, farm) -> tuple[Path, str, str]:

@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from dynvm.api import create_app
 from dynvm.cli import main
+from testbed.inis import farm_ini
 from tests.service.conftest import dynvm_on, wait_until
-from tests.support.inis import farm_ini
 
 CAP_KEY = "host.vms.max.centos"
 

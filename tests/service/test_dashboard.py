@@ -104,9 +104,9 @@ def test_health_live_and_ready(client, service) -> None:
 def test_ready_fails_when_no_host_answers(tmp_path, farm) -> None:
     from dynvm.api import create_app
     from dynvm.runtime.bootstrap import build_service
+    from testbed.inis import Ini
+    from testbed.serving import free_port
     from tests.service.conftest import FAST, write_ini
-    from tests.support.harness import free_port
-    from tests.support.inis import Ini
 
     dead = free_port()
     ini = write_ini(tmp_path, farm, hosts=Ini({"xenhost1": {

@@ -17,9 +17,9 @@ from dynvm.api import create_app
 from dynvm.core.maintenance import state as S
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
+from testbed.inis import Ini
 from tests.service.conftest import dynvm_on, wait_until, write_ini
 from tests.service.test_store_honesty import WriteLock
-from tests.support.inis import Ini
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from dynvm.core.maintenance import state as S
 from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
+from testbed.inis import Ini
 from tests.service.conftest import SPEED, write_ini
-from tests.support.inis import Ini
 from tests.support.maintenance_pool import (
     SHARED_SR,
     maintenance_farm,

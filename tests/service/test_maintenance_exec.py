@@ -33,10 +33,10 @@ from dynvm.core.release import release_names
 from dynvm.core.service import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
+from testbed.inis import Ini
+from testbed.serving import wait_until
 from tests.service.conftest import FAST, write_ini
 from tests.support.clock import SteppedClock
-from tests.support.harness import wait_until
-from tests.support.inis import Ini
 from tests.support.maintenance_pool import (
     SHARED_SR,
     maintenance_farm,

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dynvm.core import trace
 from dynvm.runtime.logs import JsonFormatter, dict_config
+from testbed.serving import served, wait_until
 from tests.service.conftest import FarmProbe, write_ini
-from tests.support.harness import served, wait_until
 
 pytestmark = pytest.mark.served
 

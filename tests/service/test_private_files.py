@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from dynvm.api import create_app
+from testbed.inis import Ini
 from tests.service.conftest import dynvm_on, served, write_ini
-from tests.support.harness import not_private
-from tests.support.inis import Ini
+from tests.support.files import not_private
 
 pytestmark = pytest.mark.served
 

@@ -12,8 +12,8 @@ import XenAPI
 from dynvm.api import create_app
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm, Timing
+from testbed.inis import Ini
 from tests.service.conftest import FAST, write_ini
-from tests.support.inis import Ini
 from tests.support.shared import XAPI_DB as DB_DIR
 
 DB_FILES = sorted(glob.glob(str(DB_DIR / "*.xml")))

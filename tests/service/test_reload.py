@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from testbed.inis import Ini
 from tests.service.conftest import FAST, wait_until, write_ini
-from tests.support.inis import Ini
 
 
 def test_reload_adds_a_host_and_broken_file_is_refused(tmp_path, farm, clean_farm) -> None:

@@ -16,8 +16,9 @@ import requests
 
 from dynvm.runtime.serving import quit_once
 from dynvm.sim import Farm
+from testbed.serving import serve_command
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
-from tests.support.harness import not_private, serve_command
+from tests.support.files import not_private
 
 pytestmark = pytest.mark.served
 

@@ -26,9 +26,9 @@ from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.sim.farmgen import dhcp_range
 from dynvm.sim.faults import FailRule
+from testbed.inis import Ini
+from testbed.serving import serve_command
 from tests.service.conftest import FAST, FarmProbe, free_port, wait_until, write_ini
-from tests.support.harness import serve_command
-from tests.support.inis import Ini
 
 SEED_INI = Path(__file__).parents[1] / "fixtures" / "seed" / ".dynvmservice.ini"
 GUEST_LOGIN = {"vm.linux.username": "root", "vm.linux.password": "dynvm"}  # what the farm's guests accept

@@ -14,8 +14,8 @@ import requests
 from dynvm.config import load_config
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
+from testbed.inis import Ini
 from tests.service.conftest import SPEED, FarmProbe, served, wait_until, write_ini
-from tests.support.inis import Ini
 
 pytestmark = pytest.mark.served
 

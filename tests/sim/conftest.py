@@ -11,7 +11,7 @@ import pytest
 import XenAPI
 
 from dynvm.sim import Farm, Timing
-from tests.support.harness import wait_until
+from testbed.serving import wait_until
 
 USER, PASSWORD = "root", "xenroot"
 

@@ -14,7 +14,7 @@ import XenAPI
 
 from dynvm.guest.ssh import LoginRefused, ssh_login
 from dynvm.sim.guests import GuestPorts
-from tests.support.harness import free_port, wait_until
+from testbed.serving import free_port, wait_until
 
 GUEST_IP = "127.16.250.9"
 

@@ -17,9 +17,9 @@ from couchbase.options import InsertOptions, RemoveOptions, ReplaceOptions
 
 from dynvm.core.store import LEASE_ACTIVE, Conflict, StoreUnavailable
 from dynvm.store.couchbase import CouchbaseStore, connection_string
+from testbed.serving import wait_until
 from tests.store.helpers import capped, make_lease, make_resv
 from tests.support.cb_standin import StandInCollection
-from tests.support.harness import wait_until
 
 # -- the stand-in itself behaves like the server ---------------------------------------------
 

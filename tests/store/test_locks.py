@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from dynvm.core.store import Store
-from tests.support.harness import wait_until
+from testbed.serving import wait_until
 
 
 def test_leader_lock_acquire_renew_release(store: Store) -> None:

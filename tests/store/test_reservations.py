@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, QuotaCheck, Reservation, Store
+from testbed.serving import wait_until
 from tests.store.helpers import capped, make_lease, make_resv
-from tests.support.harness import wait_until
 
 
 def test_reserve_takes_what_fits(store: Store) -> None:

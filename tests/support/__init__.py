@@ -1,5 +1,4 @@
-"""Helpers shared by the tests and the benchmarks: serving dynvm, waiting, sample pools.
-
-They live beside the tests, so tests never depend on benchmarks; `bench/`
-imports them from here.
+"""Helpers of the tests alone: tokens, a Couchbase SDK stand-in, a clock the test moves,
+file checks, the maintenance service. What the benchmarks share with the tests (serving
+dynvm, INI files, simulated pools) is in `testbed/`.
 """

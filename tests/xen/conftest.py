@@ -12,7 +12,7 @@ import XenAPI
 from dynvm.config import HostConfig
 from dynvm.sim import Farm
 from dynvm.xen.pool import XenPoolClient
-from tests.support.harness import wait_until  # noqa: F401 (used by the tests)
+from testbed.serving import wait_until  # noqa: F401 (used by the tests)
 
 SPEED = 300.0
 LINUX_TEMPLATE = "tmpl-cnt7.7"

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -98,13 +97,3 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
                 proc.wait()
         if not isinstance(out, int):  # a log file, not DEVNULL
             out.close()
-
-
-def not_private(root: Path) -> dict[str, str]:
-    """Everything under `root` (itself included) that others may read, write or enter."""
-    out = {}
-    for path in [root, *root.rglob("*")]:
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        if mode & 0o077:
-            out[str(path.relative_to(root.parent))] = oct(mode)
-    return out
