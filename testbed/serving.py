@@ -89,11 +89,16 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
         yield base, proc
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)
         if not isinstance(out, int):  # a log file, not DEVNULL
             out.close()
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """TERM the process group `proc` leads (`start_new_session`); KILL it after 20 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

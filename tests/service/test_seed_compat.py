@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from dynvm.sim import Farm
 from dynvm.sim.farmgen import dhcp_range
 from dynvm.sim.faults import FailRule
 from testbed.inis import Ini
-from testbed.serving import serve_command
+from testbed.serving import serve_command, stop_group
 from tests.service.conftest import FAST, FarmProbe, free_port, wait_until, write_ini
 
 SEED_INI = Path(__file__).parents[1] / "fixtures" / "seed" / ".dynvmservice.ini"
@@ -107,12 +105,7 @@ def test_seed_ini_served_by_dynvm_serve(tmp_path: Path, farm: Farm, ssh_port: in
         assert r.status_code == 200 and int(r.text) > 0, r.text
         assert "no scheme: XAPI is spoken over plain http" in log.read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 @pytest.fixture(autouse=True)
