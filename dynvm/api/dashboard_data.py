@@ -315,10 +315,10 @@ def requests_(svc: Dynvm, hours: float = RECENT_HOURS,
 
 
 def _reason(detail: dict[str, Any]) -> str:
-    if detail.get("error"):
-        return str(detail["error"])
-    failed = detail.get("failed") or []
-    return "; ".join(f"{n}: {why}" for n, why in failed) if failed else ""
+    """Why a request ended as it did, in full: its own reason, then each failed VM's."""
+    parts = [str(detail[k]) for k in ("error", "reason") if detail.get(k)]
+    parts += [f"{n}: {why}" for n, why in detail.get("failed") or []]
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- warm pools

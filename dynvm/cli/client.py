@@ -20,7 +20,8 @@ from dynvm.client.http import Client, ClientError, settings
 # A VM's steps in build order; the progress bar runs from the first to `ready`.
 STEPS = ["reserved", "cloning", "provisioning", "starting", "waiting for IP", "checking SSH",
          "ready"]
-FINISHED = {"done", "partial", "failed", "cancelled", "interrupted"}
+FINISHED = {"done", "partial", "failed", "cancelled", "interrupted", "refused"}
+ENDED_STEPS = {"failed", "cancelled", "interrupted"}  # a VM that will not be ready
 POLL_SECS = 20.0
 
 
@@ -82,17 +83,21 @@ def _watch(client: Client, req: dict[str, Any], quiet: bool) -> dict[str, Any]:
             req = client.request(req["id"], wait=POLL_SECS)
         return req
     from rich.progress import BarColumn, Progress, TextColumn
+    from rich.table import Column
     total = len(STEPS) - 1
+    # The step column folds onto more lines rather than cut a reason short.
     with Progress(TextColumn("{task.description:<20}"), BarColumn(),
-                  TextColumn("{task.fields[step]}"), console=_console(),
-                  transient=False) as bars:
+                  TextColumn("{task.fields[step]}",
+                             table_column=Column(ratio=1, overflow="fold", no_wrap=False)),
+                  console=_console(), transient=False) as bars:
         tasks: dict[str, Any] = {}
         while True:
             for vm in req["vms"]:
                 step = vm["step"]
-                done = total if step == "failed" else STEPS.index(step) if step in STEPS else 0
-                label = f"failed: {vm.get('reason', '')[:60]}" if step == "failed" else step
-                if vm.get("ip") and step != "failed":
+                done = total if step in ENDED_STEPS else STEPS.index(step) if step in STEPS else 0
+                # The whole reason: the bar's line wraps rather than cut it short.
+                label = f"{step}: {vm.get('reason', '')}" if step in ENDED_STEPS else step
+                if vm.get("ip") and step not in ENDED_STEPS:
                     label += f" ({vm['ip']})"
                 if vm["name"] not in tasks:
                     tasks[vm["name"]] = bars.add_task(vm["name"], total=total, step=label)

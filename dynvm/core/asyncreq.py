@@ -26,7 +26,7 @@ from dynvm.core import lifecycle, progress, quota
 from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
-from dynvm.core.errors import NameInUse, NoCapacity, NotFound, StoreDown
+from dynvm.core.errors import DynvmError, NameInUse, NoCapacity, NotFound, StoreDown
 from dynvm.core.getservers import (
     NAME_LOCK,
     check_request,
@@ -46,7 +46,10 @@ CANCEL_POLL_SECS = 0.5
 API = "v1"
 
 # Request states as the v1 API shows them (declared in `lifecycle`).
-RUNNING, DONE, PARTIAL, FAILED, CANCELLED, INTERRUPTED = (s.value for s in RequestState)
+RUNNING, DONE, PARTIAL, FAILED, CANCELLED = (RequestState.RUNNING.value, RequestState.DONE.value,
+                                             RequestState.PARTIAL.value,
+                                             RequestState.FAILED.value,
+                                             RequestState.CANCELLED.value)
 STATES = frozenset(s.value for s in RequestState)
 
 
@@ -119,11 +122,15 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
         ctx.store.requests.put(record)
         _reserve(ctx, cfg, run, ttl)
     except StoreUnavailable as exc:
-        _abandon(ctx, run, "the state store is unreachable")
+        _abandon(ctx, run, "the state store is unreachable, so capacity could not be "
+                           "reserved safely", refused=True)
         raise StoreDown(f"the state store is unreachable, so capacity cannot be reserved "
                         f"safely; try again shortly ({exc})") from exc
+    except DynvmError as exc:  # quota, capacity, name in use: turned down as asked
+        _abandon(ctx, run, exc.message, refused=True)
+        raise
     except Exception as exc:
-        _abandon(ctx, run, getattr(exc, "message", str(exc)))
+        _abandon(ctx, run, f"internal error: {exc!r}", refused=False)
         raise
     if start:
         threading.Thread(target=_build, args=(ctx, run), daemon=True,
@@ -167,12 +174,15 @@ def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
     run.slots = slots
 
 
-def _abandon(ctx: Context, run: _Running, reason: str) -> None:
-    """A request refused before any build: it fails, holding nothing."""
+def _abandon(ctx: Context, run: _Running, reason: str, *, refused: bool) -> None:
+    """A request turned down before any build: `refused` (or failed, on a bug), holding
+    nothing and listing no VM: none was reserved for it, none will be built."""
     _free_names(ctx, run)  # before the request reads as finished: nothing left held
     try:
         ctx.store.reservations.drop_request(run.record.id)  # none should be left; be sure
-        lifecycle.end_request(ctx.store, run.record.id, RequestState.FAILED, {"error": reason})
+        lifecycle.end_request(ctx.store, run.record.id,
+                              RequestState.REFUSED if refused else RequestState.FAILED,
+                              {"error": reason, "vms": {}})
     except Exception:
         log.exception("could not close request %s", run.record.id)
 
@@ -197,6 +207,14 @@ def _watch_cancel(ctx: Context, request_id: str, cancel: threading.Event,
             continue
 
 
+def _canceller(ctx: Context, request_id: str) -> str:
+    """Who cancelled the request (the cancel mark's holder), for its record."""
+    try:
+        return ctx.store.locks.holder(CANCEL_LOCK + request_id) or "its owner"
+    except Exception:  # the record says "cancelled" all the same
+        return "its owner"
+
+
 def _build(ctx: Context, run: _Running) -> None:
     """The background half: build every VM, then settle the request's outcome."""
     rid = run.record.id
@@ -214,6 +232,7 @@ def _build(ctx: Context, run: _Running) -> None:
             for n, s in zip(run.names, run.slots, strict=True)]
     built: list[Built] = []
     failed: list[tuple[str, str]] = []
+    stopped: list[str] = []  # builds a cancel cut short
     try:
         with ThreadPoolExecutor(max_workers=min(len(jobs), 64),
                                 thread_name_prefix="dynvm-v1-build") as pool:
@@ -224,15 +243,28 @@ def _build(ctx: Context, run: _Running) -> None:
                     built.append(b)
                     _record_size(ctx, b, job.spec)
                 except Exception as exc:
-                    reason = "cancelled" if cancel.is_set() else str(exc)
                     if not isinstance(exc, BuildFailed):
                         log.exception("building %s", job.name)
-                    failed.append((job.name, reason))
                     release_slot(ctx, job.slot)
-                    progress.note(ctx, rid, job.name, progress.Step.FAILED, reason=reason)
+                    if cancel.is_set():
+                        stopped.append(job.name)
+                        continue  # noted below, with who cancelled
+                    failed.append((job.name, str(exc)))
+                    progress.note(ctx, rid, job.name, progress.Step.FAILED, reason=str(exc))
+        detail: dict = {"failed": failed}
         if cancel.is_set() or ctx.store.locks.holder(CANCEL_LOCK + rid) is not None:
-            _rollback(ctx, rid, built, "cancelled")
+            who = _canceller(ctx, rid)
+            for name in stopped:
+                progress.note(ctx, rid, name, progress.Step.CANCELLED,
+                              reason=f"cancelled by {who} while it was being built; what was "
+                                     f"built of it was destroyed with its disks")
+            _rollback(ctx, rid, built, f"cancelled by {who}", progress.Step.CANCELLED)
             state = CANCELLED
+            detail["reason"] = (
+                f"cancelled by {who} after {ctx.clock() - run.record.started:.0f} s: "
+                f"{len(built)} VM(s) already built were destroyed with their disks, "
+                f"{len(stopped)} stopped while being built"
+                + (f", {len(failed)} had failed" if failed else ""))
         elif failed and (req.all_or_none or not built):
             _rollback(ctx, rid, built, "rollback: all-or-none request failed")
             state = FAILED
@@ -241,7 +273,7 @@ def _build(ctx: Context, run: _Running) -> None:
         if state in (CANCELLED, FAILED):
             ctx.store.reservations.drop_request(rid)
         _free_names(ctx, run)  # before the request reads as finished: nothing left held
-        lifecycle.end_request(ctx.store, rid, state, {"failed": failed})
+        lifecycle.end_request(ctx.store, rid, state, detail)
     except Exception as exc:
         log.exception("request %s", rid)
         try:
@@ -267,14 +299,18 @@ def _record_size(ctx: Context, b: Built, spec: OsSpec) -> None:
         log.warning("could not record the size of %s", b.name)
 
 
-def _rollback(ctx: Context, rid: str, built: list[Built], reason: str) -> None:
+def _rollback(ctx: Context, rid: str, built: list[Built], reason: str,
+              step: progress.Step = progress.Step.FAILED) -> None:
+    """Destroy what was built; each VM's step says so, with `reason`."""
     for b in built:
         try:
             lease = ctx.store.leases.get(b.vm_uuid) or b.lease
             release_lease(ctx, lease, reason=reason)
+            why = f"{reason}: it was ready, and was destroyed with its disks"
         except Exception:
             log.exception("rollback of %s failed", b.name)
-        progress.note(ctx, rid, b.name, progress.Step.FAILED, reason=reason)
+            why = f"{reason}: it was ready; destroying it failed and is retried"
+        progress.note(ctx, rid, b.name, step, reason=why)
 
 
 # -- reading and cancelling ---------------------------------------------------------------
@@ -304,18 +340,28 @@ def wait(ctx: Context, request_id: str, secs: float, poll: float = 0.2) -> Reque
     return rec
 
 
-def cancel(ctx: Context, request_id: str) -> RequestRecord:
-    """Cancel a running request (its builder destroys what it built), or release a done one."""
+def cancel(ctx: Context, request_id: str, by: str) -> RequestRecord:
+    """Cancel a running request (its builder destroys what it built), or release a done one.
+
+    `by` (the caller's owner name) is kept with the cancel mark, so the record says who.
+    """
     rec = get(ctx, request_id)
     if rec.state == RUNNING:
-        ctx.store.locks.acquire(CANCEL_LOCK + request_id, "cancel",
+        ctx.store.locks.acquire(CANCEL_LOCK + request_id, by,
                                 ttl=ctx.config().reservation_ttl_secs)
         return rec
+    released = []
     for lease in ctx.store.leases.find():
         if lease.request_id == request_id and lease.state not in (LEASE_READY, LEASE_RELEASING):
-            release_lease(ctx, lease, reason="cancelled")
+            if release_lease(ctx, lease, reason=f"cancelled by {by}"):
+                released.append(lease.name)
+                progress.note(ctx, request_id, lease.name, progress.Step.CANCELLED,
+                              reason=f"cancelled by {by} after it was ready: destroyed "
+                                     f"with its disks")
     if rec.state in (DONE, PARTIAL):
-        lifecycle.end_request(ctx.store, request_id, RequestState.CANCELLED, {})
+        lifecycle.end_request(ctx.store, request_id, RequestState.CANCELLED, {
+            "reason": f"cancelled by {by} after it was {rec.state}: {len(released)} VM(s) "
+                      f"destroyed with their disks"})
     return get(ctx, request_id)
 
 

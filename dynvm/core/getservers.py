@@ -42,6 +42,8 @@ log = logging.getLogger("dynvm.servers")
 
 RETRY_ROUNDS = 3  # a failed VM is tried on at most this many more member hosts
 NAME_LOCK = "name:"
+# What turns a request down before any VM is built for it: it ends `refused`, not `failed`.
+Refused = (NoCapacity, quota.QuotaExceeded, BadRequest)
 
 
 def effective_spec(cfg: Config, req: ServersRequest) -> OsSpec:
@@ -117,6 +119,9 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
     log.info("getservers %s: %d %s VM(s) asked", req.name, req.count, req.os)
     try:
         result = _serve(ctx, cfg, req, spec, names, expires, request_id, ttl)
+    except Refused as exc:  # turned down before any VM was built for it
+        _finish(ctx, request_id, RequestState.REFUSED, {"error": exc.message})
+        raise
     except Exception as exc:
         _finish(ctx, request_id, RequestState.FAILED, {"error": str(exc)})
         raise

@@ -6,9 +6,12 @@ number, template, failure reason) and never removes one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynvm.config import HostConfig, OsSpec
+
+if TYPE_CHECKING:
+    from dynvm.core.records import Lease
 
 POOL_ID = "dynamicpool"
 DOC_VERSION = "12"  # the seed's `ver`, a string
@@ -61,6 +64,18 @@ def created_doc(*, vm_uuid: str, name: str, owner: str, host: HostConfig, member
         "template": spec.template,
         "build_started": round(created, 3),
         "create_duration_exact_secs": round(create_secs, 3),
+    }
+
+
+def lease_doc(lease: Lease) -> dict[str, Any]:
+    """The seed's fields as far as a lease knows them: the document of a VM released
+    before its build had recorded one (it had no IP, no measured sizes yet)."""
+    return {
+        "ipaddr": lease.ip, "os": lease.os, "state": "available", "poolId": POOL_ID,
+        "prevUser": "", "username": lease.name, "ver": DOC_VERSION, "name": lease.name,
+        "created_time": float(lease.created), "expired_time": float(lease.expires),
+        "labels": list(lease.labels), "owner": lease.owner, "uuid": lease.vm_uuid,
+        "request_id": lease.request_id, "xhostref": lease.host_ref,
     }
 
 

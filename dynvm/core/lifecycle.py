@@ -49,6 +49,7 @@ class RequestState(enum.StrEnum):
     FAILED = "failed"  # nothing was kept
     CANCELLED = "cancelled"  # cancelled by its caller; what it built was released
     INTERRUPTED = "interrupted"  # the process running it stopped (found by reconciliation)
+    REFUSED = "refused"  # turned down before any VM was built (quota, capacity, name): holds nothing
 
 
 class IllegalTransition(ValueError):
@@ -85,7 +86,8 @@ _LEASE_TABLE = {(m.src, m.dst): m for m in LEASE_MOVES}
 LEASE_BIRTH = frozenset({_L.PROVISIONING, _L.ACTIVE, _L.READY})
 
 _R = RequestState
-REQUEST_END = frozenset({_R.DONE, _R.PARTIAL, _R.FAILED, _R.CANCELLED, _R.INTERRUPTED})
+REQUEST_END = frozenset({_R.DONE, _R.PARTIAL, _R.FAILED, _R.CANCELLED, _R.INTERRUPTED,
+                         _R.REFUSED})
 REQUEST_MOVES: frozenset[tuple[RequestState, RequestState]] = frozenset(
     {(_R.RUNNING, end) for end in REQUEST_END}
     # A finished request's VMs can still be released by cancelling it.

@@ -29,10 +29,12 @@ class Step(StrEnum):
     WAITING_IP = "waiting for IP"
     CHECKING_SSH = "checking SSH"
     READY = "ready"
-    FAILED = "failed"
+    FAILED = "failed"  # could not be built (or was released while being built): `reason` says why
+    CANCELLED = "cancelled"  # its request was cancelled: destroyed with its disks
+    INTERRUPTED = "interrupted"  # the process building it stopped before it was ready
 
 
-FINAL_STEPS = frozenset({Step.READY, Step.FAILED})
+FINAL_STEPS = frozenset({Step.READY, Step.FAILED, Step.CANCELLED, Step.INTERRUPTED})
 STEP_TIME_PREFIX = "at:"  # detail["vms"][name]["at:<step>"] = epoch seconds the step began
 
 

@@ -38,7 +38,13 @@ from dynvm.core.ports import (
     VmView,
     XenError,
 )
-from dynvm.core.store import LEASE_ACTIVE, LEASE_PROVISIONING, Lease, StoreError
+from dynvm.core.store import (
+    LEASE_ACTIVE,
+    LEASE_PROVISIONING,
+    LEASE_RELEASING,
+    Lease,
+    StoreError,
+)
 
 log = logging.getLogger("dynvm.provisioning")
 
@@ -52,6 +58,8 @@ class BuildFailed(Exception):
 
 # Begins the reason of a build the store failed: the request answers 503, not 499/502.
 STORE_FAILED = "the state store failed during the build"
+RELEASED_DURING_BUILD = ("released while it was being built: the release destroyed it with "
+                         "its disks")
 
 
 @dataclass
@@ -161,6 +169,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
     with ctx.host_gate(job.slot.reservation.host_key):
         for attempt in range(1, LINK_LOCAL_ATTEMPTS + 1):
             vm: VmView | None = None
+            leased = False  # this attempt's lease is in the store: a release can claim it
             try:
                 vm = pool.build(build, cancel)
                 # From now on the view may show the VM running: tie the reservation
@@ -173,6 +182,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                               request_id=job.request_id, created=started, expires=job.expires,
                               state=LEASE_PROVISIONING, labels=job.labels)
                 ctx.store.leases.put(lease)
+                leased = True
                 progress.note(ctx, job.request_id, job.name, progress.Step.WAITING_IP)
                 ip = pool.wait_ready(vm.uuid, windows=spec.is_windows,
                                      timeout=cfg.network_timeout_secs, cancel=cancel)
@@ -190,6 +200,11 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 log.warning("%s: %s", job.name, reason)
                 _discard(ctx, job, vm, started, reason)
             except (XenError, BuildFailed) as exc:
+                if leased and vm is not None and _released_meanwhile(ctx, vm.uuid):
+                    # Its release destroyed it and closed its history: that is what happened,
+                    # not the halted VM the build then saw.
+                    log.info("%s was released while being built", job.name)
+                    raise BuildFailed(f"{job.name}: {RELEASED_DURING_BUILD}") from exc
                 job.another_host = isinstance(exc, HostCannotTake)
                 reason = str(exc)
                 _discard(ctx, job, vm, started, reason)
@@ -239,6 +254,15 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
                                   settle_secs=SETTLE_SECS)
     progress.note(ctx, job.request_id, job.name, progress.Step.READY, ip=ip)
     return Built(job.name, ip, lease.vm_uuid, host.ref, done)
+
+
+def _released_meanwhile(ctx: Context, vm_uuid: str) -> bool:
+    """Whether a release claimed this VM's lease while it was being built."""
+    try:
+        lease = ctx.store.leases.get(vm_uuid)
+    except StoreError:
+        return False  # unknown: treated as the build's own failure
+    return lease is None or lease.state == LEASE_RELEASING
 
 
 def _discard(ctx: Context, job: Job, vm: VmView | None, started: float, reason: str) -> None:

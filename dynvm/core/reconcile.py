@@ -31,7 +31,7 @@ import logging
 from dataclasses import dataclass, field
 
 from dynvm.config import HostConfig
-from dynvm.core import history, lifecycle, staticpool
+from dynvm.core import history, lifecycle, progress, staticpool
 from dynvm.core.context import Context, CoreEvent
 from dynvm.core.getservers import NAME_LOCK
 from dynvm.core.lifecycle import RequestState
@@ -206,9 +206,12 @@ class Reconciler:
             req = p.running[rid]
             store.reservations.drop_request(rid)
             p.stats["names"] += _free_names(self.ctx, req)
-            lifecycle.end_request(store, rid, RequestState.INTERRUPTED,
-                                  {"reason": "the process running it stopped",
-                                   "instance": req.instance})
+            cut = _interrupt_vms(self.ctx, req)
+            lifecycle.end_request(store, rid, RequestState.INTERRUPTED, {
+                "reason": f"the dynvm process running it ({req.instance}) stopped; "
+                          f"{len(cut)} VM(s) it was still building are destroyed with their "
+                          f"disks, those it had finished are kept",
+                "instance": req.instance})
             p.stats["requests"] += 1
             log.warning("reconcile: request %s (%s) interrupted", rid, req.name)
 
@@ -231,7 +234,8 @@ class Reconciler:
             return None  # a live process is building it
         building = lease is not None or _being_built(vm)
         if req is not None:
-            if req.state in (RequestState.FAILED, RequestState.INTERRUPTED):
+            if req.state in (RequestState.FAILED, RequestState.INTERRUPTED,
+                             RequestState.REFUSED):
                 return f"its request {req.state}"
             if building:
                 return "left half built when its request ended"
@@ -339,6 +343,16 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile: could not finish releasing %s", lease.name)
         return n
+
+
+def _interrupt_vms(ctx: Context, req: RequestRecord) -> list[str]:
+    """Each VM the dead process left mid-build says so, instead of its last step."""
+    cut = [p.name for p in progress.of_request(req) if p.step not in progress.FINAL_STEPS]
+    for name in cut:
+        progress.note(ctx, req.id, name, progress.Step.INTERRUPTED,
+                      reason=f"the dynvm process building it ({req.instance}) stopped; "
+                             f"anything built of it is destroyed with its disks")
+    return cut
 
 
 def _free_names(ctx: Context, req: RequestRecord) -> int:

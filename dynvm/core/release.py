@@ -149,8 +149,15 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         doc = ctx.store.history.get(lease.vm_uuid)
     except StoreUnavailable:
         doc = {"created_time": lease.created}
-    ctx.store.history.update(lease.vm_uuid, history.deleted_patch(
-        doc, at=done, delete_secs=done - started, reason=reason, release_state=release_state))
+    if doc is None:  # released before its build recorded it: the lease says what it was
+        base = history.lease_doc(lease)
+        ctx.store.history.put(lease.vm_uuid, {**base, **history.deleted_patch(
+            base, at=done, delete_secs=done - started, reason=reason,
+            release_state=release_state), "released_while_building": True})
+    else:
+        ctx.store.history.update(lease.vm_uuid, history.deleted_patch(
+            doc, at=done, delete_secs=done - started, reason=reason,
+            release_state=release_state))
     if doc is None or "static_pools" in doc or "ipaddr" not in doc:  # published, or unknown
         staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
     ctx.store.leases.delete(lease.vm_uuid)

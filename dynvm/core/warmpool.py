@@ -120,6 +120,7 @@ class Filler:
         self._exec = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="dynvm-fill")
         self._inflight: dict[str, list[Future]] = {}
         self._batches: dict[str, int] = {}  # warm request id -> builds still running
+        self._outcomes: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # built, failed
         self._lock = threading.Lock()
 
     def tick(self) -> None:
@@ -199,15 +200,15 @@ class Filler:
         for b in built:
             log.info("warm pool %s: %s ready", job.spec.key, b.name)
         with self._lock:
+            ok, failures = self._outcomes.get(request_id, (0, []))
+            self._outcomes[request_id] = (ok + len(built), failures + failed)
             self._batches[request_id] -= 1
             last = self._batches[request_id] == 0
             if last:
                 del self._batches[request_id]
+                ok, failures = self._outcomes.pop(request_id)
         if last:
-            try:
-                lifecycle.end_request(self.ctx.store, request_id, RequestState.DONE)
-            except Exception:
-                log.exception("closing warm request %s", request_id)
+            _close_refill(self.ctx, request_id, ok, failures)
 
     def inflight(self) -> int:
         with self._lock:
@@ -215,3 +216,18 @@ class Filler:
 
     def close(self) -> None:
         self._exec.shutdown(wait=False, cancel_futures=True)
+
+
+def _close_refill(ctx: Context, request_id: str, built: int,
+                  failed: list[tuple[str, str]]) -> None:
+    """A refill ends as what happened to its VMs: done, partial, or failed with each reason."""
+    state = (RequestState.DONE if not failed else
+             RequestState.PARTIAL if built else RequestState.FAILED)
+    detail: dict = {"failed": failed}
+    if failed:
+        detail["reason"] = (f"{len(failed)} of {built + len(failed)} warm VM(s) could not be "
+                            f"built; the pool is refilled again on the next pass")
+    try:
+        lifecycle.end_request(ctx.store, request_id, state, detail)
+    except Exception:
+        log.exception("closing warm request %s", request_id)

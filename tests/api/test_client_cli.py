@@ -146,6 +146,25 @@ def test_a_failed_request_is_exit_1() -> None:
         assert r.exit_code == 1 and "no IP" in r.output
 
 
+def test_a_cancel_shows_its_whole_reason_while_watched() -> None:
+    why = ("cancelled by team-a while it was being built; what was built of it was destroyed "
+           "with its disks")
+    cancelled = {**REQ, "state": "cancelled", "error": "cancelled by team-a after 4 s: 0 VM(s) "
+                 "already built were destroyed with their disks, 1 stopped while being built",
+                 "vms": [{**REQ["vms"][0], "step": "cancelled", "reason": why}]}
+    with requests_mock.Mocker() as m:
+        m.post(API + "/requests", status_code=202, json=REQ)
+        m.get(API + f"/requests/{REQ['id']}", json=cancelled)
+        r = CliRunner().invoke(main, ["get", "centos", "--wait"], terminal_width=60,
+                               env={"DYNVM_URL": URL, "DYNVM_TOKEN": "dvm_secret",
+                                    "DYNVM_CLIENT_CONFIG": "/nonexistent", "COLUMNS": "60"},
+                               catch_exceptions=False)
+    assert r.exit_code == 1, r.output
+    flat = " ".join(r.output.split())
+    assert flat.count("destroyed with its disks") >= 2, r.output  # the bar and the table, whole
+    assert "1 stopped while being built" in flat
+
+
 def test_release_several_reports_each() -> None:
     with requests_mock.Mocker() as m:
         m.delete(API + "/vms/a1", json={"name": "a1"})

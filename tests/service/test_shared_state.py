@@ -169,6 +169,9 @@ def test_kill_dash_nine_mid_request_is_reconciled(tmp_path, small_farm, probe) -
         wait_until(lambda: store.reservations.live() == [] and not store.requests.find(state="running"),
                    timeout=15, what="reservations and the request to be closed")
     assert [r.state for r in store.requests.find()] == ["interrupted"]
+    # No VM is left at the step it was at when the process died.
+    steps = {e["step"] for e in store.requests.find()[0].detail["vms"].values()}
+    assert "interrupted" in steps and steps <= {"interrupted", "ready"}, steps
     assert store.leases.find() == []
     docs = [d for d in store.history.recent() if d["name"].startswith("crash")]
     assert docs and all(d["state"] in ("deleted", "failed") for d in docs)

@@ -116,7 +116,9 @@ def test_cancel_mid_build_leaves_nothing(api, svc, tok, farm, probe, clean_farm)
         for pool in farm.pools:
             farm.set_slow(pool.master.name_label, 0.0)
     assert body["state"] == "cancelled"
-    assert {v["step"] for v in body["vms"]} == {"failed"}
+    assert {v["step"] for v in body["vms"]} == {"cancelled"}
+    assert all(v["reason"].startswith("cancelled by team-a") for v in body["vms"]), body
+    assert body["error"].startswith("cancelled by team-a after "), body
     rid = body["id"]
     assert probe.vms_named("cx") == []
     assert [r for r in svc.ctx.store.reservations.live() if r.request_id == rid] == []

@@ -172,7 +172,7 @@ def cancel_request(request_id: str) -> Response:
     c = caller()
     visible_request(c, request_id)
     ctx = service().ctx
-    rec = asyncreq.cancel(ctx, request_id)
+    rec = asyncreq.cancel(ctx, request_id, by=c.owner)
     status = 202 if rec.state == asyncreq.RUNNING else 200
     return out(request_view(rec, True), status)
 
