@@ -20,6 +20,7 @@ from dynvm.api import (
     access,
     dashboard,
     errors,
+    jsonbody,
     legacy,
     maintenance,
     metrics,
@@ -53,7 +54,9 @@ MAX_REQUEST_TARGET = 2048
 def create_app(service: Dynvm) -> Flask:
     """The app serving `service` (built by `dynvm.runtime.bootstrap`)."""
     app = Flask(__name__, static_folder=None)  # static files: the dashboard's /ui/static
-    app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, TRAP_HTTP_EXCEPTIONS=False)
+    app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, TRAP_HTTP_EXCEPTIONS=False,
+                      # A chunked body is read no further than this (jsonbody: 413 past it).
+                      MAX_CONTENT_LENGTH=jsonbody.READ_LIMIT)
     app.extensions["dynvm"] = service
     app.register_blueprint(legacy.bp)
     app.register_blueprint(monitoring.bp)
@@ -80,6 +83,7 @@ def _install_hooks(app: Flask) -> None:
             log.info("414 %s (%d characters)", echo(target), len(target))
             return _text(f"Error: request line too long ({len(target)} characters; "
                          f"at most {MAX_REQUEST_TARGET})", 414)
+        jsonbody.refuse_oversized()  # before any route reads it
         return None
 
     @app.after_request
@@ -165,6 +169,8 @@ def _install_error_handlers(app: Flask) -> None:
         code = exc.code or 500
         if code == 404:
             body = f"Error: no such route: {echo(request.path)}"
+        elif code == 413:
+            body = f"Error: {exc.description}"
         elif code == 405:
             body = f"Error: method {echo(request.method, 20)} not allowed on {echo(request.path)}"
         else:

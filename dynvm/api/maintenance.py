@@ -17,8 +17,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from dynvm.api import access, errors
+from dynvm.api import access, errors, jsonbody
 from dynvm.api.v1.problems import problem
 from dynvm.core.errors import DynvmError, StoreDown
 from dynvm.core.maintenance import state as S
@@ -52,6 +53,11 @@ def _store_down(exc: Exception) -> Response:
     detail = f"the state store cannot be used ({reason})"
     log.warning("503 %s: %s", request.path, detail)
     return problem(503, detail, error=detail)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> Response:
+    return _error(str(exc.description), 413)
 
 
 @bp.get("/hosts")
@@ -117,12 +123,9 @@ def reboot(ref: int) -> Response:
     from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused
 
     svc = current_app.extensions["dynvm"]
-    body = request.get_json(silent=True) if request.data else {}
-    if not isinstance(body, dict):
-        return _error("the body must be a JSON object", 400)
-    try:
-        opts = _options(body)
-    except ValueError as exc:
+    try:  # no body: every option's default
+        opts = _options(jsonbody.json_object(empty_ok=True))
+    except (ValueError, jsonbody.BadBody) as exc:
         return _error(str(exc), 400)
     try:
         plan = ops.rolling_reboot(svc, ref, replace(opts, execute=False))

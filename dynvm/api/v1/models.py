@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.progress import Step
@@ -19,6 +19,20 @@ MAX_MINUTES = 525600  # a year: the configured maximum lease bounds it further
 
 re_name = re.compile(NAME.rstrip("$") + r"\Z")
 Label = Annotated[str, StringConstraints(pattern=LABEL)]
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema's `integer` is any number without a fraction: 8.0 is 8, 8.5 is not one."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A body's whole number, as the document's `"type": "integer"` means it (strict otherwise:
+# "8" and true stay refused).
+Whole = Annotated[int, BeforeValidator(_whole)]
+# (Optional the same way, the validator outside the union: the bounds then reach the schema.)
+WholeOrNone = Annotated[int | None, BeforeValidator(_whole)]
 
 
 class _In(BaseModel):
@@ -43,15 +57,15 @@ class RequestIn(_In):
     """Ask for `count` VMs of `os`; answered at once with 202, built in the background."""
 
     os: str = Field(pattern=OS_KEY, description="OS key, as served by the farm (`centos`, ...)")
-    count: int = Field(1, ge=1, le=100)
+    count: Whole = Field(1, ge=1, le=100)
     name: str | None = Field(None, pattern=NAME, description=(
         "VM name (count 1) or name prefix (`<name>1 … <name>N`); generated when absent"))
-    cpus: int | None = Field(None, ge=1, le=256)
-    memory_gib: int | None = Field(None, ge=1, le=4096)
-    lease_minutes: int | None = Field(None, ge=1, le=MAX_MINUTES, description=(
+    cpus: WholeOrNone = Field(None, ge=1, le=256)
+    memory_gib: WholeOrNone = Field(None, ge=1, le=4096)
+    lease_minutes: WholeOrNone = Field(None, ge=1, le=MAX_MINUTES, description=(
         "lease length; capped by the configured maximum lease"))
     labels: list[Label] = Field(default_factory=list, max_length=16)
-    host: int | None = Field(None, ge=1, le=1_000_000, description="only this [xenhostN]")
+    host: WholeOrNone = Field(None, ge=1, le=1_000_000, description="only this [xenhostN]")
     all_or_none: bool = True
     check_ssh: bool = False
 
@@ -111,8 +125,9 @@ class VmQuery(_Query):
 
 
 class ExtendIn(_In):
-    minutes: int = Field(ge=1, le=MAX_MINUTES, description=(
-        "new expiry: now + minutes; at most the configured maximum lease"))
+    minutes: Whole = Field(ge=1, le=MAX_MINUTES, description=(
+        "new expiry: now + minutes; at most the configured maximum lease (`vm.expiry.minutes`, "
+        "the maximum this document gives)"))
 
 
 # -- farm -----------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, request, url_for
 from pydantic import BaseModel
 
-from dynvm.api import access
+from dynvm.api import access, jsonbody
 from dynvm.api.auth import Unauthorized
 from dynvm.api.v1 import docs, models, problems
 from dynvm.core import asyncreq, quota
 from dynvm.core import vms as core_vms
 from dynvm.core.callers import Caller
-from dynvm.core.errors import BadRequest, NotFound
+from dynvm.core.errors import NotFound
 from dynvm.core.getservers import served_os
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.progress import of_request
@@ -79,10 +79,8 @@ def caller() -> Caller:
 
 
 def body_of(model: type[BaseModel]) -> Any:
-    data = request.get_json(silent=True, force=True) if request.get_data() else None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return model.model_validate(data)
+    """The body as `model`: 64 KiB at most, nesting and duplicate keys refused (jsonbody)."""
+    return model.model_validate(jsonbody.json_object())
 
 
 def query_of(model: type[BaseModel]) -> Any:
@@ -279,8 +277,10 @@ def get_quota() -> Response:
 @operation("GET", "/openapi.json", summary="This document", tag="meta", secured=False,
            responses={200: ("OpenAPI 3.1", None)})
 def openapi_json() -> Response:
-    from dynvm.api.v1.openapi import document
-    return Response(document(), mimetype="application/json")
+    from dynvm.api.v1.openapi import Served, document
+    cfg = service().config()  # the document speaks of what this configuration allows
+    return Response(document(Served(cfg.expiry_minutes_max, tuple(sorted(served_os(cfg))),
+                                    tuple(sorted(cfg.hosts)))), mimetype="application/json")
 
 
 @operation("GET", "/docs", summary="The API reference, rendered", tag="meta", secured=False,
