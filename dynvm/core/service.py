@@ -266,11 +266,13 @@ class Dynvm:
         checks += pools
         # Said, not a fault (no 503): the OS is only not served where its template is missing.
         conf["warnings"] = self.ctx.templates.notes(cfg)
-        try:
-            maint = {str(k): v for k, v in
-                     all_status(self.ctx.store, sorted(cfg.hosts)).items()}
-        except StoreError:  # the store check says why
-            maint = {}
+        maint: dict[str, dict[str, Any]] = {}
+        if checks[1].ok:  # a store that failed its bounded probe is not read again here
+            try:
+                maint = {str(k): v for k, v in
+                         all_status(self.ctx.store, sorted(cfg.hosts)).items()}
+            except StoreError:  # it failed since: the next check says so
+                maint = {}
         for ref, run in maint.items():
             check = health.maintenance_check(int(ref), run)
             checks.append(check)
