@@ -28,7 +28,7 @@ from urllib.parse import unquote_to_bytes
 from flask import Request, current_app, g, request
 
 from dynvm.core.callers import Caller
-from dynvm.core.errors import DynvmError
+from dynvm.core.errors import DynvmError, StoreDown
 from dynvm.core.store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ class TooManyFailures(DynvmError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
-class AuthUnavailable(DynvmError):
-    """The store holding the tokens cannot be read: 503."""
+class AuthUnavailable(StoreDown):
+    """The store holding the tokens cannot be read: 503, answered as any store outage."""
 
     status = 503
 

@@ -258,6 +258,11 @@ def _store_down(exc: Exception) -> Response:
     detail = exc.message if isinstance(exc, StoreDown) else \
         f"the state store cannot be read ({' '.join(str(exc).split())[:300]})"
     log.warning("503 %s: %s", request.path, detail)
+    if request.endpoint == "dashboard.index":  # a person at the page (its caller unknown)
+        from dynvm.api.signin import form_page
+
+        return form_page(status=503, message=f"The dashboard cannot be shown: {detail}. "
+                                             f"Try again once the store answers.")
     return problem(503, detail)
 
 

@@ -23,6 +23,7 @@ from dynvm.core import tokens
 from dynvm.core.service import Dynvm
 from dynvm.sim import Farm
 from tests.service.conftest import dynvm_on, wait_until, write_ini
+from tests.support.auth import ADMIN, auth_section, bearer, make_tokens
 
 PROBLEM = "application/problem+json"
 READS = ("/ui/api/requests", "/ui/api/history", "/ui/api/history/stats", "/ui/history.csv",
@@ -126,3 +127,19 @@ def test_the_page_shows_a_banner_and_leased_vms_as_leased(svc, tmp_path) -> None
         for section in ("requests-unavailable", "warm-unavailable", "history-unavailable"):
             assert f'id="{section}"' in html, section
         assert "no documents match" not in html and "nothing being built" not in html
+
+
+def test_with_tokens_on_the_outage_is_said_the_same_way(tmp_path, farm, clean_farm,
+                                                        monkeypatch) -> None:
+    """With [auth], even the token cannot be checked: still a 503 problem, and words on the page."""
+    monkeypatch.setattr(sqlite_db, "IDENTITY_CHECK_SECS", 0.0)
+    monkeypatch.setattr(sqlite_db, "BUSY_TIMEOUT_SECS", 0.3)
+    with dynvm_on(write_ini(tmp_path, farm, extra=auth_section("mutating"))) as service:
+        client = create_app(service=service).test_client()
+        admin = bearer(make_tokens(service)[ADMIN])
+        with Damage(tmp_path / "dynvm.sqlite"):
+            for path in READS:
+                _problem_503(client.get(path, headers=admin), path)
+            page = client.get("/", headers=admin)
+            assert page.status_code == 503 and page.mimetype == "text/html"
+            assert "The dashboard cannot be shown" in page.text and "store" in page.text
