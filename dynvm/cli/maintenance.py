@@ -64,10 +64,18 @@ def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
             table.add_row(str(pool["ref"]), pool["name"], "?", "?", drained, "?",
                           f"unreachable: {pool['error']}")
         for m in pool["members"]:
+            maint = "left by a stopped run" if m.get("left_by_run") else \
+                "yes" if m["in_maintenance"] else "no"
             table.add_row(str(pool["ref"]), m["name"], "yes" if m["enabled"] else "no",
-                          "yes" if m["in_maintenance"] else "no", drained, str(m["vms"]),
+                          maint, drained, str(m["vms"]),
                           f"{m['memory_free_gib']:.1f} / {m['memory_total_gib']:.1f}")
     Console().print(table)
+    for pool in report:  # whole lines, never wrapped into a table cell
+        if pool["hosts_left"]:
+            names = ", ".join(f"{h['host']} ({h['uuid']})" for h in pool["hosts_left"])
+            run = pool["left_by"]
+            click.echo(f"xenhost{pool['ref']}: {names} left out of service by rolling reboot "
+                       f"{run['run']} ({run['state']}): {run['finish']}")
 
 
 def _drain(config_path: str, ref: int, on: bool) -> None:

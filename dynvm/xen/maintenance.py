@@ -110,6 +110,11 @@ class XenMaintenance:
                      failures_to_tolerate=R.as_int(pool.get("ha_host_failures_to_tolerate")))
         return PoolState(host_states, vm_states, ha)
 
+    def storage_shared(self, sr_name: str) -> bool:
+        srs = [sr for sr in self._call("SR.get_all_records").values()
+               if sr.get("name_label") == sr_name]
+        return bool(srs) and all(sr.get("shared") for sr in srs)
+
     def host_back(self, host_uuid: str, booted_before: str = "") -> bool:
         ref = self._host_ref(host_uuid)
         rec = self._call("host.get_record", ref)

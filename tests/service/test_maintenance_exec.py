@@ -499,6 +499,9 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
         assert "INTERNAL_ERROR" in status["error"] and status["ha_off"] is False
         enabled, config = ha_state(w)
         assert enabled and config.get("timeout") == "180"  # HA back while nobody acts
+        # The master, whose reboot was refused, is up: enabled and in placement again.
+        assert status["hosts_left"] == [] and S.in_maintenance(svc.ctx.store) == {}
+        assert all(h.enabled for h in svc.ctx.view(svc.config().hosts[1]).hosts)
         assert svc.ctx.store.locks.holder(S.lock_name(1)) is None
         seen: list[dict] = []
         rolling_reboot(svc, 1, Options(execute=True, poll=0.02),  # the same command resumes

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynvm.core.capacity import GIB, host_key
 from dynvm.core.errors import BadRequest
+from dynvm.core.maintenance import leftovers
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.plan import Plan
 from dynvm.core.maintenance.runner import Options, RollingReboot
@@ -29,22 +30,29 @@ def hosts_report(svc: Dynvm) -> list[dict[str, Any]]:
     store = svc.ctx.store
     drained = S.drained(store)
     maint = S.in_maintenance(store)
+    runs = S.all_status(store, sorted(cfg.hosts))
     out = []
     for ref, hc in sorted(cfg.hosts.items()):
+        run = runs.get(ref) or {}
+        # Known from the store alone, so said even when the pool does not answer.
+        left = run.get("hosts_left") or []
         entry: dict[str, Any] = {
             "ref": ref, "name": hc.name, "drained": hc.drain or ref in drained,
             "drained_by": "config" if hc.drain else ("store" if ref in drained else None),
-            "members": [], "error": None}
+            "members": [], "error": None, "hosts_left": left,
+            "left_by": ({k: run.get(k) for k in ("run", "state", "finish")} if left else None)}
         try:
             view = svc.ctx.view(hc)
         except (HostUnreachable, XenError) as exc:
             entry["error"] = str(exc)
             out.append(entry)
             continue
+        left_out = {x["uuid"] for x in left}
         for h in sorted(view.hosts, key=lambda h: h.name_label):
             entry["members"].append({
                 "name": h.name_label, "uuid": h.uuid, "enabled": h.enabled,
                 "in_maintenance": host_key(ref, h.uuid) in maint,
+                "left_by_run": h.uuid in left_out,
                 "vms": len(view.running_on(h.uuid)),
                 "memory_free_gib": round(h.memory_free / GIB, 1),
                 "memory_total_gib": round(h.memory_total / GIB, 1)})
@@ -53,12 +61,19 @@ def hosts_report(svc: Dynvm) -> list[dict[str, Any]]:
 
 
 def set_drain(svc: Dynvm, ref: int, on: bool, by: str = "") -> dict[str, Any]:
+    """Drain `[xenhostREF]`, or put it back in placement: undraining also gives back the
+    member hosts a stopped rolling reboot left out of placement."""
     hc = _host(svc, ref)
     S.set_drain(svc.ctx.store, ref, on, by)
-    note = None
-    if not on and hc.drain:
-        note = f"xenhost{ref} stays drained: host.drain=true in the configuration"
-    return {"ref": ref, "drained": on or hc.drain, "note": note}
+    notes = []
+    if not on:
+        released = leftovers.release(svc.ctx.store, ref)
+        if released:
+            notes.append(f"{len(released)} host(s) a stopped rolling reboot left out of "
+                         f"placement are back in it")
+        if hc.drain:
+            notes.append(f"xenhost{ref} stays drained: host.drain=true in the configuration")
+    return {"ref": ref, "drained": on or hc.drain, "note": "; ".join(notes) or None}
 
 
 def status(svc: Dynvm) -> dict[str, Any]:

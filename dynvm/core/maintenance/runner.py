@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from dynvm.config import HostConfig
 from dynvm.core.capacity import host_key
 from dynvm.core.context import Context
+from dynvm.core.maintenance import leftovers
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.plan import GIB, Plan, PlanHost, PlanVm, host_order, plan_reboot
 from dynvm.core.maintenance.ports import HaState, HostState, MaintenancePort, PoolState
@@ -199,7 +200,7 @@ class RollingReboot:
             run_id = previous.get("run", uuid.uuid4().hex[:12])
             self._status(f"resuming run {run_id} after {previous.get('host_name')} "
                          f"step {previous.get('step')}", state="running", holder=self.holder,
-                         error=None)
+                         error=None, hosts_left=None)
         else:
             ha = pool.ha
             done, migrations_done, run_id = [], 0, uuid.uuid4().hex[:12]
@@ -217,6 +218,7 @@ class RollingReboot:
         self.run_id = run_id
         self.ctx.store.reservations.drop_request(self._holds_id())  # left by a process that died
         try:
+            self._hold_back([h for h in order if h not in done], names)
             if pool.ha.enabled:
                 self._status("pool HA off", step="ha-off", ha_off=True)
                 self.port.disable_ha()
@@ -236,6 +238,23 @@ class RollingReboot:
             self._fail(exc, ha)
             raise
 
+    def _hold_back(self, pending: list[str], names: dict[str, str]) -> None:
+        """Hosts still to reboot take no VM that could not leave them again.
+
+        dynvm puts a VM's disks on the SR named `host.storage.name`. When that SR is
+        host-local, a VM placed on a host this run has yet to reboot could never be
+        live-migrated off it, and the run would stop there; so each such host is out
+        of placement from now until it is rebooted. On shared storage a host leaves
+        placement at its turn only: a VM placed on it before then is moved by its plan.
+        """
+        if not pending or self.port.storage_shared(self.host.storage_name):
+            return
+        for h in pending:
+            S.set_in_maintenance(self.ctx.store, host_key(self.ref, h), True, self.run_id)
+        self._status(f"{', '.join(names.get(h, h) for h in pending)}: out of dynvm placement "
+                     f"until rebooted (a VM on '{self.host.storage_name}', host-local, could not "
+                     f"be live-migrated)")
+
     def _fail(self, exc: Exception, ha: HaState) -> None:
         note = ""
         try:
@@ -248,16 +267,22 @@ class RollingReboot:
         except Exception as ha_exc:  # reported, never silent
             note = (f"; pool HA is still OFF ({ha_exc}): resume this run with --exec, "
                     f"or restore HA with: {ha_restore_command(ha)}")
+        left: list[dict[str, Any]] | None = None
         try:
-            current = (S.get_status(self.ctx.store, self.ref) or {}).get("host_name")
-        except Exception:  # the store may be what failed
-            current = None
-        if current:
-            note += (f"; {current} is left out of placement (and disabled if it got that far): "
-                     f"run the same command again to resume")
+            left = leftovers.give_back(self.ctx.store, self.port, self.ref,
+                                       S.get_status(self.ctx.store, self.ref) or {})
+        except Exception as back_exc:  # the store or XAPI may be what failed
+            note += (f"; hosts this run took out of service may still be out ({back_exc}): "
+                     f"see `dynvm hosts`, run `dynvm maintenance reboot {self.ref} --exec` "
+                     f"to resume")
+        if left:
+            disabled = " and disabled" if any(h["disabled"] is not False for h in left) else ""
+            note += (f"; {', '.join(h['host'] for h in left)} left out of dynvm placement"
+                     f"{disabled}: {S.finish(self.ref, left)}")
         log.error("xenhost%d maintenance stopped: %s%s", self.ref, exc, note)
         try:
-            self._status(f"stopped: {exc}{note}", state="failed", error=f"{exc}{note}")
+            self._status(f"stopped: {exc}{note}", state="failed", error=f"{exc}{note}",
+                         hosts_left=left)
         except Exception:  # the store itself may be what failed
             log.exception("xenhost%d maintenance: could not record the failure", self.ref)
 

@@ -96,6 +96,40 @@ def put_status(store: Store, ref: int, **changes: Any) -> dict[str, Any]:
     return out
 
 
+def held_by(store: Store, ref: int, run: str) -> list[str]:
+    """Uuids of the member hosts of `[xenhostREF]` that run `run` holds out of placement."""
+    out = []
+    for key, entry in in_maintenance(store).items():
+        pool, _, member = key.partition("/")
+        if pool == str(ref) and entry.get("run") == run:
+            out.append(member)
+    return out
+
+
+def finish(ref: int, left: list[dict[str, Any]]) -> str:
+    """The commands that bring hosts a stopped run left behind back into service."""
+    by_hand = " ".join(f"`xe host-enable uuid={h['uuid']}`" for h in left
+                       if h.get("disabled") is not False)
+    return (f"run `dynvm maintenance reboot {ref} --exec` to resume (it brings them back), "
+            f"or give them back by hand: {by_hand + ' then ' if by_hand else ''}"
+            f"`dynvm hosts undrain {ref}`")
+
+
+def report(store: Store, ref: int, doc: dict[str, Any]) -> None:
+    """Add `hosts_left` and `finish` to the status `doc` of a stopped run that left hosts
+    out of placement (a run whose process died included)."""
+    if doc.get("state") not in ("failed", "interrupted"):
+        doc.pop("hosts_left", None)
+        return
+    recorded = {h["uuid"]: h for h in doc.get("hosts_left") or []}
+    names = dict(zip(doc.get("order_uuids") or [], doc.get("order") or [], strict=False))
+    left = [recorded.get(u, {"host": names.get(u, u), "uuid": u, "disabled": None})
+            for u in held_by(store, ref, str(doc.get("run")))]
+    doc["hosts_left"] = left
+    if left:
+        doc["finish"] = finish(ref, left)
+
+
 def all_status(store: Store, refs: list[int]) -> dict[int, dict[str, Any]]:
     """Status of every pool that has one, with whether its run is still held by a live process."""
     out = {}
@@ -108,5 +142,6 @@ def all_status(store: Store, refs: list[int]) -> dict[int, dict[str, Any]]:
         doc["held_by"] = holder
         if doc.get("state") == "running" and holder is None:
             doc["state"] = "interrupted"
+        report(store, ref, doc)
         out[ref] = doc
     return out
