@@ -46,6 +46,16 @@ def at(step: tuple[str, str], act: Callable[[], None]) -> Callable[[dict], None]
     return progress
 
 
+def stops(svc: Dynvm, match: str, progress: Callable[[dict], None]) -> dict[str, Any]:
+    """Run the rolling reboot of the pool, which must stop with an error matching
+    `match`; returns its status, "failed"."""
+    with pytest.raises(MaintenanceFailed, match=match):
+        rolling_reboot(svc, POOL, Options(execute=True, poll=0.02), progress)
+    status = S.get_status(svc.ctx.store, POOL)
+    assert status is not None and status["state"] == "failed", status
+    return status
+
+
 def host_of(probe: FarmProbe, name: str) -> str:
     """The name of the member host a VM runs on."""
     s = probe.session(POOL - 1)
@@ -120,11 +130,7 @@ def test_a_run_that_stops_gives_back_what_it_can_and_says_what_it_cannot(
         clock.advance_when_waiting(Options().reboot_timeout + 1)
 
     try:
-        with pytest.raises(MaintenanceFailed, match="xenhost2-1 to come back"):
-            rolling_reboot(svc, POOL, Options(execute=True, poll=0.02),
-                           at(("xenhost2-1", "wait"), give_up))
-        status = S.get_status(svc.ctx.store, POOL)
-        assert status is not None and status["state"] == "failed"
+        status = stops(svc, "xenhost2-1 to come back", at(("xenhost2-1", "wait"), give_up))
         # The member the run had not touched yet is back in placement; the master,
         # down, is left disabled and out of placement, and that is said everywhere.
         left = {h["host"]: h for h in status["hosts_left"]}
@@ -158,8 +164,7 @@ def test_a_run_that_stops_gives_back_what_it_can_and_says_what_it_cannot(
     assert not client.get("/health").get_json()["maintenance"][str(POOL)].get("hosts_left")
     # The other command it names, the resume, finishes the rolling reboot.
     rolling_reboot(svc, POOL, Options(execute=True, poll=0.02))
-    status = S.get_status(svc.ctx.store, POOL)
-    assert status is not None and status["state"] == "done"
+    assert (S.get_status(svc.ctx.store, POOL) or {}).get("state") == "done"
     assert S.in_maintenance(svc.ctx.store) == {}
     assert all(m["enabled"] and not m["in_maintenance"] for m in members(client).values())
     assert "hosts_left" not in client.get("/health").get_json()["maintenance"][str(POOL)]
@@ -191,11 +196,8 @@ def test_a_vm_that_cannot_move_stops_the_run_with_its_host_given_back(
             s.xenapi.session.logout()
 
     try:
-        with pytest.raises(MaintenanceFailed, match="by-hand .*cannot be live-migrated"):
-            rolling_reboot(service, POOL, Options(execute=True, poll=0.02),
-                           at(("xenhost2-1", "wait"), start_by_hand))
-        status = S.get_status(service.ctx.store, POOL)
-        assert status is not None and status["state"] == "failed"
+        status = stops(service, "by-hand .*cannot be live-migrated",
+                       at(("xenhost2-1", "wait"), start_by_hand))
         assert status["hosts_left"] == []
         assert S.in_maintenance(service.ctx.store) == {}
         assert all(m["enabled"] and not m["in_maintenance"] for m in members(client).values())
