@@ -126,6 +126,7 @@ class Dispatcher:
         is_async = method.startswith("Async.")
         name = method[6:] if is_async else method  # xapi names the call without the prefix
         res = resolve(name)
+        self.farm.faults.wait_held(method, res.key if res else method)
         fail = self.farm.faults.take_failure(host.name_label, method,
                                              res.key if res else method)
         if fail and not (is_async and res is not None and res.spec.has_async):

@@ -24,7 +24,7 @@ from typing import Any
 from . import control, events, vmruntime
 from .db import NULL, Database, Tables
 from .dispatch import Dispatcher, resolve
-from .faults import FailRule, Faults, UnknownName
+from .faults import FailRule, Faults, Hold, UnknownName
 from .guests import GuestPorts
 from .oscatalog import OS_CATALOG
 from .scheduler import Scheduler
@@ -348,6 +348,15 @@ class Farm:
         res = resolve(name)
         self.faults.add_rule(FailRule(res.key if res else name, int(count), code,
                                       list(params or []), host))
+
+    def hold(self, method: str) -> Hold:
+        """Every call of `method` (any wire spelling, Async too) waits until the hold
+        returned is released (or `clear_faults`)."""
+        name = method[6:] if method.startswith("Async.") else method
+        res = resolve(name)
+        hold = Hold(res.key if res else name)
+        self.faults.add_hold(hold)
+        return hold
 
     def exhaust_dhcp(self, pool: str | None = None, on: bool = True) -> None:
         names = [self.pool(pool).name] if pool else [p.name for p in self.pools]

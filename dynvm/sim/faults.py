@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -16,6 +16,23 @@ class FailRule:
     code: str
     params: list[str]
     host: str | None = None
+
+
+@dataclass
+class Hold:
+    """Every call of `method` (anywhere) waits in the simulator until `release()`.
+
+    A test catches a client at a known step of its work this way (and sees
+    it there as long as it likes) instead of timing a slow one. `reached` is
+    set when the first such call arrives.
+    """
+
+    method: str
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 def canonical(method: str) -> str:
@@ -33,6 +50,7 @@ class Faults:
         self.slow: dict[str, float] = {}
         self.dhcp_exhausted: set[str] = set()
         self._rules: list[FailRule] = []
+        self._holds: list[Hold] = []
         self._counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     # counts
@@ -71,6 +89,26 @@ class Faults:
     def clear_rules(self) -> None:
         with self._lock:
             self._rules.clear()
+            holds, self._holds = self._holds, []
+        for hold in holds:  # nothing may wait for a hold nobody can release any more
+            hold.release()
+
+    # holds
+    def add_hold(self, hold: Hold) -> None:
+        with self._lock:
+            self._holds.append(hold)
+
+    def wait_held(self, method: str, resolved: str) -> None:
+        """Wait while a hold names this call (`method` as called, `resolved` as dispatched)."""
+        if not self._holds:
+            return
+        names = {method, canonical(method), resolved}
+        with self._lock:
+            self._holds = [h for h in self._holds if not h.released.is_set()]
+            holds = [h for h in self._holds if canonical(h.method) in names]
+        for hold in holds:
+            hold.reached.set()
+            hold.released.wait()
 
 
 class UnknownName(LookupError):

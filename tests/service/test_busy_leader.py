@@ -18,8 +18,8 @@ from dynvm.core.release import release_lease
 from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import wait_until, write_ini
 
-SHORT = Timings(tick=0.1, leader_ttl=3.0, heartbeat_ttl=3.0, reconcile_every=0.3)
-SLOW_SECS = 0.6  # per XenAPI answer: a release takes several heartbeat TTLs
+SHORT = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.3)
+SLOW_SECS = 0.4  # per XenAPI answer: a release takes several heartbeat TTLs
 
 
 def test_a_busy_leader_loses_no_vm_and_fails_no_request(tmp_path, farm, clean_farm,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -84,6 +85,34 @@ def test_fail_next(farm: Farm, x: Any) -> None:
         x.VM.get_name_label(tpl)  # sent as VM.get_name_label: same message
     assert info.value.details == ["INTERNAL_ERROR", "boom"]
     assert x.VM.get_name_label(tpl) == "tmpl-cnt7.7"
+
+
+def test_a_held_call_waits_until_released(farm: Farm, x: Any) -> None:
+    tpl = x.VM.get_by_name_label("tmpl-cnt7.7")[0]
+    url = farm.pools[0].master.url
+    hold = farm.hold("VM.clone")
+    answers: dict[str, str] = {}
+
+    def clone(name: str, asynchronously: bool = False) -> None:
+        api = login(url).xenapi  # a session of its own: this one waits
+        answers[name] = (api.Async.VM.clone if asynchronously else api.VM.clone)(tpl, name)
+
+    first = threading.Thread(target=clone, args=("held",))
+    first.start()
+    assert hold.reached.wait(30)
+    assert "held" not in answers  # it waits, however long the test looks
+    assert x.VM.get_name_label(tpl) == "tmpl-cnt7.7"  # other calls go on
+    hold.release()
+    first.join(30)
+    assert answers["held"].startswith("OpaqueRef:")
+    # The Async spelling is held too, and clear_faults lets every held call go.
+    again = farm.hold("Async.VM.clone")
+    second = threading.Thread(target=clone, args=("again", True))
+    second.start()
+    assert again.reached.wait(30) and "again" not in answers
+    farm.clear_faults()
+    second.join(30)
+    assert answers["again"].startswith("OpaqueRef:")
 
 
 def test_dhcp_exhausted_windows_link_local_linux_nothing(farm: Farm, x: Any) -> None:
