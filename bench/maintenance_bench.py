@@ -107,10 +107,8 @@ def main() -> None:
 
 def measure(parallel: int, speed: float) -> tuple[float, int, float]:
     """A real rolling reboot on the simulator: (simulated seconds, migrations, GiB moved)."""
-    from dynvm.core.answers import ServersRequest
     from dynvm.core.background import Timings
-    from dynvm.core.maintenance.ops import rolling_reboot
-    from dynvm.core.maintenance.runner import Options
+    from dynvm.core.services import Options, ServersRequest
     from dynvm.runtime.bootstrap import build_service
     from dynvm.sim import Farm
     from testbed.pools import SHARED_SR
@@ -122,9 +120,9 @@ def measure(parallel: int, speed: float) -> tuple[float, int, float]:
         svc = build_service(str(ini), timings=Timings(tick=0.1, leader_ttl=2.0,
                                                       heartbeat_ttl=2.0, reconcile_every=0.5))
         try:
-            svc.get_servers(ServersRequest(name="bench", count=12))
+            svc.legacy.get_servers(ServersRequest(name="bench", count=12))
             started = time.monotonic()
-            plan = rolling_reboot(svc, 1, Options(execute=True, strategy="migrate",
+            plan = svc.maintenance.rolling_reboot(1, Options(execute=True, strategy="migrate",
                                                   parallel=parallel, poll=0.01))
             wall = time.monotonic() - started
         finally:

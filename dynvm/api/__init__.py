@@ -31,12 +31,11 @@ from dynvm.api import (
 )
 from dynvm.api.formatting import echo
 from dynvm.api.validation import InvalidParam
-from dynvm.core import trace
-from dynvm.core.service import AllOrNoneFailed, DynvmError, NoCapacity
-from dynvm.core.store import StoreError
+from dynvm.core.errors import AllOrNoneFailed, DynvmError, NoCapacity, StoreError
+from dynvm.core.services import bind_request, unbind_request
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm
 
 __all__ = ["create_app"]
 
@@ -77,7 +76,7 @@ def _install_hooks(app: Flask) -> None:
         g.started = time.monotonic()
         given = re.sub(r"[^A-Za-z0-9_.:-]", "", request.headers.get("X-Request-Id", ""))[:64]
         g.request_id = given or uuid.uuid4().hex[:16]
-        g.trace_token = trace.REQUEST_ID.set(g.request_id)  # for the core and the logs
+        g.trace_token = bind_request(g.request_id)  # for the core and the logs
         target = _request_target()
         if len(target) > MAX_REQUEST_TARGET:
             log.info("414 %s (%d characters)", echo(target), len(target))
@@ -101,10 +100,7 @@ def _install_hooks(app: Flask) -> None:
     def _unbind(_exc: BaseException | None) -> None:
         token = g.pop("trace_token", None)
         if token is not None:
-            try:
-                trace.REQUEST_ID.reset(token)
-            except ValueError:  # set in another context: nothing of ours to undo
-                trace.REQUEST_ID.set("")
+            unbind_request(token)
 
 
 def _request_target() -> str:

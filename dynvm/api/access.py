@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Flask, Response, current_app, g, request
 
 from dynvm.api import auth
-from dynvm.core.callers import EVERYONE, Caller, Forbidden
+from dynvm.core.errors import Forbidden
+from dynvm.core.services import EVERYONE, Caller
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm
 
 
 class Access(Enum):
@@ -119,7 +120,7 @@ def check() -> Response | None:
     if request.method == "OPTIONS" and getattr(rule, "provide_automatic_options", False):
         return None  # Flask's own answer: the methods allowed, nothing more
     level = level_of(current_app, endpoint)
-    need = needs(level, _svc().auth_settings().legacy)
+    need = needs(level, _svc().access.settings().legacy)
     if need is Need.NOTHING:
         return None
     legacy = level in (Access.LEGACY_READ, Access.LEGACY_WRITE)

@@ -27,12 +27,11 @@ from urllib.parse import unquote_to_bytes
 
 from flask import Request, current_app, g, request
 
-from dynvm.core.callers import Caller
-from dynvm.core.errors import DynvmError, StoreDown
-from dynvm.core.store import StoreUnavailable
+from dynvm.core.errors import DynvmError, StoreDown, StoreUnavailable
+from dynvm.core.services import Caller
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm
 
 
 class Unauthorized(DynvmError):
@@ -170,7 +169,7 @@ def authenticate(svc: Dynvm, secret: str | None, how: str) -> Caller:
     Only a wrong secret counts as a failed attempt: a request without one
     guesses nothing. `how` says what to send, for the 401's message.
     """
-    settings = svc.auth_settings()
+    settings = svc.access.settings()
     addr = request.remote_addr or "?"
     lim = limiter(settings.fail_limit, settings.fail_window_secs)
     wait = lim.blocked_for(addr)
@@ -180,7 +179,7 @@ def authenticate(svc: Dynvm, secret: str | None, how: str) -> Caller:
     if not secret:
         raise Unauthorized(f"a token is needed: send {how}")
     try:
-        caller = svc.caller_for(secret)
+        caller = svc.access.caller_for(secret)
     except StoreUnavailable as exc:
         raise AuthUnavailable("tokens cannot be checked: the state store is unreachable") from exc
     if caller is None:

@@ -19,16 +19,15 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, render_template, request
 
 from dynvm.api import access, auth
-from dynvm.api import dashboard_data as data
 from dynvm.api import dashboard_history as history
 from dynvm.api.dashboard_charts import line_chart
 from dynvm.api.v1.problems import problem
 from dynvm.api.validation import InvalidParam
-from dynvm.core.errors import StoreDown
-from dynvm.core.store import StoreError
+from dynvm.core.errors import StoreDown, StoreError
+from dynvm.core.services import RECENT_HOURS
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +94,27 @@ def _link(**changes: Any) -> str:
     return "/?" + urlencode(args) if args else "/"
 
 
+VM_SORT_KEYS = ("name", "owner", "os", "host", "ip", "state", "created", "age_secs",
+                "expires_in_secs")
+
+
+def filter_vms(rows: list[dict[str, Any]], *, q: str = "", state: str = "", os: str = "",
+               sort: str = "name", desc: bool = False) -> list[dict[str, Any]]:
+    """The table's filter (substring of name, owner, IP or host) and sort order."""
+    q = q.strip().lower()
+    out = [r for r in rows
+           if (not q or any(q in str(r.get(k) or "").lower()
+                            for k in ("name", "owner", "ip", "host", "request_id")))
+           and (not state or r["state"] == state) and (not os or r["os"] == os)]
+    key = sort if sort in VM_SORT_KEYS else "name"
+    # None last whatever the direction
+    present = [r for r in out if r.get(key) is not None]
+    missing = [r for r in out if r.get(key) is None]
+    present.sort(key=lambda r: (r[key], r["name"]) if not isinstance(r[key], str)
+                 else (r[key].lower(), r["name"]), reverse=desc)
+    return present + missing
+
+
 # ---------------------------------------------------------------- rendering helpers
 
 
@@ -130,7 +150,8 @@ def _unless_down(ctx: dict[str, Any], read: Callable[[], Any]) -> Any:
 
 def _docs() -> list[dict[str, Any]]:
     """The history documents this request's caller may read."""
-    return history.visible(history.history_docs(_svc()), access.viewer())
+    svc = _svc()
+    return svc.history.visible(svc.history.docs(), access.viewer())
 
 
 def _sections(which: tuple[str, ...]) -> dict[str, Any]:
@@ -144,43 +165,43 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
     only its own VMs, requests and history; an admin's (or no [auth]) all.
     """
     svc = _svc()
-    snap = data.Snapshot.take(svc)
+    board = svc.dashboard
+    snap = board.snapshot()
     viewer = access.viewer()
     ctx: dict[str, Any] = {"viewer": access.caller(), "csrf": _csrf(),
                            "refresh_secs": _int("refresh", REFRESH_SECS, 1, 3600), "ago": _ago, "when": _when,
                            "gib": _gib, "link": _link, "args": request.args,
                            "store_error": snap.store_error,
-                           "os_keys": sorted(svc.os_keys()), "vm_states": sorted(
-                               set(data.VM_STATES.values()) | {"foreign", "untracked"})}
+                           "os_keys": sorted(board.os_keys()),
+                           "vm_states": board.vm_state_names()}
     docs = None
     if "farm" in which:
-        ctx["farm"] = data.hosts(svc, snap)
+        ctx["farm"] = board.hosts(snap)
     if "vms" in which:
         va = _vm_args()
-        rows = data.filter_vms(data.vms(svc, snap, viewer), **va)
+        rows = filter_vms(board.vms(snap, viewer), **va)
         pages = max(1, math.ceil(len(rows) / VM_PAGE))
         page = min(_int("vpage", 1), pages)
         ctx.update(vm_rows=rows[(page - 1) * VM_PAGE: page * VM_PAGE], vm_total=len(rows),
                    vm_page=page, vm_pages=pages, vm_args=va)
     if "requests" in which:
-        ctx["reqs"] = _unless_down(ctx, lambda: data.requests_(svc, viewer=viewer))
+        ctx["reqs"] = _unless_down(ctx, lambda: board.requests(viewer=viewer))
     if "warm" in which or "history" in which:
-        docs = _unless_down(ctx, lambda: history.history_docs(svc))
+        docs = _unless_down(ctx, svc.history.docs)
     if "warm" in which:
         # counts of the whole farm, whoever looks
-        ctx["warm"] = None if docs is None or snap.store_error else data.warm_pools(svc, snap,
-                                                                                     docs)
+        ctx["warm"] = None if docs is None or snap.store_error else board.warm_pools(snap, docs)
     if "history" in which:
         ctx["hist_rows"] = None
         if docs is not None:
-            docs = history.visible(docs, viewer)
+            docs = svc.history.visible(docs, viewer)
             found = history.history_query(docs, **_history_args())
             pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
             page = min(_int("h_page", 1), pages)
             ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
                        hist_total=len(found), hist_page=page, hist_pages=pages,
                        charts=_charts(found if len(found) != len(docs) else
-                                      history.whole_history_stats(docs)))
+                                      history.whole_history_stats(svc, docs)))
         ctx["hist_query"] = urlencode({k: v for k, v in request.args.items()
                                        if k.startswith("h_") and k != "h_page"})
     return ctx
@@ -248,8 +269,8 @@ def history_csv() -> Response:
 # is a 503 problem (below), never an empty list that reads as "nothing there".
 
 
-def _snapshot() -> data.Snapshot:
-    return data.Snapshot.take(_svc()).require_store()
+def _snapshot() -> Snapshot:
+    return _svc().dashboard.snapshot().require_store()
 
 
 @bp.errorhandler(StoreDown)
@@ -269,33 +290,33 @@ def _store_down(exc: Exception) -> Response:
 @bp.get(f"{PREFIX}/hosts")
 @access.token
 def api_hosts() -> Response:
-    return _json(data.hosts(_svc(), _snapshot()))
+    return _json(_svc().dashboard.hosts(_snapshot()))
 
 
 @bp.get(f"{PREFIX}/vms")
 @access.token
 def api_vms() -> Response:
-    rows = data.filter_vms(data.vms(_svc(), _snapshot(), access.viewer()), **_vm_args())
+    rows = filter_vms(_svc().dashboard.vms(_snapshot(), access.viewer()), **_vm_args())
     return _json({"vms": rows, "total": len(rows)})
 
 
 @bp.get(f"{PREFIX}/requests")
 @access.token
 def api_requests() -> Response:
-    hours = _int("hours", int(data.RECENT_HOURS), 1, 24 * 30)
-    return _json(data.requests_(_svc(), hours, access.viewer()))
+    hours = _int("hours", int(RECENT_HOURS), 1, 24 * 30)
+    return _json(_svc().dashboard.requests(hours, access.viewer()))
 
 
 @bp.get(f"{PREFIX}/warmpools")
 @access.token
 def api_warm() -> Response:
-    return _json({"pools": data.warm_pools(_svc(), _snapshot())})
+    return _json({"pools": _svc().dashboard.warm_pools(_snapshot())})
 
 
 @bp.get(f"{PREFIX}/capacity")
 @access.token
 def api_capacity() -> Response:
-    return _json(data.capacity(_svc(), _snapshot()))
+    return _json(_svc().dashboard.capacity(_snapshot()))
 
 
 @bp.get(f"{PREFIX}/history")

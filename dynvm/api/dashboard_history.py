@@ -1,91 +1,24 @@
-"""The dashboard's history: documents read once per change of the store, queried, charted.
-
-The history only grows and reading it is most of a dashboard render, so one
-read per process and change serves the page, its refreshes and each scrape.
-"""
+"""The dashboard's history: the documents a viewer may read (from the service layer's
+`history`), queried, exported as CSV and charted."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dynvm.core.callers import Caller, doc_owner
-
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
-
-HISTORY_SCAN = 20_000  # history documents searched at most
+    from dynvm.core.services import Dynvm
 
 
-class _HistoryMemo:
-    """History read again only when the store's history mark has changed.
-
-    Reading and decoding every document is most of a dashboard render, and the
-    page, its refreshes and each scrape all want it. The mark is one small
-    read and changes with every history write of any process, so every worker
-    answers from the same history: a page and its CSV export agree.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._owner: object | None = None  # whose history this is (a service)
-        self._mark: str | None = None
-        self._docs: list[dict[str, Any]] = []
-        self._derived: dict[str, Any] = {}
-
-    def docs(self, svc: Dynvm) -> list[dict[str, Any]]:
-        """StoreDown when the store cannot be read: unknown is not the same as empty."""
-        mark = svc.history_mark()  # before the documents: a write after it changes it
-        with self._lock:
-            if self._owner is svc and self._mark == mark:
-                return self._docs
-        docs = svc.history(limit=HISTORY_SCAN)
-        with self._lock:
-            self._owner, self._mark, self._docs, self._derived = svc, mark, docs, {}
-        return docs
-
-    def derived(self, docs: list[dict[str, Any]], name: str,
-                fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
-        """fn(docs) for the whole history, kept with the documents it came from."""
-        with self._lock:
-            if docs is self._docs and name in self._derived:
-                return self._derived[name]
-        out = fn(docs)
-        with self._lock:
-            if docs is self._docs:
-                self._derived[name] = out
-        return out
-
-
-_MEMO = _HistoryMemo()
-
-
-def history_docs(svc: Dynvm) -> list[dict[str, Any]]:
-    """Every history document (most recent first), as the store holds it now."""
-    return _MEMO.docs(svc)
-
-
-def visible(docs: list[dict[str, Any]], viewer: Caller) -> list[dict[str, Any]]:
-    """The documents `viewer` may read: all for an admin (the same list), else its own."""
-    if viewer.admin:
-        return docs
-    return [d for d in docs if viewer.may_own(doc_owner(d))]
-
-
-def derived(docs: list[dict[str, Any]], name: str,
-            fn: Callable[[list[dict[str, Any]]], Any]) -> Any:
-    """fn(docs), computed once per read of the history when `docs` is the whole of it."""
-    return _MEMO.derived(docs, name, fn)
-
-
-def whole_history_stats(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    return derived(docs, "stats", history_stats)
+def whole_history_stats(svc: Dynvm, docs: list[dict[str, Any]]
+                        ) -> dict[str, list[dict[str, Any]]]:
+    """The charts' figures of the whole history, computed once per read of it."""
+    return svc.history.derived(docs, "stats", history_stats)
 
 
 def parse_day(text: str, end: bool = False) -> float | None:

@@ -7,20 +7,20 @@ sentences are decided here only.
 
 from __future__ import annotations
 
-from dynvm.core.callers import Forbidden
 from dynvm.core.errors import (
     AllOrNoneFailed,
     BadRequest,
     DynvmError,
+    Forbidden,
     HostNotConfigured,
     NameInUse,
     NoCapacity,
     NotFound,
     ProvisionFailed,
+    QuotaExceeded,
     ServiceStopping,
     StoreDown,
 )
-from dynvm.core.quota import QuotaExceeded
 
 STATUS: dict[type[DynvmError], int] = {
     BadRequest: 400,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
-from dynvm.core.service import ServerResult
+from dynvm.core.services import ServerResult
 
 SHOWALL_FIELDS = (
     "name",

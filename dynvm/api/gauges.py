@@ -15,7 +15,7 @@ import bisect
 import logging
 from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -26,21 +26,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from dynvm.api import dashboard_data as data
-from dynvm.core.background import LEADER_LOCK
 from dynvm.core.errors import StoreDown
-from dynvm.core.lifecycle import RequestState
-from dynvm.core.progress import STEP_TIME_PREFIX, Step
-from dynvm.core.store import RequestRecord, StoreError
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm, RequestFigures
 
 log = logging.getLogger(__name__)
 
 BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800)
-STEP_ORDER = [str(s) for s in Step]
-REQUEST_SCAN_SECS = 24 * 3600.0  # build steps are read from requests of the last day
 
 
 class FarmCollector(Collector):
@@ -49,27 +42,28 @@ class FarmCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         svc = self.svc
-        snap = data.Snapshot.take(svc)
-        farm = data.hosts(svc, snap)
+        board = svc.dashboard
+        snap = board.snapshot()
+        farm = board.hosts(snap)
         yield from _host_gauges(farm)
         yield from _store_gauges(svc)
         if snap.store_error is not None:
             return  # the store's records are unknown: no series, rather than zeros
         try:
-            docs = data.history_docs(svc)
-            records = svc.request_records()
+            docs = svc.history.docs()
+            records = board.request_records()
         except StoreDown:
             return
-        yield from _vm_gauges(data.vms(svc, snap))
+        yield from _vm_gauges(board.vms(snap))
         avail = GaugeMetricFamily("dynvm_available_vms",
                                   "VMs of an OS that can be handed out now (as /getavailablecount)",
                                   labels=["os"])
         for os_key, c in farm["capacity"].items():
             avail.add_metric([os_key], c["available"])
         yield avail
-        yield from _warm_gauges(data.warm_pools(svc, snap, docs))
-        yield from _request_gauges(records, snap.now)
-        yield from _history_metrics(docs)
+        yield from _warm_gauges(board.warm_pools(snap, docs))
+        yield from _request_gauges(board.request_figures(records, snap.now))
+        yield from _history_metrics(svc.history.derived(docs, "metrics", _history_totals))
 
     def describe(self) -> list:
         return []  # computed at scrape time; nothing to check at registration
@@ -120,31 +114,18 @@ def _warm_gauges(pools: list[dict[str, Any]]) -> Iterator[Any]:
     yield from (ready, target)
 
 
-def _request_gauges(records: list[RequestRecord], now: float) -> Iterator[Any]:
+def _request_gauges(figures: RequestFigures) -> Iterator[Any]:
     inflight = GaugeMetricFamily("dynvm_requests_in_flight",
                                  "getservers requests being served (warm-pool refills apart)")
-    inflight.add_metric([], sum(1 for r in records if r.state == RequestState.RUNNING
-                                and not r.id.startswith("warm-")))
+    inflight.add_metric([], figures.in_flight)
     yield inflight
-    # Time spent in each build step, from the step times kept in request records.
-    steps: dict[tuple[str, ...], list[float]] = defaultdict(list)
-    for r in records:
-        if now - r.started > REQUEST_SCAN_SECS:
-            continue
-        for entry in (r.detail.get("vms") or {}).values():
-            times = sorted(((float(t), k[len(STEP_TIME_PREFIX):]) for k, t in entry.items()
-                            if k.startswith(STEP_TIME_PREFIX)
-                            and k[len(STEP_TIME_PREFIX):] in STEP_ORDER),
-                           key=lambda ts: (ts[0], STEP_ORDER.index(ts[1])))
-            for (t0, s0), (t1, _) in zip(times, times[1:], strict=False):
-                steps[(r.os, s0)].append(max(t1 - t0, 0.0))
     yield _histogram("dynvm_build_step_seconds",
                      "Time VMs spent in each build step (requests of the last day), by OS",
-                     ["os", "step"], steps)
+                     ["os", "step"], figures.step_secs)
 
 
 def _histogram(name: str, doc: str, labels: list[str],
-               samples: dict[tuple[str, ...], list[float]]) -> HistogramMetricFamily:
+               samples: Mapping[tuple[str, ...], list[float]]) -> HistogramMetricFamily:
     h = HistogramMetricFamily(name, doc, labels=labels)
     for key, values in sorted(samples.items()):
         ordered = sorted(values)
@@ -166,8 +147,8 @@ def _history_totals(docs: list[dict[str, Any]]) -> tuple[dict, Tally]:
     return create, expired
 
 
-def _history_metrics(docs: list[dict[str, Any]]) -> Iterator[Any]:
-    create, expired = data.derived(docs, "metrics", _history_totals)
+def _history_metrics(totals: tuple[dict, Tally]) -> Iterator[Any]:
+    create, expired = totals
     yield _histogram("dynvm_build_seconds",
                      "Time from request to a usable VM, by OS (history documents kept)",
                      ["os"], create)
@@ -179,25 +160,16 @@ def _history_metrics(docs: list[dict[str, Any]]) -> Iterator[Any]:
 
 
 def _store_gauges(svc: Dynvm) -> Iterator[Any]:
-    store = svc.ctx.store
+    store = svc.health.store_gauges()
     outbox = GaugeMetricFamily("dynvm_outbox_depth",
                                "Store writes waiting in this instance's outbox")
     leader = GaugeMetricFamily("dynvm_leader", "1 for the instance running leader-only work "
                                "(expiry, warm pools, reconciliation)", labels=["instance"])
     up = GaugeMetricFamily("dynvm_store_up", "1 when the state store answers")
-    try:
-        store.ping()
-        up.add_metric([], 1)
-        holder = store.locks.holder(LEADER_LOCK)
-        if holder:
-            leader.add_metric([holder], 1)
-    except StoreError:
-        up.add_metric([], 0)
-    pending = getattr(store, "pending", None)
-    try:
-        outbox.add_metric([], pending() if pending else 0)
-    except Exception:  # the outbox file is local; a failure to read it is not the farm's
-        outbox.add_metric([], float("nan"))
+    up.add_metric([], 1 if store.up else 0)
+    if store.leader:
+        leader.add_metric([store.leader], 1)
+    outbox.add_metric([], store.outbox)
     yield from (up, leader, outbox)
 
 

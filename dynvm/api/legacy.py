@@ -22,10 +22,10 @@ from dynvm.api.validation import (
     release_params,
     setexpiry_params,
 )
-from dynvm.core.service import ProvisionFailed
+from dynvm.core.errors import ProvisionFailed
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services.legacy import LegacyServers
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
 
-def service() -> Dynvm:
-    return current_app.extensions["dynvm"]
+def service() -> LegacyServers:
+    return current_app.extensions["dynvm"].legacy
 
 
 def _args(**path: Any) -> dict[str, Any]:

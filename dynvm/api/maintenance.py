@@ -21,15 +21,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from dynvm.api import access, errors, jsonbody
 from dynvm.api.v1.problems import problem
-from dynvm.core.errors import DynvmError, StoreDown
-from dynvm.core.maintenance import state as S
-from dynvm.core.store import StoreError
+from dynvm.core.errors import (
+    DynvmError,
+    MaintenanceFailed,
+    MaintenanceRefused,
+    StoreDown,
+    StoreError,
+)
+from dynvm.core.services import Options
 
 if TYPE_CHECKING:
-    from dynvm.core.maintenance.runner import Options
-
-# The planner and runner are imported on first use: a worker that never serves
-# these routes does not pay for them before its first request.
+    from dynvm.core.services.maintenance import Maintenance
 
 log = logging.getLogger(__name__)
 
@@ -60,41 +62,35 @@ def _too_large(exc: RequestEntityTooLarge) -> Response:
     return _error(str(exc.description), 413)
 
 
+def service() -> Maintenance:
+    return current_app.extensions["dynvm"].maintenance
+
+
 @bp.get("/hosts")
 @access.token
 def hosts() -> Response:
-    from dynvm.core.maintenance import ops
-
-    return _json(ops.hosts_report(current_app.extensions["dynvm"]))
+    return _json(service().hosts_report())
 
 
 @bp.post("/hosts/<int:ref>/drain")
 @access.admin
 def drain(ref: int) -> Response:
-    from dynvm.core.maintenance import ops
-
-    return _json(ops.set_drain(current_app.extensions["dynvm"], ref, True, by="api"))
+    return _json(service().set_drain(ref, True, by="api"))
 
 
 @bp.post("/hosts/<int:ref>/undrain")
 @access.admin
 def undrain(ref: int) -> Response:
-    from dynvm.core.maintenance import ops
-
-    return _json(ops.set_drain(current_app.extensions["dynvm"], ref, False, by="api"))
+    return _json(service().set_drain(ref, False, by="api"))
 
 
 @bp.get("/maintenance")
 @access.token
 def status() -> Response:
-    from dynvm.core.maintenance import ops
-
-    return _json(ops.status(current_app.extensions["dynvm"]))
+    return _json(service().status())
 
 
 def _options(body: dict[str, Any]) -> Options:
-    from dynvm.core.maintenance.runner import Options
-
     known = {"execute", "strategy", "parallel", "drain_timeout"}
     unknown = sorted(set(body) - known)
     if unknown:
@@ -119,23 +115,20 @@ def _options(body: dict[str, Any]) -> Options:
 @bp.post("/maintenance/<int:ref>")
 @access.admin
 def reboot(ref: int) -> Response:
-    from dynvm.core.maintenance import ops
-    from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused
-
-    svc = current_app.extensions["dynvm"]
+    svc = service()
     try:  # no body: every option's default
         opts = _options(jsonbody.json_object(empty_ok=True))
     except (ValueError, jsonbody.BadBody) as exc:
         return _error(str(exc), 400)
     try:
-        plan = ops.rolling_reboot(svc, ref, replace(opts, execute=False))
+        plan = svc.rolling_reboot(ref, replace(opts, execute=False))
     except DynvmError as exc:
         return _error(errors.detail_of(exc), errors.status_of(exc))
     if not plan.ok:
         return _error("refused", 409, problems=plan.problems, plan=plan.to_dict())
     if not opts.execute:
         return _json({"executed": False, "plan": plan.to_dict()})
-    holder = svc.ctx.store.locks.holder(S.lock_name(ref))
+    holder = svc.run_holder(ref)
     if holder is not None:
         return _error(f"a maintenance run of xenhost{ref} is already running", 409,
                       held_by=holder)
@@ -144,7 +137,7 @@ def reboot(ref: int) -> Response:
 
     def run() -> None:
         try:
-            ops.rolling_reboot(svc, ref, opts, runner=box)
+            svc.rolling_reboot(ref, opts, runner=box)
         except (MaintenanceRefused, MaintenanceFailed) as exc:
             failed.append(str(exc))
             log.error("xenhost%d maintenance: %s", ref, exc)
@@ -162,5 +155,5 @@ def reboot(ref: int) -> Response:
             worker.join(0.01)
     if not (box and box[0].locked.is_set()):
         return _error(failed[0] if failed else "the run did not start", 409,
-                      held_by=svc.ctx.store.locks.holder(S.lock_name(ref)))
+                      held_by=svc.run_holder(ref))
     return _json({"executed": True, "plan": plan.to_dict(), "status": "/maintenance"}, 202)

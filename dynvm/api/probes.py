@@ -33,5 +33,5 @@ def live() -> Response:
 @bp.get("/health/ready")
 @access.public
 def ready() -> Response:
-    report = current_app.extensions["dynvm"].readiness()
+    report = current_app.extensions["dynvm"].health.readiness()
     return _answer(report, not report["reasons"])

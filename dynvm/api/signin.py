@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from dynvm.api import access, auth
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm
 
 bp = Blueprint("signin", __name__, template_folder="templates")
 

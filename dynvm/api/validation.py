@@ -23,7 +23,7 @@ from pydantic import (
 
 from dynvm.api.formatting import echo
 from dynvm.config.digits import parse_int
-from dynvm.core.service import ServersRequest, Target
+from dynvm.core.services import ServersRequest, Target
 
 MAX_COUNT = 100
 MAX_NAME_LEN = 64

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), envvar="DYNVM_CONFIG",
@@ -47,10 +47,8 @@ def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
     ctx.obj = config_path
     if ctx.invoked_subcommand is not None:
         return
-    from dynvm.core.maintenance.ops import hosts_report
-
     with _service(config_path) as svc:
-        report = hosts_report(svc)
+        report = svc.maintenance.hosts_report()
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
@@ -80,11 +78,10 @@ def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
 
 def _drain(config_path: str, ref: int, on: bool) -> None:
     from dynvm.core.errors import DynvmError
-    from dynvm.core.maintenance.ops import set_drain
 
     with _service(config_path) as svc:
         try:
-            out = set_drain(svc, ref, on, by="dynvm hosts")
+            out = svc.maintenance.set_drain(ref, on, by="dynvm hosts")
         except DynvmError as exc:
             _fail(exc.message.removeprefix("Error: "), 2)
     click.echo(f"xenhost{ref}: {'drained' if out['drained'] else 'in placement'}")
@@ -139,10 +136,8 @@ def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: i
     """Reboot every host of [xenhostREF], pool master first, migrating VMs off each by a plan."""
     import logging
 
-    from dynvm.core.errors import DynvmError
-    from dynvm.core.maintenance.ops import rolling_reboot
-    from dynvm.core.maintenance.plan import describe
-    from dynvm.core.maintenance.runner import MaintenanceFailed, MaintenanceRefused, Options
+    from dynvm.core.errors import DynvmError, MaintenanceFailed, MaintenanceRefused
+    from dynvm.core.services import Options, describe_plan
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="[%(asctime)s] %(name)s: %(message)s")
@@ -152,7 +147,7 @@ def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: i
     with _service(config_path) as svc:
         try:
             if not execute:
-                plan = rolling_reboot(svc, ref, opts)
+                plan = svc.maintenance.rolling_reboot(ref, opts)
             else:
                 plan = _with_progress(svc, ref, opts)
         except MaintenanceRefused as exc:
@@ -165,7 +160,7 @@ def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: i
     if as_json:
         click.echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True))
     elif not execute:
-        for line in describe(plan):
+        for line in describe_plan(plan):
             click.echo(line)
         if plan.ok:
             click.echo(f"dry run: nothing changed; add --exec to reboot xenhost{ref}")
@@ -175,8 +170,6 @@ def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: i
 
 def _with_progress(svc: Dynvm, ref: int, opts: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from dynvm.core.maintenance.ops import rolling_reboot
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   transient=False) as progress:
@@ -192,14 +185,13 @@ def _with_progress(svc: Dynvm, ref: int, opts: Any) -> Any:
             progress.update(moves_task, total=status.get("migrations_total") or None,
                             completed=status.get("migrations_done") or 0)
 
-        return rolling_reboot(svc, ref, opts, show)
+        return svc.maintenance.rolling_reboot(ref, opts, show)
 
 
 @maintenance.command("status")
 @config_option
 def status_cmd(config_path: str) -> None:
     """Where each pool's last rolling reboot is (also on /health and /maintenance)."""
-    from dynvm.core.maintenance.ops import status
-
     with _service(config_path) as svc:
-        click.echo(json.dumps(status(svc), indent=2, sort_keys=True, default=str))
+        click.echo(json.dumps(svc.maintenance.status(), indent=2, sort_keys=True,
+                              default=str))

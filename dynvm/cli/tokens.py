@@ -12,24 +12,24 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from dynvm.core.store import Store
+    from dynvm.core.services import TokenAdmin
 
 @contextmanager
-def _store(config_path: str | None) -> Iterator[Store]:
-    """The service's store (the embedded farm's when no configuration is named)."""
+def _tokens(config_path: str | None) -> Iterator[TokenAdmin]:
+    """The service's tokens (the embedded farm's when no configuration is named)."""
     from dynvm.config import ConfigError
-    from dynvm.runtime.bootstrap import open_records
+    from dynvm.runtime.bootstrap import open_tokens
 
     try:
-        store = open_records(config_path)
+        admin = open_tokens(config_path)
     except RuntimeError:  # no configuration at all
         raise click.UsageError("no configuration: pass --config or set DYNVM_CONFIG") from None
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        yield store
+        yield admin
     finally:
-        store.close()
+        admin.close()
 
 
 def _when(epoch: float | None) -> str:
@@ -54,15 +54,15 @@ def token() -> None:
 @config_option
 def create(owner: str, admin: bool, expires: str | None, config_path: str | None) -> None:
     """Make a token; it is printed once and only its hash is kept."""
-    from dynvm.core import tokens
+    from dynvm.core.services import TokenAdmin
 
     try:
-        lifetime = tokens.parse_duration(expires) if expires else None
+        lifetime = TokenAdmin.lifetime(expires) if expires else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--expires") from None
-    with _store(config_path) as store:
+    with _tokens(config_path) as tokens:
         try:
-            secret, record = tokens.create(store, owner, admin=admin, expires_in=lifetime)
+            secret, record = tokens.create(owner, admin=admin, expires_in=lifetime)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--owner") from None
     click.echo(f"token {record.id} for {owner}{' (admin)' if admin else ''}, "
@@ -74,8 +74,8 @@ def create(owner: str, admin: bool, expires: str | None, config_path: str | None
 @config_option
 def list_tokens(config_path: str | None) -> None:
     """Tokens (never their secrets)."""
-    with _store(config_path) as store:
-        rows = store.tokens.all()
+    with _tokens(config_path) as tokens:
+        rows = tokens.all()
     now = time.time()
     for t in rows:
         state = "revoked" if t.revoked else "expired" if not t.valid(now) else "valid"
@@ -90,8 +90,8 @@ def list_tokens(config_path: str | None) -> None:
 @config_option
 def revoke(token_id: str, config_path: str | None) -> None:
     """Revoke a token by its id (from `token list`)."""
-    with _store(config_path) as store:
-        ok = store.tokens.revoke(token_id, time.time())
+    with _tokens(config_path) as tokens:
+        ok = tokens.revoke(token_id)
     if not ok:
         click.echo(f"no token {token_id}", err=True)
         sys.exit(1)

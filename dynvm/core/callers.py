@@ -12,13 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dynvm.core.errors import DynvmError
+from dynvm.core.errors import Forbidden
 from dynvm.core.store import Lease, RequestRecord, Store
 from dynvm.core.tokens import known_owners
-
-
-class Forbidden(DynvmError):
-    """The caller may not act on that VM (or route)."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dynvm.core.store.errors import StoreError, StoreUnavailable
+
+__all__ = [
+    "AllOrNoneFailed", "BadRequest", "DynvmError", "Forbidden", "HostNotConfigured",
+    "MaintenanceFailed", "MaintenanceRefused", "NameInUse", "NoCapacity", "NotFound",
+    "ProvisionFailed", "QuotaExceeded", "ServiceStopping", "StoreDown", "StoreError",
+    "StoreUnavailable",
+]
+
 
 class DynvmError(Exception):
     """Base of the errors the API turns into HTTP answers."""
@@ -59,3 +68,23 @@ class ProvisionFailed(DynvmError):
 
 class AllOrNoneFailed(DynvmError):
     """allornone=true and some VM failed: everything was released."""
+
+
+class Forbidden(DynvmError):
+    """The caller may not act on that VM (or route)."""
+
+
+class QuotaExceeded(DynvmError):
+    """The owner's quota has no room for the request: nothing built."""
+
+    def __init__(self, message: str, limit: str, quota: int, used: int, asked: int) -> None:
+        super().__init__(message)
+        self.limit, self.quota, self.used, self.asked = limit, quota, used, asked
+
+
+class MaintenanceRefused(Exception):
+    """The run cannot start (not N+1, a VM that cannot move, another run holds the pool)."""
+
+
+class MaintenanceFailed(Exception):
+    """The run stopped part way; the status document says where and what to do."""

@@ -10,18 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dynvm.config import Config, QuotaLimits
-from dynvm.core.errors import DynvmError
+from dynvm.core.errors import QuotaExceeded
 from dynvm.core.store import Lease, QuotaCheck, Reservation, Store, owner_usage
 
 LIMITS = ("vms", "vcpus", "memory_gib")
-
-
-class QuotaExceeded(DynvmError):
-    """The owner's quota has no room for the request: nothing built."""
-
-    def __init__(self, message: str, limit: str, quota: int, used: int, asked: int) -> None:
-        super().__init__(message)
-        self.limit, self.quota, self.used, self.asked = limit, quota, used, asked
 
 
 @dataclass(frozen=True)

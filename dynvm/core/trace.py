@@ -22,6 +22,19 @@ def current() -> str:
     return REQUEST_ID.get()
 
 
+def bind_request(request_id: str) -> contextvars.Token[str]:
+    """Bind `request_id` until `unbind_request` (an HTTP request's first and last hooks)."""
+    return REQUEST_ID.set(request_id)
+
+
+def unbind_request(token: contextvars.Token[str]) -> None:
+    """Undo `bind_request`."""
+    try:
+        REQUEST_ID.reset(token)
+    except ValueError:  # set in another context: nothing of ours to undo
+        REQUEST_ID.set("")
+
+
 @contextmanager
 def bound(request_id: str) -> Iterator[None]:
     """Bind `request_id` for the code run inside the block."""

@@ -21,7 +21,7 @@ from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.context import Adapters
 from dynvm.core.ports import XenPool
 from dynvm.core.reload_guard import lease_guard
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm, TokenAdmin
 from dynvm.core.store import Store, StoreError
 from dynvm.core.templates import missing_templates
 from dynvm.guest import SshProbe
@@ -110,10 +110,10 @@ def build_app(config_path: str | None = None) -> Flask:
     return create_app(service)
 
 
-def open_records(config_path: str | None) -> Store:
-    """The configured store alone (no pools, no background), for the caller to close:
-    what the token commands keep their records in. ConfigError if the file is refused."""
-    return open_backend(load_config(config_file(config_path, embedded=True)).store)
+def open_tokens(config_path: str | None) -> TokenAdmin:
+    """Token administration over the configured store alone (no pools, no background),
+    for the caller to close. ConfigError if the file is refused."""
+    return TokenAdmin(open_backend(load_config(config_file(config_path, embedded=True)).store))
 
 
 def stored_identity(cfg: StoreConfig) -> str:

@@ -228,7 +228,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def stop_requests(service: Any) -> None:
     log.info("stopping: builds in flight are cancelled and rolled back")
-    service.ctx.stopping.set()
+    service.stop_requests()
 
 
 def warm_up(service: Any, deadline_secs: float = WARM_UP_SECS) -> None:

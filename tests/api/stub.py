@@ -1,8 +1,9 @@
-"""A stand-in for the core facade that records every call.
+"""A stand-in for the service layer that records every call.
 
 It lets the HTTP layer's own behaviour (validation, formatting, status codes)
 be tested without a farm; everything that touches Xen is tested end to end
-against the simulator in test_e2e.py.
+against the simulator in test_e2e.py. It plays the subjects the legacy routes,
+the access check and /health use (`legacy`, `access`, `health`) itself.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Any
 
 from dynvm.config import AuthConfig
 from dynvm.core.callers import Caller
-from dynvm.core.service import (
+from dynvm.core.errors import NotFound
+from dynvm.core.services import (
     Available,
-    NotFound,
     ServerResult,
     ServersRequest,
     ServersResult,
@@ -36,6 +37,9 @@ class StubCore:
     failed: list[tuple[str, str]] = field(default_factory=list)
     existing: set[str] = field(default_factory=set)
     health_report: dict = field(default_factory=lambda: {"status": "ok"})
+
+    def __post_init__(self) -> None:
+        self.legacy = self.access = self.health = self
 
     def core_calls(self) -> list[str]:
         """Calls that would reach past the config (os_keys/host_refs are config look-ups)."""
@@ -93,13 +97,13 @@ class StubCore:
         self.calls.append(("set_expiry", (target, minutes, from_created)))
         return self._names(target)
 
-    def auth_settings(self) -> AuthConfig:
+    def settings(self) -> AuthConfig:
         return AuthConfig()  # legacy=open: the HTTP layer's own tests need no token
 
     def caller_for(self, secret: str) -> Caller | None:
         return None
 
-    def health(self) -> dict:
+    def report(self) -> dict:
         self.calls.append(("health", None))
         return self.health_report
 

@@ -100,7 +100,7 @@ def test_no_value_of_a_broken_file_reaches_health_log_or_check_config(
     good = Ini.of_farm(farm).sqlite_store(tmp_path).text()
     ini.write_text(good)
     svc = build_service(str(ini), background=False)
-    watcher = cast(Any, svc._config).__self__  # the ConfigWatcher whose method it is
+    watcher = cast(Any, svc)._rt._config.__self__  # the ConfigWatcher whose method it is
     line = good.splitlines().index("[xenhost1]") + 2  # the line inserted after the header
     try:
         client = create_app(service=svc).test_client()

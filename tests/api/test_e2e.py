@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from dynvm.api import create_app
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from testbed.inis import farm_ini

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.core.store import Reservations
 from dynvm.runtime.bootstrap import adapters, build_service
 from dynvm.sim import Farm

@@ -8,14 +8,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from dynvm.api import formatting
-from dynvm.core.service import (
-    AllOrNoneFailed,
-    NoCapacity,
-    ServerResult,
-    ShowAll,
-    StoreDown,
-    Target,
-)
+from dynvm.core.errors import AllOrNoneFailed, NoCapacity, StoreDown
+from dynvm.core.services import ServerResult, ShowAll, Target
 from tests.api.stub import StubCore
 
 
@@ -229,7 +223,7 @@ def test_health_that_raises_is_503_json(client: FlaskClient, core: StubCore) -> 
     def broken() -> dict:
         raise OSError("disk gone")
 
-    core.health = broken  # type: ignore[method-assign]
+    core.report = broken  # type: ignore[method-assign]
     resp = client.get("/health")
     assert resp.status_code == 503
     report = json.loads(resp.get_data(as_text=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from dynvm.core.service import Target
+from dynvm.core.services import Target
 from tests.api.stub import StubCore
 
 

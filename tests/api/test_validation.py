@@ -12,7 +12,7 @@ from dynvm.api.validation import (
     parse_bool,
     parse_params,
 )
-from dynvm.core.service import Target
+from dynvm.core.services import Target
 from tests.api.stub import StubCore
 
 LONG = "a" * 300

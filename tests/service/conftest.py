@@ -16,7 +16,7 @@ import pytest
 import XenAPI
 
 from dynvm.core.background import Timings
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from testbed.inis import Ini

@@ -17,7 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from dynvm.api import create_app
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.sim import Farm
 from tests.service.conftest import FarmProbe, dynvm_on, write_ini
 from tests.support.auth import ADMIN, OTHER, OWNER, auth_section, bearer, make_tokens

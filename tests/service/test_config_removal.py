@@ -27,7 +27,7 @@ def test_reload_dropping_a_leased_host_is_refused_until_confirmed(tmp_path, farm
                                                                   probe) -> None:
     path, full, cut = _ini(tmp_path, farm)
     svc = build_service(str(path), timings=FAST)
-    watcher = cast(Any, svc._config).__self__  # the ConfigWatcher whose method it is
+    watcher = cast(Any, svc)._rt._config.__self__  # the ConfigWatcher whose method it is
     client = create_app(service=svc).test_client()
     try:
         r = client.get("/getservers/kept?os=centos&xhostref=2")

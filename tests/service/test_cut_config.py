@@ -56,7 +56,7 @@ def check_config(path: Path) -> tuple[int, str]:
 
 def test_a_last_line_cut_short_is_refused_once_settled_then_taken_whole(files, svc) -> None:
     path, base, template = files
-    watcher = svc._config.__self__
+    watcher = svc._rt._config.__self__
     client = create_app(service=svc).test_client()
     assert svc.config().hosts[2].vms_max == {"centos": 12}
     generation = watcher.generation
@@ -89,7 +89,7 @@ def test_a_last_line_cut_short_is_refused_once_settled_then_taken_whole(files, s
 def test_cut_or_empty_last_lines_are_refused_by_reload_and_check_config(files, svc,
                                                                         tail: str) -> None:
     path, base, template = files
-    watcher = svc._config.__self__
+    watcher = svc._rt._config.__self__
     client = create_app(service=svc).test_client()
     text = base + tail.format(template=template)
     path.write_text(text)
@@ -128,7 +128,7 @@ def test_check_config_asks_each_host_for_its_templates(files, tmp_path: Path) ->
 def test_missing_template_at_reload_is_a_warning_and_its_os_waits_for_it(
         files, svc, probe, caplog) -> None:
     path, base, template = files
-    watcher = svc._config.__self__
+    watcher = svc._rt._config.__self__
     client = create_app(service=svc).test_client()
     both = int(client.get("/getavailablecount/centos").text)
     caplog.set_level(logging.INFO)

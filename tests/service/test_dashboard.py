@@ -6,7 +6,6 @@ import csv
 import io
 import json
 
-from dynvm.api import dashboard_data as data
 from dynvm.core.maintenance import state
 
 
@@ -32,17 +31,17 @@ def test_dashboard_shows_leased_vms_with_owner_and_expiry(client, service) -> No
 
 def test_foreign_vms_are_marked(client, service, farm) -> None:
     rows = client.get("/ui/api/vms?state=foreign").get_json()["vms"]
-    running = sum(1 for vm in data.vms(service) if vm["foreign"])
+    running = sum(1 for vm in service.dashboard.vms() if vm["foreign"])
     assert len(rows) == running
     assert all(v["foreign"] and v["owner"] == "" for v in rows)
 
 
 def test_hosts_and_capacity_agree_with_getavailablecount(client, service) -> None:
     hosts = client.get("/ui/api/hosts").get_json()
-    assert [p["ref"] for p in hosts["pools"]] == sorted(service.host_refs())
+    assert [p["ref"] for p in hosts["pools"]] == sorted(service.legacy.host_refs())
     assert all(p["state"] == "up" and p["members"] for p in hosts["pools"])
     cap = client.get("/ui/api/capacity").get_json()["os"]
-    assert set(cap) == service.os_keys()
+    assert set(cap) == service.legacy.os_keys()
     for os_key, c in cap.items():
         legacy = client.get(f"/getavailablecount/{os_key}").text
         assert int(legacy) == c["available"], os_key
@@ -98,7 +97,7 @@ def test_health_live_and_ready(client, service) -> None:
     assert r.status_code == 200, r.text
     checks = r.get_json()["checks"]
     assert checks["store"]["ok"] and checks["config"]["ok"]
-    assert checks["hosts"]["reachable"] == sorted(service.host_refs())
+    assert checks["hosts"]["reachable"] == sorted(service.legacy.host_refs())
 
 
 def test_ready_fails_when_no_host_answers(tmp_path, farm) -> None:

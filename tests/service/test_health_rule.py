@@ -15,7 +15,7 @@ import pytest
 import dynvm.store.sqlite.db as sqlite_db
 from dynvm.api import create_app
 from dynvm.core.maintenance import state as S
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.sim import Farm
 from testbed.inis import Ini
 from tests.service.conftest import dynvm_on, wait_until, write_ini

@@ -17,7 +17,7 @@ from dynvm.cli import main
 from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import host_key
 from dynvm.core.maintenance import state as S
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from testbed.inis import Ini
@@ -64,7 +64,7 @@ def svc(ini: Path) -> Iterator[Dynvm]:
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(svc: Dynvm, ini: Path, mfarm: Farm) -> None:
-    svc.get_servers(ServersRequest(name="dry", count=12))
+    svc.legacy.get_servers(ServersRequest(name="dry", count=12))
     before = S.get_status(svc.ctx.store, 1)
     mfarm.reset_call_counts()
     result = CliRunner().invoke(main, ["maintenance", "reboot", "--config", str(ini), "1"])
@@ -86,14 +86,14 @@ def test_dry_run_prints_the_plan_and_changes_nothing(svc: Dynvm, ini: Path, mfar
 
 
 def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path) -> None:
-    before = svc.available("centos", frozenset(), False).count
+    before = svc.legacy.available("centos", frozenset(), False).count
     assert before > 0
     out = CliRunner().invoke(main, ["hosts", "--config", str(ini), "drain", "1"])
     assert out.exit_code == 0, out.output
     # Another process (a fresh core on the same store) sees it.
     other = build_service(str(ini), background=False)
     try:
-        assert other.available("centos", frozenset(), False).count == 0
+        assert other.legacy.available("centos", frozenset(), False).count == 0
         listing = CliRunner().invoke(main, ["hosts", "--config", str(ini), "--json"])
         report = json.loads(listing.output)
         assert report[0]["drained"] is True and report[0]["drained_by"] == "store"
@@ -104,10 +104,10 @@ def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path) ->
     from dynvm.core.errors import NoCapacity
 
     with pytest.raises(NoCapacity):
-        svc.get_servers(ServersRequest(name="drained", count=1))
+        svc.legacy.get_servers(ServersRequest(name="drained", count=1))
     out = CliRunner().invoke(main, ["hosts", "--config", str(ini), "undrain", "1"])
     assert out.exit_code == 0, out.output
-    assert svc.available("centos", frozenset(), False).count == before
+    assert svc.legacy.available("centos", frozenset(), False).count == before
     bad = CliRunner().invoke(main, ["hosts", "--config", str(ini), "drain", "9"])
     assert bad.exit_code == 2 and "xenhost9" in bad.output
 
@@ -115,12 +115,12 @@ def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path) ->
 def test_host_in_maintenance_takes_no_vm_and_is_not_counted(svc: Dynvm) -> None:
     view = svc.ctx.view(svc.config().hosts[1])
     member = sorted(view.hosts, key=lambda h: h.name_label)[1]
-    before = svc.available("centos", frozenset(), False).count
+    before = svc.legacy.available("centos", frozenset(), False).count
     S.set_in_maintenance(svc.ctx.store, host_key(1, member.uuid), True, "test")
     try:
-        during = svc.available("centos", frozenset(), False).count
+        during = svc.legacy.available("centos", frozenset(), False).count
         assert 0 < during < before
-        got = svc.get_servers(ServersRequest(name="avoid", count=6))
+        got = svc.legacy.get_servers(ServersRequest(name="avoid", count=6))
         leases = [svc.ctx.store.leases.get(r.vm_uuid) for r in got.servers]
         assert len(leases) == 6
         assert all(lease is not None and lease.host_uuid != member.uuid for lease in leases)

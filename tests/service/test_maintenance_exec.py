@@ -27,10 +27,8 @@ import XenAPI
 from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import host_key
 from dynvm.core.maintenance import state as S
-from dynvm.core.maintenance.ops import rolling_reboot
-from dynvm.core.maintenance.runner import Options
 from dynvm.core.release import release_names
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm, Options
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from testbed.inis import Ini
@@ -276,7 +274,7 @@ class SideTraffic:
             store = self.svc.ctx.store
             try:
                 blocked_before = S.placement_blocked(store)
-                got = self.svc.get_servers(ServersRequest(name=name, count=1))
+                got = self.svc.legacy.get_servers(ServersRequest(name=name, count=1))
                 lease = store.leases.get(got.servers[0].vm_uuid)
                 blocked_after = S.placement_blocked(store)
                 key = host_key(1, lease.host_uuid) if lease else ""
@@ -292,7 +290,7 @@ class SideTraffic:
 
 
 def sixty_running(svc: Dynvm, w: Watcher) -> dict[str, str]:
-    svc.get_servers(ServersRequest(name="job", count=12))
+    svc.legacy.get_servers(ServersRequest(name="job", count=12))
     guests = w.guests()
     assert len(guests) == 60
     assert all(r["power_state"] == "Running" for r in guests.values())
@@ -317,7 +315,7 @@ def test_rolling_reboot_keeps_every_vm_running(svc: Dynvm, rfarm: Farm) -> None:
         side.progress(status)
 
     try:
-        plan = rolling_reboot(svc, 1, Options(execute=True, parallel=5, poll=0.02), progress)
+        plan = svc.maintenance.rolling_reboot(1, Options(execute=True, parallel=5, poll=0.02), progress)
     finally:
         side.stop()
         w.stop()
@@ -371,7 +369,7 @@ def test_kill_9_mid_run_then_resume(svc: Dynvm, ini: Path, rfarm: Farm) -> None:
                         == "interrupted" and S.all_status(svc.ctx.store, [1])[1],
                         timeout=30, what="the run to show as interrupted")
     assert status["ha_off"] is True and status["host_name"] == first
-    health = svc.health()
+    health = svc.health.report()
     assert health["maintenance"]["1"]["state"] == "interrupted"
     assert "HA of xenhost1 is OFF" in health["maintenance"]["1"]["warning"]
     # Degraded, and that is the first thing it says.
@@ -402,8 +400,8 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
     try:
         from dynvm.core.store import LEASE_READY
 
-        svc.get_servers(ServersRequest(name="short", count=2))
-        svc.get_servers(ServersRequest(name="long", count=2))
+        svc.legacy.get_servers(ServersRequest(name="short", count=2))
+        svc.legacy.get_servers(ServersRequest(name="long", count=2))
         # The background worker fills the warm pool.
         warm = wait_until(lambda: len(svc.ctx.store.leases.find(state=LEASE_READY)) == 2 and
                           svc.ctx.store.leases.find(state=LEASE_READY), timeout=60,
@@ -417,7 +415,7 @@ def test_auto_strategy_waits_for_ending_leases_and_rebuilds_warm_vms(
         w.start({})
         seen: list[dict] = []
         try:
-            rolling_reboot(svc, 1, Options(execute=True, strategy="auto", drain_timeout=600,
+            svc.maintenance.rolling_reboot(1, Options(execute=True, strategy="auto", drain_timeout=600,
                                            poll=0.02), end_when_waited(svc, short, seen))
         finally:
             w.stop()
@@ -492,7 +490,7 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
     try:
         rfarm.fail_next("host.reboot", 1, "INTERNAL_ERROR", ["injected"])
         with pytest.raises(XenError) as failed:
-            rolling_reboot(svc, 1, Options(execute=True, poll=0.02))
+            svc.maintenance.rolling_reboot(1, Options(execute=True, poll=0.02))
         assert failed.value.code == "INTERNAL_ERROR"
         status = S.get_status(svc.ctx.store, 1)
         assert status is not None and status["state"] == "failed"
@@ -504,7 +502,7 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
         assert all(h.enabled for h in svc.ctx.view(svc.config().hosts[1]).hosts)
         assert svc.ctx.store.locks.holder(S.lock_name(1)) is None
         seen: list[dict] = []
-        rolling_reboot(svc, 1, Options(execute=True, poll=0.02),  # the same command resumes
+        svc.maintenance.rolling_reboot(1, Options(execute=True, poll=0.02),  # the same command resumes
                        lambda st: seen.append(dict(st)))
     finally:
         w.stop()
@@ -519,8 +517,8 @@ def test_a_failed_step_stops_the_run_puts_ha_back_and_a_rerun_resumes(
 
 def test_drain_strategy_waits_for_leases_then_moves_what_is_left(
         svc: Dynvm, rfarm: Farm, clock: SteppedClock) -> None:
-    svc.get_servers(ServersRequest(name="brief", count=2))
-    svc.get_servers(ServersRequest(name="stays", count=2))
+    svc.legacy.get_servers(ServersRequest(name="brief", count=2))
+    svc.legacy.get_servers(ServersRequest(name="stays", count=2))
     brief = {lease.vm_uuid for lease in svc.ctx.store.leases.find() if lease.name.startswith("brief")}
     stays = {lease.vm_uuid for lease in svc.ctx.store.leases.find() if lease.name.startswith("stays")}
     for u in brief:  # would outlast the test on their own
@@ -531,7 +529,7 @@ def test_drain_strategy_waits_for_leases_then_moves_what_is_left(
     try:
         # The brief leases end at the first wait; "stays" outlasts the drain timeout
         # (the clock is moved past it once the brief ones are gone) and is moved.
-        rolling_reboot(svc, 1, Options(execute=True, strategy="drain", poll=0.02),
+        svc.maintenance.rolling_reboot(1, Options(execute=True, strategy="drain", poll=0.02),
                        end_when_waited(svc, brief, seen, clock))
     finally:
         w.stop()

@@ -20,11 +20,10 @@ from flask.testing import FlaskClient
 
 from dynvm.api import create_app
 from dynvm.cli import main
+from dynvm.core.errors import MaintenanceFailed
 from dynvm.core.maintenance import state as S
-from dynvm.core.maintenance.ops import rolling_reboot
-from dynvm.core.maintenance.runner import MaintenanceFailed, Options
 from dynvm.core.release import release_names
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm, Options
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from tests.service.conftest import FAST, FarmProbe, _release_everything, wait_until, write_ini
@@ -50,7 +49,7 @@ def stops(svc: Dynvm, match: str, progress: Callable[[dict], None]) -> dict[str,
     """Run the rolling reboot of the pool, which must stop with an error matching
     `match`; returns its status, "failed"."""
     with pytest.raises(MaintenanceFailed, match=match):
-        rolling_reboot(svc, POOL, Options(execute=True, poll=0.02), progress)
+        svc.maintenance.rolling_reboot(POOL, Options(execute=True, poll=0.02), progress)
     status = S.get_status(svc.ctx.store, POOL)
     assert status is not None and status["state"] == "failed", status
     return status
@@ -89,7 +88,7 @@ def test_a_vm_asked_for_during_the_run_never_stops_it(service: Dynvm, farm: Farm
         second(status)
 
     try:
-        rolling_reboot(service, POOL, Options(execute=True, poll=0.02), progress)
+        service.maintenance.rolling_reboot(POOL, Options(execute=True, poll=0.02), progress)
         # While the master reboots, its member waits for its turn: a VM there could
         # not move, so there is no room in the pool, and the answer says so.
         assert answers["early"].status_code == 503, answers["early"].get_data(as_text=True)
@@ -163,7 +162,7 @@ def test_a_run_that_stops_gives_back_what_it_can_and_says_what_it_cannot(
     assert S.in_maintenance(svc.ctx.store) == {}
     assert not client.get("/health").get_json()["maintenance"][str(POOL)].get("hosts_left")
     # The other command it names, the resume, finishes the rolling reboot.
-    rolling_reboot(svc, POOL, Options(execute=True, poll=0.02))
+    svc.maintenance.rolling_reboot(POOL, Options(execute=True, poll=0.02))
     assert (S.get_status(svc.ctx.store, POOL) or {}).get("state") == "done"
     assert S.in_maintenance(svc.ctx.store) == {}
     assert all(m["enabled"] and not m["in_maintenance"] for m in members(client).values())

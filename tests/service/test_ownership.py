@@ -17,7 +17,7 @@ from typing import cast
 from dynvm.api import create_app
 from dynvm.core.background import Timings
 from dynvm.core.ports import TAG_DEPLOYMENT
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.core.store import Leases
 from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FarmProbe, wait_until, write_ini

@@ -78,7 +78,7 @@ def test_showall_and_count_on_every_real_pool(tmp_path) -> None:
             assert {k: len(v) for k, v in shown.items()} == {k: e[0] for k, e in expected.items()}
             cfg = svc.config()
             for ref, (_, count) in expected.items():
-                assert svc._count([cfg.hosts[int(ref)]], "centos").count == count, ref
+                assert svc.legacy.count([cfg.hosts[int(ref)]], "centos").count == count, ref
             total = c.get("/getavailablecount/centos?ignorelabels=true")
             assert total.status_code == 200
             assert int(total.text) == sum(e[1] for e in expected.values()) > 0

@@ -19,7 +19,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.sim.farmgen import dhcp_range

@@ -19,7 +19,7 @@ import pytest
 
 import dynvm.store.sqlite.db as sqlite_db
 from dynvm.api import create_app
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.store.sqlite import SqliteStore

@@ -14,7 +14,7 @@ import pytest
 
 from dynvm.api import create_app
 from dynvm.config import ConfigWatcher
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import adapters
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.outbox import ResilientStore

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 import dynvm.store.sqlite.db as sqlite_db
 from dynvm.api import create_app
 from dynvm.core import tokens
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.sim import Farm
 from tests.service.conftest import dynvm_on, wait_until, write_ini
 from tests.support.auth import ADMIN, auth_section, bearer, make_tokens

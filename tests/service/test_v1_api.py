@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from dynvm.api import create_app
 from dynvm.core import tokens
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from tests.service.conftest import FAST, _release_everything, wait_until, write_ini

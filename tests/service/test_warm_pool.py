@@ -68,15 +68,15 @@ def test_fill_hand_out_and_refill(warm, probe) -> None:
 def test_available_count_includes_ready_vms(tmp_path, farm, clean_farm) -> None:
     cold = build_service(str(write_ini(tmp_path, farm)), timings=FAST, background=False)
     try:
-        before = cold.available("centos", frozenset(), False).count
+        before = cold.legacy.available("centos", frozenset(), False).count
     finally:
         cold.close()
     (tmp_path / "w").mkdir()
     svc = build_service(str(write_ini(tmp_path / "w", farm, extra=POOL)), timings=FAST)
     try:
-        svc.available("centos", frozenset(), False)
+        svc.legacy.available("centos", frozenset(), False)
         wait_until(lambda: len(ready(svc)) == 2, timeout=20, what="the pool to fill")
-        wait_until(lambda: svc.available("centos", frozenset(), False).count == before,
+        wait_until(lambda: svc.legacy.available("centos", frozenset(), False).count == before,
                    timeout=10, what="ready VMs to count as available")
     finally:
         _stop_filling(svc)
@@ -85,7 +85,7 @@ def test_available_count_includes_ready_vms(tmp_path, farm, clean_farm) -> None:
 
 
 def test_stale_and_dead_ready_vms_are_recycled(warm, probe) -> None:
-    warm.available("centos", frozenset(), False)
+    warm.legacy.available("centos", frozenset(), False)
     wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to fill")
     old, dead = ready(warm)
     warm.ctx.store.leases.update(old.vm_uuid, created=old.created - 2 * 3600)  # past its TTL
@@ -145,7 +145,7 @@ def test_removing_a_pool_recycles_its_ready_vms(tmp_path, farm, clean_farm, prob
     ini = write_ini(tmp_path, farm, extra=POOL)
     svc = build_service(str(ini), timings=FAST)
     try:
-        svc.available("centos", frozenset(), False)
+        svc.legacy.available("centos", frozenset(), False)
         wait_until(lambda: len(ready(svc)) == 2, timeout=20, what="the pool to fill")
         write_ini(tmp_path, farm)  # same file, no [pool centos] any more
         wait_until(lambda: ready(svc) == [] and not probe.vms_named("dynvm-ready-"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dynvm.core import tokens
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 
 OWNER, OTHER, ADMIN = "team-a", "team-b", "ops"
 MODES = ("open", "mutating", "all")

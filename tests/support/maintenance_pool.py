@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.release import release_lease
-from dynvm.core.service import Dynvm
+from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from testbed.inis import Ini

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from dynvm.core.lifecycle import RequestState
-from dynvm.core.progress import Step
+from dynvm.core.services import RequestState, Step
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
 OS_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

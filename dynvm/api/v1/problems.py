@@ -12,8 +12,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from dynvm.api.errors import detail_of, status_of
-from dynvm.core.errors import DynvmError
-from dynvm.core.store import StoreError
+from dynvm.core.errors import DynvmError, QuotaExceeded, StoreError
 
 log = logging.getLogger("dynvm.api.v1")
 
@@ -31,8 +30,6 @@ def problem(status: int, detail: str, **extra: Any) -> Response:
 
 def from_exception(exc: Exception) -> Response:
     """The problem answer for anything a v1 route raised."""
-    from dynvm.core.quota import QuotaExceeded
-
     if isinstance(exc, ValidationError):
         errors = [{"loc": [str(x) for x in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
         return problem(422, "the request does not match the schema", errors=errors)

@@ -13,17 +13,12 @@ from pydantic import BaseModel
 from dynvm.api import access, jsonbody
 from dynvm.api.auth import Unauthorized
 from dynvm.api.v1 import docs, models, problems
-from dynvm.core import asyncreq, quota
-from dynvm.core import vms as core_vms
-from dynvm.core.callers import Caller
 from dynvm.core.errors import NotFound
-from dynvm.core.getservers import served_os
-from dynvm.core.lifecycle import RequestState
-from dynvm.core.progress import of_request
-from dynvm.core.store import Lease, RequestRecord
+from dynvm.core.records import Lease
+from dynvm.core.services import Caller, NewRequest, RequestState, RequestStatus
 
 if TYPE_CHECKING:
-    from dynvm.core.service import Dynvm
+    from dynvm.core.services import Dynvm
 
 bp = Blueprint("v1", __name__, url_prefix="/api/v1")
 
@@ -71,7 +66,6 @@ def service() -> Dynvm:
 
 def caller() -> Caller:
     """The token's caller (authenticated before the view, as every secured route is)."""
-    service()._touch()  # this worker's background loop (heartbeat, reconciliation) runs
     c = access.caller()
     if c is None:
         raise Unauthorized("a token is needed: send `Authorization: Bearer <token>`")
@@ -99,17 +93,13 @@ def check_name(name: str) -> str:
     return name
 
 
-def request_view(rec: RequestRecord, cancelling: bool) -> models.RequestOut:
-    d = rec.detail
+def request_view(st: RequestStatus) -> models.RequestOut:
     return models.RequestOut(
-        id=rec.id, state=RequestState(rec.state) if rec.state in asyncreq.STATES
-        else RequestState.FAILED,
-        cancelling=cancelling and rec.state == asyncreq.RUNNING,
-        owner=str(d.get("owner", "")), os=rec.os, count=rec.count,
-        names=list(d.get("names", [])), created=rec.started, finished=rec.finished,
-        expires=d.get("expires"), error=d.get("error") or d.get("reason"),
+        id=st.id, state=st.state, cancelling=st.cancelling, owner=st.owner, os=st.os,
+        count=st.count, names=st.names, created=st.created, finished=st.finished,
+        expires=st.expires, error=st.error,
         vms=[models.VmProgressOut(name=p.name, step=p.step, since=p.since, ip=p.ip,
-                                  reason=p.reason, host=p.host_ref) for p in of_request(rec)])
+                                  reason=p.reason, host=p.host_ref) for p in st.vms])
 
 
 def vm_view(lease: Lease) -> models.VmOut:
@@ -117,13 +107,6 @@ def vm_view(lease: Lease) -> models.VmOut:
                         ip=lease.ip, host=lease.host_ref, created=lease.created,
                         expires=lease.expires, request_id=lease.request_id,
                         labels=list(lease.labels))
-
-
-def visible_request(c: Caller, request_id: str) -> RequestRecord:
-    rec = asyncreq.get(service().ctx, request_id)
-    if not c.admin and rec.detail.get("owner") != c.owner:
-        raise NotFound(f"no request {request_id}")
-    return rec
 
 
 OK_REQUEST = {200: ("the request", models.RequestOut)}
@@ -139,16 +122,13 @@ OK_VM = {200: ("the VM", models.VmOut)}
 def create_request() -> Response:
     c = caller()
     body: models.RequestIn = body_of(models.RequestIn)
-    svc = service()
-    svc._touch()
-    new = asyncreq.NewRequest(owner=c.owner, os=body.os, count=body.count, name=body.name,
-                              cpus=body.cpus, memory_gib=body.memory_gib,
-                              lease_minutes=body.lease_minutes, labels=tuple(body.labels),
-                              host=body.host, all_or_none=body.all_or_none,
-                              check_ssh=body.check_ssh)
-    rec = asyncreq.submit(svc.ctx, new)
-    location = url_for("v1.get_request", request_id=rec.id)
-    return out(request_view(rec, False), 202, Location=location)
+    new = NewRequest(owner=c.owner, os=body.os, count=body.count, name=body.name,
+                     cpus=body.cpus, memory_gib=body.memory_gib,
+                     lease_minutes=body.lease_minutes, labels=tuple(body.labels),
+                     host=body.host, all_or_none=body.all_or_none, check_ssh=body.check_ssh)
+    st = service().requests.submit(new)
+    location = url_for("v1.get_request", request_id=st.id)
+    return out(request_view(st), 202, Location=location)
 
 
 @operation("GET", "/requests/<request_id>", summary="A request's state and each VM's step",
@@ -156,10 +136,7 @@ def create_request() -> Response:
 def get_request(request_id: str) -> Response:
     c = caller()
     q: models.WaitQuery = query_of(models.WaitQuery)
-    visible_request(c, request_id)
-    ctx = service().ctx
-    rec = asyncreq.wait(ctx, request_id, q.wait) if q.wait else asyncreq.get(ctx, request_id)
-    return out(request_view(rec, asyncreq.cancelling(ctx, request_id)))
+    return out(request_view(service().requests.status(c, request_id, q.wait)))
 
 
 @operation("DELETE", "/requests/<request_id>",
@@ -168,11 +145,8 @@ def get_request(request_id: str) -> Response:
                                           models.RequestOut)})
 def cancel_request(request_id: str) -> Response:
     c = caller()
-    visible_request(c, request_id)
-    ctx = service().ctx
-    rec = asyncreq.cancel(ctx, request_id, by=c.owner)
-    status = 202 if rec.state == asyncreq.RUNNING else 200
-    return out(request_view(rec, True), status)
+    st = service().requests.cancel(c, request_id)
+    return out(request_view(st), 202 if st.state == RequestState.RUNNING else 200)
 
 
 # -- VMs --------------------------------------------------------------------------------------
@@ -182,24 +156,21 @@ def cancel_request(request_id: str) -> Response:
 def list_vms() -> Response:
     c = caller()
     q: models.VmQuery = query_of(models.VmQuery)
-    leases = core_vms.listing(service().ctx, c, owner=q.owner, os=q.os, host=q.host,
-                              state=q.state)
+    leases = service().vms.listing(c, owner=q.owner, os=q.os, host=q.host, state=q.state)
     return out(models.VmList(vms=[vm_view(lease) for lease in leases]))
 
 
 @operation("GET", "/vms/<name>", summary="One VM", tag="vms", responses=OK_VM)
 def get_vm(name: str) -> Response:
     c = caller()
-    return out(vm_view(core_vms.find(service().ctx, c, check_name(name))))
+    return out(vm_view(service().vms.find(c, check_name(name))))
 
 
 @operation("DELETE", "/vms/<name>", summary="Release a VM (destroyed with its disks)",
            tag="vms", responses=OK_VM)
 def release_vm(name: str) -> Response:
     c = caller()
-    svc = service()
-    svc._touch()
-    return out(vm_view(core_vms.release(svc.ctx, c, check_name(name))))
+    return out(vm_view(service().vms.release(c, check_name(name))))
 
 
 @operation("POST", "/vms/<name>/extend", summary="Move a VM's expiry to now + minutes",
@@ -207,9 +178,7 @@ def release_vm(name: str) -> Response:
 def extend_vm(name: str) -> Response:
     c = caller()
     body: models.ExtendIn = body_of(models.ExtendIn)
-    svc = service()
-    svc._touch()
-    return out(vm_view(core_vms.extend(svc.ctx, c, check_name(name), body.minutes)))
+    return out(vm_view(service().vms.extend(c, check_name(name), body.minutes)))
 
 
 # -- farm ---------------------------------------------------------------------------------------
@@ -218,10 +187,8 @@ def extend_vm(name: str) -> Response:
            responses={200: ("capacity", models.CapacityOut)})
 def capacity() -> Response:
     caller()
-    svc = service()
-    rows = [models.OsCapacity(os=os, by_label={r["label"]: r["count"]
-                                               for r in svc.available_by_label(os)})
-            for os in sorted(served_os(svc.config()))]
+    rows = [models.OsCapacity(os=os, by_label=by_label)
+            for os, by_label in service().farm.capacity().items()]
     return out(models.CapacityOut(capacity=rows))
 
 
@@ -229,18 +196,7 @@ def capacity() -> Response:
            responses={200: ("hosts", models.HostList)})
 def hosts() -> Response:
     caller()
-    svc = service()
-    cfg = svc._touch()
-    rows = []
-    for h in cfg.hosts.values():
-        try:
-            view = svc.ctx.view(h)
-            reachable, members, nvms = True, len(view.hosts), len(view.vms)
-        except Exception:  # unreachable hosts are listed, not fatal
-            reachable, members, nvms = False, 0, 0
-        rows.append(models.HostOut(ref=h.ref, url=h.url, labels=sorted(h.labels),
-                                   os=sorted(h.os), drain=h.drain, reachable=reachable,
-                                   members=members, vms=nvms))
+    rows = [models.HostOut.model_validate(h) for h in service().farm.hosts()]
     return out(models.HostList(hosts=rows))
 
 
@@ -249,8 +205,8 @@ def hosts() -> Response:
 def history() -> Response:
     c = caller()
     q: models.HistoryQuery = query_of(models.HistoryQuery)
-    items, more = core_vms.history_page(service().ctx, c, owner=q.owner, os=q.os, since=q.since,
-                                        until=q.until, page=q.page, per_page=q.per_page)
+    items, more = service().history.page(c, owner=q.owner, os=q.os, since=q.since,
+                                         until=q.until, page=q.page, per_page=q.per_page)
     return out(models.HistoryOut(items=items, page=q.page, next_page=q.page + 1 if more else None))
 
 
@@ -259,16 +215,11 @@ def history() -> Response:
 def get_quota() -> Response:
     c = caller()
     q: models.QuotaQuery = query_of(models.QuotaQuery)
-    owner = q.owner or c.owner
-    if owner != c.owner and not c.admin:
-        raise NotFound(f"no quota visible for {owner}")
-    svc = service()
-    cfg = svc.config()
-    used = quota.usage(svc.ctx.store, cfg, owner)
-    limits = cfg.quota_for(owner)
+    report = service().quotas.of(c, q.owner)
+    limits, used = report.limits, report.usage
     return out(models.QuotaOut(
-        owner=owner, limits=models.Limits(vms=limits.vms, vcpus=limits.vcpus,
-                                          memory_gib=limits.memory_gib),
+        owner=report.owner, limits=models.Limits(vms=limits.vms, vcpus=limits.vcpus,
+                                                 memory_gib=limits.memory_gib),
         usage=models.Used(vms=used.vms, vcpus=used.vcpus, memory_gib=used.memory_gib)))
 
 
@@ -278,9 +229,10 @@ def get_quota() -> Response:
            responses={200: ("OpenAPI 3.1", None)})
 def openapi_json() -> Response:
     from dynvm.api.v1.openapi import Served, document
-    cfg = service().config()  # the document speaks of what this configuration allows
-    return Response(document(Served(cfg.expiry_minutes_max, tuple(sorted(served_os(cfg))),
-                                    tuple(sorted(cfg.hosts)))), mimetype="application/json")
+
+    offer = service().farm.offer()  # the document speaks of what this configuration allows
+    return Response(document(Served(offer.max_lease_minutes, offer.os_keys, offer.host_refs)),
+                    mimetype="application/json")
 
 
 @operation("GET", "/docs", summary="The API reference, rendered", tag="meta", secured=False,

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from dynvm.config import HostConfig
 from dynvm.core.capacity import host_key
 from dynvm.core.context import Context
+from dynvm.core.errors import MaintenanceFailed, MaintenanceRefused
 from dynvm.core.maintenance import leftovers
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.plan import GIB, Plan, PlanHost, PlanVm, host_order, plan_reboot
@@ -41,14 +42,6 @@ T = TypeVar("T")
 EVENTS_KEPT = 30
 HOLD_SECS = 600.0  # a migration's room held in the store frees itself after this (a crash)
 DOWN_WAIT_SECS = 30.0  # how long a rebooting host may still look live
-
-
-class MaintenanceRefused(Exception):
-    """The run cannot start (not N+1, a VM that cannot move, another run holds the pool)."""
-
-
-class MaintenanceFailed(Exception):
-    """The run stopped part way; the status document says where and what to do."""
 
 
 @dataclass(frozen=True)

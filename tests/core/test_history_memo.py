@@ -1,13 +1,15 @@
-"""The dashboard's history memo: every worker answers from the store's current history."""
+"""The history subject's memo: every worker answers from the store's current history."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from dynvm.api.dashboard_history import _HistoryMemo
+from dynvm.core.services.base import Runtime
+from dynvm.core.services.history import History
 from dynvm.core.store import Store
 from dynvm.store.couchbase import CouchbaseStore
 from dynvm.store.sqlite import SqliteStore
@@ -35,17 +37,10 @@ def two_workers(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[Stor
     other.close()
 
 
-class _Reads:
-    """The service's history reads (`Dynvm.history_mark`, `Dynvm.history`) over one store."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def history_mark(self) -> str:
-        return self.store.history.mark()
-
-    def history(self, limit: int) -> list[dict]:
-        return self.store.history.recent(limit=limit)
+def _history(store: Store) -> History:
+    """The history subject of a service over `store` (all it reads of its runtime)."""
+    rt: Any = SimpleNamespace(ctx=SimpleNamespace(store=store), read=Runtime.read)
+    return History(rt)
 
 
 def _names(docs: list[dict]) -> list[str]:
@@ -54,25 +49,23 @@ def _names(docs: list[dict]) -> list[str]:
 
 def test_a_write_by_another_worker_is_seen_at_once(two_workers) -> None:
     mine, other = two_workers
-    memo = _HistoryMemo()
-    svc: Any = _Reads(mine)  # all the memo reads of a service
+    memo = _history(mine)
     other.history.put("u1", {"name": "job1", "created_time": 100.0, "state": "available"})
-    assert _names(memo.docs(svc)) == ["job1"]
+    assert _names(memo.docs()) == ["job1"]
 
     other.history.put("u2", {"name": "job2", "created_time": 200.0, "state": "available"})
-    assert _names(memo.docs(svc)) == ["job2", "job1"]
+    assert _names(memo.docs()) == ["job2", "job1"]
     other.history.update("u1", {"state": "deleted"})
-    assert [d["state"] for d in memo.docs(svc)] == ["available", "deleted"]
+    assert [d["state"] for d in memo.docs()] == ["available", "deleted"]
 
 
 def test_unchanged_history_is_not_read_again(two_workers) -> None:
     mine, other = two_workers
-    memo = _HistoryMemo()
-    svc: Any = _Reads(mine)  # all the memo reads of a service
+    memo = _history(mine)
     other.history.put("u1", {"name": "job1", "created_time": 100.0})
-    docs = memo.docs(svc)
+    docs = memo.docs()
     other.leases.put(make_lease("job1"))  # another subject: the history itself did not change
-    assert memo.docs(svc) is docs
+    assert memo.docs() is docs
     calls: list[int] = []
 
     def count(d: list[dict]) -> int:
@@ -80,6 +73,6 @@ def test_unchanged_history_is_not_read_again(two_workers) -> None:
         return len(d)
 
     assert memo.derived(docs, "n", count) == 1
-    assert memo.derived(memo.docs(svc), "n", count) == 1
+    assert memo.derived(memo.docs(), "n", count) == 1
     assert calls == [1]  # derived once per read of the history
 

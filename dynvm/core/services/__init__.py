@@ -1,0 +1,38 @@
+"""The service layer: every use case of dynvm, a public method of a subject service.
+
+Every entry point (the HTTP API, the CLI, the gunicorn hooks) holds one
+`Dynvm` and calls `svc.<subject>.<use case>(...)`; none reaches into the
+context, the store or a pool. The HTTP layer imports from the core only this
+package, the records and the errors (`tests/core/test_layers.py`), so what
+the use cases take and give back is exported here.
+
+A new subject is a new module here: a `Subject` subclass whose methods are
+the use cases (each calls `self.rt.touch()` when it serves a request, reads
+the store through `self.rt.read` when an unreadable store must be a 503),
+and one line in `Dynvm.__init__`.
+"""
+
+from dynvm.core.answers import Available, ServerResult, ServersRequest, ServersResult, ShowAll
+from dynvm.core.asyncreq import NewRequest
+from dynvm.core.callers import EVERYONE, Caller
+from dynvm.core.context import CoreEvent
+from dynvm.core.lifecycle import LeaseState, RequestState
+from dynvm.core.progress import Step, VmProgress
+from dynvm.core.release import Target
+from dynvm.core.services.dashboard import RECENT_HOURS, RequestFigures, Snapshot
+from dynvm.core.services.facade import Dynvm
+from dynvm.core.services.farm import Offer
+from dynvm.core.services.health import StoreGauges
+from dynvm.core.services.maintenance import Options, Plan, RollingReboot, describe_plan
+from dynvm.core.services.quotas import QuotaReport, Usage
+from dynvm.core.services.requests import RequestStatus
+from dynvm.core.services.tokens import TokenAdmin
+from dynvm.core.trace import bind_request, unbind_request
+
+__all__ = [
+    "EVERYONE", "RECENT_HOURS", "Available", "Caller", "CoreEvent", "Dynvm", "LeaseState",
+    "NewRequest", "Offer", "Options", "Plan", "QuotaReport", "RequestFigures", "RequestState",
+    "RequestStatus", "RollingReboot", "ServerResult", "ServersRequest", "ServersResult",
+    "ShowAll", "Snapshot", "Step", "StoreGauges", "Target", "TokenAdmin", "Usage",
+    "VmProgress", "bind_request", "describe_plan", "unbind_request",
+]

@@ -1,0 +1,370 @@
+"""What the operator's dashboard, its JSON routes and /metrics show, read from the store
+and the inventory.
+
+Everything here is computed per call from the state of record (leases,
+requests, history in the store) and the pools' inventory, so every worker
+and every instance answers the same. Plain dicts and lists only: the JSON
+routes serialise them as they are and the templates render them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dynvm.core import getservers, progress, warmpool
+from dynvm.core.callers import EVERYONE, Caller, request_owner
+from dynvm.core.capacity import host_key, slots_on, vm_os
+from dynvm.core.errors import StoreDown
+from dynvm.core.lifecycle import RequestState
+from dynvm.core.maintenance.state import is_blocked, placement_blocked
+from dynvm.core.placement import eligible_hosts
+from dynvm.core.ports import (
+    TAG_CREATED,
+    TAG_EXPIRES,
+    TAG_LEASE,
+    TAG_OS,
+    TAG_OWNER,
+    TAG_STATE,
+    PoolView,
+)
+from dynvm.core.progress import STEP_TIME_PREFIX
+from dynvm.core.records import RequestRecord
+from dynvm.core.services.base import Runtime, Subject
+from dynvm.core.services.history import History
+from dynvm.core.store import (
+    LEASE_ACTIVE,
+    LEASE_PROVISIONING,
+    LEASE_READY,
+    LEASE_RELEASING,
+    Lease,
+    Reservation,
+)
+
+if TYPE_CHECKING:
+    from dynvm.config import Config
+
+# Lease states as operators name them.
+VM_STATES = {LEASE_PROVISIONING: "building", LEASE_READY: "ready", LEASE_ACTIVE: "leased",
+             LEASE_RELEASING: "releasing"}
+RECENT_HOURS = 6.0  # finished requests shown this far back
+REQUEST_SCAN_SECS = 24 * 3600.0  # build steps are read from requests of the last day
+STEP_ORDER = [str(s) for s in progress.Step]
+RECYCLE_PREFIX = "warm pool recycle"
+
+
+@dataclass(frozen=True)
+class RequestFigures:
+    in_flight: int  # getservers requests being served (warm-pool refills apart)
+    step_secs: dict[tuple[str, ...], list[float]]  # (OS, build step) -> seconds spent in it
+
+
+@dataclass
+class Snapshot:
+    """One consistent read of config, inventory and store, shared by every section."""
+
+    cfg: Config
+    views: dict[int, PoolView]
+    errors: dict[int, str]
+    leases: list[Lease]
+    now: float
+    reservations: list[Reservation] = field(default_factory=list)
+    # Pools drained ("<N>") and member hosts in maintenance ("<N>/<uuid>") in the store.
+    blocked: frozenset[str] = frozenset()
+    _slots: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict, repr=False)
+    _by_host: dict[str, list[Reservation]] = field(default_factory=dict, repr=False)
+
+    # Why the store could not be read, if it could not: the store's records are then
+    # unknown (not empty), and whoever shows this snapshot must say so.
+    store_error: str | None = None
+
+    @classmethod
+    def take(cls, rt: Runtime) -> Snapshot:
+        cfg = rt.config()
+        ctx = rt.ctx
+        hosts = sorted(cfg.hosts.values(), key=lambda h: h.ref)
+        views, errors = {}, {}
+        for h in hosts:
+            try:
+                views[h.ref] = ctx.view(h)
+            except Exception as exc:  # unreachable: shown as such, never fatal
+                errors[h.ref] = str(exc)
+        store = ctx.store
+        try:
+            # Leases, live reservations and what placement skips, read together.
+            leases, reservations, blocked = rt.read(lambda: (
+                store.leases.find(), store.reservations.live(), placement_blocked(store)))
+        except StoreDown as exc:
+            return cls(cfg, views, errors, [], ctx.clock(), store_error=exc.message)
+        return cls(cfg, views, errors, leases, ctx.clock(), reservations, blocked)
+
+    def require_store(self) -> Snapshot:
+        """This snapshot, if its store records were read; else StoreDown (a 503)."""
+        if self.store_error is not None:
+            raise StoreDown(self.store_error)
+        return self
+
+    def slots(self, ref: int, os_key: str) -> dict[str, int]:
+        """Free VM slots of `os_key` per member host of pool `ref`, computed once."""
+        key = (ref, os_key)
+        if key not in self._slots:
+            if not self._by_host and self.reservations:
+                for r in self.reservations:
+                    self._by_host.setdefault(r.host_key, []).append(r)
+            hc, view = self.cfg.hosts[ref], self.views[ref]
+            # As placement.candidates counts them, with the reservations grouped once;
+            # a drained pool or a member in maintenance has no room to offer.
+            self._slots[key] = {
+                m.uuid: 0 if is_blocked(self.blocked, ref, m.uuid)
+                else slots_on(view, m, hc, os_key, self._by_host.get(host_key(ref, m.uuid), []))
+                for m in view.hosts}
+        return self._slots[key]
+
+
+def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> str:
+    """As an operator names it: maintenance first (it explains a disabled host)."""
+    if in_maintenance:
+        return "in maintenance"
+    if not enabled:
+        return "disabled"
+    return "drained" if drained else "up"
+
+
+def _unleased_state(tags: Mapping[str, str], store_unread: bool) -> str:
+    """A VM no lease covers: foreign, or dynvm's without a lease ("untracked"). When the
+    leases could not be read, a dynvm VM's own state tag says where it is instead."""
+    if TAG_OWNER not in tags:
+        return "foreign"
+    if store_unread:
+        return VM_STATES.get(tags.get(TAG_STATE, ""), "unknown")
+    return "untracked"
+
+
+def _num(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _lease_row(lease: Lease, now: float) -> dict[str, Any]:
+    return {"uuid": lease.vm_uuid, "name": lease.name, "owner": lease.owner,
+            "request_id": lease.request_id, "os": lease.os,
+            "state": VM_STATES.get(lease.state, lease.state), "ip": lease.ip,
+            "created": lease.created, "expires": lease.expires}
+
+
+def _times(row: dict[str, Any], now: float) -> dict[str, Any]:
+    c, e = row.get("created"), row.get("expires")
+    row["age_secs"] = int(now - c) if c else None
+    row["expires_in_secs"] = int(e - now) if e else None
+    return row
+
+
+def _reason(detail: dict[str, Any]) -> str:
+    """Why a request ended as it did, in full: its own reason, then each failed VM's."""
+    parts = [str(detail[k]) for k in ("error", "reason") if detail.get(k)]
+    parts += [f"{n}: {why}" for n, why in detail.get("failed") or []]
+    return "; ".join(parts)
+
+
+class Dashboard(Subject):
+    """The dashboard's sections (`/`, `/ui/...`) and the farm gauges of /metrics."""
+
+    def __init__(self, rt: Runtime, history: History) -> None:
+        super().__init__(rt)
+        self._history = history
+
+    def snapshot(self) -> Snapshot:
+        """One read of config, inventory and store for every section of one answer."""
+        return Snapshot.take(self.rt)
+
+    def os_keys(self) -> frozenset[str]:
+        """The OS keys some host serves (the VM table's filter)."""
+        return getservers.served_os(self.rt.config())
+
+    @staticmethod
+    def vm_state_names() -> list[str]:
+        """The states the VM table may show (its filter), sorted."""
+        return sorted(set(VM_STATES.values()) | {"foreign", "untracked"})
+
+    # ---------------------------------------------------------------- farm
+
+    def hosts(self, snap: Snapshot | None = None) -> dict[str, Any]:
+        """Every pool and member host with its state, load and free room; totals."""
+        snap = snap or self.snapshot()
+        cfg = snap.cfg
+        pools = []
+        totals: defaultdict[str, float] = defaultdict(float)
+        for hc in sorted(cfg.hosts.values(), key=lambda h: h.ref):
+            view = snap.views.get(hc.ref)
+            pool: dict[str, Any] = {"ref": hc.ref, "name": hc.name, "labels": sorted(hc.labels),
+                                    "os": sorted(hc.os), "drain": hc.drain, "members": []}
+            if view is None:
+                pool.update(state="unreachable", error=snap.errors.get(hc.ref, ""),
+                            available={o: 0 for o in sorted(hc.os)})
+                pools.append(pool)
+                continue
+            drained = hc.drain or str(hc.ref) in snap.blocked
+            pool.update(state="drained" if drained else "up", error="",
+                        view_age_secs=round(view.age_secs, 2))
+            slots: dict[str, dict[str, int]] = defaultdict(dict)
+            for o in sorted(hc.os) if snap.store_error is None else ():  # room taken: unknown
+                for member_uuid, n in snap.slots(hc.ref, o).items():
+                    slots[member_uuid][o] = 0 if hc.drain else n
+            for m in sorted(view.hosts, key=lambda m: m.name_label):
+                running = view.running_on(m.uuid)
+                disk_total = sum(size for size, _ in m.srs.values())
+                disk_used = sum(used for _, used in m.srs.values())
+                member: dict[str, Any] = {
+                    "name": m.name_label, "uuid": m.uuid, "address": m.address,
+                    "state": _member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained),
+                    "vms": len(running),
+                    "vcpus_used": sum(v.vcpus_max for v in running), "cpu_count": m.cpu_count,
+                    "memory_total": m.memory_total, "memory_free": m.memory_free,
+                    "memory_used": m.memory_total - m.memory_free,
+                    "disk_total": disk_total, "disk_used": disk_used,
+                    "available": slots.get(m.uuid, {}),
+                }
+                for k in ("vms", "vcpus_used", "cpu_count", "memory_total", "memory_free",
+                          "memory_used", "disk_total", "disk_used"):
+                    totals[k] += member[k]
+                pool["members"].append(member)
+            ready: defaultdict[str, int] = defaultdict(int)
+            for lease in snap.leases:
+                if lease.state == LEASE_READY and lease.host_ref == hc.ref:
+                    ready[lease.os] += 1
+            pool["available"] = {o: sum(s.get(o, 0) for s in slots.values()) + ready[o]
+                                 for o in sorted(hc.os) if snap.store_error is None}
+            pools.append(pool)
+        return {"pools": pools, "totals": {k: int(v) for k, v in totals.items()},
+                "capacity": self.capacity(snap)["os"] if snap.store_error is None else {}}
+
+    def capacity(self, snap: Snapshot | None = None) -> dict[str, Any]:
+        """Available VM count of every served OS (default labels, as /getavailablecount)."""
+        snap = snap or self.snapshot()
+        out = {}
+        for o in sorted(getservers.served_os(snap.cfg)):
+            hosts_ = eligible_hosts(snap.cfg, o, frozenset(), False)
+            views = [(h, snap.views[h.ref]) for h in hosts_ if h.ref in snap.views]
+            down = [h.ref for h in hosts_ if h.ref not in snap.views]
+            refs = {h.ref for h, _ in views}
+            ready = sum(1 for lease in snap.leases
+                        if lease.state == LEASE_READY and lease.os == o and lease.host_ref in refs)
+            free = sum(sum(snap.slots(h.ref, o).values()) for h, _ in views)
+            out[o] = {"available": free + (ready if o in snap.cfg.pools else 0),
+                      "ready": ready, "unreachable": down}
+        return {"os": out}
+
+    def vms(self, snap: Snapshot | None = None,
+            viewer: Caller = EVERYONE) -> list[dict[str, Any]]:
+        """Every VM on the farm the viewer may see: dynvm's with their lease, others marked
+        foreign (an owner sees only the leased VMs that are its own)."""
+        snap = snap or self.snapshot()
+        leases = snap.leases if viewer.admin else [lease for lease in snap.leases
+                                                   if lease.state != LEASE_READY and viewer.may(lease)]
+        by_uuid = {lease.vm_uuid: lease for lease in leases}
+        seen: set[str] = set()
+        rows = []
+        for ref, view in sorted(snap.views.items()):
+            hc = snap.cfg.hosts.get(ref)
+            members = {m.uuid: m.name_label for m in view.hosts}
+            for vm in view.vms.values():
+                lease = by_uuid.get(vm.uuid)
+                tags = vm.other_config
+                if lease is None and (vm.power_state != "Running" or not viewer.admin):
+                    continue  # halted foreign VMs are not the farm's load; others' are not shown
+                seen.add(vm.uuid)
+                if lease is not None:
+                    row = _lease_row(lease, snap.now)
+                else:
+                    created = _num(tags.get(TAG_CREATED))
+                    expires = _num(tags.get(TAG_EXPIRES))
+                    row = {"uuid": vm.uuid, "name": vm.name_label, "owner": tags.get(TAG_OWNER, ""),
+                           "request_id": tags.get(TAG_LEASE, ""),
+                           "os": tags.get(TAG_OS) or (vm_os(vm, hc) if hc else None) or "",
+                           "state": _unleased_state(tags, snap.store_error is not None),
+                           "created": created, "expires": expires}
+                row.update({"host_ref": ref, "host": members.get(vm.resident_on, ""),
+                            "ip": row.get("ip") or (vm.ips[0] if vm.ips else ""),
+                            "power_state": vm.power_state,
+                            "vcpus": vm.vcpus_max, "memory": vm.memory_static_max})
+                row["foreign"] = row["state"] == "foreign"
+                rows.append(_times(row, snap.now))
+        for lease in leases:  # being built, not in the inventory yet
+            if lease.vm_uuid not in seen:
+                row = _lease_row(lease, snap.now)
+                row.update({"host_ref": lease.host_ref, "host": "", "power_state": "",
+                            "vcpus": 0, "memory": 0, "foreign": False})
+                rows.append(_times(row, snap.now))
+        rows.sort(key=lambda r: r["name"])
+        return rows
+
+    def request_records(self) -> list[RequestRecord]:
+        """Every request record; StoreDown when the store cannot say."""
+        return self.rt.read(self.ctx.store.requests.find)
+
+    def requests(self, hours: float = RECENT_HOURS,
+                 viewer: Caller = EVERYONE) -> dict[str, Any]:
+        """Requests in flight with each VM's step; finished ones of the last `hours`
+        (the viewer's own, or all for an admin)."""
+        now = self.ctx.clock()
+        records = self.request_records()  # StoreDown when the store cannot say
+        running, recent = [], []
+        mine = (r for r in records if viewer.may_own(request_owner(r)))
+        for r in sorted(mine, key=lambda r: r.started, reverse=True):
+            row = {"id": r.id, "name": r.name, "os": r.os, "count": r.count, "state": r.state,
+                   "instance": r.instance, "started": r.started, "finished": r.finished,
+                   "warm_pool": r.id.startswith("warm-"),
+                   "elapsed_secs": round((r.finished or now) - r.started, 1),
+                   "reason": _reason(r.detail),
+                   "vms": [dict(p.to_dict(), step_secs=round(now - p.since, 1))
+                           for p in progress.of_request(r)]}
+            if r.state == RequestState.RUNNING:
+                running.append(row)
+            elif r.finished is None or now - r.finished <= hours * 3600:
+                recent.append(row)
+        return {"running": running, "recent": recent}
+
+    def warm_pools(self, snap: Snapshot | None = None,
+                   docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Ready vs target per pool, VMs being built, recycled and handed out (history)."""
+        snap = snap or self.snapshot()
+        docs = self._history.docs() if docs is None else docs
+        recycled: defaultdict[str, int] = defaultdict(int)
+        handed: defaultdict[str, int] = defaultdict(int)
+        for d in docs:
+            if d.get("from_warm_pool"):
+                handed[d.get("os", "")] += 1
+            if str(d.get("delete_reason", "")).startswith(RECYCLE_PREFIX):
+                recycled[d.get("os", "")] += 1
+        out = []
+        for o, pool in sorted(snap.cfg.pools.items()):
+            ready = sum(1 for lease in snap.leases if lease.os == o and lease.state == LEASE_READY)
+            building = sum(1 for lease in snap.leases if lease.os == o
+                           and lease.state == LEASE_PROVISIONING
+                           and lease.owner == warmpool.READY_OWNER)
+            out.append({"os": o, "target": pool.ready, "ready": ready, "building": building,
+                        "recycled": recycled[o], "handed_out": handed[o],
+                        "labels": sorted(pool.labels), "ttl_minutes": pool.ttl_minutes})
+        return out
+
+    def request_figures(self, records: list[RequestRecord], now: float) -> RequestFigures:
+        """How many requests are being served, and the time VMs spent in each build
+        step (requests of the last day), from the step times their records keep."""
+        in_flight = sum(1 for r in records
+                        if r.state == RequestState.RUNNING and not r.id.startswith("warm-"))
+        steps: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        for r in records:
+            if now - r.started > REQUEST_SCAN_SECS:
+                continue
+            for entry in (r.detail.get("vms") or {}).values():
+                times = sorted(((float(t), k[len(STEP_TIME_PREFIX):]) for k, t in entry.items()
+                                if k.startswith(STEP_TIME_PREFIX)
+                                and k[len(STEP_TIME_PREFIX):] in STEP_ORDER),
+                               key=lambda ts: (ts[0], STEP_ORDER.index(ts[1])))
+                for (t0, s0), (t1, _) in zip(times, times[1:], strict=False):
+                    steps[(r.os, s0)].append(max(t1 - t0, 0.0))
+        return RequestFigures(in_flight, dict(steps))

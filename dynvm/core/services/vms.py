@@ -1,0 +1,84 @@
+"""VMs as their owners see them: listing, releasing and extending with ownership checks.
+
+A VM belongs to the lease's owner: the token owner whose request built it.
+Only that owner or an admin may see (through v1), release or extend it
+(`dynvm.core.callers` holds the rule; `release.touched` which VM a name means).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dynvm.core.callers import Caller
+from dynvm.core.errors import BadRequest, NotFound, StoreDown
+from dynvm.core.ports import TAG_EXPIRES
+from dynvm.core.release import Target, release_lease, touched
+from dynvm.core.services.base import Subject
+from dynvm.core.store import LEASE_READY, Lease, StoreUnavailable
+
+log = logging.getLogger("dynvm.vms")
+
+UNREACHABLE = "the state store is unreachable"
+
+
+class Vms(Subject):
+    """`/api/v1/vms`: a caller's VMs (every VM for an admin), one by name, released, extended."""
+
+    def listing(self, caller: Caller, *, owner: str | None = None, os: str | None = None,
+                host: int | None = None, state: str | None = None) -> list[Lease]:
+        """Handed-out VMs the caller may see, filtered; warm-pool VMs are never listed."""
+        self.rt.touch()
+        try:
+            leases = self.ctx.store.leases.find(os=os, state=state)
+        except StoreUnavailable as exc:
+            raise StoreDown(f"{UNREACHABLE} ({exc})") from exc
+        out = [lease for lease in leases
+               if lease.state != LEASE_READY and caller.may(lease)
+               and (owner is None or lease.owner == owner)
+               and (host is None or lease.host_ref == host)]
+        return sorted(out, key=lambda lease: (lease.name, lease.vm_uuid))
+
+    def find(self, caller: Caller, name: str) -> Lease:
+        """The VM named `name` the caller may act on; NotFound otherwise (others' VMs stay
+        hidden)."""
+        self.rt.touch()
+        try:
+            leases = touched(self.ctx, Target.named(name))
+        except StoreUnavailable as exc:
+            raise StoreDown(f"{UNREACHABLE} ({exc})") from exc
+        for lease in leases:
+            if caller.may(lease):
+                return lease
+        raise NotFound(f"no VM named {name}")
+
+    def release(self, caller: Caller, name: str) -> Lease:
+        """Destroy the caller's VM `name` with its disks; its lease as it was."""
+        lease = self.find(caller, name)
+        try:
+            if not release_lease(self.ctx, lease, reason=f"released by {caller.owner}"):
+                raise NotFound(f"VM {name} is already being released")
+        except StoreUnavailable as exc:
+            raise StoreDown(f"{UNREACHABLE} ({exc})") from exc
+        return lease
+
+    def extend(self, caller: Caller, name: str, minutes: int) -> Lease:
+        """Move the expiry to now + minutes, at most the configured maximum lease."""
+        cfg = self.rt.touch()
+        if minutes > cfg.expiry_minutes_max:
+            raise BadRequest(f"minutes {minutes} is more than the maximum lease "
+                             f"({cfg.expiry_minutes_max} minutes)")
+        lease = self.find(caller, name)
+        ctx = self.ctx
+        expires = ctx.clock() + minutes * 60
+        changed = ctx.store.leases.update(lease.vm_uuid, expires=expires)
+        if changed is None:
+            raise NotFound(f"no VM named {name}")
+        ctx.store.history.update(lease.vm_uuid, {"expired_time": int(expires)})
+        host = cfg.hosts.get(lease.host_ref)
+        if host is not None:
+            try:
+                ctx.pool(host).update(lease.vm_uuid, tags={TAG_EXPIRES: str(int(expires))})
+            except Exception:  # the lease is the record; the tag only helps during outages
+                log.warning("could not retag %s with its new expiry", lease.name)
+        return changed
+
