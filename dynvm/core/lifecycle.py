@@ -134,7 +134,8 @@ def check_changes(changes: dict[str, Any]) -> None:
 
 def take_warm(store: Store, lease: Lease, **changes: Any) -> Lease | None:
     """Claim a ready warm VM for a request; None if another worker took it first."""
-    return store.leases.transition(lease.vm_uuid, LeaseState.READY, LeaseState.PROVISIONING, **changes)
+    return store.leases.transition(lease.vm_uuid, LeaseState.READY, LeaseState.PROVISIONING,
+                                   **changes)
 
 
 def finish_build(store: Store, pool: XenPool, vm_uuid: str, dst: LeaseState | str,

@@ -173,7 +173,8 @@ def reserve(store: Store, cfg: Config, hosts: list[HostConfig], spec: OsSpec, co
             batches.append((c.key, wanted, functools.partial(
                 slots_on, c.view, c.member, c.host, spec.key, sizes=(cpus, int(mem)))))
         # One atomic step for every host where the backend can (one commit, not one per host).
-        for (key, _, _), taken in zip(batches, store.reservations.reserve_many(batches, quota), strict=True):
+        taken_per_host = store.reservations.reserve_many(batches, quota)
+        for (key, _, _), taken in zip(batches, taken_per_host, strict=True):
             c = next(c for c in cands if c.key == key)
             got.extend(Slot(c.host, c.member.uuid, c.member.name_label, r) for r in taken)
         if len(got) >= count:

@@ -76,7 +76,8 @@ WARM_PREFIX = "warm-"  # request ids of warm-pool builds
 
 
 def instance_alive(ctx: Context, instance: str) -> bool:
-    return instance == ctx.instance or ctx.store.locks.holder(HEARTBEAT_PREFIX + instance) is not None
+    return (instance == ctx.instance
+            or ctx.store.locks.holder(HEARTBEAT_PREFIX + instance) is not None)
 
 
 def _being_built(vm: VmView) -> bool:

@@ -85,7 +85,8 @@ def touched(ctx: Context, target: Target) -> list[Lease]:
     if target.numbered:
         found = [lease for lease in ctx.store.leases.find() if target.covers(lease.name)]
     else:
-        found = [lease for n in dict.fromkeys(target.names) for lease in ctx.store.leases.find(name=n)]
+        found = [lease for n in dict.fromkeys(target.names)
+                 for lease in ctx.store.leases.find(name=n)]
     return _in_order(lease for lease in found
                      if lease.state not in (LEASE_READY, LEASE_RELEASING))
 

@@ -132,7 +132,8 @@ class RollingReboot:
             current = S.get_status(store, self.ref) or {}
             raise MaintenanceRefused(
                 f"a maintenance run of xenhost{self.ref} is already running "
-                f"(held by {store.locks.holder(S.lock_name(self.ref))}, host {current.get('host_name')}, "
+                f"(held by {store.locks.holder(S.lock_name(self.ref))}, "
+                f"host {current.get('host_name')}, "
                 f"step {current.get('step')})")
         threading.Thread(target=self._keep_lock, name=f"dynvm-maint-lock-{self.ref}",
                          daemon=True).start()
@@ -320,7 +321,8 @@ class RollingReboot:
                      step="placement-off")
         S.set_in_maintenance(store, key, True, self.run_id)
         if not rebooting:
-            self._wait(lambda: not [r for r in store.reservations.live(key) if r.settle_until is None],
+            self._wait(lambda: not [r for r in store.reservations.live(key)
+                                    if r.settle_until is None],
                        self.opts.settle_timeout, f"VMs being built on {name}", fail=False)
             self._status(f"{name}: host.disable", step="disable")
             self.port.disable_host(h)
