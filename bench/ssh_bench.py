@@ -14,7 +14,7 @@ import time
 
 from bench.harness import percentile
 from dynvm.guest.ssh import ssh_login
-from dynvm.sim.guests import GuestPorts
+from dynvm.sim.guestsshd import GuestPorts
 from testbed.serving import free_port
 
 GUEST = "127.16.251.7"

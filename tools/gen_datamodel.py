@@ -66,6 +66,13 @@ RELATION_OVERRIDES: dict[tuple[str, str], tuple[str, str] | None] = {
     ("VM", "VTPMs"): ("VTPM", "VM"),
 }
 
+# Fields XAPI gained after the API description was generated (2024-03) that the
+# simulator models: (class, name, type, qualifier, default). The guest agent's
+# `data/host_name` is reported in VM_guest_metrics.netbios_name["host_name"].
+FIELDS_SINCE_DESCRIPTION: list[tuple[str, str, str, str, Any]] = [
+    ("VM_guest_metrics", "netbios_name", "(string -> string) map", "RO/runtime", {}),
+]
+
 # Message rows in the output: [name, params, result, session, implicit, has_async, errors, min_params]
 MESSAGE_KEYS = ("name", "params", "result", "session", "implicit", "has_async", "errors", "min_params")
 
@@ -182,6 +189,9 @@ def build(source: dict | list) -> dict:
             t = f["type"]
             default = parse_default(f["default"], t, enums) if "default" in f else type_default(t, enums)
             fields.append([f["name"], t, f["qualifier"], default])
+        fields += [[name, t, qual, default] for c2, name, t, qual, default
+                   in FIELDS_SINCE_DESCRIPTION
+                   if c2 == cname and name not in {f[0] for f in fields}]
         field_names = {f[0] for f in fields}
 
         messages: dict[str, dict] = {}

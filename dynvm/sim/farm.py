@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import control, events, vmruntime
+from . import control, events, rawimport, vmruntime
 from .db import NULL, Database, Tables
 from .dispatch import Dispatcher, resolve
 from .faults import FailRule, Faults, Hold, UnknownName
-from .guests import GuestPorts
+from .guestsshd import GuestPorts
 from .oscatalog import OS_CATALOG
 from .scheduler import Scheduler
 from .server import RPC_PATHS, Listener, close_all
@@ -217,7 +217,8 @@ class Farm:
             for k, host in enumerate(self.hosts):
                 port = self.port_base + k if self.port_base else 0
                 host.listener = Listener(self.bind, port, self._rpc_handler(host), ssl_ctx,
-                                         name=host.name_label)
+                                         name=host.name_label,
+                                         on_put=self._put_handler(host))
                 host.listener.open()
                 host.port = host.listener.port
             for pool in self.pools:
@@ -282,6 +283,9 @@ class Farm:
             return 200, out, "text/xml"
 
         return on_request
+
+    def _put_handler(self, host: SimHost):  # Listener callback
+        return lambda put: rawimport.handle(self, host, put)
 
     # -------------------------------------------------------------- lookup
     @property

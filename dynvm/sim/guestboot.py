@@ -1,16 +1,18 @@
-"""The guest's timeline after a boot: guest metrics first, then a DHCP
-address (or a link-local one) and an open guest port. Each step belongs to one
-boot generation and does nothing once the VM was halted, rebooted or
-destroyed since."""
+"""The guest's timeline after a boot: cloud-init reads a config drive and
+guest metrics appear, then a DHCP address (or a link-local one) and an open
+guest port. Each step belongs to one boot generation and does nothing once
+the VM was halted, rebooted or destroyed since."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import cidata
 from .db import NULL, Database, now_stamp
 from .deviceops import refresh_vm_devices
 from .guests import guest_os, link_local_for
+from .ssh_options import DEFAULT_GUEST_LOGINS
 from .vmruntime import VmRuntime, dhcp_range, first_vif, runtime
 
 if TYPE_CHECKING:
@@ -57,6 +59,8 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
         if rec is None:
             return
         gos = guest_os(rec)
+        image = rt.image(vm)
+        _cloud_init(pool, db, vm, rec)
         old = rec.get("guest_metrics", NULL)
         gm = db.create("VM_guest_metrics", {
             "os_version": gos.os_version,
@@ -69,11 +73,31 @@ def _guest_up(pool: SimPool, vm: str, boot: int) -> None:
             "last_updated": now_stamp(),
             "can_use_hotplug_vbd": "yes",
             "can_use_hotplug_vif": "yes",
+            "netbios_name": {"host_name": image.hostname} if image.hostname else {},
         })
         db.modify("VM", vm, {"guest_metrics": gm})
         db.discard("VM_guest_metrics", old)
         refresh_vm_devices(db, rec)  # its PV drivers now allow hot-plug
     schedule_address(pool, vm, boot, gos.windows)
+
+
+def _cloud_init(pool: SimPool, db: Database, vm: str, rec: dict[str, Any]) -> None:
+    """Configure the guest's image from an attached `cidata` drive (lock held).
+
+    The image's default user is the farm's first guest login: the user a
+    template's cloud image is made for.
+    """
+    rt = runtime(pool)
+    logins = pool.farm.guest_logins or DEFAULT_GUEST_LOGINS
+    for vbd in rec.get("VBDs", []):
+        vbd_rec = db.find("VBD", vbd)
+        if vbd_rec is None or vbd_rec.get("empty"):
+            continue
+        data = rt.vdi_data.get(vbd_rec.get("VDI", NULL))
+        seed = cidata.read_seed(data, next(iter(logins))) if data else None
+        if seed is not None:
+            cidata.apply(rt.image(vm), seed)
+            return
 
 
 def schedule_address(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
@@ -110,7 +134,7 @@ def _guest_address(pool: SimPool, vm: str, boot: int) -> None:
         db.modify("VM_guest_metrics", gm, {"networks": nets, "last_updated": now_stamp()})
         # Under the lock, like the lease itself: see release_address.
         if farm.guest_ports is not None and not ip.startswith("169.254."):
-            farm.guest_ports.open(ip)
+            farm.guest_ports.open(ip, rt.image(vm))
             with rt.lock:
                 rt.ips[vm] = ip
 
@@ -146,7 +170,7 @@ def carry_on(pool: SimPool, vm: str, boot: int, windows: bool) -> None:
                 reopen = vm not in rt.ips
                 rt.ips[vm] = ip
             if reopen:
-                pool.farm.guest_ports.open(ip)
+                pool.farm.guest_ports.open(ip, rt.image(vm))
     if gm is None:
         schedule_boot(pool, vm, boot, windows)
     elif not (gm.get("networks") or {}):

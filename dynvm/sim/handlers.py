@@ -34,6 +34,7 @@ HANDLERS: Mapping[str, Handler] = {
     "session.logout": hostops.session_logout,
     "session.local_logout": hostops.session_logout,
     "session.get_all_subject_identifiers": hostops.session_subjects,
+    "task.create": hostops.task_create,
     "task.cancel": hostops.task_cancel,
     "task.destroy": hostops.task_destroy,
     # events

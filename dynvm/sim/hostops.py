@@ -41,6 +41,14 @@ def session_subjects(ctx: CallContext) -> list[str]:
 # -------------------------------------------------------------------- task
 
 
+def task_create(ctx: CallContext, label: str, description: str) -> str:
+    """A pending task for work done outside an API call (an HTTP upload names it)."""
+    ref = ctx.pool.tasks.create(label, ctx.host.ref)
+    with ctx.db.lock:
+        ctx.db.modify("task", ref, {"name_description": description})
+    return ref
+
+
 def task_cancel(ctx: CallContext, task: str) -> None:
     ctx.pool.tasks.cancel(task)
 

@@ -4,7 +4,8 @@ the control endpoint.
 Threaded (one thread per connection) with HTTP/1.1 keep-alive, so a long
 clone or a blocked `event.from` never holds up other callers.  A listener can
 be closed and reopened on the same port, which is how "unreachable" and host
-reboots look to a client: connection refused.
+reboots look to a client: connection refused. A listener given `on_put`
+also takes HTTP PUTs (XAPI's upload handlers, such as `/import_raw_vdi`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,30 @@ import socketserver
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 RPC_PATHS = frozenset({"/", "/RPC2"})
 MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Put:
+    """One HTTP PUT: `body` is None when it came chunked (not read: XAPI refuses it)."""
+
+    path: str  # with the query string
+    headers: Mapping[str, str]
+    body: bytes | None
+    secure: bool  # over TLS
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    headers: Mapping[str, str]
+    body: bytes = b""
 
 
 class _Tracking(socketserver.ThreadingMixIn, socketserver.BaseServer):
@@ -144,6 +163,28 @@ class _RpcHandler(BaseHTTPRequestHandler):
         code, payload, ctype = out
         self._send(code, payload, ctype)
 
+    def do_PUT(self) -> None:  # http.server naming
+        listener = self.server.listener
+        if listener.on_put is None:
+            self._send(405, b"", "text/plain")
+            return
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        length = int(self.headers.get("Content-Length") or 0)
+        if not chunked and (length < 0 or length > MAX_BODY):
+            self._send(413, b"", "text/plain")
+            self.close_connection = True
+            return
+        body = None if chunked else self.rfile.read(length)
+        reply = listener.on_put(Put(self.path, dict(self.headers.items()), body,
+                                    isinstance(self.connection, ssl.SSLSocket)))
+        self.send_response(reply.code)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+        self.close_connection = True  # as XAPI's handlers answer (keep_alive false)
+
     def do_GET(self) -> None:
         out = self.server.listener.on_request("GET", self.path, b"")
         if out is None:
@@ -154,6 +195,7 @@ class _RpcHandler(BaseHTTPRequestHandler):
 
 
 RequestFn = Callable[[str, str, bytes], "tuple[int, bytes, str] | None"]
+PutFn = Callable[[Put], Reply]
 
 
 class Listener:
@@ -162,11 +204,12 @@ class Listener:
 
     def __init__(self, bind: str, port: int, on_request: RequestFn,
                  ssl_context: ssl.SSLContext | None = None, name: str = "listener",
-                 unix_path: str | None = None) -> None:
+                 unix_path: str | None = None, on_put: PutFn | None = None) -> None:
         self.bind = bind
         self.port = port
         self.unix_path = unix_path
         self.on_request = on_request
+        self.on_put = on_put
         self.ssl_context = ssl_context
         self.name = name
         self._server: _Server | _UnixServer | None = None

@@ -10,6 +10,7 @@ from .context import CallContext
 from .db import NULL, Database
 from .deviceops import refresh_allowed
 from .devices import check_unplugged, destroy_device, in_use
+from .vmruntime import runtime
 from .wire import XapiError
 
 
@@ -81,6 +82,9 @@ def vdi_destroy(ctx: CallContext, vdi: str) -> None:
                           int(rec.get("virtual_size", 0)))
         vbds = [v for v in rec.get("VBDs", []) if v in db.tables["VBD"]]
         db.destroy("VDI", vdi)
+        rt = runtime(ctx.pool)
+        with rt.lock:
+            rt.vdi_data.pop(vdi, None)
         for vbd in vbds:
             destroy_device(db, "VBD", vbd)
 

@@ -199,6 +199,7 @@ def destroy_vm(pool: SimPool, vm: str) -> None:
         with rt.lock:
             rt.boots.pop(vm, None)
             rt.consumed.pop(vm, None)
+            rt.images.pop(vm, None)
 
 
 def vm_destroy(ctx: CallContext, vm: str) -> None:

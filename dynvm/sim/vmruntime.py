@@ -1,6 +1,7 @@
 """Per-pool VM state that xapi keeps outside its database: memory each
 running VM holds on its host, boot generations, DHCP leases and open guest
-ports. The addresses a loaded or generated farm's guests already hold are
+ports, what the guests' disks hold (their images) and the bytes written into
+VDIs. The addresses a loaded or generated farm's guests already hold are
 reserved when it is built, and their guest ports opened when it starts."""
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .db import NULL, Database
-from .guests import Dhcp, GuestPorts, parse_range
+from .guestimage import GuestImage
+from .guests import Dhcp, parse_range
+from .guestsshd import GuestPorts
 
 if TYPE_CHECKING:
     from .farm import SimPool
@@ -27,6 +30,8 @@ class VmRuntime:
         self.dhcp = Dhcp()
         self.ips: dict[str, str] = {}  # vm -> address with an open guest port
         self.migrations: dict[str, int] = {}  # host -> live migrations from or to it
+        self.images: dict[str, GuestImage] = {}  # vm -> what its guest's disk holds
+        self.vdi_data: dict[str, bytes] = {}  # vdi -> bytes written by an import
         self._domid = 1
         self._reserve_existing()
 
@@ -40,6 +45,15 @@ class VmRuntime:
             n = self.boots.get(vm, 0) + 1
             self.boots[vm] = n
             return n
+
+    def image(self, vm: str) -> GuestImage:
+        """The guest's image (made blank on first use); its agent reports a new hostname."""
+        with self.lock:
+            image = self.images.get(vm)
+            if image is None:
+                image = self.images[vm] = GuestImage()
+                image.on_hostname = lambda name: report_hostname(self.pool.db, vm, name)
+            return image
 
     def _existing_addresses(self) -> Iterator[tuple[str, str]]:
         """(VM, address) of the running guests a loaded or generated farm holds."""
@@ -68,7 +82,7 @@ class VmRuntime:
         """Answer on the addresses running guests already had (link-local aside)."""
         for vm, ip in self._existing_addresses():
             if not ip.startswith("169.254."):
-                ports.open(ip)
+                ports.open(ip, self.image(vm))
                 self.ips[vm] = ip
 
 
@@ -98,3 +112,12 @@ def dhcp_range(db: Database, network: str) -> tuple[int, int] | None:
         return None
     spec = (net.get("other_config") or {}).get("dynvm_sim_dhcp", "")
     return parse_range(spec) if spec else None
+
+
+def report_hostname(db: Database, vm: str, name: str) -> None:
+    """What the guest agent writes (`data/host_name`): the guest metrics' netbios_name."""
+    with db.lock:
+        rec = db.find("VM", vm)
+        gm = (rec or {}).get("guest_metrics", NULL)
+        if db.find("VM_guest_metrics", gm) is not None:
+            db.modify("VM_guest_metrics", gm, {"netbios_name": {"host_name": name}})

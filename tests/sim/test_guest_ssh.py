@@ -13,7 +13,7 @@ import pytest
 import XenAPI
 
 from dynvm.guest.ssh import LoginRefused, ssh_login
-from dynvm.sim.guests import GuestPorts
+from dynvm.sim.guestsshd import GuestPorts
 from testbed.serving import free_port, wait_until
 
 GUEST_IP = "127.16.250.9"
