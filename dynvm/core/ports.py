@@ -131,6 +131,20 @@ class PoolView:
 
 
 @dataclass(frozen=True)
+class FirstBoot:
+    """What a VM is told at its first boot (a NoCloud config drive), for cloud-init.
+
+    Holds an owner's keys and cloud-config: never logged, never kept.
+    """
+
+    hostname: str
+    user_data: str  # a complete `#cloud-config` document
+
+    def __repr__(self) -> str:  # a log line or a traceback must not show the contents
+        return f"FirstBoot(hostname={self.hostname!r}, user_data=<{len(self.user_data)} chars>)"
+
+
+@dataclass(frozen=True)
 class VmBuild:
     """Everything needed to build one VM on one member host."""
 
@@ -147,6 +161,7 @@ class VmBuild:
     # so a caller can show where a VM is; must not raise.
     on_step: Callable[[str], None] | None = field(default=None, compare=False)
     disk_bytes: int | None = None  # system disk at least this big (grown, never shrunk)
+    first_boot: FirstBoot | None = None  # a config drive is attached before the first start
 
 
 class XenPool(Protocol):

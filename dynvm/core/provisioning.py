@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from dynvm.config import GuestLogin, OsSpec
 from dynvm.core import history, lifecycle, progress
@@ -91,7 +92,13 @@ class Built:
     lease: Lease
 
 
-def built_sizes(job: Job) -> dict[str, int]:
+class BuiltSizes(TypedDict):
+    vcpus: int
+    memory_bytes: int
+    disk_bytes: int
+
+
+def built_sizes(job: Job) -> BuiltSizes:
     """The VM gets exactly what its reservation counted against the host (vCPUs,
     memory, disk), never the template's own sizes: a template of 8 vCPUs on a
     host counted for 1 would overcommit it. Memory asked in bytes is given as

@@ -1,4 +1,5 @@
-"""Building a VM: clone the template, tag, size, network, provision and start it.
+"""Building a VM: clone the template, tag, size, network, provision, give it
+its config drive when asked, and start it.
 
 A build that fails at any step removes what it made (or, failing that, tags
 it so that reconciliation finds it): no VM or disk is left behind untagged.
@@ -13,6 +14,7 @@ from typing import Any
 
 from dynvm.core.ports import TAG_STATE, CloneFailed, HostCannotTake, VmBuild, VmView, XenError
 from dynvm.xen import records as R
+from dynvm.xen.configdrive import ConfigDrives
 from dynvm.xen.inventory import Inventory
 from dynvm.xen.pool_access import PoolAccess
 from dynvm.xen.session import SessionPool
@@ -34,10 +36,11 @@ class VmBuilder(PoolAccess):
     """Builds VMs on one pool from the template the client chose."""
 
     def __init__(self, sessions: SessionPool, inventory: Inventory, tasks: TaskRunner,
-                 remover: VmRemover) -> None:
+                 remover: VmRemover, drives: ConfigDrives) -> None:
         super().__init__(sessions, inventory)
         self.run_task = tasks.run_task
         self.remover = remover
+        self.drives = drives
 
     def build(self, spec: VmBuild, template: str,
               cancel: threading.Event | None = None) -> VmView:
@@ -80,6 +83,11 @@ class VmBuilder(PoolAccess):
             step = "provision"
             notify("provisioning")
             self.run_task("Async.VM.provision", vm, timeout=CLONE_TIMEOUT, cancel=cancel)
+            if spec.first_boot is not None:
+                step = "config drive"
+                check_cancel(cancel, "provisioning")
+                self.drives.attach(vm, rec["uuid"], self._sr_ref(host_ref, spec.storage_name),
+                                   spec.first_boot, cancel)
             check_cancel(cancel, "starting")
             step = "start"
             notify("starting")
@@ -202,6 +210,11 @@ class VmBuilder(PoolAccess):
             "device": "0", "network": network, "VM": vm, "MAC": "", "MTU": mtu,
             "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
         })
+
+    def _sr_ref(self, host_ref: str, name: str) -> str:
+        uuid = self._sr_uuid(host_ref, name)
+        ref = self.inventory.ref_by_uuid("sr", uuid)
+        return ref if ref is not None else self.call("SR.get_by_uuid", uuid)
 
     def _sr_uuid(self, host_ref: str, name: str) -> str:
         """Uuid of the SR named `name` attached to the host (most free space wins)."""

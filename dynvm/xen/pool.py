@@ -2,8 +2,9 @@
 
 Reads come from the event-fed `Inventory`; writes go through pooled sessions
 and are applied to the inventory at once so the next request sees them. Each
-subject has its module: tasks, build (with its clean-up), guest (waiting for
-an address) and teardown; this client reads views and hands the rest on.
+subject has its module: tasks, build (with its clean-up and config drives,
+uploaded by upload), guest (waiting for an address) and teardown; this client
+reads views and hands the rest on.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from dynvm.config import HostConfig
 from dynvm.core.ports import TAG_LEASE, PoolView, VmBuild, VmView, XenError
 from dynvm.xen import records as R
 from dynvm.xen.build import VmBuilder
+from dynvm.xen.configdrive import ConfigDrives
 from dynvm.xen.guest import LINK_LOCAL_SETTLE, GuestWaiter
 from dynvm.xen.inventory import Inventory
 from dynvm.xen.session import SessionPool, track_fork
 from dynvm.xen.tasks import TaskRunner
 from dynvm.xen.teardown import VmRemover
+from dynvm.xen.upload import RawImporter
 
 DEFAULT_MAX_AGE = 30.0  # view() refuses older data unless asked otherwise
 
@@ -39,7 +42,8 @@ class XenPoolClient:
             else Inventory(self.sessions, event_timeout=event_timeout)
         self._tasks = TaskRunner(self.sessions, self.inventory)
         self._remover = VmRemover(self.sessions, self.inventory)
-        self._builder = VmBuilder(self.sessions, self.inventory, self._tasks, self._remover)
+        self._builder = VmBuilder(self.sessions, self.inventory, self._tasks, self._remover,
+                                  ConfigDrives(RawImporter(self._tasks)))
         self._guest = GuestWaiter(self.sessions, self.inventory, link_local_settle)
         self._reset_process_state()
         track_fork(self)

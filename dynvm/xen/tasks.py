@@ -38,7 +38,12 @@ class TaskRunner(PoolAccess):
         XAPI to cancel but still wait for the outcome, so that whatever the
         task created can be cleaned up by the caller.
         """
-        task = self.call(method_path, *args)
+        return self.wait_task(self.call(method_path, *args), method_path, timeout=timeout,
+                              cancel=cancel)
+
+    def wait_task(self, task: str, what: str, *, timeout: float,
+                  cancel: threading.Event | None = None) -> str:
+        """Wait for `task` to finish (see run_task), destroy it; its decoded result."""
         inv = self.inventory
         deadline = time.monotonic() + timeout
         cancel_sent = False
@@ -58,7 +63,7 @@ class TaskRunner(PoolAccess):
                     break
                 if time.monotonic() >= deadline:
                     self._quietly("task.cancel", task)
-                    raise WaitTimeout(method_path, timeout)
+                    raise WaitTimeout(what, timeout)
         finally:
             self._quietly("task.destroy", task)
             inv.apply_record("task", task, None)
