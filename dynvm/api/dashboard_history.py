@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dynvm.core.services import HistoryState
+
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm
 
@@ -82,7 +84,7 @@ def history_stats(docs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, An
         lambda: defaultdict(lambda: {"create": [], "live": [], "n": []}))
     for d in docs:
         created = d.get("created_time")
-        if not created or d.get("state") == "failed":
+        if not created or d.get("state") == HistoryState.FAILED:
             continue
         cell = days[d.get("os", "")][int(created) // 86400]
         cell["n"].append(1)

@@ -27,6 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from dynvm.core.errors import StoreDown
+from dynvm.core.services import HistoryState, MemberShown, PoolShown, VmShown
 
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm, RequestFigures
@@ -80,7 +81,7 @@ def _vm_gauges(rows: list[dict[str, Any]]) -> Iterator[Any]:
     yield g
     overdue = GaugeMetricFamily("dynvm_leases_overdue",
                                 "Leased VMs past their expiry, not yet destroyed")
-    overdue.add_metric([], sum(1 for r in rows if r["state"] == "leased"
+    overdue.add_metric([], sum(1 for r in rows if r["state"] == VmShown.LEASED
                                and r["expires_in_secs"] is not None and r["expires_in_secs"] < 0))
     yield overdue
 
@@ -96,9 +97,9 @@ def _host_gauges(farm: dict[str, Any]) -> Iterator[Any]:
                               labels=["xenhost", "host"])
     for p in farm["pools"]:
         x = f"xenhost{p['ref']}"
-        up.add_metric([x], 0 if p["state"] == "unreachable" else 1)
+        up.add_metric([x], 0 if p["state"] == PoolShown.UNREACHABLE else 1)
         for m in p["members"]:
-            enabled.add_metric([x, m["name"]], 0 if m["state"] == "disabled" else 1)
+            enabled.add_metric([x, m["name"]], 0 if m["state"] == MemberShown.DISABLED else 1)
             free.add_metric([x, m["name"]], m["memory_free"])
             total.add_metric([x, m["name"]], m["memory_total"])
     yield from (up, enabled, free, total)
@@ -140,7 +141,7 @@ def _history_totals(docs: list[dict[str, Any]]) -> tuple[dict, Tally]:
     expired: Tally = Tally()
     for d in docs:
         os_key = str(d.get("os", ""))
-        if d.get("create_duration_secs") is not None and d.get("state") != "failed":
+        if d.get("create_duration_secs") is not None and d.get("state") != HistoryState.FAILED:
             create[(os_key,)].append(float(d["create_duration_secs"]))
         if d.get("delete_reason") == "expired":
             expired[os_key] += 1

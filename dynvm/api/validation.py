@@ -23,7 +23,7 @@ from pydantic import (
 
 from dynvm.api.formatting import echo
 from dynvm.config.digits import parse_int
-from dynvm.core.services import ServersRequest, Target
+from dynvm.core.services import HistoryState, ServersRequest, Target
 
 MAX_COUNT = 100
 MAX_NAME_LEN = 64
@@ -295,7 +295,7 @@ class ReleaseParams(_Params):
 
     def target(self) -> Target:
         """The seed's `/releaseservers/<prefix>/available` without count: every <prefix><N>."""
-        if self.state == "available" and self.count is None:
+        if self.state == HistoryState.AVAILABLE and self.count is None:
             return Target.every_numbered(self.name)
         return Target.named(self.name, self.count)
 

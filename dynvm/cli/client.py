@@ -16,12 +16,12 @@ from typing import Any
 import click
 
 from dynvm.client.http import Client, ClientError, settings
+from dynvm.core.lifecycle import FINAL_STEPS, REQUEST_END, RequestState, Step
 
+ENDED_STEPS = FINAL_STEPS - {Step.READY}  # a VM that will not be ready
 # A VM's steps in build order; the progress bar runs from the first to `ready`.
-STEPS = ["reserved", "cloning", "provisioning", "starting", "waiting for IP", "checking SSH",
-         "ready"]
-FINISHED = {"done", "partial", "failed", "cancelled", "interrupted", "refused"}
-ENDED_STEPS = {"failed", "cancelled", "interrupted"}  # a VM that will not be ready
+STEPS = [s for s in Step if s not in ENDED_STEPS]
+FINISHED = REQUEST_END
 POLL_SECS = 20.0
 
 
@@ -114,7 +114,7 @@ def _finish(req: dict[str, Any], as_json: bool) -> int:
         _console().print(_request_table(req))
         if req.get("error"):
             click.echo(f"error: {req['error']}", err=True)
-    return 0 if req["state"] in ("done", "partial", "running") else 1
+    return 0 if req["state"] in (RequestState.DONE, RequestState.PARTIAL, RequestState.RUNNING) else 1
 
 
 @click.command("get")

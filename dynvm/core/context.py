@@ -12,11 +12,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from dynvm.config import Config, HostConfig
 from dynvm.core.clock import SYSTEM, Clock
+from dynvm.core.lifecycle import CoreEvent
 from dynvm.core.ports import GuestProbe, PoolView, XenPool
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.store import Store
@@ -25,13 +25,6 @@ from dynvm.core.templates import TemplateWatch
 if TYPE_CHECKING:
     from dynvm.core.maintenance.ports import MaintenancePort
     from dynvm.core.staticpool import StaticPools
-
-
-class CoreEvent(StrEnum):
-    """Noteworthy things the core reports as they happen, for metrics."""
-
-    ADOPTED = "adopted"  # a VM of this deployment found without a lease: its lease recreated
-    VANISHED = "vanished"  # a lease whose VM no longer exists: closed
 
 
 EventHook = Callable[[CoreEvent], None]

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynvm.core.lifecycle import STOPPED_RUNS, RunState
+
 CONFIG, STORE, POOL, MAINTENANCE = "config", "store", "pool", "maintenance"
-# Maintenance run states that mean "stopped half way" (the run is no longer held).
-STOPPED_RUNS = frozenset({"interrupted", "failed"})
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def maintenance_check(ref: int, run: dict[str, Any]) -> Check:
     if run.get("ha_off") and run.get("state") in STOPPED_RUNS:
         return Check(MAINTENANCE, name, False,
                      f"pool HA of xenhost{ref} is OFF after a rolling reboot that "
-                     f"{'was interrupted' if run['state'] == 'interrupted' else 'failed'}: "
+                     f"{'was interrupted' if run['state'] == RunState.INTERRUPTED else 'failed'}: "
                      f"run `dynvm maintenance reboot {ref} --exec` again to resume "
                      f"(HA is turned back on at the end)", run)
     return Check(MAINTENANCE, name, True, detail=run)

@@ -1,10 +1,14 @@
-"""The VM lifecycle: every lease and request state, every allowed move, and the moves themselves.
+"""Every vocabulary of dynvm, in one place: each state, its allowed moves, and the moves.
 
 A lease (one VM dynvm owns) and a request (one getservers call) each move
 through a small declared set of states. Every change of state goes through
 `store.leases.transition` / `store.requests.finish`, which refuse any move not in
-the tables below, so no code path can invent a state or skip one. The VM's own
-`dynvm_state` tag speaks the same vocabulary as its lease.
+the tables below, so no code path can invent a state or skip one. Below them:
+the VM's own `dynvm_state` tag (`TagState`), history documents
+(`HistoryState`), rolling reboots (`RunState`), a VM's build steps (`Step`),
+the words the dashboard and /metrics show (`VmShown`, `PoolShown`,
+`MemberShown`) and the events the core reports (`CoreEvent`). No state is
+written as a raw string anywhere else (`tests/core/test_vocabulary.py`).
 
     (new) -> provisioning -> active ------------> releasing -> (deleted)
                   |    ^                              |
@@ -130,6 +134,212 @@ def check_changes(changes: dict[str, Any]) -> None:
         raise IllegalTransition("a lease", "(any)", f"{changes['state']} without a transition")
 
 
+# -- the VM's own tag ---------------------------------------------------------------------
+
+class TagState(enum.StrEnum):
+    """What a VM's `dynvm_state` tag says: how far its build got, written on the VM itself,
+    so reconciliation can tell after a crash or with a lost store."""
+
+    PROVISIONING = "provisioning"  # cloned, being configured, provisioned, started
+    STARTED = "started"  # started, its address (and SSH) not seen yet: not built yet
+    ACTIVE = "active"  # built (or handed out) for its caller
+    READY = "ready"  # built for the warm pool
+
+
+_T = TagState
+# (None: a VM with no tag yet, as the clone is tagged.)
+TAG_MOVES: frozenset[tuple[TagState | None, TagState]] = frozenset({
+    (None, _T.PROVISIONING),  # the clone is tagged
+    (_T.PROVISIONING, _T.STARTED),  # the build started it
+    (_T.STARTED, _T.ACTIVE), (_T.STARTED, _T.READY),  # built (`finish_build`)
+    (_T.READY, _T.ACTIVE),  # a warm VM handed out (`hand_out`)
+})
+# The tag a lease's VM carries once built: the same word as the lease.
+TAG_OF_LEASE = {LeaseState.ACTIVE: _T.ACTIVE, LeaseState.READY: _T.READY}
+WARM_REQUEST_PREFIX = "warm-"  # request ids of warm-pool refills
+
+
+def is_warm_request(request_id: str) -> bool:
+    """Whether `request_id` names a warm-pool refill (not a caller's request)."""
+    return request_id.startswith(WARM_REQUEST_PREFIX)
+
+
+def tag_state(value: str, request_id: str) -> TagState | None:
+    """A VM's state tag as a TagState (None: no tag, or one no dynvm writes).
+
+    Before `started` existed, a started build was tagged `ready` too: `ready` on a
+    VM whose lease tag is not a warm-pool refill's is such a build, started and
+    not finished.
+    """
+    try:
+        state = TagState(value)
+    except ValueError:
+        return None
+    if state is _T.READY and not is_warm_request(request_id):
+        return _T.STARTED
+    return state
+
+
+def check_tag_move(src: TagState | None, dst: TagState) -> None:
+    if (src, dst) not in TAG_MOVES:
+        raise IllegalTransition("a VM's tag", str(src), dst)
+
+
+# -- history documents --------------------------------------------------------------------
+
+class HistoryState(enum.StrEnum):
+    """A history document's `state`, in the seed's words: what became of the VM."""
+
+    AVAILABLE = "available"  # alive and handed out
+    READY = "ready"  # a warm-pool VM, built, waiting to be handed out
+    FAILED = "failed"  # could not be built (or was found abandoned): no VM is left
+    DELETED = "deleted"  # released, expired or vanished: no VM is left
+
+
+_H = HistoryState
+# A document is written whole in any of these (a VM released before its build recorded
+# one is born `deleted`); then it moves only so:
+HISTORY_MOVES: frozenset[tuple[HistoryState, HistoryState]] = frozenset({
+    (_H.READY, _H.AVAILABLE),  # a warm VM handed out
+    (_H.AVAILABLE, _H.DELETED), (_H.READY, _H.DELETED),  # released, expired, recycled
+    (_H.FAILED, _H.DELETED),  # a failed build whose lease outlived it, closed by reconciliation
+    (_H.DELETED, _H.DELETED),  # closed again (a release finished after an interruption)
+})
+HISTORY_OF_LEASE = {LeaseState.ACTIVE: _H.AVAILABLE, LeaseState.READY: _H.READY}
+GONE = frozenset({_H.FAILED, _H.DELETED})  # no VM left behind the document
+
+
+def check_history_move(src: str | None, dst: HistoryState) -> None:
+    """`src` None: a new document (or one whose state is unknown)."""
+    if src is None:
+        return
+    try:
+        if (HistoryState(src), dst) in HISTORY_MOVES:
+            return
+    except ValueError:
+        pass
+    raise IllegalTransition("a history document", src, dst)
+
+
+# -- rolling reboots ------------------------------------------------------------------------
+
+class RunState(enum.StrEnum):
+    """A rolling reboot's `state` in its status document (`maintenance:<N>`)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # stopped part way: the document says where and what to do
+    # Never stored: how a `running` run reads once no live process holds its lock.
+    INTERRUPTED = "interrupted"
+
+
+_M = RunState
+RUN_MOVES: frozenset[tuple[RunState | None, RunState]] = frozenset(
+    # A run starts on a pool that never had one, after one that ended, or resumes one
+    # that stopped (failed, or interrupted: still `running` in the store).
+    {(src, _M.RUNNING) for src in (None, _M.DONE, _M.FAILED, _M.RUNNING)}
+    | {(_M.RUNNING, _M.DONE)}
+    # It fails from where it was, even before it could say it was running.
+    | {(src, _M.FAILED) for src in (None, _M.DONE, _M.FAILED, _M.RUNNING)}
+)
+STOPPED_RUNS = frozenset({_M.INTERRUPTED, _M.FAILED})  # stopped half way, no longer held
+
+
+class RunStep(enum.StrEnum):
+    """Where a rolling reboot is (its status document's `step`), in the order of one host;
+    a run resumed after a crash reads it to know what was asked already."""
+
+    START = "start"
+    HA_OFF = "ha-off"
+    PLACEMENT_OFF = "placement-off"  # the host is out of dynvm's placement
+    DISABLE = "disable"
+    EVACUATE = "evacuate"  # warm VMs destroyed
+    MIGRATE = "migrate"
+    DRAIN = "drain"  # waiting for leases to end
+    MASTER = "master"  # the pool master role moves
+    REBOOT = "reboot"  # asked, perhaps not done
+    WAIT = "wait"  # the reboot was asked: waiting for the host to come back
+    ENABLE = "enable"
+    PLACEMENT_ON = "placement-on"
+    HA_ON = "ha-on"
+    DONE = "done"
+
+
+def check_run_move(src: str | None, dst: str) -> None:
+    try:
+        if (None if src is None else RunState(src), RunState(dst)) in RUN_MOVES:
+            return
+    except ValueError:
+        pass
+    raise IllegalTransition("a rolling reboot", str(src), dst)
+
+
+# -- a VM's build steps ---------------------------------------------------------------------
+
+class Step(enum.StrEnum):
+    """A VM's steps, in the order a build goes through them (its request's `vms`)."""
+
+    RESERVED = "reserved"
+    CLONING = "cloning"
+    PROVISIONING = "provisioning"
+    STARTING = "starting"
+    WAITING_IP = "waiting for IP"
+    CHECKING_SSH = "checking SSH"
+    READY = "ready"
+    FAILED = "failed"  # could not be built (or was released while being built): `reason` says why
+    CANCELLED = "cancelled"  # its request was cancelled: destroyed with its disks
+    INTERRUPTED = "interrupted"  # the process building it stopped before it was ready
+
+
+FINAL_STEPS = frozenset({Step.READY, Step.FAILED, Step.CANCELLED, Step.INTERRUPTED})
+
+
+# -- what operators see -----------------------------------------------------------------------
+
+class VmShown(enum.StrEnum):
+    """A VM's state on the dashboard and in /metrics' `dynvm_vms`."""
+
+    BUILDING = "building"
+    READY = "ready"
+    LEASED = "leased"
+    RELEASING = "releasing"
+    FOREIGN = "foreign"  # not dynvm's
+    UNTRACKED = "untracked"  # dynvm's by its tags, with no lease
+    UNKNOWN = "unknown"  # dynvm's, the store unread and its tag says nothing known
+
+
+VM_SHOWN_OF_LEASE = {LeaseState.PROVISIONING: VmShown.BUILDING, LeaseState.READY: VmShown.READY,
+                     LeaseState.ACTIVE: VmShown.LEASED, LeaseState.RELEASING: VmShown.RELEASING}
+VM_SHOWN_OF_TAG = {TagState.PROVISIONING: VmShown.BUILDING, TagState.STARTED: VmShown.BUILDING,
+                   TagState.ACTIVE: VmShown.LEASED, TagState.READY: VmShown.READY}
+
+
+class PoolShown(enum.StrEnum):
+    """A [xenhostN] pool's state on the dashboard (`dynvm_host_up` is 0 when unreachable)."""
+
+    UP = "up"
+    DRAINED = "drained"
+    UNREACHABLE = "unreachable"
+
+
+class MemberShown(enum.StrEnum):
+    """A member host's state on the dashboard (`dynvm_member_enabled`)."""
+
+    UP = "up"
+    DRAINED = "drained"
+    DISABLED = "disabled"
+    IN_MAINTENANCE = "in maintenance"
+
+
+# -- what the core reports ---------------------------------------------------------------------
+
+class CoreEvent(enum.StrEnum):
+    """Noteworthy things the core reports as they happen, for metrics."""
+
+    ADOPTED = "adopted"  # a VM of this deployment found without a lease: its lease recreated
+    VANISHED = "vanished"  # a lease whose VM no longer exists: closed
+
+
 # -- the moves, as the core performs them ------------------------------------------------
 
 def take_warm(store: Store, lease: Lease, **changes: Any) -> Lease | None:
@@ -141,8 +351,10 @@ def take_warm(store: Store, lease: Lease, **changes: Any) -> Lease | None:
 def finish_build(store: Store, pool: XenPool, vm_uuid: str, dst: LeaseState | str,
                  **changes: Any) -> Lease | None:
     """A VM is built (or handed out): its lease and its tag say `dst` together."""
+    tag = TAG_OF_LEASE[LeaseState(dst)]
+    check_tag_move(TagState.STARTED, tag)
     done = store.leases.transition(vm_uuid, LeaseState.PROVISIONING, dst, **changes)
-    pool.update(vm_uuid, tags={TAG_STATE: LeaseState(dst).value})
+    pool.update(vm_uuid, tags={TAG_STATE: tag.value})
     return done
 
 
@@ -153,8 +365,9 @@ def hand_out(store: Store, pool: XenPool, vm_uuid: str, *, name: str, descriptio
     The VM first: should it fail, the lease is still being handed out and the
     caller recycles it; the VM never reads as its caller's while the lease does not.
     """
+    check_tag_move(TagState.READY, TagState.ACTIVE)
     pool.update(vm_uuid, name=name, description=description,
-                tags={**tags, TAG_STATE: LeaseState.ACTIVE.value})
+                tags={**tags, TAG_STATE: TagState.ACTIVE.value})
     return store.leases.transition(vm_uuid, LeaseState.PROVISIONING, LeaseState.ACTIVE)
 
 

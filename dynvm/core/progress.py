@@ -10,31 +10,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import FINAL_STEPS, Step
 from dynvm.core.store import RequestRecord
+
+# The steps are declared with every other vocabulary, in `dynvm.core.lifecycle`.
+__all__ = ["FINAL_STEPS", "STEP_TIME_PREFIX", "Step", "VmProgress", "note", "of_request"]
 
 log = logging.getLogger("dynvm.progress")
 
-
-class Step(StrEnum):
-    """A VM's steps, in the order a build goes through them."""
-
-    RESERVED = "reserved"
-    CLONING = "cloning"
-    PROVISIONING = "provisioning"
-    STARTING = "starting"
-    WAITING_IP = "waiting for IP"
-    CHECKING_SSH = "checking SSH"
-    READY = "ready"
-    FAILED = "failed"  # could not be built (or was released while being built): `reason` says why
-    CANCELLED = "cancelled"  # its request was cancelled: destroyed with its disks
-    INTERRUPTED = "interrupted"  # the process building it stopped before it was ready
-
-
-FINAL_STEPS = frozenset({Step.READY, Step.FAILED, Step.CANCELLED, Step.INTERRUPTED})
 STEP_TIME_PREFIX = "at:"  # detail["vms"][name]["at:<step>"] = epoch seconds the step began
 
 

@@ -13,13 +13,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from dynvm.config import GuestLogin, OsSpec
 from dynvm.core import history, lifecycle, progress
 from dynvm.core.capacity import GIB
 from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import HISTORY_OF_LEASE, LeaseState, TagState
 from dynvm.core.placement import SETTLE_SECS, Slot
 from dynvm.core.ports import (
     TAG_BUILDER,
@@ -126,7 +127,7 @@ def wait_ssh(probe: GuestProbe, ip: str, port: int, timeout: float,
     last: Exception | None = None
     while clock.monotonic() < deadline:
         if cancel is not None and cancel.is_set():
-            raise BuildFailed("cancelled")
+            raise BuildFailed("cancelled while waiting for its SSH")
         attempt = max(min(5.0, deadline - clock.monotonic()), 0.5)
         try:
             probe.attempt(ip, port, login, attempt if login is not None else min(3.0, timeout))
@@ -155,7 +156,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         TAG_CREATED: str(int(started)),
         TAG_EXPIRES: str(int(job.expires)),
         TAG_OS: spec.key,
-        TAG_STATE: LEASE_PROVISIONING,
+        TAG_STATE: TagState.PROVISIONING.value,
         TAG_RESERVATION: job.slot.reservation.id,
         TAG_DEPLOYMENT: ctx.deployment(),
         TAG_BUILDER: ctx.instance,
@@ -242,18 +243,14 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     except Exception:  # history then records the configured size
         log.warning("could not read the disk sizes of %s", job.name)
         disks = []
-    doc = history.created_doc(  # sizes as the VM really has them (the template's unless asked)
-        vm_uuid=lease.vm_uuid, name=job.name, owner=job.owner, host=host,
-        member=job.slot.member_name, spec=spec, vcpus=vm.vcpus_max if vm else spec.vcpus,
-        memory_bytes=vm.memory_static_max if vm else job.memory_bytes, ip=ip,
-        os_version=vm.os_name if vm else "",
-        created=started, create_secs=now - started, expires=job.expires, labels=job.labels,
-        request_id=job.request_id, disk_bytes=disks,
-        state="available" if job.final_state == LEASE_ACTIVE else "ready")
-    doc["attempts"] = attempts
-    doc["build_started"] = round(started, 3)
-    doc["build_finished"] = round(now, 3)
-    doc.update(job.extra)
+    doc = history.document(  # sizes as the VM really has them (the template's unless asked)
+        _facts(job, lease.vm_uuid, started, now, ip=ip,
+               vcpus=vm.vcpus_max if vm else spec.vcpus,
+               memory_bytes=vm.memory_static_max if vm else job.memory_bytes,
+               os_version=vm.os_name if vm else "",
+               disk_bytes=tuple(disks) or (spec.disk_gib * GIB,)),
+        HISTORY_OF_LEASE[LeaseState(job.final_state)],
+        attempts=attempts, build_finished=round(now, 3), **job.extra)
     ctx.store.history.put(lease.vm_uuid, doc)
     done = lifecycle.finish_build(ctx.store, ctx.pool(host), lease.vm_uuid, job.final_state,
                                   ip=ip) or lease
@@ -261,6 +258,18 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
                                   settle_secs=SETTLE_SECS)
     progress.note(ctx, job.request_id, job.name, progress.Step.READY, ip=ip)
     return Built(job.name, ip, lease.vm_uuid, host.ref, done)
+
+
+def _facts(job: Job, vm_uuid: str, started: float, now: float,
+           **measured: Any) -> history.VmFacts:
+    """What a build knows of its VM for its history document (`measured`: what was read
+    of the VM itself)."""
+    host, spec = job.slot.host, job.spec
+    return history.VmFacts(vm_uuid=vm_uuid, name=job.name, owner=job.owner, os=spec.key,
+                           request_id=job.request_id, host_ref=host.ref, xen_host=host.name,
+                           member=job.slot.member_name, template=spec.template,
+                           labels=tuple(job.labels), created=started,
+                           create_secs=now - started, expires=job.expires, **measured)
 
 
 def _released_meanwhile(ctx: Context, vm_uuid: str) -> bool:
@@ -282,13 +291,11 @@ def _discard(ctx: Context, job: Job, vm: VmView | None, started: float, reason: 
         log.exception("could not destroy failed VM %s (%s)", job.name, vm.uuid)
         return
     try:
-        base = history.created_doc(
-            vm_uuid=vm.uuid, name=job.name, owner=job.owner, host=job.slot.host,
-            member=job.slot.member_name, spec=job.spec, vcpus=job.spec.vcpus,
-            memory_bytes=job.memory_bytes, ip="", os_version="", created=started,
-            create_secs=ctx.clock() - started, expires=job.expires, labels=job.labels,
-            request_id=job.request_id)
-        ctx.store.history.put(vm.uuid, history.failed_doc(base, reason, ctx.clock()))
+        now = ctx.clock()
+        ctx.store.history.put(vm.uuid, history.failed(
+            _facts(job, vm.uuid, started, now, vcpus=job.spec.vcpus,
+                   memory_bytes=job.memory_bytes, disk_bytes=(job.spec.disk_gib * GIB,)),
+            reason, now))
         ctx.store.leases.delete(vm.uuid)
     except Exception:
         log.exception("could not record the failure of %s", job.name)

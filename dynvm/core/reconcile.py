@@ -32,9 +32,17 @@ from dataclasses import dataclass, field
 
 from dynvm.config import HostConfig
 from dynvm.core import history, lifecycle, progress, staticpool
-from dynvm.core.context import Context, CoreEvent
+from dynvm.core.context import Context
 from dynvm.core.getservers import NAME_LOCK
-from dynvm.core.lifecycle import RequestState
+from dynvm.core.lifecycle import (
+    GONE,
+    HISTORY_OF_LEASE,
+    CoreEvent,
+    LeaseState,
+    RequestState,
+    TagState,
+    tag_state,
+)
 from dynvm.core.ports import (
     TAG_BUILDER,
     TAG_CREATED,
@@ -72,7 +80,6 @@ ORPHAN_GRACE_SECS = 120.0
 STUCK_RELEASE_SECS = 600.0  # a release takes seconds; one this old lost its process
 RETRY_BACKOFF_MAX_SECS = 300.0  # between attempts to destroy a VM whose rollback failed
 MAX_ACTIONS = 20  # VMs destroyed or adopted per pass: a pass stays short, the next goes on
-WARM_PREFIX = "warm-"  # request ids of warm-pool builds
 
 
 def instance_alive(ctx: Context, instance: str) -> bool:
@@ -81,16 +88,11 @@ def instance_alive(ctx: Context, instance: str) -> bool:
 
 
 def _being_built(vm: VmView) -> bool:
-    """The tags say the build never completed.
-
-    While building, the state tag is `provisioning`, and `ready` once started;
-    completion sets `active` (or `ready` for a warm-pool VM, whose request id
-    tells it apart).
-    """
+    """The tags say the build never completed (`provisioning`, then `started`; completion
+    tags it `active`, or `ready` for a warm-pool VM: `lifecycle.tag_state`)."""
     oc = vm.other_config
-    state = oc.get(TAG_STATE, "")
-    return state == LEASE_PROVISIONING or (
-        state == LEASE_READY and not oc.get(TAG_LEASE, "").startswith(WARM_PREFIX))
+    return tag_state(oc.get(TAG_STATE, ""), oc.get(TAG_LEASE, "")) in (
+        TagState.PROVISIONING, TagState.STARTED)
 
 
 @dataclass
@@ -256,17 +258,19 @@ class Reconciler:
         if store.leases.get(vm.uuid) is not None:
             return False
         doc = store.history.get(vm.uuid)
-        if doc is not None and doc.get("state") in ("deleted", "failed"):
+        if doc is not None and doc.get("state") in GONE:
             return False  # released meanwhile: the listing was older than the release
         oc = vm.other_config
         now = ctx.clock()
         created = float(oc.get(TAG_CREATED, 0) or 0) or now
         expires = float(oc.get(TAG_EXPIRES, 0) or 0) or \
             now + ctx.config().default_expiry_minutes * 60
-        state = LEASE_READY if oc.get(TAG_STATE) == LEASE_READY else LEASE_ACTIVE
+        request_id = oc.get(TAG_LEASE, "")
+        state = (LeaseState.READY if tag_state(oc.get(TAG_STATE, ""), request_id)
+                 is TagState.READY else LeaseState.ACTIVE)
         lease = Lease(vm_uuid=vm.uuid, name=vm.name_label, owner=oc.get(TAG_OWNER, ""),
                       host_ref=host_ref, host_uuid=vm.resident_on, vm_ref=vm.ref,
-                      os=oc.get(TAG_OS, ""), request_id=oc.get(TAG_LEASE, ""), created=created,
+                      os=oc.get(TAG_OS, ""), request_id=request_id, created=created,
                       expires=expires, state=state, ip=vm.ips[0] if vm.ips else "",
                       extra={"adopted": now})
         store.leases.put(lease)
@@ -274,20 +278,33 @@ class Reconciler:
                 "adopt_reason": "found running with its tags but no lease (store lost or "
                                 "restored); lease recreated from the tags"}
         if doc is None:
-            store.history.put(vm.uuid, {
-                "ipaddr": lease.ip, "os": lease.os, "state": "available"
-                if state == LEASE_ACTIVE else "ready", "poolId": history.POOL_ID,
-                "prevUser": "", "username": lease.owner, "ver": history.DOC_VERSION,
-                "name": lease.name, "created_time": int(created),
-                "expired_time": int(expires), "labels": [], "uuid": vm.uuid,
-                "request_id": lease.request_id, "xhostref": host_ref,
-                "cpu": vm.vcpus_max, "memory": vm.memory_static_max, **note})
+            store.history.put(vm.uuid, history.document(
+                self._adopted_facts(lease, vm), HISTORY_OF_LEASE[state], **note))
         else:
-            store.history.update(vm.uuid, {**note, "expired_time": int(expires)})
+            store.history.update(vm.uuid, {**note, **history.expiry_patch(expires)})
         log.warning("reconcile: adopted %s (%s) on xenhost%d from its tags: owner %s, "
                     "lease until %d", vm.name_label, vm.uuid, host_ref, lease.owner, expires)
         ctx.event(CoreEvent.ADOPTED)
         return True
+
+    def _adopted_facts(self, lease: Lease, vm: VmView) -> history.VmFacts:
+        """What an adopted VM's document can say: its lease, its tags, what its pool shows
+        of it (sizes, member host, disks) and its host's configuration (template)."""
+        hc = self.ctx.config().hosts.get(lease.host_ref)
+        spec = hc.os.get(lease.os) if hc is not None else None
+        member = ""
+        disks: tuple[int, ...] = ()
+        if hc is not None:
+            try:
+                view = self.ctx.view(hc)
+                member = next((h.name_label for h in view.hosts if h.uuid == vm.resident_on), "")
+                disks = tuple(self.ctx.pool(hc).disk_sizes(vm.uuid))
+            except Exception:  # unknown, and said so by empty fields
+                log.warning("reconcile: could not read %s's host or disks", vm.uuid)
+        return history.VmFacts.of_lease(
+            lease, xen_host=hc.name if hc is not None else "", member=member,
+            template=spec.template if spec is not None else "", vcpus=vm.vcpus_max,
+            memory_bytes=vm.memory_static_max, disk_bytes=disks, os_version=vm.os_name)
 
     def _vanished(self, leases: list[Lease], listed: set[int], present: set[str],
                   running: dict[str, RequestRecord], dead: set[str]) -> int:
@@ -371,10 +388,9 @@ def _close(ctx: Context, vm_uuid: str, lease: Lease | None, name: str, rid: str,
     now = ctx.clock()
     doc = ctx.store.history.get(vm_uuid)
     if doc is None:
-        ctx.store.history.put(vm_uuid, {
-            "name": name, "uuid": vm_uuid, "request_id": rid, "state": "failed",
-            "failure_reason": reason, "deleted_time": int(now),
-            "created_time": int(lease.created) if lease else int(now)})
+        vm = (history.VmFacts.of_lease(lease) if lease is not None
+              else history.VmFacts(vm_uuid=vm_uuid, name=name, request_id=rid, created=now))
+        ctx.store.history.put(vm_uuid, history.failed(vm, reason, now))
     else:
         ctx.store.history.update(vm_uuid, history.deleted_patch(
             doc, at=now, delete_secs=0.0, reason=reason))

@@ -17,6 +17,7 @@ from dynvm.core import history, lifecycle, staticpool
 from dynvm.core.callers import Caller, check_may_act
 from dynvm.core.context import Context
 from dynvm.core.errors import HostNotConfigured
+from dynvm.core.lifecycle import TagState, tag_state
 from dynvm.core.placement import views_of
 from dynvm.core.ports import (
     TAG_CREATED,
@@ -151,10 +152,9 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
     except StoreUnavailable:
         doc = {"created_time": lease.created}
     if doc is None:  # released before its build recorded it: the lease says what it was
-        base = history.lease_doc(lease)
-        ctx.store.history.put(lease.vm_uuid, {**base, **history.deleted_patch(
-            base, at=done, delete_secs=done - started, reason=reason,
-            release_state=release_state), "released_while_building": True})
+        ctx.store.history.put(lease.vm_uuid, history.closed(
+            history.VmFacts.of_lease(lease), at=done, delete_secs=done - started,
+            reason=reason, release_state=release_state, released_while_building=True))
     else:
         ctx.store.history.update(lease.vm_uuid, history.deleted_patch(
             doc, at=done, delete_secs=done - started, reason=reason,
@@ -212,7 +212,7 @@ def tagged_leases(views, own: str | None) -> list[Lease]:
         for vm in view.vms.values():
             oc = vm.other_config
             if own and oc.get(TAG_DEPLOYMENT) == own and TAG_LEASE in oc \
-                    and oc.get(TAG_STATE) == LEASE_ACTIVE:
+                    and tag_state(oc.get(TAG_STATE, ""), oc[TAG_LEASE]) is TagState.ACTIVE:
                 out.append(Lease(vm_uuid=vm.uuid, name=vm.name_label, owner=oc.get(TAG_OWNER, ""),
                                  host_ref=hc.ref, host_uuid=vm.resident_on, vm_ref=vm.ref,
                                  os=oc.get(TAG_OS, ""), request_id=oc[TAG_LEASE],
@@ -276,7 +276,7 @@ def set_expiry(ctx: Context, target: Target, minutes: int, from_created: bool,
         expires = base + minutes * 60
         if direct.leases.update(lease.vm_uuid, expires=expires) is None:
             continue
-        ctx.store.history.update(lease.vm_uuid, {"expired_time": float(expires)})
+        ctx.store.history.update(lease.vm_uuid, history.expiry_patch(expires))
         host = cfg.hosts.get(lease.host_ref)
         if host is not None:
             try:

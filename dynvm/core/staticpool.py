@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from dynvm.core.answers import ServerResult
 from dynvm.core.context import Context
+from dynvm.core.lifecycle import HistoryState
 from dynvm.core.store import Lease
 
 log = logging.getLogger("dynvm.staticpool")
@@ -42,7 +43,7 @@ def static_doc(history: dict[str, Any], pools: tuple[str, ...], vm_uuid: str) ->
         "ipaddr": history.get("ipaddr", ""),
         "origin": history.get("origin", ""),
         "os": _SEED_OS_NAMES.get(os_key, os_key),
-        "state": "available",
+        "state": HistoryState.AVAILABLE.value,  # the seed's word in these documents too
         "poolId": list(pools),
         "prevUser": "",
         "username": "",

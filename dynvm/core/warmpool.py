@@ -15,10 +15,10 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from dynvm.config import Config, HostConfig, PoolConfig
-from dynvm.core import lifecycle, trace
+from dynvm.core import history, lifecycle, trace
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
-from dynvm.core.lifecycle import RequestState
+from dynvm.core.lifecycle import WARM_REQUEST_PREFIX, RequestState
 from dynvm.core.placement import eligible_hosts, reserve
 from dynvm.core.ports import TAG_EXPIRES, TAG_LEASE, TAG_OWNER
 from dynvm.core.provisioning import BuildFailed, Built, Job, description, run_jobs, wait_ssh
@@ -83,11 +83,9 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
             _recycle(ctx, claimed, "hand-out failed")
             continue
         done = done or claimed
-        ctx.store.history.update(lease.vm_uuid, {
-            "name": name, "username": name, "owner": owner, "state": "available",
-            "request_id": request_id, "expired_time": float(expires), "labels": labels, "from_warm_pool": True,
-            "ready_since": int(lease.created), "handed_out_time": round(now, 3),
-            "handout_duration_secs": round(ctx.clock() - now, 3)})
+        ctx.store.history.update(lease.vm_uuid, history.handed_out_patch(
+            name=name, owner=owner, request_id=request_id, expires=expires, labels=labels,
+            ready_since=lease.created, at=now, took_secs=ctx.clock() - now))
         out.append(Built(name, lease.ip, lease.vm_uuid, lease.host_ref, done))
     return out
 
@@ -170,7 +168,7 @@ class Filler:
         if want <= 0 or not hosts:
             return
         spec = hosts[0].os[pool.os]
-        request_id = f"warm-{uuid.uuid4().hex}"
+        request_id = f"{WARM_REQUEST_PREFIX}{uuid.uuid4().hex}"
         slots, _avail, _down = reserve(
             self.ctx.store, cfg, hosts, spec, want, request_id, self.ctx.view,
             vcpus=spec.vcpus, memory_gib=spec.memory_gib,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from dynvm.core.context import CoreEvent
+from dynvm.core.lifecycle import CoreEvent
 
 RECONCILED = Counter(
     "dynvm_reconciled_vms_total",

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from dynvm.core.lifecycle import Step, TagState
 from dynvm.core.ports import TAG_STATE, CloneFailed, HostCannotTake, VmBuild, VmView, XenError
 from dynvm.xen import records as R
 from dynvm.xen.configdrive import ConfigDrives
@@ -23,8 +24,6 @@ from dynvm.xen.teardown import VmRemover
 
 log = logging.getLogger(__name__)
 
-STATE_PROVISIONING = "provisioning"
-STATE_STARTED = "ready"
 CLONE_TIMEOUT = 1800.0  # seconds a clone / provision task may take
 START_TIMEOUT = 900.0
 # VM.start_on errors about the member host's state, not the VM: another member may start it.
@@ -50,13 +49,13 @@ class VmBuilder(PoolAccess):
         step = "clone"
         notify = spec.on_step or (lambda _step: None)
         try:
-            check_cancel(cancel, "cloning")
-            notify("cloning")
+            check_cancel(cancel, Step.CLONING)
+            notify(Step.CLONING)
             vm = self.run_task("Async.VM.clone", template, spec.name,
                                timeout=CLONE_TIMEOUT, cancel=cancel)
             rec = self.call("VM.get_record", vm)
             other = {**(rec.get("other_config") or {}), **spec.tags,
-                     TAG_STATE: STATE_PROVISIONING}
+                     TAG_STATE: TagState.PROVISIONING.value}
             if "disks" in other:  # point the provisioning spec at our SR, with the tags
                 step = "disks"
                 other["disks"] = R.point_disks_at(
@@ -79,24 +78,25 @@ class VmBuilder(PoolAccess):
                 self._grow_system_disk(rec, spec.disk_bytes)
             step = "network"
             self._set_network(vm, rec, host_ref, spec.network_device)
-            check_cancel(cancel, "provisioning")
+            check_cancel(cancel, Step.PROVISIONING)
             step = "provision"
-            notify("provisioning")
+            notify(Step.PROVISIONING)
             self.run_task("Async.VM.provision", vm, timeout=CLONE_TIMEOUT, cancel=cancel)
             if spec.first_boot is not None:
                 step = "config drive"
-                check_cancel(cancel, "provisioning")
+                check_cancel(cancel, Step.PROVISIONING)
                 self.drives.attach(vm, rec["uuid"], self._sr_ref(host_ref, spec.storage_name),
                                    spec.first_boot, cancel)
-            check_cancel(cancel, "starting")
+            check_cancel(cancel, Step.STARTING)
             step = "start"
-            notify("starting")
+            notify(Step.STARTING)
             self.run_task("Async.VM.start_on", vm, host_ref, False, False,
                           timeout=START_TIMEOUT, cancel=cancel)
             step = "tag state"
-            state = spec.tags.get(TAG_STATE, STATE_STARTED)
-            if state == STATE_PROVISIONING:
-                state = STATE_STARTED
+            # Started, not built yet: the caller's build tags it done (`finish_build`).
+            state = spec.tags.get(TAG_STATE, TagState.STARTED.value)
+            if state == TagState.PROVISIONING:
+                state = TagState.STARTED.value
             self.call("VM.remove_from_other_config", vm, TAG_STATE)
             self.call("VM.add_to_other_config", vm, TAG_STATE, state)
             self.inventory.refresh_vm(vm)
@@ -238,7 +238,7 @@ class VmBuilder(PoolAccess):
             if not tags:
                 return
             try:
-                for key, value in {**tags, TAG_STATE: STATE_PROVISIONING}.items():
+                for key, value in {**tags, TAG_STATE: TagState.PROVISIONING.value}.items():
                     self.call("VM.remove_from_other_config", vm, key)
                     self.call("VM.add_to_other_config", vm, key, value)
                 self.inventory.refresh_vm(vm)

@@ -178,3 +178,62 @@ def test_a_warm_vm_being_handed_out_is_never_reconciled_away(warm, probe) -> Non
     assert {v["uuid"] for v in probe.vms_named("")} >= {lease.vm_uuid}
     assert store.leases.get(lease.vm_uuid).state == "provisioning"
     lifecycle.end_request(store, "b" * 32, lifecycle.RequestState.FAILED)
+
+
+
+def test_adopted_and_warm_pool_documents_have_the_seeds_types(tmp_path, farm,
+                                                              clean_farm) -> None:
+    """Whoever writes a history document (a build for a caller, the warm pool, its
+    hand-out, reconciliation adopting the VMs of a lost store) writes the seed's fields
+    with the seed's types: one function builds them all."""
+    from tests.service.test_ownership import EAGER
+    from tests.service.test_seed_compat import SEED_TYPES
+
+    ini = write_ini(tmp_path, farm, extra=POOL)
+    first = build_service(str(ini), timings=FAST)
+    try:
+        c = create_app(service=first).test_client()
+        first.background.ensure_started()
+        wait_until(lambda: len(ready(first)) == 2, timeout=20, what="the pool to fill")
+        docs = {"warm, ready": first.ctx.store.history.get(ready(first)[0].vm_uuid)}
+        assert c.get("/getservers/handed?os=centos").status_code == 200
+        (handed,) = first.ctx.store.leases.find(name="handed")
+        docs["warm, handed out"] = first.ctx.store.history.get(handed.vm_uuid)
+        assert c.get("/getservers/built?os=centos&cpus=2").status_code == 200  # built now
+        (built,) = first.ctx.store.leases.find(name="built")
+        docs["built"] = first.ctx.store.history.get(built.vm_uuid)
+        _stop_filling(first)
+        kept = {lease.vm_uuid: lease.state for lease in first.ctx.store.leases.find()}
+    finally:
+        first.close()
+    for f in tmp_path.glob("*.sqlite*"):  # the store is lost, the VMs stay
+        f.unlink()
+
+    second = build_service(str(ini), timings=EAGER)  # its pool is full: nothing recycled
+    try:
+        second.background.ensure_started()
+        wait_until(lambda: {x.vm_uuid for x in second.ctx.store.leases.find()} >= set(kept),
+                   timeout=30, what="every VM to be adopted")
+        for vm_uuid, state in kept.items():
+            if vm_uuid == built.vm_uuid or (state == "ready" and "adopted, ready" not in docs):
+                what = "adopted" if vm_uuid == built.vm_uuid else "adopted, ready"
+                docs[what] = second.ctx.store.history.get(vm_uuid)
+    finally:
+        _stop_filling(second)
+        _release_everything(second)
+        second.close()
+
+    assert set(docs) == {"warm, ready", "warm, handed out", "built", "adopted",
+                         "adopted, ready"}
+    for what, doc in docs.items():
+        assert doc is not None and "uuid" in doc, what
+        unmeasured = {"create_duration_secs"} if what.startswith("adopted") else set()
+        assert set(SEED_TYPES) - set(doc) == unmeasured, (what, set(SEED_TYPES) - set(doc))
+        for key, kind in SEED_TYPES.items():
+            if key in doc:
+                assert type(doc[key]) is kind, (what, key, doc[key])
+        assert doc["name"] == doc["username"], what  # the seed's `username`: the VM's name
+    assert docs["adopted"]["state"] == "available" and docs["adopted, ready"]["state"] == "ready"
+    assert docs["adopted"]["cpu"] == docs["built"]["cpu"] == "2"
+    assert docs["adopted"]["origin"] == docs["built"]["origin"]
+    assert docs["adopted"]["disk"] == docs["built"]["disk"]

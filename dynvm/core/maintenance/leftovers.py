@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from dynvm.core.capacity import host_key
+from dynvm.core.lifecycle import RunStep
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.ports import HostState, MaintenancePort
 from dynvm.core.store import Store
 
 # A host whose turn had not come, or that had not been asked to reboot yet, is up as
 # it was: it goes back at once. One asked to reboot goes back only once it is back.
-REBOOT_ASKED = ("wait", "enable")
+REBOOT_ASKED = (RunStep.WAIT, RunStep.ENABLE)
 
 
 def give_back(store: Store, port: MaintenancePort, ref: int, status: dict[str, Any]

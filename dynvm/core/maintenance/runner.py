@@ -28,6 +28,7 @@ from dynvm.config import HostConfig
 from dynvm.core.capacity import host_key
 from dynvm.core.context import Context
 from dynvm.core.errors import MaintenanceFailed, MaintenanceRefused
+from dynvm.core.lifecycle import RunState, RunStep
 from dynvm.core.maintenance import leftovers
 from dynvm.core.maintenance import state as S
 from dynvm.core.maintenance.plan import GIB, Plan, PlanHost, PlanVm, host_order, plan_reboot
@@ -88,7 +89,7 @@ class RollingReboot:
         if done is None:
             previous = S.get_status(self.ctx.store, self.ref)
             done = list(previous.get("hosts_done", [])) if previous and \
-                previous.get("state") != "done" else []
+                previous.get("state") != RunState.DONE else []
         leases = {lease.vm_uuid: lease for lease in self.ctx.store.leases.find()}
         # Room held for VMs being built (or moved by this run) that XAPI does not show yet.
         running = {(v.host, v.uuid) for v in pool.vms}
@@ -157,7 +158,7 @@ class RollingReboot:
         """Dry run (print the plan) unless `options.execute`; returns the plan made at the start."""
         pool = self.port.state()
         previous = S.get_status(self.ctx.store, self.ref)
-        resuming = bool(previous and previous.get("state") not in ("done", "refused", None)
+        resuming = bool(previous and previous.get("state") not in (RunState.DONE, None)
                         and previous.get("hosts_done") is not None
                         and previous.get("execute"))
         done = list(previous.get("hosts_done", [])) if resuming and previous else []
@@ -193,7 +194,7 @@ class RollingReboot:
             migrations_done = int(previous.get("migrations_done", 0))
             run_id = previous.get("run", uuid.uuid4().hex[:12])
             self._status(f"resuming run {run_id} after {previous.get('host_name')} "
-                         f"step {previous.get('step')}", state="running", holder=self.holder,
+                         f"step {previous.get('step')}", state=RunState.RUNNING, holder=self.holder,
                          error=None, hosts_left=None)
         else:
             ha = pool.ha
@@ -201,12 +202,12 @@ class RollingReboot:
             # HA as it was goes into the store before it is touched.
             self._status(f"run {run_id} starts: {len(order)} host(s), "
                          f"{len(plan.migrations)} migration(s) planned",
-                         run=run_id, state="running", execute=True, holder=self.holder,
+                         run=run_id, state=RunState.RUNNING, execute=True, holder=self.holder,
                          strategy=self.opts.strategy, parallel=self.opts.parallel,
                          started=self.clock(), order=[names[u] for u in order],
                          order_uuids=order,
                          original_master=master, ha=ha.to_dict(), ha_off=False,
-                         hosts_done=[], host=None, host_name=None, step="start",
+                         hosts_done=[], host=None, host_name=None, step=RunStep.START,
                          migrations_done=0, migrations_total=len(plan.migrations),
                          error=None, events=[])
         self.run_id = run_id
@@ -214,7 +215,7 @@ class RollingReboot:
         try:
             self._hold_back([h for h in order if h not in done], names)
             if pool.ha.enabled:
-                self._status("pool HA off", step="ha-off", ha_off=True)
+                self._status("pool HA off", step=RunStep.HA_OFF, ha_off=True)
                 self.port.disable_ha()
             for h in order:
                 if h in done:
@@ -226,7 +227,7 @@ class RollingReboot:
                 self._status(f"{names[h]} done", hosts_done=list(done))
             self._restore_master(master, names)
             self._restore_ha(ha)
-            self._status("rolling reboot finished", state="done", step="done", host=None,
+            self._status("rolling reboot finished", state=RunState.DONE, step=RunStep.DONE, host=None,
                          host_name=None, finished=self.clock())
         except Exception as exc:
             self._fail(exc, ha)
@@ -275,7 +276,7 @@ class RollingReboot:
                      f"{disabled}: {S.finish(self.ref, left)}")
         log.error("xenhost%d maintenance stopped: %s%s", self.ref, exc, note)
         try:
-            self._status(f"stopped: {exc}{note}", state="failed", error=f"{exc}{note}",
+            self._status(f"stopped: {exc}{note}", state=RunState.FAILED, error=f"{exc}{note}",
                          hosts_left=left)
         except Exception:  # the store itself may be what failed
             log.exception("xenhost%d maintenance: could not record the failure", self.ref)
@@ -287,14 +288,14 @@ class RollingReboot:
             self._status(None, ha_off=False)
             return
         self._status(f"pool HA back on (timeout {ha.configuration.get('timeout', 'default')})",
-                     step="ha-on")
+                     step=RunStep.HA_ON)
         self.port.enable_ha(ha.heartbeat_srs, ha.configuration, ha.failures_to_tolerate)
         self._status(None, ha_off=False)
 
     def _restore_master(self, master: str, names: dict[str, str]) -> None:
         if any(h.uuid == master and h.is_master for h in self._wait_hosts()):
             return
-        self._status(f"{names.get(master, master)} is the pool master again", step="master")
+        self._status(f"{names.get(master, master)} is the pool master again", step=RunStep.MASTER)
         self.port.designate_master(master)
         self._wait(lambda: any(h.uuid == master and h.is_master and h.live
                                for h in self._wait_hosts()),
@@ -312,24 +313,24 @@ class RollingReboot:
         booted = ""  # its boot_time before the reboot: it is back once that changed
         if previous and previous.get("host") == h:
             booted = str(previous.get("booted", ""))
-            if previous.get("step") == "wait":
+            if previous.get("step") == RunStep.WAIT:
                 rebooting = True
-            elif previous.get("step") == "reboot":
+            elif previous.get("step") == RunStep.REBOOT:
                 rebooting = not any(x.uuid == h and x.live and (not booted or x.boot_time == booted)
                                     for x in self._wait_hosts())
         self._status(f"{name}: out of dynvm placement", host=h, host_name=name,
-                     step="placement-off")
+                     step=RunStep.PLACEMENT_OFF)
         S.set_in_maintenance(store, key, True, self.run_id)
         if not rebooting:
             self._wait(lambda: not [r for r in store.reservations.live(key)
                                     if r.settle_until is None],
                        self.opts.settle_timeout, f"VMs being built on {name}", fail=False)
-            self._status(f"{name}: host.disable", step="disable")
+            self._status(f"{name}: host.disable", step=RunStep.DISABLE)
             self.port.disable_host(h)
             migrations_done = self._evacuate(h, name, done, migrations_done)
             self._hand_over_master(h, names, done)
             booted = next((x.boot_time for x in self._wait_hosts() if x.uuid == h), "")
-            self._status(f"{name}: host.reboot", step="reboot", booted=booted)
+            self._status(f"{name}: host.reboot", step=RunStep.REBOOT, booted=booted)
             self.port.reboot(h)
             if not booted:
                 # No boot_time to compare, and XAPI may still call it live for a
@@ -337,10 +338,10 @@ class RollingReboot:
                 self._wait(lambda: not self.port.host_back(h),
                            min(DOWN_WAIT_SECS, self.opts.reboot_timeout),
                            f"{name} to go down", fail=False)
-        self._status(f"{name}: waiting until it is back", step="wait")
+        self._status(f"{name}: waiting until it is back", step=RunStep.WAIT)
         self._wait(lambda: self.port.host_back(h, booted), self.opts.reboot_timeout,
                    f"{name} to come back")
-        self._status(f"{name}: host.enable", step="enable")
+        self._status(f"{name}: host.enable", step=RunStep.ENABLE)
         self.port.enable_host(h)
         self._wait(lambda: any(x.uuid == h and x.enabled and x.live
                                for x in self._wait_hosts()),
@@ -351,7 +352,7 @@ class RollingReboot:
         self._wait(lambda: any(m.uuid == h and m.enabled for m in self.ctx.view(self.host).hosts),
                    self.opts.reboot_timeout, f"dynvm's inventory to see {name} enabled",
                    fail=False)
-        self._status(f"{name}: back in dynvm placement", step="placement-on")
+        self._status(f"{name}: back in dynvm placement", step=RunStep.PLACEMENT_ON)
         S.set_in_maintenance(store, key, False)
         return migrations_done
 
@@ -371,13 +372,13 @@ class RollingReboot:
                 lease = self.ctx.store.leases.get(vm)
                 if lease is not None and lease.state == LEASE_READY:
                     self._status(f"{name}: destroy warm VM {plan.vm_names.get(vm, vm)}",
-                                 step="evacuate")
+                                 step=RunStep.EVACUATE)
                     release_lease(self.ctx, lease, reason="host maintenance")
             if step.drain_first:
                 self._drain(h, name, step)
             if step.migrations:
                 self._status(f"{name}: migrating {len(step.migrations)} VM(s), "
-                             f"{self.opts.parallel} at a time", step="migrate")
+                             f"{self.opts.parallel} at a time", step=RunStep.MIGRATE)
                 counter = [migrations_done]
                 holds = self._hold_room(step.migrations)
 
@@ -429,7 +430,7 @@ class RollingReboot:
                                          if step.drain_first else set())
         if not waiting:
             return
-        self._status(f"{name}: waiting for {len(waiting)} lease(s) to end", step="drain")
+        self._status(f"{name}: waiting for {len(waiting)} lease(s) to end", step=RunStep.DRAIN)
         deadline = min(step.wait_until or 0.0, self.ctx.clock() + self.opts.drain_timeout)
         self._wait(lambda: not waiting & {v.uuid for v in self._wait_state().vms if v.host == h},
                    max(deadline - self.ctx.clock(), 0.0) + 5 * self.opts.poll,
@@ -471,7 +472,7 @@ class RollingReboot:
             x.uuid for x in host_order([PlanHost(x.uuid, x.name, 0, 0, x.is_master)
                                         for x in hosts]))}
         new = max(others, key=lambda x: (x.uuid in done, ordered.get(x.uuid, 0)))
-        self._status(f"{names[h]}: pool master role handed to {new.name}", step="master")
+        self._status(f"{names[h]}: pool master role handed to {new.name}", step=RunStep.MASTER)
         self.port.designate_master(new.uuid)
         self._wait(lambda: any(x.uuid == new.uuid and x.is_master
                                for x in self._wait_hosts()),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from dynvm.core.lifecycle import STOPPED_RUNS, RunState, check_run_move
 from dynvm.core.store import Store
 
 HOSTS_DOC = "hosts"
@@ -85,9 +86,12 @@ def get_status(store: Store, ref: int) -> dict[str, Any] | None:
 
 
 def put_status(store: Store, ref: int, **changes: Any) -> dict[str, Any]:
-    """Merge `changes` into the run status of `[xenhostN]` (stamped with the time)."""
+    """Merge `changes` into the run status of `[xenhostN]` (stamped with the time); a new
+    `state` must be a move `lifecycle.RUN_MOVES` declares."""
     def edit(doc: dict[str, Any] | None) -> dict[str, Any]:
         doc = dict(doc or {})
+        if "state" in changes:
+            check_run_move(doc.get("state"), changes["state"])
         doc.update(changes)
         doc["updated"] = time.time()
         return doc
@@ -118,7 +122,7 @@ def finish(ref: int, left: list[dict[str, Any]]) -> str:
 def report(store: Store, ref: int, doc: dict[str, Any]) -> None:
     """Add `hosts_left` and `finish` to the status `doc` of a stopped run that left hosts
     out of placement (a run whose process died included)."""
-    if doc.get("state") not in ("failed", "interrupted"):
+    if doc.get("state") not in STOPPED_RUNS:
         doc.pop("hosts_left", None)
         return
     recorded = {h["uuid"]: h for h in doc.get("hosts_left") or []}
@@ -140,8 +144,8 @@ def all_status(store: Store, refs: list[int]) -> dict[int, dict[str, Any]]:
         holder = store.locks.holder(lock_name(ref))
         doc = dict(doc)
         doc["held_by"] = holder
-        if doc.get("state") == "running" and holder is None:
-            doc["state"] = "interrupted"
+        if doc.get("state") == RunState.RUNNING and holder is None:
+            doc["state"] = RunState.INTERRUPTED.value
         report(store, ref, doc)
         out[ref] = doc
     return out

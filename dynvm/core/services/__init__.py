@@ -15,9 +15,18 @@ and one line in `Dynvm.__init__`.
 from dynvm.core.answers import Available, ServerResult, ServersRequest, ServersResult, ShowAll
 from dynvm.core.asyncreq import NewRequest
 from dynvm.core.callers import EVERYONE, Caller
-from dynvm.core.context import CoreEvent
-from dynvm.core.lifecycle import LeaseState, RequestState
-from dynvm.core.progress import Step, VmProgress
+from dynvm.core.lifecycle import (
+    CoreEvent,
+    HistoryState,
+    LeaseState,
+    MemberShown,
+    PoolShown,
+    RequestState,
+    RunState,
+    Step,
+    VmShown,
+)
+from dynvm.core.progress import VmProgress
 from dynvm.core.release import Target
 from dynvm.core.services.dashboard import RECENT_HOURS, RequestFigures, Snapshot
 from dynvm.core.services.facade import Dynvm
@@ -30,9 +39,10 @@ from dynvm.core.services.tokens import TokenAdmin
 from dynvm.core.trace import bind_request, unbind_request
 
 __all__ = [
-    "EVERYONE", "RECENT_HOURS", "Available", "Caller", "CoreEvent", "Dynvm", "LeaseState",
-    "NewRequest", "Offer", "Options", "Plan", "QuotaReport", "RequestFigures", "RequestState",
-    "RequestStatus", "RollingReboot", "ServerResult", "ServersRequest", "ServersResult",
-    "ShowAll", "Snapshot", "Step", "StoreGauges", "Target", "TokenAdmin", "Usage",
-    "VmProgress", "bind_request", "describe_plan", "unbind_request",
+    "Available", "bind_request", "Caller", "CoreEvent", "describe_plan", "Dynvm",
+    "EVERYONE", "HistoryState", "LeaseState", "MemberShown", "NewRequest", "Offer",
+    "Options", "Plan", "PoolShown", "QuotaReport", "RECENT_HOURS", "RequestFigures",
+    "RequestState", "RequestStatus", "RollingReboot", "RunState", "ServerResult",
+    "ServersRequest", "ServersResult", "ShowAll", "Snapshot", "Step", "StoreGauges",
+    "Target", "TokenAdmin", "unbind_request", "Usage", "VmProgress", "VmShown",
 ]

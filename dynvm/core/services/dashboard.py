@@ -18,7 +18,17 @@ from dynvm.core import getservers, progress, warmpool
 from dynvm.core.callers import EVERYONE, Caller, request_owner
 from dynvm.core.capacity import host_key, slots_on, vm_os
 from dynvm.core.errors import StoreDown
-from dynvm.core.lifecycle import RequestState
+from dynvm.core.lifecycle import (
+    VM_SHOWN_OF_LEASE,
+    VM_SHOWN_OF_TAG,
+    LeaseState,
+    MemberShown,
+    PoolShown,
+    RequestState,
+    VmShown,
+    is_warm_request,
+    tag_state,
+)
 from dynvm.core.maintenance.state import is_blocked, placement_blocked
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import (
@@ -35,10 +45,8 @@ from dynvm.core.records import RequestRecord
 from dynvm.core.services.base import Runtime, Subject
 from dynvm.core.services.history import History
 from dynvm.core.store import (
-    LEASE_ACTIVE,
     LEASE_PROVISIONING,
     LEASE_READY,
-    LEASE_RELEASING,
     Lease,
     Reservation,
 )
@@ -46,9 +54,6 @@ from dynvm.core.store import (
 if TYPE_CHECKING:
     from dynvm.config import Config
 
-# Lease states as operators name them.
-VM_STATES = {LEASE_PROVISIONING: "building", LEASE_READY: "ready", LEASE_ACTIVE: "leased",
-             LEASE_RELEASING: "releasing"}
 RECENT_HOURS = 6.0  # finished requests shown this far back
 REQUEST_SCAN_SECS = 24 * 3600.0  # build steps are read from requests of the last day
 STEP_ORDER = [str(s) for s in progress.Step]
@@ -123,23 +128,24 @@ class Snapshot:
         return self._slots[key]
 
 
-def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> str:
+def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> MemberShown:
     """As an operator names it: maintenance first (it explains a disabled host)."""
     if in_maintenance:
-        return "in maintenance"
+        return MemberShown.IN_MAINTENANCE
     if not enabled:
-        return "disabled"
-    return "drained" if drained else "up"
+        return MemberShown.DISABLED
+    return MemberShown.DRAINED if drained else MemberShown.UP
 
 
-def _unleased_state(tags: Mapping[str, str], store_unread: bool) -> str:
+def _unleased_state(tags: Mapping[str, str], store_unread: bool) -> VmShown:
     """A VM no lease covers: foreign, or dynvm's without a lease ("untracked"). When the
     leases could not be read, a dynvm VM's own state tag says where it is instead."""
     if TAG_OWNER not in tags:
-        return "foreign"
+        return VmShown.FOREIGN
     if store_unread:
-        return VM_STATES.get(tags.get(TAG_STATE, ""), "unknown")
-    return "untracked"
+        state = tag_state(tags.get(TAG_STATE, ""), tags.get(TAG_LEASE, ""))
+        return VM_SHOWN_OF_TAG.get(state, VmShown.UNKNOWN) if state else VmShown.UNKNOWN
+    return VmShown.UNTRACKED
 
 
 def _num(text: str | None) -> float | None:
@@ -149,10 +155,18 @@ def _num(text: str | None) -> float | None:
         return None
 
 
+def _lease_shown(state: str) -> str:
+    """A lease's state in operators' words (one a newer dynvm wrote: as it is)."""
+    try:
+        return VM_SHOWN_OF_LEASE[LeaseState(state)]
+    except (KeyError, ValueError):
+        return state
+
+
 def _lease_row(lease: Lease, now: float) -> dict[str, Any]:
     return {"uuid": lease.vm_uuid, "name": lease.name, "owner": lease.owner,
             "request_id": lease.request_id, "os": lease.os,
-            "state": VM_STATES.get(lease.state, lease.state), "ip": lease.ip,
+            "state": _lease_shown(lease.state), "ip": lease.ip,
             "created": lease.created, "expires": lease.expires}
 
 
@@ -188,7 +202,7 @@ class Dashboard(Subject):
     @staticmethod
     def vm_state_names() -> list[str]:
         """The states the VM table may show (its filter), sorted."""
-        return sorted(set(VM_STATES.values()) | {"foreign", "untracked"})
+        return sorted(set(VM_SHOWN_OF_LEASE.values()) | {VmShown.FOREIGN, VmShown.UNTRACKED})
 
     # ---------------------------------------------------------------- farm
 
@@ -203,12 +217,12 @@ class Dashboard(Subject):
             pool: dict[str, Any] = {"ref": hc.ref, "name": hc.name, "labels": sorted(hc.labels),
                                     "os": sorted(hc.os), "drain": hc.drain, "members": []}
             if view is None:
-                pool.update(state="unreachable", error=snap.errors.get(hc.ref, ""),
+                pool.update(state=PoolShown.UNREACHABLE, error=snap.errors.get(hc.ref, ""),
                             available={o: 0 for o in sorted(hc.os)})
                 pools.append(pool)
                 continue
             drained = hc.drain or str(hc.ref) in snap.blocked
-            pool.update(state="drained" if drained else "up", error="",
+            pool.update(state=PoolShown.DRAINED if drained else PoolShown.UP, error="",
                         view_age_secs=round(view.age_secs, 2))
             slots: dict[str, dict[str, int]] = defaultdict(dict)
             for o in sorted(hc.os) if snap.store_error is None else ():  # room taken: unknown
@@ -291,7 +305,7 @@ class Dashboard(Subject):
                             "ip": row.get("ip") or (vm.ips[0] if vm.ips else ""),
                             "power_state": vm.power_state,
                             "vcpus": vm.vcpus_max, "memory": vm.memory_static_max})
-                row["foreign"] = row["state"] == "foreign"
+                row["foreign"] = row["state"] == VmShown.FOREIGN
                 rows.append(_times(row, snap.now))
         for lease in leases:  # being built, not in the inventory yet
             if lease.vm_uuid not in seen:
@@ -317,7 +331,7 @@ class Dashboard(Subject):
         for r in sorted(mine, key=lambda r: r.started, reverse=True):
             row = {"id": r.id, "name": r.name, "os": r.os, "count": r.count, "state": r.state,
                    "instance": r.instance, "started": r.started, "finished": r.finished,
-                   "warm_pool": r.id.startswith("warm-"),
+                   "warm_pool": is_warm_request(r.id),
                    "elapsed_secs": round((r.finished or now) - r.started, 1),
                    "reason": _reason(r.detail),
                    "vms": [dict(p.to_dict(), step_secs=round(now - p.since, 1))
@@ -355,7 +369,7 @@ class Dashboard(Subject):
         """How many requests are being served, and the time VMs spent in each build
         step (requests of the last day), from the step times their records keep."""
         in_flight = sum(1 for r in records
-                        if r.state == RequestState.RUNNING and not r.id.startswith("warm-"))
+                        if r.state == RequestState.RUNNING and not is_warm_request(r.id))
         steps: dict[tuple[str, ...], list[float]] = defaultdict(list)
         for r in records:
             if now - r.started > REQUEST_SCAN_SECS:

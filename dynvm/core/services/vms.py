@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from dynvm.core import history
 from dynvm.core.callers import Caller
 from dynvm.core.errors import BadRequest, NotFound, StoreDown
 from dynvm.core.ports import TAG_EXPIRES
@@ -73,7 +74,7 @@ class Vms(Subject):
         changed = ctx.store.leases.update(lease.vm_uuid, expires=expires)
         if changed is None:
             raise NotFound(f"no VM named {name}")
-        ctx.store.history.update(lease.vm_uuid, {"expired_time": int(expires)})
+        ctx.store.history.update(lease.vm_uuid, history.expiry_patch(expires))
         host = cfg.hosts.get(lease.host_ref)
         if host is not None:
             try:

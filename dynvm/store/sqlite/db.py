@@ -140,8 +140,8 @@ class SqliteDb:
         if self._identity is not None and current != self._identity:
             with self._lock:
                 if self._identity is not None and self._file_identity() != self._identity:
-                    log.error("SQLite store %s was %s; reopening it%s", self.path,
-                              "deleted" if current is None else "replaced",
+                    log.error("SQLite store %s %s; reopening it%s", self.path,
+                              "was deleted" if current is None else "was replaced",
                               " (recreated empty)" if current is None else "")
                     self._identity = None
                     self._schema_pid = None  # the new file needs the schema
