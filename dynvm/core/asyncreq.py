@@ -21,20 +21,21 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from dynvm.config import Config, OsSpec
-from dynvm.core import lifecycle, progress, quota
+from dynvm.config import Config, HostConfig, OsSpec
+from dynvm.core import lifecycle, obtain, progress, quota
 from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
-from dynvm.core.errors import DynvmError, NameInUse, NoCapacity, NotFound, StoreDown
+from dynvm.core.errors import DynvmError, NameInUse, NotFound, StoreDown
 from dynvm.core.getservers import (
     NAME_LOCK,
+    NO_ROOM_INSTEAD,
     check_request,
     effective_spec,
     with_overrides,
 )
 from dynvm.core.lifecycle import RequestState
-from dynvm.core.placement import Slot, eligible_hosts, reserve
+from dynvm.core.placement import Slot, eligible_hosts
 from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
 from dynvm.core.release import names_for, release_lease
 from dynvm.core.store import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
@@ -76,11 +77,13 @@ class _Running:
 
     record: RequestRecord
     req: NewRequest
-    spec: OsSpec
-    names: list[str]
-    slots: list[Slot]
-    expires: float
+    want: obtain.Want
+    held: obtain.Held = field(default_factory=obtain.Held)
     held_names: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return self.want.names
 
 
 def _legacy_view(req: NewRequest) -> ServersRequest:
@@ -115,12 +118,13 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
                        for k, v in asdict(req).items() if k != "owner"},
             "vms": {n: {"step": str(progress.Step.RESERVED), "since": round(now, 3)}
                     for n in names}})
-    run = _Running(record, req, spec, names, [], expires)
+    hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
+    run = _Running(record, req, want_of(cfg, req, spec, names, expires, request_id, hosts))
     try:
         if req.name is not None:  # generated names are unique; chosen ones are claimed
             _claim_names(ctx, run, ttl)
         ctx.store.requests.put(record)
-        _reserve(ctx, cfg, run, ttl)
+        _reserve(ctx, cfg, run)
     except StoreUnavailable as exc:
         _abandon(ctx, run, "the state store is unreachable, so capacity could not be "
                            "reserved safely", refused=True)
@@ -149,29 +153,27 @@ def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
         raise NameInUse(f"VM {taken[0]} already exists; release it or pick another name")
 
 
-def _reserve(ctx: Context, cfg: Config, run: _Running, ttl: float) -> None:
-    req, spec = run.req, run.spec
+def want_of(cfg: Config, req: NewRequest, spec: OsSpec, names: list[str], expires: float,
+            request_id: str, hosts: list[HostConfig]) -> obtain.Want:
+    """What a v1 request needs, as every way of asking describes it."""
+    return obtain.Want(
+        os=req.os, names=names, owner=req.owner, request_id=request_id, expires=expires,
+        labels=sorted(req.labels), hosts=hosts, spec=spec,
+        # None: each host's own <os>.* sizes, as for the legacy API
+        vcpus=req.cpus, memory_gib=req.memory_gib, quota_owner=req.owner,
+        warm=req.cpus is None and req.memory_gib is None,  # warm VMs have the OS's sizes
+        check_ssh=req.check_ssh, ttl=cfg.reservation_ttl_secs)
+
+
+def _reserve(ctx: Context, cfg: Config, run: _Running) -> None:
+    req, spec = run.req, run.want.spec
     check = quota.check_for(cfg, req.owner, spec.vcpus, spec.memory_gib)
     if check is not None:  # a clear answer before any room is taken
         used = quota.usage(ctx.store, cfg, req.owner)
         over = quota.exceeded(cfg, req.owner, used, req.count, spec.vcpus, spec.memory_gib)
         if over is not None:
             raise over
-    hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
-    slots, avail, down = reserve(ctx.store, cfg, hosts, spec, req.count, run.record.id,
-                                 # None: each host's own <os>.* sizes, as for the legacy API
-                                 ctx.view, vcpus=req.cpus, memory_gib=req.memory_gib,
-                                 ttl=ttl, quota=check)
-    if len(slots) < req.count:
-        for s in slots:
-            release_slot(ctx, s)
-        # Another request of this owner may have taken the quota meanwhile: say so.
-        over = quota.exceeded(cfg, req.owner, quota.usage(ctx.store, cfg, req.owner),
-                              req.count, spec.vcpus, spec.memory_gib) if check else None
-        if over:
-            raise over
-        raise NoCapacity(asked=req.count, os=req.os, available=avail, unreachable=down)
-    run.slots = slots
+    run.held = obtain.take(ctx, cfg, run.want)
 
 
 def _abandon(ctx: Context, run: _Running, reason: str, *, refused: bool) -> None:
@@ -222,19 +224,24 @@ def _build(ctx: Context, run: _Running) -> None:
     cancel, done = threading.Event(), threading.Event()
     threading.Thread(target=_watch_cancel, args=(ctx, rid, cancel, done), daemon=True,
                      name=f"dynvm-v1-cancel-{rid[:8]}").start()
-    sreq = _legacy_view(req)
-    jobs = [Job(name=n, owner=req.owner, request_id=rid, slot=s,
-                spec=with_overrides(s.host.os[req.os], sreq),  # that host's template and sizes
-                memory_bytes=int(s.reservation.memory_gib * GIB), expires=run.expires,
-                labels=sorted(req.labels),
-                network_id=None, check_vms=req.check_ssh,
-                size_overridden=(req.cpus is not None, req.memory_gib is not None))
-            for n, s in zip(run.names, run.slots, strict=True)]
     built: list[Built] = []
     failed: list[tuple[str, str]] = []
     stopped: list[str] = []  # builds a cancel cut short
+    jobs: list[Job] = []
     try:
-        with ThreadPoolExecutor(max_workers=min(len(jobs), 64),
+        want, held = run.want, run.held
+        warm, instead = obtain.hand_out(ctx, ctx.config(), want, held)
+        for b in warm:
+            progress.note(ctx, rid, b.name, progress.Step.READY, ip=b.ip, host_ref=b.host_ref)
+            _record_size(ctx, b, want.spec)
+        built += warm
+        for name, slot in [*zip(held.cold_names(want), held.slots, strict=True), *instead]:
+            if slot is None:
+                failed.append((name, NO_ROOM_INSTEAD))
+                progress.note(ctx, rid, name, progress.Step.FAILED, reason=NO_ROOM_INSTEAD)
+            else:
+                jobs.append(_job(req, want, name, slot))
+        with ThreadPoolExecutor(max_workers=max(min(len(jobs), 64), 1),
                                 thread_name_prefix="dynvm-v1-build") as pool:
             futures = {pool.submit(build_one, ctx, job, cancel): job for job in jobs}
             for fut, job in futures.items():
@@ -286,6 +293,14 @@ def _build(ctx: Context, run: _Running) -> None:
     finally:
         done.set()
         _free_names(ctx, run)
+
+
+def _job(req: NewRequest, want: obtain.Want, name: str, slot: Slot) -> Job:
+    return Job(name=name, owner=req.owner, request_id=want.request_id, slot=slot,
+               spec=with_overrides(slot.host.os[req.os], _legacy_view(req)),  # that host's
+               memory_bytes=int(slot.reservation.memory_gib * GIB), expires=want.expires,
+               labels=sorted(req.labels), network_id=None, check_vms=req.check_ssh,
+               size_overridden=(req.cpus is not None, req.memory_gib is not None))
 
 
 def _record_size(ctx: Context, b: Built, spec: OsSpec) -> None:

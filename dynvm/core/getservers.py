@@ -12,7 +12,7 @@ import math
 import uuid
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import lifecycle, progress, quota, staticpool, trace, warmpool
+from dynvm.core import lifecycle, obtain, progress, quota, staticpool, trace
 from dynvm.core.answers import ServerResult, ServersRequest, ServersResult
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
@@ -28,7 +28,7 @@ from dynvm.core.errors import (
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.networks import with_network
 from dynvm.core.placement import Slot, eligible_hosts, reserve
-from dynvm.core.provisioning import STORE_FAILED, Built, Job, release_slot, run_jobs
+from dynvm.core.provisioning import STORE_FAILED, Built, Job, run_jobs
 from dynvm.core.release import names_for, release_lease
 from dynvm.core.store import (
     LEASE_READY,
@@ -41,6 +41,8 @@ from dynvm.core.store import (
 log = logging.getLogger("dynvm.servers")
 
 RETRY_ROUNDS = 3  # a failed VM is tried on at most this many more member hosts
+NO_ROOM_INSTEAD = ("its ready VM could not be handed out, and no room was left to build one "
+                   "instead")
 NAME_LOCK = "name:"
 # What turns a request down before any VM is built for it: it ends `refused`, not `failed`.
 Refused = (NoCapacity, quota.QuotaExceeded, BadRequest)
@@ -170,58 +172,47 @@ def _finish(ctx: Context, request_id: str, state: RequestState, detail: dict) ->
         log.exception("could not close request %s", request_id)
 
 
+def want_of(cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str], expires: float,
+            request_id: str, hosts: list[HostConfig]) -> obtain.Want:
+    """What a legacy request needs, as every way of asking describes it."""
+    return obtain.Want(
+        os=req.os, names=names, owner=req.owner or req.name, request_id=request_id,
+        expires=expires, labels=sorted(req.labels), hosts=hosts, spec=spec,
+        # None: each host's own <os>.* sizes, as /getavailablecount counts them
+        vcpus=req.cpus, memory_gib=obtain.whole_gib(req.mem_bytes),
+        quota_owner=req.owner,
+        # Warm VMs have the OS's sizes and network: a request asking its own builds.
+        warm=req.cpus is None and req.mem_bytes is None and not req.network_id,
+        check_ssh=req.check_vms, ttl=cfg.reservation_ttl_secs)
+
+
 def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str],
            expires: float, request_id: str, ttl: float) -> ServersResult:
     hosts = eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref)
     if req.network_id:
         hosts = with_network(hosts, req.network_id, ctx.view)
-    labels = sorted(req.labels)
-    warm: list[Built] = []
-    # A token's owner may have a quota: checked atomically with the reservation
-    # (warm VMs are then not handed out, as they would bypass that check).
-    check = quota.check_for(cfg, req.owner, spec.vcpus, spec.memory_gib) if req.owner else None
-    if req.cpus is None and req.mem_bytes is None and not req.network_id and check is None:
-        warm = warmpool.take_ready(ctx, cfg, hosts, req.os, names, owner=req.owner or req.name,
-                                   request_id=request_id, expires=expires, labels=labels,
-                                   check_ssh=req.check_vms)
+    want = want_of(cfg, req, spec, names, expires, request_id, hosts)
+    try:
+        held = obtain.take(ctx, cfg, want)
+        warm, instead = obtain.hand_out(ctx, cfg, want, held)
+    except StoreUnavailable as exc:
+        raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
+                        f"reserved safely; try again shortly ({exc})") from exc
     for b in warm:
         progress.note(ctx, request_id, b.name, progress.Step.READY, ip=b.ip, host_ref=b.host_ref)
-    left = names[len(warm):]
-    slots: list[Slot] = []
-    if left:
-        try:
-            slots, avail, down = reserve(
-                ctx.store, cfg, hosts, spec, len(left), request_id, ctx.view,
-                # None: each host's own <os>.* sizes, as /getavailablecount counts them
-                vcpus=req.cpus,
-                memory_gib=None if req.mem_bytes is None else max(math.ceil(req.mem_bytes / GIB), 1),
-                ttl=ttl, quota=check)
-        except StoreUnavailable as exc:
-            _give_back_warm(ctx, warm)
-            raise StoreDown(f"Error: the state store is unreachable, so capacity cannot be "
-                            f"reserved safely; try again shortly ({exc})") from exc
-        if len(slots) < len(left):
-            for s in slots:
-                release_slot(ctx, s)
-            _give_back_warm(ctx, warm)
-            over = quota.exceeded(cfg, check.owner, quota.usage(ctx.store, cfg, check.owner),
-                                  len(left), spec.vcpus, spec.memory_gib) if check else None
-            if over:
-                raise over
-            raise NoCapacity(asked=req.count, os=req.os, available=avail + len(warm),
-                             unreachable=down)
-    jobs = [Job(name=n, owner=req.owner or req.name, request_id=request_id, slot=s,
-                spec=with_overrides(s.host.os[req.os], req),  # that host's template and sizes
-                memory_bytes=req.mem_bytes or int(s.reservation.memory_gib * GIB),
-                expires=expires, labels=labels,
-                network_id=req.network_id, check_vms=req.check_vms,
-                size_overridden=(req.cpus is not None, req.mem_bytes is not None))
-            for n, s in zip(left, slots, strict=True)]
+    jobs = [job_for(req, request_id, n, s, expires)
+            for n, s in [*zip(held.cold_names(want), held.slots, strict=True),
+                         *((n, s) for n, s in instead if s is not None)]]
+    no_room = [(n, NO_ROOM_INSTEAD) for n, s in instead if s is None]
+    check = obtain.quota_check(cfg, want)
     built, failed = run_jobs(ctx, jobs)
     if failed:
         more, failed = retry_elsewhere(ctx, cfg, hosts, spec, jobs, failed, request_id, ttl,
                                        quota=check)
         built += more
+    for n, why in no_room:
+        progress.note(ctx, request_id, n, progress.Step.FAILED, reason=why)
+    failed += no_room
     built = warm + built
     if failed and (req.all_or_none or not built):
         for b in built:
@@ -244,6 +235,16 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     servers = sorted((ServerResult(b.name, b.ip, b.host_ref, b.vm_uuid, b in warm)
                       for b in built), key=lambda s: order[s.name])
     return ServersResult(servers=servers, failed=failed)
+
+
+def job_for(req: ServersRequest, request_id: str, name: str, slot: Slot,
+            expires: float) -> Job:
+    return Job(name=name, owner=req.owner or req.name, request_id=request_id, slot=slot,
+               spec=with_overrides(slot.host.os[req.os], req),  # that host's template and sizes
+               memory_bytes=req.mem_bytes or int(slot.reservation.memory_gib * GIB),
+               expires=expires, labels=sorted(req.labels),
+               network_id=req.network_id, check_vms=req.check_vms,
+               size_overridden=(req.cpus is not None, req.mem_bytes is not None))
 
 
 def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: OsSpec,
@@ -300,7 +301,3 @@ def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: Os
             break
     return built, failed
 
-
-def _give_back_warm(ctx: Context, warm: list[Built]) -> None:
-    for b in warm:
-        warmpool.give_back(ctx, b)

@@ -75,7 +75,8 @@ class Move:
 _L = LeaseState
 LEASE_MOVES: tuple[Move, ...] = (
     Move(_L.PROVISIONING, _L.ACTIVE, False, "built (or handed out) for its caller"),
-    Move(_L.PROVISIONING, _L.READY, False, "built for the warm pool"),
+    Move(_L.PROVISIONING, _L.READY, False,
+         "built for the warm pool, or a claimed warm VM given back unused"),
     Move(_L.READY, _L.PROVISIONING, True, "a warm VM is taken for a request"),
     Move(_L.PROVISIONING, _L.RELEASING, True, "release of a VM being built or handed out"),
     Move(_L.ACTIVE, _L.RELEASING, True, "release or expiry of a handed-out VM"),
@@ -346,6 +347,15 @@ def take_warm(store: Store, lease: Lease, **changes: Any) -> Lease | None:
     """Claim a ready warm VM for a request; None if another worker took it first."""
     return store.leases.transition(lease.vm_uuid, LeaseState.READY, LeaseState.PROVISIONING,
                                    **changes)
+
+
+def return_warm(store: Store, before: Lease) -> Lease | None:
+    """A claimed warm VM its request will not use goes back to the pool as it was (the VM
+    itself was never renamed); None if it is no longer the request's to give back."""
+    return store.leases.transition(before.vm_uuid, LeaseState.PROVISIONING, LeaseState.READY,
+                                   name=before.name, owner=before.owner,
+                                   request_id=before.request_id, expires=before.expires,
+                                   labels=list(before.labels))
 
 
 def finish_build(store: Store, pool: XenPool, vm_uuid: str, dst: LeaseState | str,

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from dynvm.config import Config, HostConfig, PoolConfig
 from dynvm.core import history, lifecycle, trace
-from dynvm.core.capacity import GIB
+from dynvm.core.capacity import GIB, host_key
 from dynvm.core.context import Context
 from dynvm.core.lifecycle import WARM_REQUEST_PREFIX, RequestState
 from dynvm.core.placement import eligible_hosts, reserve
@@ -26,7 +28,9 @@ from dynvm.core.release import release_lease
 from dynvm.core.store import (
     LEASE_READY,
     Lease,
+    QuotaCheck,
     RequestRecord,
+    Reservation,
     StoreError,
     StoreUnavailable,
 )
@@ -36,15 +40,28 @@ log = logging.getLogger("dynvm.warmpool")
 READY_OWNER = ""  # ready VMs belong to nobody
 READY_PREFIX = "dynvm-ready-"
 HANDOUT_SSH_SECS = 3.0  # a ready guest's sshd is long up: answer now or be replaced
+QUOTA_TOKEN_SECS = 60.0  # a warm VM's quota reservation, dropped once claimed; a safety net
 
 
-def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
-               names: list[str], *, owner: str, request_id: str, expires: float,
-               labels: list[str], check_ssh: bool = False) -> list[Built]:
-    """Hand out up to len(names) ready VMs of `os_key` on the allowed hosts.
+@dataclass(frozen=True)
+class Claimed:
+    """A ready VM claimed for a request: its lease is the request's (`provisioning`), the
+    VM itself not renamed yet. `before` is the lease as the pool held it (to give it back)."""
 
-    With `check_ssh` (checkvms=true) a ready VM whose SSH port does not answer
-    at once is recycled instead of handed out.
+    before: Lease
+    name: str
+
+
+def claim(ctx: Context, hosts: list[HostConfig], os_key: str, names: list[str], *,
+          owner: str, request_id: str, expires: float, labels: list[str],
+          quota: QuotaCheck | None = None) -> list[Claimed]:
+    """Claim up to len(names) ready VMs of `os_key` on the allowed hosts, oldest first.
+
+    Only the store changes (one compare-and-set per VM, so two workers never take the
+    same VM); `hand_out` then makes each VM its caller's, `unclaim` gives it back.
+    With `quota`, each VM is first counted against the owner's quota in the store's
+    atomic reservation step (a reservation naming the VM, so the host's room is not
+    counted twice), and claiming stops when the quota is used up.
     """
     allowed = {h.ref: h for h in hosts}
     try:
@@ -53,49 +70,99 @@ def take_ready(ctx: Context, cfg: Config, hosts: list[HostConfig], os_key: str,
     except StoreUnavailable:
         return []
     ready.sort(key=lambda lease: lease.created)
-    out: list[Built] = []
+    out: list[Claimed] = []
     for lease in ready:
         if len(out) == len(names):
             break
+        token = None
+        if quota is not None:
+            token = _count_against_quota(ctx, allowed[lease.host_ref], lease, request_id,
+                                         quota)
+            if token is None:
+                break  # the owner's quota is used up
         name = names[len(out)]
-        claimed = lifecycle.take_warm(ctx.store, lease, name=name, owner=owner, request_id=request_id,
-                                        expires=expires, labels=labels)
-        if claimed is None:
-            continue  # another worker took it
-        host = allowed[lease.host_ref]
+        try:
+            claimed = lifecycle.take_warm(ctx.store, lease, name=name, owner=owner,
+                                          request_id=request_id, expires=expires,
+                                          labels=labels)
+        finally:
+            if token is not None:  # the claimed lease counts from now on
+                ctx.store.reservations.settle(token.id, settle_secs=0.0)
+        if claimed is not None:
+            out.append(Claimed(lease, name))
+        # else: another worker took it
+    return out
+
+
+def _count_against_quota(ctx: Context, host: HostConfig, lease: Lease, request_id: str,
+                         quota: QuotaCheck) -> Reservation | None:
+    """A reservation for the warm VM, taken with the owner's quota check; None: no room."""
+    spec = host.os[lease.os]
+    now = time.time()  # reservations live by the store's wall time
+    token = Reservation(id=uuid.uuid4().hex, host_key=host_key(host.ref, lease.host_uuid),
+                        request_id=request_id, os=lease.os, vcpus=spec.vcpus,
+                        memory_gib=spec.memory_gib, disk_gib=0.0, created=now,
+                        expires=now + QUOTA_TOKEN_SECS, vm_uuid=lease.vm_uuid,
+                        owner=quota.owner)
+    got = ctx.store.reservations.reserve(token.host_key, [token], lambda _live: 1, quota)
+    return got[0] if got else None
+
+
+def unclaim(ctx: Context, claimed: list[Claimed]) -> None:
+    """Claimed VMs the request will not use after all go back to the pool as they were."""
+    for c in claimed:
+        try:
+            lifecycle.return_warm(ctx.store, c.before)
+        except Exception:  # its lease stays the request's: reconciliation judges it
+            log.exception("could not give ready VM %s back to its pool", c.before.vm_uuid)
+
+
+def hand_out(ctx: Context, cfg: Config, hosts: list[HostConfig], claimed: list[Claimed], *,
+             owner: str, request_id: str, expires: float, labels: list[str],
+             check_ssh: bool = False) -> tuple[list[Built], list[str]]:
+    """Make each claimed VM its caller's: renamed, retagged, its lease started.
+
+    Returns (VMs handed out, names whose VM could not be: recycled, to be built
+    instead). With `check_ssh` (checkvms=true) a VM whose SSH port does not answer
+    at once is recycled instead of handed out.
+    """
+    allowed = {h.ref: h for h in hosts}
+    out: list[Built] = []
+    lost: list[str] = []
+    for c in claimed:
+        lease, name = c.before, c.name
+        host = allowed.get(lease.host_ref) or cfg.hosts[lease.host_ref]
         now = ctx.clock()
+        current = ctx.store.leases.get(lease.vm_uuid)
+        if current is None or current.request_id != request_id:
+            lost.append(name)  # released meanwhile (by its new name)
+            continue
         if check_ssh:
             try:
                 wait_ssh(ctx.guest, lease.ip, cfg.ssh_port, HANDOUT_SSH_SECS, None,
-                         cfg.guest_login(os_key), ctx.clock)
+                         cfg.guest_login(lease.os), ctx.clock)
             except BuildFailed as exc:
-                _recycle(ctx, claimed, f"SSH check failed: {exc}")
+                _recycle(ctx, current, f"SSH check failed: {exc}")
+                lost.append(name)
                 continue
         try:
             done = lifecycle.hand_out(
                 ctx.store, ctx.pool(host), lease.vm_uuid, name=name,
-                description=description(name, host.os[os_key].template, now),
+                description=description(name, host.os[lease.os].template, now),
                 tags={TAG_OWNER: owner, TAG_LEASE: request_id, TAG_EXPIRES: str(int(expires))})
         except StoreError:
             raise
         except Exception:
             log.exception("handing out ready VM %s failed; recycling it", lease.vm_uuid)
-            _recycle(ctx, claimed, "hand-out failed")
+            _recycle(ctx, current, "hand-out failed")
+            lost.append(name)
             continue
-        done = done or claimed
+        done = done or current
         ctx.store.history.update(lease.vm_uuid, history.handed_out_patch(
             name=name, owner=owner, request_id=request_id, expires=expires, labels=labels,
             ready_since=lease.created, at=now, took_secs=ctx.clock() - now))
         out.append(Built(name, lease.ip, lease.vm_uuid, lease.host_ref, done))
-    return out
-
-
-def give_back(ctx: Context, built: Built) -> None:
-    """A handed-out VM the request could not use: destroy it; the filler replaces it."""
-    try:
-        release_lease(ctx, built.lease, reason="request failed after hand-out")
-    except Exception:
-        log.exception("giving back %s failed", built.name)
+    return out, lost
 
 
 def ready_count(ctx: Context, os_key: str, host_refs: set[int]) -> int:
