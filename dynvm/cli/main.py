@@ -269,11 +269,12 @@ def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bin
               help="Check the file only; do not ask the hosts for their templates.")
 def check_config(path: str, accept_removal: bool, offline: bool) -> None:
     """Validate a configuration file, ask each host for its templates, and summarise it."""
-    from dynvm.config import ConfigError, confirm_removal, load_config
+    from dynvm.config import ConfigError, confirm_removal, load_config, load_fleet
     from dynvm.runtime.bootstrap import stored_identity
 
     try:
         config = load_config(path)
+        fleet = load_fleet(config)
         if not offline:
             _check_templates(config)
     except ConfigError as exc:
@@ -298,8 +299,22 @@ def check_config(path: str, accept_removal: bool, offline: bool) -> None:
     for os_key, pool in sorted(config.pools.items()):
         click.echo(f"pool {os_key}: {pool.ready} ready")
     _echo_seed_keys(config)
-    for warning in config.warnings:
+    if fleet is not None:
+        _echo_fleet(fleet)
+    for warning in config.warnings + (fleet.warnings if fleet else ()):
         click.echo(f"warning: {warning}", err=True)
+
+
+def _echo_fleet(fleet: Any) -> None:
+    """The fleet directory's VMs by folder, and its anti-affinity groups."""
+    click.echo(f"fleet: {len(fleet.vms)} VM(s) in {fleet.path}")
+    folders: dict[str, list[str]] = {}
+    for vm in fleet.vms.values():
+        folders.setdefault(vm.folder, []).append(vm.name)
+    for folder, names in sorted(folders.items()):
+        click.echo(f"  {folder}: {', '.join(names)}")
+    for group, vms in fleet.groups().items():
+        click.echo(f"  group {group}: {', '.join(v.name for v in vms)} (never on one member host)")
 
 
 def _check_templates(config: Any) -> None:

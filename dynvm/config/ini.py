@@ -83,6 +83,7 @@ _HOST_SECTION = re.compile(r"xenhost([0-9]+)")  # ASCII digits: `\d` takes 'xenh
 _POOL_SECTION = re.compile(r"pool\s+(\S+)")
 _QUOTA_SECTION = re.compile(r"quota(?:\s+(\S+))?")
 AUTH_KEYS = ("legacy", "fail.limit", "fail.window.secs")
+FLEET_KEYS = ("path",)
 AUTH_LEGACY = ("open", "mutating", "all")
 QUOTA_KEYS = ("vms", "vcpus", "memory_gib")
 
@@ -155,6 +156,7 @@ def parse_config(
     store = _parse_store(sections, p)
     pools = _parse_pools(pool_sections, sections, hosts, p)
     auth, quotas, default_quota = _parse_access(sections, p)
+    fleet_path = _parse_fleet(sections["fleet"], base) if "fleet" in sections else None
     if p.errors:
         raise ConfigError(p.errors, source)
     return Config(
@@ -165,6 +167,7 @@ def parse_config(
         auth=auth,
         quotas=quotas,
         default_quota=default_quota,
+        fleet_path=fleet_path,
         source=source,
         warnings=tuple(p.warnings),
         **common_kwargs,
@@ -177,7 +180,8 @@ def _parse_host_and_pool_sections(sections: dict[str, Section], base: Path | Non
     """[xenhostN] parsed, [pool <os>] set aside, and any other unknown section reported."""
     hosts: dict[int, HostConfig] = {}
     pool_sections: dict[str, Section] = {}
-    known = ["common", "couchbase", "store", "xenhost1", "pool <os>", "auth", "quota <owner>"]
+    known = ["common", "couchbase", "store", "xenhost1", "pool <os>", "auth", "quota <owner>",
+             "fleet"]
     for name, s in sections.items():
         m_host = _HOST_SECTION.fullmatch(name)
         m_pool = _POOL_SECTION.fullmatch(name)
@@ -194,7 +198,7 @@ def _parse_host_and_pool_sections(sections: dict[str, Section], base: Path | Non
                 hosts[host.ref] = host
         elif m_pool:
             pool_sections[m_pool.group(1)] = s
-        elif name not in ("common", "couchbase", "store"):
+        elif name not in ("common", "couchbase", "store", "fleet"):
             hint = suggest(name, known)
             if name.lower().startswith("xenhost"):
                 hint = " (hosts are [xenhostN] with N a number from 1, e.g. [xenhost1])"
@@ -299,6 +303,22 @@ def _parse_pools(pool_sections: dict[str, Section], sections: dict[str, Section]
                     f"no host serving {os_key} has any of these labels")
         pools[os_key] = pool
     return pools
+
+
+def _parse_fleet(s: Section, base: Path | None) -> str | None:
+    """[fleet] path: the fleet directory, a relative path taken from the INI file's directory.
+
+    Its files are read and checked where they are used (`dynvm.config.fleet`), so
+    an edit to them never needs the INI file reloaded.
+    """
+    s.only(FLEET_KEYS)
+    value = s.get_str("path", required=True)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    return os.path.abspath(path)
 
 
 def _parse_access(sections: dict[str, Section], p: Problems

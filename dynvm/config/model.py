@@ -125,6 +125,56 @@ class QuotaLimits:
 
 
 @dataclass(frozen=True)
+class FleetVm:
+    """One long-lived VM of the fleet directory: `<folder>/<name>.ini`, one [vm] section.
+
+    `host_ref` is the folder's [xenhostN] (None for `any/`: dynvm places it);
+    `member` (`host=`) pins it to one member host of that pool.
+    """
+
+    name: str
+    host_ref: int | None
+    os: str
+    vcpus: int
+    memory_gib: int
+    disk_gib: int
+    member: str | None = None
+    labels: frozenset[str] = frozenset()
+    owner: str = ""
+    pools: tuple[str, ...] = ()  # static pools its document goes to (pools=)
+    autostart: bool = True  # started again whenever it is found halted
+    group: str | None = None  # anti-affinity: never on one member with another of the group
+    recreate: bool = False  # the background leader builds it again when it is missing
+    source: str = ""  # the file, for reports
+
+    @property
+    def folder(self) -> str:
+        return "any" if self.host_ref is None else f"xenhost{self.host_ref}"
+
+    @property
+    def declared(self) -> str:
+        """Where the file says it runs: "xenhost1", "xenhost1/<member>" or "any"."""
+        return self.folder + (f"/{self.member}" if self.member else "")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The fleet directory, validated: every declared VM by name."""
+
+    path: str
+    vms: dict[str, FleetVm] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def groups(self) -> dict[str, list[FleetVm]]:
+        """Anti-affinity groups: group name -> its VMs, by name."""
+        out: dict[str, list[FleetVm]] = {}
+        for vm in sorted(self.vms.values(), key=lambda v: v.name):
+            if vm.group:
+                out.setdefault(vm.group, []).append(vm)
+        return out
+
+
+@dataclass(frozen=True)
 class Config:
     hosts: dict[int, HostConfig]
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -143,6 +193,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     quotas: dict[str, QuotaLimits] = field(default_factory=dict)  # owner -> limits
     default_quota: QuotaLimits = field(default_factory=QuotaLimits)
+    fleet_path: str | None = None  # [fleet] path: the fleet directory (absolute)
     lines: Lines = field(default_factory=dict, compare=False, repr=False)  # for reports
 
     def where(self, section: str, key: str | None = None) -> str:
