@@ -56,6 +56,14 @@ class RequestState(enum.StrEnum):
     REFUSED = "refused"  # turned down before any VM was built (quota, capacity, name): holds nothing
 
 
+class FleetState(enum.StrEnum):
+    """Where a fleet VM's record is: claimed while one process builds or destroys it."""
+
+    CREATING = "creating"  # claimed: one process builds it (until its claim lapses)
+    PRESENT = "present"  # built (or adopted) for the fleet; its VM carries the fleet tag
+    REMOVING = "removing"  # claimed: one process destroys it (its file was removed, --prune)
+
+
 class IllegalTransition(ValueError):
     """A move the lifecycle does not declare: a bug in the caller, never retried."""
 
@@ -100,6 +108,30 @@ REQUEST_MOVES: frozenset[tuple[RequestState, RequestState]] = frozenset(
     # Closing a request again the same way is a repeat (an outbox replay), not a move.
     | {(end, end) for end in REQUEST_END}
 )
+
+
+_F = FleetState
+# (src, dst) -> why. A move into CREATING or REMOVING is a claim: compare-and-set in the
+# store, so exactly one process builds or destroys a fleet VM.
+FLEET_MOVES: dict[tuple[FleetState, FleetState], str] = {
+    (_F.CREATING, _F.PRESENT): "built",
+    (_F.PRESENT, _F.CREATING): "missing: claimed to be built again",
+    (_F.PRESENT, _F.REMOVING): "its file was removed: claimed to be destroyed (--prune)",
+    (_F.REMOVING, _F.PRESENT): "destroy failed: still there",
+}
+# A record is born claimed for a build, or present (a VM of the fleet found without one).
+FLEET_BIRTH = frozenset({_F.CREATING, _F.PRESENT})
+# It ends when a build failed (nothing left) or its VM was destroyed.
+FLEET_END = frozenset({_F.CREATING, _F.REMOVING})
+
+
+def check_fleet_move(src: str, dst: str) -> None:
+    try:
+        if (FleetState(src), FleetState(dst)) in FLEET_MOVES:
+            return
+    except ValueError:
+        pass
+    raise IllegalTransition("a fleet record", src, dst)
 
 
 def lease_move(src: str, dst: str) -> Move:

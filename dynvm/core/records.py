@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Self
 
-from dynvm.core.lifecycle import LeaseState, RequestState
+from dynvm.core.lifecycle import FleetState, LeaseState, RequestState
 
 # Short names of the lease states (declared in `dynvm.core.lifecycle`), as the plain
 # strings that are stored and written into VM tags (XML-RPC marshals exact str only).
@@ -99,6 +99,31 @@ class RequestRecord(_Record):
     state: str = RequestState.RUNNING.value  # a RequestState
     finished: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FleetEntry(_Record):
+    """A fleet VM dynvm built (or found) for the fleet directory, by its declared name.
+
+    Its state moves only by `store.fleet.transition`: the claims in it are what
+    make a fleet VM exist exactly once, whichever process builds or destroys it.
+    """
+
+    name: str
+    state: str = FleetState.CREATING.value  # a FleetState
+    holder: str = ""  # who holds the claim (creating, removing)
+    until: float = 0.0  # when that claim lapses (its holder died)
+    vm_uuid: str = ""
+    host_ref: int = 0
+    created: float = 0.0
+    ip: str = ""
+    # The background leader's starts of a halted VM: attempts, next (epoch s), error.
+    start: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def claimed(self, now: float) -> bool:
+        """A live claim: a process is building or destroying the VM now."""
+        return self.state != FleetState.PRESENT and self.until > now
 
 
 # `update_doc` callback: given the current document (None if missing), return

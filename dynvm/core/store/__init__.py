@@ -2,8 +2,8 @@
 
 Everything another process must agree on lives behind this port, one
 repository per subject: `store.history`, `store.leases`, `store.reservations`,
-`store.requests`, `store.tokens`, `store.locks`, `store.documents`. Backends
-(`dynvm.store.sqlite`, `dynvm.store.couchbase`) implement each repository in a
+`store.requests`, `store.tokens`, `store.locks`, `store.documents`,
+`store.fleet`. Backends (`dynvm.store.sqlite`, `dynvm.store.couchbase`) implement each repository in a
 module of its own over one shared connection, so an operation that must be
 atomic across subjects (a quota read from leases while reserving, a history
 mark changed with the document) still runs in one transaction or CAS step of
@@ -34,6 +34,7 @@ from dynvm.core.records import (
     LEASE_READY,
     LEASE_RELEASING,
     DocEdit,
+    FleetEntry,
     FreeSlots,
     Lease,
     QuotaCheck,
@@ -46,6 +47,7 @@ from dynvm.core.records import (
 from dynvm.core.store.aggregate import Store, subjects
 from dynvm.core.store.documents import Documents
 from dynvm.core.store.errors import Conflict, StoreError, StoreUnavailable
+from dynvm.core.store.fleet import FleetEntries
 from dynvm.core.store.history import History
 from dynvm.core.store.leases import Leases
 from dynvm.core.store.locks import Locks
@@ -61,6 +63,8 @@ __all__ = [
     "Conflict",
     "DocEdit",
     "Documents",
+    "FleetEntries",
+    "FleetEntry",
     "FreeSlots",
     "History",
     "Lease",

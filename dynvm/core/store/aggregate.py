@@ -7,6 +7,7 @@ import typing
 from collections.abc import Mapping
 
 from dynvm.core.store.documents import Documents
+from dynvm.core.store.fleet import FleetEntries
 from dynvm.core.store.history import History
 from dynvm.core.store.leases import Leases
 from dynvm.core.store.locks import Locks
@@ -29,6 +30,7 @@ class Store:
     tokens: Tokens
     locks: Locks
     documents: Documents
+    fleet: FleetEntries
 
     def __init__(self, repositories: Mapping[str, object]) -> None:
         declared = subjects()

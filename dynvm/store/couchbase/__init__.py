@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dynvm.config import CouchbaseConfig
 from dynvm.core.store import Store
 from dynvm.store.couchbase.documents import CouchbaseDocuments
+from dynvm.store.couchbase.fleet import CouchbaseFleet
 from dynvm.store.couchbase.history import CouchbaseHistory
 from dynvm.store.couchbase.kv import (
     CollectionLike,
@@ -49,6 +50,7 @@ REPOSITORIES: dict[str, type[CouchbaseRepository]] = {
     "tokens": CouchbaseTokens,
     "locks": CouchbaseLocks,
     "documents": CouchbaseDocuments,
+    "fleet": CouchbaseFleet,
 }
 
 

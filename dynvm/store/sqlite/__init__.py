@@ -13,6 +13,7 @@ import os
 from dynvm.core.store import Store, StoreUnavailable
 from dynvm.store.sqlite.db import SHARED_SCHEMA, SqliteDb, SqliteRepository
 from dynvm.store.sqlite.documents import SqliteDocuments
+from dynvm.store.sqlite.fleet import SqliteFleet
 from dynvm.store.sqlite.history import SqliteHistory
 from dynvm.store.sqlite.leases import SqliteLeases
 from dynvm.store.sqlite.locks import SqliteLocks
@@ -30,6 +31,7 @@ REPOSITORIES: dict[str, type[SqliteRepository]] = {
     "tokens": SqliteTokens,
     "locks": SqliteLocks,
     "documents": SqliteDocuments,
+    "fleet": SqliteFleet,
 }
 
 # The whole state file, static-pool documents (`pools=`) included: every process that
