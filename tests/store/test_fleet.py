@@ -50,9 +50,13 @@ def test_recreate_and_removal_are_claims_on_a_present_record(store: Store) -> No
     fleet = store.fleet
     fleet.claim("db1", "a", until=200.0, now=100.0)
     fleet.settle("db1", CREATING, "a", vm_uuid="u1")
-    again = fleet.claim("db1", "b", until=500.0, now=300.0, recreate=True)
+    # Claimed again only while the record still names the VM found missing.
+    assert fleet.claim("db1", "b", until=500.0, now=300.0, missing="u0") is None
+    again = fleet.claim("db1", "b", until=500.0, now=300.0, missing="u1")
     assert again is not None and (again.state, again.holder) == (CREATING, "b")
-    assert fleet.claim("db1", "c", until=500.0, now=300.0, recreate=True) is None
+    assert fleet.claim("db1", "c", until=500.0, now=300.0, missing="u1") is None
+    renewed = fleet.claim("db1", "b", until=700.0, now=300.0)  # its holder may renew it
+    assert renewed is not None and renewed.until == 700.0
     fleet.settle("db1", CREATING, "b", vm_uuid="u2")
     gone = fleet.claim_removal("db1", "c", until=600.0, now=300.0)
     assert gone is not None and (gone.state, gone.holder, gone.vm_uuid) == (REMOVING, "c", "u2")

@@ -18,31 +18,34 @@ class FleetEntries(abc.ABC):
     """Records by declared name; every read-modify-write is one atomic step of the backend."""
 
     def claim(self, name: str, holder: str, until: float, now: float, *,
-              recreate: bool = False) -> FleetEntry | None:
+              missing: str | None = None) -> FleetEntry | None:
         """Claim the right to build `name` until `until`: a new `creating` record, one whose
-        claim lapsed (its holder died) taken over, or with `recreate` a `present` one
-        whose VM the caller found missing. None when another process holds it (or it is
-        present and `recreate` is not given). The holder looks at the farm again
-        before it builds anything."""
+        claim lapsed (its holder died) taken over, one `holder` holds already (renewed),
+        or, with `missing`, a `present` record that still names that VM, which the
+        caller found gone. None when another process holds it or it is present. The
+        holder looks at the farm again before it builds anything."""
         entry = FleetEntry(name=name, state=FleetState.CREATING.value, holder=holder,
                            until=until, created=now)
         if self._insert(entry):
             return entry
-        if recreate:
+        if missing is not None:
             lifecycle.check_fleet_move(FleetState.PRESENT, FleetState.CREATING)
         return self._take(name, FleetState.CREATING, holder, until, now,
-                          FleetState.PRESENT if recreate else None)
+                          lambda e: missing is not None and e.state == FleetState.PRESENT
+                          and e.vm_uuid == missing)
 
     def claim_removal(self, name: str, holder: str, until: float,
                       now: float) -> FleetEntry | None:
         """Claim the right to destroy a present VM (or take over a lapsed claim to)."""
         lifecycle.check_fleet_move(FleetState.PRESENT, FleetState.REMOVING)
-        return self._take(name, FleetState.REMOVING, holder, until, now, FleetState.PRESENT)
+        return self._take(name, FleetState.REMOVING, holder, until, now,
+                          lambda e: e.state == FleetState.PRESENT)
 
     def _take(self, name: str, dst: FleetState, holder: str, until: float, now: float,
-              src: FleetState | None) -> FleetEntry | None:
+              also: Check) -> FleetEntry | None:
+        """Claim `name` into `dst` if its claim there lapsed or is `holder`'s, or `also`."""
         def may(e: FleetEntry) -> bool:
-            return (e.state == dst and e.until <= now) or (src is not None and e.state == src)
+            return (e.state == dst and (e.until <= now or e.holder == holder)) or also(e)
         return self._swap(name, may, {"state": dst.value, "holder": holder, "until": until})
 
     def adopt(self, entry: FleetEntry) -> bool:
