@@ -2,8 +2,8 @@
 
 Every process keeps its heartbeat (so others can tell it is alive) and
 replays its own store outbox. Exactly one process in the whole deployment —
-the holder of the `background` lock — runs expiry, the warm-pool filler and
-reconciliation; if it dies, another takes over when the lock's TTL lapses.
+the holder of the `background` lock — runs expiry, the warm-pool filler,
+reconciliation and the fleet's convergence; if it dies, another takes over when the lock's TTL lapses.
 
 Each of these runs in a thread of its own, on its own schedule. The
 heartbeat and the leader lock are renewed by a loop that does nothing else,
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dynvm.core.context import Context
+from dynvm.core.fleet.converge import Converger
 from dynvm.core.reconcile import HEARTBEAT_PREFIX, ORPHAN_GRACE_SECS, Reconciler
 from dynvm.core.release import expire_due, expire_from_tags
 from dynvm.core.store import StoreError, StoreUnavailable
@@ -40,6 +41,7 @@ class Timings:
     leader_ttl: float = 10.0
     heartbeat_ttl: float = 20.0
     reconcile_every: float = 15.0
+    fleet_every: float = 15.0  # how often the leader keeps the fleet converged
     orphan_grace: float = ORPHAN_GRACE_SECS
 
     @property
@@ -56,6 +58,7 @@ class Background:
         self.t = timings or Timings()
         self.filler = Filler(ctx)
         self.reconciler = Reconciler(ctx, orphan_grace=self.t.orphan_grace)
+        self.converger = Converger(ctx, ctx.fleet_port)
         self.is_leader = False
         self._errors: dict[str, str | None] = {}
         self._stop = threading.Event()
@@ -64,6 +67,8 @@ class Background:
         self._start_lock = threading.Lock()
         self.reconcile_passes = 0  # for /health and for tests that wait for a pass
         self.beats = 0  # heartbeats renewed, for tests that wait for one
+        self.fleet_passes = 0  # passes of the fleet duty, for tests that wait for one
+        self.fleet_stats: dict[str, int] = {}
 
     @property
     def last_error(self) -> str | None:
@@ -82,6 +87,7 @@ class Background:
                 ("expiry", self.expire, self.t.tick),
                 ("pool", self.fill, self.t.tick),
                 ("reconcile", self.reconcile, self.t.reconcile_every),
+                ("fleet", self.converge, self.t.fleet_every),
             ]
             for name, fn, every in loops:
                 thread = self._threads.get(name)
@@ -152,6 +158,12 @@ class Background:
     def fill(self) -> None:
         if self.is_leader:
             self.filler.tick()
+
+    def converge(self) -> None:
+        """The fleet's VMs keep running (`dynvm.core.fleet.converge`)."""
+        if self.is_leader and self.ctx.fleet is not None:
+            self.fleet_stats = self.converger.run()
+            self.fleet_passes += 1
 
     def reconcile(self) -> None:
         if not self.is_leader:

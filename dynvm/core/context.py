@@ -23,6 +23,7 @@ from dynvm.core.store import Store
 from dynvm.core.templates import TemplateWatch
 
 if TYPE_CHECKING:
+    from dynvm.core.fleet.ports import FleetFactory, FleetPort
     from dynvm.core.maintenance.ports import MaintenancePort
     from dynvm.core.staticpool import StaticPools
 
@@ -48,6 +49,7 @@ class Adapters:
     identity: str
     maintenance: MaintenanceFactory | None = None  # None: no rolling reboots
     static_pools: StaticPools | None = None  # pools=: None when none can be written
+    fleet: FleetFactory | None = None  # the fleet's power and placement calls; None: no fleet
 
 
 def new_instance_id() -> str:
@@ -67,6 +69,7 @@ class Context:
     clock: Clock = SYSTEM
     static_pools: StaticPools | None = None  # pools=: None when none can be written
     on_event: EventHook = no_event  # told each CoreEvent, for metrics
+    fleet: FleetFactory | None = None  # the fleet's side of a pool client (Adapters.fleet)
     _deployment: str | None = None
     # Hosts a reload removed, kept so their leased VMs can still be destroyed.
     retired_hosts: dict[int, HostConfig] = field(default_factory=dict)
@@ -91,6 +94,12 @@ class Context:
 
     def pool(self, host: HostConfig) -> XenPool:
         return self.registry.get(host)
+
+    def fleet_port(self, host: HostConfig) -> FleetPort:
+        """The fleet's power and placement calls on one pool."""
+        if self.fleet is None:
+            raise RuntimeError("the fleet is not wired to a hypervisor")
+        return self.fleet(self.registry.get(host))
 
     def view(self, host: HostConfig) -> PoolView:
         """The pool's inventory; with `inventory.cache=false`, read afresh every time.

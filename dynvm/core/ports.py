@@ -26,6 +26,9 @@ TAG_RESERVATION = "dynvm_reservation"  # the capacity reservation the VM was bui
 # Which deployment (store) the VM belongs to: dynvm only ever acts on its own.
 TAG_DEPLOYMENT = "dynvm_deployment"
 TAG_BUILDER = "dynvm_builder"  # the instance that built it, judged by its heartbeat
+# A long-lived VM of the fleet directory: its declared name. Such a VM has no lease
+# (`dynvm_lease`), so reconciliation and expiry never take it for one of theirs.
+TAG_FLEET = "dynvm_fleet"
 
 
 class XenError(Exception):

@@ -9,6 +9,11 @@ and names back, closes their history documents and marks the request
 interrupted. Completed VMs (active or ready leases) are kept: they were
 handed out.
 
+A VM of the fleet directory (tagged `dynvm_fleet`, never `dynvm_lease`) is none
+of this pass's business: the pool lists only VMs with a `dynvm_lease` tag
+(`tagged_vms`), so a fleet VM is never adopted as a lease, never expires and
+is never destroyed here (the fleet's own duty keeps it, `dynvm.core.fleet`).
+
 Every VM carries its deployment's identity. A VM of another deployment, or
 one with no identity (built before identities existed), is never touched,
 only reported. A VM of ours that has no lease (the store was lost or

@@ -33,6 +33,7 @@ from dynvm.xen import open_pool
 if TYPE_CHECKING:
     from flask import Flask
 
+    from dynvm.core.fleet.ports import FleetPort
     from dynvm.core.maintenance.ports import MaintenancePort
 
 CONFIG_SETTLE_SECS = 2.0  # a changed INI file is read once unchanged for this long
@@ -61,18 +62,29 @@ def xen_maintenance(pool: XenPool) -> MaintenancePort:
     return XenMaintenance(pool)
 
 
+def xen_fleet(pool: XenPool) -> FleetPort:
+    """The fleet's power and placement calls for one pool client."""
+    from dynvm.xen.fleet import XenFleet
+    from dynvm.xen.pool import XenPoolClient
+
+    if not isinstance(pool, XenPoolClient):
+        raise TypeError(f"the fleet needs a XenAPI pool, not {type(pool).__name__}")
+    return XenFleet(pool)
+
+
 def adapters(cfg: Config, store: Store | None = None) -> Adapters:
     """Everything outside the core, as `cfg` names it (`store`: one already open)."""
     return Adapters(store=store if store is not None else open_store(cfg.store),
                     pools=open_pool, guest=SshProbe(), identity=proposed_identity(cfg.store),
-                    maintenance=xen_maintenance, static_pools=open_static_pools(cfg.store))
+                    maintenance=xen_maintenance, static_pools=open_static_pools(cfg.store),
+                    fleet=xen_fleet)
 
 
 def default_timings(cfg: Config) -> Timings:
     """Background timings from `[common] leader.ttl.secs`."""
     ttl = cfg.leader_ttl_secs
     return Timings(tick=min(1.0, ttl / 4), leader_ttl=ttl, heartbeat_ttl=2 * ttl,
-                   reconcile_every=ttl)
+                   reconcile_every=ttl, fleet_every=ttl)
 
 
 def build_service(config_path: str | None = None, *, timings: Timings | None = None,

@@ -124,3 +124,23 @@ def test_parallel_migrations_shorten_the_simulated_time() -> None:
 def test_bad_strategy() -> None:
     with pytest.raises(ValueError):
         plan_reboot([], [], strategy="nope")
+
+
+def test_vms_of_a_fleet_group_never_share_a_host_at_any_step() -> None:
+    hosts, vms = pool(n_hosts=4, vms_per_host=3)
+    # Three replicas of one service, one per host but the last.
+    vms += [PlanVm(f"r{h}", f"replica{h}", f"h{h}", 2 * GIB, group="svc") for h in range(3)]
+    plan = plan_reboot(hosts, vms, strategy="migrate")
+    assert plan.ok, plan.problems
+    where = {v.uuid: v.host for v in vms}
+    for m in plan.migrations:
+        where[m.vm] = m.dst
+        replicas = [where[f"r{h}"] for h in range(3)]
+        assert len(set(replicas)) == 3, (m, replicas)
+    # Four replicas on four hosts: whichever host reboots, its replica has nowhere to go.
+    full = plan_reboot(hosts, [*vms, PlanVm("r3", "replica3", "h3", 2 * GIB, group="svc")],
+                       strategy="migrate")
+    assert not full.ok
+    assert full.problems[0] == ("VM replica2 on host2 cannot move: every other host with room "
+                                "for it runs a VM of its group svc, and VMs of one group never "
+                                "share a host")

@@ -22,7 +22,7 @@ from dynvm.sim import Farm
 from testbed.inis import Ini
 from testbed.serving import free_port, served, wait_until  # noqa: F401 (re-exported)
 
-FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5)
+FAST = Timings(tick=0.1, leader_ttl=2.0, heartbeat_ttl=2.0, reconcile_every=0.5, fleet_every=0.5)
 SPEED = 200.0
 
 

@@ -8,6 +8,8 @@ dynvm's plan, host by host (pool master first):
 
 - warm-pool VMs are destroyed (the warm pool rebuilds them on hosts in service);
 - dynvm VMs whose lease ends within the drain window are left to expire;
+- a VM of a fleet anti-affinity group never moves to a host that runs another VM
+  of its group (no host for it is a problem, as no room is);
 - every other VM moves, biggest first, to a host already rebooted when one has
   room (so it never moves again), else to the host rebooted last that has
   room (by then the most rebooted room is there for it). The master's VMs necessarily move twice: no host is
@@ -45,6 +47,7 @@ class PlanVm:
     blocker: str = ""  # why it cannot live-migrate ("" when it can)
     lease_expires: float | None = None  # dynvm VMs only
     warm: bool = False  # a warm-pool VM nobody holds yet
+    group: str = ""  # a fleet anti-affinity group: never on one host with another of it
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,13 @@ def _plan(kind: str, strategy: str, hosts: Sequence[PlanHost], vms: list[PlanVm]
         for vm in to_move:
             others = [o for o in ordered if o.uuid != h.uuid]
             fits = [o for o in others if free[o.uuid] >= vm.memory]
+            apart = [o for o in fits if not (smart and _holds_group(o.uuid, vm, where, by_uuid))]
+            if fits and not apart:
+                plan.problems.append(
+                    f"VM {vm.name} on {h.name} cannot move: every other host with room for it "
+                    f"runs a VM of its group {vm.group}, and VMs of one group never share a host")
+                continue
+            fits = apart
             if not fits:
                 unplaced.append(vm)
                 continue
@@ -227,6 +237,13 @@ def _plan(kind: str, strategy: str, hosts: Sequence[PlanHost], vms: list[PlanVm]
             where.pop(u, None)
         rebooted.add(h.uuid)
     return plan
+
+
+def _holds_group(host: str, vm: PlanVm, where: dict[str, str],
+                 by_uuid: dict[str, PlanVm]) -> bool:
+    """Another VM of `vm`'s group is on `host` (where the plan has put it so far)."""
+    return bool(vm.group) and any(by_uuid[u].group == vm.group for u, at in where.items()
+                                  if at == host and u != vm.uuid)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dynvm.config import HostConfig
 from dynvm.core.capacity import host_key
 from dynvm.core.context import Context
 from dynvm.core.errors import MaintenanceFailed, MaintenanceRefused
+from dynvm.core.fleet.maintenance import fleet_groups, homecomings
 from dynvm.core.lifecycle import RunState, RunStep
 from dynvm.core.maintenance import leftovers
 from dynvm.core.maintenance import state as S
@@ -101,16 +102,20 @@ class RollingReboot:
         hosts = [PlanHost(h.uuid, h.name, h.memory_free - int(held.get(h.uuid, 0.0) * GIB),
                           h.memory_total, h.is_master)
                  for h in pool.hosts]
+        groups, unknown = fleet_groups(self.ctx, pool.vms)
         vms = []
         for v in pool.vms:
             lease = leases.get(v.uuid)
             vms.append(PlanVm(
                 v.uuid, v.name, v.host, v.memory, v.blocker,
                 lease_expires=lease.expires if lease and lease.state == LEASE_ACTIVE else None,
-                warm=bool(lease and lease.state == LEASE_READY)))
-        return plan_reboot(hosts, vms, strategy=strategy or self.opts.strategy,
+                warm=bool(lease and lease.state == LEASE_READY), group=groups.get(v.uuid, "")))
+        plan = plan_reboot(hosts, vms, strategy=strategy or self.opts.strategy,
                            drain_window=self.opts.drain_timeout, now=self.ctx.clock(),
                            done=done, order=order)
+        if unknown:
+            plan.problems.append(unknown)
+        return plan
 
     # -- status -------------------------------------------------------------------------
     def _status(self, event: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -226,12 +231,26 @@ class RollingReboot:
                 done.append(h)
                 self._status(f"{names[h]} done", hosts_done=list(done))
             self._restore_master(master, names)
+            self._fleet_home()
             self._restore_ha(ha)
             self._status("rolling reboot finished", state=RunState.DONE, step=RunStep.DONE, host=None,
                          host_name=None, finished=self.clock())
         except Exception as exc:
             self._fail(exc, ha)
             raise
+
+    def _fleet_home(self) -> None:
+        """Pinned fleet VMs go back to the host their file names, now that all are rebooted."""
+        moves, notes = homecomings(self.ctx, self.ref, self._wait_state())
+        for note in notes:
+            self._status(note)
+        for m in moves:
+            self._status(f"{m.name}: back to {m.dst_name}, its declared host" if m.home else
+                         f"{m.name}: to {m.dst_name} for a moment, making way", step="fleet")
+            try:
+                self.port.migrate(m.vm, m.dst)
+            except XenError as exc:  # said, and left to `dynvm fleet apply`
+                self._status(f"{m.name} not moved back to {m.dst_name}: {exc}")
 
     def _hold_back(self, pending: list[str], names: dict[str, str]) -> None:
         """Hosts still to reboot take no VM that could not leave them again.

@@ -43,7 +43,8 @@ class Runtime:
         self.registry = PoolRegistry(adapters.pools)
         self.ctx = Context(store=adapters.store, registry=self.registry, config=self.config,
                            guest=adapters.guest, identity=adapters.identity,
-                           static_pools=adapters.static_pools, on_event=on_event, clock=clock)
+                           static_pools=adapters.static_pools, on_event=on_event, clock=clock,
+                           fleet=adapters.fleet)
         self.background = Background(self.ctx, timings)
         self.run_background = background
         self.store_probe = StoreProbe(adapters.store, clock=clock)

@@ -1,0 +1,126 @@
+"""The background leader's fleet duty: what is declared keeps running.
+
+Each pass (under the store's `fleet` lock, skipped while an apply holds it):
+
+- a fleet VM found halted whose file says `autostart=true` is started, on a
+  member with room, apart from its group, where its disks are. Each start is
+  recorded in its store record; if it is found halted again, it is started
+  again only after a back-off (30 s, doubling, at most an hour), and after
+  `FAILING_AFTER` starts it is reported as failing, with the last error;
+- a fleet VM built once and now gone is reported, and built again only when
+  its file says `recreate=true`, claimed in the store (so once);
+- VMs declared and never built, VMs whose file was removed, same-named VMs
+  dynvm did not make: reported (once each), never acted on: that is apply's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from dynvm.config import ConfigError, load_fleet
+from dynvm.core.context import Context
+from dynvm.core.fleet.act import StepFailed, Steps
+from dynvm.core.fleet.apply import FLEET_LOCK, LOCK_TTL_SECS, adopt_unrecorded
+from dynvm.core.fleet.observe import PortOf, observe
+from dynvm.core.fleet.plan import Action, Drift, Kind, plan_fleet
+from dynvm.core.heldlock import HeldLock
+
+log = logging.getLogger("dynvm.fleet")
+
+BACKOFF_SECS = 30.0
+BACKOFF_MAX_SECS = 3600.0
+FAILING_AFTER = 3  # starts of a VM that keeps halting (or refusing to start): reported
+STABLE_SECS = 300.0  # running this long after a start: its starts are forgotten
+
+
+def backoff(attempts: int) -> float:
+    return min(BACKOFF_SECS * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECS)
+
+
+@dataclass
+class Converger:
+    """One per background worker; remembers what it has reported, to say it once."""
+
+    ctx: Context
+    port_of: PortOf
+    said: set[str] = field(default_factory=set)
+
+    def _say(self, what: str, level: int = logging.WARNING) -> None:
+        if what not in self.said:
+            self.said.add(what)
+            log.log(level, "fleet: %s", what)
+
+    def run(self) -> dict[str, int]:
+        """One pass; counts of what was done."""
+        ctx = self.ctx
+        try:
+            fleet = load_fleet(ctx.config())
+        except ConfigError as exc:
+            self._say(f"the fleet directory is refused, nothing is kept converged: {exc}",
+                      logging.ERROR)
+            return {"refused": 1}
+        if fleet is None:
+            return {}
+        lock = HeldLock(ctx.store, FLEET_LOCK, f"{ctx.instance}:converge", LOCK_TTL_SECS,
+                        ctx.clock)
+        if not lock.acquire():
+            return {"busy": 1}  # an apply (or another leader, a moment ago) holds the fleet
+        try:
+            farm = observe(ctx, fleet, self.port_of, details=False)
+            adopt_unrecorded(ctx, farm)
+            plan = plan_fleet(fleet, farm)
+            steps = Steps(ctx, self.port_of, lock.holder)
+            stats = {"started": 0, "recreated": 0, "failed": 0}
+            for action in plan.actions:
+                if action.kind == Kind.START:
+                    self._start(steps, action, stats)
+                elif action.kind == Kind.CREATE and action.vm_uuid and action.declared \
+                        and action.declared.recreate:
+                    self._recreate(steps, action, stats)
+            for finding in plan.findings:
+                if finding.state not in (Drift.OK, Drift.BUILDING):
+                    self._say(f"{finding.name}: {finding.state.value}: {finding.why}")
+            self._forget_starts(farm.seen)
+            return stats
+        finally:
+            lock.release()
+
+    def _start(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
+        store, now = self.ctx.store, self.ctx.clock()
+        entry = store.fleet.get(action.name)
+        if entry is None:
+            return
+        if float(entry.start.get("next", 0.0)) > now:
+            return  # backing off: it was started a moment ago and is halted again
+        attempts = int(entry.start.get("attempts", 0)) + 1
+        error = ""
+        try:
+            log.info("fleet: %s", steps.do(action))
+            stats["started"] += 1
+        except StepFailed as exc:
+            error = str(exc)
+            stats["failed"] += 1
+        store.fleet.update(action.name, start={"attempts": attempts, "last": now,
+                                               "next": now + backoff(attempts), "error": error})
+        if attempts >= FAILING_AFTER:
+            log.error("fleet: %s keeps failing to run: started %d times, %s", action.name,
+                      attempts, error or "halted again each time")
+
+    def _recreate(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
+        self._say(f"{action.name}: missing; recreate=true: building it again on {action.where}")
+        try:
+            log.warning("fleet: %s", steps.do(action))
+            stats["recreated"] += 1
+        except StepFailed as exc:
+            log.error("fleet: %s could not be built again: %s", action.name, exc)
+            stats["failed"] += 1
+
+    def _forget_starts(self, seen: list) -> None:
+        """A VM that has run for a while since its last start is well: its count restarts."""
+        store, now = self.ctx.store, self.ctx.clock()
+        running = {s.name for s in seen if s.ours and s.running}
+        for entry in store.fleet.find():
+            last = float(entry.start.get("last", 0.0) or 0.0)
+            if entry.start and entry.name in running and now - last >= STABLE_SECS:
+                store.fleet.update(entry.name, start={})

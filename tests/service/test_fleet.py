@@ -1,0 +1,373 @@
+"""The fleet as code, through the simulator: plan, apply, edits, moves, removals, a host
+reboot, a group that cannot be placed apart, and two instances running the leader's duty.
+
+One farm for the module: pool1 ([xenhost1]) keeps guests on shared storage, so
+they can live-migrate; pool2 ([xenhost2]) keeps them on each host's own disk.
+The scenario's steps build on each other, so they run in one test on one
+dynvm; the other tests use stores of their own on the same farm.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import XenAPI
+
+from dynvm.core.fleet.apply import Applied, FleetRefused, apply, make_plan
+from dynvm.core.fleet.plan import Drift, FleetPlan, Kind, Options
+from dynvm.core.maintenance.runner import Options as RebootOptions
+from dynvm.core.ports import TAG_DEPLOYMENT, TAG_FLEET
+from dynvm.core.services import Dynvm
+from dynvm.runtime.bootstrap import build_service
+from dynvm.sim import Farm
+from dynvm.sim.farmgen import generate_pool
+from testbed.inis import Ini
+from testbed.serving import wait_until
+from tests.service.conftest import FAST, SPEED, write_ini
+from tests.service.test_maintenance_exec import Watcher
+
+SHARED = "Shared storage"
+WRITES = ("VM.clone", "VM.provision", "VM.start", "VM.start_on", "VM.destroy",
+          "VM.hard_shutdown", "VM.clean_shutdown", "VM.pool_migrate", "VM.set_VCPUs_max",
+          "VM.set_memory_limits", "VDI.resize", "VM.set_other_config")
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[Farm]:
+    f = Farm([("pool1", generate_pool("pool1", 2, 0, pool_index=0, guest_storage="shared")),
+              ("pool2", generate_pool("pool2", 2, 0, pool_index=1))], speed=SPEED).start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+class FleetDir:
+    """The fleet directory of a test: one `<name>.ini` per VM."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, rel: str, **keys: object) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("[vm]\n" + "".join(f"{k}={v}\n" for k, v in keys.items()))
+
+    def move(self, rel: str, to: str) -> None:
+        (self.root / to).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / rel).rename(self.root / to)
+
+    def remove(self, rel: str) -> None:
+        (self.root / rel).unlink()
+
+
+def fleet_ini(tmp: Path, farm: Farm) -> Path:
+    hosts = Ini.of_farm(farm, storage_name=SHARED).set("xenhost2", {
+        "host.storage.name": "Local storage"})
+    return write_ini(tmp, farm, hosts=hosts, extra=f"[fleet]\npath={tmp / 'fleet'}\n")
+
+
+@pytest.fixture
+def dynvm_with_fleet(tmp_path: Path, farm: Farm) -> Iterator[tuple[Dynvm, FleetDir]]:
+    svc = build_service(str(fleet_ini(tmp_path, farm)), timings=FAST)
+    svc.background.ensure_started()  # the leader's duties run, as in a serving worker
+    fleet = FleetDir(tmp_path / "fleet")
+    try:
+        yield svc, fleet
+    finally:
+        _destroy_fleet(svc, farm)
+        svc.close()
+
+
+def _destroy_fleet(svc: Dynvm, farm: Farm) -> None:
+    """What a test built for its fleet is gone afterwards (the farm is shared)."""
+    for i in range(len(farm.pools)):
+        s = _session(farm, i)
+        try:
+            for ref, rec in s.xenapi.VM.get_all_records().items():
+                if rec["other_config"].get(TAG_DEPLOYMENT) == svc.ctx.deployment():
+                    if rec["power_state"] == "Running":
+                        s.xenapi.VM.hard_shutdown(ref)
+                    s.xenapi.VM.destroy(ref)
+        finally:
+            s.xenapi.session.logout()
+
+
+def _session(farm: Farm, pool: int) -> XenAPI.Session:
+    s = XenAPI.Session(farm.pools[pool].master.url)
+    s.xenapi.login_with_password("root", "xenroot", "1.0", "fleet-tests")
+    return s
+
+
+def plan(svc: Dynvm, **options: bool) -> FleetPlan:
+    return make_plan(svc.ctx, svc.ctx.fleet_port, Options(**options))
+
+
+def do_apply(svc: Dynvm, **options: bool) -> Applied:
+    return apply(svc.ctx, svc.ctx.fleet_port, Options(**options))
+
+
+def fleet_vms(farm: Farm) -> dict[str, list[dict[str, Any]]]:
+    """The farm's fleet VMs by declared name, with where they run (host name_label)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i in range(len(farm.pools)):
+        s = _session(farm, i)
+        try:
+            hosts = {ref: h["name_label"] for ref, h in s.xenapi.host.get_all_records().items()}
+            for rec in s.xenapi.VM.get_all_records().values():
+                name = rec["other_config"].get(TAG_FLEET)
+                if name and not rec["is_a_template"]:
+                    out.setdefault(name, []).append({**rec, "host": hosts.get(rec["resident_on"],
+                                                                             "")})
+        finally:
+            s.xenapi.session.logout()
+    return out
+
+
+def writes(farm: Farm) -> int:
+    """XenAPI calls that change something, over the whole farm (Async. forms included)."""
+    return sum(n for methods in farm.call_counts().values() for m, n in methods.items()
+               if m.removeprefix("Async.") in WRITES)
+
+
+def calls(farm: Farm, method: str) -> int:
+    return sum(n for methods in farm.call_counts().values() for m, n in methods.items()
+               if m.removeprefix("Async.") == method)
+
+
+def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
+        dynvm_with_fleet: tuple[Dynvm, FleetDir], farm: Farm) -> None:
+    svc, fleet = dynvm_with_fleet
+    small = {"os": "centos", "vcpus": 2, "memory": 2, "disk": 40}
+    fleet.put("xenhost1/db1.ini", host="xenhost1-1", group="db", owner="team-db", **small)
+    fleet.put("xenhost1/db2.ini", group="db", **small)
+    fleet.put("xenhost1/web.ini", host="xenhost1-1", **small)
+    fleet.put("xenhost2/agent.ini", host="xenhost2-2", **small)
+    fleet.put("any/cache.ini", **small)
+
+    # -- plan on an empty farm: everything to create, groups apart, nothing written --------
+    farm.reset_call_counts()
+    first = plan(svc)
+    assert first.ok, first.problems
+    assert sorted((a.kind.value, a.name, a.where) for a in first.actions) == [
+        ("create", "agent", "xenhost2/xenhost2-2"), ("create", "cache", "xenhost2/xenhost2-1"),
+        ("create", "db1", "xenhost1/xenhost1-1"), ("create", "db2", "xenhost1/xenhost1-2"),
+        ("create", "web", "xenhost1/xenhost1-1")]
+    assert writes(farm) == 0 and fleet_vms(farm) == {}
+
+    # -- apply: built where planned, tagged as the fleet's, recorded -----------------------
+    done = do_apply(svc)
+    assert done.failed == [] and len(done.done) == 5
+    vms = fleet_vms(farm)
+    assert {n: [v["host"] for v in vs] for n, vs in vms.items()} == {
+        "agent": ["xenhost2-2"], "cache": ["xenhost2-1"], "db1": ["xenhost1-1"],
+        "db2": ["xenhost1-2"], "web": ["xenhost1-1"]}
+    assert all(v[0]["power_state"] == "Running" and v[0]["VCPUs_max"] == "2" for v in vms.values())
+    assert vms["db1"][0]["other_config"][TAG_DEPLOYMENT] == svc.ctx.deployment()
+    assert [e.name for e in svc.ctx.store.fleet.find()] == sorted(vms)
+    again = plan(svc)
+    assert again.actions == [], again.actions
+    assert {f.state for f in again.findings} == {Drift.OK}, again.findings
+    # The lease world never sees them: reconciliation passes, nothing is leased or expired.
+    passes = svc.background.reconcile_passes
+    wait_until(lambda: svc.background.reconcile_passes >= passes + 2, timeout=30,
+               what="two reconciliation passes")
+    assert svc.ctx.store.leases.find() == []
+    assert {n: vs[0]["uuid"] for n, vs in fleet_vms(farm).items()} == \
+        {n: vs[0]["uuid"] for n, vs in vms.items()}
+
+    # -- a size change: the plan says it needs a restart; --restart does it ------------------
+    fleet.put("xenhost1/db2.ini", group="db", **{**small, "vcpus": 4})
+    edited = plan(svc)
+    assert edited.actions == []
+    assert edited.notes == ["db2: 4 vCPUs (now 2): needs a restart (apply --exec --restart "
+                            "does it)"]
+    assert do_apply(svc).done == []
+    assert fleet_vms(farm)["db2"][0]["VCPUs_max"] == "2"
+    restarted = do_apply(svc, restart=True)
+    assert restarted.failed == [] and restarted.done == ["resized db2: 4 vCPUs (now 2), restarted"]
+    db2 = fleet_vms(farm)["db2"][0]
+    assert (db2["VCPUs_max"], db2["power_state"], db2["host"]) == ("4", "Running", "xenhost1-2")
+
+    # -- pinned to the other member of its pool: migrated live, back where declared ----------
+    fleet.put("xenhost1/web.ini", host="xenhost1-2", **small)
+    moved = plan(svc)
+    assert [(a.kind, a.name, a.src, a.where) for a in moved.actions] == [
+        (Kind.MIGRATE, "web", "xenhost1/xenhost1-1", "xenhost1/xenhost1-2")]
+    web = fleet_vms(farm)["web"][0]["uuid"]
+    assert do_apply(svc).failed == []
+    assert [(v["uuid"], v["host"]) for v in fleet_vms(farm)["web"]] == [(web, "xenhost1-2")]
+    # A file moved to another pool's folder: said, never done (no migration across pools).
+    fleet.move("xenhost2/agent.ini", "xenhost1/agent.ini")
+    across = plan(svc)
+    assert across.actions == []
+    assert "agent: runs on xenhost2/xenhost2-2, declared in xenhost1/: dynvm never moves a VM " \
+           "across pools" in across.notes[0]
+    fleet.move("xenhost1/agent.ini", "xenhost2/agent.ini")
+
+    # -- a file removed: kept without --prune, destroyed with it -----------------------------
+    fleet.remove("any/cache.ini")
+    assert plan(svc).notes == ["cache: its file was removed: kept (apply --prune destroys it)"]
+    assert do_apply(svc).done == [] and "cache" in fleet_vms(farm)
+    pruned = do_apply(svc, prune=True)
+    assert pruned.done == ["destroyed cache on xenhost2/xenhost2-1 (its file was removed)"]
+    assert "cache" not in fleet_vms(farm) and svc.ctx.store.fleet.get("cache") is None
+
+    # -- a host rebooted: its fleet VM (local disk: it cannot move) is started again, once ---
+    agent = fleet_vms(farm)["agent"][0]
+    farm.reset_call_counts()
+    s = _session(farm, 1)
+    try:
+        host = s.xenapi.host.get_by_name_label("xenhost2-2")[0]
+        s.xenapi.host.disable(host)
+        s.xenapi.host.reboot(host)
+    finally:
+        s.xenapi.session.logout()
+    wait_until(lambda: fleet_vms(farm)["agent"][0]["power_state"] == "Halted", timeout=30,
+               what="the agent halted by the reboot")
+    wait_until(lambda: fleet_vms(farm)["agent"][0]["power_state"] == "Running", timeout=60,
+               what="the leader to start the agent again once its host is back")
+    after = fleet_vms(farm)["agent"]
+    assert [(v["uuid"], v["host"]) for v in after] == [(agent["uuid"], "xenhost2-2")]
+    assert calls(farm, "VM.start_on") + calls(farm, "VM.start") == 1
+    entry = svc.ctx.store.fleet.get("agent")
+    assert entry is not None and entry.start["attempts"] == 1 and entry.start["error"] == ""
+    final = plan(svc)
+    assert final.actions == [] and final.notes == []
+
+
+def test_a_group_that_cannot_be_placed_apart_is_refused_before_anything_is_done(
+        dynvm_with_fleet: tuple[Dynvm, FleetDir], farm: Farm) -> None:
+    svc, fleet = dynvm_with_fleet
+    for n in (1, 2, 3):  # three replicas of one service, on a pool of two hosts
+        fleet.put(f"xenhost2/replica{n}.ini", os="centos", vcpus=1, memory=1, disk=5,
+                  group="replicas")
+    fleet.put("xenhost2/other.ini", os="centos", vcpus=1, memory=1, disk=5)
+    farm.reset_call_counts()
+    with pytest.raises(FleetRefused) as refused:
+        do_apply(svc)
+    assert str(refused.value) == (
+        "replica3: cannot be created on xenhost2: group replicas: every member it may run on "
+        "already runs a VM of the group (replica1 on xenhost2-1, replica2 on xenhost2-2)")
+    assert refused.value.plan is not None and refused.value.plan.count(Kind.CREATE) == 3
+    assert writes(farm) == 0 and fleet_vms(farm) == {}
+    assert svc.ctx.store.fleet.find() == []
+
+
+def test_two_instances_running_the_leaders_duty_act_once(tmp_path: Path, farm: Farm) -> None:
+    ini = fleet_ini(tmp_path, farm)
+    fleet = FleetDir(tmp_path / "fleet")
+    small = {"os": "centos", "vcpus": 1, "memory": 1, "disk": 5}
+    fleet.put("xenhost2/keeper.ini", recreate="true", **small)
+    fleet.put("xenhost2/sleeper.ini", **small)
+    one = build_service(str(ini), timings=FAST, background=False)
+    two = build_service(str(ini), timings=FAST, background=False)
+    try:
+        assert do_apply(one).failed == []
+        before = fleet_vms(farm)
+        s = _session(farm, 1)
+        try:  # one destroyed by hand, one shut down: the leader's duty repairs both
+            keeper = s.xenapi.VM.get_by_uuid(before["keeper"][0]["uuid"])
+            s.xenapi.VM.hard_shutdown(keeper)
+            s.xenapi.VM.destroy(keeper)
+            s.xenapi.VM.hard_shutdown(s.xenapi.VM.get_by_uuid(before["sleeper"][0]["uuid"]))
+        finally:
+            s.xenapi.session.logout()
+        wait_until(lambda: _sees(one, before) and _sees(two, before), timeout=30,
+                   what="both instances to see the VMs gone and halted")
+        farm.reset_call_counts()
+        barrier = threading.Barrier(2)
+        stats: list[dict[str, int]] = []
+
+        def duty(svc: Dynvm) -> None:
+            barrier.wait()
+            stats.append(svc.background.converger.run())
+            stats.append(svc.background.converger.run())  # and again, on what it saw
+
+        threads = [threading.Thread(target=duty, args=(svc,)) for svc in (one, two)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        after = fleet_vms(farm)
+        assert len(after["keeper"]) == 1 and after["keeper"][0]["power_state"] == "Running"
+        assert after["keeper"][0]["uuid"] != before["keeper"][0]["uuid"]
+        assert [v["power_state"] for v in after["sleeper"]] == ["Running"]
+        assert calls(farm, "VM.clone") == 1  # built again once
+        assert calls(farm, "VM.start_on") == 2  # that build's start, and the sleeper's
+        assert sum(s.get("recreated", 0) for s in stats) == 1
+        assert sum(s.get("started", 0) for s in stats) == 1
+    finally:
+        for svc in (one, two):
+            _destroy_fleet(svc, farm)
+            svc.close()
+
+
+def _sees(svc: Dynvm, before: dict[str, list[dict[str, Any]]]) -> bool:
+    hc = svc.config().hosts[2]
+    vms = svc.ctx.view(hc).vms
+    return before["keeper"][0]["uuid"] not in vms and \
+        vms[before["sleeper"][0]["uuid"]].power_state == "Halted"
+
+
+class GroupWatcher(Watcher):
+    """Follows the pool's events; notes every moment two VMs of one group share a host."""
+
+    def __init__(self, farm: Farm, group: set[str]) -> None:
+        super().__init__(farm)
+        self.group = group
+        self.together: list[list[str]] = []
+
+    def _apply(self, events: list[dict]) -> None:
+        super()._apply(events)
+        hosts = [h for u in self.group if (h := self._where.get(u))]
+        if len(hosts) != len(set(hosts)):
+            self.together.append(hosts)
+
+
+def test_a_rolling_reboot_keeps_groups_apart_and_sends_pinned_vms_home(tmp_path: Path) -> None:
+    farm = Farm([("pool1", generate_pool("pool1", 3, 0, guest_storage="shared"))],
+                speed=1000.0).start()
+    svc = build_service(str(write_ini(tmp_path, farm,
+                                      hosts=Ini.of_farm(farm, storage_name=SHARED),
+                                      extra=f"[fleet]\npath={tmp_path / 'fleet'}\n")),
+                        timings=FAST)
+    fleet = FleetDir(tmp_path / "fleet")
+    small = {"os": "centos", "vcpus": 1, "memory": 2, "disk": 40}
+    try:
+        fleet.put("xenhost1/db1.ini", host="xenhost1-1", group="db", **small)
+        fleet.put("xenhost1/db2.ini", host="xenhost1-2", group="db", **small)
+        fleet.put("xenhost1/web.ini", host="xenhost1-1", **small)
+        assert do_apply(svc).failed == []
+        vms = {n: v[0] for n, v in fleet_vms(farm).items()}
+        watcher = GroupWatcher(farm, {vms["db1"]["uuid"], vms["db2"]["uuid"]})
+        watcher.start({v["uuid"]: n for n, v in vms.items()})
+        try:
+            plan = svc.maintenance.rolling_reboot(1, RebootOptions(execute=True, poll=0.02))
+        finally:
+            watcher.stop()
+        assert plan.ok and watcher.errors == []
+        assert sorted(watcher.reboots) == ["xenhost1-1", "xenhost1-2", "xenhost1-3"]
+        assert watcher.together == [] and watcher.not_running == []
+        # Every pinned VM is back on its declared host, and the fleet has nothing to do.
+        assert {n: [(x["uuid"], x["host"]) for x in v] for n, v in fleet_vms(farm).items()} == {
+            "db1": [(vms["db1"]["uuid"], "xenhost1-1")], "db2": [(vms["db2"]["uuid"],
+                                                                  "xenhost1-2")],
+            "web": [(vms["web"]["uuid"], "xenhost1-1")]}
+        assert make_plan(svc.ctx, svc.ctx.fleet_port, Options()).actions == []
+        # A third replica on the third host: no host is left for a replica to go to.
+        fleet.put("xenhost1/db3.ini", group="db", **small)
+        assert do_apply(svc).failed == []
+        refused = svc.maintenance.rolling_reboot(1, RebootOptions())
+        assert not refused.ok
+        assert "cannot move: every other host with room for it runs a VM of its group db" \
+            in refused.problems[0]
+    finally:
+        _destroy_fleet(svc, farm)
+        svc.close()
+        farm.stop()
