@@ -149,3 +149,19 @@ def test_check_config_validates_the_fleet_with_the_ini(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["check-config", "--offline", str(ini)])
     assert bad.exit_code == 1
     assert f"{tmp_path}/fleet/any/cache.ini:2: [vm] os: no host serves windows" in bad.output
+
+
+def test_the_readme_example_is_a_valid_fleet_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("`xenhost1/db1.ini`", 1)[1].split("```ini\n", 1)[1].split("```")[0]
+    ini = farm_dir(tmp_path, {"xenhost1/db1.ini": example,
+                              "xenhost2/labelled.ini": "[vm]\nos=centos\nlabels=perf\n"})
+    fleet = load_fleet(load_config(ini))
+    assert fleet is not None
+    db1 = fleet.vms["db1"]
+    assert (db1.os, db1.vcpus, db1.memory_gib, db1.disk_gib, db1.member, db1.group) == \
+        ("centos", 4, 8, 60, "xen1-a", "db")
+    assert (db1.owner, db1.pools, db1.autostart, db1.recreate) == \
+        ("team-db", ("qe-static",), True, False)
+    assert fleet.warnings == (f"{tmp_path}/fleet/xenhost2/labelled.ini:3: [vm] labels: labels "
+                              "choose hosts for VMs in any/ only: ignored here",)

@@ -366,12 +366,14 @@ def _echo_seed_keys(config: Any) -> None:
         click.echo(f"pools=: static pools in Couchbase {static.server} bucket {static.bucket}")
 
 
-# ---------------------------------------------------------------- hosts, maintenance
+# ---------------------------------------------------------------- hosts, maintenance, fleet
 
-from dynvm.cli.maintenance import hosts, maintenance  # noqa: E402 - registered after main
+from dynvm.cli.fleet import fleet  # noqa: E402 - registered after main
+from dynvm.cli.maintenance import hosts, maintenance  # noqa: E402
 
 main.add_command(hosts)
 main.add_command(maintenance)
+main.add_command(fleet)
 
 
 def _register_v1_commands() -> None:

@@ -49,13 +49,16 @@ def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
         return
     with _service(config_path) as svc:
         report = svc.maintenance.hosts_report()
+        fleet = svc.fleet.status()
+    with_fleet(report, fleet)
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("xenhost", "host", "enabled", "maintenance", "drained", "VMs", "free GiB")
+    table = Table("xenhost", "host", "enabled", "maintenance", "drained", "VMs", "free GiB",
+                  "fleet VMs")
     for pool in report:
         drained = f"yes ({pool['drained_by']})" if pool["drained"] else "no"
         if pool["error"]:
@@ -66,14 +69,33 @@ def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
                 "yes" if m["in_maintenance"] else "no"
             table.add_row(str(pool["ref"]), m["name"], "yes" if m["enabled"] else "no",
                           maint, drained, str(m["vms"]),
-                          f"{m['memory_free_gib']:.1f} / {m['memory_total_gib']:.1f}")
+                          f"{m['memory_free_gib']:.1f} / {m['memory_total_gib']:.1f}",
+                          ", ".join(m["fleet"]) or "-")
     Console().print(table)
+    if fleet["configured"]:
+        from dynvm.cli.fleet import fleet_table
+
+        if fleet["error"]:
+            click.echo(f"fleet: {fleet['error']}", err=True)
+        else:
+            Console().print(fleet_table(fleet))
     for pool in report:  # whole lines, never wrapped into a table cell
         if pool["hosts_left"]:
             names = ", ".join(f"{h['host']} ({h['uuid']})" for h in pool["hosts_left"])
             run = pool["left_by"]
             click.echo(f"xenhost{pool['ref']}: {names} left out of service by rolling reboot "
                        f"{run['run']} ({run['state']}): {run['finish']}")
+
+
+def with_fleet(report: list[dict[str, Any]], fleet: dict[str, Any]) -> None:
+    """Each member host says which fleet VMs run on it, each pool how its fleet VMs stand."""
+    for pool in report:
+        where = f"xenhost{pool['ref']}"
+        pool["fleet"] = [vm for vm in fleet["vms"]
+                         if vm["runs"].split("/")[0] == where
+                         or vm["declared"].split("/")[0] == where]
+        for m in pool["members"]:
+            m["fleet"] = [vm["name"] for vm in pool["fleet"] if vm["runs"] == f"{where}/{m['name']}"]
 
 
 def _drain(config_path: str, ref: int, on: bool) -> None:

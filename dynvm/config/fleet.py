@@ -75,7 +75,7 @@ def read_fleet(path: str, cfg: Config) -> Fleet:
                 problems.append(f"{file}: {file.stem} is also declared in {first}: a VM is "
                                 f"declared once, so that two hosts never start the same guest")
                 continue
-            found = _read_vm(file, host_ref, cfg, problems)
+            found = _read_vm(file, host_ref, cfg, problems, warnings)
             if found is not None:
                 vms[found[0].name], lines[found[0].name] = found
     problems += _group_problems(vms, lines)
@@ -101,10 +101,10 @@ def _folder_host(folder: Path, cfg: Config, problems: list[str]) -> int | None |
     return ref
 
 
-def _read_vm(file: Path, host_ref: int | None, cfg: Config,
-             problems: list[str]) -> tuple[FleetVm, str] | None:
+def _read_vm(file: Path, host_ref: int | None, cfg: Config, problems: list[str],
+             warnings: list[str]) -> tuple[FleetVm, str] | None:
     """One VM file and "file:line" of its [vm] section; its problems are added to
-    `problems` (then None)."""
+    `problems` (then None), its warnings to `warnings`."""
     source = str(file)
     try:
         text = file.read_bytes().decode("utf-8-sig")
@@ -132,6 +132,7 @@ def _read_vm(file: Path, host_ref: int | None, cfg: Config,
             section = Section(VM_SECTION, parser[VM_SECTION], os.environ, p)
             vm = _parse_vm(name, host_ref, section, cfg)
     problems += p.errors
+    warnings += p.warnings
     if vm is None or p.errors:
         return None
     return vm, f"{source}:{p.lines.get((VM_SECTION, None), 1)}"
@@ -157,6 +158,8 @@ def _parse_vm(name: str, host_ref: int | None, s: Section, cfg: Config) -> Fleet
     if member is not None and host_ref is None:
         s.p.error(s.name, "host", f"host= pins a VM to a member host of one pool: only in a "
                   f"xenhostN/ folder, not in {ANY}/")
+    if "labels" in s.raw and host_ref is not None:
+        s.p.warn(s.name, "labels", f"labels choose hosts for VMs in {ANY}/ only: ignored here")
     group = s.get_str("group")
     if group is not None and not _NAME.fullmatch(group):
         s.p.error(s.name, "group", "a group name is letters, digits, '.', '_' and '-'")

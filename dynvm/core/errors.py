@@ -5,11 +5,16 @@ status code and the wording each API has always used (`dynvm.api.errors`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from dynvm.core.store.errors import StoreError, StoreUnavailable
 
+if TYPE_CHECKING:
+    from dynvm.core.fleet.plan import FleetPlan
+
 __all__ = [
-    "AllOrNoneFailed", "BadRequest", "DynvmError", "Forbidden", "HostNotConfigured",
+    "AllOrNoneFailed", "BadRequest", "DynvmError", "FleetRefused", "Forbidden",
+    "HostNotConfigured",
     "MaintenanceFailed", "MaintenanceRefused", "NameInUse", "NoCapacity", "NotFound",
     "ProvisionFailed", "QuotaExceeded", "ServiceStopping", "StoreDown", "StoreError",
     "StoreUnavailable",
@@ -88,3 +93,12 @@ class MaintenanceRefused(Exception):
 
 class MaintenanceFailed(Exception):
     """The run stopped part way; the status document says where and what to do."""
+
+
+class FleetRefused(Exception):
+    """Nothing was done to the fleet: no fleet, a directory that does not validate, a
+    plan with problems (`plan` says them all), or another apply holding the fleet."""
+
+    def __init__(self, message: str, plan: FleetPlan | None = None) -> None:
+        super().__init__(message)
+        self.plan = plan

@@ -9,6 +9,7 @@ dynvm; the other tests use stores of their own on the same farm.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +17,14 @@ from typing import Any
 
 import pytest
 import XenAPI
+from click.testing import CliRunner
 
-from dynvm.core.fleet.apply import Applied, FleetRefused, apply, make_plan
-from dynvm.core.fleet.plan import Drift, FleetPlan, Kind, Options
+from dynvm.cli import main
+from dynvm.core.errors import FleetRefused
+from dynvm.core.fleet.plan import Drift, Kind
 from dynvm.core.maintenance.runner import Options as RebootOptions
 from dynvm.core.ports import TAG_DEPLOYMENT, TAG_FLEET
-from dynvm.core.services import Dynvm
+from dynvm.core.services import Applied, Dynvm, FleetPlan
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.sim.farmgen import generate_pool
@@ -104,12 +107,12 @@ def _session(farm: Farm, pool: int) -> XenAPI.Session:
     return s
 
 
-def plan(svc: Dynvm, **options: bool) -> FleetPlan:
-    return make_plan(svc.ctx, svc.ctx.fleet_port, Options(**options))
+def plan(svc: Dynvm, *, prune: bool = False, restart: bool = False) -> FleetPlan:
+    return svc.fleet.plan(prune=prune, restart=restart)
 
 
-def do_apply(svc: Dynvm, **options: bool) -> Applied:
-    return apply(svc.ctx, svc.ctx.fleet_port, Options(**options))
+def do_apply(svc: Dynvm, *, prune: bool = False, restart: bool = False) -> Applied:
+    return svc.fleet.apply(prune=prune, restart=restart)
 
 
 def fleet_vms(farm: Farm) -> dict[str, list[dict[str, Any]]]:
@@ -348,10 +351,10 @@ def test_a_rolling_reboot_keeps_groups_apart_and_sends_pinned_vms_home(tmp_path:
         watcher = GroupWatcher(farm, {vms["db1"]["uuid"], vms["db2"]["uuid"]})
         watcher.start({v["uuid"]: n for n, v in vms.items()})
         try:
-            plan = svc.maintenance.rolling_reboot(1, RebootOptions(execute=True, poll=0.02))
+            run = svc.maintenance.rolling_reboot(1, RebootOptions(execute=True, poll=0.02))
         finally:
             watcher.stop()
-        assert plan.ok and watcher.errors == []
+        assert run.ok and watcher.errors == []
         assert sorted(watcher.reboots) == ["xenhost1-1", "xenhost1-2", "xenhost1-3"]
         assert watcher.together == [] and watcher.not_running == []
         # Every pinned VM is back on its declared host, and the fleet has nothing to do.
@@ -359,7 +362,7 @@ def test_a_rolling_reboot_keeps_groups_apart_and_sends_pinned_vms_home(tmp_path:
             "db1": [(vms["db1"]["uuid"], "xenhost1-1")], "db2": [(vms["db2"]["uuid"],
                                                                   "xenhost1-2")],
             "web": [(vms["web"]["uuid"], "xenhost1-1")]}
-        assert make_plan(svc.ctx, svc.ctx.fleet_port, Options()).actions == []
+        assert plan(svc).actions == []
         # A third replica on the third host: no host is left for a replica to go to.
         fleet.put("xenhost1/db3.ini", group="db", **small)
         assert do_apply(svc).failed == []
@@ -371,3 +374,38 @@ def test_a_rolling_reboot_keeps_groups_apart_and_sends_pinned_vms_home(tmp_path:
         _destroy_fleet(svc, farm)
         svc.close()
         farm.stop()
+
+
+def test_the_fleet_commands_plan_apply_and_show_it(
+        dynvm_with_fleet: tuple[Dynvm, FleetDir], farm: Farm, tmp_path: Path) -> None:
+    svc, fleet = dynvm_with_fleet
+    ini = str(tmp_path / "dynvmservice.ini")
+    fleet.put("xenhost2/tool.ini", os="centos", vcpus=1, memory=1, disk=40, owner="ops")
+    run = CliRunner().invoke
+    planned = run(main, ["fleet", "plan", "--config", ini])
+    assert planned.exit_code == 0, planned.output
+    assert "create  tool on xenhost2/xenhost2-1 (centos, 1 vCPUs, 1 GiB, 40 GiB disk)" \
+        in planned.output
+    dry = run(main, ["fleet", "apply", "--config", ini])
+    assert dry.exit_code == 0 and "dry run: nothing changed" in dry.output
+    assert fleet_vms(farm) == {}
+    applied = run(main, ["fleet", "apply", "--config", ini, "--exec"])
+    assert applied.exit_code == 0, applied.output
+    assert "done: created tool on xenhost2/xenhost2-1 at " in applied.output
+    assert [v["host"] for v in fleet_vms(farm)["tool"]] == ["xenhost2-1"]
+    status = json.loads(run(main, ["fleet", "status", "--config", ini, "--json"]).output)
+    assert (status["declared"], status["running"], status["drifted"]) == (1, 1, 0)
+    assert status["vms"][0]["runs"] == "xenhost2/xenhost2-1"
+    hosts = json.loads(run(main, ["hosts", "--config", ini, "--json"]).output)
+    members = {m["name"]: m["fleet"] for p in hosts for m in p["members"]}
+    assert members["xenhost2-1"] == ["tool"] and members["xenhost2-2"] == []
+    fleet.remove("xenhost2/tool.ini")
+    table = run(main, ["hosts", "--config", ini])
+    assert "tool" in table.output and "kept" in table.output
+    # A plan that cannot be done is refused with exit status 2, and the reason.
+    for n in (1, 2, 3):
+        fleet.put(f"xenhost1/r{n}.ini", os="centos", vcpus=1, memory=1, disk=40, group="g")
+    refused = run(main, ["fleet", "apply", "--config", ini, "--exec", "--prune"])
+    assert refused.exit_code == 2
+    assert "refused, nothing done: r3: cannot be created on xenhost1: group g" in refused.output
+    assert "tool" in fleet_vms(farm)

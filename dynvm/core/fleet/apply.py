@@ -16,6 +16,7 @@ from typing import Any
 
 from dynvm.config import ConfigError, Fleet, load_fleet
 from dynvm.core.context import Context
+from dynvm.core.errors import FleetRefused
 from dynvm.core.fleet.act import StepFailed, Steps
 from dynvm.core.fleet.farm import FarmState
 from dynvm.core.fleet.observe import PortOf, observe
@@ -29,15 +30,6 @@ LOCK_TTL_SECS = 30.0
 LOCK_WAIT_SECS = 60.0  # an apply waits this long for a pass of the leader to end
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-class FleetRefused(Exception):
-    """Nothing was done: no fleet, a directory that does not validate, a plan with
-    problems (`plan` says them all), or another apply holding the fleet."""
-
-    def __init__(self, message: str, plan: FleetPlan | None = None) -> None:
-        super().__init__(message)
-        self.plan = plan
 
 
 @dataclass

@@ -37,10 +37,12 @@ def fleet_name(vm: VmView, own: str) -> str | None:
     return name if name and own and oc.get(TAG_DEPLOYMENT) == own else None
 
 
-def observe(ctx: Context, fleet: Fleet, port_of: PortOf, *, details: bool = True) -> FarmState:
+def observe(ctx: Context, fleet: Fleet, port_of: PortOf, *, details: bool = True,
+            halted: bool = True) -> FarmState:
     """The farm as one plan reads it. With `details`, the disks and the storage of the
-    fleet's VMs are asked of the hypervisor (plan and apply); without, the inventory
-    alone is read (the dashboard), and only halted VMs are asked where they may start."""
+    fleet's VMs are asked of the hypervisor (plan and apply); else, with `halted`,
+    only where halted VMs may start (the background leader starts them); with neither,
+    the inventory alone is read (the dashboard: no XenAPI call)."""
     cfg = ctx.config()
     own = ctx.deployment()
     store = ctx.store
@@ -60,7 +62,7 @@ def observe(ctx: Context, fleet: Fleet, port_of: PortOf, *, details: bool = True
             seen = _seen(vm, hc.ref, own, fleet)
             if seen is None:
                 continue
-            if seen.ours and (details or not seen.running):
+            if seen.ours and (details or (halted and not seen.running)):
                 seen = _detailed(ctx, hc, port_of, seen, disks=details)
             farm.seen.append(seen)
     return farm

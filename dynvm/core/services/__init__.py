@@ -31,6 +31,7 @@ from dynvm.core.release import Target
 from dynvm.core.services.dashboard import RECENT_HOURS, RequestFigures, Snapshot
 from dynvm.core.services.facade import Dynvm
 from dynvm.core.services.farm import Offer
+from dynvm.core.services.fleet import Applied, FleetPlan
 from dynvm.core.services.health import StoreGauges
 from dynvm.core.services.maintenance import Options, Plan, RollingReboot, describe_plan
 from dynvm.core.services.quotas import QuotaReport, Usage
@@ -39,9 +40,9 @@ from dynvm.core.services.tokens import TokenAdmin
 from dynvm.core.trace import bind_request, unbind_request
 
 __all__ = [
-    "Available", "bind_request", "Caller", "CoreEvent", "describe_plan", "Dynvm",
-    "EVERYONE", "HistoryState", "LeaseState", "MemberShown", "NewRequest", "Offer",
-    "Options", "Plan", "PoolShown", "QuotaReport", "RECENT_HOURS", "RequestFigures",
+    "Applied", "Available", "bind_request", "Caller", "CoreEvent", "describe_plan", "Dynvm",
+    "EVERYONE", "FleetPlan", "HistoryState", "LeaseState", "MemberShown", "NewRequest",
+    "Offer", "Options", "Plan", "PoolShown", "QuotaReport", "RECENT_HOURS", "RequestFigures",
     "RequestState", "RequestStatus", "RollingReboot", "RunState", "ServerResult",
     "ServersRequest", "ServersResult", "ShowAll", "Snapshot", "Step", "StoreGauges",
     "Target", "TokenAdmin", "unbind_request", "Usage", "VmProgress", "VmShown",

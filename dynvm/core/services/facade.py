@@ -20,6 +20,7 @@ from dynvm.core.services.access import Access
 from dynvm.core.services.base import Runtime
 from dynvm.core.services.dashboard import Dashboard
 from dynvm.core.services.farm import Farm
+from dynvm.core.services.fleet import FleetService
 from dynvm.core.services.health import Health
 from dynvm.core.services.history import History
 from dynvm.core.services.legacy import LegacyServers
@@ -55,6 +56,7 @@ class Dynvm:
         self.dashboard = Dashboard(rt, self.history)
         self.health = Health(rt)
         self.maintenance = Maintenance(rt)
+        self.fleet = FleetService(rt)
 
     def config(self) -> Config:
         """The configuration in force (the pool clients kept in step with it)."""
