@@ -233,6 +233,8 @@ from dynvm.sim.ssh_options import guest_ssh_options  # noqa: E402
 @click.option("--pools", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--vms-per-host", default=0, show_default=True, type=click.IntRange(0, 1000),
               help="VMs already running on each host.")
+@click.option("--host-cpus", default=48, show_default=True, type=click.IntRange(1, 4096),
+              help="CPUs of each generated host (many VMs per host need more to leave room).")
 @click.option("--from-db", "from_db", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Load a pool from a XAPI state database (repeatable: one pool each).")
 @click.option("--bind", default="127.0.0.1", show_default=True)
@@ -245,8 +247,8 @@ from dynvm.sim.ssh_options import guest_ssh_options  # noqa: E402
               help="Also serve the first pool's master on this Unix socket, as xapi serves "
                    "/var/lib/xcp/xapi in dom0 (root logs in without a password).")
 @guest_ssh_options
-def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bind: str,
-        port_base: int, speed: float, https: bool, local_socket: str | None,
+def sim(hosts: int, pools: int, vms_per_host: int, host_cpus: int, from_db: tuple[str, ...],
+        bind: str, port_base: int, speed: float, https: bool, local_socket: str | None,
         guest_ssh_port: int | None, guest_logins: dict[str, str] | None) -> None:
     """Run a simulated XenServer farm in the foreground."""
     from dynvm.sim.runner import run_sim
@@ -254,7 +256,7 @@ def sim(hosts: int, pools: int, vms_per_host: int, from_db: tuple[str, ...], bin
     run_sim(hosts=hosts, pools=pools, vms_per_host=vms_per_host, from_db=list(from_db),
             bind=bind, port_base=port_base, speed=speed, https=https,
             guest_ssh_port=guest_ssh_port, guest_logins=guest_logins,
-            local_socket=local_socket)
+            local_socket=local_socket, host_cpus=host_cpus)
 
 
 # ---------------------------------------------------------------- check-config

@@ -164,15 +164,16 @@ class Farm:
                  password: str = "xenroot", seed: int = 0, guest_ssh_port: int | None = None,
                  storage_name: str = "Local storage",
                  guest_logins: dict[str, str] | None = None,
-                 guest_storage: str = "local") -> Farm:
+                 guest_storage: str = "local", host_cpus: int = 48) -> Farm:
         """`guest_storage="shared"` puts the generated guests' disks on a shared
-        SR, so that they can live-migrate (XAPI refuses it for local disks)."""
+        SR, so that they can live-migrate (XAPI refuses it for local disks).
+        `host_cpus` sizes every host (a big `vms_per_host` needs more to leave room)."""
         from .farmgen import generate_pool
 
         tables = [
             (f"pool{i + 1}", generate_pool(f"pool{i + 1}", hosts, vms_per_host, pool_index=i,
                                            seed=seed, storage_name=storage_name,
-                                           guest_storage=guest_storage))
+                                           guest_storage=guest_storage, host_cpus=host_cpus))
             for i in range(pools)
         ]
         return cls(tables, timing=timing, speed=speed, https=https, bind=bind,

@@ -36,12 +36,13 @@ def _write_atomically(path: str, text: str) -> None:
 def build_farm(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
                port_base: int, speed: float, https: bool, password: str = "xenroot",
                guest_ssh_port: int | None = None,
-               guest_logins: dict[str, str] | None = None) -> Farm:
+               guest_logins: dict[str, str] | None = None, host_cpus: int = 48) -> Farm:
     common: dict[str, Any] = dict(speed=speed, https=https, bind=bind, port_base=port_base, password=password,
                   guest_ssh_port=guest_ssh_port, guest_logins=guest_logins)
     if from_db:
         return Farm.from_db(list(from_db), **common)
-    return Farm.generate(pools=pools, hosts=hosts, vms_per_host=vms_per_host, **common)
+    return Farm.generate(pools=pools, hosts=hosts, vms_per_host=vms_per_host, host_cpus=host_cpus,
+                         **common)
 
 
 def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
@@ -49,10 +50,10 @@ def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind:
             password: str = "xenroot", stop_event: threading.Event | None = None,
             guest_ssh_port: int | None = None,
             guest_logins: dict[str, str] | None = None,
-            local_socket: str | None = None) -> None:
+            local_socket: str | None = None, host_cpus: int = 48) -> None:
     """Start a farm, announce it, and serve until Ctrl-C / SIGTERM (or `stop_event`)."""
     farm = build_farm(hosts, pools, vms_per_host, from_db, bind, port_base, speed, https,
-                      password, guest_ssh_port, guest_logins)
+                      password, guest_ssh_port, guest_logins, host_cpus)
     stop = stop_event or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hosts", type=int, default=4, help="hosts per generated pool")
     ap.add_argument("--pools", type=int, default=1)
     ap.add_argument("--vms-per-host", type=int, default=0)
+    ap.add_argument("--host-cpus", type=int, default=48, help="CPUs of each generated host")
     ap.add_argument("--from-db", action="append", default=[], metavar="FILE",
                     help="load a pool from a state.db dump (repeatable)")
     ap.add_argument("--bind", default="127.0.0.1")
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password", default=os.environ.get("DYNVM_SIM_PASSWORD", "xenroot"))
     args = ap.parse_args(argv)
     run_sim(args.hosts, args.pools, args.vms_per_host, args.from_db, args.bind, args.port_base,
-            args.speed, args.https, args.ini_out, args.password)
+            args.speed, args.https, args.ini_out, args.password, host_cpus=args.host_cpus)
     return 0
 
 

@@ -16,37 +16,13 @@ import requests
 
 from dynvm.runtime.serving import quit_once
 from dynvm.sim import Farm
-from testbed.serving import serve_command
+from testbed.serving import alive, children, serve_command
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
 from tests.support.files import not_private
 
 pytestmark = pytest.mark.served
 
 CLIENTS = 16
-
-
-def children(pid: int) -> set[int]:
-    """Live (non-zombie) processes whose parent is `pid`."""
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            out.add(int(entry.name))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Load:

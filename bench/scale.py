@@ -1,0 +1,417 @@
+"""`python -m bench.scale`: dynvm on farms of 1,000, 4,000 and 10,000 VMs, and under churn.
+
+Each size gets a fresh simulated farm in a process of its own (pools of hosts
+running 50 VMs each, hosts big enough to leave room for new VMs; realistic
+timings at `--speed`), `--history` history documents in the store, and
+`dynvm serve` with two workers. Per size and run it measures:
+
+- serve start -> first 200 of `/showall`;
+- RSS of each worker (the largest) once every route was answered, and of any
+  other process `dynvm serve` started (the shared inventory);
+- `kill -HUP` under load: the longest answer while the workers are replaced,
+  and how many requests failed;
+- `/` p50, `/ui/api/vms` p50 and its body, `/showall` p50 uncached (two
+  spellings taking turns, so no answer is reused);
+- `/getavailablecount` requests/s and p99 from 32 clients;
+- XenAPI calls made by those reads (the inventory's own event feed aside);
+- a churn run: VMs built and released through dynvm while other VMs are shut
+  down and started behind its back, then `/showall` compared with what
+  `VM.get_all_records` says, on fresh connections (every worker).
+
+Each figure is the median of `--runs` runs with their range. The machine's
+load average is printed with the table: these figures depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+import XenAPI
+
+from bench.dashboard import seed_history
+from bench.harness import load
+from dynvm.xen.records import guest_addresses
+from testbed.inis import Ini
+from testbed.serving import children, served, wait_until
+
+VMS_PER_HOST = 50
+HOST_CPUS = 128  # 50 guests of 2 vCPUs leave room for three 8-vCPU VMs per host
+CHURN_CLIENTS = 4
+HUP_CLIENTS = 4
+SIM_START_SECS = 300.0
+
+
+def layout(vms: int) -> tuple[int, int]:
+    """(pools, hosts per pool) for about `vms` running VMs, 50 per host."""
+    pools = 2 if vms < 2000 else 4
+    return pools, max(1, round(vms / (pools * VMS_PER_HOST)))
+
+
+class SimProcess:
+    """A simulated farm in its own process (its CPU apart from the measuring threads)."""
+
+    def __init__(self, vms: int, speed: float, work: Path) -> None:
+        pools, hosts = layout(vms)
+        self.vms = pools * hosts * VMS_PER_HOST
+        ini_out = work / "sim.ini"
+        self.log = work / "sim.log"
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dynvm.sim.runner", "--pools", str(pools),
+                 "--hosts", str(hosts), "--vms-per-host", str(VMS_PER_HOST),
+                 "--host-cpus", str(HOST_CPUS), "--speed", str(speed),
+                 "--ini-out", str(ini_out)],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            wait_until(lambda: ini_out.exists() or self.proc.poll() is not None,
+                       timeout=SIM_START_SECS, what="the simulator", interval=0.2)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the simulator exited: {self.log.read_text()[-2000:]}")
+            self.sections = ini_out.read_text()
+            self.control = next(line.split(": ", 1)[1].strip()
+                                for line in self.log.read_text().splitlines()
+                                if line.startswith("# control endpoint:"))
+            # 2 ms per XenAPI call in real time, as `make bench` models it.
+            requests.post(f"{self.control}/timing", json={"call_latency": 0.002 * speed},
+                          timeout=30).raise_for_status()
+        except BaseException:
+            self.stop()
+            raise
+        self.masters = [keys["host.name"] for keys in Ini.parse(self.sections).sections.values()]
+
+    def calls(self) -> int:
+        """XenAPI calls since the last reset, the inventory's event.from feed aside."""
+        counts = requests.get(f"{self.control}/counts", timeout=30).json()
+        return sum(n for per in counts.values() for m, n in per.items()
+                   if not m.startswith("event"))
+
+    def reset_calls(self) -> None:
+        requests.post(f"{self.control}/counts/reset", timeout=30).raise_for_status()
+
+    def session(self, pool: int) -> XenAPI.Session:
+        s = XenAPI.Session(self.masters[pool])
+        s.xenapi.login_with_password("root", "xenroot", "1.0", "bench")
+        return s
+
+    def expected_showall(self) -> dict[str, list[dict[str, str]]]:
+        """/showall as `VM.get_all_records` (and guest metrics) say it should read."""
+        out: dict[str, list[dict[str, str]]] = {}
+        for i in range(len(self.masters)):
+            s = self.session(i)
+            try:
+                vms = s.xenapi.VM.get_all_records()
+                gms = s.xenapi.VM_guest_metrics.get_all_records()
+            finally:
+                s.xenapi.session.logout()
+            rows = [{"name": v["name_label"], "power_state": v["power_state"],
+                     "vcpus": str(v["VCPUs_max"]), "memory_static_max": str(v["memory_static_max"]),
+                     "networkinfo": ",".join(guest_addresses(
+                         (gms.get(v["guest_metrics"]) or {}).get("networks"))),
+                     "name_description": v["name_description"]}
+                    for v in vms.values() if v["power_state"] == "Running"
+                    and not v["is_a_template"] and not v["is_control_domain"]]
+            out[str(i + 1)] = sorted(rows, key=lambda r: r["name"])
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def workers(master: int) -> set[int]:
+    """gunicorn workers: forks of the master, with its command line."""
+    mine = cmdline(master)
+    return {pid for pid in children(master) if cmdline(pid) == mine}
+
+
+def timed(session: requests.Session, url: str, n: int) -> tuple[list[float], int]:
+    """n sequential GETs: latencies (ms) and the last body's size."""
+    times, size = [], 0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = session.get(url, timeout=120)
+        times.append((time.perf_counter() - t0) * 1000)
+        r.raise_for_status()
+        size = len(r.content)
+    return times, size
+
+
+class Clients:
+    """Threads calling `work(i, n)` in a loop until stopped; answers timed, failures kept."""
+
+    def __init__(self, count: int, work: Callable[[int, int], object]) -> None:
+        self.work = work
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.times: list[tuple[float, float]] = []  # (start, seconds)
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(count)]
+
+    def _run(self, i: int) -> None:
+        n = 0
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.work(i, n)
+                ok = ""
+            except Exception as exc:  # every failure is counted, none ends the run
+                ok = repr(exc)[:300]
+            with self.lock:
+                self.times.append((t0, time.monotonic() - t0))
+                if ok:
+                    self.failures.append(ok)
+            n += 1
+
+    def __enter__(self) -> Clients:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=600)
+
+
+def get_ok(url: str, timeout: float = 120) -> requests.Response:
+    r = requests.get(url, timeout=timeout, headers={"Connection": "close"})
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
+    return r
+
+
+def hup_stall(base: str, proc: subprocess.Popen, log: Path) -> tuple[float, int]:
+    """Longest answer (s) while HUP replaces the workers, and failed answers."""
+    warmed = log.read_text().count("worker warmed up")
+    before = workers(proc.pid)
+    with Clients(HUP_CLIENTS, lambda i, n: get_ok(f"{base}/getavailablecount/centos")) as c:
+        wait_until(lambda: len(c.times) >= 20, timeout=120, what="load before HUP")
+        hup_at = time.monotonic()
+        os.kill(proc.pid, 1)  # SIGHUP
+        wait_until(lambda: not (workers(proc.pid) & before)
+                   and log.read_text().count("worker warmed up") >= warmed + len(before),
+                   timeout=600, what="the workers to be replaced after HUP", interval=0.1)
+        settled = time.monotonic()
+        wait_until(lambda: any(t0 > settled + 1.0 for t0, _ in c.times), timeout=120,
+                   what="answers after the reload")
+    during = [secs for t0, secs in c.times if t0 + secs >= hup_at]
+    return max(during, default=0.0), len(c.failures)
+
+
+def churn(sim: SimProcess, base: str, secs: float) -> tuple[bool, float]:
+    """Build, release and power-cycle VMs for `secs`; then whether /showall matches
+    `VM.get_all_records` (on fresh connections, so every worker answers), and how long
+    it took to match once the farm was quiet."""
+    def build(i: int, n: int) -> None:
+        name = f"churn{i}x{n}x"
+        get_ok(f"{base}/getservers/{name}?os=centos&count=2", timeout=600)
+        get_ok(f"{base}/releaseservers/{name}?count=2", timeout=600)
+
+    rnd = random.Random(1)
+    foreign = []  # (pool, ref) of the farm's own guests, shut down and started again
+    for i in range(len(sim.masters)):
+        s = sim.session(i)
+        try:
+            foreign += [(i, ref) for ref, v in s.xenapi.VM.get_all_records().items()
+                        if v["name_label"].startswith("ci-") and v["power_state"] == "Running"]
+        finally:
+            s.xenapi.session.logout()
+
+    def power_cycle(i: int, n: int) -> None:
+        pool, ref = rnd.choice(foreign)
+        s = sim.session(pool)
+        try:
+            if s.xenapi.VM.get_power_state(ref) == "Running":
+                s.xenapi.VM.hard_shutdown(ref)
+                s.xenapi.VM.start(ref, False, False)
+        finally:
+            s.xenapi.session.logout()
+
+    with Clients(CHURN_CLIENTS, build) as builders, Clients(1, power_cycle) as cycler:
+        time.sleep(secs)  # the churn's length is the scenario itself
+    failures = builders.failures + cycler.failures
+    if failures:
+        print(f"  churn: {len(failures)} failed calls, e.g. {failures[0]}", file=sys.stderr)
+
+    def quiet() -> dict[str, Any] | None:
+        first = sim.expected_showall()
+        time.sleep(1.0)  # the farm is quiet when a second read a moment later agrees
+        return first if sim.expected_showall() == first else None
+
+    expected = wait_until(quiet, timeout=120, what="the farm to be quiet", interval=0)
+    t0 = time.monotonic()
+    try:
+        wait_until(lambda: all(json.loads(get_ok(f"{base}/showall").text) == expected
+                               for _ in range(4)), timeout=30,
+                   what="/showall to match VM.get_all_records", interval=0.1)
+    except AssertionError:
+        return False, float("nan")
+    return True, time.monotonic() - t0
+
+
+def one_run(size: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
+    work.mkdir(parents=True)
+    sim = SimProcess(size, args.speed, work)
+    out: dict[str, float] = {"vms": sim.vms}
+    try:
+        ini = (Ini({"common": {"vm.network.timeout.secs": 400}}).sqlite_store(work)
+               .merge(Ini.parse(sim.sections))).write(work / "dynvm.ini")
+        seed_history(ini, args.history)
+        log = work / "serve.log"
+        started = time.monotonic()
+        with served(ini, workers=args.workers, log=log, ready_secs=600) as (base, proc):
+            wait_until(lambda: requests.get(f"{base}/showall", timeout=120).status_code == 200,
+                       timeout=600, what="a first 200 of /showall", interval=0.05)
+            out["first_200"] = time.monotonic() - started
+            wait_until(lambda: log.read_text().count("worker warmed up") >= args.workers,
+                       timeout=600, what="every worker to warm up")
+            s = requests.Session()
+            for path in ("/", "/ui/api/vms", "/showall", "/getavailablecount/centos"):
+                s.get(base + path, timeout=120)  # the routes and the connection, once
+            sim.reset_calls()
+            n = args.requests
+            out["page_p50"] = statistics.median(timed(s, f"{base}/", n)[0])
+            vms_times, vms_size = timed(s, f"{base}/ui/api/vms", n)
+            out["vms_p50"], out["vms_kb"] = statistics.median(vms_times), vms_size / 1024
+            uncached = []
+            for k in range(n):
+                uncached += timed(s, f"{base}/showall" + ("?ignorelabels=true" if k % 2 else ""),
+                                  1)[0]
+            out["showall_p50"] = statistics.median(uncached)
+            out["read_calls"] = sim.calls()
+            figures = load(f"{base}/getavailablecount/centos", 32, args.seconds)
+            out["rps"], out["rps_p99"] = figures["rps"], figures["p99_ms"]
+            out["rps_errors"] = figures["errors"]
+            for path in ("/", "/ui/api/vms", "/showall"):
+                get_ok(base + path)  # every worker answered each route once at least
+            rss = {pid: rss_mb(pid) for pid in workers(proc.pid)}
+            out["worker_rss"] = max(rss.values())
+            others = children(proc.pid) - set(rss)
+            out["other_rss"] = sum(rss_mb(pid) for pid in others) if others else 0.0
+            out["hup_stall"], out["hup_failed"] = hup_stall(base, proc, log)
+            matched, settle = churn(sim, base, args.churn_secs)
+            out["churn_match"], out["churn_settle"] = float(matched), settle
+            sim.reset_calls()
+            for path in ("/showall", "/getavailablecount/centos", "/", "/ui/api/vms"):
+                for _ in range(5):
+                    get_ok(base + path)
+            out["read_calls"] += sim.calls()
+    finally:
+        sim.stop()
+    return out
+
+
+ROWS = (  # key, label, unit, goal
+    ("first_200", "serve start -> first 200", "s", ""),
+    ("worker_rss", "RSS of each worker (largest)", "MB", "<= 100 MB at 10,000"),
+    ("other_rss", "RSS of the other processes dynvm serve started", "MB", ""),
+    ("hup_stall", "longest answer after `kill -HUP`", "s", "<= 100 ms"),
+    ("hup_failed", "requests failed across the HUP", "", "0"),
+    ("page_p50", "`/` p50", "ms", "<= 30 ms at 10,000"),
+    ("vms_p50", "`/ui/api/vms` p50", "ms", ""),
+    ("vms_kb", "`/ui/api/vms` body", "KB", ""),
+    ("showall_p50", "`/showall` uncached p50", "ms", ""),
+    ("rps", "`/getavailablecount` req/s, 32 clients", "", ">= 2,000"),
+    ("rps_p99", "`/getavailablecount` p99 under that load", "ms", "<= 50 ms"),
+    ("rps_errors", "`/getavailablecount` failed under that load", "", "0"),
+    ("read_calls", "XenAPI calls made by reads", "", "0"),
+    ("churn_match", "`/showall` == `VM.get_all_records` after churn (runs)", "", "all"),
+    ("churn_settle", "time for `/showall` to match once quiet", "s", ""),
+)
+
+
+def fmt(value: float, unit: str) -> str:
+    if value != value:  # nan
+        return "-"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+    if unit in ("ms", "MB", "KB"):
+        return f"{value:,.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2f}"
+
+
+def cell(values: list[float], key: str, unit: str) -> str:
+    if key == "churn_match":
+        return f"{int(sum(values))} of {len(values)}"
+    real = [v for v in values if v == v]
+    if not real:
+        return "-"
+    mid = statistics.median(real)
+    if len(real) < 2:
+        return fmt(mid, unit)
+    return f"{fmt(mid, unit)} ({fmt(min(real), unit)}–{fmt(max(real), unit)})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,4000,10000", help="farm sizes in VMs, comma-separated")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--speed", type=float, default=20.0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--history", type=int, default=10000, help="history documents in the store")
+    ap.add_argument("--requests", type=int, default=40, help="sequential fetches per route")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of the throughput load")
+    ap.add_argument("--churn-secs", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    results: dict[int, list[dict[str, float]]] = {s: [] for s in sizes}
+    loads = []
+    with tempfile.TemporaryDirectory(prefix="dynvm-bench-scale-") as tmp:
+        for run in range(args.runs):
+            for size in sizes:
+                print(f"[run {run + 1}/{args.runs}] {size} VMs...", file=sys.stderr, flush=True)
+                loads.append(os.getloadavg()[0])
+                res = one_run(size, args, Path(tmp) / f"run{run}-{size}")
+                print(f"  {res}", file=sys.stderr, flush=True)
+                results[size].append(res)
+    head = [f"{results[s][0]['vms']:,.0f} VMs" for s in sizes]
+    print(f"dynvm scale bench: {args.workers} workers, simulator at speed {args.speed:g}, "
+          f"{args.history:,} history documents; {args.runs} run(s): median (min–max); "
+          f"load average {min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} CPUs")
+    table = [(label, *(cell([r[key] for r in results[s]], key, unit) for s in sizes), goal)
+             for key, label, unit, goal in ROWS]
+    widths = [max(len(row[i]) for row in [("", *head, "goal"), *table])
+              for i in range(len(sizes) + 2)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(("", *head, "goal"), widths,
+                                                         strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in table:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
