@@ -7,11 +7,11 @@ reservation check inside `store.reservations.reserve`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from dynvm.config import HostConfig, OsSpec
-from dynvm.core.ports import TAG_OS, TAG_RESERVATION, HostView, PoolView, VmView
+from dynvm.core.ports import TAG_OS, HostView, PoolView, VmView
 from dynvm.core.store import Reservation
 
 GIB = 1 << 30
@@ -56,11 +56,11 @@ class Free:
         return max(0, min(by_cpu, by_mem, by_disk))
 
 
-def free_on(host: HostView, running: Iterable[VmView], storage_name: str,
+def free_on(host: HostView, used_cpus: int, storage_name: str,
             pending: Iterable[Reservation]) -> Free:
-    """Free resources of a member host, less the reservations not yet visible in the view."""
+    """Free resources of a member host whose running VMs use `used_cpus`, less the
+    reservations not yet visible in the view."""
     pending = list(pending)
-    used_cpus = sum(v.vcpus_max for v in running)
     free_cpus = max(host.cpu_count - used_cpus, 0) - sum(r.vcpus for r in pending)
     free_mem = host.memory_free // GIB - sum(r.memory_gib for r in pending)
     sr = host.srs.get(storage_name)
@@ -71,12 +71,14 @@ def free_on(host: HostView, running: Iterable[VmView], storage_name: str,
     return Free(free_cpus, int(free_mem), free_disk, has_sr=True)
 
 
-def unseen(reservations: Iterable[Reservation], running: Iterable[VmView],
+def unseen(reservations: Iterable[Reservation], shown: Container[str],
            running_elsewhere: frozenset[str] = frozenset()) -> list[Reservation]:
     """Reservations whose VM the view does not yet show running.
 
-    Once the view shows the VM running, its CPUs and memory are already in the
-    host's figures; counting the reservation too would count it twice. A VM is
+    `shown` holds the uuids of the VMs the view shows running on the host and
+    the reservation ids they were tagged with (`PoolView.load_on`). Once the
+    view shows the VM running, its CPUs and memory are already in the host's
+    figures; counting the reservation too would count it twice. A VM is
     matched by its uuid or, before the store knows the uuid, by the
     reservation id it was tagged with before it started.
 
@@ -85,18 +87,12 @@ def unseen(reservations: Iterable[Reservation], running: Iterable[VmView],
     reservation not settled yet (a build, or room held for a migration still
     to come) stays counted here until its VM runs here.
     """
-    shown = set()
-    for v in running:
-        shown.add(v.uuid)
-        tag = v.other_config.get(TAG_RESERVATION)
-        if tag:
-            shown.add(tag)
     return [r for r in reservations if r.id not in shown and r.vm_uuid not in shown
             and not (r.settle_until is not None and r.vm_uuid in running_elsewhere)]
 
 
 def slots_on(view: PoolView, host: HostView, cfg: HostConfig, os_key: str,
-             reservations: Iterable[Reservation], sizes: tuple[int, int] | None = None) -> int:
+             reservations: Sequence[Reservation], sizes: tuple[int, int] | None = None) -> int:
     """How many more VMs of `os_key` fit on one member host now.
 
     `sizes` = (vcpus, memory GiB) when the request overrides the OS's sizes.
@@ -106,12 +102,12 @@ def slots_on(view: PoolView, host: HostView, cfg: HostConfig, os_key: str,
         return 0
     if sizes is not None:
         spec = replace(spec, vcpus=max(sizes[0], 1), memory_gib=max(sizes[1], 1))
-    running = view.running_on(host.uuid)
-    pending = unseen(reservations, running, view.running_anywhere())
-    count = free_on(host, running, cfg.storage_name, pending).slots(spec)
+    load = view.load_on(host.uuid)
+    pending = unseen(reservations, load.shown, view.running_anywhere()) if reservations else []
+    count = free_on(host, load.vcpus, cfg.storage_name, pending).slots(spec)
     cap = cfg.vms_max.get(os_key)
     if cap is not None:
-        of_os = sum(1 for v in running if vm_os(v, cfg) == os_key)
+        of_os = sum(1 for v in view.running_on(host.uuid) if vm_os(v, cfg) == os_key)
         of_os += sum(1 for r in pending if r.os == os_key)
         count = min(count, max(cap - of_os, 0))
     return count

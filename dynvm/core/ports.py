@@ -101,6 +101,14 @@ class HostView:
 
 
 @dataclass(frozen=True)
+class HostLoad:
+    """What the running VMs of one member host take, computed once per view."""
+
+    vcpus: int  # Σ VCPUs_max
+    shown: frozenset[str]  # their uuids and the reservation ids they were tagged with
+
+
+@dataclass(frozen=True)
 class PoolView:
     """A consistent snapshot of one [xenhostN] pool, as the inventory sees it."""
 
@@ -113,6 +121,7 @@ class PoolView:
     # dataclasses.replace, so a view re-issued with a new age keeps it.
     _running: dict[str, list[VmView]] = field(default_factory=dict, compare=False, repr=False)
     _anywhere: list[frozenset[str]] = field(default_factory=list, compare=False, repr=False)
+    _loads: dict[str, HostLoad] = field(default_factory=dict, compare=False, repr=False)
 
     def running_on(self, host_uuid: str) -> list[VmView]:
         """Running VMs of one member host (capacity asks this for every host, every request)."""
@@ -124,6 +133,18 @@ class PoolView:
                     built.setdefault(v.resident_on, []).append(v)
             index.update(built)
         return index.get(host_uuid, [])
+
+    def load_on(self, host_uuid: str) -> HostLoad:
+        """The running VMs' load on one member host: every count of free room asks it,
+        so it is summed once per view, not once per request."""
+        load = self._loads.get(host_uuid)
+        if load is None:
+            running = self.running_on(host_uuid)
+            shown = {v.uuid for v in running}
+            shown.update(tag for v in running if (tag := v.other_config.get(TAG_RESERVATION)))
+            load = HostLoad(sum(v.vcpus_max for v in running), frozenset(shown))
+            self._loads[host_uuid] = load
+        return load
 
     def running_anywhere(self) -> frozenset[str]:
         """Uuids of the VMs running on any member host (a migrated VM runs elsewhere)."""

@@ -74,12 +74,12 @@ def test_reservations_count_until_the_view_shows_the_vm_running() -> None:
     assert slots_on(view(h), h, host_cfg(), "centos", pending) == 4
     # VM "a" now runs: its CPUs are in the view, its reservation no longer counts
     v = view(h, [vm("a")])
-    assert [r.id for r in unseen(pending, v.running_on("m1"))] == ["r1"]
+    assert [r.id for r in unseen(pending, v.load_on("m1").shown)] == ["r1"]
     assert slots_on(v, h, host_cfg(), "centos", pending) == 4
     # a VM tagged with its reservation is matched before the store knows its uuid
     tagged = VmView(**{**vm("b").__dict__, "other_config": {"dynvm_reservation": "r1"}})
     v = view(h, [vm("a"), tagged])
-    assert unseen(pending, v.running_on("m1")) == []
+    assert unseen(pending, v.load_on("m1").shown) == []
     assert slots_on(v, h, host_cfg(), "centos", pending) == 4
 
 
@@ -117,7 +117,7 @@ def test_caps_labels_disabled_hosts_and_missing_templates() -> None:
 def test_no_sr_of_the_configured_name_means_no_room() -> None:
     h = HostView(uuid="m1", ref="r", name_label="m1", address="", enabled=True, cpu_count=48,
                  memory_free=256 * GIB, memory_total=256 * GIB, srs={"other": (1 << 50, 0)})
-    assert free_on(h, [], "Local storage", []).has_sr is False
+    assert free_on(h, 0, "Local storage", []).has_sr is False
     assert slots_on(view(h), h, host_cfg(), "centos", []) == 0
 
 

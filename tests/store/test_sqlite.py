@@ -148,3 +148,39 @@ def test_finished_requests_are_pruned(tmp_path) -> None:
     store.requests.finish("new", "done")
     # Old finished records go; running ones stay, however old (reconcile judges them).
     assert [r.id for r in store.requests.find()] == ["stuck", "new"]
+
+
+def test_generation_moves_with_every_write_of_any_process_and_no_read(tmp_path) -> None:
+    path = str(tmp_path / "dynvm.sqlite")
+    mine, other = SqliteStore(path), SqliteStore(path)  # two processes' views of one file
+    try:
+        first = mine.generation()
+        mine.reservations.live()
+        mine.documents.get("hosts")
+        assert mine.generation() == first  # reads change nothing
+        other.documents.update("hosts", lambda d: {"drained": {"1": True}})
+        moved = mine.generation()
+        assert moved != first
+        mine.documents.update("hosts", lambda d: {})
+        assert mine.generation() != moved  # its own writes too
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_generation_of_an_outbox_holding_writes_is_none(tmp_path) -> None:
+    from dynvm.store.outbox import ResilientStore
+
+    store = ResilientStore(SqliteStore(str(tmp_path / "dynvm.sqlite")),
+                           str(tmp_path / "outbox.sqlite"))
+    try:
+        quiet = store.generation()
+        assert quiet is not None and store.generation() == quiet
+        # A write queued during an outage: every read must replay and merge it.
+        store.outbox.enqueue("drop_reservations", "resv-request:r1", {"request_id": "r1"})
+        assert store.generation() is None
+        assert store.replay() == 1
+        after = store.generation()
+        assert after is not None and after != quiet
+    finally:
+        store.close()

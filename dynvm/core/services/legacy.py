@@ -6,6 +6,10 @@ the records the route formats (`ShowAll`, `Available`, `ServersResult`, names).
 
 from __future__ import annotations
 
+import math
+import threading
+from dataclasses import dataclass
+
 from dynvm.config import HostConfig
 from dynvm.core import getservers, warmpool
 from dynvm.core.answers import Available, ServersRequest, ServersResult, ShowAll
@@ -16,7 +20,24 @@ from dynvm.core.maintenance.state import placement_blocked
 from dynvm.core.placement import candidates, eligible_hosts, views_of
 from dynvm.core.release import Target, release_target, set_expiry
 from dynvm.core.services.base import Runtime, Subject
-from dynvm.core.store import StoreUnavailable
+from dynvm.core.store import Reservation, StoreUnavailable
+from dynvm.core.store_cache import MAX_KEYS, PerGeneration
+
+
+@dataclass(frozen=True, eq=False)
+class _Room:
+    """What the store says about room on the hosts: reservations and blocked hosts."""
+
+    reservations: list[Reservation]
+    blocked: frozenset[str]
+    lapses: float  # the wall time the first of the reservations stops counting
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    """(room, ready, views): the same room object and views, the same ready count."""
+    return (a[0] is b[0] and a[1] == b[1] and len(a[2]) == len(b[2])
+            and all(x is y for p, q in zip(a[2], b[2], strict=True)
+                    for x, y in zip(p, q, strict=True)))
 
 
 class LegacyServers(Subject):
@@ -25,6 +46,8 @@ class LegacyServers(Subject):
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self._showall_memo: tuple | None = None
+        self._store_reads = PerGeneration(rt.ctx.store, rt.ctx.clock)
+        self._counts = threading.local()  # this thread's last counts (see `count`)
 
     def os_keys(self) -> frozenset[str]:
         """The OS keys some host serves (what `os=` may name)."""
@@ -84,18 +107,41 @@ class LegacyServers(Subject):
         return self.count(eligible_hosts(cfg, os, labels, ignore_labels), os)
 
     def count(self, hosts: list[HostConfig], os: str) -> Available:
-        """How many VMs of `os` fit now on `hosts`, ready warm VMs included."""
+        """How many VMs of `os` fit now on `hosts`, ready warm VMs included.
+
+        The same views (the inventory re-issues one object per change) and the
+        same store generation give the same count: each thread keeps its last
+        one per OS and hosts, so a monitor polling many times a second costs one
+        generation read per poll until something changes.
+        """
         views, down = views_of(hosts, self.ctx.view)
-        store = self.ctx.store
         # Without the store the room being taken is unknown: no count at all, not a guess.
-        reservations, blocked = self.rt.read(
-            lambda: (store.reservations.live(), placement_blocked(store)))
-        ready = (self.rt.read(lambda: warmpool.ready_count(self.ctx, os,
-                                                           {h.ref for h, _ in views}))
+        room = self.rt.read(lambda: self._store_reads.read("room", self._read_room,
+                                                           until=lambda r: r.lapses))
+        refs = frozenset(h.ref for h, _ in views)
+        ready = (self.rt.read(lambda: self._store_reads.read(
+                     ("warm vms", os, refs), lambda: warmpool.ready_count(self.ctx, os, set(refs))))
                  if os in self.rt.config().pools else 0)  # no pool: no ready VMs to read
-        count = sum(c.slots for c in candidates(views, os, reservations, None, blocked)) + ready
         age = max((v.age_secs for _, v in views), default=0.0)
+        seen = (room, ready, tuple((hc, v.hosts, v.vms, v.templates) for hc, v in views))
+        memo: dict[tuple, tuple[tuple, int]] = self._counts.__dict__.setdefault("by", {})
+        key = (os, tuple(h.ref for h in hosts))
+        last = memo.get(key)
+        if last is not None and _same(last[0], seen):
+            return Available(last[1], down, age)
+        count = sum(c.slots for c in candidates(views, os, room.reservations, None,
+                                                room.blocked)) + ready
+        if len(memo) > MAX_KEYS:
+            memo.clear()
+        memo[key] = (seen, count)
         return Available(count, down, age)
+
+    def _read_room(self) -> _Room:
+        store = self.ctx.store
+        reservations = store.reservations.live()
+        lapses = min((r.settle_until if r.settle_until is not None else r.expires
+                      for r in reservations), default=math.inf)
+        return _Room(reservations, placement_blocked(store), lapses)
 
     def available_by_label(self, os: str) -> list[dict]:
         """The count per host label, then `default` (hosts of any label)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 from dynvm.core.store.documents import Documents
 from dynvm.core.store.fleet import FleetEntries
@@ -57,6 +57,18 @@ class Store:
     def direct(self) -> Store:
         """The backend itself: writes through it are made now or refused, never queued."""
         return self
+
+    # -- change detection -------------------------------------------------------------
+    def generation(self) -> Hashable | None:
+        """A token that changes whenever any process changes anything in the store,
+        cheaper to read than any record; None when the backend cannot tell (a reader
+        then reads the records every time).
+
+        Compare a token only with one the same thread read: a backend may derive it
+        from the thread's own connection. Read it before the records it guards, so
+        a change made in between shows as a new token next time.
+        """
+        return None
 
     # -- connection -----------------------------------------------------------------
     def ping(self) -> None:

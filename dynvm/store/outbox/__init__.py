@@ -16,7 +16,7 @@ queue.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from dynvm.core.store import Store, subjects
@@ -55,6 +55,12 @@ class ResilientStore(Store):
 
     def replay(self) -> int:
         return self.outbox.replay()
+
+    def generation(self) -> Hashable | None:
+        # While writes wait in the outbox every read must replay and merge them.
+        quiet = self.outbox.quiet_generation()
+        primary = self.primary.generation()
+        return None if quiet is None or primary is None else (quiet, primary)
 
     def ping(self) -> None:
         self.primary.ping()

@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from dynvm.core.store import Conflict, StoreUnavailable
@@ -67,6 +67,7 @@ class Outbox:
         self._db = SqliteDb(path, _SCHEMA)
         self._replaying = threading.Lock()
         self._ops: dict[str, Apply] = {}
+        self._quiet = threading.local()  # this thread's last token of an empty outbox
 
     def handle(self, ops: dict[str, Apply]) -> None:
         """Register how to apply queued operations (each wrapper, at construction)."""
@@ -75,6 +76,20 @@ class Outbox:
     def pending(self) -> int:
         """How many writes wait in the outbox."""
         return int(self._db.query("SELECT COUNT(*) FROM outbox")[0][0])
+
+    def quiet_generation(self) -> Hashable | None:
+        """The outbox file's generation while it holds no write, None while some wait.
+
+        Counting the queue is a read; the file's generation is not, so the
+        queue is counted again only once the file changed.
+        """
+        token = self._db.generation()
+        if getattr(self._quiet, "token", None) == token:
+            return token
+        if self.pending():
+            return None
+        self._quiet.token = token
+        return token
 
     def failed(self) -> list[dict[str, Any]]:
         """Queued writes the backend rejected for a reason other than an outage."""

@@ -9,6 +9,7 @@ its transaction (a quota reads leases while reserving).
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 
 from dynvm.core.store import Store, StoreUnavailable
 from dynvm.store.sqlite.db import SHARED_SCHEMA, SqliteDb, SqliteRepository
@@ -70,6 +71,9 @@ class SqliteStore(Store):
         if fault is not None:
             raise StoreUnavailable(f"SQLite store {self._db.path}: the last write failed "
                                    f"({fault}) and none has succeeded since")
+
+    def generation(self) -> Hashable:
+        return self._db.generation()
 
     def close(self) -> None:
         self._db.close()

@@ -12,6 +12,7 @@ never cross a fork.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -88,13 +89,15 @@ class _ThreadConn:
     pile up until the process runs out of file handles.
     """
 
-    __slots__ = ("conn", "pid", "identity", "__weakref__")
+    __slots__ = ("conn", "pid", "identity", "serial", "__weakref__")
+    _serials = itertools.count(1)
 
     def __init__(self, conn: sqlite3.Connection, pid: int,
                  identity: tuple[int, int] | None) -> None:
         self.conn = conn
         self.pid = pid
         self.identity = identity
+        self.serial = next(self._serials)  # never reused, unlike id()
 
     def __del__(self) -> None:
         with suppress(sqlite3.Error):
@@ -224,6 +227,20 @@ class SqliteDb:
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self.conn().execute(sql, args).fetchall()
+        except (sqlite3.Error, OSError) as exc:
+            if is_unavailable(exc):
+                raise StoreUnavailable(f"SQLite store {self.path}: {one_line(exc)}") from exc
+            raise
+
+    def generation(self) -> tuple[int, int, int]:
+        """A token that changes whenever anyone commits a change to the file, read
+        without reading a table: (this thread's connection, SQLite's `data_version`,
+        which moves with every commit of any other connection, and the connection's
+        own `total_changes`). Comparable only with the tokens of the same thread."""
+        try:
+            conn = self.conn()
+            (version,) = conn.execute("PRAGMA data_version").fetchone()
+            return self._local.held.serial, int(version), conn.total_changes
         except (sqlite3.Error, OSError) as exc:
             if is_unavailable(exc):
                 raise StoreUnavailable(f"SQLite store {self.path}: {one_line(exc)}") from exc
