@@ -287,7 +287,7 @@ def one_run(size: int, args: argparse.Namespace, work: Path) -> dict[str, float]
     sim = SimProcess(size, args.speed, work)
     out: dict[str, float] = {"vms": sim.vms}
     try:
-        ini = (Ini({"common": {"vm.network.timeout.secs": 400}}).sqlite_store(work)
+        ini = (Ini({"common": {"vm.network.timeout.secs": 60}}).sqlite_store(work)
                .merge(Ini.parse(sim.sections))).write(work / "dynvm.ini")
         seed_history(ini, args.history)
         log = work / "serve.log"

@@ -131,6 +131,14 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
             # Logging is set up by gunicorn from `logconfig_dict` (dynvm.runtime.logs).
             return build_app(config_path)
 
+        def run(self) -> None:
+            from dynvm.runtime.reloads import WarmReloadArbiter
+
+            try:
+                WarmReloadArbiter(self).run()
+            except RuntimeError as exc:  # as gunicorn's own run: a master that cannot start
+                raise click.ClickException(str(exc)) from None
+
     return App()
 
 

@@ -17,7 +17,8 @@ Why these exist:
   gunicorn's graceful timeout, instead of being SIGKILLed mid-reply; a
   worker's quick stop runs once even when Ctrl-C's SIGINT and the master's
   SIGQUIT both arrive (see `quit_once`).
-- Workers load their inventory and sessions before they accept a connection.
+- Workers load their inventory and sessions before they accept a connection;
+  on a reload the old ones serve meanwhile (`dynvm.runtime.reloads`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from dynvm.core.capacity import host_key
 from dynvm.core.clock import Clock
 from dynvm.core.store_cache import PerGeneration
 from dynvm.runtime.bootstrap import build_service
+from dynvm.store.outbox import ResilientStore
 from dynvm.store.sqlite import SqliteStore
 from tests.service.conftest import FAST, write_ini
 from tests.store.helpers import make_resv
@@ -18,7 +19,9 @@ from tests.store.helpers import make_resv
 def test_counts_read_the_store_once_per_generation(tmp_path, farm, clean_farm) -> None:
     # No background loops: their heartbeats would move the generation all the time.
     svc = build_service(str(write_ini(tmp_path, farm)), timings=FAST, background=False)
-    other = SqliteStore(svc.ctx.store.primary.path)  # another process on the same store
+    store = svc.ctx.store
+    assert isinstance(store, ResilientStore) and isinstance(store.primary, SqliteStore)
+    other = SqliteStore(store.primary.path)  # another process on the same store
     try:
         client = create_app(service=svc).test_client()
 
@@ -30,7 +33,7 @@ def test_counts_read_the_store_once_per_generation(tmp_path, farm, clean_farm) -
         first = count()
         assert first > 0
         statements: list[str] = []
-        for db in (svc.ctx.store.primary._db, svc.ctx.store.outbox._db):
+        for db in (store.primary._db, store.outbox._db):
             db.conn().set_trace_callback(statements.append)  # this thread's connections
         assert [count() for _ in range(20)] == [first] * 20
         assert set(statements) == {"PRAGMA data_version"}, statements

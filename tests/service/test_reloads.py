@@ -103,6 +103,36 @@ def test_hup_and_worker_term_under_load_fail_no_request(tmp_path, farm, clean_fa
     assert "Traceback" not in text, text[-3000:]
 
 
+def test_hup_keeps_the_old_workers_serving_until_the_new_ones_do(tmp_path, farm,
+                                                                  clean_farm) -> None:
+    """A reload stalls nothing: while the new workers load the inventory, the old
+    ones still answer; they stop once the new ones serve."""
+    log = tmp_path / "serve.log"
+    with served(write_ini(tmp_path, farm), workers=2, log=log) as (base, proc):
+        wait_until(lambda: log.read_text().count("worker warmed up") >= 2, timeout=60,
+                   what="both workers to warm up")
+        old = children(proc.pid)
+        with Load(base) as load:
+            load.at_least(20)
+            hold = farm.hold("VM.get_all_records")  # a new worker's warm-up waits here
+            try:
+                os.kill(proc.pid, signal.SIGHUP)
+                wait_until(hold.reached.is_set, timeout=120,
+                           what="a new worker to load its inventory")
+                load.at_least(100)
+                assert old <= children(proc.pid)  # answered by the old workers, still running
+                assert log.read_text().count("worker warmed up") == 2  # no new one is warm
+            finally:
+                hold.release()
+            wait_until(lambda: len(children(proc.pid)) == 2 and not (children(proc.pid) & old),
+                       timeout=120, what="the old workers to stop once the new ones serve")
+            load.at_least(50)
+        assert proc.poll() is None, log.read_text()
+        assert load.failures == [], load.failures[:10]
+        assert log.read_text().count("worker warmed up") == 4
+        assert "gave up waiting" not in log.read_text()
+
+
 def test_workers_are_warm_before_their_first_request(tmp_path, farm, clean_farm) -> None:
     log = tmp_path / "serve.log"
     with served(write_ini(tmp_path, farm), workers=2, log=log) as (base, proc):
