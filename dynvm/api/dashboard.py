@@ -35,7 +35,8 @@ bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder
                static_url_path="/ui/static")
 
 PREFIX = "/ui/api"
-VM_PAGE = 200  # VM table rows per page
+VM_PAGE = 50  # VM table rows per page (the page and /ui/api/vms)
+VM_PAGE_MAX = 5000
 HISTORY_PAGE = 25
 HISTORY_PAGE_MAX = 1000
 REFRESH_SECS = 3
@@ -94,27 +95,6 @@ def _link(**changes: Any) -> str:
     return "/?" + urlencode(args) if args else "/"
 
 
-VM_SORT_KEYS = ("name", "owner", "os", "host", "ip", "state", "created", "age_secs",
-                "expires_in_secs")
-
-
-def filter_vms(rows: list[dict[str, Any]], *, q: str = "", state: str = "", os: str = "",
-               sort: str = "name", desc: bool = False) -> list[dict[str, Any]]:
-    """The table's filter (substring of name, owner, IP or host) and sort order."""
-    q = q.strip().lower()
-    out = [r for r in rows
-           if (not q or any(q in str(r.get(k) or "").lower()
-                            for k in ("name", "owner", "ip", "host", "request_id")))
-           and (not state or r["state"] == state) and (not os or r["os"] == os)]
-    key = sort if sort in VM_SORT_KEYS else "name"
-    # None last whatever the direction
-    present = [r for r in out if r.get(key) is not None]
-    missing = [r for r in out if r.get(key) is None]
-    present.sort(key=lambda r: (r[key], r["name"]) if not isinstance(r[key], str)
-                 else (r[key].lower(), r["name"]), reverse=desc)
-    return present + missing
-
-
 # ---------------------------------------------------------------- rendering helpers
 
 
@@ -148,6 +128,13 @@ def _unless_down(ctx: dict[str, Any], read: Callable[[], Any]) -> Any:
         return None
 
 
+def _query(docs: list[dict[str, Any]], args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The documents matching `args`: once per read of the history when `docs` is all
+    of it (the page, its refreshes and the JSON pages share it)."""
+    return _svc().history.derived(docs, f"query {sorted(args.items())!r}",
+                                  lambda d: history.history_query(d, **args))
+
+
 def _docs() -> list[dict[str, Any]]:
     """The history documents this request's caller may read."""
     svc = _svc()
@@ -179,11 +166,11 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         ctx["farm"] = board.hosts(snap)
     if "vms" in which:
         va = _vm_args()
-        rows = filter_vms(board.vms(snap, viewer), **va)
+        rows = board.vm_table(snap, viewer, **va)
         pages = max(1, math.ceil(len(rows) / VM_PAGE))
         page = min(_int("vpage", 1), pages)
-        ctx.update(vm_rows=rows[(page - 1) * VM_PAGE: page * VM_PAGE], vm_total=len(rows),
-                   vm_page=page, vm_pages=pages, vm_args=va)
+        ctx.update(vm_rows=board.fresh(rows[(page - 1) * VM_PAGE: page * VM_PAGE], snap.now),
+                   vm_total=len(rows), vm_page=page, vm_pages=pages, vm_args=va)
     if "requests" in which:
         ctx["reqs"] = _unless_down(ctx, lambda: board.requests(viewer=viewer))
     if "warm" in which or "history" in which:
@@ -195,7 +182,7 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         ctx["hist_rows"] = None
         if docs is not None:
             docs = svc.history.visible(docs, viewer)
-            found = history.history_query(docs, **_history_args())
+            found = _query(docs, _history_args())
             pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
             page = min(_int("h_page", 1), pages)
             ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
@@ -296,8 +283,14 @@ def api_hosts() -> Response:
 @bp.get(f"{PREFIX}/vms")
 @access.token
 def api_vms() -> Response:
-    rows = filter_vms(_svc().dashboard.vms(_snapshot(), access.viewer()), **_vm_args())
-    return _json({"vms": rows, "total": len(rows)})
+    """A page of the VM table, filtered and sorted on the server (`page`, `per_page`)."""
+    board, snap = _svc().dashboard, _snapshot()
+    rows = board.vm_table(snap, access.viewer(), **_vm_args())
+    per_page = _int("per_page", VM_PAGE, 1, VM_PAGE_MAX)
+    page = _int("page", 1)
+    return _json({"vms": board.fresh(rows[(page - 1) * per_page: page * per_page], snap.now),
+                  "total": len(rows), "page": page, "per_page": per_page,
+                  "pages": max(1, math.ceil(len(rows) / per_page))})
 
 
 @bp.get(f"{PREFIX}/requests")
@@ -322,7 +315,7 @@ def api_capacity() -> Response:
 @bp.get(f"{PREFIX}/history")
 @access.token
 def api_history() -> Response:
-    found = history.history_query(_docs(), **_history_args(prefix=""))
+    found = _query(_docs(), _history_args(prefix=""))
     per_page = _int("per_page", HISTORY_PAGE, 1, HISTORY_PAGE_MAX)
     page = _int("page", 1)
     return _json({"total": len(found), "page": page, "per_page": per_page,

@@ -179,3 +179,44 @@ def test_host_in_maintenance_is_shown_and_counted_as_placement_does(client, serv
         state.set_in_maintenance(service.ctx.store, key, False)
     back = client.get("/ui/api/hosts").get_json()["pools"][0]
     assert next(m for m in back["members"] if m["uuid"] == member["uuid"])["state"] == "up"
+
+
+def test_vm_table_is_paged_on_the_server(client, service) -> None:
+    r = client.get("/getservers/pg?os=centos&count=5")
+    assert r.status_code == 200, r.text
+    whole = client.get("/ui/api/vms?per_page=5000").get_json()
+    assert whole["total"] == len(whole["vms"]) >= 5 and whole["pages"] == 1
+    names = [v["name"] for v in whole["vms"]]
+    second = client.get("/ui/api/vms?per_page=2&page=2").get_json()
+    assert second["total"] == whole["total"] and second["per_page"] == 2
+    assert second["pages"] == (whole["total"] + 1) // 2
+    assert [v["name"] for v in second["vms"]] == names[2:4]
+    assert client.get("/ui/api/vms?per_page=0").status_code == 400
+    assert client.get("/ui/api/vms?page=x").status_code == 400
+    client.get("/releaseservers/pg?count=5")
+
+
+def test_sections_are_computed_once_per_generation_and_follow_every_change(
+        client, service) -> None:
+    board = service.dashboard
+    first = board.snapshot()
+    rows = board.vms(first)
+    assert board.vms(board.snapshot()) is rows  # nothing changed: the same rows
+    assert board.hosts(board.snapshot())["totals"] == board.hosts(first)["totals"]
+    # Another process drains pool 1 in the store: the next snapshot shows it.
+    state.set_in_maintenance(service.ctx.store.direct, f"1/{first.views[1].hosts[0].uuid}",
+                             True)
+    try:
+        pools = board.hosts(board.snapshot())["pools"]
+        member = pools[0]["members"]
+        assert "in maintenance" in {m["state"] for m in member}
+        assert client.get("/ui/api/hosts").get_json()["pools"][0]["members"] == member
+    finally:
+        state.set_in_maintenance(service.ctx.store.direct,
+                                 f"1/{first.views[1].hosts[0].uuid}", False)
+    # A VM handed out shows in the table at the next answer.
+    r = client.get("/getservers/gen?os=centos")
+    assert r.status_code == 200, r.text
+    assert [v["name"] for v in client.get("/ui/api/vms?q=gen").get_json()["vms"]] == ["gen"]
+    assert board.vms(board.snapshot()) is not rows
+    client.get("/releaseservers/gen")

@@ -9,15 +9,15 @@ routes serialise them as they are and the templates render them.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dynvm.core import getservers, progress, warmpool
 from dynvm.core.callers import EVERYONE, Caller, request_owner
-from dynvm.core.capacity import host_key, slots_on, vm_os
-from dynvm.core.errors import StoreDown
+from dynvm.core.capacity import vm_os
 from dynvm.core.lifecycle import (
     VM_SHOWN_OF_LEASE,
     VM_SHOWN_OF_TAG,
@@ -29,7 +29,6 @@ from dynvm.core.lifecycle import (
     is_warm_request,
     tag_state,
 )
-from dynvm.core.maintenance.state import is_blocked, placement_blocked
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import (
     TAG_CREATED,
@@ -38,21 +37,21 @@ from dynvm.core.ports import (
     TAG_OS,
     TAG_OWNER,
     TAG_STATE,
-    PoolView,
 )
 from dynvm.core.progress import STEP_TIME_PREFIX
 from dynvm.core.records import RequestRecord
 from dynvm.core.services.base import Runtime, Subject
 from dynvm.core.services.history import History
+from dynvm.core.services.snapshot import Snapshot
 from dynvm.core.store import (
     LEASE_PROVISIONING,
     LEASE_READY,
     Lease,
-    Reservation,
 )
+from dynvm.core.store_cache import MAX_KEYS, PerGeneration
 
 if TYPE_CHECKING:
-    from dynvm.config import Config
+    pass
 
 RECENT_HOURS = 6.0  # finished requests shown this far back
 REQUEST_SCAN_SECS = 24 * 3600.0  # build steps are read from requests of the last day
@@ -64,68 +63,6 @@ RECYCLE_PREFIX = "warm pool recycle"
 class RequestFigures:
     in_flight: int  # getservers requests being served (warm-pool refills apart)
     step_secs: dict[tuple[str, ...], list[float]]  # (OS, build step) -> seconds spent in it
-
-
-@dataclass
-class Snapshot:
-    """One consistent read of config, inventory and store, shared by every section."""
-
-    cfg: Config
-    views: dict[int, PoolView]
-    errors: dict[int, str]
-    leases: list[Lease]
-    now: float
-    reservations: list[Reservation] = field(default_factory=list)
-    # Pools drained ("<N>") and member hosts in maintenance ("<N>/<uuid>") in the store.
-    blocked: frozenset[str] = frozenset()
-    _slots: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict, repr=False)
-    _by_host: dict[str, list[Reservation]] = field(default_factory=dict, repr=False)
-
-    # Why the store could not be read, if it could not: the store's records are then
-    # unknown (not empty), and whoever shows this snapshot must say so.
-    store_error: str | None = None
-
-    @classmethod
-    def take(cls, rt: Runtime) -> Snapshot:
-        cfg = rt.config()
-        ctx = rt.ctx
-        hosts = sorted(cfg.hosts.values(), key=lambda h: h.ref)
-        views, errors = {}, {}
-        for h in hosts:
-            try:
-                views[h.ref] = ctx.view(h)
-            except Exception as exc:  # unreachable: shown as such, never fatal
-                errors[h.ref] = str(exc)
-        store = ctx.store
-        try:
-            # Leases, live reservations and what placement skips, read together.
-            leases, reservations, blocked = rt.read(lambda: (
-                store.leases.find(), store.reservations.live(), placement_blocked(store)))
-        except StoreDown as exc:
-            return cls(cfg, views, errors, [], ctx.clock(), store_error=exc.message)
-        return cls(cfg, views, errors, leases, ctx.clock(), reservations, blocked)
-
-    def require_store(self) -> Snapshot:
-        """This snapshot, if its store records were read; else StoreDown (a 503)."""
-        if self.store_error is not None:
-            raise StoreDown(self.store_error)
-        return self
-
-    def slots(self, ref: int, os_key: str) -> dict[str, int]:
-        """Free VM slots of `os_key` per member host of pool `ref`, computed once."""
-        key = (ref, os_key)
-        if key not in self._slots:
-            if not self._by_host and self.reservations:
-                for r in self.reservations:
-                    self._by_host.setdefault(r.host_key, []).append(r)
-            hc, view = self.cfg.hosts[ref], self.views[ref]
-            # As placement.candidates counts them, with the reservations grouped once;
-            # a drained pool or a member in maintenance has no room to offer.
-            self._slots[key] = {
-                m.uuid: 0 if is_blocked(self.blocked, ref, m.uuid)
-                else slots_on(view, m, hc, os_key, self._by_host.get(host_key(ref, m.uuid), []))
-                for m in view.hosts}
-        return self._slots[key]
 
 
 def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> MemberShown:
@@ -177,6 +114,31 @@ def _times(row: dict[str, Any], now: float) -> dict[str, Any]:
     return row
 
 
+VM_SORT_KEYS = ("name", "owner", "os", "host", "ip", "state", "created", "age_secs",
+                "expires_in_secs")
+
+
+def filter_vms(rows: list[dict[str, Any]], *, q: str = "", state: str = "", os: str = "",
+               sort: str = "name", desc: bool = False) -> list[dict[str, Any]]:
+    """The VM table's filter (substring of name, owner, IP or host) and sort order.
+
+    Ages and expiries sort as their creation and expiry times do, so rows whose
+    ages were computed a moment ago sort as they would now.
+    """
+    q = q.strip().lower()
+    out = [r for r in rows
+           if (not q or any(q in str(r.get(k) or "").lower()
+                            for k in ("name", "owner", "ip", "host", "request_id")))
+           and (not state or r["state"] == state) and (not os or r["os"] == os)]
+    key = sort if sort in VM_SORT_KEYS else "name"
+    # None last whatever the direction
+    present = [r for r in out if r.get(key) is not None]
+    missing = [r for r in out if r.get(key) is None]
+    present.sort(key=lambda r: (r[key], r["name"]) if not isinstance(r[key], str)
+                 else (r[key].lower(), r["name"]), reverse=desc)
+    return present + missing
+
+
 def _reason(detail: dict[str, Any]) -> str:
     """Why a request ended as it did, in full: its own reason, then each failed VM's."""
     parts = [str(detail[k]) for k in ("error", "reason") if detail.get(k)]
@@ -190,10 +152,28 @@ class Dashboard(Subject):
     def __init__(self, rt: Runtime, history: History) -> None:
         super().__init__(rt)
         self._history = history
+        self._store_reads = PerGeneration(rt.ctx.store, rt.ctx.clock)
+        self._memo = threading.local()  # this thread's sections of its last generation
 
     def snapshot(self) -> Snapshot:
-        """One read of config, inventory and store for every section of one answer."""
-        return Snapshot.take(self.rt)
+        """One read of config, inventory and store for every section of one answer
+        (the store's records as this thread last read them, until the store changes)."""
+        return Snapshot.take(self.rt, self._store_reads)
+
+    def _memo_of(self, snap: Snapshot) -> dict[Any, Any]:
+        """This thread's values computed from the same inventory and store records as
+        `snap` (the inventory re-issues one object per change, the store's records are
+        kept per generation): sections and totals are computed once per generation."""
+        gen = (snap.cfg, snap.leases, snap.reservations, snap.blocked, snap.store_error,
+               *[x for ref, v in sorted(snap.views.items()) for x in (ref, v.vms, v.hosts)])
+        last = getattr(self._memo, "gen", None)
+        if last is None or len(last) != len(gen) or any(
+                a is not b for a, b in zip(last, gen, strict=True)):
+            self._memo.gen, self._memo.values = gen, {}
+        values: dict[Any, Any] = self._memo.values
+        if len(values) > MAX_KEYS:
+            values.clear()
+        return values
 
     def os_keys(self) -> frozenset[str]:
         """The OS keys some host serves (the VM table's filter)."""
@@ -207,8 +187,18 @@ class Dashboard(Subject):
     # ---------------------------------------------------------------- farm
 
     def hosts(self, snap: Snapshot | None = None) -> dict[str, Any]:
-        """Every pool and member host with its state, load and free room; totals."""
+        """Every pool and member host with its state, load and free room; totals
+        (computed once per generation, the views' ages as of now)."""
         snap = snap or self.snapshot()
+        memo = self._memo_of(snap)
+        if "hosts" not in memo:
+            memo["hosts"] = self._hosts(snap)
+        out: dict[str, Any] = memo["hosts"]
+        ages = {ref: round(v.age_secs, 2) for ref, v in snap.views.items()}
+        return {**out, "pools": [{**p, "view_age_secs": ages[p["ref"]]} if p["ref"] in ages
+                                 and "view_age_secs" in p else p for p in out["pools"]]}
+
+    def _hosts(self, snap: Snapshot) -> dict[str, Any]:
         cfg = snap.cfg
         pools = []
         totals: defaultdict[str, float] = defaultdict(float)
@@ -275,8 +265,37 @@ class Dashboard(Subject):
     def vms(self, snap: Snapshot | None = None,
             viewer: Caller = EVERYONE) -> list[dict[str, Any]]:
         """Every VM on the farm the viewer may see: dynvm's with their lease, others marked
-        foreign (an owner sees only the leased VMs that are its own)."""
+        foreign (an owner sees only the leased VMs that are its own).
+
+        Built once per generation and viewer; `age_secs` and `expires_in_secs` are
+        as of then (`fresh` gives them as of now). The rows are shared: read only.
+        """
         snap = snap or self.snapshot()
+        memo = self._memo_of(snap)
+        key = ("vms", viewer.owner, viewer.admin)
+        if key not in memo:
+            memo[key] = self._vms(snap, viewer)
+        rows: list[dict[str, Any]] = memo[key]
+        return rows
+
+    def vm_table(self, snap: Snapshot, viewer: Caller, *, q: str = "", state: str = "",
+                 os: str = "", sort: str = "name", desc: bool = False) -> list[dict[str, Any]]:
+        """The VM table: filtered (substring of name, owner, IP, host or request) and
+        sorted, once per generation, viewer and filter. Shared rows: read only."""
+        memo = self._memo_of(snap)
+        key = ("table", viewer.owner, viewer.admin, q, state, os, sort, desc)
+        if key not in memo:
+            memo[key] = filter_vms(self.vms(snap, viewer), q=q, state=state, os=os,
+                                   sort=sort, desc=desc)
+        rows: list[dict[str, Any]] = memo[key]
+        return rows
+
+    @staticmethod
+    def fresh(rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """Copies of `rows` with their ages and expiries as of `now` (a page of them)."""
+        return [_times(dict(r), now) for r in rows]
+
+    def _vms(self, snap: Snapshot, viewer: Caller) -> list[dict[str, Any]]:
         leases = snap.leases if viewer.admin else [lease for lease in snap.leases
                                                    if lease.state != LEASE_READY and viewer.may(lease)]
         by_uuid = {lease.vm_uuid: lease for lease in leases}
@@ -347,6 +366,14 @@ class Dashboard(Subject):
         """Ready vs target per pool, VMs being built, recycled and handed out (history)."""
         snap = snap or self.snapshot()
         docs = self._history.docs() if docs is None else docs
+        memo = self._memo_of(snap)
+        last = memo.get("warm")
+        if last is None or last[0] is not docs:
+            memo["warm"] = last = (docs, self._warm_pools(snap, docs))
+        pools: list[dict[str, Any]] = last[1]
+        return pools
+
+    def _warm_pools(self, snap: Snapshot, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         recycled: defaultdict[str, int] = defaultdict(int)
         handed: defaultdict[str, int] = defaultdict(int)
         for d in docs:

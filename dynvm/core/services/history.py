@@ -16,6 +16,7 @@ from dynvm.core.services.base import Runtime, Subject
 
 HISTORY_SCAN = 20_000  # history documents searched at most (the dashboard, /metrics)
 PAGE_SCAN = 5000  # history documents the v1 API pages through
+DERIVED_MAX = 64  # results kept per read of the history (stats, the queries last asked)
 
 
 class History(Subject):
@@ -65,6 +66,8 @@ class History(Subject):
         out = fn(docs)
         with self._lock:
             if docs is self._docs:
+                if len(self._derived) >= DERIVED_MAX:  # many distinct queries: start over
+                    self._derived = {}
                 self._derived[name] = out
         return out
 
