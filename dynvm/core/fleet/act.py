@@ -177,9 +177,9 @@ class Steps:
         def free_slots(live: list[Reservation]) -> int:
             if host is None or not host.enabled:
                 return 0
-            running = view.running_on(member)
-            return free_on(host, running, hc.storage_name,
-                           unseen(live, running, view.running_anywhere())).slots(sized)
+            load = view.load_on(member)
+            return free_on(host, load.vcpus, hc.storage_name,
+                           unseen(live, load.shown, view.running_anywhere())).slots(sized)
 
         if not self.ctx.store.reservations.reserve(key, [res], free_slots):
             self.ctx.store.fleet.end(vm.name, CREATING, self.holder)

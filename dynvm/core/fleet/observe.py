@@ -73,9 +73,10 @@ def _members(cfg: Config, hc: HostConfig, view: PoolView, live: list[Reservation
     serves = frozenset(k for k, spec in hc.os.items() if spec.template in view.templates)
     out = []
     for h in view.hosts:
-        running = view.running_on(h.uuid)
+        load = view.load_on(h.uuid)
         mine = [r for r in live if r.host_key == host_key(hc.ref, h.uuid)]
-        free = free_on(h, running, hc.storage_name, unseen(mine, running, view.running_anywhere()))
+        free = free_on(h, load.vcpus, hc.storage_name,
+                       unseen(mine, load.shown, view.running_anywhere()))
         usable = h.enabled and not hc.drain and not is_blocked(blocked, hc.ref, h.uuid)
         out.append(Member(hc.ref, h.uuid, h.name_label, free, usable, hc.labels, serves))
     return out
