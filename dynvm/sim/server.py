@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import socket
 import socketserver
 import ssl
@@ -214,6 +215,7 @@ class Listener:
         self.name = name
         self._server: _Server | _UnixServer | None = None
         self._thread: threading.Thread | None = None
+        self._wake: socket.socket | None = None  # a byte on it stops the serving loop
         self._lock = threading.Lock()
 
     def open(self) -> None:
@@ -232,9 +234,9 @@ class Listener:
                         srv.socket, server_side=True, do_handshake_on_connect=False)
                 self.port = srv.server_address[1]
             self._server = srv
-            self._thread = threading.Thread(
-                target=srv.serve_forever, kwargs={"poll_interval": 0.1},
-                name=f"sim {self.name}", daemon=True)
+            stop, self._wake = socket.socketpair()
+            self._thread = threading.Thread(target=_serve, args=(srv, stop),
+                                            name=f"sim {self.name}", daemon=True)
             self._thread.start()
 
     def close(self) -> None:
@@ -242,20 +244,38 @@ class Listener:
         with self._lock:
             srv, self._server = self._server, None
             thread, self._thread = self._thread, None
+            wake, self._wake = self._wake, None
         if srv is None:
             return
         srv.drop_connections()
-        srv.shutdown()
+        if wake is not None:
+            with wake:
+                wake.send(b"x")
+        if thread is not None:
+            thread.join(timeout=5)
         srv.server_close()
         if self.unix_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.unix_path)
-        if thread is not None:
-            thread.join(timeout=5)
+
+
+def _serve(srv: _Server | _UnixServer, stop: socket.socket) -> None:
+    """Accept connections until a byte arrives on `stop`.
+
+    `serve_forever` would notice a shutdown only at its next poll tick, which
+    every close (a reboot, an unreachable host, every farm's stop) waited for.
+    """
+    with stop, selectors.DefaultSelector() as sel:
+        sel.register(srv, selectors.EVENT_READ)
+        sel.register(stop, selectors.EVENT_READ)
+        while True:
+            if any(key.fileobj is stop for key, _ in sel.select()):
+                return
+            srv.handle_request()  # the listening socket is readable: it accepts at once
 
 
 def close_all(listeners: list[Listener]) -> None:
-    """Close many listeners in parallel (each shutdown waits for a poll tick)."""
+    """Close many listeners in parallel (each drops its open connections)."""
     threads = [threading.Thread(target=lst.close, daemon=True) for lst in listeners]
     for t in threads:
         t.start()
