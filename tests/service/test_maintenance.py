@@ -30,7 +30,7 @@ from tests.support.maintenance_pool import (
     maintenance_service,
 )
 
-READ_PREFIXES = ("session.", "event.")
+READ_PREFIXES = ("session.", "event.", "event_from")  # XenAPI sends event.from as event_from
 
 
 def write_calls(counts: dict[str, dict[str, int]]) -> dict[str, int]:
