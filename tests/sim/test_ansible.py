@@ -25,10 +25,13 @@ from dynvm.sim import Farm
 
 from .conftest import fast_timing, login
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("ansible") is None or shutil.which("ansible-playbook",
-                                                                 path=str(Path(sys.executable).parent)) is None,
-    reason="ansible is not installed")
+pytestmark = [
+    pytest.mark.external,
+    pytest.mark.skipif(
+        importlib.util.find_spec("ansible") is None or shutil.which(
+            "ansible-playbook", path=str(Path(sys.executable).parent)) is None,
+        reason="ansible is not installed"),
+]
 
 SPEED = 20000.0  # a Linux guest boots and takes its address in a few milliseconds
 
