@@ -23,7 +23,7 @@ from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.store.sqlite import SqliteStore
-from tests.service.conftest import FAST, FarmProbe, _release_everything, wait_until, write_ini
+from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
 
 
 @pytest.fixture
@@ -152,31 +152,29 @@ def test_store_files_are_private(tmp_path) -> None:
         store.close()
 
 
-def test_store_failing_mid_build_answers_503_and_leaves_no_vm(tmp_path, quick_busy) -> None:
-    slow = Farm.generate(pools=1, hosts=1, speed=1).start()  # a clone takes 5 s
-    probe = FarmProbe(slow)
-    service = _service(tmp_path, slow)
-    client = create_app(service=service).test_client()
+def test_store_failing_mid_build_answers_503_and_leaves_no_vm(svc, tmp_path, farm, probe) -> None:
+    client = create_app(service=svc).test_client()
     answer: dict = {}
-    try:
-        def ask() -> None:
-            r = client.get("/getservers/midway?os=centos")
-            answer.update(status=r.status_code, text=r.get_data(as_text=True))
+    clone = farm.hold("VM.clone")  # the build waits at its first XenAPI write until released
 
-        asker = threading.Thread(target=ask)
-        asker.start()
-        # Room is reserved and the clone (a XenAPI write) is under way; the lease is
-        # written when it is done, and that write finds the store locked.
-        wait_until(lambda: service.ctx.store.reservations.live(), timeout=120,
-                   what="the build to reserve room")
-        assert not service.ctx.store.leases.find(name="midway")
+    def ask() -> None:
+        r = client.get("/getservers/midway?os=centos")
+        answer.update(status=r.status_code, text=r.get_data(as_text=True))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        # Room is reserved and the clone is under way; the lease is written when it is
+        # done, and that write finds the store locked.
+        assert clone.reached.wait(120), "the build never reached its clone"
+        assert svc.ctx.store.reservations.live()
+        assert not svc.ctx.store.leases.find(name="midway")
         with WriteLock(tmp_path / "dynvm.sqlite"):
+            clone.release()
             asker.join(timeout=300)
-        assert answer.get("status") == 503, answer
-        assert "store" in answer["text"], answer
-        wait_until(lambda: probe.vms_named("midway") == [], timeout=60,
-                   what="the half-built VM to be destroyed")
     finally:
-        _release_everything(service)
-        service.close()
-        slow.stop()
+        clone.release()
+    assert answer.get("status") == 503, answer
+    assert "store" in answer["text"], answer
+    wait_until(lambda: probe.vms_named("midway") == [], timeout=60,
+               what="the half-built VM to be destroyed")
