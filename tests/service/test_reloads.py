@@ -271,7 +271,9 @@ def test_a_second_stop_signal_does_not_reenter_the_quick_stop() -> None:
 
 
 def test_ctrl_c_answers_503_to_a_build_in_flight_and_rolls_it_back(tmp_path) -> None:
-    slow = Farm.generate(pools=1, hosts=1, speed=1).start()  # a build takes tens of seconds
+    # Its guests never get an address: a build waits for one until it is cancelled.
+    slow = Farm.generate(pools=1, hosts=1, speed=200.0).start()
+    slow.exhaust_dhcp()
     probe = FarmProbe(slow)
     log = tmp_path / "serve.log"
     answer: dict = {}
