@@ -45,7 +45,7 @@ def test_the_outbox_wraps_only_what_it_queues(tmp_path: Path) -> None:
             if name in WRAPPERS:
                 assert repo is not own and repo.primary is own, name
             else:
-                assert repo is own, name  # tokens, locks, documents: the backend's own
+                assert repo is own, name  # tokens, locks, documents, owner keys: the backend's own
         assert store.direct is primary
     finally:
         store.close()

@@ -3,7 +3,8 @@
 Everything another process must agree on lives behind this port, one
 repository per subject: `store.history`, `store.leases`, `store.reservations`,
 `store.requests`, `store.tokens`, `store.locks`, `store.documents`,
-`store.fleet`. Backends (`dynvm.store.sqlite`, `dynvm.store.couchbase`) implement each repository in a
+`store.fleet`, `store.owner_keys`. Backends
+(`dynvm.store.sqlite`, `dynvm.store.couchbase`) implement each repository in a
 module of its own over one shared connection, so an operation that must be
 atomic across subjects (a quota read from leases while reserving, a history
 mark changed with the document) still runs in one transaction or CAS step of
@@ -51,6 +52,7 @@ from dynvm.core.store.fleet import FleetEntries
 from dynvm.core.store.history import History
 from dynvm.core.store.leases import Leases
 from dynvm.core.store.locks import Locks
+from dynvm.core.store.owner_keys import OwnerKey, OwnerKeys, TooManyKeys
 from dynvm.core.store.requests import Requests
 from dynvm.core.store.reservations import Reservations, plan_reservations
 from dynvm.core.store.tokens import Tokens
@@ -70,6 +72,8 @@ __all__ = [
     "Lease",
     "Leases",
     "Locks",
+    "OwnerKey",
+    "OwnerKeys",
     "QuotaCheck",
     "RequestRecord",
     "Requests",
@@ -79,6 +83,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Token",
+    "TooManyKeys",
     "Tokens",
     "live_only",
     "owner_usage",

@@ -11,6 +11,7 @@ from dynvm.core.store.fleet import FleetEntries
 from dynvm.core.store.history import History
 from dynvm.core.store.leases import Leases
 from dynvm.core.store.locks import Locks
+from dynvm.core.store.owner_keys import OwnerKeys
 from dynvm.core.store.requests import Requests
 from dynvm.core.store.reservations import Reservations
 from dynvm.core.store.tokens import Tokens
@@ -31,6 +32,7 @@ class Store:
     locks: Locks
     documents: Documents
     fleet: FleetEntries
+    owner_keys: OwnerKeys
 
     def __init__(self, repositories: Mapping[str, object]) -> None:
         declared = subjects()

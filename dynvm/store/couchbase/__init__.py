@@ -37,6 +37,7 @@ from dynvm.store.couchbase.kv import (
 )
 from dynvm.store.couchbase.leases import CouchbaseLeases
 from dynvm.store.couchbase.locks import CouchbaseLocks
+from dynvm.store.couchbase.owner_keys import CouchbaseOwnerKeys
 from dynvm.store.couchbase.requests import CouchbaseRequests
 from dynvm.store.couchbase.reservations import CouchbaseReservations
 from dynvm.store.couchbase.tokens import CouchbaseTokens
@@ -51,6 +52,7 @@ REPOSITORIES: dict[str, type[CouchbaseRepository]] = {
     "locks": CouchbaseLocks,
     "documents": CouchbaseDocuments,
     "fleet": CouchbaseFleet,
+    "owner_keys": CouchbaseOwnerKeys,
 }
 
 

@@ -9,7 +9,7 @@ backend is down they are appended to a local SQLite outbox instead (`journal`)
 and replayed in order when the backend answers again; reads show them already.
 
 Only the subjects with such writes are wrapped (`WRAPPERS`, a module each);
-every other subject (tokens, locks, documents) is the backend's own
+every other subject (tokens, locks, documents, owner keys) is the backend's own
 repository: new work or an operator's, which must see a refusal, never a
 queue.
 """

@@ -18,6 +18,7 @@ from dynvm.store.sqlite.fleet import SqliteFleet
 from dynvm.store.sqlite.history import SqliteHistory
 from dynvm.store.sqlite.leases import SqliteLeases
 from dynvm.store.sqlite.locks import SqliteLocks
+from dynvm.store.sqlite.owner_keys import SqliteOwnerKeys
 from dynvm.store.sqlite.requests import SqliteRequests
 from dynvm.store.sqlite.reservations import SqliteReservations
 from dynvm.store.sqlite.static_pools import SqliteStaticPools
@@ -33,6 +34,7 @@ REPOSITORIES: dict[str, type[SqliteRepository]] = {
     "locks": SqliteLocks,
     "documents": SqliteDocuments,
     "fleet": SqliteFleet,
+    "owner_keys": SqliteOwnerKeys,
 }
 
 # The whole state file, static-pool documents (`pools=`) included: every process that
