@@ -359,6 +359,7 @@ centos.templat=foo
         ("vm.expiry.minutes=-5", "[common] vm.expiry.minutes: must be a positive number"),
         ("vm.parallel.per.host=2.5", "[common] vm.parallel.per.host: must be a whole number"),
         ("vm.ssh.port=70000", "[common] vm.ssh.port: must be between 1 and 65535"),
+        ("vm.password.login=no way", "[common] vm.password.login: must be true or false"),
         ("vm.expiry.minute=5", "[common] vm.expiry.minute: unknown key (did you mean vm.expiry.minutes?)"),
         ("frobnicate=1", "[common] frobnicate: unknown key"),
     ],
@@ -377,6 +378,7 @@ def test_common_errors(line: str, expected: str) -> None:
         ("host.vms.max.centos=x\n", "host.vms.max.centos: must be a whole number"),
         ("host.vms.max.centos=-1\n", "host.vms.max.centos: must be at least 0"),
         ("host.tls.verify=maybe\n", "host.tls.verify: must be true or false"),
+        ("centos.cloudinit=yes please\n", "centos.cloudinit: must be true or false"),
         ("host.timeout.call.secs=0\n", "host.timeout.call.secs: must be a positive number"),
         ("host.timeout.connect.secs=soon\n", "host.timeout.connect.secs: must be a number of seconds"),
         ("host.lables=a\n", "host.lables: unknown key (did you mean host.labels?)"),
@@ -386,6 +388,14 @@ def test_common_errors(line: str, expected: str) -> None:
 def test_host_key_errors(extra: str, expected: str) -> None:
     msg = only_problem(host(extra=extra))
     assert expected in msg and "xenhost1" in msg
+
+
+def test_cloud_init_templates_and_password_logins() -> None:
+    cfg = parse_config("[common]\nvm.password.login=false\n" + host(extra="centos.cloudinit=true\n"),
+                       source="farm.ini", env={})
+    assert cfg.password_login is False and cfg.hosts[1].os["centos"].cloudinit is True
+    plain = parse_config(host(), source="farm.ini", env={})
+    assert plain.password_login is True and plain.hosts[1].os["centos"].cloudinit is False
 
 
 def test_empty_template_is_an_error() -> None:

@@ -20,12 +20,14 @@ from dynvm.core.errors import (
     QuotaExceeded,
     ServiceStopping,
     StoreDown,
+    Unprocessable,
 )
 
 STATUS: dict[type[DynvmError], int] = {
     BadRequest: 400,
     Forbidden: 403,
     NotFound: 404,
+    Unprocessable: 422,
     HostNotConfigured: 409,
     NameInUse: 409,
     QuotaExceeded: 429,

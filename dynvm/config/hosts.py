@@ -27,7 +27,7 @@ HOST_KEYS = (
     "host.timeout.call.secs",
 )
 HOST_VMS_MAX = "host.vms.max."
-OS_ATTRS = ("template", "vcpus", "memory", "disk")
+OS_ATTRS = ("template", "vcpus", "memory", "disk", "cloudinit")
 _OS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -123,16 +123,20 @@ def parse_host(ref: int, s: Section, base: Path | None) -> HostConfig | None:
         if "template" not in attrs:
             p.warn(s.name, next(iter(attrs.values())),
                    f"sizes for {os_key} but no {os_key}.template: this host cannot serve {os_key}")
-            for key in attrs.values():  # still check them: a typo stays a typo
-                s.get_int(key, 1)
+            for attr, key in attrs.items():  # still check them: a typo stays a typo
+                if attr == "cloudinit":
+                    s.get_bool(key, False)
+                else:
+                    s.get_int(key, 1)
             continue
         template = s.values.get(attrs["template"], "").strip()  # empty: reported already
         dv, dm, dd = WINDOWS_DEFAULTS if is_windows(os_key) else OTHER_DEFAULTS
         vcpus = s.get_int(attrs["vcpus"], dv) if "vcpus" in attrs else dv
         memory = s.get_int(attrs["memory"], dm) if "memory" in attrs else dm
         disk = s.get_int(attrs["disk"], dd) if "disk" in attrs else dd
+        cloudinit = s.get_bool(attrs["cloudinit"], False) if "cloudinit" in attrs else False
         if template:
-            os_specs[os_key] = OsSpec(os_key, template, vcpus, memory, disk)
+            os_specs[os_key] = OsSpec(os_key, template, vcpus, memory, disk, cloudinit)
     for os_key in vms_max:
         if os_key not in os_specs:
             p.warn(s.name, HOST_VMS_MAX + os_key,

@@ -60,7 +60,8 @@ COMMON_KEYS: dict[str, str] = {
     "vm.parallel.per.host": "per_host_parallel",
     "vm.ssh.port": "ssh_port",
 }
-COMMON_BOOL_KEYS: dict[str, str] = {"inventory.cache": "inventory_cache"}
+COMMON_BOOL_KEYS: dict[str, str] = {"inventory.cache": "inventory_cache",
+                                    "vm.password.login": "password_login"}
 COMMON_FLOAT_KEYS: dict[str, str] = {"background.leader.ttl.secs": "leader_ttl_secs"}
 COUCHBASE_KEYS = (
     "couchbase.server",

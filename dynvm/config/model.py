@@ -33,6 +33,9 @@ class OsSpec:
     vcpus: int
     memory_gib: int
     disk_gib: int
+    # <os>.cloudinit: the template runs cloud-init (cloudbase-init on Windows), so a
+    # config drive attached before the first boot gives the VM its keys and hostname.
+    cloudinit: bool = False
 
     @property
     def is_windows(self) -> bool:
@@ -188,6 +191,8 @@ class Config:
     leader_ttl_secs: float = 10.0  # background.leader.ttl.secs: takeover time if the leader dies
     linux_login: GuestLogin | None = None  # vm.linux.username/password
     windows_login: GuestLogin | None = None  # vm.windows.username/password
+    # vm.password.login: false turns password logins off on VMs given an owner's keys.
+    password_login: bool = True
     source: str | None = None  # file it came from
     warnings: tuple[str, ...] = ()  # accepted but suspicious, logged at WARNING
     auth: AuthConfig = field(default_factory=AuthConfig)

@@ -22,11 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import lifecycle, obtain, progress, quota
+from dynvm.core import cloudinit, guestsetup, lifecycle, obtain, progress, quota, sshkeys
 from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
-from dynvm.core.errors import DynvmError, NameInUse, NotFound, StoreDown
+from dynvm.core.errors import DynvmError, NameInUse, NotFound, StoreDown, Unprocessable
 from dynvm.core.getservers import (
     NAME_LOCK,
     NO_ROOM_INSTEAD,
@@ -69,6 +69,14 @@ class NewRequest:
     host: int | None = None
     all_or_none: bool = True
     check_ssh: bool = False
+    # What the VMs are given (never logged, never in history or a request's params):
+    ssh_keys: tuple[str, ...] = field(default=(), repr=False)  # OpenSSH public key lines
+    hostname: str | None = None  # None: each VM's name
+    user_data: str | None = field(default=None, repr=False)  # a #cloud-config document
+
+
+# The fields of a NewRequest kept apart from its params in the request record.
+SETUP_FIELDS = ("ssh_keys", "hostname", "user_data")
 
 
 @dataclass
@@ -94,18 +102,45 @@ def _legacy_view(req: NewRequest) -> ServersRequest:
                           all_or_none=req.all_or_none, check_vms=req.check_ssh)
 
 
+def guest_setup(ctx: Context, cfg: Config, req: NewRequest) -> guestsetup.GuestSetup | None:
+    """The keys (the request's and the owner's registered ones), hostname and cloud-config
+    the VMs get; Unprocessable names what is wrong (never with a key in it)."""
+    try:
+        keys = sshkeys.parse_keys(list(req.ssh_keys))
+        hostname = cloudinit.check_hostname(req.hostname) if req.hostname is not None \
+            else None
+        doc = cloudinit.check_user_data(req.user_data) if req.user_data is not None else None
+    except (sshkeys.BadKey, cloudinit.BadHostname, cloudinit.BadUserData) as exc:
+        raise Unprocessable(str(exc)) from None
+    try:
+        registered = ctx.store.owner_keys.of_owner(req.owner)
+    except StoreUnavailable as exc:
+        raise StoreDown(f"the state store is unreachable, so the owner's keys cannot be "
+                        f"read; try again shortly ({exc})") from exc
+    setup = guestsetup.GuestSetup.of([*keys, *registered], hostname, doc)
+    if not setup:
+        return None
+    why = guestsetup.refusal(cfg, req.os, setup)
+    if why is not None:
+        raise Unprocessable(why)
+    return setup
+
+
 def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecord:
     """Check, hold names, quota and capacity, record; then build in the background.
 
-    Raises BadRequest, NameInUse, QuotaExceeded, NoCapacity or StoreDown,
-    having changed nothing. Returns the request record as first stored.
+    Raises BadRequest, Unprocessable, NameInUse, QuotaExceeded, NoCapacity or
+    StoreDown, having changed nothing. Returns the request record as first stored.
     """
     cfg = ctx.config()
     sreq = _legacy_view(req)
     check_request(cfg, sreq)
     spec = effective_spec(cfg, sreq)
+    setup = guest_setup(ctx, cfg, req)
     base = req.name or f"{req.os}-{secrets.token_hex(3)}{'-' if req.count > 1 else ''}"
     names = names_for(base, req.count)
+    hostnames = {n: setup.hostname_of(n, i + 1 if req.count > 1 else None)
+                 for i, n in enumerate(names)} if setup else {}
     now = ctx.clock()
     expires = now + cfg.lease_minutes(req.lease_minutes) * 60
     request_id = uuid.uuid4().hex
@@ -115,11 +150,16 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
         started=now, detail={
             "api": API, "owner": req.owner, "names": names, "expires": expires,
             "params": {k: (list(v) if isinstance(v, tuple) else v)
-                       for k, v in asdict(req).items() if k != "owner"},
+                       for k, v in asdict(req).items()
+                       if k != "owner" and k not in SETUP_FIELDS},
+            # Shown to the owner (and admins) only: the v1 GET is theirs alone.
+            "setup": {"ssh_keys": list(setup.fingerprints) if setup else [],
+                      "hostname": req.hostname, "user_data": req.user_data},
             "vms": {n: {"step": str(progress.Step.RESERVED), "since": round(now, 3)}
                     for n in names}})
     hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
-    run = _Running(record, req, want_of(cfg, req, spec, names, expires, request_id, hosts))
+    run = _Running(record, req, want_of(cfg, req, spec, names, expires, request_id, hosts,
+                                        setup, hostnames))
     try:
         if req.name is not None:  # generated names are unique; chosen ones are claimed
             _claim_names(ctx, run, ttl)
@@ -154,7 +194,9 @@ def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
 
 
 def want_of(cfg: Config, req: NewRequest, spec: OsSpec, names: list[str], expires: float,
-            request_id: str, hosts: list[HostConfig]) -> obtain.Want:
+            request_id: str, hosts: list[HostConfig],
+            setup: guestsetup.GuestSetup | None = None,
+            hostnames: dict[str, str] | None = None) -> obtain.Want:
     """What a v1 request needs, as every way of asking describes it."""
     return obtain.Want(
         os=req.os, names=names, owner=req.owner, request_id=request_id, expires=expires,
@@ -162,7 +204,8 @@ def want_of(cfg: Config, req: NewRequest, spec: OsSpec, names: list[str], expire
         # None: each host's own <os>.* sizes, as for the legacy API
         vcpus=req.cpus, memory_gib=req.memory_gib, quota_owner=req.owner,
         warm=req.cpus is None and req.memory_gib is None,  # warm VMs have the OS's sizes
-        check_ssh=req.check_ssh, ttl=cfg.reservation_ttl_secs)
+        check_ssh=req.check_ssh, ttl=cfg.reservation_ttl_secs,
+        setup=setup, hostnames=hostnames or {})
 
 
 def _reserve(ctx: Context, cfg: Config, run: _Running) -> None:
@@ -300,7 +343,8 @@ def _job(req: NewRequest, want: obtain.Want, name: str, slot: Slot) -> Job:
                spec=with_overrides(slot.host.os[req.os], _legacy_view(req)),  # that host's
                memory_bytes=int(slot.reservation.memory_gib * GIB), expires=want.expires,
                labels=sorted(req.labels), network_id=None, check_vms=req.check_ssh,
-               size_overridden=(req.cpus is not None, req.memory_gib is not None))
+               size_overridden=(req.cpus is not None, req.memory_gib is not None),
+               setup=want.setup, hostname=want.hostnames.get(name))
 
 
 def _record_size(ctx: Context, b: Built, spec: OsSpec) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dynvm.config import Config, HostConfig
 from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.lifecycle import CoreEvent
-from dynvm.core.ports import GuestProbe, PoolView, XenPool
+from dynvm.core.ports import GuestAccess, GuestProbe, PoolView, XenPool
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.store import Store
 from dynvm.core.templates import TemplateWatch
@@ -50,6 +50,7 @@ class Adapters:
     maintenance: MaintenanceFactory | None = None  # None: no rolling reboots
     static_pools: StaticPools | None = None  # pools=: None when none can be written
     fleet: FleetFactory | None = None  # the fleet's power and placement calls; None: no fleet
+    access: GuestAccess | None = None  # owners' keys over SSH: None when not offered
 
 
 def new_instance_id() -> str:
@@ -70,6 +71,7 @@ class Context:
     static_pools: StaticPools | None = None  # pools=: None when none can be written
     on_event: EventHook = no_event  # told each CoreEvent, for metrics
     fleet: FleetFactory | None = None  # the fleet's side of a pool client (Adapters.fleet)
+    access: GuestAccess | None = None  # owners' keys on booted guests, over SSH
     _deployment: str | None = None
     # Hosts a reload removed, kept so their leased VMs can still be destroyed.
     retired_hosts: dict[int, HostConfig] = field(default_factory=dict)

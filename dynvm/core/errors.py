@@ -33,6 +33,11 @@ class BadRequest(DynvmError):
     """Bad input (unknown OS, bad count, unknown xhostref...): nothing touched."""
 
 
+class Unprocessable(DynvmError):
+    """Well-formed input that cannot be used (a bad SSH key, a cloud-config that does
+    not parse, keys for VMs that cannot take them): nothing touched."""
+
+
 class NotFound(DynvmError):
     """No VM (or request) of that name."""
 

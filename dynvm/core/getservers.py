@@ -12,7 +12,7 @@ import math
 import uuid
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import lifecycle, obtain, progress, quota, staticpool, trace
+from dynvm.core import guestsetup, lifecycle, obtain, progress, quota, staticpool, trace
 from dynvm.core.answers import ServerResult, ServersRequest, ServersResult
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
@@ -62,10 +62,9 @@ def effective_spec(cfg: Config, req: ServersRequest) -> OsSpec:
 def with_overrides(spec: OsSpec, req: ServersRequest) -> OsSpec:
     """`spec` with the request's `cpus` and `mem` (rounded up to whole GiB) where given."""
     if req.cpus is not None:
-        spec = OsSpec(spec.key, spec.template, req.cpus, spec.memory_gib, spec.disk_gib)
+        spec = dataclasses.replace(spec, vcpus=req.cpus)
     if req.mem_bytes is not None:
-        spec = OsSpec(spec.key, spec.template, spec.vcpus,
-                      max(math.ceil(req.mem_bytes / GIB), 1), spec.disk_gib)
+        spec = dataclasses.replace(spec, memory_gib=max(math.ceil(req.mem_bytes / GIB), 1))
     return spec
 
 
@@ -173,7 +172,8 @@ def _finish(ctx: Context, request_id: str, state: RequestState, detail: dict) ->
 
 
 def want_of(cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str], expires: float,
-            request_id: str, hosts: list[HostConfig]) -> obtain.Want:
+            request_id: str, hosts: list[HostConfig],
+            setup: guestsetup.GuestSetup | None = None) -> obtain.Want:
     """What a legacy request needs, as every way of asking describes it."""
     return obtain.Want(
         os=req.os, names=names, owner=req.owner or req.name, request_id=request_id,
@@ -183,7 +183,7 @@ def want_of(cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str], ex
         quota_owner=req.owner,
         # Warm VMs have the OS's sizes and network: a request asking its own builds.
         warm=req.cpus is None and req.mem_bytes is None and not req.network_id,
-        check_ssh=req.check_vms, ttl=cfg.reservation_ttl_secs)
+        check_ssh=req.check_vms, ttl=cfg.reservation_ttl_secs, setup=setup)
 
 
 def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str],
@@ -191,7 +191,12 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     hosts = eligible_hosts(cfg, req.os, req.labels, req.ignore_labels, req.xhostref)
     if req.network_id:
         hosts = with_network(hosts, req.network_id, ctx.view)
-    want = want_of(cfg, req, spec, names, expires, request_id, hosts)
+    try:  # a token's owner gets its registered keys on every VM
+        setup = guestsetup.for_owner(ctx.store, cfg, req.owner or "", req.os)
+    except StoreUnavailable as exc:
+        raise StoreDown(f"Error: the state store is unreachable, so the owner's keys cannot "
+                        f"be read; try again shortly ({exc})") from exc
+    want = want_of(cfg, req, spec, names, expires, request_id, hosts, setup)
     try:
         held = obtain.take(ctx, cfg, want)
         warm, instead = obtain.hand_out(ctx, cfg, want, held)
@@ -200,7 +205,7 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
                         f"reserved safely; try again shortly ({exc})") from exc
     for b in warm:
         progress.note(ctx, request_id, b.name, progress.Step.READY, ip=b.ip, host_ref=b.host_ref)
-    jobs = [job_for(req, request_id, n, s, expires)
+    jobs = [job_for(req, request_id, n, s, expires, setup)
             for n, s in [*zip(held.cold_names(want), held.slots, strict=True),
                          *((n, s) for n, s in instead if s is not None)]]
     no_room = [(n, NO_ROOM_INSTEAD) for n, s in instead if s is None]
@@ -237,14 +242,15 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     return ServersResult(servers=servers, failed=failed)
 
 
-def job_for(req: ServersRequest, request_id: str, name: str, slot: Slot,
-            expires: float) -> Job:
+def job_for(req: ServersRequest, request_id: str, name: str, slot: Slot, expires: float,
+            setup: guestsetup.GuestSetup | None = None) -> Job:
     return Job(name=name, owner=req.owner or req.name, request_id=request_id, slot=slot,
                spec=with_overrides(slot.host.os[req.os], req),  # that host's template and sizes
                memory_bytes=req.mem_bytes or int(slot.reservation.memory_gib * GIB),
                expires=expires, labels=sorted(req.labels),
                network_id=req.network_id, check_vms=req.check_vms,
-               size_overridden=(req.cpus is not None, req.mem_bytes is not None))
+               size_overridden=(req.cpus is not None, req.mem_bytes is not None),
+               setup=setup)
 
 
 def retry_elsewhere(ctx: Context, cfg: Config, hosts: list[HostConfig], spec: OsSpec,

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import quota, warmpool
+from dynvm.core import guestsetup, quota, warmpool
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
 from dynvm.core.errors import NoCapacity
@@ -45,6 +45,10 @@ class Want:
     warm: bool = True  # ready VMs fit it (no size or network of its own)
     check_ssh: bool = False
     ttl: float = 0.0  # how long a reservation outlives a builder that died
+    # The owner's keys, hostname and cloud-config (never logged: the repr leaves them out),
+    # and each VM's hostname when the request named one.
+    setup: guestsetup.GuestSetup | None = field(default=None, repr=False)
+    hostnames: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def count(self) -> int:
@@ -79,7 +83,7 @@ def take(ctx: Context, cfg: Config, want: Want) -> Held:
     check = quota_check(cfg, want)
     held = Held()
     try:
-        if want.warm:
+        if want.warm and guestsetup.warm_ok(cfg, want.os, want.setup):
             held.warm = warmpool.claim(ctx, want.hosts, want.os, want.names, owner=want.owner,
                                        request_id=want.request_id, expires=want.expires,
                                        labels=want.labels, quota=check)
@@ -121,7 +125,8 @@ def hand_out(ctx: Context, cfg: Config, want: Want, held: Held
     """
     built, lost = warmpool.hand_out(ctx, cfg, want.hosts, held.warm, owner=want.owner,
                                     request_id=want.request_id, expires=want.expires,
-                                    labels=want.labels, check_ssh=want.check_ssh)
+                                    labels=want.labels, check_ssh=want.check_ssh,
+                                    setup=want.setup, hostnames=want.hostnames)
     instead: list[tuple[str, Slot | None]] = []
     if lost:
         slots, _, _ = reserve(ctx.store, cfg, want.hosts, want.spec, len(lost),

@@ -2,13 +2,14 @@
 
 `dynvm.xen` implements `XenPool` for one `[xenhostN]` section (a standalone
 host or a pool master); `dynvm.guest` implements `GuestProbe` (can a new
-guest be reached?). The core only sees these plain views and calls.
+guest be reached?) and `GuestAccess` (give a booted guest its owner's keys).
+The core only sees these plain views and calls.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -239,4 +240,23 @@ class GuestProbe(Protocol):
 
         Returns once the guest answered. Raises LoginRefused on bad credentials,
         an OSError when the guest (or its sshd) is not there yet.
+        """
+
+
+class KeyInstallFailed(Exception):
+    """The guest let us in but a step of the key install failed (the message says which)."""
+
+
+class GuestAccess(Protocol):
+    """A booted guest given what cloud-init gives a new one: the owner's keys and a
+    hostname, over SSH with the template's credentials (a warm VM's first boot is gone).
+    """
+
+    def install(self, ip: str, port: int, login: GuestLogin, keys: Sequence[str],
+                hostname: str, lock_password: bool, timeout: float) -> None:
+        """Add `keys` to the login user's authorized keys, set the hostname and, with
+        `lock_password`, lock that user's password.
+
+        Raises LoginRefused (bad credentials), KeyInstallFailed (a step failed) or
+        an OSError (the guest is not reachable). Never logs or raises a key.
         """

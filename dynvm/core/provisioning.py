@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from dynvm.config import GuestLogin, OsSpec
-from dynvm.core import history, lifecycle, progress
+from dynvm.core import guestsetup, history, lifecycle, progress
 from dynvm.core.capacity import GIB
 from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.context import Context
@@ -81,7 +81,18 @@ class Job:
     final_state: str = LEASE_ACTIVE  # LEASE_READY for warm-pool VMs
     size_overridden: tuple[bool, bool] = (False, False)  # (cpus, memory) asked explicitly
     another_host: bool = False  # the last attempt failed for its member host's sake
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # added to its history document
+    # The owner's keys, hostname and cloud-config (never in history, never logged).
+    setup: guestsetup.GuestSetup | None = None
+    hostname: str | None = None  # what it is called inside (None: from its name)
+
+    def guest_hostname(self) -> str:
+        return self.hostname or guestsetup.GuestSetup().hostname_of(self.name)
+
+    def lease_extra(self) -> dict:
+        """What its lease notes of the setup: the keys' fingerprints (`dynvm ssh`)."""
+        return {"ssh_keys": list(self.setup.fingerprints)} if self.setup and \
+            self.setup.fingerprints else {}
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,11 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
         tags=tags,
         on_step=lambda step: progress.note(ctx, job.request_id, job.name, step),
         **built_sizes(job),
+        first_boot=guestsetup.first_boot(cfg, spec, job.setup, job.guest_hostname()),
     )
+    setup = job.setup  # given over SSH once it runs (else on its config drive, or nothing)
+    by_ssh = setup is not None and bool(setup) and \
+        guestsetup.way(cfg, spec, setup) == guestsetup.SSH
     reason = ""
     with ctx.host_gate(job.slot.reservation.host_key):
         for attempt in range(1, LINK_LOCAL_ATTEMPTS + 1):
@@ -188,7 +203,8 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 lease = Lease(vm_uuid=vm.uuid, name=job.name, owner=job.owner, host_ref=host.ref,
                               host_uuid=job.slot.member_uuid, vm_ref=vm.ref, os=spec.key,
                               request_id=job.request_id, created=started, expires=job.expires,
-                              state=LEASE_PROVISIONING, labels=job.labels)
+                              state=LEASE_PROVISIONING, labels=job.labels,
+                              extra=job.lease_extra())
                 ctx.store.leases.put(lease)
                 leased = True
                 progress.note(ctx, job.request_id, job.name, progress.Step.WAITING_IP)
@@ -199,6 +215,13 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                                   ip=ip)
                     wait_ssh(ctx.guest, ip, cfg.ssh_port, SSH_CHECK_SECS, cancel,
                              cfg.guest_login(spec.key), ctx.clock)
+                if by_ssh and setup is not None:
+                    progress.note(ctx, job.request_id, job.name, progress.Step.CHECKING_SSH,
+                                  ip=ip)
+                    guestsetup.install(ctx.access, cfg, spec.key, setup,
+                                       job.guest_hostname(), ip,
+                                       timeout=guestsetup.COLD_INSTALL_SECS, clock=ctx.clock,
+                                       cancel=cancel)
                 built = _complete(ctx, job, lease, ip, started, attempt)
                 log.info("%s ready at %s on xenhost%d (%s) after %.1fs", job.name, ip,
                          host.ref, vm.uuid, ctx.clock() - started)
@@ -207,7 +230,7 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
                 reason = f"guest kept a link-local address ({exc.params[0]}), attempt {attempt}"
                 log.warning("%s: %s", job.name, reason)
                 _discard(ctx, job, vm, started, reason)
-            except (XenError, BuildFailed) as exc:
+            except (XenError, BuildFailed, guestsetup.SetupFailed) as exc:
                 if leased and vm is not None and _released_meanwhile(ctx, vm.uuid):
                     # Its release destroyed it and closed its history: that is what happened,
                     # not the halted VM the build then saw.

@@ -13,11 +13,12 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dynvm.config import Config, HostConfig, PoolConfig
-from dynvm.core import history, lifecycle, trace
+from dynvm.core import guestsetup, history, lifecycle, trace
 from dynvm.core.capacity import GIB, host_key
 from dynvm.core.context import Context
 from dynvm.core.lifecycle import WARM_REQUEST_PREFIX, RequestState
@@ -119,17 +120,21 @@ def unclaim(ctx: Context, claimed: list[Claimed]) -> None:
 
 def hand_out(ctx: Context, cfg: Config, hosts: list[HostConfig], claimed: list[Claimed], *,
              owner: str, request_id: str, expires: float, labels: list[str],
-             check_ssh: bool = False) -> tuple[list[Built], list[str]]:
+             check_ssh: bool = False, setup: guestsetup.GuestSetup | None = None,
+             hostnames: Mapping[str, str] | None = None) -> tuple[list[Built], list[str]]:
     """Make each claimed VM its caller's: renamed, retagged, its lease started.
 
     Returns (VMs handed out, names whose VM could not be: recycled, to be built
     instead). With `check_ssh` (checkvms=true) a VM whose SSH port does not answer
-    at once is recycled instead of handed out.
+    at once is recycled instead of handed out. With a `setup` (the owner's keys,
+    a hostname: `obtain` claims warm VMs only for one they can take) each VM gets
+    it over SSH before it is handed out; one that cannot be given it is destroyed,
+    and the rest are given back to the pool and built cold.
     """
     allowed = {h.ref: h for h in hosts}
     out: list[Built] = []
     lost: list[str] = []
-    for c in claimed:
+    for i, c in enumerate(claimed):
         lease, name = c.before, c.name
         host = allowed.get(lease.host_ref) or cfg.hosts[lease.host_ref]
         now = ctx.clock()
@@ -145,6 +150,22 @@ def hand_out(ctx: Context, cfg: Config, hosts: list[HostConfig], claimed: list[C
                 _recycle(ctx, current, f"SSH check failed: {exc}")
                 lost.append(name)
                 continue
+        if setup:
+            try:
+                guestsetup.install(ctx.access, cfg, lease.os, setup,
+                                   (hostnames or {}).get(name) or setup.hostname_of(name),
+                                   lease.ip, timeout=guestsetup.WARM_INSTALL_SECS,
+                                   clock=ctx.clock)
+            except guestsetup.SetupFailed as exc:
+                # Never handed out without its keys; the others would likely fail alike,
+                # so they go back to the pool untouched and every one is built cold.
+                log.warning("ready VM %s could not be given its owner's setup; destroying "
+                            "it, the rest is built cold: %s", lease.vm_uuid, exc)
+                _recycle(ctx, current, f"giving it its owner's keys failed: {exc}")
+                rest = claimed[i + 1:]
+                unclaim(ctx, rest)
+                lost += [name, *(r.name for r in rest)]
+                break
         try:
             done = lifecycle.hand_out(
                 ctx.store, ctx.pool(host), lease.vm_uuid, name=name,
@@ -158,6 +179,9 @@ def hand_out(ctx: Context, cfg: Config, hosts: list[HostConfig], claimed: list[C
             lost.append(name)
             continue
         done = done or current
+        if setup and setup.fingerprints:  # `dynvm ssh` finds the owner's key by them
+            ctx.store.leases.update(lease.vm_uuid, extra={**done.extra,
+                                                          "ssh_keys": list(setup.fingerprints)})
         ctx.store.history.update(lease.vm_uuid, history.handed_out_patch(
             name=name, owner=owner, request_id=request_id, expires=expires, labels=labels,
             ready_since=lease.created, at=now, took_secs=ctx.clock() - now))

@@ -22,7 +22,7 @@ class NotAnswering(OSError):
     """No SSH session could be opened (yet): no sshd, a dropped connection, a bad banner."""
 
 
-def _accept_new_guest(paramiko: Any) -> Any:
+def accept_new_guest(paramiko: Any) -> Any:
     """A VM cloned a moment ago has no known host key yet; nothing is saved."""
 
     class AcceptNewGuest(paramiko.MissingHostKeyPolicy):
@@ -42,7 +42,7 @@ def ssh_login(ip: str, port: int, username: str, password: str, timeout: float) 
 
     logging.getLogger("paramiko").setLevel(logging.WARNING)  # a line per connection otherwise
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(_accept_new_guest(paramiko))
+    client.set_missing_host_key_policy(accept_new_guest(paramiko))
     try:
         client.connect(ip, port=port, username=username, password=password, timeout=timeout,
                        banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,

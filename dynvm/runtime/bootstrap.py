@@ -24,7 +24,7 @@ from dynvm.core.reload_guard import lease_guard
 from dynvm.core.services import Dynvm, TokenAdmin
 from dynvm.core.store import Store, StoreError
 from dynvm.core.templates import missing_templates
-from dynvm.guest import SshProbe
+from dynvm.guest import SshAccess, SshProbe
 from dynvm.runtime import events
 from dynvm.store.factory import open_backend, open_store, proposed_identity
 from dynvm.store.static_pool import open_static_pools
@@ -77,7 +77,8 @@ def adapters(cfg: Config, store: Store | None = None) -> Adapters:
     return Adapters(store=store if store is not None else open_store(cfg.store),
                     pools=open_pool, guest=SshProbe(), identity=proposed_identity(cfg.store),
                     maintenance=xen_maintenance, static_pools=open_static_pools(cfg.store),
-                    fleet=xen_fleet)
+                    fleet=xen_fleet,
+                    access=SshAccess())
 
 
 def default_timings(cfg: Config) -> Timings:

@@ -17,6 +17,7 @@ from dynvm.sim import Farm
 from dynvm.sim.guestimage import GuestImage
 from dynvm.sim.oscatalog import OS_CATALOG
 from testbed.serving import free_port
+from tests.support.guest_ssh import can_log_in
 
 from .conftest import fast_timing, login, wait_for
 from .test_raw_import import local_sr, new_vdi, put
@@ -48,12 +49,9 @@ def ssh(ip: str, port: int, user: str, *, key: paramiko.PKey | None = None,
     return client
 
 
-def refused(ip: str, port: int, user: str, **kwargs: Any) -> bool:
-    try:
-        ssh(ip, port, user, **kwargs).close()
-    except paramiko.AuthenticationException:
-        return True
-    return False
+def refused(ip: str, port: int, user: str, *, key: paramiko.PKey | None = None,
+            password: str | None = None) -> bool:
+    return not can_log_in(ip, port, user, pkey=key, password=password)
 
 
 def line(key: paramiko.PKey) -> str:

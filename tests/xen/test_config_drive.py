@@ -18,6 +18,7 @@ from dynvm.sim import Farm
 from dynvm.sim.vmruntime import runtime
 from dynvm.xen.pool import XenPoolClient
 from testbed.serving import free_port
+from tests.support.guest_ssh import can_log_in
 from tests.xen.conftest import SPEED, pool_client, truth_session, wait_until
 from tests.xen.test_build import footprint, spec
 
@@ -113,17 +114,5 @@ def test_the_guest_takes_the_drives_key(guest_farm: tuple[Farm, int]) -> None:
                                          first_boot=FirstBoot("keyed", user_data)))
         ip = c.wait_ready(vm.uuid, windows=False, timeout=30)
 
-        def login(pkey: paramiko.PKey) -> bool:
-            client = paramiko.SSHClient()
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-            try:
-                client.connect(ip, port, "root", pkey=pkey, timeout=10, allow_agent=False,
-                               look_for_keys=False)
-            except paramiko.AuthenticationException:
-                return False
-            finally:
-                client.close()
-            return True
-
-        assert wait_until(lambda: login(key), timeout=10)
-        assert not login(other)
+        assert wait_until(lambda: can_log_in(ip, port, "root", pkey=key), timeout=10)
+        assert not can_log_in(ip, port, "root", pkey=other)

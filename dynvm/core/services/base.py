@@ -44,7 +44,8 @@ class Runtime:
         self.ctx = Context(store=adapters.store, registry=self.registry, config=self.config,
                            guest=adapters.guest, identity=adapters.identity,
                            static_pools=adapters.static_pools, on_event=on_event, clock=clock,
-                           fleet=adapters.fleet)
+                           fleet=adapters.fleet,
+                           access=adapters.access)
         self.background = Background(self.ctx, timings)
         self.run_background = background
         self.store_probe = StoreProbe(adapters.store, clock=clock)
