@@ -127,18 +127,27 @@ def _finish(req: dict[str, Any], as_json: bool) -> int:
 @click.option("--label", "labels", multiple=True, help="Host label (repeatable).")
 @click.option("--host", type=click.IntRange(min=1), help="Only this xenhostN.")
 @click.option("--check-ssh", is_flag=True, help="Keep a VM only if its SSH port answers.")
+@click.option("--ssh-key", "ssh_keys", multiple=True, type=click.File("r"),
+              help="Public key file put on the VMs (repeatable), beside my registered keys.")
+@click.option("--hostname", help="The VMs' hostname (default: each VM's name).")
+@click.option("--user-data", type=click.File("r"), help="A #cloud-config file for first boot.")
 @click.option("--wait/--no-wait", default=False, help="Follow the build to its end.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def get(ctx: click.Context, os: str, count: int, name: str | None, lease: int | None,
         cpus: int | None, memory_gib: int | None, labels: tuple[str, ...], host: int | None,
-        check_ssh: bool, wait: bool, as_json: bool) -> None:
+        check_ssh: bool, ssh_keys: tuple[Any, ...], hostname: str | None, user_data: Any,
+        wait: bool, as_json: bool) -> None:
     """Ask for COUNT VMs of OS."""
     def body() -> int:
         client = _client(ctx)
+        keys = [line.strip() for f in ssh_keys for line in f.read().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
         req = client.create(os=os, count=count, name=name, lease_minutes=lease, cpus=cpus,
                             memory_gib=memory_gib, labels=list(labels) or None, host=host,
-                            check_ssh=check_ssh or None)
+                            check_ssh=check_ssh or None, ssh_keys=keys or None,
+                            hostname=hostname,
+                            user_data=user_data.read() if user_data is not None else None)
         if not wait:
             if as_json:
                 click.echo(json.dumps(req, indent=2, sort_keys=True))

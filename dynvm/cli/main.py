@@ -389,10 +389,13 @@ main.add_command(fleet)
 def _register_v1_commands() -> None:
     """Token administration and the v1 client commands live in modules of their own."""
     from dynvm.cli import client as client_cli
+    from dynvm.cli import keys as keys_cli
     from dynvm.cli import tokens as token_cli
 
     main.add_command(token_cli.token)
     client_cli.add_options(main)
+    main.add_command(keys_cli.keys)
+    main.add_command(keys_cli.ssh)
 
 
 _register_v1_commands()

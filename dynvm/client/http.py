@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -144,6 +145,9 @@ class Client:
     def vms(self, **filters: Any) -> list[dict[str, Any]]:
         return self.call("GET", "/vms", params=filters)["vms"]
 
+    def vm(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/vms/{quote(name, safe='')}")
+
     def release(self, name: str) -> dict[str, Any]:
         return self.call("DELETE", f"/vms/{name}")
 
@@ -158,6 +162,15 @@ class Client:
 
     def quota(self) -> dict[str, Any]:
         return self.call("GET", "/quota")
+
+    def keys(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/keys")["keys"]
+
+    def add_key(self, line: str) -> dict[str, Any]:
+        return self.call("POST", "/keys", body={"key": line})
+
+    def remove_key(self, key_id: str) -> dict[str, Any]:
+        return self.call("DELETE", f"/keys/{quote(key_id, safe='')}")
 
 
 def _reason(exc: Exception) -> str:

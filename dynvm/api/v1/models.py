@@ -15,6 +15,9 @@ OS_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 REQUEST_ID = r"^[0-9a-f]{32}$"
 MAX_MINUTES = 525600  # a year: the configured maximum lease bounds it further
+MAX_KEYS = 10
+MAX_KEY_LINE = 2048  # an RSA key of 8192 bits is about 1.4 KiB; the body stays under 64 KiB
+MAX_USER_DATA = 16 * 1024  # characters here; the core counts the bytes
 
 re_name = re.compile(NAME.rstrip("$") + r"\Z")
 Label = Annotated[str, StringConstraints(pattern=LABEL)]
@@ -52,6 +55,9 @@ class _Out(BaseModel):
 
 # -- requests ------------------------------------------------------------------------------
 
+KEY_ID = r"^[A-Za-z0-9_-]{43}$"
+
+
 class RequestIn(_In):
     """Ask for `count` VMs of `os`; answered at once with 202, built in the background."""
 
@@ -67,6 +73,16 @@ class RequestIn(_In):
     host: WholeOrNone = Field(None, ge=1, le=1_000_000, description="only this [xenhostN]")
     all_or_none: bool = True
     check_ssh: bool = False
+    ssh_keys: list[Annotated[str, StringConstraints(max_length=MAX_KEY_LINE)]] = Field(
+        default_factory=list, max_length=MAX_KEYS, description=(
+            "OpenSSH public keys (`ssh-ed25519 AAAA... comment`) put on every VM, with "
+            "the keys the owner registered (`/api/v1/keys`)"))
+    hostname: str | None = Field(None, min_length=1, max_length=253, description=(
+        "the VMs' hostname (numbered `web1`, `web2`... for several); default: each VM's "
+        "name"))
+    user_data: str | None = Field(None, max_length=MAX_USER_DATA, description=(
+        "a `#cloud-config` document (16 KiB at most) for cloud-init at first boot; shown "
+        "to its owner and admins only"))
 
 
 class VmProgressOut(_Out):
@@ -91,6 +107,10 @@ class RequestOut(_Out):
     expires: float | None = None
     error: str | None = None
     vms: list[VmProgressOut]
+    ssh_keys: list[str] = Field(default_factory=list, description="fingerprints of the "
+                                "keys its VMs get")
+    hostname: str | None = None
+    user_data: str | None = None
 
 
 class WaitQuery(_Query):
@@ -110,6 +130,10 @@ class VmOut(_Out):
     expires: float
     request_id: str
     labels: list[str]
+    ssh_user: str | None = Field(None, description="the template's login user (`dynvm ssh`)")
+    ssh_port: int = 22
+    ssh_keys: list[str] = Field(default_factory=list, description=(
+        "fingerprints of the owner's keys the VM was given"))
 
 
 class VmList(_Out):
@@ -202,3 +226,22 @@ class Problem(_Out):
     title: str
     status: int
     detail: str = ""
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+class KeyIn(_In):
+    key: str = Field(min_length=1, max_length=MAX_KEY_LINE,
+                     description="one OpenSSH public key line (`ssh-ed25519 AAAA... comment`)")
+
+
+class KeyOut(_Out):
+    id: str = Field(description="the fingerprint as a path segment (`DELETE /keys/{id}`)")
+    fingerprint: str
+    type: str
+    comment: str
+    added: float
+
+
+class KeyList(_Out):
+    keys: list[KeyOut]

@@ -15,7 +15,15 @@ from dynvm.api.auth import Unauthorized
 from dynvm.api.v1 import docs, models, problems
 from dynvm.core.errors import NotFound
 from dynvm.core.records import Lease
-from dynvm.core.services import Caller, NewRequest, RequestState, RequestStatus
+from dynvm.core.services import (
+    Caller,
+    NewRequest,
+    OwnerKey,
+    RequestState,
+    RequestStatus,
+    SshLogin,
+    key_id,
+)
 
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm
@@ -99,14 +107,23 @@ def request_view(st: RequestStatus) -> models.RequestOut:
         count=st.count, names=st.names, created=st.created, finished=st.finished,
         expires=st.expires, error=st.error,
         vms=[models.VmProgressOut(name=p.name, step=p.step, since=p.since, ip=p.ip,
-                                  reason=p.reason, host=p.host_ref) for p in st.vms])
+                                  reason=p.reason, host=p.host_ref) for p in st.vms],
+        ssh_keys=st.ssh_keys, hostname=st.hostname, user_data=st.user_data)
 
 
 def vm_view(lease: Lease) -> models.VmOut:
+    ssh: SshLogin = service().vms.ssh_login(lease)
     return models.VmOut(name=lease.name, owner=lease.owner, os=lease.os, state=lease.state,
                         ip=lease.ip, host=lease.host_ref, created=lease.created,
                         expires=lease.expires, request_id=lease.request_id,
-                        labels=list(lease.labels))
+                        labels=list(lease.labels), ssh_user=ssh.user, ssh_port=ssh.port,
+                        ssh_keys=ssh.keys)
+
+
+def key_view(key: OwnerKey) -> models.KeyOut:
+    kind, _, rest = key.line.partition(" ")
+    return models.KeyOut(id=key_id(key.fingerprint), fingerprint=key.fingerprint, type=kind,
+                         comment=rest.partition(" ")[2], added=key.added)
 
 
 OK_REQUEST = {200: ("the request", models.RequestOut)}
@@ -125,7 +142,9 @@ def create_request() -> Response:
     new = NewRequest(owner=c.owner, os=body.os, count=body.count, name=body.name,
                      cpus=body.cpus, memory_gib=body.memory_gib,
                      lease_minutes=body.lease_minutes, labels=tuple(body.labels),
-                     host=body.host, all_or_none=body.all_or_none, check_ssh=body.check_ssh)
+                     host=body.host, all_or_none=body.all_or_none, check_ssh=body.check_ssh,
+                     ssh_keys=tuple(body.ssh_keys), hostname=body.hostname,
+                     user_data=body.user_data)
     st = service().requests.submit(new)
     location = url_for("v1.get_request", request_id=st.id)
     return out(request_view(st), 202, Location=location)
@@ -179,6 +198,32 @@ def extend_vm(name: str) -> Response:
     c = caller()
     body: models.ExtendIn = body_of(models.ExtendIn)
     return out(vm_view(service().vms.extend(c, check_name(name), body.minutes)))
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+@operation("GET", "/keys", summary="My registered SSH keys", tag="keys",
+           responses={200: ("the keys", models.KeyList)})
+def list_keys() -> Response:
+    c = caller()
+    return out(models.KeyList(keys=[key_view(k) for k in service().keys.listing(c)]))
+
+
+@operation("POST", "/keys", summary="Register an SSH key: put on every VM I get", tag="keys",
+           body=models.KeyIn, responses={201: ("registered", models.KeyOut),
+                                         200: ("registered already", models.KeyOut)})
+def add_key() -> Response:
+    c = caller()
+    body: models.KeyIn = body_of(models.KeyIn)
+    key, added = service().keys.add(c, body.key)
+    return out(key_view(key), 201 if added else 200)
+
+
+@operation("DELETE", "/keys/<ident>", summary="Forget one of my SSH keys (by its id)",
+           tag="keys", responses={200: ("forgotten", models.KeyOut)})
+def remove_key(ident: str) -> Response:
+    c = caller()
+    return out(key_view(service().keys.remove(c, ident)))
 
 
 # -- farm ---------------------------------------------------------------------------------------

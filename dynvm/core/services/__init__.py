@@ -37,13 +37,17 @@ from dynvm.core.services.maintenance import Options, Plan, RollingReboot, descri
 from dynvm.core.services.quotas import QuotaReport, Usage
 from dynvm.core.services.requests import RequestStatus
 from dynvm.core.services.tokens import TokenAdmin
+from dynvm.core.services.vms import SshLogin
+from dynvm.core.sshkeys import key_id
+from dynvm.core.store import OwnerKey
 from dynvm.core.trace import bind_request, unbind_request
 
 __all__ = [
     "Applied", "Available", "bind_request", "Caller", "CoreEvent", "describe_plan", "Dynvm",
-    "EVERYONE", "FleetPlan", "HistoryState", "LeaseState", "MemberShown", "NewRequest",
-    "Offer", "Options", "Plan", "PoolShown", "QuotaReport", "RECENT_HOURS", "RequestFigures",
-    "RequestState", "RequestStatus", "RollingReboot", "RunState", "ServerResult",
-    "ServersRequest", "ServersResult", "ShowAll", "Snapshot", "Step", "StoreGauges",
-    "Target", "TokenAdmin", "unbind_request", "Usage", "VmProgress", "VmShown",
+    "EVERYONE", "FleetPlan", "HistoryState", "key_id", "LeaseState", "MemberShown",
+    "NewRequest", "Offer", "Options", "OwnerKey", "Plan", "PoolShown", "QuotaReport",
+    "RECENT_HOURS", "RequestFigures", "RequestState", "RequestStatus", "RollingReboot",
+    "RunState", "ServerResult", "ServersRequest", "ServersResult", "ShowAll", "Snapshot",
+    "SshLogin", "Step", "StoreGauges", "Target", "TokenAdmin", "unbind_request", "Usage",
+    "VmProgress", "VmShown",
 ]

@@ -23,6 +23,7 @@ from dynvm.core.services.farm import Farm
 from dynvm.core.services.fleet import FleetService
 from dynvm.core.services.health import Health
 from dynvm.core.services.history import History
+from dynvm.core.services.keys import Keys
 from dynvm.core.services.legacy import LegacyServers
 from dynvm.core.services.maintenance import Maintenance
 from dynvm.core.services.quotas import Quotas
@@ -50,6 +51,7 @@ class Dynvm:
         self.tokens = TokenAdmin(adapters.store)
         self.requests = Requests(rt)
         self.vms = Vms(rt)
+        self.keys = Keys(rt)
         self.history = History(rt)
         self.quotas = Quotas(rt)
         self.farm = Farm(rt, self.legacy)

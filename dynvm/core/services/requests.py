@@ -36,10 +36,16 @@ class RequestStatus:
     expires: float | None
     error: str | None
     vms: list[VmProgress]
+    # What its VMs are given: the keys' fingerprints, the hostname and the cloud-config
+    # asked (only ever shown to the owner and admins: this whole view is theirs).
+    ssh_keys: list[str]
+    hostname: str | None
+    user_data: str | None
 
     @classmethod
     def of(cls, rec: RequestRecord, cancelling: bool) -> RequestStatus:
         d = rec.detail
+        setup = d.get("setup") or {}
         # A state written by a newer dynvm reads as failed rather than as a guess.
         state = (RequestState(rec.state) if rec.state in asyncreq.STATES
                  else RequestState.FAILED)
@@ -48,7 +54,8 @@ class RequestStatus:
                    owner=str(d.get("owner", "")), os=rec.os, count=rec.count,
                    names=list(d.get("names", [])), created=rec.started, finished=rec.finished,
                    expires=d.get("expires"), error=d.get("error") or d.get("reason"),
-                   vms=of_request(rec))
+                   vms=of_request(rec), ssh_keys=list(setup.get("ssh_keys") or []),
+                   hostname=setup.get("hostname"), user_data=setup.get("user_data"))
 
 
 class Requests(Subject):

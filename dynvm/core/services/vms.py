@@ -8,6 +8,7 @@ Only that owner or an admin may see (through v1), release or extend it
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from dynvm.core import history
 from dynvm.core.callers import Caller
@@ -20,6 +21,16 @@ from dynvm.core.store import LEASE_READY, Lease, StoreUnavailable
 log = logging.getLogger("dynvm.vms")
 
 UNREACHABLE = "the state store is unreachable"
+
+
+@dataclass(frozen=True)
+class SshLogin:
+    """How to log in to a VM (`dynvm ssh`): the template's user, the port, and the
+    fingerprints of the owner's keys it was given."""
+
+    user: str | None
+    port: int
+    keys: list[str]
 
 
 class Vms(Subject):
@@ -51,6 +62,12 @@ class Vms(Subject):
             if caller.may(lease):
                 return lease
         raise NotFound(f"no VM named {name}")
+
+    def ssh_login(self, lease: Lease) -> SshLogin:
+        cfg = self.rt.config()
+        login = cfg.guest_login(lease.os)
+        return SshLogin(login.username if login else None, cfg.ssh_port,
+                        [str(k) for k in lease.extra.get("ssh_keys") or []])
 
     def release(self, caller: Caller, name: str) -> Lease:
         """Destroy the caller's VM `name` with its disks; its lease as it was."""
