@@ -119,6 +119,14 @@ def test_owners_keys_reach_their_vms(tmp_path: Path, keyed_farm: tuple[Farm, int
         assert not logs_in(ip, port, password=GUEST_PASSWORD)  # vm.password.login=false
         assert reported_hostname(probe, "keyed") == "keyed"
         assert len(drives(probe)) == 1
+        # Neither the dashboard (even an admin's) nor history carries the cloud-config or a key.
+        admin = {"Authorization": f"Bearer {secrets['ops']}"}
+        board = requests.get(f"{base}/ui/api/requests?hours=1", headers=admin, timeout=30)
+        assert board.status_code == 200 and rid in board.text
+        assert "packages" not in board.text and b.get_base64() not in board.text
+        hist = api("GET", "/history", "ops").text
+        assert '"keyed"' in hist and b.get_base64() not in hist and a.get_base64() not in hist
+        assert "packages" not in hist
 
         # `dynvm ssh`: the owner's key found in ~/.ssh, the command printed, then run.
         home = tmp_path / "home"
@@ -170,6 +178,10 @@ def test_owners_keys_reach_their_vms(tmp_path: Path, keyed_farm: tuple[Farm, int
                    what="the released VM's drive to be destroyed")
         assert api("DELETE", f"/keys/{listed[0]['id']}").status_code == 200
         assert api("GET", "/keys").json()["keys"] == []
+    log = (tmp_path / "serve.log").read_text()
+    assert "getservers" in log  # the log is there, and says what happened ...
+    for secret in (a.get_base64(), b.get_base64(), "packages: [git]"):
+        assert secret not in log  # ... without a key or the cloud-config
     leftover = build_service(str(ini), background=False)
     try:
         _release_everything(leftover)
