@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import XenAPI
@@ -54,6 +55,15 @@ class FarmProbe:
                 s.xenapi.session.logout()
             out[pool.name] = {"vms": vms, "memory_free": mem, "sr_used": srs, "vdis": vdis}
         return out
+
+    def each_pool(self) -> Iterator[Any]:
+        """Every pool's `xenapi`, logged in while the caller uses it."""
+        for i in range(len(self.farm.pools)):
+            s = self.session(i)
+            try:
+                yield s.xenapi
+            finally:
+                s.xenapi.session.logout()
 
     def vms_named(self, prefix: str) -> list[dict]:
         out = []
@@ -127,6 +137,13 @@ def dynvm_on(ini: Path) -> Iterator[Dynvm]:
 def service(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
     with dynvm_on(write_ini(tmp_path, farm)) as svc:
         yield svc
+
+
+def stop_filling(svc: Dynvm) -> None:
+    """Stop the background work and wait for warm builds under way to finish."""
+    svc.background.stop()
+    wait_until(lambda: svc.background.filler.inflight() == 0, timeout=20,
+               what="warm builds to finish")
 
 
 def _release_everything(svc: Dynvm) -> None:

@@ -9,7 +9,13 @@ import pytest
 from dynvm.api import create_app
 from dynvm.core.store import LEASE_READY
 from dynvm.runtime.bootstrap import build_service
-from tests.service.conftest import FAST, _release_everything, wait_until, write_ini
+from tests.service.conftest import (
+    FAST,
+    _release_everything,
+    stop_filling,
+    wait_until,
+    write_ini,
+)
 
 POOL = "\n[pool centos]\nready=2\nready.ttl.minutes=60\n"
 
@@ -20,15 +26,9 @@ def warm(tmp_path, farm, clean_farm):
     try:
         yield svc
     finally:
-        _stop_filling(svc)
+        stop_filling(svc)
         _release_everything(svc)
         svc.close()
-
-
-def _stop_filling(svc) -> None:
-    svc.background.stop()
-    wait_until(lambda: svc.background.filler.inflight() == 0, timeout=20,
-               what="warm builds to finish")
 
 
 def ready(svc) -> list:
@@ -79,7 +79,7 @@ def test_available_count_includes_ready_vms(tmp_path, farm, clean_farm) -> None:
         wait_until(lambda: svc.legacy.available("centos", frozenset(), False).count == before,
                    timeout=10, what="ready VMs to count as available")
     finally:
-        _stop_filling(svc)
+        stop_filling(svc)
         _release_everything(svc)
         svc.close()
 
@@ -136,7 +136,7 @@ def test_checkvms_hand_out_checks_the_ready_vm(tmp_path, farm, ssh_port, clean_f
         assert svc.ctx.store.history.get(lease.vm_uuid)["from_warm_pool"] is True
         assert c.get("/releaseservers/sshwarm").status_code == 200
     finally:
-        _stop_filling(svc)
+        stop_filling(svc)
         _release_everything(svc)
         svc.close()
 
@@ -151,7 +151,7 @@ def test_removing_a_pool_recycles_its_ready_vms(tmp_path, farm, clean_farm, prob
         wait_until(lambda: ready(svc) == [] and not probe.vms_named("dynvm-ready-"),
                    timeout=20, what="the ready VMs to be destroyed")
     finally:
-        _stop_filling(svc)
+        stop_filling(svc)
         _release_everything(svc)
         svc.close()
 
@@ -166,7 +166,7 @@ def test_a_warm_vm_being_handed_out_is_never_reconciled_away(warm, probe) -> Non
 
     assert create_app(service=warm).test_client().get("/getavailablecount/centos").status_code == 200
     wait_until(lambda: len(ready(warm)) == 2, timeout=60, what="the pool to fill")
-    _stop_filling(warm)
+    stop_filling(warm)
     lease = ready(warm)[0]
     store = warm.ctx.store
     store.requests.put(RequestRecord(id="b" * 32, name="taking", os="centos", count=1,
@@ -202,7 +202,7 @@ def test_adopted_and_warm_pool_documents_have_the_seeds_types(tmp_path, farm,
         assert c.get("/getservers/built?os=centos&cpus=2").status_code == 200  # built now
         (built,) = first.ctx.store.leases.find(name="built")
         docs["built"] = first.ctx.store.history.get(built.vm_uuid)
-        _stop_filling(first)
+        stop_filling(first)
         kept = {lease.vm_uuid: lease.state for lease in first.ctx.store.leases.find()}
     finally:
         first.close()
@@ -219,7 +219,7 @@ def test_adopted_and_warm_pool_documents_have_the_seeds_types(tmp_path, farm,
                 what = "adopted" if vm_uuid == built.vm_uuid else "adopted, ready"
                 docs[what] = second.ctx.store.history.get(vm_uuid)
     finally:
-        _stop_filling(second)
+        stop_filling(second)
         _release_everything(second)
         second.close()
 
