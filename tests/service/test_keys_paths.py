@@ -108,6 +108,7 @@ def test_a_warm_vm_that_cannot_take_the_keys_is_not_handed_out(
     else:  # never tried: still in the pool for someone without keys
         assert [x.vm_uuid for x in ready(svc)] == [warm.vm_uuid]
     other, _ = tokens.create(svc.ctx.store, "team-b")  # an owner with no key
+    wait_until(lambda: len(ready(svc)) == 1, timeout=60, what="the pool to refill")
     plain = api.get(f"/getservers/plain?os=centos&token={other}")
     assert plain.status_code == 200, plain.text
     (mine,) = svc.ctx.store.leases.find(name="plain")
@@ -160,3 +161,39 @@ def test_an_os_no_host_can_give_keys_to(tmp_path: Path, farm: Farm, clean_farm: 
         assert legacy.status_code == 200, legacy.text  # as before, without the keys
         assert "team-a's registered keys are not put on its centos VMs" in caplog.text
         assert key.get_base64() not in caplog.text
+
+
+@pytest.mark.parametrize("warm_svc", [PASSWORD], indirect=True, ids=["credentials"])
+def test_a_v1_request_takes_a_warm_vm_given_its_keys_over_ssh(
+        warm_svc: Dynvm, ssh_port: int, probe: FarmProbe) -> None:
+    svc = warm_svc
+    api = create_app(service=svc).test_client()
+    key = paramiko.ECDSAKey.generate()
+    secret, _ = tokens.create(svc.ctx.store, "team-a")
+    assert api.get("/getavailablecount/centos").status_code == 200
+
+    def asked(body: dict) -> tuple[dict, str]:
+        """The request once over, and the uuid of the ready VM there was when it was made."""
+        wait_until(lambda: len(ready(svc)) == 1, timeout=60, what="the pool to fill")
+        (warm,) = ready(svc)
+        r = api.post("/api/v1/requests", headers=bearer(secret), json={"os": "centos", **body})
+        assert r.status_code == 202, r.json
+        done = wait_until(lambda: (b := api.get(f"{r.headers['Location']}?wait=5",
+                                                headers=bearer(secret)).json)["state"]
+                          != "running" and b, timeout=120, what="the request")
+        assert done["state"] == "done", done
+        return done, warm.vm_uuid
+
+    done, warm = asked({"name": "v1w", "ssh_keys": [line(key)], "hostname": "w.ci.example"})
+    (lease,) = svc.ctx.store.leases.find(name="v1w")
+    assert lease.vm_uuid == warm  # handed out, given the key first
+    assert svc.ctx.store.history.get(warm).get("from_warm_pool") is True
+    assert can_log_in(lease.ip, ssh_port, USER, pkey=key)
+    assert reported_hostname(probe, "v1w") == "w.ci.example"
+    assert api.get("/api/v1/vms/v1w", headers=bearer(secret)).json["ssh_keys"] \
+        == done["ssh_keys"] != []
+
+    # A cloud-config needs a first boot: built cold, the ready VM left for someone else.
+    _, warm = asked({"name": "v1c", "user_data": "#cloud-config\npackages: [git]\n"})
+    (cold,) = svc.ctx.store.leases.find(name="v1c")
+    assert cold.vm_uuid != warm and [x.vm_uuid for x in ready(svc)] == [warm]
