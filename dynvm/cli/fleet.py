@@ -40,7 +40,8 @@ def _echo_plan(plan: Any, as_json: bool) -> None:
 @restart_option
 @json_option
 def plan(config_path: str, prune: bool, restart: bool, as_json: bool) -> None:
-    """What apply would change (create, start, migrate, resize, destroy); changes nothing."""
+    """What apply would change (create, start, stop, migrate, resize, destroy); changes
+    nothing."""
     from dynvm.core.errors import FleetRefused
 
     with _service(config_path) as svc:

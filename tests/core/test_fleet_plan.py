@@ -50,7 +50,7 @@ def test_an_empty_farm_gets_every_vm_spread_and_groups_apart() -> None:
     assert {where["db1"], where["db2"]} == {"xenhost1/a", "xenhost1/b"}
     assert {f.name: f.state for f in plan.findings} == dict.fromkeys(
         ["cache", "db1", "db2", "pin", "web"], Drift.ABSENT)
-    assert plan.describe()[0].startswith("fleet plan: 0 to destroy, 0 to migrate")
+    assert plan.describe()[0].startswith("fleet plan: 0 to destroy, 0 to stop, 0 to migrate")
     assert "5 to create" in plan.describe()[0]
 
 
@@ -186,3 +186,23 @@ def test_any_folder_uses_unlabelled_hosts_or_the_labels_it_asks_for() -> None:
     assert kinds(perf) == [("create", "y", "xenhost1/a")]
     drained = plan_fleet(fleet(vm("z", pool=2)), farm(members=[member(2, "c", usable=False)]))
     assert not drained.ok and "no usable member host" in drained.problems[0]
+
+
+def test_a_second_running_copy_is_stopped_and_the_recorded_one_kept() -> None:
+    entries = {"db1": FleetEntry(name="db1", state="present", vm_uuid="vm-db1-b")}
+    copy = seen("db1", "a")  # a copy made by hand carries the fleet's tags
+    plan = plan_fleet(fleet(vm("db1", group="db"), vm("db2", group="db")),
+                      farm(copy, seen("db1", "b"), seen("db1", "c", pool=1, power="Halted"),
+                           entries=entries))
+    assert plan.ok, plan.problems
+    # The copy's place is free for db2, apart from db1 (kept on b).
+    assert [(a.kind, a.name, a.vm_uuid, a.where) for a in plan.actions] == [
+        (Kind.STOP, "db1", "vm-db1-a", "xenhost1/a"), (Kind.CREATE, "db2", "", "xenhost1/a")]
+    assert "exists 3 times" in plan.notes[0] and "dynvm keeps vm-db1-b" in plan.notes[0]
+    db1 = next(f for f in plan.findings if f.name == "db1")
+    assert (db1.state, db1.vm_uuid) == (Drift.DRIFTED, "vm-db1-b")
+    assert "stop: a second copy of it (vm-db1-b is kept)" in db1.why
+    # Without a record, a running copy is kept rather than a halted one; nothing is started.
+    norecord = plan_fleet(fleet(vm("db1")),
+                          farm(seen("db1", "b"), seen("db1", "a", power="Halted")))
+    assert norecord.actions == [] and "dynvm keeps vm-db1-b" in norecord.notes[0]

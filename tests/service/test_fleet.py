@@ -311,6 +311,47 @@ def test_two_instances_running_the_leaders_duty_act_once(tmp_path: Path, farm: F
             svc.close()
 
 
+def test_a_copy_of_a_fleet_vm_is_stopped_never_destroyed(tmp_path: Path, farm: Farm) -> None:
+    fleet = FleetDir(tmp_path / "fleet")
+    fleet.put("xenhost1/solo.ini", os="centos", vcpus=1, memory=1, disk=5)
+    svc = build_service(str(fleet_ini(tmp_path, farm)), timings=FAST, background=False)
+    try:
+        assert do_apply(svc).failed == []
+        solo = fleet_vms(farm)["solo"][0]["uuid"]
+        s = _session(farm, 0)
+        try:  # copied by hand (XenCenter's copy keeps other_config: the fleet's tags)
+            ref = s.xenapi.VM.get_by_uuid(solo)
+            s.xenapi.VM.hard_shutdown(ref)
+            copy = s.xenapi.VM.clone(ref, "solo")
+            s.xenapi.VM.start(ref, False, False)
+            s.xenapi.VM.start(copy, False, False)
+            copied = s.xenapi.VM.get_uuid(copy)
+        finally:
+            s.xenapi.session.logout()
+        def power() -> dict[str, str]:
+            vms = svc.ctx.view(svc.config().hosts[1]).vms
+            return {u: vms[u].power_state for u in (solo, copied) if u in vms}
+
+        wait_until(lambda: power() == {solo: "Running", copied: "Running"}, timeout=30,
+                   what="the inventory to see both copies running")
+        planned = plan(svc)
+        assert [(a.kind, a.vm_uuid) for a in planned.actions] == [(Kind.STOP, copied)]
+        assert f"dynvm keeps {solo}" in planned.notes[0]
+        farm.reset_call_counts()
+        stats = svc.background.converger.run()  # the leader's duty stops it too
+        assert stats["stopped"] == 1 and stats["failed"] == 0
+        after = {v["uuid"]: v["power_state"] for v in fleet_vms(farm)["solo"]}
+        assert after == {solo: "Running", copied: "Halted"}
+        assert calls(farm, "VM.destroy") == 0
+        wait_until(lambda: power() == {solo: "Running", copied: "Halted"}, timeout=30,
+                   what="the inventory to see the copy halted")
+        again = plan(svc, prune=True)
+        assert again.actions == [] and "the other copies are never destroyed" in again.notes[0]
+    finally:
+        _destroy_fleet(svc, farm)
+        svc.close()
+
+
 def _sees(svc: Dynvm, before: dict[str, list[dict[str, Any]]]) -> bool:
     hc = svc.config().hosts[2]
     vms = svc.ctx.view(hc).vms

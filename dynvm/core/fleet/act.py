@@ -70,6 +70,11 @@ class Steps:
             if not port.migrate(a.vm_uuid, a.member):
                 raise StepFailed(f"{a.name} is gone: not moved")
             return f"migrated {a.name} {a.src} -> {a.where}"
+        if a.kind == Kind.STOP:
+            if port.power_state(a.vm_uuid) != "Running":
+                return f"{a.name}'s copy {a.vm_uuid} is not running"
+            port.shutdown(a.vm_uuid)
+            return f"stopped {a.name} on {a.where} ({a.why})"
         assert a.declared is not None
         vm = a.declared
         if a.kind == Kind.RESIZE:

@@ -7,6 +7,8 @@ Each pass (under the store's `fleet` lock, skipped while an apply holds it):
   recorded in its store record; if it is found halted again, it is started
   again only after a back-off (30 s, doubling, at most an hour), and after
   `FAILING_AFTER` starts it is reported as failing, with the last error;
+- a fleet VM found running twice (a copy carries its tags) is stopped but
+  for the one its store record names (never destroyed: reported);
 - a fleet VM built once and now gone is reported, and built again only when
   its file says `recreate=true`, claimed in the store (so once);
 - VMs declared and never built, VMs whose file was removed, same-named VMs
@@ -71,9 +73,11 @@ class Converger:
             adopt_unrecorded(ctx, farm)
             plan = plan_fleet(fleet, farm)
             steps = Steps(ctx, self.port_of, lock.holder)
-            stats = {"started": 0, "recreated": 0, "failed": 0}
+            stats = {"started": 0, "stopped": 0, "recreated": 0, "failed": 0}
             for action in plan.actions:
-                if action.kind == Kind.START:
+                if action.kind == Kind.STOP:
+                    self._stop(steps, action, stats)
+                elif action.kind == Kind.START:
                     self._start(steps, action, stats)
                 elif action.kind == Kind.CREATE and action.vm_uuid and action.declared \
                         and action.declared.recreate:
@@ -85,6 +89,16 @@ class Converger:
             return stats
         finally:
             lock.release()
+
+    def _stop(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
+        """A second running copy (a copy of a fleet VM carries its tags): the guest would
+        run twice, so it is stopped; it is kept for its owner to look at and remove."""
+        try:
+            log.warning("fleet: %s", steps.do(action))
+            stats["stopped"] += 1
+        except StepFailed as exc:
+            log.error("fleet: the second copy of %s could not be stopped: %s", action.name, exc)
+            stats["failed"] += 1
 
     def _start(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
         store, now = self.ctx.store, self.ctx.clock()

@@ -4,8 +4,12 @@ A pure function of the declared fleet and the farm as read once
 (`FarmState`), so `dynvm fleet plan` prints exactly what `apply` then does,
 and the dashboard shows the same findings. The whole plan is made before
 anything is done, with room and anti-affinity counted step by step in the
-order apply takes them (destroy, migrate, resize, start, create): a plan with
+order apply takes them (destroy, stop, migrate, resize, start, create): a plan with
 any problem is refused as a whole, before any XenAPI write.
+
+A fleet VM exists once: when its tags are found on more VMs (a copy made in
+XenCenter carries them), the one its store record names is kept (else a
+running one) and the other running copies are stopped, never destroyed.
 
 What the plan never does: touch a VM it cannot prove is the fleet's (same
 name, no fleet tag of this deployment: reported), move a VM across pools
@@ -35,6 +39,7 @@ class Kind(enum.StrEnum):
     """What apply does, in the order it does it (room freed before it is taken)."""
 
     DESTROY = "destroy"
+    STOP = "stop"  # a second running copy of a fleet VM
     MIGRATE = "migrate"
     RESIZE = "resize"
     START = "start"
@@ -208,10 +213,8 @@ class _Planner:
         return f"being {entry.state.replace('ing', 'ed')} by {entry.holder}"
 
     def _declared(self, vm: FleetVm) -> None:
-        found = sorted(self.ours.get(vm.name, []), key=lambda s: (not s.running, s.uuid))
-        if len(found) > 1:
-            self._note(vm.name, f"exists {len(found)} times ({', '.join(s.uuid for s in found)}"
-                                f"): dynvm acts on {found[0].uuid} only; remove the others")
+        said = len(self._said.get(vm.name, []))
+        found = self._copies(vm)
         seen = found[0] if found else None
         if seen is not None and seen.building:
             if self._claimed(vm.name):
@@ -226,7 +229,30 @@ class _Planner:
         if seen is None:
             self._absent(vm)
         else:
-            self._present(vm, seen)
+            self._present(vm, seen, said)
+
+    def _copies(self, vm: FleetVm) -> list[Seen]:
+        """The VMs tagged as `vm`'s name, the one to keep first (the one its record names, else a
+        running one); the other running copies are stopped: a fleet VM runs once."""
+        name = vm.name
+        entry = self.farm.entries.get(name)
+        recorded = entry.vm_uuid if entry is not None else ""
+        found = sorted(self.ours.get(name, []),
+                       key=lambda s: (s.uuid != recorded, s.building, not s.running, s.uuid))
+        if len(found) < 2:
+            return found
+        self._note(name, f"exists {len(found)} times ({', '.join(s.uuid for s in found)}): "
+                         f"dynvm keeps {found[0].uuid}; the other copies are never destroyed "
+                         f"(remove them by hand)")
+        for copy in found[1:]:
+            if copy.running and not copy.building:
+                self._act(Action(Kind.STOP, name, copy.pool, copy.member,
+                                 self.farm.where(copy), copy.uuid,
+                                 why=f"a second copy of it ({found[0].uuid} is kept)"))
+                alone = copy.member != found[0].member  # its group's place is free there
+                self.room.give(copy.member, Need(copy.vcpus, copy.memory_gib),
+                               vm.group if alone else None)
+        return found
 
     def _absent(self, vm: FleetVm) -> None:
         entry = self.farm.entries.get(vm.name)
@@ -251,8 +277,8 @@ class _Planner:
         self._find(vm.name, vm.declared, None, Drift.MISSING if missing else Drift.ABSENT,
                    "built for the fleet once, now gone" if missing else "not built yet")
 
-    def _present(self, vm: FleetVm, seen: Seen) -> None:
-        said = len(self._said.get(vm.name, []))
+    def _present(self, vm: FleetVm, seen: Seen, said: int) -> None:
+        """`said`: how much was said about it before (its finding's why is the rest)."""
         if vm.host_ref is not None and seen.pool != vm.host_ref:
             why = (f"runs on {self.farm.where(seen)}, declared in {vm.folder}/: dynvm never "
                    f"moves a VM across pools (move it by hand, or remove its file, apply "
