@@ -40,7 +40,7 @@ VM_PAGE_MAX = 5000
 HISTORY_PAGE = 25
 HISTORY_PAGE_MAX = 1000
 REFRESH_SECS = 3
-LIVE_SECTIONS = ("farm", "vms", "requests", "warm")
+LIVE_SECTIONS = ("farm", "fleet", "vms", "requests", "warm")
 
 
 def _svc() -> Dynvm:
@@ -164,6 +164,8 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
     docs = None
     if "farm" in which:
         ctx["farm"] = board.hosts(snap)
+    if "fleet" in which:  # the farm's, whoever looks (as the farm is)
+        ctx["fleet"] = _unless_down(ctx, svc.fleet.status)
     if "vms" in which:
         va = _vm_args()
         rows = board.vm_table(snap, viewer, **va)
@@ -278,6 +280,12 @@ def _store_down(exc: Exception) -> Response:
 @access.token
 def api_hosts() -> Response:
     return _json(_svc().dashboard.hosts(_snapshot()))
+
+
+@bp.get(f"{PREFIX}/fleet")
+@access.token
+def api_fleet() -> Response:
+    return _json(_svc().fleet.status())
 
 
 @bp.get(f"{PREFIX}/vms")

@@ -339,6 +339,7 @@ class VmShown(enum.StrEnum):
     FOREIGN = "foreign"  # not dynvm's
     UNTRACKED = "untracked"  # dynvm's by its tags, with no lease
     UNKNOWN = "unknown"  # dynvm's, the store unread and its tag says nothing known
+    FLEET = "fleet"  # a long-lived VM of the fleet directory (no lease, never expires)
 
 
 VM_SHOWN_OF_LEASE = {LeaseState.PROVISIONING: VmShown.BUILDING, LeaseState.READY: VmShown.READY,

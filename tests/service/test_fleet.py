@@ -88,17 +88,14 @@ def dynvm_with_fleet(tmp_path: Path, farm: Farm) -> Iterator[tuple[Dynvm, FleetD
 
 
 def _destroy_fleet(svc: Dynvm, farm: Farm) -> None:
-    """What a test built for its fleet is gone afterwards (the farm is shared)."""
-    for i in range(len(farm.pools)):
-        s = _session(farm, i)
-        try:
-            for ref, rec in s.xenapi.VM.get_all_records().items():
-                if rec["other_config"].get(TAG_DEPLOYMENT) == svc.ctx.deployment():
-                    if rec["power_state"] == "Running":
-                        s.xenapi.VM.hard_shutdown(ref)
-                    s.xenapi.VM.destroy(ref)
-        finally:
-            s.xenapi.session.logout()
+    """What a test built for its fleet is gone afterwards, disks included (the farm is
+    shared): through dynvm's own teardown of a VM."""
+    own = svc.ctx.deployment()
+    for hc in svc.config().hosts.values():
+        pool = svc.ctx.pool(hc)
+        for vm in list(svc.ctx.view(hc).vms.values()):
+            if vm.other_config.get(TAG_DEPLOYMENT) == own:
+                pool.destroy(vm.uuid)
 
 
 def _session(farm: Farm, pool: int) -> XenAPI.Session:
@@ -242,6 +239,25 @@ def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
     assert entry is not None and entry.start["attempts"] == 1 and entry.start["error"] == ""
     final = plan(svc)
     assert final.actions == [] and final.notes == []
+
+
+def test_fleet_vms_count_against_capacity_like_any_vm(tmp_path: Path, farm: Farm) -> None:
+    fleet = FleetDir(tmp_path / "fleet")
+    svc = build_service(str(fleet_ini(tmp_path, farm)), timings=FAST, background=False)
+    try:
+        hc = svc.config().hosts[1]
+        before = svc.legacy.count([hc], "centos").count
+        fleet.put("xenhost1/big.ini", host="xenhost1-2", os="centos", vcpus=2, memory=160,
+                  disk=40)
+        assert do_apply(svc).failed == []
+        big = fleet_vms(farm)["big"][0]["uuid"]
+        wait_until(lambda: big in svc.ctx.view(hc).vms, timeout=30,
+                   what="the inventory to see the fleet VM")
+        after = svc.legacy.count([hc], "centos").count
+        assert 0 < after < before, (before, after)
+    finally:
+        _destroy_fleet(svc, farm)
+        svc.close()
 
 
 def test_a_group_that_cannot_be_placed_apart_is_refused_before_anything_is_done(
@@ -450,3 +466,51 @@ def test_the_fleet_commands_plan_apply_and_show_it(
     assert refused.exit_code == 2
     assert "refused, nothing done: r3: cannot be created on xenhost1: group g" in refused.output
     assert "tool" in fleet_vms(farm)
+
+
+def test_the_dashboard_shows_the_fleet_declared_running_and_drifted(
+        dynvm_with_fleet: tuple[Dynvm, FleetDir], farm: Farm, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dynvm.store.sqlite.db as sqlite_db
+    from dynvm.api import create_app
+    from tests.service.test_store_unreadable import Damage
+
+    svc, fleet = dynvm_with_fleet
+    client = create_app(service=svc).test_client()
+    small = {"os": "centos", "vcpus": 1, "memory": 1, "disk": 40}
+    fleet.put("xenhost1/pinned.ini", host="xenhost1-1", owner="ops", **small)
+    fleet.put("xenhost2/spare.ini", **small)
+    assert do_apply(svc).failed == []
+    fleet.put("xenhost1/pinned.ini", host="xenhost1-2", owner="ops", **small)  # moved: drift
+    fleet.put("any/later.ini", **small)  # declared, not built yet
+    got = client.get("/ui/api/fleet").get_json()
+    assert (got["configured"], got["declared"], got["running"], got["drifted"]) == \
+        (True, 3, 2, 2)
+    rows = {v["name"]: v for v in got["vms"]}
+    assert (rows["pinned"]["declared"], rows["pinned"]["runs"], rows["pinned"]["state"]) == \
+        ("xenhost1/xenhost1-2", "xenhost1/xenhost1-1", "drifted")
+    assert rows["pinned"]["why"] == "migrate: back to its declared host"
+    assert (rows["later"]["state"], rows["later"]["runs"]) == ("absent", "")
+    assert rows["spare"]["state"] == "ok"
+    page = client.get("/").text
+    table = page[page.index('id="fleet-table"'):page.index("</table>", page.index("fleet-table"))]
+    assert 'data-name="pinned" data-state="drifted"' in table
+    assert "back to its declared host" in table and 'data-name="later" data-state="absent"' in table
+    # In the VM table, a fleet VM is a fleet VM: not "untracked", and never expiring.
+    vms = {v["name"]: v for v in client.get("/ui/api/vms").get_json()["vms"]}
+    assert (vms["pinned"]["state"], vms["pinned"]["owner"], vms["pinned"]["expires"]) == \
+        ("fleet", "ops", None)
+    fragments = client.get("/ui/fragments").get_json()
+    assert 'data-name="spare" data-state="ok"' in fragments["fleet"]
+    # A directory that does not validate is said, with the file and line.
+    fleet.put("any/broken.ini", os="nosuchos")
+    broken = client.get("/ui/api/fleet").get_json()
+    assert "any/broken.ini:2: [vm] os: no host serves nosuchos" in broken["error"]
+    assert 'id="fleet-error"' in client.get("/").text
+    fleet.remove("any/broken.ini")
+    # A store that cannot be read: a 503 problem, and the section says it cannot be shown.
+    monkeypatch.setattr(sqlite_db, "IDENTITY_CHECK_SECS", 0.0)  # the new file is seen at once
+    with Damage(tmp_path / "dynvm.sqlite"):
+        down = client.get("/ui/api/fleet")
+        assert down.status_code == 503 and "store" in down.get_json()["detail"]
+        assert 'id="fleet-unavailable"' in client.get("/").text

@@ -7,7 +7,7 @@
   var stamp = document.getElementById("refreshed");
   var banner = document.getElementById("store-banner");
   var bannerDetail = document.getElementById("store-banner-detail");
-  var LIVE = ["farm", "vms", "requests", "warm"];
+  var LIVE = ["farm", "fleet", "vms", "requests", "warm"];
   function stale(on) {
     LIVE.forEach(function (id) {
       var el = document.getElementById(id);

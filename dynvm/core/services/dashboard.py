@@ -33,6 +33,7 @@ from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import (
     TAG_CREATED,
     TAG_EXPIRES,
+    TAG_FLEET,
     TAG_LEASE,
     TAG_OS,
     TAG_OWNER,
@@ -75,8 +76,11 @@ def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> MemberS
 
 
 def _unleased_state(tags: Mapping[str, str], store_unread: bool) -> VmShown:
-    """A VM no lease covers: foreign, or dynvm's without a lease ("untracked"). When the
-    leases could not be read, a dynvm VM's own state tag says where it is instead."""
+    """A VM no lease covers: a long-lived VM of the fleet, foreign, or dynvm's without a
+    lease ("untracked"). When the leases could not be read, a dynvm VM's own state tag
+    says where it is instead."""
+    if TAG_FLEET in tags:
+        return VmShown.FLEET
     if TAG_OWNER not in tags:
         return VmShown.FOREIGN
     if store_unread:
@@ -182,7 +186,8 @@ class Dashboard(Subject):
     @staticmethod
     def vm_state_names() -> list[str]:
         """The states the VM table may show (its filter), sorted."""
-        return sorted(set(VM_SHOWN_OF_LEASE.values()) | {VmShown.FOREIGN, VmShown.UNTRACKED})
+        return sorted(set(VM_SHOWN_OF_LEASE.values())
+                      | {VmShown.FOREIGN, VmShown.UNTRACKED, VmShown.FLEET})
 
     # ---------------------------------------------------------------- farm
 
