@@ -148,7 +148,7 @@ def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
     fleet.put("xenhost1/db2.ini", group="db", **small)
     fleet.put("xenhost1/web.ini", host="xenhost1-1", **small)
     fleet.put("xenhost2/agent.ini", host="xenhost2-2", **small)
-    fleet.put("any/cache.ini", **small)
+    fleet.put("any/cache.ini", pools="qe-static,nightly", **small)
 
     # -- plan on an empty farm: everything to create, groups apart, nothing written --------
     farm.reset_call_counts()
@@ -170,6 +170,12 @@ def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
     assert all(v[0]["power_state"] == "Running" and v[0]["VCPUs_max"] == "2" for v in vms.values())
     assert vms["db1"][0]["other_config"][TAG_DEPLOYMENT] == svc.ctx.deployment()
     assert [e.name for e in svc.ctx.store.fleet.find()] == sorted(vms)
+    # pools=: its static-pool document, as the seed writes one, keyed by its address.
+    cache_ip = svc.ctx.store.fleet.get("cache").ip
+    assert svc.ctx.static_pools is not None and cache_ip
+    doc = svc.ctx.static_pools.get(cache_ip)
+    assert doc is not None and (doc["poolId"], doc["state"], doc["os"]) == (
+        ["nightly", "qe-static"], "available", "centos")
     again = plan(svc)
     assert again.actions == [], again.actions
     assert {f.state for f in again.findings} == {Drift.OK}, again.findings
@@ -217,6 +223,7 @@ def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
     pruned = do_apply(svc, prune=True)
     assert pruned.done == ["destroyed cache on xenhost2/xenhost2-1 (its file was removed)"]
     assert "cache" not in fleet_vms(farm) and svc.ctx.store.fleet.get("cache") is None
+    assert svc.ctx.static_pools.get(cache_ip) is None  # its document went with it
 
     # -- a host rebooted: its fleet VM (local disk: it cannot move) is started again, once ---
     agent = fleet_vms(farm)["agent"][0]
