@@ -32,6 +32,7 @@ from testbed.inis import Ini
 from testbed.serving import wait_until
 from tests.service.conftest import FAST, SPEED, write_ini
 from tests.service.test_maintenance_exec import Watcher
+from tests.support.clock import SteppedClock
 
 SHARED = "Shared storage"
 WRITES = ("VM.clone", "VM.provision", "VM.start", "VM.start_on", "VM.destroy",
@@ -332,6 +333,63 @@ def test_two_instances_running_the_leaders_duty_act_once(tmp_path: Path, farm: F
         for svc in (one, two):
             _destroy_fleet(svc, farm)
             svc.close()
+
+
+def test_a_vm_that_keeps_halting_is_started_with_back_off_then_reported(
+        tmp_path: Path, farm: Farm, caplog: pytest.LogCaptureFixture) -> None:
+    fleet = FleetDir(tmp_path / "fleet")
+    fleet.put("xenhost1/flaky.ini", os="centos", vcpus=1, memory=1, disk=5)
+    clock = SteppedClock()
+    svc = build_service(str(fleet_ini(tmp_path, farm)), timings=FAST, background=False,
+                        clock=clock)
+    hc = svc.config().hosts[1]
+    converge = svc.background.converger.run  # the leader's duty, one pass at a time
+    try:
+        assert do_apply(svc).failed == []
+        flaky = fleet_vms(farm)["flaky"][0]["uuid"]
+
+        def halted_by_hand() -> None:
+            wait_until(lambda: svc.ctx.view(hc).vms[flaky].power_state == "Running",
+                       timeout=30, what="the inventory to see it running")
+            s = _session(farm, 0)
+            try:
+                s.xenapi.VM.hard_shutdown(s.xenapi.VM.get_by_uuid(flaky))
+            finally:
+                s.xenapi.session.logout()
+            wait_until(lambda: svc.ctx.view(hc).vms[flaky].power_state == "Halted",
+                       timeout=30, what="the inventory to see it halted")
+
+        def starts() -> dict[str, Any]:
+            entry = svc.ctx.store.fleet.get("flaky")
+            assert entry is not None
+            return dict(entry.start)
+
+        halted_by_hand()
+        assert converge()["started"] == 1 and starts()["attempts"] == 1
+        halted_by_hand()  # halted again at once: left halted for 30 s
+        assert converge()["started"] == 0
+        assert fleet_vms(farm)["flaky"][0]["power_state"] == "Halted"
+        clock.advance(30)
+        assert converge()["started"] == 1 and starts()["attempts"] == 2
+        halted_by_hand()
+        clock.advance(59)  # the back-off doubles
+        assert converge()["started"] == 0
+        clock.advance(1)
+        with caplog.at_level("ERROR", logger="dynvm.fleet"):
+            assert converge()["started"] == 1
+        assert "flaky keeps failing to run: started 3 times, halted again each time" \
+            in caplog.text
+        def shown() -> dict[str, Any]:
+            return {v["name"]: v for v in svc.fleet.status()["vms"]}["flaky"]
+
+        wait_until(lambda: shown()["power"] == "Running", timeout=30,
+                   what="the status to show it running")
+        assert shown()["starts"]["attempts"] == 3
+        assert [(v["uuid"], v["power_state"]) for v in fleet_vms(farm)["flaky"]] == [
+            (flaky, "Running")]
+    finally:
+        _destroy_fleet(svc, farm)
+        svc.close()
 
 
 def test_a_copy_of_a_fleet_vm_is_stopped_never_destroyed(tmp_path: Path, farm: Farm) -> None:
