@@ -72,7 +72,7 @@ class FarmCollector(Collector):
 
 def _vm_gauges(rows: list[dict[str, Any]]) -> Iterator[Any]:
     g = GaugeMetricFamily("dynvm_vms", "VMs on the farm by state (building, ready, leased, "
-                          "releasing, foreign, untracked), OS and member host",
+                          "releasing, fleet, foreign, untracked), OS and member host",
                           labels=["state", "os", "xenhost", "host"])
     counts = Tally((r["state"], r["os"] or "", f"xenhost{r['host_ref']}", r["host"] or "")
                    for r in rows)

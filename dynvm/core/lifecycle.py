@@ -348,6 +348,20 @@ VM_SHOWN_OF_TAG = {TagState.PROVISIONING: VmShown.BUILDING, TagState.STARTED: Vm
                    TagState.ACTIVE: VmShown.LEASED, TagState.READY: VmShown.READY}
 
 
+class FleetDrift(enum.StrEnum):
+    """How a fleet VM stands against its file (the dashboard, `dynvm fleet status`, `dynvm
+    hosts`)."""
+
+    OK = "ok"  # as declared
+    DRIFTED = "drifted"  # elsewhere, halted, of another size...: `why` says
+    MISSING = "missing"  # built for the fleet once, gone now
+    ABSENT = "absent"  # declared, never built: `dynvm fleet apply` builds it
+    BUILDING = "building"  # a process holds the claim to build it
+    BLOCKED = "blocked"  # cannot be checked or built: `why` says (a pool down, a same-named VM)
+    KEPT = "kept"  # its file was removed; `apply --prune` destroys it
+    STOPPED = "stopped"  # halted, and its file says autostart=false
+
+
 class PoolShown(enum.StrEnum):
     """A [xenhostN] pool's state on the dashboard (`dynvm_host_up` is 0 when unreachable)."""
 

@@ -26,6 +26,7 @@ from typing import Any
 from dynvm.config import Fleet, FleetVm
 from dynvm.core.fleet.farm import FarmState, Member, Seen
 from dynvm.core.fleet.room import Need, Room, need_of
+from dynvm.core.lifecycle import FleetDrift as Drift
 from dynvm.core.lifecycle import FleetState
 
 
@@ -44,19 +45,6 @@ class Kind(enum.StrEnum):
     RESIZE = "resize"
     START = "start"
     CREATE = "create"
-
-
-class Drift(enum.StrEnum):
-    """How a fleet VM stands against its file (the dashboard and `dynvm hosts`)."""
-
-    OK = "ok"  # as declared
-    DRIFTED = "drifted"  # elsewhere, halted, of another size...: `why` says
-    MISSING = "missing"  # built for the fleet once, gone now
-    ABSENT = "absent"  # declared, never built: `dynvm fleet apply` builds it
-    BUILDING = "building"  # a process holds the claim to build it
-    BLOCKED = "blocked"  # cannot be checked or built: `why` says (a pool down, a same-named VM)
-    KEPT = "kept"  # its file was removed; `apply --prune` destroys it
-    STOPPED = "stopped"  # halted, and its file says autostart=false
 
 
 @dataclass(frozen=True)
