@@ -85,7 +85,9 @@ def test_bad_dashboard_input_is_a_400(client, service) -> None:
 def test_fragments_and_sorting(client, service) -> None:
     client.get("/getservers/srt?os=centos&count=2")
     parts = client.get("/ui/fragments?q=srt&sort=name&desc=1").get_json()
-    assert set(parts) == {"farm", "vms", "requests", "warm"}
+    assert set(parts) == {"farm", "fleet", "vms", "requests", "warm"}
+    assert 'id="fleet-none"' in parts["fleet"]  # no [fleet]: said, and how to declare one
+    assert client.get("/ui/api/fleet").get_json()["configured"] is False
     html = parts["vms"]
     assert html.index('data-name="srt2"') < html.index('data-name="srt1"')
     client.get("/releaseservers/srt?count=2")
