@@ -162,8 +162,13 @@ def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
     assert writes(farm) == 0 and fleet_vms(farm) == {}
 
     # -- apply: built where planned, tagged as the fleet's, recorded -----------------------
-    done = do_apply(svc)
+    progress: list[dict[str, Any]] = []  # what `apply --exec` shows as it goes
+    done = svc.fleet.apply(on_progress=progress.append)
     assert done.failed == [] and len(done.done) == 5
+    assert [p["doing"].split()[:2] for p in progress[:-1]] == [
+        ["create", a.name] for a in first.actions]
+    assert [p["done"] for p in progress] == [0, 1, 2, 3, 4, 5]
+    assert progress[-1] == {"step": 5, "total": 5, "doing": "", "done": 5, "failed": 0}
     vms = fleet_vms(farm)
     assert {n: [v["host"] for v in vs] for n, vs in vms.items()} == {
         "agent": ["xenhost2-2"], "cache": ["xenhost2-1"], "db1": ["xenhost1-1"],
