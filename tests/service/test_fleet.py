@@ -340,6 +340,42 @@ def test_two_instances_running_the_leaders_duty_act_once(tmp_path: Path, farm: F
             svc.close()
 
 
+def test_a_same_named_vm_dynvm_did_not_make_is_reported_never_touched(
+        tmp_path: Path, farm: Farm) -> None:
+    fleet = FleetDir(tmp_path / "fleet")
+    fleet.put("xenhost2/legacy.ini", os="centos", vcpus=1, memory=1, disk=5)
+    s = _session(farm, 1)
+    try:  # made by hand in XenCenter, long ago
+        ref = s.xenapi.VM.clone(s.xenapi.VM.get_by_name_label("tmpl-cnt7.7")[0], "legacy")
+        s.xenapi.VM.set_is_a_template(ref, False)
+        legacy = s.xenapi.VM.get_uuid(ref)
+    finally:
+        s.xenapi.session.logout()
+    svc = build_service(str(fleet_ini(tmp_path, farm)), timings=FAST, background=False)
+    try:
+        hc = svc.config().hosts[2]
+        wait_until(lambda: legacy in svc.ctx.view(hc).vms, timeout=30,
+                   what="the inventory to see the VM made by hand")
+        farm.reset_call_counts()
+        planned = plan(svc, prune=True)
+        assert planned.ok and planned.actions == []
+        assert planned.notes[0].startswith("legacy: a VM of that name dynvm did not make for "
+                                           "the fleet runs on xenhost2 ")
+        assert do_apply(svc, prune=True).done == []
+        assert svc.background.converger.run().get("recreated", 0) == 0
+        assert writes(farm) == 0
+        shown = svc.fleet.status()["vms"]
+        assert [(v["name"], v["state"]) for v in shown] == [("legacy", "blocked")]
+        assert "not made for the fleet exists" in shown[0]["why"]
+    finally:
+        svc.close()
+        s = _session(farm, 1)
+        try:
+            s.xenapi.VM.destroy(s.xenapi.VM.get_by_uuid(legacy))
+        finally:
+            s.xenapi.session.logout()
+
+
 def test_a_vm_that_keeps_halting_is_started_with_back_off_then_reported(
         tmp_path: Path, farm: Farm, caplog: pytest.LogCaptureFixture) -> None:
     fleet = FleetDir(tmp_path / "fleet")
