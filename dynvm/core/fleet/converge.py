@@ -75,8 +75,9 @@ class Converger:
             steps = Steps(ctx, self.port_of, lock.holder)
             stats = {"started": 0, "stopped": 0, "recreated": 0, "failed": 0}
             for action in plan.actions:
-                if action.kind == Kind.STOP:
-                    self._stop(steps, action, stats)
+                if action.kind == Kind.STOP:  # a second running copy: the guest runs once
+                    self._do(steps, action, stats, "stopped",
+                             f"the second copy of {action.name} could not be stopped")
                 elif action.kind == Kind.START:
                     self._start(steps, action, stats)
                 elif action.kind == Kind.CREATE and action.vm_uuid and action.declared \
@@ -90,14 +91,15 @@ class Converger:
         finally:
             lock.release()
 
-    def _stop(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
-        """A second running copy (a copy of a fleet VM carries its tags): the guest would
-        run twice, so it is stopped; it is kept for its owner to look at and remove."""
+    @staticmethod
+    def _do(steps: Steps, action: Action, stats: dict[str, int], counted: str,
+            failure: str) -> None:
+        """One step the leader takes on its own: logged as a warning, counted in `stats`."""
         try:
             log.warning("fleet: %s", steps.do(action))
-            stats["stopped"] += 1
+            stats[counted] += 1
         except StepFailed as exc:
-            log.error("fleet: the second copy of %s could not be stopped: %s", action.name, exc)
+            log.error("fleet: %s: %s", failure, exc)
             stats["failed"] += 1
 
     def _start(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
@@ -123,12 +125,7 @@ class Converger:
 
     def _recreate(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
         self._say(f"{action.name}: missing; recreate=true: building it again on {action.where}")
-        try:
-            log.warning("fleet: %s", steps.do(action))
-            stats["recreated"] += 1
-        except StepFailed as exc:
-            log.error("fleet: %s could not be built again: %s", action.name, exc)
-            stats["failed"] += 1
+        self._do(steps, action, stats, "recreated", f"{action.name} could not be built again")
 
     def _forget_starts(self, seen: list) -> None:
         """A VM that has run for a while since its last start is well: its count restarts."""
