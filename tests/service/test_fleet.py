@@ -297,16 +297,18 @@ def test_two_instances_running_the_leaders_duty_act_once(tmp_path: Path, farm: F
     small = {"os": "centos", "vcpus": 1, "memory": 1, "disk": 5}
     fleet.put("xenhost2/keeper.ini", recreate="true", **small)
     fleet.put("xenhost2/sleeper.ini", **small)
+    fleet.put("xenhost2/gone.ini", **small)  # recreate=false (the default): only reported
     one = build_service(str(ini), timings=FAST, background=False)
     two = build_service(str(ini), timings=FAST, background=False)
     try:
         assert do_apply(one).failed == []
         before = fleet_vms(farm)
         s = _session(farm, 1)
-        try:  # one destroyed by hand, one shut down: the leader's duty repairs both
-            keeper = s.xenapi.VM.get_by_uuid(before["keeper"][0]["uuid"])
-            s.xenapi.VM.hard_shutdown(keeper)
-            s.xenapi.VM.destroy(keeper)
+        try:  # two destroyed by hand, one shut down: the leader's duty repairs what it may
+            for name in ("keeper", "gone"):
+                ref = s.xenapi.VM.get_by_uuid(before[name][0]["uuid"])
+                s.xenapi.VM.hard_shutdown(ref)
+                s.xenapi.VM.destroy(ref)
             s.xenapi.VM.hard_shutdown(s.xenapi.VM.get_by_uuid(before["sleeper"][0]["uuid"]))
         finally:
             s.xenapi.session.logout()
@@ -330,6 +332,9 @@ def test_two_instances_running_the_leaders_duty_act_once(tmp_path: Path, farm: F
         assert len(after["keeper"]) == 1 and after["keeper"][0]["power_state"] == "Running"
         assert after["keeper"][0]["uuid"] != before["keeper"][0]["uuid"]
         assert [v["power_state"] for v in after["sleeper"]] == ["Running"]
+        assert "gone" not in after
+        gone = {v["name"]: v for v in one.fleet.status()["vms"]}["gone"]
+        assert (gone["state"], gone["why"]) == ("missing", "built for the fleet once, now gone")
         assert calls(farm, "VM.clone") == 1  # built again once
         assert calls(farm, "VM.start_on") == 2  # that build's start, and the sleeper's
         assert sum(s.get("recreated", 0) for s in stats) == 1
@@ -477,8 +482,8 @@ def test_a_copy_of_a_fleet_vm_is_stopped_never_destroyed(tmp_path: Path, farm: F
 def _sees(svc: Dynvm, before: dict[str, list[dict[str, Any]]]) -> bool:
     hc = svc.config().hosts[2]
     vms = svc.ctx.view(hc).vms
-    return before["keeper"][0]["uuid"] not in vms and \
-        vms[before["sleeper"][0]["uuid"]].power_state == "Halted"
+    return before["keeper"][0]["uuid"] not in vms and before["gone"][0]["uuid"] not in vms \
+        and vms[before["sleeper"][0]["uuid"]].power_state == "Halted"
 
 
 class GroupWatcher(Watcher):
