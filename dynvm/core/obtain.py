@@ -6,7 +6,9 @@ needs and through `deliver` to turn it into VMs, so a warm pool serves them
 all alike. `take` changes only the store (warm leases claimed, reservations
 made, atomically each, with the owner's quota); nothing reaches a host until
 the whole request is held, so a request that cannot be held gives everything
-back untouched.
+back untouched. What the owner asked its VMs to be given (`Want.setup`: keys,
+hostname, cloud-config) rides along: warm VMs are claimed only when they can
+take it (`guestsetup.warm_ok`), and get it over SSH as they are handed out.
 """
 
 from __future__ import annotations
