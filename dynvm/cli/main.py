@@ -38,7 +38,7 @@ def main() -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="gunicorn worker processes.")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Requests served at once per worker (a /getservers call waits for boots).")
+              help="Requests worked on at once per worker (one waiting for VMs lends its place).")
 @click.option("--sim-speed", default=10.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Speed factor of the embedded simulated farm.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -73,7 +73,8 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
         options = {
             "bind": bind,
             "workers": workers,
-            "worker_class": "gthread",
+            # gthread, whose requests waiting for VMs lend their thread (runtime/threads.py)
+            "worker_class": "dynvm.runtime.threads.DynvmWorker",
             "threads": threads,
             "timeout": WORKER_TIMEOUT_SECS,
             "graceful_timeout": serving.GRACEFUL_TIMEOUT_SECS,

@@ -391,11 +391,12 @@ def wait(ctx: Context, request_id: str, secs: float, poll: float = 0.2) -> Reque
     clock = ctx.clock
     deadline = clock.monotonic() + secs
     rec = first
-    while rec.state == RUNNING and clock.monotonic() < deadline:
-        clock.sleep(min(poll, deadline - clock.monotonic()))  # polling the store
-        rec = get(ctx, request_id)
-        if rec.detail != first.detail:
-            break
+    with ctx.waiting():  # a request thread lends its place while it polls
+        while rec.state == RUNNING and clock.monotonic() < deadline:
+            clock.sleep(min(poll, deadline - clock.monotonic()))  # polling the store
+            rec = get(ctx, request_id)
+            if rec.detail != first.detail:
+                break
     return rec
 
 

@@ -11,6 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 
 EventHook = Callable[[CoreEvent], None]
+# Around a long wait of a request (VMs building, a long poll): the entry point may lend the
+# place the request holds (gunicorn's request threads) to others meanwhile.
+WaitingHook = Callable[[], AbstractContextManager[None]]
 # The hypervisor side of a rolling reboot, for the pool client of one [xenhostN].
 MaintenanceFactory = Callable[[XenPool], "MaintenancePort"]
 
@@ -51,6 +55,7 @@ class Adapters:
     static_pools: StaticPools | None = None  # pools=: None when none can be written
     fleet: FleetFactory | None = None  # the fleet's power and placement calls; None: no fleet
     access: GuestAccess | None = None  # owners' keys over SSH: None when not offered
+    waiting: WaitingHook = nullcontext  # around a request's long waits
 
 
 def new_instance_id() -> str:
@@ -72,6 +77,7 @@ class Context:
     on_event: EventHook = no_event  # told each CoreEvent, for metrics
     fleet: FleetFactory | None = None  # the fleet's side of a pool client (Adapters.fleet)
     access: GuestAccess | None = None  # owners' keys on booted guests, over SSH
+    waiting: WaitingHook = nullcontext  # around a request's long waits: lends its place
     _deployment: str | None = None
     # Hosts a reload removed, kept so their leased VMs can still be destroyed.
     retired_hosts: dict[int, HostConfig] = field(default_factory=dict)

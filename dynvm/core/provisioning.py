@@ -339,8 +339,9 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
     cancel = ctx.stopping  # a stopping process cancels its builds (they roll back)
     built: list[Built] = []
     failed: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(max_workers=min(len(jobs), 64),
-                            thread_name_prefix="dynvm-build") as pool:
+    # The caller only waits from here on: a request thread lends its place meanwhile.
+    with ctx.waiting(), ThreadPoolExecutor(max_workers=min(len(jobs), 64),
+                                           thread_name_prefix="dynvm-build") as pool:
         # Each build runs in a copy of the caller's context, so its log lines carry
         # the request id (dynvm.core.trace).
         futures = {pool.submit(contextvars.copy_context().run, build_one, ctx, job, cancel): job

@@ -25,7 +25,7 @@ from dynvm.core.services import Dynvm, TokenAdmin
 from dynvm.core.store import Store, StoreError
 from dynvm.core.templates import missing_templates
 from dynvm.guest import SshAccess, SshProbe
-from dynvm.runtime import events
+from dynvm.runtime import events, threads
 from dynvm.store.factory import open_backend, open_store, proposed_identity
 from dynvm.store.static_pool import open_static_pools
 from dynvm.xen import open_pool
@@ -78,7 +78,7 @@ def adapters(cfg: Config, store: Store | None = None) -> Adapters:
                     pools=open_pool, guest=SshProbe(), identity=proposed_identity(cfg.store),
                     maintenance=xen_maintenance, static_pools=open_static_pools(cfg.store),
                     fleet=xen_fleet,
-                    access=SshAccess())
+                    access=SshAccess(), waiting=threads.waiting)
 
 
 def default_timings(cfg: Config) -> Timings:

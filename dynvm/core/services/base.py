@@ -45,7 +45,7 @@ class Runtime:
                            guest=adapters.guest, identity=adapters.identity,
                            static_pools=adapters.static_pools, on_event=on_event, clock=clock,
                            fleet=adapters.fleet,
-                           access=adapters.access)
+                           access=adapters.access, waiting=adapters.waiting)
         self.background = Background(self.ctx, timings)
         self.run_background = background
         self.store_probe = StoreProbe(adapters.store, clock=clock)
