@@ -2,7 +2,7 @@
 
 Every way to ask for VMs (a legacy `getservers`, a v1 request, the CLI through
 v1, a queued request being dispatched) goes through `take` to hold what it
-needs and through `deliver` to turn it into VMs, so a warm pool serves them
+needs and through `hand_out` to turn it into VMs, so a warm pool serves them
 all alike. `take` changes only the store (warm leases claimed, reservations
 made, atomically each, with the owner's quota); nothing reaches a host until
 the whole request is held, so a request that cannot be held gives everything
