@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 
 from dynvm.core.maintenance import state
 
@@ -204,6 +205,15 @@ def test_sections_are_computed_once_per_generation_and_follow_every_change(
     first = board.snapshot()
     rows = board.vms(first)
     assert board.vms(board.snapshot()) is rows  # nothing changed: the same rows
+    # A store write that changes none of the records shown (a heartbeat) keeps them,
+    # and every thread of the worker shares them.
+    service.ctx.store.documents.update("unrelated", lambda d: {"n": 1})
+    assert board.vms(board.snapshot()) is rows
+    other: list[object] = []
+    worker = threading.Thread(target=lambda: other.append(board.vms(board.snapshot())))
+    worker.start()
+    worker.join()
+    assert other == [rows] and other[0] is rows
     assert board.hosts(board.snapshot())["totals"] == board.hosts(first)["totals"]
     # Another process drains pool 1 in the store: the next snapshot shows it.
     state.set_in_maintenance(service.ctx.store.direct, f"1/{first.views[1].hosts[0].uuid}",

@@ -157,7 +157,9 @@ class Dashboard(Subject):
         super().__init__(rt)
         self._history = history
         self._store_reads = PerGeneration(rt.ctx.store, rt.ctx.clock)
-        self._memo = threading.local()  # this thread's sections of its last generation
+        self._memo_lock = threading.Lock()
+        self._memo_key: tuple[Any, ...] | None = None
+        self._memo: dict[Any, Any] = {}
 
     def snapshot(self) -> Snapshot:
         """One read of config, inventory and store for every section of one answer
@@ -165,19 +167,24 @@ class Dashboard(Subject):
         return Snapshot.take(self.rt, self._store_reads)
 
     def _memo_of(self, snap: Snapshot) -> dict[Any, Any]:
-        """This thread's values computed from the same inventory and store records as
-        `snap` (the inventory re-issues one object per change, the store's records are
-        kept per generation): sections and totals are computed once per generation."""
-        gen = (snap.cfg, snap.leases, snap.reservations, snap.blocked, snap.store_error,
-               *[x for ref, v in sorted(snap.views.items()) for x in (ref, v.vms, v.hosts)])
-        last = getattr(self._memo, "gen", None)
-        if last is None or len(last) != len(gen) or any(
-                a is not b for a, b in zip(last, gen, strict=True)):
-            self._memo.gen, self._memo.values = gen, {}
-        values: dict[Any, Any] = self._memo.values
-        if len(values) > MAX_KEYS:
-            values.clear()
-        return values
+        """The values computed from the same configuration and inventory views (the
+        inventory re-issues one object per change) and equal store records as `snap`,
+        shared by the worker's threads: sections and totals are computed once per
+        change, not once per thread or per store write that changes none of them."""
+        refs = tuple(sorted(snap.views))
+        views = [x for ref in refs for x in (snap.views[ref].vms, snap.views[ref].hosts,
+                                             snap.views[ref].templates)]
+        records = (snap.leases, snap.reservations, snap.blocked, snap.store_error)
+        with self._memo_lock:
+            last = self._memo_key
+            if (last is None or last[0] is not snap.cfg or last[1] != refs
+                    or len(last[2]) != len(views)
+                    or any(a is not b for a, b in zip(last[2], views, strict=True))
+                    or last[3] != records):
+                self._memo_key, self._memo = (snap.cfg, refs, views, records), {}
+            elif len(self._memo) > MAX_KEYS:
+                self._memo = {}
+            return self._memo
 
     def os_keys(self) -> frozenset[str]:
         """The OS keys some host serves (the VM table's filter)."""
