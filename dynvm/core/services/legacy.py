@@ -24,7 +24,7 @@ from dynvm.core.store import Reservation, StoreUnavailable
 from dynvm.core.store_cache import MAX_KEYS, PerGeneration
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class _Room:
     """What the store says about room on the hosts: reservations and blocked hosts."""
 
@@ -34,8 +34,9 @@ class _Room:
 
 
 def _same(a: tuple, b: tuple) -> bool:
-    """(room, ready, views): the same room object and views, the same ready count."""
-    return (a[0] is b[0] and a[1] == b[1] and len(a[2]) == len(b[2])
+    """(room, ready, views): the same views, an equal room and ready count (a store write
+    that changed neither, a heartbeat, keeps the count)."""
+    return (a[0] == b[0] and a[1] == b[1] and len(a[2]) == len(b[2])
             and all(x is y for p, q in zip(a[2], b[2], strict=True)
                     for x, y in zip(p, q, strict=True)))
 
