@@ -20,11 +20,10 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from dynvm.api import access, auth
 from dynvm.api import dashboard_history as history
-from dynvm.api.dashboard_charts import line_chart
 from dynvm.api.v1.problems import problem
 from dynvm.api.validation import InvalidParam
 from dynvm.core.errors import StoreDown, StoreError
-from dynvm.core.services import RECENT_HOURS
+from dynvm.core.services import RECENT_HOURS, doc_owner
 
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm, Snapshot
@@ -115,6 +114,13 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _hm(epoch: float | None) -> str:
+    """A time of today as an operator reads it at a glance (UTC)."""
+    if not isinstance(epoch, int | float) or not epoch:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
+
+
 def _gib(n: float | None) -> str:
     return "" if n is None else f"{n / 2**30:.1f}"
 
@@ -157,7 +163,7 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
     viewer = access.viewer()
     ctx: dict[str, Any] = {"viewer": access.caller(), "csrf": _csrf(),
                            "refresh_secs": _int("refresh", REFRESH_SECS, 1, 3600), "ago": _ago, "when": _when,
-                           "gib": _gib, "link": _link, "args": request.args,
+                           "hm": _hm, "gib": _gib, "owner_of": doc_owner, "link": _link, "args": request.args,
                            "store_error": snap.store_error,
                            "os_keys": sorted(board.os_keys()),
                            "vm_states": board.vm_state_names()}
@@ -187,10 +193,13 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
             found = _query(docs, _history_args())
             pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
             page = min(_int("h_page", 1), pages)
+            whole = len(found) == len(docs)  # the whole history: figured once per read
             ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
                        hist_total=len(found), hist_page=page, hist_pages=pages,
-                       charts=_charts(found if len(found) != len(docs) else
-                                      history.whole_history_stats(svc, docs)))
+                       summary=history.whole_history(svc, docs, "summary")
+                       if whole else history.history_summary(found),
+                       chart_json=_chart_json(history.whole_history(svc, docs, "charts")
+                                              if whole else history.chart_series(found)))
         ctx["hist_query"] = urlencode({k: v for k, v in request.args.items()
                                        if k.startswith("h_") and k != "h_page"})
     return ctx
@@ -202,23 +211,10 @@ def _csrf() -> str:
     return auth.csrf_of(secret) if secret else ""
 
 
-def _charts(docs: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
-            ) -> list[dict[str, Any]]:
-    """Per-OS charts of the given documents (or of their precomputed stats)."""
-    stats = docs if isinstance(docs, dict) else history.history_stats(docs)
-    out = []
-    for os_key, days in stats.items():
-        labels = [d["day"] for d in days]
-        out.append({"os": os_key, "svgs": [
-            line_chart(f"{os_key}: create duration", labels,
-                       {"p50": [d["create_p50"] for d in days],
-                        "p95": [d["create_p95"] for d in days]}, "s"),
-            line_chart(f"{os_key}: VMs created per day", labels,
-                       {"created": [float(d["created"]) for d in days]}),
-            line_chart(f"{os_key}: live duration (median)", labels,
-                       {"p50": [d["live_p50"] for d in days]}, "s"),
-        ]})
-    return out
+def _chart_json(series: dict[str, Any]) -> str:
+    """The charts' data, for the `data-figures` attribute the chart script reads (escaped
+    there like any attribute: the page runs no inline script)."""
+    return json.dumps(series, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------- pages

@@ -98,6 +98,8 @@ def _host_gauges(farm: dict[str, Any]) -> Iterator[Any]:
     for p in farm["pools"]:
         x = f"xenhost{p['ref']}"
         up.add_metric([x], 0 if p["state"] == PoolShown.UNREACHABLE else 1)
+        if p["state"] == PoolShown.UNREACHABLE:
+            continue  # its members are listed as last read: no current figure to report
         for m in p["members"]:
             enabled.add_metric([x, m["name"]], 0 if m["state"] == MemberShown.DISABLED else 1)
             free.add_metric([x, m["name"]], m["memory_free"])

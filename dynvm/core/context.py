@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from dynvm.config import Config, HostConfig
 from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.lifecycle import CoreEvent
-from dynvm.core.ports import GuestAccess, GuestProbe, PoolView, XenPool
+from dynvm.core.ports import GuestAccess, GuestProbe, Outage, PoolView, XenPool
 from dynvm.core.registry import PoolFactory, PoolRegistry
 from dynvm.core.store import Store
 from dynvm.core.templates import TemplateWatch
@@ -108,6 +108,10 @@ class Context:
         if self.fleet is None:
             raise RuntimeError("the fleet is not wired to a hypervisor")
         return self.fleet(self.registry.get(host))
+
+    def outage(self, host: HostConfig) -> Outage | None:
+        """Why and since when `host`'s pool does not answer (None while it does)."""
+        return self.registry.get(host).outage()
 
     def view(self, host: HostConfig) -> PoolView:
         """The pool's inventory; with `inventory.cache=false`, read afresh every time.

@@ -377,6 +377,7 @@ class MemberShown(enum.StrEnum):
     DRAINED = "drained"
     DISABLED = "disabled"
     IN_MAINTENANCE = "in maintenance"
+    UNKNOWN = "unknown"  # its pool does not answer: shown as last read
 
 
 # -- what the core reports ---------------------------------------------------------------------

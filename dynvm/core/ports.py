@@ -170,6 +170,16 @@ class FirstBoot:
 
 
 @dataclass(frozen=True)
+class Outage:
+    """A pool this process cannot read now: since when (epoch seconds), why, and the
+    last inventory it read before, so an operator still sees what the pool held."""
+
+    since: float
+    detail: str
+    last: PoolView | None
+
+
+@dataclass(frozen=True)
 class VmBuild:
     """Everything needed to build one VM on one member host."""
 
@@ -196,6 +206,10 @@ class XenPool(Protocol):
 
     def view(self, max_age: float | None = None) -> PoolView:
         """Current inventory; raises HostUnreachable if it cannot be had."""
+
+    def outage(self) -> Outage | None:
+        """Since when and why the pool fails to answer, with the last inventory read
+        before; None while it answers."""
 
     def build(self, spec: VmBuild, cancel: threading.Event | None = None) -> VmView:
         """Clone, describe, size, network, tag, provision and start the VM.

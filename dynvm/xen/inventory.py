@@ -87,6 +87,7 @@ class Inventory:
         self.failed_at = 0.0  # monotonic time of the last failed load
         self.retry_at = 0.0  # until then, callers fail fast
         self.last_error: XenError | None = None
+        self.down_since: float | None = None  # wall time the pool first failed, until it answers
         self.feed_ok = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -222,6 +223,7 @@ class Inventory:
             self.fresh_at = time.monotonic()
             self.failed_at = 0.0
             self.last_error = None
+            self.down_since = None
             self.generation += 1
             self._cond.notify_all()
 
@@ -230,6 +232,8 @@ class Inventory:
             self.failed_at = time.monotonic()
             self.retry_at = self.failed_at + max(retry_in, RETRY_MIN)
             self.last_error = exc
+            if self.down_since is None:
+                self.down_since = time.time()
             self.feed_ok = False
             self._cond.notify_all()
 
@@ -453,6 +457,7 @@ class Inventory:
             self.fresh_at = time.monotonic()
             self.failed_at = 0.0
             self.last_error = None
+            self.down_since = None
             self.feed_ok = True
             self._cond.notify_all()
         return refetch

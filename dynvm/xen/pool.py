@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dynvm.config import HostConfig
-from dynvm.core.ports import TAG_LEASE, PoolView, VmBuild, VmView, XenError
+from dynvm.core.ports import TAG_LEASE, Outage, PoolView, VmBuild, VmView, XenError
 from dynvm.xen import records as R
 from dynvm.xen.build import VmBuilder
 from dynvm.xen.configdrive import ConfigDrives
@@ -66,6 +66,14 @@ class XenPoolClient:
             memo = (snap.generation, self._build_view(snap.tables))
             self._memo = memo
         return dataclasses.replace(memo[1], age_secs=inv.age)
+
+    def outage(self) -> Outage | None:
+        inv = self.inventory
+        since, err = inv.down_since, inv.last_error
+        if since is None or err is None:
+            return None
+        memo = self._memo
+        return Outage(since=since, detail=str(err), last=memo[1] if memo else None)
 
     def _build_view(self, recs: Mapping[str, Mapping[str, dict[str, Any]]]) -> PoolView:
         """The whole view from one snapshot of the inventory."""

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,96 @@ def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, farm: Farm,
         assert "q=zet" in drv.current_url
         for name in ("zeta", "alpha"):
             requests.get(f"{base}/releaseservers/{name}", headers=bearer(admin), timeout=120)
+
+
+WIDTHS = (1400, 500)
+
+
+def _shown(el, css: str) -> list:
+    """The elements under `el` matching `css` that are displayed."""
+    from selenium.webdriver.common.by import By
+
+    return [e for e in el.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
+SECTIONS = {"farm": "#farm-table tbody tr", "vms": "#vm-table tr.vm",
+            "requests": "#requests-recent tr.request", "warm": "#warm tbody tr",
+            "history": "#history-table tr.hist"}
+
+
+def test_every_section_reads_at_desktop_and_phone_widths(tmp_path: Path, farm: Farm,
+                                                         browser) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    warm = "\n[pool centos]\nready=1\nready.ttl.minutes=60\n"
+    ini = write_ini(tmp_path, farm, extra=auth_section("mutating") + warm)
+    team_a, admin = make_token(ini, "team-a"), make_token(ini, "ops", admin=True)
+    with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
+        for job in ("perf", "smoke"):
+            r = requests.get(f"{base}/getservers/{job}?os=centos&count=2&expiresin=60",
+                             headers=bearer(team_a), timeout=300)
+            assert r.status_code == 200, r.text
+        r = requests.get(f"{base}/releaseservers/smoke?count=2", headers=bearer(team_a), timeout=60)
+        assert r.status_code == 200, r.text
+        sign_in(browser, base, admin)
+        shot_dir = Path(os.environ.get("DYNVM_SCREENSHOT_DIR") or tmp_path)
+        for width in WIDTHS:
+            browser.set_window_size(width, 1600)
+            browser.get(base + "/?refresh=3600")
+            counts = wait_until(lambda: (lambda c: c if all(c.values()) else None)(
+                browser.execute_script(
+                    "var s = arguments[0], out = {}; Object.keys(s).forEach(function (k) {"
+                    " out[k] = document.querySelectorAll(s[k]).length; }); return out;",
+                    SECTIONS)), timeout=60, what=f"every section with data at {width}px")
+            assert counts["history"] >= 2, counts
+            browser.save_screenshot(str(shot_dir / f"dashboard-{width}.png"))
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth;")
+            assert overflow <= 0, f"{width}px: the page scrolls sideways by {overflow}px"
+            wide = browser.execute_script(
+                "return Array.from(document.querySelectorAll('section')).filter("
+                "s => s.scrollWidth > s.clientWidth + 1).map(s => s.querySelector('h2').id);")
+            assert wide == [], f"{width}px: sections scrolling sideways: {wide}"
+            tallest = browser.execute_script(
+                "return Math.max.apply(null, Array.from(document.querySelectorAll("
+                "'#vm-table tr.vm, #requests-recent tr.request, #farm-table tbody tr'))"
+                ".map(r => r.getBoundingClientRect().height));")
+            assert tallest < 200, f"{width}px: a row {tallest}px tall"
+            # The charts: drawn by the chart library, with both axes labelled.
+            wait_until(lambda: browser.find_element(By.TAG_NAME, "body")
+                       .get_attribute("data-charts") == "3", timeout=30, what="three charts")
+            charts = browser.find_elements(By.CSS_SELECTOR, "#history-charts .uplot")
+            assert len(charts) == 3
+            for chart in charts:
+                assert chart.find_elements(By.TAG_NAME, "canvas")
+                assert chart.rect["x"] + chart.rect["width"] <= width
+                axes = chart.get_attribute("data-axes").split("|")
+                assert axes[0] == "time (UTC)" and axes[1] in ("VMs", "seconds", "minutes"), axes
+                assert "centos" in chart.find_element(By.CSS_SELECTOR, ".u-legend").text
+            # A tooltip where the cursor is over a point of the first chart.
+            over = charts[0].find_element(By.CSS_SELECTOR, ".u-over")
+            ActionChains(browser).move_to_element(over).perform()
+            tip = wait_until(partial(_shown, charts[0], ".chart-tip"), timeout=10,
+                             what="the chart's tooltip")[0]
+            assert "UTC" in tip.text and "centos" in tip.text, tip.text
+            assert browser.find_element(By.ID, "api-docs").get_attribute("href") \
+                .endswith("/api/v1/docs")
+            owners = browser.execute_script(
+                "return Array.from(document.querySelectorAll('#requests-recent .req-owner'))"
+                ".map(e => e.textContent);")
+            assert "team-a" in owners, owners
+            browser.save_screenshot(str(shot_dir / f"dashboard-{width}.png"))
+        # The History owner filter finds the token owner's VMs, and shows the owner.
+        browser.set_window_size(*DESKTOP)
+        browser.get(base + "/")
+        browser.find_element(By.ID, "h-owner").send_keys("team-a")
+        browser.find_element(By.ID, "h-search").click()
+        wait_until(lambda: "h_owner=team-a" in (browser.current_url or ""), timeout=30,
+                   what="the owner search")
+        rows = wait_until(lambda: browser.execute_script(
+            "return Array.from(document.querySelectorAll('#history-table tr.hist'))"
+            ".map(r => [r.dataset.name, r.querySelector('.hist-owner').textContent]);"),
+            timeout=30, what="the owner's history")
+        assert sorted(name for name, _ in rows) == ["smoke1", "smoke2"] or \
+            {name for name, _ in rows} >= {"smoke1", "smoke2"}, rows
+        assert {owner for _, owner in rows} == {"team-a"}, rows
+        requests.get(f"{base}/releaseservers/perf?count=2", headers=bearer(team_a), timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html as htmlmod
 import io
 import json
 import threading
@@ -74,7 +75,14 @@ def test_history_query_paging_and_csv(client, service) -> None:
     rows = list(csv.DictReader(io.StringIO(client.get("/ui/history.csv?h_name=hq").text)))
     assert {r["name"] for r in rows} == names and all(r["state"] == "deleted" for r in rows)
     html = client.get("/?h_name=hq").text
-    assert 'id="history-count">3 document(s)' in html and "<svg" in html
+    assert 'id="history-count">3 document(s)' in html
+    # The charts' figures travel as JSON for the vendored chart library, and as a table.
+    figures = html.split('id="history-charts" data-figures="', 1)[1].split('"', 1)[0]
+    data = json.loads(htmlmod.unescape(figures))
+    assert sum(data["series"]["created"]["centos"]) == 3 and data["step"] == 300
+    assert len(data["t"]) == len(data["series"]["created"]["centos"]) >= 1
+    assert "vendor/uplot/uPlot.iife.min.js" in html
+    assert client.get("/ui/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
 
 
 def test_bad_dashboard_input_is_a_400(client, service) -> None:
@@ -232,3 +240,31 @@ def test_sections_are_computed_once_per_generation_and_follow_every_change(
     assert [v["name"] for v in client.get("/ui/api/vms?q=gen").get_json()["vms"]] == ["gen"]
     assert board.vms(board.snapshot()) is not rows
     client.get("/releaseservers/gen")
+
+
+def test_unreachable_pool_says_since_when_and_keeps_its_hosts(client, farm) -> None:
+    from testbed.serving import wait_until
+
+    before = {p["ref"]: p for p in client.get("/ui/api/hosts").get_json()["pools"]}
+    names = sorted(m["name"] for m in before[2]["members"])
+    master = farm.pools[1].master.name_label
+    farm.set_unreachable(master, True)
+    try:
+        pool = wait_until(lambda: next((p for p in client.get("/ui/api/hosts").get_json()["pools"]
+                                        if p["ref"] == 2 and p["state"] == "unreachable"), None),
+                          timeout=30, what="pool 2 seen unreachable")
+        assert pool["since"] and pool["last_known"] is True
+        assert sorted(m["name"] for m in pool["members"]) == names
+        assert all(m["state"] == "unknown" for m in pool["members"])
+        html = client.get("/").text
+        row = html.split('data-ref="2"', 1)[1].split("</tr>", 1)[0]
+        assert "unreachable since" in row and "UTC" in row
+        # The raw error is on hover only, never the row's text.
+        shown = row.replace(pool["error"], "") if pool["error"] else row
+        assert 'title="' in row and "Error" not in shown.split('title="')[0]
+        assert html.count("last known") >= len(names)
+    finally:
+        farm.set_unreachable(master, False)
+    wait_until(lambda: all(p["state"] == "up" for p in
+                           client.get("/ui/api/hosts").get_json()["pools"]),
+               timeout=30, what="pool 2 back")

@@ -237,3 +237,24 @@ def test_adopted_and_warm_pool_documents_have_the_seeds_types(tmp_path, farm,
     assert docs["adopted"]["cpu"] == docs["built"]["cpu"] == "2"
     assert docs["adopted"]["origin"] == docs["built"]["origin"]
     assert docs["adopted"]["disk"] == docs["built"]["disk"]
+
+def test_farm_table_adds_up_with_warm_vms(warm) -> None:
+    """A pool's per-OS figure is the sum of its members' (free slots plus warm VMs ready on
+    each), and the warm share is shown, not folded in silently."""
+    c = create_app(service=warm).test_client()
+    assert c.get("/getavailablecount/centos").status_code == 200  # a request wakes the filler
+    wait_until(lambda: len(ready(warm)) == 2, timeout=20, what="the pool to fill")
+    farm_view = warm.dashboard.hosts()
+    warm_total = 0
+    for pool in farm_view["pools"]:
+        for os_key, n in pool["available"].items():
+            assert n == sum(m["available"].get(os_key, 0) for m in pool["members"]), pool
+        for m in pool["members"]:
+            for os_key, w in m["warm"].items():
+                assert m["available"][os_key] >= w
+        warm_total += pool["warm"].get("centos", 0)
+        assert pool["warm"].get("centos", 0) == sum(m["warm"].get("centos", 0)
+                                                    for m in pool["members"])
+    assert warm_total == 2
+    html = c.get("/").text
+    assert html.count("warm)</span>") >= 2  # the pool's row and a member's carry the hint

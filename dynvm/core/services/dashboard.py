@@ -38,6 +38,8 @@ from dynvm.core.ports import (
     TAG_OS,
     TAG_OWNER,
     TAG_STATE,
+    HostView,
+    PoolView,
 )
 from dynvm.core.progress import STEP_TIME_PREFIX
 from dynvm.core.records import RequestRecord
@@ -73,6 +75,21 @@ def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> MemberS
     if not enabled:
         return MemberShown.DISABLED
     return MemberShown.DRAINED if drained else MemberShown.UP
+
+
+MEMBER_TOTALS = ("vms", "vcpus_used", "cpu_count", "memory_total", "memory_free", "memory_used",
+                 "disk_total", "disk_used")
+
+
+def _member_row(view: PoolView, m: HostView) -> dict[str, Any]:
+    """A member host's load and size as `view` shows it."""
+    running = view.running_on(m.uuid)
+    return {"name": m.name_label, "uuid": m.uuid, "address": m.address, "vms": len(running),
+            "vcpus_used": sum(v.vcpus_max for v in running), "cpu_count": m.cpu_count,
+            "memory_total": m.memory_total, "memory_free": m.memory_free,
+            "memory_used": m.memory_total - m.memory_free,
+            "disk_total": sum(size for size, _ in m.srs.values()),
+            "disk_used": sum(used for _, used in m.srs.values())}
 
 
 def _unleased_state(tags: Mapping[str, str], store_unread: bool) -> VmShown:
@@ -211,6 +228,10 @@ class Dashboard(Subject):
                                  and "view_age_secs" in p else p for p in out["pools"]]}
 
     def _hosts(self, snap: Snapshot) -> dict[str, Any]:
+        """A pool's `available` per OS is its members' free slots plus its warm VMs
+        ready to hand out (`warm`), so the members' figures add up to the pool's. A
+        pool that does not answer says since when (`since`) and lists its members as
+        last read (`last_known`), counted in no total."""
         cfg = snap.cfg
         pools = []
         totals: defaultdict[str, float] = defaultdict(float)
@@ -219,44 +240,48 @@ class Dashboard(Subject):
             pool: dict[str, Any] = {"ref": hc.ref, "name": hc.name, "labels": sorted(hc.labels),
                                     "os": sorted(hc.os), "drain": hc.drain, "members": []}
             if view is None:
+                outage = snap.outages.get(hc.ref)
+                last = outage.last if outage else None
                 pool.update(state=PoolShown.UNREACHABLE, error=snap.errors.get(hc.ref, ""),
-                            available={o: 0 for o in sorted(hc.os)})
+                            since=outage.since if outage else None, last_known=last is not None,
+                            available={o: 0 for o in sorted(hc.os)}, warm={})
+                for m in sorted(last.hosts if last else (), key=lambda m: m.name_label):
+                    assert last is not None
+                    pool["members"].append(dict(_member_row(last, m), state=MemberShown.UNKNOWN,
+                                                available={}, warm={}))
                 pools.append(pool)
                 continue
             drained = hc.drain or str(hc.ref) in snap.blocked
             pool.update(state=PoolShown.DRAINED if drained else PoolShown.UP, error="",
                         view_age_secs=round(view.age_secs, 2))
+            known = snap.store_error is None  # room taken and warm VMs: unknown otherwise
             slots: dict[str, dict[str, int]] = defaultdict(dict)
-            for o in sorted(hc.os) if snap.store_error is None else ():  # room taken: unknown
+            for o in sorted(hc.os) if known else ():
                 for member_uuid, n in snap.slots(hc.ref, o).items():
                     slots[member_uuid][o] = 0 if hc.drain else n
+            warm: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            for lease in snap.leases:
+                vm = view.vms.get(lease.vm_uuid)
+                if lease.state == LEASE_READY and lease.host_ref == hc.ref \
+                        and lease.os in cfg.pools and vm is not None:
+                    warm[vm.resident_on][lease.os] += 1
             for m in sorted(view.hosts, key=lambda m: m.name_label):
-                running = view.running_on(m.uuid)
-                disk_total = sum(size for size, _ in m.srs.values())
-                disk_used = sum(used for _, used in m.srs.values())
-                member: dict[str, Any] = {
-                    "name": m.name_label, "uuid": m.uuid, "address": m.address,
-                    "state": _member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained),
-                    "vms": len(running),
-                    "vcpus_used": sum(v.vcpus_max for v in running), "cpu_count": m.cpu_count,
-                    "memory_total": m.memory_total, "memory_free": m.memory_free,
-                    "memory_used": m.memory_total - m.memory_free,
-                    "disk_total": disk_total, "disk_used": disk_used,
-                    "available": slots.get(m.uuid, {}),
-                }
-                for k in ("vms", "vcpus_used", "cpu_count", "memory_total", "memory_free",
-                          "memory_used", "disk_total", "disk_used"):
+                state = _member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained)
+                member = dict(_member_row(view, m), state=state,
+                              available={o: n + warm[m.uuid].get(o, 0)
+                                         for o, n in slots.get(m.uuid, {}).items()},
+                              warm=dict(warm[m.uuid]))
+                for k in MEMBER_TOTALS:
                     totals[k] += member[k]
                 pool["members"].append(member)
-            ready: defaultdict[str, int] = defaultdict(int)
-            for lease in snap.leases:
-                if lease.state == LEASE_READY and lease.host_ref == hc.ref:
-                    ready[lease.os] += 1
-            pool["available"] = {o: sum(s.get(o, 0) for s in slots.values()) + ready[o]
-                                 for o in sorted(hc.os) if snap.store_error is None}
+            pool["available"] = {o: sum(m["available"].get(o, 0) for m in pool["members"])
+                                 for o in sorted(hc.os) if known}
+            pool["warm"] = {o: n for o in sorted(hc.os)
+                            if (n := sum(m["warm"].get(o, 0) for m in pool["members"]))}
             pools.append(pool)
         return {"pools": pools, "totals": {k: int(v) for k, v in totals.items()},
-                "capacity": self.capacity(snap)["os"] if snap.store_error is None else {}}
+                "capacity": self.capacity(snap)["os"] if snap.store_error is None else {},
+                "labelled": any(p["labels"] for p in pools)}
 
     def capacity(self, snap: Snapshot | None = None) -> dict[str, Any]:
         """Available VM count of every served OS (default labels, as /getavailablecount)."""
@@ -360,7 +385,8 @@ class Dashboard(Subject):
         running, recent = [], []
         mine = (r for r in records if viewer.may_own(request_owner(r)))
         for r in sorted(mine, key=lambda r: r.started, reverse=True):
-            row = {"id": r.id, "name": r.name, "os": r.os, "count": r.count, "state": r.state,
+            row = {"id": r.id, "owner": request_owner(r), "name": r.name, "os": r.os,
+                   "count": r.count, "state": r.state,
                    "instance": r.instance, "started": r.started, "finished": r.finished,
                    "warm_pool": is_warm_request(r.id),
                    "elapsed_secs": round((r.finished or now) - r.started, 1),

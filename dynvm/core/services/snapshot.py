@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from dynvm.core.capacity import host_key, slots_on
 from dynvm.core.errors import StoreDown
 from dynvm.core.maintenance.state import is_blocked, placement_blocked
-from dynvm.core.ports import PoolView
+from dynvm.core.ports import Outage, PoolView
 from dynvm.core.services.base import Runtime
 from dynvm.core.store import Lease, Reservation
 from dynvm.core.store_cache import PerGeneration
@@ -42,6 +42,8 @@ class Snapshot:
     # Why the store could not be read, if it could not: the store's records are then
     # unknown (not empty), and whoever shows this snapshot must say so.
     store_error: str | None = None
+    # Pools that do not answer: since when, why, and what they held when last read.
+    outages: dict[int, Outage] = field(default_factory=dict)
 
     @classmethod
     def take(cls, rt: Runtime, reads: PerGeneration | None = None) -> Snapshot:
@@ -49,12 +51,15 @@ class Snapshot:
         cfg = rt.config()
         ctx = rt.ctx
         hosts = sorted(cfg.hosts.values(), key=lambda h: h.ref)
-        views, errors = {}, {}
+        views, errors, outages = {}, {}, {}
         for h in hosts:
             try:
                 views[h.ref] = ctx.view(h)
             except Exception as exc:  # unreachable: shown as such, never fatal
                 errors[h.ref] = str(exc)
+                outage = ctx.outage(h)
+                if outage is not None:
+                    outages[h.ref] = outage
         store = ctx.store
 
         def read() -> tuple[list[Lease], list[Reservation], frozenset[str]]:
@@ -69,8 +74,10 @@ class Snapshot:
             leases, reservations, blocked = rt.read(
                 read if reads is None else lambda: reads.read("snapshot", read, until=lapses))
         except StoreDown as exc:
-            return cls(cfg, views, errors, [], ctx.clock(), store_error=exc.message)
-        return cls(cfg, views, errors, leases, ctx.clock(), reservations, blocked)
+            return cls(cfg, views, errors, [], ctx.clock(), store_error=exc.message,
+                       outages=outages)
+        return cls(cfg, views, errors, leases, ctx.clock(), reservations, blocked,
+                   outages=outages)
 
     def require_store(self) -> Snapshot:
         """This snapshot, if its store records were read; else StoreDown (a 503)."""
