@@ -23,7 +23,7 @@ from dynvm.api import dashboard_history as history
 from dynvm.api.v1.problems import problem
 from dynvm.api.validation import InvalidParam
 from dynvm.core.errors import StoreDown, StoreError
-from dynvm.core.services import RECENT_HOURS, doc_owner
+from dynvm.core.services import RECENT_HOURS, doc_owner, span
 
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm, Snapshot
@@ -98,14 +98,7 @@ def _link(**changes: Any) -> str:
 
 
 def _ago(secs: float | None) -> str:
-    if not isinstance(secs, int | float):  # None, or missing from an older document
-        return ""
-    neg, secs = secs < 0, abs(int(secs))
-    d, rem = divmod(secs, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    text = f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s" if m else f"{s}s"
-    return f"-{text}" if neg else text
+    return span(secs, unknown="")
 
 
 def _when(epoch: float | None) -> str:

@@ -1,4 +1,5 @@
-"""`dynvm get/list/release/extend/status/capacity/history`: the v1 API from a terminal.
+"""`dynvm get/list/show/summary/release/extend/status/capacity/history`: the v1 API from a
+terminal.
 
 Exit codes: 0 done; 1 a request that failed or was cancelled; 2 no URL or
 token configured; 3 network error (cannot connect, timeout); 4 the server
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from dynvm.cli.times import Moment, span, when
 from dynvm.client.http import Client, ClientError, settings
 from dynvm.core.lifecycle import FINAL_STEPS, REQUEST_END, RequestState, Step
 
@@ -43,25 +45,36 @@ def _run(fn: Callable[[], int | None]) -> None:
     sys.exit(code)
 
 
-def _when(epoch: float | None) -> str:
-    if not epoch:
-        return "-"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _console() -> Any:
     from rich.console import Console
     return Console()
 
 
-def _vm_table(vms: list[dict[str, Any]], title: str = "") -> Any:
+def _vm_table(vms: list[dict[str, Any]], now: float, width: int) -> Any:
+    """My VMs, soonest to expire first, within `width` columns: every column but the name
+    keeps its whole text and a long name is cut with an ellipsis, never wrapped; the owner
+    only when there is more than one."""
     from rich.table import Table
-    table = Table(title=title or None)
-    for col in ("name", "ip", "os", "owner", "host", "state", "expires"):
-        table.add_column(col)
-    for vm in vms:
-        table.add_row(vm["name"], vm.get("ip") or "-", vm.get("os", ""), vm.get("owner", ""),
-                      str(vm.get("host", "")), vm.get("state", ""), _when(vm.get("expires")))
+    owners = len({vm.get("owner") for vm in vms}) > 1
+    cols = ["name"] + (["owner"] if owners else []) + ["ip", "os", "xenhost", "state", "age",
+                                                        "left"]
+    rows = []
+    for vm in sorted(vms, key=lambda v: (v.get("expires") or 0, v["name"])):
+        rows.append([vm["name"]] + ([str(vm.get("owner", ""))] if owners else []) + [
+            vm.get("ip") or "-", str(vm.get("os", "")), str(vm.get("host", "")),
+            str(vm.get("state", "")),
+            span(now - vm["created"]) if vm.get("created") else "-",
+            span(vm["expires"] - now) if vm.get("expires") else "-"])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    room = width - sum(w + 2 for w in widths[1:]) - 1  # two spaces between columns
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("name", overflow="ellipsis", no_wrap=True,
+                     max_width=max(8, min(widths[0], room)))
+    for col, w in zip(cols[1:], widths[1:], strict=True):
+        table.add_column(col, no_wrap=True, min_width=w,
+                         justify="right" if col in ("age", "left") else "left")
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -176,7 +189,7 @@ def status(ctx: click.Context, request_id: str, wait: bool, as_json: bool) -> No
 
 
 @click.command("list")
-@click.option("--owner")
+@click.option("--owner", help="Another owner's VMs (admins).")
 @click.option("--os", "os_key")
 @click.option("--host", type=click.IntRange(min=1))
 @click.option("--state")
@@ -184,7 +197,7 @@ def status(ctx: click.Context, request_id: str, wait: bool, as_json: bool) -> No
 @click.pass_context
 def list_vms(ctx: click.Context, owner: str | None, os_key: str | None, host: int | None,
              state: str | None, as_json: bool) -> None:
-    """List my VMs (an admin token sees every VM)."""
+    """List my VMs (an admin token sees every VM), soonest to expire first."""
     def body() -> None:
         vms = _client(ctx).vms(owner=owner, os=os_key, host=host, state=state)
         if as_json:
@@ -192,7 +205,8 @@ def list_vms(ctx: click.Context, owner: str | None, os_key: str | None, host: in
         elif not vms:
             click.echo("no VMs")
         else:
-            _console().print(_vm_table(vms))
+            console = _console()
+            console.print(_vm_table(vms, time.time(), console.width))
     _run(body)
 
 
@@ -234,7 +248,7 @@ def extend(ctx: click.Context, name: str, minutes: int) -> None:
     """Move a VM's expiry to now + MINUTES."""
     def body() -> None:
         vm = _client(ctx).extend(name, minutes)
-        click.echo(f"{vm['name']} now expires {_when(vm['expires'])}")
+        click.echo(f"{vm['name']} now expires {when(vm['expires'])}")
     _run(body)
 
 
@@ -262,8 +276,8 @@ def capacity(ctx: click.Context, as_json: bool) -> None:
 @click.command("history")
 @click.option("--owner")
 @click.option("--os", "os_key")
-@click.option("--since", type=float, help="Epoch seconds.")
-@click.option("--until", type=float, help="Epoch seconds.")
+@click.option("--since", type=Moment(), help="2h, 3d, 1w (ago), an ISO date (UTC) or epoch.")
+@click.option("--until", type=Moment(), help="As --since.")
 @click.option("--page", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -282,7 +296,7 @@ def history(ctx: click.Context, owner: str | None, os_key: str | None, since: fl
         for d in data["items"]:
             table.add_row(str(d.get("name", "")), str(d.get("os", "")),
                           str(d.get("owner", d.get("username", ""))), str(d.get("state", "")),
-                          _when(d.get("created_time")), str(d.get("live_duration_secs", "-")))
+                          when(d.get("created_time")), str(d.get("live_duration_secs", "-")))
         _console().print(table)
         if data.get("next_page"):
             click.echo(f"more: --page {data['next_page']}")
@@ -292,7 +306,7 @@ def history(ctx: click.Context, owner: str | None, os_key: str | None, since: fl
 COMMANDS = [get, status, list_vms, release, extend, capacity, history]
 
 
-def add_options(group: click.Group) -> None:
+def add_options(group: click.Group, more: list[click.Command]) -> None:
     """--url/--token/--timeout on the root command, for the client commands."""
     def remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
         def cb(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
@@ -305,6 +319,6 @@ def add_options(group: click.Group) -> None:
                              ("timeout", float, "HTTP timeout in seconds")):
         group.params.append(click.Option([f"--{name}"], type=kind, expose_value=False,
                                          is_eager=True, callback=remember(name), help=text))
-    for cmd in COMMANDS:
+    for cmd in COMMANDS + more:
         group.add_command(cmd)
 

@@ -22,6 +22,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Answer JSON.
 
 
 @click.group()
+@config_option
 def fleet() -> None:
     """Long-lived VMs declared in files ([fleet] path=): plan, apply, status."""
 
@@ -39,12 +40,13 @@ def _echo_plan(plan: Any, as_json: bool) -> None:
 @prune_option
 @restart_option
 @json_option
-def plan(config_path: str, prune: bool, restart: bool, as_json: bool) -> None:
+@click.pass_context
+def plan(ctx: click.Context, prune: bool, restart: bool, as_json: bool) -> None:
     """What apply would change (create, start, stop, migrate, resize, destroy); changes
     nothing."""
     from dynvm.core.errors import FleetRefused
 
-    with _service(config_path) as svc:
+    with _service(ctx) as svc:
         try:
             made = svc.fleet.plan(prune=prune, restart=restart)
         except FleetRefused as exc:
@@ -60,13 +62,14 @@ def plan(config_path: str, prune: bool, restart: bool, as_json: bool) -> None:
 @prune_option
 @restart_option
 @json_option
-def apply_cmd(config_path: str, execute: bool, prune: bool, restart: bool,
+@click.pass_context
+def apply_cmd(ctx: click.Context, execute: bool, prune: bool, restart: bool,
               as_json: bool) -> None:
     """Make the farm match the fleet directory, with progress; refused whole (nothing done)
     when any VM cannot be placed."""
     from dynvm.core.errors import FleetRefused
 
-    with _service(config_path) as svc:
+    with _service(ctx) as svc:
         try:
             if not execute:
                 made = svc.fleet.plan(prune=prune, restart=restart)
@@ -112,9 +115,10 @@ def _with_progress(svc: Dynvm, prune: bool, restart: bool) -> Any:
 @fleet.command()
 @config_option
 @json_option
-def status(config_path: str, as_json: bool) -> None:
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
     """Every fleet VM: declared where, running where, and how it drifted."""
-    with _service(config_path) as svc:
+    with _service(ctx) as svc:
         report = svc.fleet.status()
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))

@@ -15,16 +15,45 @@ from typing import Any
 
 import click
 
+from dynvm.cli.configfile import ConfigProblem, config_option, config_path, given
+
 STATE_DIR = Path(".dynvm")
-EMBEDDED_HOSTS = 4
+# The embedded farm: two pools of two hosts, guests on shared storage (VMs can live-migrate,
+# so a rolling reboot can empty a host).
+EMBEDDED_POOLS = 2
+EMBEDDED_HOSTS = 2
 EMBEDDED_START_SECS = 60.0
 WORKER_TIMEOUT_SECS = 900  # /getservers waits for VMs to boot and get an address
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The root command: an error nobody foresaw is one line and exit code 1, never a
+    traceback (DYNVM_DEBUG=1 shows it)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("DYNVM_DEBUG"):
+                raise
+            click.echo(f"dynvm: {type(exc).__name__}: {exc} (DYNVM_DEBUG=1 shows where)",
+                       err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dynvm")
+@config_option
 def main() -> None:
-    """dynvm: disposable VMs on demand from a XenServer / XCP-ng farm."""
+    """dynvm: disposable VMs on demand from a XenServer / XCP-ng farm.
+
+    \b
+    Exit codes: 0 done; 1 failed; 2 bad usage or configuration (no URL, token
+    or INI file); 3 network error; 4 the server refused (4xx); 5 the server
+    failed (5xx).
+    """
 
 
 # ---------------------------------------------------------------- serve
@@ -34,6 +63,7 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               envvar="DYNVM_CONFIG", show_envvar=True,
               help="INI file; none at all starts an embedded simulated farm and SQLite.")
+@click.pass_context
 @click.option("--bind", default="127.0.0.1:5000", show_default=True, help="HOST:PORT to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="gunicorn worker processes.")
@@ -43,9 +73,10 @@ def main() -> None:
               help="Speed factor of the embedded simulated farm.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Log lines as text or as one JSON object each.")
-def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_speed: float,
-          log_format: str) -> None:
+def serve(ctx: click.Context, config_path: str | None, bind: str, workers: int, threads: int,
+          sim_speed: float, log_format: str) -> None:
     """Serve the HTTP API under gunicorn."""
+    config_path = config_path or given(ctx)  # `dynvm --config F serve` too
     from dynvm.config import ConfigError, load_config
     from dynvm.private_files import SERVE_UMASK
     from dynvm.runtime.logs import ACCESS_FORMAT, dict_config
@@ -60,7 +91,7 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
         try:
             config = load_config(config_path)
         except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise ConfigProblem(str(exc)) from None
         from dynvm.runtime import serving
 
         # Only the master creates and removes it (workers unwind this stack as they exit).
@@ -68,8 +99,10 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
         stack.callback(serving.MasterOnly(shutil.rmtree, metrics_dir, True))
         # Set before any worker imports prometheus_client, so all of them share it.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        where = "an embedded simulated farm" if embedded else config_path
-        hosts = len(config.hosts)
+        pools = len(config.hosts)
+        where = (f"{pools} pool(s) of an embedded simulated farm ({EMBEDDED_POOLS} pools of "
+                 f"{EMBEDDED_HOSTS} hosts, guests on shared storage: VMs can live-migrate)"
+                 if embedded else f"{pools} pool(s) ([xenhostN] sections) of {config_path}")
         options = {
             "bind": bind,
             "workers": workers,
@@ -94,20 +127,20 @@ def serve(config_path: str | None, bind: str, workers: int, threads: int, sim_sp
             "post_worker_init": serving.post_worker_init,
             "worker_int": serving.worker_int,
             "child_exit": serving.child_exit,
-            "when_ready": lambda server: _banner(server, hosts, where),
+            "when_ready": lambda server: _banner(server, where),
             # gunicorn >= 25 would open a control socket under $HOME; dynvm does not use it.
             "control_socket_disable": True,
         }
         _gunicorn_app(os.path.abspath(config_path), options).run()
 
 
-def _banner(server: Any, hosts: int, where: str) -> None:
+def _banner(server: Any, where: str) -> None:
     """Printed once gunicorn listens, with the address really bound (--bind :0 works)."""
     url = str(server.LISTENERS[0]) if server.LISTENERS else "127.0.0.1:5000"
     url = url.removeprefix("http://")
     if url.startswith("0.0.0.0:"):
         url = "127.0.0.1:" + url.split(":", 1)[1]
-    click.echo(f"dynvm serving on http://{url} with {hosts} host(s) from {where}")
+    click.echo(f"dynvm serving on http://{url} with {where}")
     click.echo("try:")
     for path in ("getservers/demo?os=centos&count=3", "showall", "getavailablecount/centos",
                  "releaseservers/demo?count=3", "health"):
@@ -158,8 +191,9 @@ def embedded_farm(state_dir: Path, speed: float,
     log_path = state / "embedded-farm.log"
     pid_file = state / "embedded-farm.pid"
     _stop_stale_farm(pid_file)
-    cmd = [sys.executable, "-m", "dynvm.sim.runner", "--hosts", str(EMBEDDED_HOSTS),
-           "--speed", str(speed), "--ini-out", str(ini_out), "--port-base", "0"]
+    cmd = [sys.executable, "-m", "dynvm.sim.runner", "--pools", str(EMBEDDED_POOLS),
+           "--hosts", str(EMBEDDED_HOSTS), "--shared-sr", "--speed", str(speed),
+           "--ini-out", str(ini_out), "--port-base", "0"]
     with open_private(log_path) as log:
         # The kernel kills the farm when this process dies, kill -9 included.
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -252,12 +286,16 @@ from dynvm.sim.ssh_options import guest_ssh_options  # noqa: E402
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Divide every modelled delay (clone, boot, DHCP) by this.")
 @click.option("--https", is_flag=True, help="Serve XAPI over TLS with a self-signed certificate.")
+@click.option("--shared-sr", is_flag=True,
+              help="Put guests' disks (and those dynvm builds) on a shared SR, so that VMs "
+                   "can live-migrate and `dynvm maintenance reboot` can empty a host.")
 @click.option("--local-socket", default=None, type=click.Path(dir_okay=False),
               help="Also serve the first pool's master on this Unix socket, as xapi serves "
                    "/var/lib/xcp/xapi in dom0 (root logs in without a password).")
 @guest_ssh_options
 def sim(hosts: int, pools: int, vms_per_host: int, host_cpus: int, from_db: tuple[str, ...],
-        bind: str, port_base: int, speed: float, https: bool, local_socket: str | None,
+        bind: str, port_base: int, speed: float, https: bool, shared_sr: bool,
+        local_socket: str | None,
         guest_ssh_port: int | None, guest_logins: dict[str, str] | None) -> None:
     """Run a simulated XenServer farm in the foreground."""
     from dynvm.sim.runner import run_sim
@@ -265,32 +303,37 @@ def sim(hosts: int, pools: int, vms_per_host: int, host_cpus: int, from_db: tupl
     run_sim(hosts=hosts, pools=pools, vms_per_host=vms_per_host, from_db=list(from_db),
             bind=bind, port_base=port_base, speed=speed, https=https,
             guest_ssh_port=guest_ssh_port, guest_logins=guest_logins,
-            local_socket=local_socket, host_cpus=host_cpus)
+            local_socket=local_socket, host_cpus=host_cpus, shared_sr=shared_sr)
 
 
 # ---------------------------------------------------------------- check-config
 
 
 @main.command("check-config")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
+@config_option
 @click.option("--accept-removal", is_flag=True,
               help="Let the running service take this file although it drops hosts that "
                    "still hold leases (the confirmation covers this exact content).")
 @click.option("--offline", is_flag=True,
               help="Check the file only; do not ask the hosts for their templates.")
-def check_config(path: str, accept_removal: bool, offline: bool) -> None:
-    """Validate a configuration file, ask each host for its templates, and summarise it."""
+@click.pass_context
+def check_config(ctx: click.Context, path: str | None, accept_removal: bool,
+                 offline: bool) -> None:
+    """Validate a configuration file (PATH, else the one every command uses), ask each host
+    for its templates, and summarise it."""
     from dynvm.config import ConfigError, confirm_removal, load_config, load_fleet
     from dynvm.runtime.bootstrap import stored_identity
 
+    if path is None:
+        path = config_path(ctx)
     try:
         config = load_config(path)
         fleet = load_fleet(config)
         if not offline:
             _check_templates(config)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(1)
+        raise ConfigProblem(str(exc)) from None
     click.echo(f"{path}: OK")
     if accept_removal:
         digest = confirm_removal(path)
@@ -300,9 +343,11 @@ def check_config(path: str, accept_removal: bool, offline: bool) -> None:
         store.couchbase.server if store.couchbase else "?")
     click.echo(f"store: {store.backend} ({where})")
     click.echo(f"deployment: {stored_identity(store)}")
-    click.echo(f"leases: default {config.default_expiry_minutes} min, "
-               f"at most {config.expiry_minutes_max} min; "
-               f"network wait {config.network_timeout_secs} s")
+    click.echo(f"leases: {config.lease_minutes(None)} min when a request names none "
+               f"(vm.default.expiry.minutes={config.default_expiry_minutes}, capped by "
+               f"vm.expiry.minutes={config.expiry_minutes_max}); at most "
+               f"{config.expiry_minutes_max} min when one asks for more")
+    click.echo(f"network: waits up to {config.network_timeout_secs} s for a VM's address")
     for ref, host in sorted(config.hosts.items()):
         oses = ", ".join(f"{k}={s.template!r}" for k, s in sorted(host.os.items())) or "no OS"
         labels = f" labels={','.join(sorted(host.labels))}" if host.labels else ""
@@ -390,11 +435,12 @@ main.add_command(fleet)
 def _register_v1_commands() -> None:
     """Token administration and the v1 client commands live in modules of their own."""
     from dynvm.cli import client as client_cli
+    from dynvm.cli import inspect as inspect_cli
     from dynvm.cli import keys as keys_cli
     from dynvm.cli import tokens as token_cli
 
     main.add_command(token_cli.token)
-    client_cli.add_options(main)
+    client_cli.add_options(main, [inspect_cli.show, inspect_cli.summary])
     main.add_command(keys_cli.keys)
     main.add_command(keys_cli.ssh)
 

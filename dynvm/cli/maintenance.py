@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from dynvm.cli.configfile import config_option
+from dynvm.cli.configfile import service as _service
+
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm
-
-config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar="DYNVM_CONFIG",
-    show_envvar=True, required=True, help="The service's INI file.")
-
-
-@contextmanager
-def _service(config_path: str) -> Iterator[Dynvm]:
-    """The core over the same store and pools the service uses, without its background loops."""
-    from dynvm.runtime.bootstrap import build_service
-
-    svc = build_service(config_path, background=False)
-    try:
-        yield svc
-    finally:
-        svc.close()
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -42,12 +27,11 @@ def _fail(message: str, code: int = 1) -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Answer JSON.")
 @click.pass_context
-def hosts(ctx: click.Context, config_path: str, as_json: bool) -> None:
+def hosts(ctx: click.Context, as_json: bool) -> None:
     """List hosts with their state; `drain N` / `undrain N` take a pool in or out of placement."""
-    ctx.obj = config_path
     if ctx.invoked_subcommand is not None:
         return
-    with _service(config_path) as svc:
+    with _service(ctx) as svc:
         report = svc.maintenance.hosts_report()
         fleet = svc.fleet.status()
     with_fleet(report, fleet)
@@ -98,10 +82,10 @@ def with_fleet(report: list[dict[str, Any]], fleet: dict[str, Any]) -> None:
             m["fleet"] = [vm["name"] for vm in pool["fleet"] if vm["runs"] == f"{where}/{m['name']}"]
 
 
-def _drain(config_path: str, ref: int, on: bool) -> None:
+def _drain(ctx: click.Context, ref: int, on: bool) -> None:
     from dynvm.core.errors import DynvmError
 
-    with _service(config_path) as svc:
+    with _service(ctx) as svc:
         try:
             out = svc.maintenance.set_drain(ref, on, by="dynvm hosts")
         except DynvmError as exc:
@@ -113,24 +97,27 @@ def _drain(config_path: str, ref: int, on: bool) -> None:
 
 @hosts.command()
 @click.argument("ref", type=click.IntRange(min=0))
-@click.pass_obj
-def drain(config_path: str, ref: int) -> None:
+@config_option
+@click.pass_context
+def drain(ctx: click.Context, ref: int) -> None:
     """Place no new VM on [xenhostREF] (every worker and instance; kept in the store)."""
-    _drain(config_path, ref, True)
+    _drain(ctx, ref, True)
 
 
 @hosts.command()
 @click.argument("ref", type=click.IntRange(min=0))
-@click.pass_obj
-def undrain(config_path: str, ref: int) -> None:
+@config_option
+@click.pass_context
+def undrain(ctx: click.Context, ref: int) -> None:
     """Put [xenhostREF] back in placement."""
-    _drain(config_path, ref, False)
+    _drain(ctx, ref, False)
 
 
 # ---------------------------------------------------------------- maintenance
 
 
 @click.group()
+@config_option
 def maintenance() -> None:
     """Rolling reboot of a pool with no VM stopped; its status."""
 
@@ -153,7 +140,8 @@ def maintenance() -> None:
 @click.option("--lock-ttl", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Seconds after which another process may resume a run whose process died.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: int,
+@click.pass_context
+def reboot(ctx: click.Context, ref: int, execute: bool, strategy: str, parallel: int,
            drain_timeout: float, reboot_timeout: float, lock_ttl: float, as_json: bool) -> None:
     """Reboot every host of [xenhostREF], pool master first, migrating VMs off each by a plan."""
     import logging
@@ -166,7 +154,7 @@ def reboot(config_path: str, ref: int, execute: bool, strategy: str, parallel: i
     opts = Options(execute=execute, strategy=strategy, parallel=parallel,
                    drain_timeout=drain_timeout, reboot_timeout=reboot_timeout,
                    lock_ttl=lock_ttl)
-    with _service(config_path) as svc:
+    with _service(ctx) as svc:
         try:
             if not execute:
                 plan = svc.maintenance.rolling_reboot(ref, opts)
@@ -212,8 +200,9 @@ def _with_progress(svc: Dynvm, ref: int, opts: Any) -> Any:
 
 @maintenance.command("status")
 @config_option
-def status_cmd(config_path: str) -> None:
+@click.pass_context
+def status_cmd(ctx: click.Context) -> None:
     """Where each pool's last rolling reboot is (also on /health and /maintenance)."""
-    with _service(config_path) as svc:
+    with _service(ctx) as svc:
         click.echo(json.dumps(svc.maintenance.status(), indent=2, sort_keys=True,
                               default=str))

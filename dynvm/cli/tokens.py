@@ -11,21 +11,21 @@ from typing import TYPE_CHECKING
 
 import click
 
+from dynvm.cli.configfile import ConfigProblem, config_option, config_path
+
 if TYPE_CHECKING:
     from dynvm.core.services import TokenAdmin
 
 @contextmanager
-def _tokens(config_path: str | None) -> Iterator[TokenAdmin]:
-    """The service's tokens (the embedded farm's when no configuration is named)."""
+def _tokens(ctx: click.Context) -> Iterator[TokenAdmin]:
+    """The service's tokens, from the configuration `dynvm.cli.configfile` finds."""
     from dynvm.config import ConfigError
     from dynvm.runtime.bootstrap import open_tokens
 
     try:
-        admin = open_tokens(config_path)
-    except RuntimeError:  # no configuration at all
-        raise click.UsageError("no configuration: pass --config or set DYNVM_CONFIG") from None
+        admin = open_tokens(config_path(ctx))
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
     try:
         yield admin
     finally:
@@ -38,11 +38,8 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                             help="Service INI file (default: $DYNVM_CONFIG).")
-
-
 @click.group("token")
+@config_option
 def token() -> None:
     """API tokens for /api/v1 (and the legacy routes when [auth] asks for them)."""
 
@@ -52,7 +49,8 @@ def token() -> None:
 @click.option("--admin", is_flag=True, help="May see, release and extend every VM.")
 @click.option("--expires", help="Lifetime, e.g. 90d, 12h, 2w (default: never).")
 @config_option
-def create(owner: str, admin: bool, expires: str | None, config_path: str | None) -> None:
+@click.pass_context
+def create(ctx: click.Context, owner: str, admin: bool, expires: str | None) -> None:
     """Make a token; it is printed once and only its hash is kept."""
     from dynvm.core.services import TokenAdmin
 
@@ -60,7 +58,7 @@ def create(owner: str, admin: bool, expires: str | None, config_path: str | None
         lifetime = TokenAdmin.lifetime(expires) if expires else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--expires") from None
-    with _tokens(config_path) as tokens:
+    with _tokens(ctx) as tokens:
         try:
             secret, record = tokens.create(owner, admin=admin, expires_in=lifetime)
         except ValueError as exc:
@@ -72,9 +70,10 @@ def create(owner: str, admin: bool, expires: str | None, config_path: str | None
 
 @token.command("list")
 @config_option
-def list_tokens(config_path: str | None) -> None:
+@click.pass_context
+def list_tokens(ctx: click.Context) -> None:
     """Tokens (never their secrets)."""
-    with _tokens(config_path) as tokens:
+    with _tokens(ctx) as tokens:
         rows = tokens.all()
     now = time.time()
     for t in rows:
@@ -88,9 +87,10 @@ def list_tokens(config_path: str | None) -> None:
 @token.command("revoke")
 @click.argument("token_id")
 @config_option
-def revoke(token_id: str, config_path: str | None) -> None:
+@click.pass_context
+def revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke a token by its id (from `token list`)."""
-    with _tokens(config_path) as tokens:
+    with _tokens(ctx) as tokens:
         ok = tokens.revoke(token_id)
     if not ok:
         click.echo(f"no token {token_id}", err=True)

@@ -142,6 +142,12 @@ class Client:
     def cancel(self, request_id: str) -> dict[str, Any]:
         return self.call("DELETE", f"/requests/{request_id}")
 
+    def in_flight(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/requests")["requests"]
+
+    def vm(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/vms/{name}")
+
     def vms(self, **filters: Any) -> list[dict[str, Any]]:
         return self.call("GET", "/vms", params=filters)["vms"]
 

@@ -166,9 +166,10 @@ class Farm:
                  guest_logins: dict[str, str] | None = None,
                  guest_storage: str = "local", host_cpus: int = 48) -> Farm:
         """`guest_storage="shared"` puts the generated guests' disks on a shared
-        SR, so that they can live-migrate (XAPI refuses it for local disks).
+        SR, so that they can live-migrate (XAPI refuses it for local disks), and
+        points the INI it announces (`ini_sections`) at that SR too.
         `host_cpus` sizes every host (a big `vms_per_host` needs more to leave room)."""
-        from .farmgen import generate_pool
+        from .farmgen import SHARED_SR, generate_pool
 
         tables = [
             (f"pool{i + 1}", generate_pool(f"pool{i + 1}", hosts, vms_per_host, pool_index=i,
@@ -178,7 +179,8 @@ class Farm:
         ]
         return cls(tables, timing=timing, speed=speed, https=https, bind=bind,
                    port_base=port_base, user=user, password=password,
-                   guest_ssh_port=guest_ssh_port, storage_name=storage_name,
+                   guest_ssh_port=guest_ssh_port,
+                   storage_name=SHARED_SR if guest_storage == "shared" else storage_name,
                    guest_logins=guest_logins)
 
     @classmethod
@@ -376,6 +378,12 @@ class Farm:
             pool.sessions.invalidate_all()
 
     def clear_faults(self) -> None:
+        """Every fault off: failing calls, holds, slowness, DHCP exhaustion and unreachable
+        hosts (a host rebooting or shut down stays so: that is no fault)."""
+        for pool in self.pools:
+            for h in pool.hosts:
+                if h.unreachable:
+                    self.set_unreachable(h.name_label, False)
         self.faults.clear_rules()
         self.faults.slow.clear()
         self.faults.dhcp_exhausted.clear()

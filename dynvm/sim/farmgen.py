@@ -35,6 +35,7 @@ MIB = 1 << 20
 
 # Keys of network.other_config / VM.other_config the simulator reads.
 DHCP_KEY = "dynvm_sim_dhcp"
+SHARED_SR = "Shared storage"  # guest_storage="shared": the SR every host of a pool reaches
 OS_KEY = "dynvm_sim_os"
 
 CPU_MODEL = "Intel(R) Xeon(R) Silver 4214 CPU @ 2.20GHz"
@@ -291,7 +292,7 @@ def generate_pool(
     guest_srs = local_srs
     if guest_storage == "shared":
         shared = b.add(
-            "SR", name_label="Shared storage", name_description="NFS guest storage", type="nfs",
+            "SR", name_label=SHARED_SR, name_description="NFS guest storage", type="nfs",
             content_type="user", shared=True, physical_size=sr_size_gib * GIB * hosts,
             physical_utilisation=0, virtual_allocation=0,
             allowed_operations=["vdi_create", "vdi_destroy", "vdi_clone", "vdi_snapshot", "scan",

@@ -36,13 +36,14 @@ def _write_atomically(path: str, text: str) -> None:
 def build_farm(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
                port_base: int, speed: float, https: bool, password: str = "xenroot",
                guest_ssh_port: int | None = None,
-               guest_logins: dict[str, str] | None = None, host_cpus: int = 48) -> Farm:
+               guest_logins: dict[str, str] | None = None, host_cpus: int = 48,
+               shared_sr: bool = False) -> Farm:
     common: dict[str, Any] = dict(speed=speed, https=https, bind=bind, port_base=port_base, password=password,
                   guest_ssh_port=guest_ssh_port, guest_logins=guest_logins)
     if from_db:
         return Farm.from_db(list(from_db), **common)
     return Farm.generate(pools=pools, hosts=hosts, vms_per_host=vms_per_host, host_cpus=host_cpus,
-                         **common)
+                         guest_storage="shared" if shared_sr else "local", **common)
 
 
 def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind: str,
@@ -50,10 +51,11 @@ def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind:
             password: str = "xenroot", stop_event: threading.Event | None = None,
             guest_ssh_port: int | None = None,
             guest_logins: dict[str, str] | None = None,
-            local_socket: str | None = None, host_cpus: int = 48) -> None:
+            local_socket: str | None = None, host_cpus: int = 48,
+            shared_sr: bool = False) -> None:
     """Start a farm, announce it, and serve until Ctrl-C / SIGTERM (or `stop_event`)."""
     farm = build_farm(hosts, pools, vms_per_host, from_db, bind, port_base, speed, https,
-                      password, guest_ssh_port, guest_logins, host_cpus)
+                      password, guest_ssh_port, guest_logins, host_cpus, shared_sr)
     stop = stop_event or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -63,8 +65,10 @@ def run_sim(hosts: int, pools: int, vms_per_host: int, from_db: list[str], bind:
     try:
         ini = farm.ini_sections()
         total = sum(len(p.hosts) for p in farm.pools)
+        storage = (f"guests on the shared SR '{farm.storage_name}' (they can live-migrate)"
+                   if shared_sr else "guests on each host's local SR")
         print(f"# dynvm simulated farm: {len(farm.pools)} pool(s), {total} host(s), "
-              f"speed x{farm.timing.speed:g}")
+              f"{storage}, speed x{farm.timing.speed:g}")
         print(f"# control endpoint: {farm.control_url}")
         if local_socket:
             farm.serve_local_socket(local_socket)
@@ -93,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port-base", type=int, default=0, help="0: ephemeral ports")
     ap.add_argument("--speed", type=float, default=1.0, help="divide every simulated delay")
     ap.add_argument("--https", action="store_true")
+    ap.add_argument("--shared-sr", action="store_true",
+                    help="guests' disks on a shared SR, so that they can live-migrate")
     ap.add_argument("--ini-out", default=None)
     ap.add_argument("--password", default=os.environ.get("DYNVM_SIM_PASSWORD", "xenroot"))
     args = ap.parse_args(argv)
     run_sim(args.hosts, args.pools, args.vms_per_host, args.from_db, args.bind, args.port_base,
-            args.speed, args.https, args.ini_out, args.password, host_cpus=args.host_cpus)
+            args.speed, args.https, args.ini_out, args.password, host_cpus=args.host_cpus,
+            shared_sr=args.shared_sr)
     return 0
 
 

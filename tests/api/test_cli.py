@@ -72,24 +72,65 @@ def test_check_config_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "from-env" not in out and "secret" not in out
 
 
-def test_check_config_bad_file_exits_1_with_message(tmp_path: Path) -> None:
+def test_check_config_bad_file_exits_2_with_message(tmp_path: Path) -> None:
     ini = tmp_path / "bad.ini"
     ini.write_text("[xenhost1]\nhost.name=10.0.0.1\n")
     result = CliRunner().invoke(main, ["check-config", str(ini)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "refused" in result.output
     assert "xenhost1" in result.output
 
 
 def test_check_config_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check-config", str(tmp_path / "nope.ini")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot read" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["maintenance", "reboot", "1", "--config", "{missing}"],
+    ["--config", "{missing}", "maintenance", "reboot", "1"],
+    ["hosts", "drain", "1", "--config", "{missing}"],
+    ["hosts", "--config", "{missing}", "drain", "1"],
+    ["maintenance", "status", "--config", "{missing}"],
+    ["token", "list", "--config", "{missing}"],
+    ["check-config", "--config", "{missing}"],
+])
+def test_config_anywhere_and_a_missing_file_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    missing = str(tmp_path / "missing.ini")
+    result = CliRunner().invoke(main, [a.format(missing=missing) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"dynvm: no configuration file {missing}\n"
+
+
+def test_no_configuration_at_all_says_how_to_give_one(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no embedded farm's file here
+    monkeypatch.delenv("DYNVM_CONFIG", raising=False)
+    for args in (["hosts"], ["maintenance", "status"], ["token", "list"], ["check-config"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("dynvm: no configuration: pass --config FILE or set "
+                                        "DYNVM_CONFIG"), result.output
+        assert len(result.output.splitlines()) == 1
+
+
+def test_an_unforeseen_error_is_one_line_not_a_traceback(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ini = tmp_path / "dynvm.ini"
+    ini.write_text(GOOD_INI.format(tmp=tmp_path))
+    monkeypatch.setenv("DYNVM_TEST_XEN_PASSWORD", "x")
+    sqlite = tmp_path / "dynvm.sqlite"
+    sqlite.mkdir()  # the store's file is a directory: SQLite cannot open it
+    result = CliRunner().invoke(main, ["token", "list", "--config", str(ini)])
+    assert result.exit_code in (1, 2), result.output
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1, \
+        result.output
 
 
 def test_serve_refuses_bad_config_before_starting(tmp_path: Path) -> None:
     ini = tmp_path / "bad.ini"
     ini.write_text("[nonsense]\n")
     result = CliRunner().invoke(main, ["serve", "--config", str(ini), "--bind", "127.0.0.1:0"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "refused" in result.output

@@ -85,16 +85,18 @@ def test_dry_run_prints_the_plan_and_changes_nothing(svc: Dynvm, ini: Path, mfar
     assert write_calls(mfarm.call_counts()) == {}
 
 
-def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path) -> None:
+def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     before = svc.legacy.available("centos", frozenset(), False).count
     assert before > 0
-    out = CliRunner().invoke(main, ["hosts", "--config", str(ini), "drain", "1"])
+    # --config after the subcommand works as well as before it (and $DYNVM_CONFIG below).
+    out = CliRunner().invoke(main, ["hosts", "drain", "1", "--config", str(ini)])
     assert out.exit_code == 0, out.output
     # Another process (a fresh core on the same store) sees it.
     other = build_service(str(ini), background=False)
     try:
         assert other.legacy.available("centos", frozenset(), False).count == 0
-        listing = CliRunner().invoke(main, ["hosts", "--config", str(ini), "--json"])
+        listing = CliRunner().invoke(main, ["--config", str(ini), "hosts", "--json"])
         report = json.loads(listing.output)
         assert report[0]["drained"] is True and report[0]["drained_by"] == "store"
         assert len(report[0]["members"]) == 4
@@ -105,7 +107,8 @@ def test_drain_in_the_store_stops_placement_everywhere(svc: Dynvm, ini: Path) ->
 
     with pytest.raises(NoCapacity):
         svc.legacy.get_servers(ServersRequest(name="drained", count=1))
-    out = CliRunner().invoke(main, ["hosts", "--config", str(ini), "undrain", "1"])
+    monkeypatch.setenv("DYNVM_CONFIG", str(ini))
+    out = CliRunner().invoke(main, ["hosts", "undrain", "1"])
     assert out.exit_code == 0, out.output
     assert svc.legacy.available("centos", frozenset(), False).count == before
     bad = CliRunner().invoke(main, ["hosts", "--config", str(ini), "drain", "9"])

@@ -95,7 +95,9 @@ def test_request_answers_202_and_steps_advance(api, svc, tok) -> None:
     assert {v["name"]: v["ip"] for v in vms} == ips and all(ips.values())
     assert {v["owner"] for v in vms} == {"team-a"}
     for name in ips:
-        assert api.delete(f"/api/v1/vms/{name}", headers=h).status_code == 200
+        gone = api.delete(f"/api/v1/vms/{name}", headers=h)
+        assert gone.status_code == 200 and gone.json["state"] == "released", gone.json
+        assert gone.json["name"] == name and gone.json["owner"] == "team-a"
     assert svc.ctx.store.leases.find() == []
 
 
@@ -303,3 +305,35 @@ def test_legacy_request_with_a_token_counts_against_the_quota(api, svc, tok, far
     assert ok.status_code == 200, ok.text
     assert {lease.owner for lease in svc.ctx.store.leases.find()} == {"team-q"}
     assert api.get("/api/v1/quota", headers=bearer(tok["team-q"])).json["usage"]["vms"] == 2
+
+
+def test_requests_in_flight_are_listed_for_their_owner(api, tok, farm) -> None:
+    h = bearer(tok["team-a"])
+    hold = farm.hold("VM.provision")  # the build waits at provisioning until released
+    try:
+        r = api.post("/api/v1/requests", json={"os": "centos", "count": 2, "name": "fl"},
+                     headers=h)
+        assert r.status_code == 202, r.json
+        rid = r.json["id"]
+        mine = api.get("/api/v1/requests", headers=h)
+        assert mine.status_code == 200
+        assert [x["id"] for x in mine.json["requests"]] == [rid]
+        assert mine.json["requests"][0]["state"] == "running"
+        assert api.get("/api/v1/requests", headers=bearer(tok["team-b"])).json == {
+            "requests": []}
+        assert rid in [x["id"] for x in api.get("/api/v1/requests",
+                                                  headers=bearer(tok["ops"])).json["requests"]]
+        assert api.get("/api/v1/requests").status_code == 401
+    finally:
+        hold.release()
+    assert finish(api, r.headers["Location"], h)["state"] == "done"
+    assert api.get("/api/v1/requests", headers=h).json == {"requests": []}
+    for name in ("fl1", "fl2"):
+        api.delete(f"/api/v1/vms/{name}", headers=h)
+
+
+def test_a_label_no_host_carries_is_named_in_a_v1_refusal(api, tok) -> None:
+    r = api.post("/api/v1/requests", json={"os": "centos", "count": 2, "labels": ["perf"]},
+                 headers=bearer(tok["team-a"]))
+    assert r.status_code >= 400, r.json
+    assert "no host carries the label perf (no host has labels)" in r.json["detail"], r.json

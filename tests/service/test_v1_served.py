@@ -52,7 +52,8 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
     listed = runner.invoke(main, ["token", "list", "--config", str(ini)])
     assert "team-a" in listed.output and secret not in listed.output
     session = readme_session()
-    assert [cmd[0] for cmd in session] == ["get", "list", "extend", "release", "release"]
+    assert [cmd[0] for cmd in session] == ["get", "list", "show", "summary", "extend",
+                                           "release", "release"]
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _):
         env = {"DYNVM_URL": base, "DYNVM_TOKEN": secret, "DYNVM_CLIENT_CONFIG": "/nonexistent",
                "COLUMNS": "200"}
@@ -61,9 +62,12 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
             r = runner.invoke(main, args, env=env)
             assert r.exit_code == 0, (args, r.output)
             outputs.append(r.output)
-        get, listing, extend, release_one, release_all = outputs
+        get, listing, show, summary, extend, release_one, release_all = outputs
         assert all(f"ci{i}" in get for i in (1, 2, 3)) and "done" in get
-        assert len(re.findall(r"\bci[123]\b", listing)) == 3 and "team-a" in listing
+        assert len(re.findall(r"\bci[123]\b", listing)) == 3 and "left" in listing
+        assert re.search(r"owner\s+team-a", show) and re.search(r"build step\s+ready", show)
+        assert "owner team-a" in summary and re.search(r"centos\s+3\s+3", summary), summary
+        assert "nothing being built for you" in summary
         assert "ci1 now expires" in extend
         assert "released ci1" in release_one
         assert "released ci2" in release_all and "released ci3" in release_all
@@ -73,7 +77,7 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
         assert status.exit_code == 0 and '"state": "done"' in status.output
         cap = runner.invoke(main, ["capacity"], env=env)
         assert cap.exit_code == 0 and "centos" in cap.output
-        hist = runner.invoke(main, ["history", "--os", "centos"], env=env)
+        hist = runner.invoke(main, ["history", "--os", "centos", "--since", "1h"], env=env)
         assert hist.exit_code == 0 and hist.output.count("deleted") == 3
         plain = requests.get(f"{base}/getavailablecount/centos?token={secret}&x=1", timeout=30)
         assert plain.status_code == 200

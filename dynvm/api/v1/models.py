@@ -113,6 +113,10 @@ class RequestOut(_Out):
     user_data: str | None = None
 
 
+class RequestList(_Out):
+    requests: list[RequestOut]
+
+
 class WaitQuery(_Query):
     wait: float = Field(0, ge=0, le=120, description="long poll: answer once something changes")
 

@@ -150,6 +150,14 @@ def create_request() -> Response:
     return out(request_view(st), 202, Location=location)
 
 
+@operation("GET", "/requests", summary="My requests in flight (every one for an admin)",
+           tag="requests", responses={200: ("the requests being built", models.RequestList)})
+def list_requests() -> Response:
+    c = caller()
+    return out(models.RequestList(requests=[request_view(st) for st in
+                                            service().requests.in_flight(c)]))
+
+
 @operation("GET", "/requests/<request_id>", summary="A request's state and each VM's step",
            tag="requests", query=models.WaitQuery, responses=OK_REQUEST)
 def get_request(request_id: str) -> Response:
@@ -185,11 +193,15 @@ def get_vm(name: str) -> Response:
     return out(vm_view(service().vms.find(c, check_name(name))))
 
 
+RELEASED = "released"  # what a VM is once DELETE answered: destroyed, its lease gone
+
+
 @operation("DELETE", "/vms/<name>", summary="Release a VM (destroyed with its disks)",
-           tag="vms", responses=OK_VM)
+           tag="vms", responses={200: ("the VM, destroyed: state `released`", models.VmOut)})
 def release_vm(name: str) -> Response:
     c = caller()
-    return out(vm_view(service().vms.release(c, check_name(name))))
+    lease = service().vms.release(c, check_name(name))
+    return out(vm_view(lease).model_copy(update={"state": RELEASED}))
 
 
 @operation("POST", "/vms/<name>/extend", summary="Move a VM's expiry to now + minutes",

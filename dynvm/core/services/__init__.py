@@ -15,6 +15,7 @@ and one line in `Dynvm.__init__`.
 from dynvm.core.answers import Available, ServerResult, ServersRequest, ServersResult, ShowAll
 from dynvm.core.asyncreq import NewRequest
 from dynvm.core.callers import EVERYONE, Caller, doc_owner
+from dynvm.core.durations import span
 from dynvm.core.lifecycle import (
     CoreEvent,
     HistoryState,
@@ -49,5 +50,5 @@ __all__ = [
     "RECENT_HOURS", "RequestFigures", "RequestState", "RequestStatus", "RollingReboot",
     "RunState", "ServerResult", "ServersRequest", "ServersResult", "ShowAll", "Snapshot",
     "SshLogin", "Step", "StoreGauges", "Target", "TokenAdmin", "unbind_request", "Usage",
-    "VmProgress", "VmShown", "doc_owner",
+    "VmProgress", "VmShown", "doc_owner", "span",
 ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from dynvm.core import asyncreq
 from dynvm.core.asyncreq import NewRequest
-from dynvm.core.callers import Caller
+from dynvm.core.callers import Caller, request_owner
 from dynvm.core.errors import NotFound
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.progress import VmProgress, of_request
@@ -82,6 +82,15 @@ class Requests(Subject):
         if wait:
             rec = asyncreq.wait(self.ctx, request_id, wait)
         return RequestStatus.of(rec, asyncreq.cancelling(self.ctx, request_id))
+
+    def in_flight(self, caller: Caller) -> list[RequestStatus]:
+        """The caller's requests still being built (every one for an admin), oldest first:
+        what is queued for it."""
+        self.rt.touch()
+        records = self.rt.read(lambda: self.ctx.store.requests.find(state=RequestState.RUNNING))
+        mine = [r for r in records if caller.may_own(request_owner(r))]
+        return [RequestStatus.of(r, asyncreq.cancelling(self.ctx, r.id))
+                for r in sorted(mine, key=lambda r: r.started)]
 
     def cancel(self, caller: Caller, request_id: str) -> RequestStatus:
         """Cancel a running request (its builder destroys what it built; `running` until
