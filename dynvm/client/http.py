@@ -145,9 +145,6 @@ class Client:
     def in_flight(self) -> list[dict[str, Any]]:
         return self.call("GET", "/requests")["requests"]
 
-    def vm(self, name: str) -> dict[str, Any]:
-        return self.call("GET", f"/vms/{name}")
-
     def vms(self, **filters: Any) -> list[dict[str, Any]]:
         return self.call("GET", "/vms", params=filters)["vms"]
 

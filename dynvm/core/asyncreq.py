@@ -35,7 +35,7 @@ from dynvm.core.getservers import (
     with_overrides,
 )
 from dynvm.core.lifecycle import RequestState
-from dynvm.core.placement import Slot, eligible_hosts
+from dynvm.core.placement import Slot, eligible_hosts, why_no_host
 from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
 from dynvm.core.release import names_for, release_lease
 from dynvm.core.store import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
@@ -205,7 +205,8 @@ def want_of(cfg: Config, req: NewRequest, spec: OsSpec, names: list[str], expire
         vcpus=req.cpus, memory_gib=req.memory_gib, quota_owner=req.owner,
         warm=req.cpus is None and req.memory_gib is None,  # warm VMs have the OS's sizes
         check_ssh=req.check_ssh, ttl=cfg.reservation_ttl_secs,
-        setup=setup, hostnames=hostnames or {})
+        setup=setup, hostnames=hostnames or {},
+        no_host="" if hosts else why_no_host(cfg, req.os, frozenset(req.labels), False, req.host))
 
 
 def _reserve(ctx: Context, cfg: Config, run: _Running) -> None:

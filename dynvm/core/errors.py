@@ -46,13 +46,16 @@ class NoCapacity(DynvmError):
     """Not enough room for the request: `asked` VMs of `os`, `available` fit, hosts down."""
 
     def __init__(self, message: str = "", *, asked: int | None = None, os: str = "",
-                 available: int | None = None, unreachable: Sequence[int] = ()) -> None:
+                 available: int | None = None, unreachable: Sequence[int] = (),
+                 why: str = "") -> None:
         self.asked, self.os, self.available = asked, os, available
         self.unreachable = list(unreachable)
         if asked is not None and not message:
             where = (f" ({', '.join(f'xenhost{r}' for r in self.unreachable)} unreachable)"
                      if self.unreachable else "")
             message = f"No capacity is available! {asked} {os} VM(s) asked, {available} available{where}"
+            if why:  # no host could take the request at all: say what to change
+                message += f": {why}"
         super().__init__(message)
 
 

@@ -27,7 +27,7 @@ from dynvm.core.errors import (
 )
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.networks import with_network
-from dynvm.core.placement import Slot, eligible_hosts, reserve
+from dynvm.core.placement import Slot, eligible_hosts, reserve, why_no_host
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, run_jobs
 from dynvm.core.release import names_for, release_lease
 from dynvm.core.store import (
@@ -183,7 +183,9 @@ def want_of(cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str], ex
         quota_owner=req.owner,
         # Warm VMs have the OS's sizes and network: a request asking its own builds.
         warm=req.cpus is None and req.mem_bytes is None and not req.network_id,
-        check_ssh=req.check_vms, ttl=cfg.reservation_ttl_secs, setup=setup)
+        check_ssh=req.check_vms, ttl=cfg.reservation_ttl_secs, setup=setup,
+        no_host="" if hosts else why_no_host(cfg, req.os, req.labels, req.ignore_labels,
+                                             req.xhostref))
 
 
 def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: list[str],

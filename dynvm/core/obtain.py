@@ -51,6 +51,7 @@ class Want:
     # and each VM's hostname when the request named one.
     setup: guestsetup.GuestSetup | None = field(default=None, repr=False)
     hostnames: dict[str, str] = field(default_factory=dict, repr=False)
+    no_host: str = ""  # why `hosts` is empty, in words (placement.why_no_host), for a refusal
 
     @property
     def count(self) -> int:
@@ -103,7 +104,8 @@ def take(ctx: Context, cfg: Config, want: Want) -> Held:
                 if over:
                     raise over
                 raise NoCapacity(asked=want.count, os=want.os,
-                                 available=avail + want.count - left, unreachable=down)
+                                 available=avail + want.count - left, unreachable=down,
+                                 why=want.no_host)
     except BaseException:
         give_back(ctx, held)
         raise

@@ -42,6 +42,35 @@ def eligible_hosts(cfg: Config, os_key: str | None, labels: frozenset[str],
     return [h for h in hosts if not h.labels]
 
 
+def why_no_host(cfg: Config, os_key: str, labels: frozenset[str], ignore_labels: bool,
+                xhostref: int | None = None) -> str:
+    """Why `eligible_hosts` found no host at all, in words ("" when it found some), so that
+    a refusal says what to change rather than only "0 available"."""
+    if eligible_hosts(cfg, os_key, labels, ignore_labels, xhostref):
+        return ""
+    serving = [h for h in cfg.hosts.values() if os_key in h.os]
+    if xhostref is not None:
+        host = cfg.hosts.get(xhostref)
+        if host is None:
+            return f"there is no xenhost{xhostref}"
+        return (f"xenhost{xhostref} is drained" if host.drain and os_key in host.os
+                else f"xenhost{xhostref} has no template for {os_key}")
+    if not serving:
+        return f"no host has a template for {os_key}"
+    if all(h.drain for h in serving):
+        return f"every host serving {os_key} is drained"
+    known = sorted({lbl for h in cfg.hosts.values() for lbl in h.labels})
+    on_hosts = f"labels on hosts: {', '.join(known)}" if known else "no host has labels"
+    if labels:
+        carrying = [h for h in cfg.hosts.values() if h.labels & labels]
+        wanted = ", ".join(sorted(labels))
+        if not carrying:
+            return f"no host carries the label {wanted} ({on_hosts})"
+        return f"no host carrying the label {wanted} serves {os_key} undrained ({on_hosts})"
+    return (f"every host serving {os_key} carries labels, and a request without labels uses "
+            f"only unlabelled hosts ({on_hosts}; ask with labels=, or ignorelabels=true)")
+
+
 @dataclass(frozen=True)
 class Candidate:
     host: HostConfig

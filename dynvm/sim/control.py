@@ -23,11 +23,14 @@ Its calls are not XenAPI calls and are never counted.
         {"kind": "invalidate_sessions"}
             every pool session becomes SESSION_INVALID (like a xapi restart)
         {"kind": "clear"}
-            removes pending fail_next rules, slowness and DHCP exhaustion
+            every fault off: pending fail_next rules, holds, slowness, DHCP exhaustion
+            and unreachable hosts
     GET  /timing          -> the farm's Timing (simulated seconds; `speed` divides them)
-    POST /timing          -> the new Timing; the body sets any of its number fields, e.g.
+    POST /timing          -> the new Timing; the body sets any field GET lists, e.g.
         {"host_reboot_secs": 180, "migrate_secs_per_gib": 8, "migrate_base_secs": 2,
-         "speed": 100}; it applies to the next reboot or migration started
+         "speed": 100, "boot_secs": {"windows": 90}, "clone_secs": 3}; a per-OS field
+        (clone_secs, boot_secs, ip_secs) takes {"linux": S, "windows": S} (either) or one
+        number for both; it applies to the next call, reboot or migration started
 Errors answer 400 (bad request) or 404 (unknown host / pool / path) with
 {"error": message}.
 """
@@ -102,20 +105,33 @@ def timing_doc(farm: Farm) -> dict[str, Any]:
 
 
 def set_timing(farm: Farm, body: dict[str, Any]) -> None:
-    """Change number fields of the farm's Timing; ValueError names a bad one."""
-    numbers = {f.name for f in dataclasses.fields(farm.timing)
-               if isinstance(getattr(farm.timing, f.name), (int, float))}
-    values: dict[str, float] = {}
+    """Change fields of the farm's Timing (numbers, or per-OS tables); ValueError names a
+    bad one and changes nothing."""
+    current = {f.name: getattr(farm.timing, f.name) for f in dataclasses.fields(farm.timing)}
+    values: dict[str, Any] = {}
     for key, value in body.items():
-        if key not in numbers:
+        if key not in current:
             raise ValueError(f"unknown timing field {key!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{key} must be a number >= 0")
-        values[key] = float(value)
+        if isinstance(current[key], dict):
+            table = dict.fromkeys(current[key], value) if not isinstance(value, dict) else value
+            unknown = set(table) - set(current[key])
+            if unknown:
+                raise ValueError(f"{key} has no {sorted(unknown)[0]!r} (it has "
+                                 f"{', '.join(sorted(current[key]))})")
+            values[key] = {**current[key], **{k: _seconds(f"{key}.{k}", v)
+                                             for k, v in table.items()}}
+        else:
+            values[key] = _seconds(key, value)
     if values.get("speed", 1.0) <= 0:
         raise ValueError("speed must be > 0")
     for key, value in values.items():
         setattr(farm.timing, key, value)
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{key} must be a number >= 0")
+    return float(value)
 
 
 def handle(farm: Farm, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:

@@ -300,3 +300,16 @@ def test_same_name_racing_is_built_once(service, probe) -> None:
     assert codes == [200, 409, 409, 409]
     assert len(probe.vms_named("race")) == 1
     assert app.test_client().get("/releaseservers/race").status_code == 200
+
+
+def test_a_label_no_host_carries_is_named_in_the_refusal(client, farm) -> None:
+    before = farm.call_counts()
+    r = client.get("/getservers/perf42?os=centos&count=4&labels=perf")
+    assert r.status_code >= 400
+    assert "No capacity is available! 4 centos VM(s) asked, 0 available" in r.text
+    assert "no host carries the label perf (no host has labels)" in r.text, r.text
+    r = client.get("/getservers/perf42?os=nosuchos&count=1")
+    assert r.status_code >= 400
+    after = farm.call_counts()
+    assert {h: {m: n for m, n in c.items() if "clone" in m.lower()} for h, c in after.items()} \
+        == {h: {m: n for m, n in c.items() if "clone" in m.lower()} for h, c in before.items()}

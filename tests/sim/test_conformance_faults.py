@@ -198,3 +198,36 @@ def test_guest_ssh_port() -> None:
         x.VM.hard_shutdown(vm)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((ip, port), timeout=5)
+
+
+def test_clear_lifts_every_fault_unreachable_hosts_too(farm: Farm) -> None:
+    master = farm.pools[0].master
+    session = login(master.url)
+    try:
+        assert control(farm, "POST", "/faults",
+                       {"kind": "unreachable", "host": master.name_label})[0] == 200
+        with pytest.raises(ConnectionRefusedError):
+            session.xenapi.pool.get_all()
+        assert control(farm, "POST", "/faults", {"kind": "clear"}) == (200, {"ok": True})
+        assert len(session.xenapi.pool.get_all()) == 1
+    finally:
+        farm.set_unreachable(master.name_label, False)
+
+
+def test_every_timing_field_get_lists_can_be_posted(farm: Farm) -> None:
+    before = control(farm, "GET", "/timing")[1]
+    try:
+        status, doc = control(farm, "POST", "/timing",
+                              {"boot_secs": {"windows": 90}, "clone_secs": 3, "ip_secs": 1.5})
+        assert status == 200, doc
+        assert doc["boot_secs"] == {"linux": before["boot_secs"]["linux"], "windows": 90.0}
+        assert doc["clone_secs"] == {"linux": 3.0, "windows": 3.0}
+        assert farm.timing.boot_secs["windows"] == 90.0
+        for bad in ({"boot_secs": {"solaris": 1}}, {"boot_secs": -1}, {"nope": 1},
+                    {"boot_secs": {"linux": "fast"}}):
+            status, err = control(farm, "POST", "/timing", bad)
+            assert status == 400 and err["error"], (bad, err)
+        assert control(farm, "GET", "/timing")[1]["ip_secs"] == {"linux": 1.5, "windows": 1.5}
+        assert set(before) == set(control(farm, "GET", "/timing")[1])
+    finally:
+        control(farm, "POST", "/timing", {k: v for k, v in before.items()})
