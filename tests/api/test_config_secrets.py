@@ -115,7 +115,7 @@ def test_no_value_of_a_broken_file_reaches_health_log_or_check_config(
             error = json.loads(body)["config"]["error"]
             assert f"{ini}:{line}: " in error, error
             checked = CliRunner().invoke(main, ["check-config", str(ini)])
-            assert checked.exit_code == 1 and f"{ini}:{line}: " in checked.output
+            assert checked.exit_code == 2 and f"{ini}:{line}: " in checked.output
             for shown in (body, caplog.text, checked.output):
                 assert SECRET not in shown, (bad, shown)
     finally:

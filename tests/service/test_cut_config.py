@@ -71,7 +71,7 @@ def test_a_last_line_cut_short_is_refused_once_settled_then_taken_whole(files, s
     assert where in error and "no newline" in error, error
     assert watcher.generation == generation and svc.config().hosts[2].vms_max == {"centos": 12}
     code, out = check_config(path)
-    assert code == 1 and where in out and "no newline" in out, out
+    assert code == 2 and where in out and "no newline" in out, out
     # The writer finishes the line: the whole file is taken.
     path.write_text(cut + "5\n")
     wait_until(lambda: svc.config().hosts[2].vms_max == {"centos": 15}, timeout=30,
@@ -102,7 +102,7 @@ def test_cut_or_empty_last_lines_are_refused_by_reload_and_check_config(files, s
     assert ("no newline" in error) != text.endswith("\n") and (
         "must not be empty" in error) == text.endswith("\n"), error
     code, out = check_config(path)
-    assert code == 1 and where in out, out
+    assert code == 2 and where in out, out
     assert svc.config().hosts[2].vms_max == {"centos": 12}  # the last good file stays
 
 
@@ -114,7 +114,7 @@ def test_check_config_asks_each_host_for_its_templates(files, tmp_path: Path) ->
     path.write_text(text)
     code, out = check_config(path)
     where = f"{path}:{last_line(text) - 1}: [xenhost2] centos.template: "
-    assert code == 1 and where in out and "no template of that name" in out, out
+    assert code == 2 and where in out and "no template of that name" in out, out
     # A host that cannot be asked is said, but the file itself is good.
     down = tmp_path / "down.ini"
     down.write_text(text.replace(text[text.index("[xenhost2]"):],
