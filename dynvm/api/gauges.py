@@ -11,30 +11,22 @@ instance) answers the same, and they survive restarts.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections import Counter as Tally
-from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dynvm.core.errors import StoreDown
-from dynvm.core.services import HistoryState, MemberShown, PoolShown, VmShown
+from dynvm.core.services import MemberShown, PoolShown, VmShown
 
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm, RequestFigures
 
 log = logging.getLogger(__name__)
-
-BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800)
 
 
 class FarmCollector(Collector):
@@ -63,8 +55,8 @@ class FarmCollector(Collector):
             avail.add_metric([os_key], c["available"])
         yield avail
         yield from _warm_gauges(board.warm_pools(snap, docs))
-        yield from _request_gauges(board.request_figures(records, snap.now))
-        yield from _history_metrics(svc.history.derived(docs, "metrics", _history_totals))
+        yield from _request_gauges(board.request_figures(records))
+        yield from _history_gauges(svc.history.derived(docs, "metrics", _history_totals))
 
     def describe(self) -> list:
         return []  # computed at scrape time; nothing to check at registration
@@ -122,44 +114,21 @@ def _request_gauges(figures: RequestFigures) -> Iterator[Any]:
                                  "getservers requests being served (warm-pool refills apart)")
     inflight.add_metric([], figures.in_flight)
     yield inflight
-    yield _histogram("dynvm_build_step_seconds",
-                     "Time VMs spent in each build step (requests of the last day), by OS",
-                     ["os", "step"], figures.step_secs)
 
 
-def _histogram(name: str, doc: str, labels: list[str],
-               samples: Mapping[tuple[str, ...], list[float]]) -> HistogramMetricFamily:
-    h = HistogramMetricFamily(name, doc, labels=labels)
-    for key, values in sorted(samples.items()):
-        ordered = sorted(values)
-        buckets = [(str(float(b)), bisect.bisect_right(ordered, b)) for b in BUCKETS]
-        buckets.append(("+Inf", len(ordered)))
-        h.add_metric(list(key), buckets, sum(ordered))
-    return h
+def _history_totals(docs: list[dict[str, Any]]) -> Tally:
+    return Tally((str(d.get("os", "")), str(d.get("state", ""))) for d in docs)
 
 
-def _history_totals(docs: list[dict[str, Any]]) -> tuple[dict, Tally]:
-    create: dict[tuple[str, ...], list[float]] = defaultdict(list)
-    expired: Tally = Tally()
-    for d in docs:
-        os_key = str(d.get("os", ""))
-        if d.get("create_duration_secs") is not None and d.get("state") != HistoryState.FAILED:
-            create[(os_key,)].append(float(d["create_duration_secs"]))
-        if d.get("delete_reason") == "expired":
-            expired[os_key] += 1
-    return create, expired
-
-
-def _history_metrics(totals: tuple[dict, Tally]) -> Iterator[Any]:
-    create, expired = totals
-    yield _histogram("dynvm_build_seconds",
-                     "Time from request to a usable VM, by OS (history documents kept)",
-                     ["os"], create)
-    exp = CounterMetricFamily("dynvm_vms_expired", "VMs destroyed because their lease expired "
-                              "(history documents kept)", labels=["os"])
-    for os_key, n in sorted(expired.items()):
-        exp.add_metric([os_key], n)
-    yield exp
+def _history_gauges(kept: Tally) -> Iterator[Any]:
+    """What the store's history holds now: a gauge (documents age out of it), never the
+    counters and histograms, which only grow and are observed as things happen."""
+    docs = GaugeMetricFamily("dynvm_history_documents",
+                             "History documents the store keeps, by OS and state",
+                             labels=["os", "state"])
+    for (os_key, state), n in sorted(kept.items()):
+        docs.add_metric([os_key, state], n)
+    yield docs
 
 
 def _store_gauges(svc: Dynvm) -> Iterator[Any]:

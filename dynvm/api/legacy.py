@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
-from dynvm.api import access, formatting, metrics
+from dynvm.api import access, formatting
 from dynvm.api.validation import (
     AvailableParams,
     InvalidParam,
@@ -101,10 +101,7 @@ def getservers(name: str) -> Response:
     if caller is not None:
         req = dataclasses.replace(req, owner=caller.owner)
     result = service().get_servers(req)
-    if result.servers:
-        metrics.VMS_HANDED_OUT.labels(p.os).inc(len(result.servers))
     if result.failed:
-        metrics.VM_FAILURES.labels(p.os).inc(len(result.failed))
         log.warning("getservers %s: %d of %d VMs failed: %s", p.name, len(result.failed),
                     p.count, "; ".join(f"{n}: {why}" for n, why in result.failed))
     if not result.servers:  # the core raises ProvisionFailed first; never answer an empty list
@@ -125,7 +122,6 @@ def releaseservers(rest: str) -> Response:
     # The core resolves the target once, checks the caller may act on every VM of it
     # (403, nothing released, if not) and releases exactly those; none: 404.
     released = service().release_servers(p.target(), p.state, access.caller())
-    metrics.VMS_RELEASED.inc(len(released))
     return Response(formatting.names(released), mimetype=JSON)
 
 

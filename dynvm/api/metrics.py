@@ -37,17 +37,10 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900),
 )
-VMS_HANDED_OUT = Counter(
-    "dynvm_vms_handed_out_total", "VMs handed out by /getservers, by OS", ["os"]
-)
-VMS_RELEASED = Counter("dynvm_vms_released_total", "VMs released by /releaseservers")
 FAILURES = Counter(
     "dynvm_request_failures_total",
     "Requests refused or failed, by reason (bad_request, no_capacity, all_or_none, ...)",
     ["reason"],
-)
-VM_FAILURES = Counter(
-    "dynvm_vm_failures_total", "VMs that could not be created, by OS", ["os"]
 )
 
 class WorkerFilesCollector:

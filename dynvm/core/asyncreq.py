@@ -34,7 +34,7 @@ from dynvm.core.getservers import (
     effective_spec,
     with_overrides,
 )
-from dynvm.core.lifecycle import RequestState
+from dynvm.core.lifecycle import CoreEvent, RequestState
 from dynvm.core.placement import Slot, eligible_hosts, why_no_host
 from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
 from dynvm.core.release import names_for, release_lease
@@ -303,6 +303,8 @@ def _build(ctx: Context, run: _Running) -> None:
                     failed.append((job.name, str(exc)))
                     progress.note(ctx, rid, job.name, progress.Step.FAILED, reason=str(exc))
         detail: dict = {"failed": failed}
+        for _ in failed:  # a VM the request asked for and did not get
+            ctx.event(CoreEvent.VM_FAILED, os=req.os)
         if cancel.is_set() or ctx.store.locks.holder(CANCEL_LOCK + rid) is not None:
             who = _canceller(ctx, rid)
             for name in stopped:
@@ -321,6 +323,8 @@ def _build(ctx: Context, run: _Running) -> None:
             state = FAILED
         else:
             state = PARTIAL if failed else DONE
+            for _ in built:  # kept: each VM is now its requester's, built or warm
+                ctx.event(CoreEvent.HANDED_OUT, os=req.os)
         if state in (CANCELLED, FAILED):
             ctx.store.reservations.drop_request(rid)
         _free_names(ctx, run)  # before the request reads as finished: nothing left held

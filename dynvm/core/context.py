@@ -10,10 +10,10 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dynvm.config import Config, HostConfig
 from dynvm.core.clock import SYSTEM, Clock
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from dynvm.core.staticpool import StaticPools
 
 
-EventHook = Callable[[CoreEvent], None]
+# Told each CoreEvent with its fields (`os`, `step`, `seconds`), for metrics.
+EventHook = Callable[[CoreEvent, Mapping[str, Any]], None]
 # Around a long wait of a request (VMs building, a long poll): the entry point may lend the
 # place the request holds (gunicorn's request threads) to others meanwhile.
 WaitingHook = Callable[[], AbstractContextManager[None]]
@@ -37,7 +38,7 @@ WaitingHook = Callable[[], AbstractContextManager[None]]
 MaintenanceFactory = Callable[[XenPool], "MaintenancePort"]
 
 
-def no_event(_event: CoreEvent) -> None:
+def no_event(_event: CoreEvent, _fields: Mapping[str, Any]) -> None:
     """The event hook when nobody counts events."""
 
 
@@ -87,6 +88,21 @@ class Context:
     templates: TemplateWatch = field(default_factory=TemplateWatch)
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _gates_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The builds this process runs: (request id, VM name) -> (os, step, since), so that each
+    # step's time is observed once as the VM leaves it (progress.note); not state of record.
+    step_times: dict[tuple[str, str], tuple[str, str, float]] = field(default_factory=dict)
+    _steps_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def step_reached(self, key: tuple[str, str], os_key: str, step: str, final: bool
+                     ) -> tuple[str, str, float] | None:
+        """Note that a build reached `step` now; the (os, step, since) it left, if known."""
+        now = self.clock()
+        with self._steps_lock:
+            left = self.step_times.pop(key, None)
+            os_key = os_key or (left[0] if left else "")
+            if not final and os_key:
+                self.step_times[key] = (os_key, step, now)
+        return left
 
     def deployment(self) -> str:
         """This deployment's identity, kept in the store (raises StoreUnavailable)."""
@@ -94,9 +110,9 @@ class Context:
             self._deployment = self.store.documents.deployment_id(self.identity) or ""
         return self._deployment
 
-    def event(self, event: CoreEvent) -> None:
+    def event(self, event: CoreEvent, **fields: Any) -> None:
         try:
-            self.on_event(event)
+            self.on_event(event, fields)
         except Exception:  # metrics never break the work they count
             pass
 

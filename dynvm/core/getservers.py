@@ -25,7 +25,7 @@ from dynvm.core.errors import (
     ServiceStopping,
     StoreDown,
 )
-from dynvm.core.lifecycle import RequestState
+from dynvm.core.lifecycle import CoreEvent, RequestState
 from dynvm.core.networks import with_network
 from dynvm.core.placement import Slot, eligible_hosts, reserve, why_no_host
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, run_jobs
@@ -220,6 +220,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
     for n, why in no_room:
         progress.note(ctx, request_id, n, progress.Step.FAILED, reason=why)
     failed += no_room
+    for _ in failed:  # a VM the request asked for and did not get
+        ctx.event(CoreEvent.VM_FAILED, os=req.os)
     built = warm + built
     if failed and (req.all_or_none or not built):
         for b in built:
@@ -238,6 +240,8 @@ def _serve(ctx: Context, cfg: Config, req: ServersRequest, spec: OsSpec, names: 
         if req.all_or_none:
             raise AllOrNoneFailed(f"all vms couldn't be created successfully: {reasons}")
         raise ProvisionFailed(f"Error: no VM could be created: {reasons}")
+    for _ in built:  # kept: each VM is now its requester's, built or warm
+        ctx.event(CoreEvent.HANDED_OUT, os=req.os)
     order = {n: i for i, n in enumerate(names)}
     servers = sorted((ServerResult(b.name, b.ip, b.host_ref, b.vm_uuid, b in warm)
                       for b in built), key=lambda s: order[s.name])

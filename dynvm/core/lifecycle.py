@@ -387,6 +387,13 @@ class CoreEvent(enum.StrEnum):
 
     ADOPTED = "adopted"  # a VM of this deployment found without a lease: its lease recreated
     VANISHED = "vanished"  # a lease whose VM no longer exists: closed
+    # Told with `os` (and `step` / `seconds` where they say so), once, where they happen:
+    HANDED_OUT = "handed out"  # a VM became its requester's (built, or a warm one)
+    RELEASED = "released"  # a VM destroyed by any release (caller, expiry, rollback, recycle)
+    EXPIRED = "expired"  # ... because its lease ran out
+    VM_FAILED = "vm failed"  # a VM a request asked for could not be had
+    BUILT = "built"  # a VM's build finished (`seconds` from its start to usable)
+    STEP_DONE = "step done"  # a VM left build `step` after `seconds`
 
 
 # -- the moves, as the core performs them ------------------------------------------------

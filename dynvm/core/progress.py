@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynvm.core.context import Context
-from dynvm.core.lifecycle import FINAL_STEPS, Step
+from dynvm.core.lifecycle import FINAL_STEPS, CoreEvent, Step
 from dynvm.core.store import RequestRecord
 
 # The steps are declared with every other vocabulary, in `dynvm.core.lifecycle`.
@@ -39,8 +39,13 @@ class VmProgress:
 
 
 def note(ctx: Context, request_id: str, name: str, step: Step | str, *, ip: str = "",
-         reason: str = "", host_ref: int | None = None) -> None:
-    """Record that VM `name` of request `request_id` reached `step`; never raises."""
+         reason: str = "", host_ref: int | None = None, os: str = "") -> None:
+    """Record that VM `name` of request `request_id` reached `step`; never raises.
+
+    The process building it also reports the time spent in the step it left, once (`os`
+    is given with the first step, `reserved`).
+    """
+    _observe(ctx, request_id, name, Step(step), os)
     entry: dict[str, Any] = {"step": str(Step(step)), "since": round(ctx.clock(), 3)}
     # When each step began, kept beside the latest one (the store merges the entry
     # shallowly, so one key per step): /metrics derives step durations from it.
@@ -55,6 +60,14 @@ def note(ctx: Context, request_id: str, name: str, step: Step | str, *, ip: str 
         ctx.store.requests.note_vm(request_id, name, entry)
     except Exception as exc:  # progress is for watchers; the build goes on
         log.debug("could not note %s of %s at %s: %s", name, request_id, step, exc)
+
+
+def _observe(ctx: Context, request_id: str, name: str, step: Step, os_key: str) -> None:
+    left = ctx.step_reached((request_id, name), os_key, str(step), step in FINAL_STEPS)
+    if left is not None:
+        os_key = os_key or left[0]
+        ctx.event(CoreEvent.STEP_DONE, os=os_key, step=left[1],
+                  seconds=max(ctx.clock() - left[2], 0.0))
 
 
 def of_request(req: RequestRecord) -> list[VmProgress]:

@@ -20,7 +20,7 @@ from dynvm.core import guestsetup, history, lifecycle, progress
 from dynvm.core.capacity import GIB
 from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.context import Context
-from dynvm.core.lifecycle import HISTORY_OF_LEASE, LeaseState, TagState
+from dynvm.core.lifecycle import HISTORY_OF_LEASE, CoreEvent, LeaseState, TagState
 from dynvm.core.placement import SETTLE_SECS, Slot
 from dynvm.core.ports import (
     TAG_BUILDER,
@@ -160,7 +160,8 @@ def build_one(ctx: Context, job: Job, cancel: threading.Event | None = None) -> 
     pool = ctx.pool(host)
     spec = job.spec
     started = ctx.clock()
-    progress.note(ctx, job.request_id, job.name, progress.Step.RESERVED, host_ref=host.ref)
+    progress.note(ctx, job.request_id, job.name, progress.Step.RESERVED, host_ref=host.ref,
+                  os=spec.key)
     tags = {
         TAG_OWNER: job.owner,
         TAG_LEASE: job.request_id,
@@ -280,6 +281,7 @@ def _complete(ctx: Context, job: Job, lease: Lease, ip: str, started: float,
     ctx.store.reservations.settle(job.slot.reservation.id, vm_uuid=lease.vm_uuid,
                                   settle_secs=SETTLE_SECS)
     progress.note(ctx, job.request_id, job.name, progress.Step.READY, ip=ip)
+    ctx.event(CoreEvent.BUILT, os=spec.key, seconds=ctx.clock() - started)
     return Built(job.name, ip, lease.vm_uuid, host.ref, done)
 
 

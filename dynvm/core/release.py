@@ -17,7 +17,7 @@ from dynvm.core import history, lifecycle, staticpool
 from dynvm.core.callers import Caller, check_may_act
 from dynvm.core.context import Context
 from dynvm.core.errors import HostNotConfigured
-from dynvm.core.lifecycle import TagState, tag_state
+from dynvm.core.lifecycle import CoreEvent, TagState, tag_state
 from dynvm.core.placement import views_of
 from dynvm.core.ports import (
     TAG_CREATED,
@@ -40,6 +40,7 @@ log = logging.getLogger("dynvm.release")
 
 # In a releasing lease's extra: the destroy failed and must be retried until done.
 RETRY_MARK = "release_retry"
+EXPIRED_REASON = "expired"  # the delete_reason of a VM whose lease ran out
 
 
 def names_for(name: str, count: int | None) -> list[str]:
@@ -163,6 +164,9 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
     ctx.store.leases.delete(lease.vm_uuid)
     drop_reservation_of(ctx, lease.vm_uuid)
+    ctx.event(CoreEvent.RELEASED, os=lease.os)
+    if reason == EXPIRED_REASON:
+        ctx.event(CoreEvent.EXPIRED, os=lease.os)
     return True
 
 
@@ -302,7 +306,7 @@ def expire_from_tags(ctx: Context) -> int:
         if not lease.expires or lease.expires > now:
             continue
         try:
-            if _destroy_and_record(ctx, lease.with_(state=LEASE_RELEASING), "expired", None,
+            if _destroy_and_record(ctx, lease.with_(state=LEASE_RELEASING), EXPIRED_REASON, None,
                                    previous=LEASE_ACTIVE):
                 n += 1
         except Exception:
@@ -315,7 +319,7 @@ def expire_due(ctx: Context, limit: int | None = None) -> int:
     n = 0
     for lease in ctx.store.leases.due(ctx.clock())[:limit]:
         try:
-            if release_lease(ctx, lease, reason="expired"):
+            if release_lease(ctx, lease, reason=EXPIRED_REASON):
                 n += 1
                 log.info("expired %s (%s)", lease.name, lease.vm_uuid)
         except Exception:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,8 +32,33 @@ class IsoFormatter(logging.Formatter):
         return iso_time(record.created)
 
 
+# gunicorn's access atoms, as fields of a JSON access line (name: atom, whether a number).
+ACCESS_FIELDS = {"client": ("h", False), "method": ("m", False), "path": ("U", False),
+                 "query": ("q", False), "protocol": ("H", False), "status": ("s", True),
+                 "bytes": ("B", True), "duration_ms": ("M", True), "user_agent": ("a", False),
+                 "referer": ("f", False)}
+
+
+def access_fields(atoms: Mapping[str, Any]) -> dict[str, Any]:
+    """The access line's parts (query and referer already masked by the access logger);
+    an absent part is left out, a number is a number."""
+    out: dict[str, Any] = {}
+    for name, (atom, number) in ACCESS_FIELDS.items():
+        value = atoms.get(atom)
+        if value in (None, "-", ""):
+            continue
+        if number:
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                continue
+        out[name] = value
+    return out
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; exceptions ride along as text."""
+    """One JSON object per line; exceptions ride along as text. An access line also
+    carries its parts as fields (`client`, `method`, `path`, `status`, `duration_ms`, ...)."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -43,6 +69,8 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            out.update(access_fields(record.args))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)

@@ -397,7 +397,7 @@ class Inventory:
         try:
             token = session.xenapi.event_from(["pool"], "", 0.0)["token"]
         except Exception as exc:  # translated
-            raise translate(exc, "event.from") from exc
+            raise translate(exc, f"event.from on {self.sessions.url}") from exc
         if reload_first or not self.loaded:
             self.reload()
         started = time.monotonic()
@@ -408,7 +408,7 @@ class Inventory:
             try:
                 result = session.xenapi.event_from(EVENT_CLASSES, token, self.event_timeout)
             except Exception as exc:  # translated
-                raise translate(exc, "event.from") from exc
+                raise translate(exc, f"event.from on {self.sessions.url}") from exc
             token = result["token"]
             for cls, ref in self._apply_events(result.get("events") or [], issued):
                 self._refetch(cls, ref)

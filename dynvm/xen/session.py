@@ -57,7 +57,7 @@ def translate(exc: BaseException, where: str) -> XenError:
     if isinstance(exc, XenError):
         return exc
     err = _translate(exc, where)
-    count_error(err.code)
+    count_error(err.code, where, err.params)
     return err
 
 

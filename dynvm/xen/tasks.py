@@ -74,5 +74,6 @@ class TaskRunner(PoolAccess):
         if status == "cancelled" and not info:
             info = ["TASK_CANCELLED", task]
         err = XenError(info[0] if info else "TASK_FAILED", info[1:])
-        count_error(err.code)  # an async call's failure, as translate counts the others
+        # An async call's failure, as translate counts and logs the others.
+        count_error(err.code, f"{what} on {self.sessions.url}", err.params)
         raise err

@@ -154,7 +154,8 @@ def test_metrics_carry_farm_gauges_and_step_times(client, service) -> None:
     client.get("/releaseservers/met?count=2")
 
 
-def test_xenapi_errors_counted_by_code_and_failed_request_shown(client, service, farm) -> None:
+def test_xenapi_errors_counted_by_code_and_failed_request_shown(client, service, farm,
+                                                                caplog) -> None:
     def errors() -> float:
         for line in client.get("/metrics").text.splitlines():
             if line.startswith('dynvm_xenapi_errors_total{code="SR_BACKEND_FAILURE_44"}'):
@@ -167,6 +168,12 @@ def test_xenapi_errors_counted_by_code_and_failed_request_shown(client, service,
     r = client.get("/getservers/xerr?os=centos&allornone=false")
     assert r.status_code == 502, r.text
     assert errors() == before + 1
+    # Logged once, with the call and the host it came from.
+    logged = [r.getMessage() for r in caplog.records if r.name == "dynvm.xenapi"
+              and "SR_BACKEND_FAILURE_44" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert logged[0].startswith("XenAPI Async.VM.provision on http://127.0.0.1:"), logged
+    assert "insufficient space" in logged[0]
     rid = r.headers["X-Dynvm-Request-Id"]
     (req,) = [x for x in client.get("/ui/api/requests").get_json()["recent"] if x["id"] == rid]
     assert req["state"] == "failed" and "SR_BACKEND_FAILURE_44" in req["reason"]
@@ -268,3 +275,60 @@ def test_unreachable_pool_says_since_when_and_keeps_its_hosts(client, farm) -> N
     wait_until(lambda: all(p["state"] == "up" for p in
                            client.get("/ui/api/hosts").get_json()["pools"]),
                timeout=30, what="pool 2 back")
+
+
+def test_metrics_count_every_path_once_as_it_happens(client, service, farm) -> None:
+    """Legacy and v1 hand-outs, releases of every kind, expiry and failures are counted
+    where they happen; counters and histograms only grow, whatever the store forgets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dynvm.core import tokens
+
+    def figures() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for fam in text_string_to_metric_families(client.get("/metrics").text):
+            for s in fam.samples:
+                if s.labels.get("os") not in (None, "centos"):
+                    continue
+                key = s.name + "".join(f",{k}={v}" for k, v in sorted(s.labels.items())
+                                       if k not in ("os", "le"))
+                if "le" not in s.labels:
+                    out[key] = out.get(key, 0.0) + s.value
+        return out
+
+    def grew(before: dict[str, float], after: dict[str, float], name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    before = figures()
+    assert client.get("/getservers/evl?os=centos&count=2").status_code == 200  # legacy
+    secret, _ = tokens.create(service.ctx.store, "team-m")
+    h = {"Authorization": f"Bearer {secret}"}
+    r = client.post("/api/v1/requests", json={"os": "centos", "count": 1, "name": "evv"},
+                    headers=h)
+    assert r.status_code == 202, r.json
+    from testbed.serving import wait_until
+    wait_until(lambda: client.get(r.headers["Location"], headers=h).json["state"] == "done",
+               timeout=60, what="the v1 request")
+    farm.fail_next("VM.provision", 1, "SR_BACKEND_FAILURE_44", ["", "no space", ""])
+    assert client.get("/getservers/evf?os=centos&allornone=false").status_code == 502
+    assert client.delete("/api/v1/vms/evv", headers=h).status_code == 200  # v1 release
+    assert client.get("/releaseservers/evl1").status_code == 200  # legacy release
+    assert client.get("/setexpiry/evl2/0?from=created").status_code == 200
+    # Counted once the expiry's release is done (just after the lease goes).
+    after = wait_until(lambda: (lambda f: f if grew(before, f, "dynvm_vms_expired_total") else
+                                None)(figures()), timeout=60, what="evl2 to expire")
+    assert grew(before, after, "dynvm_vms_handed_out_total") == 3
+    assert grew(before, after, "dynvm_vms_released_total") >= 3  # + the failed build's rollback
+    assert grew(before, after, "dynvm_vms_expired_total") == 1
+    assert grew(before, after, "dynvm_vm_failures_total") == 1
+    assert grew(before, after, "dynvm_build_seconds_count") == 3
+    for step in ("reserved", "cloning", "provisioning", "starting", "waiting for IP"):
+        assert grew(before, after, f"dynvm_build_step_seconds_count,step={step}") >= 3, step
+    # Observed once each, in the process where they happen: real counters and histograms.
+    text = client.get("/metrics").text
+    for kind, name in (("histogram", "dynvm_build_step_seconds"),
+                       ("histogram", "dynvm_build_seconds"), ("counter", "dynvm_vms_expired_total"),
+                       ("counter", "dynvm_vms_handed_out_total"),
+                       ("counter", "dynvm_vm_failures_total")):
+        assert f"# TYPE {name} {kind}" in text, name
+    assert "dynvm_history_documents{" in text  # what the store keeps: a gauge

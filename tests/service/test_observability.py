@@ -163,6 +163,21 @@ def test_json_log_lines_carry_the_request_id() -> None:
                                ({"r": "GET /", "{x-dynvm-request-id}o": "r9"},), None)
     trace.RequestIdFilter().filter(access)
     assert json.loads(JsonFormatter().format(access))["request_id"] == "r9"
+    # An access line's parts are fields, numbers as numbers.
+    atoms = {"h": "10.1.2.3", "m": "GET", "U": "/getservers/job", "q": "os=centos&token=***",
+             "H": "HTTP/1.1", "s": "200", "B": "38", "M": "9120", "a": "curl/8.5", "f": "-",
+             "r": "GET /getservers/job?os=centos&token=*** HTTP/1.1",
+             "{x-dynvm-request-id}o": "ci-job-42"}
+    line = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1,
+                             '%(h)s "%(r)s" %(s)s', (atoms,), None)
+    trace.RequestIdFilter().filter(line)
+    fields = json.loads(JsonFormatter().format(line))
+    assert {k: fields[k] for k in ("client", "method", "path", "query", "protocol", "status",
+                                   "bytes", "duration_ms", "user_agent", "request_id")} == {
+        "client": "10.1.2.3", "method": "GET", "path": "/getservers/job",
+        "query": "os=centos&token=***", "protocol": "HTTP/1.1", "status": 200, "bytes": 38,
+        "duration_ms": 9120, "user_agent": "curl/8.5", "request_id": "ci-job-42"}
+    assert "referer" not in fields and fields["message"].startswith("10.1.2.3 ")
     cfg = dict_config("json")
     assert cfg["formatters"]["dynvm"]["()"].endswith("JsonFormatter")
     with pytest.raises(ValueError):

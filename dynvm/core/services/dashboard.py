@@ -41,7 +41,6 @@ from dynvm.core.ports import (
     HostView,
     PoolView,
 )
-from dynvm.core.progress import STEP_TIME_PREFIX
 from dynvm.core.records import RequestRecord
 from dynvm.core.services.base import Runtime, Subject
 from dynvm.core.services.history import History
@@ -57,15 +56,12 @@ if TYPE_CHECKING:
     pass
 
 RECENT_HOURS = 6.0  # finished requests shown this far back
-REQUEST_SCAN_SECS = 24 * 3600.0  # build steps are read from requests of the last day
-STEP_ORDER = [str(s) for s in progress.Step]
 RECYCLE_PREFIX = "warm pool recycle"
 
 
 @dataclass(frozen=True)
 class RequestFigures:
     in_flight: int  # getservers requests being served (warm-pool refills apart)
-    step_secs: dict[tuple[str, ...], list[float]]  # (OS, build step) -> seconds spent in it
 
 
 def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> MemberShown:
@@ -430,20 +426,9 @@ class Dashboard(Subject):
                         "labels": sorted(pool.labels), "ttl_minutes": pool.ttl_minutes})
         return out
 
-    def request_figures(self, records: list[RequestRecord], now: float) -> RequestFigures:
-        """How many requests are being served, and the time VMs spent in each build
-        step (requests of the last day), from the step times their records keep."""
+    def request_figures(self, records: list[RequestRecord]) -> RequestFigures:
+        """How many requests are being served now (the time each build step takes is
+        observed as it happens: dynvm.runtime.events)."""
         in_flight = sum(1 for r in records
                         if r.state == RequestState.RUNNING and not is_warm_request(r.id))
-        steps: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        for r in records:
-            if now - r.started > REQUEST_SCAN_SECS:
-                continue
-            for entry in (r.detail.get("vms") or {}).values():
-                times = sorted(((float(t), k[len(STEP_TIME_PREFIX):]) for k, t in entry.items()
-                                if k.startswith(STEP_TIME_PREFIX)
-                                and k[len(STEP_TIME_PREFIX):] in STEP_ORDER),
-                               key=lambda ts: (ts[0], STEP_ORDER.index(ts[1])))
-                for (t0, s0), (t1, _) in zip(times, times[1:], strict=False):
-                    steps[(r.os, s0)].append(max(t1 - t0, 0.0))
-        return RequestFigures(in_flight, dict(steps))
+        return RequestFigures(in_flight)
