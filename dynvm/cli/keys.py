@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from dynvm.cli.client import _client, _console, _run, _when
+from dynvm.cli.client import _client, _console, _run
+from dynvm.cli.times import when as _when
 from dynvm.client.http import ClientError
 
 # ssh's own order of default identities.
