@@ -19,7 +19,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def readme_commands() -> list[str]:
     """`dynvm …` lines of the README's shell blocks (a `$ ` prompt allowed), comments cut."""
     out, in_block = [], False
-    for line in README.read_text().splitlines():
+    text_lines = README.read_text().replace("\\\n", " ").splitlines()  # continued lines joined
+    for line in text_lines:
         if line.startswith("```"):
             in_block = line.strip() in ("```sh", "```console", "```bash", "```shell")
             continue
