@@ -278,15 +278,17 @@ class Reconciler:
                       os=oc.get(TAG_OS, ""), request_id=request_id, created=created,
                       expires=expires, state=state, ip=vm.ips[0] if vm.ips else "",
                       extra={"adopted": now})
-        store.leases.put(lease)
         note = {"adopted_time": int(now),
                 "adopt_reason": "found running with its tags but no lease (store lost or "
                                 "restored); lease recreated from the tags"}
+        # The document first, the lease last: whoever sees the lease sees its document,
+        # and a pass cut short between the two adopts the VM again on the next one.
         if doc is None:
             store.history.put(vm.uuid, history.document(
                 self._adopted_facts(lease, vm), HISTORY_OF_LEASE[state], **note))
         else:
             store.history.update(vm.uuid, {**note, **history.expiry_patch(expires)})
+        store.leases.put(lease)
         log.warning("reconcile: adopted %s (%s) on xenhost%d from its tags: owner %s, "
                     "lease until %d", vm.name_label, vm.uuid, host_ref, lease.owner, expires)
         ctx.event(CoreEvent.ADOPTED)

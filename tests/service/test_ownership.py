@@ -132,6 +132,15 @@ def test_store_loss_adopts_every_vm_with_its_lease_end(tmp_path, farm, clean_far
     second = build_service(str(ini), timings=EAGER)
     try:
         c2 = create_app(service=second).test_client()
+        store = second.ctx.store
+        documented_first: list[bool] = []
+        put_lease = store.leases.put
+
+        def watched_put(lease, *args, **kwargs):  # type: ignore[no-untyped-def]
+            documented_first.append(store.history.get(lease.vm_uuid) is not None)
+            return put_lease(lease, *args, **kwargs)
+
+        store.leases.put = watched_put  # type: ignore[method-assign]
         second.background.ensure_started()
         assert second.ctx.deployment() == identity
         wait_until(lambda: len(second.ctx.store.leases.find()) == 3, timeout=30,
@@ -139,6 +148,8 @@ def test_store_loss_adopts_every_vm_with_its_lease_end(tmp_path, farm, clean_far
         after = {lease.name: (lease.vm_uuid, int(lease.expires), lease.owner, lease.host_ref)
                  for lease in second.ctx.store.leases.find()}
         assert after == before
+        # whoever sees an adopted lease sees its history document: it is written first
+        assert documented_first == [True, True, True]
         assert vm_uuids(probe, "keep") == {u for u, _, _, _ in before.values()}  # none destroyed
         for vm_uuid, _, _, _ in before.values():
             doc = second.ctx.store.history.get(vm_uuid)
