@@ -136,7 +136,7 @@ def test_store_loss_adopts_every_vm_with_its_lease_end(tmp_path, farm, clean_far
         documented_first: list[bool] = []
         put_lease = store.leases.put
 
-        def watched_put(lease, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def watched_put(lease, *args, **kwargs):
             documented_first.append(store.history.get(lease.vm_uuid) is not None)
             return put_lease(lease, *args, **kwargs)
 
