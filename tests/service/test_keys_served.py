@@ -149,8 +149,11 @@ def test_owners_keys_reach_their_vms(tmp_path: Path, keyed_farm: tuple[Farm, int
         assert legacy.status_code == 200, legacy.text
         assert logs_in(legacy.json()[0], port, pkey=a)
         # ... and on a warm VM, over SSH, before the answer.
-        wait_until(lambda: requests.get(f"{base}/getavailablecount/centos7", timeout=30).text
-                   not in ("", "0"), timeout=120, what="the warm pool to fill")
+        # (the available count also counts free room: the pool's own gauge says it is ready)
+        wait_until(lambda: 'dynvm_warm_pool_ready{os="centos7"} 0.0' not in
+                   (m := requests.get(f"{base}/metrics", timeout=30).text)
+                   and 'dynvm_warm_pool_ready{os="centos7"}' in m,
+                   timeout=120, what="the warm pool to fill")
         warm = requests.get(f"{base}/getservers/wrm?os=centos7&format=detailed"
                             f"&token={secrets['team-a']}", timeout=120)
         assert warm.status_code == 200, warm.text
