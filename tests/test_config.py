@@ -410,7 +410,8 @@ EVERY_KEY_EMPTY = [  # (section, key): every key, defaulted or not, refuses an e
     ("xenhost1", "host.vms.max.centos"), ("xenhost1", "centos.vcpus"),
     ("xenhost1", "centos.template.network"), ("xenhost1", "host.drain"),
     ("store", "sqlite.path"), ("store", "backend"), ("pool centos", "labels"),
-    ("auth", "legacy"), ("quota", "vms"),
+    ("auth", "legacy"), ("quota", "vms"), ("quota", "priority.max"),
+    ("queue", "max_wait_minutes"),
 ]
 
 
@@ -742,3 +743,19 @@ def test_check_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check-config", str(good)])
     assert result.exit_code == 2  # a configuration problem
     assert "did you mean host.name?" in result.output
+
+
+def test_queue_and_priority() -> None:
+    cfg = parse_config(host() + "[queue]\nmax_wait_minutes=20\nmax_wait_minutes.max=90\n"
+                       "[quota team-p]\npriority.max=7\n[quota]\nvms=3\n", env={})
+    assert (cfg.queue.max_wait_minutes, cfg.queue.max_wait_minutes_cap) == (20, 90)
+    assert cfg.queue.wait_minutes(None) == 20 and cfg.queue.wait_minutes(500) == 90
+    assert cfg.quota_for("team-p").priority_max == 7
+    assert cfg.quota_for("anyone").priority_max == 0 and cfg.quota_for("anyone").vms == 3
+    default = parse_config(host(), env={})
+    assert (default.queue.max_wait_minutes, default.queue.max_wait_minutes_cap) == (60, 1440)
+    assert only_problem(host() + "[queue]\nmax_wait_minutes=100\nmax_wait_minutes.max=90\n") \
+        == "farm.ini:8: [queue] max_wait_minutes: must not exceed max_wait_minutes.max (90)"
+    assert only_problem(host() + "[quota]\npriority.max=101\n") \
+        == "farm.ini:8: [quota] priority.max: must be between 0 and 100"
+    assert "farm.ini:8: [queue] wait: unknown key" in only_problem(host() + "[queue]\nwait=3\n")

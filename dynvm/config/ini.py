@@ -22,6 +22,7 @@ from dynvm.config.model import (
     GuestLogin,
     HostConfig,
     PoolConfig,
+    QueueConfig,
     QuotaLimits,
     StaticPoolConfig,
     StoreConfig,
@@ -87,6 +88,9 @@ AUTH_KEYS = ("legacy", "fail.limit", "fail.window.secs")
 FLEET_KEYS = ("path",)
 AUTH_LEGACY = ("open", "mutating", "all")
 QUOTA_KEYS = ("vms", "vcpus", "memory_gib")
+QUOTA_PRIORITY_KEY = "priority.max"
+QUEUE_KEYS = ("max_wait_minutes", "max_wait_minutes.max")
+PRIORITY_MAX = 100  # the highest priority any owner may be given
 
 
 # ------------------------------------------------------------------------ parsing
@@ -158,6 +162,7 @@ def parse_config(
     pools = _parse_pools(pool_sections, sections, hosts, p)
     auth, quotas, default_quota = _parse_access(sections, p)
     fleet_path = _parse_fleet(sections["fleet"], base) if "fleet" in sections else None
+    queue = _parse_queue(sections["queue"]) if "queue" in sections else QueueConfig()
     if p.errors:
         raise ConfigError(p.errors, source)
     return Config(
@@ -169,6 +174,7 @@ def parse_config(
         quotas=quotas,
         default_quota=default_quota,
         fleet_path=fleet_path,
+        queue=queue,
         source=source,
         warnings=tuple(p.warnings),
         **common_kwargs,
@@ -182,7 +188,7 @@ def _parse_host_and_pool_sections(sections: dict[str, Section], base: Path | Non
     hosts: dict[int, HostConfig] = {}
     pool_sections: dict[str, Section] = {}
     known = ["common", "couchbase", "store", "xenhost1", "pool <os>", "auth", "quota <owner>",
-             "fleet"]
+             "fleet", "queue"]
     for name, s in sections.items():
         m_host = _HOST_SECTION.fullmatch(name)
         m_pool = _POOL_SECTION.fullmatch(name)
@@ -199,7 +205,7 @@ def _parse_host_and_pool_sections(sections: dict[str, Section], base: Path | Non
                 hosts[host.ref] = host
         elif m_pool:
             pool_sections[m_pool.group(1)] = s
-        elif name not in ("common", "couchbase", "store", "fleet"):
+        elif name not in ("common", "couchbase", "store", "fleet", "queue"):
             hint = suggest(name, known)
             if name.lower().startswith("xenhost"):
                 hint = " (hosts are [xenhostN] with N a number from 1, e.g. [xenhost1])"
@@ -341,14 +347,27 @@ def _parse_access(sections: dict[str, Section], p: Problems
         m = _QUOTA_SECTION.fullmatch(name)
         if not m:
             continue
-        s.only(QUOTA_KEYS)
+        s.only((*QUOTA_KEYS, QUOTA_PRIORITY_KEY))
         limits = QuotaLimits(**{k: (s.get_int(k, 0, minimum=0) if k in s.raw else None)
-                                for k in QUOTA_KEYS})
+                                for k in QUOTA_KEYS},
+                             priority_max=s.get_int(QUOTA_PRIORITY_KEY, 0, minimum=0,
+                                                    maximum=PRIORITY_MAX))
         if m.group(1) is None:
             default = limits
         else:
             quotas[m.group(1)] = limits
     return auth, quotas, default
+
+
+def _parse_queue(s: Section) -> QueueConfig:
+    """[queue]: a request's longest wait for room, by default and at most."""
+    s.only(QUEUE_KEYS)
+    default = QueueConfig()
+    cap = s.get_int("max_wait_minutes.max", default.max_wait_minutes_cap)
+    wait = s.get_int("max_wait_minutes", min(default.max_wait_minutes, cap))
+    if wait > cap:
+        s.p.error(s.name, "max_wait_minutes", f"must not exceed max_wait_minutes.max ({cap})")
+    return QueueConfig(max_wait_minutes=min(wait, cap), max_wait_minutes_cap=cap)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

@@ -125,6 +125,18 @@ class QuotaLimits:
     vms: int | None = None
     vcpus: int | None = None
     memory_gib: int | None = None
+    priority_max: int = 0  # priority.max: the highest queue priority its requests may ask
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """[queue]: how long a request with no room may wait for it."""
+
+    max_wait_minutes: int = 60  # max_wait_minutes: a request's wait when it names none
+    max_wait_minutes_cap: int = 1440  # max_wait_minutes.max: the longest any may ask
+
+    def wait_minutes(self, asked: int | None) -> int:
+        return min(asked or self.max_wait_minutes, self.max_wait_minutes_cap)
 
 
 @dataclass(frozen=True)
@@ -199,6 +211,7 @@ class Config:
     quotas: dict[str, QuotaLimits] = field(default_factory=dict)  # owner -> limits
     default_quota: QuotaLimits = field(default_factory=QuotaLimits)
     fleet_path: str | None = None  # [fleet] path: the fleet directory (absolute)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     lines: Lines = field(default_factory=dict, compare=False, repr=False)  # for reports
 
     def where(self, section: str, key: str | None = None) -> str:

@@ -20,13 +20,30 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from dynvm.config import Config, HostConfig, OsSpec
-from dynvm.core import cloudinit, guestsetup, lifecycle, obtain, progress, quota, sshkeys
+from dynvm.core import (
+    cloudinit,
+    guestsetup,
+    lifecycle,
+    obtain,
+    progress,
+    queueing,
+    quota,
+    sshkeys,
+)
 from dynvm.core.answers import ServersRequest
 from dynvm.core.capacity import GIB
 from dynvm.core.context import Context
-from dynvm.core.errors import DynvmError, NameInUse, NotFound, StoreDown, Unprocessable
+from dynvm.core.errors import (
+    DynvmError,
+    NameInUse,
+    NoCapacity,
+    NotFound,
+    StoreDown,
+    Unprocessable,
+)
 from dynvm.core.getservers import (
     NAME_LOCK,
     NO_ROOM_INSTEAD,
@@ -52,6 +69,7 @@ RUNNING, DONE, PARTIAL, FAILED, CANCELLED = (RequestState.RUNNING.value, Request
                                              RequestState.FAILED.value,
                                              RequestState.CANCELLED.value)
 STATES = frozenset(s.value for s in RequestState)
+WAITING = frozenset({RequestState.RUNNING.value, RequestState.QUEUED.value})  # not ended yet
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,9 @@ class NewRequest:
     host: int | None = None
     all_or_none: bool = True
     check_ssh: bool = False
+    queue: bool = True  # no room now: wait in the queue (False: refused at once, 503)
+    priority: int = 0  # in the queue; capped by the owner's `priority.max`
+    max_wait_minutes: int | None = None  # in the queue (None: `[queue] max_wait_minutes`)
     # What the VMs are given (never logged, never in history or a request's params):
     ssh_keys: tuple[str, ...] = field(default=(), repr=False)  # OpenSSH public key lines
     hostname: str | None = None  # None: each VM's name
@@ -94,7 +115,7 @@ class _Running:
         return self.want.names
 
 
-def _legacy_view(req: NewRequest) -> ServersRequest:
+def legacy_view(req: NewRequest) -> ServersRequest:
     return ServersRequest(name=req.name or "v", count=req.count, os=req.os, cpus=req.cpus,
                           mem_bytes=req.memory_gib * GIB if req.memory_gib else None,
                           expires_in_minutes=req.lease_minutes,
@@ -126,21 +147,37 @@ def guest_setup(ctx: Context, cfg: Config, req: NewRequest) -> guestsetup.GuestS
     return setup
 
 
+def reserved_steps(names: list[str], now: float) -> dict[str, dict[str, Any]]:
+    """Each VM's first step, once room is held for it."""
+    return {n: {"step": str(progress.Step.RESERVED), "since": round(now, 3)} for n in names}
+
+
+def setup_of(ctx: Context, cfg: Config, req: NewRequest, names: list[str]
+             ) -> tuple[guestsetup.GuestSetup | None, dict[str, str]]:
+    """What the VMs are given, and each VM's hostname."""
+    setup = guest_setup(ctx, cfg, req)
+    hostnames = {n: setup.hostname_of(n, i + 1 if req.count > 1 else None)
+                 for i, n in enumerate(names)} if setup else {}
+    return setup, hostnames
+
+
 def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecord:
     """Check, hold names, quota and capacity, record; then build in the background.
 
-    Raises BadRequest, Unprocessable, NameInUse, QuotaExceeded, NoCapacity or
-    StoreDown, having changed nothing. Returns the request record as first stored.
+    With no room now (and `req.queue`), the request waits in the queue instead
+    (`queued`, holding nothing but its names) until the background leader
+    dispatches it; one that brings its own `ssh_keys` is not queued (only their
+    fingerprints are kept). Raises BadRequest, Unprocessable, NameInUse,
+    QuotaExceeded, NoCapacity or StoreDown, having changed nothing. Returns the
+    request record as it stands.
     """
     cfg = ctx.config()
-    sreq = _legacy_view(req)
+    sreq = legacy_view(req)
     check_request(cfg, sreq)
     spec = effective_spec(cfg, sreq)
-    setup = guest_setup(ctx, cfg, req)
     base = req.name or f"{req.os}-{secrets.token_hex(3)}{'-' if req.count > 1 else ''}"
     names = names_for(base, req.count)
-    hostnames = {n: setup.hostname_of(n, i + 1 if req.count > 1 else None)
-                 for i, n in enumerate(names)} if setup else {}
+    setup, hostnames = setup_of(ctx, cfg, req, names)
     now = ctx.clock()
     expires = now + cfg.lease_minutes(req.lease_minutes) * 60
     request_id = uuid.uuid4().hex
@@ -149,14 +186,11 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
         id=request_id, name=base, os=req.os, count=req.count, instance=ctx.instance,
         started=now, detail={
             "api": API, "owner": req.owner, "names": names, "expires": expires,
-            "params": {k: (list(v) if isinstance(v, tuple) else v)
-                       for k, v in asdict(req).items()
-                       if k != "owner" and k not in SETUP_FIELDS},
+            "params": params_of(req),
             # Shown to the owner (and admins) only: the v1 GET is theirs alone.
             "setup": {"ssh_keys": list(setup.fingerprints) if setup else [],
                       "hostname": req.hostname, "user_data": req.user_data},
-            "vms": {n: {"step": str(progress.Step.RESERVED), "since": round(now, 3)}
-                    for n in names}})
+            "vms": reserved_steps(names, now)})
     hosts = eligible_hosts(cfg, req.os, frozenset(req.labels), False, req.host)
     run = _Running(record, req, want_of(cfg, req, spec, names, expires, request_id, hosts,
                                         setup, hostnames))
@@ -164,7 +198,20 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
         if req.name is not None:  # generated names are unique; chosen ones are claimed
             _claim_names(ctx, run, ttl)
         ctx.store.requests.put(record)
-        _reserve(ctx, cfg, run)
+        entry = queueing.entry_of(cfg, record, req, spec, now)
+        try:
+            # Requests already waiting go first, unless this one may backfill.
+            may_queue = req.queue and not req.ssh_keys  # its own keys are not kept
+            behind = queueing.held_back(ctx, entry, record) if may_queue else None
+            if behind is None:
+                _reserve(ctx, cfg, run)
+        except NoCapacity as exc:
+            if not may_queue or not queueing.may_wait(ctx, cfg, entry, record, exc):
+                raise
+            behind = queueing.reason_of(exc, sorted(req.labels))
+        if behind is not None:
+            queueing.enqueue(ctx, cfg, entry, run.held_names, behind)
+            return get(ctx, request_id)
     except StoreUnavailable as exc:
         _abandon(ctx, run, "the state store is unreachable, so capacity could not be "
                            "reserved safely", refused=True)
@@ -177,9 +224,37 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
         _abandon(ctx, run, f"internal error: {exc!r}", refused=False)
         raise
     if start:
-        threading.Thread(target=_build, args=(ctx, run), daemon=True,
-                         name=f"dynvm-v1-{request_id[:8]}").start()
+        _start(ctx, run)
     return record
+
+
+def _start(ctx: Context, run: _Running) -> None:
+    threading.Thread(target=_build, args=(ctx, run), daemon=True,
+                     name=f"dynvm-v1-{run.record.id[:8]}").start()
+
+
+def start_build(ctx: Context, record: RequestRecord, req: NewRequest, want: obtain.Want,
+                held: obtain.Held, held_names: list[str]) -> None:
+    """Build a request served from the queue (room held, record `running`) in the background."""
+    _start(ctx, _Running(record, req, want, held, held_names))
+
+
+def params_of(req: NewRequest) -> dict[str, Any]:
+    """The request as asked, kept in its record (a queued one is rebuilt from it)."""
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in asdict(req).items() if k != "owner" and k not in SETUP_FIELDS}
+
+
+def request_of(rec: RequestRecord) -> NewRequest:
+    """The request a record was made for, as asked: its params, with the hostname and
+    cloud-config its record keeps (a request with keys of its own is never queued)."""
+    params = dict(rec.detail.get("params", {}))
+    params["labels"] = tuple(params.get("labels", ()))
+    known = set(NewRequest.__dataclass_fields__) - {"owner", *SETUP_FIELDS}
+    setup = rec.detail.get("setup") or {}
+    return NewRequest(owner=str(rec.detail.get("owner", "")),
+                      **{k: v for k, v in params.items() if k in known},
+                      hostname=setup.get("hostname"), user_data=setup.get("user_data"))
 
 
 def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
@@ -297,6 +372,7 @@ def _build(ctx: Context, run: _Running) -> None:
                     if not isinstance(exc, BuildFailed):
                         log.exception("building %s", job.name)
                     release_slot(ctx, job.slot)
+                    ctx.room_freed.set()  # its room is free again
                     if cancel.is_set():
                         stopped.append(job.name)
                         continue  # noted below, with who cancelled
@@ -345,7 +421,7 @@ def _build(ctx: Context, run: _Running) -> None:
 
 def _job(req: NewRequest, want: obtain.Want, name: str, slot: Slot) -> Job:
     return Job(name=name, owner=req.owner, request_id=want.request_id, slot=slot,
-               spec=with_overrides(slot.host.os[req.os], _legacy_view(req)),  # that host's
+               spec=with_overrides(slot.host.os[req.os], legacy_view(req)),  # that host's
                memory_bytes=int(slot.reservation.memory_gib * GIB), expires=want.expires,
                labels=sorted(req.labels), network_id=None, check_vms=req.check_ssh,
                size_overridden=(req.cpus is not None, req.memory_gib is not None),
@@ -397,7 +473,7 @@ def wait(ctx: Context, request_id: str, secs: float, poll: float = 0.2) -> Reque
     deadline = clock.monotonic() + secs
     rec = first
     with ctx.waiting():  # a request thread lends its place while it polls
-        while rec.state == RUNNING and clock.monotonic() < deadline:
+        while rec.state in WAITING and clock.monotonic() < deadline:
             clock.sleep(min(poll, deadline - clock.monotonic()))  # polling the store
             rec = get(ctx, request_id)
             if rec.detail != first.detail:
@@ -406,11 +482,16 @@ def wait(ctx: Context, request_id: str, secs: float, poll: float = 0.2) -> Reque
 
 
 def cancel(ctx: Context, request_id: str, by: str) -> RequestRecord:
-    """Cancel a running request (its builder destroys what it built), or release a done one.
+    """Cancel a queued request (it holds nothing yet), a running one (its builder
+    destroys what it built), or release a done one's VMs.
 
     `by` (the caller's owner name) is kept with the cancel mark, so the record says who.
     """
     rec = get(ctx, request_id)
+    if rec.state == RequestState.QUEUED:
+        if queueing.cancel(ctx, rec, by):
+            return get(ctx, request_id)
+        rec = get(ctx, request_id)  # dispatched (or ended) meanwhile: cancel it as it is now
     if rec.state == RUNNING:
         ctx.store.locks.acquire(CANCEL_LOCK + request_id, by,
                                 ttl=ctx.config().reservation_ttl_secs)

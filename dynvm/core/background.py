@@ -22,9 +22,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dynvm.core import queueing
 from dynvm.core.context import Context
+from dynvm.core.dispatch import Dispatcher
 from dynvm.core.fleet.converge import Converger
-from dynvm.core.reconcile import HEARTBEAT_PREFIX, ORPHAN_GRACE_SECS, Reconciler
+from dynvm.core.reconcile import HEARTBEAT_PREFIX, ORPHAN_GRACE_SECS, Reconciler, instance_alive
 from dynvm.core.release import expire_due, expire_from_tags
 from dynvm.core.store import StoreError, StoreUnavailable
 from dynvm.core.warmpool import Filler
@@ -59,6 +61,7 @@ class Background:
         self.filler = Filler(ctx)
         self.reconciler = Reconciler(ctx, orphan_grace=self.t.orphan_grace)
         self.converger = Converger(ctx, ctx.fleet_port)
+        self.dispatcher = Dispatcher(ctx)
         self.is_leader = False
         self._errors: dict[str, str | None] = {}
         self._stop = threading.Event()
@@ -81,25 +84,27 @@ class Background:
                 self._pid = os.getpid()
                 self._threads = {}
                 self._stop.clear()
-            loops: list[tuple[str, Callable[[], None], float]] = [
-                ("liveness", self.beat, self.t.beat),
-                ("outbox", self.replay, self.t.tick),
-                ("expiry", self.expire, self.t.tick),
-                ("pool", self.fill, self.t.tick),
-                ("reconcile", self.reconcile, self.t.reconcile_every),
-                ("fleet", self.converge, self.t.fleet_every),
+            loops: list[tuple[str, Callable[[], None], float, threading.Event | None]] = [
+                ("liveness", self.beat, self.t.beat, None),
+                ("outbox", self.replay, self.t.tick, None),
+                ("expiry", self.expire, self.t.tick, None),
+                ("pool", self.fill, self.t.tick, None),
+                ("queue", self.dispatch, self.t.tick, self.ctx.room_freed),
+                ("reconcile", self.reconcile, self.t.reconcile_every, None),
+                ("fleet", self.converge, self.t.fleet_every, None),
             ]
-            for name, fn, every in loops:
+            for name, fn, every, bell in loops:
                 thread = self._threads.get(name)
                 if thread is not None and thread.is_alive():
                     continue
-                thread = threading.Thread(target=self._loop, args=(name, fn, every),
+                thread = threading.Thread(target=self._loop, args=(name, fn, every, bell),
                                           name=f"dynvm-{name}", daemon=True)
                 self._threads[name] = thread
                 thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.ctx.room_freed.set()  # wakes the queue's loop to see it must stop
         if self._pid == os.getpid():
             deadline = time.monotonic() + 5
             for thread in self._threads.values():
@@ -115,20 +120,24 @@ class Background:
         except StoreError:
             pass
 
-    def _loop(self, name: str, fn: Callable[[], None], every: float) -> None:
+    def _loop(self, name: str, fn: Callable[[], None], every: float,
+              bell: threading.Event | None = None) -> None:
+        """Run `fn` every `every` seconds, and at once when `bell` rings."""
         # Duties wait one interval first: a starting worker answers its first
         # requests before the leader's work competes with them.
         wait = self.ctx.clock.wait
         if name != "liveness" and wait(self._stop, every):
             return
         while not self._stop.is_set():
+            if bell is not None:
+                bell.clear()  # before the run: a ring during it runs it again
             try:
                 fn()
                 self._errors[name] = None
             except Exception as exc:  # keep looping: the store or a host may come back
                 self._errors[name] = f"{name}: {exc}"
                 log.warning("background %s failed: %s", name, exc)
-            wait(self._stop, every)
+            wait(bell or self._stop, every)
 
     # -- every process ------------------------------------------------------------------
     def beat(self) -> None:
@@ -165,10 +174,16 @@ class Background:
             self.fleet_stats = self.converger.run()
             self.fleet_passes += 1
 
+    def dispatch(self) -> None:
+        """Serve the queue: room taken for waiting requests as it frees."""
+        if self.is_leader:
+            self.dispatcher.run()
+
     def reconcile(self) -> None:
         if not self.is_leader:
             return
         stats = self.reconciler.run()
+        stats["queue"] = queueing.repair(self.ctx, lambda i: instance_alive(self.ctx, i))
         self.reconcile_passes += 1
         if any(v for k, v in stats.items() if k != "foreign"):  # foreign VMs: logged once each
             log.warning("reconciled: %s", stats)

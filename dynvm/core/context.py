@@ -84,6 +84,9 @@ class Context:
     retired_hosts: dict[int, HostConfig] = field(default_factory=dict)
     # Set when the process is told to stop: builds in flight cancel, roll back, answer 503.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Rung when room frees in this process (a release, a failed build, an undrain, a
+    # reload): the queue's dispatcher runs at once instead of on its next tick.
+    room_freed: threading.Event = field(default_factory=threading.Event)
     # Templates the configuration names that a host lacks: logged, and shown on /health.
     templates: TemplateWatch = field(default_factory=TemplateWatch)
     _host_gates: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)

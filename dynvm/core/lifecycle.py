@@ -54,6 +54,8 @@ class RequestState(enum.StrEnum):
     CANCELLED = "cancelled"  # cancelled by its caller; what it built was released
     INTERRUPTED = "interrupted"  # the process running it stopped (found by reconciliation)
     REFUSED = "refused"  # turned down before any VM was built (quota, capacity, name): holds nothing
+    QUEUED = "queued"  # fits its owner's quota, waits for room: holds nothing yet
+    EXPIRED = "expired"  # waited in the queue its longest (`[queue] max_wait_minutes`)
 
 
 class FleetState(enum.StrEnum):
@@ -100,9 +102,15 @@ LEASE_BIRTH = frozenset({_L.PROVISIONING, _L.ACTIVE, _L.READY})
 
 _R = RequestState
 REQUEST_END = frozenset({_R.DONE, _R.PARTIAL, _R.FAILED, _R.CANCELLED, _R.INTERRUPTED,
-                         _R.REFUSED})
+                         _R.REFUSED, _R.EXPIRED})
 REQUEST_MOVES: frozenset[tuple[RequestState, RequestState]] = frozenset(
-    {(_R.RUNNING, end) for end in REQUEST_END}
+    {(_R.RUNNING, end) for end in REQUEST_END - {_R.EXPIRED}}
+    # No room now, within its owner's quota: it waits in the queue, holding nothing...
+    | {(_R.RUNNING, _R.QUEUED)}
+    # ...until it is dispatched (the one claim: a second dispatch finds it running), its
+    # owner cancels it, it waits too long, or it can no longer be served at all.
+    | {(_R.QUEUED, _R.RUNNING), (_R.QUEUED, _R.CANCELLED), (_R.QUEUED, _R.EXPIRED),
+       (_R.QUEUED, _R.REFUSED), (_R.QUEUED, _R.FAILED)}
     # A finished request's VMs can still be released by cancelling it.
     | {(_R.DONE, _R.CANCELLED), (_R.PARTIAL, _R.CANCELLED)}
     # Closing a request again the same way is a repeat (an outbox replay), not a move.
@@ -152,9 +160,16 @@ def check_birth(state: str) -> None:
     raise IllegalTransition("a lease", "(new)", state)
 
 
-def check_request_move(src: str, dst: str) -> None:
+def is_request_end(state: str) -> bool:
+    """Whether a request in `state` has ended (its record's `finished` is set)."""
+    return state in REQUEST_END
+
+
+def check_request_move(src: str, dst: str, expect: str | None = None) -> None:
+    """IllegalTransition unless `src -> dst` is declared (and `src` is `expect`, if given)."""
     try:
-        if (RequestState(src), RequestState(dst)) in REQUEST_MOVES:
+        if (RequestState(src), RequestState(dst)) in REQUEST_MOVES \
+                and (expect is None or src == RequestState(expect)):
             return
     except ValueError:
         pass
@@ -394,6 +409,7 @@ class CoreEvent(enum.StrEnum):
     VM_FAILED = "vm failed"  # a VM a request asked for could not be had
     BUILT = "built"  # a VM's build finished (`seconds` from its start to usable)
     STEP_DONE = "step done"  # a VM left build `step` after `seconds`
+    QUEUE_EXPIRED = "queue-expired"  # a request waited its longest for room: it ended
 
 
 # -- the moves, as the core performs them ------------------------------------------------
@@ -453,3 +469,20 @@ def end_request(store: Store, request_id: str, state: RequestState | str,
                 detail: dict[str, Any] | None = None) -> None:
     """Close a request (checked by the store against `REQUEST_MOVES`)."""
     store.requests.finish(request_id, RequestState(state).value, detail)
+
+
+def queue_request(store: Store, request_id: str, detail: dict[str, Any]) -> None:
+    """A request with no room now waits in the queue (its entry is added by the caller)."""
+    store.requests.finish(request_id, RequestState.QUEUED.value, detail,
+                          expect=RequestState.RUNNING.value)
+
+
+def leave_queue(store: Store, request_id: str, state: RequestState,
+                detail: dict[str, Any]) -> bool:
+    """A queued request moves on (dispatched: `running`; or cancelled, expired, refused):
+    True for exactly one caller however many try at once, False if it had left already."""
+    try:
+        store.requests.finish(request_id, state.value, detail, expect=RequestState.QUEUED.value)
+    except IllegalTransition:
+        return False
+    return True

@@ -364,6 +364,7 @@ def run_jobs(ctx: Context, jobs: list[Job]) -> tuple[list[Built], list[tuple[str
                 release_slot(ctx, job.slot)
             else:
                 continue
+            ctx.room_freed.set()  # its room is free again
             progress.note(ctx, job.request_id, job.name, progress.Step.FAILED,
                           reason=failed[-1][1])
     return built, failed

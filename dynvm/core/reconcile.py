@@ -134,7 +134,7 @@ class Reconciler:
         running = {r.id: r for r in ctx.store.requests.find(state=RequestState.RUNNING)}
         leases = ctx.store.leases.find()
         p = _Pass(own=ctx.deployment(), running=running,
-                  dead={rid for rid, r in running.items() if not instance_alive(ctx, r.instance)},
+                  dead={rid for rid, r in running.items() if not instance_alive(ctx, r.runner)},
                   leases=leases, by_uuid={lease.vm_uuid: lease for lease in leases})
         for host in ctx.config().hosts.values():
             self._own_vms(p, host)
@@ -216,10 +216,10 @@ class Reconciler:
             p.stats["names"] += _free_names(self.ctx, req)
             cut = _interrupt_vms(self.ctx, req)
             lifecycle.end_request(store, rid, RequestState.INTERRUPTED, {
-                "reason": f"the dynvm process running it ({req.instance}) stopped; "
+                "reason": f"the dynvm process running it ({req.runner}) stopped; "
                           f"{len(cut)} VM(s) it was still building are destroyed with their "
                           f"disks, those it had finished are kept",
-                "instance": req.instance})
+                "instance": req.runner})
             p.stats["requests"] += 1
             log.warning("reconcile: request %s (%s) interrupted", rid, req.name)
 
@@ -237,7 +237,7 @@ class Reconciler:
                else oc.get(TAG_LEASE, ""))
         req = running.get(rid) or self.ctx.store.requests.get(rid)
         if req is not None and req.state == RequestState.RUNNING:
-            if rid in dead or not instance_alive(self.ctx, req.instance):
+            if rid in dead or not instance_alive(self.ctx, req.runner):
                 return "service stopped during provisioning"
             return None  # a live process is building it
         building = lease is not None or _being_built(vm)
@@ -375,7 +375,7 @@ def _interrupt_vms(ctx: Context, req: RequestRecord) -> list[str]:
     cut = [p.name for p in progress.of_request(req) if p.step not in progress.FINAL_STEPS]
     for name in cut:
         progress.note(ctx, req.id, name, progress.Step.INTERRUPTED,
-                      reason=f"the dynvm process building it ({req.instance}) stopped; "
+                      reason=f"the dynvm process building it ({req.runner}) stopped; "
                              f"anything built of it is destroyed with its disks")
     return cut
 

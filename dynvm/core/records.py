@@ -100,6 +100,39 @@ class RequestRecord(_Record):
     finished: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def runner(self) -> str:
+        """The instance running it now: the one that accepted it, or the one whose
+        background leader dispatched it from the queue."""
+        return str(self.detail.get("instance") or self.instance)
+
+
+@dataclass
+class QueueEntry(_Record):
+    """A request waiting for room: its record reads `queued` while this entry exists.
+
+    What the queue's order, its ETA and its dispatcher need, without reading the
+    request: the dispatcher claims an entry (`claimed_by` until `claimed_until`)
+    before it takes room for it, so two leaders never dispatch one request.
+    """
+
+    id: str  # the request's id
+    owner: str
+    os: str
+    count: int
+    enqueued: float  # epoch seconds
+    deadline: float  # it expires then (`[queue] max_wait_minutes`)
+    priority: int = 0
+    weight: float = 1.0  # one VM's size in the units fairness counts (`queue.vm_weight`)
+    lease_secs: float = 0.0  # how long each of its VMs will be leased
+    all_or_none: bool = True
+    claimed_by: str | None = None
+    claimed_until: float = 0.0
+
+    def claimable(self, holder: str, now: float) -> bool:
+        """Nobody holds it, its holder's claim lapsed, or `holder` holds it already."""
+        return self.claimed_by in (None, holder) or self.claimed_until <= now
+
 
 @dataclass
 class FleetEntry(_Record):

@@ -167,6 +167,7 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
     ctx.event(CoreEvent.RELEASED, os=lease.os)
     if reason == EXPIRED_REASON:
         ctx.event(CoreEvent.EXPIRED, os=lease.os)
+    ctx.room_freed.set()
     return True
 
 

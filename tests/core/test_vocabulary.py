@@ -30,6 +30,9 @@ ALLOWED = {
     ("dynvm/api/maintenance.py", "refused"): "the `error` of /maintenance's 409 for a plan "
                                              "that cannot run (its wire format)",
     ("dynvm/core/health.py", "failed"): "prose of a health reason: a rolling reboot that failed",
+    ("dynvm/core/release.py", "expired"): "a history document's `delete_reason` for a lease "
+                                         "that ran out (the seed's word)",
+    ("dynvm/cli/tokens.py", "expired"): "a token's state in `dynvm token list`",
 }
 
 

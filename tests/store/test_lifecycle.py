@@ -39,7 +39,8 @@ def test_every_state_can_be_reached_and_left() -> None:
     reached = {dst for _, dst in ALLOWED} | set(LEASE_BIRTH)
     left = {src for src, _ in ALLOWED}
     assert reached == set(LeaseState) == left
-    assert {dst for _, dst in REQUEST_MOVES} == set(RequestState) - {RequestState.RUNNING}
+    # Every request state is reached (running again, when a queued one is served).
+    assert {dst for _, dst in REQUEST_MOVES} == set(RequestState)
 
 
 @pytest.mark.parametrize(("src", "dst"), LEASE_PAIRS, ids=[f"{a}->{b}" for a, b in LEASE_PAIRS])
@@ -82,6 +83,8 @@ def _request_in(store: Store, state: RequestState, rid: str = "r1") -> RequestRe
                                      instance="h:1", started=1.0))
     if state == RequestState.CANCELLED:
         store.requests.finish(rid, RequestState.DONE)
+    if state == RequestState.EXPIRED:  # only a queued request expires
+        store.requests.finish(rid, RequestState.QUEUED)
     if state != RequestState.RUNNING:
         store.requests.finish(rid, state, {"how": str(state)})
     got = store.requests.get(rid)
@@ -103,6 +106,32 @@ def test_request_move(store: Store, src: RequestState, dst: RequestState) -> Non
         assert store.requests.get("r1") == before
     with pytest.raises(IllegalTransition):
         store.requests.finish("r1", "finished")  # not a state at all
+
+
+@pytest.mark.parametrize("src", list(RequestState), ids=str)
+def test_request_move_expecting_a_state(store: Store, src: RequestState) -> None:
+    """With `expect`, a declared move is made only from that state: a compare-and-set."""
+    before = _request_in(store, src)
+    dst = RequestState.CANCELLED
+    if (src, dst) not in REQUEST_MOVES or src == dst:
+        return
+    if src != RequestState.QUEUED:
+        with pytest.raises(IllegalTransition):
+            store.requests.finish("r1", dst, {"moved": True}, expect=RequestState.QUEUED)
+        assert store.requests.get("r1") == before
+    else:
+        store.requests.finish("r1", dst, {"moved": True}, expect=RequestState.QUEUED)
+        got = store.requests.get("r1")
+        assert got is not None and got.state == dst and got.finished is not None
+
+
+def test_a_served_request_is_not_finished(store: Store) -> None:
+    _request_in(store, RequestState.QUEUED)
+    store.requests.finish("r1", RequestState.RUNNING, expect=RequestState.QUEUED)
+    got = store.requests.get("r1")
+    assert got is not None and got.state == RequestState.RUNNING and got.finished is None
+    with pytest.raises(IllegalTransition):  # served once only
+        store.requests.finish("r1", RequestState.RUNNING, expect=RequestState.QUEUED)
 
 
 def test_every_move_through_the_outbox(tmp_path, store: Store) -> None:

@@ -83,6 +83,25 @@ class RequestIn(_In):
     user_data: str | None = Field(None, max_length=MAX_USER_DATA, description=(
         "a `#cloud-config` document (16 KiB at most) for cloud-init at first boot; shown "
         "to its owner and admins only"))
+    queue: bool = Field(True, description=(
+        "no room now: wait in the queue (202, `queued`) instead of a 503"))
+    priority: Whole = Field(0, ge=0, le=100, description=(
+        "in the queue, higher first; capped by the owner's `priority.max`"))
+    max_wait_minutes: WholeOrNone = Field(None, ge=1, le=MAX_MINUTES, description=(
+        "longest wait in the queue, then `expired`; capped by `[queue] max_wait_minutes.max`"))
+
+
+class QueueOut(_Out):
+    """The request's time in the queue."""
+
+    reason: str
+    since: float
+    deadline: float
+    priority: int
+    waited: float
+    position: int | None = None
+    waiting: int | None = None
+    eta_secs: float | None = None
 
 
 class VmProgressOut(_Out):
@@ -111,6 +130,7 @@ class RequestOut(_Out):
                                 "keys its VMs get")
     hostname: str | None = None
     user_data: str | None = None
+    queue: QueueOut | None = None
 
 
 class RequestList(_Out):

@@ -4,7 +4,7 @@ view and records what the OpenAPI document says about it (same models, same rule
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request, url_for
@@ -108,7 +108,8 @@ def request_view(st: RequestStatus) -> models.RequestOut:
         expires=st.expires, error=st.error,
         vms=[models.VmProgressOut(name=p.name, step=p.step, since=p.since, ip=p.ip,
                                   reason=p.reason, host=p.host_ref) for p in st.vms],
-        ssh_keys=st.ssh_keys, hostname=st.hostname, user_data=st.user_data)
+        ssh_keys=st.ssh_keys, hostname=st.hostname, user_data=st.user_data,
+        queue=None if st.queue is None else models.QueueOut(**asdict(st.queue)))
 
 
 def vm_view(lease: Lease) -> models.VmOut:
@@ -134,7 +135,8 @@ OK_VM = {200: ("the VM", models.VmOut)}
 
 @operation("POST", "/requests", summary="Ask for VMs; built in the background", tag="requests",
            body=models.RequestIn,
-           responses={202: ("accepted: room is held, building has begun", models.RequestOut)},
+           responses={202: ("accepted: room is held and building has begun, or (state "
+                            "`queued`) it waits in the queue for room", models.RequestOut)},
            headers={202: ["Location"]})
 def create_request() -> Response:
     c = caller()
@@ -144,7 +146,8 @@ def create_request() -> Response:
                      lease_minutes=body.lease_minutes, labels=tuple(body.labels),
                      host=body.host, all_or_none=body.all_or_none, check_ssh=body.check_ssh,
                      ssh_keys=tuple(body.ssh_keys), hostname=body.hostname,
-                     user_data=body.user_data)
+                     user_data=body.user_data, queue=body.queue,
+                     priority=body.priority, max_wait_minutes=body.max_wait_minutes)
     st = service().requests.submit(new)
     location = url_for("v1.get_request", request_id=st.id)
     return out(request_view(st), 202, Location=location)

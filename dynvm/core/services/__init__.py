@@ -36,7 +36,7 @@ from dynvm.core.services.fleet import Applied, FleetPlan
 from dynvm.core.services.health import StoreGauges
 from dynvm.core.services.maintenance import Options, Plan, RollingReboot, describe_plan
 from dynvm.core.services.quotas import QuotaReport, Usage
-from dynvm.core.services.requests import RequestStatus
+from dynvm.core.services.requests import QueueStatus, RequestStatus
 from dynvm.core.services.tokens import TokenAdmin
 from dynvm.core.services.vms import SshLogin
 from dynvm.core.sshkeys import key_id
@@ -46,7 +46,7 @@ from dynvm.core.trace import bind_request, unbind_request
 __all__ = [
     "Applied", "Available", "bind_request", "Caller", "CoreEvent", "describe_plan", "Dynvm",
     "EVERYONE", "FleetPlan", "HistoryState", "key_id", "LeaseState", "MemberShown",
-    "NewRequest", "Offer", "Options", "OwnerKey", "Plan", "PoolShown", "QuotaReport",
+    "NewRequest", "Offer", "Options", "OwnerKey", "Plan", "PoolShown", "QueueStatus", "QuotaReport",
     "RECENT_HOURS", "RequestFigures", "RequestState", "RequestStatus", "RollingReboot",
     "RunState", "ServerResult", "ServersRequest", "ServersResult", "ShowAll", "Snapshot",
     "SshLogin", "Step", "StoreGauges", "Target", "TokenAdmin", "unbind_request", "Usage",

@@ -68,6 +68,8 @@ class Runtime:
                     for ref in cfg.hosts:
                         self.ctx.retired_hosts.pop(ref, None)
                     self.registry.sync(cfg)
+                    if self._synced is not None:
+                        self.ctx.room_freed.set()  # a host added or undrained: room, maybe
                     self._synced = cfg
         return cfg
 

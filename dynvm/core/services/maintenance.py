@@ -78,6 +78,7 @@ class Maintenance(Subject):
         S.set_drain(self.ctx.store, ref, on, by)
         notes = []
         if not on:
+            self.ctx.room_freed.set()  # the queue may be served there now
             released = leftovers.release(self.ctx.store, ref)
             if released:
                 notes.append(f"{len(released)} host(s) a stopped rolling reboot left out of "

@@ -6,9 +6,10 @@ may do with a request, and what it is told about one (`RequestStatus`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from dynvm.core import asyncreq
+from dynvm.core import asyncreq, queueing
 from dynvm.core.asyncreq import NewRequest
 from dynvm.core.callers import Caller, request_owner
 from dynvm.core.errors import NotFound
@@ -17,7 +18,39 @@ from dynvm.core.progress import VmProgress, of_request
 from dynvm.core.records import RequestRecord
 from dynvm.core.services.base import Subject
 
-__all__ = ["NewRequest", "RequestStatus", "Requests"]
+__all__ = ["NewRequest", "QueueStatus", "RequestStatus", "Requests"]
+
+log = logging.getLogger("dynvm.requests")
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """A request's time in the queue: where it stands while it waits, how long it waited."""
+
+    reason: str  # why it waits (which OS and labels, how many VMs short)
+    since: float  # when it began to wait
+    deadline: float  # it expires then, unless served
+    priority: int
+    waited: float  # seconds, until now or until it left the queue
+    position: int | None = None  # 1: served next (None: no longer waiting)
+    waiting: int | None = None  # requests waiting in all
+    eta_secs: float | None = None  # until its VMs should be ready (None: unknown)
+
+    @classmethod
+    def of(cls, rec: RequestRecord, now: float,
+           standing: queueing.Standing | None) -> QueueStatus | None:
+        q = rec.detail.get("queue")
+        if not isinstance(q, dict):
+            return None
+        since = float(q.get("since", rec.started))
+        left = q.get("served") or (rec.finished if rec.state != RequestState.QUEUED else None)
+        return cls(reason=str(q.get("reason", "")), since=since,
+                   deadline=float(q.get("deadline", since)), priority=int(q.get("priority", 0)),
+                   waited=round(float(left if left is not None else now) - since, 3),
+                   position=standing.position if standing else None,
+                   waiting=standing.of if standing else None,
+                   eta_secs=None if standing is None or standing.eta_secs is None
+                   else round(standing.eta_secs, 1))
 
 
 @dataclass(frozen=True)
@@ -41,9 +74,11 @@ class RequestStatus:
     ssh_keys: list[str]
     hostname: str | None
     user_data: str | None
+    queue: QueueStatus | None = None  # it waited (or waits) in the queue
 
     @classmethod
-    def of(cls, rec: RequestRecord, cancelling: bool) -> RequestStatus:
+    def of(cls, rec: RequestRecord, cancelling: bool,
+           queue: QueueStatus | None = None) -> RequestStatus:
         d = rec.detail
         setup = d.get("setup") or {}
         # A state written by a newer dynvm reads as failed rather than as a guess.
@@ -55,7 +90,7 @@ class RequestStatus:
                    names=list(d.get("names", [])), created=rec.started, finished=rec.finished,
                    expires=d.get("expires"), error=d.get("error") or d.get("reason"),
                    vms=of_request(rec), ssh_keys=list(setup.get("ssh_keys") or []),
-                   hostname=setup.get("hostname"), user_data=setup.get("user_data"))
+                   hostname=setup.get("hostname"), user_data=setup.get("user_data"), queue=queue)
 
 
 class Requests(Subject):
@@ -64,10 +99,21 @@ class Requests(Subject):
 
     def submit(self, new: NewRequest) -> RequestStatus:
         """Check, hold names, quota and capacity, record; the VMs are then built in the
-        background. Raises (BadRequest, NameInUse, QuotaExceeded, NoCapacity, StoreDown)
-        having changed nothing."""
+        background, or (no room now, `new.queue`) the request waits in the queue. Raises
+        (BadRequest, NameInUse, QuotaExceeded, NoCapacity, StoreDown) having changed
+        nothing."""
         self.rt.touch()
-        return RequestStatus.of(asyncreq.submit(self.ctx, new), False)
+        return self._status(asyncreq.submit(self.ctx, new), False)
+
+    def _status(self, rec: RequestRecord, cancelling: bool) -> RequestStatus:
+        standing = None
+        if rec.state == RequestState.QUEUED:
+            try:
+                snap = queueing.snapshot(self.ctx, self.rt.background.dispatcher.builds)
+                standing = snap.standing(rec.id)
+            except Exception:  # where it stands is an estimate; the request is what matters
+                log.warning("could not tell where request %s stands", rec.id, exc_info=True)
+        return RequestStatus.of(rec, cancelling, QueueStatus.of(rec, self.ctx.clock(), standing))
 
     def _visible(self, caller: Caller, request_id: str) -> RequestRecord:
         rec = asyncreq.get(self.ctx, request_id)
@@ -81,7 +127,7 @@ class Requests(Subject):
         rec = self._visible(caller, request_id)
         if wait:
             rec = asyncreq.wait(self.ctx, request_id, wait)
-        return RequestStatus.of(rec, asyncreq.cancelling(self.ctx, request_id))
+        return self._status(rec, asyncreq.cancelling(self.ctx, request_id))
 
     def in_flight(self, caller: Caller) -> list[RequestStatus]:
         """The caller's requests still being built (every one for an admin), oldest first:
@@ -97,4 +143,4 @@ class Requests(Subject):
         it has), or release every VM of a finished one."""
         self.rt.touch()
         self._visible(caller, request_id)
-        return RequestStatus.of(asyncreq.cancel(self.ctx, request_id, by=caller.owner), True)
+        return self._status(asyncreq.cancel(self.ctx, request_id, by=caller.owner), True)

@@ -38,6 +38,7 @@ from dynvm.core.records import (
     FleetEntry,
     FreeSlots,
     Lease,
+    QueueEntry,
     QuotaCheck,
     RequestRecord,
     Reservation,
@@ -53,6 +54,7 @@ from dynvm.core.store.history import History
 from dynvm.core.store.leases import Leases
 from dynvm.core.store.locks import Locks
 from dynvm.core.store.owner_keys import OwnerKey, OwnerKeys, TooManyKeys
+from dynvm.core.store.queue import Queue
 from dynvm.core.store.requests import Requests
 from dynvm.core.store.reservations import Reservations, plan_reservations
 from dynvm.core.store.tokens import Tokens
@@ -74,6 +76,8 @@ __all__ = [
     "Locks",
     "OwnerKey",
     "OwnerKeys",
+    "Queue",
+    "QueueEntry",
     "QuotaCheck",
     "RequestRecord",
     "Requests",

@@ -12,6 +12,7 @@ from dynvm.core.store.history import History
 from dynvm.core.store.leases import Leases
 from dynvm.core.store.locks import Locks
 from dynvm.core.store.owner_keys import OwnerKeys
+from dynvm.core.store.queue import Queue
 from dynvm.core.store.requests import Requests
 from dynvm.core.store.reservations import Reservations
 from dynvm.core.store.tokens import Tokens
@@ -28,6 +29,7 @@ class Store:
     leases: Leases
     reservations: Reservations
     requests: Requests
+    queue: Queue
     tokens: Tokens
     locks: Locks
     documents: Documents

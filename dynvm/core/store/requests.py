@@ -15,12 +15,15 @@ class Requests(abc.ABC):
     def put(self, req: RequestRecord) -> None: ...
 
     @abc.abstractmethod
-    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None) -> None:
+    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None, *,
+               expect: str | None = None) -> None:
         """Move a request to `state`, merging `detail` (no-op if the request is unknown).
 
         The move is checked in the same atomic step against the request's
         current state (`lifecycle.check_request_move`): IllegalTransition if
-        the lifecycle does not declare it.
+        the lifecycle does not declare it, or if the request is not in `expect`
+        (when given: a compare-and-set, so of two callers moving a queued
+        request one way and the other, exactly one succeeds).
         """
 
     @abc.abstractmethod

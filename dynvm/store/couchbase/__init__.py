@@ -38,6 +38,7 @@ from dynvm.store.couchbase.kv import (
 from dynvm.store.couchbase.leases import CouchbaseLeases
 from dynvm.store.couchbase.locks import CouchbaseLocks
 from dynvm.store.couchbase.owner_keys import CouchbaseOwnerKeys
+from dynvm.store.couchbase.queue import CouchbaseQueue
 from dynvm.store.couchbase.requests import CouchbaseRequests
 from dynvm.store.couchbase.reservations import CouchbaseReservations
 from dynvm.store.couchbase.tokens import CouchbaseTokens
@@ -48,6 +49,7 @@ REPOSITORIES: dict[str, type[CouchbaseRepository]] = {
     "leases": CouchbaseLeases,
     "reservations": CouchbaseReservations,
     "requests": CouchbaseRequests,
+    "queue": CouchbaseQueue,
     "tokens": CouchbaseTokens,
     "locks": CouchbaseLocks,
     "documents": CouchbaseDocuments,

@@ -23,16 +23,18 @@ class CouchbaseRequests(CouchbaseRepository, Requests):
         self._kv.io("upsert", self._kv.key(f"req::{req.id}"),
                     {"dynvm": "request", "request": req.to_dict()})
 
-    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None) -> None:
+    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None, *,
+               expect: str | None = None) -> None:
         now = time.time()
 
         def fn(doc: dict[str, Any] | None) -> Any:
             if doc is None:
                 return KEEP
             req = RequestRecord.from_dict(doc["request"])
-            lifecycle.check_request_move(req.state, state)
+            lifecycle.check_request_move(req.state, state, expect)
             req.state = state
-            req.finished = now
+            if lifecycle.is_request_end(state):  # a queued request dispatched has not
+                req.finished = now
             if detail:
                 req.detail.update(detail)
             return {"dynvm": "request", "request": req.to_dict()}

@@ -20,7 +20,11 @@ class OutboxRequests(Requests):
     def put(self, req: RequestRecord) -> None:
         self.primary.put(req)
 
-    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None) -> None:
+    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None, *,
+               expect: str | None = None) -> None:
+        if expect is not None:  # a compare-and-set claims: it reaches the store now or fails
+            self.primary.finish(request_id, state, detail, expect=expect)
+            return
         self._outbox.write("finish_request", f"request:{request_id}",
                            {"request_id": request_id, "state": state, "detail": detail or {}})
 

@@ -19,6 +19,7 @@ from dynvm.store.sqlite.history import SqliteHistory
 from dynvm.store.sqlite.leases import SqliteLeases
 from dynvm.store.sqlite.locks import SqliteLocks
 from dynvm.store.sqlite.owner_keys import SqliteOwnerKeys
+from dynvm.store.sqlite.queue import SqliteQueue
 from dynvm.store.sqlite.requests import SqliteRequests
 from dynvm.store.sqlite.reservations import SqliteReservations
 from dynvm.store.sqlite.static_pools import SqliteStaticPools
@@ -30,6 +31,7 @@ REPOSITORIES: dict[str, type[SqliteRepository]] = {
     "leases": SqliteLeases,
     "reservations": SqliteReservations,
     "requests": SqliteRequests,
+    "queue": SqliteQueue,
     "tokens": SqliteTokens,
     "locks": SqliteLocks,
     "documents": SqliteDocuments,

@@ -34,15 +34,17 @@ class SqliteRequests(SqliteRepository, Requests):
             c.execute("INSERT OR REPLACE INTO requests(id, state, data) VALUES (?,?,?)",
                       (req.id, req.state, dumps(req.to_dict())))
 
-    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None) -> None:
+    def finish(self, request_id: str, state: str, detail: dict[str, Any] | None = None, *,
+               expect: str | None = None) -> None:
         now = time.time()
         with self._db.tx() as c:
             row = c.execute("SELECT data FROM requests WHERE id=?", (request_id,)).fetchone()
             if row is not None:
                 req = RequestRecord.from_dict(json.loads(row[0]))
-                lifecycle.check_request_move(req.state, state)
+                lifecycle.check_request_move(req.state, state, expect)
                 req.state = state
-                req.finished = now
+                if lifecycle.is_request_end(state):  # a queued request dispatched has not
+                    req.finished = now
                 if detail:
                     req.detail.update(detail)
                 c.execute("UPDATE requests SET state=?, data=? WHERE id=?",

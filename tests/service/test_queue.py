@@ -1,0 +1,278 @@
+"""The queue through the service and the simulator: a request that fits its owner's quota
+but finds no room waits (202 `queued`) and is served as room frees, once."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from dynvm.api import create_app
+from dynvm.core import tokens
+from dynvm.core.dispatch import Dispatcher, Outcome
+from dynvm.core.getservers import NAME_LOCK
+from dynvm.core.records import Reservation
+from dynvm.core.services import Dynvm
+from dynvm.runtime.bootstrap import build_service
+from dynvm.sim import Farm
+from testbed.inis import Ini
+from tests.service.conftest import FAST, _release_everything, dynvm_on, wait_until, write_ini
+from tests.service.test_v1_api import bearer
+
+# Two pools of two member hosts, one centos VM per member: the farm holds four.
+SMALL = """
+[quota team-q]
+vms=2
+
+[quota team-p]
+priority.max=5
+
+[queue]
+max_wait_minutes=30
+max_wait_minutes.max=120
+"""
+
+
+def small_ini(tmp: Path, farm: Farm) -> Path:
+    return write_ini(tmp, farm, extra=SMALL,
+                     hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}))
+
+
+@pytest.fixture
+def svc(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
+    with dynvm_on(small_ini(tmp_path, farm)) as s:
+        yield s
+        s.background.stop()  # nothing more is served from the queue
+        wait_until(lambda: not s.ctx.store.requests.find("running"), timeout=120,
+                   what="every build to end before the store is closed")
+
+
+@pytest.fixture
+def api(svc: Dynvm) -> FlaskClient:
+    return create_app(service=svc).test_client()
+
+
+@pytest.fixture
+def tok(svc: Dynvm) -> dict[str, dict[str, str]]:
+    """The headers of a token of each owner."""
+    return {owner: bearer(tokens.create(svc.ctx.store, owner)[0])
+            for owner in ("team-a", "team-b", "team-q", "team-p")}
+
+
+def settle(api: FlaskClient, location: str, h: dict[str, str],
+           until: frozenset[str] = frozenset({"running", "queued"})) -> dict:
+    """The request once it has left the states in `until` (long polls, no sleeping)."""
+    def left():
+        body = api.get(location + "?wait=5", headers=h).json
+        return body if body["state"] not in until else None
+    return wait_until(left, timeout=120, what=f"the request to leave {sorted(until)}")
+
+
+def fill(api: FlaskClient, h: dict[str, str], n: int = 4, name: str = "full") -> list[str]:
+    """Take the whole farm; the names of the VMs."""
+    r = api.post("/api/v1/requests", json={"os": "centos", "count": n, "name": name},
+                 headers=h)
+    assert r.status_code == 202 and r.json["state"] == "running", r.json
+    body = settle(api, r.headers["Location"], h)
+    assert body["state"] == "done", body
+    return [v["name"] for v in body["vms"]]
+
+
+def test_a_full_farm_queues_and_serves_when_a_lease_ends(api, svc, tok) -> None:
+    names = fill(api, tok["team-a"])
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": "wq"}, headers=tok["team-b"])
+    assert r.status_code == 202, r.json
+    body = r.json
+    assert body["state"] == "queued" and body["vms"] == [], body
+    q = body["queue"]
+    assert q["position"] == 1 and q["waiting"] == 1
+    assert "1 centos VM(s) asked, 0 fit now, 1 short" in q["reason"], q
+    assert q["deadline"] == pytest.approx(q["since"] + 30 * 60)
+    # Leases end in 24 h at most: the ETA is that, plus a build.
+    assert q["eta_secs"] is not None and 0 < q["eta_secs"] <= 12 * 3600 + 3600, q
+    # The name is held while it waits.
+    assert svc.ctx.store.locks.holder(NAME_LOCK + "wq") == body["id"]
+    again = api.get(r.headers["Location"], headers=tok["team-b"]).json
+    assert again["state"] == "queued" and again["queue"]["position"] == 1
+    assert api.delete(f"/api/v1/vms/{names[0]}", headers=tok["team-a"]).status_code == 200
+    done = settle(api, r.headers["Location"], tok["team-b"])
+    assert done["state"] == "done", done
+    assert [v["name"] for v in done["vms"]] == ["wq"] and done["vms"][0]["ip"]
+    assert done["queue"]["position"] is None and done["queue"]["waited"] > 0
+    assert svc.ctx.store.queue.entries() == []
+    (lease,) = svc.ctx.store.leases.find(name="wq")
+    assert lease.owner == "team-b" and lease.request_id == body["id"]
+
+
+def test_no_queue_keeps_the_refusal_and_quota_stays_429(api, svc, tok) -> None:
+    fill(api, tok["team-a"])
+    r = api.post("/api/v1/requests", json={"os": "centos", "queue": False},
+                 headers=tok["team-b"])
+    assert r.status_code == 503, r.json
+    r = api.post("/api/v1/requests", json={"os": "centos", "count": 3}, headers=tok["team-q"])
+    assert r.status_code == 429, r.json
+    # Bigger than the whole farm, even once every lease ends: refused, never queued.
+    r = api.post("/api/v1/requests", json={"os": "centos", "count": 5}, headers=tok["team-b"])
+    assert r.status_code == 503, r.json
+    assert svc.ctx.store.queue.entries() == []
+
+
+def test_cancel_while_queued(api, svc, tok) -> None:
+    fill(api, tok["team-a"])
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": "cq"}, headers=tok["team-b"])
+    assert r.json["state"] == "queued"
+    other = api.delete(r.headers["Location"], headers=tok["team-q"])
+    assert other.status_code == 404  # not theirs
+    c = api.delete(r.headers["Location"], headers=tok["team-b"])
+    assert c.status_code == 200, c.json
+    assert c.json["state"] == "cancelled" and "cancelled by team-b" in c.json["error"]
+    assert c.json["finished"] is not None
+    assert svc.ctx.store.queue.entries() == []
+    assert svc.ctx.store.locks.holder(NAME_LOCK + "cq") is None  # the name is free again
+    assert svc.ctx.store.reservations.live() == [] or all(
+        res.request_id != r.json["id"] for res in svc.ctx.store.reservations.live())
+
+
+def test_a_request_that_waited_its_longest_expires(api, svc, tok) -> None:
+    fill(api, tok["team-a"])
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": "xq", "max_wait_minutes": 500},
+                 headers=tok["team-b"])
+    q = r.json["queue"]
+    assert q["deadline"] == pytest.approx(q["since"] + 120 * 60)  # capped by max_wait_minutes.max
+    (entry,) = svc.ctx.store.queue.entries()
+    # Its wait is over: as if the deadline had passed (the dispatcher reads it from the store).
+    svc.ctx.store.queue.add(dataclasses.replace(entry, deadline=entry.enqueued))
+    body = settle(api, r.headers["Location"], tok["team-b"])
+    assert body["state"] == "expired", body
+    assert "expired: no room within its longest wait" in body["error"]
+    assert svc.ctx.store.queue.entries() == []
+    assert svc.ctx.store.locks.holder(NAME_LOCK + "xq") is None
+
+
+def test_two_dispatchers_serve_a_request_once(api, svc, tok, tmp_path) -> None:
+    """Two instances on one store both try to serve one queued request at the same time."""
+    names = fill(api, tok["team-a"])
+    svc.background.stop()  # this test's two dispatchers are the only ones
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": "once"},
+                 headers=tok["team-b"])
+    assert r.json["state"] == "queued"
+    rid = r.json["id"]
+    other = build_service(str(tmp_path / "dynvmservice.ini"), timings=FAST, background=False)
+    try:
+        assert api.delete(f"/api/v1/vms/{names[0]}", headers=tok["team-a"]).status_code == 200
+        (entry,) = svc.ctx.store.queue.entries()
+        outcomes: list[Outcome] = []
+        start = threading.Barrier(2)
+
+        def serve(s: Dynvm) -> None:
+            d = Dispatcher(s.ctx)
+            rec = s.ctx.store.requests.get(rid)
+            assert rec is not None
+            start.wait()
+            outcomes.append(d.serve(entry, rec))
+        threads = [threading.Thread(target=serve, args=(s,)) for s in (svc, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(o.value for o in outcomes) == sorted(
+            [Outcome.SERVED.value, Outcome.ELSEWHERE.value]), outcomes
+        body = settle(api, r.headers["Location"], tok["team-b"])
+        assert body["state"] == "done", body
+        assert len(svc.ctx.store.leases.find(name="once")) == 1
+    finally:
+        _release_everything(other)
+        other.close()
+
+
+def ask(api: FlaskClient, h: dict[str, str], **body: object) -> tuple[str, dict]:
+    r = api.post("/api/v1/requests", json={"os": "centos", **body}, headers=h)
+    assert r.status_code == 202 and r.json is not None and r.json["state"] == "queued", r.json
+    return str(r.headers["Location"]), r.json
+
+
+def passes_after(svc: Dynvm, n: int = 2) -> None:
+    """Wait until the dispatcher has made `n` more passes (it saw what changed)."""
+    seen = svc.background.dispatcher.passes
+    wait_until(lambda: svc.background.dispatcher.passes >= seen + n, timeout=60,
+               what="the dispatcher's passes")
+
+
+def test_priority_then_fairness_between_owners(api, svc, tok) -> None:
+    names = fill(api, tok["team-a"])
+    a_loc, _ = ask(api, tok["team-a"], name="qa")  # first, but team-a holds the farm
+    b_loc, _ = ask(api, tok["team-b"], name="qb")
+    p_loc, p = ask(api, tok["team-p"], name="qp", priority=9)  # capped at its priority.max
+    assert p["queue"]["priority"] == 5 and p["queue"]["position"] == 1
+    status = {loc: api.get(loc, headers=h).json["queue"]["position"]
+              for loc, h in ((a_loc, tok["team-a"]), (b_loc, tok["team-b"]))}
+    assert status == {b_loc: 2, a_loc: 3}  # team-b holds nothing: before team-a's second
+    order: list[str] = []
+    waiting = ((a_loc, tok["team-a"]), (b_loc, tok["team-b"]), (p_loc, tok["team-p"]))
+
+    def served_now() -> list[str]:
+        return [loc for loc, h in waiting
+                if loc not in order and api.get(loc, headers=h).json["state"] != "queued"]
+    for name in names[:3]:
+        assert api.delete(f"/api/v1/vms/{name}", headers=tok["team-a"]).status_code == 200
+        served = wait_until(served_now, timeout=60, what="the next request to be served")
+        assert len(served) == 1, served
+        order += served
+    assert order == [p_loc, b_loc, a_loc]
+    for loc, h in waiting:
+        assert settle(api, loc, h)["state"] == "done"
+
+
+def test_a_big_request_is_not_starved_and_short_leases_backfill(api, svc, tok) -> None:
+    names = fill(api, tok["team-a"])
+    big_loc, _ = ask(api, tok["team-b"], name="big", count=2)
+    long_loc, _ = ask(api, tok["team-q"], name="long")  # would hold its VM past the big's start
+    assert api.delete(f"/api/v1/vms/{names[0]}", headers=tok["team-a"]).status_code == 200
+    passes_after(svc)
+    # One VM's room is free: it is kept for the big request, not given to the long one.
+    assert api.get(long_loc, headers=tok["team-q"]).json["state"] == "queued"
+    assert api.get(big_loc, headers=tok["team-b"]).json["queue"]["position"] == 1
+    # A new request with a long lease waits behind the big one (and team-q's, who holds
+    # less than team-a)...
+    _, late = ask(api, tok["team-a"], name="late")
+    assert late["queue"]["reason"].startswith("waiting behind 2 queued request(s)"), late
+    # ...but a short lease ends before the big request could start anyway: it goes ahead.
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": "short", "lease_minutes": 5},
+                 headers=tok["team-q"])
+    assert r.status_code == 202 and r.json["state"] == "running", r.json
+    short = settle(api, r.headers["Location"], tok["team-q"])
+    assert short["state"] == "done", short
+    assert api.get(long_loc, headers=tok["team-q"]).json["state"] == "queued"
+    for name in names[1:3]:
+        assert api.delete(f"/api/v1/vms/{name}", headers=tok["team-a"]).status_code == 200
+    big = settle(api, big_loc, tok["team-b"])
+    assert big["state"] == "done" and len(big["vms"]) == 2, big
+    assert api.get(long_loc, headers=tok["team-q"]).json["state"] == "queued"
+
+
+def test_what_a_dead_process_left_of_the_queue_is_put_right(api, svc, tok) -> None:
+    """A process died between recording a request `queued` and adding its entry; a leader
+    died holding an entry's claim and the room it took: reconciliation puts both right."""
+    fill(api, tok["team-a"])
+    _, lost = ask(api, tok["team-b"], name="lost")
+    _, held = ask(api, tok["team-q"], name="held")
+    store = svc.ctx.store
+    assert store.queue.remove(lost["id"])  # as if its process died before adding it
+    store.queue.claim(held["id"], "gone-host:1:dead", 3600.0, svc.ctx.clock())
+    some = store.leases.find()[0]
+    now = svc.ctx.clock()
+    store.reservations.reserve(f"{some.host_ref}/{some.host_uuid}", [Reservation(
+        id="left-by-dead", host_key=f"{some.host_ref}/{some.host_uuid}",
+        request_id=held["id"], os="centos", vcpus=1, memory_gib=1, disk_gib=1, created=now,
+        expires=now + 3600)], lambda live: 1)
+    passes = svc.background.reconcile_passes
+    wait_until(lambda: svc.background.reconcile_passes >= passes + 2, timeout=60,
+               what="two reconciliation passes")
+    entries = {e.id: e for e in store.queue.entries()}
+    assert set(entries) == {lost["id"], held["id"]}
+    assert entries[held["id"]].claimed_by is None
+    assert not [r for r in store.reservations.live() if r.request_id == held["id"]]
