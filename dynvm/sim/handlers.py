@@ -23,6 +23,7 @@ from . import (
     vmclone,
     vmpower,
     vmsettings,
+    vmsnapshot,
     vmsuspend,
 )
 from .context import Handler
@@ -76,6 +77,8 @@ HANDLERS: Mapping[str, Handler] = {
     "VM.suspend": vmsuspend.vm_suspend,
     "VM.resume": vmsuspend.vm_resume,
     "VM.resume_on": vmsuspend.vm_resume_on,
+    "VM.snapshot": vmsnapshot.vm_snapshot,
+    "VM.revert": vmsnapshot.vm_revert,
     # VM settings
     "VM.set_memory_limits": vmsettings.vm_set_memory_limits,
     "VM.set_memory": vmsettings.vm_set_memory,

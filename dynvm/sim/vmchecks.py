@@ -68,6 +68,8 @@ def check_operation(vm: str, rec: dict[str, Any], op: str, allowed: tuple[str, .
             raise XapiError("VM_IS_TEMPLATE", vm, op)
     if snapshot and op not in _SNAPSHOT_OPS:
         raise XapiError("VM_IS_SNAPSHOT", vm, op)
+    if op == "revert" and not snapshot:
+        raise XapiError("REVERT_ONLY_ALLOWED_ON_SNAPSHOT")
     if op in _MOBILITY_OPS and strict:
         platform = rec.get("platform") or {}
         if truthy(platform.get("nomigrate", "false")) or truthy(

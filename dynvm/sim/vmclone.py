@@ -42,7 +42,7 @@ def _disk_plan(db: Database, rec: dict[str, Any], full_copy: bool, target_sr: st
     return plan
 
 
-def _clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target_sr: str) -> str:
+def clone_vm(ctx: CallContext, src: str, new_name: str, full_copy: bool, target_sr: str) -> str:
     db = ctx.db
     rec = db.get("VM", src)
     disks = _disk_plan(db, rec, full_copy, target_sr)
@@ -128,7 +128,7 @@ def _clone_common(ctx: CallContext, vm: str, new_name: str, op: str, full: bool,
         with db.lock:
             set_operation(db, "VM", vm, op_key, None)
             check_operation(vm, db.get("VM", vm), op, ("halted",))
-            return _clone_vm(ctx, vm, new_name, full, sr)
+            return clone_vm(ctx, vm, new_name, full, sr)
     finally:
         with db.lock:
             set_operation(db, "VM", vm, op_key, None)

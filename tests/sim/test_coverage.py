@@ -48,9 +48,9 @@ def test_counts_follow_the_handler_table(tool: ModuleType, coverage: Any) -> Non
     assert 0 < done < total
     vm_done, vm_missing = coverage["VM"]
     for message in ("suspend", "resume", "get_allowed_VBD_devices", "get_allowed_VIF_devices",
-                    "get_record", "set_name_label"):
+                    "get_record", "set_name_label", "snapshot", "revert"):
         assert message in vm_done
-    assert "snapshot" in vm_missing
+    assert "checkpoint" in vm_missing
     assert {"plug", "eject"} <= set(coverage["VBD"][0])
     assert {"plug", "unplug"} <= set(coverage["VIF"][0])
     out = tool.report(coverage, missing=True)
@@ -60,16 +60,16 @@ def test_counts_follow_the_handler_table(tool: ModuleType, coverage: Any) -> Non
 def test_unknown_and_unmodelled_messages_answer_as_xapi(x: Any, farm: Farm) -> None:
     vm = x.VM.get_all()[0]
     for call, name in ((x.VM.frobnicate, "VM.frobnicate"), (x.Async.VM.frobnicate, "VM.frobnicate"),
-                       (x.VM.snapshot, "VM.snapshot"), (x.Async.VM.snapshot, "VM.snapshot")):
+                       (x.VM.checkpoint, "VM.checkpoint"), (x.Async.VM.checkpoint, "VM.checkpoint")):
         with pytest.raises(XenAPI.Failure) as exc:
             call(vm, "snap")
         assert exc.value.details == ["MESSAGE_METHOD_UNKNOWN", name]
     # As in xapi's dispatcher, the name is judged before the session and the arguments.
     url = farm.pools[0].master.url
-    assert raw_call(url, "VM.snapshot", "OpaqueRef:nobody")["ErrorDescription"] == [
-        "MESSAGE_METHOD_UNKNOWN", "VM.snapshot"]
-    assert raw_call(url, "VM_snapshot")["ErrorDescription"] == [
-        "MESSAGE_METHOD_UNKNOWN", "VM_snapshot"]
+    assert raw_call(url, "VM.checkpoint", "OpaqueRef:nobody")["ErrorDescription"] == [
+        "MESSAGE_METHOD_UNKNOWN", "VM.checkpoint"]
+    assert raw_call(url, "VM_checkpoint")["ErrorDescription"] == [
+        "MESSAGE_METHOD_UNKNOWN", "VM_checkpoint"]
 
 
 def test_every_message_not_implemented_answers_unknown(farm: Farm, coverage: Any) -> None:
