@@ -10,6 +10,7 @@ from __future__ import annotations
 from dynvm.core.errors import (
     AllOrNoneFailed,
     BadRequest,
+    Conflict,
     DynvmError,
     Forbidden,
     HostNotConfigured,
@@ -28,6 +29,7 @@ STATUS: dict[type[DynvmError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Unprocessable: 422,
+    Conflict: 409,
     HostNotConfigured: 409,
     NameInUse: 409,
     QuotaExceeded: 429,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from dynvm.core.fleet.plan import FleetPlan
 
 __all__ = [
-    "AllOrNoneFailed", "BadRequest", "DynvmError", "FleetRefused", "Forbidden",
+    "AllOrNoneFailed", "BadRequest", "Conflict", "DynvmError", "FleetRefused", "Forbidden",
     "HostNotConfigured",
     "MaintenanceFailed", "MaintenanceRefused", "NameInUse", "NoCapacity", "NotFound",
     "ProvisionFailed", "QuotaExceeded", "ServiceStopping", "StoreDown", "StoreError",
@@ -81,6 +81,10 @@ class ProvisionFailed(DynvmError):
 
 class AllOrNoneFailed(DynvmError):
     """allornone=true and some VM failed: everything was released."""
+
+
+class Conflict(DynvmError):
+    """The VM cannot do that now (its power state, another operation): nothing changed."""
 
 
 class Forbidden(DynvmError):

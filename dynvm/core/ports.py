@@ -199,6 +199,15 @@ class VmBuild:
     first_boot: FirstBoot | None = None  # a config drive is attached before the first start
 
 
+@dataclass(frozen=True)
+class VmSnapshot:
+    """A disk-only snapshot of a VM (XAPI VM.snapshot): its name, uuid and when taken."""
+
+    name: str
+    uuid: str
+    taken: str  # ISO 8601, as XAPI reports snapshot_time
+
+
 class XenPool(Protocol):
     """One [xenhostN]: a standalone host or a pool, seen through its master."""
 
@@ -234,6 +243,13 @@ class XenPool(Protocol):
 
     def tagged_vms(self) -> list[VmView]:
         """Every VM (any power state) carrying dynvm tags, for reconciliation."""
+
+    def snapshot(self, vm_uuid: str, name: str) -> VmSnapshot:
+        """Take a disk-only snapshot of the VM (destroyed with it by `destroy`)."""
+
+    def revert(self, vm_uuid: str, name: str | None) -> VmSnapshot:
+        """Revert the VM to its snapshot `name` (None: the newest); the VM is left
+        halted. XenError("SNAPSHOT_NOT_FOUND") when it has no such snapshot."""
 
     def close(self) -> None: ...
 

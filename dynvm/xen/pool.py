@@ -15,13 +15,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from dynvm.config import HostConfig
-from dynvm.core.ports import TAG_LEASE, Outage, PoolView, VmBuild, VmView, XenError
+from dynvm.core.ports import (
+    TAG_LEASE,
+    Outage,
+    PoolView,
+    VmBuild,
+    VmSnapshot,
+    VmView,
+    XenError,
+)
 from dynvm.xen import records as R
 from dynvm.xen.build import VmBuilder
 from dynvm.xen.configdrive import ConfigDrives
 from dynvm.xen.guest import LINK_LOCAL_SETTLE, GuestWaiter
 from dynvm.xen.inventory import Inventory
 from dynvm.xen.session import SessionPool, track_fork
+from dynvm.xen.snapshots import VmSnapshots
 from dynvm.xen.tasks import TaskRunner
 from dynvm.xen.teardown import VmRemover
 from dynvm.xen.upload import RawImporter
@@ -42,6 +51,7 @@ class XenPoolClient:
             else Inventory(self.sessions, event_timeout=event_timeout)
         self._tasks = TaskRunner(self.sessions, self.inventory)
         self._remover = VmRemover(self.sessions, self.inventory)
+        self._snapshots = VmSnapshots(self.sessions, self.inventory)
         self._builder = VmBuilder(self.sessions, self.inventory, self._tasks, self._remover,
                                   ConfigDrives(RawImporter(self._tasks)))
         self._guest = GuestWaiter(self.sessions, self.inventory, link_local_settle)
@@ -118,7 +128,7 @@ class XenPoolClient:
         gms = tables["vm_guest_metrics"]
         return [R.vm_view(ref, rec, gms.get(rec.get("guest_metrics", R.NULL)), host_uuids)
                 for ref, rec in tables["vm"].items()
-                if not rec.get("is_control_domain")
+                if not rec.get("is_control_domain") and not rec.get("is_a_snapshot")
                 and TAG_LEASE in (rec.get("other_config") or {})]
 
     def _vm_ref(self, vm_uuid: str) -> str | None:
@@ -174,6 +184,12 @@ class XenPoolClient:
     def disk_sizes(self, vm_uuid: str) -> list[int]:
         """virtual_size (bytes) of each disk of the VM, in VBD order (the seed's `disk`)."""
         return self._remover.disk_sizes(self._known_vm_ref(vm_uuid))
+
+    def snapshot(self, vm_uuid: str, name: str) -> VmSnapshot:
+        return self._snapshots.take(self._known_vm_ref(vm_uuid), name)
+
+    def revert(self, vm_uuid: str, name: str | None) -> VmSnapshot:
+        return self._snapshots.revert(self._known_vm_ref(vm_uuid), name)
 
     def update(self, vm_uuid: str, *, name: str | None = None,
                description: str | None = None,

@@ -31,6 +31,8 @@ class VmRemover(PoolAccess):
                     if exc.code != "VM_BAD_POWER_STATE":
                         raise
             vdis = self._own_vdis(ref, rec)
+            for snap in rec.get("snapshots") or ():  # a VM's snapshots go with it
+                vdis += self._destroy_snapshot(snap)
             self.call("VM.destroy", ref)
         except XenError as exc:
             if exc.code == "HANDLE_INVALID" and exc.params[:1] == ["VM"]:
@@ -50,6 +52,17 @@ class VmRemover(PoolAccess):
         if failed:
             raise failed[0]
         return True
+
+    def _destroy_snapshot(self, snap: str) -> list[str]:
+        """Destroy one snapshot of a VM; the disks it alone uses, to destroy next."""
+        try:
+            vdis = self._own_vdis(snap, self.call("VM.get_record", snap))
+            self.call("VM.destroy", snap)
+        except XenError as exc:
+            if exc.code == "HANDLE_INVALID":
+                return []
+            raise
+        return vdis
 
     def _own_vdis(self, ref: str, rec: dict[str, Any]) -> list[str]:
         """The VM's disk VDIs that no other VM uses (never CDs / ISOs)."""

@@ -177,6 +177,26 @@ class ExtendIn(_In):
         "the maximum this document gives)"))
 
 
+SnapshotName = Annotated[str, StringConstraints(pattern=NAME)]
+
+
+class SnapshotIn(_In):
+    name: SnapshotName | None = Field(default=None, description=(
+        "the snapshot's name; default: the VM's name and the time, e.g. `web1-20261207T1754`"))
+
+
+class RevertIn(_In):
+    snapshot: SnapshotName | None = Field(default=None, description=(
+        "the snapshot to revert to; default: the newest"))
+
+
+class SnapshotOut(_Out):
+    vm: str
+    name: str
+    uuid: str
+    taken: str
+
+
 # -- farm -----------------------------------------------------------------------------------
 
 class OsCapacity(_Out):

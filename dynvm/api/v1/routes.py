@@ -3,6 +3,7 @@ view and records what the OpenAPI document says about it (same models, same rule
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -213,6 +214,30 @@ def extend_vm(name: str) -> Response:
     c = caller()
     body: models.ExtendIn = body_of(models.ExtendIn)
     return out(vm_view(service().vms.extend(c, check_name(name), body.minutes)))
+
+
+@operation("POST", "/vms/<name>/snapshots",
+           summary="Take a disk-only snapshot of a VM (destroyed with the VM)", tag="vms",
+           body=models.SnapshotIn, responses={201: ("the snapshot", models.SnapshotOut)})
+def snapshot_vm(name: str) -> Response:
+    c = caller()
+    body: models.SnapshotIn = body_of(models.SnapshotIn)
+    vm = check_name(name)
+    label = body.name or f"{vm}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    snap = service().vms.snapshot(c, vm, label)
+    return out(models.SnapshotOut(vm=vm, name=snap.name, uuid=snap.uuid, taken=snap.taken), 201)
+
+
+@operation("POST", "/vms/<name>/revert",
+           summary="Revert a VM to one of its snapshots (a running VM is started again)",
+           tag="vms", body=models.RevertIn,
+           responses={200: ("the snapshot reverted to", models.SnapshotOut)})
+def revert_vm(name: str) -> Response:
+    c = caller()
+    body: models.RevertIn = body_of(models.RevertIn)
+    vm = check_name(name)
+    snap = service().vms.revert(c, vm, body.snapshot)
+    return out(models.SnapshotOut(vm=vm, name=snap.name, uuid=snap.uuid, taken=snap.taken))
 
 
 # -- keys ---------------------------------------------------------------------------------------

@@ -1,22 +1,24 @@
 """VMs as their owners see them: listing, releasing and extending with ownership checks.
 
 A VM belongs to the lease's owner: the token owner whose request built it.
-Only that owner or an admin may see (through v1), release or extend it
+Only that owner or an admin may see (through v1), release, extend, snapshot or revert it
 (`dynvm.core.callers` holds the rule; `release.touched` which VM a name means).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dynvm.core import history
 from dynvm.core.callers import Caller
-from dynvm.core.errors import BadRequest, NotFound, StoreDown
-from dynvm.core.ports import TAG_EXPIRES
+from dynvm.core.errors import BadRequest, Conflict, NotFound, ProvisionFailed, StoreDown
+from dynvm.core.ports import TAG_EXPIRES, HostUnreachable, VmSnapshot, XenError, XenPool
 from dynvm.core.release import Target, release_lease, touched
 from dynvm.core.services.base import Subject
-from dynvm.core.store import LEASE_READY, Lease, StoreUnavailable
+from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, Lease, StoreUnavailable
 
 log = logging.getLogger("dynvm.vms")
 
@@ -100,3 +102,45 @@ class Vms(Subject):
                 log.warning("could not retag %s with its new expiry", lease.name)
         return changed
 
+
+    def snapshot(self, caller: Caller, name: str, snapshot: str) -> VmSnapshot:
+        """A disk-only snapshot of the caller's VM, destroyed with the VM."""
+        lease, pool = self._acting_on(caller, name)
+        with _xen_errors(name, lease.host_ref):
+            return pool.snapshot(lease.vm_uuid, snapshot)
+
+    def revert(self, caller: Caller, name: str, snapshot: str | None) -> VmSnapshot:
+        """Revert the caller's VM to its snapshot `snapshot` (None: the newest)."""
+        lease, pool = self._acting_on(caller, name)
+        with _xen_errors(name, lease.host_ref):
+            return pool.revert(lease.vm_uuid, snapshot)
+
+    def _acting_on(self, caller: Caller, name: str) -> tuple[Lease, XenPool]:
+        """The caller's active VM `name` and its pool; a VM being built or released
+        cannot be snapshotted or reverted."""
+        lease = self.find(caller, name)
+        if lease.state != LEASE_ACTIVE:
+            raise Conflict(f"VM {name} is {lease.state}: only an active VM can be "
+                           "snapshotted or reverted")
+        host = self.rt.config().hosts.get(lease.host_ref)
+        if host is None:
+            raise Conflict(f"VM {name} runs on xenhost{lease.host_ref}, which is no longer "
+                           "configured")
+        return lease, self.ctx.pool(host)
+
+
+@contextmanager
+def _xen_errors(name: str, host_ref: int) -> Iterator[None]:
+    """XenAPI's refusals as the API's answers: 404 for what is not there, 502 for a
+    host that does not answer, 409 for what the VM cannot do now."""
+    try:
+        yield
+    except HostUnreachable as exc:
+        raise ProvisionFailed(f"xenhost{host_ref} does not answer: {exc}") from exc
+    except XenError as exc:
+        if exc.code == "SNAPSHOT_NOT_FOUND":
+            raise NotFound(f"VM {name}: {exc}") from exc
+        if exc.code in ("UUID_INVALID", "HANDLE_INVALID"):
+            raise NotFound(f"no VM named {name}") from exc
+        detail = " ".join([exc.code, *map(str, exc.params)])
+        raise Conflict(f"VM {name}: XenServer refused ({detail})") from exc

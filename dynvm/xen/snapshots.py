@@ -1,0 +1,42 @@
+"""Disk-only snapshots of a VM (XAPI VM.snapshot / VM.revert), named by their
+name_label among the VM's own snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dynvm.core.ports import VmSnapshot, XenError
+from dynvm.xen.pool_access import PoolAccess
+
+SNAPSHOT_NOT_FOUND = "SNAPSHOT_NOT_FOUND"
+
+
+class VmSnapshots(PoolAccess):
+    """Takes snapshots of a VM and reverts it to one of them."""
+
+    def take(self, ref: str, name: str) -> VmSnapshot:
+        snap = self.call("VM.snapshot", ref, name, [])
+        self.inventory.refresh_vm(ref)
+        return self._describe(snap, self.call("VM.get_record", snap))
+
+    def revert(self, ref: str, name: str | None) -> VmSnapshot:
+        """Revert to the snapshot `name` (None: the newest); a VM that was running
+        is started again, since a disk-only snapshot leaves it halted."""
+        mine = {snap: self.call("VM.get_record", snap) for snap in self.call("VM.get_snapshots", ref)}
+        chosen = [s for s, rec in mine.items() if name is None or rec.get("name_label") == name]
+        if not chosen:
+            raise XenError(SNAPSHOT_NOT_FOUND, [name or ""],
+                           f"the VM has no snapshot named {name!r}" if name
+                           else "the VM has no snapshot")
+        snap = max(chosen, key=lambda s: str(mine[s].get("snapshot_time", "")))
+        was_running = self.call("VM.get_power_state", ref) == "Running"
+        self.call("VM.revert", snap)
+        if was_running:
+            self.call("VM.start", ref, False, False)
+        self.inventory.refresh_vm(ref)
+        return self._describe(snap, mine[snap])
+
+    @staticmethod
+    def _describe(snap: str, rec: dict[str, Any]) -> VmSnapshot:
+        return VmSnapshot(name=str(rec.get("name_label", "")), uuid=str(rec.get("uuid", "")),
+                          taken=str(rec.get("snapshot_time", "")))

@@ -1,0 +1,117 @@
+"""Snapshots through /api/v1 against the simulator: only the owner takes and reverts
+them, refusals are clear problems, and a VM's snapshots go with it (release or
+expiry) and count on its host's disk meanwhile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from dynvm.core.release import expire_due
+from dynvm.core.services import Dynvm
+from tests.service.conftest import wait_until
+from tests.service.test_v1_api import api, bearer, finish, svc, tok  # noqa: F401 (fixtures)
+
+
+def vm_named(api: FlaskClient, h: dict[str, str], name: str) -> dict[str, Any]:  # noqa: F811
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": name}, headers=h)
+    assert finish(api, r.headers["Location"], h)["state"] == "done"
+    body = api.get(f"/api/v1/vms/{name}", headers=h).json
+    assert body is not None
+    return dict(body)
+
+
+def xen(svc: Dynvm, host_ref: int) -> Any:  # noqa: F811
+    """The pool's client, to read the farm's truth with its XenAPI calls."""
+    return svc.ctx.pool(svc.ctx.config().hosts[host_ref])
+
+
+def snapshots_of(svc: Dynvm, name: str) -> list[dict[str, Any]]:  # noqa: F811
+    (lease,) = svc.ctx.store.leases.find(name=name)
+    pool = xen(svc, lease.host_ref)
+    ref = pool.call("VM.get_by_uuid", lease.vm_uuid)
+    return [pool.call("VM.get_record", s) for s in pool.call("VM.get_snapshots", ref)]
+
+
+def used_on_host(svc: Dynvm, host_ref: int) -> int:  # noqa: F811
+    view = xen(svc, host_ref).view(max_age=0)
+    return sum(used for h in view.hosts for _, used in h.srs.values())
+
+
+def test_owner_snapshots_and_reverts_others_get_404(api, svc, tok) -> None:  # noqa: F811
+    a, b = bearer(tok["team-a"]), bearer(tok["team-b"])
+    vm = vm_named(api, a, "snapme")
+    before = used_on_host(svc, vm["host"])
+    for call in (lambda: api.post("/api/v1/vms/snapme/snapshots", json={}, headers=b),
+                 lambda: api.post("/api/v1/vms/snapme/revert", json={}, headers=b),
+                 lambda: api.post("/api/v1/vms/nosuch/snapshots", json={}, headers=a)):
+        resp = call()
+        assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
+    assert snapshots_of(svc, "snapme") == []
+    none_yet = api.post("/api/v1/vms/snapme/revert", json={}, headers=a)
+    assert none_yet.status_code == 404 and "no snapshot" in none_yet.json["detail"]
+
+    r = api.post("/api/v1/vms/snapme/snapshots", json={"name": "clean"}, headers=a)
+    assert r.status_code == 201, r.json
+    assert (r.json["vm"], r.json["name"]) == ("snapme", "clean")
+    (snap,) = snapshots_of(svc, "snapme")
+    assert snap["uuid"] == r.json["uuid"] and snap["is_a_snapshot"]
+    # The snapshot's disk counts against the host's disk as dynvm sees it.
+    wait_until(lambda: used_on_host(svc, vm["host"]) > before, timeout=10,
+               what="the snapshot's disk to show in the host's use")
+    bad = api.post("/api/v1/vms/snapme/snapshots", json={"name": "no spaces"}, headers=a)
+    assert bad.status_code == 422
+    missing = api.post("/api/v1/vms/snapme/revert", json={"snapshot": "other"}, headers=a)
+    assert missing.status_code == 404 and "'other'" in missing.json["detail"]
+
+    back = api.post("/api/v1/vms/snapme/revert", json={}, headers=a)
+    assert back.status_code == 200, back.json
+    assert back.json["name"] == "clean"
+    (lease,) = svc.ctx.store.leases.find(name="snapme")
+    pool = xen(svc, lease.host_ref)
+    vm_ref = pool.call("VM.get_by_uuid", lease.vm_uuid)
+    assert pool.call("VM.get_power_state", vm_ref) == "Running"  # started again
+
+
+def test_xapi_refusal_is_a_409(api, svc, tok) -> None:  # noqa: F811
+    a = bearer(tok["team-a"])
+    vm_named(api, a, "paused")
+    (lease,) = svc.ctx.store.leases.find(name="paused")
+    pool = xen(svc, lease.host_ref)
+    pool.call("VM.suspend", pool.call("VM.get_by_uuid", lease.vm_uuid))
+    r = api.post("/api/v1/vms/paused/snapshots", json={"name": "s"}, headers=a)
+    assert r.status_code == 409 and "VM_BAD_POWER_STATE" in r.json["detail"], r.json
+    assert snapshots_of(svc, "paused") == []
+
+
+def test_release_and_expiry_destroy_snapshots_and_their_disks(
+        api, svc, tok, clean_farm, probe) -> None:  # noqa: F811
+    a = bearer(tok["team-a"])
+    for name in ("gone1", "gone2"):
+        vm_named(api, a, name)
+        for label in ("one", "two"):
+            r = api.post(f"/api/v1/vms/{name}/snapshots", json={"name": label}, headers=a)
+            assert r.status_code == 201, r.json
+        assert len(snapshots_of(svc, name)) == 2
+    assert api.delete("/api/v1/vms/gone1", headers=a).status_code == 200
+    (lease,) = svc.ctx.store.leases.find(name="gone2")
+    svc.ctx.store.leases.update(lease.vm_uuid, expires=svc.ctx.clock() - 1)
+    assert expire_due(svc.ctx) == 1
+    wait_until(lambda: probe.state() == clean_farm, timeout=20,
+               what="no VM, snapshot or disk left on the farm")
+
+
+def test_reconciliation_leaves_snapshots_alone(api, svc, tok) -> None:  # noqa: F811
+    """A snapshot carries its VM's dynvm tags: it must be neither adopted nor destroyed."""
+    from dynvm.core.reconcile import Reconciler
+
+    a = bearer(tok["team-a"])
+    vm_named(api, a, "kept")
+    assert api.post("/api/v1/vms/kept/snapshots", json={"name": "s"}, headers=a).status_code == 201
+    rec = Reconciler(svc.ctx, orphan_grace=0.0)
+    for _ in range(2):  # an orphan is noted on one pass, acted on at the next
+        counts = rec.run()
+        assert counts["adopted"] == 0 and counts["vms"] == 0, counts
+    assert [s["name_label"] for s in snapshots_of(svc, "kept")] == ["s"]
+    assert [lease.name for lease in svc.ctx.store.leases.find()] == ["kept"]
