@@ -437,10 +437,12 @@ def _register_v1_commands() -> None:
     from dynvm.cli import client as client_cli
     from dynvm.cli import inspect as inspect_cli
     from dynvm.cli import keys as keys_cli
+    from dynvm.cli import snapshots as snapshot_cli
     from dynvm.cli import tokens as token_cli
 
     main.add_command(token_cli.token)
-    client_cli.add_options(main, [inspect_cli.show, inspect_cli.summary])
+    client_cli.add_options(main, [inspect_cli.show, inspect_cli.summary,
+                                 snapshot_cli.snapshot, snapshot_cli.revert])
     main.add_command(keys_cli.keys)
     main.add_command(keys_cli.ssh)
 

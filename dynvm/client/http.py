@@ -157,6 +157,14 @@ class Client:
     def extend(self, name: str, minutes: int) -> dict[str, Any]:
         return self.call("POST", f"/vms/{name}/extend", body={"minutes": minutes})
 
+    def snapshot(self, name: str, snapshot: str | None) -> dict[str, Any]:
+        body = {"name": snapshot} if snapshot else {}
+        return self.call("POST", f"/vms/{quote(name, safe='')}/snapshots", body=body)
+
+    def revert(self, name: str, snapshot: str | None) -> dict[str, Any]:
+        body = {"snapshot": snapshot} if snapshot else {}
+        return self.call("POST", f"/vms/{quote(name, safe='')}/revert", body=body)
+
     def capacity(self) -> list[dict[str, Any]]:
         return self.call("GET", "/capacity")["capacity"]
 
