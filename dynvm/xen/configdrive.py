@@ -36,11 +36,14 @@ def meta_data(instance_id: str, hostname: str) -> str:
 
 def nocloud_image(instance_id: str, boot: FirstBoot) -> bytes:
     """The ISO image of the drive, built in memory."""
+    return seed_iso(meta_data(instance_id, boot.hostname), boot.user_data)
+
+
+def seed_iso(meta: str, user: str, label: str = LABEL) -> bytes:
+    """A NoCloud seed ISO (meta-data and user-data) as `genisoimage -J -r` lays it out."""
     iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=LABEL)
-    files = (("meta-data", meta_data(instance_id, boot.hostname)),
-             ("user-data", boot.user_data))
-    for name, text in files:
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
+    for name, text in (("meta-data", meta), ("user-data", user)):
         data = text.encode()
         iso.add_fp(io.BytesIO(data), len(data), f"/{name.replace('-', '').upper()}.;1",
                    rr_name=name, joliet_path=f"/{name}")

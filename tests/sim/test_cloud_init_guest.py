@@ -5,17 +5,16 @@ image the same way."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
 import paramiko
-import pycdlib
 import pytest
 
 from dynvm.sim import Farm
 from dynvm.sim.guestimage import GuestImage
 from dynvm.sim.oscatalog import OS_CATALOG
+from dynvm.xen.configdrive import seed_iso
 from testbed.serving import free_port
 from tests.support.guest_ssh import can_log_in
 
@@ -24,20 +23,6 @@ from .test_raw_import import local_sr, new_vdi, put
 from .test_vm_life import guest_ip, point_disks_at, wait_task
 
 PASSWORD = "guest-pw"
-
-
-def nocloud_iso(meta: str, user: str, label: str = "cidata") -> bytes:
-    """A NoCloud seed as genisoimage -J -r makes it, built with pycdlib."""
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
-    for name, text in (("meta-data", meta), ("user-data", user)):
-        data = text.encode()
-        iso.add_fp(io.BytesIO(data), len(data), f"/{name.replace('-', '').upper()}.;1",
-                   rr_name=name, joliet_path=f"/{name}")
-    out = io.BytesIO()
-    iso.write_fp(out)
-    iso.close()
-    return out.getvalue()
 
 
 def ssh(ip: str, port: int, user: str, *, key: paramiko.PKey | None = None,
@@ -109,7 +94,7 @@ def test_a_cidata_drive_sets_keys_and_hostname_on_first_boot(
         "#cloud-config", "hostname: web-7", "ssh_authorized_keys:", f"  - {line(keys[0])}",
         "users:", "  - default", "  - name: ci", "    ssh_authorized_keys:",
         f"      - {line(keys[1])}", "ssh_pwauth: false", ""])
-    x, vm, ip = boot(farm, "seeded", nocloud_iso("instance-id: i-1\nlocal-hostname: meta\n",
+    x, vm, ip = boot(farm, "seeded", seed_iso("instance-id: i-1\nlocal-hostname: meta\n",
                                                  user_data))
     assert host_name(x, vm) == {"host_name": "web-7"}  # user-data's hostname wins
     ssh(ip, port, "root", key=keys[0]).close()  # the image's default user: the first login
@@ -132,8 +117,8 @@ def test_without_a_drive_nothing_changes(guest_farm: tuple[Farm, int],
     assert refused(ip, port, "root", key=keys[0])
     ssh(ip, port, "root", password=PASSWORD).close()
     # Not a cidata volume, or meta-data without an instance id: no seed either.
-    for drive in (nocloud_iso("instance-id: i-2\n", "#cloud-config\nhostname: x\n", "OTHER"),
-                  nocloud_iso("local-hostname: x\n", "#cloud-config\nhostname: x\n")):
+    for drive in (seed_iso("instance-id: i-2\n", "#cloud-config\nhostname: x\n", "OTHER"),
+                  seed_iso("local-hostname: x\n", "#cloud-config\nhostname: x\n")):
         x, vm, ip = boot(farm, "not-seeded", drive)
         assert host_name(x, vm) == {}
         ssh(ip, port, "root", password=PASSWORD).close()
