@@ -114,6 +114,11 @@ def _request_gauges(figures: RequestFigures) -> Iterator[Any]:
                                  "getservers requests being served (warm-pool refills apart)")
     inflight.add_metric([], figures.in_flight)
     yield inflight
+    queued = GaugeMetricFamily("dynvm_queue_length", "Requests waiting in the queue for room",
+                               labels=["os", "priority"])
+    for (os_key, priority), n in sorted(figures.queued.items()):
+        queued.add_metric([os_key, priority], n)
+    yield queued
 
 
 def _history_totals(docs: list[dict[str, Any]]) -> Tally:

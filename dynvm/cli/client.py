@@ -89,12 +89,40 @@ def _request_table(req: dict[str, Any]) -> Any:
     return table
 
 
+def about(secs: float | None) -> str:
+    """An ETA in words: "about 4 min"."""
+    if secs is None:
+        return "no estimate yet"
+    if secs < 90:
+        return f"about {max(round(secs), 1)} s"
+    if secs < 90 * 60:
+        return f"about {round(secs / 60)} min"
+    return f"about {secs / 3600:.1f} h"
+
+
+def waiting_line(req: dict[str, Any]) -> str | None:
+    """Where a queued request stands, in words ("queued, position 3 of 7, about 4 min")."""
+    q = req.get("queue") or {}
+    if req["state"] != RequestState.QUEUED:
+        return None
+    where = f", position {q['position']} of {q['waiting']}" if q.get("position") else ""
+    return f"{RequestState.QUEUED}{where}, {about(q.get('eta_secs'))}: {q.get('reason', '')}"
+
+
 def _watch(client: Client, req: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    """Follow a request to its end, with one progress bar per VM unless `quiet`."""
+    """Follow a request to its end: where it stands while queued, then one progress bar
+    per VM, unless `quiet`."""
     if quiet:
         while req["state"] not in FINISHED:
             req = client.request(req["id"], wait=POLL_SECS)
         return req
+    shown = None
+    while req["state"] == RequestState.QUEUED:
+        line = waiting_line(req)
+        if line != shown:
+            click.echo(line)
+            shown = line
+        req = client.request(req["id"], wait=POLL_SECS)
     from rich.progress import BarColumn, Progress, TextColumn
     from rich.table import Column
     total = len(STEPS) - 1
@@ -127,7 +155,8 @@ def _finish(req: dict[str, Any], as_json: bool) -> int:
         _console().print(_request_table(req))
         if req.get("error"):
             click.echo(f"error: {req['error']}", err=True)
-    return 0 if req["state"] in (RequestState.DONE, RequestState.PARTIAL, RequestState.RUNNING) else 1
+    return 0 if req["state"] in (RequestState.DONE, RequestState.PARTIAL, RequestState.RUNNING,
+                                 RequestState.QUEUED) else 1
 
 
 @click.command("get")
@@ -144,13 +173,20 @@ def _finish(req: dict[str, Any], as_json: bool) -> int:
               help="Public key file put on the VMs (repeatable), beside my registered keys.")
 @click.option("--hostname", help="The VMs' hostname (default: each VM's name).")
 @click.option("--user-data", type=click.File("r"), help="A #cloud-config file for first boot.")
-@click.option("--wait/--no-wait", default=False, help="Follow the build to its end.")
+@click.option("--queue/--no-queue", default=True, show_default=True,
+              help="With no room now, wait in the queue (--no-queue: refused at once).")
+@click.option("--priority", type=click.IntRange(0, 100),
+              help="Queue priority, higher first (capped by your priority.max).")
+@click.option("--max-wait", "max_wait", type=click.IntRange(min=1),
+              help="Longest wait in the queue, in minutes.")
+@click.option("--wait/--no-wait", default=False, help="Follow the request to its end.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def get(ctx: click.Context, os: str, count: int, name: str | None, lease: int | None,
         cpus: int | None, memory_gib: int | None, labels: tuple[str, ...], host: int | None,
         check_ssh: bool, ssh_keys: tuple[Any, ...], hostname: str | None, user_data: Any,
-        wait: bool, as_json: bool) -> None:
+        queue: bool, priority: int | None, max_wait: int | None, wait: bool,
+        as_json: bool) -> None:
     """Ask for COUNT VMs of OS."""
     def body() -> int:
         client = _client(ctx)
@@ -160,12 +196,16 @@ def get(ctx: click.Context, os: str, count: int, name: str | None, lease: int | 
                             memory_gib=memory_gib, labels=list(labels) or None, host=host,
                             check_ssh=check_ssh or None, ssh_keys=keys or None,
                             hostname=hostname,
-                            user_data=user_data.read() if user_data is not None else None)
+                            user_data=user_data.read() if user_data is not None else None,
+                            queue=None if queue else False, priority=priority,
+                            max_wait_minutes=max_wait)
         if not wait:
             if as_json:
                 click.echo(json.dumps(req, indent=2, sort_keys=True))
             else:
                 click.echo(f"request {req['id']}: {', '.join(req['names'])}")
+                if (line := waiting_line(req)) is not None:
+                    click.echo(line)
                 click.echo(f"follow it with: dynvm status {req['id']} --wait")
             return 0
         return _finish(_watch(client, req, as_json), as_json)

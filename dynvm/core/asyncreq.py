@@ -7,7 +7,11 @@ legacy request: the request record, the reservations and the leases are in
 the store, so any worker or instance can report on it, and a process that
 dies mid-build leaves a `running` record that reconciliation cleans up.
 
-Cancelling works from any process: it sets a flag in the store (a lock named
+With no room now, a request within its owner's quota waits in the queue
+instead (`queueing`), and the background leader builds it here once room
+frees (`dispatch`, `start_build`).
+
+Cancelling works from any process (`followreq`): it sets a flag in the store (a lock named
 `cancel:<request id>`), which the building process polls; every VM built so
 far is then destroyed with its disks and every reservation given back.
 """
@@ -40,7 +44,6 @@ from dynvm.core.errors import (
     DynvmError,
     NameInUse,
     NoCapacity,
-    NotFound,
     StoreDown,
     Unprocessable,
 )
@@ -211,7 +214,7 @@ def submit(ctx: Context, req: NewRequest, *, start: bool = True) -> RequestRecor
             behind = queueing.reason_of(exc, sorted(req.labels))
         if behind is not None:
             queueing.enqueue(ctx, cfg, entry, run.held_names, behind)
-            return get(ctx, request_id)
+            return ctx.store.requests.get(request_id) or record
     except StoreUnavailable as exc:
         _abandon(ctx, run, "the state store is unreachable, so capacity could not be "
                            "reserved safely", refused=True)
@@ -451,65 +454,3 @@ def _rollback(ctx: Context, rid: str, built: list[Built], reason: str,
             log.exception("rollback of %s failed", b.name)
             why = f"{reason}: it was ready; destroying it failed and is retried"
         progress.note(ctx, rid, b.name, step, reason=why)
-
-
-# -- reading and cancelling ---------------------------------------------------------------
-
-def get(ctx: Context, request_id: str) -> RequestRecord:
-    rec = ctx.store.requests.get(request_id) if _plausible(request_id) else None
-    if rec is None or rec.detail.get("api") != API:
-        raise NotFound(f"no request {request_id}")
-    return rec
-
-
-def _plausible(request_id: str) -> bool:
-    return 0 < len(request_id) <= 64 and request_id.isascii() and request_id.isalnum()
-
-
-def wait(ctx: Context, request_id: str, secs: float, poll: float = 0.2) -> RequestRecord:
-    """Long poll: the record once it changes or finishes, or as it is after `secs`."""
-    first = get(ctx, request_id)
-    clock = ctx.clock
-    deadline = clock.monotonic() + secs
-    rec = first
-    with ctx.waiting():  # a request thread lends its place while it polls
-        while rec.state in WAITING and clock.monotonic() < deadline:
-            clock.sleep(min(poll, deadline - clock.monotonic()))  # polling the store
-            rec = get(ctx, request_id)
-            if rec.detail != first.detail:
-                break
-    return rec
-
-
-def cancel(ctx: Context, request_id: str, by: str) -> RequestRecord:
-    """Cancel a queued request (it holds nothing yet), a running one (its builder
-    destroys what it built), or release a done one's VMs.
-
-    `by` (the caller's owner name) is kept with the cancel mark, so the record says who.
-    """
-    rec = get(ctx, request_id)
-    if rec.state == RequestState.QUEUED:
-        if queueing.cancel(ctx, rec, by):
-            return get(ctx, request_id)
-        rec = get(ctx, request_id)  # dispatched (or ended) meanwhile: cancel it as it is now
-    if rec.state == RUNNING:
-        ctx.store.locks.acquire(CANCEL_LOCK + request_id, by,
-                                ttl=ctx.config().reservation_ttl_secs)
-        return rec
-    released = []
-    for lease in ctx.store.leases.find():
-        if lease.request_id == request_id and lease.state not in (LEASE_READY, LEASE_RELEASING):
-            if release_lease(ctx, lease, reason=f"cancelled by {by}"):
-                released.append(lease.name)
-                progress.note(ctx, request_id, lease.name, progress.Step.CANCELLED,
-                              reason=f"cancelled by {by} after it was ready: destroyed "
-                                     f"with its disks")
-    if rec.state in (DONE, PARTIAL):
-        lifecycle.end_request(ctx.store, request_id, RequestState.CANCELLED, {
-            "reason": f"cancelled by {by} after it was {rec.state}: {len(released)} VM(s) "
-                      f"destroyed with their disks"})
-    return get(ctx, request_id)
-
-
-def cancelling(ctx: Context, request_id: str) -> bool:
-    return ctx.store.locks.holder(CANCEL_LOCK + request_id) is not None

@@ -129,6 +129,7 @@ class Dispatcher:
             ctx.store.queue.remove(e.id)
             return Outcome.ELSEWHERE
         ctx.store.queue.remove(e.id)
+        ctx.event(lifecycle.CoreEvent.QUEUE_LEFT, os=rec.os, seconds=waited)
         rec = ctx.store.requests.get(rec.id) or rec
         log.info("request %s served from the queue after %.0f s", rec.id, waited)
         asyncreq.start_build(ctx, rec, req, want, held, names if req.name else [])

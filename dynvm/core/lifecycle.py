@@ -410,6 +410,7 @@ class CoreEvent(enum.StrEnum):
     BUILT = "built"  # a VM's build finished (`seconds` from its start to usable)
     STEP_DONE = "step done"  # a VM left build `step` after `seconds`
     QUEUE_EXPIRED = "queue-expired"  # a request waited its longest for room: it ended
+    QUEUE_LEFT = "queue-left"  # a request left the queue (`seconds` it waited)
 
 
 # -- the moves, as the core performs them ------------------------------------------------

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dynvm.config import Config, OsSpec
 from dynvm.core import lifecycle, quota
@@ -127,6 +127,7 @@ def leave(ctx: Context, rec: RequestRecord, state: RequestState, why: str) -> bo
             "reason": f"{why} after waiting {waited:.0f} s in the queue; no VM was built",
             "waited": round(waited, 3)}):
         return False
+    ctx.event(lifecycle.CoreEvent.QUEUE_LEFT, os=rec.os, seconds=waited)
     drop(ctx, rec)
     return True
 
@@ -183,6 +184,17 @@ def repair(ctx: Context, alive: Callable[[str], bool]) -> int:
             ctx.store.queue.unclaim(rec.id, e.claimed_by)
             n += 1
     return n
+
+
+def waiting_by(records: list[RequestRecord]) -> dict[tuple[str, ...], int]:
+    """For /metrics: the requests waiting, by (OS, priority)."""
+    queued: dict[tuple[str, ...], int] = {}
+    for r in records:
+        q = r.detail.get("queue")
+        if r.state == RequestState.QUEUED and isinstance(q, dict):
+            key = (r.os, str(q.get("priority", 0)))
+            queued[key] = queued.get(key, 0) + 1
+    return queued
 
 
 # -- where each stands ------------------------------------------------------------------
@@ -307,6 +319,22 @@ class Snapshot:
     starts: dict[str, float | None]
     builds: dict[str, float]  # os -> typical build seconds
     now: float
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The queue as the dashboard shows it: position, owner, OS, count, priority,
+        how long each has waited, its ETA and why it waits."""
+        out = []
+        for e in self.ordered:
+            rec, standing = self.records.get(e.id), self.standing(e.id)
+            if rec is None or standing is None:
+                continue
+            out.append({"position": standing.position, "id": e.id, "owner": e.owner,
+                        "os": e.os, "count": e.count, "priority": e.priority,
+                        "name": rec.name, "waited_secs": round(self.now - e.enqueued, 1),
+                        "eta_secs": None if standing.eta_secs is None
+                        else round(standing.eta_secs, 1),
+                        "reason": str(rec.detail.get("queue", {}).get("reason", ""))})
+        return out
 
     def standing(self, request_id: str) -> Standing | None:
         for i, e in enumerate(self.ordered):

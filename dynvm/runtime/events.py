@@ -44,6 +44,15 @@ STEP_SECONDS = Histogram("dynvm_build_step_seconds",
                          "Time VMs spent in each build step, by OS", ["os", "step"],
                          buckets=BUCKETS)
 
+QUEUE_EXPIRED = Counter(
+    "dynvm_queue_expired_total",
+    "Requests that waited their longest in the queue (max_wait_minutes) and ended expired")
+QUEUE_WAIT = Histogram("dynvm_queue_wait_seconds",
+                       "Time requests waited in the queue, observed as each leaves it (served, "
+                       "cancelled or expired), by OS", ["os"],
+                       buckets=(1, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400,
+                                43200, 86400))
+
 _COUNTERS = {CoreEvent.HANDED_OUT: HANDED_OUT, CoreEvent.RELEASED: RELEASED,
              CoreEvent.EXPIRED: EXPIRED, CoreEvent.VM_FAILED: VM_FAILURES}
 
@@ -60,3 +69,7 @@ def count(event: CoreEvent, fields: Mapping[str, Any]) -> None:
     elif event == CoreEvent.STEP_DONE:
         STEP_SECONDS.labels(os_key, str(fields.get("step", ""))).observe(
             max(float(fields.get("seconds") or 0.0), 0.0))
+    elif event == CoreEvent.QUEUE_EXPIRED:
+        QUEUE_EXPIRED.inc()
+    elif event == CoreEvent.QUEUE_LEFT:
+        QUEUE_WAIT.labels(os_key).observe(max(float(fields.get("seconds") or 0.0), 0.0))

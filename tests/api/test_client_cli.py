@@ -137,6 +137,50 @@ def test_get_wait_json_follows_to_the_end() -> None:
         assert "wait=" in m.last_request.url
 
 
+def queued(position: int, eta: float | None) -> dict[str, Any]:
+    return {**REQ, "state": "queued", "vms": [], "queue": {
+        "reason": "waiting for room: 1 centos VM(s) asked, 0 fit now, 1 short", "since": 1.0,
+        "deadline": 3601.0, "priority": 0, "waited": 5.0, "position": position, "waiting": 4,
+        "eta_secs": eta}}
+
+
+def test_get_wait_shows_where_a_queued_request_stands() -> None:
+    done = {**REQ, "state": "done", "vms": [{**REQ["vms"][0], "step": "ready",
+                                             "ip": "10.0.0.5"}]}
+    with requests_mock.Mocker() as m:
+        m.post(API + "/requests", status_code=202, json=queued(3, 250.0))
+        m.get(API + f"/requests/{REQ['id']}", [
+            {"json": queued(3, 250.0)}, {"json": queued(1, 40.0)}, {"json": queued(1, None)},
+            {"json": REQ}, {"json": done}])
+        r = run("get", "centos", "--wait", "--priority", "3", "--max-wait", "30")
+        assert r.exit_code == 0, r.output
+        assert m.request_history[0].json() == {"os": "centos", "count": 1, "priority": 3,
+                                               "max_wait_minutes": 30}
+    lines = [line for line in r.output.splitlines() if line.startswith("queued")]
+    assert lines == [
+        "queued, position 3 of 4, about 4 min: waiting for room: 1 centos VM(s) asked, "
+        "0 fit now, 1 short",
+        "queued, position 1 of 4, about 40 s: waiting for room: 1 centos VM(s) asked, "
+        "0 fit now, 1 short",
+        "queued, position 1 of 4, no estimate yet: waiting for room: 1 centos VM(s) asked, "
+        "0 fit now, 1 short"], r.output
+    assert "10.0.0.5" in r.output
+
+
+def test_get_no_queue_and_a_request_that_expired() -> None:
+    expired = {**queued(1, None), "state": "expired", "finished": 9.0,
+               "error": "expired: no room within its longest wait of 60 min after waiting "
+                        "3600 s in the queue; no VM was built"}
+    with requests_mock.Mocker() as m:
+        m.post(API + "/requests", status_code=202, json=queued(2, 90 * 60.0))
+        r = run("get", "centos", "--no-queue")
+        assert m.last_request.json() == {"os": "centos", "count": 1, "queue": False}
+        assert r.exit_code == 0 and "queued, position 2 of 4, about 1.5 h" in r.output
+        m.get(API + f"/requests/{REQ['id']}", json=expired)
+        r = run("status", REQ["id"])
+        assert r.exit_code == 1 and "expired: no room within its longest wait" in r.output
+
+
 def test_a_failed_request_is_exit_1() -> None:
     failed = {**REQ, "state": "failed", "error": "no IP",
               "vms": [{**REQ["vms"][0], "step": "failed", "reason": "no IP"}]}

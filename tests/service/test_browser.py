@@ -371,3 +371,52 @@ def test_every_section_reads_at_desktop_and_phone_widths(tmp_path: Path, farm: F
             {name for name, _ in rows} >= {"smoke1", "smoke2"}, rows
         assert {owner for _, owner in rows} == {"team-a"}, rows
         requests.get(f"{base}/releaseservers/perf?count=2", headers=bearer(team_a), timeout=60)
+
+
+def test_the_queue_on_a_phone_and_a_desktop(tmp_path: Path, farm: Farm, browser) -> None:
+    """A full farm, one request waiting: the Queue section shows its position, owner, OS,
+    count, time waited and ETA, at a phone's width and a desktop's."""
+    from selenium.webdriver.common.by import By
+
+    from testbed.inis import Ini
+
+    ini = write_ini(tmp_path, farm, extra=auth_section("mutating"),
+                    hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}))
+    team, admin = make_token(ini, "webq"), make_token(ini, "ops", admin=True)
+    with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
+        api = base + "/api/v1/requests"
+        full = requests.post(api, json={"os": "centos", "count": 4, "name": "full"},
+                             headers=bearer(admin), timeout=60)
+        assert full.status_code == 202, full.text
+        wait_until(lambda: requests.get(f"{api}/{full.json()['id']}?wait=5",
+                                        headers=bearer(admin), timeout=60).json()["state"]
+                   == "done", timeout=240, what="the farm to be full")
+        waiting = requests.post(api, json={"os": "centos", "count": 2, "name": "wq"},
+                                headers=bearer(team), timeout=60)
+        assert waiting.status_code == 202 and waiting.json()["state"] == "queued", waiting.text
+        try:
+            sign_in(browser, base, admin)
+            for width, height in (PHONE, DESKTOP):
+                browser.set_window_size(width, height)
+                browser.get(base + "/#requests")
+                row = wait_until(lambda: browser.find_elements(
+                    By.CSS_SELECTOR, "#requests-queued tr.queued"), timeout=30,
+                    what="the queued request's row")[0]
+                cells = {c: row.find_element(By.CLASS_NAME, c).text
+                         for c in ("q-position", "q-owner", "q-os", "q-count", "q-waited",
+                                   "q-eta")}
+                assert cells["q-position"] == "1" and cells["q-owner"] == "webq", cells
+                assert (cells["q-os"], cells["q-count"]) == ("centos", "2"), cells
+                assert cells["q-waited"] and cells["q-eta"].startswith("about "), cells
+                browser.execute_script("arguments[0].scrollIntoView();", row)
+                assert row.is_displayed()
+                inner = browser.execute_script("return window.innerWidth;")
+                overflow = browser.execute_script(
+                    "return document.documentElement.scrollWidth - window.innerWidth;")
+                assert overflow <= 0, f"{width}px: the page scrolls sideways by {overflow}px"
+                assert row.find_element(By.CLASS_NAME, "q-position").rect["x"] >= 0, inner
+                browser.save_screenshot(str(tmp_path / f"queue-{width}.png"))
+        finally:
+            requests.delete(f"{api}/{waiting.json()['id']}", headers=bearer(team), timeout=60)
+            for n in range(1, 5):
+                requests.delete(f"{base}/api/v1/vms/full{n}", headers=bearer(admin), timeout=120)

@@ -276,3 +276,38 @@ def test_what_a_dead_process_left_of_the_queue_is_put_right(api, svc, tok) -> No
     assert set(entries) == {lost["id"], held["id"]}
     assert entries[held["id"]].claimed_by is None
     assert not [r for r in store.reservations.live() if r.request_id == held["id"]]
+
+
+def metric(api: FlaskClient, prefix: str) -> float | None:
+    """The value of the /metrics line starting with `prefix` (None: no such series)."""
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(prefix + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_the_dashboard_and_metrics_show_the_queue(api, svc, tok) -> None:
+    fill(api, tok["team-a"])
+    expired_before = metric(api, "dynvm_queue_expired_total") or 0.0
+    # Observed as requests leave the queue, in this process's registry (other tests too).
+    waits_before = metric(api, 'dynvm_queue_wait_seconds_count{os="centos"}') or 0.0
+    _, first = ask(api, tok["team-b"], name="d1", count=2)
+    _, second = ask(api, tok["team-q"], name="d2")
+    rows = api.get("/ui/api/requests").get_json()["queued"]
+    assert [(r["position"], r["id"], r["owner"], r["os"], r["count"]) for r in rows] == [
+        (1, first["id"], "team-b", "centos", 2), (2, second["id"], "team-q", "centos", 1)]
+    assert all(r["waited_secs"] >= 0 and r["eta_secs"] is not None for r in rows), rows
+    assert rows[0]["eta_secs"] <= rows[1]["eta_secs"]
+    page = api.get("/").get_data(as_text=True)
+    assert 'id="requests-queued"' in page and f'data-id="{first["id"]}"' in page
+    assert metric(api, 'dynvm_queue_length{os="centos",priority="0"}') == 2.0
+    # One expires, one is cancelled: both leave the queue, and their waits are counted.
+    (entry, _) = sorted(svc.ctx.store.queue.entries(), key=lambda e: e.id != first["id"])
+    svc.ctx.store.queue.add(dataclasses.replace(entry, deadline=entry.enqueued))
+    wait_until(lambda: metric(api, "dynvm_queue_expired_total") == expired_before + 1,
+               timeout=60, what="the expiry to be counted")
+    assert api.delete(f"/api/v1/requests/{second['id']}", headers=tok["team-q"]).status_code \
+        == 200
+    assert metric(api, 'dynvm_queue_length{os="centos",priority="0"}') is None
+    assert metric(api, 'dynvm_queue_wait_seconds_count{os="centos"}') == waits_before + 2
+    assert api.get("/ui/api/requests").get_json()["queued"] == []

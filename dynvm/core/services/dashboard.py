@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dynvm.core import getservers, progress, warmpool
+from dynvm.core import getservers, progress, queueing, warmpool
 from dynvm.core.callers import EVERYONE, Caller, request_owner
 from dynvm.core.capacity import vm_os
 from dynvm.core.lifecycle import (
@@ -62,6 +62,7 @@ RECYCLE_PREFIX = "warm pool recycle"
 @dataclass(frozen=True)
 class RequestFigures:
     in_flight: int  # getservers requests being served (warm-pool refills apart)
+    queued: dict[tuple[str, ...], int] = field(default_factory=dict)  # (OS, priority) -> waiting
 
 
 def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> MemberShown:
@@ -379,8 +380,11 @@ class Dashboard(Subject):
         now = self.ctx.clock()
         records = self.request_records()  # StoreDown when the store cannot say
         running, recent = [], []
-        mine = (r for r in records if viewer.may_own(request_owner(r)))
+        mine = [r for r in records if viewer.may_own(request_owner(r))]
+        queued = self.queue(viewer) if any(r.state == RequestState.QUEUED for r in mine) else []
         for r in sorted(mine, key=lambda r: r.started, reverse=True):
+            if r.state == RequestState.QUEUED:
+                continue  # in `queued`, in the queue's order
             row = {"id": r.id, "owner": request_owner(r), "name": r.name, "os": r.os,
                    "count": r.count, "state": r.state,
                    "instance": r.instance, "started": r.started, "finished": r.finished,
@@ -393,7 +397,13 @@ class Dashboard(Subject):
                 running.append(row)
             elif r.finished is None or now - r.finished <= hours * 3600:
                 recent.append(row)
-        return {"running": running, "recent": recent}
+        return {"queued": queued, "running": running, "recent": recent}
+
+    def queue(self, viewer: Caller = EVERYONE) -> list[dict[str, Any]]:
+        """The queue in serving order (the viewer's own requests, or all for an admin):
+        position, owner, OS, count, priority, how long each has waited, its ETA, why."""
+        snap = self.rt.read(lambda: queueing.snapshot(self.ctx, queueing.BUILDS))
+        return [row for row in snap.rows() if viewer.may_own(row["owner"])]
 
     def warm_pools(self, snap: Snapshot | None = None,
                    docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -431,4 +441,4 @@ class Dashboard(Subject):
         observed as it happens: dynvm.runtime.events)."""
         in_flight = sum(1 for r in records
                         if r.state == RequestState.RUNNING and not is_warm_request(r.id))
-        return RequestFigures(in_flight)
+        return RequestFigures(in_flight, queueing.waiting_by(records))

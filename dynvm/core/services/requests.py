@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from dynvm.core import asyncreq, queueing
+from dynvm.core import asyncreq, followreq, queueing
 from dynvm.core.asyncreq import NewRequest
 from dynvm.core.callers import Caller, request_owner
 from dynvm.core.errors import NotFound
@@ -116,7 +116,7 @@ class Requests(Subject):
         return RequestStatus.of(rec, cancelling, QueueStatus.of(rec, self.ctx.clock(), standing))
 
     def _visible(self, caller: Caller, request_id: str) -> RequestRecord:
-        rec = asyncreq.get(self.ctx, request_id)
+        rec = followreq.get(self.ctx, request_id)
         if not caller.may_own(str(rec.detail.get("owner") or "")):
             raise NotFound(f"no request {request_id}")
         return rec
@@ -126,8 +126,8 @@ class Requests(Subject):
         self.rt.touch()
         rec = self._visible(caller, request_id)
         if wait:
-            rec = asyncreq.wait(self.ctx, request_id, wait)
-        return self._status(rec, asyncreq.cancelling(self.ctx, request_id))
+            rec = followreq.wait(self.ctx, request_id, wait)
+        return self._status(rec, followreq.cancelling(self.ctx, request_id))
 
     def in_flight(self, caller: Caller) -> list[RequestStatus]:
         """The caller's requests still being built (every one for an admin), oldest first:
@@ -135,7 +135,7 @@ class Requests(Subject):
         self.rt.touch()
         records = self.rt.read(lambda: self.ctx.store.requests.find(state=RequestState.RUNNING))
         mine = [r for r in records if caller.may_own(request_owner(r))]
-        return [RequestStatus.of(r, asyncreq.cancelling(self.ctx, r.id))
+        return [RequestStatus.of(r, followreq.cancelling(self.ctx, r.id))
                 for r in sorted(mine, key=lambda r: r.started)]
 
     def cancel(self, caller: Caller, request_id: str) -> RequestStatus:
@@ -143,4 +143,4 @@ class Requests(Subject):
         it has), or release every VM of a finished one."""
         self.rt.touch()
         self._visible(caller, request_id)
-        return self._status(asyncreq.cancel(self.ctx, request_id, by=caller.owner), True)
+        return self._status(followreq.cancel(self.ctx, request_id, by=caller.owner), True)
