@@ -759,3 +759,16 @@ def test_queue_and_priority() -> None:
     assert only_problem(host() + "[quota]\npriority.max=101\n") \
         == "farm.ini:8: [quota] priority.max: must be between 0 and 100"
     assert "farm.ini:8: [queue] wait: unknown key" in only_problem(host() + "[queue]\nwait=3\n")
+
+
+def test_a_pool_sized_from_demand() -> None:
+    cfg = parse_config(host() + "[pool centos]\nready=auto\nmin=1\nmax=6\n", env={})
+    pool = cfg.pools["centos"]
+    assert (pool.auto, pool.min_ready, pool.max_ready, pool.ready) == (True, 1, 6, 1)
+    static = parse_config(host() + "[pool centos]\nready=2\n", env={}).pools["centos"]
+    assert (static.auto, static.ready) == (False, 2)
+    assert only_problem(host() + "[pool centos]\nready=2\nmin=1\n") \
+        == "farm.ini:9: [pool centos] min: only with ready=auto"
+    assert only_problem(host() + "[pool centos]\nready=auto\nmin=4\nmax=2\n") \
+        == "farm.ini:10: [pool centos] max: must be at least min (4)"
+    assert "must be a whole number" in only_problem(host() + "[pool centos]\nready=lots\n")

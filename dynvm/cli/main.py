@@ -353,7 +353,9 @@ def check_config(ctx: click.Context, path: str | None, accept_removal: bool,
         labels = f" labels={','.join(sorted(host.labels))}" if host.labels else ""
         click.echo(f"xenhost{ref}: {host.url}{labels}: {oses}")
     for os_key, pool in sorted(config.pools.items()):
-        click.echo(f"pool {os_key}: {pool.ready} ready")
+        size = (f"sized from demand, {pool.min_ready} to {pool.max_ready}" if pool.auto
+                else str(pool.ready))
+        click.echo(f"pool {os_key}: {size} ready")
     _echo_seed_keys(config)
     if fleet is not None:
         _echo_fleet(fleet)

@@ -79,7 +79,7 @@ GUEST_LOGIN_KEYS = {  # the seed's checkvms credentials, in [common]
 }
 STORE_KEYS = ("backend", "sqlite.path", "outbox.path")
 STORE_BACKENDS = ("sqlite", "couchbase")
-POOL_KEYS = ("ready", "labels", "ready.ttl.minutes")
+POOL_KEYS = ("ready", "labels", "ready.ttl.minutes", "min", "max")
 
 _HOST_SECTION = re.compile(r"xenhost([0-9]+)")  # ASCII digits: `\d` takes 'xenhost١'
 _POOL_SECTION = re.compile(r"pool\s+(\S+)")
@@ -295,11 +295,19 @@ def _parse_pools(pool_sections: dict[str, Section], sections: dict[str, Section]
         s.only(POOL_KEYS)
         if "ready" not in s.raw:
             p.error(s.name, None, "missing required key ready")
+        auto = (s.values.get("ready") or "").strip().lower() == "auto"
+        low = s.get_int("min", 0, minimum=0)
+        high = s.get_int("max", max(low, 10), minimum=0)
+        if not auto and ("min" in s.raw or "max" in s.raw):
+            p.error(s.name, "min" if "min" in s.raw else "max", "only with ready=auto")
+        if high < low:
+            p.error(s.name, "max", f"must be at least min ({low})")
         pool = PoolConfig(
             os=os_key,
-            ready=s.get_int("ready", 0, minimum=0),
+            ready=low if auto else s.get_int("ready", 0, minimum=0),
             labels=split_list(s.values.get("labels", "")),
             ttl_minutes=s.get_int("ready.ttl.minutes", 240),
+            auto=auto, min_ready=low, max_ready=max(high, low),
         )
         if os_key not in served and os_key not in served_by_broken:
             offered = ", ".join(sorted(served)) or "none"

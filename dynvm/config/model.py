@@ -104,9 +104,12 @@ class PoolConfig:
     """[pool <os>]: warm VMs kept ready for one OS."""
 
     os: str
-    ready: int
+    ready: int  # with `auto`, the size until demand is known (its `min`)
     labels: frozenset[str] = frozenset()
     ttl_minutes: int = 240
+    auto: bool = False  # ready=auto: sized from demand (`dynvm.core.demand`), within min..max
+    min_ready: int = 0
+    max_ready: int = 10
 
 
 @dataclass(frozen=True)

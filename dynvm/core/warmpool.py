@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dynvm.config import Config, HostConfig, PoolConfig
-from dynvm.core import guestsetup, history, lifecycle, trace
+from dynvm.core import demand, guestsetup, history, lifecycle, trace
 from dynvm.core.capacity import GIB, host_key
 from dynvm.core.context import Context
 from dynvm.core.lifecycle import WARM_REQUEST_PREFIX, RequestState
@@ -211,6 +211,24 @@ class Filler:
         self._batches: dict[str, int] = {}  # warm request id -> builds still running
         self._outcomes: dict[str, tuple[int, list[tuple[str, str]]]] = {}  # built, failed
         self._lock = threading.Lock()
+        # ready=auto: (pool as configured, hour it was sized for, size), resized hourly
+        self._sized: dict[str, tuple[PoolConfig, float, int]] = {}
+
+    def target(self, pool: PoolConfig) -> int:
+        """How many ready VMs the pool keeps now: its `ready`, or (ready=auto) what the
+        demand of this hour of the week asks for (`dynvm.core.demand`)."""
+        if not pool.auto:
+            return pool.ready
+        hour = demand.hour_start(self.ctx.clock())
+        got = self._sized.get(pool.os)
+        if got is not None and got[0] == pool and got[1] == hour:
+            return got[2]
+        docs = self.ctx.store.history.recent(limit=demand.HISTORY_SCAN)
+        size = demand.target(docs, pool.os, self.ctx.clock(), low=pool.min_ready,
+                             high=pool.max_ready, ready_owner=READY_OWNER)
+        self._sized[pool.os] = (pool, hour, size)
+        log.info("warm pool %s: %d ready for this hour, from demand", pool.os, size)
+        return size
 
     def tick(self) -> None:
         cfg = self.ctx.config()
@@ -255,7 +273,7 @@ class Filler:
             self._inflight[pool.os] = running
         hosts = self._hosts(cfg, pool)
         have = ready_count(self.ctx, pool.os, {h.ref for h in hosts}) + len(running)
-        want = pool.ready - have
+        want = self.target(pool) - have
         if want <= 0 or not hosts:
             return
         spec = hosts[0].os[pool.os]

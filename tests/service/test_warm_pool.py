@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 
 import pytest
 
 from dynvm.api import create_app
+from dynvm.core.demand import HOUR, WEEK
 from dynvm.core.store import LEASE_READY
 from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import (
@@ -258,3 +261,33 @@ def test_farm_table_adds_up_with_warm_vms(warm) -> None:
     assert warm_total == 2
     html = c.get("/").text
     assert html.count("warm)</span>") >= 2  # the pool's row and a member's carry the hint
+
+
+def test_a_pool_sized_from_demand(tmp_path, farm, clean_farm) -> None:
+    """ready=auto: last week at this hour, 300 VMs were asked for (and the hour after, in
+    case the hour turns during the test), each built in a minute: the rule asks for 6 ready,
+    kept to the pool's max of 3; the dashboard and /metrics show that target."""
+    ini = write_ini(tmp_path, farm, extra="\n[pool centos]\nready=auto\nmin=1\nmax=3\n")
+    svc = build_service(str(ini), timings=FAST, background=False)
+    try:
+        now = time.time()
+        for start in (now - WEEK, now - WEEK + HOUR):
+            for i in range(300):
+                t = start + i
+                svc.ctx.store.history.put(uuid.uuid4().hex, {
+                    "os": "centos", "owner": "ci", "state": "deleted", "build_started": t,
+                    "created_time": t + 60, "create_duration_secs": 60, "name": f"ci{i}"})
+    finally:
+        svc.close()
+    svc = build_service(str(ini), timings=FAST)
+    try:
+        c = create_app(service=svc).test_client()
+        svc.background.ensure_started()
+        wait_until(lambda: len(ready(svc)) == 3, timeout=60, what="the pool to fill to 3")
+        (pool,) = c.get("/ui/api/warmpools").get_json()["pools"]
+        assert (pool["target"], pool["auto"]) == (3, True), pool
+        assert 'dynvm_warm_pool_target{os="centos"} 3.0' in c.get("/metrics").text
+    finally:
+        stop_filling(svc)
+        _release_everything(svc)
+        svc.close()

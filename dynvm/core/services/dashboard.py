@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dynvm.core import getservers, progress, queueing, warmpool
+from dynvm.core import demand, getservers, progress, queueing, warmpool
 from dynvm.core.callers import EVERYONE, Caller, request_owner
 from dynvm.core.capacity import vm_os
 from dynvm.core.lifecycle import (
@@ -431,7 +431,10 @@ class Dashboard(Subject):
             building = sum(1 for lease in snap.leases if lease.os == o
                            and lease.state == LEASE_PROVISIONING
                            and lease.owner == warmpool.READY_OWNER)
-            out.append({"os": o, "target": pool.ready, "ready": ready, "building": building,
+            target = demand.target(docs, o, snap.now, low=pool.min_ready, high=pool.max_ready,
+                                   ready_owner=warmpool.READY_OWNER) if pool.auto else pool.ready
+            out.append({"os": o, "target": target, "auto": pool.auto, "ready": ready,
+                        "building": building,
                         "recycled": recycled[o], "handed_out": handed[o],
                         "labels": sorted(pool.labels), "ttl_minutes": pool.ttl_minutes})
         return out
