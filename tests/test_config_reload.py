@@ -37,6 +37,17 @@ def test_changed_file_is_read_only_once_stable(tmp_path: Path) -> None:
     assert w.generation == 2
 
 
+def test_the_check_interval_is_measured_on_the_clock_given(tmp_path: Path) -> None:
+    path = tmp_path / "dynvm.ini"
+    path.write_text(host(1))
+    clock = FakeClock()
+    w = ConfigWatcher(path, env={}, check_interval=3600.0, clock=clock)
+    path.write_text(host(1) + host(2))
+    assert sorted(w.current().hosts) == [1]  # not looked at yet: the hour has not passed
+    clock.now += 3600.0
+    assert sorted(w.current().hosts) == [1, 2] and w.generation == 2
+
+
 def test_file_dropping_guarded_hosts_waits_for_the_operator(tmp_path: Path) -> None:
     path = tmp_path / "dynvm.ini"
     path.write_text(host(1) + host(2))

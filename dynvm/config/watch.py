@@ -64,7 +64,9 @@ class ConfigWatcher:
     per `check_interval` and otherwise returns the Config in hand. A change is
     detected by the content's hash (mtime alone misses two writes within the
     same clock tick). A broken new file is refused and logged once; the last
-    good Config stays in force until a good file appears.
+    good Config stays in force until a good file appears. The check interval and
+    the settling period are measured on `clock` (monotonic seconds): the service
+    hands in its own, so a test moves them instead of waiting for them.
     """
 
     def __init__(
@@ -98,11 +100,11 @@ class ConfigWatcher:
         self._seen_digest = self._good_digest = hashlib.sha256(data).hexdigest()
         self.last_error: str | None = None
         self.generation = 1
-        self._next_check = time.monotonic() + check_interval
+        self._next_check = clock() + check_interval
 
     def current(self) -> Config:
         """The Config in force, re-checking the file when `check_interval` has passed."""
-        if time.monotonic() >= self._next_check:
+        if self._clock() >= self._next_check:
             self._check(force=False)
         return self._config
 
@@ -121,9 +123,10 @@ class ConfigWatcher:
         if not self._lock.acquire(blocking=force):
             return False  # another thread is checking; keep serving the current one
         try:
-            if not force and time.monotonic() < self._next_check:
+            now = self._clock()
+            if not force and now < self._next_check:
                 return False
-            self._next_check = time.monotonic() + self.check_interval
+            self._next_check = now + self.check_interval
             data = self._read()
             if data is None:
                 digest = "unreadable"
@@ -144,7 +147,6 @@ class ConfigWatcher:
                 self.last_error = None
                 return False
             if not force and self.settle_secs > 0:
-                now = self._clock()
                 if self._pending is None or self._pending[0] != digest:
                     self._pending = (digest, now)  # changed: wait until it stops changing
                     return False

@@ -92,10 +92,11 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
                   background: bool = True, clock: Clock = SYSTEM) -> Dynvm:
     """dynvm over the store and the Xen pools an INI file (or $DYNVM_CONFIG) names.
 
-    `clock` is the core's time (tests hand in one they move themselves).
+    `clock` is the core's time, the configuration watcher's too (tests hand in one
+    they move themselves).
     """
     path = config_file(config_path)
-    watcher = ConfigWatcher(path, settle_secs=CONFIG_SETTLE_SECS)
+    watcher = ConfigWatcher(path, settle_secs=CONFIG_SETTLE_SECS, clock=clock.monotonic)
     cfg = watcher.current()
     parts = adapters(cfg)
     watcher.guard = lease_guard(parts.store)

@@ -17,6 +17,7 @@ import pytest
 import XenAPI
 
 from dynvm.core.background import Timings
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.services import Dynvm
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
@@ -122,10 +123,10 @@ def clean_farm(probe: FarmProbe) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
-def dynvm_on(ini: Path) -> Iterator[Dynvm]:
-    """dynvm built from `ini` (fast background timings); what it handed out is released
-    and it is closed when done."""
-    svc = build_service(str(ini), timings=FAST)
+def dynvm_on(ini: Path, clock: Clock = SYSTEM) -> Iterator[Dynvm]:
+    """dynvm built from `ini` (fast background timings, `clock`); what it handed out is
+    released and it is closed when done."""
+    svc = build_service(str(ini), timings=FAST, clock=clock)
     try:
         yield svc
     finally:

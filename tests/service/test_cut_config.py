@@ -7,6 +7,9 @@ settled, refused. An empty value is an error for every key. A template the
 host does not have is an error for `check-config` (which asks the hosts) and,
 at reload, a warning on /health and in the log, with that OS not served on
 that host until the template appears.
+
+The service runs on a clock the test moves (`ticking`): a file's settling
+period passes as the test looks, not in real time.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dynvm.api import create_app
 from dynvm.cli import main
 from testbed.inis import farm_ini
 from tests.service.conftest import dynvm_on, wait_until
+from tests.support.clock import SteppedClock, ticking
 
 CAP_KEY = "host.vms.max.centos"
 
@@ -40,8 +44,13 @@ def files(tmp_path: Path, farm) -> tuple[Path, str, str]:
 
 
 @pytest.fixture
-def svc(files, clean_farm) -> Iterator:
-    with dynvm_on(files[0]) as service:
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def svc(files, clean_farm, clock) -> Iterator:
+    with dynvm_on(files[0], clock=clock) as service:
         yield service
 
 
@@ -54,7 +63,8 @@ def check_config(path: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_a_last_line_cut_short_is_refused_once_settled_then_taken_whole(files, svc) -> None:
+def test_a_last_line_cut_short_is_refused_once_settled_then_taken_whole(files, svc,
+                                                                        clock) -> None:
     path, base, template = files
     watcher = svc._rt._config.__self__
     client = create_app(service=svc).test_client()
@@ -67,15 +77,16 @@ def test_a_last_line_cut_short_is_refused_once_settled_then_taken_whole(files, s
     def refused() -> str | None:
         return json.loads(client.get("/health").get_data(as_text=True))["config"]["error"]
 
-    error = wait_until(refused, timeout=30, what="the cut file to be refused once settled")
+    error = wait_until(ticking(clock, refused), timeout=30,
+                       what="the cut file to be refused once settled")
     assert where in error and "no newline" in error, error
     assert watcher.generation == generation and svc.config().hosts[2].vms_max == {"centos": 12}
     code, out = check_config(path)
     assert code == 2 and where in out and "no newline" in out, out
     # The writer finishes the line: the whole file is taken.
     path.write_text(cut + "5\n")
-    wait_until(lambda: svc.config().hosts[2].vms_max == {"centos": 15}, timeout=30,
-               what="the finished file to be taken")
+    wait_until(ticking(clock, lambda: svc.config().hosts[2].vms_max == {"centos": 15}),
+               timeout=30, what="the finished file to be taken")
     assert refused() is None
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from dynvm.core.clock import Clock
 
+T = TypeVar("T")
 SLICE = 0.05  # waits look at the offset this often (seconds of real time)
 
 
@@ -60,3 +63,13 @@ class SteppedClock(Clock):
                 return False
             event.wait(min(left, SLICE))
         return True
+
+
+def ticking(clock: SteppedClock, cond: Callable[[], T], step: float = 1.0) -> Callable[[], T]:
+    """`cond` for `wait_until`, with `clock` `step` seconds further at each look: what
+    waits on the clock (an INI file's settling, a check interval) passes as the test
+    looks, not in real time."""
+    def look() -> T:
+        clock.advance(step)
+        return cond()
+    return look
