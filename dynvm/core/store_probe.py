@@ -54,7 +54,10 @@ class StoreProbe:
                 self._running = probe
                 threading.Thread(target=self._run, args=(probe,), daemon=True,
                                  name="dynvm-store-probe").start()
-        if not self.clock.wait(probe.done, self.timeout):
+        # The probe's own deadline: a check joining a probe that already hangs waits only
+        # what is left of it, so no check waits much longer than `timeout`.
+        left = probe.started + self.timeout - self.clock.monotonic()
+        if not self.clock.wait(probe.done, left):
             waited = self.clock.monotonic() - probe.started
             return {"ok": False,
                     "error": f"the store did not answer a read and a write within {waited:.1f}s"}
