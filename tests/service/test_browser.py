@@ -4,14 +4,15 @@ dynvm runs under gunicorn with two workers against a simulated farm. A build
 the page must be seen moving through is held at its steps by the simulator
 (each until the page shows it), never slowed down and timed. `[auth] legacy=mutating` is on:
 the browser signs in with a token, and an owner's page shows only its VMs.
+The tests that leave the configuration alone share one served instance and
+one browser (cleared of cookies before each); tokens are made in the store
+as `dynvm token create` makes them (the command itself is tested with the CLI).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -24,7 +25,7 @@ from dynvm.core.progress import Step
 from dynvm.sim import Farm
 from testbed.serving import served, wait_until
 from tests.service.conftest import SPEED, write_ini
-from tests.support.auth import auth_section
+from tests.support.auth import auth_section, token_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -40,14 +41,39 @@ pytestmark = [
 HELD_STEPS = {Step.PROVISIONING: "VM.provision", Step.STARTING: "VM.start_on"}
 
 
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory):
+    """One browser for the module's tests with JavaScript on (`browser` clears it)."""
+    yield from _chromium(tmp_path_factory.mktemp("chromium"), javascript=True)
+
+
 @pytest.fixture
-def browser(tmp_path: Path):
-    yield from _chromium(tmp_path, javascript=True)
+def browser(chromium):
+    """The module's browser as a new visitor would bring it: no cookie, desktop size."""
+    fresh(chromium)
+    return chromium
 
 
 @pytest.fixture
 def browser_without_js(tmp_path: Path):
     yield from _chromium(tmp_path, javascript=False)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, farm: Farm) -> Iterator[tuple[str, Path]]:
+    """dynvm served with `[auth] legacy=mutating` (two workers) for the tests that only
+    use it: its URL and INI file. Each test releases what it asked for."""
+    tmp = tmp_path_factory.mktemp("site")
+    ini = write_ini(tmp, farm, extra=auth_section("mutating"))
+    with served(ini, workers=2, log=tmp / "serve.log") as (base, _proc):
+        yield base, ini
+
+
+def fresh(drv) -> None:
+    """No cookie of any earlier test (every served instance is 127.0.0.1), the usual size."""
+    drv.get("about:blank")
+    drv.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    drv.set_window_size(*DESKTOP)
 
 
 def _chromium(tmp_path: Path, javascript: bool):
@@ -74,14 +100,6 @@ PHONE = (390, 844)
 DESKTOP = (1400, 1800)
 
 
-def make_token(ini: Path, owner: str, admin: bool = False) -> str:
-    """A token, made the way an operator makes one (`dynvm token create`)."""
-    cmd = [sys.executable, "-m", "dynvm", "token", "create", "--config", str(ini),
-           "--owner", owner] + (["--admin"] if admin else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
-    return done.stdout.strip().splitlines()[-1]
-
-
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
@@ -105,180 +123,175 @@ def sign_out(drv) -> None:
     wait_until(lambda: drv.find_elements(By.ID, "signin-form"), timeout=30, what="signed out")
 
 
-def test_sign_in_form_fits_a_phone_and_a_desktop(tmp_path: Path, farm: Farm, browser) -> None:
+def test_sign_in_form_fits_a_phone_and_a_desktop(tmp_path: Path, site, browser) -> None:
     from selenium.webdriver.common.by import By
 
-    ini = write_ini(tmp_path, farm, extra=auth_section("mutating"))
-    with served(ini, workers=1, log=tmp_path / "serve.log") as (base, _proc):
-        for width, height in (PHONE, DESKTOP):
-            browser.set_window_size(width, height)
-            browser.get(base + "/")
-            form = browser.find_element(By.ID, "signin-form")
-            box = browser.find_element(By.ID, "signin-token")
-            button = browser.find_element(By.ID, "signin-submit")
-            inner = browser.execute_script("return window.innerWidth;")
-            overflow = browser.execute_script(
-                "return document.documentElement.scrollWidth - window.innerWidth;")
-            assert overflow <= 0, f"{width}px: the page scrolls sideways by {overflow}px"
-            for el in (form, box, button):
-                assert el.is_displayed() and el.rect["x"] >= 0
-                assert el.rect["x"] + el.rect["width"] <= inner, (width, el.rect)
-            browser.save_screenshot(str(tmp_path / f"signin-{width}.png"))
-        wrong = browser.find_element(By.ID, "signin-token")
-        wrong.send_keys("dvm_not-a-token")
-        browser.find_element(By.ID, "signin-submit").click()
-        msg = wait_until(lambda: browser.find_elements(By.ID, "signin-error"), timeout=30,
-                         what="the refusal")[0]
-        assert "not valid" in msg.text
-
-
-def test_dashboard_in_a_browser(tmp_path: Path, farm: Farm, browser) -> None:
-    from selenium.webdriver.common.by import By
-
-    ini = write_ini(tmp_path, farm, extra=auth_section("mutating"))
-    team, rival, admin = (make_token(ini, "webui"), make_token(ini, "rival"),
-                          make_token(ini, "ops", admin=True))
-    with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
-        r = requests.get(base + "/getservers/rival?os=centos&expiresin=120", headers=bearer(rival),
-                         timeout=300)
-        assert r.status_code == 200, r.text
-        sign_in(browser, base, team, then="/?refresh=1")
-        assert "dynvm" in browser.title
-        assert browser.current_url.endswith("/?refresh=1")
-        assert "js" in browser.execute_script("return document.documentElement.className")
-        browser.execute_script("window.__sameDocument = true;")
-        # A build through the legacy API, watched while it runs: held at each step of
-        # HELD_STEPS until the page shows it there.
-        holds = {str(step): farm.hold(method) for step, method in HELD_STEPS.items()}
-        answer: dict = {}
-        call = threading.Thread(target=lambda: answer.update(r=requests.get(
-            base + "/getservers/webui?os=centos&count=2&expiresin=120", headers=bearer(team),
-            timeout=300)))
-        call.start()
-        order = [str(s) for s in Step]
-        seen: list[str] = []
-
-        def steps_progress() -> bool:
-            # Read in one script: the refresh swaps the elements out under a slower reader.
-            shown = browser.execute_script(
-                "return Array.from(document.querySelectorAll('#requests-running .step'))"
-                ".map(e => [e.dataset.vm, e.dataset.step]);")
-            for vm, step in shown:
-                if vm == "webui1" and (not seen or seen[-1] != step):
-                    seen.append(step)
-                    if step in holds:
-                        holds[step].release()
-            return not call.is_alive()
-
-        try:
-            wait_until(steps_progress, timeout=240, interval=0.1, what="the build to finish")
-        finally:
-            for hold in holds.values():
-                hold.release()
-        r = answer["r"]
-        assert r.status_code == 200, r.text
-        assert [s for s in seen if s in holds] == list(holds), seen  # each step, in order
-        assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen), seen
-
-        # The VMs land in the table with owner and expiry, without a reload.
-        def listed() -> list:
-            rows = browser.execute_script(
-                "return Array.from(document.querySelectorAll('#vm-table tr.vm'))"
-                ".filter(r => r.dataset.name.startsWith('webui')).map(r => [r.dataset.name,"
-                " r.querySelector('.vm-owner').textContent, r.querySelector('.vm-state')"
-                ".textContent.trim(), r.querySelector('.vm-expires').textContent]);")
-            return rows if len(rows) == 2 and all(r[2] == "leased" for r in rows) else []
-
-        rows = wait_until(listed, timeout=30, interval=0.2, what="both VMs listed as leased")
-        assert browser.execute_script("return window.__sameDocument === true;")
-        assert [(name, owner) for name, owner, _, _ in rows] == [("webui1", "webui"),
-                                                                 ("webui2", "webui")]
-        for _, _, _, expires in rows:
-            assert expires.startswith(("1h 59m", "2h 0m", "1h 58m")), expires
-        # An owner's page: its own VMs only, no other team's and no VM dynvm did not make.
-        shown = browser.execute_script(
-            "return Array.from(document.querySelectorAll('#vm-table tr.vm'))"
-            ".map(r => r.dataset.name);")
-        assert sorted(shown) == ["webui1", "webui2"], shown
-        assert "rival" not in browser.find_element(By.ID, "requests").text
-        shot_dir = Path(os.environ.get("DYNVM_SCREENSHOT_DIR") or tmp_path)
-        browser.save_screenshot(str(tmp_path / "dashboard.png"))
-        if shot_dir != tmp_path:
-            shutil.copy(tmp_path / "dashboard.png", shot_dir / "dashboard.png")
-        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
-
-        # History: release, then search it by name in the form.
-        r = requests.get(base + "/releaseservers/webui?count=2", headers=bearer(team), timeout=60)
-        assert r.status_code == 200, r.text
+    base, _ini = site
+    for width, height in (PHONE, DESKTOP):
+        browser.set_window_size(width, height)
         browser.get(base + "/")
-        box = browser.find_element(By.ID, "h-name")
-        box.send_keys("webui2")
-        browser.find_element(By.ID, "h-search").click()
-        wait_until(lambda: "webui2" in (browser.current_url or ""), timeout=30,
-                   what="the history search to load")
-
-        def found() -> list:
-            # The release closed the history before it answered, and every worker reads the
-            # store's current history: no refresh may be needed, whichever worker served the page.
-            return browser.execute_script(
-                "return Array.from(document.querySelectorAll('#history-table tr.hist'))"
-                ".map(r => [r.dataset.name, r.cells[3].textContent]);")
-
-        rows = wait_until(found, timeout=30, interval=0.5, what="the search's history table")
-        assert all(state == "deleted" for _, state in rows), rows
-        assert [name for name, _ in rows] == ["webui2"], rows
-        csv_link = browser.find_element(By.ID, "h-csv").get_attribute("href")
-        assert requests.get(csv_link, timeout=30).status_code == 401  # not without the cookie
-        cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
-        jar = browser.get_cookies()
-        assert all(c["httpOnly"] and c["sameSite"] == "Strict" for c in jar
-                   if c["name"] == "dynvm_token"), jar
-        csv = requests.get(csv_link, cookies=cookies, timeout=30).text
-        assert "webui2" in csv and "webui1" not in csv
-        browser.save_screenshot(str(tmp_path / "history.png"))
-        # An admin sees every team's VMs.
-        sign_out(browser)
-        sign_in(browser, base, admin)
-        shown = wait_until(lambda: browser.execute_script(
-            "return Array.from(document.querySelectorAll('#vm-table tr.vm:not(.foreign)'))"
-            ".map(r => r.dataset.name);"), timeout=30, what="the admin's VM table")
-        assert shown == ["rival"], shown
-        requests.get(base + "/releaseservers/rival", headers=bearer(rival), timeout=60)
+        form = browser.find_element(By.ID, "signin-form")
+        box = browser.find_element(By.ID, "signin-token")
+        button = browser.find_element(By.ID, "signin-submit")
+        inner = browser.execute_script("return window.innerWidth;")
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth;")
+        assert overflow <= 0, f"{width}px: the page scrolls sideways by {overflow}px"
+        for el in (form, box, button):
+            assert el.is_displayed() and el.rect["x"] >= 0
+            assert el.rect["x"] + el.rect["width"] <= inner, (width, el.rect)
+        browser.save_screenshot(str(tmp_path / f"signin-{width}.png"))
+    wrong = browser.find_element(By.ID, "signin-token")
+    wrong.send_keys("dvm_not-a-token")
+    browser.find_element(By.ID, "signin-submit").click()
+    msg = wait_until(lambda: browser.find_elements(By.ID, "signin-error"), timeout=30,
+                     what="the refusal")[0]
+    assert "not valid" in msg.text
 
 
-def test_tables_sort_and_filter_with_javascript_off(tmp_path: Path, farm: Farm,
-                                                    browser_without_js) -> None:
+def test_dashboard_in_a_browser(tmp_path: Path, farm: Farm, site, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, ini = site
+    team, rival, admin = (token_for(ini, "webui"), token_for(ini, "rival"),
+                          token_for(ini, "ops", admin=True))
+    r = requests.get(base + "/getservers/rival?os=centos&expiresin=120", headers=bearer(rival),
+                     timeout=300)
+    assert r.status_code == 200, r.text
+    sign_in(browser, base, team, then="/?refresh=1")
+    assert "dynvm" in browser.title
+    assert browser.current_url.endswith("/?refresh=1")
+    assert "js" in browser.execute_script("return document.documentElement.className")
+    browser.execute_script("window.__sameDocument = true;")
+    # A build through the legacy API, watched while it runs: held at each step of
+    # HELD_STEPS until the page shows it there.
+    holds = {str(step): farm.hold(method) for step, method in HELD_STEPS.items()}
+    answer: dict = {}
+    call = threading.Thread(target=lambda: answer.update(r=requests.get(
+        base + "/getservers/webui?os=centos&count=2&expiresin=120", headers=bearer(team),
+        timeout=300)))
+    call.start()
+    order = [str(s) for s in Step]
+    seen: list[str] = []
+
+    def steps_progress() -> bool:
+        # Read in one script: the refresh swaps the elements out under a slower reader.
+        shown = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#requests-running .step'))"
+            ".map(e => [e.dataset.vm, e.dataset.step]);")
+        for vm, step in shown:
+            if vm == "webui1" and (not seen or seen[-1] != step):
+                seen.append(step)
+                if step in holds:
+                    holds[step].release()
+        return not call.is_alive()
+
+    try:
+        wait_until(steps_progress, timeout=240, interval=0.1, what="the build to finish")
+    finally:
+        for hold in holds.values():
+            hold.release()
+    r = answer["r"]
+    assert r.status_code == 200, r.text
+    assert [s for s in seen if s in holds] == list(holds), seen  # each step, in order
+    assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen), seen
+
+    # The VMs land in the table with owner and expiry, without a reload.
+    def listed() -> list:
+        rows = browser.execute_script(
+            "return Array.from(document.querySelectorAll('#vm-table tr.vm'))"
+            ".filter(r => r.dataset.name.startsWith('webui')).map(r => [r.dataset.name,"
+            " r.querySelector('.vm-owner').textContent, r.querySelector('.vm-state')"
+            ".textContent.trim(), r.querySelector('.vm-expires').textContent]);")
+        return rows if len(rows) == 2 and all(r[2] == "leased" for r in rows) else []
+
+    rows = wait_until(listed, timeout=30, interval=0.2, what="both VMs listed as leased")
+    assert browser.execute_script("return window.__sameDocument === true;")
+    assert [(name, owner) for name, owner, _, _ in rows] == [("webui1", "webui"),
+                                                             ("webui2", "webui")]
+    for _, _, _, expires in rows:
+        assert expires.startswith(("1h 59m", "2h 0m", "1h 58m")), expires
+    # An owner's page: its own VMs only, no other team's and no VM dynvm did not make.
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#vm-table tr.vm'))"
+        ".map(r => r.dataset.name);")
+    assert sorted(shown) == ["webui1", "webui2"], shown
+    assert "rival" not in browser.find_element(By.ID, "requests").text
+    shot_dir = Path(os.environ.get("DYNVM_SCREENSHOT_DIR") or tmp_path)
+    browser.save_screenshot(str(tmp_path / "dashboard.png"))
+    if shot_dir != tmp_path:
+        shutil.copy(tmp_path / "dashboard.png", shot_dir / "dashboard.png")
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+    # History: release, then search it by name in the form.
+    r = requests.get(base + "/releaseservers/webui?count=2", headers=bearer(team), timeout=60)
+    assert r.status_code == 200, r.text
+    browser.get(base + "/")
+    box = browser.find_element(By.ID, "h-name")
+    box.send_keys("webui2")
+    browser.find_element(By.ID, "h-search").click()
+    wait_until(lambda: "webui2" in (browser.current_url or ""), timeout=30,
+               what="the history search to load")
+
+    def found() -> list:
+        # The release closed the history before it answered, and every worker reads the
+        # store's current history: no refresh may be needed, whichever worker served the page.
+        return browser.execute_script(
+            "return Array.from(document.querySelectorAll('#history-table tr.hist'))"
+            ".map(r => [r.dataset.name, r.cells[3].textContent]);")
+
+    rows = wait_until(found, timeout=30, interval=0.5, what="the search's history table")
+    assert all(state == "deleted" for _, state in rows), rows
+    assert [name for name, _ in rows] == ["webui2"], rows
+    csv_link = browser.find_element(By.ID, "h-csv").get_attribute("href")
+    assert requests.get(csv_link, timeout=30).status_code == 401  # not without the cookie
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    jar = browser.get_cookies()
+    assert all(c["httpOnly"] and c["sameSite"] == "Strict" for c in jar
+               if c["name"] == "dynvm_token"), jar
+    csv = requests.get(csv_link, cookies=cookies, timeout=30).text
+    assert "webui2" in csv and "webui1" not in csv
+    browser.save_screenshot(str(tmp_path / "history.png"))
+    # An admin sees every team's VMs.
+    sign_out(browser)
+    sign_in(browser, base, admin)
+    shown = wait_until(lambda: browser.execute_script(
+        "return Array.from(document.querySelectorAll('#vm-table tr.vm:not(.foreign)'))"
+        ".map(r => r.dataset.name);"), timeout=30, what="the admin's VM table")
+    assert shown == ["rival"], shown
+    requests.get(base + "/releaseservers/rival", headers=bearer(rival), timeout=60)
+
+
+def test_tables_sort_and_filter_with_javascript_off(site, browser_without_js) -> None:
     from selenium.webdriver.common.by import By
 
     drv = browser_without_js
-    # The usual fast farm: nothing here is watched building.
-    ini = write_ini(tmp_path, farm, extra=auth_section("mutating"))
-    admin = make_token(ini, "ops", admin=True)
-    with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
-        for name in ("zeta", "alpha"):
-            r = requests.get(f"{base}/getservers/{name}?os=centos", headers=bearer(admin),
-                             timeout=300)
-            assert r.status_code == 200, r.text
-        sign_in(drv, base, admin)  # the form needs no script
-        # The page's own script (which marks <html class="js">) really did not run.
-        assert "js" not in drv.execute_script("return document.documentElement.className")
+    base, ini = site
+    admin = token_for(ini, "ops", admin=True)
+    for name in ("zeta", "alpha"):
+        r = requests.get(f"{base}/getservers/{name}?os=centos", headers=bearer(admin),
+                         timeout=300)
+        assert r.status_code == 200, r.text
+    sign_in(drv, base, admin)  # the form needs no script
+    # The page's own script (which marks <html class="js">) really did not run.
+    assert "js" not in drv.execute_script("return document.documentElement.className")
 
-        def shows(want: list[str]):
-            # Read in one script, as the next page may replace this one at any moment.
-            return lambda: drv.execute_script(
-                "return Array.from(document.querySelectorAll('#vm-table tr.vm:not(.foreign)'))"
-                ".map(r => r.dataset.name);") == want
+    def shows(want: list[str]):
+        # Read in one script, as the next page may replace this one at any moment.
+        return lambda: drv.execute_script(
+            "return Array.from(document.querySelectorAll('#vm-table tr.vm:not(.foreign)'))"
+            ".map(r => r.dataset.name);") == want
 
-        wait_until(shows(["alpha", "zeta"]), timeout=30, what="the VMs by name")
-        drv.find_element(By.LINK_TEXT, "Name ▲").click()  # same column again: descending
-        wait_until(shows(["zeta", "alpha"]), timeout=30, what="the VMs by name, descending")
-        box = drv.find_element(By.ID, "vm-q")
-        box.send_keys("zet")
-        box.submit()
-        wait_until(shows(["zeta"]), timeout=30, what="the filtered table")
-        assert "q=zet" in drv.current_url
-        for name in ("zeta", "alpha"):
-            requests.get(f"{base}/releaseservers/{name}", headers=bearer(admin), timeout=120)
+    wait_until(shows(["alpha", "zeta"]), timeout=30, what="the VMs by name")
+    drv.find_element(By.LINK_TEXT, "Name ▲").click()  # same column again: descending
+    wait_until(shows(["zeta", "alpha"]), timeout=30, what="the VMs by name, descending")
+    box = drv.find_element(By.ID, "vm-q")
+    box.send_keys("zet")
+    box.submit()
+    wait_until(shows(["zeta"]), timeout=30, what="the filtered table")
+    assert "q=zet" in drv.current_url
+    for name in ("zeta", "alpha"):
+        requests.get(f"{base}/releaseservers/{name}", headers=bearer(admin), timeout=120)
 
 
 WIDTHS = (1400, 500)
@@ -301,7 +314,7 @@ def test_every_section_reads_at_desktop_and_phone_widths(tmp_path: Path, farm: F
 
     warm = "\n[pool centos]\nready=1\nready.ttl.minutes=60\n"
     ini = write_ini(tmp_path, farm, extra=auth_section("mutating") + warm)
-    team_a, admin = make_token(ini, "team-a"), make_token(ini, "ops", admin=True)
+    team_a, admin = token_for(ini, "team-a"), token_for(ini, "ops", admin=True)
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
         for job in ("perf", "smoke"):
             r = requests.get(f"{base}/getservers/{job}?os=centos&count=2&expiresin=60",
@@ -393,7 +406,7 @@ def test_the_queue_on_a_phone_and_a_desktop(tmp_path: Path, farm_of_four: Farm,
     farm = farm_of_four
     ini = write_ini(tmp_path, farm, extra=auth_section("mutating"),
                     hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}))
-    team, admin = make_token(ini, "webq"), make_token(ini, "ops", admin=True)
+    team, admin = token_for(ini, "webq"), token_for(ini, "ops", admin=True)
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _proc):
         api = base + "/api/v1/requests"
         full = requests.post(api, json={"os": "centos", "count": 4, "name": "full"},

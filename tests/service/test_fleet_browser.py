@@ -44,12 +44,18 @@ def test_the_fleet_section_fits_a_phone_and_a_desktop_and_stays_current(
                     "return Array.from(document.querySelectorAll('#fleet-table tr.fleet-vm'))"
                     ".map(r => [r.dataset.name, r.dataset.state]);")
 
+            def summary() -> str:
+                # Read in one script: the page's refresh swaps the element out under a
+                # reader that looks it up first and reads it later.
+                return browser.execute_script(
+                    "return document.getElementById('fleet-summary').innerText;")
+
             for width, height in (DESKTOP, PHONE):
                 browser.set_window_size(width, height)
                 browser.get(base + "/?refresh=1")
                 assert rows() == [["build-agent-with-a-long-name", "ok"], ["cache", "ok"]]
-                summary = browser.find_element("id", "fleet-summary").text
-                assert summary.startswith("2 declared, 2 running, 0 not as declared"), summary
+                said = summary()
+                assert said.startswith("2 declared, 2 running, 0 not as declared"), said
                 # The section stays within the screen; a wide table scrolls in its own box.
                 right = browser.execute_script(
                     "return document.getElementById('fleet').getBoundingClientRect().right"
@@ -72,11 +78,12 @@ def test_the_fleet_section_fits_a_phone_and_a_desktop_and_stays_current(
             wait_until(lambda: ["cache", "kept"] in rows(), timeout=30,
                        what="the page to show the removed file's VM as kept")
             assert browser.execute_script("return window.__sameDocument === true;")
-            why = browser.find_element("css selector",
-                                       "#fleet-table tr[data-name='cache'] .reason")
-            assert why.is_displayed() and "apply --prune destroys it" in why.text, why.text
-            summary = browser.find_element("id", "fleet-summary").text
-            assert summary.startswith("1 declared, 1 running, 1 not as declared"), summary
+            why = browser.execute_script(
+                "const e = document.querySelector(\"#fleet-table tr[data-name='cache'] .reason\");"
+                "return [e.getBoundingClientRect().height > 0, e.innerText];")
+            assert why[0] and "apply --prune destroys it" in why[1], why
+            said = summary()
+            assert said.startswith("1 declared, 1 running, 1 not as declared"), said
             browser.execute_script("document.getElementById('fleet-title').scrollIntoView();")
             browser.save_screenshot(str(shots / "fleet-kept.png"))
     finally:

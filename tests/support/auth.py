@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dynvm.core import tokens
 from dynvm.core.services import Dynvm
+from dynvm.runtime.bootstrap import open_tokens
 
 OWNER, OTHER, ADMIN = "team-a", "team-b", "ops"
 MODES = ("open", "mutating", "all")
@@ -24,3 +27,14 @@ def make_tokens(svc: Dynvm) -> dict[str, str]:
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+def token_for(ini: Path, owner: str, admin: bool = False) -> str:
+    """A token of `owner` in the store `ini` names, made as `dynvm token create` makes
+    it (through the same bootstrap), without starting a process for it."""
+    admin_port = open_tokens(str(ini))
+    try:
+        secret, _ = admin_port.create(owner, admin=admin)
+    finally:
+        admin_port.close()
+    return secret
