@@ -14,6 +14,8 @@ from pathlib import Path
 
 import requests
 
+from testbed.processes import GroupProcess
+
 # Whether the test running now may start `dynvm serve` (gunicorn): tests/conftest.py sets
 # it from the test's `served` mark before each test. `make test-fast` leaves served tests
 # out, so one that serves without the mark fails here instead of slowing it down
@@ -83,6 +85,8 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
            umask: int = -1) -> Iterator[tuple[str, subprocess.Popen]]:
     """`dynvm serve` as a real gunicorn process group; yields (base URL, process).
 
+    The group dies with the test process even if that is killed (`GroupProcess`).
+
     Yields once /health answers: workers read every pool before they accept,
     which takes seconds on a big farm, so a slow answer means "not yet", and
     only `ready_secs` without any answer (or the process exiting) is a failure.
@@ -94,9 +98,9 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
                         "--workers", str(workers))
     if threads:
         cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                            start_new_session=True, umask=umask)
+    proc = GroupProcess(cmd, stdout=out, stderr=subprocess.STDOUT,
+                        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                        umask=umask)
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -119,7 +123,7 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
 
 
 def stop_group(proc: subprocess.Popen) -> None:
-    """TERM the process group `proc` leads (`start_new_session`); KILL it after 20 s."""
+    """TERM the process group `proc` leads (a `GroupProcess`); KILL it after 20 s."""
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)

@@ -17,6 +17,7 @@ import requests
 import XenAPI
 
 from testbed.inis import Ini
+from testbed.processes import GroupProcess
 from testbed.serving import serve_command
 
 pytestmark = pytest.mark.served
@@ -26,7 +27,7 @@ HANDED_OUT = re.compile(r'^dynvm_vms_handed_out_total\{os="centos"\} (\S+)$', re
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(self, proc: GroupProcess, log: Path) -> None:
         self.proc = proc
         self.log = log
         self.url = ""
@@ -66,7 +67,7 @@ def serve(tmp_path: Path) -> Iterator:
         full_env = {k: v for k, v in os.environ.items() if k != "DYNVM_CONFIG"}
         full_env.update(env or {})
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
+            proc = GroupProcess(
                 serve_command("--bind", "127.0.0.1:0", *args),
                 cwd=tmp_path, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -147,7 +148,7 @@ def _alive(pid: int) -> bool:
 def test_sim_command_prints_sections_and_stops_on_sigterm(tmp_path: Path) -> None:
     log = tmp_path / "sim.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
+        proc = GroupProcess(
             [sys.executable, "-m", "dynvm", "sim", "--hosts", "2", "--pools", "2",
              "--speed", "50"],
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

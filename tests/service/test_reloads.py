@@ -16,6 +16,7 @@ import requests
 
 from dynvm.runtime.serving import quit_once
 from dynvm.sim import Farm
+from testbed.processes import GroupProcess
 from testbed.serving import alive, children, serve_command
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
 from tests.support.files import not_private
@@ -152,14 +153,14 @@ def test_workers_are_warm_before_their_first_request(tmp_path, farm, clean_farm)
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator:
     """Start `dynvm serve` on its embedded farm in tmp_path; kill whatever is left after."""
-    started: list[subprocess.Popen] = []
+    started: list[GroupProcess] = []
 
-    def start(log_name: str, umask: int = -1) -> tuple[subprocess.Popen, int, Path]:
+    def start(log_name: str, umask: int = -1) -> tuple[GroupProcess, int, Path]:
         log = tmp_path / log_name
         env = {k: v for k, v in os.environ.items() if k != "DYNVM_CONFIG"}
         env.update(TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
+            proc = GroupProcess(
                 serve_command("--bind", "127.0.0.1:0", "--workers", "2", "--sim-speed", "200"),
                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, umask=umask)
@@ -213,7 +214,7 @@ def test_stale_farm_of_an_earlier_run_is_stopped(embedded, tmp_path) -> None:
     state.mkdir()
     # A farm of an earlier run whose `dynvm serve` is gone (as the code before
     # PR_SET_PDEATHSIG left it), recorded in the pid file.
-    stale = subprocess.Popen(
+    stale = GroupProcess(
         [sys.executable, "-m", "dynvm.sim.runner", "--hosts", "1", "--speed", "200",
          "--ini-out", str(state / "stale.ini"), "--port-base", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)

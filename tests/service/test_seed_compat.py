@@ -25,6 +25,7 @@ from dynvm.sim import Farm
 from dynvm.sim.farmgen import dhcp_range
 from dynvm.sim.faults import FailRule
 from testbed.inis import Ini
+from testbed.processes import GroupProcess
 from testbed.serving import serve_command, stop_group
 from tests.service.conftest import FAST, FarmProbe, free_port, wait_until, write_ini
 
@@ -88,9 +89,9 @@ def test_seed_ini_served_by_dynvm_serve(tmp_path: Path, farm: Farm, ssh_port: in
     port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
+        proc = GroupProcess(
             serve_command("--config", str(ini), "--bind", f"127.0.0.1:{port}", "--workers", "1"),
-            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
     def count() -> requests.Response | None:
