@@ -33,6 +33,7 @@ class WarmReloadArbiter(Arbiter):
         self._told: set[int] = set()
         self._retire_by = 0.0
         self._first_beat: dict[int, float] = {}  # pid -> its heartbeat file's time at birth
+        self._reloading = False  # inside gunicorn's reload (which waits for old workers)
 
     def spawn_worker(self) -> int:
         pid: int = super().spawn_worker()  # returns in the master only
@@ -50,16 +51,32 @@ class WarmReloadArbiter(Arbiter):
         self._retiring = set(self.WORKERS)
         self._told = set()
         self._retire_by = time.monotonic() + RETIRE_AFTER_SECS
-        super().reload()
+        self._reloading = True
+        try:
+            super().reload()
+        finally:
+            self._reloading = False
+
+    def reap_workers(self) -> None:
+        super().reap_workers()
+        # gunicorn's reload (in recent releases) waits, reaping, up to the graceful timeout for the
+        # old workers to be gone before the master loop runs again: retire them here as
+        # their replacements serve, or they would all be kept until that timeout.
+        if self._reloading and self._retiring:
+            self._retire()
 
     def manage_workers(self) -> None:
+        if not self._retire():
+            super().manage_workers()
+
+    def _retire(self) -> bool:
+        """Stop an old worker for each new one that serves; False once none is left."""
         for pid in [p for p in self._first_beat if p not in self.WORKERS]:
             del self._first_beat[pid]
         self._retiring &= set(self.WORKERS)
         self._told &= self._retiring
         if not self._retiring:
-            super().manage_workers()
-            return
+            return False
         fresh = [pid for pid in self.WORKERS if pid not in self._retiring]
         for _ in range(self.num_workers - len(fresh)):  # a new worker died: replace it
             self.spawn_worker()
@@ -69,3 +86,4 @@ class WarmReloadArbiter(Arbiter):
         for pid in waiting[:max(len(self._retiring) - len(self._told) - keep, 0)]:
             self._told.add(pid)
             self.kill_worker(pid, signal.SIGTERM)
+        return True
