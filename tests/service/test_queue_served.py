@@ -15,7 +15,8 @@ from dynvm.sim import Farm
 from dynvm.store.factory import open_store
 from testbed.inis import Ini
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
-from tests.service.test_browser import bearer, make_token
+from tests.service.test_browser import bearer
+from tests.support.auth import token_for
 
 pytestmark = pytest.mark.served
 
@@ -25,7 +26,7 @@ def test_a_killed_leader_loses_no_queued_request_and_serves_none_twice(
     # Four centos VMs fit; the leader's duties pass to the other instance 2 s after it dies.
     ini = write_ini(tmp_path, farm, hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}),
                     common={"background.leader.ttl.secs": 2})
-    secret = make_token(ini, "ops", admin=True)
+    secret = token_for(ini, "ops", admin=True)
     h = bearer(secret)
     store = open_store(load_config(ini).store)
     try:
