@@ -355,9 +355,7 @@ class Reconciler:
             mark = lease.extra.get(RETRY_MARK)
             try:
                 if mark:
-                    # back off while the host keeps refusing: 2 s, 4 s, ... at most 5 minutes
-                    wait = min(2.0 ** int(mark.get("attempts", 1)), RETRY_BACKOFF_MAX_SECS)
-                    if ctx.clock() - float(mark.get("last", 0)) < wait:
+                    if ctx.clock() - float(mark.get("last", 0)) < retry_backoff(mark):
                         continue
                     if retry_release(ctx, lease):
                         n += 1
@@ -368,6 +366,12 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile: could not finish releasing %s", lease.name)
         return n
+
+
+def retry_backoff(mark: dict) -> float:
+    """Seconds to wait after the last failed destroy before the next (`mark`: RETRY_MARK):
+    2 s, 4 s, ... at most 5 minutes, while the host keeps refusing."""
+    return min(2.0 ** int(mark.get("attempts", 1)), RETRY_BACKOFF_MAX_SECS)
 
 
 def _interrupt_vms(ctx: Context, req: RequestRecord) -> list[str]:
