@@ -2,7 +2,9 @@
 
 Every wait in the core (the maintenance runner's polls and deadlines, the
 background loops, the SSH check, long polls, the store probe) goes through a
-`Clock` handed in with the context, never through `time` directly. The
+`Clock` handed in with the context, never through `time` directly; so does
+the Xen layer's wait for a guest's address (its deadline and link-local
+settle time), which the composition root hands the same clock. The
 system clock below is what runs in production; a test hands in one whose
 time it moves itself, so a wait of ten minutes ends when the test says so
 and no test bets on how fast the machine is.
@@ -30,6 +32,10 @@ class Clock:
     def wait(self, event: threading.Event, secs: float) -> bool:
         """Wait up to `secs` for `event`; whether it is set."""
         return event.wait(max(secs, 0.0))
+
+    def wait_on(self, cond: threading.Condition, secs: float) -> bool:
+        """Wait, holding `cond`, up to `secs` for it to be notified; whether it was."""
+        return cond.wait(max(secs, 0.0))
 
 
 SYSTEM = Clock()

@@ -11,6 +11,7 @@ gunicorn workers (`build_app`), the CLI's maintenance and token commands
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,10 +73,11 @@ def xen_fleet(pool: XenPool) -> FleetPort:
     return XenFleet(pool)
 
 
-def adapters(cfg: Config, store: Store | None = None) -> Adapters:
-    """Everything outside the core, as `cfg` names it (`store`: one already open)."""
+def adapters(cfg: Config, store: Store | None = None, clock: Clock = SYSTEM) -> Adapters:
+    """Everything outside the core, as `cfg` names it (`store`: one already open); the
+    pool clients wait on guests by `clock`, the core's."""
     return Adapters(store=store if store is not None else open_store(cfg.store),
-                    pools=open_pool, guest=SshProbe(), identity=proposed_identity(cfg.store),
+                    pools=functools.partial(open_pool, clock=clock), guest=SshProbe(), identity=proposed_identity(cfg.store),
                     maintenance=xen_maintenance, static_pools=open_static_pools(cfg.store),
                     fleet=xen_fleet,
                     access=SshAccess(), waiting=threads.waiting)
@@ -98,7 +100,7 @@ def build_service(config_path: str | None = None, *, timings: Timings | None = N
     path = config_file(config_path)
     watcher = ConfigWatcher(path, settle_secs=CONFIG_SETTLE_SECS, clock=clock.monotonic)
     cfg = watcher.current()
-    parts = adapters(cfg)
+    parts = adapters(cfg, clock=clock)
     watcher.guard = lease_guard(parts.store)
 
     def status() -> dict[str, Any]:

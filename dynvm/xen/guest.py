@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from dynvm.core.ports import LinkLocalOnly, WaitTimeout, XenError
@@ -20,7 +19,11 @@ LINK_LOCAL_SETTLE = 90.0  # seconds a guest may hold only 169.254.x.y before we 
 
 
 class GuestWaiter(PoolAccess):
-    """Waits on the inventory's event feed, reading a VM afresh when the feed stalls."""
+    """Waits on the inventory's event feed, reading a VM afresh when the feed stalls.
+
+    Its deadline and the link-local settle time run on the inventory's clock, so a
+    test that hands in a clock of its own ends a wait when it moves that clock.
+    """
 
     def __init__(self, sessions: SessionPool, inventory: Inventory,
                  link_local_settle: float = LINK_LOCAL_SETTLE) -> None:
@@ -31,9 +34,10 @@ class GuestWaiter(PoolAccess):
                    cancel: threading.Event | None = None) -> str:
         """The first usable IPv4 address of VM `ref` (known to the caller as `vm_uuid`)."""
         inv = self.inventory
+        now = inv.clock.monotonic
         if not inv.has("vm", ref):
             inv.refresh_vm(ref)
-        deadline = time.monotonic() + timeout
+        deadline = now() + timeout
         link_local: dict[str, Any] = {"since": None, "ip": ""}
 
         def check() -> tuple[str, str] | None:
@@ -53,8 +57,8 @@ class GuestWaiter(PoolAccess):
             if v4:
                 link_local["ip"] = v4[0]
                 if link_local["since"] is None:
-                    link_local["since"] = time.monotonic()
-                elif time.monotonic() - link_local["since"] >= self.link_local_settle:
+                    link_local["since"] = now()
+                elif now() - link_local["since"] >= self.link_local_settle:
                     return ("link-local", v4[0])
             else:
                 link_local["since"] = None
@@ -62,13 +66,13 @@ class GuestWaiter(PoolAccess):
 
         stale_after = 2 * inv.event_timeout + self.sessions.host.call_timeout
         while True:
-            left = deadline - time.monotonic()
+            left = deadline - now()
             outcome = inv.wait_for(check, max(min(left, 5.0), 0.0), cancel)
             if outcome is not None:
                 break
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"waiting for {vm_uuid}")
-            if time.monotonic() >= deadline:
+            if now() >= deadline:
                 if link_local["since"] is not None:
                     raise LinkLocalOnly(link_local["ip"])
                 raise WaitTimeout(f"an IPv4 address on VM {vm_uuid}", timeout)

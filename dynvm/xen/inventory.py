@@ -25,6 +25,7 @@ from typing import Any
 
 import XenAPI
 
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.ports import HostUnreachable, XenError
 from dynvm.xen.records import NULL, host_uuids
 from dynvm.xen.session import SessionPool, abort, track_fork, translate
@@ -69,9 +70,11 @@ _MASTER_MOVED = ("HOST_IS_SLAVE", "SESSION_INVALID")
 class Inventory:
     """Records of one pool by class (lower-case name) and ref, plus finished tasks."""
 
-    def __init__(self, sessions: SessionPool, *, event_timeout: float = EVENT_TIMEOUT) -> None:
+    def __init__(self, sessions: SessionPool, *, event_timeout: float = EVENT_TIMEOUT,
+                 clock: Clock = SYSTEM) -> None:
         self.sessions = sessions
         self.event_timeout = event_timeout
+        self.clock = clock  # the deadlines of `wait_for` (the feed's own timing stays real)
         self._reset_process_state()
         track_fork(self)
 
@@ -314,16 +317,17 @@ class Inventory:
         `poll` bounds each sleep so cancellation and clock-driven predicates
         are noticed even when no event arrives.
         """
-        deadline = time.monotonic() + timeout
+        clock = self.clock
+        deadline = clock.monotonic() + timeout
         with self._cond:
             while True:
                 result = predicate()
                 if result:
                     return result
-                left = deadline - time.monotonic()
+                left = deadline - clock.monotonic()
                 if left <= 0 or (cancel is not None and cancel.is_set()):
                     return None
-                self._cond.wait(min(left, poll))
+                clock.wait_on(self._cond, min(left, poll))
 
     # -- the event feed ----------------------------------------------------
 

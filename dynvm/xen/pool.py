@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dynvm.config import HostConfig
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.ports import (
     TAG_LEASE,
     Outage,
@@ -43,12 +44,12 @@ class XenPoolClient:
 
     def __init__(self, host: HostConfig, *, sessions: int = 8,
                  link_local_settle: float = LINK_LOCAL_SETTLE,
-                 event_timeout: float | None = None) -> None:
+                 event_timeout: float | None = None, clock: Clock = SYSTEM) -> None:
         self.host = host
         self.host_ref = host.ref
         self.sessions = SessionPool(host, size=sessions)
-        self.inventory = Inventory(self.sessions) if event_timeout is None \
-            else Inventory(self.sessions, event_timeout=event_timeout)
+        self.inventory = Inventory(self.sessions, clock=clock) if event_timeout is None \
+            else Inventory(self.sessions, event_timeout=event_timeout, clock=clock)
         self._tasks = TaskRunner(self.sessions, self.inventory)
         self._remover = VmRemover(self.sessions, self.inventory)
         self._snapshots = VmSnapshots(self.sessions, self.inventory)
@@ -209,6 +210,7 @@ class XenPoolClient:
         self.sessions.close()
 
 
-def open_pool(host: HostConfig) -> XenPoolClient:
-    """The XenPool for one [xenhostN]; connects lazily (safe to call before fork)."""
-    return XenPoolClient(host)
+def open_pool(host: HostConfig, clock: Clock = SYSTEM) -> XenPoolClient:
+    """The XenPool for one [xenhostN]; connects lazily (safe to call before fork).
+    `clock`: the core's, for the waits on guests."""
+    return XenPoolClient(host, clock=clock)

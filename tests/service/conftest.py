@@ -163,23 +163,3 @@ def client(service: Dynvm):
 
     app = create_app(service=service)
     return app.test_client()
-
-
-@pytest.fixture
-def quick_service(tmp_path: Path, farm: Farm, clean_farm: dict) -> Iterator[Dynvm]:
-    """A service that gives up on a guest's address after 2 s (link-local tests)."""
-    ini = write_ini(tmp_path, farm)
-    ini.write_text(ini.read_text().replace("vm.network.timeout.secs=20", "vm.network.timeout.secs=2"))
-    svc = build_service(str(ini), timings=FAST)
-    try:
-        yield svc
-    finally:
-        _release_everything(svc)
-        svc.close()
-
-
-@pytest.fixture
-def quick_client(quick_service: Dynvm):
-    from dynvm.api import create_app
-
-    return create_app(service=quick_service).test_client()

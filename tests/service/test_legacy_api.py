@@ -6,10 +6,16 @@ import ipaddress
 import json
 import subprocess
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import wait_until
+from dynvm.api import create_app
+from dynvm.core.services import Dynvm
+from dynvm.sim import Farm
+from tests.service.conftest import dynvm_on, wait_until, write_ini
+from tests.support.clock import SteppedClock
 
 
 def ips_ok(ips: list[str]) -> bool:
@@ -210,9 +216,54 @@ def test_release_without_count_touches_only_that_name(client, probe) -> None:
     assert json.loads(client.get("/releaseservers/build?count=2").text) == ["build1", "build2"]
 
 
-def test_link_local_retry_then_success(quick_client, quick_service, farm, probe) -> None:
+class LinkLocalDeadline:
+    """Moves the core's clock past the network timeout once dynvm's own view of xenhost1
+    shows a VM named `prefix`... holding only a link-local address (at most `times`
+    VMs): its wait for an address then ends as it would at the deadline, whatever
+    the machine's pace."""
+
+    def __init__(self, svc: Dynvm, clock: SteppedClock, prefix: str, times: int) -> None:
+        self.svc, self.clock, self.prefix, self.times = svc, clock, prefix, times
+        self.moved: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LinkLocalDeadline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        host = self.svc.config().hosts[1]
+        timeout = self.svc.config().network_timeout_secs
+        while len(self.moved) < self.times and not self._stop.wait(0.02):
+            for vm in self.svc.ctx.view(host).vms.values():
+                v4 = [ip for ip in vm.ips if ipaddress.ip_address(ip).version == 4]
+                if vm.name_label.startswith(self.prefix) and vm.uuid not in self.moved \
+                        and v4 and not ips_ok(v4):
+                    self.moved.append(vm.uuid)
+                    self.clock.advance(timeout + 1)
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def stepped_service(tmp_path: Path, farm: Farm, clean_farm: dict,
+                    clock: SteppedClock) -> Iterator[Dynvm]:
+    with dynvm_on(write_ini(tmp_path, farm), clock=clock) as svc:
+        yield svc
+
+
+def test_link_local_retry_then_success(stepped_service, clock, farm, probe) -> None:
     farm.exhaust_dhcp(on=True)
-    store = quick_service.ctx.store
+    store = stepped_service.ctx.store
+    client = create_app(service=stepped_service).test_client()
 
     def lift_after_first_attempt_failed() -> None:
         wait_until(lambda: any(d["name"] == "win" and d["state"] == "failed"
@@ -223,29 +274,33 @@ def test_link_local_retry_then_success(quick_client, quick_service, farm, probe)
     t = threading.Thread(target=lift_after_first_attempt_failed)
     t.start()
     try:
-        r = quick_client.get("/getservers/win?os=windows&xhostref=1")
+        with LinkLocalDeadline(stepped_service, clock, "win", times=1) as deadline:
+            r = client.get("/getservers/win?os=windows&xhostref=1")
     finally:
         t.join()
         farm.exhaust_dhcp(on=False)
     assert r.status_code == 200, r.text
     assert ips_ok(json.loads(r.text))
+    assert len(deadline.moved) == 1
     docs = [d for d in store.history.recent() if d["name"] == "win"]
     assert sorted(d["state"] for d in docs) == ["available", "failed"]
     assert "link-local" in next(d for d in docs if d["state"] == "failed")["failure_reason"]
-    quick_client.get("/releaseservers/win")
+    client.get("/releaseservers/win")
 
 
-def test_link_local_every_attempt_fails_cleanly(quick_client, quick_service, farm,
-                                                probe) -> None:
+def test_link_local_every_attempt_fails_cleanly(stepped_service, clock, farm, probe) -> None:
+    client = create_app(service=stepped_service).test_client()
     farm.exhaust_dhcp(on=True)
     try:
-        r = quick_client.get("/getservers/ll?os=windows&xhostref=1")
+        with LinkLocalDeadline(stepped_service, clock, "ll", times=3) as deadline:
+            r = client.get("/getservers/ll?os=windows&xhostref=1")
     finally:
         farm.exhaust_dhcp(on=False)
     assert r.status_code == 499, r.text
     assert "link-local" in r.text
+    assert len(deadline.moved) == 3
     assert probe.vms_named("ll") == []
-    store = quick_service.ctx.store
+    store = stepped_service.ctx.store
     assert store.reservations.live() == []
     failed = [d for d in store.history.recent() if d["name"] == "ll"]
     assert len(failed) == 3 and all(d["state"] == "failed" for d in failed)

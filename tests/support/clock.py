@@ -54,6 +54,14 @@ class SteppedClock(Clock):
             while (left := end - self.monotonic()) > 0:
                 self._moved.wait(left)
 
+    def wait_on(self, cond: threading.Condition, secs: float) -> bool:
+        end = self.monotonic() + secs
+        self._waiting()  # time moved while it waits: this wait, too, ends when it passes
+        while (left := end - self.monotonic()) > 0:
+            if cond.wait(min(left, SLICE)):
+                return True
+        return False
+
     def wait(self, event: threading.Event, secs: float) -> bool:
         self._waiting()
         end = self.monotonic() + secs

@@ -19,6 +19,7 @@ from dynvm.core.ports import (
 )
 from dynvm.sim import Farm
 from dynvm.xen.pool import XenPoolClient
+from tests.support.clock import SteppedClock
 from tests.xen.conftest import (
     LINUX_TEMPLATE,
     STORAGE,
@@ -185,26 +186,51 @@ def test_unknown_network_device_fails_and_cleans_up(fresh_client: XenPoolClient,
     assert footprint(truth) == before
 
 
-def test_windows_with_exhausted_dhcp_is_link_local(fresh_farm: Farm,
-                                                   truth: XenAPI.Session) -> None:
-    c = XenPoolClient(host_config(fresh_farm), link_local_settle=0.5)
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def stepped_client(fresh_farm: Farm, clock: SteppedClock) -> Iterator[XenPoolClient]:
+    """A client of the fresh farm whose waits on guests run on `clock`."""
+    c = XenPoolClient(host_config(fresh_farm), clock=clock)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def link_local_seen(c: XenPoolClient, vm_uuid: str) -> bool:
+    """The client's own view of the pool shows the VM with a 169.254.x.y address."""
+    vm = c.view().vms.get(vm_uuid)
+    return vm is not None and any(ip.startswith("169.254.") for ip in vm.ips)
+
+
+def test_windows_with_exhausted_dhcp_is_link_local(fresh_farm: Farm, clock: SteppedClock) -> None:
+    c = XenPoolClient(host_config(fresh_farm), link_local_settle=30, clock=clock)
     try:
         fresh_farm.exhaust_dhcp()
         vm = c.build(spec(c, "win-1", template=WINDOWS_TEMPLATE, vcpus=None, memory=None))
+        wait_until(lambda: link_local_seen(c, vm.uuid), timeout=30, what="a link-local address")
+        clock.advance_when_waiting(30)  # the settle time, far inside the deadline
         with pytest.raises(LinkLocalOnly) as err:
-            c.wait_ready(vm.uuid, windows=True, timeout=20)
+            c.wait_ready(vm.uuid, windows=True, timeout=600)
         assert err.value.params[0].startswith("169.254.")
         assert c.destroy(vm.uuid)
     finally:
         c.close()
 
 
-def test_windows_link_local_at_the_deadline(fresh_farm: Farm, fresh_client: XenPoolClient) -> None:
-    c = fresh_client  # default settle time is far longer than this wait
+def test_windows_link_local_at_the_deadline(fresh_farm: Farm, stepped_client: XenPoolClient,
+                                            clock: SteppedClock) -> None:
+    c = stepped_client  # default settle time is far longer than this wait
     fresh_farm.exhaust_dhcp()
     vm = c.build(spec(c, "win-2", template=WINDOWS_TEMPLATE, vcpus=None, memory=None))
+    wait_until(lambda: link_local_seen(c, vm.uuid), timeout=30, what="a link-local address")
+    clock.advance_when_waiting(21)
     with pytest.raises(LinkLocalOnly):
-        c.wait_ready(vm.uuid, windows=True, timeout=2)
+        c.wait_ready(vm.uuid, windows=True, timeout=20)
     c.destroy(vm.uuid)
 
 
@@ -216,24 +242,44 @@ def test_windows_gets_an_address(fresh_client: XenPoolClient) -> None:
     c.destroy(vm.uuid)
 
 
-def test_linux_with_exhausted_dhcp_times_out(fresh_farm: Farm,
-                                             fresh_client: XenPoolClient) -> None:
-    c = fresh_client
+def test_linux_with_exhausted_dhcp_times_out(fresh_farm: Farm, stepped_client: XenPoolClient,
+                                             clock: SteppedClock) -> None:
+    c = stepped_client
     fresh_farm.exhaust_dhcp()
     vm = c.build(spec(c, "lin-nodhcp"))
+    # A Windows guest started after it asks for its address later (longer boot, longer
+    # DHCP): once it holds 169.254.x.y, the Linux guest has asked too, and got nothing.
+    win = c.build(spec(c, "win-later", template=WINDOWS_TEMPLATE, vcpus=None, memory=None))
+    wait_until(lambda: link_local_seen(c, win.uuid), timeout=30, what="a link-local address")
+    clock.advance_when_waiting(21)
     with pytest.raises(WaitTimeout):
-        c.wait_ready(vm.uuid, windows=False, timeout=1.5)
+        c.wait_ready(vm.uuid, windows=False, timeout=20)
     c.destroy(vm.uuid)
+    c.destroy(win.uuid)
 
 
-def test_wait_ready_is_cheap(fresh_farm: Farm, fresh_client: XenPoolClient) -> None:
-    """Waiting rides on the event feed: no polling of VM or guest-metrics records."""
-    c = fresh_client
+def test_wait_ready_is_cheap(fresh_farm: Farm, stepped_client: XenPoolClient,
+                             clock: SteppedClock) -> None:
+    """Waiting rides on the event feed: no polling of VM or guest-metrics records, while
+    a minute of the waiter's time passes in one-second steps."""
+    c = stepped_client
     fresh_farm.exhaust_dhcp()
     vm = c.build(spec(c, "lin-cheap"))
     fresh_farm.reset_call_counts()
-    with pytest.raises(WaitTimeout):
-        c.wait_ready(vm.uuid, windows=False, timeout=3)
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(0.01):
+            clock.advance(1.0)
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        with pytest.raises(WaitTimeout):
+            c.wait_ready(vm.uuid, windows=False, timeout=60)
+    finally:
+        done.set()
+        ticker.join(10)
     from tests.xen.conftest import xapi_calls
     # at most one re-read of the VM, when an event batch in flight overlapped our write;
     # polling would cost several calls per second
