@@ -294,7 +294,7 @@ def test_tables_sort_and_filter_with_javascript_off(site, browser_without_js) ->
         requests.get(f"{base}/releaseservers/{name}", headers=bearer(admin), timeout=120)
 
 
-WIDTHS = (1400, 500)
+WIDTHS = (1400, 1024, 720, PHONE[0])  # a desktop, a tablet, a phone on its side, upright
 
 
 def _shown(el, css: str) -> list:

@@ -61,6 +61,14 @@ def test_the_fleet_section_fits_a_phone_and_a_desktop_and_stays_current(
                     "return document.getElementById('fleet').getBoundingClientRect().right"
                     " - window.innerWidth;")
                 assert right <= 0, f"{width}px: the fleet section overflows by {right}px"
+                # No section scrolls sideways: the farm's table fits as the fleet's does.
+                wide = browser.execute_script(
+                    "return Array.from(document.querySelectorAll('section')).filter("
+                    "s => s.scrollWidth > s.clientWidth + 1).map(s => [s.querySelector('h2').id,"
+                    " s.scrollWidth, s.clientWidth, Array.from(s.querySelectorAll('th,td,span'))"
+                    ".filter(c => c.getBoundingClientRect().right > s.getBoundingClientRect()"
+                    ".right).map(c => c.className + ':' + c.textContent.slice(0, 30))]);")
+                assert wide == [], f"{width}px: sections scrolling sideways: {wide}"
                 # Each VM's name and state are seen without scrolling sideways, on a phone too.
                 seen = browser.execute_script(
                     "return Array.from(document.querySelectorAll('#fleet-table tr.fleet-vm'))"
