@@ -389,7 +389,7 @@ def _add_guest(b: _Builder, os_: OsTemplate, vm_name: str, host: str, sr: str, n
         "VM", uuid=vm_uuid, name_label=vm_name,
         name_description=f"{vm_name} from {os_.template_name}", is_a_template=False,
         power_state="Running", domid=b.rng.randint(1, 30000), resident_on=host, affinity=host,
-        user_version=1, memory_static_max=mem, memory_dynamic_max=mem, memory_dynamic_min=mem,
+        last_boot_CPU_flags={"vendor": "GenuineIntel", "features": CPU_FEATURES}, user_version=1, memory_static_max=mem, memory_dynamic_max=mem, memory_dynamic_min=mem,
         memory_static_min=min(mem, GIB), memory_target=mem, VCPUs_max=vcpus, VCPUs_at_startup=vcpus,
         metrics=metrics, guest_metrics=guest, actions_after_shutdown="destroy",
         actions_after_reboot="restart", HVM_shadow_multiplier=1.0,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from . import (
+    crosspool,
     deviceops,
     events,
     hostops,
@@ -74,6 +75,9 @@ HANDLERS: Mapping[str, Handler] = {
     "VM.unpause": vmpower.vm_unpause,
     "VM.destroy": vmpower.vm_destroy,
     "VM.pool_migrate": vmpower.vm_pool_migrate,
+    "VM.assert_can_migrate": crosspool.vm_assert_can_migrate,
+    "VM.migrate_send": crosspool.vm_migrate_send,
+    "host.migrate_receive": crosspool.host_migrate_receive,
     "VM.suspend": vmsuspend.vm_suspend,
     "VM.resume": vmsuspend.vm_resume,
     "VM.resume_on": vmsuspend.vm_resume_on,

@@ -53,9 +53,13 @@ def power_on(ctx: CallContext, vm: str, host: str | None, paused: bool, op: str,
         adjust_free(db, host, -needed)
         with rt.lock:
             rt.consumed[vm] = (host, needed)
+        cpu = db.get("host", host).get("cpu_info") or {}
         db.modify("VM", vm, {
             "power_state": "Paused" if paused else "Running",
             "resident_on": host,
+            # What a cross-pool live migration checks the destination's CPU against.
+            "last_boot_CPU_flags": {"vendor": cpu.get("vendor", ""),
+                                    "features": cpu.get("features_hvm", "")},
             "scheduled_to_be_resident_on": NULL,
             "domid": rt.next_domid(),
         })

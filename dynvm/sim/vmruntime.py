@@ -30,6 +30,7 @@ class VmRuntime:
         self.dhcp = Dhcp()
         self.ips: dict[str, str] = {}  # vm -> address with an open guest port
         self.migrations: dict[str, int] = {}  # host -> live migrations from or to it
+        self.storage_migrations: dict[str, int] = {}  # host -> cross-pool moves from it
         self.images: dict[str, GuestImage] = {}  # vm -> what its guest's disk holds
         self.vdi_data: dict[str, bytes] = {}  # vdi -> bytes written by an import
         self._domid = 1
