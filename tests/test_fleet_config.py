@@ -56,7 +56,7 @@ def test_a_fleet_directory_is_read_with_defaults_from_its_host(tmp_path: Path) -
     ini = farm_dir(tmp_path, {
         "xenhost1/db1.ini": "[vm]\nos=centos\nhost=h1-a\ngroup=db\nowner=team-db\n",
         "xenhost2/db2.ini": "[vm]\nos=centos\nvcpus=2\nmemory=3\ndisk=20\ngroup=db\n"
-                            "autostart=false\nrecreate=true\npools=p2,p1\nlabels=x\n",
+                            "autostart=false\nrecreate=true\npools=p2,p1,p2\nlabels=x\n",
         "any/cache.ini": "[vm]\nos=debian\n",
         "README.md": "what runs where\n",
         ".git/HEAD": "ref: refs/heads/main\n",
@@ -74,7 +74,8 @@ def test_a_fleet_directory_is_read_with_defaults_from_its_host(tmp_path: Path) -
         ("xenhost1/h1-a", "team-db", True, False)
     assert (db2.vcpus, db2.memory_gib, db2.disk_gib, db2.autostart, db2.recreate) == \
         (2, 3, 20, False, True)
-    assert db2.pools == ("p1", "p2") and db2.labels == frozenset({"x"})
+    # In the order written (the seed's order in the documents), each once.
+    assert db2.pools == ("p2", "p1") and db2.labels == frozenset({"x"})
     assert (cache.host_ref, cache.declared, cache.vcpus) == (None, "any", 8)
     assert [v.name for v in fleet.groups()["db"]] == ["db1", "db2"]
 

@@ -163,7 +163,9 @@ def _parse_vm(name: str, host_ref: int | None, s: Section, cfg: Config) -> Fleet
     group = s.get_str("group")
     if group is not None and not _NAME.fullmatch(group):
         s.p.error(s.name, "group", "a group name is letters, digits, '.', '_' and '-'")
-    pools = tuple(sorted(split_list(s.values.get("pools", ""))))
+    # In the order written, as the seed writes them into the static-pool documents.
+    pools = tuple(dict.fromkeys(p.strip() for p in s.values.get("pools", "").split(",")
+                                if p.strip()))
     if pools and cfg.store.backend != "sqlite" and cfg.store.static_pool is None:
         s.p.error(s.name, "pools", "pools= needs the static.* keys in [couchbase] (a Couchbase "
                   "deployment has nowhere else to put static-pool documents)")

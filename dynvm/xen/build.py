@@ -124,10 +124,6 @@ class VmBuilder(PoolAccess):
             return None
         return R.vm_view(ref, *found, self.inventory.host_uuids())
 
-    def _host_ref(self, host_uuid: str) -> str:
-        ref = self.inventory.ref_by_uuid("host", host_uuid)
-        return ref if ref is not None else self.call("host.get_by_uuid", host_uuid)
-
     def _set_vcpus(self, vm: str, rec: Mapping[str, Any], n: int) -> None:
         """VCPUs_at_startup may never exceed VCPUs_max: order the two calls accordingly."""
         current_max = R.as_int(rec.get("VCPUs_max"), 1)
@@ -173,29 +169,13 @@ class VmBuilder(PoolAccess):
             disks.append((not b.get("bootable"), R.as_int(b.get("userdevice"), 99), b["VDI"]))
         return min(disks)[2] if disks else None
 
-    def _host_pifs(self, host_ref: str) -> list[dict[str, Any]]:
-        pifs = self.inventory.host_pifs(host_ref)
-        if not pifs:  # not in the copy (yet): ask
-            pifs = [self.call("PIF.get_record", p) for p in self.call("host.get_PIFs", host_ref)]
-        return pifs
-
     def _set_network(self, vm: str, rec: dict[str, Any], host_ref: str,
                      device: str | None) -> None:
         """Move the template's first VIF to the wanted network, or create one."""
         vifs = rec.get("VIFs") or ()
         if vifs and device is None:
             return  # keep the template's network
-        pifs = self._host_pifs(host_ref)
-        if device is not None:
-            matching = sorted((p for p in pifs if p.get("device") == device),
-                              key=lambda p: R.as_int(p.get("VLAN"), -1) != -1)
-            if not matching:
-                raise XenError("PIF_NOT_FOUND", [device, host_ref],
-                               f"no PIF {device} on host {host_ref}")
-            network = matching[0]["network"]
-        else:
-            mgmt = [p for p in pifs if p.get("management")]
-            network = mgmt[0]["network"] if mgmt else None
+        network = self._network(host_ref, device)
         if vifs:
             first = vifs[0] if len(vifs) == 1 else \
                 min(vifs, key=lambda v: R.as_int(self.call("VIF.get_device", v)))
@@ -210,19 +190,6 @@ class VmBuilder(PoolAccess):
             "device": "0", "network": network, "VM": vm, "MAC": "", "MTU": mtu,
             "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
         })
-
-    def _sr_ref(self, host_ref: str, name: str) -> str:
-        uuid = self._sr_uuid(host_ref, name)
-        ref = self.inventory.ref_by_uuid("sr", uuid)
-        return ref if ref is not None else self.call("SR.get_by_uuid", uuid)
-
-    def _sr_uuid(self, host_ref: str, name: str) -> str:
-        """Uuid of the SR named `name` attached to the host (most free space wins)."""
-        sr = R.srs_by_name(self.inventory.attached_srs(host_ref)).get(name)
-        if sr is None:
-            raise XenError("SR_NOT_FOUND", [name, host_ref],
-                           f"no SR named {name!r} attached to host {host_ref}")
-        return str(sr["uuid"])
 
     def _discard(self, vm: str, tags: Mapping[str, str] | None = None) -> None:
         """Best-effort removal of a half-built VM; its tags let reconciliation retry.

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dynvm.core.fleet.ports import Landing
 from dynvm.core.ports import XenError
 from dynvm.xen import records as R
+from dynvm.xen.crosspool import VmMover
 from dynvm.xen.maintenance import XenMaintenance
 from dynvm.xen.pool import XenPoolClient
 
@@ -27,13 +29,13 @@ class XenFleet:
 
     def __init__(self, pool: XenPoolClient) -> None:
         self.pool = pool
+        self.mover = VmMover(pool.sessions, pool.inventory)
 
     def _ref(self, vm_uuid: str) -> str:
         return str(self.pool.call("VM.get_by_uuid", vm_uuid))
 
     def _host_ref(self, host_uuid: str) -> str:
-        ref = self.pool.inventory.ref_by_uuid("host", host_uuid)
-        return ref if ref is not None else str(self.pool.call("host.get_by_uuid", host_uuid))
+        return str(self.mover._host_ref(host_uuid))
 
     def homes(self, vm_uuid: str) -> frozenset[str]:
         ref = self._ref(vm_uuid)
@@ -111,3 +113,13 @@ class XenFleet:
         if ref is not None:
             self.pool.inventory.refresh_vm(ref)
         return moved
+
+    def receive(self, host_uuid: str, storage_name: str,
+                network_device: str | None) -> Landing:
+        return self.mover.receive(host_uuid, storage_name, network_device)
+
+    def send(self, vm_uuid: str, landing: Landing) -> None:
+        self.mover.send(vm_uuid, landing, self.pool.run_task)
+
+    def arrived(self, vm_uuid: str) -> None:
+        self.mover.arrived(vm_uuid)

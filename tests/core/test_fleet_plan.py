@@ -125,12 +125,44 @@ def test_a_halted_vm_starts_where_its_disks_are_and_apart_from_its_group() -> No
     assert off.actions == [] and off.findings[0].state == Drift.STOPPED
 
 
-def test_a_file_moved_to_another_pool_is_reported_never_rebuilt() -> None:
-    plan = plan_fleet(fleet(vm("db1", pool=2)), farm(seen("db1", "a")))
-    assert plan.ok and plan.actions == []
-    assert "runs on xenhost1/a, declared in xenhost2/: dynvm never moves a VM across pools" \
-        in plan.notes[0]
+def test_a_file_moved_to_another_pool_moves_its_vm_there_with_its_disks() -> None:
+    plan = plan_fleet(fleet(vm("db1", pool=2)), farm(seen("db1", "a", disk_gib=30.0)))
+    assert plan.ok, plan.problems
+    assert [(a.kind, a.pool, a.to_pool, a.src, a.where) for a in plan.actions] == [
+        (Kind.MIGRATE, 1, 2, "xenhost1/a", "xenhost2/c")]
+    assert plan.actions[0].line() == ("migrate db1 from xenhost1 to xenhost2 (storage motion): "
+                                      "xenhost1/a -> xenhost2/c (its file is in xenhost2/)")
     assert plan.findings[0].state == Drift.DRIFTED
+    # Halted there: moved, then started where its disk went (autostart=true).
+    halted = plan_fleet(fleet(vm("db1", pool=2)), farm(seen("db1", "a", power="Halted")))
+    assert kinds(halted) == [("migrate", "db1", "xenhost2/c"), ("start", "db1", "xenhost2/c")]
+    assert halted.actions[1].pool == 2
+    # No room there for it (memory, or its disk on the member's SR): refused with the reason.
+    full = [member(1, "a"), member(2, "c", mem=2)]
+    refused = plan_fleet(fleet(vm("db1", pool=2)), farm(seen("db1", "a"), members=full))
+    assert not refused.ok and refused.actions == []
+    assert refused.problems[0].startswith("db1: cannot move from xenhost1/a to xenhost2: no room")
+    small = [member(1, "a"), member(2, "c", disk=10.0)]
+    assert not plan_fleet(fleet(vm("db1", pool=2)),
+                          farm(seen("db1", "a", disk_gib=30.0), members=small)).ok
+    # Its group's other VM holds the only member there: refused, nothing half done.
+    grouped = plan_fleet(fleet(vm("db1", pool=2, group="db"), vm("db2", pool=2, group="db")),
+                         farm(seen("db1", "a"), seen("db2", "c", pool=2)))
+    assert not grouped.ok and "group db" in grouped.problems[0]
+    # Pinned to a member the pool does not have: said, not moved.
+    pinned = plan_fleet(fleet(vm("db1", pool=2, member="zz")), farm(seen("db1", "a")))
+    assert "xenhost2 has no member host named zz" in pinned.problems[0]
+    # The pool it goes to does not answer: reported, not moved.
+    down = plan_fleet(fleet(vm("db1", pool=2)), farm(seen("db1", "a"), down=[2]))
+    assert down.ok and down.actions == [] and "not moved while xenhost2 does not answer" \
+        in down.notes[0]
+    # Seen in both pools under one uuid (XAPI moving it): left alone, nothing stopped twice.
+    moving = plan_fleet(fleet(vm("db1", pool=2)), farm(
+        seen("db1", "a"), Seen(name="db1", uuid="vm-db1-a", pool=2, member="", power="Halted",
+                               vcpus=2, memory_gib=4.0, os="centos")))
+    assert moving.ok and moving.actions == [] and moving.notes == []
+    assert moving.findings[0].state == Drift.BUILDING
+    assert moving.findings[0].why == "being moved between pools by XAPI (seen in both)"
 
 
 def test_a_removed_file_keeps_its_vm_unless_pruned() -> None:

@@ -23,7 +23,7 @@ from dynvm.cli import main
 from dynvm.core.errors import FleetRefused
 from dynvm.core.fleet.plan import Drift, Kind
 from dynvm.core.maintenance.runner import Options as RebootOptions
-from dynvm.core.ports import TAG_DEPLOYMENT, TAG_FLEET
+from dynvm.core.ports import TAG_DEPLOYMENT, TAG_FLEET, HostUnreachable
 from dynvm.core.services import Applied, Dynvm, FleetPlan
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
@@ -36,7 +36,8 @@ from tests.support.clock import SteppedClock
 
 SHARED = "Shared storage"
 WRITES = ("VM.clone", "VM.provision", "VM.start", "VM.start_on", "VM.destroy",
-          "VM.hard_shutdown", "VM.clean_shutdown", "VM.pool_migrate", "VM.set_VCPUs_max",
+          "VM.hard_shutdown", "VM.clean_shutdown", "VM.pool_migrate", "VM.migrate_send",
+          "host.migrate_receive", "VM.set_VCPUs_max",
           "VM.set_memory_limits", "VDI.resize", "VM.set_other_config")
 
 
@@ -130,6 +131,17 @@ def fleet_vms(farm: Farm) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _disk_srs(farm: Farm, pool: int, vm_uuid: str) -> list[str]:
+    """The names of the SRs the VM's disks are on, in that pool."""
+    s = _session(farm, pool)
+    try:
+        vm = s.xenapi.VM.get_by_uuid(vm_uuid)
+        return [s.xenapi.SR.get_name_label(s.xenapi.VDI.get_SR(s.xenapi.VBD.get_VDI(b)))
+                for b in s.xenapi.VM.get_VBDs(vm) if s.xenapi.VBD.get_type(b) == "Disk"]
+    finally:
+        s.xenapi.session.logout()
+
+
 def writes(farm: Farm) -> int:
     """XenAPI calls that change something, over the whole farm (Async. forms included)."""
     return sum(n for methods in farm.call_counts().values() for m, n in methods.items()
@@ -181,7 +193,7 @@ def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
     assert svc.ctx.static_pools is not None and cache_ip
     doc = svc.ctx.static_pools.get(cache_ip)
     assert doc is not None and (doc["poolId"], doc["state"], doc["os"]) == (
-        ["nightly", "qe-static"], "available", "centos")
+        ["qe-static", "nightly"], "available", "centos")
     again = plan(svc)
     assert again.actions == [], again.actions
     assert {f.state for f in again.findings} == {Drift.OK}, again.findings
@@ -214,13 +226,44 @@ def test_the_fleet_planned_applied_edited_moved_removed_and_kept_running(
     web = fleet_vms(farm)["web"][0]["uuid"]
     assert do_apply(svc).failed == []
     assert [(v["uuid"], v["host"]) for v in fleet_vms(farm)["web"]] == [(web, "xenhost1-2")]
-    # A file moved to another pool's folder: said, never done (no migration across pools).
+    # -- a file moved to another pool's folder: the VM moves there with its disks ------------
+    agent = fleet_vms(farm)["agent"][0]
     fleet.move("xenhost2/agent.ini", "xenhost1/agent.ini")
+    pinned = plan(svc)  # still host=xenhost2-2: no such member in xenhost1
+    assert not pinned.ok and pinned.problems == [
+        "agent: xenhost1 has no member host named xenhost2-2 (members: xenhost1-1, xenhost1-2)"]
+    farm.reset_call_counts()
+    with pytest.raises(FleetRefused):
+        do_apply(svc)
+    assert writes(farm) == 0
+    fleet.put("xenhost1/agent.ini", host="xenhost1-2", **small)
     across = plan(svc)
-    assert across.actions == []
-    assert "agent: runs on xenhost2/xenhost2-2, declared in xenhost1/: dynvm never moves a VM " \
-           "across pools" in across.notes[0]
-    fleet.move("xenhost1/agent.ini", "xenhost2/agent.ini")
+    assert across.ok and [a.line() for a in across.actions] == [
+        "migrate agent from xenhost2 to xenhost1 (storage motion): xenhost2/xenhost2-2 -> "
+        "xenhost1/xenhost1-2 (its file is in xenhost1/)"]
+    progress.clear()
+    moved_over = svc.fleet.apply(on_progress=progress.append)
+    assert moved_over.failed == [] and moved_over.done == [
+        "migrated agent from xenhost2 to xenhost1: xenhost2/xenhost2-2 -> xenhost1/xenhost1-2"]
+    assert progress[0]["doing"] == across.actions[0].line() and progress[-1]["done"] == 1
+    there = fleet_vms(farm)["agent"]
+    assert [(v["uuid"], v["host"], v["power_state"]) for v in there] == [
+        (agent["uuid"], "xenhost1-2", "Running")]  # once, itself, running, in the other pool
+    assert there[0]["other_config"] == agent["other_config"]  # still provably dynvm's
+    assert _disk_srs(farm, 0, agent["uuid"]) == [SHARED]
+    assert svc.ctx.store.fleet.get("agent").host_ref == 1
+    settled = plan(svc)
+    assert settled.actions == [] and {f.name: (f.state, f.runs) for f in settled.findings}[
+        "agent"] == (Drift.OK, "xenhost1/xenhost1-2")
+    # ... and back to its pool's local disks.
+    fleet.remove("xenhost1/agent.ini")
+    fleet.put("xenhost2/agent.ini", host="xenhost2-2", **small)
+    back = do_apply(svc)
+    assert back.failed == [] and back.done == [
+        "migrated agent from xenhost1 to xenhost2: xenhost1/xenhost1-2 -> xenhost2/xenhost2-2"]
+    assert [(v["uuid"], v["host"]) for v in fleet_vms(farm)["agent"]] == [
+        (agent["uuid"], "xenhost2-2")]
+    assert _disk_srs(farm, 1, agent["uuid"]) == ["Local storage"]
 
     # -- a file removed: kept without --prune, destroyed with it -----------------------------
     fleet.remove("any/cache.ini")
@@ -436,6 +479,108 @@ def test_a_vm_that_keeps_halting_is_started_with_back_off_then_reported(
     finally:
         _destroy_fleet(svc, farm)
         svc.close()
+
+
+def test_a_move_to_another_pool_that_fails_midway_leaves_the_vm_once_and_the_leader_finishes_it(
+        tmp_path: Path, farm: Farm, caplog: pytest.LogCaptureFixture) -> None:
+    fleet = FleetDir(tmp_path / "fleet")
+    small = {"os": "centos", "vcpus": 1, "memory": 1, "disk": 5}
+    fleet.put("xenhost2/mover.ini", **small)
+    clock = SteppedClock()
+    svc = build_service(str(fleet_ini(tmp_path, farm)), timings=FAST, background=False,
+                        clock=clock)
+    converge = svc.background.converger.run  # the leader's duty, one pass at a time
+    pool1 = farm.pools[0]
+    pool1_hosts = {h.ref: dict(pool1.db.get("host", h.ref)["cpu_info"]) for h in pool1.hosts}
+
+    def where() -> list[tuple[str, str, str]]:
+        return [(v["uuid"], v["host"], v["power_state"]) for v in fleet_vms(farm)["mover"]]
+
+    try:
+        assert do_apply(svc).failed == []
+        start = where()
+        assert len(start) == 1 and start[0][1].startswith("xenhost2-")
+        mover, src = start[0][0], f"xenhost2/{start[0][1]}"
+        fleet.move("xenhost2/mover.ini", "xenhost1/mover.ini")
+
+        # XAPI refuses a live move to hosts of another CPU vendor: reported, nothing moved.
+        for ref, cpu in pool1_hosts.items():
+            pool1.db.modify("host", ref, {"cpu_info": {**cpu, "vendor": "AuthenticAMD"}})
+        refused = do_apply(svc)
+        assert refused.done == [] and len(refused.failed) == 1
+        assert refused.failed[0].startswith("migrate mover from xenhost2 to xenhost1: "
+                                            "VM_INCOMPATIBLE_WITH_THIS_HOST")
+        assert refused.failed[0].endswith(f"; it stays on {src}")
+        for ref, cpu in pool1_hosts.items():
+            pool1.db.modify("host", ref, {"cpu_info": cpu})
+        assert where() == start
+
+        # Midway (its disk copied), the pool it goes to stops answering: the move fails,
+        # the VM is where it was, running, once; nothing is left in the other pool.
+        disks_there = _vdis(farm, 0)
+        hold = farm.hold("SR.scan")
+        out: list[Applied] = []
+        applying = threading.Thread(target=lambda: out.append(do_apply(svc)))
+        applying.start()
+        try:
+            assert hold.reached.wait(60), "the move never reached its copy"
+            assert where() == start  # once, during the move too
+            assert _vdis(farm, 0) == disks_there + 1  # its disk's copy, being made
+            farm.set_unreachable(pool1.master.name_label)
+        finally:
+            hold.release()
+            applying.join(120)
+        farm.set_unreachable(pool1.master.name_label, False)
+        wait_until(lambda: _answers(svc, 1), timeout=30, what="dynvm to reach xenhost1 again")
+        failed = out[0]
+        assert failed.done == [] and len(failed.failed) == 1, failed.failed
+        assert "CANNOT_CONTACT_HOST" in failed.failed[0]
+        assert failed.failed[0].endswith(f"; it stays on {src}")
+        assert where() == start
+        entry = svc.ctx.store.fleet.get("mover")
+        assert entry is not None and entry.host_ref == 2 and entry.vm_uuid == mover
+        assert _vdis(farm, 0) == disks_there  # no copy of its disk left there
+
+        # The leader: the move is due once declared there for a while, then done, once.
+        assert converge()["moved"] == 0  # declared there from now on
+        clock.advance(299)
+        assert converge()["moved"] == 0 and where() == start
+        clock.advance(1)
+        assert converge()["moved"] == 1
+        after = where()
+        assert len(after) == 1 and after[0][0] == mover and after[0][2] == "Running"
+        assert after[0][1].startswith("xenhost1-")
+        assert svc.ctx.store.fleet.get("mover").host_ref == 1
+        assert converge() == {"started": 0, "stopped": 0, "recreated": 0, "moved": 0,
+                              "failed": 0}
+        assert plan(svc).actions == []
+    finally:
+        farm.clear_faults()
+        if pool1.master.unreachable:
+            farm.set_unreachable(pool1.master.name_label, False)
+        for ref, cpu in pool1_hosts.items():
+            pool1.db.modify("host", ref, {"cpu_info": cpu})
+        wait_until(lambda: _answers(svc, 1), timeout=30, what="dynvm to reach xenhost1 again")
+        _destroy_fleet(svc, farm)
+        svc.close()
+
+
+def _answers(svc: Dynvm, ref: int) -> bool:
+    """dynvm reads the pool again (its event feed is back after the pool stopped answering)."""
+    try:
+        svc.ctx.view(svc.config().hosts[ref])
+    except HostUnreachable:
+        return False
+    return True
+
+
+def _vdis(farm: Farm, pool: int) -> int:
+    """How many disks the pool holds."""
+    s = _session(farm, pool)
+    try:
+        return len(s.xenapi.VDI.get_all())
+    finally:
+        s.xenapi.session.logout()
 
 
 def test_a_copy_of_a_fleet_vm_is_stopped_never_destroyed(tmp_path: Path, farm: Farm) -> None:

@@ -19,6 +19,7 @@ from dynvm.core.capacity import GIB, free_on, host_key, unseen
 from dynvm.core.context import Context
 from dynvm.core.fleet.observe import PortOf, fleet_name
 from dynvm.core.fleet.plan import Action, Kind
+from dynvm.core.fleet.ports import FleetPort
 from dynvm.core.lifecycle import FleetState
 from dynvm.core.placement import SETTLE_SECS
 from dynvm.core.ports import (
@@ -66,6 +67,8 @@ class Steps:
             return self.create(a.declared, hc, a.member, a.where, expect_vm=a.vm_uuid or None)
         if a.kind == Kind.DESTROY:
             return self.destroy(a, hc)
+        if a.kind == Kind.MIGRATE and a.to_pool is not None:
+            return self.move(a, port)
         if a.kind == Kind.MIGRATE:
             if not port.migrate(a.vm_uuid, a.member):
                 raise StepFailed(f"{a.name} is gone: not moved")
@@ -88,6 +91,38 @@ class Steps:
             return f"{a.name} runs already"
         port.start(a.vm_uuid, a.member)
         return f"started {a.name} on {a.where}"
+
+    # -- move to another pool ----------------------------------------------------------------
+    def move(self, a: Action, src: FleetPort) -> str:
+        """XAPI's cross-pool migration; when it fails, XAPI leaves the VM where it was: the
+        failure says where the VM is now (so it is known to exist once)."""
+        cfg = self.ctx.config()
+        hc = cfg.hosts.get(a.to_pool or 0)
+        if hc is None or a.declared is None:
+            raise StepFailed(f"xenhost{a.to_pool} is no longer configured")
+        dest = self.port_of(hc)
+        moving = f"migrate {a.name} from xenhost{a.pool} to xenhost{hc.ref}"
+        try:
+            landing = dest.receive(a.member, hc.storage_name,
+                                   hc.network_id or hc.template_networks.get(a.declared.os))
+            src.send(a.vm_uuid, landing)
+        except XenError as exc:
+            raise StepFailed(f"{moving}: {exc}; {self._where_now(a, src, dest)}") from exc
+        dest.arrived(a.vm_uuid)
+        entry = self.ctx.store.fleet.update(a.name, host_ref=hc.ref)
+        if entry is not None and entry.ip and a.declared.pools and self.ctx.static_pools:
+            self._publish(a.declared, hc, a.vm_uuid, entry.ip)  # its new pool as its origin
+        return f"migrated {a.name} from xenhost{a.pool} to xenhost{hc.ref}: {a.src} -> {a.where}"
+
+    @staticmethod
+    def _where_now(a: Action, src: FleetPort, dest: FleetPort) -> str:
+        for port, where in ((src, f"it stays on {a.src}"), (dest, f"it is on xenhost{a.to_pool}")):
+            try:
+                if port.power_state(a.vm_uuid):
+                    return where
+            except XenError:
+                continue
+        return "where it is now is not known (a pool does not answer)"
 
     # -- destroy ---------------------------------------------------------------------------
     def destroy(self, a: Action, hc: HostConfig) -> str:
@@ -202,14 +237,19 @@ class Steps:
             return f"; no address yet ({exc.code})"
         self.ctx.store.fleet.update(vm.name, ip=ip)
         if vm.pools and self.ctx.static_pools is not None:
-            doc = staticpool.static_doc({"ipaddr": ip, "origin": hc.name, "os": vm.os,
-                                         "name": vm.name, "memory": str(vm.memory_gib * GIB)},
-                                        vm.pools, vm_uuid)
-            try:
-                self.ctx.static_pools.add(ip, doc)
-            except Exception as exc:  # as for getservers: logged, never a failed build
-                log.error("fleet: %s not added to the static pools: %s", vm.name, exc)
+            self._publish(vm, hc, vm_uuid, ip)
         return f" at {ip}"
+
+    def _publish(self, vm: FleetVm, hc: HostConfig, vm_uuid: str, ip: str) -> None:
+        """Its static-pool document, as the seed writes one (its pool as its origin)."""
+        assert self.ctx.static_pools is not None
+        doc = staticpool.static_doc({"ipaddr": ip, "origin": hc.name, "os": vm.os,
+                                     "name": vm.name, "memory": str(vm.memory_gib * GIB)},
+                                    vm.pools, vm_uuid)
+        try:
+            self.ctx.static_pools.add(ip, doc)
+        except Exception as exc:  # as for getservers: logged, never a failed build
+            log.error("fleet: %s not added to the static pools: %s", vm.name, exc)
 
 
 def _as_lease(entry: FleetEntry) -> Lease:

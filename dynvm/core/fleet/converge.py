@@ -11,6 +11,11 @@ Each pass (under the store's `fleet` lock, skipped while an apply holds it):
   for the one its store record names (never destroyed: reported);
 - a fleet VM built once and now gone is reported, and built again only when
   its file says `recreate=true`, claimed in the store (so once);
+- a fleet VM whose file was moved to another pool's folder is moved there with
+  its disks (XAPI's cross-pool migration) once it has been declared there for
+  `MOVE_AFTER_SECS` (an operator's `apply --exec` goes first, with progress);
+  a move that fails leaves it where it was, and is tried again after a back-off
+  (reported when it keeps failing); its later steps wait for it;
 - VMs declared and never built, VMs whose file was removed, same-named VMs
   dynvm did not make: reported (once each), never acted on: that is apply's.
 """
@@ -34,6 +39,7 @@ BACKOFF_SECS = 30.0
 BACKOFF_MAX_SECS = 3600.0
 FAILING_AFTER = 3  # starts of a VM that keeps halting (or refusing to start): reported
 STABLE_SECS = 300.0  # running this long after a start: its starts are forgotten
+MOVE_AFTER_SECS = 300.0  # declared in another pool's folder this long: the leader moves it
 
 
 def backoff(attempts: int) -> float:
@@ -73,9 +79,15 @@ class Converger:
             adopt_unrecorded(ctx, farm)
             plan = plan_fleet(fleet, farm)
             steps = Steps(ctx, self.port_of, lock.holder)
-            stats = {"started": 0, "stopped": 0, "recreated": 0, "failed": 0}
+            stats = {"started": 0, "stopped": 0, "recreated": 0, "moved": 0, "failed": 0}
+            waiting: set[str] = set()  # VMs whose move is not done: their later steps wait
             for action in plan.actions:
-                if action.kind == Kind.STOP:  # a second running copy: the guest runs once
+                if action.name in waiting:
+                    continue
+                if action.kind == Kind.MIGRATE and action.to_pool is not None:
+                    if not self._move(steps, action, stats):
+                        waiting.add(action.name)
+                elif action.kind == Kind.STOP:  # a second running copy: the guest runs once
                     self._do(steps, action, stats, "stopped",
                              f"the second copy of {action.name} could not be stopped")
                 elif action.kind == Kind.START:
@@ -122,6 +134,36 @@ class Converger:
         if attempts >= FAILING_AFTER:
             log.error("fleet: %s keeps failing to run: started %d times, %s", action.name,
                       attempts, error or "halted again each time")
+
+    def _move(self, steps: Steps, action: Action, stats: dict[str, int]) -> bool:
+        """Its move to the pool of its folder, when due; whether it was done."""
+        store, now = self.ctx.store, self.ctx.clock()
+        entry = store.fleet.get(action.name)
+        if entry is None:
+            return False
+        move = dict(entry.extra.get("move") or {})
+        if move.get("to") != action.to_pool:  # first seen declared there: its time starts
+            move = {"to": action.to_pool, "since": now, "attempts": 0, "next": 0.0}
+            store.fleet.update(action.name, extra={**entry.extra, "move": move})
+            self._say(f"{action.name}: declared in xenhost{action.to_pool}: moved there in "
+                      f"{MOVE_AFTER_SECS:g} s unless apply --exec moves it first", logging.INFO)
+        if now < float(move["since"]) + MOVE_AFTER_SECS or float(move["next"]) > now:
+            return False
+        attempts = int(move["attempts"]) + 1
+        try:
+            log.warning("fleet: %s", steps.do(action))
+        except StepFailed as exc:
+            stats["failed"] += 1
+            move.update(attempts=attempts, next=now + backoff(attempts), error=str(exc))
+            store.fleet.update(action.name, extra={**entry.extra, "move": move})
+            level = logging.ERROR if attempts >= FAILING_AFTER else logging.WARNING
+            log.log(level, "fleet: %s could not be moved (%d tries): %s", action.name,
+                    attempts, exc)
+            return False
+        stats["moved"] += 1
+        store.fleet.update(action.name,
+                           extra={k: v for k, v in entry.extra.items() if k != "move"})
+        return True
 
     def _recreate(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
         self._say(f"{action.name}: missing; recreate=true: building it again on {action.where}")

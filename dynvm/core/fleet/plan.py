@@ -11,14 +11,24 @@ A fleet VM exists once: when its tags are found on more VMs (a copy made in
 XenCenter carries them), the one its store record names is kept (else a
 running one) and the other running copies are stopped, never destroyed.
 
+A file moved to another `xenhostN/` folder moves its VM to that pool with
+its disks (XAPI's cross-pool migration, "storage motion"): live when it runs,
+onto a member with room and apart from its group, then started there if it was
+halted and says `autostart=true`. A VM XAPI shows in two pools under one uuid
+is being moved by XAPI: nothing is done about it until that is over.
+
 What the plan never does: touch a VM it cannot prove is the fleet's (same
-name, no fleet tag of this deployment: reported), move a VM across pools
-(reported), shrink a disk, rebuild a VM whose OS changed, destroy a VM whose
-file was removed without `prune`, or restart a running VM without `restart`.
+name, no fleet tag of this deployment: reported), shrink a disk, rebuild a VM
+whose OS changed, destroy a VM whose file was removed without `prune`, or
+restart a running VM without `restart`.
+
+Over 400 lines because the planner is one pass whose every decision takes and
+gives back room in the same `Room`; split, its parts would pass that state around.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +38,8 @@ from dynvm.core.fleet.farm import FarmState, Member, Seen
 from dynvm.core.fleet.room import Need, Room, need_of
 from dynvm.core.lifecycle import FleetDrift as Drift
 from dynvm.core.lifecycle import FleetState
+
+_MOVING = "being moved between pools by XAPI (seen in both)"
 
 
 @dataclass(frozen=True)
@@ -59,12 +71,16 @@ class Action:
     why: str = ""
     restart: bool = False  # resize of a running VM: shut down, resized, started
     declared: FleetVm | None = None
+    to_pool: int | None = None  # migrate to another pool (storage motion): its N
 
     def line(self) -> str:
         d = self.declared
         if self.kind == Kind.CREATE and d is not None:
             return (f"create  {self.name} on {self.where} ({d.os}, {d.vcpus} vCPUs, "
                     f"{d.memory_gib} GiB, {d.disk_gib} GiB disk)")
+        if self.kind == Kind.MIGRATE and self.to_pool is not None:
+            return (f"migrate {self.name} from xenhost{self.pool} to xenhost{self.to_pool} "
+                    f"(storage motion): {self.src} -> {self.where} ({self.why})")
         if self.kind == Kind.MIGRATE:
             return f"migrate {self.name} {self.src} -> {self.where} ({self.why})"
         return f"{self.kind.value:<7} {self.name} on {self.where} ({self.why})"
@@ -111,7 +127,8 @@ class FleetPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "problems": list(self.problems), "notes": list(self.notes),
                 "actions": [{"kind": a.kind.value, "name": a.name, "where": a.where,
-                             "from": a.src, "why": a.why, "restart": a.restart}
+                             "from": a.src, "why": a.why, "restart": a.restart,
+                             "to_pool": a.to_pool}
                             for a in self.actions],
                 "vms": [f.to_dict() for f in self.findings]}
 
@@ -136,6 +153,10 @@ class _Planner:
         self.others: dict[str, list[Seen]] = {}
         for vm in farm.seen:
             (self.ours if vm.ours else self.others).setdefault(vm.name, []).append(vm)
+        uuids: dict[str, set[int]] = {}
+        for vm in farm.seen:
+            uuids.setdefault(vm.uuid, set()).add(vm.pool)
+        self.moving = {u for u, pools in uuids.items() if len(pools) > 1}  # XAPI moves them
         self._creates: list[FleetVm] = []
         self._starts: list[tuple[FleetVm, Seen]] = []
         self._said: dict[str, list[str]] = {}  # VM name -> what was said about it
@@ -177,6 +198,9 @@ class _Planner:
     # -- VMs whose file was removed ----------------------------------------------------------
     def _removed(self, name: str) -> None:
         for seen in self.ours[name]:
+            if seen.uuid in self.moving:
+                self._find(name, "", seen, Drift.BUILDING, _MOVING)
+                break
             if seen.building and self._claimed(name):
                 self._find(name, "", seen, Drift.BUILDING, self._claim_note(name))
                 continue
@@ -202,6 +226,10 @@ class _Planner:
 
     def _declared(self, vm: FleetVm) -> None:
         said = len(self._said.get(vm.name, []))
+        moving = next((s for s in self.ours.get(vm.name, []) if s.uuid in self.moving), None)
+        if moving is not None:
+            self._find(vm.name, vm.declared, moving, Drift.BUILDING, _MOVING)
+            return
         found = self._copies(vm)
         seen = found[0] if found else None
         if seen is not None and seen.building:
@@ -268,12 +296,11 @@ class _Planner:
     def _present(self, vm: FleetVm, seen: Seen, said: int) -> None:
         """`said`: how much was said about it before (its finding's why is the rest)."""
         if vm.host_ref is not None and seen.pool != vm.host_ref:
-            why = (f"runs on {self.farm.where(seen)}, declared in {vm.folder}/: dynvm never "
-                   f"moves a VM across pools (move it by hand, or remove its file, apply "
-                   f"--prune and add the file again: a new, empty VM)")
-            self._note(vm.name, why)
-            self._find(vm.name, vm.declared, seen, Drift.DRIFTED, why)
-            return
+            moved = self._move(vm, seen)
+            if moved is None:
+                self._settle_finding(vm, seen, said)
+                return
+            seen = moved
         if seen.os and seen.os != vm.os:
             self._note(vm.name, f"built as {seen.os}, the file says {vm.os}: a fleet VM is "
                                 f"never rebuilt (remove its file, apply --prune, add it again)")
@@ -332,6 +359,37 @@ class _Planner:
         self.room.take(home.uuid, need, vm.group, vm.name)
         self._act(Action(Kind.MIGRATE, vm.name, seen.pool, home.uuid, home.where, seen.uuid,
                          src=src, why="back to its declared host", declared=vm))
+
+    def _move(self, vm: FleetVm, seen: Seen) -> Seen | None:
+        """To the pool of its folder, with its disks: `seen` as it will be there (None when it
+        cannot move now: said why)."""
+        src, to = self.farm.where(seen), vm.host_ref
+        assert to is not None
+        if seen.power not in ("Running", "Halted"):
+            self._note(vm.name, f"{seen.power.lower()} on {src}, declared in {vm.folder}/: "
+                                f"moved to xenhost{to} once it runs or is halted")
+            return None
+        if to in self.farm.down:
+            self._note(vm.name, f"runs on {src}, declared in {vm.folder}/: not moved while "
+                                f"xenhost{to} does not answer")
+            return None
+        disk = seen.disk_gib if seen.disk_gib is not None else float(vm.disk_gib)
+        need = Need(seen.vcpus, seen.memory_gib, disk)
+        if self._home(vm, dataclasses.replace(seen, pool=to)) is None and vm.member is not None:
+            return None  # no such member there: said
+        target, why = self.room.choose(self._candidates(vm, to), need, vm.group, vm.name)
+        if target is None:
+            self._problem(vm.name, f"cannot move from {src} to xenhost{to}: {why}")
+            return None
+        if seen.running:
+            self.room.give(seen.member, Need(seen.vcpus, seen.memory_gib), vm.group)
+            self.room.take(target.uuid, need, vm.group, vm.name)
+        else:  # its disk now; its memory when it is started
+            self.room.grow(target.uuid, Need(0, 0.0, disk))
+        self._act(Action(Kind.MIGRATE, vm.name, seen.pool, target.uuid, target.where, seen.uuid,
+                         src=src, why=f"its file is in {vm.folder}/", declared=vm, to_pool=to))
+        return dataclasses.replace(seen, pool=to, member=target.uuid if seen.running else "",
+                                   homes=frozenset({target.uuid}))
 
     def _resize(self, vm: FleetVm, seen: Seen, member: str) -> None:
         grow = seen.disk_gib is not None and vm.disk_gib > seen.disk_gib + 0.01

@@ -7,9 +7,21 @@ core a factory (`Adapters.fleet`), as it does for maintenance.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dynvm.core.ports import XenPool
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where a VM from another pool lands: what the receiving pool answered, and the
+    storage and network of its member host the VM's disks and VIFs go to."""
+
+    host_uuid: str
+    sr: str  # the SR (ref) its disks are copied onto
+    network: str  # the network (ref) its VIFs are put on
+    token: dict[str, str] = field(repr=False, default_factory=dict)  # the pool's answer
 
 
 class FleetPort(Protocol):
@@ -34,6 +46,17 @@ class FleetPort(Protocol):
 
     def migrate(self, vm_uuid: str, host_uuid: str) -> bool:
         """Live-migrate within the pool and wait; False if the VM was gone meanwhile."""
+
+    def receive(self, host_uuid: str, storage_name: str,
+                network_device: str | None) -> Landing:
+        """Ready this pool's member host to receive a VM from another pool."""
+
+    def send(self, vm_uuid: str, landing: Landing) -> None:
+        """Move the VM to the pool that made `landing`, its disks copied there (live when it
+        runs), and wait. When it fails the VM is where it was (XAPI's storage motion)."""
+
+    def arrived(self, vm_uuid: str) -> None:
+        """A VM sent here from another pool: read at once, so the next plan sees it here."""
 
 
 FleetFactory = Callable[[XenPool], FleetPort]
