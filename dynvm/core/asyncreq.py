@@ -55,10 +55,11 @@ from dynvm.core.getservers import (
     with_overrides,
 )
 from dynvm.core.lifecycle import CoreEvent, RequestState
+from dynvm.core.names import check_free
 from dynvm.core.placement import Slot, eligible_hosts, why_no_host
 from dynvm.core.provisioning import BuildFailed, Built, Job, build_one, release_slot
 from dynvm.core.release import names_for, release_lease
-from dynvm.core.store import LEASE_READY, LEASE_RELEASING, RequestRecord, StoreUnavailable
+from dynvm.core.store import RequestRecord, StoreUnavailable
 
 log = logging.getLogger("dynvm.asyncreq")
 
@@ -265,10 +266,7 @@ def _claim_names(ctx: Context, run: _Running, ttl: float) -> None:
         if not ctx.store.locks.acquire(NAME_LOCK + n, run.record.id, ttl):
             raise NameInUse(f"VM {n} is being created by another request")
         run.held_names.append(n)
-    taken = [lease.name for n in run.names for lease in ctx.store.leases.find(name=n)
-             if lease.state not in (LEASE_READY, LEASE_RELEASING)]
-    if taken:
-        raise NameInUse(f"VM {taken[0]} already exists; release it or pick another name")
+    check_free(ctx, run.names)
 
 
 def want_of(cfg: Config, req: NewRequest, spec: OsSpec, names: list[str], expires: float,

@@ -26,7 +26,8 @@ from dynvm.core import queueing
 from dynvm.core.context import Context
 from dynvm.core.dispatch import Dispatcher
 from dynvm.core.fleet.converge import Converger
-from dynvm.core.reconcile import HEARTBEAT_PREFIX, ORPHAN_GRACE_SECS, Reconciler, instance_alive
+from dynvm.core.liveness import HEARTBEAT_PREFIX, instance_alive
+from dynvm.core.reconcile import ORPHAN_GRACE_SECS, Reconciler
 from dynvm.core.release import expire_due, expire_from_tags
 from dynvm.core.store import StoreError, StoreUnavailable
 from dynvm.core.warmpool import Filler

@@ -26,13 +26,12 @@ from dynvm.core.errors import (
     StoreDown,
 )
 from dynvm.core.lifecycle import CoreEvent, RequestState
+from dynvm.core.names import check_free
 from dynvm.core.networks import with_network
 from dynvm.core.placement import Slot, eligible_hosts, reserve, why_no_host
 from dynvm.core.provisioning import STORE_FAILED, Built, Job, run_jobs
 from dynvm.core.release import names_for, release_lease
 from dynvm.core.store import (
-    LEASE_READY,
-    LEASE_RELEASING,
     QuotaCheck,
     RequestRecord,
     StoreUnavailable,
@@ -103,10 +102,7 @@ def get_servers(ctx: Context, req: ServersRequest) -> ServersResult:
             if not ctx.store.locks.acquire(NAME_LOCK + n, request_id, ttl):
                 raise NameInUse(f"Error: VM {n} is being created by another request")
             held.append(n)
-        taken = [lease.name for n in names for lease in ctx.store.leases.find(name=n)
-                 if lease.state not in (LEASE_READY, LEASE_RELEASING)]
-        if taken:
-            raise NameInUse(f"Error: VM {taken[0]} already exists; release it or pick another name")
+        check_free(ctx, names, prefix="Error: ")
         ctx.store.requests.put(RequestRecord(id=request_id, name=req.name, os=req.os,
                                              count=req.count, instance=ctx.instance, started=now,
                                              detail={"owner": req.owner or req.name}))

@@ -244,6 +244,10 @@ class XenPool(Protocol):
     def tagged_vms(self) -> list[VmView]:
         """Every VM (any power state) carrying dynvm tags, for reconciliation."""
 
+    def exists(self, vm_uuid: str) -> bool:
+        """Whether the pool's master knows the VM now: asked, never the inventory's copy,
+        so False proves it gone. Raises (HostUnreachable, XenError) when it cannot tell."""
+
     def snapshot(self, vm_uuid: str, name: str) -> VmSnapshot:
         """Take a disk-only snapshot of the VM (destroyed with it by `destroy`)."""
 

@@ -36,7 +36,7 @@ import logging
 from dataclasses import dataclass, field
 
 from dynvm.config import HostConfig
-from dynvm.core import history, lifecycle, progress, staticpool
+from dynvm.core import history, lifecycle, progress
 from dynvm.core.context import Context
 from dynvm.core.getservers import NAME_LOCK
 from dynvm.core.lifecycle import (
@@ -48,6 +48,7 @@ from dynvm.core.lifecycle import (
     TagState,
     tag_state,
 )
+from dynvm.core.liveness import instance_alive
 from dynvm.core.ports import (
     TAG_BUILDER,
     TAG_CREATED,
@@ -61,7 +62,7 @@ from dynvm.core.ports import (
 )
 from dynvm.core.release import (
     RETRY_MARK,
-    drop_reservation_of,
+    close_gone,
     finish_stuck_release,
     names_for,
     retry_release,
@@ -77,7 +78,6 @@ from dynvm.core.store import (
 
 log = logging.getLogger("dynvm.reconcile")
 
-HEARTBEAT_PREFIX = "instance:"
 # A VM still being built whose request record cannot be found (the store was
 # lost) is judged by its builder's heartbeat, but only after this long: a
 # live builder's heartbeat may not be in a fresh store yet.
@@ -85,11 +85,6 @@ ORPHAN_GRACE_SECS = 120.0
 STUCK_RELEASE_SECS = 600.0  # a release takes seconds; one this old lost its process
 RETRY_BACKOFF_MAX_SECS = 300.0  # between attempts to destroy a VM whose rollback failed
 MAX_ACTIONS = 20  # VMs destroyed or adopted per pass: a pass stays short, the next goes on
-
-
-def instance_alive(ctx: Context, instance: str) -> bool:
-    return (instance == ctx.instance
-            or ctx.store.locks.holder(HEARTBEAT_PREFIX + instance) is not None)
 
 
 def _being_built(vm: VmView) -> bool:
@@ -332,14 +327,11 @@ class Reconciler:
             if lease.vm_uuid not in self.missing:
                 continue
             current = ctx.store.leases.get(lease.vm_uuid)
-            if current is None or current.state != lease.state:
+            if current is None or current.state != lease.state \
+                    or not close_gone(ctx, current, "vanished"):
                 continue  # someone is acting on it
             log.warning("reconcile: %s (%s) on xenhost%d no longer exists: lease closed",
                         lease.name, lease.vm_uuid, lease.host_ref)
-            _close(ctx, lease.vm_uuid, lease, lease.name, lease.request_id, "vanished")
-            drop_reservation_of(ctx, lease.vm_uuid)
-            staticpool.withdraw(ctx, lease, lease.ip)  # never handed out again by address
-            ctx.event(CoreEvent.VANISHED)
             n += 1
         self.missing = missing
         return n

@@ -147,12 +147,38 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         else:
             _undo(ctx, lease, previous)
         raise
+    _record_end(ctx, lease, reason, release_state, started)
+    ctx.event(CoreEvent.RELEASED, os=lease.os)
+    if reason == EXPIRED_REASON:
+        ctx.event(CoreEvent.EXPIRED, os=lease.os)
+    return True
+
+
+def close_gone(ctx: Context, lease: Lease, reason: str) -> bool:
+    """Close the lease of a VM its pool says no longer exists (nothing to destroy): its
+    history says `reason`. False if another process has it (a release under way)."""
+    claimed = lifecycle.begin_release(ctx.store, lease, ctx.clock())
+    if claimed is None:
+        return False
+    _record_end(ctx, claimed, reason, None, ctx.clock(), gone=True)
+    ctx.event(CoreEvent.VANISHED)
+    return True
+
+
+def _record_end(ctx: Context, lease: Lease, reason: str, release_state: str | None,
+                started: float, *, gone: bool = False) -> None:
+    """A claimed lease whose VM is no more: its history closed, its lease, reservation and
+    static-pool entry gone. With `gone` (it vanished, nobody destroyed it) a VM never
+    recorded is recorded failed, not released."""
     done = ctx.clock()
     try:
         doc = ctx.store.history.get(lease.vm_uuid)
     except StoreUnavailable:
         doc = {"created_time": lease.created}
-    if doc is None:  # released before its build recorded it: the lease says what it was
+    if doc is None and gone:
+        ctx.store.history.put(lease.vm_uuid, history.failed(
+            history.VmFacts.of_lease(lease), reason, done))
+    elif doc is None:  # released before its build recorded it: the lease says what it was
         ctx.store.history.put(lease.vm_uuid, history.closed(
             history.VmFacts.of_lease(lease), at=done, delete_secs=done - started,
             reason=reason, release_state=release_state, released_while_building=True))
@@ -164,11 +190,7 @@ def _destroy_and_record(ctx: Context, lease: Lease, reason: str, release_state: 
         staticpool.withdraw(ctx, lease, lease.ip or (doc or {}).get("ipaddr"))
     ctx.store.leases.delete(lease.vm_uuid)
     drop_reservation_of(ctx, lease.vm_uuid)
-    ctx.event(CoreEvent.RELEASED, os=lease.os)
-    if reason == EXPIRED_REASON:
-        ctx.event(CoreEvent.EXPIRED, os=lease.os)
     ctx.room_freed.set()
-    return True
 
 
 def _undo(ctx: Context, lease: Lease, previous: str | None) -> None:

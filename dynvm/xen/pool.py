@@ -144,6 +144,15 @@ class XenPoolClient:
                 return None
             raise
 
+    def exists(self, vm_uuid: str) -> bool:
+        try:
+            self.call("VM.get_by_uuid", vm_uuid)
+        except XenError as exc:
+            if exc.code == "UUID_INVALID":
+                return False
+            raise
+        return True
+
     def _known_vm_ref(self, vm_uuid: str) -> str:
         ref = self._vm_ref(vm_uuid)
         if ref is None:

@@ -6,7 +6,8 @@ import uuid
 
 from dynvm.api import create_app
 from dynvm.core.getservers import NAME_LOCK
-from dynvm.core.reconcile import HEARTBEAT_PREFIX, Reconciler
+from dynvm.core.liveness import HEARTBEAT_PREFIX
+from dynvm.core.reconcile import Reconciler
 from dynvm.core.store import LEASE_PROVISIONING, Lease, RequestRecord
 from dynvm.runtime.bootstrap import build_service
 from tests.service.conftest import FarmProbe, wait_until, write_ini
