@@ -111,7 +111,7 @@ def test_design_example_parses() -> None:
 def test_defaults() -> None:
     cfg = parse_config(host())
     assert (cfg.expiry_minutes_max, cfg.network_timeout_secs, cfg.per_host_parallel) == (720, 400, 4)
-    assert (cfg.ssh_port, cfg.default_expiry_minutes) == (22, 1440)
+    assert (cfg.ssh_port, cfg.default_expiry_minutes, cfg.snapshots_max) == (22, 1440, 3)
     assert cfg.store.backend == "sqlite"
     assert cfg.store.sqlite_path == ".dynvm/dynvm.sqlite"
     assert cfg.store.couchbase is None
@@ -132,8 +132,10 @@ vm.default.expiry.minutes=30
 vm.network.timeout.secs=90
 vm.parallel.per.host=2
 vm.ssh.port=2222
+vm.snapshots.max=0
 """ + host()
     cfg = parse_config(text)
+    assert cfg.snapshots_max == 0  # snapshots turned off
     assert (cfg.expiry_minutes_max, cfg.default_expiry_minutes) == (60, 30)
     assert (cfg.network_timeout_secs, cfg.per_host_parallel, cfg.ssh_port) == (90, 2, 2222)
 
@@ -359,6 +361,8 @@ centos.templat=foo
         ("vm.expiry.minutes=-5", "[common] vm.expiry.minutes: must be a positive number"),
         ("vm.parallel.per.host=2.5", "[common] vm.parallel.per.host: must be a whole number"),
         ("vm.ssh.port=70000", "[common] vm.ssh.port: must be between 1 and 65535"),
+        ("vm.snapshots.max=31", "[common] vm.snapshots.max: must be between 0 and 30"),
+        ("vm.snapshots.max=-1", "[common] vm.snapshots.max: must be between 0 and 30"),
         ("vm.password.login=no way", "[common] vm.password.login: must be true or false"),
         ("vm.expiry.minute=5", "[common] vm.expiry.minute: unknown key (did you mean vm.expiry.minutes?)"),
         ("frobnicate=1", "[common] frobnicate: unknown key"),

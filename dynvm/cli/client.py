@@ -27,13 +27,16 @@ FINISHED = REQUEST_END
 POLL_SECS = 20.0
 
 
-def _client(ctx: click.Context) -> Client:
+# The helpers every client command module shares (snapshots, keys, inspect):
+
+def client_for(ctx: click.Context) -> Client:
+    """The HTTP client of the command's --url/--token/--timeout (else the environment)."""
     opts = ctx.find_root().meta.get("dynvm_client", {})
     return Client(settings(opts.get("url"), opts.get("token")),
                   timeout=opts.get("timeout", 30.0))
 
 
-def _run(fn: Callable[[], int | None]) -> None:
+def run_body(fn: Callable[[], int | None]) -> None:
     """Run a command body; turn client errors into a message and an exit code."""
     try:
         code = fn() or 0
@@ -45,7 +48,8 @@ def _run(fn: Callable[[], int | None]) -> None:
     sys.exit(code)
 
 
-def _console() -> Any:
+def terminal() -> Any:
+    """A rich console on stdout (imported here, so `dynvm --help` stays light)."""
     from rich.console import Console
     return Console()
 
@@ -130,7 +134,7 @@ def _watch(client: Client, req: dict[str, Any], quiet: bool) -> dict[str, Any]:
     with Progress(TextColumn("{task.description:<20}"), BarColumn(),
                   TextColumn("{task.fields[step]}",
                              table_column=Column(ratio=1, overflow="fold", no_wrap=False)),
-                  console=_console(), transient=False) as bars:
+                  console=terminal(), transient=False) as bars:
         tasks: dict[str, Any] = {}
         while True:
             for vm in req["vms"]:
@@ -152,7 +156,7 @@ def _finish(req: dict[str, Any], as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps(req, indent=2, sort_keys=True))
     else:
-        _console().print(_request_table(req))
+        terminal().print(_request_table(req))
         if req.get("error"):
             click.echo(f"error: {req['error']}", err=True)
     return 0 if req["state"] in (RequestState.DONE, RequestState.PARTIAL, RequestState.RUNNING,
@@ -189,7 +193,7 @@ def get(ctx: click.Context, os: str, count: int, name: str | None, lease: int | 
         as_json: bool) -> None:
     """Ask for COUNT VMs of OS."""
     def body() -> int:
-        client = _client(ctx)
+        client = client_for(ctx)
         keys = [line.strip() for f in ssh_keys for line in f.read().splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
         req = client.create(os=os, count=count, name=name, lease_minutes=lease, cpus=cpus,
@@ -209,7 +213,7 @@ def get(ctx: click.Context, os: str, count: int, name: str | None, lease: int | 
                 click.echo(f"follow it with: dynvm status {req['id']} --wait")
             return 0
         return _finish(_watch(client, req, as_json), as_json)
-    _run(body)
+    run_body(body)
 
 
 @click.command("status")
@@ -220,12 +224,12 @@ def get(ctx: click.Context, os: str, count: int, name: str | None, lease: int | 
 def status(ctx: click.Context, request_id: str, wait: bool, as_json: bool) -> None:
     """Show a request and the step each of its VMs has reached."""
     def body() -> int:
-        client = _client(ctx)
+        client = client_for(ctx)
         req = client.request(request_id)
         if wait:
             req = _watch(client, req, as_json)
         return _finish(req, as_json)
-    _run(body)
+    run_body(body)
 
 
 @click.command("list")
@@ -239,15 +243,15 @@ def list_vms(ctx: click.Context, owner: str | None, os_key: str | None, host: in
              state: str | None, as_json: bool) -> None:
     """List my VMs (an admin token sees every VM), soonest to expire first."""
     def body() -> None:
-        vms = _client(ctx).vms(owner=owner, os=os_key, host=host, state=state)
+        vms = client_for(ctx).vms(owner=owner, os=os_key, host=host, state=state)
         if as_json:
             click.echo(json.dumps(vms, indent=2, sort_keys=True))
         elif not vms:
             click.echo("no VMs")
         else:
-            console = _console()
+            console = terminal()
             console.print(_vm_table(vms, time.time(), console.width))
-    _run(body)
+    run_body(body)
 
 
 @click.command("release")
@@ -259,7 +263,7 @@ def release(ctx: click.Context, names: tuple[str, ...], all_mine: bool) -> None:
     def body() -> int:
         if bool(names) == all_mine:
             raise click.UsageError("give VM names or --all-mine (not both)")
-        client = _client(ctx)
+        client = client_for(ctx)
         todo = list(names)
         if all_mine:
             me = client.quota()["owner"]
@@ -277,7 +281,7 @@ def release(ctx: click.Context, names: tuple[str, ...], all_mine: bool) -> None:
                 failed = failed or exc.exit_code
                 click.echo(f"dynvm: {name}: {exc.message}", err=True)
         return failed
-    _run(body)
+    run_body(body)
 
 
 @click.command("extend")
@@ -287,9 +291,9 @@ def release(ctx: click.Context, names: tuple[str, ...], all_mine: bool) -> None:
 def extend(ctx: click.Context, name: str, minutes: int) -> None:
     """Move a VM's expiry to now + MINUTES."""
     def body() -> None:
-        vm = _client(ctx).extend(name, minutes)
+        vm = client_for(ctx).extend(name, minutes)
         click.echo(f"{vm['name']} now expires {when(vm['expires'])}")
-    _run(body)
+    run_body(body)
 
 
 @click.command("capacity")
@@ -298,7 +302,7 @@ def extend(ctx: click.Context, name: str, minutes: int) -> None:
 def capacity(ctx: click.Context, as_json: bool) -> None:
     """How many more VMs of each OS fit now, per label."""
     def body() -> None:
-        rows = _client(ctx).capacity()
+        rows = client_for(ctx).capacity()
         if as_json:
             click.echo(json.dumps(rows, indent=2, sort_keys=True))
             return
@@ -309,8 +313,8 @@ def capacity(ctx: click.Context, as_json: bool) -> None:
             table.add_column(col)
         for r in rows:
             table.add_row(r["os"], *(str(r["by_label"].get(c, 0)) for c in ("default", *labels)))
-        _console().print(table)
-    _run(body)
+        terminal().print(table)
+    run_body(body)
 
 
 @click.command("history")
@@ -325,7 +329,7 @@ def history(ctx: click.Context, owner: str | None, os_key: str | None, since: fl
             until: float | None, page: int, as_json: bool) -> None:
     """VM history, newest first."""
     def body() -> None:
-        data = _client(ctx).history(owner=owner, os=os_key, since=since, until=until, page=page)
+        data = client_for(ctx).history(owner=owner, os=os_key, since=since, until=until, page=page)
         if as_json:
             click.echo(json.dumps(data, indent=2, sort_keys=True))
             return
@@ -337,10 +341,10 @@ def history(ctx: click.Context, owner: str | None, os_key: str | None, since: fl
             table.add_row(str(d.get("name", "")), str(d.get("os", "")),
                           str(d.get("owner", d.get("username", ""))), str(d.get("state", "")),
                           when(d.get("created_time")), str(d.get("live_duration_secs", "-")))
-        _console().print(table)
+        terminal().print(table)
         if data.get("next_page"):
             click.echo(f"more: --page {data['next_page']}")
-    _run(body)
+    run_body(body)
 
 
 COMMANDS = [get, status, list_vms, release, extend, capacity, history]

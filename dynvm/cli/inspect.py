@@ -9,7 +9,7 @@ from collections import Counter
 
 import click
 
-from dynvm.cli.client import _client, _console, _run
+from dynvm.cli.client import client_for, run_body, terminal
 from dynvm.cli.times import span, when
 from dynvm.client.http import ClientError
 
@@ -21,7 +21,7 @@ from dynvm.client.http import ClientError
 def show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Everything about one VM: owner, address, host, state, age, time left, its request."""
     def body() -> None:
-        client = _client(ctx)
+        client = client_for(ctx)
         vm = client.vm(name)
         req = None
         if vm.get("request_id"):
@@ -51,7 +51,7 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             click.echo(f"{key:<{width}}  {value}")
-    _run(body)
+    run_body(body)
 
 
 @click.command("summary")
@@ -60,7 +60,7 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
 def summary(ctx: click.Context, as_json: bool) -> None:
     """My VMs by OS and state, my quota and what I use of it, what is queued for me."""
     def body() -> None:
-        client = _client(ctx)
+        client = client_for(ctx)
         quota = client.quota()
         vms = client.vms(owner=quota["owner"])
         queued = client.in_flight()
@@ -85,7 +85,7 @@ def summary(ctx: click.Context, as_json: bool) -> None:
             for os_key in sorted({o for o, _ in counts}):
                 row = [counts.get((os_key, st), 0) for st in states]
                 table.add_row(os_key, *(str(n) for n in row), str(sum(row)))
-            _console().print(table)
+            terminal().print(table)
             soon = min(vms, key=lambda v: v.get("expires") or float("inf"))
             if soon.get("expires"):
                 click.echo(f"next to expire: {soon['name']} in "
@@ -101,4 +101,4 @@ def summary(ctx: click.Context, as_json: bool) -> None:
                            f"since {when(req.get('created'))}  {where}")
         else:
             click.echo("nothing being built for you")
-    _run(body)
+    run_body(body)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from dynvm.cli.client import _client, _console, _run
+from dynvm.cli.client import client_for, run_body, terminal
 from dynvm.cli.times import when as _when
 from dynvm.client.http import ClientError
 
@@ -36,7 +36,7 @@ def keys() -> None:
 def add(ctx: click.Context, files: tuple) -> None:
     """Register the public keys in FILES (`~/.ssh/id_ed25519.pub`; `-` reads stdin)."""
     def body() -> int:
-        client = _client(ctx)
+        client = client_for(ctx)
         for f in files:
             for line in f.read().splitlines():
                 if not line.strip() or line.lstrip().startswith("#"):
@@ -44,7 +44,7 @@ def add(ctx: click.Context, files: tuple) -> None:
                 key = client.add_key(line.strip())
                 click.echo(f"{key['fingerprint']} {key['type']} {key['comment']}".rstrip())
         return 0
-    _run(body)
+    run_body(body)
 
 
 @keys.command("list")
@@ -53,7 +53,7 @@ def add(ctx: click.Context, files: tuple) -> None:
 def list_keys(ctx: click.Context, as_json: bool) -> None:
     """My registered keys."""
     def body() -> int:
-        found = _client(ctx).keys()
+        found = client_for(ctx).keys()
         if as_json:
             import json
             click.echo(json.dumps(found, indent=2, sort_keys=True))
@@ -64,9 +64,9 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
             table.add_column(col)
         for k in found:
             table.add_row(k["id"], k["fingerprint"], k["type"], k["comment"], _when(k["added"]))
-        _console().print(table)
+        terminal().print(table)
         return 0
-    _run(body)
+    run_body(body)
 
 
 @keys.command("remove")
@@ -76,10 +76,10 @@ def remove(ctx: click.Context, ident: str) -> None:
     """Forget the key IDENT (its id or its SHA256: fingerprint, as `dynvm keys list` shows)."""
     def body() -> int:
         ident_id = ident.removeprefix("SHA256:").replace("+", "-").replace("/", "_")
-        key = _client(ctx).remove_key(ident_id)
+        key = client_for(ctx).remove_key(ident_id)
         click.echo(f"removed {key['fingerprint']}")
         return 0
-    _run(body)
+    run_body(body)
 
 
 def fingerprint_of(pub: Path) -> str | None:
@@ -127,7 +127,7 @@ def ssh_command(vm: dict, identity: Path | None) -> list[str]:
 def ssh(ctx: click.Context, name: str, print_only: bool, identity: Path | None) -> None:
     """Open an SSH session to my VM NAME as its template's user (vm.<linux|windows>.username)."""
     def body() -> int:
-        vm = _client(ctx).vm(name)
+        vm = client_for(ctx).vm(name)
         chosen = identity or identity_for(list(vm.get("ssh_keys") or []),
                                           Path("~/.ssh").expanduser())
         cmd = ssh_command(vm, chosen)
@@ -139,4 +139,4 @@ def ssh(ctx: click.Context, name: str, print_only: bool, identity: Path | None) 
         sys.stdout.flush()
         os.execvp("ssh", cmd)
         return 0  # not reached
-    _run(body)
+    run_body(body)

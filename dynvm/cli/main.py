@@ -444,7 +444,8 @@ def _register_v1_commands() -> None:
 
     main.add_command(token_cli.token)
     client_cli.add_options(main, [inspect_cli.show, inspect_cli.summary,
-                                 snapshot_cli.snapshot, snapshot_cli.revert])
+                                 snapshot_cli.snapshot, snapshot_cli.revert,
+                                 snapshot_cli.snapshots])
     main.add_command(keys_cli.keys)
     main.add_command(keys_cli.ssh)
 

@@ -157,6 +157,9 @@ class Client:
     def extend(self, name: str, minutes: int) -> dict[str, Any]:
         return self.call("POST", f"/vms/{name}/extend", body={"minutes": minutes})
 
+    def snapshots(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/vms/{quote(name, safe='')}/snapshots")
+
     def snapshot(self, name: str, snapshot: str | None) -> dict[str, Any]:
         body = {"name": snapshot} if snapshot else {}
         return self.call("POST", f"/vms/{quote(name, safe='')}/snapshots", body=body)

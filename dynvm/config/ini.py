@@ -16,6 +16,7 @@ from typing import Any
 
 from dynvm.config.hosts import parse_host
 from dynvm.config.model import (
+    SNAPSHOTS_MAX,
     AuthConfig,
     Config,
     CouchbaseConfig,
@@ -60,7 +61,12 @@ COMMON_KEYS: dict[str, str] = {
     "vm.network.timeout.secs": "network_timeout_secs",
     "vm.parallel.per.host": "per_host_parallel",
     "vm.ssh.port": "ssh_port",
+    "vm.snapshots.max": "snapshots_max",
 }
+# (minimum, maximum) of the [common] whole numbers that are not simply positive
+# (vm.snapshots.max=0 turns snapshots off).
+INT_BOUNDS: dict[str, tuple[int, int | None]] = {"vm.ssh.port": (1, 65535),
+                                                 "vm.snapshots.max": (0, SNAPSHOTS_MAX)}
 COMMON_BOOL_KEYS: dict[str, str] = {"inventory.cache": "inventory_cache",
                                     "vm.password.login": "password_login"}
 COMMON_FLOAT_KEYS: dict[str, str] = {"background.leader.ttl.secs": "leader_ttl_secs"}
@@ -240,8 +246,8 @@ def _parse_common(s: Section) -> dict[str, Any]:
     common_kwargs["windows_login"] = logins["windows"]
     defaults = Config(hosts={})
     for key, attr in COMMON_KEYS.items():
-        maximum = 65535 if key == "vm.ssh.port" else None
-        common_kwargs[attr] = s.get_int(key, getattr(defaults, attr), maximum=maximum)
+        minimum, maximum = INT_BOUNDS.get(key, (1, None))
+        common_kwargs[attr] = s.get_int(key, getattr(defaults, attr), minimum, maximum)
     for key, attr in COMMON_BOOL_KEYS.items():
         common_kwargs[attr] = s.get_bool(key, getattr(defaults, attr))
     for key, attr in COMMON_FLOAT_KEYS.items():

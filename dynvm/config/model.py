@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 RESERVATION_SLACK_SECS = 900.0  # clone and boot time on top of the network waits
+SNAPSHOTS_MAX = 30  # XenServer refuses a longer snapshot chain (VHD's limit)
 
 Lines = Mapping[tuple[str, str | None], int]  # (section, key or None) -> line in the file
 
@@ -202,6 +203,7 @@ class Config:
     network_timeout_secs: int = 400  # vm.network.timeout.secs
     per_host_parallel: int = 4  # vm.parallel.per.host
     ssh_port: int = 22  # vm.ssh.port, for checkvms
+    snapshots_max: int = 3  # vm.snapshots.max: snapshots one VM may have (0: none)
     inventory_cache: bool = True  # inventory.cache: false reads XenServer on every request
     leader_ttl_secs: float = 10.0  # background.leader.ttl.secs: takeover time if the leader dies
     linux_login: GuestLogin | None = None  # vm.linux.username/password

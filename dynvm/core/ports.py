@@ -251,6 +251,9 @@ class XenPool(Protocol):
     def snapshot(self, vm_uuid: str, name: str) -> VmSnapshot:
         """Take a disk-only snapshot of the VM (destroyed with it by `destroy`)."""
 
+    def snapshots(self, vm_uuid: str) -> list[VmSnapshot]:
+        """The VM's snapshots, oldest first (asked, not the inventory's copy)."""
+
     def revert(self, vm_uuid: str, name: str | None) -> VmSnapshot:
         """Revert the VM to its snapshot `name` (None: the newest); the VM is left
         halted. XenError("SNAPSHOT_NOT_FOUND") when it has no such snapshot."""

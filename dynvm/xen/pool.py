@@ -198,6 +198,9 @@ class XenPoolClient:
     def snapshot(self, vm_uuid: str, name: str) -> VmSnapshot:
         return self._snapshots.take(self._known_vm_ref(vm_uuid), name)
 
+    def snapshots(self, vm_uuid: str) -> list[VmSnapshot]:
+        return self._snapshots.listing(self._known_vm_ref(vm_uuid))
+
     def revert(self, vm_uuid: str, name: str | None) -> VmSnapshot:
         return self._snapshots.revert(self._known_vm_ref(vm_uuid), name)
 

@@ -19,10 +19,23 @@ class VmSnapshots(PoolAccess):
         self.inventory.refresh_vm(ref)
         return self._describe(snap, self.call("VM.get_record", snap))
 
+    def listing(self, ref: str) -> list[VmSnapshot]:
+        """The VM's snapshots, oldest first."""
+        return [self._describe(snap, rec) for snap, rec in self._records(ref)]
+
+    def _records(self, ref: str) -> list[tuple[str, dict[str, Any]]]:
+        """(ref, record) of each snapshot of the VM, oldest first (`snapshot_time` is
+        XAPI's UTC stamp, so it sorts as text)."""
+        mine = [(snap, self.call("VM.get_record", snap))
+                for snap in self.call("VM.get_snapshots", ref)]
+        return sorted(mine, key=lambda item: str(item[1].get("snapshot_time", "")))
+
     def revert(self, ref: str, name: str | None) -> VmSnapshot:
         """Revert to the snapshot `name` (None: the newest); a VM that was running
-        is started again, since a disk-only snapshot leaves it halted."""
-        mine = {snap: self.call("VM.get_record", snap) for snap in self.call("VM.get_snapshots", ref)}
+        is started again, since XAPI leaves it in the snapshot's power state (halted,
+        for a disk-only snapshot) with the snapshot's guest metrics, and its start
+        clears those: the guest reports its address afresh."""
+        mine = dict(self._records(ref))
         chosen = [s for s, rec in mine.items() if name is None or rec.get("name_label") == name]
         if not chosen:
             raise XenError(SNAPSHOT_NOT_FOUND, [name or ""],

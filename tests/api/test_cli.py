@@ -134,3 +134,20 @@ def test_serve_refuses_bad_config_before_starting(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--config", str(ini), "--bind", "127.0.0.1:0"])
     assert result.exit_code == 2
     assert "refused" in result.output
+
+
+def test_client_commands_use_the_public_helpers_of_the_client_module() -> None:
+    """keys, snapshots and inspect build on dynvm.cli.client's client_for / run_body /
+    terminal, never on a private name of it."""
+    import ast
+
+    import dynvm.cli as cli
+
+    users = []
+    for path in sorted(Path(cli.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "dynvm.cli.client":
+                users.append(path.name)
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from dynvm.cli.client"
+    assert {"keys.py", "snapshots.py", "inspect.py"} <= set(users)

@@ -22,7 +22,14 @@ from dynvm.core import tokens
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
 from dynvm.sim.runner import build_farm
-from tests.service.conftest import FAST, FarmProbe, dynvm_on, wait_until, write_ini
+from tests.service.conftest import (
+    FAST,
+    FarmProbe,
+    _release_everything,
+    dynvm_on,
+    wait_until,
+    write_ini,
+)
 
 
 def embedded_farm() -> Farm:
@@ -68,8 +75,10 @@ def restarted(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], str]]:
 def test_names_of_vms_the_restarted_farm_lost_are_free_at_once(
         restarted: tuple[Path, dict[str, str], str]) -> None:
     ini, old, secret = restarted
-    with dynvm_on(ini) as svc:
-        svc.background.stop()  # no reconciliation pass: the request alone must tell
+    # No background duties: no reconciliation pass may close the leases first, the
+    # request alone must tell.
+    svc = build_service(str(ini), timings=FAST, background=False)
+    try:
         store = svc.ctx.store
         assert {lease.name for lease in store.leases.find()} == {"keep", "kept"}
         client = create_app(service=svc).test_client()
@@ -91,6 +100,9 @@ def test_names_of_vms_the_restarted_farm_lost_are_free_at_once(
             doc = store.history.get(vm_uuid)
             assert doc is not None and doc["state"] == "deleted", (name, doc)
             assert "does not exist" in doc["delete_reason"], doc
+    finally:
+        _release_everything(svc)
+        svc.close()
 
 
 def test_a_name_whose_farm_does_not_answer_says_why_and_when(

@@ -1,9 +1,11 @@
-"""Snapshots through /api/v1 against the simulator: only the owner takes and reverts
-them, refusals are clear problems, and a VM's snapshots go with it (release or
+"""Snapshots through /api/v1 against the simulator: only the owner lists, takes and
+reverts them, refusals are clear problems, at most `vm.snapshots.max` per VM, a revert
+records the address the restarted VM gets, and a VM's snapshots go with it (release or
 expiry) and count on its host's disk meanwhile."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -14,8 +16,9 @@ from tests.service.conftest import wait_until
 from tests.service.test_v1_api import api, bearer, finish, svc, tok  # noqa: F401 (fixtures)
 
 
-def vm_named(api: FlaskClient, h: dict[str, str], name: str) -> dict[str, Any]:  # noqa: F811
-    r = api.post("/api/v1/requests", json={"os": "centos", "name": name}, headers=h)
+def vm_named(api: FlaskClient, h: dict[str, str], name: str,  # noqa: F811
+             **more: Any) -> dict[str, Any]:
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": name, **more}, headers=h)
     assert finish(api, r.headers["Location"], h)["state"] == "done"
     body = api.get(f"/api/v1/vms/{name}", headers=h).json
     assert body is not None
@@ -115,3 +118,49 @@ def test_reconciliation_leaves_snapshots_alone(api, svc, tok) -> None:  # noqa: 
         assert counts["adopted"] == 0 and counts["vms"] == 0, counts
     assert [s["name_label"] for s in snapshots_of(svc, "kept")] == ["s"]
     assert [lease.name for lease in svc.ctx.store.leases.find()] == ["kept"]
+
+
+def test_snapshots_are_listed_oldest_first_and_limited_per_vm(api, svc, tok) -> None:  # noqa: F811
+    a, b = bearer(tok["team-a"]), bearer(tok["team-b"])
+    vm_named(api, a, "many")
+    limit = svc.config().snapshots_max
+    assert limit == 3  # the default
+    listed = api.get("/api/v1/vms/many/snapshots", headers=a)
+    assert listed.status_code == 200 and listed.json == {"vm": "many", "snapshots": [],
+                                                         "max": limit}
+    assert api.get("/api/v1/vms/many/snapshots", headers=b).status_code == 404
+    for i in range(limit):
+        assert api.post("/api/v1/vms/many/snapshots", json={"name": f"s{i}"},
+                        headers=a).status_code == 201
+    over = api.post("/api/v1/vms/many/snapshots", json={"name": "one-more"}, headers=a)
+    assert over.status_code == 409 and over.mimetype == "application/problem+json"
+    assert f"has {limit} snapshot(s), the most one VM may have (vm.snapshots.max={limit})" \
+        in over.json["detail"], over.json
+    snaps = api.get("/api/v1/vms/many/snapshots", headers=a).json["snapshots"]
+    assert [s["name"] for s in snaps] == [f"s{i}" for i in range(limit)]  # none added
+    assert [s["uuid"] for s in snaps] == [r["uuid"] for r in sorted(
+        snapshots_of(svc, "many"), key=lambda r: r["snapshot_time"])]
+    assert all(s["vm"] == "many" and s["taken"] for s in snaps)
+
+
+def test_a_revert_records_the_address_the_restarted_vm_gets(api, svc, tok) -> None:  # noqa: F811
+    """XAPI leaves a reverted VM halted (a disk-only snapshot's power state) and its start
+    clears the guest's metrics: the guest asks DHCP again, and may get another address."""
+    a = bearer(tok["team-a"])
+    first, second = (vm_named(api, a, name, host=1) for name in ("addr1", "addr2"))
+    low, high = sorted((first, second), key=lambda vm: ipaddress.IPv4Address(vm["ip"]))
+    assert api.post(f"/api/v1/vms/{high['name']}/snapshots", json={"name": "base"},
+                    headers=a).status_code == 201
+    # The lower address is given back: the restarted guest is offered it (lowest free first).
+    assert api.delete(f"/api/v1/vms/{low['name']}", headers=a).status_code == 200
+    r = api.post(f"/api/v1/vms/{high['name']}/revert", json={}, headers=a)
+    assert r.status_code == 200, r.json
+    new = r.json["ip"]
+    assert new and new != high["ip"], (new, high["ip"])
+    assert api.get(f"/api/v1/vms/{high['name']}", headers=a).json["ip"] == new
+    (lease,) = svc.ctx.store.leases.find(name=high["name"])
+    assert lease.ip == new
+    assert svc.ctx.store.history.get(lease.vm_uuid)["ipaddr"] == new
+    shown = api.get("/showall", headers=a).json
+    assert any(vm["name"] == high["name"] and vm["networkinfo"] == new
+               for vms in shown.values() for vm in vms), shown

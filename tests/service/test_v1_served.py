@@ -53,7 +53,8 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
     assert "team-a" in listed.output and secret not in listed.output
     session = readme_session()
     assert [cmd[0] for cmd in session] == ["get", "list", "show", "summary", "extend",
-                                           "snapshot", "revert", "release", "release"]
+                                           "snapshot", "snapshots", "revert", "release",
+                                           "release"]
     with served(ini, workers=2, log=tmp_path / "serve.log") as (base, _):
         env = {"DYNVM_URL": base, "DYNVM_TOKEN": secret, "DYNVM_CLIENT_CONFIG": "/nonexistent",
                "COLUMNS": "200"}
@@ -62,7 +63,8 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
             r = runner.invoke(main, args, env=env)
             assert r.exit_code == 0, (args, r.output)
             outputs.append(r.output)
-        get, listing, show, summary, extend, snap, revert, release_one, release_all = outputs
+        (get, listing, show, summary, extend, snap, snaps, revert, release_one,
+         release_all) = outputs
         assert all(f"ci{i}" in get for i in (1, 2, 3)) and "done" in get
         assert len(re.findall(r"\bci[123]\b", listing)) == 3 and "left" in listing
         assert re.search(r"owner\s+team-a", show) and re.search(r"build step\s+ready", show)
@@ -70,6 +72,8 @@ def test_readme_cli_session(tmp_path, farm, probe, clean_farm) -> None:
         assert "nothing being built for you" in summary
         assert "ci1 now expires" in extend
         assert "ci1: snapshot clean taken" in snap and "ci1: reverted to snapshot clean" in revert
+        assert "ci1: 1 of at most 3 snapshots" in snaps and "clean" in snaps, snaps
+        assert re.search(r"address \d+\.\d+\.\d+\.\d+$", revert.strip()), revert  # restarted
         assert "released ci1" in release_one
         assert "released ci2" in release_all and "released ci3" in release_all
         assert owned_vms(probe, "team-a") == []  # ci1's snapshot went with it

@@ -194,7 +194,20 @@ class SnapshotOut(_Out):
     vm: str
     name: str
     uuid: str
-    taken: str
+    taken: str = Field(description="when it was taken: XAPI's UTC stamp, e.g. "
+                                   "`20261207T17:54:02Z`")
+
+
+class RevertOut(SnapshotOut):
+    ip: str = Field(description=(
+        "the VM's address after the revert: a running VM is started again and may get "
+        "another one; empty when the VM was halted"))
+
+
+class SnapshotList(_Out):
+    vm: str
+    snapshots: list[SnapshotOut] = Field(description="oldest first")
+    max: int = Field(description="the most snapshots one VM may have (`vm.snapshots.max`)")
 
 
 # -- farm -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dynvm.api import access, jsonbody
 from dynvm.api.auth import Unauthorized
 from dynvm.api.v1 import docs, models, problems
 from dynvm.core.errors import NotFound
+from dynvm.core.ports import VmSnapshot
 from dynvm.core.records import Lease
 from dynvm.core.services import (
     Caller,
@@ -216,6 +217,17 @@ def extend_vm(name: str) -> Response:
     return out(vm_view(service().vms.extend(c, check_name(name), body.minutes)))
 
 
+@operation("GET", "/vms/<name>/snapshots", summary="A VM's snapshots, oldest first",
+           tag="vms", responses={200: ("its snapshots", models.SnapshotList)})
+def list_snapshots(name: str) -> Response:
+    c = caller()
+    vm = check_name(name)
+    snaps = service().vms.snapshots(c, vm)
+    return out(models.SnapshotList(
+        vm=vm, snapshots=[snapshot_view(vm, s) for s in snaps],
+        max=service().config().snapshots_max))
+
+
 @operation("POST", "/vms/<name>/snapshots",
            summary="Take a disk-only snapshot of a VM (destroyed with the VM)", tag="vms",
            body=models.SnapshotIn, responses={201: ("the snapshot", models.SnapshotOut)})
@@ -224,20 +236,25 @@ def snapshot_vm(name: str) -> Response:
     body: models.SnapshotIn = body_of(models.SnapshotIn)
     vm = check_name(name)
     label = body.name or f"{vm}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    snap = service().vms.snapshot(c, vm, label)
-    return out(models.SnapshotOut(vm=vm, name=snap.name, uuid=snap.uuid, taken=snap.taken), 201)
+    return out(snapshot_view(vm, service().vms.snapshot(c, vm, label)), 201)
 
 
 @operation("POST", "/vms/<name>/revert",
-           summary="Revert a VM to one of its snapshots (a running VM is started again)",
+           summary="Revert a VM to one of its snapshots (a running VM is started again and "
+                   "its new address recorded)",
            tag="vms", body=models.RevertIn,
-           responses={200: ("the snapshot reverted to", models.SnapshotOut)})
+           responses={200: ("the snapshot reverted to, and the VM's address",
+                            models.RevertOut)})
 def revert_vm(name: str) -> Response:
     c = caller()
     body: models.RevertIn = body_of(models.RevertIn)
     vm = check_name(name)
-    snap = service().vms.revert(c, vm, body.snapshot)
-    return out(models.SnapshotOut(vm=vm, name=snap.name, uuid=snap.uuid, taken=snap.taken))
+    done = service().vms.revert(c, vm, body.snapshot)
+    return out(models.RevertOut(**snapshot_view(vm, done.snapshot).model_dump(), ip=done.ip))
+
+
+def snapshot_view(vm: str, snap: VmSnapshot) -> models.SnapshotOut:
+    return models.SnapshotOut(vm=vm, name=snap.name, uuid=snap.uuid, taken=snap.taken)
 
 
 # -- keys ---------------------------------------------------------------------------------------

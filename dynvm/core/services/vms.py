@@ -8,14 +8,26 @@ Only that owner or an admin may see (through v1), release, extend, snapshot or r
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dynvm.core import history
+from dynvm.config import HostConfig
+from dynvm.config.model import is_windows
+from dynvm.core import history, staticpool
+from dynvm.core.answers import ServerResult
 from dynvm.core.callers import Caller
 from dynvm.core.errors import BadRequest, Conflict, NotFound, ProvisionFailed, StoreDown
-from dynvm.core.ports import TAG_EXPIRES, HostUnreachable, VmSnapshot, XenError, XenPool
+from dynvm.core.ports import (
+    TAG_EXPIRES,
+    HostUnreachable,
+    LinkLocalOnly,
+    VmSnapshot,
+    WaitTimeout,
+    XenError,
+    XenPool,
+)
 from dynvm.core.release import Target, release_lease, touched
 from dynvm.core.services.base import Subject
 from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, Lease, StoreUnavailable
@@ -23,6 +35,8 @@ from dynvm.core.store import LEASE_ACTIVE, LEASE_READY, Lease, StoreUnavailable
 log = logging.getLogger("dynvm.vms")
 
 UNREACHABLE = "the state store is unreachable"
+SNAPSHOT_LOCK = "snapshots:"  # + VM uuid: one snapshot or revert of a VM at a time
+SNAPSHOT_LOCK_SLACK_SECS = 600.0  # a snapshot or revert itself, beside the address wait
 
 
 @dataclass(frozen=True)
@@ -103,30 +117,104 @@ class Vms(Subject):
         return changed
 
 
-    def snapshot(self, caller: Caller, name: str, snapshot: str) -> VmSnapshot:
-        """A disk-only snapshot of the caller's VM, destroyed with the VM."""
-        lease, pool = self._acting_on(caller, name)
+    def snapshots(self, caller: Caller, name: str) -> list[VmSnapshot]:
+        """The caller's VM's snapshots, oldest first."""
+        lease, pool, _ = self._acting_on(caller, name)
         with _xen_errors(name, lease.host_ref):
+            return pool.snapshots(lease.vm_uuid)
+
+    def snapshot(self, caller: Caller, name: str, snapshot: str) -> VmSnapshot:
+        """A disk-only snapshot of the caller's VM, destroyed with the VM; at most
+        `vm.snapshots.max` per VM (each one lengthens its disks' chain on the host's SR)."""
+        lease, pool, _ = self._acting_on(caller, name)
+        limit = self.rt.config().snapshots_max
+        with self._one_at_a_time(lease), _xen_errors(name, lease.host_ref):
+            if limit == 0:
+                raise Conflict("snapshots are turned off on this service (vm.snapshots.max=0)")
+            have = len(pool.snapshots(lease.vm_uuid))
+            if have >= limit:
+                raise Conflict(f"VM {name} has {have} snapshot(s), the most one VM may have "
+                               f"(vm.snapshots.max={limit}); a VM's snapshots go with it when "
+                               f"it is released")
             return pool.snapshot(lease.vm_uuid, snapshot)
 
-    def revert(self, caller: Caller, name: str, snapshot: str | None) -> VmSnapshot:
-        """Revert the caller's VM to its snapshot `snapshot` (None: the newest)."""
-        lease, pool = self._acting_on(caller, name)
-        with _xen_errors(name, lease.host_ref):
-            return pool.revert(lease.vm_uuid, snapshot)
+    def revert(self, caller: Caller, name: str, snapshot: str | None) -> Reverted:
+        """Revert the caller's VM to its snapshot `snapshot` (None: the newest).
 
-    def _acting_on(self, caller: Caller, name: str) -> tuple[Lease, XenPool]:
-        """The caller's active VM `name` and its pool; a VM being built or released
-        cannot be snapshotted or reverted."""
+        A running VM is started again and may get another address from DHCP: the
+        revert waits for the one it reports and records it (lease, history, static
+        pools), so every answer after it gives the address the VM has.
+        """
+        lease, pool, host = self._acting_on(caller, name)
+        with self._one_at_a_time(lease), _xen_errors(name, lease.host_ref):
+            snap = pool.revert(lease.vm_uuid, snapshot)
+            vm = self.ctx.view(host).vms.get(lease.vm_uuid)
+            if vm is None or vm.power_state != "Running":
+                return Reverted(snap, "")  # left halted, as it was: no address now
+            timeout = self.rt.config().network_timeout_secs
+            try:
+                ip = pool.wait_ready(lease.vm_uuid, windows=is_windows(lease.os),
+                                     timeout=timeout)
+            except (WaitTimeout, LinkLocalOnly) as exc:
+                self._readdress(lease, "")
+                raise ProvisionFailed(f"VM {name} was reverted to {snap.name} and started "
+                                      f"again, but reported no usable address within "
+                                      f"{timeout}s ({exc})") from exc
+        self._readdress(lease, ip)
+        return Reverted(snap, ip)
+
+    def _readdress(self, lease: Lease, ip: str) -> None:
+        """Record the VM's address after a revert where every reader finds it."""
+        if ip == lease.ip:
+            return
+        ctx = self.ctx
+        ctx.store.leases.update(lease.vm_uuid, ip=ip)
+        ctx.store.history.update(lease.vm_uuid, {"ipaddr": ip})
+        doc = ctx.store.history.get(lease.vm_uuid) or {}
+        pools = tuple(doc.get("static_pools") or ())
+        if pools:  # the static-pool documents are keyed by address
+            staticpool.withdraw(ctx, lease, lease.ip)
+            if ip:
+                staticpool.publish(ctx, [ServerResult(lease.name, ip, lease.host_ref,
+                                                      lease.vm_uuid)], pools)
+        log.info("%s: address %s after its revert (was %s)", lease.name, ip or "none",
+                 lease.ip or "none")
+
+    @contextmanager
+    def _one_at_a_time(self, lease: Lease) -> Iterator[None]:
+        """One snapshot or revert of a VM at a time (a count of its snapshots holds
+        until the next one is taken), however many workers or instances serve."""
+        holder = uuid.uuid4().hex
+        key = SNAPSHOT_LOCK + lease.vm_uuid
+        ttl = self.rt.config().network_timeout_secs + SNAPSHOT_LOCK_SLACK_SECS
+        if not self.ctx.store.locks.acquire(key, holder, ttl):
+            raise Conflict(f"VM {lease.name}: another snapshot or revert of it is under way; "
+                           f"try again once it is done")
+        try:
+            yield
+        finally:
+            self.ctx.store.locks.release(key, holder)
+
+    def _acting_on(self, caller: Caller, name: str) -> tuple[Lease, XenPool, HostConfig]:
+        """The caller's active VM `name`, its pool and host; a VM being built or released
+        has no snapshots to list, take or revert to."""
         lease = self.find(caller, name)
         if lease.state != LEASE_ACTIVE:
-            raise Conflict(f"VM {name} is {lease.state}: only an active VM can be "
-                           "snapshotted or reverted")
+            raise Conflict(f"VM {name} is {lease.state}: only an active VM's snapshots can "
+                           "be listed, taken or reverted to")
         host = self.rt.config().hosts.get(lease.host_ref)
         if host is None:
             raise Conflict(f"VM {name} runs on xenhost{lease.host_ref}, which is no longer "
                            "configured")
-        return lease, self.ctx.pool(host)
+        return lease, self.ctx.pool(host), host
+
+
+@dataclass(frozen=True)
+class Reverted:
+    """A revert: the snapshot gone back to, and the VM's address after it ("" if halted)."""
+
+    snapshot: VmSnapshot
+    ip: str
 
 
 @contextmanager
