@@ -15,7 +15,6 @@ from dynvm.api import access, jsonbody
 from dynvm.api.auth import Unauthorized
 from dynvm.api.v1 import docs, models, problems
 from dynvm.core.errors import NotFound
-from dynvm.core.ports import VmSnapshot
 from dynvm.core.records import Lease
 from dynvm.core.services import (
     Caller,
@@ -24,6 +23,7 @@ from dynvm.core.services import (
     RequestState,
     RequestStatus,
     SshLogin,
+    VmSnapshot,
     key_id,
 )
 

@@ -27,6 +27,7 @@ from dynvm.core.lifecycle import (
     Step,
     VmShown,
 )
+from dynvm.core.ports import VmSnapshot
 from dynvm.core.progress import VmProgress
 from dynvm.core.release import Target
 from dynvm.core.services.dashboard import RECENT_HOURS, RequestFigures, Snapshot
@@ -38,7 +39,7 @@ from dynvm.core.services.maintenance import Options, Plan, RollingReboot, descri
 from dynvm.core.services.quotas import QuotaReport, Usage
 from dynvm.core.services.requests import QueueStatus, RequestStatus
 from dynvm.core.services.tokens import TokenAdmin
-from dynvm.core.services.vms import SshLogin
+from dynvm.core.services.vms import Reverted, SshLogin
 from dynvm.core.sshkeys import key_id
 from dynvm.core.store import OwnerKey
 from dynvm.core.trace import bind_request, unbind_request
@@ -50,5 +51,5 @@ __all__ = [
     "RECENT_HOURS", "RequestFigures", "RequestState", "RequestStatus", "RollingReboot",
     "RunState", "ServerResult", "ServersRequest", "ServersResult", "ShowAll", "Snapshot",
     "SshLogin", "Step", "StoreGauges", "Target", "TokenAdmin", "unbind_request", "Usage",
-    "VmProgress", "VmShown", "doc_owner", "span",
+    "VmProgress", "VmShown", "VmSnapshot", "Reverted", "doc_owner", "span",
 ]
