@@ -103,20 +103,18 @@ def test_request_answers_202_and_steps_advance(api, svc, tok) -> None:
 
 def test_cancel_mid_build_leaves_nothing(api, svc, tok, farm, probe, clean_farm) -> None:
     h = bearer(tok["team-a"])
-    for pool in farm.pools:
-        farm.set_slow(pool.master.name_label, 0.05)  # every XAPI call of the build takes longer
+    hold = farm.hold("VM.provision")  # every build waits there, a clone made, until released
     try:
         r = api.post("/api/v1/requests", json={"os": "centos", "count": 4, "name": "cx"},
                      headers=h)
         assert r.status_code == 202, r.json
         loc = r.headers["Location"]
-        wait_until(lambda: probe.vms_named("cx"), timeout=60, what="a clone to exist")
+        assert hold.reached.wait(60), "no build reached VM.provision"
         c = api.delete(loc, headers=h)
         assert c.status_code == 202 and c.json["cancelling"] is True
-        body = finish(api, loc, h)
     finally:
-        for pool in farm.pools:
-            farm.set_slow(pool.master.name_label, 0.0)
+        hold.release()
+    body = finish(api, loc, h)
     assert body["state"] == "cancelled"
     assert {v["step"] for v in body["vms"]} == {"cancelled"}
     assert all(v["reason"].startswith("cancelled by team-a") for v in body["vms"]), body

@@ -54,14 +54,14 @@ def test_unreachable_host_refuses_connections(farm: Farm) -> None:
 def test_slow_host(farm: Farm) -> None:
     master = farm.pools[0].master
     x = login(master.url).xenapi
-    control(farm, "POST", "/faults", {"kind": "slow", "host": master.name_label, "seconds": 3.0})
+    control(farm, "POST", "/faults", {"kind": "slow", "host": master.name_label, "seconds": 1.0})
     start = time.monotonic()
     x.pool.get_all()
-    assert time.monotonic() - start >= 2.99  # a delay can only make it later
+    assert time.monotonic() - start >= 0.99  # a delay can only make it later
     farm.set_slow(master.name_label, 0)
     start = time.monotonic()
     x.pool.get_all()
-    assert time.monotonic() - start < 2.9  # no longer delayed (ample room for a busy CPU)
+    assert time.monotonic() - start < 0.9  # no longer delayed (a local call takes milliseconds)
 
 
 def test_fail_next(farm: Farm, x: Any) -> None:

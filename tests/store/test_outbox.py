@@ -233,7 +233,7 @@ def test_open_store_couchbase_is_lazy_and_reports_outage(tmp_path) -> None:
     assert isinstance(lazy.primary, CouchbaseStore)
     lazy.close()
     assert cfg.couchbase is not None
-    store = ResilientStore(CouchbaseStore.connect(cfg.couchbase, connect_secs=1.0),
+    store = ResilientStore(CouchbaseStore.connect(cfg.couchbase, connect_secs=0.2),
                            cfg.outbox_path)
     with pytest.raises(StoreUnavailable):
         store.ping()
