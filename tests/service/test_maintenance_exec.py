@@ -147,7 +147,7 @@ class Watcher:
                 try:
                     if self._feed is None:
                         self._feed = self._login()
-                    got = self._feed.xenapi.event_from(["vm", "host"], self._token, 0.5)
+                    got = self._feed.xenapi.event_from(["vm", "host"], self._token, 0.1)
                 except Exception:  # master moved or rebooting: find it again
                     self._feed = None
                     self._stop.wait(0.02)
