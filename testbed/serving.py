@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
 from testbed.processes import GroupProcess
+
+T = TypeVar("T")
 
 # Whether the test running now may start `dynvm serve` (gunicorn): tests/conftest.py sets
 # it from the test's `served` mark before each test. `make test-fast` leaves served tests
@@ -120,6 +124,31 @@ def served(ini: Path, workers: int = 2, log: Path | None = None,
             stop_group(proc)
         if not isinstance(out, int):  # a log file, not DEVNULL
             out.close()
+
+
+@contextlib.contextmanager
+def side_by_side(*servers: contextlib.AbstractContextManager[T]) -> Iterator[list[T]]:
+    """Enter several `served(...)` at once, each waiting for its own start on a thread of
+    its own, and leave them all at once; yields what each yields, in order."""
+    with ThreadPoolExecutor(len(servers)) as pool:
+        started = [pool.submit(cm.__enter__) for cm in servers]
+    entered: list[T] = []
+    live: list[contextlib.AbstractContextManager[T]] = []
+    failed: BaseException | None = None
+    for cm, future in zip(servers, started, strict=True):
+        try:
+            entered.append(future.result())
+            live.append(cm)
+        except BaseException as exc:  # raised once the others are left again
+            failed = failed or exc
+    try:
+        if failed is not None:
+            raise failed
+        yield entered
+    finally:
+        with ThreadPoolExecutor(max(len(live), 1)) as pool:
+            for done in [pool.submit(cm.__exit__, None, None, None) for cm in live]:
+                done.result()
 
 
 def stop_group(proc: subprocess.Popen) -> None:

@@ -15,6 +15,7 @@ from dynvm.config import load_config
 from dynvm.sim import Farm
 from dynvm.store.factory import open_store
 from testbed.inis import Ini
+from testbed.serving import side_by_side
 from tests.service.conftest import SPEED, FarmProbe, served, wait_until, write_ini
 
 pytestmark = pytest.mark.served
@@ -112,8 +113,9 @@ def _check_forty(ini, probe, answers, peak) -> None:
 def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> None:
     ini = capped_ini(tmp_path, small_farm, common={"background.leader.ttl.secs": 2})
     store = open_store(load_config(ini).store)
-    with served(ini, workers=1, log=tmp_path / "a.log") as (a, proc_a), \
-            served(ini, workers=1, log=tmp_path / "b.log") as (b, proc_b):
+    with side_by_side(served(ini, workers=1, log=tmp_path / "a.log"),
+                      served(ini, workers=1, log=tmp_path / "b.log")) as [(a, proc_a),
+                                                                          (b, proc_b)]:
         # both instances up; exactly one holds the background lock
         for base in (a, b):
             requests.get(base + "/health", timeout=10)
@@ -142,7 +144,9 @@ def test_expiry_leader_takes_over_when_killed(tmp_path, small_farm, probe) -> No
 
 
 def test_kill_dash_nine_mid_request_is_reconciled(tmp_path, small_farm, probe) -> None:
-    ini = capped_ini(tmp_path, small_farm, common={"background.leader.ttl.secs": 2})
+    # One instance at a time: a short TTL (the dead one's heartbeat lapses after two) can
+    # only make the new one wait less.
+    ini = capped_ini(tmp_path, small_farm, common={"background.leader.ttl.secs": 1})
     store = open_store(load_config(ini).store)
     with served(ini, workers=1, log=tmp_path / "a.log") as (a, proc_a):
         small_farm.set_slow(small_farm.pools[0].master.name_label, 0.05)
@@ -189,7 +193,7 @@ def _swallow(fn) -> None:
 
 def test_two_instances_one_sqlite_file_share_leases(tmp_path, small_farm, probe) -> None:
     ini = capped_ini(tmp_path, small_farm)
-    with served(ini, workers=1) as (a, _), served(ini, workers=1) as (b, _):
+    with side_by_side(served(ini, workers=1), served(ini, workers=1)) as [(a, _), (b, _)]:
         r = requests.get(a + "/getservers/shared?os=centos&count=2", timeout=120)
         assert r.status_code == 200
         assert requests.get(b + "/getavailablecount/centos", timeout=10).text == "8"

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from dynvm.cli import main
 from dynvm.core import tokens
 from dynvm.store.sqlite import SqliteStore
+from testbed.serving import side_by_side
 from tests.service.conftest import served, wait_until, write_ini
 
 pytestmark = pytest.mark.served
@@ -106,8 +107,8 @@ def test_quota_holds_across_two_instances_and_workers(tmp_path, farm, probe, cle
         while not stop.is_set():
             peak[0] = max(peak[0], len(owned_vms(probe, "team-q")))
 
-    with served(ini, workers=2, log=tmp_path / "a.log") as (a, _), \
-            served(ini, workers=2, log=tmp_path / "b.log") as (b, _):
+    with side_by_side(served(ini, workers=2, log=tmp_path / "a.log"),
+                      served(ini, workers=2, log=tmp_path / "b.log")) as [(a, _), (b, _)]:
         watcher = threading.Thread(target=watch)
         watcher.start()
         barrier = threading.Barrier(50)
