@@ -543,6 +543,12 @@ def test_a_move_to_another_pool_that_fails_midway_leaves_the_vm_once_and_the_lea
 
         # The leader: the move is due once declared there for a while, then done, once.
         assert converge()["moved"] == 0  # declared there from now on
+        clock.advance(200)
+        fleet.move("xenhost1/mover.ini", "xenhost2/mover.ini")  # second thoughts
+        assert converge()["moved"] == 0
+        assert "move" not in svc.ctx.store.fleet.get("mover").extra
+        fleet.move("xenhost2/mover.ini", "xenhost1/mover.ini")
+        assert converge()["moved"] == 0  # its time starts again
         clock.advance(299)
         assert converge()["moved"] == 0 and where() == start
         clock.advance(1)

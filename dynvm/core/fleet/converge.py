@@ -99,6 +99,8 @@ class Converger:
                 if finding.state not in (Drift.OK, Drift.BUILDING):
                     self._say(f"{finding.name}: {finding.state.value}: {finding.why}")
             self._forget_starts(farm.seen)
+            self._forget_moves({a.name for a in plan.actions
+                                if a.kind == Kind.MIGRATE and a.to_pool is not None})
             return stats
         finally:
             lock.release()
@@ -168,6 +170,15 @@ class Converger:
     def _recreate(self, steps: Steps, action: Action, stats: dict[str, int]) -> None:
         self._say(f"{action.name}: missing; recreate=true: building it again on {action.where}")
         self._do(steps, action, stats, "recreated", f"{action.name} could not be built again")
+
+    def _forget_moves(self, moving: set[str]) -> None:
+        """A move no longer wanted (its file went back): its waiting time starts again next
+        time."""
+        store = self.ctx.store
+        for entry in store.fleet.find():
+            if "move" in entry.extra and entry.name not in moving:
+                store.fleet.update(entry.name, extra={k: v for k, v in entry.extra.items()
+                                                      if k != "move"})
 
     def _forget_starts(self, seen: list) -> None:
         """A VM that has run for a while since its last start is well: its count restarts."""
