@@ -1,4 +1,5 @@
-"""`dynvm snapshots NAME` / `dynvm snapshot NAME` / `dynvm revert NAME [SNAPSHOT]`:
+"""`dynvm snapshots NAME [--delete SNAPSHOT]` / `dynvm snapshot NAME` /
+`dynvm revert NAME [SNAPSHOT]`:
 disk-only snapshots of one of my VMs (at most `vm.snapshots.max` each, destroyed with
 the VM when it is released or expires)."""
 
@@ -15,11 +16,17 @@ from dynvm.cli.times import when
 
 @click.command("snapshots")
 @click.argument("name")
+@click.option("--delete", "doomed", metavar="SNAPSHOT",
+              help="Delete this snapshot (with its disks) instead of listing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def snapshots(ctx: click.Context, name: str, as_json: bool) -> None:
-    """List my VM NAME's snapshots, oldest first."""
+def snapshots(ctx: click.Context, name: str, doomed: str | None, as_json: bool) -> None:
+    """List my VM NAME's snapshots, oldest first (or delete one)."""
     def body() -> None:
+        if doomed:
+            gone = client_for(ctx).delete_snapshot(name, doomed)
+            click.echo(f"{gone['vm']}: snapshot {gone['name']} deleted")
+            return
         got = client_for(ctx).snapshots(name)
         if as_json:
             import json

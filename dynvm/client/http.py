@@ -160,6 +160,10 @@ class Client:
     def snapshots(self, name: str) -> dict[str, Any]:
         return self.call("GET", f"/vms/{quote(name, safe='')}/snapshots")
 
+    def delete_snapshot(self, name: str, snapshot: str) -> dict[str, Any]:
+        return self.call("DELETE", f"/vms/{quote(name, safe='')}/snapshots/"
+                                   f"{quote(snapshot, safe='')}")
+
     def snapshot(self, name: str, snapshot: str | None) -> dict[str, Any]:
         body = {"name": snapshot} if snapshot else {}
         return self.call("POST", f"/vms/{quote(name, safe='')}/snapshots", body=body)

@@ -254,6 +254,10 @@ class XenPool(Protocol):
     def snapshots(self, vm_uuid: str) -> list[VmSnapshot]:
         """The VM's snapshots, oldest first (asked, not the inventory's copy)."""
 
+    def delete_snapshot(self, vm_uuid: str, name: str) -> VmSnapshot:
+        """Destroy the VM's snapshot `name` with the disks only it uses.
+        XenError("SNAPSHOT_NOT_FOUND") when it has no such snapshot."""
+
     def revert(self, vm_uuid: str, name: str | None) -> VmSnapshot:
         """Revert the VM to its snapshot `name` (None: the newest); the VM is left
         halted. XenError("SNAPSHOT_NOT_FOUND") when it has no such snapshot."""

@@ -52,7 +52,7 @@ class XenPoolClient:
             else Inventory(self.sessions, event_timeout=event_timeout, clock=clock)
         self._tasks = TaskRunner(self.sessions, self.inventory)
         self._remover = VmRemover(self.sessions, self.inventory)
-        self._snapshots = VmSnapshots(self.sessions, self.inventory)
+        self._snapshots = VmSnapshots(self.sessions, self.inventory, self._remover)
         self._builder = VmBuilder(self.sessions, self.inventory, self._tasks, self._remover,
                                   ConfigDrives(RawImporter(self._tasks)))
         self._guest = GuestWaiter(self.sessions, self.inventory, link_local_settle)
@@ -200,6 +200,9 @@ class XenPoolClient:
 
     def snapshots(self, vm_uuid: str) -> list[VmSnapshot]:
         return self._snapshots.listing(self._known_vm_ref(vm_uuid))
+
+    def delete_snapshot(self, vm_uuid: str, name: str) -> VmSnapshot:
+        return self._snapshots.delete(self._known_vm_ref(vm_uuid), name)
 
     def revert(self, vm_uuid: str, name: str | None) -> VmSnapshot:
         return self._snapshots.revert(self._known_vm_ref(vm_uuid), name)

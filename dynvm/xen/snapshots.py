@@ -6,13 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from dynvm.core.ports import VmSnapshot, XenError
+from dynvm.xen.inventory import Inventory
 from dynvm.xen.pool_access import PoolAccess
+from dynvm.xen.session import SessionPool
+from dynvm.xen.teardown import VmRemover
 
 SNAPSHOT_NOT_FOUND = "SNAPSHOT_NOT_FOUND"
 
 
 class VmSnapshots(PoolAccess):
-    """Takes snapshots of a VM and reverts it to one of them."""
+    """Takes snapshots of a VM, lists them, reverts it to one of them, deletes one."""
+
+    def __init__(self, sessions: SessionPool, inventory: Inventory, remover: VmRemover) -> None:
+        super().__init__(sessions, inventory)
+        self._remover = remover
 
     def take(self, ref: str, name: str) -> VmSnapshot:
         snap = self.call("VM.snapshot", ref, name, [])
@@ -29,6 +36,17 @@ class VmSnapshots(PoolAccess):
         mine = [(snap, self.call("VM.get_record", snap))
                 for snap in self.call("VM.get_snapshots", ref)]
         return sorted(mine, key=lambda item: str(item[1].get("snapshot_time", "")))
+
+    def delete(self, ref: str, name: str) -> VmSnapshot:
+        """Destroy the VM's snapshot `name` (the newest, if several share it) with the
+        disks only it uses: its room on the SR is given back."""
+        mine = [(s, rec) for s, rec in self._records(ref) if rec.get("name_label") == name]
+        if not mine:
+            raise XenError(SNAPSHOT_NOT_FOUND, [name], f"the VM has no snapshot named {name!r}")
+        snap, rec = mine[-1]
+        self._remover.destroy_snapshot(snap)
+        self.inventory.refresh_vm(ref)
+        return self._describe(snap, rec)
 
     def revert(self, ref: str, name: str | None) -> VmSnapshot:
         """Revert to the snapshot `name` (None: the newest); a VM that was running

@@ -40,8 +40,19 @@ class VmRemover(PoolAccess):
                 return False
             raise
         self.inventory.apply_record("vm", ref, None)
+        self._destroy_vdis(ref, vdis)
+        return True
+
+    def destroy_snapshot(self, snap: str) -> None:
+        """Destroy one snapshot of a VM with the disks only it uses (its VM stays)."""
+        vdis = self._destroy_snapshot(snap)
+        self.inventory.apply_record("vm", snap, None)
+        self._destroy_vdis(snap, vdis)
+
+    def _destroy_vdis(self, ref: str, vdis: list[str]) -> None:
+        """`ref` is gone: try every disk of it before reporting any failure."""
         failed: list[XenError] = []
-        for vdi in vdis:  # the VM is gone: try every disk before reporting any failure
+        for vdi in vdis:
             try:
                 self.call("VDI.destroy", vdi)
             except XenError as exc:
@@ -51,7 +62,6 @@ class VmRemover(PoolAccess):
                     failed.append(exc)
         if failed:
             raise failed[0]
-        return True
 
     def _destroy_snapshot(self, snap: str) -> list[str]:
         """Destroy one snapshot of a VM; the disks it alone uses, to destroy next."""

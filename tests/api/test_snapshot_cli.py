@@ -60,6 +60,8 @@ def test_snapshots_lists_them_oldest_first() -> None:
      ("snapshot", "web1"), {}),
     ("post", "/vms/web1/revert", "VM web1: the VM has no snapshot named 'old'",
      ("revert", "web1", "old"), {"snapshot": "old"}),
+    ("delete", "/vms/web1/snapshots/old", "VM web1: the VM has no snapshot named 'old'",
+     ("snapshots", "web1", "--delete", "old"), None),
 ])
 def test_refusals_are_exit_4_with_the_detail(method: str, path: str, detail: str,
                                              args: tuple[str, ...], sent: object) -> None:
@@ -85,3 +87,11 @@ def test_refused_by_xenserver_is_exit_4_and_server_failure_exit_5() -> None:
                json=problem(502, "xenhost1 does not answer"))
         r = run("snapshot", "web1")
         assert r.exit_code == 5 and "does not answer" in r.output
+
+
+def test_snapshots_delete_deletes_one() -> None:
+    with requests_mock.Mocker() as m:
+        m.delete(API + "/vms/web1/snapshots/clean", json=SNAP)
+        r = run("snapshots", "web1", "--delete", "clean")
+        assert r.exit_code == 0 and "web1: snapshot clean deleted" in r.output, r.output
+        assert m.call_count == 1 and m.last_request.method == "DELETE"

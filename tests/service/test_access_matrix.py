@@ -53,7 +53,8 @@ VM = "mxa"  # team-a's VM, built through v1 before the matrix runs
 
 # A value for every path argument of the route table (a new argument must be added here).
 ARGS = {"os": "centos", "name": "nosuch", "rest": "nosuch", "ref": "99",
-        "request_id": "nosuch", "filename": "dashboard.css", "ident": "nosuch"}
+        "request_id": "nosuch", "filename": "dashboard.css", "ident": "nosuch",
+        "snapshot": "nosuch"}
 # Requests that a caller allowed through the gate can make without changing anything.
 SPECIAL: dict[tuple[str, str], dict[str, Any]] = {
     ("legacy.getservers", "GET"): {"query": "os=nosuch-os"},  # 400 once allowed

@@ -142,6 +142,20 @@ def test_snapshots_are_listed_oldest_first_and_limited_per_vm(api, svc, tok) -> 
         snapshots_of(svc, "many"), key=lambda r: r["snapshot_time"])]
     assert all(s["vm"] == "many" and s["taken"] for s in snaps)
 
+    # Deleting one makes room for another, and gives its disk back to the SR.
+    host = api.get("/api/v1/vms/many", headers=a).json["host"]
+    used = used_on_host(svc, host)
+    assert api.delete("/api/v1/vms/many/snapshots/s0", headers=b).status_code == 404
+    unknown = api.delete("/api/v1/vms/many/snapshots/nosuch", headers=a)
+    assert unknown.status_code == 404 and "'nosuch'" in unknown.json["detail"]
+    gone = api.delete("/api/v1/vms/many/snapshots/s0", headers=a)
+    assert gone.status_code == 200 and gone.json["uuid"] == snaps[0]["uuid"], gone.json
+    assert sorted(r["name_label"] for r in snapshots_of(svc, "many")) == ["s1", "s2"]
+    wait_until(lambda: used_on_host(svc, host) < used, timeout=10,
+               what="the deleted snapshot's disk to leave the host's use")
+    assert api.post("/api/v1/vms/many/snapshots", json={"name": "again"},
+                    headers=a).status_code == 201
+
 
 def test_a_revert_records_the_address_the_restarted_vm_gets(api, svc, tok) -> None:  # noqa: F811
     """XAPI leaves a reverted VM halted (a disk-only snapshot's power state) and its start

@@ -23,7 +23,8 @@ from dynvm.api.v1.problems import MIME
 from dynvm.api.v1.routes import OPERATIONS
 
 REF = "#/components/schemas/{model}"
-PATH_PARAMS = {"name": models.NAME, "request_id": models.REQUEST_ID, "ident": models.KEY_ID}
+PATH_PARAMS = {"name": models.NAME, "snapshot": models.NAME, "request_id": models.REQUEST_ID,
+               "ident": models.KEY_ID}
 BODY_RULES = (f"A JSON object of at most {MAX_BODY_BYTES} bytes (64 KiB; larger bodies get "
               f"413 before they are read), arrays and objects nested at most {MAX_DEPTH} "
               f"deep, each key once (400 otherwise).")

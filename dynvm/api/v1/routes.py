@@ -239,6 +239,17 @@ def snapshot_vm(name: str) -> Response:
     return out(snapshot_view(vm, service().vms.snapshot(c, vm, label)), 201)
 
 
+@operation("DELETE", "/vms/<name>/snapshots/<snapshot>",
+           summary="Delete a VM's snapshot with the disks only it uses (room for another)",
+           tag="vms", responses={200: ("the snapshot, deleted", models.SnapshotOut)})
+def delete_snapshot(name: str, snapshot: str) -> Response:
+    c = caller()
+    vm = check_name(name)
+    if not models.re_name.fullmatch(snapshot):
+        raise NotFound(f"VM {vm}: the VM has no snapshot named {snapshot[:64]!r}")
+    return out(snapshot_view(vm, service().vms.delete_snapshot(c, vm, snapshot)))
+
+
 @operation("POST", "/vms/<name>/revert",
            summary="Revert a VM to one of its snapshots (a running VM is started again and "
                    "its new address recorded)",

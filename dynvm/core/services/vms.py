@@ -134,9 +134,16 @@ class Vms(Subject):
             have = len(pool.snapshots(lease.vm_uuid))
             if have >= limit:
                 raise Conflict(f"VM {name} has {have} snapshot(s), the most one VM may have "
-                               f"(vm.snapshots.max={limit}); a VM's snapshots go with it when "
-                               f"it is released")
+                               f"(vm.snapshots.max={limit}); delete one first (DELETE "
+                               f"/api/v1/vms/{name}/snapshots/SNAPSHOT, dynvm snapshots {name} "
+                               f"--delete SNAPSHOT)")
             return pool.snapshot(lease.vm_uuid, snapshot)
+
+    def delete_snapshot(self, caller: Caller, name: str, snapshot: str) -> VmSnapshot:
+        """Destroy the caller's VM's snapshot `snapshot` with its disks (room for another)."""
+        lease, pool, _ = self._acting_on(caller, name)
+        with self._one_at_a_time(lease), _xen_errors(name, lease.host_ref):
+            return pool.delete_snapshot(lease.vm_uuid, snapshot)
 
     def revert(self, caller: Caller, name: str, snapshot: str | None) -> Reverted:
         """Revert the caller's VM to its snapshot `snapshot` (None: the newest).
@@ -197,11 +204,11 @@ class Vms(Subject):
 
     def _acting_on(self, caller: Caller, name: str) -> tuple[Lease, XenPool, HostConfig]:
         """The caller's active VM `name`, its pool and host; a VM being built or released
-        has no snapshots to list, take or revert to."""
+        has no snapshots to list, take, delete or revert to."""
         lease = self.find(caller, name)
         if lease.state != LEASE_ACTIVE:
             raise Conflict(f"VM {name} is {lease.state}: only an active VM's snapshots can "
-                           "be listed, taken or reverted to")
+                           "be listed, taken, deleted or reverted to")
         host = self.rt.config().hosts.get(lease.host_ref)
         if host is None:
             raise Conflict(f"VM {name} runs on xenhost{lease.host_ref}, which is no longer "
