@@ -763,6 +763,13 @@ def test_queue_and_priority() -> None:
     assert only_problem(host() + "[quota]\npriority.max=101\n") \
         == "farm.ini:8: [quota] priority.max: must be between 0 and 100"
     assert "farm.ini:8: [queue] wait: unknown key" in only_problem(host() + "[queue]\nwait=3\n")
+    assert default.queue.legacy_wait(None) == 0  # legacy callers are refused at once
+    legacy = parse_config(host() + "[queue]\nlegacy.wait.secs=300\nmax_wait_minutes.max=60\n",
+                          env={}).queue
+    assert (legacy.legacy_wait(None), legacy.legacy_wait(0), legacy.legacy_wait(9999)) \
+        == (300, 0, 3600)
+    assert only_problem(host() + "[queue]\nlegacy.wait.secs=3601\nmax_wait_minutes.max=60\n") \
+        == "farm.ini:8: [queue] legacy.wait.secs: must be between 0 and 3600"
 
 
 def test_a_pool_sized_from_demand() -> None:

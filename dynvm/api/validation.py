@@ -139,6 +139,7 @@ Cpus = Annotated[int, BeforeValidator(_int_parser(1, MAX_CPUS))]
 MemBytes = Annotated[int, BeforeValidator(_int_parser(MIN_MEM_BYTES, MAX_MEM_BYTES, " bytes"))]
 Minutes = Annotated[int, BeforeValidator(_int_parser(1, MAX_MINUTES, " minutes"))]
 MinutesOrZero = Annotated[int, BeforeValidator(_int_parser(0, MAX_MINUTES, " minutes"))]
+Seconds = Annotated[int, BeforeValidator(_int_parser(0, MAX_MINUTES * 60, " seconds"))]
 HostRef = Annotated[int, BeforeValidator(_int_parser(0, 10**6))]
 Flag = Annotated[bool, BeforeValidator(parse_bool)]
 Name = Annotated[str, BeforeValidator(check_name)]
@@ -259,6 +260,7 @@ class GetServersParams(_Params):
     networkid: NetworkId | None = None
     check_vms: Flag = Field(False, alias="checkvms")
     pools: StaticPoolNames = ()
+    wait: Seconds | None = None  # may wait this long in the queue (None: [queue]'s default)
 
     @field_validator("os", mode="before")
     @classmethod
@@ -285,6 +287,7 @@ class GetServersParams(_Params):
             network_id=self.networkid,
             check_vms=self.check_vms,
             static_pools=self.pools,
+            wait_secs=self.wait,
         )
 
 

@@ -95,7 +95,7 @@ FLEET_KEYS = ("path",)
 AUTH_LEGACY = ("open", "mutating", "all")
 QUOTA_KEYS = ("vms", "vcpus", "memory_gib")
 QUOTA_PRIORITY_KEY = "priority.max"
-QUEUE_KEYS = ("max_wait_minutes", "max_wait_minutes.max")
+QUEUE_KEYS = ("max_wait_minutes", "max_wait_minutes.max", "legacy.wait.secs")
 PRIORITY_MAX = 100  # the highest priority any owner may be given
 
 
@@ -374,14 +374,18 @@ def _parse_access(sections: dict[str, Section], p: Problems
 
 
 def _parse_queue(s: Section) -> QueueConfig:
-    """[queue]: a request's longest wait for room, by default and at most."""
+    """[queue]: a request's longest wait for room, by default and at most; a legacy
+    getservers' wait by default."""
     s.only(QUEUE_KEYS)
     default = QueueConfig()
     cap = s.get_int("max_wait_minutes.max", default.max_wait_minutes_cap)
     wait = s.get_int("max_wait_minutes", min(default.max_wait_minutes, cap))
     if wait > cap:
         s.p.error(s.name, "max_wait_minutes", f"must not exceed max_wait_minutes.max ({cap})")
-    return QueueConfig(max_wait_minutes=min(wait, cap), max_wait_minutes_cap=cap)
+    legacy = s.get_int("legacy.wait.secs", default.legacy_wait_secs, minimum=0,
+                       maximum=cap * 60)  # a legacy wait is a queued request's wait too
+    return QueueConfig(max_wait_minutes=min(wait, cap), max_wait_minutes_cap=cap,
+                       legacy_wait_secs=min(legacy, cap * 60))
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

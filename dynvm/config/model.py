@@ -138,9 +138,16 @@ class QueueConfig:
 
     max_wait_minutes: int = 60  # max_wait_minutes: a request's wait when it names none
     max_wait_minutes_cap: int = 1440  # max_wait_minutes.max: the longest any may ask
+    legacy_wait_secs: int = 0  # legacy.wait.secs: a getservers without wait= (0: refused)
 
     def wait_minutes(self, asked: int | None) -> int:
         return min(asked or self.max_wait_minutes, self.max_wait_minutes_cap)
+
+    def legacy_wait(self, asked: int | None) -> int:
+        """Seconds a legacy getservers may wait in the queue (`wait=`, else the default),
+        never longer than any request may wait."""
+        return min(self.legacy_wait_secs if asked is None else asked,
+                   self.max_wait_minutes_cap * 60)
 
 
 @dataclass(frozen=True)

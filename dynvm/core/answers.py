@@ -24,6 +24,7 @@ class ServersRequest:
     check_vms: bool = False
     owner: str | None = None  # the token's owner, when the caller gave one; else `name`
     static_pools: tuple[str, ...] = ()  # pools=: static server pools the VMs join (the seed's)
+    wait_secs: int | None = None  # wait=: how long it may wait in the queue for room
 
 
 @dataclass(frozen=True)

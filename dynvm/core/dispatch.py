@@ -29,6 +29,7 @@ from dynvm.core.lifecycle import RequestState
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.queueorder import may_backfill
 from dynvm.core.records import QueueEntry, RequestRecord
+from dynvm.core.v1request import QUEUED_KEYS
 
 log = logging.getLogger("dynvm.dispatch")
 
@@ -123,6 +124,7 @@ class Dispatcher:
         detail: dict[str, Any] = {
             "instance": ctx.instance, "expires": expires, "waited": round(waited, 3),
             "queue": {**rec.detail.get("queue", {}), "served": now},
+            QUEUED_KEYS: None,  # handed to its build; the record keeps fingerprints
             "vms": asyncreq.reserved_steps(names, now)}
         if not lifecycle.leave_queue(ctx.store.direct, rec.id, RequestState.RUNNING, detail):
             obtain.give_back(ctx, held)  # cancelled or served by another meanwhile

@@ -1,16 +1,16 @@
 """Following and cancelling v1 requests, from any worker or instance: everything is read
 from the request's record in the store, and a cancel reaches the process building it
-through the store (`asyncreq.CANCEL_LOCK`)."""
+through the store (`v1request.CANCEL_LOCK`)."""
 
 from __future__ import annotations
 
 from dynvm.core import lifecycle, progress, queueing
-from dynvm.core.asyncreq import API, CANCEL_LOCK, DONE, PARTIAL, RUNNING, WAITING
 from dynvm.core.context import Context
 from dynvm.core.errors import NotFound
 from dynvm.core.lifecycle import RequestState
 from dynvm.core.release import release_lease
 from dynvm.core.store import LEASE_READY, LEASE_RELEASING, RequestRecord
+from dynvm.core.v1request import API, CANCEL_LOCK, DONE, PARTIAL, RUNNING, WAITING
 
 
 def get(ctx: Context, request_id: str) -> RequestRecord:

@@ -39,9 +39,10 @@ from dynvm.core.queueorder import (
 )
 from dynvm.core.records import LEASE_READY, LEASE_RELEASING, QueueEntry, RequestRecord
 from dynvm.core.release import names_for
+from dynvm.core.v1request import QUEUED_KEYS
 
 if TYPE_CHECKING:
-    from dynvm.core.asyncreq import NewRequest
+    from dynvm.core.v1request import NewRequest
 
 log = logging.getLogger("dynvm.queue")
 
@@ -72,17 +73,49 @@ def reason_of(exc: NoCapacity, labels: list[str]) -> str:
             f"{asked - avail} short{down}")
 
 
+def check_quota(ctx: Context, cfg: Config, owner: str, count: int, spec: OsSpec) -> None:
+    """QuotaExceeded if `count` more VMs of `spec` would take `owner` over its quota,
+    counting what it holds and what it has waiting in the queue (served later, those
+    would hold room too): a clear answer before any room is taken or any wait begins."""
+    if quota.check_for(cfg, owner, spec.vcpus, spec.memory_gib) is None:
+        return  # no limit
+    used = quota.usage(ctx.store, cfg, owner)
+    over = quota.exceeded(cfg, owner, used, count, spec.vcpus, spec.memory_gib,
+                          queued_usage(ctx, cfg, owner))
+    if over is not None:
+        raise over
+
+
+def queued_usage(ctx: Context, cfg: Config, owner: str) -> quota.Usage:
+    """What `owner`'s requests waiting in the queue would hold once served."""
+    vms, vcpus, mem = 0, 0, 0.0
+    for e in ctx.store.queue.entries():
+        if e.owner != owner:
+            continue
+        rec = ctx.store.requests.get(e.id)
+        if rec is None or rec.state != RequestState.QUEUED \
+                or rec.detail.get("params", {}).get("counted") is False:
+            continue
+        need = need_of(cfg, e, rec, {})
+        vms += e.count
+        vcpus += e.count * int(need.vcpus)
+        mem += e.count * need.memory_gib
+    return quota.Usage(vms=vms, vcpus=vcpus, memory_gib=mem)
+
+
 def enqueue(ctx: Context, cfg: Config, entry: QueueEntry, names: list[str],
-            reason: str) -> None:
-    """Record the request `queued` (it holds nothing: its VMs' steps are cleared), then
-    add its entry; its chosen names stay held for as long as it may wait and build."""
+            reason: str, keys: tuple[str, ...] = ()) -> None:
+    """Record the request `queued` (it holds nothing: its VMs' steps are cleared), with
+    the keys it brought, then add its entry; its chosen names stay held for as long as
+    it may wait and build."""
     now = ctx.clock()
     ttl = entry.deadline - now + cfg.reservation_ttl_secs
     for n in names:
         ctx.store.locks.acquire(NAME_LOCK + n, entry.id, ttl)
     lifecycle.queue_request(ctx.store.direct, entry.id, {
-        "vms": {}, "queue": {"reason": reason, "since": now, "deadline": entry.deadline,
-                             "priority": entry.priority, "entry": entry.to_dict()}})
+        "vms": {}, QUEUED_KEYS: list(keys),
+        "queue": {"reason": reason, "since": now, "deadline": entry.deadline,
+                  "priority": entry.priority, "entry": entry.to_dict()}})
     ctx.store.direct.queue.add(entry)  # after the record: an entry's request is queued
 
 
@@ -125,7 +158,7 @@ def leave(ctx: Context, rec: RequestRecord, state: RequestState, why: str) -> bo
     waited = ctx.clock() - float(rec.detail.get("queue", {}).get("since", rec.started))
     if not lifecycle.leave_queue(ctx.store.direct, rec.id, state, {
             "reason": f"{why} after waiting {waited:.0f} s in the queue; no VM was built",
-            "waited": round(waited, 3)}):
+            "waited": round(waited, 3), QUEUED_KEYS: None}):
         return False
     ctx.event(lifecycle.CoreEvent.QUEUE_LEFT, os=rec.os, seconds=waited)
     drop(ctx, rec)

@@ -73,15 +73,18 @@ def usage(store: Store, cfg: Config, owner: str) -> Usage:
 
 
 def exceeded(cfg: Config, owner: str, used: Usage, count: int, vcpus: int,
-             memory_gib: float) -> QuotaExceeded | None:
-    """The error naming the first limit `count` more VMs would break, if any."""
+             memory_gib: float, queued: Usage | None = None) -> QuotaExceeded | None:
+    """The error naming the first limit `count` more VMs would break, if any, counting
+    what the owner holds (`used`) and what it has waiting in the queue (`queued`)."""
     limits = cfg.quota_for(owner)
     asked = {"vms": count, "vcpus": count * vcpus, "memory_gib": count * memory_gib}
+    waiting = queued or Usage()
     for name in LIMITS:
         limit = getattr(limits, name)
-        if limit is not None and used.get(name) + asked[name] > limit:
-            u = used.get(name)
+        u, q = used.get(name), waiting.get(name)
+        if limit is not None and u + q + asked[name] > limit:
+            also = f", waiting in the queue {q:g}" if q else ""
             return QuotaExceeded(
-                f"quota of {owner} exceeded: {name} limit {limit}, in use {u:g}, "
-                f"asked {asked[name]:g}", name, limit, int(u), int(asked[name]))
+                f"quota of {owner} exceeded: {name} limit {limit}, in use {u:g}{also}, "
+                f"asked {asked[name]:g}", name, limit, int(u + q), int(asked[name]))
     return None

@@ -311,3 +311,96 @@ def test_the_dashboard_and_metrics_show_the_queue(api, svc, tok) -> None:
     assert metric(api, 'dynvm_queue_length{os="centos",priority="0"}') is None
     assert metric(api, 'dynvm_queue_wait_seconds_count{os="centos"}') == waits_before + 2
     assert api.get("/ui/api/requests").get_json()["queued"] == []
+
+
+def test_quota_counts_the_requests_waiting_in_the_queue(api, svc, tok) -> None:
+    """team-q may hold 2 VMs: a queued request of 2 leaves no room in its quota for more,
+    however many it queues."""
+    fill(api, tok["team-a"])
+    ask(api, tok["team-q"], name="qq", count=2)
+    r = api.post("/api/v1/requests", json={"os": "centos", "name": "qq3"}, headers=tok["team-q"])
+    assert r.status_code == 429, r.json
+    assert "vms limit 2, in use 0, waiting in the queue 2, asked 1" in r.json["detail"], r.json
+    assert len(svc.ctx.store.queue.entries()) == 1
+    assert svc.ctx.store.locks.holder(NAME_LOCK + "qq3") is None  # nothing held for it
+
+
+def legacy_get(api: FlaskClient, path: str, out: list) -> threading.Thread:
+    """`GET path` on a thread of its own (the call is held while it waits)."""
+    t = threading.Thread(target=lambda: out.append(api.get(path)), daemon=True)
+    t.start()
+    return t
+
+
+def test_a_legacy_getservers_waits_in_the_queue_with_wait(api, svc, tok) -> None:
+    names = fill(api, tok["team-a"])
+    now = api.get("/getservers/lnow?os=centos")  # no wait: the seed's immediate refusal
+    assert now.status_code == 503 and "No capacity is available!" in now.text, now.text
+    assert api.get("/getservers/lnet?os=centos&wait=60&networkid=eth0").status_code == 400
+    out: list = []
+    caller = legacy_get(api, "/getservers/lw?os=centos&count=1&wait=600", out)
+    entry = wait_until(lambda: svc.ctx.store.queue.entries(), timeout=60,
+                       what="the legacy call to wait in the queue")[0]
+    assert (entry.owner, entry.count) == ("lw", 1) and not out
+    assert api.delete(f"/api/v1/vms/{names[0]}", headers=tok["team-a"]).status_code == 200
+    caller.join(timeout=120)
+    (r,) = out
+    assert r.status_code == 200, r.text
+    (lease,) = svc.ctx.store.leases.find(name="lw")
+    assert r.json == [lease.ip] and lease.ip
+    rec = svc.ctx.store.requests.get(entry.id)
+    assert rec is not None and rec.state == "done" and rec.detail["waited"] > 0
+
+
+def test_a_legacy_wait_that_ends_before_room_frees_is_refused(tmp_path, farm, clean_farm) -> None:
+    """`[queue] legacy.wait.secs` is every legacy call's wait; when it is over the call is
+    refused as the seed refuses, and its request left the queue, expired."""
+    ini = write_ini(tmp_path, farm, extra=SMALL + "legacy.wait.secs=1\n",
+                    hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}))
+    with dynvm_on(ini) as s:
+        api = create_app(service=s).test_client()
+        owner = bearer(tokens.create(s.ctx.store, "team-a")[0])
+        fill(api, owner)
+        r = api.get("/getservers/lx?os=centos")
+        assert r.status_code == 503, r.text
+        assert "no room freed within wait=1 s in the queue" in r.text, r.text
+        (rec,) = [x for x in s.ctx.store.requests.find("expired") if x.name == "lx"]
+        assert "its caller's wait of 1 s" in rec.detail["reason"]
+        assert s.ctx.store.queue.entries() == []
+        assert s.ctx.store.locks.holder(NAME_LOCK + "lx") is None
+        s.background.stop()
+
+
+def test_a_queued_request_keeps_its_keys_and_hostname(tmp_path, farm, ssh_port, clean_farm,
+                                                      probe) -> None:
+    """Keys, hostname and cloud-config asked with a request that waits are what its VMs get
+    once it is served; its record keeps the keys only while it waits."""
+    import paramiko
+
+    from dynvm.core.v1request import QUEUED_KEYS
+    from tests.service.test_keys_paths import line, reported_hostname
+    from tests.support.guest_ssh import can_log_in
+
+    ini = write_ini(tmp_path, farm, extra=SMALL, common={"vm.ssh.port": ssh_port},
+                    hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1,
+                                                       "centos.cloudinit": True}))
+    key = paramiko.ECDSAKey.generate()
+    with dynvm_on(ini) as s:
+        api = create_app(service=s).test_client()
+        a, b = (bearer(tokens.create(s.ctx.store, o)[0]) for o in ("team-a", "team-b"))
+        names = fill(api, a)
+        loc, body = ask(api, b, name="kq", ssh_keys=[line(key)], hostname="queued-host")
+        assert body["ssh_keys"] and key.get_base64() not in str(body), body
+        assert body["hostname"] == "queued-host"
+        rec = s.ctx.store.requests.get(body["id"])
+        assert rec is not None and rec.detail[QUEUED_KEYS] == [line(key)]
+        assert api.delete(f"/api/v1/vms/{names[0]}", headers=a).status_code == 200
+        done = settle(api, loc, b)
+        assert done["state"] == "done", done
+        ip = done["vms"][0]["ip"]
+        assert can_log_in(ip, ssh_port, "root", pkey=key)
+        assert not can_log_in(ip, ssh_port, "root", pkey=paramiko.ECDSAKey.generate())
+        assert reported_hostname(probe, "kq") == "queued-host"
+        rec = s.ctx.store.requests.get(body["id"])
+        assert rec is not None and key.get_base64() not in str(rec.detail), rec.detail
+        s.background.stop()

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from dynvm.config import HostConfig
-from dynvm.core import getservers, warmpool
+from dynvm.core import getservers, legacywait, warmpool
 from dynvm.core.answers import Available, ServersRequest, ServersResult, ShowAll
 from dynvm.core.callers import Caller
 from dynvm.core.capacity import vm_os
@@ -159,7 +159,13 @@ class LegacyServers(Subject):
 
     # -- writes -----------------------------------------------------------------------
     def get_servers(self, req: ServersRequest) -> ServersResult:
-        self.rt.touch()
+        """Served at once (the seed's behaviour), or, with a wait (`wait=`, `[queue]
+        legacy.wait.secs`), through the queue for at most that long."""
+        cfg = self.rt.touch()
+        legacywait.refuse_explicit_wait(req)
+        wait = cfg.queue.legacy_wait(req.wait_secs)
+        if wait > 0 and legacywait.may_wait(req):
+            return legacywait.get_servers(self.ctx, req, wait)
         return getservers.get_servers(self.ctx, req)
 
     def release_servers(self, target: Target, state: str | None,

@@ -1,6 +1,6 @@
 """The v1 API's requests: asked for, watched (long poll) and cancelled, by their owner.
 
-The building itself is `dynvm.core.asyncreq`'s; this is what an entry point
+Asking is `dynvm.core.asyncreq`'s, the building `dynvm.core.v1build`'s; this is what an entry point
 may do with a request, and what it is told about one (`RequestStatus`).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from dynvm.core import asyncreq, followreq, queueing
+from dynvm.core import asyncreq, followreq, queueing, v1request
 from dynvm.core.asyncreq import NewRequest
 from dynvm.core.callers import Caller, request_owner
 from dynvm.core.errors import NotFound
@@ -82,7 +82,7 @@ class RequestStatus:
         d = rec.detail
         setup = d.get("setup") or {}
         # A state written by a newer dynvm reads as failed rather than as a guess.
-        state = (RequestState(rec.state) if rec.state in asyncreq.STATES
+        state = (RequestState(rec.state) if rec.state in v1request.STATES
                  else RequestState.FAILED)
         return cls(id=rec.id, state=state,
                    cancelling=cancelling and state == RequestState.RUNNING,
