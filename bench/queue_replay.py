@@ -10,9 +10,10 @@ pool rule (`dynvm.core.demand.target`), as a discrete-event model of the farm
 (one slot per VM, builds of a fixed length): what it measures is the policy,
 not XenAPI. Prints, for today's refusal (no queue), a FIFO queue and the queue
 as specified: requests refused or expired, waits per owner and per size,
-Jain's fairness index over the owners' mean waits normalised by their
-demand, the longest wait of a 10-VM request; then a warm pool sized by
-`ready=auto` against a static `ready=N` of about the same idle VM-hours.
+Jain's fairness index normalised by demand (each owner's VM-time held over its
+max-min fair share while the farm is contended, `Fairness`), the longest wait
+of a 10-VM request; then a warm pool sized by `ready=auto` against a static
+`ready=N` of about the same idle VM-hours.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def trace(seed: int, days: int = 2) -> list[Ask]:
         for i in range(rnd.randint(190, 210)):  # the nightly burst: 10 minutes from 01:00
             out.append(Ask(f"n{day}-{i}", "nightly", base + HOUR + rnd.uniform(0, 600), 1,
                            rnd.uniform(20, 40) * 60))
-        t = base + 7 * HOUR
-        while t < base + 20 * HOUR:  # interactive: a trickle through the working day
-            t += rnd.expovariate(1 / 240)
+        t = base
+        while t < base + DAY:  # interactive: a steady trickle, busier in the working day
+            t += rnd.expovariate(1 / (240 if 7 * HOUR <= t - base < 20 * HOUR else 900))
             out.append(Ask(f"i{len(out)}", "interactive", t, 1, rnd.uniform(30, 120) * 60))
         for j in range(24):  # 10-VM all-or-none jobs, about hourly
             out.append(Ask(f"j{day}-{j}", "jobs", base + j * HOUR + rnd.uniform(0, 1800), 10,
@@ -86,20 +87,85 @@ class Farm:
         return out
 
 
-def replay(asks: list[Ask], slots: int, variant: str) -> list[Ask]:
+def water_fill(slots: float, demand: dict[str, float]) -> dict[str, float]:
+    """Max-min fair shares of `slots` among owners demanding `demand` VMs: nobody gets more
+    than it asks, and what one does not need is shared equally among the others."""
+    share: dict[str, float] = {}
+    left, rest = float(slots), sorted(demand, key=lambda o: demand[o])
+    while rest:
+        even = left / len(rest)
+        owner = rest[0]
+        if demand[owner] <= even:
+            share[owner] = demand[owner]
+            left -= demand[owner]
+            rest.pop(0)
+        else:
+            for o in rest:
+                share[o] = even
+            break
+    return share
+
+
+@dataclass
+class Fairness:
+    """Jain's index with Jain's own normalisation for unequal demands: each owner's
+    x = VM-time held / VM-time of its max-min fair share, integrated over the time the
+    farm is contended (the demand of all owners, held or waiting, exceeds the farm). An
+    owner that got its fair share has x = 1 whatever its demand; one kept out has x < 1,
+    one holding more than its share has x > 1. A refused request's demand stays for the
+    time it would have run: refusing is not serving."""
+
+    slots: int
+    held: dict[str, float] = field(default_factory=dict)
+    fair: dict[str, float] = field(default_factory=dict)
+    last: float = 0.0
+
+    def observe(self, now: float, farm: Farm, waiting: list[Ask], refused: list[Ask]) -> None:
+        """The farm and the queue were as they are from the last observation until `now`."""
+        dt, self.last = now - self.last, now
+        if dt <= 0:
+            return
+        holding: dict[str, float] = {}
+        for end, owner, n in farm.running:
+            if end > now - dt:
+                holding[owner] = holding.get(owner, 0.0) + n
+        demand = dict(holding)
+        for a in waiting:
+            demand[a.owner] = demand.get(a.owner, 0.0) + a.count
+        for a in refused:
+            if a.at < now and a.at + BUILD + a.lease > now - dt:
+                demand[a.owner] = demand.get(a.owner, 0.0) + a.count
+        if sum(demand.values()) <= self.slots:
+            return  # room for everyone: nobody is treated unfairly
+        for owner, fair in water_fill(self.slots, demand).items():
+            self.fair[owner] = self.fair.get(owner, 0.0) + fair * dt
+            self.held[owner] = self.held.get(owner, 0.0) + holding.get(owner, 0.0) * dt
+
+    def ratios(self) -> dict[str, float]:
+        return {o: self.held.get(o, 0.0) / f for o, f in self.fair.items() if f > 0}
+
+    def index(self) -> float:
+        return jain(list(self.ratios().values()))
+
+
+def replay(asks: list[Ask], slots: int, variant: str) -> tuple[list[Ask], Fairness]:
     """Serve `asks` on a farm of `slots` VMs: "refuse", "fifo" or "queue" (as specified)."""
     asks = [Ask(a.id, a.owner, a.at, a.count, a.lease, a.priority) for a in asks]
     farm = Farm(slots)
+    fairness = Fairness(slots)
     waiting: list[Ask] = []
+    refused: list[Ask] = []
     events = [(a.at, 0, a.id) for a in asks]
     by_id = {a.id: a for a in asks}
     heapq.heapify(events)
     while events:
         now, kind, rid = heapq.heappop(events)
+        fairness.observe(now, farm, waiting, refused)
         if kind == 0:
             a = by_id[rid]
             if variant == "refuse" and farm.free(now) < a.count:
                 a.end = "refused"
+                refused.append(a)
                 continue
             waiting.append(a)
         for a in [w for w in waiting if now - w.at >= MAX_WAIT]:
@@ -114,7 +180,7 @@ def replay(asks: list[Ask], slots: int, variant: str) -> list[Ask]:
             heapq.heappush(events, (a.at + MAX_WAIT, 2, a.id))
         events = sorted(set(events))
         heapq.heapify(events)
-    return asks
+    return asks, fairness
 
 
 def _choose(waiting: list[Ask], farm: Farm, now: float, variant: str) -> list[Ask]:
@@ -154,7 +220,7 @@ def jain(xs: list[float]) -> float:
     return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs)) if xs and any(xs) else 1.0
 
 
-def report(asks: list[Ask], variant: str) -> None:
+def report(asks: list[Ask], fairness: Fairness, variant: str) -> None:
     served = [a for a in asks if a.start is not None]
     lost = [a for a in asks if a.end]
     print(f"\n{variant}: {len(asks)} requests, {len(served)} served, "
@@ -169,14 +235,10 @@ def report(asks: list[Ask], variant: str) -> None:
     for name, waits in groups.items():
         print(f"  {name:<16} {len(waits):>5} {statistics.median(waits):>8.0f} "
               f"{percentile(waits, 95):>8.0f} {max(waits):>8.0f}")
-    norm = []
-    for owner in OWNERS:
-        mine = [a for a in served if a.owner == owner]
-        if mine:  # mean wait per VM asked: an owner asking more is expected to wait more
-            demand_vms = sum(a.count for a in asks if a.owner == owner)
-            norm.append(statistics.mean(a.start - a.at for a in mine if a.start is not None)
-                        / max(demand_vms, 1))
-    print(f"  Jain's fairness index (mean wait / demand, by owner): {jain(norm):.2f}")
+    ratios = fairness.ratios()
+    print(f"  Jain's fairness index (VM-time held / max-min fair share, by owner, while the "
+          f"farm is contended): {fairness.index():.2f}  ("
+          + ", ".join(f"{o} {ratios[o]:.2f}" for o in OWNERS if o in ratios) + ")")
     tens = [a.start - a.at for a in served if a.count == 10 and a.start is not None]
     print(f"  longest wait of a 10-VM all-or-none request: {max(tens, default=0):.0f} s")
 
@@ -253,7 +315,8 @@ def main() -> None:
     slots = int(peak * 0.6)
     print(f"trace: {len(asks)} requests over 2 days, peak demand {peak} VMs, farm {slots} VMs")
     for variant in ("refuse", "fifo", "queue"):
-        report(replay(asks, slots, variant), variant)
+        served, fairness = replay(asks, slots, variant)
+        report(served, fairness, variant)
     warm(args.seed)
 
 
