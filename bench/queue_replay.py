@@ -49,25 +49,30 @@ class Ask:
     end: str = ""  # "" served, or refused / expired
 
 
-def trace(seed: int, days: int = 2) -> list[Ask]:
-    """The demand: the same for every variant."""
+def trace(seed: int, days: int = 2, scale: int = 1) -> list[Ask]:
+    """The demand: the same for every variant (`scale`: 1/scale of it, as many VMs per
+    request, for a replay on the simulator)."""
     rnd = random.Random(seed)
     out: list[Ask] = []
     for day in range(days):
         base = day * DAY
-        for i in range(rnd.randint(190, 210)):  # the nightly burst: 10 minutes from 01:00
+        for i in range(rnd.randint(190, 210) // scale):  # the nightly burst: 10 min from 01:00
             out.append(Ask(f"n{day}-{i}", "nightly", base + HOUR + rnd.uniform(0, 600), 1,
                            rnd.uniform(20, 40) * 60))
         t = base
         while t < base + DAY:  # interactive: a steady trickle, busier in the working day
-            t += rnd.expovariate(1 / (240 if 7 * HOUR <= t - base < 20 * HOUR else 900))
+            t += rnd.expovariate(1 / (240 if 7 * HOUR <= t - base < 20 * HOUR else 900) / scale)
             out.append(Ask(f"i{len(out)}", "interactive", t, 1, rnd.uniform(30, 120) * 60))
         for j in range(24):  # 10-VM all-or-none jobs, about hourly
-            out.append(Ask(f"j{day}-{j}", "jobs", base + j * HOUR + rnd.uniform(0, 1800), 10,
-                           rnd.uniform(30, 60) * 60))
+            job = Ask(f"j{day}-{j}", "jobs", base + j * HOUR + rnd.uniform(0, 1800), 10,
+                      rnd.uniform(30, 60) * 60)
+            if j % scale == 0:
+                out.append(job)
         for k in range(6):  # a release team with priority, in the evening rush
-            out.append(Ask(f"r{day}-{k}", "release", base + 18 * HOUR + k * 900, 4,
-                           rnd.uniform(40, 60) * 60, priority=5))
+            rel = Ask(f"r{day}-{k}", "release", base + 18 * HOUR + k * 900, 4,
+                      rnd.uniform(40, 60) * 60, priority=5)
+            if k % scale == 0:
+                out.append(rel)
     return sorted(out, key=lambda a: a.at)
 
 
