@@ -172,7 +172,7 @@ def _outcomes(svc: Dynvm, asks: list[Ask], ids: dict[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=20)
-    ap.add_argument("--scale", type=int, default=8, help="1/scale of the model's demand")
+    ap.add_argument("--scale", type=int, default=5, help="1/scale of the model's demand")
     ap.add_argument("--speed", type=float, default=200.0, help="the simulator's speed-up")
     ap.add_argument("--variants", default="refuse,fifo,queue")
     args = ap.parse_args(argv)
