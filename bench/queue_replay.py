@@ -304,6 +304,19 @@ def warm(seed: int, weeks: int = 5) -> None:
     print(f"  {'pool':<18} {'hit rate':>9} {'p95 to IP s':>12} {'idle VM-hours':>14}")
     for name, (hit, p95, idle) in rows:
         print(f"  {name:<18} {hit:>9.1%} {p95:>12.0f} {idle:>14.1f}")
+    same = equal_idle(rows[0][1][2], [r for _, r in rows[1:]])
+    if same is not None:
+        print(f"  a static pool at ready=auto's idle VM-hours (between the static sizes around "
+              f"it, linearly): hit rate {same:.1%}")
+
+
+def equal_idle(idle: float, static: list[tuple[float, float, float]]) -> float | None:
+    """The hit rate a static pool would have at `idle` VM-hours: linear between the two
+    static sizes around it (a pool of N part of the time and N+1 the rest)."""
+    for (h0, _, i0), (h1, _, i1) in zip(static, static[1:], strict=False):
+        if i0 <= idle <= i1 and i1 > i0:
+            return h0 + (h1 - h0) * (idle - i0) / (i1 - i0)
+    return None
 
 
 def _static(size: int) -> Callable[[float], int]:

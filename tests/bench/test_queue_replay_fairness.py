@@ -35,3 +35,12 @@ def test_no_contention_is_not_counted() -> None:
     f.observe(0.0, Farm(10), [], [])
     f.observe(60.0, Farm(10, running=[(100.0, "a", 3)]), [Ask("x", "b", 0.0, 2, 60.0)], [])
     assert f.ratios() == {} and f.index() == 1.0 == jain([])
+
+
+def test_a_static_pool_at_equal_idle_hours() -> None:
+    from bench.queue_replay import equal_idle
+
+    static = [(0.0, 60.0, 0.0), (0.7, 60.0, 40.0), (0.9, 60.0, 80.0)]
+    assert equal_idle(20.0, static) == pytest.approx(0.35)
+    assert equal_idle(60.0, static) == pytest.approx(0.8)
+    assert equal_idle(100.0, static) is None  # beyond the sizes measured

@@ -422,7 +422,7 @@ def test_the_queue_on_a_phone_and_a_desktop(tmp_path: Path, farm_of_four: Farm,
             sign_in(browser, base, admin)
             for width, height in (PHONE, DESKTOP):
                 browser.set_window_size(width, height)
-                browser.get(base + "/#requests")
+                browser.get(base + "/?refresh=3600#requests")  # no redraw under the reads
                 row = wait_until(lambda: browser.find_elements(
                     By.CSS_SELECTOR, "#requests-queued tr.queued"), timeout=30,
                     what="the queued request's row")[0]
