@@ -51,6 +51,20 @@ def children(pid: int) -> set[int]:
     return out
 
 
+def workers(pid: int) -> set[int]:
+    """The gunicorn workers of a `dynvm serve` master: its children but the inventory
+    process (and the embedded farm)."""
+    out = set()
+    for child in children(pid):
+        try:
+            line = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"dynvm.runtime.inventory_process" not in line and b"dynvm.sim.runner" not in line:
+            out.add(child)
+    return out
+
+
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

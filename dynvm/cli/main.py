@@ -99,6 +99,10 @@ def serve(ctx: click.Context, config_path: str | None, bind: str, workers: int, 
         stack.callback(serving.MasterOnly(shutil.rmtree, metrics_dir, True))
         # Set before any worker imports prometheus_client, so all of them share it.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        # One inventory of each pool for every worker (dynvm.xen.shared_inventory).
+        from dynvm.runtime.inventory_process import running
+
+        stack.enter_context(running())
         pools = len(config.hosts)
         where = (f"{pools} pool(s) of an embedded simulated farm ({EMBEDDED_POOLS} pools of "
                  f"{EMBEDDED_HOSTS} hosts, guests on shared storage: VMs can live-migrate)"

@@ -1,9 +1,9 @@
 """`kill -HUP` without a stall: the old workers serve until the new ones do.
 
 gunicorn's own reload starts the new workers and stops the old ones at once.
-A new dynvm worker loads every pool's inventory before it accepts a
-connection (`serving.warm_up`), which takes seconds on a big farm, so for
-that long nobody accepted and every request waited in the listen queue. Here
+A new dynvm worker warms up before it accepts a connection (`serving.warm_up`:
+the store, the pools' views from the inventory process), so for that long
+nobody accepted and every request waited in the listen queue. Here
 the master stops an old worker only for each new one that serves: a worker
 serves once it beats gunicorn's heartbeat (`WorkerTmp.notify`), which the
 threaded worker first does right after it starts accepting.

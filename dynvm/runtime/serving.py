@@ -17,8 +17,10 @@ Why these exist:
   gunicorn's graceful timeout, instead of being SIGKILLed mid-reply; a
   worker's quick stop runs once even when Ctrl-C's SIGINT and the master's
   SIGQUIT both arrive (see `quit_once`).
-- Workers load their inventory and sessions before they accept a connection;
-  on a reload the old ones serve meanwhile (`dynvm.runtime.reloads`).
+- Workers take their views from the instance's inventory process
+  (`dynvm.runtime.inventory_process`) and open their sessions before they
+  accept a connection; on a reload the old ones serve meanwhile
+  (`dynvm.runtime.reloads`).
 """
 
 from __future__ import annotations
@@ -132,20 +134,25 @@ class MasterOnly:
 
 def make_metrics_dir() -> str:
     """A fresh 0700 directory for this master, after removing those of dead masters."""
-    sweep_metrics_dirs()
-    return tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
+    return make_master_dir(METRICS_PREFIX)
 
 
-def sweep_metrics_dirs(base: str | None = None) -> list[str]:
-    """Remove our metrics directories whose master is gone (a kill -9 leaves them)."""
+def make_master_dir(prefix: str) -> str:
+    """A fresh 0700 directory named for this master, after removing those of dead ones."""
+    sweep_metrics_dirs(prefix=prefix)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def sweep_metrics_dirs(base: str | None = None, prefix: str = METRICS_PREFIX) -> list[str]:
+    """Remove our directories whose master is gone (a kill -9 leaves them)."""
     root = Path(base or tempfile.gettempdir())
     removed: list[str] = []
     try:
-        entries = list(root.glob(METRICS_PREFIX + "*"))
+        entries = list(root.glob(prefix + "*"))
     except OSError:
         return removed
     for path in entries:
-        pid_part = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
+        pid_part = path.name[len(prefix):].split("-", 1)[0]
         try:
             if not pid_part.isdigit() or path.stat().st_uid != os.getuid():
                 continue

@@ -16,9 +16,9 @@ from dynvm.core.lifecycle import Step, TagState
 from dynvm.core.ports import TAG_STATE, CloneFailed, HostCannotTake, VmBuild, VmView, XenError
 from dynvm.xen import records as R
 from dynvm.xen.configdrive import ConfigDrives
-from dynvm.xen.inventory import Inventory
 from dynvm.xen.pool_access import PoolAccess
 from dynvm.xen.session import SessionPool
+from dynvm.xen.shared_inventory import AnyInventory
 from dynvm.xen.tasks import TaskRunner, check_cancel
 from dynvm.xen.teardown import VmRemover
 
@@ -34,7 +34,7 @@ HOST_STATE_ERRORS = frozenset({"HOST_DISABLED", "HOST_DISABLED_UNTIL_REBOOT", "H
 class VmBuilder(PoolAccess):
     """Builds VMs on one pool from the template the client chose."""
 
-    def __init__(self, sessions: SessionPool, inventory: Inventory, tasks: TaskRunner,
+    def __init__(self, sessions: SessionPool, inventory: AnyInventory, tasks: TaskRunner,
                  remover: VmRemover, drives: ConfigDrives) -> None:
         super().__init__(sessions, inventory)
         self.run_task = tasks.run_task

@@ -39,7 +39,7 @@ class XenFleet:
 
     def homes(self, vm_uuid: str) -> frozenset[str]:
         ref = self._ref(vm_uuid)
-        tables = self.pool.inventory.snapshot().tables
+        tables = self.pool.inventory.tables("host", "pbd")
         uuids = R.host_uuids(tables["host"])
         reach = set(uuids.values())
         for vbd in self.pool.call("VM.get_VBDs", ref):

@@ -8,9 +8,9 @@ from typing import Any
 
 from dynvm.core.ports import LinkLocalOnly, WaitTimeout, XenError
 from dynvm.xen import records as R
-from dynvm.xen.inventory import Inventory
 from dynvm.xen.pool_access import PoolAccess
 from dynvm.xen.session import SessionPool
+from dynvm.xen.shared_inventory import AnyInventory
 from dynvm.xen.tasks import Cancelled
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class GuestWaiter(PoolAccess):
     test that hands in a clock of its own ends a wait when it moves that clock.
     """
 
-    def __init__(self, sessions: SessionPool, inventory: Inventory,
+    def __init__(self, sessions: SessionPool, inventory: AnyInventory,
                  link_local_settle: float = LINK_LOCAL_SETTLE) -> None:
         super().__init__(sessions, inventory)
         self.link_local_settle = link_local_settle

@@ -92,6 +92,7 @@ class Inventory:
         self.last_error: XenError | None = None
         self.down_since: float | None = None  # wall time the pool first failed, until it answers
         self.feed_ok = False
+        self.ticks = 0  # bumped on every change a waiter may care for (tasks, feed times)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._feed_session: XenAPI.Session | None = None
@@ -99,6 +100,11 @@ class Inventory:
         # event.from issued before that may be older than what we hold.
         self._pins: dict[tuple[str, str], float] = {}
         self._fed: dict[tuple[str, str], float] = {}  # when the feed last changed a record
+
+    def _notify(self) -> None:
+        """Wake the waiters; the caller holds the lock."""
+        self.ticks += 1
+        self._cond.notify_all()
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():  # a fork that bypassed os.register_at_fork
@@ -165,6 +171,11 @@ class Inventory:
             return Snapshot(self.generation, MappingProxyType(
                 {cls: MappingProxyType(dict(table)) for cls, table in self._tables.items()}))
 
+    def tables(self, *names: str) -> dict[str, Records]:
+        """Copies of some tables (lower-case names), read together."""
+        with self._cond:
+            return {name: dict(self._tables[name]) for name in names}
+
     def record(self, cls: str, ref: str) -> Record | None:
         with self._cond:
             return self._tables[cls.lower()].get(ref)
@@ -228,7 +239,7 @@ class Inventory:
             self.last_error = None
             self.down_since = None
             self.generation += 1
-            self._cond.notify_all()
+            self._notify()
 
     def _failed(self, exc: XenError, retry_in: float = RETRY_MIN) -> None:
         with self._cond:
@@ -238,7 +249,7 @@ class Inventory:
             if self.down_since is None:
                 self.down_since = time.time()
             self.feed_ok = False
-            self._cond.notify_all()
+            self._notify()
 
     def apply_record(self, cls: str, ref: str, record: dict[str, Any] | None,
                      read_at: float | None = None) -> bool:
@@ -271,7 +282,7 @@ class Inventory:
                 self.generation += 1
                 # An event.from already in flight may carry an older snapshot.
                 self._pins[(cls, ref)] = time.monotonic()
-            self._cond.notify_all()
+            self._notify()
         return True
 
     def _trim_tasks(self) -> None:
@@ -463,7 +474,7 @@ class Inventory:
             self.last_error = None
             self.down_since = None
             self.feed_ok = True
-            self._cond.notify_all()
+            self._notify()
         return refetch
 
     def _refetch(self, cls: str, ref: str) -> None:
@@ -481,7 +492,7 @@ class Inventory:
             else:
                 table[ref] = record
             self.generation += 1
-            self._cond.notify_all()
+            self._notify()
 
     def close(self) -> None:
         self._stop.set()

@@ -1,7 +1,9 @@
 """`XenPoolClient`: the core's `XenPool` for one [xenhostN] (standalone host or pool).
 
-Reads come from the event-fed `Inventory`; writes go through pooled sessions
-and are applied to the inventory at once so the next request sees them. Each
+Reads come from the event-fed `Inventory` (under `dynvm serve`, the one its
+inventory process keeps for every worker: `SharedInventory`); writes go
+through pooled sessions and are applied to the inventory at once so the next
+request sees them. Each
 subject has its module: tasks, build (with its clean-up and config drives,
 uploaded by upload), guest (waiting for an address) and teardown; this client
 reads views and hands the rest on.
@@ -29,8 +31,9 @@ from dynvm.xen import records as R
 from dynvm.xen.build import VmBuilder
 from dynvm.xen.configdrive import ConfigDrives
 from dynvm.xen.guest import LINK_LOCAL_SETTLE, GuestWaiter
-from dynvm.xen.inventory import Inventory
+from dynvm.xen.inventory import EVENT_TIMEOUT, Inventory
 from dynvm.xen.session import SessionPool, track_fork
+from dynvm.xen.shared_inventory import AnyInventory, SharedInventory, shared_address
 from dynvm.xen.snapshots import VmSnapshots
 from dynvm.xen.tasks import TaskRunner
 from dynvm.xen.teardown import VmRemover
@@ -44,12 +47,16 @@ class XenPoolClient:
 
     def __init__(self, host: HostConfig, *, sessions: int = 8,
                  link_local_settle: float = LINK_LOCAL_SETTLE,
-                 event_timeout: float | None = None, clock: Clock = SYSTEM) -> None:
+                 event_timeout: float | None = None, clock: Clock = SYSTEM,
+                 shared: tuple[str, bytes] | None = None) -> None:
+        """`shared`: the inventory process's socket and key, None to keep our own."""
         self.host = host
         self.host_ref = host.ref
         self.sessions = SessionPool(host, size=sessions)
-        self.inventory = Inventory(self.sessions, clock=clock) if event_timeout is None \
-            else Inventory(self.sessions, event_timeout=event_timeout, clock=clock)
+        timeout = EVENT_TIMEOUT if event_timeout is None else event_timeout
+        self.inventory: AnyInventory = \
+            Inventory(self.sessions, event_timeout=timeout, clock=clock) if shared is None \
+            else SharedInventory(host, *shared, event_timeout=timeout, clock=clock)
         self._tasks = TaskRunner(self.sessions, self.inventory)
         self._remover = VmRemover(self.sessions, self.inventory)
         self._snapshots = VmSnapshots(self.sessions, self.inventory, self._remover)
@@ -71,12 +78,21 @@ class XenPoolClient:
     def view(self, max_age: float | None = None) -> PoolView:
         inv = self.inventory
         inv.ensure(DEFAULT_MAX_AGE if max_age is None else max_age)
-        memo = self._memo
-        if memo is None or memo[0] != inv.generation:
+        return dataclasses.replace(self.current_view()[1], age_secs=inv.age)
+
+    def current_view(self) -> tuple[int, PoolView]:
+        """(generation, view) of the copy as it stands, built once per generation."""
+        inv = self.inventory
+        if isinstance(inv, SharedInventory):
+            memo = inv.current_view()
+        else:
+            cached = self._memo
+            if cached is not None and cached[0] == inv.generation:
+                return cached
             snap = inv.snapshot()
             memo = (snap.generation, self._build_view(snap.tables))
-            self._memo = memo
-        return dataclasses.replace(memo[1], age_secs=inv.age)
+        self._memo = memo
+        return memo
 
     def outage(self) -> Outage | None:
         inv = self.inventory
@@ -123,8 +139,11 @@ class XenPoolClient:
         return v
 
     def tagged_vms(self) -> list[VmView]:
-        self.inventory.ensure(DEFAULT_MAX_AGE)
-        tables = self.inventory.snapshot().tables
+        inv = self.inventory
+        inv.ensure(DEFAULT_MAX_AGE)
+        if isinstance(inv, SharedInventory):
+            return inv.tagged_vms()
+        tables = inv.snapshot().tables
         host_uuids = R.host_uuids(tables["host"])
         gms = tables["vm_guest_metrics"]
         return [R.vm_view(ref, rec, gms.get(rec.get("guest_metrics", R.NULL)), host_uuids)
@@ -227,5 +246,6 @@ class XenPoolClient:
 
 def open_pool(host: HostConfig, clock: Clock = SYSTEM) -> XenPoolClient:
     """The XenPool for one [xenhostN]; connects lazily (safe to call before fork).
-    `clock`: the core's, for the waits on guests."""
-    return XenPoolClient(host, clock=clock)
+    `clock`: the core's, for the waits on guests. In a worker of `dynvm serve` its
+    inventory is the instance's shared one."""
+    return XenPoolClient(host, clock=clock, shared=shared_address())

@@ -7,8 +7,8 @@ from typing import Any
 
 from dynvm.core.ports import XenError
 from dynvm.xen import records as R
-from dynvm.xen.inventory import Inventory
 from dynvm.xen.session import SessionPool
+from dynvm.xen.shared_inventory import AnyInventory
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 class PoolAccess:
     """One pool's sessions and inventory; subclasses add one subject each."""
 
-    def __init__(self, sessions: SessionPool, inventory: Inventory) -> None:
+    def __init__(self, sessions: SessionPool, inventory: AnyInventory) -> None:
         self.sessions = sessions
         self.inventory = inventory
         self.host_ref = sessions.host.ref

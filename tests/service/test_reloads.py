@@ -17,7 +17,7 @@ import requests
 from dynvm.runtime.serving import quit_once
 from dynvm.sim import Farm
 from testbed.processes import GroupProcess
-from testbed.serving import alive, children, serve_command
+from testbed.serving import alive, children, serve_command, workers
 from tests.service.conftest import FarmProbe, served, wait_until, write_ini
 from tests.support.files import not_private
 
@@ -80,19 +80,19 @@ class Load:
 def test_hup_and_worker_term_under_load_fail_no_request(tmp_path, farm, clean_farm) -> None:
     log = tmp_path / "serve.log"
     with served(write_ini(tmp_path, farm), workers=2, log=log) as (base, proc):
-        wait_until(lambda: len(children(proc.pid)) == 2, timeout=60, what="two workers")
+        wait_until(lambda: len(workers(proc.pid)) == 2, timeout=60, what="two workers")
         with Load(base) as load:
             load.at_least(50)
-            before = children(proc.pid)
+            before = workers(proc.pid)
             os.kill(proc.pid, signal.SIGHUP)
-            wait_until(lambda: len(children(proc.pid)) == 2 and
-                       not (children(proc.pid) & before), timeout=120,
+            wait_until(lambda: len(workers(proc.pid)) == 2 and
+                       not (workers(proc.pid) & before), timeout=120,
                        what="the workers to be replaced after HUP")
             load.at_least(100)
-            victim = min(children(proc.pid))
+            victim = min(workers(proc.pid))
             os.kill(victim, signal.SIGTERM)
-            wait_until(lambda: victim not in children(proc.pid) and
-                       len(children(proc.pid)) == 2, timeout=120,
+            wait_until(lambda: victim not in workers(proc.pid) and
+                       len(workers(proc.pid)) == 2, timeout=120,
                        what="gunicorn to replace the worker")
             load.at_least(100)
         assert proc.poll() is None, log.read_text()
@@ -104,34 +104,55 @@ def test_hup_and_worker_term_under_load_fail_no_request(tmp_path, farm, clean_fa
     assert "Traceback" not in text, text[-3000:]
 
 
-def test_hup_keeps_the_old_workers_serving_until_the_new_ones_do(tmp_path, farm,
-                                                                  clean_farm) -> None:
-    """A reload stalls nothing: while the new workers load the inventory, the old
-    ones still answer; they stop once the new ones serve."""
+def test_hup_brings_workers_warm_at_once_from_the_shared_inventory(tmp_path, farm,
+                                                                   clean_farm) -> None:
+    """The workers of a reload read no pool: the inventory process hands them its views,
+    so however big the farm, a new worker serves at once and no request waits for it."""
     log = tmp_path / "serve.log"
     with served(write_ini(tmp_path, farm), workers=2, log=log) as (base, proc):
         wait_until(lambda: log.read_text().count("worker warmed up") >= 2, timeout=60,
                    what="both workers to warm up")
-        old = children(proc.pid)
+        old = workers(proc.pid)
+        assert len(children(proc.pid) - old) == 1  # the inventory process
         with Load(base) as load:
             load.at_least(20)
-            hold = farm.hold("VM.get_all_records")  # a new worker's warm-up waits here
-            try:
-                os.kill(proc.pid, signal.SIGHUP)
-                wait_until(hold.reached.is_set, timeout=120,
-                           what="a new worker to load its inventory")
-                load.at_least(100)
-                assert old <= children(proc.pid)  # answered by the old workers, still running
-                assert log.read_text().count("worker warmed up") == 2  # no new one is warm
-            finally:
-                hold.release()
-            wait_until(lambda: len(children(proc.pid)) == 2 and not (children(proc.pid) & old),
+            farm.reset_call_counts()
+            os.kill(proc.pid, signal.SIGHUP)
+            wait_until(lambda: len(workers(proc.pid)) == 2 and not (workers(proc.pid) & old),
                        timeout=120, what="the old workers to stop once the new ones serve")
             load.at_least(50)
+        reads = {m: n for per in farm.call_counts().values() for m, n in per.items()
+                 if m.endswith("get_all_records") or m.endswith("login_with_password")}
+        assert reads == {}, reads
         assert proc.poll() is None, log.read_text()
         assert load.failures == [], load.failures[:10]
         assert log.read_text().count("worker warmed up") == 4
         assert "gave up waiting" not in log.read_text()
+
+
+def test_a_lost_inventory_process_is_started_again_and_workers_follow(tmp_path, farm,
+                                                                      clean_farm) -> None:
+    log = tmp_path / "serve.log"
+    with served(write_ini(tmp_path, farm), workers=2, log=log) as (base, proc):
+        wait_until(lambda: len(workers(proc.pid)) == 2, timeout=60, what="two workers")
+        (inventory,) = children(proc.pid) - workers(proc.pid)
+        os.kill(inventory, signal.SIGKILL)
+        wait_until(lambda: len(children(proc.pid) - workers(proc.pid) - {inventory}) == 1,
+                   timeout=60, what="the master to start the inventory process again")
+        farm.reset_call_counts()
+
+        def answers() -> bool:
+            r = requests.get(base + "/showall", timeout=30, headers={"Connection": "close"})
+            return r.status_code == 200 and r.json() != {}
+
+        wait_until(lambda: all(answers() for _ in range(4)), timeout=120,
+                   what="every worker to read the new inventory process's views")
+        # Each pool read once at most, for both workers (it may have been read before the
+        # count was reset, as a request found the new process).
+        assert sum(per.get("VM.get_all_records", 0)
+                   for per in farm.call_counts().values()) <= len(farm.pools)
+        assert proc.poll() is None
+    assert "starting it again" in log.read_text()
 
 
 def test_workers_are_warm_before_their_first_request(tmp_path, farm, clean_farm) -> None:
@@ -181,9 +202,10 @@ def embedded(tmp_path: Path) -> Iterator:
 
 def test_kill_9_of_serve_leaves_no_process(embedded, tmp_path) -> None:
     proc, farm_pid, log = embedded("serve.log")
-    wait_until(lambda: len(children(proc.pid)) >= 3, timeout=60, what="farm and workers")
+    wait_until(lambda: len(workers(proc.pid)) == 2, timeout=60, what="the workers")
     family = children(proc.pid)
     assert farm_pid in family
+    assert len(family) == 4, family  # the farm, the inventory process, two workers
     proc.kill()
     proc.wait()
     # PR_SET_PDEATHSIG: the kernel kills each of them as the parent dies; 5 s is plenty.

@@ -1,0 +1,168 @@
+"""The inventory process: one event-fed `Inventory` per pool, shared by every worker.
+
+`dynvm serve` starts it (`dynvm.runtime.inventory_process`) before its
+workers and it dies with `dynvm serve` (the kernel's parent-death signal).
+Workers connect over a Unix socket (`SharedInventory`): a subscription gets
+the pool's views at once and then, on every change, the views that changed;
+any other connection asks questions, one answer each. A pool is opened the
+first time a worker names it (by how it is reached, `host_key`), so a
+configuration reload that adds a host needs nothing from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from multiprocessing.connection import Connection, Listener
+from typing import Any
+
+from dynvm.config import HostConfig
+from dynvm.core.ports import PoolView
+from dynvm.xen.pool import XenPoolClient
+from dynvm.xen.shared_inventory import HostKey, encode_error, host_key
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECS = 1.0  # a subscriber hears at least this often (feed times, liveness)
+
+
+class ServedPool:
+    """One pool's client and its views, built once per generation for every subscriber."""
+
+    def __init__(self, host: HostConfig) -> None:
+        self.pool = XenPoolClient(host, shared=None)
+        self.inventory = self.pool.inventory
+        self._lock = threading.Lock()
+
+    def current(self) -> tuple[int, PoolView]:
+        with self._lock:
+            return self.pool.current_view()
+
+    def status(self, generation: int) -> dict[str, Any]:
+        inv = self.inventory
+        err = inv.last_error
+        return {"loaded": inv.loaded, "generation": generation, "fresh_at": inv.fresh_at,
+                "retry_at": inv.retry_at, "down_since": inv.down_since,
+                "error": None if err is None else encode_error(err)}
+
+    def answer(self, method: str, args: tuple[Any, ...]) -> Any:
+        inv = self.inventory
+        if method == "ensure":
+            inv.ensure(float(args[0]))
+            return inv.generation
+        if method == "apply_record":
+            applied = inv.apply_record(*args)
+            return applied, inv.generation
+        if method == "refresh_vm":
+            record = inv.refresh_vm(*args)
+            return record, inv.generation
+        if method == "tagged_vms":
+            return self.pool.tagged_vms()
+        if method in QUERIES:
+            return getattr(inv, method)(*args)
+        raise ValueError(f"no such question: {method!r}")
+
+
+QUERIES = frozenset({"tables", "record", "has", "ref_by_uuid", "vm_with_metrics", "host_pifs",
+                     "attached_srs", "finished_task"})
+
+
+class InventoryHost:
+    """Serves the pools' inventories on a Unix socket until stopped."""
+
+    def __init__(self, address: str, authkey: bytes) -> None:
+        self.listener = Listener(address, "AF_UNIX", authkey=authkey)
+        self._pools: dict[HostKey, ServedPool] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def pool(self, host: HostConfig) -> ServedPool:
+        key = host_key(host)
+        with self._lock:
+            served = self._pools.get(key)
+            if served is None:
+                served = self._pools[key] = ServedPool(host)
+            return served
+
+    def serve_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = self.listener.accept()
+            except OSError:
+                if self._stop.is_set():
+                    return
+                log.exception("inventory process: accept failed")
+                continue
+            except Exception as exc:  # a client that failed the handshake
+                log.warning("inventory process: connection refused: %s", exc)
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True,
+                             name="inventory-conn").start()
+
+    def _handle(self, conn: Connection) -> None:
+        try:
+            first = conn.recv()
+            if first[0] == "subscribe":
+                self._publish(conn, self.pool(first[1]))
+                return
+            while True:
+                self._reply(conn, first)
+                first = conn.recv()
+        except (EOFError, OSError):
+            pass  # the worker went away
+        except Exception:  # the worker reconnects and starts afresh
+            log.exception("inventory process: a connection failed")
+        finally:
+            conn.close()
+
+    def _reply(self, conn: Connection, message: tuple[Any, ...]) -> None:
+        _, host, method, args = message
+        try:
+            reply: tuple[bool, Any] = (True, self.pool(host).answer(method, args))
+        except Exception as exc:  # sent to the worker, raised there
+            reply = (False, encode_error(exc))
+        conn.send(reply)
+
+    def _publish(self, conn: Connection, served: ServedPool) -> None:
+        """Send the views at once, then what changed, whenever the inventory changes."""
+        inv = served.inventory
+        sent: Mapping[str, Any] | None = None
+        hosts: Any = None
+        templates: Any = None
+        seen = last = -1
+        while not self._stop.is_set():
+            ticks = inv.ticks
+            if ticks == seen:
+                inv.wait_for(_changed(inv, seen), HEARTBEAT_SECS)
+                ticks = inv.ticks
+            seen = ticks
+            msg: dict[str, Any] = {}
+            generation = inv.generation
+            if inv.loaded:
+                generation, view = served.current()
+                vms = view.vms  # a new mapping per generation, never changed after
+                if sent is None:
+                    msg.update(vms=dict(vms), full=True)
+                elif generation != last:
+                    msg["vms"] = {u: v for u, v in vms.items() if sent.get(u) is not v}
+                    msg["gone"] = [u for u in sent if u not in vms]
+                sent, last = vms, generation
+                if view.hosts != hosts:
+                    hosts = msg["hosts"] = view.hosts
+                if view.templates != templates:
+                    templates = msg["templates"] = dict(view.templates)
+            msg["status"] = served.status(generation)
+            conn.send(msg)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        with self._lock:
+            pools = list(self._pools.values())
+        for served in pools:
+            served.pool.close()
+
+
+def _changed(inv: Any, seen: int) -> Callable[[], bool]:
+    return lambda: inv.ticks != seen
