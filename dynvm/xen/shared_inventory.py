@@ -41,6 +41,7 @@ KEY_ENV = "DYNVM_INVENTORY_KEY"
 CONNECT_SECS = 30.0  # how long a worker waits for the inventory process to listen
 DELIVERY_SECS = 30.0  # how long a worker waits for its views to reach a generation
 RETRY_MIN, RETRY_MAX = 0.1, 5.0
+CANCEL_POLL = 0.02  # seconds between looks at a waiter's cancel event
 
 HostKey = tuple[Any, ...]
 
@@ -334,9 +335,15 @@ class SharedInventory:
             left = deadline - clock.monotonic()
             if result or left <= 0 or (cancel is not None and cancel.is_set()):
                 return result or None
+            # Between changes only the cancel and the deadline are looked at (no question
+            # to the process), often, so a stopping worker's builds answer at once.
+            step = min(poll, CANCEL_POLL) if cancel is not None else poll
             with self._cond:
-                if self.ticks == seen:
-                    clock.wait_on(self._cond, min(left, poll))
+                while self.ticks == seen and not (cancel is not None and cancel.is_set()):
+                    left = deadline - clock.monotonic()
+                    if left <= 0:
+                        break
+                    clock.wait_on(self._cond, min(left, step))
 
     def close(self) -> None:
         self._stop.set()
