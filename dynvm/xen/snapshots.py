@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from dynvm.core.ports import VmSnapshot, XenError
-from dynvm.xen.inventory import Inventory
 from dynvm.xen.pool_access import PoolAccess
 from dynvm.xen.session import SessionPool
+from dynvm.xen.shared_inventory import AnyInventory
 from dynvm.xen.teardown import VmRemover
 
 SNAPSHOT_NOT_FOUND = "SNAPSHOT_NOT_FOUND"
@@ -17,7 +17,7 @@ SNAPSHOT_NOT_FOUND = "SNAPSHOT_NOT_FOUND"
 class VmSnapshots(PoolAccess):
     """Takes snapshots of a VM, lists them, reverts it to one of them, deletes one."""
 
-    def __init__(self, sessions: SessionPool, inventory: Inventory, remover: VmRemover) -> None:
+    def __init__(self, sessions: SessionPool, inventory: AnyInventory, remover: VmRemover) -> None:
         super().__init__(sessions, inventory)
         self._remover = remover
 
