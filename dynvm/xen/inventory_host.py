@@ -12,6 +12,7 @@ configuration reload that adds a host needs nothing from here.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection, Listener
@@ -157,11 +158,21 @@ class InventoryHost:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake_accept()  # closing a listening socket does not end an accept() under way
         self.listener.close()
         with self._lock:
             pools = list(self._pools.values())
         for served in pools:
             served.pool.close()
+
+
+    def _wake_accept(self) -> None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1.0)
+                probe.connect(self.listener.address)
+        except OSError:
+            pass  # nothing listening any more: nothing to wake
 
 
 def _changed(inv: Any, seen: int) -> Callable[[], bool]:

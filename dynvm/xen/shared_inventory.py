@@ -88,9 +88,12 @@ def shared_address() -> tuple[str, bytes] | None:
     return socket_address(name), bytes.fromhex(key)
 
 
-def connect(address: str, authkey: bytes, deadline_secs: float = CONNECT_SECS) -> Connection:
-    """A connection to the inventory process, waiting for it to listen (it may be starting)."""
-    deadline = time.monotonic() + deadline_secs
+def connect(address: str, authkey: bytes, deadline_secs: float | None = None) -> Connection:
+    """A connection to the inventory process, waiting for it to listen (it may be starting).
+
+    The deadline defaults to `CONNECT_SECS` as it is when called, not when defined.
+    """
+    deadline = time.monotonic() + (CONNECT_SECS if deadline_secs is None else deadline_secs)
     pause = RETRY_MIN
     while True:
         try:

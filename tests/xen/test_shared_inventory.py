@@ -35,6 +35,7 @@ def shared() -> Iterator[tuple[str, bytes]]:
     finally:
         host.stop()
         thread.join(timeout=30)
+        assert not thread.is_alive(), "stop() must end serve_forever's accept()"
 
 
 def workers(farm: Farm, shared: tuple[str, bytes], n: int, **overrides: Any) \
