@@ -113,6 +113,9 @@ def _result(ctx: Context, rec: RequestRecord) -> ServersResult:
         or str(rec.detail.get("error") or rec.detail.get("reason") or rec.state)
     if rec.state == RequestState.CANCELLED:
         raise ProvisionFailed(f"Error: the request was {reasons}")
+    if rec.state in (RequestState.EXPIRED, RequestState.REFUSED):  # left the queue unbuilt
+        raise NoCapacity(f"No capacity is available! {rec.count} {rec.os} VM(s) asked; "
+                         f"the request left the queue: {reasons}")
     if rec.detail.get("params", {}).get("all_or_none", True):
         raise AllOrNoneFailed(f"all vms couldn't be created successfully: {reasons}")
     raise ProvisionFailed(f"Error: no VM could be created: {reasons}")

@@ -404,3 +404,37 @@ def test_a_queued_request_keeps_its_keys_and_hostname(tmp_path, farm, ssh_port, 
         rec = s.ctx.store.requests.get(body["id"])
         assert rec is not None and key.get_base64() not in str(rec.detail), rec.detail
         s.background.stop()
+
+
+def test_a_legacy_wait_whose_request_expires_in_the_queue_is_answered_no_capacity(
+        tmp_path, farm, clean_farm) -> None:
+    """A waiting legacy call whose request another party ends while it waits (the
+    leader's `max_wait_minutes` sweep) gets the seed's 503 with the reason, not a
+    server error."""
+    from dynvm.core import queueing
+    from dynvm.core.lifecycle import RequestState
+
+    ini = write_ini(tmp_path, farm, extra=SMALL + "legacy.wait.secs=600\n",
+                    hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}))
+    with dynvm_on(ini) as s:
+        api = create_app(service=s).test_client()
+        owner = bearer(tokens.create(s.ctx.store, "team-a")[0])
+        fill(api, owner)
+        answers: list = []
+        caller = threading.Thread(
+            target=lambda: answers.append(create_app(service=s).test_client().get(
+                "/getservers/lx?os=centos")))
+        caller.start()
+
+        def queued() -> list:
+            return [x for x in s.ctx.store.requests.find("queued") if x.name == "lx"]
+
+        wait_until(lambda: bool(queued()))
+        (rec,) = queued()
+        assert queueing.leave(s.ctx, rec, RequestState.EXPIRED, "expired: waited its longest")
+        caller.join(timeout=60)
+        assert not caller.is_alive()
+        (r,) = answers
+        assert r.status_code == 503, r.text
+        assert "No capacity is available!" in r.text and "waited its longest" in r.text, r.text
+        s.background.stop()
