@@ -9,6 +9,7 @@ it is one line on stderr and exit code 2, the code of every configuration proble
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -83,3 +84,9 @@ def service(ctx: click.Context) -> Iterator[Dynvm]:
 
 def _message(exc: Any) -> str:
     return str(getattr(exc, "message", None) or exc).removeprefix("Error: ")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """A command of the local configuration ends: the message on stderr, exit `code`."""
+    click.echo(message, err=True)
+    sys.exit(code)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dynvm.cli.maintenance import _fail, _service, config_option
+from dynvm.cli.configfile import config_option, fail, service
 
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm
@@ -46,11 +46,11 @@ def plan(ctx: click.Context, prune: bool, restart: bool, as_json: bool) -> None:
     nothing."""
     from dynvm.core.errors import FleetRefused
 
-    with _service(ctx) as svc:
+    with service(ctx) as svc:
         try:
             made = svc.fleet.plan(prune=prune, restart=restart)
         except FleetRefused as exc:
-            _fail(f"refused: {exc}", 2)
+            fail(f"refused: {exc}", 2)
     _echo_plan(made, as_json)
     sys.exit(0 if made.ok else 2)
 
@@ -69,7 +69,7 @@ def apply_cmd(ctx: click.Context, execute: bool, prune: bool, restart: bool,
     when any VM cannot be placed."""
     from dynvm.core.errors import FleetRefused
 
-    with _service(ctx) as svc:
+    with service(ctx) as svc:
         try:
             if not execute:
                 made = svc.fleet.plan(prune=prune, restart=restart)
@@ -81,7 +81,7 @@ def apply_cmd(ctx: click.Context, execute: bool, prune: bool, restart: bool,
         except FleetRefused as exc:
             if exc.plan is not None and not as_json:
                 _echo_plan(exc.plan, False)
-            _fail(f"refused, nothing done: {exc}", 2)
+            fail(f"refused, nothing done: {exc}", 2)
     if as_json:
         click.echo(json.dumps({**applied.plan.to_dict(), "done": applied.done,
                                "failed": applied.failed}, indent=2, sort_keys=True))
@@ -118,15 +118,15 @@ def _with_progress(svc: Dynvm, prune: bool, restart: bool) -> Any:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Every fleet VM: declared where, running where, and how it drifted."""
-    with _service(ctx) as svc:
+    with service(ctx) as svc:
         report = svc.fleet.status()
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
     if report["error"]:
-        _fail(report["error"], 2)
+        fail(report["error"], 2)
     if not report["configured"]:
-        _fail("no fleet: the configuration has no [fleet] path", 2)
+        fail("no fleet: the configuration has no [fleet] path", 2)
     from rich.console import Console
 
     Console().print(fleet_table(report))

@@ -8,16 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dynvm.cli.configfile import config_option
-from dynvm.cli.configfile import service as _service
+from dynvm.cli.configfile import config_option, fail, service
 
 if TYPE_CHECKING:
     from dynvm.core.services import Dynvm
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(message, err=True)
-    sys.exit(code)
 
 
 # ---------------------------------------------------------------- hosts
@@ -31,7 +25,7 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
     """List hosts with their state; `drain N` / `undrain N` take a pool in or out of placement."""
     if ctx.invoked_subcommand is not None:
         return
-    with _service(ctx) as svc:
+    with service(ctx) as svc:
         report = svc.maintenance.hosts_report()
         fleet = svc.fleet.status()
     with_fleet(report, fleet)
@@ -85,11 +79,11 @@ def with_fleet(report: list[dict[str, Any]], fleet: dict[str, Any]) -> None:
 def _drain(ctx: click.Context, ref: int, on: bool) -> None:
     from dynvm.core.errors import DynvmError
 
-    with _service(ctx) as svc:
+    with service(ctx) as svc:
         try:
             out = svc.maintenance.set_drain(ref, on, by="dynvm hosts")
         except DynvmError as exc:
-            _fail(exc.message.removeprefix("Error: "), 2)
+            fail(exc.message.removeprefix("Error: "), 2)
     click.echo(f"xenhost{ref}: {'drained' if out['drained'] else 'in placement'}")
     if out["note"]:
         click.echo(out["note"], err=True)
@@ -154,19 +148,19 @@ def reboot(ctx: click.Context, ref: int, execute: bool, strategy: str, parallel:
     opts = Options(execute=execute, strategy=strategy, parallel=parallel,
                    drain_timeout=drain_timeout, reboot_timeout=reboot_timeout,
                    lock_ttl=lock_ttl)
-    with _service(ctx) as svc:
+    with service(ctx) as svc:
         try:
             if not execute:
                 plan = svc.maintenance.rolling_reboot(ref, opts)
             else:
                 plan = _with_progress(svc, ref, opts)
         except MaintenanceRefused as exc:
-            _fail(f"refused: {exc}", 2)
+            fail(f"refused: {exc}", 2)
         except MaintenanceFailed as exc:
-            _fail(f"stopped: {exc}\nthe status (dynvm maintenance status) says where; "
+            fail(f"stopped: {exc}\nthe status (dynvm maintenance status) says where; "
                   f"run the same command again to resume", 1)
         except DynvmError as exc:
-            _fail(exc.message.removeprefix("Error: "), 2)
+            fail(exc.message.removeprefix("Error: "), 2)
     if as_json:
         click.echo(json.dumps(plan.to_dict(), indent=2, sort_keys=True))
     elif not execute:
@@ -203,6 +197,6 @@ def _with_progress(svc: Dynvm, ref: int, opts: Any) -> Any:
 @click.pass_context
 def status_cmd(ctx: click.Context) -> None:
     """Where each pool's last rolling reboot is (also on /health and /maintenance)."""
-    with _service(ctx) as svc:
+    with service(ctx) as svc:
         click.echo(json.dumps(svc.maintenance.status(), indent=2, sort_keys=True,
                               default=str))
