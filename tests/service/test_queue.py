@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -352,15 +353,23 @@ def test_a_legacy_getservers_waits_in_the_queue_with_wait(api, svc, tok) -> None
     assert rec is not None and rec.state == "done" and rec.detail["waited"] > 0
 
 
-def test_a_legacy_wait_that_ends_before_room_frees_is_refused(tmp_path, farm, clean_farm) -> None:
-    """`[queue] legacy.wait.secs` is every legacy call's wait; when it is over the call is
-    refused as the seed refuses, and its request left the queue, expired."""
-    ini = write_ini(tmp_path, farm, extra=SMALL + "legacy.wait.secs=1\n",
+@contextmanager
+def full_farm_with_legacy_wait(tmp_path: Path, farm: Farm, wait_secs: int) \
+        -> Iterator[tuple[Dynvm, FlaskClient]]:
+    """A service whose legacy calls wait `wait_secs` in the queue, its farm full of
+    team-a's VMs."""
+    ini = write_ini(tmp_path, farm, extra=SMALL + f"legacy.wait.secs={wait_secs}\n",
                     hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}))
     with dynvm_on(ini) as s:
         api = create_app(service=s).test_client()
-        owner = bearer(tokens.create(s.ctx.store, "team-a")[0])
-        fill(api, owner)
+        fill(api, bearer(tokens.create(s.ctx.store, "team-a")[0]))
+        yield s, api
+
+
+def test_a_legacy_wait_that_ends_before_room_frees_is_refused(tmp_path, farm, clean_farm) -> None:
+    """`[queue] legacy.wait.secs` is every legacy call's wait; when it is over the call is
+    refused as the seed refuses, and its request left the queue, expired."""
+    with full_farm_with_legacy_wait(tmp_path, farm, 1) as (s, api):
         r = api.get("/getservers/lx?os=centos")
         assert r.status_code == 503, r.text
         assert "no room freed within wait=1 s in the queue" in r.text, r.text
@@ -414,12 +423,7 @@ def test_a_legacy_wait_whose_request_expires_in_the_queue_is_answered_no_capacit
     from dynvm.core import queueing
     from dynvm.core.lifecycle import RequestState
 
-    ini = write_ini(tmp_path, farm, extra=SMALL + "legacy.wait.secs=600\n",
-                    hosts=Ini.of_farm(farm).set_hosts({"host.vms.max.centos": 1}))
-    with dynvm_on(ini) as s:
-        api = create_app(service=s).test_client()
-        owner = bearer(tokens.create(s.ctx.store, "team-a")[0])
-        fill(api, owner)
+    with full_farm_with_legacy_wait(tmp_path, farm, 600) as (s, _):
         answers: list = []
         caller = threading.Thread(
             target=lambda: answers.append(create_app(service=s).test_client().get(
