@@ -14,6 +14,7 @@ import selectors
 import socket
 import threading
 from collections.abc import Mapping
+from contextlib import suppress
 
 import paramiko
 from paramiko.common import (
@@ -96,7 +97,8 @@ class _GuestSshd(paramiko.ServerInterface):
         except (OSError, EOFError, paramiko.SSHException):
             pass
         finally:
-            channel.close()
+            with suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()  # a client that went first: nothing left to tell it
 
 
 class GuestPorts:
