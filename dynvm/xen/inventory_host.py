@@ -96,6 +96,8 @@ class InventoryHost:
                 log.exception("inventory process: accept failed")
                 continue
             except Exception as exc:  # a client that failed the handshake
+                if self._stop.is_set():
+                    return  # stop()'s own wake-up call, not a stranger
                 log.warning("inventory process: connection refused: %s", exc)
                 continue
             threading.Thread(target=self._handle, args=(conn,), daemon=True,
