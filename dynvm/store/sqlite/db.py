@@ -184,12 +184,8 @@ class SqliteDb:
         old = getattr(self._local, "held", None)
         self._local.held = held
         if old is not None and old.pid == pid:
-            if old.identity == held.identity:
-                with suppress(sqlite3.Error):
-                    old.conn.close()
-            # else: a handle to a deleted or replaced file is left open. Closing
-            # it makes SQLite checkpoint and delete "<path>-wal" and "-shm" by
-            # name: the new file's, under the threads using it (disk I/O error).
+            with suppress(sqlite3.Error):
+                old.conn.close()
         return held.conn
 
     @contextmanager
