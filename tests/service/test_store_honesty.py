@@ -7,6 +7,7 @@ exactly like another process. Xen is the simulator over real XML-RPC.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -125,8 +126,13 @@ def test_deleted_store_file_is_recreated_whole_without_restart(svc, tmp_path, mo
     assert svc.ctx.static_pools.get(json.loads(r.get_data(as_text=True))["del1"]) is not None
     assert client.get("/releaseservers/del1").status_code == 200
     db = tmp_path / "dynvm.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    # The three files go as one (`rm dynvm.sqlite*`), under the lock the store recreates
+    # the file under: a thread that recreated it between two unlinks would lose the new
+    # file's WAL to the next one, and SQLite then answers "disk I/O error" (short read).
+    with open(f"{db}.lock", "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
     r = client.get("/getservers/del2?os=centos&pools=regression&format=detailed")
     assert r.status_code == 200, r.get_data(as_text=True)
     assert db.exists()

@@ -180,7 +180,7 @@ class SqliteDb:
                 self._identity = identity
                 self._all.add(held)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {one_line(exc)}") from exc
         old = getattr(self._local, "held", None)
         self._local.held = held
         if old is not None and old.pid == pid:
@@ -274,7 +274,11 @@ def drop_ttl_lock(c: sqlite3.Connection, table: str, name: str, holder: str) -> 
 
 
 def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
+    """The error on one line, with SQLite's own code name ("disk I/O error" alone does not
+    say whether a read fell short or a lock failed)."""
+    text = " ".join(str(exc).split())[:200]
+    name = getattr(exc, "sqlite_errorname", None)
+    return f"{text} ({name})" if name and name not in ("SQLITE_ERROR", "SQLITE_OK") else text
 
 
 def dumps(data: dict[str, Any]) -> str:
