@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dynvm.cli.main import EMBEDDED_HOSTS, EMBEDDED_POOLS, main
+from dynvm.cli.embedded import EMBEDDED_HOSTS, EMBEDDED_POOLS
+from dynvm.cli.main import main
 from dynvm.core.answers import ServersRequest
 from dynvm.sim import Farm
 from dynvm.sim.farmgen import SHARED_SR
@@ -20,7 +21,7 @@ from tests.service.conftest import SPEED, dynvm_on, write_ini
 
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[Farm]:
-    # As `dynvm serve` starts it (dynvm.cli.main.embedded_farm), at the tests' speed.
+    # As `dynvm serve` starts it (dynvm.cli.embedded.embedded_farm), at the tests' speed.
     f = build_farm(EMBEDDED_HOSTS, EMBEDDED_POOLS, 0, [], "127.0.0.1", 0, SPEED, False,
                    shared_sr=True).start()
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dynvm.api import create_app
-from dynvm.cli.main import EMBEDDED_HOSTS, EMBEDDED_POOLS
+from dynvm.cli.embedded import EMBEDDED_HOSTS, EMBEDDED_POOLS
 from dynvm.core import tokens
 from dynvm.runtime.bootstrap import build_service
 from dynvm.sim import Farm
@@ -33,7 +33,7 @@ from tests.service.conftest import (
 
 
 def embedded_farm() -> Farm:
-    """A farm as `dynvm serve` embeds it (dynvm.cli.main.embedded_farm), at test speed."""
+    """A farm as `dynvm serve` embeds it (dynvm.cli.embedded.embedded_farm), at test speed."""
     from tests.service.conftest import SPEED
 
     return build_farm(EMBEDDED_HOSTS, EMBEDDED_POOLS, 0, [], "127.0.0.1", 0, SPEED, False,
