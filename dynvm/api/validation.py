@@ -1,4 +1,5 @@
-"""Input validation for the legacy routes: one pydantic model per route.
+"""Input validation for the legacy routes: one pydantic model per route (of the value
+types in `dynvm.api.fields`).
 
 Every query parameter is checked here, before the core is called, so that a
 bad value is answered with a one-line 400 naming the parameter and what is
@@ -7,13 +8,11 @@ allowed, and never reaches a Xen host.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,25 +20,26 @@ from pydantic import (
     field_validator,
 )
 
+from dynvm.api.fields import (
+    Count,
+    Cpus,
+    ExpiryBase,
+    Flag,
+    Format,
+    HostRef,
+    Labels,
+    MemBytes,
+    Minutes,
+    MinutesOrZero,
+    Name,
+    NetworkId,
+    Seconds,
+    State,
+    StaticPoolNames,
+    shown,
+)
 from dynvm.api.formatting import echo
-from dynvm.config.digits import parse_int
 from dynvm.core.services import HistoryState, ServersRequest, Target
-
-MAX_COUNT = 100
-MAX_NAME_LEN = 64
-MAX_CPUS = 256
-MIN_MEM_BYTES = 128 * 2**20
-MAX_MEM_BYTES = 4 * 2**40
-MAX_MINUTES = 525_600  # one year; the service caps leases further (vm.expiry.minutes)
-MAX_LABELS = 32
-
-NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LEN - 1}}}")
-LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-STATE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
-NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:()#-]{0,127}")
-
-TRUE_WORDS = frozenset({"true", "1", "yes"})
-FALSE_WORDS = frozenset({"false", "0", "no"})
 
 
 class InvalidParam(Exception):
@@ -49,140 +49,6 @@ class InvalidParam(Exception):
         super().__init__(f"bad parameter '{param}': {message}")
         self.param = param
         self.message = f"bad parameter '{param}': {message}"
-
-
-def _shown(value: Any) -> str:
-    """The offending value, quoted, escaped and shortened, for the error message."""
-    return "'" + echo(str(value), 40) + "'"
-
-
-def _int_parser(low: int, high: int, unit: str = "") -> Callable[[Any], int]:
-    what = f"an integer from {low} to {high}{unit}"
-
-    def parse(value: Any) -> int:
-        if isinstance(value, bool):
-            raise ValueError(f"must be {what}")
-        if isinstance(value, int):
-            number = value
-        else:
-            try:  # ASCII digits only: int() would take '١' or '1_0'
-                number = parse_int(str(value))
-            except ValueError:
-                raise ValueError(f"must be {what} (got {_shown(value)})") from None
-        if not low <= number <= high:
-            raise ValueError(f"must be {what} (got {number})")
-        return number
-
-    return parse
-
-
-def parse_bool(value: Any) -> bool:
-    """The words Jenkins jobs use for flags; anything else is refused, not guessed."""
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(f"must be one of true, false, 1, 0, yes, no (got {_shown(value)})")
-
-
-def check_name(value: Any) -> str:
-    text = str(value)
-    if ".." in text or not NAME_RE.fullmatch(text):
-        raise ValueError(
-            f"a VM name must be 1 to {MAX_NAME_LEN} characters of letters, digits, '_', '.' "
-            f"or '-', start with a letter or digit and not contain '..' (got {_shown(text)})"
-        )
-    return text
-
-
-def parse_labels(value: Any) -> frozenset[str]:
-    if isinstance(value, frozenset):
-        return value
-    parts = [p.strip() for p in str(value).split(",")]
-    labels = frozenset(p for p in parts if p)
-    if len(labels) > MAX_LABELS:
-        raise ValueError(f"at most {MAX_LABELS} labels are allowed")
-    for label in labels:
-        if not LABEL_RE.fullmatch(label):
-            raise ValueError(
-                "must be a comma-separated list of labels made of letters, digits, '_', '.' "
-                f"or '-' (got {_shown(label)})"
-            )
-    return labels
-
-
-def check_network(value: Any) -> str:
-    text = str(value).strip()
-    if not NETWORK_RE.fullmatch(text):
-        raise ValueError(
-            "must be a network device or name of letters, digits, spaces and _.:()#- "
-            f"(got {_shown(value)})"
-        )
-    return text
-
-
-def _lower_choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        word = str(value).strip().lower()
-        if word not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)} (got {_shown(value)})")
-        return word
-
-    return parse
-
-
-Count = Annotated[int, BeforeValidator(_int_parser(1, MAX_COUNT))]
-Cpus = Annotated[int, BeforeValidator(_int_parser(1, MAX_CPUS))]
-MemBytes = Annotated[int, BeforeValidator(_int_parser(MIN_MEM_BYTES, MAX_MEM_BYTES, " bytes"))]
-Minutes = Annotated[int, BeforeValidator(_int_parser(1, MAX_MINUTES, " minutes"))]
-MinutesOrZero = Annotated[int, BeforeValidator(_int_parser(0, MAX_MINUTES, " minutes"))]
-Seconds = Annotated[int, BeforeValidator(_int_parser(0, MAX_MINUTES * 60, " seconds"))]
-HostRef = Annotated[int, BeforeValidator(_int_parser(0, 10**6))]
-Flag = Annotated[bool, BeforeValidator(parse_bool)]
-Name = Annotated[str, BeforeValidator(check_name)]
-Labels = Annotated[frozenset[str], BeforeValidator(parse_labels)]
-NetworkId = Annotated[str, BeforeValidator(check_network)]
-FORMATS = ("servermanager", "short", "detailed")  # short: the seed's name for the IP list
-Format = Annotated[
-    Literal["servermanager", "short", "detailed"],
-    BeforeValidator(_lower_choice(FORMATS)),
-]
-ExpiryBase = Annotated[Literal["created", "now"], BeforeValidator(_lower_choice(("created", "now")))]
-
-
-def parse_static_pools(value: Any) -> tuple[str, ...]:
-    """pools=a,b: the static server pools new VMs join, in the order given, no repeats."""
-    if isinstance(value, tuple):
-        return value
-    names: list[str] = []
-    for part in (p.strip() for p in str(value).split(",")):
-        if not part or part in names:
-            continue
-        if not LABEL_RE.fullmatch(part):
-            raise ValueError("must be a comma-separated list of pool names made of letters, "
-                             f"digits, '_', '.' or '-' (got {_shown(part)})")
-        names.append(part)
-    if len(names) > MAX_LABELS:
-        raise ValueError(f"at most {MAX_LABELS} pools are allowed")
-    return tuple(names)
-
-
-StaticPoolNames = Annotated[tuple[str, ...], BeforeValidator(parse_static_pools)]
-
-
-def _check_state(value: Any) -> str:
-    text = str(value)
-    if not STATE_RE.fullmatch(text):
-        raise ValueError(
-            f"must be 1 to 32 letters, digits, '_' or '-' (got {_shown(text)})"
-        )
-    return text
-
-
-State = Annotated[str, BeforeValidator(_check_state)]
 
 
 def _check_os(value: Any, info: ValidationInfo) -> str:
@@ -195,7 +61,7 @@ def _check_os(value: Any, info: ValidationInfo) -> str:
         if key.lower() == text.lower():
             return key
     listed = ", ".join(sorted(known)) or "none configured"
-    raise ValueError(f"unknown OS {_shown(value)}; known: {listed}")
+    raise ValueError(f"unknown OS {shown(value)}; known: {listed}")
 
 
 def _check_host_ref(value: int | None, info: ValidationInfo) -> int | None:

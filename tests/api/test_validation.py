@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from dynvm.api.fields import parse_bool
 from dynvm.api.validation import (
     GetServersParams,
     InvalidParam,
     SetExpiryParams,
-    parse_bool,
     parse_params,
 )
 from dynvm.core.services import Target

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from dynvm.api.fields import MAX_MINUTES  # a year: the configured maximum lease bounds it further
 from dynvm.core.services import RequestState, Step
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$"
 OS_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 REQUEST_ID = r"^[0-9a-f]{32}$"
-MAX_MINUTES = 525600  # a year: the configured maximum lease bounds it further
 MAX_KEYS = 10
 MAX_KEY_LINE = 2048  # an RSA key of 8192 bits is about 1.4 KiB; the body stays under 64 KiB
 MAX_USER_DATA = 16 * 1024  # characters here; the core counts the bytes
