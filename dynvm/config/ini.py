@@ -3,7 +3,8 @@
 An operator fixing a farm file at night should not have to play whack-a-mole,
 so `parse_config` reports all problems of a file together, each naming file,
 line, section and key. Reading the text is `sections`, a host section is
-`hosts`; this module holds the key tables and the other sections.
+`hosts`, [auth], [quota] and [queue] are `sharing`; this module holds the key
+tables and the other sections.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from typing import Any
 from dynvm.config.hosts import parse_host
 from dynvm.config.model import (
     SNAPSHOTS_MAX,
-    AuthConfig,
     Config,
     CouchbaseConfig,
     GuestLogin,
     HostConfig,
     PoolConfig,
     QueueConfig,
-    QuotaLimits,
     StaticPoolConfig,
     StoreConfig,
 )
@@ -36,6 +35,7 @@ from dynvm.config.sections import (
     split_list,
     suggest,
 )
+from dynvm.config.sharing import QUOTA_SECTION, parse_access, parse_queue
 
 
 class ConfigError(Exception):
@@ -89,14 +89,7 @@ POOL_KEYS = ("ready", "labels", "ready.ttl.minutes", "min", "max")
 
 _HOST_SECTION = re.compile(r"xenhost([0-9]+)")  # ASCII digits: `\d` takes 'xenhost١'
 _POOL_SECTION = re.compile(r"pool\s+(\S+)")
-_QUOTA_SECTION = re.compile(r"quota(?:\s+(\S+))?")
-AUTH_KEYS = ("legacy", "fail.limit", "fail.window.secs")
 FLEET_KEYS = ("path",)
-AUTH_LEGACY = ("open", "mutating", "all")
-QUOTA_KEYS = ("vms", "vcpus", "memory_gib")
-QUOTA_PRIORITY_KEY = "priority.max"
-QUEUE_KEYS = ("max_wait_minutes", "max_wait_minutes.max", "legacy.wait.secs")
-PRIORITY_MAX = 100  # the highest priority any owner may be given
 
 
 # ------------------------------------------------------------------------ parsing
@@ -166,9 +159,9 @@ def parse_config(
     common_kwargs = _parse_common(sections["common"]) if "common" in sections else {}
     store = _parse_store(sections, p)
     pools = _parse_pools(pool_sections, sections, hosts, p)
-    auth, quotas, default_quota = _parse_access(sections, p)
+    auth, quotas, default_quota = parse_access(sections, p)
     fleet_path = _parse_fleet(sections["fleet"], base) if "fleet" in sections else None
-    queue = _parse_queue(sections["queue"]) if "queue" in sections else QueueConfig()
+    queue = parse_queue(sections["queue"]) if "queue" in sections else QueueConfig()
     if p.errors:
         raise ConfigError(p.errors, source)
     return Config(
@@ -198,8 +191,8 @@ def _parse_host_and_pool_sections(sections: dict[str, Section], base: Path | Non
     for name, s in sections.items():
         m_host = _HOST_SECTION.fullmatch(name)
         m_pool = _POOL_SECTION.fullmatch(name)
-        if _QUOTA_SECTION.fullmatch(name) or name == "auth":
-            continue  # _parse_access
+        if QUOTA_SECTION.fullmatch(name) or name == "auth":
+            continue  # parse_access
         if m_host:
             digits = m_host.group(1)
             if digits.startswith("0"):
@@ -340,52 +333,6 @@ def _parse_fleet(s: Section, base: Path | None) -> str | None:
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
     return os.path.abspath(path)
-
-
-def _parse_access(sections: dict[str, Section], p: Problems
-                  ) -> tuple[AuthConfig, dict[str, QuotaLimits], QuotaLimits]:
-    """[auth] and the [quota <owner>] / [quota] sections."""
-    auth = AuthConfig()
-    if "auth" in sections:
-        s = sections["auth"]
-        s.only(AUTH_KEYS)
-        legacy = (s.get_str("legacy", "open") or "open").lower()
-        if legacy not in AUTH_LEGACY:
-            p.error("auth", "legacy", f"must be one of {', '.join(AUTH_LEGACY)}")
-            legacy = "open"
-        auth = AuthConfig(legacy=legacy, fail_limit=s.get_int("fail.limit", auth.fail_limit),
-                          fail_window_secs=s.get_int("fail.window.secs", auth.fail_window_secs))
-    quotas: dict[str, QuotaLimits] = {}
-    default = QuotaLimits()
-    for name, s in sections.items():
-        m = _QUOTA_SECTION.fullmatch(name)
-        if not m:
-            continue
-        s.only((*QUOTA_KEYS, QUOTA_PRIORITY_KEY))
-        limits = QuotaLimits(**{k: (s.get_int(k, 0, minimum=0) if k in s.raw else None)
-                                for k in QUOTA_KEYS},
-                             priority_max=s.get_int(QUOTA_PRIORITY_KEY, 0, minimum=0,
-                                                    maximum=PRIORITY_MAX))
-        if m.group(1) is None:
-            default = limits
-        else:
-            quotas[m.group(1)] = limits
-    return auth, quotas, default
-
-
-def _parse_queue(s: Section) -> QueueConfig:
-    """[queue]: a request's longest wait for room, by default and at most; a legacy
-    getservers' wait by default."""
-    s.only(QUEUE_KEYS)
-    default = QueueConfig()
-    cap = s.get_int("max_wait_minutes.max", default.max_wait_minutes_cap)
-    wait = s.get_int("max_wait_minutes", min(default.max_wait_minutes, cap))
-    if wait > cap:
-        s.p.error(s.name, "max_wait_minutes", f"must not exceed max_wait_minutes.max ({cap})")
-    legacy = s.get_int("legacy.wait.secs", default.legacy_wait_secs, minimum=0,
-                       maximum=cap * 60)  # a legacy wait is a queued request's wait too
-    return QueueConfig(max_wait_minutes=min(wait, cap), max_wait_minutes_cap=cap,
-                       legacy_wait_secs=min(legacy, cap * 60))
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
