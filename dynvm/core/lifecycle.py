@@ -9,6 +9,8 @@ the VM's own `dynvm_state` tag (`TagState`), history documents
 the words the dashboard and /metrics show (`VmShown`, `PoolShown`,
 `MemberShown`) and the events the core reports (`CoreEvent`). No state is
 written as a raw string anywhere else (`tests/core/test_vocabulary.py`).
+Over 400 lines on purpose: one file that holds every vocabulary and every move
+is the point of it.
 
     (new) -> provisioning -> active ------------> releasing -> (deleted)
                   |    ^                              |

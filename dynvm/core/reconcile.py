@@ -24,6 +24,10 @@ that is dead. A lease whose VM is gone is closed as `vanished`, and a VM
 without a lease adopted, only when two consecutive passes saw the same: one
 listing is never trusted alone.
 
+Over 400 lines because a pass is one procedure: each of its steps reads the
+same two listings and the same dead-instance evidence, and splitting them
+would hand that evidence around instead of keeping it in one `_Pass`.
+
 A pass runs these steps over the lifecycle of `dynvm.core.lifecycle`, in order:
 `_own_vms` (per host: adopt, destroy or leave our VMs no finished lease
 covers), `_dead_builds`, `_vanished`, `_releases` (retry or finish
