@@ -30,6 +30,7 @@ from dynvm.api import (
     v1,
 )
 from dynvm.api.formatting import echo
+from dynvm.api.routing import App
 from dynvm.api.validation import InvalidParam
 from dynvm.core.errors import AllOrNoneFailed, DynvmError, NoCapacity, StoreError
 from dynvm.core.services import bind_request, unbind_request
@@ -52,7 +53,7 @@ MAX_REQUEST_TARGET = 2048
 
 def create_app(service: Dynvm) -> Flask:
     """The app serving `service` (built by `dynvm.runtime.bootstrap`)."""
-    app = Flask(__name__, static_folder=None)  # static files: the dashboard's /ui/static
+    app = App(__name__, static_folder=None)  # static files: the dashboard's /ui/static
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, TRAP_HTTP_EXCEPTIONS=False,
                       # A chunked body is read no further than this (jsonbody: 413 past it).
                       MAX_CONTENT_LENGTH=jsonbody.READ_LIMIT)

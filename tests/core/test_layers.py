@@ -118,13 +118,14 @@ def _is_service(expr: ast.expr) -> bool:
 
 def test_the_http_layer_touches_neither_the_context_nor_a_private_name() -> None:
     """No `svc.ctx.store`, no `svc._touch()`, no `getattr(store, ...)`: only the service
-    layer's public methods (a private name is its object's own business: `self._x` only)."""
+    layer's public methods (a private name is its object's own business: `self._x`, or
+    `super()._x` in the override of a base class's method)."""
     found = []
     for p in sorted(Path("dynvm/api").rglob("*.py")):
         for node in ast.walk(ast.parse(p.read_text(), str(p))):
             if isinstance(node, ast.Attribute):
                 private = (node.attr.startswith("_") and not node.attr.endswith("__")
-                           and ast.unparse(node.value) not in ("self", "cls"))
+                           and ast.unparse(node.value) not in ("self", "cls", "super()"))
                 if private or node.attr in BEHIND_THE_SERVICES:
                     found.append(f"{p}:{node.lineno}: {ast.unparse(node)}")
             elif (isinstance(node, ast.Call) and ast.unparse(node.func) in ("getattr", "hasattr")
