@@ -35,7 +35,7 @@ def capped(slots: int):
 
 def reserve_in_process(path: str, host_key: str, tries: int, slots: int,
                        start: Any, results: Any) -> None:
-    """Run in a spawned process: try `tries` single-slot reservations; report how many held.
+    """Run in a child process: try `tries` single-slot reservations; report how many held.
 
     All processes wait on `start` so they really race. The free-slot callback
     dawdles a little, widening the window between reading the live
