@@ -36,9 +36,8 @@ ALLOWED = {
 }
 
 
-def _skipped(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+def _skipped(node: ast.AST, parent: ast.AST) -> bool:
     """A docstring, a dictionary key, or the key of a look-up: not a state."""
-    parent = parents.get(node)
     if isinstance(parent, ast.Expr):
         return True  # a docstring (or a bare string statement)
     if isinstance(parent, ast.Dict) and node in parent.keys:
@@ -59,12 +58,12 @@ def raw_state_words(root: Path = Path("dynvm")) -> list[str]:
         if rel in DECLARED_IN or rel.startswith(NOT_DYNVM):
             continue
         tree = ast.parse(path.read_text(), rel)
-        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and node.value in WORDS and not _skipped(node, parents) \
-                    and (rel, node.value) not in ALLOWED:
-                found.append(f"{rel}:{node.lineno}: {node.value!r}")
+        for parent in ast.walk(tree):  # every node but the module is some parent's child
+            for node in ast.iter_child_nodes(parent):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                        and node.value in WORDS and not _skipped(node, parent) \
+                        and (rel, node.value) not in ALLOWED:
+                    found.append(f"{rel}:{node.lineno}: {node.value!r}")
     return found
 
 

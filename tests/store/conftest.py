@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,17 +35,22 @@ def real_couchbase_config() -> CouchbaseConfig | None:
     )
 
 
+def _tmp_path(request: pytest.FixtureRequest) -> Path:
+    """The test's own directory, made only for the backends that keep files."""
+    return request.getfixturevalue("tmp_path")
+
+
 @pytest.fixture(params=["sqlite", "couchbase-standin", "outbox",
                         pytest.param("couchbase-real", marks=pytest.mark.couchbase)])
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     kind = request.param
     if kind == "sqlite":
-        s: Store = SqliteStore(str(tmp_path / "db" / "dynvm.sqlite"))
+        s: Store = SqliteStore(str(_tmp_path(request) / "db" / "dynvm.sqlite"))
     elif kind == "couchbase-standin":
         s = CouchbaseStore(StandInCollection(latency=0.0005))
     elif kind == "outbox":
         s = ResilientStore(CouchbaseStore(StandInCollection(latency=0.0005)),
-                           str(tmp_path / "outbox" / "outbox.sqlite"))
+                           str(_tmp_path(request) / "outbox" / "outbox.sqlite"))
     else:
         cfg = real_couchbase_config()
         if cfg is None:
