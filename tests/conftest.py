@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Hypothesis runs the plugins other packages register for it when it is imported: trio's
+# (installed for selenium) imports trio, ~0.1 s of CPU in every worker, for trio code
+# that dynvm does not have.
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 
 from testbed import serving
 
