@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, render_template, request
+from markupsafe import Markup
 
 from dynvm.api import access, auth
 from dynvm.api import dashboard_history as history
@@ -118,6 +119,14 @@ def _gib(n: float | None) -> str:
     return "" if n is None else f"{n / 2**30:.1f}"
 
 
+def pages_shown(page: int, pages: int, edge: int = 3, near: int = 2) -> list[int]:
+    """The page numbers a pager links: the first and last `edge` and those within `near`
+    of the current one (a farm of 10,000 VMs has 200 pages; no loop over all of them)."""
+    shown = {*range(1, min(edge, pages) + 1), *range(max(1, pages - edge + 1), pages + 1),
+             *range(max(1, page - near), min(pages, page + near) + 1)}
+    return sorted(shown)
+
+
 def _unless_down(ctx: dict[str, Any], read: Callable[[], Any]) -> Any:
     """read(), or None when the store cannot be read (noted in `ctx` for the banner)."""
     try:
@@ -162,7 +171,10 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
                            "vm_states": board.vm_state_names()}
     docs = None
     if "farm" in which:
-        ctx["farm"] = board.hosts(snap)
+        # 200 host rows at 10,000 VMs: rendered once per change of what they show
+        ctx["farm_html"] = board.shared(snap, "farm html", lambda: Markup(render_template(
+            "dashboard/_farm.html", farm=board.hosts(snap), store_error=snap.store_error,
+            hm=_hm, gib=_gib)))
     if "fleet" in which:  # the farm's, whoever looks (as the farm is)
         ctx["fleet"] = _unless_down(ctx, svc.fleet.status)
     if "vms" in which:
@@ -171,7 +183,8 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         pages = max(1, math.ceil(len(rows) / VM_PAGE))
         page = min(_int("vpage", 1), pages)
         ctx.update(vm_rows=board.fresh(rows[(page - 1) * VM_PAGE: page * VM_PAGE], snap.now),
-                   vm_total=len(rows), vm_page=page, vm_pages=pages, vm_args=va)
+                   vm_total=len(rows), vm_page=page, vm_pages=pages, vm_args=va,
+                   vm_pager=pages_shown(page, pages))
     if "requests" in which:
         ctx["reqs"] = _unless_down(ctx, lambda: board.requests(viewer=viewer))
     if "warm" in which or "history" in which:
@@ -180,21 +193,37 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
         # counts of the whole farm, whoever looks
         ctx["warm"] = None if docs is None or snap.store_error else board.warm_pools(snap, docs)
     if "history" in which:
-        ctx["hist_rows"] = None
-        if docs is not None:
-            docs = svc.history.visible(docs, viewer)
-            found = _query(docs, _history_args())
-            pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
-            page = min(_int("h_page", 1), pages)
-            whole = len(found) == len(docs)  # the whole history: figured once per read
-            ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
-                       hist_total=len(found), hist_page=page, hist_pages=pages,
-                       summary=history.whole_history(svc, docs, "summary")
-                       if whole else history.history_summary(found),
-                       chart_json=_chart_json(history.whole_history(svc, docs, "charts")
-                                              if whole else history.chart_series(found)))
+        def render(visible: list[dict[str, Any]] | None) -> Markup:
+            return Markup(render_template("dashboard/_history.html",
+                                          **_history_section(svc, visible)))
+
+        # Rendered once per read of the history, viewer's documents and query (the
+        # pager's links carry every parameter of the page).
+        ctx["history_html"] = render(None) if docs is None else svc.history.derived(
+            svc.history.visible(docs, viewer), f"html {sorted(request.args.items())!r}", render)
         ctx["hist_query"] = urlencode({k: v for k, v in request.args.items()
                                        if k.startswith("h_") and k != "h_page"})
+    return ctx
+
+
+def _history_section(svc: Dynvm, docs: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The history section's template context over the documents the viewer may read
+    (None: the store cannot be read)."""
+    ctx: dict[str, Any] = {"hist_rows": None, "ago": _ago, "when": _when, "owner_of": doc_owner,
+                           "link": _link}
+    if docs is None:
+        return ctx
+    found = _query(docs, _history_args())
+    pages = max(1, math.ceil(len(found) / HISTORY_PAGE))
+    page = min(_int("h_page", 1), pages)
+    whole = len(found) == len(docs)  # the whole history: figured once per read
+    ctx.update(hist_rows=found[(page - 1) * HISTORY_PAGE: page * HISTORY_PAGE],
+               hist_total=len(found), hist_page=page, hist_pages=pages,
+               hist_pager=pages_shown(page, pages),
+               summary=history.whole_history(svc, docs, "summary")
+               if whole else history.history_summary(found),
+               chart_json=_chart_json(history.whole_history(svc, docs, "charts")
+                                      if whole else history.chart_series(found)))
     return ctx
 
 
@@ -230,7 +259,8 @@ def fragments() -> Response:
     ctx = _sections(LIVE_SECTIONS)
     if ctx["store_error"]:
         raise StoreDown(ctx["store_error"])
-    body = {s: render_template(f"dashboard/_{s}.html", **ctx) for s in LIVE_SECTIONS}
+    body = {s: str(ctx["farm_html"]) if s == "farm" else render_template(f"dashboard/_{s}.html", **ctx)
+            for s in LIVE_SECTIONS}
     return _json(body)
 
 

@@ -249,6 +249,61 @@ def test_sections_are_computed_once_per_generation_and_follow_every_change(
     client.get("/releaseservers/gen")
 
 
+def _farm_section(html: str) -> str:
+    return html.split('<div id="farm">', 1)[1].split("</section>", 1)[0]
+
+
+def _total_vms(html: str) -> int:
+    foot = _farm_section(html).split("<tfoot>", 1)[1]
+    return int(foot.split('<td data-label="VMs">', 1)[1].split("<", 1)[0])
+
+
+def test_rendered_farm_and_history_follow_every_change(client, service) -> None:
+    """The farm and history sections are rendered once per change and shared; the
+    next answer after any change (another process's store write, a VM handed out,
+    a history document) shows it."""
+    board = service.dashboard
+    page = client.get("/").text
+    assert client.get("/").text.count('class="member') == page.count('class="member')
+    snap = board.snapshot()
+    assert board.shared(snap, "farm html", lambda: "not kept") != "not kept"
+    vms = _total_vms(page)
+    assert 'class="badge in maintenance"' not in _farm_section(page)
+    key = f"1/{snap.views[1].hosts[0].uuid}"
+    state.set_in_maintenance(service.ctx.store.direct, key, True)  # as another process would
+    try:
+        assert 'class="badge in maintenance"' in _farm_section(client.get("/").text)
+        assert 'class="badge in maintenance"' in client.get("/ui/fragments").get_json()["farm"]
+    finally:
+        state.set_in_maintenance(service.ctx.store.direct, key, False)
+    assert 'class="badge in maintenance"' not in _farm_section(client.get("/").text)
+    r = client.get("/getservers/rendered?os=centos&count=2")
+    assert r.status_code == 200, r.text
+    assert _total_vms(client.get("/").text) == vms + 2
+    assert _history_states(client.get("/?h_name=rendered").text) == {"available"}
+    client.get("/releaseservers/rendered?count=2")
+    after = client.get("/").text
+    assert _total_vms(after) == vms
+    assert _history_states(client.get("/?h_name=rendered").text) == {"deleted"}
+    assert 'data-name="rendered1"' in after.split('id="history-table"', 1)[1]
+
+
+def _history_states(html: str) -> set[str]:
+    rows = html.split('id="history-table"', 1)[1].split('<tr class="hist"')[1:]
+    return {r.split('class="hist-state" data-label="State">', 1)[1].split("<", 1)[0] for r in rows}
+
+
+def test_pagers_link_the_ends_and_the_pages_near_the_current_one() -> None:
+    from dynvm.api.dashboard import pages_shown
+
+    assert pages_shown(1, 1) == [1]
+    assert pages_shown(1, 5) == [1, 2, 3, 4, 5]
+    assert pages_shown(1, 200) == [1, 2, 3, 198, 199, 200]
+    assert pages_shown(100, 200) == [1, 2, 3, 98, 99, 100, 101, 102, 198, 199, 200]
+    assert pages_shown(200, 200) == [1, 2, 3, 198, 199, 200]
+    assert pages_shown(5, 200) == [1, 2, 3, 4, 5, 6, 7, 198, 199, 200]
+
+
 def test_unreachable_pool_says_since_when_and_keeps_its_hosts(client, farm) -> None:
     from testbed.serving import wait_until
 

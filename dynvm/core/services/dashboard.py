@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dynvm.core import demand, getservers, progress, queueing, warmpool
 from dynvm.core.callers import EVERYONE, Caller, request_owner
@@ -54,6 +54,8 @@ from dynvm.core.store_cache import MAX_KEYS, PerGeneration
 
 if TYPE_CHECKING:
     pass
+
+T = TypeVar("T")
 
 RECENT_HOURS = 6.0  # finished requests shown this far back
 RECYCLE_PREFIX = "warm pool recycle"
@@ -199,6 +201,16 @@ class Dashboard(Subject):
             elif len(self._memo) > MAX_KEYS:
                 self._memo = {}
             return self._memo
+
+    def shared(self, snap: Snapshot, key: Hashable, make: Callable[[], T]) -> T:
+        """make(), computed once per change of what `snap` shows and shared by the
+        worker's threads (e.g. a section as the page renders it)."""
+        memo = self._memo_of(snap)
+        mark = ("shared", key)
+        if mark not in memo:
+            memo[mark] = make()
+        value: T = memo[mark]
+        return value
 
     def os_keys(self) -> frozenset[str]:
         """The OS keys some host serves (the VM table's filter)."""
