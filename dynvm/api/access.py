@@ -150,8 +150,11 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
 
 
 def secure_headers(resp: Response) -> Response:
+    # One pass over the answer's headers, not one per header added (every answer pays it).
+    present = {name.lower() for name, _ in resp.headers.items()}
     for name, value in HEADERS.items():
-        resp.headers.setdefault(name, value)
+        if name.lower() not in present:
+            resp.headers.add(name, value)
     return resp
 
 

@@ -43,6 +43,22 @@ FAILURES = Counter(
     ["reason"],
 )
 
+_answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def answered(route: str, method: str, status: int, secs: float | None) -> None:
+    """Count one answer and observe its time; the labelled series are looked up once per
+    (route, method, status) in this process (`labels()` validates and locks each time)."""
+    key = (route, method, status)
+    series = _answered.get(key)
+    if series is None:
+        series = _answered.setdefault(key, (REQUESTS.labels(route, method, str(status)),
+                                            LATENCY.labels(route)))
+    series[0].inc()
+    if secs is not None:
+        series[1].observe(secs)
+
+
 class WorkerFilesCollector:
     """Sums the workers' sample files like MultiProcessCollector, skipping unreadable ones.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -237,9 +238,10 @@ class Config:
         """The SSH login of a guest of this OS (the seed: windows, else linux)."""
         return self.windows_login if is_windows(os_key) else self.linux_login
 
-    @property
+    @functools.cached_property
     def served_os(self) -> frozenset[str]:
-        """Every OS key at least one host has a template for."""
+        """Every OS key at least one host has a template for (asked twice by every count;
+        a configuration is never changed, a reload makes a new one)."""
         return frozenset(k for h in self.hosts.values() for k in h.os)
 
     def os_spec(self, os_key: str) -> OsSpec | None:

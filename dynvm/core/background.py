@@ -53,6 +53,9 @@ class Timings:
         return min(self.heartbeat_ttl, self.leader_ttl) / 4
 
 
+LOOPS = 7  # the loops `ensure_started` starts
+
+
 class Background:
     """Started lazily in each worker process (never before a fork)."""
 
@@ -80,6 +83,10 @@ class Background:
 
     def ensure_started(self) -> None:
         """Start every loop that is not running in this process (after a fork: all of them)."""
+        threads = self._threads  # every request asks: no lock while all of them run
+        if self._pid == os.getpid() and len(threads) == LOOPS and all(
+                t.is_alive() for t in threads.values()):
+            return
         with self._start_lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
@@ -94,6 +101,7 @@ class Background:
                 ("reconcile", self.reconcile, self.t.reconcile_every, None),
                 ("fleet", self.converge, self.t.fleet_every, None),
             ]
+            assert len(loops) == LOOPS
             for name, fn, every, bell in loops:
                 thread = self._threads.get(name)
                 if thread is not None and thread.is_alive():

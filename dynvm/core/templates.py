@@ -40,10 +40,22 @@ class TemplateWatch:
     def __init__(self) -> None:
         self._missing: dict[int, tuple[HostConfig, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
+        # (host, the view's templates) last compared, per host: the inventory re-issues
+        # its templates as one object per change, so every request but the first after a
+        # change compares nothing.
+        self._seen: dict[int, tuple[HostConfig, object]] = {}
 
     def see(self, cfg: Config, host: HostConfig, view: PoolView) -> None:
+        seen = self._seen.get(host.ref)
+        if seen is not None and seen[0] is host and seen[1] is view.templates \
+                and cfg.hosts.get(host.ref) is host:
+            return
         if cfg.hosts.get(host.ref) is not host:
             return  # a host a reload removed (or changed): its file lines are gone
+        self._compare(cfg, host, view)
+        self._seen[host.ref] = (host, view.templates)
+
+    def _compare(self, cfg: Config, host: HostConfig, view: PoolView) -> None:
         missing = tuple(missing_templates(host, view))
         known = self._missing.get(host.ref)
         if known is not None and known[0] is host and known[1] == missing:
