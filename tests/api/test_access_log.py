@@ -10,7 +10,7 @@ from gunicorn.config import Config
 from gunicorn.glogging import SafeAtoms
 
 from dynvm.api.v1.redact import AccessLogger
-from dynvm.core.trace import ACCESS_ATOM
+from dynvm.core.services import ACCESS_ATOM
 from dynvm.runtime.logs import ACCESS_FIELDS, ACCESS_FORMAT, JsonFormatter, access_fields
 
 

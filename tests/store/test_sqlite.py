@@ -6,13 +6,15 @@ import contextlib
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from dynvm.core.store import RequestRecord, StoreUnavailable
-from dynvm.store.sqlite import SqliteStore
+from dynvm.store.sqlite import SqliteStore, state_file
 from dynvm.store.sqlite.requests import REQUEST_KEEP_SECS
 from tests.store.helpers import capped, make_lease, make_resv, reserve_in_process
 
@@ -168,6 +170,52 @@ def test_generation_moves_with_every_write_of_any_process_and_no_read(tmp_path) 
     finally:
         mine.close()
         other.close()
+
+
+def test_generation_is_the_wal_index_header_and_moves_with_another_process(tmp_path) -> None:
+    """The token is read from the WAL index without a query, and a commit of another
+    process (not only another connection of this one) moves it."""
+    path = str(tmp_path / "dynvm.sqlite")
+    mine = SqliteStore(path)
+    try:
+        first = mine.generation()
+        reader = state_file(path)
+        assert isinstance(first, bytes) and first == reader.wal_header()
+        reader.close()
+        assert mine.generation() == first
+        write = ("from dynvm.store.sqlite import SqliteStore; import sys; "
+                 "s = SqliteStore(sys.argv[1]); "
+                 "s.documents.update('hosts', lambda d: {'drained': {'2': True}}); s.close()")
+        subprocess.run([sys.executable, "-c", write, path], check=True, timeout=120)
+        moved = mine.generation()
+        assert isinstance(moved, bytes) and moved != first
+        assert mine.documents.get("hosts") == {"drained": {"2": True}}
+    finally:
+        mine.close()
+
+
+def test_a_wal_index_header_caught_half_written_or_absent_is_not_trusted(tmp_path) -> None:
+    """Two equal initialised copies are a token; differing copies (a commit rewriting
+    them), an uninitialised or short header, or none at all fall back to the query."""
+    db = state_file(str(tmp_path / "fake.sqlite"))
+    shm = tmp_path / "fake.sqlite-shm"
+    assert db.wal_header() is None  # no WAL index at all
+    header = bytearray(48)
+    header[12] = 1  # isInit
+    header[8] = 7  # iChange
+    shm.write_bytes(bytes(header) * 2 + b"rest")
+    assert db.wal_header() == bytes(header)
+    other = bytearray(header)
+    other[8] = 8
+    shm.write_bytes(bytes(other) + bytes(header))
+    assert db.wal_header() is None
+    uninit = bytearray(header)
+    uninit[12] = 0
+    shm.write_bytes(bytes(uninit) * 2)
+    assert db.wal_header() is None
+    shm.write_bytes(bytes(header))
+    assert db.wal_header() is None
+    db.close()
 
 
 def test_generation_of_an_outbox_holding_writes_is_none(tmp_path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from dynvm.core.trace import ACCESS_ATOM
+from dynvm.core.services import ACCESS_ATOM
 
 _TOKEN = re.compile(r"(?i)((?:^|[?&])token=)[^&\s\"]*")
 _RESPONSE_HEADER = ACCESS_ATOM[1:-2]  # "{x-dynvm-request-id}o" -> the header's name

@@ -42,10 +42,10 @@ from dynvm.core.services.tokens import TokenAdmin
 from dynvm.core.services.vms import Reverted, SshLogin
 from dynvm.core.sshkeys import key_id
 from dynvm.core.store import OwnerKey
-from dynvm.core.trace import bind_request, unbind_request
+from dynvm.core.trace import ACCESS_ATOM, bind_request, unbind_request
 
 __all__ = [
-    "Applied", "Available", "bind_request", "Caller", "CoreEvent", "describe_plan", "Dynvm",
+    "ACCESS_ATOM", "Applied", "Available", "bind_request", "Caller", "CoreEvent", "describe_plan", "Dynvm",
     "EVERYONE", "FleetPlan", "HistoryState", "key_id", "LeaseState", "MemberShown",
     "NewRequest", "Offer", "Options", "OwnerKey", "Plan", "PoolShown", "QueueStatus", "QuotaReport",
     "RECENT_HOURS", "RequestFigures", "RequestState", "RequestStatus", "RollingReboot",

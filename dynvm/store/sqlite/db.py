@@ -30,6 +30,9 @@ from dynvm.private_files import private_file, tighten
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_SECS = 10.0
+# The WAL index begins with two copies of its 48-byte header; byte 12 is `isInit`.
+WAL_HEADER_BYTES = 48
+WAL_IS_INIT = 12
 # How often a process checks that the file it writes is still the one at its path.
 IDENTITY_CHECK_SECS = 1.0
 
@@ -116,6 +119,8 @@ class SqliteDb:
         self._schema_pid: int | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
         self._checked = 0.0
+        self._shm: tuple[int, tuple[int, int] | None, int] | None = None  # (pid, identity, fd)
+        self._retired_fds: list[int] = []
         # The last write refused for want of room or by an I/O error, until a write
         # succeeds again: a tiny probe may still fit in the WAL of a full disk.
         self.write_fault: str | None = None
@@ -232,19 +237,61 @@ class SqliteDb:
                 raise StoreUnavailable(f"SQLite store {self.path}: {one_line(exc)}") from exc
             raise
 
-    def generation(self) -> tuple[int, int, int]:
+    def generation(self) -> tuple[int, int, int] | bytes:
         """A token that changes whenever anyone commits a change to the file, read
-        without reading a table: (this thread's connection, SQLite's `data_version`,
-        which moves with every commit of any other connection, and the connection's
-        own `total_changes`). Comparable only with the tokens of the same thread."""
+        without reading a table. Comparable only with the tokens of the same thread.
+
+        Usually the WAL index header (`wal_header`): one read of 96 bytes. Else
+        (this thread's connection, SQLite's `data_version`, which moves with every
+        commit of any other connection, and the connection's own `total_changes`):
+        a query, which takes and drops the WAL's read locks.
+        """
         try:
             conn = self.conn()
+            header = self.wal_header()
+            if header is not None:
+                return header
             (version,) = conn.execute("PRAGMA data_version").fetchone()
             return self._local.held.serial, int(version), conn.total_changes
         except (sqlite3.Error, OSError) as exc:
             if is_unavailable(exc):
                 raise StoreUnavailable(f"SQLite store {self.path}: {one_line(exc)}") from exc
             raise
+
+    def wal_header(self) -> bytes | None:
+        """The header of the file's WAL index (the `-shm` file, sqlite.org/walformat.html),
+        which every commit of any connection rewrites (its change counter, last frame,
+        checksums and salts); None when it cannot be trusted (no WAL index, not
+        initialised, or caught half-written: its two copies differ).
+
+        Read with `pread`, not mapped: a file cut short under a mapping would kill the
+        process, a short read only falls back to the query. Call after `conn()`, which
+        keeps `_identity` current: a file replaced at the path has a new WAL index.
+        """
+        pid, identity = os.getpid(), self._identity
+        shm = self._shm
+        if shm is None or shm[0] != pid or shm[1] != identity:
+            with self._lock:
+                shm = self._shm
+                if shm is None or shm[0] != pid or shm[1] != identity:
+                    if shm is not None and shm[0] == pid:
+                        # Closed with the store: another thread may be reading it now.
+                        self._retired_fds.append(shm[2])
+                    try:
+                        fd = os.open(self.path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
+                    except OSError:
+                        self._shm = None
+                        return None
+                    self._shm = shm = (pid, identity, fd)
+        try:
+            raw = os.pread(shm[2], 2 * WAL_HEADER_BYTES, 0)
+        except OSError:
+            return None
+        first = raw[:WAL_HEADER_BYTES]
+        if len(raw) < 2 * WAL_HEADER_BYTES or first != raw[WAL_HEADER_BYTES:] \
+                or first[WAL_IS_INIT] != 1:
+            return None
+        return first
 
     def close(self) -> None:
         pid = os.getpid()
@@ -253,6 +300,13 @@ class SqliteDb:
                 if held.pid == pid:
                     held.conn.close()
             self._schema_pid = None
+            if self._shm is not None and self._shm[0] == pid:
+                self._retired_fds.append(self._shm[2])
+            self._shm = None
+            for fd in self._retired_fds:
+                with suppress(OSError):
+                    os.close(fd)
+            self._retired_fds = []
         self._local = threading.local()
 
 
