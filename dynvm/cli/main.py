@@ -76,6 +76,9 @@ def serve(ctx: click.Context, config_path: str | None, bind: str, workers: int, 
     os.umask(SERVE_UMASK)  # inherited by the workers and the embedded farm
 
     with contextlib.ExitStack() as stack:
+        # Entered first, so left last: the master ends once everything below is stopped
+        # and removed, without the interpreter's teardown (dynvm.runtime.serving).
+        stack.push(_ending_master(os.getpid()))
         embedded = not config_path
         if embedded:
             config_path = stack.enter_context(embedded_farm(STATE_DIR, sim_speed))
@@ -122,12 +125,25 @@ def serve(ctx: click.Context, config_path: str | None, bind: str, workers: int, 
             "post_fork": serving.post_fork,
             "post_worker_init": serving.post_worker_init,
             "worker_int": serving.worker_int,
+            "worker_exit": serving.worker_exit,
             "child_exit": serving.child_exit,
             "when_ready": lambda server: _banner(server, where),
             # gunicorn >= 25 would open a control socket under $HOME; dynvm does not use it.
             "control_socket_disable": True,
         }
         _gunicorn_app(os.path.abspath(config_path), options).run()
+
+
+def _ending_master(master: int) -> Any:
+    """An exit callback that ends the master at once (workers unwind this stack too)."""
+    def end(exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        from dynvm.runtime import serving
+
+        code = serving.exit_code(exc)
+        if os.getpid() == master and code is not None:
+            serving.exit_now(code)
+
+    return end
 
 
 def _banner(server: Any, where: str) -> None:
@@ -157,6 +173,9 @@ def _gunicorn_app(config_path: str, options: dict[str, Any]) -> Any:
         def load(self) -> Any:
             # Runs in each worker after the fork (no preload): no thread or socket crosses it.
             from dynvm.runtime.bootstrap import build_app
+            from dynvm.runtime.serving import end_without_teardown
+
+            end_without_teardown()  # before build_app's exit handler, so it runs after it
 
             # Logging is set up by gunicorn from `logconfig_dict` (dynvm.runtime.logs).
             return build_app(config_path)

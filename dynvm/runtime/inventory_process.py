@@ -28,6 +28,8 @@ from dynvm.xen.shared_inventory import ADDRESS_ENV, KEY_ENV, socket_address
 log = logging.getLogger("dynvm.inventory")
 
 RESTART_PAUSE_SECS = 1.0
+# What the master sends when its workers are gone (TERM and INT are for the group).
+STOP_SIGNAL = signal.SIGUSR1
 
 
 class InventoryProcess:
@@ -63,7 +65,7 @@ class InventoryProcess:
 
     def stop(self) -> None:
         self.stopping.set()
-        serving.stop_pid(self.proc.pid)
+        serving.stop_pid(self.proc.pid, sig=STOP_SIGNAL)
 
 
 @contextlib.contextmanager
@@ -89,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="[inventory] %(levelname)s %(name)s: %(message)s")
     host = InventoryHost(socket_address(args.socket), bytes.fromhex(os.environ[KEY_ENV]))
-    signal.signal(signal.SIGTERM, lambda *_: host.stop())
-    # Ctrl-C reaches the whole process group: the workers finish their requests with
-    # this process's help, and the master stops it (TERM) once they are gone.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(STOP_SIGNAL, lambda *_: host.stop())
+    # Ctrl-C and a TERM of the group reach the workers too: they finish their requests
+    # with this process's help, and the master stops it (STOP_SIGNAL) once they are gone.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     log.info("serving the pools' inventories on %s", args.socket)
     host.serve_forever()
 
