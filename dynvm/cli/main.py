@@ -136,10 +136,10 @@ def serve(ctx: click.Context, config_path: str | None, bind: str, workers: int, 
 
 def _ending_master(master: int) -> Any:
     """An exit callback that ends the master at once (workers unwind this stack too)."""
-    def end(exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    def end(*exc_info: Any) -> None:
         from dynvm.runtime import serving
 
-        code = serving.exit_code(exc)
+        code = serving.exit_code(exc_info[1])
         if os.getpid() == master and code is not None:
             serving.exit_now(code)
 
