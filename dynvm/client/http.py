@@ -14,10 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
+if TYPE_CHECKING:
+    import requests
+
+# `requests` (and urllib3) is imported by the first Client, not with this module: every
+# `dynvm` command imports the CLI that registers the client commands, and `dynvm serve`,
+# whose master and workers never use it, spent a quarter of its start importing it.
 
 DEFAULT_CONFIG = Path("~/.config/dynvm/client.ini")
 RETRY_STATUS = frozenset({502, 503, 504})
@@ -89,6 +94,8 @@ class Client:
         # Looked up now, not when this module was imported: a test that swaps time.sleep
         # out (for the client the CLI builds itself) is heard.
         self._sleep = sleep or time.sleep
+        import requests
+
         self.http = requests.Session()
         self.http.headers.update({"Authorization": f"Bearer {s.token}",
                                   "Accept": "application/json",
@@ -97,6 +104,8 @@ class Client:
     def call(self, method: str, path: str, *, body: dict[str, Any] | None = None,
              params: dict[str, Any] | None = None, timeout: float | None = None
              ) -> dict[str, Any]:
+        import requests
+
         attempts = 1 if method == "POST" else max(1, self.retries)
         url = self.base + path
         params = {k: v for k, v in (params or {}).items() if v is not None}
