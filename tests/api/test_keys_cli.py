@@ -11,6 +11,7 @@ from typing import Any
 
 import paramiko
 import pytest
+import requests
 import requests_mock
 from click.testing import CliRunner
 
@@ -106,7 +107,7 @@ def test_ssh_error_paths(tmp_path: Path) -> None:
         m.get(API + "/vms/web", json={**VM, "ip": "", "state": "provisioning"})
         r = run("ssh", "web", "--print", home=tmp_path)
         assert r.exit_code == 1 and "has no address yet (provisioning)" in r.output
-        m.get(API + "/vms/web", exc=client_mod.requests.ConnectionError("refused"))
+        m.get(API + "/vms/web", exc=requests.ConnectionError("refused"))
         assert run("ssh", "web", home=tmp_path).exit_code == 3
 
 
