@@ -38,6 +38,8 @@ PREFIX = "/ui/api"
 VM_PAGE = 50  # VM table rows per page (the page and /ui/api/vms)
 VM_PAGE_MAX = 5000
 HISTORY_PAGE = 25
+REQUESTS_PAGE = 100  # finished requests per page (the page shows the first)
+REQUESTS_PAGE_MAX = 1000
 HISTORY_PAGE_MAX = 1000
 REFRESH_SECS = 3
 LIVE_SECTIONS = ("farm", "fleet", "vms", "requests", "warm")
@@ -187,6 +189,7 @@ def _sections(which: tuple[str, ...]) -> dict[str, Any]:
                    vm_pager=pages_shown(page, pages))
     if "requests" in which:
         ctx["reqs"] = _unless_down(ctx, lambda: board.requests(viewer=viewer))
+        ctx["requests_page"] = REQUESTS_PAGE
     if "warm" in which or "history" in which:
         docs = _unless_down(ctx, svc.history.docs)
     if "warm" in which:
@@ -323,8 +326,16 @@ def api_vms() -> Response:
 @bp.get(f"{PREFIX}/requests")
 @access.token
 def api_requests() -> Response:
+    """Queued and running requests whole; the finished ones of the last `hours` a page at
+    a time (`page`, `per_page`), newest first."""
     hours = _int("hours", int(RECENT_HOURS), 1, 24 * 30)
-    return _json(_svc().dashboard.requests(hours, access.viewer()))
+    per_page = _int("per_page", REQUESTS_PAGE, 1, REQUESTS_PAGE_MAX)
+    page = _int("page", 1)
+    body = _svc().dashboard.requests(hours, access.viewer())
+    recent = body["recent"]
+    return _json({**body, "recent": recent[(page - 1) * per_page: page * per_page],
+                  "recent_total": len(recent), "page": page, "per_page": per_page,
+                  "pages": max(1, math.ceil(len(recent) / per_page))})
 
 
 @bp.get(f"{PREFIX}/warmpools")

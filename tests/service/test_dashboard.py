@@ -7,6 +7,7 @@ import html as htmlmod
 import io
 import json
 import threading
+import time
 
 from dynvm.core.maintenance import state
 
@@ -291,6 +292,30 @@ def test_rendered_farm_and_history_follow_every_change(client, service) -> None:
 def _history_states(html: str) -> set[str]:
     rows = html.split('id="history-table"', 1)[1].split('<tr class="hist"')[1:]
     return {r.split('class="hist-state" data-label="State">', 1)[1].split("<", 1)[0] for r in rows}
+
+
+def test_finished_requests_are_paged_and_follow_another_process(client, service) -> None:
+    from dynvm.core.records import RequestRecord
+    from dynvm.store.sqlite import SqliteStore
+
+    before = client.get("/ui/api/requests").get_json()
+    other = SqliteStore(service.ctx.store.direct.path)  # another process on the same file
+    try:
+        now = time.time()
+        for i in range(5):
+            other.requests.put(RequestRecord(id=f"paged{i}", name="paged", os="centos", count=1,
+                                             instance="elsewhere:1", started=now - 60 + i,
+                                             state="done", finished=now - 30 + i))
+        first = client.get("/ui/api/requests?per_page=2").get_json()
+        assert first["recent_total"] == before["recent_total"] + 5
+        assert first["pages"] == (first["recent_total"] + 1) // 2 and first["page"] == 1
+        assert [r["id"] for r in first["recent"]] == ["paged4", "paged3"]  # newest first
+        second = client.get("/ui/api/requests?per_page=2&page=2").get_json()
+        assert [r["id"] for r in second["recent"]] == ["paged2", "paged1"]
+        assert 'data-id="paged4"' in client.get("/").text
+        assert client.get("/ui/api/requests?per_page=0").status_code == 400
+    finally:
+        other.close()
 
 
 def test_pagers_link_the_ends_and_the_pages_near_the_current_one() -> None:

@@ -382,8 +382,11 @@ class Dashboard(Subject):
         return rows
 
     def request_records(self) -> list[RequestRecord]:
-        """Every request record; StoreDown when the store cannot say."""
-        return self.rt.read(self.ctx.store.requests.find)
+        """Every request record (as this thread last read them, until the store changes:
+        the page and its refreshes read them every few seconds); StoreDown when the store
+        cannot say."""
+        return self.rt.read(lambda: self._store_reads.read("requests",
+                                                           self.ctx.store.requests.find))
 
     def requests(self, hours: float = RECENT_HOURS,
                  viewer: Caller = EVERYONE) -> dict[str, Any]:
