@@ -6,7 +6,10 @@ Workers connect over a Unix socket (`SharedInventory`): a subscription gets
 the pool's views at once and then, on every change, the views that changed;
 any other connection asks questions, one answer each. A pool is opened the
 first time a worker names it (by how it is reached, `host_key`), so a
-configuration reload that adds a host needs nothing from here.
+configuration reload that adds a host needs nothing from here; one that no
+worker has subscribed to for `IDLE_CLOSE_SECS` (a reload dropped or changed
+its section, and the old workers are gone) is closed: its event feed stops
+and its sessions are logged out.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from multiprocessing.connection import Connection, Listener
 from typing import Any
 
 from dynvm.config import HostConfig
+from dynvm.core.clock import SYSTEM, Clock
 from dynvm.core.ports import PoolView
 from dynvm.xen.pool import XenPoolClient
 from dynvm.xen.shared_inventory import HostKey, encode_error, host_key
@@ -26,15 +30,21 @@ from dynvm.xen.shared_inventory import HostKey, encode_error, host_key
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECS = 1.0  # a subscriber hears at least this often (feed times, liveness)
+# A pool nobody subscribes to is closed after this long: long enough that a worker
+# restarted alone (max_requests, a crash) finds it still loaded.
+IDLE_CLOSE_SECS = 120.0
+SWEEP_SECS = 10.0
 
 
 class ServedPool:
     """One pool's client and its views, built once per generation for every subscriber."""
 
-    def __init__(self, host: HostConfig) -> None:
+    def __init__(self, host: HostConfig, now: float) -> None:
         self.pool = XenPoolClient(host, shared=None)
         self.inventory = self.pool.inventory
         self._lock = threading.Lock()
+        self.subscribers = 0  # under InventoryHost's lock
+        self.used_at = now  # when a subscriber last left or a question came
 
     def current(self) -> tuple[int, PoolView]:
         with self._lock:
@@ -72,21 +82,62 @@ QUERIES = frozenset({"tables", "record", "has", "ref_by_uuid", "vm_with_metrics"
 class InventoryHost:
     """Serves the pools' inventories on a Unix socket until stopped."""
 
-    def __init__(self, address: str, authkey: bytes) -> None:
+    def __init__(self, address: str, authkey: bytes, clock: Clock = SYSTEM) -> None:
         self.listener = Listener(address, "AF_UNIX", authkey=authkey)
+        self.clock = clock
         self._pools: dict[HostKey, ServedPool] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
-    def pool(self, host: HostConfig) -> ServedPool:
+    def pool(self, host: HostConfig, subscribe: bool = False) -> ServedPool:
+        """The pool's served inventory, opened if need be; a subscriber is counted in
+        under the lock `sweep` takes, so a pool is never closed under one."""
         key = host_key(host)
         with self._lock:
             served = self._pools.get(key)
             if served is None:
-                served = self._pools[key] = ServedPool(host)
+                served = self._pools[key] = ServedPool(host, self.clock.monotonic())
+            served.subscribers += subscribe
+            served.used_at = self.clock.monotonic()
             return served
 
+    def _unsubscribe(self, served: ServedPool) -> None:
+        with self._lock:
+            served.subscribers -= 1
+            served.used_at = self.clock.monotonic()
+
+    def open_pools(self) -> list[HostKey]:
+        with self._lock:
+            return list(self._pools)
+
+    def subscribers(self, host: HostConfig) -> int:
+        with self._lock:
+            served = self._pools.get(host_key(host))
+            return 0 if served is None else served.subscribers
+
+    def sweep(self) -> list[HostKey]:
+        """Close the pools no worker subscribed to for `IDLE_CLOSE_SECS`; their keys."""
+        idle_since = self.clock.monotonic() - IDLE_CLOSE_SECS
+        with self._lock:
+            gone = {key: served for key, served in self._pools.items()
+                    if served.subscribers == 0 and served.used_at <= idle_since}
+            for key in gone:
+                del self._pools[key]
+        for key, served in gone.items():
+            log.info("inventory process: closing pool %s (no worker has used it for %.0f s)",
+                     key[1], IDLE_CLOSE_SECS)
+            served.pool.close()
+        return list(gone)
+
+    def _sweep_forever(self) -> None:
+        while not self.clock.wait(self._stop, SWEEP_SECS):
+            try:
+                self.sweep()
+            except Exception:  # the next sweep tries again
+                log.exception("inventory process: closing an unused pool failed")
+
     def serve_forever(self) -> None:
+        threading.Thread(target=self._sweep_forever, daemon=True, name="inventory-sweep").start()
         while not self._stop.is_set():
             try:
                 conn = self.listener.accept()
@@ -107,7 +158,11 @@ class InventoryHost:
         try:
             first = conn.recv()
             if first[0] == "subscribe":
-                self._publish(conn, self.pool(first[1]))
+                served = self.pool(first[1], subscribe=True)
+                try:
+                    self._publish(conn, served)
+                finally:
+                    self._unsubscribe(served)
                 return
             while True:
                 self._reply(conn, first)
@@ -166,7 +221,6 @@ class InventoryHost:
             pools = list(self._pools.values())
         for served in pools:
             served.pool.close()
-
 
     def _wake_accept(self) -> None:
         try:

@@ -16,26 +16,36 @@ import XenAPI
 
 from dynvm.core.ports import HostUnreachable
 from dynvm.sim import Farm
-from dynvm.xen.inventory_host import InventoryHost
+from dynvm.xen.inventory_host import IDLE_CLOSE_SECS, InventoryHost
 from dynvm.xen.pool import XenPoolClient
-from dynvm.xen.shared_inventory import SharedInventory, socket_address
+from dynvm.xen.shared_inventory import SharedInventory, host_key, socket_address
+from testbed.clock import SteppedClock
+from testbed.serving import wait_until
 from tests.xen.conftest import count_of, host_config, xapi_calls
 from tests.xen.test_build import spec
 
 
 @pytest.fixture
-def shared() -> Iterator[tuple[str, bytes]]:
+def served_host() -> Iterator[tuple[InventoryHost, SteppedClock, tuple[str, bytes]]]:
+    """The inventory process's host on a clock the test moves, and its (socket, key)."""
     address = socket_address(f"dynvm-test-inventory-{secrets.token_hex(8)}")
     key = secrets.token_bytes(32)
-    host = InventoryHost(address, key)
+    clock = SteppedClock()
+    host = InventoryHost(address, key, clock=clock)
     thread = threading.Thread(target=host.serve_forever, daemon=True)
     thread.start()
     try:
-        yield address, key
+        yield host, clock, (address, key)
     finally:
         host.stop()
         thread.join(timeout=30)
         assert not thread.is_alive(), "stop() must end serve_forever's accept()"
+
+
+@pytest.fixture
+def shared(served_host: tuple[InventoryHost, SteppedClock, tuple[str, bytes]]) \
+        -> tuple[str, bytes]:
+    return served_host[2]
 
 
 def workers(farm: Farm, shared: tuple[str, bytes], n: int, **overrides: Any) \
@@ -128,3 +138,33 @@ def test_without_the_inventory_process_a_worker_says_so(farm: Farm,
             c.view()
     finally:
         close([c])
+
+
+def test_a_pool_no_worker_subscribes_to_any_more_is_closed(
+        fresh_farm: Farm,
+        served_host: tuple[InventoryHost, SteppedClock, tuple[str, bytes]]) -> None:
+    host, clock, shared = served_host
+    kept_cfg = host_config(fresh_farm)
+    dropped_cfg = host_config(fresh_farm, call_timeout=11.0)  # a reload changed its section
+    kept = XenPoolClient(kept_cfg, shared=shared)
+    dropped = XenPoolClient(dropped_cfg, shared=shared)
+    try:
+        kept.view()
+        dropped.view()
+        assert set(host.open_pools()) == {host_key(kept_cfg), host_key(dropped_cfg)}
+        dropped.close()  # the old workers are gone; the new ones name only `kept`
+        wait_until(lambda: host.subscribers(dropped_cfg) == 0, timeout=60,
+                   what="the inventory process to see its subscriber leave")
+        host.sweep()
+        assert host_key(dropped_cfg) in host.open_pools()  # not before IDLE_CLOSE_SECS
+        logouts = count_of(fresh_farm, "session.logout")
+        clock.advance(IDLE_CLOSE_SECS)
+        host.sweep()  # or the process's own sweep, whichever comes first
+        assert host.open_pools() == [host_key(kept_cfg)]
+        assert count_of(fresh_farm, "session.logout") > logouts  # its sessions logged out
+        assert host.subscribers(kept_cfg) == 1
+        fresh_farm.reset_call_counts()
+        assert kept.view().hosts  # the pool still in use was left alone: no reload
+        assert count_of(fresh_farm, "VM.get_all_records") == 0
+    finally:
+        close([kept, dropped])
