@@ -234,3 +234,17 @@ def test_generation_of_an_outbox_holding_writes_is_none(tmp_path) -> None:
         assert after is not None and after != quiet
     finally:
         store.close()
+
+
+def test_history_documents_share_their_keys(tmp_path) -> None:
+    """Every worker keeps the whole history decoded: one string per key, not per document."""
+    s = SqliteStore(str(tmp_path / "dynvm.sqlite"))
+    try:
+        for i in range(3):
+            s.history.put(f"u{i}", {"name": f"job{i}", "created_time": 100.0 + i, "os": "centos"})
+        docs = s.history.recent()
+        assert [d["name"] for d in docs] == ["job2", "job1", "job0"]
+        keys = [{k: k for k in d} for d in docs]
+        assert all(keys[0][k] is other[k] for other in keys[1:] for k in keys[0])
+    finally:
+        s.close()
