@@ -68,7 +68,7 @@ class WaitTimeout(XenError):
         super().__init__("TIMEOUT", [what, str(secs)], f"timed out after {secs:.0f}s waiting for {what}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a worker keeps one per VM of the farm
 class VmView:
     ref: str
     uuid: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import xml.etree.ElementTree as ET
 import xmlrpc.client
 from collections.abc import Iterable, Mapping
@@ -63,22 +64,33 @@ def os_name(gm: Mapping[str, Any] | None) -> str:
     return str((gm.get("os_version") or {}).get("name", ""))
 
 
+SHARED_MAX = 24  # other_config values this short are shared (tags, names; not uuids)
+
+
+def shared(text: str) -> str:
+    """One string object for a value many views repeat (XML-RPC makes one per record):
+    a worker keeps 10,000 views, and pickling them shares what is shared here."""
+    return sys.intern(text) if text.__class__ is str else text
+
+
 def vm_view(ref: str, rec: Mapping[str, Any], gm: Mapping[str, Any] | None,
             host_uuids: Mapping[str, str]) -> VmView:
+    other = {shared(k): shared(v) if len(str(v)) <= SHARED_MAX else v
+             for k, v in (rec.get("other_config") or {}).items()}
     return VmView(
         ref=ref,
         uuid=rec.get("uuid", ""),
         name_label=rec.get("name_label", ""),
         name_description=rec.get("name_description", ""),
-        power_state=rec.get("power_state", ""),
+        power_state=shared(rec.get("power_state", "")),
         vcpus_max=as_int(rec.get("VCPUs_max")),
         memory_static_max=as_int(rec.get("memory_static_max")),
         resident_on=host_uuids.get(rec.get("resident_on", NULL), ""),
         is_template=bool(rec.get("is_a_template")),
         is_control_domain=bool(rec.get("is_control_domain")),
-        other_config=MappingProxyType(dict(rec.get("other_config") or {})),
+        other_config=MappingProxyType(other),
         ips=guest_addresses((gm or {}).get("networks")),
-        os_name=os_name(gm),
+        os_name=shared(os_name(gm)),
     )
 
 

@@ -77,7 +77,7 @@ def test_reservations_count_until_the_view_shows_the_vm_running() -> None:
     assert [r.id for r in unseen(pending, v.load_on("m1").shown)] == ["r1"]
     assert slots_on(v, h, host_cfg(), "centos", pending) == 4
     # a VM tagged with its reservation is matched before the store knows its uuid
-    tagged = VmView(**{**vm("b").__dict__, "other_config": {"dynvm_reservation": "r1"}})
+    tagged = replace(vm("b"), other_config={"dynvm_reservation": "r1"})
     v = view(h, [vm("a"), tagged])
     assert unseen(pending, v.load_on("m1").shown) == []
     assert slots_on(v, h, host_cfg(), "centos", pending) == 4
@@ -89,7 +89,7 @@ def test_a_settling_reservation_of_a_vm_migrated_away_no_longer_counts_here() ->
     h = member(cpus=480, mem_gib=20)
     other = HostView(**{**member().__dict__, "uuid": "m2", "ref": "OpaqueRef:m2",
                         "name_label": "m2"})
-    moved = VmView(**{**vm("a").__dict__, "resident_on": "m2"})
+    moved = replace(vm("a"), resident_on="m2")
     v = PoolView(host_ref=1, hosts=(h, other), vms={"a": moved},
                  templates={"tmpl-cnt7.7": "OpaqueRef:t1"}, age_secs=0.0)
     settling = replace(resv("r1", vm_uuid="a"), settle_until=time.time() + 30)
