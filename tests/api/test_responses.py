@@ -49,6 +49,18 @@ def test_showall_layout() -> None:
     )
 
 
+def test_showall_is_what_json_writes_indented_and_sorted() -> None:
+    """The body is built row by row; every byte is json.dumps(indent=2, sort_keys=True)'s."""
+    odd = ["", 'quo"te', "back\\slash", "tab\tnew\nline", "été", "漢字", "\u2028", "\x00\x7f"]
+    rows = [{"name": n, "power_state": "Running", "vcpus": "2", "memory_static_max": None,
+             "networkinfo": n[::-1], "name_description": n * 2} for n in odd]
+    hosts = {3: rows[:4], 12: [], 1: rows[4:], 2: [{"name": "partial"}]}
+    expected = {ref: [{k: row.get(k) for k in formatting.SHOWALL_FIELDS} for row in vms]
+                for ref, vms in hosts.items()}
+    assert formatting.showall(hosts) == json.dumps(expected, indent=2, sort_keys=True)
+    assert formatting.showall({}) == json.dumps({}, indent=2, sort_keys=True)
+
+
 def test_names_layout() -> None:
     assert formatting.names(["a1", "a2"]) == '[\n  "a1",\n  "a2"\n]'
     assert formatting.names([]) == "[]"
