@@ -1,9 +1,12 @@
 """`python -m bench.scale`: dynvm on farms of 1,000, 4,000 and 10,000 VMs, and under churn.
 
-Each size gets a fresh simulated farm in a process of its own (pools of hosts
+Each size gets a simulated farm in a process of its own (pools of hosts
 running 50 VMs each, hosts big enough to leave room for new VMs; realistic
-timings at `--speed`), `--history` history documents in the store, and
-`dynvm serve` with two workers. Per size and run it measures:
+timings at `--speed`) and a store with `--history` history documents, both
+made once and used by every run of that size (`--fresh-farms`: a new farm and
+store per run, which costs the farm's start and the history's writing each
+time); each run starts its own `dynvm serve` with two workers, on a copy of
+that store. Per size and run it measures:
 
 - serve start -> first 200 of `/showall`;
 - RSS of each worker (the largest) once every route was answered, and of any
@@ -19,21 +22,26 @@ timings at `--speed`), `--history` history documents in the store, and
   `VM.get_all_records` says, on fresh connections (every worker).
 
 Each figure is the median of `--runs` runs with their range. The machine's
-load average is printed with the table: these figures depend on it.
+load average is printed with the table: these figures depend on it. A run
+that fails is reported and the others go on; what it measured before it
+failed is kept. The total time of the sweep is printed with the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -213,16 +221,34 @@ def get_ok(url: str, timeout: float = 120) -> requests.Response:
     return r
 
 
-def hup_stall(base: str, proc: subprocess.Popen, log: Path) -> tuple[float, int]:
+class Warmed:
+    """How many workers logged their warm-up so far (reads only what the log added:
+    the access log grows by a line per request, and this is asked ten times a second)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log, self.offset, self.seen, self.tail = log, 0, 0, b""
+
+    def __call__(self) -> int:
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            chunk = self.tail + f.read()
+        self.offset += len(chunk) - len(self.tail)
+        cut = chunk.rfind(b"\n") + 1
+        self.seen += chunk[:cut].count(b"worker warmed up")
+        self.tail = chunk[cut:]
+        return self.seen
+
+
+def hup_stall(base: str, proc: subprocess.Popen, warmed: Warmed) -> tuple[float, int]:
     """Longest answer (s) while HUP replaces the workers, and failed answers."""
-    warmed = log.read_text().count("worker warmed up")
+    before_warm = warmed()
     before = workers(proc.pid)
     with Clients(HUP_CLIENTS, lambda i, n: get_ok(f"{base}/getavailablecount/centos")) as c:
         wait_until(lambda: len(c.times) >= 20, timeout=120, what="load before HUP")
         hup_at = time.monotonic()
         os.kill(proc.pid, 1)  # SIGHUP
         wait_until(lambda: not (workers(proc.pid) & before)
-                   and log.read_text().count("worker warmed up") >= warmed + len(before),
+                   and warmed() >= before_warm + len(before),
                    timeout=600, what="the workers to be replaced after HUP", interval=0.1)
         settled = time.monotonic()
         wait_until(lambda: any(t0 > settled + 1.0 for t0, _ in c.times), timeout=120,
@@ -282,56 +308,79 @@ def churn(sim: SimProcess, base: str, secs: float) -> tuple[bool, float]:
     return True, time.monotonic() - t0
 
 
-def one_run(size: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
+class Farm:
+    """One size's simulated farm and its store with the history seeded, for its runs."""
+
+    def __init__(self, size: int, args: argparse.Namespace, work: Path) -> None:
+        work.mkdir(parents=True)
+        self.work = work
+        self.sim = SimProcess(size, args.speed, work)
+        try:
+            self.store = work / "store"
+            seed_history(self.ini(self.store), args.history)
+        except BaseException:
+            self.sim.stop()
+            raise
+
+    def ini(self, store: Path) -> Path:
+        """dynvm's INI for this farm, with its SQLite store under `store`."""
+        return (Ini({"common": {"vm.network.timeout.secs": 60}}).sqlite_store(store)
+                .merge(Ini.parse(self.sim.sections))).write(store.parent / "dynvm.ini")
+
+    def run_ini(self, work: Path) -> Path:
+        """An INI for one run, on a copy of the seeded store."""
+        shutil.copytree(self.store, work / "store")
+        return self.ini(work / "store")
+
+    def stop(self) -> None:
+        self.sim.stop()
+
+
+def one_run(farm: Farm, args: argparse.Namespace, work: Path, out: dict[str, float]) -> None:
+    """Measure one run into `out` (what was measured stays there if a step fails)."""
     work.mkdir(parents=True)
-    sim = SimProcess(size, args.speed, work)
-    out: dict[str, float] = {"vms": sim.vms}
-    try:
-        ini = (Ini({"common": {"vm.network.timeout.secs": 60}}).sqlite_store(work)
-               .merge(Ini.parse(sim.sections))).write(work / "dynvm.ini")
-        seed_history(ini, args.history)
-        log = work / "serve.log"
-        started = time.monotonic()
-        with served(ini, workers=args.workers, log=log, ready_secs=600) as (base, proc):
-            wait_until(lambda: requests.get(f"{base}/showall", timeout=120).status_code == 200,
-                       timeout=600, what="a first 200 of /showall", interval=0.05)
-            out["first_200"] = time.monotonic() - started
-            wait_until(lambda: log.read_text().count("worker warmed up") >= args.workers,
-                       timeout=600, what="every worker to warm up")
-            s = requests.Session()
-            for path in ("/", "/ui/api/vms", "/showall", "/getavailablecount/centos"):
-                s.get(base + path, timeout=120)  # the routes and the connection, once
-            sim.reset_calls()
-            n = args.requests
-            out["page_p50"] = statistics.median(timed(s, f"{base}/", n)[0])
-            vms_times, vms_size = timed(s, f"{base}/ui/api/vms", n)
-            out["vms_p50"], out["vms_kb"] = statistics.median(vms_times), vms_size / 1024
-            uncached = []
-            for k in range(n):
-                uncached += timed(s, f"{base}/showall" + ("?ignorelabels=true" if k % 2 else ""),
-                                  1)[0]
-            out["showall_p50"] = statistics.median(uncached)
-            out["read_calls"] = sim.calls()
-            figures = load(f"{base}/getavailablecount/centos", 32, args.seconds)
-            out["rps"], out["rps_p99"] = figures["rps"], figures["p99_ms"]
-            out["rps_errors"] = figures["errors"]
-            for path in ("/", "/ui/api/vms", "/showall"):
-                get_ok(base + path)  # every worker answered each route once at least
-            rss = {pid: rss_mb(pid) for pid in workers(proc.pid)}
-            out["worker_rss"] = max(rss.values())
-            others = children(proc.pid) - set(rss)
-            out["other_rss"] = sum(rss_mb(pid) for pid in others) if others else 0.0
-            out["hup_stall"], out["hup_failed"] = hup_stall(base, proc, log)
-            matched, settle = churn(sim, base, args.churn_secs)
-            out["churn_match"], out["churn_settle"] = float(matched), settle
-            sim.reset_calls()
-            for path in ("/showall", "/getavailablecount/centos", "/", "/ui/api/vms"):
-                for _ in range(5):
-                    get_ok(base + path)
-            out["read_calls"] += sim.calls()
-    finally:
-        sim.stop()
-    return out
+    sim = farm.sim
+    out["vms"] = sim.vms
+    ini = farm.run_ini(work)
+    log = work / "serve.log"
+    started = time.monotonic()
+    with served(ini, workers=args.workers, log=log, ready_secs=600) as (base, proc):
+        wait_until(lambda: requests.get(f"{base}/showall", timeout=120).status_code == 200,
+                   timeout=600, what="a first 200 of /showall", interval=0.05)
+        out["first_200"] = time.monotonic() - started
+        warmed = Warmed(log)
+        wait_until(lambda: warmed() >= args.workers, timeout=600, what="every worker to warm up")
+        s = requests.Session()
+        for path in ("/", "/ui/api/vms", "/showall", "/getavailablecount/centos"):
+            s.get(base + path, timeout=120)  # the routes and the connection, once
+        sim.reset_calls()
+        n = args.requests
+        out["page_p50"] = statistics.median(timed(s, f"{base}/", n)[0])
+        vms_times, vms_size = timed(s, f"{base}/ui/api/vms", n)
+        out["vms_p50"], out["vms_kb"] = statistics.median(vms_times), vms_size / 1024
+        uncached = []
+        for k in range(n):
+            uncached += timed(s, f"{base}/showall" + ("?ignorelabels=true" if k % 2 else ""),
+                              1)[0]
+        out["showall_p50"] = statistics.median(uncached)
+        out["read_calls"] = sim.calls()
+        figures = load(f"{base}/getavailablecount/centos", 32, args.seconds)
+        out["rps"], out["rps_p99"] = figures["rps"], figures["p99_ms"]
+        out["rps_errors"] = figures["errors"]
+        for path in ("/", "/ui/api/vms", "/showall"):
+            get_ok(base + path)  # every worker answered each route once at least
+        rss = {pid: rss_mb(pid) for pid in workers(proc.pid)}
+        out["worker_rss"] = max(rss.values())
+        others = children(proc.pid) - set(rss)
+        out["other_rss"] = sum(rss_mb(pid) for pid in others) if others else 0.0
+        out["hup_stall"], out["hup_failed"] = hup_stall(base, proc, warmed)
+        matched, settle = churn(sim, base, args.churn_secs)
+        out["churn_match"], out["churn_settle"] = float(matched), settle
+        sim.reset_calls()
+        for path in ("/showall", "/getavailablecount/centos", "/", "/ui/api/vms"):
+            for _ in range(5):
+                get_ok(base + path)
+        out["read_calls"] += sim.calls()
 
 
 ROWS = (  # key, label, unit, goal
@@ -364,9 +413,9 @@ def fmt(value: float, unit: str) -> str:
 
 
 def cell(values: list[float], key: str, unit: str) -> str:
+    real = [v for v in values if v == v]  # nan: a run that failed before this step
     if key == "churn_match":
-        return f"{int(sum(values))} of {len(values)}"
-    real = [v for v in values if v == v]
+        return f"{int(sum(real))} of {len(real)}"
     if not real:
         return "-"
     mid = statistics.median(real)
@@ -385,23 +434,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=40, help="sequential fetches per route")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the throughput load")
     ap.add_argument("--churn-secs", type=float, default=30.0)
+    ap.add_argument("--fresh-farms", action="store_true",
+                    help="a new farm and store for every run, not one per size")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     results: dict[int, list[dict[str, float]]] = {s: [] for s in sizes}
-    loads = []
+    failed: list[str] = []
+    loads: list[float] = []
+    spent: dict[int, float] = {}
+    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dynvm-bench-scale-") as tmp:
-        for run in range(args.runs):
-            for size in sizes:
-                print(f"[run {run + 1}/{args.runs}] {size} VMs...", file=sys.stderr, flush=True)
-                loads.append(os.getloadavg()[0])
-                res = one_run(size, args, Path(tmp) / f"run{run}-{size}")
-                print(f"  {res}", file=sys.stderr, flush=True)
-                results[size].append(res)
-    head = [f"{results[s][0]['vms']:,.0f} VMs" for s in sizes]
+        for size in sizes:
+            t0 = time.monotonic()
+            sweep(size, args, Path(tmp) / str(size), results[size], failed, loads)
+            spent[size] = time.monotonic() - t0
+    total = time.monotonic() - began
+    head = [f"{results[s][0].get('vms', s):,.0f} VMs" if results[s] else f"{s:,} VMs"
+            for s in sizes]
     print(f"dynvm scale bench: {args.workers} workers, simulator at speed {args.speed:g}, "
           f"{args.history:,} history documents; {args.runs} run(s): median (min–max); "
-          f"load average {min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} CPUs")
-    table = [(label, *(cell([r[key] for r in results[s]], key, unit) for s in sizes), goal)
+          f"load average {min(loads, default=0):.1f}–{max(loads, default=0):.1f} "
+          f"on {os.cpu_count()} CPUs; took {total / 60:.1f} min ("
+          + ", ".join(f"{size:,} VMs {spent[size] / 60:.1f} min" for size in sizes) + ")")
+    table = [(label, *(cell([r.get(key, math.nan) for r in results[s]], key, unit)
+                        for s in sizes), goal)
              for key, label, unit, goal in ROWS]
     widths = [max(len(row[i]) for row in [("", *head, "goal"), *table])
               for i in range(len(sizes) + 2)]
@@ -410,7 +466,38 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in table:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-    return 0
+    for line in failed:
+        print(f"failed: {line}")
+    return 1 if failed else 0
+
+
+def sweep(size: int, args: argparse.Namespace, work: Path, results: list[dict[str, float]],
+          failed: list[str], loads: list[float]) -> None:
+    """Every run of one size; a failed run is reported, what it measured kept."""
+    farm: Farm | None = None
+    try:
+        for run in range(args.runs):
+            print(f"[{size} VMs, run {run + 1}/{args.runs}]", file=sys.stderr, flush=True)
+            loads.append(os.getloadavg()[0])
+            out: dict[str, float] = {}
+            results.append(out)
+            t0 = time.monotonic()
+            try:
+                if farm is None:
+                    farm = Farm(size, args, work / f"farm{run}")
+                one_run(farm, args, work / f"run{run}", out)
+            except Exception as exc:  # reported; the next run goes on
+                traceback.print_exc(file=sys.stderr)
+                failed.append(f"{size} VMs run {run + 1}: {exc!r}"[:300])
+            finally:
+                if farm is not None and (args.fresh_farms or run == args.runs - 1):
+                    farm.stop()
+                    farm = None
+            loads.append(os.getloadavg()[0])
+            print(f"  {time.monotonic() - t0:.0f} s: {out}", file=sys.stderr, flush=True)
+    finally:
+        if farm is not None:
+            farm.stop()
 
 
 if __name__ == "__main__":
