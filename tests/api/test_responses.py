@@ -54,7 +54,8 @@ def test_showall_is_what_json_writes_indented_and_sorted() -> None:
     odd = ["", 'quo"te', "back\\slash", "tab\tnew\nline", "été", "漢字", "\u2028", "\x00\x7f"]
     rows = [{"name": n, "power_state": "Running", "vcpus": "2", "memory_static_max": None,
              "networkinfo": n[::-1], "name_description": n * 2} for n in odd]
-    hosts = {3: rows[:4], 12: [], 1: rows[4:], 2: [{"name": "partial"}]}
+    hosts: dict[int, list[dict[str, str | None]]] = {
+        3: rows[:4], 12: [], 1: rows[4:], 2: [{"name": "partial"}]}
     expected = {ref: [{k: row.get(k) for k in formatting.SHOWALL_FIELDS} for row in vms]
                 for ref, vms in hosts.items()}
     assert formatting.showall(hosts) == json.dumps(expected, indent=2, sort_keys=True)
