@@ -131,6 +131,7 @@ def serve(ctx: click.Context, config_path: str | None, bind: str, workers: int, 
             # gunicorn >= 25 would open a control socket under $HOME; dynvm does not use it.
             "control_socket_disable": True,
         }
+        serving.preload_libraries()
         _gunicorn_app(os.path.abspath(config_path), options).run()
 
 

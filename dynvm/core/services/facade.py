@@ -66,8 +66,10 @@ class Dynvm:
 
     # -- the process ------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Open the store and every pool's sessions and inventory (a fresh worker's first
-        request would otherwise pay for it); a host that fails is left for later."""
+        """Open the store and every pool's sessions and inventory, and count each OS's
+        room (the views' per-host indexes, built once per change); a fresh worker's first
+        requests would otherwise pay for it, while the old ones of a reload still serve.
+        A host that fails is left for later."""
         cfg = self._rt.touch()
         self.ctx.store.ping()
         for hc in cfg.hosts.values():
@@ -75,6 +77,11 @@ class Dynvm:
                 self.ctx.view(hc)
             except Exception as exc:
                 log.warning("warm-up: xenhost%s not loaded: %s", hc.ref, exc)
+        for os in sorted(cfg.served_os):
+            try:
+                self.legacy.available(os, frozenset(), False)
+            except Exception as exc:  # the first request says what is wrong
+                log.warning("warm-up: no count of %s yet: %s", os, exc)
 
     def stop_requests(self) -> None:
         """The process is stopping: builds in flight cancel, roll back and answer 503."""
