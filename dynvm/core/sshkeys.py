@@ -15,9 +15,6 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-
 KEY_TYPES = frozenset({
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
@@ -95,6 +92,11 @@ def parse_key(line: str, where: str = "key") -> PublicKey:
     name = f"{name} {key.fingerprint}"
     if inner != ktype:
         raise BadKey(f"{name}: declared {ktype} but the key inside is {inner[:40]!r}")
+    # Imported when a key is checked, not by every worker at start: `cryptography`
+    # alone adds ~11 MB to a process, and most workers never see a key.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
     try:
         loaded = load_ssh_public_key(f"{ktype} {parts[1]}".encode())
     except (ValueError, TypeError) as exc:  # cryptography's refusals of a malformed key

@@ -307,8 +307,7 @@ def exit_now(code: int) -> None:
 # that starts without the CPU they take to import (most of a new worker's start, taken
 # from the old workers serving while a reload starts new ones). Only libraries that
 # start no thread, open no file or socket and register no metric at import.
-PRELOADED = ("flask", "jinja2", "prometheus_client", "pycdlib", "pydantic", "werkzeug", "XenAPI",
-             "yaml")
+PRELOADED = ("flask", "jinja2", "prometheus_client", "pydantic", "werkzeug", "XenAPI", "yaml")
 
 
 def preload_libraries() -> None:

@@ -14,7 +14,6 @@ import io
 import logging
 import threading
 
-import pycdlib
 import yaml
 
 from dynvm.core.ports import FirstBoot, XenError
@@ -41,6 +40,8 @@ def nocloud_image(instance_id: str, boot: FirstBoot) -> bytes:
 
 def seed_iso(meta: str, user: str, label: str = LABEL) -> bytes:
     """A NoCloud seed ISO (meta-data and user-data) as `genisoimage -J -r` lays it out."""
+    import pycdlib  # here, not at start: ~5 MB in every worker, used only by builds
+
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
     for name, text in (("meta-data", meta), ("user-data", user)):
