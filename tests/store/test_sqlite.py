@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import sqlite3
@@ -216,6 +217,28 @@ def test_a_wal_index_header_caught_half_written_or_absent_is_not_trusted(tmp_pat
     shm.write_bytes(bytes(header))
     assert db.wal_header() is None
     db.close()
+
+
+def test_the_wal_index_is_read_through_one_descriptor_closed_with_the_store(tmp_path) -> None:
+    def shm_fds() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd")
+                   if os.path.realpath(f"/proc/self/fd/{fd}").endswith("dynvm.sqlite-shm"))
+
+    path = str(tmp_path / "dynvm.sqlite")
+    store = SqliteStore(path)
+    store.generation()
+    opened = shm_fds()  # SQLite's own and ours
+    for _ in range(5):
+        store.generation()
+    assert shm_fds() == opened
+    store.close()
+    assert shm_fds() == 0
+    forgotten = SqliteStore(path)  # a store nobody closes does not keep its descriptor
+    forgotten.generation()
+    assert shm_fds() == opened
+    del forgotten
+    gc.collect()
+    assert shm_fds() == 0
 
 
 def test_generation_of_an_outbox_holding_writes_is_none(tmp_path) -> None:

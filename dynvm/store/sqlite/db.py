@@ -107,6 +107,27 @@ class _ThreadConn:
             self.conn.close()
 
 
+class _ShmFile:
+    """A read-only descriptor of a `-shm` file, closed once: by `close()` or when the
+    keeper that opened it is gone (a store nobody closed does not leak it)."""
+
+    __slots__ = ("fd", "pid")
+
+    def __init__(self, path: str) -> None:
+        self.fd: int | None = None  # until opened: `__del__` runs after a failed open too
+        self.pid = os.getpid()
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None and self.pid == os.getpid():  # a fork's copy is the parent's to close
+            with suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class SqliteDb:
     """Per-thread, per-process connections to one SQLite file."""
 
@@ -119,8 +140,8 @@ class SqliteDb:
         self._schema_pid: int | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
         self._checked = 0.0
-        self._shm: tuple[int, tuple[int, int] | None, int] | None = None  # (pid, identity, fd)
-        self._retired_fds: list[int] = []
+        self._shm: tuple[int, tuple[int, int] | None, _ShmFile] | None = None  # (pid, identity, file)
+        self._retired: list[_ShmFile] = []
         # The last write refused for want of room or by an I/O error, until a write
         # succeeds again: a tiny probe may still fit in the WAL of a full disk.
         self.write_fault: str | None = None
@@ -276,15 +297,18 @@ class SqliteDb:
                 if shm is None or shm[0] != pid or shm[1] != identity:
                     if shm is not None and shm[0] == pid:
                         # Closed with the store: another thread may be reading it now.
-                        self._retired_fds.append(shm[2])
+                        self._retired.append(shm[2])
                     try:
-                        fd = os.open(self.path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
+                        shm = (pid, identity, _ShmFile(self.path + "-shm"))
                     except OSError:
                         self._shm = None
                         return None
-                    self._shm = shm = (pid, identity, fd)
+                    self._shm = shm
+        fd = shm[2].fd
+        if fd is None:  # closed by `close()` meanwhile
+            return None
         try:
-            raw = os.pread(shm[2], 2 * WAL_HEADER_BYTES, 0)
+            raw = os.pread(fd, 2 * WAL_HEADER_BYTES, 0)
         except OSError:
             return None
         first = raw[:WAL_HEADER_BYTES]
@@ -301,12 +325,11 @@ class SqliteDb:
                     held.conn.close()
             self._schema_pid = None
             if self._shm is not None and self._shm[0] == pid:
-                self._retired_fds.append(self._shm[2])
+                self._retired.append(self._shm[2])
             self._shm = None
-            for fd in self._retired_fds:
-                with suppress(OSError):
-                    os.close(fd)
-            self._retired_fds = []
+            for shm_file in self._retired:
+                shm_file.close()
+            self._retired = []
         self._local = threading.local()
 
 
