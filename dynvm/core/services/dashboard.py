@@ -11,49 +11,49 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from dynvm.core import demand, getservers, progress, queueing, warmpool
 from dynvm.core.callers import EVERYONE, Caller, request_owner
 from dynvm.core.capacity import vm_os
 from dynvm.core.lifecycle import (
     VM_SHOWN_OF_LEASE,
-    VM_SHOWN_OF_TAG,
-    LeaseState,
     MemberShown,
     PoolShown,
     RequestState,
     VmShown,
     is_warm_request,
-    tag_state,
 )
 from dynvm.core.placement import eligible_hosts
 from dynvm.core.ports import (
     TAG_CREATED,
     TAG_EXPIRES,
-    TAG_FLEET,
     TAG_LEASE,
     TAG_OS,
     TAG_OWNER,
-    TAG_STATE,
-    HostView,
-    PoolView,
 )
 from dynvm.core.records import RequestRecord
 from dynvm.core.services.base import Runtime, Subject
+from dynvm.core.services.dashboard_rows import (
+    MEMBER_TOTALS,
+    end_reason,
+    filter_vms,
+    lease_row,
+    member_row,
+    member_state,
+    tag_number,
+    unleased_state,
+    with_times,
+)
 from dynvm.core.services.history import History
 from dynvm.core.services.snapshot import Snapshot
 from dynvm.core.store import (
     LEASE_PROVISIONING,
     LEASE_READY,
-    Lease,
 )
 from dynvm.core.store_cache import MAX_KEYS, PerGeneration
-
-if TYPE_CHECKING:
-    pass
 
 T = TypeVar("T")
 
@@ -65,105 +65,6 @@ RECYCLE_PREFIX = "warm pool recycle"
 class RequestFigures:
     in_flight: int  # getservers requests being served (warm-pool refills apart)
     queued: dict[tuple[str, ...], int] = field(default_factory=dict)  # (OS, priority) -> waiting
-
-
-def _member_state(enabled: bool, in_maintenance: bool, drained: bool) -> MemberShown:
-    """As an operator names it: maintenance first (it explains a disabled host)."""
-    if in_maintenance:
-        return MemberShown.IN_MAINTENANCE
-    if not enabled:
-        return MemberShown.DISABLED
-    return MemberShown.DRAINED if drained else MemberShown.UP
-
-
-MEMBER_TOTALS = ("vms", "vcpus_used", "cpu_count", "memory_total", "memory_free", "memory_used",
-                 "disk_total", "disk_used")
-
-
-def _member_row(view: PoolView, m: HostView) -> dict[str, Any]:
-    """A member host's load and size as `view` shows it."""
-    running = view.running_on(m.uuid)
-    return {"name": m.name_label, "uuid": m.uuid, "address": m.address, "vms": len(running),
-            "vcpus_used": sum(v.vcpus_max for v in running), "cpu_count": m.cpu_count,
-            "memory_total": m.memory_total, "memory_free": m.memory_free,
-            "memory_used": m.memory_total - m.memory_free,
-            "disk_total": sum(size for size, _ in m.srs.values()),
-            "disk_used": sum(used for _, used in m.srs.values())}
-
-
-def _unleased_state(tags: Mapping[str, str], store_unread: bool) -> VmShown:
-    """A VM no lease covers: a long-lived VM of the fleet, foreign, or dynvm's without a
-    lease ("untracked"). When the leases could not be read, a dynvm VM's own state tag
-    says where it is instead."""
-    if TAG_FLEET in tags:
-        return VmShown.FLEET
-    if TAG_OWNER not in tags:
-        return VmShown.FOREIGN
-    if store_unread:
-        state = tag_state(tags.get(TAG_STATE, ""), tags.get(TAG_LEASE, ""))
-        return VM_SHOWN_OF_TAG.get(state, VmShown.UNKNOWN) if state else VmShown.UNKNOWN
-    return VmShown.UNTRACKED
-
-
-def _num(text: str | None) -> float | None:
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None
-
-
-def _lease_shown(state: str) -> str:
-    """A lease's state in operators' words (one a newer dynvm wrote: as it is)."""
-    try:
-        return VM_SHOWN_OF_LEASE[LeaseState(state)]
-    except (KeyError, ValueError):
-        return state
-
-
-def _lease_row(lease: Lease, now: float) -> dict[str, Any]:
-    return {"uuid": lease.vm_uuid, "name": lease.name, "owner": lease.owner,
-            "request_id": lease.request_id, "os": lease.os,
-            "state": _lease_shown(lease.state), "ip": lease.ip,
-            "created": lease.created, "expires": lease.expires}
-
-
-def _times(row: dict[str, Any], now: float) -> dict[str, Any]:
-    c, e = row.get("created"), row.get("expires")
-    row["age_secs"] = int(now - c) if c else None
-    row["expires_in_secs"] = int(e - now) if e else None
-    return row
-
-
-VM_SORT_KEYS = ("name", "owner", "os", "host", "ip", "state", "created", "age_secs",
-                "expires_in_secs")
-
-
-def filter_vms(rows: list[dict[str, Any]], *, q: str = "", state: str = "", os: str = "",
-               sort: str = "name", desc: bool = False) -> list[dict[str, Any]]:
-    """The VM table's filter (substring of name, owner, IP or host) and sort order.
-
-    Ages and expiries sort as their creation and expiry times do, so rows whose
-    ages were computed a moment ago sort as they would now.
-    """
-    q = q.strip().lower()
-    out = [r for r in rows
-           if (not q or any(q in str(r.get(k) or "").lower()
-                            for k in ("name", "owner", "ip", "host", "request_id")))
-           and (not state or r["state"] == state) and (not os or r["os"] == os)]
-    key = sort if sort in VM_SORT_KEYS else "name"
-    # None last whatever the direction
-    present = [r for r in out if r.get(key) is not None]
-    missing = [r for r in out if r.get(key) is None]
-    present.sort(key=lambda r: (r[key], r["name"]) if not isinstance(r[key], str)
-                 else (r[key].lower(), r["name"]), reverse=desc)
-    return present + missing
-
-
-def _reason(detail: dict[str, Any]) -> str:
-    """Why a request ended as it did, in full: its own reason, then each failed VM's."""
-    parts = [str(detail[k]) for k in ("error", "reason") if detail.get(k)]
-    parts += [f"{n}: {why}" for n, why in detail.get("failed") or []]
-    return "; ".join(parts)
 
 
 class Dashboard(Subject):
@@ -256,7 +157,7 @@ class Dashboard(Subject):
                             available={o: 0 for o in sorted(hc.os)}, warm={})
                 for m in sorted(last.hosts if last else (), key=lambda m: m.name_label):
                     assert last is not None
-                    pool["members"].append(dict(_member_row(last, m), state=MemberShown.UNKNOWN,
+                    pool["members"].append(dict(member_row(last, m), state=MemberShown.UNKNOWN,
                                                 available={}, warm={}))
                 pools.append(pool)
                 continue
@@ -275,8 +176,8 @@ class Dashboard(Subject):
                         and lease.os in cfg.pools and vm is not None:
                     warm[vm.resident_on][lease.os] += 1
             for m in sorted(view.hosts, key=lambda m: m.name_label):
-                state = _member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained)
-                member = dict(_member_row(view, m), state=state,
+                state = member_state(m.enabled, f"{hc.ref}/{m.uuid}" in snap.blocked, drained)
+                member = dict(member_row(view, m), state=state,
                               available={o: n + warm[m.uuid].get(o, 0)
                                          for o, n in slots.get(m.uuid, {}).items()},
                               warm=dict(warm[m.uuid]))
@@ -339,7 +240,7 @@ class Dashboard(Subject):
     @staticmethod
     def fresh(rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         """Copies of `rows` with their ages and expiries as of `now` (a page of them)."""
-        return [_times(dict(r), now) for r in rows]
+        return [with_times(dict(r), now) for r in rows]
 
     def _vms(self, snap: Snapshot, viewer: Caller) -> list[dict[str, Any]]:
         leases = snap.leases if viewer.admin else [lease for lease in snap.leases
@@ -357,27 +258,27 @@ class Dashboard(Subject):
                     continue  # halted foreign VMs are not the farm's load; others' are not shown
                 seen.add(vm.uuid)
                 if lease is not None:
-                    row = _lease_row(lease, snap.now)
+                    row = lease_row(lease, snap.now)
                 else:
-                    created = _num(tags.get(TAG_CREATED))
-                    expires = _num(tags.get(TAG_EXPIRES))
+                    created = tag_number(tags.get(TAG_CREATED))
+                    expires = tag_number(tags.get(TAG_EXPIRES))
                     row = {"uuid": vm.uuid, "name": vm.name_label, "owner": tags.get(TAG_OWNER, ""),
                            "request_id": tags.get(TAG_LEASE, ""),
                            "os": tags.get(TAG_OS) or (vm_os(vm, hc) if hc else None) or "",
-                           "state": _unleased_state(tags, snap.store_error is not None),
+                           "state": unleased_state(tags, snap.store_error is not None),
                            "created": created, "expires": expires}
                 row.update({"host_ref": ref, "host": members.get(vm.resident_on, ""),
                             "ip": row.get("ip") or (vm.ips[0] if vm.ips else ""),
                             "power_state": vm.power_state,
                             "vcpus": vm.vcpus_max, "memory": vm.memory_static_max})
                 row["foreign"] = row["state"] == VmShown.FOREIGN
-                rows.append(_times(row, snap.now))
+                rows.append(with_times(row, snap.now))
         for lease in leases:  # being built, not in the inventory yet
             if lease.vm_uuid not in seen:
-                row = _lease_row(lease, snap.now)
+                row = lease_row(lease, snap.now)
                 row.update({"host_ref": lease.host_ref, "host": "", "power_state": "",
                             "vcpus": 0, "memory": 0, "foreign": False})
-                rows.append(_times(row, snap.now))
+                rows.append(with_times(row, snap.now))
         rows.sort(key=lambda r: r["name"])
         return rows
 
@@ -405,7 +306,7 @@ class Dashboard(Subject):
                    "instance": r.instance, "started": r.started, "finished": r.finished,
                    "warm_pool": is_warm_request(r.id),
                    "elapsed_secs": round((r.finished or now) - r.started, 1),
-                   "reason": _reason(r.detail),
+                   "reason": end_reason(r.detail),
                    "vms": [dict(p.to_dict(), step_secs=round(now - p.since, 1))
                            for p in progress.of_request(r)]}
             if r.state == RequestState.RUNNING:
