@@ -186,14 +186,20 @@ def post_fork(server: Any, worker: Any) -> None:
     limit_malloc_arenas()
 
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters
+MMAP_THRESHOLD = 256 * 1024
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """glibc gives each request thread a malloc arena of its own (up to 8 per core); the
-    big transient blocks of a request (a page, a JSON body) then stay mapped in each."""
+    big transient blocks of a request (a page, a JSON body) then stay mapped in each.
+    And once such a block is freed, glibc raises the size from which it maps blocks of
+    their own (up to 32 MB), so later ones land in the heap and leave holes there when
+    freed: a fixed threshold gives every block over 256 KB back to the system at once."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     libc.mallopt(M_ARENA_MAX, arenas)
+    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD)
 
 
 def quit_once(worker: Any) -> None:
