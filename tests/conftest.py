@@ -12,9 +12,16 @@ import pytest
 os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 
 from testbed import serving
+from tests.ordering import spread
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before any fixture of the test is set up: a module fixture may be the one that serves.
     serving.may_serve = item.get_closest_marker("served") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Only in a pytest-xdist worker: each collects the same list and orders it the same way.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items[:] = spread(items)
