@@ -134,6 +134,9 @@ class SharedInventory:
         self._templates: dict[str, str] = {}
         self._view: tuple[int, PoolView] | None = None
         self.generation = 0
+        # Added to the process's generations: a restarted inventory process counts from
+        # zero again, and ours must only move forward (views and caches are keyed by it).
+        self._base = 0
         self.ticks = 0
         self.loaded = False
         self.fresh_at = 0.0
@@ -179,8 +182,9 @@ class SharedInventory:
     def _await(self, generation: int) -> None:
         """Wait until the views reflect `generation` (what the process answered at)."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self.loaded and self.generation >= generation,
-                                       DELIVERY_SECS):
+            if not self._cond.wait_for(
+                    lambda: self.loaded and self.generation >= self._base + generation,
+                    DELIVERY_SECS):
                 raise HostUnreachable(f"xenhost{self.host.ref}: the inventory process sent "
                                       f"no views of generation {generation}")
 
@@ -219,7 +223,7 @@ class SharedInventory:
             self.fresh_at = status["fresh_at"]
             self.retry_at = status["retry_at"]
             self.down_since = status["down_since"]
-            self.generation = status["generation"]
+            self.generation = self._base + status["generation"]
             self.ticks += 1
             self._cond.notify_all()
 
@@ -249,14 +253,20 @@ class SharedInventory:
                     return  # close() shut the connection under us
                 log.warning("xenhost%d: inventory stream lost (%s); reconnecting",
                             self.host.ref, exc)
-                with self._cond:
-                    self.last_error = HostUnreachable(
-                        f"xenhost{self.host.ref}: the inventory process is gone: {exc}")
-                    self.retry_at = 0.0
-                    self.ticks += 1
-                    self._cond.notify_all()
+                self._lost(exc)
                 self._stop.wait(pause)
                 pause = min(pause * 2, RETRY_MAX)
+
+    def _lost(self, exc: Exception) -> None:
+        """The stream broke: the process may be a new one when it comes back, counting
+        its generations from zero, so ours go on from beyond the last one seen."""
+        with self._cond:
+            self.last_error = HostUnreachable(
+                f"xenhost{self.host.ref}: the inventory process is gone: {exc}")
+            self.retry_at = 0.0
+            self._base = self.generation + 1
+            self.ticks += 1
+            self._cond.notify_all()
 
     # -- questions -------------------------------------------------------------
 

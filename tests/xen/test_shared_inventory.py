@@ -168,3 +168,26 @@ def test_a_pool_no_worker_subscribes_to_any_more_is_closed(
         assert count_of(fresh_farm, "VM.get_all_records") == 0
     finally:
         close([kept, dropped])
+
+
+def test_a_restarted_inventory_process_never_takes_a_worker_back_in_generations(
+        farm: Farm) -> None:
+    """A new process counts its generations from zero: a worker's go on past the old
+    ones, or a view cached at an old number, and everything keyed by it, would come
+    back for a new farm state that happens to reach that number."""
+    inv = SharedInventory(host_config(farm), socket_address("unused"), b"k")
+
+    def delivered(generation: int, name: str) -> None:  # a message of the stream
+        status = {"loaded": True, "generation": generation, "fresh_at": 0.0,
+                  "retry_at": 0.0, "down_since": None, "error": None}
+        inv._apply({"vms": {}, "full": True, "templates": {"centos": name}, "status": status})
+
+    delivered(3, "old")
+    old_generation, old_view = inv.current_view()
+    inv._lost(ConnectionResetError("the process was killed"))
+    delivered(1, "new")  # the restarted process's first views...
+    assert inv.generation > old_generation
+    delivered(3, "newer")  # ...and the one that reaches the old process's number
+    generation, view = inv.current_view()
+    assert generation > old_generation and view is not old_view
+    assert view.templates == {"centos": "newer"}
