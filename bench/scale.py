@@ -53,7 +53,7 @@ from bench.dashboard import seed_history
 from bench.harness import load
 from dynvm.xen.records import guest_addresses
 from testbed.inis import Ini
-from testbed.serving import children, served, wait_until
+from testbed.serving import children, served, wait_until, workers
 
 VMS_PER_HOST = 50
 HOST_CPUS = 128  # 50 guests of 2 vCPUs leave room for three 8-vCPU VMs per host
@@ -150,19 +150,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def workers(master: int) -> set[int]:
-    """gunicorn workers: forks of the master, with its command line."""
-    mine = cmdline(master)
-    return {pid for pid in children(master) if cmdline(pid) == mine}
 
 
 def timed(session: requests.Session, url: str, n: int) -> tuple[list[float], int]:

@@ -54,15 +54,11 @@ def children(pid: int) -> set[int]:
 def workers(pid: int) -> set[int]:
     """The gunicorn workers of a `dynvm serve` master: its children but the inventory
     process (and the embedded farm)."""
-    out = set()
-    for child in children(pid):
-        try:
-            line = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"dynvm.runtime.inventory_process" not in line and b"dynvm.sim.runner" not in line:
-            out.add(child)
-    return out
+    from dynvm.runtime.serving import cmdline
+
+    helpers = ("dynvm.runtime.inventory_process", "dynvm.sim.runner")
+    return {child for child in children(pid)
+            if (line := cmdline(child)) and not any(h in line for h in helpers)}
 
 
 def alive(pid: int) -> bool:
