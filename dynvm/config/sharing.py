@@ -65,4 +65,4 @@ def parse_queue(s: Section) -> QueueConfig:
     legacy = s.get_int("legacy.wait.secs", default.legacy_wait_secs, minimum=0,
                        maximum=cap * 60)  # a legacy wait is a queued request's wait too
     return QueueConfig(max_wait_minutes=min(wait, cap), max_wait_minutes_cap=cap,
-                       legacy_wait_secs=min(legacy, cap * 60))
+                       legacy_wait_secs=legacy)
