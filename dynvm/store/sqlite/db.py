@@ -140,7 +140,7 @@ class SqliteDb:
         self._schema_pid: int | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file in use
         self._checked = 0.0
-        self._shm: tuple[int, tuple[int, int] | None, _ShmFile] | None = None  # (pid, identity, file)
+        self._shm: tuple[tuple[int, int] | None, _ShmFile] | None = None  # (identity, file)
         self._retired: list[_ShmFile] = []
         # The last write refused for want of room or by an I/O error, until a write
         # succeeds again: a tiny probe may still fit in the WAL of a full disk.
@@ -291,20 +291,20 @@ class SqliteDb:
         """
         pid, identity = os.getpid(), self._identity
         shm = self._shm
-        if shm is None or shm[0] != pid or shm[1] != identity:
+        if shm is None or shm[1].pid != pid or shm[0] != identity:
             with self._lock:
                 shm = self._shm
-                if shm is None or shm[0] != pid or shm[1] != identity:
-                    if shm is not None and shm[0] == pid:
+                if shm is None or shm[1].pid != pid or shm[0] != identity:
+                    if shm is not None and shm[1].pid == pid:
                         # Closed with the store: another thread may be reading it now.
-                        self._retired.append(shm[2])
+                        self._retired.append(shm[1])
                     try:
-                        shm = (pid, identity, _ShmFile(self.path + "-shm"))
+                        shm = (identity, _ShmFile(self.path + "-shm"))
                     except OSError:
                         self._shm = None
                         return None
                     self._shm = shm
-        fd = shm[2].fd
+        fd = shm[1].fd
         if fd is None:  # closed by `close()` meanwhile
             return None
         try:
@@ -324,8 +324,8 @@ class SqliteDb:
                 if held.pid == pid:
                     held.conn.close()
             self._schema_pid = None
-            if self._shm is not None and self._shm[0] == pid:
-                self._retired.append(self._shm[2])
+            if self._shm is not None and self._shm[1].pid == pid:
+                self._retired.append(self._shm[1])
             self._shm = None
             for shm_file in self._retired:
                 shm_file.close()
