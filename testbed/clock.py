@@ -45,8 +45,8 @@ class SteppedClock(Clock):
             self.advance(secs)
 
     def sleep(self, secs: float) -> None:
+        self._waiting()
         end = self.monotonic() + secs
-        self._waiting()  # time moved while it sleeps: this sleep, too, ends when it passes
         with self._moved:
             while (left := end - self.monotonic()) > 0:
                 self._moved.wait(left)
@@ -60,8 +60,8 @@ class SteppedClock(Clock):
         return False
 
     def wait(self, event: threading.Event, secs: float) -> bool:
-        end = self.monotonic() + secs
         self._waiting()
+        end = self.monotonic() + secs
         while not event.is_set():
             left = end - self.monotonic()
             if left <= 0:
